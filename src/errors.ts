@@ -1,0 +1,110 @@
+/**
+ * Errors raised by kysely-scale. Every error carries a stable `code` that programs can switch on
+ * and a message that says what to change. PostgreSQL's own errors (with `code`, `detail`,
+ * `constraint`, …) are never wrapped: they reach the caller unchanged.
+ *
+ * @packageDocumentation
+ */
+
+/** Stable error codes. New codes may be added; existing ones never change meaning. */
+export const ErrorCodes = {
+  /** A configuration option is missing or invalid; the message names the option. */
+  INVALID_CONFIG: 'E_INVALID_CONFIG',
+  /** A shard key value cannot be encoded (null, object, non-integer number, …). */
+  INVALID_SHARD_KEY: 'E_INVALID_SHARD_KEY',
+  /** A topology is malformed (duplicate ids, unowned slots, bad URLs, …). */
+  INVALID_TOPOLOGY: 'E_INVALID_TOPOLOGY',
+  /** A query on a sharded table names no shard key and the table's policy is `error`. */
+  NO_SHARD_KEY: 'E_NO_SHARD_KEY',
+  /** A shard id that the topology does not contain. */
+  UNKNOWN_SHARD: 'E_UNKNOWN_SHARD',
+  /** A statement inside a transaction targets a shard other than the one the transaction is bound to. */
+  CROSS_SHARD_TRANSACTION: 'E_CROSS_SHARD_TRANSACTION',
+  /** A scatter query whose result cannot be merged correctly across shards. */
+  UNSUPPORTED_SCATTER: 'E_UNSUPPORTED_SCATTER',
+  /** A query shape the router cannot route safely (e.g. a write that would touch several shards in one statement it cannot split). */
+  UNROUTABLE_QUERY: 'E_UNROUTABLE_QUERY',
+  /** The dialect (or another component) was used after `destroy()`. */
+  DESTROYED: 'E_DESTROYED',
+  /** The test cluster could not start (missing binaries, no Docker, …). */
+  TEST_CLUSTER: 'E_TEST_CLUSTER',
+  /** A cache value is larger than the configured maximum. */
+  CACHE_VALUE_TOO_LARGE: 'E_CACHE_VALUE_TOO_LARGE',
+  /** A cache policy name that was not configured. */
+  UNKNOWN_CACHE_POLICY: 'E_UNKNOWN_CACHE_POLICY',
+  /** A cache loader exceeded its hard timeout. */
+  CACHE_LOADER_TIMEOUT: 'E_CACHE_LOADER_TIMEOUT',
+  /** The balancer has no instance it may use. */
+  NO_INSTANCE_AVAILABLE: 'E_NO_INSTANCE_AVAILABLE',
+  /** No instance fits the budget of a cost-aware strategy. */
+  BUDGET_EXCEEDED: 'E_BUDGET_EXCEEDED',
+  /** A balanced call exceeded its timeout. */
+  REQUEST_TIMEOUT: 'E_REQUEST_TIMEOUT',
+} as const;
+
+/** One of the stable error codes in {@link ErrorCodes}. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** Base class of every error raised by kysely-scale. */
+export class KyselyScaleError extends Error {
+  /** The stable code of this error. */
+  readonly code: ErrorCode;
+  /** Structured context to act on (table, shard id, option name, …). Never holds a password. */
+  readonly context: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; context?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = Object.freeze({ ...(options.context ?? {}) });
+  }
+}
+
+/** A configuration option is missing or invalid. `context.option` names it. */
+export class ConfigError extends KyselyScaleError {
+  constructor(option: string, problem: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.INVALID_CONFIG, `Invalid option \`${option}\`: ${problem}`, {
+      context: { option, ...context },
+    });
+  }
+}
+
+/** A shard key value cannot be encoded under the key-encoding contract. */
+export class ShardKeyError extends KyselyScaleError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.INVALID_SHARD_KEY, message, { context });
+  }
+}
+
+/** A topology is malformed; the message says what to fix. */
+export class TopologyError extends KyselyScaleError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.INVALID_TOPOLOGY, message, { context });
+  }
+}
+
+/** Raised for routing problems: a missing shard key, an unknown shard, an unroutable or unmergeable query. */
+export class RoutingError extends KyselyScaleError {}
+
+/** A statement inside a transaction targeted a shard other than the transaction's. Nothing of the transaction commits. */
+export class CrossShardTransactionError extends KyselyScaleError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.CROSS_SHARD_TRANSACTION, message, { context });
+  }
+}
+
+/** Replaces the password of a connection URL with `***`, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    // Not a URL we can parse: hide anything between `:` and `@` that looks like a password.
+    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+  }
+}

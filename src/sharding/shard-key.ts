@@ -1,0 +1,33 @@
+import { ShardKeyError } from '../errors';
+
+/** A value that can be a shard key: an integer number, a bigint, or a string (UUIDs included). */
+export type ShardKeyValue = number | bigint | string;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The canonical text of a shard key (contract 1 of ARCHITECTURE.md): integers and bigints as
+ * base-10 text without leading zeros, UUIDs lower-case with hyphens, other strings as they are.
+ * `42`, `42n` and `'42'` encode the same. Anything else is refused with {@link ShardKeyError}.
+ */
+export function encodeShardKey(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return UUID.test(value) ? value.toLowerCase() : value;
+    case 'bigint':
+      return value.toString(10);
+    case 'number':
+      if (Number.isSafeInteger(value)) return Object.is(value, -0) ? '0' : value.toString(10);
+      throw new ShardKeyError(
+        Number.isInteger(value)
+          ? `Shard key ${value} is an integer beyond 2^53 that a JavaScript number cannot hold exactly: pass it as a bigint or a string.`
+          : `Shard key ${String(value)} is not an integer: use an integer, a bigint or a string.`,
+        { value: String(value) },
+      );
+    default:
+      throw new ShardKeyError(
+        `Shard key of type ${value === null ? 'null' : typeof value} cannot be encoded: use an integer, a bigint or a string.`,
+        { type: value === null ? 'null' : typeof value },
+      );
+  }
+}
