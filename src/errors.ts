@@ -40,6 +40,10 @@ export const ErrorCodes = {
   BUDGET_EXCEEDED: 'E_BUDGET_EXCEEDED',
   /** A balanced call exceeded its timeout. */
   REQUEST_TIMEOUT: 'E_REQUEST_TIMEOUT',
+  /** A value the cache serializer cannot encode (function, symbol, circular reference, …). */
+  CACHE_SERIALIZATION: 'E_CACHE_SERIALIZATION',
+  /** The L2 (Redis) tier could not serve a command: timeout, disconnected, or circuit open. Never surfaces from a cache read. */
+  CACHE_BACKEND_UNAVAILABLE: 'E_CACHE_BACKEND_UNAVAILABLE',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */
@@ -88,7 +92,11 @@ export class TopologyError extends KyselyScaleError {
 }
 
 /** Raised for routing problems: a missing shard key, an unknown shard, an unroutable or unmergeable query. */
-export class RoutingError extends KyselyScaleError {}
+export class RoutingError extends KyselyScaleError {
+  constructor(code: ErrorCode, message: string, context: Record<string, unknown> = {}) {
+    super(code, message, { context });
+  }
+}
 
 /** A statement inside a transaction targeted a shard other than the transaction's. Nothing of the transaction commits. */
 export class CrossShardTransactionError extends KyselyScaleError {
@@ -106,5 +114,52 @@ export function redactUrl(url: string): string {
   } catch {
     // Not a URL we can parse: hide anything between `:` and `@` that looks like a password.
     return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+  }
+}
+
+// ---- Cache (src/cache) -------------------------------------------------------------------------
+
+/** A serialized cache value exceeds the configured maximum size. */
+export class CacheValueTooLargeError extends KyselyScaleError {
+  constructor(sizeBytes: number, maxBytes: number, context: Record<string, unknown> = {}) {
+    super(
+      ErrorCodes.CACHE_VALUE_TOO_LARGE,
+      `Cache value is ${sizeBytes} bytes serialized, over the limit of ${maxBytes} bytes (option \`maxValueBytes\`)`,
+      { context: { sizeBytes, maxBytes, ...context } },
+    );
+  }
+}
+
+/** A cache policy name that the cache was not configured with. */
+export class UnknownCachePolicyError extends KyselyScaleError {
+  constructor(policy: string, known: readonly string[]) {
+    super(
+      ErrorCodes.UNKNOWN_CACHE_POLICY,
+      `Unknown cache policy \`${policy}\`; configured policies: ${known.join(', ') || '(none)'}`,
+      { context: { policy, known } },
+    );
+  }
+}
+
+/** A cache loader exceeded its hard timeout (and no stale value could be served instead). */
+export class CacheLoaderTimeoutError extends KyselyScaleError {
+  constructor(key: string, timeoutMillis: number) {
+    super(ErrorCodes.CACHE_LOADER_TIMEOUT, `Cache loader for \`${key}\` exceeded its hard timeout of ${timeoutMillis} ms`, {
+      context: { key, timeoutMillis },
+    });
+  }
+}
+
+/** A value the cache serializer cannot encode; `context.path` says where in the value. */
+export class CacheSerializationError extends KyselyScaleError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.CACHE_SERIALIZATION, message, { context });
+  }
+}
+
+/** The L2 tier is unavailable (timeout, disconnected, circuit open). Used inside the cache; reads fall through instead. */
+export class CacheBackendUnavailableError extends KyselyScaleError {
+  constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
+    super(ErrorCodes.CACHE_BACKEND_UNAVAILABLE, message, options);
   }
 }

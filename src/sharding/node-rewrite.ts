@@ -1,0 +1,44 @@
+import {
+  InsertQueryNode,
+  OperationNodeTransformer,
+  PrimitiveValueListNode,
+  ValueListNode,
+  ValuesNode,
+  type OperationNode,
+  type RootOperationNode,
+  type ValuesItemNode,
+} from 'kysely';
+
+class ReplaceNode extends OperationNodeTransformer {
+  constructor(
+    private readonly target: OperationNode,
+    private readonly replacement: OperationNode,
+  ) {
+    super();
+  }
+
+  override transformNode<T extends OperationNode | undefined>(node: T): T {
+    if (node === this.target) return this.replacement as T;
+    return super.transformNode(node);
+  }
+}
+
+/** A copy of `root` whose `in (…)` list node `list` keeps only the entries at `indexes`. */
+export function withListSubset(root: RootOperationNode, list: OperationNode, indexes: readonly number[]): RootOperationNode {
+  let subset: OperationNode;
+  if (list.kind === 'PrimitiveValueListNode') {
+    const values = (list as PrimitiveValueListNode).values;
+    subset = PrimitiveValueListNode.create(indexes.map((i) => values[i]));
+  } else {
+    const values = (list as ValueListNode).values;
+    subset = ValueListNode.create(indexes.map((i) => values[i]!));
+  }
+  return new ReplaceNode(list, subset).transformNode(root);
+}
+
+/** A copy of an insert that keeps only the value rows at `indexes`. */
+export function withInsertRows(root: InsertQueryNode, indexes: readonly number[]): InsertQueryNode {
+  const rows = (root.values as ValuesNode).values;
+  const kept: ValuesItemNode[] = indexes.map((i) => rows[i]!);
+  return InsertQueryNode.cloneWith(root, { values: ValuesNode.create(kept) });
+}

@@ -1,0 +1,370 @@
+import type {
+  AliasNode,
+  BinaryOperationNode,
+  DeleteQueryNode,
+  InsertQueryNode,
+  JoinNode,
+  OperationNode,
+  RootOperationNode,
+  SelectQueryNode,
+  TableNode,
+  UpdateQueryNode,
+  WithNode,
+} from 'kysely';
+
+/**
+ * What the router needs to know about a statement, read from Kysely's operation-node tree without
+ * looking at the topology: the tables of every query scope, which shard keys each scope is pinned
+ * to, and the rows of an insert. Pure and cheap (one walk of the tree): it runs for every query.
+ */
+export interface QueryAnalysis {
+  readonly statement: StatementKind;
+  /** One entry per query scope (the root first, then subqueries and CTEs). */
+  readonly scopes: readonly ScopeAnalysis[];
+  /** For inserts into a sharded table: the key of every row, in order, and the rows node to split. */
+  readonly insert?: InsertAnalysis;
+}
+
+export type StatementKind = 'select' | 'insert' | 'update' | 'delete' | 'ddl' | 'raw' | 'merge';
+
+/** The tables and key constraint of one SELECT/INSERT/UPDATE/DELETE scope. */
+export interface ScopeAnalysis {
+  /** Sharded tables of the scope (by configured name). */
+  readonly shardedTables: readonly string[];
+  /** Tables that are not sharded. */
+  readonly unshardedTables: readonly string[];
+  /** Shard keys the scope's WHERE pins it to, or `null` when it names none. */
+  readonly keys: readonly unknown[] | null;
+  /** The `in (…)` list node that holds `keys`, when the constraint is a single list (it can then be split per shard). */
+  readonly keyList?: OperationNode;
+  /** Sharded tables that are joined without equality on their shard keys (cannot be co-located). */
+  readonly unlinkedTables: readonly string[];
+}
+
+export interface InsertAnalysis {
+  readonly table: string;
+  /** The key of each row, or a reason why a row's key cannot be read. */
+  readonly rowKeys: readonly unknown[];
+  /** Set when the insert has no readable per-row keys (no key column, non-literal key, insert … select, default values). */
+  readonly problem?: string;
+}
+
+/** How the analyzer learns which tables are sharded. */
+export interface ShardKeyLookup {
+  /** The shard key column of `table` (optionally schema-qualified), or `undefined` when the table is not sharded. */
+  keyColumnOf(table: string, schema: string | undefined): string | undefined;
+}
+
+type QueryNode = SelectQueryNode | InsertQueryNode | UpdateQueryNode | DeleteQueryNode;
+
+const ROOT_KIND: Record<RootOperationNode['kind'], StatementKind> = {
+  SelectQueryNode: 'select',
+  InsertQueryNode: 'insert',
+  UpdateQueryNode: 'update',
+  DeleteQueryNode: 'delete',
+  MergeQueryNode: 'merge',
+  RawNode: 'raw',
+  CreateTableNode: 'ddl',
+  CreateIndexNode: 'ddl',
+  CreateSchemaNode: 'ddl',
+  CreateViewNode: 'ddl',
+  RefreshMaterializedViewNode: 'ddl',
+  DropTableNode: 'ddl',
+  DropIndexNode: 'ddl',
+  DropSchemaNode: 'ddl',
+  DropViewNode: 'ddl',
+  AlterTableNode: 'ddl',
+  CreateTypeNode: 'ddl',
+  DropTypeNode: 'ddl',
+};
+
+// Leaves and nodes that can never contain a query: the walk does not descend into them.
+const LEAF_KINDS = new Set([
+  'IdentifierNode', 'ValueNode', 'OperatorNode', 'PrimitiveValueListNode', 'TableNode', 'ColumnNode',
+  'SchemableIdentifierNode', 'SelectAllNode', 'DefaultInsertValueNode', 'DataTypeNode', 'LimitNode', 'OffsetNode',
+]);
+
+/** Analyzes a root operation node. */
+export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): QueryAnalysis {
+  const statement = ROOT_KIND[root.kind];
+  if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: [] };
+  const scopes: ScopeAnalysis[] = [];
+  const ctx: WalkContext = { lookup, scopes, cteNames: new Set() };
+  const insert = analyzeScope(root as QueryNode, ctx);
+  return insert === undefined ? { statement, scopes } : { statement, scopes, insert };
+}
+
+interface WalkContext {
+  readonly lookup: ShardKeyLookup;
+  readonly scopes: ScopeAnalysis[];
+  /** CTE names visible here: a `from cte_name` is not a table. */
+  readonly cteNames: Set<string>;
+}
+
+interface ScopeTable {
+  readonly name: string;
+  /** The name the scope refers to it by (alias or table name). */
+  readonly ref: string;
+  readonly keyColumn: string | undefined;
+}
+
+function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undefined {
+  const withNode = (node as { with?: WithNode }).with;
+  if (withNode !== undefined) for (const cte of withNode.expressions) ctx.cteNames.add(cte.name.table.table.identifier.name);
+
+  const tables: ScopeTable[] = [];
+  for (const item of scopeTableNodes(node)) addTable(item, tables, ctx);
+
+  const sharded = tables.filter((t) => t.keyColumn !== undefined);
+  const scopeIndex = ctx.scopes.length;
+  ctx.scopes.push(EMPTY_SCOPE); // reserve the slot so the root stays first; filled below
+  let insert: InsertAnalysis | undefined;
+  let constraint: KeyConstraint | null = null;
+  let unlinked: string[] = [];
+
+  if (node.kind === 'InsertQueryNode') {
+    const target = sharded[0];
+    if (target !== undefined) insert = analyzeInsertRows(node, target);
+  } else if (sharded.length > 0) {
+    const where = node.where?.where;
+    if (where !== undefined) constraint = keyConstraint(where, tables);
+    unlinked = unlinkedTables(sharded, tables, node);
+  }
+
+  ctx.scopes[scopeIndex] = Object.freeze({
+    shardedTables: sharded.map((t) => t.name),
+    unshardedTables: tables.filter((t) => t.keyColumn === undefined).map((t) => t.name),
+    keys: constraint?.keys ?? null,
+    ...(constraint?.list === undefined ? {} : { keyList: constraint.list }),
+    unlinkedTables: unlinked,
+  });
+
+  // Subqueries and CTEs anywhere in this scope are scopes of their own.
+  walkChildren(node, ctx);
+  return insert;
+}
+
+const EMPTY_SCOPE: ScopeAnalysis = Object.freeze({ shardedTables: [], unshardedTables: [], keys: null, unlinkedTables: [] });
+
+function scopeTableNodes(node: QueryNode): OperationNode[] {
+  switch (node.kind) {
+    case 'SelectQueryNode':
+      return [...(node.from?.froms ?? []), ...(node.joins ?? []).map((j) => j.table)];
+    case 'InsertQueryNode':
+      return node.into === undefined ? [] : [node.into];
+    case 'UpdateQueryNode':
+      return [
+        ...(node.table === undefined ? [] : [node.table]),
+        ...(node.from?.froms ?? []),
+        ...(node.joins ?? []).map((j) => j.table),
+      ];
+    case 'DeleteQueryNode':
+      return [...node.from.froms, ...(node.using?.tables ?? []), ...(node.joins ?? []).map((j) => j.table)];
+  }
+}
+
+function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext): void {
+  let table: TableNode | undefined;
+  let alias: string | undefined;
+  if (item.kind === 'TableNode') table = item as TableNode;
+  else if (item.kind === 'AliasNode') {
+    const aliased = item as AliasNode;
+    if (aliased.node.kind === 'TableNode') {
+      table = aliased.node as TableNode;
+      alias = identifierName(aliased.alias);
+    }
+  }
+  if (table === undefined) return; // a subquery or function in FROM: the walk analyzes it as a scope
+  const name = table.table.identifier.name;
+  const schema = table.table.schema?.name;
+  if (schema === undefined && ctx.cteNames.has(name)) return;
+  const keyColumn = ctx.lookup.keyColumnOf(name, schema);
+  tables.push({ name: schema === undefined ? name : `${schema}.${name}`, ref: alias ?? name, keyColumn });
+}
+
+function identifierName(node: OperationNode): string | undefined {
+  return node.kind === 'IdentifierNode' ? (node as unknown as { name: string }).name : undefined;
+}
+
+interface KeyConstraint {
+  readonly keys: readonly unknown[];
+  readonly list?: OperationNode;
+}
+
+/** The shard keys a WHERE condition pins its scope to; `null` when it does not pin it. */
+function keyConstraint(node: OperationNode, tables: readonly ScopeTable[]): KeyConstraint | null {
+  switch (node.kind) {
+    case 'ParensNode':
+      return keyConstraint((node as unknown as { node: OperationNode }).node, tables);
+    case 'AndNode': {
+      const { left, right } = node as unknown as { left: OperationNode; right: OperationNode };
+      const l = keyConstraint(left, tables);
+      const r = keyConstraint(right, tables);
+      // Either side alone is a correct pin; the narrower one touches fewer shards.
+      if (l === null) return r;
+      if (r === null) return l;
+      return r.keys.length < l.keys.length ? r : l;
+    }
+    case 'OrNode': {
+      const { left, right } = node as unknown as { left: OperationNode; right: OperationNode };
+      const l = keyConstraint(left, tables);
+      const r = keyConstraint(right, tables);
+      return l === null || r === null ? null : { keys: [...l.keys, ...r.keys] };
+    }
+    case 'BinaryOperationNode':
+      return comparisonConstraint(node as BinaryOperationNode, tables);
+    default:
+      return null;
+  }
+}
+
+function comparisonConstraint(node: BinaryOperationNode, tables: readonly ScopeTable[]): KeyConstraint | null {
+  const operator = (node.operator as unknown as { operator?: string }).operator;
+  if (operator === '=' || operator === '==') {
+    if (isKeyReference(node.leftOperand, tables)) return literalConstraint(node.rightOperand);
+    if (isKeyReference(node.rightOperand, tables)) return literalConstraint(node.leftOperand);
+    return null;
+  }
+  if (operator === 'in' && isKeyReference(node.leftOperand, tables)) {
+    const keys = listValues(node.rightOperand);
+    return keys === null ? null : { keys, list: node.rightOperand };
+  }
+  return null;
+}
+
+function literalConstraint(node: OperationNode): KeyConstraint | null {
+  const value = literalValue(node);
+  return value === undefined ? null : { keys: [value] };
+}
+
+/** The value of a literal operand (a parameter or an immediate value); `undefined` when it is an expression. */
+export function literalValue(node: OperationNode): unknown {
+  if (node.kind !== 'ValueNode') return undefined;
+  const value = (node as unknown as { value: unknown }).value;
+  return value === null || typeof value === 'object' ? undefined : value;
+}
+
+function listValues(node: OperationNode): unknown[] | null {
+  if (node.kind === 'PrimitiveValueListNode') {
+    const values = (node as unknown as { values: readonly unknown[] }).values;
+    return values.every((v) => v !== null && typeof v !== 'object') ? [...values] : null;
+  }
+  if (node.kind === 'ValueListNode') {
+    const values = (node as unknown as { values: readonly OperationNode[] }).values.map(literalValue);
+    return values.every((v) => v !== undefined) ? values : null;
+  }
+  return null;
+}
+
+/** Whether `node` references the shard key column of a sharded table of the scope. */
+function isKeyReference(node: OperationNode, tables: readonly ScopeTable[]): boolean {
+  return keyTableOf(node, tables) !== undefined;
+}
+
+function keyTableOf(node: OperationNode, tables: readonly ScopeTable[]): ScopeTable | undefined {
+  let column: string | undefined;
+  let tableRef: string | undefined;
+  if (node.kind === 'ReferenceNode') {
+    const ref = node as unknown as { column: OperationNode; table?: TableNode };
+    if (ref.column.kind !== 'ColumnNode') return undefined;
+    column = (ref.column as unknown as { column: { name: string } }).column.name;
+    tableRef = ref.table?.table.identifier.name;
+  } else if (node.kind === 'ColumnNode') {
+    column = (node as unknown as { column: { name: string } }).column.name;
+  } else {
+    return undefined;
+  }
+  if (tableRef !== undefined) {
+    const table = tables.find((t) => t.ref === tableRef || t.name === tableRef);
+    return table !== undefined && table.keyColumn === column ? table : undefined;
+  }
+  // An unqualified column: PostgreSQL resolves it to the one table that has it; ours is the sharded table keyed by it.
+  return tables.find((t) => t.keyColumn === column);
+}
+
+/**
+ * Sharded tables that no equality on shard keys links to the first sharded table (through JOIN … ON
+ * or WHERE conjuncts): their rows may live on other shards, so the scope cannot run on one shard.
+ */
+function unlinkedTables(sharded: readonly ScopeTable[], tables: readonly ScopeTable[], node: QueryNode): string[] {
+  if (sharded.length < 2) return [];
+  const links: [ScopeTable, ScopeTable][] = [];
+  const collect = (condition: OperationNode | undefined): void => {
+    if (condition === undefined) return;
+    if (condition.kind === 'AndNode') {
+      const { left, right } = condition as unknown as { left: OperationNode; right: OperationNode };
+      collect(left);
+      collect(right);
+    } else if (condition.kind === 'ParensNode') {
+      collect((condition as unknown as { node: OperationNode }).node);
+    } else if (condition.kind === 'BinaryOperationNode') {
+      const op = condition as BinaryOperationNode;
+      if ((op.operator as unknown as { operator?: string }).operator !== '=') return;
+      const a = keyTableOf(op.leftOperand, tables);
+      const b = keyTableOf(op.rightOperand, tables);
+      if (a !== undefined && b !== undefined && a !== b) links.push([a, b]);
+    }
+  };
+  const joins: readonly JoinNode[] = (node as { joins?: readonly JoinNode[] }).joins ?? [];
+  for (const join of joins) collect(join.on?.on);
+  collect((node as { where?: { where: OperationNode } }).where?.where);
+
+  const linked = new Set<ScopeTable>([sharded[0]!]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [a, b] of links) {
+      if (linked.has(a) !== linked.has(b)) {
+        linked.add(a);
+        linked.add(b);
+        grew = true;
+      }
+    }
+  }
+  return sharded.filter((t) => !linked.has(t)).map((t) => t.name);
+}
+
+function analyzeInsertRows(node: InsertQueryNode, target: ScopeTable): InsertAnalysis {
+  const column = target.keyColumn!;
+  const fail = (problem: string): InsertAnalysis => ({ table: target.name, rowKeys: [], problem });
+  const index = (node.columns ?? []).findIndex((c) => c.column.name === column);
+  if (index < 0) return fail(`the insert does not set the shard key column "${column}"`);
+  if (node.values === undefined || node.values.kind !== 'ValuesNode') {
+    return fail(`an insert … select into a sharded table cannot be split by row: its rows' keys are unknown until it runs`);
+  }
+  const rows = (node.values as unknown as { values: readonly OperationNode[] }).values;
+  const rowKeys: unknown[] = [];
+  for (const row of rows) {
+    const key =
+      row.kind === 'PrimitiveValueListNode'
+        ? (row as unknown as { values: readonly unknown[] }).values[index]
+        : literalValue((row as unknown as { values: readonly OperationNode[] }).values[index] ?? row);
+    if (key === undefined || key === null || typeof key === 'object') {
+      return fail(`row ${rowKeys.length} sets "${column}" to an expression or null, not a literal value`);
+    }
+    rowKeys.push(key);
+  }
+  return { table: target.name, rowKeys };
+}
+
+/** Finds query nodes below `node` (not `node` itself) and analyzes each as a scope. */
+function walkChildren(node: OperationNode, ctx: WalkContext): void {
+  for (const key in node) {
+    const child = (node as unknown as Record<string, unknown>)[key];
+    if (child === null || typeof child !== 'object') continue;
+    if (Array.isArray(child)) {
+      for (const item of child) if (item !== null && typeof item === 'object') visit(item as OperationNode, ctx);
+    } else {
+      visit(child as OperationNode, ctx);
+    }
+  }
+}
+
+function visit(node: OperationNode, ctx: WalkContext): void {
+  const kind = node.kind;
+  if (kind === undefined || LEAF_KINDS.has(kind)) return;
+  if (kind === 'SelectQueryNode' || kind === 'InsertQueryNode' || kind === 'UpdateQueryNode' || kind === 'DeleteQueryNode') {
+    analyzeScope(node as QueryNode, ctx);
+    return;
+  }
+  walkChildren(node, ctx);
+}
