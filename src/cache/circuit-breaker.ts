@@ -1,0 +1,84 @@
+import { ConfigError } from '../errors';
+
+/** `closed`: calls pass. `open`: calls are refused at once. `halfOpen`: one probe call is let through. */
+export type BreakerState = 'closed' | 'open' | 'halfOpen';
+
+/** Options of {@link CircuitBreaker}. */
+export interface CircuitBreakerOptions {
+  /**
+   * Consecutive failures that open the circuit.
+   * @default 3
+   */
+  failureThreshold?: number;
+  /**
+   * How long the circuit stays open before one probe is allowed, in milliseconds.
+   * @default 1_000
+   */
+  openMillis?: number;
+}
+
+/** Defaults of {@link CircuitBreakerOptions}. */
+export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>> = Object.freeze({ failureThreshold: 3, openMillis: 1_000 });
+
+/**
+ * A consecutive-failure circuit breaker on an injected clock. It only keeps state; the caller asks
+ * {@link CircuitBreaker.allow} before a call and reports the outcome.
+ */
+export class CircuitBreaker {
+  private readonly failureThreshold: number;
+  private readonly openMillis: number;
+  private current: BreakerState = 'closed';
+  private failures = 0;
+  private openedAt = 0;
+  private probing = false;
+
+  constructor(
+    private readonly now: () => number,
+    options: CircuitBreakerOptions = {},
+    private readonly onChange: (state: BreakerState) => void = () => {},
+    optionPrefix = 'breaker',
+  ) {
+    const t = options.failureThreshold ?? CIRCUIT_BREAKER_DEFAULTS.failureThreshold;
+    const o = options.openMillis ?? CIRCUIT_BREAKER_DEFAULTS.openMillis;
+    if (!Number.isSafeInteger(t) || t < 1) throw new ConfigError(`${optionPrefix}.failureThreshold`, `must be an integer ≥ 1, got ${t}`);
+    if (!Number.isSafeInteger(o) || o < 0) throw new ConfigError(`${optionPrefix}.openMillis`, `must be an integer ≥ 0, got ${o}`);
+    this.failureThreshold = t;
+    this.openMillis = o;
+  }
+
+  /** The state at the current clock reading (`open` turns `halfOpen` once `openMillis` passed). */
+  get state(): BreakerState {
+    if (this.current === 'open' && this.now() - this.openedAt >= this.openMillis) this.transition('halfOpen');
+    return this.current;
+  }
+
+  /** Whether a call may go out now. In `halfOpen`, only one probe at a time. */
+  allow(): boolean {
+    const s = this.state;
+    if (s === 'closed') return true;
+    if (s === 'open' || this.probing) return false;
+    this.probing = true;
+    return true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.probing = false;
+    if (this.current !== 'closed') this.transition('closed');
+  }
+
+  failure(): void {
+    this.probing = false;
+    this.failures++;
+    if (this.current === 'halfOpen' || (this.current === 'closed' && this.failures >= this.failureThreshold)) {
+      this.openedAt = this.now();
+      this.transition('open');
+    }
+  }
+
+  private transition(to: BreakerState): void {
+    if (this.current === to) return;
+    this.current = to;
+    this.onChange(to);
+  }
+}

@@ -1,0 +1,102 @@
+import { LRUCache } from 'lru-cache';
+
+/** A tag and the tag's invalidation epoch seen when the entry's load started. */
+export type TagStamp = readonly [tag: string, epoch: number];
+
+/** One L1 entry. Plain fields so the hit path reads them without calls. */
+export interface CacheEntry {
+  /** The value, as it comes back from the serializer (identical to an L2 read). */
+  readonly value: unknown;
+  /** Serialized size in bytes. */
+  readonly size: number;
+  /** Fresh until this time (clock millis). */
+  readonly freshUntil: number;
+  /** Servable as stale (grace) until this time; equals `freshUntil` without grace. */
+  readonly staleUntil: number;
+  /** Namespace (policy) epoch seen when the load started; older than the current epoch means invalidated. */
+  readonly nsEpoch: number;
+  /** Tag epochs seen when the load started; `null` when untagged. */
+  readonly tags: readonly TagStamp[] | null;
+}
+
+/** Options of {@link MemoryTier}. */
+export interface MemoryTierOptions {
+  /**
+   * Most entries kept.
+   * @default 10_000
+   */
+  maxEntries?: number;
+  /**
+   * Most serialized bytes kept (sum of entry sizes).
+   * @default 67_108_864
+   */
+  maxBytes?: number;
+}
+
+/** Defaults of {@link MemoryTierOptions}. */
+export const MEMORY_TIER_DEFAULTS: Readonly<Required<MemoryTierOptions>> = Object.freeze({ maxEntries: 10_000, maxBytes: 67_108_864 });
+
+/**
+ * L1: an `lru-cache` bounded by entry count and bytes. Expiry is checked against the caller's
+ * clock reading (not lru-cache's own TTL) so grace periods and injected clocks work the same way.
+ */
+export class MemoryTier {
+  private readonly lru: LRUCache<string, CacheEntry>;
+  /** Entries dropped to respect `maxEntries`/`maxBytes`. */
+  evictions = 0;
+  /** Entries dropped because they were past `staleUntil` when read. */
+  expirations = 0;
+
+  constructor(options: MemoryTierOptions = {}) {
+    const maxEntries = options.maxEntries ?? MEMORY_TIER_DEFAULTS.maxEntries;
+    const maxBytes = options.maxBytes ?? MEMORY_TIER_DEFAULTS.maxBytes;
+    this.lru = new LRUCache<string, CacheEntry>({
+      max: maxEntries,
+      maxSize: maxBytes,
+      // lru-cache refuses sizes < 1; an empty string still costs bookkeeping.
+      sizeCalculation: (e) => (e.size > 0 ? e.size : 1),
+      disposeAfter: (_v, _k, reason) => {
+        if (reason === 'evict') this.evictions++;
+      },
+    });
+  }
+
+  /** The entry if it is still servable (fresh or within grace) at `now`; drops expired ones. */
+  get(key: string, now: number): CacheEntry | undefined {
+    const e = this.lru.get(key);
+    if (e === undefined) return undefined;
+    if (now >= e.staleUntil) {
+      this.lru.delete(key);
+      this.expirations++;
+      return undefined;
+    }
+    return e;
+  }
+
+  set(key: string, entry: CacheEntry): void {
+    this.lru.set(key, entry);
+  }
+
+  delete(key: string): boolean {
+    return this.lru.delete(key);
+  }
+
+  clear(): void {
+    this.lru.clear();
+  }
+
+  /** Entries currently held (expired ones are dropped lazily). */
+  get size(): number {
+    return this.lru.size;
+  }
+
+  /** Serialized bytes currently held. */
+  get bytes(): number {
+    return this.lru.calculatedSize;
+  }
+
+  /** Iterates entries from most to least recently used, without touching recency. */
+  *entries(): IterableIterator<[string, CacheEntry]> {
+    yield* this.lru.entries();
+  }
+}

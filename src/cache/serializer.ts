@@ -1,0 +1,154 @@
+import { CacheSerializationError, CacheValueTooLargeError } from '../errors';
+
+/**
+ * Turns cache values into text and back. One serializer serves both tiers: L1 keeps the value that
+ * came back from a round trip, so a value read from L1 equals the one read from L2.
+ */
+export interface CacheSerializer {
+  /** Encodes `value`; throws {@link CacheValueTooLargeError} over the size limit, {@link CacheSerializationError} for unsupported values. */
+  serialize(value: unknown): string;
+  /** Decodes text produced by {@link CacheSerializer.serialize}. */
+  deserialize(text: string): unknown;
+}
+
+/** Options of {@link createSerializer}. */
+export interface SerializerOptions {
+  /**
+   * Largest serialized value accepted, in UTF-8 bytes; larger values are refused with {@link CacheValueTooLargeError}.
+   * @default 1_048_576 (1 MiB)
+   */
+  maxValueBytes?: number;
+}
+
+/** Defaults of {@link SerializerOptions}. */
+export const SERIALIZER_DEFAULTS: Readonly<Required<SerializerOptions>> = Object.freeze({ maxValueBytes: 1_048_576 });
+
+// Tagged encodings are objects whose only marker key is `$`; a user object that has its own `$`
+// key is wrapped as `{ $: 'o', v: … }` so it can never be mistaken for a tag.
+const TAG = '$';
+type Encoded = null | boolean | number | string | Encoded[] | { [k: string]: Encoded };
+
+function encode(value: unknown, path: string, seen: Set<object>): Encoded | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : { $: 'n', v: String(value) };
+    case 'bigint':
+      return { $: 'b', v: value.toString() };
+    case 'undefined':
+      return undefined;
+    case 'function':
+    case 'symbol':
+      throw new CacheSerializationError(`Cannot cache a ${typeof value} (at ${path})`, { path });
+    case 'object':
+      break;
+  }
+  if (value === null) return null;
+  const obj = value as object;
+  if (seen.has(obj)) throw new CacheSerializationError(`Cannot cache a circular reference (at ${path})`, { path });
+  if (obj instanceof Date) {
+    const ms = obj.getTime();
+    return { $: 'd', v: Number.isNaN(ms) ? null : ms };
+  }
+  if (obj instanceof Uint8Array) return { $: 'B', v: Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength).toString('base64') };
+  seen.add(obj);
+  try {
+    if (Array.isArray(obj)) {
+      const out: Encoded[] = new Array(obj.length);
+      for (let i = 0; i < obj.length; i++) {
+        const e = encode(obj[i], `${path}[${i}]`, seen);
+        out[i] = e === undefined ? { $: 'u' } : e;
+      }
+      return out;
+    }
+    if (obj instanceof Map) {
+      const entries: Encoded[] = [];
+      for (const [k, v] of obj) {
+        const ek = encode(k, `${path}<key>`, seen);
+        const ev = encode(v, `${path}.get(…)`, seen);
+        entries.push([ek === undefined ? { $: 'u' } : ek, ev === undefined ? { $: 'u' } : ev]);
+      }
+      return { $: 'M', v: entries };
+    }
+    if (obj instanceof Set) {
+      const items: Encoded[] = [];
+      for (const v of obj) {
+        const ev = encode(v, `${path}<item>`, seen);
+        items.push(ev === undefined ? { $: 'u' } : ev);
+      }
+      return { $: 'S', v: items };
+    }
+    const out: { [k: string]: Encoded } = {};
+    for (const k of Object.keys(obj)) {
+      const e = encode((obj as Record<string, unknown>)[k], `${path}.${k}`, seen);
+      if (e !== undefined) out[k] = e; // like JSON: undefined properties are dropped
+    }
+    return Object.prototype.hasOwnProperty.call(out, TAG) ? { $: 'o', v: out } : out;
+  } finally {
+    seen.delete(obj);
+  }
+}
+
+type Decoder = (v: unknown) => unknown;
+const decoders: Record<string, Decoder> = {
+  n: (v) => Number(v),
+  b: (v) => BigInt(v as string),
+  u: () => undefined,
+  d: (v) => new Date(v === null ? NaN : (v as number)),
+  B: (v) => Buffer.from(v as string, 'base64'),
+  M: (v) => new Map((v as unknown[][]).map(([k, x]) => [decode(k), decode(x)])),
+  S: (v) => new Set((v as unknown[]).map(decode)),
+  o: (v) => decodeObject(v as Record<string, unknown>),
+};
+
+function decodeObject(obj: Record<string, unknown>): Record<string, unknown> {
+  for (const k in obj) {
+    const v = obj[k];
+    if (typeof v === 'object' && v !== null) obj[k] = decode(v);
+  }
+  return obj;
+}
+
+function decode(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i];
+      if (typeof v === 'object' && v !== null) value[i] = decode(v);
+    }
+    return value;
+  }
+  const tag = (value as Record<string, unknown>)[TAG];
+  if (tag !== undefined) {
+    const decoder = decoders[tag as string];
+    if (decoder === undefined) throw new CacheSerializationError(`Unknown cache encoding tag \`${String(tag)}\``);
+    return decoder((value as Record<string, unknown>).v);
+  }
+  return decodeObject(value as Record<string, unknown>);
+}
+
+/**
+ * The JSON-based serializer of kysely-scale: keeps `Date`, `BigInt`, `Buffer`/`Uint8Array` (read
+ * back as `Buffer`), `Map`, `Set`, `undefined` in arrays, `NaN`/`±Infinity`, and nested
+ * combinations; class instances come back as plain objects (as with JSON).
+ */
+export function createSerializer(options: SerializerOptions = {}): CacheSerializer {
+  const maxValueBytes = options.maxValueBytes ?? SERIALIZER_DEFAULTS.maxValueBytes;
+  return Object.freeze({
+    serialize(value: unknown): string {
+      const encoded = encode(value, '$', new Set());
+      const text = encoded === undefined ? '{"$":"u"}' : JSON.stringify(encoded);
+      // Cheap upper bound first: a UTF-16 string never takes more than 3 bytes per unit in UTF-8.
+      if (text.length * 3 > maxValueBytes) {
+        const bytes = Buffer.byteLength(text, 'utf8');
+        if (bytes > maxValueBytes) throw new CacheValueTooLargeError(bytes, maxValueBytes);
+      }
+      return text;
+    },
+    deserialize(text: string): unknown {
+      return decode(JSON.parse(text));
+    },
+  });
+}

@@ -1,0 +1,57 @@
+/**
+ * One in-flight load per key per process. Callers that ask for a key while its load runs share the
+ * same promise. A flight can be marked stale (an invalidation arrived while it ran): its result is
+ * still returned to the waiting callers but must not be written to L1.
+ */
+export interface Flight<T> {
+  readonly key: string;
+  readonly promise: Promise<T>;
+  /** Tags the loaded value will carry; a tag invalidation marks matching flights stale. */
+  readonly tags: readonly string[];
+  /** Set when an invalidation of this key, one of its tags, or its namespace arrived during the load. */
+  stale: boolean;
+}
+
+export class SingleFlight<T> {
+  private readonly flights = new Map<string, Flight<T>>();
+
+  /** The running flight for `key`, if any. */
+  get(key: string): Flight<T> | undefined {
+    return this.flights.get(key);
+  }
+
+  /**
+   * Joins the running flight for `key` or starts one with `run`, which receives the flight so it can
+   * check `stale` before filling. The flight is forgotten once it settles.
+   */
+  run(key: string, tags: readonly string[], run: (flight: Flight<T>) => Promise<T>): Flight<T> {
+    const existing = this.flights.get(key);
+    if (existing !== undefined) return existing;
+    const flight = { key, tags, stale: false } as { -readonly [K in keyof Flight<T>]: Flight<T>[K] };
+    this.flights.set(key, flight);
+    flight.promise = (async () => {
+      try {
+        return await run(flight);
+      } finally {
+        if (this.flights.get(key) === flight) this.flights.delete(key);
+      }
+    })();
+    return flight;
+  }
+
+  /** Marks the flight of `key` stale. */
+  markKey(key: string): void {
+    const f = this.flights.get(key);
+    if (f !== undefined) f.stale = true;
+  }
+
+  /** Marks stale every flight that matches. */
+  markWhere(match: (flight: Flight<T>) => boolean): void {
+    for (const f of this.flights.values()) if (match(f)) f.stale = true;
+  }
+
+  /** Number of loads running. */
+  get size(): number {
+    return this.flights.size;
+  }
+}
