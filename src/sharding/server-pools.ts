@@ -1,0 +1,140 @@
+import { Pool } from 'pg';
+import type { ServerSpec } from './topology';
+
+/** The few methods kysely-scale uses of a pooled client (pg's `PoolClient` fits). */
+export interface PoolClientLike {
+  query(text: string, values?: unknown[]): Promise<{ command: string; rowCount: number | null; rows: unknown[] }>;
+  query<T>(submittable: T): T;
+  release(destroy?: boolean | Error): void;
+}
+
+/** The few methods kysely-scale uses of a connection pool (pg's `Pool` fits). */
+export interface PoolLike {
+  connect(): Promise<PoolClientLike>;
+  end(): Promise<void>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** Options of the pg Pool created for every server. */
+export interface ServerPoolOptions {
+  /** Maximum connections per server. @default 10 */
+  max?: number;
+  /** Close a connection idle this long. @default 30000 */
+  idleTimeoutMillis?: number;
+  /** Fail `connect()` after this long (0 waits forever). @default 10000 */
+  connectionTimeoutMillis?: number;
+  /** Server-side `statement_timeout` for every connection (0 = none). @default 0 */
+  statementTimeoutMillis?: number;
+  /** `application_name` reported to PostgreSQL. @default 'kysely-scale' */
+  applicationName?: string;
+}
+
+/** Defaults of {@link ServerPoolOptions}. */
+export const SERVER_POOL_DEFAULTS: Readonly<Required<ServerPoolOptions>> = Object.freeze({
+  max: 10,
+  idleTimeoutMillis: 30_000,
+  connectionTimeoutMillis: 10_000,
+  statementTimeoutMillis: 0,
+  applicationName: 'kysely-scale',
+});
+
+interface PoolEntry {
+  readonly pool: PoolLike;
+  inUse: number;
+  retired: boolean;
+}
+
+/**
+ * One pool per server URL, created on first use. When a new topology drops a server, its pool is
+ * retired: it takes no new work and is ended once its last checked-out client comes back, so
+ * in-flight queries finish.
+ */
+export class ServerPools {
+  readonly #entries = new Map<string, PoolEntry>();
+  readonly #createPool: (server: ServerSpec) => PoolLike;
+  readonly #onError: (error: Error, server: ServerSpec) => void;
+  #destroyed = false;
+
+  constructor(createPool: (server: ServerSpec) => PoolLike, onError: (error: Error, server: ServerSpec) => void) {
+    this.#createPool = createPool;
+    this.#onError = onError;
+  }
+
+  /** Checks out a client of `server`; its `release` returns it and lets a retired pool end. */
+  async acquire(server: ServerSpec): Promise<PoolClientLike> {
+    const entry = this.#entry(server);
+    entry.inUse++;
+    let client: PoolClientLike;
+    try {
+      client = await entry.pool.connect();
+    } catch (error) {
+      this.#returned(entry);
+      throw error;
+    }
+    let released = false;
+    const release = client.release.bind(client);
+    // A wrapper (not a mutation of the pg client) so a double release stays harmless.
+    return {
+      query: client.query.bind(client) as PoolClientLike['query'],
+      release: (destroy?: boolean | Error) => {
+        if (released) return;
+        released = true;
+        release(destroy);
+        this.#returned(entry);
+      },
+    };
+  }
+
+  /** Retires the pools of servers that `keep` does not list. */
+  retainOnly(keep: ReadonlySet<string>): void {
+    for (const [url, entry] of this.#entries) {
+      if (keep.has(url)) continue;
+      this.#entries.delete(url);
+      entry.retired = true;
+      if (entry.inUse === 0) void entry.pool.end();
+    }
+  }
+
+  /** Ends every pool. */
+  async destroy(): Promise<void> {
+    this.#destroyed = true;
+    const pools = [...this.#entries.values()].map((e) => e.pool.end());
+    this.#entries.clear();
+    await Promise.allSettled(pools);
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  #entry(server: ServerSpec): PoolEntry {
+    let entry = this.#entries.get(server.url);
+    if (entry === undefined) {
+      const pool = this.#createPool(server);
+      // Without a listener an idle client's network error would crash the process.
+      pool.on('error', (error) => this.#onError(error, server));
+      entry = { pool, inUse: 0, retired: false };
+      this.#entries.set(server.url, entry);
+    }
+    return entry;
+  }
+
+  #returned(entry: PoolEntry): void {
+    entry.inUse--;
+    if (entry.retired && entry.inUse === 0) void entry.pool.end();
+  }
+}
+
+/** The default pool factory: a pg `Pool` per server with the given options. */
+export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>): (server: ServerSpec) => PoolLike {
+  return (server) =>
+    new Pool({
+      connectionString: server.url,
+      max: options.max,
+      idleTimeoutMillis: options.idleTimeoutMillis,
+      connectionTimeoutMillis: options.connectionTimeoutMillis,
+      application_name: options.applicationName,
+      keepAlive: true,
+      ...(options.statementTimeoutMillis > 0 ? { statement_timeout: options.statementTimeoutMillis } : {}),
+    }) as unknown as PoolLike;
+}

@@ -1,0 +1,303 @@
+import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
+import { CrossShardTransactionError, ErrorCodes, RoutingError } from '../errors';
+import { routeHintOf } from './route-hint';
+import { planRoute, type RoutePart, type RoutePlan } from './route-planner';
+import { planScatter } from './scatter-plan';
+import type { PoolClientLike } from './server-pools';
+import type { ShardedRuntime } from './sharded-runtime';
+import type { Shard, ServerSpec } from './topology';
+import type { WriteEvent } from './write-event';
+
+type Row = Record<string, unknown>;
+
+interface TransactionState {
+  readonly settings: TransactionSettings;
+  /** The shard the transaction is bound to: set by its first statement that needs a shard. */
+  shard: Shard | null;
+  /** Savepoint commands issued before BEGIN was sent; replayed after it. */
+  readonly deferred: CompiledQuery[];
+  /** Set when a statement crossed shards: the transaction can only roll back. */
+  doomed: CrossShardTransactionError | null;
+  /** Write events, emitted after COMMIT succeeds. */
+  readonly writes: WriteEvent[];
+}
+
+/**
+ * The connection Kysely sees. It holds at most one real client per server for its lifetime (so
+ * `db.connection()` keeps session state per shard), routes each statement, and in a transaction
+ * defers BEGIN until the first statement that names a shard.
+ */
+export class ShardedConnection implements DatabaseConnection {
+  readonly #runtime: ShardedRuntime;
+  readonly #clients = new Map<string, Promise<PoolClientLike>>();
+  #tx: TransactionState | null = null;
+
+  constructor(runtime: ShardedRuntime) {
+    this.#runtime = runtime;
+  }
+
+  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const plan = this.#plan(compiled);
+    if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
+    const tx = this.#tx;
+    if (tx !== null) {
+      const shards = planShards(plan);
+      if (shards.length === 1) return this.#executeSingle<R>(shards[0]!, compiled, plan);
+      throw this.#doom(tx, `this ${plan.statement} spans shards ${shards.map((s) => `"${s.id}"`).join(', ')}`);
+    }
+    return (await this.#executeMulti(compiled, plan)) as QueryResult<R>;
+  }
+
+  async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
+    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RoutingError(ErrorCodes.INVALID_CONFIG, 'chunkSize must be a positive integer');
+    const plan = this.#plan(compiled);
+    const shards = planShards(plan);
+    if (plan.kind === 'single' || shards.length === 1) {
+      const client = await this.#clientForStatement(shards[0]!, plan);
+      for await (const rows of this.#cursorRows(client, compiled.sql, compiled.parameters, chunkSize)) yield { rows: rows as R[] };
+      return;
+    }
+    if (this.#tx !== null) throw this.#doom(this.#tx, `this stream spans ${shards.length} shards`);
+    if (plan.statement !== 'select' || plan.kind === 'broadcast') {
+      throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, `stream() over several shards works for SELECT only; run this ${plan.statement} with execute().`);
+    }
+    const scatter = planScatter(compiled.query as SelectQueryNode);
+    if (!scatter.streamable) {
+      throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'This scatter query (aggregates, GROUP BY or DISTINCT) cannot be streamed: run it with execute(), or add the shard key.');
+    }
+    const parts = this.#parts(plan, compiled.query);
+    const streams = await Promise.all(
+      parts.map(async (part) => {
+        const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode).shardNode;
+        const query = this.#runtime.compile(node, compiled);
+        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+        return flatten(this.#cursorRows(client, query.sql, query.parameters, chunkSize));
+      }),
+    );
+    let chunk: Row[] = [];
+    for await (const row of scatter.mergeStreams(streams)) {
+      chunk.push(row);
+      if (chunk.length >= chunkSize) {
+        yield { rows: chunk as R[] };
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield { rows: chunk as R[] };
+  }
+
+  /** Starts a transaction; BEGIN is sent once a statement binds it to a shard. */
+  beginTransaction(settings: TransactionSettings): void {
+    this.#tx = { settings, shard: null, deferred: [], doomed: null, writes: [] };
+  }
+
+  async commitTransaction(): Promise<void> {
+    const tx = this.#takeTx();
+    if (tx.doomed !== null) {
+      if (tx.shard !== null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
+      throw new CrossShardTransactionError(`The transaction was rolled back, not committed: ${tx.doomed.message}`, { ...tx.doomed.context });
+    }
+    if (tx.shard === null) return; // nothing was sent
+    await this.#send(tx.shard, CompiledQuery.raw('commit'));
+    if (tx.writes.length > 0) this.#runtime.emitWrites(tx.writes);
+  }
+
+  async rollbackTransaction(): Promise<void> {
+    const tx = this.#takeTx();
+    if (tx.shard !== null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
+  }
+
+  /** Runs a savepoint command (savepoint, rollback to, release) now, or after BEGIN if the transaction is not bound yet. */
+  async savepointCommand(command: CompiledQuery, kind: 'savepoint' | 'rollback to' | 'release', name: string): Promise<void> {
+    const tx = this.#tx;
+    if (tx === null) throw new RoutingError(ErrorCodes.UNROUTABLE_QUERY, `${kind} ${name} outside a transaction`);
+    if (tx.shard !== null) {
+      await this.#send(tx.shard, command);
+      return;
+    }
+    // Not bound yet: nothing ran since the savepoint, so rolling back to it or releasing it only edits the queue.
+    if (kind === 'savepoint') tx.deferred.push(command);
+    else {
+      const at = tx.deferred.findLastIndex((c) => c.sql.endsWith(`"${name}"`));
+      if (at >= 0) tx.deferred.splice(kind === 'release' ? at : at + 1);
+    }
+  }
+
+  /** Returns every held client to its pool. */
+  async release(): Promise<void> {
+    const held = [...this.#clients.values()];
+    this.#clients.clear();
+    const doomed = this.#tx !== null;
+    this.#tx = null;
+    for (const pending of held) {
+      try {
+        // A client left inside an open transaction must not go back to the pool in that state.
+        (await pending).release(doomed ? true : undefined);
+      } catch {
+        // acquiring failed; nothing to release
+      }
+    }
+  }
+
+  #plan(compiled: CompiledQuery): RoutePlan {
+    return planRoute(compiled.query, routeHintOf(compiled.queryId), this.#runtime.topology, this.#runtime.rules);
+  }
+
+  async #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
+    const client = await this.#clientForStatement(shard, plan);
+    const result = await runOn<R>(client, compiled.sql, compiled.parameters);
+    this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
+    return result;
+  }
+
+  /** The client a statement on `shard` runs on; inside a transaction, binds it or checks the binding. */
+  async #clientForStatement(shard: Shard, plan: RoutePlan): Promise<PoolClientLike> {
+    const tx = this.#tx;
+    if (tx === null) return this.#client(this.#runtime.serverFor(shard, plan, false));
+    if (tx.doomed !== null) throw tx.doomed;
+    if (tx.shard === null) {
+      tx.shard = shard;
+      const client = await this.#client(this.#runtime.serverFor(shard, plan, true));
+      await runOn(client, beginSql(tx.settings), []);
+      for (const command of tx.deferred.splice(0)) await runOn(client, command.sql, command.parameters);
+      return client;
+    }
+    if (tx.shard.id !== shard.id) {
+      throw this.#doom(tx, `the transaction is bound to shard "${tx.shard.id}" and this ${plan.statement}${plan.table === null ? '' : ` on "${plan.table}"`} belongs to shard "${shard.id}"`);
+    }
+    return this.#client(this.#runtime.serverFor(tx.shard, plan, true));
+  }
+
+  async #executeMulti(compiled: CompiledQuery, plan: Exclude<RoutePlan, { kind: 'single' }>): Promise<QueryResult<unknown>> {
+    const parts = this.#parts(plan, compiled.query);
+    if (plan.statement === 'select') {
+      const scatter = planScatter(compiled.query as SelectQueryNode);
+      const rowsPerShard = await Promise.all(
+        parts.map(async (part) => {
+          const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode).shardNode;
+          const query = this.#runtime.compile(node, compiled);
+          const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+          return (await runOn<Row>(client, query.sql, query.parameters)).rows;
+        }),
+      );
+      return { rows: scatter.merge(rowsPerShard) };
+    }
+    const results = await Promise.all(
+      parts.map(async (part) => {
+        const query = part.node === compiled.query ? compiled : this.#runtime.compile(part.node, compiled);
+        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+        return runOn<unknown>(client, query.sql, query.parameters);
+      }),
+    );
+    for (const part of parts) this.#recordWrite(plan, part.shard, part.keys);
+    if (plan.kind === 'broadcast') return results[0]!;
+    return mergeWriteResults(parts, results);
+  }
+
+  #parts(plan: Exclude<RoutePlan, { kind: 'single' }>, node: RootOperationNode): readonly RoutePart[] {
+    if (plan.kind === 'split') return plan.parts;
+    return plan.shards.map((shard) => ({ shard, node, keys: null }));
+  }
+
+  #recordWrite(plan: RoutePlan, shard: Shard, keys: readonly unknown[] | null): void {
+    const kind = plan.statement;
+    if (kind !== 'insert' && kind !== 'update' && kind !== 'delete' && kind !== 'raw' && kind !== 'merge') return;
+    if (!this.#runtime.hasWriteListeners) return;
+    const event: WriteEvent = Object.freeze({
+      kind: kind === 'merge' ? 'raw' : kind,
+      table: plan.table,
+      shardId: shard.id,
+      keys: keys === null ? null : (keys as WriteEvent['keys']),
+    });
+    if (this.#tx !== null) this.#tx.writes.push(event);
+    else this.#runtime.emitWrites([event]);
+  }
+
+  #doom(tx: TransactionState, reason: string): CrossShardTransactionError {
+    tx.doomed ??= new CrossShardTransactionError(
+      `Cross-shard transaction refused: ${reason}. A transaction runs on one shard; nothing of it will commit. Split the work into one transaction per shard.`,
+      { boundShard: tx.shard?.id ?? null },
+    );
+    return tx.doomed;
+  }
+
+  #takeTx(): TransactionState {
+    const tx = this.#tx;
+    if (tx === null) throw new RoutingError(ErrorCodes.UNROUTABLE_QUERY, 'No transaction is open on this connection.');
+    this.#tx = null;
+    return tx;
+  }
+
+  async #send(shard: Shard, command: CompiledQuery): Promise<void> {
+    const client = await this.#client(this.#runtime.serverFor(shard, null, true));
+    await runOn(client, command.sql, command.parameters);
+  }
+
+  #client(server: ServerSpec): Promise<PoolClientLike> {
+    let pending = this.#clients.get(server.url);
+    if (pending === undefined) {
+      pending = this.#runtime.acquire(server);
+      this.#clients.set(server.url, pending);
+      pending.catch(() => this.#clients.delete(server.url));
+    }
+    return pending;
+  }
+
+  async *#cursorRows(client: PoolClientLike, sql: string, parameters: readonly unknown[], chunkSize: number): AsyncGenerator<unknown[]> {
+    const Cursor = this.#runtime.cursor();
+    const cursor = client.query(new Cursor(sql, [...parameters]));
+    try {
+      for (;;) {
+        const rows = await cursor.read(chunkSize);
+        if (rows.length === 0) return;
+        yield rows;
+      }
+    } finally {
+      await cursor.close();
+    }
+  }
+}
+
+async function runOn<R>(client: PoolClientLike, sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+  const { command, rowCount, rows } = await client.query(sql, [...parameters]);
+  const writes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+  return writes ? { numAffectedRows: BigInt(rowCount ?? 0), rows: (rows ?? []) as R[] } : { rows: (rows ?? []) as R[] };
+}
+
+function beginSql(settings: TransactionSettings): string {
+  let sql = 'start transaction';
+  if (settings.isolationLevel !== undefined) sql += ` isolation level ${settings.isolationLevel}`;
+  if (settings.accessMode !== undefined) sql += ` ${settings.accessMode}`;
+  return sql;
+}
+
+function planShards(plan: RoutePlan): readonly Shard[] {
+  switch (plan.kind) {
+    case 'single':
+      return [plan.shard];
+    case 'split':
+      return plan.parts.map((p) => p.shard);
+    case 'scatter':
+    case 'broadcast':
+      return plan.shards;
+  }
+}
+
+/** Sums affected rows and concatenates RETURNING rows; a split insert's rows come back in VALUES order when each part returned one row per inserted row. */
+function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): QueryResult<unknown> {
+  let affected: bigint | undefined;
+  for (const r of results) if (r.numAffectedRows !== undefined) affected = (affected ?? 0n) + r.numAffectedRows;
+  const inOrder = parts.every((p, i) => p.rowIndexes !== undefined && results[i]!.rows.length === p.rowIndexes.length);
+  let rows: unknown[];
+  if (inOrder) {
+    rows = [];
+    parts.forEach((p, i) => p.rowIndexes!.forEach((at, j) => (rows[at] = results[i]!.rows[j])));
+  } else {
+    rows = results.flatMap((r) => r.rows);
+  }
+  return affected === undefined ? { rows } : { numAffectedRows: affected, rows };
+}
+
+async function* flatten(chunks: AsyncIterable<unknown[]>): AsyncGenerator<Row> {
+  for await (const chunk of chunks) for (const row of chunk) yield row as Row;
+}
+

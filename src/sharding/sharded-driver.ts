@@ -1,0 +1,58 @@
+import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely';
+import { CompiledQuery, IdentifierNode, RawNode, createQueryId } from 'kysely';
+import { ShardedConnection } from './sharded-connection';
+import type { ShardedRuntime } from './sharded-runtime';
+
+/** Kysely `Driver` over many PostgreSQL servers: every connection it hands out is a {@link ShardedConnection}. */
+export class ShardedDriver implements Driver {
+  readonly #runtime: ShardedRuntime;
+
+  constructor(runtime: ShardedRuntime) {
+    this.#runtime = runtime;
+  }
+
+  async init(): Promise<void> {
+    // Pools are created on first use of each server.
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    return new ShardedConnection(this.#runtime);
+  }
+
+  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    (connection as ShardedConnection).beginTransaction(settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return (connection as ShardedConnection).commitTransaction();
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return (connection as ShardedConnection).rollbackTransaction();
+  }
+
+  savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return (connection as ShardedConnection).savepointCommand(savepointQuery('savepoint', name, compileQuery), 'savepoint', name);
+  }
+
+  rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return (connection as ShardedConnection).savepointCommand(savepointQuery('rollback to', name, compileQuery), 'rollback to', name);
+  }
+
+  releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    return (connection as ShardedConnection).savepointCommand(savepointQuery('release', name, compileQuery), 'release', name);
+  }
+
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
+    return (connection as ShardedConnection).release();
+  }
+
+  destroy(): Promise<void> {
+    return this.#runtime.destroy();
+  }
+}
+
+function savepointQuery(command: string, name: string, compileQuery: QueryCompiler['compileQuery']): CompiledQuery {
+  // The same node Kysely's own PostgresDriver builds, so the identifier is quoted by the compiler.
+  return compileQuery(RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(name)]), createQueryId());
+}

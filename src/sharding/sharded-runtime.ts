@@ -1,0 +1,100 @@
+import { PostgresQueryCompiler, type CompiledQuery, type RootOperationNode } from 'kysely';
+import { ErrorCodes, KyselyScaleError, TopologyError } from '../errors';
+import type { RoutePlan, RoutingRules } from './route-planner';
+import { ServerPools, pgPoolFactory, type PoolClientLike } from './server-pools';
+import type { CursorConstructor, ResolvedShardedConfig } from './sharded-dialect-config';
+import type { Shard, ServerSpec, Topology } from './topology';
+import type { WriteEvent, WriteListener } from './write-event';
+
+/**
+ * The state one ShardedDialect shares with its driver and connections: the current topology, the
+ * routing rules, the server pools and the write listeners.
+ */
+export class ShardedRuntime {
+  readonly rules: RoutingRules;
+  readonly #config: ResolvedShardedConfig;
+  readonly #pools: ServerPools;
+  readonly #compiler = new PostgresQueryCompiler();
+  readonly #listeners = new Set<WriteListener>();
+  #topology: Topology;
+  #cursor: CursorConstructor | undefined;
+
+  constructor(config: ResolvedShardedConfig) {
+    this.#config = config;
+    this.rules = config.rules;
+    this.#topology = config.topology;
+    this.#cursor = config.cursor;
+    this.#pools = new ServerPools(config.createPool ?? pgPoolFactory(config.pool), (error, server) =>
+      config.onPoolError(error, { redactedUrl: server.redactedUrl }),
+    );
+  }
+
+  get topology(): Topology {
+    return this.#topology;
+  }
+
+  /** Swaps the topology. Queries already routed finish where they were sent; pools of dropped servers end once idle. */
+  setTopology(next: Topology): void {
+    if (next.slotCount !== this.#topology.slotCount) {
+      throw new TopologyError(`The new topology has ${next.slotCount} slots but the cluster has ${this.#topology.slotCount}; the slot count never changes.`);
+    }
+    if (next.version <= this.#topology.version) {
+      throw new TopologyError(`Topology version ${next.version} is not newer than the running version ${this.#topology.version}.`, { version: next.version });
+    }
+    if (next.shardById(this.rules.unshardedShardId) === undefined) {
+      throw new TopologyError(`The new topology drops shard "${this.rules.unshardedShardId}", which holds the unsharded tables.`);
+    }
+    this.#topology = next;
+    const urls = new Set<string>();
+    for (const shard of next.shards) for (const server of [shard.primary, ...shard.replicas]) urls.add(server.url);
+    this.#pools.retainOnly(urls);
+  }
+
+  /**
+   * The one place that chooses the server a statement on `shard` runs on. Today every statement goes
+   * to the primary; replica sets will choose here for plain reads outside transactions.
+   */
+  serverFor(shard: Shard, _plan: RoutePlan | null, _inTransaction: boolean): ServerSpec {
+    return shard.primary;
+  }
+
+  acquire(server: ServerSpec): Promise<PoolClientLike> {
+    if (this.#pools.destroyed) return Promise.reject(new KyselyScaleError(ErrorCodes.DESTROYED, 'The ShardedDialect was destroyed: create a new Kysely instance.'));
+    return this.#pools.acquire(server);
+  }
+
+  /** Compiles a rewritten node with the original query's id (plugins keyed by query id keep working). */
+  compile(node: RootOperationNode, original: CompiledQuery): CompiledQuery {
+    return this.#compiler.compileQuery(node, original.queryId);
+  }
+
+  cursor(): CursorConstructor {
+    // Loaded on first stream only, so importing the dialect does not load pg-cursor.
+    this.#cursor ??= require('pg-cursor') as CursorConstructor;
+    return this.#cursor;
+  }
+
+  get hasWriteListeners(): boolean {
+    return this.#listeners.size > 0;
+  }
+
+  onWrite(listener: WriteListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  emitWrites(events: readonly WriteEvent[]): void {
+    const frozen = Object.freeze([...events]);
+    for (const listener of this.#listeners) {
+      try {
+        listener(frozen);
+      } catch {
+        // A listener must not break the write that already happened.
+      }
+    }
+  }
+
+  destroy(): Promise<void> {
+    return this.#pools.destroy();
+  }
+}

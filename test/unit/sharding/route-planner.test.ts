@@ -1,0 +1,134 @@
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
+import { createTopology } from '../../../src/sharding/topology';
+import { planRoute, type RoutePlan } from '../../../src/sharding/route-planner';
+import { resolveShardedConfig } from '../../../src/sharding/sharded-dialect-config';
+import { RoutingError, ErrorCodes } from '../../../src/errors';
+
+const topology = createTopology({
+  shards: [0, 1, 2].map((i) => ({ id: `shard${i}`, primary: `postgres://u@h${i}:5432/db` })),
+});
+const { rules } = resolveShardedConfig({
+  topology,
+  shardKeys: { orders: 'user_id', users: 'id', items: 'user_id', events: 'user_id' },
+  keylessPolicy: { events: 'scatter' },
+});
+const db = new Kysely<any>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (k) => new PostgresIntrospector(k),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+});
+
+const plan = (q: { toOperationNode(): unknown }): RoutePlan => planRoute(q.toOperationNode() as RootOperationNode, undefined, topology, rules);
+const shardOf = (k: unknown) => topology.shardForKey(k).id;
+// Keys of three different shards, found once.
+const keysOn: string[][] = [[], [], []];
+for (let k = 1; keysOn.some((l) => l.length < 3); k++) keysOn[topology.shardForKey(k).index]!.push(String(k));
+const [a, b] = [Number(keysOn[0]![0]), Number(keysOn[1]![0])];
+
+function routingError(fn: () => unknown): RoutingError {
+  try {
+    fn();
+  } catch (error) {
+    return error as RoutingError;
+  }
+  throw new Error('expected a routing error');
+}
+
+describe('route planner', () => {
+  it('routes = on the key to the owning shard, through aliases, nested and/or parentheses', () => {
+    const p = plan(db.selectFrom('orders as o').selectAll().where((eb) => eb.and([eb('o.status', '=', 'x'), eb.and([eb('o.user_id', '=', a)])])));
+    expect(p).toMatchObject({ kind: 'single', shard: { id: shardOf(a) }, keys: [a] });
+    expect(plan(db.selectFrom('orders').selectAll().where('user_id', '=', String(a)))).toMatchObject({ kind: 'single', shard: { id: shardOf(a) } });
+  });
+
+  it('routes a join of co-sharded tables on their keys by either table key', () => {
+    const q = db.selectFrom('orders as o').innerJoin('users as u', 'u.id', 'o.user_id').selectAll().where('u.id', '=', b);
+    expect(plan(q)).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
+  });
+
+  it('refuses a join of sharded tables that is not on their keys', () => {
+    const q = db.selectFrom('orders as o').innerJoin('users as u', 'u.id', 'o.other_id').selectAll().where('o.user_id', '=', a);
+    expect(routingError(() => plan(q)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+  });
+
+  it('splits an in-list over shards, each part with only its own keys', () => {
+    const keys = [...keysOn[0]!, ...keysOn[2]!].map(Number);
+    const p = plan(db.selectFrom('orders').selectAll().where('user_id', 'in', keys));
+    expect(p.kind).toBe('split');
+    if (p.kind !== 'split') return;
+    expect(p.parts.map((x) => x.shard.id).sort()).toEqual(['shard0', 'shard2']);
+    for (const part of p.parts) {
+      const compiled = new PostgresQueryCompiler().compileQuery(part.node, { queryId: 'x' });
+      expect(compiled.parameters.map((k) => shardOf(k))).toEqual(compiled.parameters.map(() => part.shard.id));
+      expect(compiled.parameters).toHaveLength(3);
+    }
+  });
+
+  it('splits a multi-row insert by row and remembers each row position', () => {
+    const rows = [a, b, a].map((user_id, i) => ({ user_id, n: i }));
+    const p = plan(db.insertInto('orders').values(rows));
+    expect(p.kind).toBe('split');
+    if (p.kind !== 'split') return;
+    const byShard = Object.fromEntries(p.parts.map((x) => [x.shard.id, x.rowIndexes]));
+    expect(byShard[shardOf(a)]).toEqual([0, 2]);
+    expect(byShard[shardOf(b)]).toEqual([1]);
+  });
+
+  it('refuses an insert without the key column, or with a non-literal key', () => {
+    expect(routingError(() => plan(db.insertInto('orders').values({ n: 1 }))).code).toBe(ErrorCodes.NO_SHARD_KEY);
+    expect(routingError(() => plan(db.insertInto('orders').values({ user_id: sql`1 + 1` }))).message).toMatch(/expression/);
+  });
+
+  it('names the table and both fixes when a sharded query has no key', () => {
+    const error = routingError(() => plan(db.selectFrom('orders').selectAll().where('status', '=', 'x')));
+    expect(error.code).toBe(ErrorCodes.NO_SHARD_KEY);
+    expect(error.message).toContain('"orders"');
+    expect(error.message).toContain('user_id');
+    expect(error.message).toContain('withShardKey');
+    expect(error.message).toContain("scatter");
+  });
+
+  it('scatters keyless queries on tables whose policy is scatter', () => {
+    expect(plan(db.selectFrom('events').selectAll())).toMatchObject({ kind: 'scatter' });
+    expect(plan(db.deleteFrom('events').where('kind', '=', 'x'))).toMatchObject({ kind: 'scatter', statement: 'delete' });
+  });
+
+  it('sends unsharded tables to the unsharded shard and refuses to mix them with sharded ones', () => {
+    expect(plan(db.selectFrom('countries').selectAll())).toMatchObject({ kind: 'single', shard: { id: 'shard0' } });
+    const mixed = db.selectFrom('orders').innerJoin('countries', 'countries.code', 'orders.country').selectAll().where('orders.user_id', '=', a);
+    expect(routingError(() => plan(mixed)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+  });
+
+  it('requires subqueries on sharded tables to pin the same shard', () => {
+    const same = db.selectFrom('orders').selectAll().where('user_id', '=', a)
+      .where('id', 'in', db.selectFrom('items').select('order_id').where('user_id', '=', a));
+    expect(plan(same)).toMatchObject({ kind: 'single', shard: { id: shardOf(a) } });
+    const keyless = db.selectFrom('orders').selectAll().where('user_id', '=', a).where('id', 'in', db.selectFrom('items').select('order_id'));
+    expect(routingError(() => plan(keyless)).code).toBe(ErrorCodes.NO_SHARD_KEY);
+    const other = db.selectFrom('orders').selectAll().where('user_id', '=', a)
+      .where('id', 'in', db.selectFrom('items').select('order_id').where('user_id', '=', b));
+    expect(routingError(() => plan(other)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+  });
+
+  it('treats CTE names as query scopes, not tables', () => {
+    const q = db.with('mine', (d) => d.selectFrom('orders').selectAll().where('user_id', '=', b)).selectFrom('mine').selectAll();
+    expect(plan(q)).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
+  });
+
+  it('broadcasts DDL and refuses raw SQL without a hint', () => {
+    expect(plan(db.schema.createTable('t').addColumn('id', 'integer'))).toMatchObject({ kind: 'broadcast' });
+    expect(routingError(() => planRoute(sql`select 1`.toOperationNode(), undefined, topology, rules)).code).toBe(ErrorCodes.NO_SHARD_KEY);
+  });
+
+  it('honours explicit targets and refuses a key hint that contradicts the query', () => {
+    const node = db.selectFrom('orders').selectAll().toOperationNode();
+    expect(planRoute(node, { kind: 'shard', shardId: 'shard2' }, topology, rules)).toMatchObject({ kind: 'single', shard: { id: 'shard2' } });
+    expect(planRoute(node, { kind: 'key', key: b }, topology, rules)).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
+    const keyed = db.selectFrom('orders').selectAll().where('user_id', '=', a).toOperationNode();
+    expect(routingError(() => planRoute(keyed, { kind: 'key', key: b }, topology, rules)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+    expect(routingError(() => planRoute(node, { kind: 'shard', shardId: 'nope' }, topology, rules)).code).toBe(ErrorCodes.UNKNOWN_SHARD);
+  });
+});

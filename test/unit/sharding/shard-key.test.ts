@@ -1,0 +1,57 @@
+import { encodeShardKey } from '../../../src/sharding/shard-key';
+import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/sharding/slot-hash';
+import { ShardKeyError, ErrorCodes } from '../../../src/errors';
+import { x86 } from 'murmurhash3js-revisited';
+
+describe('shard key encoding (contract 1)', () => {
+  it('encodes 42, 42n and "42" the same', () => {
+    expect(encodeShardKey(42)).toBe('42');
+    expect(encodeShardKey(42n)).toBe('42');
+    expect(encodeShardKey('42')).toBe('42');
+    expect(slotOf(42)).toBe(slotOf('42'));
+    expect(slotOf(42n)).toBe(slotOf(42));
+  });
+
+  it('writes integers in base 10 without leading zeros, negatives and bigints beyond 2^53 included', () => {
+    expect(encodeShardKey(-7)).toBe('-7');
+    expect(encodeShardKey(-0)).toBe('0');
+    expect(encodeShardKey(9007199254740993n)).toBe('9007199254740993');
+    expect(encodeShardKey(1e3)).toBe('1000');
+  });
+
+  it('lower-cases UUIDs and keeps other strings as they are', () => {
+    expect(encodeShardKey('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11')).toBe('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
+    expect(encodeShardKey('Hello')).toBe('Hello');
+    expect(encodeShardKey('007')).toBe('007');
+  });
+
+  it.each([[null], [undefined], [{}], [[1]], [1.5], [NaN], [Infinity], [2 ** 60], [true]])('refuses %p with E_INVALID_SHARD_KEY', (value) => {
+    expect(() => encodeShardKey(value)).toThrow(ShardKeyError);
+    try {
+      encodeShardKey(value);
+    } catch (error) {
+      expect((error as ShardKeyError).code).toBe(ErrorCodes.INVALID_SHARD_KEY);
+    }
+  });
+});
+
+describe('slot hash (contracts 2 and 3)', () => {
+  it('is MurmurHash3 x86 32-bit, seed 0, over the UTF-8 bytes, modulo 4096', () => {
+    const bytes = Array.from(Buffer.from('héllo ✓', 'utf8'));
+    expect(slotOf('héllo ✓')).toBe(x86.hash32(bytes, 0) % 4096);
+    expect(DEFAULT_SLOT_COUNT).toBe(4096);
+  });
+
+  it('matches known MurmurHash3 vectors', () => {
+    // Published test vectors of MurmurHash3_x86_32 with seed 0.
+    expect(x86.hash32([], 0)).toBe(0);
+    expect(slotOf('hello', 2 ** 31) + 0).toBe(0x248bfa47 % 2 ** 31);
+    expect(slotOf('Hello, world!', 2 ** 31)).toBe(0xc0363e43 % 2 ** 31);
+  });
+
+  it('spreads keys evenly over slots', () => {
+    const counts = new Uint32Array(16);
+    for (let i = 0; i < 160_000; i++) counts[slotOf(i, 16)]!++;
+    for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(500);
+  });
+});
