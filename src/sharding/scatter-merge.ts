@@ -1,0 +1,154 @@
+/**
+ * The merge half of a scatter plan: turns each shard's rows into the rows one database holding all
+ * rows would return. One merger per plan mode (exhaustive over {@link MergeMode}); all are pure.
+ *
+ * @packageDocumentation
+ */
+import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
+import { type TextComparator, valueComparer, type ValueComparer } from './scatter-compare';
+import { mergeSorted, type OrderKey, rowComparator } from './scatter-order';
+
+type Row = Record<string, unknown>;
+
+/** `rows`: plain select; `distinct`: SELECT DISTINCT; `aggregate`: aggregates and/or GROUP BY. */
+export type MergeMode = 'rows' | 'distinct' | 'aggregate';
+
+/** Where a visible column of an aggregate query's result comes from. */
+export type OutputSource =
+  | { readonly kind: 'first'; readonly column: string }
+  | { readonly kind: 'aggregate'; readonly aggregate: AggregateKind; readonly columns: AggregateColumns };
+
+/** A column compared for equality (GROUP BY key, DISTINCT column): its row key and its type's row key. */
+export interface KeyColumn {
+  readonly column: string;
+  readonly typeColumn: string;
+}
+
+/** Everything the merge needs to know about a planned query; built by planScatter, frozen. */
+export interface MergeSpec {
+  readonly mode: MergeMode;
+  readonly orderKeys: readonly OrderKey[];
+  /** Rows skipped after merging (the original OFFSET). */
+  readonly offset: number;
+  /** Rows kept after the offset (the original LIMIT), or undefined for all. */
+  readonly limit: number | undefined;
+  /** Helper columns added to the shard query; never part of a result row. */
+  readonly hidden: ReadonlySet<string>;
+  /** distinct: the columns whose values make a row distinct; aggregate: the GROUP BY key columns. */
+  readonly keyColumns: readonly KeyColumn[];
+  /** aggregate: the result columns in select order. */
+  readonly outputs: readonly { readonly name: string; readonly source: OutputSource }[];
+  /** aggregate: true when there is no GROUP BY, so the result is always exactly one row. */
+  readonly singleGroup: boolean;
+  readonly compareText: TextComparator;
+}
+
+/** Rows the merge keeps before applying offset: offset + limit, or all. */
+export function rowsToTake(spec: MergeSpec): number {
+  return spec.limit === undefined ? Infinity : spec.offset + spec.limit;
+}
+
+/** Returns a copy of the row without the plan's hidden helper columns (or the row itself when there are none). */
+export function stripHidden(row: Row, hidden: ReadonlySet<string>): Row {
+  if (hidden.size === 0) return row;
+  const out: Row = {};
+  for (const key in row) if (!hidden.has(key)) out[key] = row[key];
+  return out;
+}
+
+function window(rows: Row[], spec: MergeSpec): Row[] {
+  return spec.offset === 0 && spec.limit === undefined ? rows : rows.slice(spec.offset, rowsToTake(spec));
+}
+
+function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, take: number): Row[] {
+  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowComparator(spec.orderKeys, spec.compareText), take);
+  const out: Row[] = [];
+  for (const rows of rowsPerShard) {
+    for (const row of rows) {
+      if (out.length >= take) return out;
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+/** Equality key of a row over some columns, each compared with its PostgreSQL type. */
+function rowKey(row: Row, columns: readonly KeyColumn[], comparers: Map<string, ValueComparer>, compareText: TextComparator): string {
+  let key = '';
+  for (const { column, typeColumn } of columns) {
+    const typeName = String(row[typeColumn]);
+    let comparer = comparers.get(typeName);
+    if (comparer === undefined) {
+      comparer = valueComparer(typeName, compareText);
+      comparers.set(typeName, comparer);
+    }
+    key += `${comparer.key(row[column])}\u0001`;
+  }
+  return key;
+}
+
+function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
+  return window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec).map((row) => stripHidden(row, spec.hidden));
+}
+
+function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
+  const seen = new Set<string>();
+  const comparers = new Map<string, ValueComparer>();
+  const unique: Row[] = [];
+  const take = rowsToTake(spec);
+  for (const row of orderedUnion(rowsPerShard, spec, Infinity)) {
+    const key = rowKey(row, spec.keyColumns, comparers, spec.compareText);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    unique.push(row);
+    if (unique.length >= take) break;
+  }
+  return window(unique, spec).map((row) => stripHidden(row, spec.hidden));
+}
+
+interface Group {
+  readonly first: Row;
+  readonly accumulators: readonly AggregateAccumulator[];
+}
+
+function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
+  const groups = new Map<string, Group>();
+  const comparers = new Map<string, ValueComparer>();
+  const aggregates = spec.outputs.flatMap(({ source }) => (source.kind === 'aggregate' ? [source] : []));
+  const newGroup = (first: Row): Group => ({
+    first,
+    accumulators: aggregates.map((source) => AGGREGATE_MERGERS[source.aggregate](source.columns, spec.compareText)),
+  });
+  for (const rows of rowsPerShard) {
+    for (const row of rows) {
+      const key = spec.singleGroup ? '' : rowKey(row, spec.keyColumns, comparers, spec.compareText);
+      let group = groups.get(key);
+      if (group === undefined) {
+        group = newGroup(row);
+        groups.set(key, group);
+      }
+      for (const accumulator of group.accumulators) accumulator.add(row);
+    }
+  }
+  // An aggregate without GROUP BY returns one row even over no rows at all.
+  if (spec.singleGroup && groups.size === 0) groups.set('', newGroup({}));
+
+  // Sort on the visible values plus the first row's hidden type columns, then keep only the visible ones.
+  const merged = [...groups.values()].map((group) => {
+    const out: Row = {};
+    let next = 0;
+    for (const { name, source } of spec.outputs) {
+      out[name] = source.kind === 'first' ? (group.first[source.column] ?? null) : (group.accumulators[next++] as AggregateAccumulator).result();
+    }
+    return { out, sortRow: { ...group.first, ...out } };
+  });
+  if (spec.orderKeys.length > 0) {
+    const compare = rowComparator(spec.orderKeys, spec.compareText);
+    merged.sort((a, b) => compare(a.sortRow, b.sortRow));
+  }
+  return window(merged.map((m) => m.out), spec);
+}
+
+/** Mergers by mode; a new mode without a merger does not compile. */
+export const MERGERS: Readonly<Record<MergeMode, (rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec) => Row[]>> =
+  Object.freeze({ rows: mergeRows, distinct: mergeDistinct, aggregate: mergeAggregates });
