@@ -15,6 +15,10 @@ export interface TestServer {
   start(): Promise<void>;
   /** Whether the server is running. */
   readonly running: boolean;
+  /** Process id while running (local backend only; undefined for containers or when stopped). */
+  readonly pid?: number | undefined;
+  /** The server's log file (local backend only), to read when a test fails. */
+  readonly logFile?: string;
 }
 
 /** One shard of the test cluster: a primary and its streaming replicas. */
@@ -94,6 +98,11 @@ export interface TestCluster {
   createDatabase(name: string): Promise<readonly TestShardUrls[]>;
   /** Stops every server and removes their temporary folders. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * The folder holding every server's data and log (local backend only). It is removed by
+   * `stop()`, or by a watchdog process if the test process dies without stopping the cluster.
+   */
+  readonly tempDir?: string;
 }
 
 /** Connection URLs of one shard for a given database. */

@@ -1,0 +1,70 @@
+import { ConfigError } from '../errors';
+import { deadlineIn, pollUntil } from './cluster-wait';
+import { withPgClient, type PgAddress } from './pg-probe';
+import type { TestServer, TestShard, TestShardUrls } from './test-cluster-types';
+
+const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function addressOf(server: TestServer): PgAddress {
+  const url = new URL(server.url);
+  return { host: url.hostname, port: Number(url.port) };
+}
+
+/** The server's URL with another database name. */
+export function urlWithDatabase(server: TestServer, database: string): string {
+  const url = new URL(server.url);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/**
+ * CREATE DATABASE on every primary, then waits until each replica has replayed WAL past the
+ * primary's insert position taken after the create (so the database is there), bounded by
+ * `replayTimeoutMillis`.
+ */
+export async function createDatabaseOnShards(
+  shards: readonly TestShard[],
+  name: string,
+  replayTimeoutMillis: number,
+): Promise<readonly TestShardUrls[]> {
+  if (typeof name !== 'string' || !DATABASE_NAME.test(name)) {
+    throw new ConfigError(
+      'name',
+      `database names must be lower-case letters, digits and underscores (at most 63, not starting with a digit), got ${JSON.stringify(name)}`,
+    );
+  }
+  return Promise.all(
+    shards.map(async (shard): Promise<TestShardUrls> => {
+      const lsn = await withPgClient(addressOf(shard.primary), async (client) => {
+        await client.query(`CREATE DATABASE "${name}"`);
+        const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+        return rows[0]?.lsn ?? '0/0';
+      });
+      const deadline = deadlineIn(replayTimeoutMillis);
+      await Promise.all(
+        shard.replicas.map((replica, i) =>
+          pollUntil(
+            () =>
+              withPgClient(addressOf(replica), async (client) => {
+                const { rows } = await client.query<{ done: boolean }>(
+                  'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS done',
+                  [lsn],
+                );
+                return rows[0]?.done === true || undefined;
+              }),
+            {
+              deadline,
+              what: `replica ${i + 1} of ${shard.id} (${replica.url}) to replay CREATE DATABASE ${name} (primary LSN ${lsn})`,
+              timeoutHint: 'Is the replica running (a test may have stopped it) and streaming from its primary?',
+            },
+          ),
+        ),
+      );
+      return Object.freeze({
+        id: shard.id,
+        primaryUrl: urlWithDatabase(shard.primary, name),
+        replicaUrls: Object.freeze(shard.replicas.map((replica) => urlWithDatabase(replica, name))),
+      });
+    }),
+  );
+}

@@ -1,0 +1,150 @@
+import { join } from 'node:path';
+import { deadlineIn, testClusterError, type Deadline } from './cluster-wait';
+import type { PgBinaries } from './local-binaries';
+import { LocalProcess, readLogTail } from './local-process';
+import { runAs, writeOwnedFile, type ProcessOwner } from './process-owner';
+import { waitForPostgres, waitForStreaming } from './pg-probe';
+import type { TestServer } from './test-cluster-types';
+
+/** One local PostgreSQL server of the test cluster. */
+export interface LocalPgServerSpec {
+  /** `shard0-primary`, `shard0-replica1`, … (also the replica's `application_name`). */
+  readonly name: string;
+  /** Folder holding `data/`, `server.log` and the pid file. */
+  readonly dir: string;
+  readonly port: number;
+  /** Set for a streaming replica: the port of its primary. */
+  readonly primaryPort?: number;
+  readonly bin: PgBinaries;
+  readonly owner: ProcessOwner;
+  readonly pidFile: string;
+  /** Bound of a `start()` after the first. */
+  readonly startTimeoutMillis: number;
+}
+
+/** Grace for a fast shutdown before SIGKILL; a test server with fsync=off stops in well under 1 s. */
+const STOP_GRACE_MILLIS = 10_000;
+
+/**
+ * Settings for speed and test isolation. Durability is traded away (fsync, full_page_writes),
+ * but synchronous_commit stays on: once COMMIT returns, pg_current_wal_lsn() covers it, which
+ * read-your-writes by LSN relies on.
+ */
+function settings(spec: LocalPgServerSpec): string[] {
+  const values: Record<string, string> = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '', // TCP only: no socket path length or permission trouble
+    fsync: 'off',
+    full_page_writes: 'off',
+    max_connections: '200',
+    shared_buffers: '32MB',
+    jit: 'off',
+    wal_level: 'replica',
+    max_wal_senders: '10',
+    // A replica that was stopped by a test catches up from the primary's kept WAL.
+    wal_keep_size: '256MB',
+    hot_standby: 'on',
+    hot_standby_feedback: 'on',
+    // A replica retries its primary every 5 s by default; tests restart primaries and wait for that.
+    wal_retrieve_retry_interval: '200ms',
+    log_line_prefix: '%m [%p] ',
+  };
+  if (spec.primaryPort !== undefined) {
+    values['primary_conninfo'] = `host=127.0.0.1 port=${spec.primaryPort} user=postgres application_name=${spec.name}`;
+  }
+  return Object.entries(values).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
+}
+
+/** A PostgreSQL server run as a local process (as the `postgres` user when we are root). */
+export class LocalPgServer implements TestServer {
+  readonly url: string;
+  readonly port: number;
+  readonly logFile: string;
+  readonly #process: LocalProcess;
+  readonly #dataDir: string;
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(readonly spec: LocalPgServerSpec) {
+    this.port = spec.port;
+    this.url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
+    this.logFile = join(spec.dir, 'server.log');
+    this.#dataDir = join(spec.dir, 'data');
+    this.#process = new LocalProcess({
+      name: spec.name,
+      command: spec.bin.postgres,
+      args: ['-D', this.#dataDir, '-p', String(spec.port), ...settings(spec)],
+      owner: spec.owner,
+      logFile: this.logFile,
+      pidFile: spec.pidFile,
+      stopSignal: 'SIGINT', // fast shutdown: ends sessions, checkpoints, exits
+      emergencySignal: 'SIGQUIT', // immediate shutdown
+    });
+  }
+
+  get running(): boolean {
+    return this.#process.running;
+  }
+
+  get pid(): number | undefined {
+    return this.#process.pid;
+  }
+
+  get isReplica(): boolean {
+    return this.spec.primaryPort !== undefined;
+  }
+
+  /**
+   * Creates the data folder as a copy of the template. A replica gets the same copy plus
+   * `standby.signal`: the template is a cleanly shut down cluster, which is a valid base backup,
+   * and its primary starts from the very same checkpoint, so the replica streams from there.
+   * This lets primaries and replicas start in parallel instead of waiting for pg_basebackup.
+   */
+  async prepare(templateDir: string, deadline: Deadline): Promise<void> {
+    await runAs(this.spec.owner, 'cp', ['-R', '-p', templateDir, this.#dataDir], deadline.remainingMillis());
+    if (this.isReplica) await writeOwnedFile(this.spec.owner, join(this.#dataDir, 'standby.signal'), '');
+  }
+
+  /** Starts the server again (see {@link TestServer.start}). */
+  start(): Promise<void> {
+    return this.#serially(() => this.startWithin(deadlineIn(this.spec.startTimeoutMillis)));
+  }
+
+  /** Starts the process and waits until it accepts connections (and, with `streaming`, streams WAL). */
+  async startWithin(deadline: Deadline, options: { streaming?: boolean } = {}): Promise<void> {
+    if (this.#process.running) return;
+    this.#process.start();
+    const address = { host: '127.0.0.1', port: this.port };
+    const abortReason = (): string | undefined => {
+      const exit = this.#process.running ? undefined : this.#process.describeExit();
+      return exit === undefined ? undefined : `the postgres process ${exit}`;
+    };
+    try {
+      await waitForPostgres(address, `PostgreSQL ${this.spec.name} on 127.0.0.1:${this.port}`, deadline, abortReason);
+      if (options.streaming === true && this.isReplica) {
+        await waitForStreaming(address, `replica ${this.spec.name}`, deadline, abortReason);
+      }
+    } catch (error) {
+      throw testClusterError(
+        `${(error as Error).message}\nLast lines of ${this.logFile}:\n${readLogTail(this.logFile)}`,
+        { server: this.spec.name, port: this.port, logFile: this.logFile },
+        error,
+      );
+    }
+  }
+
+  /** Fast shutdown, then SIGKILL if it hangs. */
+  stop(): Promise<void> {
+    return this.#serially(() => this.#process.stop(STOP_GRACE_MILLIS));
+  }
+
+  /** Synchronous immediate shutdown for exit handlers. */
+  killNow(): void {
+    this.#process.killNow();
+  }
+
+  #serially(task: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(task, task);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+}
