@@ -1,0 +1,405 @@
+/**
+ * The balancer: keeps the instances, filters those usable now (healthy, not ejected, panic mode),
+ * asks the strategy to pick, counts calls in flight and learns from each outcome.
+ */
+import { systemClock, type Clock } from './balancer-clock';
+import { NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
+import { TypedEmitter, type BalancerEventMap } from './balancer-events';
+import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
+import type { BalancerStats, InstanceStats } from './balancer-stats';
+import type { PickRequest, Strategy } from './balancer-strategy';
+import { requireNonNegative, requirePercent, requirePositive } from './balancer-validate';
+import { LatencyHistogram } from './latency-histogram';
+import { OutlierEjector, type OutlierEjectionOptions } from './outlier-ejection';
+import { SlowStart, type SlowStartOptions } from './slow-start';
+import { peakEwma } from './strategies/peak-ewma';
+import { ConfigError } from '../errors';
+
+/** Options of {@link Balancer}. */
+export interface BalancerOptions {
+  /**
+   * How to pick among usable instances.
+   * @default peakEwma({ clock })
+   */
+  readonly strategy?: Strategy;
+  /**
+   * Instances to start with; more can be added with `addInstance`. These do not slow-start.
+   * @default []
+   */
+  readonly instances?: readonly InstanceSpec[];
+  /**
+   * Source of time for latencies, timeouts, ejections and slow start.
+   * @default systemClock
+   */
+  readonly clock?: Clock;
+  /**
+   * Timeout of a `run()` call, in ms; 0 means none. A call may override it.
+   * @default 0
+   */
+  readonly timeoutMillis?: number;
+  /**
+   * Passive ejection after consecutive failures, or `false` for none.
+   * @default OUTLIER_EJECTION_DEFAULTS
+   */
+  readonly outlierEjection?: OutlierEjectionOptions | false;
+  /**
+   * Warm-up of new and recovered instances, or `false` for none.
+   * @default SLOW_START_DEFAULTS
+   */
+  readonly slowStart?: SlowStartOptions | false;
+  /**
+   * Panic mode: when the usable share of instances is below this percent, or none is usable,
+   * every instance is used regardless of health (the original design: "no healthy instance, try
+   * all"). 0 panics only when none is usable; Envoy uses 50.
+   * @default 0
+   */
+  readonly panicThresholdPercent?: number;
+  /**
+   * Time constant of each instance's latency EWMA (`latencyEwmaMillis`), in ms.
+   * @default 10000
+   */
+  readonly latencyDecayTimeMillis?: number;
+}
+
+/** Defaults of {@link BalancerOptions}. */
+export const BALANCER_DEFAULTS = Object.freeze({
+  timeoutMillis: 0,
+  panicThresholdPercent: 0,
+  latencyDecayTimeMillis: 10_000,
+});
+
+/** A pick to `release()` exactly once (later calls are ignored). */
+export interface Lease {
+  readonly instance: BalancedInstance;
+  /** Records the outcome and frees the slot; the latency is measured by the balancer's clock. */
+  release(ok: boolean): void;
+}
+
+/** A pick request that may also exclude instances (those a retry already tried). */
+export interface AcquireRequest extends PickRequest {
+  readonly exclude?: ReadonlySet<string>;
+}
+
+/** Options of one `run()` call. */
+export interface RunOptions<T> extends AcquireRequest {
+  /** Overrides the balancer's `timeoutMillis`. */
+  readonly timeoutMillis?: number;
+  /** Classifies a resolved value as a failure (e.g. an HTTP 5xx) for ejection and latency. */
+  readonly isFailure?: (value: T) => boolean;
+  /** Aborts the call; the signal given to `fn` aborts too. */
+  readonly signal?: AbortSignal;
+}
+
+class InstanceRecord implements BalancedInstance {
+  readonly id: string;
+  readonly address: string;
+  readonly weight: number;
+  metadata: InstanceMetadata;
+  effectiveWeight: number;
+  inflight = 0;
+  latencyEwmaMillis: number | undefined = undefined;
+  latencyStampMillis = 0;
+  healthy = true;
+  warmingSinceMillis: number | undefined;
+  totalRequests = 0;
+  failedRequests = 0;
+  readonly histogram = new LatencyHistogram();
+
+  constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined) {
+    this.id = spec.id;
+    this.address = spec.address;
+    this.weight = spec.weight ?? 1;
+    this.effectiveWeight = this.weight;
+    this.metadata = Object.freeze({ ...(spec.metadata ?? {}) });
+    this.warmingSinceMillis = warmingSinceMillis;
+  }
+}
+
+function validateSpec(spec: InstanceSpec): void {
+  if (typeof spec.id !== 'string' || spec.id === '') throw new ConfigError('instances[].id', 'must be a non-empty string');
+  if (typeof spec.address !== 'string') throw new ConfigError('instances[].address', 'must be a string', { id: spec.id });
+  if (spec.weight !== undefined) requirePositive(`instances[${spec.id}].weight`, spec.weight);
+  if (spec.metadata?.capacity !== undefined) requirePositive(`instances[${spec.id}].metadata.capacity`, spec.metadata.capacity);
+}
+
+/**
+ * Balances calls across instances with a pluggable {@link Strategy}.
+ *
+ * ```ts
+ * const balancer = new Balancer({ instances: [{ id: 'a', address: 'http://10.0.0.1:8080' }] });
+ * const body = await balancer.run((instance, signal) => fetch(instance.address, { signal }).then((r) => r.text()));
+ * ```
+ */
+export class Balancer extends TypedEmitter<BalancerEventMap> {
+  readonly strategy: Strategy;
+  readonly clock: Clock;
+  readonly #timeoutMillis: number;
+  readonly #ejector: OutlierEjector | undefined;
+  readonly #slowStart: SlowStart | undefined;
+  readonly #panicThresholdPercent: number;
+  readonly #latencyDecayTimeMillis: number;
+  readonly #records = new Map<string, InstanceRecord>();
+  #panic = false;
+  #noInstanceErrors = 0;
+
+  constructor(options: BalancerOptions = {}) {
+    super();
+    this.clock = options.clock ?? systemClock;
+    this.strategy = options.strategy ?? peakEwma({ clock: this.clock });
+    this.#timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? BALANCER_DEFAULTS.timeoutMillis);
+    this.#ejector = options.outlierEjection === false ? undefined : new OutlierEjector(options.outlierEjection ?? {});
+    this.#slowStart = options.slowStart === false ? undefined : new SlowStart(options.slowStart ?? {});
+    this.#panicThresholdPercent = requirePercent(
+      'panicThresholdPercent',
+      options.panicThresholdPercent ?? BALANCER_DEFAULTS.panicThresholdPercent,
+    );
+    this.#latencyDecayTimeMillis = requirePositive(
+      'latencyDecayTimeMillis',
+      options.latencyDecayTimeMillis ?? BALANCER_DEFAULTS.latencyDecayTimeMillis,
+    );
+    for (const spec of options.instances ?? []) this.#add(spec, undefined);
+  }
+
+  /** Adds an instance at run time; it slow-starts. Throws if the id is taken. */
+  addInstance(spec: InstanceSpec): BalancedInstance {
+    const record = this.#add(spec, this.clock.now());
+    this.emit('instance-added', { instanceId: spec.id });
+    return record;
+  }
+
+  #add(spec: InstanceSpec, warmingSinceMillis: number | undefined): InstanceRecord {
+    validateSpec(spec);
+    if (this.#records.has(spec.id)) throw new ConfigError('instances[].id', `duplicate instance id \`${spec.id}\``);
+    const record = new InstanceRecord(spec, warmingSinceMillis);
+    this.#records.set(spec.id, record);
+    return record;
+  }
+
+  /** Removes an instance; calls in flight to it finish normally. Returns `false` if unknown. */
+  removeInstance(id: string): boolean {
+    if (!this.#records.delete(id)) return false;
+    this.#ejector?.remove(id);
+    this.strategy.onRemove?.(id);
+    this.emit('instance-removed', { instanceId: id });
+    return true;
+  }
+
+  /** The instances, in the order they were added. */
+  instances(): readonly BalancedInstance[] {
+    return [...this.#records.values()];
+  }
+
+  /** One instance by id. */
+  instance(id: string): BalancedInstance | undefined {
+    return this.#records.get(id);
+  }
+
+  /** Sets active health (from a health checker). A recovering instance slow-starts. */
+  setHealth(id: string, healthy: boolean, reason?: string): void {
+    const r = this.#records.get(id);
+    if (r === undefined || r.healthy === healthy) return;
+    r.healthy = healthy;
+    if (healthy) r.warmingSinceMillis = this.clock.now();
+    this.emit('health-changed', reason === undefined ? { instanceId: id, healthy } : { instanceId: id, healthy, reason });
+  }
+
+  /** Active health of an instance (`undefined` when unknown). */
+  isHealthy(id: string): boolean | undefined {
+    return this.#records.get(id)?.healthy;
+  }
+
+  /** `true` while the instance is ejected after consecutive failures. */
+  isEjected(id: string): boolean {
+    this.#releaseEjections();
+    return this.#ejector?.isEjected(id) ?? false;
+  }
+
+  /** Replaces reported usage or other metadata fields (cpu, memory, gpu, capacity, cost). */
+  reportUsage(id: string, update: Partial<InstanceMetadata>): void {
+    const r = this.#records.get(id);
+    if (r !== undefined) r.metadata = Object.freeze({ ...r.metadata, ...update });
+  }
+
+  #releaseEjections(): void {
+    if (this.#ejector === undefined) return;
+    const now = this.clock.now();
+    for (const id of this.#ejector.release(now)) {
+      const r = this.#records.get(id);
+      if (r !== undefined) r.warmingSinceMillis = now;
+      this.emit('returned', { instanceId: id });
+    }
+  }
+
+  #candidates(exclude: ReadonlySet<string> | undefined): InstanceRecord[] {
+    this.#releaseEjections();
+    const now = this.clock.now();
+    const all: InstanceRecord[] = [];
+    const usable: InstanceRecord[] = [];
+    for (const r of this.#records.values()) {
+      if (exclude?.has(r.id) === true) continue;
+      if (r.warmingSinceMillis !== undefined && this.#slowStart !== undefined) {
+        r.effectiveWeight = r.weight * this.#slowStart.factor(r.warmingSinceMillis, now);
+        if (this.#slowStart.isWarm(r.warmingSinceMillis, now)) r.warmingSinceMillis = undefined;
+      } else {
+        r.effectiveWeight = r.weight;
+      }
+      all.push(r);
+      if (r.healthy && this.#ejector?.isEjected(r.id) !== true) usable.push(r);
+    }
+    const panic = all.length > 0 && (usable.length === 0 || (usable.length * 100) / all.length < this.#panicThresholdPercent);
+    if (panic !== this.#panic) {
+      this.#panic = panic;
+      this.emit('panic', { active: panic, usable: usable.length, total: all.length });
+    }
+    return panic ? all : usable;
+  }
+
+  /** Picks an instance and counts it in flight. Release the lease exactly once. */
+  acquire(request: AcquireRequest = {}): Lease {
+    const record = this.#pick(request);
+    const startMillis = this.clock.now();
+    let released = false;
+    return {
+      instance: record,
+      release: (ok: boolean) => {
+        if (released) return;
+        released = true;
+        this.#complete(record, ok, this.clock.now() - startMillis, undefined);
+      },
+    };
+  }
+
+  #pick(request: AcquireRequest): InstanceRecord {
+    const candidates = this.#candidates(request.exclude);
+    if (!isNonEmpty(candidates)) {
+      this.#noInstanceErrors++;
+      throw new NoInstanceAvailableError(
+        this.#records.size === 0
+          ? 'The balancer has no instances; add one with `addInstance`'
+          : `Every instance was excluded (${this.#records.size} tried)`,
+        { instances: this.#records.size },
+      );
+    }
+    let record: InstanceRecord;
+    try {
+      record = this.strategy.pick(candidates, request) as InstanceRecord;
+    } catch (error) {
+      this.#noInstanceErrors++;
+      throw error;
+    }
+    record.inflight++;
+    return record;
+  }
+
+  #complete(r: InstanceRecord, ok: boolean, latencyMillis: number, timeoutMillis: number | undefined): void {
+    r.inflight = Math.max(0, r.inflight - 1);
+    r.totalRequests++;
+    if (!ok) r.failedRequests++;
+    r.histogram.record(latencyMillis);
+    const now = this.clock.now();
+    if (r.latencyEwmaMillis === undefined) {
+      r.latencyEwmaMillis = latencyMillis;
+    } else {
+      const w = Math.exp(-Math.max(0, now - r.latencyStampMillis) / this.#latencyDecayTimeMillis);
+      r.latencyEwmaMillis = r.latencyEwmaMillis * w + latencyMillis * (1 - w);
+    }
+    r.latencyStampMillis = now;
+    this.strategy.onComplete?.(r, timeoutMillis === undefined ? { latencyMillis, ok } : { latencyMillis, ok, timeoutMillis });
+    if (this.#ejector !== undefined && this.#records.get(r.id) === r) {
+      const ejection = this.#ejector.record(r.id, ok, now, this.#records.size);
+      if (ejection !== undefined) this.emit('ejected', ejection);
+    }
+  }
+
+  /**
+   * Runs `fn` on a picked instance: counts it in flight, times it, applies the timeout and always
+   * releases it, whether `fn` resolves, throws or times out.
+   */
+  async run<T>(fn: (instance: BalancedInstance, signal: AbortSignal) => Promise<T> | T, options: RunOptions<T> = {}): Promise<T> {
+    const timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? this.#timeoutMillis);
+    const record = this.#pick(options);
+    const startMillis = this.clock.now();
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let cancelTimer: (() => void) | undefined;
+    let ok = false;
+    try {
+      const work = Promise.resolve().then(() => fn(record, controller.signal));
+      const value =
+        timeoutMillis === 0
+          ? await work
+          : await new Promise<T>((resolve, reject) => {
+              cancelTimer = this.clock.setTimeout(() => {
+                const error = new RequestTimeoutError(record.id, timeoutMillis);
+                controller.abort(error);
+                reject(error);
+              }, timeoutMillis);
+              work.then(resolve, reject);
+            });
+      ok = !(options.isFailure?.(value) ?? false);
+      return value;
+    } finally {
+      cancelTimer?.();
+      options.signal?.removeEventListener('abort', onAbort);
+      this.#complete(record, ok, this.clock.now() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
+    }
+  }
+
+  /** A snapshot of the statistics (the original design's `get_load_balancing_stats`). */
+  stats(): BalancerStats {
+    this.#releaseEjections();
+    const instances: InstanceStats[] = [];
+    let totalRequests = 0;
+    let failedRequests = 0;
+    let inflight = 0;
+    let latencySum = 0;
+    let latencyCount = 0;
+    let healthy = 0;
+    let ejected = 0;
+    for (const r of this.#records.values()) {
+      const isEjected = this.#ejector?.isEjected(r.id) ?? false;
+      totalRequests += r.totalRequests;
+      failedRequests += r.failedRequests;
+      inflight += r.inflight;
+      if (r.latencyEwmaMillis !== undefined) {
+        latencySum += r.latencyEwmaMillis;
+        latencyCount++;
+      }
+      if (r.healthy) healthy++;
+      if (isEjected) ejected++;
+      instances.push({
+        id: r.id,
+        address: r.address,
+        weight: r.weight,
+        effectiveWeight: r.effectiveWeight,
+        inflight: r.inflight,
+        totalRequests: r.totalRequests,
+        failedRequests: r.failedRequests,
+        errorRate: r.totalRequests === 0 ? 0 : r.failedRequests / r.totalRequests,
+        latencyEwmaMillis: r.latencyEwmaMillis,
+        latencyP50Millis: r.histogram.quantile(0.5),
+        latencyP99Millis: r.histogram.quantile(0.99),
+        latencySumMillis: r.histogram.sumMillis,
+        healthy: r.healthy,
+        ejected: isEjected,
+        ejectedUntilMillis: this.#ejector?.ejectedUntil(r.id),
+        metadata: r.metadata,
+      });
+    }
+    return {
+      strategy: this.strategy.name,
+      totalInstances: this.#records.size,
+      healthyInstances: healthy,
+      unhealthyInstances: this.#records.size - healthy,
+      ejectedInstances: ejected,
+      panic: this.#panic,
+      totalRequests,
+      failedRequests,
+      noInstanceErrors: this.#noInstanceErrors,
+      inflight,
+      averageLatencyMillis: latencyCount === 0 ? undefined : latencySum / latencyCount,
+      instances,
+    };
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * Active health checks: probe every instance on an interval; `fall` failures in a row mark it
+ * unhealthy, `rise` successes in a row mark it healthy again (HAProxy's rise/fall). Driven by an
+ * injected clock, so tests advance time instead of sleeping.
+ */
+import { request, type Dispatcher } from 'undici';
+import { systemClock, type Clock } from './balancer-clock';
+import { TypedEmitter } from './balancer-events';
+import type { BalancedInstance } from './balancer-instance';
+import { requireInteger, requirePositive } from './balancer-validate';
+
+/** Answers whether an instance is healthy; should honour `signal` (aborted at the timeout). */
+export type HealthProbe = (instance: BalancedInstance, signal: AbortSignal) => Promise<boolean>;
+
+/** What the checker needs from a balancer. */
+export interface HealthTarget {
+  instances(): readonly BalancedInstance[];
+  isHealthy(id: string): boolean | undefined;
+  setHealth(id: string, healthy: boolean, reason?: string): void;
+}
+
+/** Options of {@link HealthChecker}. */
+export interface HealthCheckOptions {
+  /**
+   * Time between two checks of an instance, in ms.
+   * @default 2000
+   */
+  readonly intervalMillis?: number;
+  /**
+   * A probe slower than this, in ms, counts as failed.
+   * @default 1000
+   */
+  readonly timeoutMillis?: number;
+  /**
+   * Consecutive successes that bring an unhealthy instance back.
+   * @default 2
+   */
+  readonly rise?: number;
+  /**
+   * Consecutive failures that mark a healthy instance unhealthy.
+   * @default 3
+   */
+  readonly fall?: number;
+  /**
+   * How to probe.
+   * @default httpHealthProbe() (GET /health, healthy on 2xx)
+   */
+  readonly probe?: HealthProbe;
+  /**
+   * Source of time and timers.
+   * @default systemClock
+   */
+  readonly clock?: Clock;
+}
+
+/** Defaults of {@link HealthCheckOptions}. */
+export const HEALTH_CHECK_DEFAULTS = Object.freeze({ intervalMillis: 2_000, timeoutMillis: 1_000, rise: 2, fall: 3 });
+
+/** Options of {@link httpHealthProbe}. */
+export interface HttpHealthProbeOptions {
+  /**
+   * Path requested on the instance's address.
+   * @default '/health'
+   */
+  readonly path?: string;
+  /**
+   * Which status codes mean healthy.
+   * @default 200 to 299
+   */
+  readonly isHealthyStatus?: (status: number) => boolean;
+  /** undici dispatcher (agent) to use. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** An HTTP probe: `GET <address><path>`, healthy on a 2xx answer. */
+export function httpHealthProbe(options: HttpHealthProbeOptions = {}): HealthProbe {
+  const path = options.path ?? '/health';
+  const isHealthyStatus = options.isHealthyStatus ?? ((s: number) => s >= 200 && s < 300);
+  return async (instance, signal) => {
+    try {
+      const response = await request(new URL(path, instance.address), {
+        method: 'GET',
+        signal,
+        ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
+      });
+      await response.body.dump();
+      return isHealthyStatus(response.statusCode);
+    } catch {
+      return false;
+    }
+  };
+}
+
+/** Health state of one instance as the checker sees it. */
+export interface HealthState {
+  readonly healthy: boolean;
+  readonly consecutiveSuccesses: number;
+  readonly consecutiveFailures: number;
+}
+
+/** Events of a {@link HealthChecker}. */
+export interface HealthCheckerEventMap {
+  /** One probe finished. */
+  check: { readonly instanceId: string; readonly ok: boolean; readonly healthy: boolean };
+}
+
+interface MutableHealthState {
+  healthy: boolean;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+}
+
+/** Probes the instances of a balancer and sets their health. */
+export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
+  readonly #target: HealthTarget;
+  readonly #intervalMillis: number;
+  readonly #timeoutMillis: number;
+  readonly #rise: number;
+  readonly #fall: number;
+  readonly #probe: HealthProbe;
+  readonly #clock: Clock;
+  readonly #states = new Map<string, MutableHealthState>();
+  readonly #running = new Map<string, Promise<void>>();
+  #cancel: (() => void) | undefined;
+
+  constructor(target: HealthTarget, options: HealthCheckOptions = {}) {
+    super();
+    this.#target = target;
+    this.#intervalMillis = requirePositive('intervalMillis', options.intervalMillis ?? HEALTH_CHECK_DEFAULTS.intervalMillis);
+    this.#timeoutMillis = requirePositive('timeoutMillis', options.timeoutMillis ?? HEALTH_CHECK_DEFAULTS.timeoutMillis);
+    this.#rise = requireInteger('rise', options.rise ?? HEALTH_CHECK_DEFAULTS.rise, 1);
+    this.#fall = requireInteger('fall', options.fall ?? HEALTH_CHECK_DEFAULTS.fall, 1);
+    this.#probe = options.probe ?? httpHealthProbe();
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Checks every instance now, then every `intervalMillis` until `stop()`. */
+  start(): void {
+    if (this.#cancel !== undefined) return;
+    const tick = (): void => {
+      this.#cancel = this.#clock.setTimeout(tick, this.#intervalMillis);
+      void this.checkNow();
+    };
+    tick();
+  }
+
+  /** Stops scheduling checks; probes already running finish. */
+  stop(): void {
+    this.#cancel?.();
+    this.#cancel = undefined;
+  }
+
+  /** Probes every instance once (skipping those whose last probe is still running). */
+  checkNow(): Promise<void> {
+    const ids = new Set<string>();
+    for (const instance of this.#target.instances()) {
+      ids.add(instance.id);
+      if (this.#running.has(instance.id)) continue;
+      const run = this.#checkOne(instance).finally(() => this.#running.delete(instance.id));
+      this.#running.set(instance.id, run);
+    }
+    for (const id of this.#states.keys()) if (!ids.has(id)) this.#states.delete(id);
+    return this.idle();
+  }
+
+  /** Resolves when no probe is running. */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all(this.#running.values());
+  }
+
+  /** The checker's view of an instance. */
+  state(id: string): HealthState | undefined {
+    const s = this.#states.get(id);
+    return s === undefined ? undefined : { ...s };
+  }
+
+  async #checkOne(instance: BalancedInstance): Promise<void> {
+    const controller = new AbortController();
+    let timedOut = false;
+    const ok = await new Promise<boolean>((resolve) => {
+      const cancel = this.#clock.setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+        resolve(false);
+      }, this.#timeoutMillis);
+      this.#probe(instance, controller.signal).then(
+        (healthy) => {
+          cancel();
+          resolve(healthy);
+        },
+        () => {
+          cancel();
+          resolve(false);
+        },
+      );
+    });
+    this.#record(instance.id, ok, timedOut ? 'health check timed out' : 'health check failed');
+  }
+
+  #record(id: string, ok: boolean, failureReason: string): void {
+    if (!this.#target.instances().some((i) => i.id === id)) return;
+    let s = this.#states.get(id);
+    if (s === undefined) {
+      s = { healthy: this.#target.isHealthy(id) ?? true, consecutiveSuccesses: 0, consecutiveFailures: 0 };
+      this.#states.set(id, s);
+    }
+    if (ok) {
+      s.consecutiveSuccesses++;
+      s.consecutiveFailures = 0;
+      if (!s.healthy && s.consecutiveSuccesses >= this.#rise) {
+        s.healthy = true;
+        this.#target.setHealth(id, true, `${this.#rise} health checks passed`);
+      }
+    } else {
+      s.consecutiveFailures++;
+      s.consecutiveSuccesses = 0;
+      if (s.healthy && s.consecutiveFailures >= this.#fall) {
+        s.healthy = false;
+        this.#target.setHealth(id, false, `${failureReason} ${this.#fall} times in a row`);
+      }
+    }
+    this.emit('check', { instanceId: id, ok, healthy: s.healthy });
+  }
+}
