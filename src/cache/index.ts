@@ -1,0 +1,34 @@
+/**
+ * `kysely-scale/cache`: the multi-level cache. A separate entry point so the core never loads
+ * ioredis or lru-cache unless the cache is used.
+ *
+ * @packageDocumentation
+ */
+export { systemClock, ManualClock, type CacheClock } from './cache-clock';
+export { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicy, resolvePolicies, type CacheLevel, type CachePolicy, type CachePolicyOptions } from './cache-policy';
+export type { CacheStats, PolicyStats, TierStats } from './cache-stats';
+export { CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';
+export { HashRing, HASH_RING_DEFAULTS, type HashRingOptions } from './hash-ring';
+export { HotKeyTracker, HOT_KEY_TRACKER_DEFAULTS, type HotKey, type HotKeyTrackerOptions } from './hot-key-tracker';
+export { InvalidationBus, INVALIDATION_BUS_DEFAULTS, type BusMessage, type InvalidationBusOptions, type PubSubLike } from './invalidation-bus';
+export { MemoryTier, MEMORY_TIER_DEFAULTS, type CacheEntry, type MemoryTierOptions, type TagStamp } from './memory-tier';
+export { QueryCache, QUERY_CACHE_DEFAULTS, queryKey, tablesOf, tableTag, type CachedQueryOptions, type CompilableQuery, type QueryCacheOptions, type QueryExecutor, type WriteEventSource } from './query-cache';
+export {
+  clusterRedisTier,
+  L2_DEFAULTS,
+  redisClientDefaults,
+  ringRedisTier,
+  singleRedisTier,
+  type ClusterRedisTierOptions,
+  type L2CommonOptions,
+  type L2Kind,
+  type L2Tier,
+  type RedisLike,
+  type RingRedisTierOptions,
+  type RingServer,
+  type SingleRedisTierOptions,
+  type VersionToken,
+} from './redis-tier';
+export { createSerializer, SERIALIZER_DEFAULTS, type CacheSerializer, type SerializerOptions } from './serializer';
+export { SingleFlight, type Flight } from './single-flight';
+export { PolicyCache, TieredCache, TIERED_CACHE_DEFAULTS, type CacheEvents, type CacheSuggestion, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache';
