@@ -57,14 +57,16 @@ export function unregisterReapable(reapable: Reapable): void {
 // for them to exit, kills what remains, and removes the cluster's folder.
 const WATCHDOG_SCRIPT = `
 parent="$1"; dir="$2"; pids="$3"
-while kill -0 "$parent" 2>/dev/null && [ -d "$dir" ]; do sleep 1; done
+# A zombie counts as gone: it has exited and only waits for init to reap it.
+alive() { kill -0 "$1" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"; }
+while alive "$parent" && [ -d "$dir" ]; do sleep 1; done
 [ -d "$dir" ] || exit 0
 for f in "$pids"/*; do [ -f "$f" ] && { read -r pid sig < "$f"; kill -"$sig" "$pid" 2>/dev/null; }; done
 i=0
 while [ "$i" -lt 50 ]; do
-  alive=0
-  for f in "$pids"/*; do [ -f "$f" ] && { read -r pid sig < "$f"; kill -0 "$pid" 2>/dev/null && alive=1; }; done
-  [ "$alive" = 0 ] && break
+  left=0
+  for f in "$pids"/*; do [ -f "$f" ] && { read -r pid sig < "$f"; alive "$pid" && left=1; }; done
+  [ "$left" = 0 ] && break
   sleep 0.2; i=$((i + 1))
 done
 for f in "$pids"/*; do [ -f "$f" ] && { read -r pid sig < "$f"; kill -KILL "$pid" 2>/dev/null; }; done
