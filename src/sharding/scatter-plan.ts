@@ -97,6 +97,7 @@ class ShardSelections {
   readonly selections: SelectionNode[] = [];
   readonly hidden = new Set<string>();
   private counter = 0;
+  private readonly types = new Map<OperationNode, string>();
 
   add(expression: OperationNode, prefix: string): string {
     const name = `${HIDDEN_PREFIX}${prefix}${this.counter++}`;
@@ -107,7 +108,12 @@ class ShardSelections {
 
   /** Adds `pg_typeof(expression)::text` and returns its column name. */
   addType(expression: OperationNode): string {
-    return this.add(RawNode.create(['pg_typeof(', ')::text'], [expression]), 't');
+    let name = this.types.get(expression);
+    if (name === undefined) {
+      name = this.add(RawNode.create(['pg_typeof(', ')::text'], [expression]), 't');
+      this.types.set(expression, name);
+    }
+    return name;
   }
 }
 

@@ -1,0 +1,186 @@
+import {
+  createQueryId,
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  sql,
+  type SelectQueryNode,
+} from 'kysely';
+import { RoutingError } from '../../../src/errors';
+import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter-plan';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const db = new Kysely<any>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: () => new DummyDriver(),
+    createIntrospector: (k) => new PostgresIntrospector(k),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+});
+const compiler = new PostgresQueryCompiler();
+const shardSql = (plan: ScatterPlan): string => compiler.compileQuery(plan.shardNode, createQueryId()).sql;
+const plan = (query: { toOperationNode(): SelectQueryNode }): ScatterPlan => planScatter(query.toOperationNode());
+
+describe('ordered rows', () => {
+  test('LIMIT n OFFSET m runs as LIMIT n+m with type columns, and merges in order without helpers', () => {
+    const p = plan(db.selectFrom('t').select(['id', 'name']).orderBy('big', 'desc').orderBy('name').limit(2).offset(1));
+    expect(shardSql(p)).toBe(
+      'select "id", "name", "big" as "__ks_o0", pg_typeof("big")::text as "__ks_t1", pg_typeof("name")::text as "__ks_t2" from "t" order by "big" desc, "name" limit $1',
+    );
+    expect(compiler.compileQuery(p.shardNode, createQueryId()).parameters).toEqual([3]);
+    const row = (id: number, name: string, big: string | null) => ({ id, name, __ks_o0: big, __ks_t1: 'bigint', __ks_t2: 'text' });
+    const merged = p.merge([
+      [row(1, 'a', null), row(2, 'b', '10'), row(3, 'a', '9')],
+      [row(4, 'a', '100'), row(5, 'c', '10'), row(6, 'a', '-5')],
+    ]);
+    // DESC puts NULLs first; bigint strings compare as numbers; ties on big break on name.
+    expect(merged).toEqual([{ id: 4, name: 'a' }, { id: 2, name: 'b' }]);
+  });
+
+  test('nulls first/last in both directions, several columns', () => {
+    const p = plan(db.selectFrom('t').select(['a', 'b']).orderBy('a', (o) => o.asc().nullsFirst()).orderBy('b', (o) => o.desc().nullsLast()));
+    const r = (a: number | null, b: string | null) => ({ a, b, __ks_t0: 'integer', __ks_t1: 'text' });
+    const merged = p.merge([[r(null, 'x'), r(1, 'b'), r(1, null)], [r(null, null), r(0, 'z'), r(1, 'c')]]);
+    expect(merged.map((m) => [m.a, m.b])).toEqual([[null, 'x'], [null, null], [0, 'z'], [1, 'c'], [1, 'b'], [1, null]]);
+  });
+
+  test('ORDER BY an output alias uses the column, a qualified name adds a hidden column', () => {
+    expect(shardSql(plan(db.selectFrom('t').select('x as y').orderBy('y')))).toBe('select "x" as "y", pg_typeof("x")::text as "__ks_t0" from "t" order by "y"');
+    expect(shardSql(plan(db.selectFrom('t').selectAll().orderBy('t.x')))).toBe(
+      'select *, "t"."x" as "__ks_o0", pg_typeof("t"."x")::text as "__ks_t1" from "t" order by "t"."x"',
+    );
+  });
+
+  test('numeric strings, text in C order and without ORDER BY plain concatenation with limit', () => {
+    const p = plan(db.selectFrom('t').select('n').orderBy('n'));
+    const r = (n: string) => ({ n, __ks_t0: 'numeric' });
+    expect(p.merge([[r('-1.5'), r('2')], [r('-10'), r('10.00')]]).map((x) => x.n)).toEqual(['-10', '-1.5', '2', '10.00']);
+    const q = plan(db.selectFrom('t').select('id').limit(3));
+    expect(q.merge([[{ id: 1 }, { id: 2 }], [{ id: 3 }, { id: 4 }]])).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+  });
+
+  test('a shard whose order disagrees with the comparator (e.g. a non-C collation) fails instead of misordering', () => {
+    const p = plan(db.selectFrom('t').select('s').orderBy('s'));
+    const r = (s: string) => ({ s, __ks_t0: 'text' });
+    expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(/shard #0 returned rows in an order/);
+    // A matching compareText (here: case-insensitive) is accepted.
+    const ci = planScatter(db.selectFrom('t').select('s').orderBy('s').toOperationNode(), { compareText: (a, b) => a.toLowerCase().localeCompare(b.toLowerCase()) });
+    expect(ci.merge([[r('a'), r('B')], [r('A2')]]).map((x) => x.s)).toEqual(['a', 'A2', 'B']);
+  });
+});
+
+describe('aggregates', () => {
+  test('count/sum/min/max/avg without GROUP BY merge to PostgreSQL types and text', () => {
+    const p = plan(
+      db.selectFrom('t').select((eb) => [
+        eb.fn.countAll().as('n'),
+        eb.fn.count('x').as('nx'),
+        eb.fn.sum('x').as('s'),
+        eb.fn.min('name').as('lo'),
+        eb.fn.max('big').as('hi'),
+        eb.fn.avg('x').as('a'),
+      ]).orderBy('n').limit(5),
+    );
+    expect(shardSql(p)).toBe(
+      'select count(*) as "n", count("x") as "nx", sum("x") as "s", min("name") as "lo", max("big") as "hi", ' +
+        'pg_typeof(min("name"))::text as "__ks_t0", pg_typeof(max("big"))::text as "__ks_t1", sum("x") as "__ks_s2", count("x") as "__ks_c3" from "t"',
+    );
+    const merged = p.merge([
+      [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: '1.50', __ks_c3: '2' }],
+      [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: '2.25', __ks_c3: '2' }],
+      [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: null, __ks_c3: '0' }],
+    ]);
+    expect(merged).toEqual([{ n: '5', nx: '4', s: '3.75', lo: 'B', hi: '10', a: '0.93750000000000000000' }]);
+  });
+
+  test('over no rows: count is 0 and the others null', () => {
+    const p = plan(db.selectFrom('t').select((eb) => [eb.fn.countAll().as('n'), eb.fn.sum('x').as('s'), eb.fn.avg('x').as('a')]));
+    expect(p.merge([[{ n: '0', s: null, __ks_s0: null, __ks_c1: '0' }], [{ n: '0', s: null, __ks_s0: null, __ks_c1: '0' }]])).toEqual([{ n: '0', s: null, a: null }]);
+    expect(p.merge([])).toEqual([{ n: '0', s: null, a: null }]);
+  });
+
+  test('floats and app-parsed bigints keep their JS form', () => {
+    const p = plan(db.selectFrom('t').select((eb) => [eb.fn.sum('f').as('s'), eb.fn.avg('f').as('a'), eb.fn.countAll().as('n')]));
+    const merged = p.merge([[{ s: 1.5, __ks_s0: 1.5, __ks_c1: 1n, n: 1n }], [{ s: 2.5, __ks_s0: 2.5, __ks_c1: 3n, n: 3n }]]);
+    expect(merged).toEqual([{ s: 4, a: 1, n: 4n }]);
+  });
+
+  test('GROUP BY merges groups by typed key (numeric 1.0 = 1.00), sorts and limits after merging', () => {
+    const p = plan(db.selectFrom('t').select((eb) => ['k', eb.fn.countAll().as('n')]).groupBy('k').orderBy('n', 'desc').orderBy('k').limit(2).offset(1));
+    expect(shardSql(p)).toBe('select "k", count(*) as "n", pg_typeof("k")::text as "__ks_t0" from "t" group by "k"');
+    const r = (k: string | null, n: string) => ({ k, n, __ks_t0: 'numeric' });
+    const merged = p.merge([
+      [r('1.0', '2'), r('2', '5'), r(null, '1')],
+      [r('1.00', '4'), r('3', '1'), r(null, '1')],
+    ]);
+    expect(merged).toEqual([{ k: '2', n: '5' }, { k: null, n: '2' }]);
+  });
+
+  test('GROUP BY t.k matches a selected k on one table', () => {
+    expect(() => plan(db.selectFrom('t').select((eb) => ['t.k', eb.fn.countAll().as('n')]).groupBy('k'))).not.toThrow();
+  });
+});
+
+describe('DISTINCT', () => {
+  test('removes duplicates across shards and applies offset/limit after', () => {
+    const p = plan(db.selectFrom('t').select(['g']).distinct().orderBy('g').limit(2).offset(1));
+    expect(shardSql(p)).toBe('select distinct "g", pg_typeof("g")::text as "__ks_t0" from "t" order by "g" limit $1');
+    const r = (g: string) => ({ g, __ks_t0: 'text' });
+    expect(p.merge([[r('a'), r('b'), r('c')], [r('a'), r('c')]])).toEqual([{ g: 'b' }, { g: 'c' }]);
+    expect(p.streamable).toBe(false);
+  });
+});
+
+describe('refusals', () => {
+  const refused: [string, () => unknown][] = [
+    ['HAVING', () => db.selectFrom('t').select((eb) => ['k', eb.fn.countAll().as('n')]).groupBy('k').having((eb) => eb.fn.countAll(), '>', 1)],
+    ['window function', () => db.selectFrom('t').select((eb) => eb.fn.countAll().over().as('n'))],
+    ['DISTINCT ON', () => db.selectFrom('t').select('a').distinctOn('a')],
+    ['set operation', () => db.selectFrom('t').select('a').union(db.selectFrom('u').select('a'))],
+    ['ORDER BY expression that is not in the select list', () => db.selectFrom('t').select((eb) => ['k', eb.fn.countAll().as('n')]).groupBy('k').orderBy('other')],
+    ['aggregate inside the expression', () => db.selectFrom('t').select((eb) => eb(eb.fn.countAll(), '+', 1).as('n'))],
+    ['count(DISTINCT', () => db.selectFrom('t').select((eb) => eb.fn.count('a').distinct().as('n'))],
+    ['join', () => db.selectFrom('t').innerJoin('u', 'u.id', 't.id').select('t.a')],
+    ['subquery', () => db.selectFrom('t').select('a').where('a', 'in', db.selectFrom('u').select('a'))],
+    ['raw SQL', () => db.selectFrom('t').select(sql<number>`count(*)`.as('n'))],
+    ['WITH', () => db.with('c', (q) => q.selectFrom('u').select('a')).selectFrom('t').select('a')],
+    ['aggregate string_agg', () => db.selectFrom('t').select((eb) => eb.fn.agg('string_agg', ['a', sql.lit(',')]).as('s'))],
+    ['GROUP BY expression that is not in the select list', () => db.selectFrom('t').select((eb) => eb.fn.countAll().as('n')).groupBy('k')],
+    ['select * in an aggregate query', () => db.selectFrom('t').selectAll().groupBy('id')],
+    ['LIMIT', () => db.selectFrom('t').select('a').limit(sql<number>`1`)],
+    ['COLLATE', () => db.selectFrom('t').select('a').orderBy('a', (o) => o.collate('en_US'))],
+    ['several FROM items', () => db.selectFrom(['t', 'u']).select('t.a')],
+    ['FROM that is not one table', () => db.selectFrom(db.selectFrom('t').select('a').as('s')).select('s.a')],
+    ['reserved', () => db.selectFrom('t').select('a as __ks_x')],
+    ['ORDER BY on raw SQL', () => db.selectFrom('t').select('a').orderBy(sql`lower(a)`)],
+    ['plain function', () => db.selectFrom('t').select((eb) => eb.fn('sum', ['a']).as('s'))],
+    ['DISTINCT over *', () => db.selectFrom('t').selectAll().distinct()],
+  ];
+  test.each(refused)('%s', (what, build) => {
+    const node = (build() as { toOperationNode(): SelectQueryNode }).toOperationNode();
+    let error: unknown;
+    try {
+      planScatter(node);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(RoutingError);
+    expect((error as RoutingError).code).toBe('E_UNSUPPORTED_SCATTER');
+    expect((error as Error).message).toContain(what);
+    expect((error as Error).message).toMatch(/shard key.*withShard/);
+  });
+
+  test('a join the router vouches for is planned', () => {
+    const node = db.selectFrom('t').innerJoin('u', 'u.id', 't.id').select(['t.a']).orderBy('t.a').toOperationNode();
+    expect(() => planScatter(node, { isJoinSafe: () => true })).not.toThrow();
+  });
+
+  test('plans are frozen', () => {
+    const p = plan(db.selectFrom('t').select('a').orderBy('a'));
+    expect(Object.isFrozen(p)).toBe(true);
+    expect(Object.isFrozen(p.shardNode)).toBe(true);
+  });
+});
