@@ -6,7 +6,9 @@ export const TEST_CLUSTER_DEFAULTS = Object.freeze({
   shards: 2,
   replicasPerShard: 0,
   redis: false as boolean,
+  /** Standalone servers for `redis: true`, or for a `redis` object without `standalone`. */
   redisStandalone: 1,
+  /** Redis Cluster masters for a `redis` object without `clusterMasters`. */
   redisClusterMasters: 0,
   backend: 'auto' as const,
   dockerProbeTimeoutMillis: 1500,
