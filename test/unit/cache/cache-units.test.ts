@@ -1,0 +1,257 @@
+import { ConfigError, CacheValueTooLargeError, CacheSerializationError, ErrorCodes } from '../../../src/errors';
+import { ManualClock } from '../../../src/cache/cache-clock';
+import { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicies, resolvePolicy } from '../../../src/cache/cache-policy';
+import { CircuitBreaker } from '../../../src/cache/circuit-breaker';
+import { HashRing } from '../../../src/cache/hash-ring';
+import { HotKeyTracker } from '../../../src/cache/hot-key-tracker';
+import { MemoryTier, type CacheEntry } from '../../../src/cache/memory-tier';
+import { createSerializer } from '../../../src/cache/serializer';
+import { SingleFlight } from '../../../src/cache/single-flight';
+import { TieredCache } from '../../../src/cache/tiered-cache';
+
+describe('serializer', () => {
+  const s = createSerializer({ maxValueBytes: 200 });
+  it('round-trips Dates, BigInts, Buffers, Maps, Sets, special numbers and nesting', () => {
+    const value = {
+      at: new Date('2024-01-02T03:04:05.678Z'),
+      big: 9007199254740993n,
+      buf: Buffer.from([0, 1, 255]),
+      m: new Map<unknown, unknown>([['k', { d: new Date(0) }]]),
+      s: new Set([1, 'two']),
+      arr: [1, undefined, NaN, -Infinity],
+      $: 'a user key named $',
+      nested: { deep: [{ $: { t: 'x' } }] },
+    };
+    const big = createSerializer();
+    const back = big.deserialize(big.serialize(value)) as typeof value;
+    expect(back).toEqual(value);
+    expect(back.at).toBeInstanceOf(Date);
+    expect(typeof back.big).toBe('bigint');
+    expect(Buffer.isBuffer(back.buf)).toBe(true);
+    expect(back.m.get('k')).toEqual({ d: new Date(0) });
+    expect(s.deserialize(s.serialize(undefined))).toBeUndefined();
+    expect(s.deserialize(s.serialize('plain'))).toBe('plain');
+  });
+  it('refuses values over the limit with a clear error', () => {
+    const err = (() => {
+      try {
+        s.serialize('x'.repeat(500));
+      } catch (e) {
+        return e as CacheValueTooLargeError;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(CacheValueTooLargeError);
+    expect(err!.code).toBe(ErrorCodes.CACHE_VALUE_TOO_LARGE);
+    expect(err!.message).toMatch(/502 bytes.*200 bytes.*maxValueBytes/);
+  });
+  it('refuses functions and cycles, naming where', () => {
+    expect(() => s.serialize({ a: { f: () => 1 } })).toThrow(/function \(at \$\.a\.f\)/);
+    const cyc: Record<string, unknown> = {};
+    cyc.self = cyc;
+    expect(() => s.serialize(cyc)).toThrow(CacheSerializationError);
+  });
+});
+
+describe('cache policies', () => {
+  it('validates and names the option', () => {
+    expect(() => resolvePolicy('user_data', { ttlMillis: -1 })).toThrow(/`policies\.user_data\.ttlMillis`/);
+    expect(() => resolvePolicy('p', { levels: [] })).toThrow(/`policies\.p\.levels`/);
+    expect(() => resolvePolicy('p', { levels: ['l3' as 'l1'] })).toThrow(/unknown level "l3"/);
+    expect(() => resolvePolicy('p', { ttl: 5 } as never)).toThrow(/`policies\.p\.ttl`: unknown option/);
+    expect(() => resolvePolicy('p', { softTimeoutMillis: 10, hardTimeoutMillis: 5 })).toThrow(ConfigError);
+    expect(() => resolvePolicies({})).toThrow(/`policies`/);
+  });
+  it('has frozen defaults and keeps no reference to the options', () => {
+    expect(Object.isFrozen(CACHE_POLICY_DEFAULTS)).toBe(true);
+    const opts = { ttlMillis: 1000, levels: ['l1' as const] };
+    const p = resolvePolicy('x', opts);
+    opts.levels.push('l2' as never);
+    expect(p.levels).toEqual(['l1']);
+    expect(Object.isFrozen(p)).toBe(true);
+  });
+  it('resolves the example policies of the original design', () => {
+    const all = resolvePolicies(EXAMPLE_POLICIES);
+    expect(all.get('analysis_results')).toMatchObject({ ttlMillis: 7_200_000, useL1: false, useL2: true, writeThrough: false });
+    expect(all.get('user_data')).toMatchObject({ ttlMillis: 3_600_000, maxEntries: 10_000, cacheAside: false });
+  });
+});
+
+describe('memory tier', () => {
+  const entry = (size: number, freshUntil: number, staleUntil = freshUntil): CacheEntry => ({ value: size, size, freshUntil, staleUntil, nsEpoch: 0, tags: null });
+  it('expires on the injected clock, serving until staleUntil', () => {
+    const clock = new ManualClock();
+    const t = new MemoryTier();
+    t.set('a', entry(1, clock.now() + 100, clock.now() + 150));
+    expect(t.get('a', clock.now())?.value).toBe(1);
+    clock.advance(120);
+    expect(t.get('a', clock.now())).toBeDefined(); // within grace
+    clock.advance(30);
+    expect(t.get('a', clock.now())).toBeUndefined();
+    expect(t.expirations).toBe(1);
+  });
+  it('is bounded by count and by bytes, counting evictions', () => {
+    const byCount = new MemoryTier({ maxEntries: 3, maxBytes: 1e6 });
+    for (let i = 0; i < 5; i++) byCount.set(`k${i}`, entry(10, Infinity));
+    expect(byCount.size).toBe(3);
+    expect(byCount.evictions).toBe(2);
+    const byBytes = new MemoryTier({ maxEntries: 100, maxBytes: 100 });
+    for (let i = 0; i < 5; i++) byBytes.set(`k${i}`, entry(40, Infinity));
+    expect(byBytes.bytes).toBeLessThanOrEqual(100);
+    expect(byBytes.size).toBe(2);
+  });
+});
+
+describe('single-flight', () => {
+  it('runs one loader per key and marks flights stale', async () => {
+    const sf = new SingleFlight<number>();
+    let calls = 0;
+    let release!: (v: number) => void;
+    const run = () => {
+      calls++;
+      return new Promise<number>((r) => (release = r));
+    };
+    const a = sf.run('k', ['t'], run);
+    const b = sf.run('k', ['t'], run);
+    expect(a).toBe(b);
+    sf.markWhere((f) => f.tags.includes('t'));
+    expect(a.stale).toBe(true);
+    release(7);
+    expect(await Promise.all([a.promise, b.promise])).toEqual([7, 7]);
+    expect(calls).toBe(1);
+    expect(sf.size).toBe(0);
+  });
+});
+
+describe('circuit breaker', () => {
+  it('opens after the threshold, probes once after openMillis, closes on success', () => {
+    const clock = new ManualClock();
+    const states: string[] = [];
+    const b = new CircuitBreaker(clock.now, { failureThreshold: 2, openMillis: 1000 }, (s) => states.push(s));
+    b.failure();
+    expect(b.allow()).toBe(true);
+    b.failure();
+    expect(b.allow()).toBe(false);
+    clock.advance(999);
+    expect(b.allow()).toBe(false);
+    clock.advance(1);
+    expect(b.allow()).toBe(true); // the probe
+    expect(b.allow()).toBe(false); // only one
+    b.failure();
+    expect(b.state).toBe('open');
+    clock.advance(1000);
+    expect(b.allow()).toBe(true);
+    b.success();
+    expect(b.state).toBe('closed');
+    expect(states).toEqual(['open', 'halfOpen', 'open', 'halfOpen', 'closed']);
+    expect(() => new CircuitBreaker(clock.now, { failureThreshold: 0 })).toThrow(/`breaker\.failureThreshold`/);
+  });
+});
+
+describe('hot-key tracker', () => {
+  it('finds the hot keys in bounded memory and lets them cool down', () => {
+    const clock = new ManualClock();
+    const t = new HotKeyTracker({ capacity: 16, halfLifeMillis: 60_000, sampleEvery: 1 });
+    for (let i = 0; i < 10_000; i++) {
+      t.record('p', i % 10 === 0 ? 'hot' : `cold${i}`, clock.now(), 1);
+      if (i % 100 === 0) clock.advance(60);
+    }
+    expect(t.size).toBe(16); // space-saving keeps any key above 1/capacity of the traffic
+    const top = t.top(clock.now(), 1)[0]!;
+    expect(top.key).toBe('hot');
+    const before = top.perMinute;
+    clock.advance(120_000); // two half-lives
+    expect(t.top(clock.now(), 1)[0]!.perMinute).toBeCloseTo(before / 4, 5);
+  });
+  it('feeds suggestions of the tiered cache', async () => {
+    const clock = new ManualClock();
+    const cache = new TieredCache({ policies: { short: { ttlMillis: 10_000, levels: ['l1'] } }, clock, hotKeys: { sampleEvery: 1 } });
+    await cache.set('short', 'k', 1);
+    for (let i = 0; i < 200; i++) cache.peek('short', 'k');
+    expect(cache.hotKeys(1)[0]).toMatchObject({ policy: 'short', key: 'k' });
+    expect(cache.suggestions().map((s) => s.kind)).toContain('hot-key-longer-ttl');
+  });
+});
+
+describe('hash ring', () => {
+  const keys = Array.from({ length: 100_000 }, (_, i) => `user:${i}`);
+  const owners = (ring: HashRing) => keys.map((k) => ring.owner(k));
+  it('spreads keys evenly over 150 virtual nodes per server', () => {
+    const ring = new HashRing(['a', 'b', 'c']);
+    const counts = new Map<string, number>();
+    for (const o of owners(ring)) counts.set(o, (counts.get(o) ?? 0) + 1);
+    for (const c of counts.values()) expect(Math.abs(c / keys.length - 1 / 3)).toBeLessThan(0.07);
+  });
+  it('adding a fourth server remaps at most 30% of 100,000 keys, all to the new server', () => {
+    const before = owners(new HashRing(['a', 'b', 'c']));
+    const after = owners(new HashRing(['a', 'b', 'c', 'd']));
+    let moved = 0;
+    for (let i = 0; i < keys.length; i++) {
+      if (before[i] !== after[i]) {
+        moved++;
+        expect(after[i]).toBe('d');
+      }
+    }
+    const share = moved / keys.length;
+    console.log(`ring: adding a 4th server remapped ${(share * 100).toFixed(2)}% of ${keys.length} keys`);
+    expect(share).toBeLessThanOrEqual(0.3);
+    expect(share).toBeGreaterThan(0.15);
+  });
+  it('removing a server remaps only its keys', () => {
+    const before = owners(new HashRing(['a', 'b', 'c', 'd']));
+    const after = owners(new HashRing(['a', 'b', 'd']));
+    let moved = 0;
+    for (let i = 0; i < keys.length; i++) {
+      if (before[i] !== after[i]) {
+        moved++;
+        expect(before[i]).toBe('c');
+      } else expect(before[i]).not.toBe('c');
+    }
+    console.log(`ring: removing 1 of 4 servers remapped ${((moved / keys.length) * 100).toFixed(2)}% of keys (only its own)`);
+  });
+  it('walks to the next server as the stand-in', () => {
+    const ring = new HashRing(['a', 'b', 'c']);
+    const w = ring.walk('some-key');
+    expect(w).toHaveLength(3);
+    expect(ring.members[w[0]!]).toBe(ring.owner('some-key'));
+  });
+});
+
+describe('tiered cache (L1 only, injected clock)', () => {
+  it('serves stale within grace while one background load refreshes, and times loaders out', async () => {
+    const clock = new ManualClock();
+    const cache = new TieredCache({ policies: { p: { ttlMillis: 1000, graceMillis: 5000, levels: ['l1'], hardTimeoutMillis: 50 } }, clock });
+    let n = 0;
+    expect(await cache.getOrLoad('p', 'k', async () => ++n)).toBe(1);
+    clock.advance(1500);
+    expect(await cache.getOrLoad('p', 'k', async () => ++n)).toBe(1); // stale, refreshing
+    await new Promise((r) => setImmediate(r));
+    expect(await cache.getOrLoad('p', 'k', async () => ++n)).toBe(2);
+    // Hard timeout with no stale value.
+    const pending = cache.getOrLoad('p', 'other', () => new Promise<number>(() => {}));
+    clock.advance(50);
+    await expect(pending).rejects.toMatchObject({ code: ErrorCodes.CACHE_LOADER_TIMEOUT });
+  });
+  it('does not fill L1 with a load that an invalidation overtook', async () => {
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
+    let release!: (v: string) => void;
+    const load = cache.getOrLoad('p', 'k', () => new Promise<string>((r) => (release = r)));
+    await cache.invalidate('p', ['k']);
+    release('old');
+    expect(await load).toBe('old');
+    expect(cache.peek('p', 'k')).toBeUndefined();
+    expect(cache.stats().policies.p!.staleFillsPrevented).toBe(1);
+  });
+  it('keeps L1 values frozen and identical to a serializer round trip', async () => {
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
+    await cache.set('p', 'k', { at: new Date(5), n: 1n, cls: new (class { x = 1 })() });
+    const v = cache.peek<{ at: Date; n: bigint; cls: object }>('p', 'k')!;
+    expect(v).toEqual({ at: new Date(5), n: 1n, cls: { x: 1 } });
+    expect(Object.isFrozen(v)).toBe(true);
+  });
+  it('refuses an unknown policy and an l2 policy without an L2 tier', () => {
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
+    expect(() => cache.peek('nope', 'k')).toThrow(/Unknown cache policy `nope`; configured policies: p/);
+    expect(() => new TieredCache({ policies: { p: {} } })).toThrow(/`l2`/);
+  });
+});
