@@ -1,0 +1,52 @@
+import Redis, { Cluster } from 'ioredis';
+import { redisClientDefaults, type RedisLike } from '../../../src/cache/redis-tier';
+
+/** A real ioredis client with the cache's recommended options, connected before use. */
+export async function connect(url: string): Promise<Redis> {
+  const c = new Redis(url, { ...redisClientDefaults, lazyConnect: true });
+  await c.connect();
+  return c;
+}
+
+export async function connectCluster(nodes: readonly { host: string; port: number }[]): Promise<Cluster> {
+  const c = new Cluster([...nodes], { enableOfflineQueue: false, redisOptions: { ...redisClientDefaults }, lazyConnect: true });
+  await c.connect();
+  return c;
+}
+
+/**
+ * Fault injection on a real client (no mock): while `down`, every command fails as a dropped
+ * connection would; `delayMillis` slows every command.
+ */
+export function chaos(client: RedisLike): RedisLike & { down: boolean; delayMillis: number } {
+  const state = { down: false, delayMillis: 0 };
+  const wrap =
+    <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+    async (...a: A): Promise<R> => {
+      if (state.delayMillis > 0) await new Promise((r) => setTimeout(r, state.delayMillis));
+      if (state.down) throw new Error('chaos: connection is closed');
+      return fn(...a);
+    };
+  return Object.assign(state, {
+    get: wrap((k: string) => client.get(k)),
+    mget: wrap((...k: string[]) => client.mget(...k)),
+    evalsha: wrap((sha: string, n: number, ...a: (string | number)[]) => client.evalsha(sha, n, ...a)),
+    eval: wrap((s: string, n: number, ...a: (string | number)[]) => client.eval(s, n, ...a)),
+    call: wrap((c: string, ...a: (string | number)[]) => client.call(c, ...a)),
+    quit: () => client.quit(),
+  });
+}
+
+/** Resolves on the next event matching `pred`, or rejects after `timeoutMillis`. */
+export function nextEvent<T>(subscribe: (fn: (e: T) => void) => () => void, pred: (e: T) => boolean, timeoutMillis = 2000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => (off(), reject(new Error(`no event within ${timeoutMillis} ms`))), timeoutMillis);
+    const off = subscribe((e) => {
+      if (pred(e)) {
+        clearTimeout(t);
+        off();
+        resolve(e);
+      }
+    });
+  });
+}

@@ -1,0 +1,94 @@
+import type Redis from 'ioredis';
+import type { Cluster } from 'ioredis';
+import { startTestCluster, type TestCluster } from '../../../src/testing';
+import { clusterRedisTier, ringRedisTier, singleRedisTier, type L2Tier } from '../../../src/cache/redis-tier';
+import { connect, connectCluster } from './cache-fixtures';
+
+/** One contract, every L2 backend (single node, ring of 4 standalone servers, Redis Cluster of 3 masters). */
+let cluster: TestCluster;
+const clients: (Redis | Cluster)[] = [];
+const backends: Record<string, () => Promise<L2Tier>> = {
+  single: async () => {
+    const c = await connect(cluster.redis[0]!.url);
+    clients.push(c);
+    return singleRedisTier({ client: c, prefix: 'contract-single:' });
+  },
+  ring: async () => {
+    const servers = await Promise.all(cluster.redis.map(async (s, i) => ({ id: `r${i}`, client: await connect(s.url) })));
+    clients.push(...servers.map((s) => s.client as Redis));
+    return ringRedisTier({ servers, prefix: 'contract-ring:' });
+  },
+  cluster: async () => {
+    const c = await connectCluster(cluster.redisClusterNodes);
+    clients.push(c);
+    return clusterRedisTier({ cluster: c, prefix: 'contract-cluster:' });
+  },
+};
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 0, redis: { standalone: 4, clusterMasters: 3 } });
+});
+afterAll(async () => {
+  await Promise.allSettled(clients.map((c) => c.quit()));
+  await cluster?.stop();
+});
+
+describe.each(Object.keys(backends))('L2 contract: %s', (kind) => {
+  let tier: L2Tier;
+  beforeAll(async () => {
+    tier = await backends[kind]!();
+    await tier.clear();
+  });
+
+  it('gets what a versioned fill stored, and nothing else', async () => {
+    expect(await tier.get('p:a')).toBeNull();
+    const v = await tier.readVersion('p:a');
+    expect(await tier.fill('p:a', v, 'payload-a', 60_000)).toBe(true);
+    expect(await tier.get('p:a')).toBe('payload-a');
+  });
+
+  it('refuses a fill whose version moved (an invalidation overtook the load)', async () => {
+    const v = await tier.readVersion('p:b');
+    await tier.invalidate(['p:b']);
+    expect(await tier.fill('p:b', v, 'stale', 60_000)).toBe(false);
+    expect(await tier.get('p:b')).toBeNull();
+    const v2 = await tier.readVersion('p:b');
+    const w = tier.write('p:b', 'written', 60_000);
+    await w;
+    expect(await tier.fill('p:b', v2, 'stale-again', 60_000)).toBe(false);
+    expect(await tier.get('p:b')).toBe('written');
+  });
+
+  it('mgets across servers and slots, in order', async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `p:m${i}`);
+    await Promise.all(keys.map((k) => tier.write(k, `v-${k}`, 60_000)));
+    await tier.invalidate(['p:m7', 'p:m31']);
+    const vals = await tier.mget([...keys, 'p:none']);
+    expect(vals).toEqual([...keys.map((k) => (k === 'p:m7' || k === 'p:m31' ? null : `v-${k}`)), null]);
+  });
+
+  it('expires values after their TTL (Redis PX)', async () => {
+    await tier.write('p:ttl', 'x', 1);
+    const deadline = Date.now() + 2000;
+    let v: string | null = 'x';
+    // Redis owns this clock; poll it (bounded) rather than sleeping a guessed time.
+    while (v !== null && Date.now() < deadline) v = await tier.get('p:ttl');
+    expect(v).toBeNull();
+  });
+
+  it('keeps epoch counters that only move forward', async () => {
+    const [e0] = await tier.readEpochs(['tag:x']);
+    const [again] = await tier.readEpochs(['tag:x']);
+    expect(again).toBe(e0);
+    const e1 = await tier.bumpEpoch('tag:x');
+    expect(e1).toBe(e0! + 1);
+    expect(await tier.readEpochs(['tag:x', 'tag:y'])).toEqual([e1, expect.any(Number)]);
+  });
+
+  it('clears its prefix only', async () => {
+    await tier.write('p:z', 'z', 60_000);
+    await tier.clear();
+    expect(await tier.get('p:z')).toBeNull();
+    expect(Object.values(tier.health()).every((s) => s === 'closed')).toBe(true);
+  });
+});
