@@ -146,6 +146,8 @@ export function tablesOf(node: unknown): string[] {
       return;
     }
     const o = n as { kind?: string; table?: { identifier?: { name?: string } } };
+    // Column references (`o2.id`) name an alias, not a table: only FROM/JOIN/subquery tables count.
+    if (o.kind === 'ReferenceNode') return;
     if (o.kind === 'TableNode' && typeof o.table?.identifier?.name === 'string') out.add(o.table.identifier.name);
     for (const v of Object.values(o)) if (typeof v === 'object') visit(v);
   };
