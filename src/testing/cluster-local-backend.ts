@@ -5,16 +5,17 @@ import type { Deadline } from './cluster-wait';
 import { createDatabaseOnShards } from './cluster-databases';
 import type { ResolvedTestClusterOptions } from './cluster-options';
 import { findLocalBinaries } from './local-binaries';
-import { LocalPgServer } from './pg-local-server';
+import { LocalPgServer, preparePgDataDir } from './pg-local-server';
 import { ensurePgTemplate } from './pg-template';
 import { allocatePorts, releasePorts } from './port-allocator';
 import { giveTo, resolvePgOwner, type ProcessOwner } from './process-owner';
-import { registerReapable, startWatchdog, unregisterReapable } from './process-reaper';
+import { registerReapable, startWatchdog, unregisterReapable, type Watchdog } from './process-reaper';
 import { formRedisCluster } from './redis-cluster-setup';
 import { LocalRedisServer } from './redis-local-server';
 import type { TestCluster, TestShard } from './test-cluster-types';
 
 const NOBODY_SPECIAL: ProcessOwner = Object.freeze({ label: 'current user' });
+const PORT_ATTEMPTS = 3;
 
 async function makeDir(path: string, owner: ProcessOwner): Promise<string> {
   await mkdir(path, { mode: 0o700 });
@@ -41,9 +42,8 @@ export async function startLocalCluster(
   template?.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
 
   const root = await mkdtemp(join(tmpdir(), 'kysely-scale-cluster-'));
-  await giveTo(owner, root);
-  const pids = await makeDir(join(root, 'pids'), NOBODY_SPECIAL);
-  const watchdog = startWatchdog(root, pids);
+  const pids = join(root, 'pids');
+  let watchdog: Watchdog | undefined;
   const pgServers: LocalPgServer[] = [];
   const redisServers: LocalRedisServer[] = [];
   const clusterNodes: LocalRedisServer[] = [];
@@ -55,67 +55,98 @@ export async function startLocalCluster(
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       await Promise.allSettled(everyServer().map((server) => server.stop()));
-      watchdog.stop();
+      watchdog?.stop();
       await rm(root, { recursive: true, force: true, maxRetries: 3 });
       releasePorts(everyServer().map((server) => server.port));
       unregisterReapable(reapable);
     })());
 
   try {
-    const shards: TestShard[] = [];
-    const pgPorts = await allocatePorts(options.shards * (1 + options.replicasPerShard));
-    const redisPorts = await allocatePorts(options.redisStandalone);
-    const clusterPorts = await allocatePorts(options.redisClusterMasters, { withBusPort: true });
-    if (bins.pg !== undefined) {
-      for (let s = 0; s < options.shards; s += 1) {
-        const members: LocalPgServer[] = [];
-        for (let r = 0; r <= options.replicasPerShard; r += 1) {
-          const name = r === 0 ? `shard${s}-primary` : `shard${s}-replica${r}`;
+    await giveTo(owner, root);
+    await makeDir(pids, NOBODY_SPECIAL);
+    watchdog = startWatchdog(root, pids);
+    // Folders first (named by role, not port), so ports are taken only just before the servers bind them.
+    const pgNames: { name: string; shard: number; replica: boolean }[] = [];
+    for (let s = 0; s < options.shards; s += 1) {
+      for (let r = 0; r <= options.replicasPerShard; r += 1) {
+        pgNames.push({ name: r === 0 ? `shard${s}-primary` : `shard${s}-replica${r}`, shard: s, replica: r > 0 });
+      }
+    }
+    const redisNames = Array.from({ length: options.redisStandalone }, (_, i) => `redis${i}`);
+    const clusterNames = Array.from({ length: options.redisClusterMasters }, (_, i) => `redis-cluster${i}`);
+    for (const { name } of pgNames) await makeDir(join(root, name), owner);
+    for (const name of [...redisNames, ...clusterNames]) await makeDir(join(root, name), NOBODY_SPECIAL);
+    if (template !== undefined) {
+      const templateDir = await template;
+      await Promise.all(pgNames.map(({ name, replica }) => preparePgDataDir(owner, templateDir, join(root, name), replica, deadline)));
+    }
+
+    let shards: TestShard[] = [];
+    for (let attempt = 1; ; attempt += 1) {
+      const pgPorts = await allocatePorts(pgNames.length);
+      const redisPorts = await allocatePorts(redisNames.length);
+      const clusterPorts = await allocatePorts(clusterNames.length, { withBusPort: true });
+      shards = [];
+      if (bins.pg !== undefined) {
+        const pgBin = bins.pg;
+        const byShard = new Map<number, LocalPgServer[]>();
+        for (const [i, { name, shard, replica }] of pgNames.entries()) {
+          const members = byShard.get(shard) ?? [];
+          byShard.set(shard, members);
           members.push(
             new LocalPgServer({
               name,
-              dir: await makeDir(join(root, name), owner),
-              port: pgPorts[s * (1 + options.replicasPerShard) + r] as number,
-              primaryPort: r === 0 ? undefined : members[0]?.port,
-              bin: bins.pg,
+              dir: join(root, name),
+              port: pgPorts[i] as number,
+              primaryPort: replica ? members[0]?.port : undefined,
+              bin: pgBin,
               owner,
               pidFile: join(pids, name),
               startTimeoutMillis: options.startTimeoutMillis,
             }),
           );
         }
-        const [primary, ...replicas] = members as [LocalPgServer, ...LocalPgServer[]];
-        pgServers.push(...members);
-        shards.push(Object.freeze({ id: `shard${s}`, primary, replicas: Object.freeze(replicas) }));
+        for (const [s, members] of byShard) {
+          const [primary, ...replicas] = members as [LocalPgServer, ...LocalPgServer[]];
+          pgServers.push(...members);
+          shards.push(Object.freeze({ id: `shard${s}`, primary, replicas: Object.freeze(replicas) }));
+        }
       }
-    }
-    if (bins.redis !== undefined) {
-      const redisBin = bins.redis;
-      const makeRedis = async (name: string, port: number, clusterNode: boolean): Promise<LocalRedisServer> =>
-        new LocalRedisServer({
-          name,
-          dir: await makeDir(join(root, name), NOBODY_SPECIAL),
-          port,
-          clusterNode,
-          bin: redisBin,
-          pidFile: join(pids, name),
-          startTimeoutMillis: options.startTimeoutMillis,
-        });
-      for (const [i, port] of redisPorts.entries()) redisServers.push(await makeRedis(`redis${i}`, port, false));
-      for (const [i, port] of clusterPorts.entries()) clusterNodes.push(await makeRedis(`redis-cluster${i}`, port, true));
-    }
+      if (bins.redis !== undefined) {
+        const redisBin = bins.redis;
+        const makeRedis = (name: string, port: number, clusterNode: boolean): LocalRedisServer =>
+          new LocalRedisServer({
+            name,
+            dir: join(root, name),
+            port,
+            clusterNode,
+            bin: redisBin,
+            pidFile: join(pids, name),
+            startTimeoutMillis: options.startTimeoutMillis,
+          });
+        redisNames.forEach((name, i) => redisServers.push(makeRedis(name, redisPorts[i] as number, false)));
+        clusterNames.forEach((name, i) => clusterNodes.push(makeRedis(name, clusterPorts[i] as number, true)));
+      }
 
-    if (template !== undefined) {
-      const templateDir = await template;
-      await Promise.all(pgServers.map((server) => server.prepare(templateDir, deadline)));
+      // Everything starts at once; replicas retry their primary until it is up.
+      const started = await Promise.allSettled([
+        ...pgServers.map((server) => server.startWithin(deadline, { streaming: true })),
+        ...[...redisServers, ...clusterNodes].map((server) => server.startWithin(deadline)),
+      ]);
+      const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure === undefined) break;
+      // Another process may bind a port between our probe and the server's bind: take new ports.
+      const portTaken = /address already in use/i.test(String((failure.reason as Error)?.message));
+      if (!portTaken || attempt >= PORT_ATTEMPTS) throw failure.reason;
+      const servers = everyServer();
+      await Promise.allSettled(servers.map((server) => server.stop()));
+      releasePorts(servers.map((server) => server.port));
+      pgServers.length = 0;
+      redisServers.length = 0;
+      clusterNodes.length = 0;
+      // A cluster node's nodes.conf remembers its old port; start the nodes fresh.
+      await Promise.all(clusterNames.map((name) => rm(join(root, name, 'nodes.conf'), { force: true })));
     }
-    // Everything starts at once; replicas retry their primary until it is up.
-    const started = await Promise.allSettled([
-      ...pgServers.map((server) => server.startWithin(deadline, { streaming: true })),
-      ...[...redisServers, ...clusterNodes].map((server) => server.startWithin(deadline)),
-    ]);
-    const failure = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failure !== undefined) throw failure.reason;
     await formRedisCluster(
       clusterNodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
       deadline,

@@ -55,6 +55,24 @@ function settings(spec: LocalPgServerSpec): string[] {
   return Object.entries(values).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
 }
 
+/**
+ * Creates a server's data folder (`<dir>/data`) as a copy of the template. A replica gets the
+ * same copy plus `standby.signal`: the template is a cleanly shut down cluster, which is a valid
+ * base backup, and its primary starts from that very checkpoint, so the replica streams from
+ * there. Primaries and replicas can then start in parallel instead of waiting for pg_basebackup.
+ */
+export async function preparePgDataDir(
+  owner: ProcessOwner,
+  templateDir: string,
+  dir: string,
+  replica: boolean,
+  deadline: Deadline,
+): Promise<void> {
+  const data = join(dir, 'data');
+  await runAs(owner, 'cp', ['-R', '-p', templateDir, data], deadline.remainingMillis());
+  if (replica) await writeOwnedFile(owner, join(data, 'standby.signal'), '');
+}
+
 /** A PostgreSQL server run as a local process (as the `postgres` user when we are root). */
 export class LocalPgServer implements TestServer {
   readonly url: string;
@@ -91,17 +109,6 @@ export class LocalPgServer implements TestServer {
 
   get isReplica(): boolean {
     return this.spec.primaryPort !== undefined;
-  }
-
-  /**
-   * Creates the data folder as a copy of the template. A replica gets the same copy plus
-   * `standby.signal`: the template is a cleanly shut down cluster, which is a valid base backup,
-   * and its primary starts from the very same checkpoint, so the replica streams from there.
-   * This lets primaries and replicas start in parallel instead of waiting for pg_basebackup.
-   */
-  async prepare(templateDir: string, deadline: Deadline): Promise<void> {
-    await runAs(this.spec.owner, 'cp', ['-R', '-p', templateDir, this.#dataDir], deadline.remainingMillis());
-    if (this.isReplica) await writeOwnedFile(this.spec.owner, join(this.#dataDir, 'standby.signal'), '');
   }
 
   /** Starts the server again (see {@link TestServer.start}). */
