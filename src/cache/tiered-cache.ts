@@ -228,11 +228,26 @@ export class TieredCache {
   peekIn(st: PolicyState, key: string): unknown {
     const l1 = st.l1;
     if (l1 === null) return undefined;
-    const now = this.clock.now();
+    const now = this.coarseNow();
     const e = l1.get(key, now);
     if (e !== undefined && now < e.freshUntil && (e.tags === null || this.tagsCurrent(e.tags))) return this.l1Hit(st, key, e, now);
     return undefined;
   }
+
+  /**
+   * The clock read once per millisecond on the hit path (as lru-cache's `ttlResolution` does):
+   * reading the clock costs as much as the LRU lookup itself. The timer runs only while reads do.
+   */
+  private coarseNow(): number {
+    if (this.cachedNow !== 0) return this.cachedNow;
+    this.cachedNow = this.clock.now();
+    this.clock.setTimeout(this.clearNow, 1);
+    return this.cachedNow;
+  }
+  private cachedNow = 0;
+  private readonly clearNow = (): void => {
+    this.cachedNow = 0;
+  };
 
   private l1Hit(st: PolicyState, key: string, e: CacheEntry, now: number): unknown {
     st.l1c.hits++;
