@@ -1,26 +1,26 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 
 /**
- * Full scan for the lowest score, starting at `start` (mod length) so that equal scores are
- * served in turn rather than always the first listed.
+ * Full scan for the lowest score; when several candidates share it, the `turn`-th of them (mod
+ * their count) wins, so equal candidates are served in turn rather than always the first listed.
  */
 export function lowestScore(
   candidates: NonEmptyArray<BalancedInstance>,
-  start: number,
+  turn: number,
   score: (instance: BalancedInstance) => number,
 ): BalancedInstance {
-  const n = candidates.length;
-  const offset = start % n;
-  let best = candidates[offset] as BalancedInstance;
-  let bestScore = score(best);
-  for (let i = 1; i < n; i++) {
-    const candidate = candidates[(offset + i) % n] as BalancedInstance;
+  let bestScore = Infinity;
+  let ties: BalancedInstance[] = [];
+  for (const candidate of candidates) {
     const s = score(candidate);
     if (s < bestScore) {
-      best = candidate;
       bestScore = s;
+      ties = [candidate];
+    } else if (s === bestScore) {
+      ties.push(candidate);
     }
   }
-  return best;
+  // Every score NaN or +Infinity: fall back to taking turns over all.
+  if (ties.length === 0) ties = [...candidates];
+  return ties[turn % ties.length] as BalancedInstance;
 }
-

@@ -1,0 +1,82 @@
+import { Balancer, HealthChecker, ManualClock, type BalancedInstance } from '../../../src/balancer';
+
+/** A probe whose answers the test sets per instance; `hang` never answers. */
+function scriptedProbe(): { answers: Map<string, boolean | 'hang'>; calls: string[]; probe: (i: BalancedInstance, s: AbortSignal) => Promise<boolean> } {
+  const answers = new Map<string, boolean | 'hang'>();
+  const calls: string[] = [];
+  return {
+    answers,
+    calls,
+    probe: (instance) => {
+      calls.push(instance.id);
+      const answer = answers.get(instance.id) ?? true;
+      return answer === 'hang' ? new Promise<boolean>(() => undefined) : Promise.resolve(answer);
+    },
+  };
+}
+
+function setup(): { clock: ManualClock; balancer: Balancer; checker: HealthChecker; script: ReturnType<typeof scriptedProbe> } {
+  const clock = new ManualClock();
+  const balancer = new Balancer({ clock, instances: [{ id: 'a', address: 'x' }, { id: 'b', address: 'y' }] });
+  const script = scriptedProbe();
+  const checker = new HealthChecker(balancer, { clock, intervalMillis: 100, timeoutMillis: 50, rise: 2, fall: 3, probe: script.probe });
+  return { clock, balancer, checker, script };
+}
+
+async function tick(clock: ManualClock, checker: HealthChecker, millis: number): Promise<void> {
+  clock.advance(millis);
+  await checker.idle();
+}
+
+describe('HealthChecker', () => {
+  it('marks an instance down after `fall` failures and up after `rise` passes', async () => {
+    const { clock, balancer, checker, script } = setup();
+    const changes: string[] = [];
+    balancer.on('health-changed', (e) => changes.push(`${e.instanceId}:${e.healthy}@${clock.now()}`));
+    script.answers.set('a', false);
+    checker.start(); // first round at t = 0
+    await checker.idle();
+    await tick(clock, checker, 100);
+    expect(balancer.isHealthy('a')).toBe(true); // 2 failures
+    await tick(clock, checker, 100);
+    expect(balancer.isHealthy('a')).toBe(false); // 3rd failure at t = 200
+    script.answers.set('a', true);
+    await tick(clock, checker, 100);
+    expect(balancer.isHealthy('a')).toBe(false);
+    await tick(clock, checker, 100);
+    expect(balancer.isHealthy('a')).toBe(true);
+    expect(changes).toEqual(['a:false@200', 'a:true@400']);
+    expect(balancer.isHealthy('b')).toBe(true);
+    expect(checker.state('a')).toEqual({ healthy: true, consecutiveSuccesses: 2, consecutiveFailures: 0 });
+    checker.stop();
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('counts a probe slower than the timeout as failed', async () => {
+    const { clock, balancer, checker, script } = setup();
+    script.answers.set('b', 'hang');
+    checker.start();
+    for (let round = 0; round < 3; round++) {
+      expect(balancer.isHealthy('b')).toBe(true);
+      clock.advance(50); // the round's timeout fires
+      await checker.idle();
+      clock.advance(50); // the next round starts
+    }
+    expect(balancer.isHealthy('b')).toBe(false);
+    expect(checker.state('b')?.consecutiveFailures).toBe(3);
+    checker.stop();
+  });
+
+  it('probes instances added at run time and forgets removed ones', async () => {
+    const { clock, balancer, checker, script } = setup();
+    checker.start();
+    await checker.idle();
+    balancer.addInstance({ id: 'c', address: 'z' });
+    balancer.removeInstance('a');
+    script.calls.length = 0;
+    await tick(clock, checker, 100);
+    expect(script.calls.sort()).toEqual(['b', 'c']);
+    expect(checker.state('a')).toBeUndefined();
+    checker.stop();
+  });
+});

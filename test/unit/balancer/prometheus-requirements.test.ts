@@ -1,0 +1,94 @@
+import { Balancer, formatPrometheus, ManualClock, meetsRequirements, parseQuantity, parseRequirements, roundRobin } from '../../../src/balancer';
+import { loadProxyConfig, parseUpstream } from '../../../src/balancer/proxy-config';
+
+describe('formatPrometheus', () => {
+  it('renders the text exposition format', async () => {
+    const clock = new ManualClock();
+    const b = new Balancer({ clock, strategy: roundRobin(), instances: [{ id: 'a', address: 'x' }, { id: 'b"1', address: 'y' }] });
+    const l1 = b.acquire();
+    clock.advance(10);
+    l1.release(true);
+    const l2 = b.acquire();
+    clock.advance(30);
+    l2.release(false);
+    b.acquire(); // stays in flight on a
+    b.setHealth('b"1', false);
+    expect(formatPrometheus(b.stats(), { labels: { service: 'api' } })).toBe(
+      [
+        '# HELP kysely_scale_balancer_instances Instances by state.',
+        '# TYPE kysely_scale_balancer_instances gauge',
+        'kysely_scale_balancer_instances{service="api",state="healthy"} 1',
+        'kysely_scale_balancer_instances{service="api",state="unhealthy"} 1',
+        'kysely_scale_balancer_instances{service="api",state="ejected"} 0',
+        '# HELP kysely_scale_balancer_panic 1 while panic mode routes to every instance.',
+        '# TYPE kysely_scale_balancer_panic gauge',
+        'kysely_scale_balancer_panic{service="api"} 0',
+        '# HELP kysely_scale_balancer_no_instance_errors_total Picks refused because no instance was usable or fit.',
+        '# TYPE kysely_scale_balancer_no_instance_errors_total counter',
+        'kysely_scale_balancer_no_instance_errors_total{service="api"} 0',
+        '# HELP kysely_scale_balancer_instance_up 1 when the instance is healthy and not ejected.',
+        '# TYPE kysely_scale_balancer_instance_up gauge',
+        'kysely_scale_balancer_instance_up{service="api",instance="a"} 1',
+        'kysely_scale_balancer_instance_up{service="api",instance="b\\"1"} 0',
+        '# HELP kysely_scale_balancer_instance_weight Effective weight (after slow start).',
+        '# TYPE kysely_scale_balancer_instance_weight gauge',
+        'kysely_scale_balancer_instance_weight{service="api",instance="a"} 1',
+        'kysely_scale_balancer_instance_weight{service="api",instance="b\\"1"} 1',
+        '# HELP kysely_scale_balancer_requests_in_flight Calls picked and not yet released.',
+        '# TYPE kysely_scale_balancer_requests_in_flight gauge',
+        'kysely_scale_balancer_requests_in_flight{service="api",instance="a"} 1',
+        'kysely_scale_balancer_requests_in_flight{service="api",instance="b\\"1"} 0',
+        '# HELP kysely_scale_balancer_requests_total Completed calls by outcome.',
+        '# TYPE kysely_scale_balancer_requests_total counter',
+        'kysely_scale_balancer_requests_total{service="api",instance="a",outcome="success"} 1',
+        'kysely_scale_balancer_requests_total{service="api",instance="a",outcome="failure"} 0',
+        'kysely_scale_balancer_requests_total{service="api",instance="b\\"1",outcome="success"} 0',
+        'kysely_scale_balancer_requests_total{service="api",instance="b\\"1",outcome="failure"} 1',
+        '# HELP kysely_scale_balancer_request_duration_seconds Call latency.',
+        '# TYPE kysely_scale_balancer_request_duration_seconds summary',
+        'kysely_scale_balancer_request_duration_seconds{service="api",instance="a",quantile="0.5"} 0.01',
+        'kysely_scale_balancer_request_duration_seconds{service="api",instance="a",quantile="0.99"} 0.01',
+        'kysely_scale_balancer_request_duration_seconds_sum{service="api",instance="a"} 0.01',
+        'kysely_scale_balancer_request_duration_seconds_count{service="api",instance="a"} 1',
+        'kysely_scale_balancer_request_duration_seconds{service="api",instance="b\\"1",quantile="0.5"} 0.03',
+        'kysely_scale_balancer_request_duration_seconds{service="api",instance="b\\"1",quantile="0.99"} 0.03',
+        'kysely_scale_balancer_request_duration_seconds_sum{service="api",instance="b\\"1"} 0.03',
+        'kysely_scale_balancer_request_duration_seconds_count{service="api",instance="b\\"1"} 1',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('requirements', () => {
+  it('parses quantities with units', () => {
+    expect(parseQuantity('16GB')).toBe(16 * 1024 ** 3);
+    expect(parseQuantity('16Gi')).toBe(16 * 1024 ** 3);
+    expect(parseQuantity('512Mi')).toBe(512 * 1024 ** 2);
+    expect(parseQuantity('200m')).toBeCloseTo(0.2);
+    expect(parseQuantity(8)).toBe(8);
+    expect(parseQuantity('a100')).toBeUndefined();
+  });
+
+  it('matches both forms of requirements', () => {
+    const caps = { gpu_memory: '24GB', cpu_cores: 8, gpu_model: 'a100' };
+    expect(meetsRequirements(caps, parseRequirements({ gpu_memory: '>=16GB', cpu_cores: '>=8' }))).toBe(true);
+    expect(meetsRequirements(caps, parseRequirements(['gpu_memory >= 32GB']))).toBe(false);
+    expect(meetsRequirements(caps, parseRequirements({ gpu_model: 'a100' }))).toBe(true);
+    expect(meetsRequirements(caps, parseRequirements(['gpu_model != a100']))).toBe(false);
+    expect(meetsRequirements(caps, parseRequirements(['tpu_cores > 0']))).toBe(false);
+    expect(() => parseRequirements(['gpu memory is big'])).toThrow(/requirements/);
+  });
+});
+
+describe('proxy config', () => {
+  it('parses upstreams and flags over defaults', async () => {
+    expect(parseUpstream('api1=http://10.0.0.1:80#3')).toEqual({ id: 'api1', address: 'http://10.0.0.1:80', weight: 3 });
+    expect(parseUpstream('http://10.0.0.2:80')).toEqual({ id: 'http://10.0.0.2:80', address: 'http://10.0.0.2:80' });
+    expect(() => parseUpstream('not a url')).toThrow(/upstreams/);
+    const config = await loadProxyConfig(['--upstream', 'http://a:1', '--upstream', 'http://b:2', '--strategy', 'least-connections', '--fall', '2']);
+    expect(config).toMatchObject({ strategy: 'least-connections', health: { fall: 2 }, upstreams: [{ address: 'http://a:1' }, { address: 'http://b:2' }] });
+    await expect(loadProxyConfig(['--upstream', 'http://a:1', '--strategy', 'fastest'])).rejects.toThrow(/strategy/);
+    await expect(loadProxyConfig([])).rejects.toThrow(/upstreams/);
+  });
+});
