@@ -3,6 +3,14 @@ import { deadlineIn, pollUntil } from './cluster-wait';
 import { withPgClient, type PgAddress } from './pg-probe';
 import type { TestServer, TestShard, TestShardUrls } from './test-cluster-types';
 
+/**
+ * Replaying a CREATE DATABASE takes milliseconds; a replica that needs more than 15 s is broken,
+ * and saying so beats a test runner's generic timeout.
+ */
+export function replayTimeoutMillis(options: { readonly startTimeoutMillis: number }): number {
+  return Math.min(options.startTimeoutMillis, 15_000);
+}
+
 const DATABASE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function addressOf(server: TestServer): PgAddress {
@@ -18,9 +26,10 @@ export function urlWithDatabase(server: TestServer, database: string): string {
 }
 
 /**
- * CREATE DATABASE on every primary, then waits until each replica has replayed WAL past the
- * primary's insert position taken after the create (so the database is there), bounded by
- * `replayTimeoutMillis`.
+ * CREATE DATABASE on every primary, then waits until each running replica has replayed WAL past
+ * the primary's insert position taken after the create (so the database is there), bounded by
+ * `replayTimeoutMillis`. A replica that a test has stopped is not waited for: it replays the
+ * create when it is started again.
  */
 export async function createDatabaseOnShards(
   shards: readonly TestShard[],
@@ -42,7 +51,7 @@ export async function createDatabaseOnShards(
       });
       const deadline = deadlineIn(replayTimeoutMillis);
       await Promise.all(
-        shard.replicas.map((replica, i) =>
+        shard.replicas.filter((replica) => replica.running).map((replica) =>
           pollUntil(
             () =>
               withPgClient(addressOf(replica), async (client) => {
@@ -54,7 +63,7 @@ export async function createDatabaseOnShards(
               }),
             {
               deadline,
-              what: `replica ${i + 1} of ${shard.id} (${replica.url}) to replay CREATE DATABASE ${name} (primary LSN ${lsn})`,
+              what: `the replica ${replica.url} of ${shard.id} to replay CREATE DATABASE ${name} (primary LSN ${lsn})`,
               timeoutHint: 'Is the replica running (a test may have stopped it) and streaming from its primary?',
             },
           ),

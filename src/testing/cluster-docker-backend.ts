@@ -3,7 +3,7 @@
  * when a Docker engine answered the probe, so the local backend never loads Testcontainers.
  */
 import type { StartedNetwork, StartedTestContainer } from 'testcontainers';
-import { createDatabaseOnShards } from './cluster-databases';
+import { createDatabaseOnShards, replayTimeoutMillis } from './cluster-databases';
 import type { ResolvedTestClusterOptions } from './cluster-options';
 import { deadlineIn, testClusterError, type Deadline } from './cluster-wait';
 import { waitForPostgres, waitForStreaming } from './pg-probe';
@@ -214,7 +214,7 @@ export async function startDockerCluster(options: ResolvedTestClusterOptions, de
       shards: Object.freeze(shards),
       redis: Object.freeze(redis),
       redisClusterNodes: Object.freeze(clusterNodes.map((node) => Object.freeze(node))),
-      createDatabase: (name: string) => createDatabaseOnShards(shards, name, options.startTimeoutMillis),
+      createDatabase: (name: string) => createDatabaseOnShards(shards, name, replayTimeoutMillis(options)),
       stop,
     });
   } catch (error) {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Deadline } from './cluster-wait';
-import { createDatabaseOnShards } from './cluster-databases';
+import { createDatabaseOnShards, replayTimeoutMillis } from './cluster-databases';
 import type { ResolvedTestClusterOptions } from './cluster-options';
 import { findLocalBinaries } from './local-binaries';
 import { LocalPgServer, preparePgDataDir } from './pg-local-server';
@@ -158,7 +158,7 @@ export async function startLocalCluster(
       shards: Object.freeze(shards),
       redis: Object.freeze([...redisServers]),
       redisClusterNodes: Object.freeze(clusterNodes.map((node) => Object.freeze({ host: '127.0.0.1', port: node.port }))),
-      createDatabase: (name: string) => createDatabaseOnShards(shards, name, options.startTimeoutMillis),
+      createDatabase: (name: string) => createDatabaseOnShards(shards, name, replayTimeoutMillis(options)),
       stop,
     });
   } catch (error) {

@@ -61,13 +61,13 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     return startDockerCluster(resolved, deadline);
   }
   const tried = dockerEndpoints().map(describeEndpoint).join(', ');
-  const dockerNote = `No Docker engine answered within ${resolved.dockerProbeTimeoutMillis} ms (tried ${tried}).`;
+  const noEngine = `no Docker engine answered within ${resolved.dockerProbeTimeoutMillis} ms (tried ${tried})`;
   if (resolved.backend === 'docker') {
     throw testClusterError(
-      `startTestCluster was asked for backend 'docker', but ${dockerNote} Start Docker, set DOCKER_HOST, ` +
+      `startTestCluster was asked for backend 'docker', but ${noEngine}. Start Docker, set DOCKER_HOST, ` +
         "raise `dockerProbeTimeoutMillis`, or use backend 'local' or 'auto'.",
       { backend: 'docker' },
     );
   }
-  return startLocalCluster(resolved, deadline, dockerNote);
+  return startLocalCluster(resolved, deadline, `(Also, ${noEngine}.)`);
 }

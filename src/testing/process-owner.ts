@@ -71,8 +71,17 @@ export async function runAs(owner: ProcessOwner, file: string, args: readonly st
     });
     return stdout;
   } catch (error) {
-    const e = error as { stderr?: string; stdout?: string; message?: string };
+    const e = error as { stderr?: string; stdout?: string; killed?: boolean; signal?: string | null };
+    const command = `\`${file} ${args.join(' ')}\``;
+    if (e.killed === true && e.signal !== null) {
+      throw testClusterError(
+        `${command} did not finish within the start timeout (${Math.ceil(timeoutMillis)} ms left). ` +
+          'Raise `startTimeoutMillis` if this machine is slow.',
+        {},
+        error,
+      );
+    }
     const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n');
-    throw testClusterError(`\`${file} ${args.join(' ')}\` failed as ${owner.label}: ${e.message ?? ''}\n${output}`, {}, error);
+    throw testClusterError(`${command} failed as ${owner.label}:\n${output}`, {}, error);
   }
 }

@@ -92,8 +92,9 @@ export interface TestCluster {
   readonly redisClusterNodes: readonly { host: string; port: number }[];
   /**
    * Creates a database named `name` on every primary (replicas receive it by streaming replication
-   * and the promise resolves only once every replica has it) and returns the shards' URLs pointing at it.
-   * Lets test files share one cluster without sharing tables.
+   * and the promise resolves only once every running replica has it) and returns the shards' URLs pointing at it.
+   * Lets test files share one cluster without sharing tables. Names are lower-case letters, digits and `_`;
+   * an existing name fails with PostgreSQL's own error (SQLSTATE 42P04).
    */
   createDatabase(name: string): Promise<readonly TestShardUrls[]>;
   /** Stops every server and removes their temporary folders. Safe to call twice. */
