@@ -193,6 +193,22 @@ describe('startTestCluster (local processes)', () => {
     await expect(cluster.createDatabase('Bad-Name')).rejects.toMatchObject({ code: 'E_INVALID_CONFIG' });
   });
 
+  test('a stopped replica catches up with writes made meanwhile once started again', async () => {
+    const shard = cluster.shards[0]!;
+    const replica = shard.replicas[0]!;
+    await replica.stop();
+    expect(replica.running).toBe(false);
+    await withPg(shard.primary.url, (c) => c.query("INSERT INTO marks VALUES ('while-replica-down')"));
+    // createDatabase does not wait for a replica that is down; it gets the database on restart.
+    const [urls] = await cluster.createDatabase('tc_while_down');
+    await replica.start();
+    await waitForReplay(shard.primary.url, replica.url);
+    const rows = await withPg(replica.url, async (c) => (await c.query("SELECT shard FROM marks WHERE shard = 'while-replica-down'")).rows);
+    expect(rows).toHaveLength(1);
+    const db = await withPg(urls!.replicaUrls[0]!, async (c) => (await c.query('SELECT current_database() AS d')).rows[0].d);
+    expect(db).toBe('tc_while_down');
+  });
+
   test('stop() ends every process and removes the temp folder; a second stop() is harmless', async () => {
     const pids = everyServer(cluster).map((s) => s.pid!);
     const tempDir = cluster.tempDir!;
