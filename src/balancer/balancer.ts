@@ -321,7 +321,8 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     const startMillis = this.clock.now();
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(options.signal?.reason);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.signal?.aborted === true) onAbort();
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
     let cancelTimer: (() => void) | undefined;
     let ok = false;
     try {
