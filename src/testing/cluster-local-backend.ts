@@ -1,5 +1,4 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Deadline } from './cluster-wait';
 import { createDatabaseOnShards, replayTimeoutMillis } from './cluster-databases';
@@ -12,6 +11,7 @@ import { giveTo, resolvePgOwner, type ProcessOwner } from './process-owner';
 import { registerReapable, startWatchdog, unregisterReapable, type Watchdog } from './process-reaper';
 import { formRedisCluster } from './redis-cluster-setup';
 import { LocalRedisServer } from './redis-local-server';
+import { chooseBaseTempDir } from './temp-base';
 import type { TestCluster, TestShard } from './test-cluster-types';
 
 const NOBODY_SPECIAL: ProcessOwner = Object.freeze({ label: 'current user' });
@@ -24,7 +24,7 @@ async function makeDir(path: string, owner: ProcessOwner): Promise<string> {
 }
 
 /**
- * Starts the cluster as local processes in one temp folder (`kysely-scale-cluster-XXXXXX`):
+ * Starts the cluster as local processes in one temp folder (`<base>/kysely-scale-cluster-XXXXXX`):
  * a folder per server with its data and `server.log`, and `pids/` for the watchdog.
  * On any failure everything started so far is stopped and the folder removed.
  */
@@ -37,11 +37,12 @@ export async function startLocalCluster(
   const needRedis = options.redisStandalone + options.redisClusterMasters > 0;
   const bins = await findLocalBinaries({ postgres: needPg, redis: needRedis }, dockerNote);
   const owner = needPg ? await resolvePgOwner() : NOBODY_SPECIAL;
-  // Start building (or find) the initdb template while the folders and ports are prepared.
-  const template = bins.pg === undefined ? undefined : ensurePgTemplate(bins.pg, owner, deadline);
+  const baseDir = await chooseBaseTempDir(options.baseTempDir);
+  // Start building (or find) the initdb template while the folders are prepared.
+  const template = bins.pg === undefined ? undefined : ensurePgTemplate(bins.pg, owner, baseDir, deadline);
   template?.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
 
-  const root = await mkdtemp(join(tmpdir(), 'kysely-scale-cluster-'));
+  const root = await mkdtemp(join(baseDir, 'kysely-scale-cluster-'));
   const pids = join(root, 'pids');
   let watchdog: Watchdog | undefined;
   const pgServers: LocalPgServer[] = [];

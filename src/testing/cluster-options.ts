@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path';
 import { ConfigError } from '../errors';
 import type { TestClusterOptions } from './test-cluster-types';
 
@@ -24,6 +25,8 @@ export interface ResolvedTestClusterOptions {
   readonly backend: 'auto' | 'docker' | 'local';
   readonly dockerProbeTimeoutMillis: number;
   readonly startTimeoutMillis: number;
+  /** Undefined: choose at start (see {@link chooseBaseTempDir}). */
+  readonly baseTempDir: string | undefined;
 }
 
 // Generous bounds that still catch typos (a 2-core CI machine cannot run 500 servers anyway).
@@ -41,6 +44,14 @@ function millis(option: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw new ConfigError(option, `must be a positive number of milliseconds, got ${String(value)}`);
+  }
+  return value;
+}
+
+function folder(option: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !isAbsolute(value)) {
+    throw new ConfigError(option, `must be an absolute path of an existing folder, got ${String(value)}`);
   }
   return value;
 }
@@ -75,5 +86,6 @@ export function resolveTestClusterOptions(options: TestClusterOptions = {}): Res
     backend,
     dockerProbeTimeoutMillis: millis('dockerProbeTimeoutMillis', options.dockerProbeTimeoutMillis, d.dockerProbeTimeoutMillis),
     startTimeoutMillis: millis('startTimeoutMillis', options.startTimeoutMillis, d.startTimeoutMillis),
+    baseTempDir: folder('baseTempDir', options.baseTempDir),
   });
 }

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Deadline } from './cluster-wait';
 import type { PgBinaries } from './local-binaries';
@@ -29,30 +28,36 @@ function isComplete(dir: string): boolean {
  * Returns a freshly initialised, cleanly shut down data folder to copy for every server.
  *
  * `initdb` is the slowest part of a start, so it runs once per machine, PostgreSQL version and
- * owner; the result is kept in the temp folder. It is built in a private folder and renamed into
+ * owner; the result is kept in `baseDir` (the folder that holds the clusters' folders). It is built in a private folder and renamed into
  * place, which is atomic: when parallel test workers race, one rename wins and the others
  * discard their copy.
  */
-export function ensurePgTemplate(bin: PgBinaries, owner: ProcessOwner, deadline: Deadline): Promise<string> {
+export function ensurePgTemplate(bin: PgBinaries, owner: ProcessOwner, baseDir: string, deadline: Deadline): Promise<string> {
   const key = createHash('sha256')
     .update(`${TEMPLATE_FORMAT}\n${bin.binDir}\n${bin.version}\n${owner.label}`)
     .digest('hex')
     .slice(0, 12);
-  const target = join(tmpdir(), `kysely-scale-pg${bin.major}-template-${key}`);
+  const target = join(baseDir, `kysely-scale-pg${bin.major}-template-${key}`);
   let promise = pending.get(target);
   if (promise === undefined) {
-    promise = buildTemplate(bin, owner, target, deadline);
+    promise = buildTemplate(bin, owner, baseDir, target, deadline);
     pending.set(target, promise);
     promise.catch(() => pending.delete(target));
   }
   return promise;
 }
 
-async function buildTemplate(bin: PgBinaries, owner: ProcessOwner, target: string, deadline: Deadline): Promise<string> {
+async function buildTemplate(
+  bin: PgBinaries,
+  owner: ProcessOwner,
+  baseDir: string,
+  target: string,
+  deadline: Deadline,
+): Promise<string> {
   if (isComplete(target)) return target;
   // Damaged (e.g. by a temp-folder cleaner): rebuild it. A complete template is never removed.
   if (existsSync(target)) await rm(target, { recursive: true, force: true });
-  const staging = await mkdtemp(join(tmpdir(), 'kysely-scale-initdb-'));
+  const staging = await mkdtemp(join(baseDir, 'kysely-scale-initdb-'));
   try {
     await giveTo(owner, staging);
     const data = join(staging, 'data');

@@ -78,6 +78,13 @@ export interface TestClusterOptions {
    * @default 60000
    */
   startTimeoutMillis?: number;
+  /**
+   * Local backend: the folder in which the cluster creates its temporary folder (data and logs
+   * of every server) and keeps the cached `initdb` template. The default prefers RAM: copying
+   * data folders onto a disk file system can take ~10 times longer than the servers need to start.
+   * @default `/dev/shm` when it is a writable folder with at least 1 GiB free (Linux), otherwise `os.tmpdir()`
+   */
+  baseTempDir?: string;
 }
 
 /** A running test cluster. Call `stop()` when done (it is also stopped when the process exits). */

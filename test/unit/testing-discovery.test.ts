@@ -92,6 +92,7 @@ describe('options', () => {
     [{ redis: { clusterMasters: 100 } }, 'redis.clusterMasters'],
     [{ backend: 'podman' }, 'backend'],
     [{ startTimeoutMillis: 0 }, 'startTimeoutMillis'],
+    [{ baseTempDir: 'relative/dir' }, 'baseTempDir'],
   ])('%j is refused naming %s', (options, option) => {
     expect(() => resolveTestClusterOptions(options as never)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_CONFIG, context: { option } }));
   });
