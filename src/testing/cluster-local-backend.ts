@@ -14,7 +14,7 @@ import { LocalRedisServer } from './redis-local-server';
 import { chooseBaseTempDir } from './temp-base';
 import type { TestCluster, TestShard } from './test-cluster-types';
 
-const NOBODY_SPECIAL: ProcessOwner = Object.freeze({ label: 'current user' });
+const CURRENT_USER: ProcessOwner = Object.freeze({ label: 'current user' });
 const PORT_ATTEMPTS = 3;
 
 async function makeDir(path: string, owner: ProcessOwner): Promise<string> {
@@ -36,7 +36,7 @@ export async function startLocalCluster(
   const needPg = options.shards > 0;
   const needRedis = options.redisStandalone + options.redisClusterMasters > 0;
   const bins = await findLocalBinaries({ postgres: needPg, redis: needRedis }, dockerNote);
-  const owner = needPg ? await resolvePgOwner() : NOBODY_SPECIAL;
+  const owner = needPg ? await resolvePgOwner() : CURRENT_USER;
   const baseDir = await chooseBaseTempDir(options.baseTempDir);
   // Start building (or find) the initdb template while the folders are prepared.
   const template = bins.pg === undefined ? undefined : ensurePgTemplate(bins.pg, owner, baseDir, deadline);
@@ -64,7 +64,7 @@ export async function startLocalCluster(
 
   try {
     await giveTo(owner, root);
-    await makeDir(pids, NOBODY_SPECIAL);
+    await makeDir(pids, CURRENT_USER);
     watchdog = startWatchdog(root, pids);
     // Folders first (named by role, not port), so ports are taken only just before the servers bind them.
     const pgNames: { name: string; shard: number; replica: boolean }[] = [];
@@ -76,7 +76,7 @@ export async function startLocalCluster(
     const redisNames = Array.from({ length: options.redisStandalone }, (_, i) => `redis${i}`);
     const clusterNames = Array.from({ length: options.redisClusterMasters }, (_, i) => `redis-cluster${i}`);
     for (const { name } of pgNames) await makeDir(join(root, name), owner);
-    for (const name of [...redisNames, ...clusterNames]) await makeDir(join(root, name), NOBODY_SPECIAL);
+    for (const name of [...redisNames, ...clusterNames]) await makeDir(join(root, name), CURRENT_USER);
     if (template !== undefined) {
       const templateDir = await template;
       await Promise.all(pgNames.map(({ name, replica }) => preparePgDataDir(owner, templateDir, join(root, name), replica, deadline)));
