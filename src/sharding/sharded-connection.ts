@@ -2,13 +2,17 @@ import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOper
 import { CrossShardTransactionError, ErrorCodes, RoutingError } from '../errors';
 import { routeHintOf } from './route-hint';
 import { planRoute, type RoutePart, type RoutePlan } from './route-planner';
-import { planScatter } from './scatter-plan';
+import { planScatter, type ScatterPlanOptions } from './scatter-plan';
 import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { Shard, ServerSpec } from './topology';
 import type { WriteEvent } from './write-event';
 
 type Row = Record<string, unknown>;
+
+// The route planner only scatters joins of sharded tables linked by equality on their shard keys,
+// whose rows are co-located, so every join that reaches the scatter planner is safe.
+const SCATTER_OPTIONS: ScatterPlanOptions = Object.freeze({ isJoinSafe: () => true });
 
 interface TransactionState {
   readonly settings: TransactionSettings;
@@ -61,14 +65,14 @@ export class ShardedConnection implements DatabaseConnection {
     if (plan.statement !== 'select' || plan.kind === 'broadcast') {
       throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, `stream() over several shards works for SELECT only; run this ${plan.statement} with execute().`);
     }
-    const scatter = planScatter(compiled.query as SelectQueryNode);
+    const scatter = planScatter(compiled.query as SelectQueryNode, SCATTER_OPTIONS);
     if (!scatter.streamable) {
       throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'This scatter query (aggregates, GROUP BY or DISTINCT) cannot be streamed: run it with execute(), or add the shard key.');
     }
     const parts = this.#parts(plan, compiled.query);
     const streams = await Promise.all(
       parts.map(async (part) => {
-        const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode).shardNode;
+        const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode, SCATTER_OPTIONS).shardNode;
         const query = this.#runtime.compile(node, compiled);
         const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
         return flatten(this.#cursorRows(client, query.sql, query.parameters, chunkSize));
@@ -101,9 +105,11 @@ export class ShardedConnection implements DatabaseConnection {
     if (tx.writes.length > 0) this.#runtime.emitWrites(tx.writes);
   }
 
+  /** Rolls back; a no-op when a failed commit already ended the transaction (Kysely's controlled transactions then call rollback to release the connection). */
   async rollbackTransaction(): Promise<void> {
-    const tx = this.#takeTx();
-    if (tx.shard !== null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
+    const tx = this.#tx;
+    this.#tx = null;
+    if (tx?.shard != null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
   }
 
   /** Runs a savepoint command (savepoint, rollback to, release) now, or after BEGIN if the transaction is not bound yet. */
@@ -139,7 +145,11 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   #plan(compiled: CompiledQuery): RoutePlan {
-    return planRoute(compiled.query, routeHintOf(compiled.queryId), this.#runtime.topology, this.#runtime.rules);
+    let hint = routeHintOf(compiled.queryId);
+    // Raw SQL inside a transaction that is already bound runs where the transaction runs.
+    const bound = this.#tx?.shard;
+    if (hint === undefined && bound != null && compiled.query.kind === 'RawNode') hint = { kind: 'shard', shardId: bound.id };
+    return planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
   }
 
   async #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
@@ -170,10 +180,10 @@ export class ShardedConnection implements DatabaseConnection {
   async #executeMulti(compiled: CompiledQuery, plan: Exclude<RoutePlan, { kind: 'single' }>): Promise<QueryResult<unknown>> {
     const parts = this.#parts(plan, compiled.query);
     if (plan.statement === 'select') {
-      const scatter = planScatter(compiled.query as SelectQueryNode);
+      const scatter = planScatter(compiled.query as SelectQueryNode, SCATTER_OPTIONS);
       const rowsPerShard = await Promise.all(
         parts.map(async (part) => {
-          const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode).shardNode;
+          const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode, SCATTER_OPTIONS).shardNode;
           const query = this.#runtime.compile(node, compiled);
           const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
           return (await runOn<Row>(client, query.sql, query.parameters)).rows;

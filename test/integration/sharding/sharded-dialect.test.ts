@@ -1,0 +1,185 @@
+import { sql } from 'kysely';
+import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
+import { withShard, withShardKey } from '../../../src/sharding/route-hint';
+import { CrossShardTransactionError, ErrorCodes, RoutingError, ShardKeyError } from '../../../src/errors';
+import type { WriteEvent } from '../../../src/sharding/write-event';
+
+let f: ShardedFixture;
+beforeAll(async () => {
+  f = await startShardedFixture('dialect_test', { keylessPolicy: { orders: 'scatter' } });
+}, 60_000);
+afterAll(() => f?.close());
+
+const shardIndexOf = (key: number) => f.topology.shardForKey(key).index;
+function keysOnShard(index: number, count: number, from = 1): number[] {
+  const keys: number[] = [];
+  for (let k = from; keys.length < count; k++) if (shardIndexOf(k) === index) keys.push(k);
+  return keys;
+}
+async function rowsOn(shard: number, query: string, values: unknown[] = []): Promise<any[]> {
+  return (await f.direct[shard]!.query(query, values)).rows;
+}
+
+describe('ShardedDialect on real PostgreSQL shards', () => {
+  it('stores every inserted row only on the shard that owns its key', async () => {
+    const users = Array.from({ length: 600 }, (_, i) => ({ id: i + 1, name: `user ${i + 1}`, email: null }));
+    const result = await f.db.insertInto('users').values(users).executeTakeFirst();
+    expect(result.numInsertedOrUpdatedRows).toBe(600n);
+    const seen = new Set<number>();
+    for (const [index, shard] of f.shards.entries()) {
+      const rows = await rowsOn(index, 'select id::int as id, kysely_scale_slot(id) as slot from users');
+      expect(rows.length).toBeGreaterThan(200);
+      for (const row of rows) {
+        expect(f.topology.shardForKey(row.id).id).toBe(shard.id);
+        expect(f.topology.shardForSlot(row.slot).id).toBe(shard.id); // the SQL twin agrees
+        expect(seen.has(row.id)).toBe(false);
+        seen.add(row.id);
+      }
+    }
+    expect(seen.size).toBe(600);
+  });
+
+  it('reads a key from its shard only', async () => {
+    f.log.reset();
+    const user = await f.db.selectFrom('users').selectAll().where('id', '=', 42).executeTakeFirstOrThrow();
+    expect(user.name).toBe('user 42');
+    const owner = f.shards[shardIndexOf(42)]!.primaryUrl;
+    const other = f.shards[1 - shardIndexOf(42)]!.primaryUrl;
+    expect(f.log.on(owner)).toHaveLength(1);
+    expect(f.log.on(other)).toHaveLength(0);
+  });
+
+  it('runs an in-list once per shard with only that shard’s keys', async () => {
+    const keys = [...keysOnShard(0, 3), ...keysOnShard(1, 2)];
+    f.log.reset();
+    const rows = await f.db.selectFrom('users').select(['id', 'name']).where('id', 'in', keys).orderBy('id').execute();
+    expect(rows.map((r) => Number(r.id))).toEqual([...keys].sort((a, b) => a - b));
+    for (const [index, shard] of f.shards.entries()) {
+      const statements = f.log.on(shard.primaryUrl);
+      expect(statements).toHaveLength(1);
+      expect(statements[0]!.values.map((v) => shardIndexOf(Number(v)))).toEqual(statements[0]!.values.map(() => index));
+    }
+  });
+
+  it('splits a multi-shard insert, returns RETURNING rows in VALUES order and sums affected counts', async () => {
+    const keys = [keysOnShard(0, 1, 1000)[0]!, keysOnShard(1, 1, 1000)[0]!, keysOnShard(0, 2, 1000)[1]!];
+    const rows = await f.db.insertInto('orders').values(keys.map((user_id, i) => ({ user_id, amount: `${i}.50`, status: 'new' }))).returning(['user_id', 'amount']).execute();
+    expect(rows.map((r) => Number(r.user_id))).toEqual(keys);
+    const updated = await f.db.updateTable('orders').set({ status: 'paid' }).where('user_id', 'in', keys).executeTakeFirst();
+    expect(updated.numUpdatedRows).toBe(3n);
+    const deleted = await f.db.deleteFrom('orders').where('user_id', 'in', keys).returning('user_id').execute();
+    expect(deleted).toHaveLength(3);
+  });
+
+  it('passes PostgreSQL errors through unchanged', async () => {
+    await f.db.updateTable('users').set({ email: 'dup@example.com' }).where('id', '=', 7).execute();
+    const sameShard = keysOnShard(shardIndexOf(7), 2, 8)[0]!;
+    const error = await f.db.updateTable('users').set({ email: 'dup@example.com' }).where('id', '=', sameShard).execute().catch((e) => e);
+    expect(error.code).toBe('23505');
+    expect(error.constraint).toBe('users_email_key');
+    expect(error.detail).toContain('dup@example.com');
+  });
+
+  it('refuses a keyless query on an error-policy table, naming the table and the fixes', async () => {
+    const error = await f.db.selectFrom('users').selectAll().where('name', '=', 'x').execute().catch((e) => e);
+    expect(error).toBeInstanceOf(RoutingError);
+    expect(error.code).toBe(ErrorCodes.NO_SHARD_KEY);
+    expect(error.message).toMatch(/"users".*withShardKey/s);
+  });
+
+  it('refuses a bad key value', async () => {
+    const error = await f.db.selectFrom('users').selectAll().where('id', '=', 1.5).execute().catch((e) => e);
+    expect(error).toBeInstanceOf(ShardKeyError);
+  });
+
+  it('targets raw SQL explicitly', async () => {
+    const onShard1 = await sql<{ n: string }>`select count(*) as n from users`.execute(f.db.withPlugin(withShard(f.shards[1]!.id)));
+    const direct = await rowsOn(1, 'select count(*) as n from users');
+    expect(onShard1.rows[0]!.n).toBe(direct[0].n);
+    const byKey = await sql<{ name: string }>`select name from users where id = ${42}`.execute(f.db.withPlugin(withShardKey(42)));
+    expect(byKey.rows[0]!.name).toBe('user 42');
+  });
+
+  describe('transactions', () => {
+    it('binds to the shard of the first keyed statement and commits there', async () => {
+      const [a1, a2] = keysOnShard(0, 2, 2000);
+      await f.db.transaction().setIsolationLevel('serializable').execute(async (trx) => {
+        await trx.insertInto('orders').values({ user_id: a1!, amount: '1.00' }).execute();
+        await trx.insertInto('orders').values({ user_id: a2!, amount: '2.00' }).execute();
+        const level = await sql<{ level: string }>`select current_setting('transaction_isolation') as level`.execute(trx);
+        expect(level.rows[0]!.level).toBe('serializable');
+      });
+      expect(await rowsOn(0, 'select user_id from orders where user_id = any($1)', [[a1, a2]])).toHaveLength(2);
+    });
+
+    it('rejects a statement for another shard and leaves no row behind', async () => {
+      const [a] = keysOnShard(0, 1, 3000);
+      const [b] = keysOnShard(1, 1, 3000);
+      const error = await f.db
+        .transaction()
+        .execute(async (trx) => {
+          await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
+          await trx.insertInto('orders').values({ user_id: b!, amount: '1.00' }).execute();
+        })
+        .catch((e) => e);
+      expect(error).toBeInstanceOf(CrossShardTransactionError);
+      expect(error.code).toBe(ErrorCodes.CROSS_SHARD_TRANSACTION);
+      expect(await rowsOn(0, 'select 1 from orders where user_id = $1', [a])).toHaveLength(0);
+      expect(await rowsOn(1, 'select 1 from orders where user_id = $1', [b])).toHaveLength(0);
+    });
+
+    it('refuses to commit a controlled transaction that crossed shards', async () => {
+      const [a] = keysOnShard(0, 1, 4000);
+      const [b] = keysOnShard(1, 1, 4000);
+      const trx = await f.db.startTransaction().execute();
+      await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
+      await expect(trx.insertInto('orders').values({ user_id: b!, amount: '1.00' }).execute()).rejects.toBeInstanceOf(CrossShardTransactionError);
+      await expect(trx.commit().execute()).rejects.toBeInstanceOf(CrossShardTransactionError);
+      await trx.rollback().execute(); // releases the connection, as after any failed commit
+      expect(await rowsOn(0, 'select 1 from orders where user_id = $1', [a])).toHaveLength(0);
+    });
+
+    it('supports savepoints, before and after the transaction is bound', async () => {
+      const [a1, a2] = keysOnShard(1, 2, 5000);
+      const trx = await f.db.startTransaction().execute();
+      const sp0 = await trx.savepoint('before_bind').execute();
+      await sp0.insertInto('orders').values({ user_id: a1!, amount: '1.00' }).execute();
+      const sp1 = await sp0.savepoint('after_bind').execute();
+      await sp1.insertInto('orders').values({ user_id: a2!, amount: '2.00' }).execute();
+      const back = await sp1.rollbackToSavepoint('after_bind').execute();
+      await back.commit().execute();
+      const rows = await rowsOn(1, 'select user_id::int as u from orders where user_id = any($1)', [[a1, a2]]);
+      expect(rows.map((r) => r.u)).toEqual([a1]);
+    });
+
+    it('emits write events only after commit', async () => {
+      const events: WriteEvent[] = [];
+      const off = f.dialect.onWrite((e) => events.push(...e));
+      const [a] = keysOnShard(0, 1, 6000);
+      await f.db.transaction().execute(async (trx) => {
+        await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
+        expect(events).toHaveLength(0);
+      });
+      expect(events).toEqual([{ kind: 'insert', table: 'orders', shardId: f.shards[0]!.id, keys: [a] }]);
+      await f.db.transaction().execute(async (trx) => trx.deleteFrom('orders').where('user_id', '=', a!).execute()).then(() => undefined);
+      expect(events.map((e) => e.kind)).toEqual(['insert', 'delete']);
+      off();
+    });
+  });
+
+  it('streams rows of one shard', async () => {
+    const ids: number[] = [];
+    for await (const row of f.db.selectFrom('users').select('id').where('id', 'in', keysOnShard(1, 50)).orderBy('id').stream(7)) ids.push(Number(row.id));
+    expect(ids).toEqual(keysOnShard(1, 50));
+  });
+
+  it('accepts a new topology while queries are in flight', async () => {
+    const inFlight = Array.from({ length: 40 }, (_, i) => f.db.selectFrom('users').select('name').where('id', '=', i + 1).executeTakeFirstOrThrow());
+    const next = f.topology.withSlotsMoved([], f.shards[0]!.id, 2);
+    f.dialect.setTopology(next);
+    const rows = await Promise.all(inFlight);
+    expect(rows.map((r) => r.name)).toEqual(Array.from({ length: 40 }, (_, i) => `user ${i + 1}`));
+    expect(f.dialect.topology.version).toBe(2);
+    expect(() => f.dialect.setTopology(f.topology)).toThrow(/not newer/);
+  });
+});

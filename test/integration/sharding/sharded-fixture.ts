@@ -1,0 +1,102 @@
+import { Kysely, type Generated } from 'kysely';
+import { Pool } from 'pg';
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+import { createTopology, type Topology } from '../../../src/sharding/topology';
+import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
+import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
+import type { PoolLike, PoolClientLike } from '../../../src/sharding/server-pools';
+
+export interface DB {
+  users: { id: number; name: string; email: string | null };
+  orders: { id: Generated<number>; user_id: number; amount: string; status: string | null; created_at: Generated<Date> };
+  countries: { code: string; name: string };
+}
+
+/** Statements seen per server URL, recorded by wrapping the real pg clients. */
+export class StatementLog {
+  readonly byServer = new Map<string, { sql: string; values: unknown[] }[]>();
+  reset(): void {
+    this.byServer.clear();
+  }
+  on(url: string): { sql: string; values: unknown[] }[] {
+    return this.byServer.get(url) ?? [];
+  }
+}
+
+export function countingPool(url: string, log: StatementLog): PoolLike {
+  const pool = new Pool({ connectionString: url, max: 5 });
+  return {
+    on: (event, listener) => pool.on(event, listener),
+    end: () => pool.end(),
+    async connect(): Promise<PoolClientLike> {
+      const client = await pool.connect();
+      return {
+        query: ((text: unknown, values?: unknown[]) => {
+          if (typeof text === 'string') {
+            const entries = log.byServer.get(url) ?? [];
+            entries.push({ sql: text, values: values ?? [] });
+            log.byServer.set(url, entries);
+          }
+          return (client.query as (...a: unknown[]) => unknown)(text, values);
+        }) as PoolClientLike['query'],
+        release: (destroy?: boolean | Error) => client.release(destroy),
+      };
+    },
+  };
+}
+
+export interface ShardedFixture {
+  cluster: TestCluster;
+  shards: readonly TestShardUrls[];
+  topology: Topology;
+  log: StatementLog;
+  dialect: ShardedDialect;
+  db: Kysely<DB>;
+  direct: Pool[];
+  close(): Promise<void>;
+}
+
+export async function startShardedFixture(
+  database: string,
+  config: Partial<ShardedDialectConfig> = {},
+  shardCount = 2,
+): Promise<ShardedFixture> {
+  const cluster = await startTestCluster({ shards: shardCount });
+  const shards = await cluster.createDatabase(database);
+  const topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl })) });
+  const log = new StatementLog();
+  const dialect = new ShardedDialect({
+    topology,
+    shardKeys: { users: 'id', orders: 'user_id' },
+    createPool: (server) => countingPool(server.url, log),
+    ...config,
+  });
+  const db = new Kysely<DB>({ dialect });
+  await db.schema.createTable('users').addColumn('id', 'bigint', (c) => c.primaryKey()).addColumn('name', 'text', (c) => c.notNull()).addColumn('email', 'text', (c) => c.unique()).execute();
+  await db.schema
+    .createTable('orders')
+    .addColumn('id', 'serial')
+    .addColumn('user_id', 'bigint', (c) => c.notNull())
+    .addColumn('amount', 'numeric(12, 2)', (c) => c.notNull())
+    .addColumn('status', 'text')
+    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(new Date(0).toISOString()))
+    .addPrimaryKeyConstraint('orders_pk', ['user_id', 'id'])
+    .execute();
+  await db.schema.createTable('countries').addColumn('code', 'text', (c) => c.primaryKey()).addColumn('name', 'text').execute();
+  await dialect.installSlotFunctions();
+  const direct = shards.map((s) => new Pool({ connectionString: s.primaryUrl, max: 2 }));
+  return {
+    cluster,
+    shards,
+    topology,
+    log,
+    dialect,
+    db,
+    direct,
+    async close() {
+      await db.destroy();
+      await Promise.all(direct.map((p) => p.end()));
+      await cluster.stop();
+    },
+  };
+}
