@@ -89,7 +89,7 @@ export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): Q
   const statement = ROOT_KIND[root.kind];
   if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: [] };
   const scopes: ScopeAnalysis[] = [];
-  const ctx: WalkContext = { lookup, scopes, cteNames: new Set() };
+  const ctx: WalkContext = { lookup, scopes, cteNames: undefined };
   const insert = analyzeScope(root as QueryNode, ctx);
   return insert === undefined ? { statement, scopes } : { statement, scopes, insert };
 }
@@ -97,8 +97,8 @@ export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): Q
 interface WalkContext {
   readonly lookup: ShardKeyLookup;
   readonly scopes: ScopeAnalysis[];
-  /** CTE names visible here: a `from cte_name` is not a table. */
-  readonly cteNames: Set<string>;
+  /** CTE names visible here (a `from cte_name` is not a table); created only when a query has a WITH. */
+  cteNames: Set<string> | undefined;
 }
 
 interface ScopeTable {
@@ -110,17 +110,25 @@ interface ScopeTable {
 
 function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undefined {
   const withNode = (node as { with?: WithNode }).with;
-  if (withNode !== undefined) for (const cte of withNode.expressions) ctx.cteNames.add(cte.name.table.table.identifier.name);
+  if (withNode !== undefined) {
+    ctx.cteNames ??= new Set();
+    for (const cte of withNode.expressions) ctx.cteNames.add(cte.name.table.table.identifier.name);
+  }
 
   const tables: ScopeTable[] = [];
   for (const item of scopeTableNodes(node)) addTable(item, tables, ctx);
 
-  const sharded = tables.filter((t) => t.keyColumn !== undefined);
+  const sharded: ScopeTable[] = [];
+  const unshardedTables: string[] = [];
+  for (const t of tables) {
+    if (t.keyColumn === undefined) unshardedTables.push(t.name);
+    else sharded.push(t);
+  }
   const scopeIndex = ctx.scopes.length;
   ctx.scopes.push(EMPTY_SCOPE); // reserve the slot so the root stays first; filled below
   let insert: InsertAnalysis | undefined;
   let constraint: KeyConstraint | null = null;
-  let unlinked: string[] = [];
+  let unlinked: readonly string[] = NONE;
 
   if (node.kind === 'InsertQueryNode') {
     const target = sharded[0];
@@ -131,19 +139,21 @@ function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undef
     unlinked = unlinkedTables(sharded, tables, node);
   }
 
-  ctx.scopes[scopeIndex] = Object.freeze({
-    shardedTables: sharded.map((t) => t.name),
-    unshardedTables: tables.filter((t) => t.keyColumn === undefined).map((t) => t.name),
-    keys: constraint?.keys ?? null,
-    ...(constraint?.list === undefined ? {} : { keyList: constraint.list }),
+  const scope: { -readonly [K in keyof ScopeAnalysis]: ScopeAnalysis[K] } = {
+    shardedTables: sharded.length === 1 ? [sharded[0]!.name] : sharded.map((t) => t.name),
+    unshardedTables,
+    keys: constraint === null ? null : constraint.keys,
     unlinkedTables: unlinked,
-  });
+  };
+  if (constraint?.list !== undefined) scope.keyList = constraint.list;
+  ctx.scopes[scopeIndex] = scope;
 
   // Subqueries and CTEs anywhere in this scope are scopes of their own.
   walkChildren(node, ctx);
   return insert;
 }
 
+const NONE: readonly string[] = Object.freeze([]);
 const EMPTY_SCOPE: ScopeAnalysis = Object.freeze({ shardedTables: [], unshardedTables: [], keys: null, unlinkedTables: [] });
 
 function scopeTableNodes(node: QueryNode): OperationNode[] {
@@ -177,7 +187,7 @@ function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext): 
   if (table === undefined) return; // a subquery or function in FROM: the walk analyzes it as a scope
   const name = table.table.identifier.name;
   const schema = table.table.schema?.name;
-  if (schema === undefined && ctx.cteNames.has(name)) return;
+  if (schema === undefined && ctx.cteNames?.has(name) === true) return;
   const keyColumn = ctx.lookup.keyColumnOf(name, schema);
   tables.push({ name: schema === undefined ? name : `${schema}.${name}`, ref: alias ?? name, keyColumn });
 }
@@ -286,8 +296,8 @@ function keyTableOf(node: OperationNode, tables: readonly ScopeTable[]): ScopeTa
  * Sharded tables that no equality on shard keys links to the first sharded table (through JOIN … ON
  * or WHERE conjuncts): their rows may live on other shards, so the scope cannot run on one shard.
  */
-function unlinkedTables(sharded: readonly ScopeTable[], tables: readonly ScopeTable[], node: QueryNode): string[] {
-  if (sharded.length < 2) return [];
+function unlinkedTables(sharded: readonly ScopeTable[], tables: readonly ScopeTable[], node: QueryNode): readonly string[] {
+  if (sharded.length < 2) return NONE;
   const links: [ScopeTable, ScopeTable][] = [];
   const collect = (condition: OperationNode | undefined): void => {
     if (condition === undefined) return;

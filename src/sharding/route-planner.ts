@@ -63,9 +63,14 @@ export function planRoute(
     );
   }
 
+  const scopes = analysis.scopes;
+  // The common case, one scope on one sharded table, needs none of the checks below.
+  if (scopes.length === 1 && analysis.insert === undefined && scopes[0]!.unshardedTables.length === 0 && scopes[0]!.shardedTables.length === 1) {
+    return planKeyed(root, analysis, topology, rules, hintShard, table);
+  }
   const sharded = new Set<string>();
   const unsharded = new Set<string>();
-  for (const scope of analysis.scopes) {
+  for (const scope of scopes) {
     for (const t of scope.shardedTables) sharded.add(t);
     for (const t of scope.unshardedTables) unsharded.add(t);
     if (scope.unlinkedTables.length > 0) {
@@ -153,6 +158,9 @@ function planKeyed(
   }
 
   const scope = shardedScopes[0]!;
+  if (scope.keys!.length === 1 && hintShard === undefined) {
+    return { kind: 'single', statement, table, shard: topology.shardForKey(scope.keys![0]), keys: scope.keys };
+  }
   const groups = groupByShard(scope.keys!, topology);
   if (hintShard !== undefined) assertOnlyShard(groups, hintShard, scope.shardedTables[0]!);
   if (groups.size <= 1) {

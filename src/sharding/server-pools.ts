@@ -71,18 +71,7 @@ export class ServerPools {
       this.#returned(entry);
       throw error;
     }
-    let released = false;
-    const release = client.release.bind(client);
-    // A wrapper (not a mutation of the pg client) so a double release stays harmless.
-    return {
-      query: client.query.bind(client) as PoolClientLike['query'],
-      release: (destroy?: boolean | Error) => {
-        if (released) return;
-        released = true;
-        release(destroy);
-        this.#returned(entry);
-      },
-    };
+    return new CheckedOutClient(client, () => this.#returned(entry));
   }
 
   /** Retires the pools of servers that `keep` does not list. */
@@ -122,6 +111,31 @@ export class ServerPools {
   #returned(entry: PoolEntry): void {
     entry.inUse--;
     if (entry.retired && entry.inUse === 0) void entry.pool.end();
+  }
+}
+
+/** A checked-out client whose `release` runs once, however often it is called. */
+class CheckedOutClient implements PoolClientLike {
+  #client: PoolClientLike | null;
+  readonly #onRelease: () => void;
+
+  constructor(client: PoolClientLike, onRelease: () => void) {
+    this.#client = client;
+    this.#onRelease = onRelease;
+  }
+
+  query(...args: unknown[]): never {
+    const client = this.#client;
+    if (client === null) throw new Error('kysely-scale: query on a released connection');
+    return (client.query as (...a: unknown[]) => never).apply(client, args);
+  }
+
+  release(destroy?: boolean | Error): void {
+    const client = this.#client;
+    if (client === null) return;
+    this.#client = null;
+    client.release(destroy);
+    this.#onRelease();
   }
 }
 

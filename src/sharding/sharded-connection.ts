@@ -130,14 +130,16 @@ export class ShardedConnection implements DatabaseConnection {
 
   /** Returns every held client to its pool. */
   async release(): Promise<void> {
-    const held = [...this.#clients.values()];
-    this.#clients.clear();
-    const doomed = this.#tx !== null;
+    // A client left inside an open transaction must not go back to the pool in that state.
+    const destroy = this.#tx !== null ? true : undefined;
     this.#tx = null;
-    for (const pending of held) {
+    const held = this.#clients;
+    if (held.size === 0) return;
+    const pending = [...held.values()];
+    held.clear();
+    for (const client of pending) {
       try {
-        // A client left inside an open transaction must not go back to the pool in that state.
-        (await pending).release(doomed ? true : undefined);
+        (await client).release(destroy);
       } catch {
         // acquiring failed; nothing to release
       }
@@ -160,9 +162,12 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   /** The client a statement on `shard` runs on; inside a transaction, binds it or checks the binding. */
-  async #clientForStatement(shard: Shard, plan: RoutePlan): Promise<PoolClientLike> {
-    const tx = this.#tx;
-    if (tx === null) return this.#client(this.#runtime.serverFor(shard, plan, false));
+  #clientForStatement(shard: Shard, plan: RoutePlan): Promise<PoolClientLike> {
+    if (this.#tx === null) return this.#client(this.#runtime.serverFor(shard, plan, false));
+    return this.#transactionClient(this.#tx, shard, plan);
+  }
+
+  async #transactionClient(tx: TransactionState, shard: Shard, plan: RoutePlan): Promise<PoolClientLike> {
     if (tx.doomed !== null) throw tx.doomed;
     if (tx.shard === null) {
       tx.shard = shard;

@@ -1,0 +1,122 @@
+/**
+ * Routing overhead: plain Kysely PostgresDialect against ShardedDialect with one shard, on the same
+ * PostgreSQL server, point select by key from 16 concurrent clients; rounds alternate between the
+ * two so drift on a shared machine hits both. Plus a micro-benchmark of the route decision
+ * (key extraction from the operation-node tree, slot hash, shard lookup).
+ */
+import { Kysely, PostgresDialect, PostgresQueryCompiler, type RootOperationNode } from 'kysely';
+import { Pool } from 'pg';
+import { startTestCluster } from '../src/testing';
+import { createTopology } from '../src/sharding/topology';
+import { ShardedDialect } from '../src/sharding/sharded-dialect';
+import { planRoute } from '../src/sharding/route-planner';
+import { resolveShardedConfig } from '../src/sharding/sharded-dialect-config';
+import { makeReport, writeReport, type BenchReport } from './bench-report';
+
+interface DB {
+  users: { id: number; name: string };
+}
+
+const CLIENTS = 16;
+const ROUNDS = 6;
+const ROUND_MILLIS = Number(process.env.ROUTING_ROUND_MILLIS ?? 4000);
+const ROWS = 10_000;
+
+async function load(db: Kysely<DB>, millis: number): Promise<number[]> {
+  const latencies: number[] = [];
+  const end = performance.now() + millis;
+  let next = 1;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while (performance.now() < end) {
+        const id = (next++ % ROWS) + 1;
+        const t = performance.now();
+        await db.selectFrom('users').select(['id', 'name']).where('id', '=', id).executeTakeFirstOrThrow();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  return latencies;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
+};
+
+function routeDecisionMicros(): number {
+  const topology = createTopology({ shards: [0, 1, 2, 3].map((i) => ({ id: `s${i}`, primary: `postgres://u@h${i}/db` })) });
+  const { rules } = resolveShardedConfig({ topology, shardKeys: { users: 'id', orders: 'user_id' } });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool() }) });
+  const nodes: RootOperationNode[] = Array.from({ length: 1000 }, (_, i) => db.selectFrom('users').select(['id', 'name']).where('id', '=', i).toOperationNode());
+  void db.destroy();
+  const batchMeans: number[] = [];
+  for (let batch = 0; batch < 60; batch++) {
+    const t = performance.now();
+    for (let i = 0; i < 10_000; i++) planRoute(nodes[i % 1000]!, undefined, topology, rules);
+    batchMeans.push(((performance.now() - t) * 1000) / 10_000);
+  }
+  return median(batchMeans.slice(10)); // the first batches warm up the JIT
+}
+
+export async function run(): Promise<BenchReport> {
+  const decisionMicros = routeDecisionMicros();
+  const cluster = await startTestCluster({ shards: 1 });
+  try {
+    const [shard] = await cluster.createDatabase('routing_bench');
+    const url = shard!.primaryUrl;
+    const plain = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 10 }) }) });
+    const sharded = new Kysely<DB>({
+      dialect: new ShardedDialect({ topology: createTopology({ shards: [{ id: 'shard0', primary: url }] }), shardKeys: { users: 'id' }, pool: { max: 10 } }),
+    });
+    await plain.schema.createTable('users').addColumn('id', 'integer', (c) => c.primaryKey()).addColumn('name', 'text').execute();
+    await plain.insertInto('users').values(Array.from({ length: ROWS }, (_, i) => ({ id: i + 1, name: `user ${i + 1}` }))).execute();
+    await load(plain, 1000); // warm both pools and the JIT
+    await load(sharded, 1000);
+
+    const rounds = { plain: [] as number[][], sharded: [] as number[][] };
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? (['plain', 'sharded'] as const) : (['sharded', 'plain'] as const);
+      for (const name of order) rounds[name].push(await load(name === 'plain' ? plain : sharded, ROUND_MILLIS));
+    }
+    await Promise.all([plain.destroy(), sharded.destroy()]);
+
+    const qps = (name: 'plain' | 'sharded') => median(rounds[name].map((l) => l.length / (ROUND_MILLIS / 1000)));
+    const p99 = (name: 'plain' | 'sharded') => median(rounds[name].map((l) => percentile(l, 0.99)));
+    const p50 = (name: 'plain' | 'sharded') => median(rounds[name].map((l) => percentile(l, 0.5)));
+    const ratios = {
+      throughput_sharded_over_plain: qps('sharded') / qps('plain'),
+      p99_sharded_over_plain: p99('sharded') / p99('plain'),
+      p50_sharded_over_plain: p50('sharded') / p50('plain'),
+    };
+    const targets = { throughput_sharded_over_plain_min: 0.95, p99_sharded_over_plain_max: 1.1, route_decision_median_micros_max: 2 };
+    const report = makeReport('routing', {
+      results: {
+        plain_qps: qps('plain'),
+        sharded_qps: qps('sharded'),
+        plain_p50_ms: p50('plain'),
+        sharded_p50_ms: p50('sharded'),
+        plain_p99_ms: p99('plain'),
+        sharded_p99_ms: p99('sharded'),
+        route_decision_median_micros: decisionMicros,
+        clients: CLIENTS,
+        rounds: ROUNDS,
+        round_millis: ROUND_MILLIS,
+      },
+      ratios,
+      targets,
+      pass:
+        ratios.throughput_sharded_over_plain >= targets.throughput_sharded_over_plain_min &&
+        ratios.p99_sharded_over_plain <= targets.p99_sharded_over_plain_max &&
+        decisionMicros <= targets.route_decision_median_micros_max,
+    });
+    await writeReport(report);
+    return report;
+  } finally {
+    await cluster.stop();
+  }
+}
