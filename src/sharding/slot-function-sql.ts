@@ -52,9 +52,12 @@ BEGIN
 END
 $$;
 
+-- UUID text is canonical in lower case (contract 1), as the TypeScript side encodes it.
 CREATE OR REPLACE FUNCTION kysely_scale_slot(key text, slot_count int DEFAULT 4096) RETURNS int
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-  SELECT (kysely_scale_murmur3(convert_to(key, 'UTF8')) % slot_count)::int
+  SELECT (kysely_scale_murmur3(convert_to(
+    CASE WHEN key ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN lower(key) ELSE key END,
+    'UTF8')) % slot_count)::int
 $$;
 
 CREATE OR REPLACE FUNCTION kysely_scale_slot(key bigint, slot_count int DEFAULT 4096) RETURNS int
