@@ -1,4 +1,5 @@
-import { Kysely, type Generated } from 'kysely';
+import { Kysely, PostgresDialect, type Generated } from 'kysely';
+import Cursor from 'pg-cursor';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/sharding/topology';
@@ -72,19 +73,9 @@ export async function startShardedFixture(
     ...config,
   });
   const db = new Kysely<DB>({ dialect });
-  await db.schema.createTable('users').addColumn('id', 'bigint', (c) => c.primaryKey()).addColumn('name', 'text', (c) => c.notNull()).addColumn('email', 'text', (c) => c.unique()).execute();
-  await db.schema
-    .createTable('orders')
-    .addColumn('id', 'serial')
-    .addColumn('user_id', 'bigint', (c) => c.notNull())
-    .addColumn('amount', 'numeric(12, 2)', (c) => c.notNull())
-    .addColumn('status', 'text')
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(new Date(0).toISOString()))
-    .addPrimaryKeyConstraint('orders_pk', ['user_id', 'id'])
-    .execute();
-  await db.schema.createTable('countries').addColumn('code', 'text', (c) => c.primaryKey()).addColumn('name', 'text').execute();
+  await createFixtureSchema(db);
   await dialect.installSlotFunctions();
-  const direct = shards.map((s) => new Pool({ connectionString: s.primaryUrl, max: 2 }));
+  const direct = shards.map((s) => quietPool(s.primaryUrl));
   return {
     cluster,
     shards,
@@ -99,4 +90,41 @@ export async function startShardedFixture(
       await cluster.stop();
     },
   };
+}
+
+/** The users/orders/countries tables of the fixture, created through `db` (any dialect). */
+export async function createFixtureSchema(db: Kysely<DB>): Promise<void> {
+  await db.schema.createTable('users').addColumn('id', 'bigint', (c) => c.primaryKey()).addColumn('name', 'text', (c) => c.notNull()).addColumn('email', 'text', (c) => c.unique()).execute();
+  await db.schema
+    .createTable('orders')
+    .addColumn('id', 'serial')
+    .addColumn('user_id', 'bigint', (c) => c.notNull())
+    .addColumn('amount', 'numeric(12, 2)', (c) => c.notNull())
+    .addColumn('status', 'text')
+    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(new Date(0).toISOString()))
+    .addPrimaryKeyConstraint('orders_pk', ['user_id', 'id'])
+    .execute();
+  await db.schema.createTable('countries').addColumn('code', 'text', (c) => c.primaryKey()).addColumn('name', 'text').execute();
+}
+
+/**
+ * A pg Pool with an `error` listener: when the cluster stops, an idle client may still receive
+ * PostgreSQL's "terminating connection" (57P01) after `end()` resolved, which without a listener
+ * is an unhandled error that Jest pins on a random test.
+ */
+export function quietPool(url: string, max = 2): Pool {
+  const pool = new Pool({ connectionString: url, max });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/**
+ * A database `name` on the first shard's server holding the fixture's schema, used through Kysely's
+ * own PostgresDialect: the "one database holding all rows" that sharded results are compared with.
+ */
+export async function startSingleDatabase(cluster: TestCluster, name: string): Promise<Kysely<DB>> {
+  const [first] = await cluster.createDatabase(name);
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: quietPool(first!.primaryUrl, 5), cursor: Cursor }) });
+  await createFixtureSchema(db);
+  return db;
 }
