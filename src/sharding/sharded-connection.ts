@@ -43,12 +43,11 @@ export class ShardedConnection implements DatabaseConnection {
   async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     const plan = this.#plan(compiled);
     if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
+    // A scatter or split over one shard is that shard's query unchanged: exact, nothing to merge.
+    const shards = planShards(plan);
+    if (shards.length === 1) return this.#executeSingle<R>(shards[0]!, compiled, plan);
     const tx = this.#tx;
-    if (tx !== null) {
-      const shards = planShards(plan);
-      if (shards.length === 1) return this.#executeSingle<R>(shards[0]!, compiled, plan);
-      throw this.#doom(tx, `this ${plan.statement} spans shards ${shards.map((s) => `"${s.id}"`).join(', ')}`);
-    }
+    if (tx !== null) throw this.#doom(tx, `this ${plan.statement} spans shards ${shards.map((s) => `"${s.id}"`).join(', ')}`);
     return (await this.#executeMulti(compiled, plan)) as QueryResult<R>;
   }
 
