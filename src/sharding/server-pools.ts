@@ -61,17 +61,16 @@ export class ServerPools {
   }
 
   /** Checks out a client of `server`; its `release` returns it and lets a retired pool end. */
-  async acquire(server: ServerSpec): Promise<PoolClientLike> {
+  acquire(server: ServerSpec): Promise<PoolClientLike> {
     const entry = this.#entry(server);
     entry.inUse++;
-    let client: PoolClientLike;
-    try {
-      client = await entry.pool.connect();
-    } catch (error) {
-      this.#returned(entry);
-      throw error;
-    }
-    return new CheckedOutClient(client, () => this.#returned(entry));
+    return entry.pool.connect().then(
+      (client) => new CheckedOutClient(client, () => this.#returned(entry)),
+      (error: unknown) => {
+        this.#returned(entry);
+        throw error;
+      },
+    );
   }
 
   /** Retires the pools of servers that `keep` does not list. */
@@ -124,10 +123,10 @@ class CheckedOutClient implements PoolClientLike {
     this.#onRelease = onRelease;
   }
 
-  query(...args: unknown[]): never {
+  query(text: unknown, values?: unknown[]): never {
     const client = this.#client;
     if (client === null) throw new Error('kysely-scale: query on a released connection');
-    return (client.query as (...a: unknown[]) => never).apply(client, args);
+    return (client.query as (t: unknown, v?: unknown[]) => never).call(client, text, values);
   }
 
   release(destroy?: boolean | Error): void {

@@ -33,7 +33,7 @@ interface TransactionState {
  */
 export class ShardedConnection implements DatabaseConnection {
   readonly #runtime: ShardedRuntime;
-  readonly #clients = new Map<string, Promise<PoolClientLike>>();
+  readonly #clients = new Map<string, HeldClient>();
   #tx: TransactionState | null = null;
 
   constructor(runtime: ShardedRuntime) {
@@ -134,14 +134,12 @@ export class ShardedConnection implements DatabaseConnection {
     this.#tx = null;
     const held = this.#clients;
     if (held.size === 0) return;
-    const pending = [...held.values()];
+    const entries = [...held.values()];
     held.clear();
-    for (const client of pending) {
-      try {
-        (await client).release(destroy);
-      } catch {
-        // acquiring failed; nothing to release
-      }
+    for (const entry of entries) {
+      // Most clients are already connected: release them without waiting a microtask each.
+      if (entry.client !== undefined) entry.client.release(destroy);
+      else await entry.pending.then((client) => client.release(destroy), () => undefined);
     }
   }
 
@@ -154,9 +152,10 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   async #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
-    const client = await this.#clientForStatement(shard, plan);
+    const held = this.#tx === null ? this.#clients.get(this.#runtime.serverFor(shard, plan, false).url)?.client : undefined;
+    const client = held ?? (await this.#clientForStatement(shard, plan));
     const result = await runOn<R>(client, compiled.sql, compiled.parameters);
-    this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
+    if (plan.statement !== 'select') this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
     return result;
   }
 
@@ -247,13 +246,20 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   #client(server: ServerSpec): Promise<PoolClientLike> {
-    let pending = this.#clients.get(server.url);
-    if (pending === undefined) {
-      pending = this.#runtime.acquire(server);
-      this.#clients.set(server.url, pending);
-      pending.catch(() => this.#clients.delete(server.url));
-    }
-    return pending;
+    const held = this.#clients.get(server.url);
+    if (held !== undefined) return held.pending;
+    const entry: HeldClient = {
+      pending: this.#runtime.acquire(server).then(
+        (client) => (entry.client = client),
+        (error: unknown) => {
+          this.#clients.delete(server.url);
+          throw error;
+        },
+      ),
+      client: undefined,
+    };
+    this.#clients.set(server.url, entry);
+    return entry.pending;
   }
 
   async *#cursorRows(client: PoolClientLike, sql: string, parameters: readonly unknown[], chunkSize: number): AsyncGenerator<unknown[]> {
@@ -271,8 +277,17 @@ export class ShardedConnection implements DatabaseConnection {
   }
 }
 
-async function runOn<R>(client: PoolClientLike, sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
-  const { command, rowCount, rows } = await client.query(sql, [...parameters]);
+/** A client this connection holds: the pending checkout, and the client once it arrived. */
+interface HeldClient {
+  readonly pending: Promise<PoolClientLike>;
+  client: PoolClientLike | undefined;
+}
+
+function runOn<R>(client: PoolClientLike, sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+  return client.query(sql, [...parameters]).then(toQueryResult<R>);
+}
+
+function toQueryResult<R>({ command, rowCount, rows }: { command: string; rowCount: number | null; rows: unknown[] }): QueryResult<R> {
   const writes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
   return writes ? { numAffectedRows: BigInt(rowCount ?? 0), rows: (rows ?? []) as R[] } : { rows: (rows ?? []) as R[] };
 }
