@@ -11,6 +11,7 @@ import { createTopology } from '../src/sharding/topology';
 import { ShardedDialect } from '../src/sharding/sharded-dialect';
 import { planRoute } from '../src/sharding/route-planner';
 import { resolveShardedConfig } from '../src/sharding/sharded-dialect-config';
+import { SERVER_POOL_DEFAULTS } from '../src/sharding/server-pools';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
 
 interface DB {
@@ -69,7 +70,9 @@ export async function run(): Promise<BenchReport> {
   try {
     const [shard] = await cluster.createDatabase('routing_bench');
     const url = shard!.primaryUrl;
-    const plain = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 10 }) }) });
+    // Both sides get the same pool settings (ShardedDialect's defaults), so the figure is the routing overhead alone.
+    const poolOptions = { max: 10, idleTimeoutMillis: SERVER_POOL_DEFAULTS.idleTimeoutMillis, connectionTimeoutMillis: SERVER_POOL_DEFAULTS.connectionTimeoutMillis, application_name: SERVER_POOL_DEFAULTS.applicationName, keepAlive: true };
+    const plain = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, ...poolOptions }) }) });
     const sharded = new Kysely<DB>({
       dialect: new ShardedDialect({ topology: createTopology({ shards: [{ id: 'shard0', primary: url }] }), shardKeys: { users: 'id' }, pool: { max: 10 } }),
     });

@@ -116,7 +116,7 @@ function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undef
   }
 
   const tables: ScopeTable[] = [];
-  for (const item of scopeTableNodes(node)) addTable(item, tables, ctx);
+  forEachScopeTable(node, (item) => addTable(item, tables, ctx));
 
   const sharded: ScopeTable[] = [];
   const unshardedTables: string[] = [];
@@ -156,21 +156,26 @@ function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undef
 const NONE: readonly string[] = Object.freeze([]);
 const EMPTY_SCOPE: ScopeAnalysis = Object.freeze({ shardedTables: [], unshardedTables: [], keys: null, unlinkedTables: [] });
 
-function scopeTableNodes(node: QueryNode): OperationNode[] {
+/** Calls `visit` with each FROM / JOIN / USING / target item of the scope (no arrays built: this runs per query). */
+function forEachScopeTable(node: QueryNode, visit: (item: OperationNode) => void): void {
+  const joins = (node as { joins?: readonly JoinNode[] }).joins;
   switch (node.kind) {
     case 'SelectQueryNode':
-      return [...(node.from?.froms ?? []), ...(node.joins ?? []).map((j) => j.table)];
+      if (node.from !== undefined) for (const item of node.from.froms) visit(item);
+      break;
     case 'InsertQueryNode':
-      return node.into === undefined ? [] : [node.into];
+      if (node.into !== undefined) visit(node.into);
+      break;
     case 'UpdateQueryNode':
-      return [
-        ...(node.table === undefined ? [] : [node.table]),
-        ...(node.from?.froms ?? []),
-        ...(node.joins ?? []).map((j) => j.table),
-      ];
+      if (node.table !== undefined) visit(node.table);
+      if (node.from !== undefined) for (const item of node.from.froms) visit(item);
+      break;
     case 'DeleteQueryNode':
-      return [...node.from.froms, ...(node.using?.tables ?? []), ...(node.joins ?? []).map((j) => j.table)];
+      for (const item of node.from.froms) visit(item);
+      if (node.using !== undefined) for (const item of node.using.tables) visit(item);
+      break;
   }
+  if (joins !== undefined) for (const join of joins) visit(join.table);
 }
 
 function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext): void {

@@ -1,7 +1,7 @@
 import type { InsertQueryNode, OperationNode, RootOperationNode } from 'kysely';
 import { ErrorCodes, RoutingError } from '../errors';
 import { withInsertRows, withListSubset } from './node-rewrite';
-import { analyzeQuery, type QueryAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
+import { analyzeQuery, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from './topology';
 
@@ -122,8 +122,9 @@ function planKeyed(
   table: string | null,
 ): RoutePlan {
   const statement = analysis.statement;
-  const shardedScopes = analysis.scopes.filter((s) => s.shardedTables.length > 0);
-  const keyless = shardedScopes.filter((s) => s.keys === null);
+  const scopes = analysis.scopes;
+  const shardedScopes = scopes.length === 1 ? scopes : scopes.filter((s) => s.shardedTables.length > 0);
+  const keyless = shardedScopes.length === 1 ? (shardedScopes[0]!.keys === null ? shardedScopes : NO_SCOPES) : shardedScopes.filter((s) => s.keys === null);
 
   if (keyless.length > 0) {
     if (hintShard !== undefined) return { kind: 'single', statement, table, shard: hintShard, keys: null };
@@ -179,6 +180,8 @@ function planKeyed(
   );
   return { kind: 'split', statement, table, parts };
 }
+
+const NO_SCOPES: readonly ScopeAnalysis[] = Object.freeze([]);
 
 interface Group {
   readonly keys: unknown[];
