@@ -20,6 +20,10 @@ export const ErrorCodes = {
   UNKNOWN_SHARD: 'E_UNKNOWN_SHARD',
   /** A statement inside a transaction targets a shard other than the one the transaction is bound to. */
   CROSS_SHARD_TRANSACTION: 'E_CROSS_SHARD_TRANSACTION',
+  /** A transaction can no longer commit (its BEGIN failed); roll it back. */
+  TRANSACTION_ABORTED: 'E_TRANSACTION_ABORTED',
+  /** A write split over several shards (outside a transaction) committed on some shards and failed on others. */
+  PARTIAL_WRITE: 'E_PARTIAL_WRITE',
   /** A scatter query whose result cannot be merged correctly across shards. */
   UNSUPPORTED_SCATTER: 'E_UNSUPPORTED_SCATTER',
   /** A query shape the router cannot route safely (e.g. a write that would touch several shards in one statement it cannot split). */
@@ -105,15 +109,36 @@ export class CrossShardTransactionError extends KyselyScaleError {
   }
 }
 
-/** Replaces the password of a connection URL with `***`, for logs and error messages. */
+/** A transaction that can no longer commit: its BEGIN failed (`cause`). Roll it back. */
+export class TransactionAbortedError extends KyselyScaleError {
+  constructor(message: string, cause: unknown, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.TRANSACTION_ABORTED, message, { cause, context });
+  }
+}
+
+/**
+ * A write split over several shards outside a transaction committed on `context.committed` and
+ * failed on `context.failed`; `cause` is the first failure, PostgreSQL's error unchanged.
+ */
+export class PartialWriteError extends KyselyScaleError {
+  constructor(message: string, cause: unknown, context: { committed: string[]; failed: string[] }) {
+    super(ErrorCodes.PARTIAL_WRITE, message, { cause, context });
+  }
+}
+
+// Connection parameters that carry secrets in a URL's query string.
+const SECRET_PARAMS = ['password', 'sslpassword', 'sslkey', 'sslcert'];
+
+/** Replaces the password (and secret query parameters) of a connection URL with `***`, for logs and error messages. */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    for (const name of SECRET_PARAMS) if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
     return parsed.toString();
   } catch {
-    // Not a URL we can parse: hide anything between `:` and `@` that looks like a password.
-    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+    // Not a URL we can parse: keep only what precedes the credentials and what follows the last `@`.
+    return url.replace(/(\/\/[^:/@]*:).*@/, '$1***@').replace(/((?:password|sslpassword|sslkey)=)[^&\s]*/gi, '$1***');
   }
 }
 

@@ -23,6 +23,14 @@ export interface QueryAnalysis {
   readonly scopes: readonly ScopeAnalysis[];
   /** For inserts into a sharded table: the key of every row, in order, and the rows node to split. */
   readonly insert?: InsertAnalysis;
+  /** Writes inside the statement below its root (data-modifying CTEs such as `with d as (delete …) select …`). */
+  readonly nestedWrites: readonly NestedWrite[];
+}
+
+/** A write found in a nested scope. */
+export interface NestedWrite {
+  readonly kind: 'insert' | 'update' | 'delete';
+  readonly table: string | null;
 }
 
 export type StatementKind = 'select' | 'insert' | 'update' | 'delete' | 'ddl' | 'raw' | 'merge';
@@ -39,6 +47,12 @@ export interface ScopeAnalysis {
   readonly keyList?: OperationNode;
   /** Sharded tables that are joined without equality on their shard keys (cannot be co-located). */
   readonly unlinkedTables: readonly string[];
+  /**
+   * New shard key values the scope writes (UPDATE … SET key = v, ON CONFLICT DO UPDATE SET key = v):
+   * literal keys, or `'expression'` when a new key cannot be read from the tree. A row whose key
+   * changes may belong to another shard.
+   */
+  readonly keyWrites?: readonly unknown[] | 'expression';
 }
 
 export interface InsertAnalysis {
@@ -49,10 +63,19 @@ export interface InsertAnalysis {
   readonly problem?: string;
 }
 
+/** A sharded table's key as configured. */
+export interface ShardKeySpec {
+  /** The configured table name (as in `shardKeys`), used for policies and messages. */
+  readonly table: string;
+  readonly column: string;
+  /** Canonicalises a literal key value read from a query (per the column's key type); throws ShardKeyError. */
+  readonly canonical: (value: unknown) => unknown;
+}
+
 /** How the analyzer learns which tables are sharded. */
 export interface ShardKeyLookup {
-  /** The shard key column of `table` (optionally schema-qualified), or `undefined` when the table is not sharded. */
-  keyColumnOf(table: string, schema: string | undefined): string | undefined;
+  /** The shard key of `table` (optionally schema-qualified), or `undefined` when the table is not sharded. May throw when the name is ambiguous. */
+  shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined;
 }
 
 type QueryNode = SelectQueryNode | InsertQueryNode | UpdateQueryNode | DeleteQueryNode;
@@ -87,36 +110,52 @@ const LEAF_KINDS = new Set([
 /** Analyzes a root operation node. */
 export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): QueryAnalysis {
   const statement = ROOT_KIND[root.kind];
-  if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: [] };
+  if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: [], nestedWrites: NO_WRITES };
   const scopes: ScopeAnalysis[] = [];
-  const ctx: WalkContext = { lookup, scopes, cteNames: undefined };
-  const insert = analyzeScope(root as QueryNode, ctx);
-  return insert === undefined ? { statement, scopes } : { statement, scopes, insert };
+  const ctx: WalkContext = { lookup, scopes, nestedWrites: NO_WRITES };
+  const insert = analyzeScope(root as QueryNode, ctx, undefined);
+  const nestedWrites = ctx.nestedWrites;
+  return insert === undefined ? { statement, scopes, nestedWrites } : { statement, scopes, insert, nestedWrites };
 }
+
+const NO_WRITES: readonly NestedWrite[] = Object.freeze([]);
 
 interface WalkContext {
   readonly lookup: ShardKeyLookup;
   readonly scopes: ScopeAnalysis[];
-  /** CTE names visible here (a `from cte_name` is not a table); created only when a query has a WITH. */
-  cteNames: Set<string> | undefined;
+  nestedWrites: readonly NestedWrite[];
 }
 
+/** CTE names visible in a scope (a `from cte_name` is not a table); `undefined` when there are none. */
+type VisibleCtes = ReadonlySet<string> | undefined;
+
 interface ScopeTable {
+  /** The configured name for sharded tables, the name as written otherwise. */
   readonly name: string;
   /** The name the scope refers to it by (alias or table name). */
   readonly ref: string;
   readonly keyColumn: string | undefined;
+  readonly key: ShardKeySpec | undefined;
 }
 
-function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undefined {
+function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes): InsertAnalysis | undefined {
+  const isRoot = ctx.scopes.length === 0;
   const withNode = (node as { with?: WithNode }).with;
+  let ctes = outerCtes;
+  const cteBodies: [OperationNode, VisibleCtes][] = [];
   if (withNode !== undefined) {
-    ctx.cteNames ??= new Set();
-    for (const cte of withNode.expressions) ctx.cteNames.add(cte.name.table.table.identifier.name);
+    // Lexical scope: a CTE body sees the CTEs before it (and itself when recursive); the query sees all.
+    for (const cte of withNode.expressions) {
+      const name = cte.name.table.table.identifier.name;
+      const withSelf = new Set(ctes);
+      withSelf.add(name);
+      cteBodies.push([cte.expression, withNode.recursive === true ? withSelf : ctes]);
+      ctes = withSelf;
+    }
   }
 
   const tables: ScopeTable[] = [];
-  forEachScopeTable(node, (item) => addTable(item, tables, ctx));
+  forEachScopeTable(node, (item) => addTable(item, tables, ctx, ctes));
 
   const sharded: ScopeTable[] = [];
   const unshardedTables: string[] = [];
@@ -130,13 +169,22 @@ function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undef
   let constraint: KeyConstraint | null = null;
   let unlinked: readonly string[] = NONE;
 
+  let keyWrites: readonly unknown[] | 'expression' | undefined;
+  const target = tables[0];
   if (node.kind === 'InsertQueryNode') {
-    const target = sharded[0];
-    if (target !== undefined) insert = analyzeInsertRows(node, target);
+    if (target?.key !== undefined) {
+      insert = analyzeInsertRows(node, target);
+      keyWrites = keyAssignments(node.onConflict?.updates, target, true);
+    }
   } else if (sharded.length > 0) {
     const where = node.where?.where;
     if (where !== undefined) constraint = keyConstraint(where, tables);
     unlinked = unlinkedTables(sharded, tables, node);
+    if (node.kind === 'UpdateQueryNode' && target?.key !== undefined) keyWrites = keyAssignments(node.updates, target, false);
+  }
+  if (!isRoot && node.kind !== 'SelectQueryNode') {
+    const kind = node.kind === 'InsertQueryNode' ? 'insert' : node.kind === 'UpdateQueryNode' ? 'update' : 'delete';
+    ctx.nestedWrites = [...ctx.nestedWrites, { kind, table: target?.name ?? null }];
   }
 
   const scope: { -readonly [K in keyof ScopeAnalysis]: ScopeAnalysis[K] } = {
@@ -146,11 +194,38 @@ function analyzeScope(node: QueryNode, ctx: WalkContext): InsertAnalysis | undef
     unlinkedTables: unlinked,
   };
   if (constraint?.list !== undefined) scope.keyList = constraint.list;
+  if (keyWrites !== undefined) scope.keyWrites = keyWrites;
   ctx.scopes[scopeIndex] = scope;
 
-  // Subqueries and CTEs anywhere in this scope are scopes of their own.
-  walkChildren(node, ctx);
+  // CTE bodies, then subqueries anywhere else in this scope, are scopes of their own.
+  for (const [body, visible] of cteBodies) visit(body, ctx, visible);
+  walkChildren(node, ctx, ctes, 'with');
   return insert;
+}
+
+/**
+ * The new key values a list of `SET column = value` assignments gives the target's key column:
+ * `undefined` when the key is not assigned, `'expression'` when a new value cannot be read.
+ * In ON CONFLICT DO UPDATE, `key = excluded.key` keeps the row's key (the conflicting row was routed by it).
+ */
+function keyAssignments(updates: readonly OperationNode[] | undefined, target: ScopeTable, onConflict: boolean): readonly unknown[] | 'expression' | undefined {
+  if (updates === undefined) return undefined;
+  let keys: unknown[] | undefined;
+  for (const update of updates) {
+    const { column, value } = update as unknown as { column: OperationNode; value: OperationNode };
+    if (column.kind !== 'ColumnNode' || (column as unknown as { column: { name: string } }).column.name !== target.keyColumn) continue;
+    if (onConflict && isExcludedKey(value, target.keyColumn!)) continue;
+    const literal = literalValue(value);
+    if (literal === undefined) return 'expression';
+    (keys ??= []).push(target.key!.canonical(literal));
+  }
+  return keys;
+}
+
+function isExcludedKey(node: OperationNode, column: string): boolean {
+  if (node.kind !== 'ReferenceNode') return false;
+  const ref = node as unknown as { column: OperationNode; table?: TableNode };
+  return ref.table?.table.identifier.name === 'excluded' && ref.column.kind === 'ColumnNode' && (ref.column as unknown as { column: { name: string } }).column.name === column;
 }
 
 const NONE: readonly string[] = Object.freeze([]);
@@ -178,7 +253,7 @@ function forEachScopeTable(node: QueryNode, visit: (item: OperationNode) => void
   if (joins !== undefined) for (const join of joins) visit(join.table);
 }
 
-function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext): void {
+function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): void {
   let table: TableNode | undefined;
   let alias: string | undefined;
   if (item.kind === 'TableNode') table = item as TableNode;
@@ -192,9 +267,9 @@ function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext): 
   if (table === undefined) return; // a subquery or function in FROM: the walk analyzes it as a scope
   const name = table.table.identifier.name;
   const schema = table.table.schema?.name;
-  if (schema === undefined && ctx.cteNames?.has(name) === true) return;
-  const keyColumn = ctx.lookup.keyColumnOf(name, schema);
-  tables.push({ name: schema === undefined ? name : `${schema}.${name}`, ref: alias ?? name, keyColumn });
+  if (schema === undefined && ctes?.has(name) === true) return;
+  const key = ctx.lookup.shardKeyOf(name, schema);
+  tables.push({ name: key?.table ?? (schema === undefined ? name : `${schema}.${name}`), ref: alias ?? name, keyColumn: key?.column, key });
 }
 
 function identifierName(node: OperationNode): string | undefined {
@@ -236,20 +311,23 @@ function keyConstraint(node: OperationNode, tables: readonly ScopeTable[]): KeyC
 function comparisonConstraint(node: BinaryOperationNode, tables: readonly ScopeTable[]): KeyConstraint | null {
   const operator = (node.operator as unknown as { operator?: string }).operator;
   if (operator === '=' || operator === '==') {
-    if (isKeyReference(node.leftOperand, tables)) return literalConstraint(node.rightOperand);
-    if (isKeyReference(node.rightOperand, tables)) return literalConstraint(node.leftOperand);
+    const left = keyTableOf(node.leftOperand, tables);
+    if (left !== undefined) return literalConstraint(node.rightOperand, left);
+    const right = keyTableOf(node.rightOperand, tables);
+    if (right !== undefined) return literalConstraint(node.leftOperand, right);
     return null;
   }
-  if (operator === 'in' && isKeyReference(node.leftOperand, tables)) {
-    const keys = listValues(node.rightOperand);
-    return keys === null ? null : { keys, list: node.rightOperand };
+  if (operator === 'in') {
+    const table = keyTableOf(node.leftOperand, tables);
+    const keys = table === undefined ? null : listValues(node.rightOperand);
+    return keys === null ? null : { keys: keys.map(table!.key!.canonical), list: node.rightOperand };
   }
   return null;
 }
 
-function literalConstraint(node: OperationNode): KeyConstraint | null {
+function literalConstraint(node: OperationNode, table: ScopeTable): KeyConstraint | null {
   const value = literalValue(node);
-  return value === undefined ? null : { keys: [value] };
+  return value === undefined ? null : { keys: [table.key!.canonical(value)] };
 }
 
 /** The value of a literal operand (a parameter or an immediate value); `undefined` when it is an expression. */
@@ -269,11 +347,6 @@ function listValues(node: OperationNode): unknown[] | null {
     return values.every((v) => v !== undefined) ? values : null;
   }
   return null;
-}
-
-/** Whether `node` references the shard key column of a sharded table of the scope. */
-function isKeyReference(node: OperationNode, tables: readonly ScopeTable[]): boolean {
-  return keyTableOf(node, tables) !== undefined;
 }
 
 function keyTableOf(node: OperationNode, tables: readonly ScopeTable[]): ScopeTable | undefined {
@@ -356,30 +429,31 @@ function analyzeInsertRows(node: InsertQueryNode, target: ScopeTable): InsertAna
     if (key === undefined || key === null || typeof key === 'object') {
       return fail(`row ${rowKeys.length} sets "${column}" to an expression or null, not a literal value`);
     }
-    rowKeys.push(key);
+    rowKeys.push(target.key!.canonical(key));
   }
   return { table: target.name, rowKeys };
 }
 
-/** Finds query nodes below `node` (not `node` itself) and analyzes each as a scope. */
-function walkChildren(node: OperationNode, ctx: WalkContext): void {
+/** Finds query nodes below `node` (not `node` itself, nor under its property `skip`) and analyzes each as a scope. */
+function walkChildren(node: OperationNode, ctx: WalkContext, ctes: VisibleCtes, skip?: string): void {
   for (const key in node) {
+    if (key === skip) continue;
     const child = (node as unknown as Record<string, unknown>)[key];
     if (child === null || typeof child !== 'object') continue;
     if (Array.isArray(child)) {
-      for (const item of child) if (item !== null && typeof item === 'object') visit(item as OperationNode, ctx);
+      for (const item of child) if (item !== null && typeof item === 'object') visit(item as OperationNode, ctx, ctes);
     } else {
-      visit(child as OperationNode, ctx);
+      visit(child as OperationNode, ctx, ctes);
     }
   }
 }
 
-function visit(node: OperationNode, ctx: WalkContext): void {
+function visit(node: OperationNode, ctx: WalkContext, ctes: VisibleCtes): void {
   const kind = node.kind;
   if (kind === undefined || LEAF_KINDS.has(kind)) return;
   if (kind === 'SelectQueryNode' || kind === 'InsertQueryNode' || kind === 'UpdateQueryNode' || kind === 'DeleteQueryNode') {
-    analyzeScope(node as QueryNode, ctx);
+    analyzeScope(node as QueryNode, ctx, ctes);
     return;
   }
-  walkChildren(node, ctx);
+  walkChildren(node, ctx, ctes);
 }

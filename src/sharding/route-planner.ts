@@ -1,7 +1,7 @@
 import type { InsertQueryNode, OperationNode, RootOperationNode } from 'kysely';
 import { ErrorCodes, RoutingError } from '../errors';
 import { withInsertRows, withListSubset } from './node-rewrite';
-import { analyzeQuery, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
+import { analyzeQuery, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from './topology';
 
@@ -27,8 +27,10 @@ export interface RoutePart {
   readonly rowIndexes?: readonly number[];
 }
 
-/** The routing decision for one statement. Frozen; cheap to build. */
-export type RoutePlan =
+/** The routing decision for one statement. Cheap to build; `nestedWrites` lists writes inside it (data-modifying CTEs). */
+export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[] };
+
+type RoutePlanTarget =
   | { readonly kind: 'single'; readonly statement: StatementKind; readonly table: string | null; readonly shard: Shard; readonly keys: readonly unknown[] | null }
   | { readonly kind: 'split'; readonly statement: StatementKind; readonly table: string | null; readonly parts: readonly RoutePart[] }
   | { readonly kind: 'scatter'; readonly statement: StatementKind; readonly table: string | null; readonly shards: readonly Shard[] }
@@ -42,6 +44,20 @@ export function planRoute(
   rules: RoutingRules,
 ): RoutePlan {
   const analysis = analyzeQuery(root, rules);
+  const plan = choosePlan(root, analysis, hint, topology, rules);
+  const root0 = analysis.scopes[0];
+  // withShard(id) is an explicit override of everything the query says; every other plan is checked.
+  if (hint?.kind !== 'shard' && (analysis.scopes.length > 1 || root0?.keyWrites !== undefined)) checkScopes(plan, analysis, topology, hint !== undefined);
+  return analysis.nestedWrites.length === 0 ? plan : { ...plan, nestedWrites: analysis.nestedWrites };
+}
+
+function choosePlan(
+  root: RootOperationNode,
+  analysis: QueryAnalysis,
+  hint: RouteHint | undefined,
+  topology: Topology,
+  rules: RoutingRules,
+): RoutePlan {
   const statement = analysis.statement;
   const table = writtenTable(analysis);
 
@@ -89,7 +105,8 @@ export function planRoute(
     );
   }
   if (sharded.size === 0) {
-    return { kind: 'single', statement, table, shard: hintShard ?? shardById(topology, rules.unshardedShardId), keys: hintKeys };
+    // Unsharded tables live on one shard whatever key a hint names (every shard has the empty table).
+    return { kind: 'single', statement, table, shard: shardById(topology, rules.unshardedShardId), keys: null };
   }
   if (analysis.insert !== undefined) return planInsert(root as InsertQueryNode, analysis, topology, hintShard, table);
   return planKeyed(root, analysis, topology, rules, hintShard, table);
@@ -133,7 +150,7 @@ function planKeyed(
     if (only !== undefined && only.shardedTables.every((t) => rules.keylessPolicyOf(t) === 'scatter')) {
       return { kind: 'scatter', statement, table, shards: topology.shards };
     }
-    const keyColumn = rules.keyColumnOf(policyTable, undefined) ?? 'its shard key';
+    const keyColumn = rules.shardKeyOf(policyTable, undefined)?.column ?? 'its shard key';
     throw new RoutingError(
       ErrorCodes.NO_SHARD_KEY,
       `Query on sharded table "${policyTable}" names no shard key: add a condition on ${keyColumn} (= or in), or target one shard with db.withPlugin(withShardKey(key)) or withShard(id)` +
@@ -182,6 +199,50 @@ function planKeyed(
 }
 
 const NO_SCOPES: readonly ScopeAnalysis[] = Object.freeze([]);
+
+/**
+ * Checks what the plan's root decision cannot see: subqueries and CTEs on sharded tables must pin
+ * keys of the one shard the statement runs on (a hint included), and a statement that writes a
+ * new shard key may only keep the row on that shard.
+ */
+function checkScopes(plan: RoutePlan, analysis: QueryAnalysis, topology: Topology, hinted: boolean): void {
+  const targets = planTargets(plan);
+  analysis.scopes.forEach((scope, index) => {
+    if (scope.shardedTables.length === 0) return;
+    const table = scope.shardedTables[0]!;
+    if (scope.keyWrites === 'expression') {
+      throw new RoutingError(ErrorCodes.UNROUTABLE_QUERY, `The statement sets the shard key of "${table}" to an expression: the row could move to another shard. Delete and re-insert it instead.`, { table });
+    }
+    const pinned = index === 0 ? [] : scope.keys;
+    if (index > 0 && pinned === null && (!hinted || plan.kind !== 'single')) {
+      throw new RoutingError(ErrorCodes.NO_SHARD_KEY, `A subquery on sharded table "${table}" names no shard key, so it would see only part of the rows: add a condition on its key.`, { table });
+    }
+    for (const key of [...(pinned ?? []), ...(scope.keyWrites ?? [])]) {
+      const shard = topology.shardForKey(key);
+      if (targets.length !== 1 || targets[0]!.id !== shard.id) {
+        throw new RoutingError(
+          ErrorCodes.UNROUTABLE_QUERY,
+          scope.keyWrites !== undefined && (scope.keyWrites as readonly unknown[]).includes(key)
+            ? `The statement moves a "${table}" row to shard key ${String(key)}, which belongs to shard "${shard.id}", not the shard the row is on: delete and re-insert it instead.`
+            : `A subquery on "${table}" names a key of shard "${shard.id}" but the statement runs on ${targets.map((t) => `"${t.id}"`).join(', ')}: a statement's subqueries must pin the same single shard.`,
+          { table, shard: shard.id },
+        );
+      }
+    }
+  });
+}
+
+function planTargets(plan: RoutePlan): readonly Shard[] {
+  switch (plan.kind) {
+    case 'single':
+      return [plan.shard];
+    case 'split':
+      return plan.parts.map((p) => p.shard);
+    case 'scatter':
+    case 'broadcast':
+      return plan.shards;
+  }
+}
 
 interface Group {
   readonly keys: unknown[];

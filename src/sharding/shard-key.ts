@@ -31,3 +31,25 @@ export function encodeShardKey(value: unknown): string {
       );
   }
 }
+
+const INTEGER_TEXT = /^\s*[+-]?\d+\s*$/;
+
+/** A key of an integer column: integer text (`'05'`, `' 5'`, `'+5'`) is read as PostgreSQL reads it. */
+export function canonicalIntegerKey(value: unknown, table: string, column: string): unknown {
+  if (typeof value === 'string') {
+    if (!INTEGER_TEXT.test(value)) {
+      throw new ShardKeyError(`Shard key ${JSON.stringify(value)} for ${table}.${column} is not an integer.`, { table, column });
+    }
+    return BigInt(value.trim());
+  }
+  return value;
+}
+
+const UUID_TEXT = /^\{?([0-9a-f]{8})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{4})-?([0-9a-f]{12})\}?$/i;
+
+/** A key of a uuid column: any spelling PostgreSQL accepts for a UUID becomes lower-case with hyphens. */
+export function canonicalUuidKey(value: unknown, table: string, column: string): unknown {
+  const match = typeof value === 'string' ? UUID_TEXT.exec(value.trim()) : null;
+  if (match === null) throw new ShardKeyError(`Shard key ${JSON.stringify(String(value))} for ${table}.${column} is not a UUID.`, { table, column });
+  return match.slice(1).join('-').toLowerCase();
+}

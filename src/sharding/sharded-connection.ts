@@ -1,5 +1,5 @@
 import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
-import { CrossShardTransactionError, ErrorCodes, RoutingError } from '../errors';
+import { CrossShardTransactionError, ErrorCodes, PartialWriteError, RoutingError, TransactionAbortedError } from '../errors';
 import { routeHintOf } from './route-hint';
 import { planRoute, type RoutePart, type RoutePlan } from './route-planner';
 import { planScatter, type ScatterPlanOptions } from './scatter-plan';
@@ -20,8 +20,10 @@ interface TransactionState {
   shard: Shard | null;
   /** Savepoint commands issued before BEGIN was sent; replayed after it. */
   readonly deferred: CompiledQuery[];
-  /** Set when a statement crossed shards: the transaction can only roll back. */
-  doomed: CrossShardTransactionError | null;
+  /** Whether BEGIN reached the bound shard. */
+  began: boolean;
+  /** Set when a statement crossed shards or BEGIN failed: the transaction can only roll back. */
+  doomed: CrossShardTransactionError | TransactionAbortedError | null;
   /** Write events, emitted after COMMIT succeeds. */
   readonly writes: WriteEvent[];
 }
@@ -35,6 +37,8 @@ export class ShardedConnection implements DatabaseConnection {
   readonly #runtime: ShardedRuntime;
   readonly #clients = new Map<string, HeldClient>();
   #tx: TransactionState | null = null;
+  /** Set when a held client may be in an unknown state: it is closed instead of returned to its pool. */
+  #destroyOnRelease = false;
 
   constructor(runtime: ShardedRuntime) {
     this.#runtime = runtime;
@@ -90,13 +94,14 @@ export class ShardedConnection implements DatabaseConnection {
 
   /** Starts a transaction; BEGIN is sent once a statement binds it to a shard. */
   beginTransaction(settings: TransactionSettings): void {
-    this.#tx = { settings, shard: null, deferred: [], doomed: null, writes: [] };
+    this.#tx = { settings, shard: null, began: false, deferred: [], doomed: null, writes: [] };
   }
 
   async commitTransaction(): Promise<void> {
     const tx = this.#takeTx();
     if (tx.doomed !== null) {
-      if (tx.shard !== null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
+      if (tx.began) await this.#send(tx.shard!, CompiledQuery.raw('rollback'));
+      if (tx.doomed instanceof TransactionAbortedError) throw tx.doomed;
       throw new CrossShardTransactionError(`The transaction was rolled back, not committed: ${tx.doomed.message}`, { ...tx.doomed.context });
     }
     if (tx.shard === null) return; // nothing was sent
@@ -108,7 +113,7 @@ export class ShardedConnection implements DatabaseConnection {
   async rollbackTransaction(): Promise<void> {
     const tx = this.#tx;
     this.#tx = null;
-    if (tx?.shard != null) await this.#send(tx.shard, CompiledQuery.raw('rollback'));
+    if (tx?.began === true) await this.#send(tx.shard!, CompiledQuery.raw('rollback'));
   }
 
   /** Runs a savepoint command (savepoint, rollback to, release) now, or after BEGIN if the transaction is not bound yet. */
@@ -130,8 +135,9 @@ export class ShardedConnection implements DatabaseConnection {
   /** Returns every held client to its pool. */
   async release(): Promise<void> {
     // A client left inside an open transaction must not go back to the pool in that state.
-    const destroy = this.#tx !== null ? true : undefined;
+    const destroy = this.#tx !== null || this.#destroyOnRelease ? true : undefined;
     this.#tx = null;
+    this.#destroyOnRelease = false;
     const held = this.#clients;
     if (held.size === 0) return;
     const entries = [...held.values()];
@@ -155,7 +161,7 @@ export class ShardedConnection implements DatabaseConnection {
     const held = this.#tx === null ? this.#clients.get(this.#runtime.serverFor(shard, plan, false).url)?.client : undefined;
     const client = held ?? (await this.#clientForStatement(shard, plan));
     const result = await runOn<R>(client, compiled.sql, compiled.parameters);
-    if (plan.statement !== 'select') this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
+    if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
     return result;
   }
 
@@ -169,10 +175,18 @@ export class ShardedConnection implements DatabaseConnection {
     if (tx.doomed !== null) throw tx.doomed;
     if (tx.shard === null) {
       tx.shard = shard;
-      const client = await this.#client(this.#runtime.serverFor(shard, plan, true));
-      await runOn(client, beginSql(tx.settings), []);
-      for (const command of tx.deferred.splice(0)) await runOn(client, command.sql, command.parameters);
-      return client;
+      try {
+        const client = await this.#client(this.#runtime.serverFor(shard, plan, true));
+        await runOn(client, beginSql(tx.settings), []);
+        tx.began = true;
+        for (const command of tx.deferred.splice(0)) await runOn(client, command.sql, command.parameters);
+        return client;
+      } catch (error) {
+        // Without BEGIN, later statements would autocommit one by one: the transaction is over.
+        this.#destroyOnRelease = true;
+        tx.doomed = new TransactionAbortedError(`The transaction could not start on shard "${shard.id}"; roll it back and retry: ${(error as Error).message}`, error, { shardId: shard.id });
+        throw error;
+      }
     }
     if (tx.shard.id !== shard.id) {
       throw this.#doom(tx, `the transaction is bound to shard "${tx.shard.id}" and this ${plan.statement}${plan.table === null ? '' : ` on "${plan.table}"`} belongs to shard "${shard.id}"`);
@@ -194,14 +208,36 @@ export class ShardedConnection implements DatabaseConnection {
       );
       return { rows: scatter.merge(rowsPerShard) };
     }
-    const results = await Promise.all(
+    const settled = await Promise.allSettled(
       parts.map(async (part) => {
         const query = part.node === compiled.query ? compiled : this.#runtime.compile(part.node, compiled);
         const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
         return runOn<unknown>(client, query.sql, query.parameters);
       }),
     );
-    for (const part of parts) this.#recordWrite(plan, part.shard, part.keys);
+    const committed: string[] = [];
+    const failed: string[] = [];
+    let firstError: unknown;
+    settled.forEach((outcome, i) => {
+      const part = parts[i]!;
+      if (outcome.status === 'fulfilled') {
+        committed.push(part.shard.id);
+        this.#recordWrite(plan, part.shard, part.keys);
+      } else {
+        failed.push(part.shard.id);
+        firstError ??= outcome.reason;
+      }
+    });
+    if (failed.length > 0) {
+      // All failed: nothing was written, PostgreSQL's error is the whole story.
+      if (committed.length === 0) throw firstError;
+      throw new PartialWriteError(
+        `This ${plan.statement} committed on ${committed.map((id) => `"${id}"`).join(', ')} and failed on ${failed.map((id) => `"${id}"`).join(', ')} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
+        firstError,
+        { committed, failed },
+      );
+    }
+    const results = settled.map((o) => (o as PromiseFulfilledResult<QueryResult<unknown>>).value);
     if (plan.kind === 'broadcast') return results[0]!;
     return mergeWriteResults(parts, results);
   }
@@ -212,17 +248,17 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   #recordWrite(plan: RoutePlan, shard: Shard, keys: readonly unknown[] | null): void {
-    const kind = plan.statement;
-    if (kind !== 'insert' && kind !== 'update' && kind !== 'delete' && kind !== 'raw' && kind !== 'merge') return;
     if (!this.#runtime.hasWriteListeners) return;
-    const event: WriteEvent = Object.freeze({
-      kind: kind === 'merge' ? 'raw' : kind,
-      table: plan.table,
-      shardId: shard.id,
-      keys: keys === null ? null : (keys as WriteEvent['keys']),
-    });
-    if (this.#tx !== null) this.#tx.writes.push(event);
-    else this.#runtime.emitWrites([event]);
+    const kind = plan.statement;
+    const events: WriteEvent[] = [];
+    if (kind === 'insert' || kind === 'update' || kind === 'delete' || kind === 'raw' || kind === 'merge') {
+      events.push(Object.freeze({ kind: kind === 'merge' ? 'raw' : kind, table: plan.table, shardId: shard.id, keys: keys as WriteEvent['keys'] }));
+    }
+    // Data-modifying CTEs (with d as (delete …) select …) write too.
+    for (const nested of plan.nestedWrites ?? []) events.push(Object.freeze({ kind: nested.kind, table: nested.table, shardId: shard.id, keys: null }));
+    if (events.length === 0) return;
+    if (this.#tx !== null) this.#tx.writes.push(...events);
+    else this.#runtime.emitWrites(events);
   }
 
   #doom(tx: TransactionState, reason: string): CrossShardTransactionError {

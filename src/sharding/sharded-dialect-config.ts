@@ -1,4 +1,6 @@
-import { ConfigError } from '../errors';
+import { ConfigError, ErrorCodes, RoutingError } from '../errors';
+import type { ShardKeySpec } from './query-analysis';
+import { canonicalIntegerKey, canonicalUuidKey } from './shard-key';
 import type { KeylessPolicy, RoutingRules } from './route-planner';
 import { SERVER_POOL_DEFAULTS, type PoolLike, type ServerPoolOptions } from './server-pools';
 import type { Topology, ServerSpec } from './topology';
@@ -13,8 +15,14 @@ export type CursorConstructor = new (text: string, values?: unknown[]) => {
 export interface ShardedDialectConfig {
   /** The shards and who owns each slot. Replace it at run time with `dialect.setTopology()`. */
   topology: Topology;
-  /** Sharded tables and their shard key column: `{ orders: 'user_id', users: 'id' }`. Keys may be schema-qualified (`app.orders`). */
-  shardKeys: Readonly<Record<string, string>>;
+  /**
+   * Sharded tables and their shard key column: `{ orders: 'user_id', users: 'id' }`, or with the
+   * key's type, `{ orders: { column: 'user_id', type: 'integer' } }` so literal keys written as text
+   * (`'05'`, `' 5'`) route as PostgreSQL will store them. Table names may be schema-qualified (`app.orders`).
+   */
+  shardKeys: Readonly<Record<string, string | ShardKeyColumn>>;
+  /** The schema unqualified table names resolve to. @default 'public' */
+  defaultSchema?: string;
   /**
    * What a query on a sharded table does when it names no shard key, per table:
    * `error` (refuse, naming the table and the fixes) or `scatter` (run on every shard, merge the results).
@@ -38,6 +46,21 @@ export interface ShardedDialectConfig {
   onPoolError?: (error: Error, server: { readonly redactedUrl: string }) => void;
 }
 
+/** A shard key column with its type. */
+export interface ShardKeyColumn {
+  column: string;
+  /**
+   * How literal key values are read before hashing: `integer` parses integer text (`'05'` → `5`) and
+   * refuses anything else; `uuid` accepts any UUID spelling and lower-cases it; `text` and `auto`
+   * take values as the key contract encodes them.
+   * @default 'auto'
+   */
+  type?: ShardKeyType;
+}
+
+/** The type of a shard key column, see {@link ShardKeyColumn.type}. */
+export type ShardKeyType = 'auto' | 'integer' | 'text' | 'uuid';
+
 /** The validated, frozen form of a {@link ShardedDialectConfig}. */
 export interface ResolvedShardedConfig {
   readonly topology: Topology;
@@ -50,6 +73,13 @@ export interface ResolvedShardedConfig {
 
 const POLICIES: Record<KeylessPolicy, true> = { error: true, scatter: true };
 
+const KEY_CANONICALISERS: Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown> = {
+  auto: (value) => value,
+  text: (value) => value,
+  integer: canonicalIntegerKey,
+  uuid: canonicalUuidKey,
+};
+
 /** Validates a config; errors name the option to change. */
 export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShardedConfig {
   if (config === null || typeof config !== 'object') throw new ConfigError('config', 'pass an object with `topology` and `shardKeys`');
@@ -57,13 +87,24 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   if (topology === null || typeof topology !== 'object' || typeof topology.shardForKey !== 'function') {
     throw new ConfigError('topology', 'build it with createTopology({ shards: [...] })');
   }
-  const shardKeys = new Map<string, string>();
+  const shardKeys = new Map<string, ShardKeySpec>();
   if (config.shardKeys === null || typeof config.shardKeys !== 'object') {
     throw new ConfigError('shardKeys', "map each sharded table to its key column, e.g. { orders: 'user_id' }");
   }
-  for (const [table, column] of Object.entries(config.shardKeys)) {
-    if (typeof column !== 'string' || column === '') throw new ConfigError(`shardKeys.${table}`, 'must be the name of the shard key column');
-    shardKeys.set(table, column);
+  for (const [table, entry] of Object.entries(config.shardKeys)) {
+    const { column, type = 'auto' } = typeof entry === 'string' ? { column: entry } : (entry ?? ({} as ShardKeyColumn));
+    if (typeof column !== 'string' || column === '') throw new ConfigError(`shardKeys.${table}`, "must be the key column name, or { column, type }");
+    const canonical = KEY_CANONICALISERS[type];
+    if (canonical === undefined) throw new ConfigError(`shardKeys.${table}.type`, `must be one of ${Object.keys(KEY_CANONICALISERS).join(', ')}; got ${JSON.stringify(type)}`);
+    shardKeys.set(table, Object.freeze({ table, column, canonical: (value: unknown) => canonical(value, table, column) }));
+  }
+  const defaultSchema = config.defaultSchema ?? 'public';
+  if (typeof defaultSchema !== 'string' || defaultSchema === '') throw new ConfigError('defaultSchema', 'must be a schema name');
+  // Sharded tables configured only with a schema, by their bare name: an unqualified reference to one is ambiguous.
+  const qualifiedByBare = new Map<string, string>();
+  for (const name of shardKeys.keys()) {
+    const dot = name.indexOf('.');
+    if (dot > 0 && name.slice(0, dot) !== defaultSchema) qualifiedByBare.set(name.slice(dot + 1), name);
   }
   const defaultPolicy = config.defaultKeylessPolicy ?? 'error';
   if (POLICIES[defaultPolicy] !== true) throw new ConfigError('defaultKeylessPolicy', `must be 'error' or 'scatter'; got ${JSON.stringify(defaultPolicy)}`);
@@ -84,8 +125,18 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   }
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,
-    keyColumnOf: (table: string, schema: string | undefined) =>
-      (schema === undefined ? undefined : shardKeys.get(`${schema}.${table}`)) ?? shardKeys.get(table),
+    shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined {
+      if (schema !== undefined && schema !== defaultSchema) return shardKeys.get(`${schema}.${table}`);
+      const spec = shardKeys.get(table) ?? shardKeys.get(`${defaultSchema}.${table}`);
+      if (spec === undefined && schema === undefined && qualifiedByBare.has(table)) {
+        throw new RoutingError(
+          ErrorCodes.UNROUTABLE_QUERY,
+          `Table "${table}" is unqualified but the sharded table is "${qualifiedByBare.get(table)}": qualify it (e.g. db.withSchema(...)) so it cannot resolve to another table.`,
+          { table },
+        );
+      }
+      return spec;
+    },
     keylessPolicyOf: (table: string) => policies.get(table) ?? defaultPolicy,
   });
   return Object.freeze({

@@ -132,3 +132,79 @@ describe('route planner', () => {
     expect(routingError(() => planRoute(node, { kind: 'shard', shardId: 'nope' }, topology, rules)).code).toBe(ErrorCodes.UNKNOWN_SHARD);
   });
 });
+
+describe('route planner: rows never move shards, subqueries never see partial data', () => {
+  it('refuses an update that moves a row to another shard, and allows one that keeps it on its shard', () => {
+    const sameShard = Number(keysOn[0]![1]);
+    expect(routingError(() => plan(db.updateTable('orders').set({ user_id: b }).where('user_id', '=', a))).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+    expect(routingError(() => plan(db.updateTable('orders').set({ user_id: sql`user_id + 1` }).where('user_id', '=', a))).message).toMatch(/expression/);
+    expect(plan(db.updateTable('orders').set({ user_id: sameShard }).where('user_id', '=', a))).toMatchObject({ kind: 'single', shard: { id: shardOf(a) } });
+    expect(routingError(() => plan(db.updateTable('events').set({ user_id: a }).where('kind', '=', 'x'))).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+  });
+
+  it('refuses ON CONFLICT DO UPDATE that sets another key, and allows excluded.key', () => {
+    const moving = db.insertInto('orders').values({ id: 1, user_id: a }).onConflict((oc) => oc.column('id').doUpdateSet({ user_id: b }));
+    expect(routingError(() => plan(moving)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+    const keeping = db.insertInto('orders').values({ id: 1, user_id: a }).onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ user_id: eb.ref('excluded.user_id') })));
+    expect(plan(keeping)).toMatchObject({ kind: 'single', shard: { id: shardOf(a) } });
+  });
+
+  it('checks the subqueries of inserts and of hinted statements', () => {
+    const keyless = db.insertInto('orders').values((eb) => ({ user_id: a, amount: eb.selectFrom('orders').select((e) => e.fn.max('amount').as('m')).where('status', '=', 'x') }));
+    expect(routingError(() => plan(keyless)).code).toBe(ErrorCodes.NO_SHARD_KEY);
+    const elsewhere = db.insertInto('orders').values((eb) => ({ user_id: a, amount: eb.selectFrom('orders').select('amount').where('user_id', '=', b) }));
+    expect(routingError(() => plan(elsewhere)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+    const hintedSelect = db.insertInto('orders').columns(['user_id']).expression(db.selectFrom('orders').select('user_id').where('user_id', '=', b)).toOperationNode();
+    expect(routingError(() => planRoute(hintedSelect, { kind: 'key', key: a }, topology, rules)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+  });
+
+  it('scopes CTE names lexically: a CTE named like its table still routes by the key inside it', () => {
+    const shadow = db.with('orders', (d) => d.selectFrom('orders').selectAll().where('user_id', '=', b)).selectFrom('orders').selectAll();
+    expect(plan(shadow)).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
+    const sibling = db
+      .selectFrom('users')
+      .selectAll()
+      .where('id', '=', a)
+      .where(({ exists }) => exists(db.with('orders', (d) => d.selectNoFrom(sql<number>`1`.as('id'))).selectFrom('orders').select('id')))
+      .where(({ exists }) => exists(db.selectFrom('orders').select('id').where('status', '=', 'x')));
+    expect(routingError(() => plan(sibling)).code).toBe(ErrorCodes.NO_SHARD_KEY);
+  });
+
+  it('sends unsharded tables to their shard even under withShardKey', () => {
+    const node = db.selectFrom('countries').selectAll().toOperationNode();
+    expect(planRoute(node, { kind: 'key', key: b }, topology, rules)).toMatchObject({ kind: 'single', shard: { id: 'shard0' } });
+  });
+
+  it('marks data-modifying CTEs as writes', () => {
+    const q = db.with('d', (d) => d.deleteFrom('orders').where('user_id', '=', a).returningAll()).selectFrom('d').selectAll();
+    expect(plan(q)).toMatchObject({ kind: 'single', statement: 'select', nestedWrites: [{ kind: 'delete', table: 'orders' }] });
+  });
+});
+
+describe('route planner: typed keys and schemas', () => {
+  const typed = resolveShardedConfig({
+    topology,
+    shardKeys: { orders: { column: 'user_id', type: 'integer' }, sessions: { column: 'id', type: 'uuid' }, 'app.accounts': 'user_id' },
+  }).rules;
+  const typedPlan = (q: { toOperationNode(): unknown }) => planRoute(q.toOperationNode() as RootOperationNode, undefined, topology, typed);
+
+  it('reads integer keys written as text as PostgreSQL does', () => {
+    expect(typedPlan(db.selectFrom('orders').selectAll().where('user_id', '=', ` 0${a}`))).toMatchObject({ kind: 'single', shard: { id: shardOf(a) } });
+    expect(typedPlan(db.insertInto('orders').values({ user_id: `+${b}` }))).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
+    expect(() => typedPlan(db.selectFrom('orders').selectAll().where('user_id', '=', '5x'))).toThrow(/not an integer/);
+  });
+
+  it('reads any UUID spelling as its canonical text', () => {
+    const canonical = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';
+    for (const spelling of ['{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}', 'a0eebc999c0b4ef8bb6d6bb9bd380a11']) {
+      expect(typedPlan(db.selectFrom('sessions').selectAll().where('id', '=', spelling))).toMatchObject({ shard: { id: shardOf(canonical) } });
+    }
+  });
+
+  it('refuses an unqualified name that only a schema-qualified sharded table has, and keeps other schemas apart', () => {
+    expect(routingError(() => typedPlan(db.selectFrom('accounts').selectAll().where('user_id', '=', a))).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+    expect(typedPlan(db.withSchema('app').selectFrom('accounts').selectAll().where('user_id', '=', a))).toMatchObject({ shard: { id: shardOf(a) } });
+    expect(typedPlan(db.withSchema('archive').selectFrom('orders').selectAll())).toMatchObject({ kind: 'single', shard: { id: 'shard0' } });
+    expect(typedPlan(db.withSchema('public').selectFrom('orders').selectAll().where('user_id', '=', b))).toMatchObject({ shard: { id: shardOf(b) } });
+  });
+});
