@@ -19,8 +19,8 @@ interface DB {
 }
 
 const CLIENTS = 16;
-const ROUNDS = 6;
-const ROUND_MILLIS = Number(process.env.ROUTING_ROUND_MILLIS ?? 4000);
+const ROUNDS = 12;
+const ROUND_MILLIS = Number(process.env.ROUTING_ROUND_MILLIS ?? 2000);
 const ROWS = 10_000;
 
 async function load(db: Kysely<DB>, millis: number): Promise<number[]> {
