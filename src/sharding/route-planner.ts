@@ -232,7 +232,8 @@ function checkScopes(plan: RoutePlan, analysis: QueryAnalysis, topology: Topolog
   });
 }
 
-function planTargets(plan: RoutePlan): readonly Shard[] {
+/** The shards a plan runs on. */
+export function planTargets(plan: RoutePlan): readonly Shard[] {
   switch (plan.kind) {
     case 'single':
       return [plan.shard];

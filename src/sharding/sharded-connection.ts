@@ -1,7 +1,7 @@
 import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
 import { CrossShardTransactionError, ErrorCodes, PartialWriteError, RoutingError, TransactionAbortedError } from '../errors';
 import { routeHintOf } from './route-hint';
-import { planRoute, type RoutePart, type RoutePlan } from './route-planner';
+import { planRoute, planTargets, type RoutePart, type RoutePlan } from './route-planner';
 import { planScatter, type ScatterPlanOptions } from './scatter-plan';
 import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
@@ -48,7 +48,7 @@ export class ShardedConnection implements DatabaseConnection {
     const plan = this.#plan(compiled);
     if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
     // A scatter or split over one shard is that shard's query unchanged: exact, nothing to merge.
-    const shards = planShards(plan);
+    const shards = planTargets(plan);
     if (shards.length === 1) return this.#executeSingle<R>(shards[0]!, compiled, plan);
     const tx = this.#tx;
     if (tx !== null) throw this.#doom(tx, `this ${plan.statement} spans shards ${shards.map((s) => `"${s.id}"`).join(', ')}`);
@@ -58,7 +58,7 @@ export class ShardedConnection implements DatabaseConnection {
   async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
     if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RoutingError(ErrorCodes.INVALID_CONFIG, 'chunkSize must be a positive integer');
     const plan = this.#plan(compiled);
-    const shards = planShards(plan);
+    const shards = planTargets(plan);
     if (plan.kind === 'single' || shards.length === 1) {
       const client = await this.#clientForStatement(shards[0]!, plan);
       for await (const rows of this.#cursorRows(client, compiled.sql, compiled.parameters, chunkSize)) yield { rows: rows as R[] };
@@ -335,17 +335,6 @@ function beginSql(settings: TransactionSettings): string {
   return sql;
 }
 
-function planShards(plan: RoutePlan): readonly Shard[] {
-  switch (plan.kind) {
-    case 'single':
-      return [plan.shard];
-    case 'split':
-      return plan.parts.map((p) => p.shard);
-    case 'scatter':
-    case 'broadcast':
-      return plan.shards;
-  }
-}
 
 /** Sums affected rows and concatenates RETURNING rows; a split insert's rows come back in VALUES order when each part returned one row per inserted row. */
 function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): QueryResult<unknown> {

@@ -1,9 +1,8 @@
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
-import { startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
+import { interceptingPool, startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
 import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
 import { ErrorCodes, PartialWriteError, TransactionAbortedError } from '../../../src/errors';
-import type { PoolClientLike, PoolLike } from '../../../src/sharding/server-pools';
+import type { PoolLike } from '../../../src/sharding/server-pools';
 import type { WriteEvent } from '../../../src/sharding/write-event';
 
 let f: ShardedFixture;
@@ -16,26 +15,13 @@ function keyOn(index: number, from: number): number {
   for (let k = from; ; k++) if (f.topology.shardForKey(k).index === index) return k;
 }
 
-/** A real pg pool whose clients fail the next `start transaction` while `failBegin.armed` is set. */
+/** Fails the next `start transaction` while `failBegin.armed` is set. */
 function beginFailingPool(url: string, failBegin: { armed: boolean }): PoolLike {
-  const pool = new Pool({ connectionString: url, max: 3 });
-  return {
-    on: (event, listener) => pool.on(event, listener),
-    end: () => pool.end(),
-    async connect(): Promise<PoolClientLike> {
-      const client = await pool.connect();
-      return {
-        query: ((text: unknown, values?: unknown[]) => {
-          if (failBegin.armed && typeof text === 'string' && text.startsWith('start transaction')) {
-            failBegin.armed = false;
-            return Promise.reject(new Error('injected: connection reset during BEGIN'));
-          }
-          return (client.query as (...a: unknown[]) => unknown)(text, values);
-        }) as PoolClientLike['query'],
-        release: (destroy?: boolean | Error) => client.release(destroy),
-      };
-    },
-  };
+  return interceptingPool(url, (sql) => {
+    if (!failBegin.armed || !sql.startsWith('start transaction')) return undefined;
+    failBegin.armed = false;
+    return new Error('injected: connection reset during BEGIN');
+  });
 }
 
 describe('failures', () => {

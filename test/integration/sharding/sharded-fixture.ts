@@ -24,7 +24,11 @@ export class StatementLog {
   }
 }
 
-export function countingPool(url: string, log: StatementLog): PoolLike {
+/**
+ * A real pg pool whose clients call `intercept` before each text query; an intercept that returns
+ * an error makes that query fail with it (fault injection on the real client, no mock).
+ */
+export function interceptingPool(url: string, intercept: (sql: string, values: unknown[]) => Error | undefined): PoolLike {
   const pool = new Pool({ connectionString: url, max: 5 });
   return {
     on: (event, listener) => pool.on(event, listener),
@@ -33,17 +37,24 @@ export function countingPool(url: string, log: StatementLog): PoolLike {
       const client = await pool.connect();
       return {
         query: ((text: unknown, values?: unknown[]) => {
-          if (typeof text === 'string') {
-            const entries = log.byServer.get(url) ?? [];
-            entries.push({ sql: text, values: values ?? [] });
-            log.byServer.set(url, entries);
-          }
+          const injected = typeof text === 'string' ? intercept(text, values ?? []) : undefined;
+          if (injected !== undefined) return Promise.reject(injected);
           return (client.query as (...a: unknown[]) => unknown)(text, values);
         }) as PoolClientLike['query'],
         release: (destroy?: boolean | Error) => client.release(destroy),
       };
     },
   };
+}
+
+/** A real pg pool that records every statement per server in `log`. */
+export function countingPool(url: string, log: StatementLog): PoolLike {
+  return interceptingPool(url, (sql, values) => {
+    const entries = log.byServer.get(url) ?? [];
+    entries.push({ sql, values });
+    log.byServer.set(url, entries);
+    return undefined;
+  });
 }
 
 export interface ShardedFixture {

@@ -1,4 +1,5 @@
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
+import { offlineKysely } from '../../support/offline-kysely';
+import { PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
 import { createTopology } from '../../../src/sharding/topology';
 import { planRoute, type RoutePlan } from '../../../src/sharding/route-planner';
 import { resolveShardedConfig } from '../../../src/sharding/sharded-dialect-config';
@@ -12,14 +13,7 @@ const { rules } = resolveShardedConfig({
   shardKeys: { orders: 'user_id', users: 'id', items: 'user_id', events: 'user_id' },
   keylessPolicy: { events: 'scatter' },
 });
-const db = new Kysely<any>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (k) => new PostgresIntrospector(k),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
+const db = offlineKysely();
 
 const plan = (q: { toOperationNode(): unknown }): RoutePlan => planRoute(q.toOperationNode() as RootOperationNode, undefined, topology, rules);
 const shardOf = (k: unknown) => topology.shardForKey(k).id;

@@ -1,25 +1,9 @@
-import {
-  createQueryId,
-  DummyDriver,
-  Kysely,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-  sql,
-  type SelectQueryNode,
-} from 'kysely';
+import { offlineKysely } from '../../support/offline-kysely';
+import { createQueryId, PostgresQueryCompiler, sql, type SelectQueryNode } from 'kysely';
 import { RoutingError } from '../../../src/errors';
 import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter-plan';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const db = new Kysely<any>({
-  dialect: {
-    createAdapter: () => new PostgresAdapter(),
-    createDriver: () => new DummyDriver(),
-    createIntrospector: (k) => new PostgresIntrospector(k),
-    createQueryCompiler: () => new PostgresQueryCompiler(),
-  },
-});
+const db = offlineKysely();
 const compiler = new PostgresQueryCompiler();
 const shardSql = (plan: ScatterPlan): string => compiler.compileQuery(plan.shardNode, createQueryId()).sql;
 const plan = (query: { toOperationNode(): SelectQueryNode }): ScatterPlan => planScatter(query.toOperationNode());
