@@ -100,7 +100,10 @@ export class ServerPools {
     if (entry === undefined) {
       const pool = this.#createPool(server);
       // Without a listener an idle client's network error would crash the process.
-      pool.on('error', (error) => this.#onError(error, server));
+      // Errors of connections still closing after destroy() (pg's end() resolves before sockets close) are expected.
+      pool.on('error', (error) => {
+        if (!this.#destroyed) this.#onError(error, server);
+      });
       entry = { pool, inUse: 0, retired: false };
       this.#entries.set(server.url, entry);
     }

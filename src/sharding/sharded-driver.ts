@@ -6,6 +6,9 @@ import type { ShardedRuntime } from './sharded-runtime';
 /** Kysely `Driver` over many PostgreSQL servers: every connection it hands out is a {@link ShardedConnection}. */
 export class ShardedDriver implements Driver {
   readonly #runtime: ShardedRuntime;
+  // Released connections are reused: Kysely acquires one per query, and a fresh object each time
+  // costs an allocation plus an entry in Kysely's WeakSet of known connections.
+  readonly #idle: ShardedConnection[] = [];
 
   constructor(runtime: ShardedRuntime) {
     this.#runtime = runtime;
@@ -16,7 +19,7 @@ export class ShardedDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new ShardedConnection(this.#runtime);
+    return this.#idle.pop() ?? new ShardedConnection(this.#runtime);
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -43,14 +46,18 @@ export class ShardedDriver implements Driver {
     return (connection as ShardedConnection).savepointCommand(savepointQuery('release', name, compileQuery), 'release', name);
   }
 
-  releaseConnection(connection: DatabaseConnection): Promise<void> {
-    return (connection as ShardedConnection).release();
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    const sharded = connection as ShardedConnection;
+    await sharded.release();
+    if (this.#idle.length < MAX_IDLE_CONNECTIONS) this.#idle.push(sharded);
   }
 
   destroy(): Promise<void> {
     return this.#runtime.destroy();
   }
 }
+
+const MAX_IDLE_CONNECTIONS = 256;
 
 function savepointQuery(command: string, name: string, compileQuery: QueryCompiler['compileQuery']): CompiledQuery {
   // The same node Kysely's own PostgresDriver builds, so the identifier is quoted by the compiler.
