@@ -29,6 +29,7 @@ export {
   type SingleRedisTierOptions,
   type VersionToken,
 } from './redis-tier';
+export { closeRedisClient, closeRedisClients, redisSubscriberDefaults, type ClosableRedis } from './redis-client';
 export { createSerializer, SERIALIZER_DEFAULTS, type CacheSerializer, type SerializerOptions } from './serializer';
 export { SingleFlight, type Flight } from './single-flight';
 export { PolicyCache, TieredCache, TIERED_CACHE_DEFAULTS, type CacheEvents, type CacheSuggestion, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache';

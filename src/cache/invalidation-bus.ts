@@ -15,13 +15,20 @@ export interface PubSubLike {
   on(event: string, listener: (...args: any[]) => void): unknown;
   removeListener(event: string, listener: (...args: any[]) => void): unknown;
   readonly status?: string;
+  /** ioredis options (the subscriber's are checked for `autoResubscribe: false`). */
+  readonly options?: object;
 }
 
 /** Options of {@link InvalidationBus}. */
 export interface InvalidationBusOptions {
   /** Client used to publish (may be shared with the L2 tier). */
   publisher: PubSubLike;
-  /** A dedicated client for subscribing (a subscribed connection can do nothing else). */
+  /**
+   * A dedicated client for subscribing (a subscribed connection can do nothing else), created with
+   * `autoResubscribe: false` (`redisSubscriberDefaults`): the bus subscribes again itself after a
+   * reconnect, and ioredis's own resubscribe is an unawaited command that rejects unhandled when
+   * the client is closed meanwhile.
+   */
   subscriber: PubSubLike;
   /**
    * Pub/sub channel; instances that share data must use the same one.
@@ -56,6 +63,8 @@ export class InvalidationBus {
   private readonly reconnectHandlers = new Set<() => void>();
   private started = false;
   private closed = false;
+  /** The resubscribe started by the last reconnect, if still running (awaited by `close()`). */
+  private resubscribing: Promise<void> | null = null;
   /** Whether the subscriber is connected and subscribed. */
   connected = false;
 
@@ -63,6 +72,9 @@ export class InvalidationBus {
     if (options?.publisher === undefined) throw new ConfigError('bus.publisher', 'is required');
     if (options.subscriber === undefined) throw new ConfigError('bus.subscriber', 'is required (a dedicated connection)');
     if (options.subscriber === options.publisher) throw new ConfigError('bus.subscriber', 'must be a different connection than bus.publisher');
+    if ((options.subscriber.options as { autoResubscribe?: unknown } | undefined)?.autoResubscribe === true) {
+      throw new ConfigError('bus.subscriber.options.autoResubscribe', 'must be false (the bus resubscribes itself after a reconnect); see `redisSubscriberDefaults`');
+    }
     this.publisher = options.publisher;
     this.subscriber = options.subscriber;
     this.channel = options.channel ?? INVALIDATION_BUS_DEFAULTS.channel;
@@ -86,13 +98,17 @@ export class InvalidationBus {
     if (!this.started || this.closed) return;
     // ioredis resubscribes on reconnect; subscribe again anyway and only then report the
     // reconnect, so nothing published after the owner clears its L1 can be missed.
-    void this.subscriber.subscribe(this.channel).then(
+    const p: Promise<void> = this.subscriber.subscribe(this.channel).then(
       () => {
+        if (this.closed) return;
         this.connected = true;
         for (const h of this.reconnectHandlers) h();
       },
-      () => {},
-    );
+      () => {}, // disconnected again: the next 'ready' retries
+    ).finally(() => {
+      if (this.resubscribing === p) this.resubscribing = null;
+    });
+    this.resubscribing = p;
   };
 
   private readonly onClose = (): void => {
@@ -141,13 +157,22 @@ export class InvalidationBus {
     return () => this.reconnectHandlers.delete(handler);
   }
 
-  /** Stops listening. Does not close the clients (the caller owns them). */
+  /**
+   * Stops listening: no handler is called afterwards, and no command of the bus is still in flight
+   * when this resolves. Does not close the clients (the caller owns them; `TieredCache` closes the
+   * ones given as `closeClients`).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.connected = false;
+    this.handlers.clear();
+    this.reconnectHandlers.clear();
     this.subscriber.removeListener('message', this.onMessage);
     this.subscriber.removeListener('ready', this.onReady);
     this.subscriber.removeListener('close', this.onClose);
-    if (this.started) await this.subscriber.unsubscribe(this.channel).catch(() => {});
+    await this.resubscribing;
+    const live = this.subscriber.status === undefined || this.subscriber.status === 'ready';
+    if (this.started && live) await this.subscriber.unsubscribe(this.channel).catch(() => {});
   }
 }

@@ -4,7 +4,11 @@ import { ConfigError } from '../errors';
 import type { WriteEvent, WriteListener } from '../sharding/write-event';
 import type { TieredCache } from './tiered-cache';
 
-/** Where write events come from: the ShardedDialect (`dialect.onWrite`) or anything with the same method. */
+/**
+ * Where write events come from: a `ShardedDialect` fits as it is (`new QueryCache({ cache, writeEvents: dialect })`;
+ * it emits after a write succeeded outside a transaction, or after its transaction committed, and
+ * never for a rollback), or anything with the same method.
+ */
 export interface WriteEventSource {
   onWrite(listener: WriteListener): () => void;
 }
@@ -121,9 +125,10 @@ export class QueryCache {
     this.inflight.add(p);
   }
 
-  /** Stops listening to write events. */
-  close(): void {
+  /** Stops listening to write events and waits for the invalidations they started. */
+  async close(): Promise<void> {
     this.unsubscribe();
+    await this.settled();
   }
 }
 

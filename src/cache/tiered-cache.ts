@@ -7,6 +7,7 @@ import { rate, TierCounters, tierStats, type CacheStats, type PolicyStats } from
 import { HotKeyTracker, type HotKey, type HotKeyTrackerOptions } from './hot-key-tracker';
 import type { BusMessage, InvalidationBus } from './invalidation-bus';
 import { MemoryTier, type CacheEntry, type TagStamp } from './memory-tier';
+import { closeRedisClients, type ClosableRedis } from './redis-client';
 import type { L2Tier, VersionToken } from './redis-tier';
 import { createSerializer, type CacheSerializer } from './serializer';
 import { SingleFlight, type Flight } from './single-flight';
@@ -56,6 +57,13 @@ export interface TieredCacheOptions {
    * @default true
    */
   freezeValues?: boolean;
+  /**
+   * Redis clients this cache owns (typically the data and subscriber clients created for it):
+   * `close()` ends them with {@link closeRedisClient} once the bus and the L2 tier are closed,
+   * whatever their state (ready, reconnecting, or never connected). Clients not listed are left open.
+   * @default []
+   */
+  closeClients?: readonly ClosableRedis[];
 }
 
 /** Defaults of {@link TieredCacheOptions}. */
@@ -159,7 +167,9 @@ export class TieredCache {
   private busReconnects = 0;
   private listeningHits = false;
   private readonly unsubscribers: (() => void)[] = [];
+  private readonly ownedClients: readonly ClosableRedis[];
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(options: TieredCacheOptions) {
     if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'must be an object');
@@ -170,6 +180,7 @@ export class TieredCache {
       this.states.set(p.name, new PolicyState(p));
     }
     this.bus = options.bus;
+    this.ownedClients = [...(options.closeClients ?? [])];
     const maxValueBytes = options.maxValueBytes ?? TIERED_CACHE_DEFAULTS.maxValueBytes;
     if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) throw new ConfigError('maxValueBytes', `must be an integer ≥ 1, got ${maxValueBytes}`);
     this.serializer = options.serializer ?? createSerializer({ maxValueBytes });
@@ -937,10 +948,23 @@ export class TieredCache {
     if (this.events.listenerCount('miss') > 0) this.events.emit('miss', { policy: st.policy.name, key });
   }
 
-  /** Stops listening to the bus. Clients passed in are not closed. */
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const u of this.unsubscribers) u();
+  /**
+   * Releases everything the cache holds: stops listening to the bus and to L2 recoveries, waits for
+   * a replay of pending invalidations that is running, closes the bus and the L2 tier, then ends the
+   * clients given as `closeClients` (other clients passed in are left open). Reads and writes after
+   * `close()` still work on L1 and the loader. Safe to call twice.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      for (const u of this.unsubscribers) u();
+      this.unsubscribers.length = 0;
+      await this.flushing?.catch(() => {});
+      await this.bus?.close();
+      await this.l2?.close();
+      await closeRedisClients(this.ownedClients);
+    })();
+    return this.closing;
   }
 }
 

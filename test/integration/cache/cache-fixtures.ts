@@ -1,11 +1,20 @@
 import Redis, { Cluster } from 'ioredis';
+import { redisSubscriberDefaults } from '../../../src/cache/redis-client';
 import { redisClientDefaults, type RedisLike } from '../../../src/cache/redis-tier';
 
-/** A real ioredis client with the cache's recommended options, connected before use. */
-export async function connect(url: string): Promise<Redis> {
-  const c = new Redis(url, { ...redisClientDefaults, lazyConnect: true });
+/**
+ * A real ioredis client with the cache's recommended options (`subscriber`: the bus subscriber's),
+ * connected before use. Close it with `closeRedisClient` (or pass it to a cache's `closeClients`).
+ */
+export async function connect(url: string, role: 'data' | 'subscriber' = 'data'): Promise<Redis> {
+  const c = new Redis(url, { ...(role === 'subscriber' ? redisSubscriberDefaults : redisClientDefaults), lazyConnect: true });
   await c.connect();
   return c;
+}
+
+/** Resolves once `client` is ready again (at once when it is). */
+export function ready(client: { status: string; once(e: 'ready', fn: () => void): unknown }): Promise<void> {
+  return client.status === 'ready' ? Promise.resolve() : new Promise((resolve) => void client.once('ready', () => resolve()));
 }
 
 export async function connectCluster(nodes: readonly { host: string; port: number }[]): Promise<Cluster> {

@@ -4,7 +4,8 @@ import { ManualClock, systemClock } from '../../../src/cache/cache-clock';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { redisClientDefaults, singleRedisTier, ringRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache, type TieredCacheOptions } from '../../../src/cache/tiered-cache';
-import { connect, nextEvent } from './cache-fixtures';
+import { closeRedisClients } from '../../../src/cache/redis-client';
+import { connect, nextEvent, ready } from './cache-fixtures';
 
 let cluster: TestCluster;
 const clients: Redis[] = [];
@@ -14,15 +15,16 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 0, redis: { standalone: 4 } });
 });
 afterAll(async () => {
-  for (const c of caches) await c.close();
-  await Promise.allSettled(clients.map((c) => c.quit()));
+  // Each cache ends its own clients (closeClients); the rest are ended here, whatever their state.
+  await Promise.all(caches.map((c) => c.close()));
+  await closeRedisClients(clients);
   await cluster?.stop();
 });
 
 /** One app instance: its own connections (data + subscriber), its own L1. */
 async function instance(url: string, prefix: string, extra: Partial<TieredCacheOptions> = {}, now?: () => number): Promise<TieredCache> {
   const data = await connect(url);
-  const sub = await connect(url);
+  const sub = await connect(url, 'subscriber');
   clients.push(data, sub);
   const bus = new InvalidationBus({ publisher: data, subscriber: sub, channel: `${prefix}bus` });
   await bus.start();
@@ -30,6 +32,7 @@ async function instance(url: string, prefix: string, extra: Partial<TieredCacheO
     policies: { user_data: { ttlMillis: 60_000 }, fund_data: { ttlMillis: 60_000, writeThrough: false } },
     l2: singleRedisTier({ client: data, prefix, ...(now ? { now, breaker: { failureThreshold: 1, openMillis: 1000 } } : {}) }),
     bus,
+    closeClients: [data, sub],
     ...extra,
   });
   caches.push(cache);
@@ -41,17 +44,28 @@ const onBus = (c: TieredCache) => (fn: (e: { receivedAt: number }) => void) => {
   return () => void c.events.off('bus', fn);
 };
 
-/** Waits (bounded, on events) until each instance has received every message the others published. */
-async function busQuiet(all: TieredCache[], timeoutMillis = 3000): Promise<void> {
+/**
+ * Waits, on events, until each instance has received every message the others published; fails
+ * after `timeoutMillis` without one. One listener per instance and one timer, all removed on return.
+ */
+function busQuiet(all: TieredCache[], timeoutMillis = 3000): Promise<void> {
   const done = () => {
     const published = all.map((c) => c.stats().bus.published);
     return all.every((c, i) => c.stats().bus.received === published.reduce((a, b, j) => (j === i ? a : a + b), 0));
   };
-  if (done()) return;
-  await Promise.race(
-    all.map((c) => nextEvent(onBus(c), () => done(), timeoutMillis)),
-  ).catch(() => {});
-  if (!done()) await busQuiet(all, timeoutMillis);
+  if (done()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const finish = (settle: () => void): void => {
+      clearTimeout(timer);
+      for (const c of all) c.events.off('bus', check);
+      settle();
+    };
+    const check = (): void => {
+      if (done()) finish(resolve);
+    };
+    const timer = setTimeout(() => finish(() => reject(new Error(`bus not quiet within ${timeoutMillis} ms: ${JSON.stringify(all.map((c) => c.stats().bus))}`))), timeoutMillis);
+    for (const c of all) c.events.on('bus', check);
+  });
 }
 
 it('after a write-through on A returns, B never returns the old value once the bus delivered', async () => {
@@ -132,9 +146,9 @@ it('Redis stopped mid-load: no get fails; started again: L2 hits resume without 
   expect(b.peek('user_data', 'w')).toBe('written-while-down');
   expect(b.stats().pendingInvalidations).toBeGreaterThan(0);
 
-  const ready = clients.filter((c) => c.options.port === server.port).map((c) => new Promise((r) => c.once('ready', r)));
+  const back = clients.filter((c) => c.options.port === server.port).map((c) => new Promise((r) => c.once('ready', r)));
   await server.start();
-  await Promise.all(ready);
+  await Promise.all(back);
   clock.advance(1000); // breaker cooldown passes; the next call is the probe
   await a.getOrLoad('user_data', 'after', load('after'));
   await b.flushPending();
@@ -146,7 +160,10 @@ it('Redis stopped mid-load: no get fails; started again: L2 hits resume without 
 });
 
 it('ring: an unreachable server is skipped to the next one; reads never fail', async () => {
-  const servers = await Promise.all(cluster.redis.slice(0, 3).map(async (s, i) => ({ id: `n${i}`, client: await connect(s.url) })));
+  // Ring server n0 runs on Redis 3, which no other test uses: stopping it never reaches another test's
+  // clients (n1, n2 on Redis 1, 2 stay up). n0 does not own the namespace epoch key, so its keys'
+  // stand-ins serve them from L2 below.
+  const servers = await Promise.all([3, 1, 2].map(async (r, i) => ({ id: `n${i}`, client: await connect(cluster.redis[r]!.url) })));
   clients.push(...servers.map((s) => s.client));
   const clock = new ManualClock(Date.now());
   const tier = ringRedisTier({ servers, prefix: 'ringfail:', now: clock.now, breaker: { failureThreshold: 1, openMillis: 500 } });
@@ -154,8 +171,8 @@ it('ring: an unreachable server is skipped to the next one; reads never fail', a
   const cache = new TieredCache({ policies: { p: { levels: ['l2'] } }, l2: tier });
   caches.push(cache);
   for (let i = 0; i < 30; i++) await cache.getOrLoad('p', `k${i}`, async () => i);
-  // Redis on server n0's port goes away mid-run (cluster.redis[0] also serves other tests' prefixes; it is restarted below).
-  const victim = cluster.redis[0]!;
+  // Redis of ring server n0 goes away mid-run; it is started again below.
+  const victim = cluster.redis[3]!;
   await victim.stop();
   const got = await Promise.all(Array.from({ length: 30 }, (_, i) => cache.getOrLoad('p', `k${i}`, async () => i)));
   expect(got).toEqual(Array.from({ length: 30 }, (_, i) => i));
@@ -164,7 +181,6 @@ it('ring: an unreachable server is skipped to the next one; reads never fail', a
   const hitsBefore = cache.stats().policies.p!.l2.hits;
   await Promise.all(Array.from({ length: 30 }, (_, i) => cache.getOrLoad('p', `k${i}`, async () => -1)));
   expect(cache.stats().policies.p!.l2.hits - hitsBefore).toBe(30);
-  const ready = new Promise((r) => servers[0]!.client.once('ready', r));
   await victim.start();
-  await ready;
+  await ready(servers[0]!.client);
 });

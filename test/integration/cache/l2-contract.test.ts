@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { clusterRedisTier, ringRedisTier, singleRedisTier, type L2Tier } from '../../../src/cache/redis-tier';
+import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect, connectCluster } from './cache-fixtures';
 
 /** One contract, every L2 backend (single node, ring of 4 standalone servers, Redis Cluster of 3 masters). */
@@ -29,7 +30,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 0, redis: { standalone: 4, clusterMasters: 3 } });
 });
 afterAll(async () => {
-  await Promise.allSettled(clients.map((c) => c.quit()));
+  await closeRedisClients(clients);
   await cluster?.stop();
 });
 

@@ -1,5 +1,5 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import { Pool } from 'pg';
+import { Pool, type PoolClient } from 'pg';
 import type Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
@@ -7,6 +7,7 @@ import { QueryCache, tablesOf } from '../../../src/cache/query-cache';
 import { singleRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
 import type { WriteEvent, WriteListener } from '../../../src/sharding/write-event';
+import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect } from './cache-fixtures';
 
 interface DB {
@@ -29,28 +30,38 @@ class WriteEvents {
 let cluster: TestCluster;
 let db: Kysely<DB>;
 const clients: Redis[] = [];
+const caches: TieredCache[] = [];
+/** Resolves when every connection the pool opened has closed its socket. */
+const pgClosed: Promise<void>[] = [];
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, redis: { standalone: 1 } });
-  db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: cluster.shards[0]!.primary.url, max: 4 }) }) });
+  const pool = new Pool({ connectionString: cluster.shards[0]!.primary.url, max: 4 });
+  // pool.end() resolves before its clients' sockets close; stopping PostgreSQL in that window sends
+  // an idle client 57P01 ("terminating connection"), an unhandled pool error. Teardown waits for 'end'.
+  pool.on('connect', (c: PoolClient) => void pgClosed.push(new Promise((resolve) => c.once('end', () => resolve()))));
+  db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   await sql`create table orders (id int primary key, user_id int not null, total int not null)`.execute(db);
   await sql`create table users (id int primary key, name text not null)`.execute(db);
   await db.insertInto('users').values([{ id: 1, name: 'ada' }, { id: 2, name: 'bob' }]).execute();
   await db.insertInto('orders').values([{ id: 1, user_id: 1, total: 10 }]).execute();
 }, 90_000);
 afterAll(async () => {
+  await Promise.all(caches.map((c) => c.close()));
+  await closeRedisClients(clients);
   await db?.destroy();
-  await Promise.allSettled(clients.map((c) => c.quit()));
+  await Promise.all(pgClosed);
   await cluster?.stop();
 });
 
 async function appInstance(events: WriteEvents) {
   const data = await connect(cluster.redis[0]!.url);
-  const sub = await connect(cluster.redis[0]!.url);
+  const sub = await connect(cluster.redis[0]!.url, 'subscriber');
   clients.push(data, sub);
   const bus = new InvalidationBus({ publisher: data, subscriber: sub, channel: 'qc:bus' });
   await bus.start();
-  const cache = new TieredCache({ policies: { query_results: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'qc:' }), bus });
+  const cache = new TieredCache({ policies: { query_results: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'qc:' }), bus, closeClients: [data, sub] });
+  caches.push(cache);
   return { cache, qc: new QueryCache({ cache, writeEvents: events, shardOf: () => 'shard0' }) };
 }
 
@@ -98,8 +109,8 @@ it('caches rows by shard, SQL and parameters, and write events invalidate them o
   const loads = b.cache.stats().policies.query_results!.loads;
   await b.qc.rows(db, totals(2));
   expect(b.cache.stats().policies.query_results!.loads).toBe(loads + 1);
-  a.qc.close();
-  b.qc.close();
+  await a.qc.close();
+  await b.qc.close();
   await a.cache.close();
   await b.cache.close();
 });

@@ -8,6 +8,9 @@ import { MemoryTier, type CacheEntry } from '../../../src/cache/memory-tier';
 import { createSerializer } from '../../../src/cache/serializer';
 import { SingleFlight } from '../../../src/cache/single-flight';
 import { TieredCache } from '../../../src/cache/tiered-cache';
+import { InvalidationBus, type PubSubLike } from '../../../src/cache/invalidation-bus';
+import { closeRedisClient, redisSubscriberDefaults, type ClosableRedis } from '../../../src/cache/redis-client';
+import { EventEmitter } from 'node:events';
 
 describe('serializer', () => {
   const s = createSerializer({ maxValueBytes: 200 });
@@ -253,5 +256,74 @@ describe('tiered cache (L1 only, injected clock)', () => {
     const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
     expect(() => cache.peek('nope', 'k')).toThrow(/Unknown cache policy `nope`; configured policies: p/);
     expect(() => new TieredCache({ policies: { p: {} } })).toThrow(/`l2`/);
+  });
+});
+
+describe('closing (fake clients with the ioredis members the cache uses)', () => {
+  /** A stand-in for an ioredis client: status, quit/disconnect, pub/sub, and the 'end' event. */
+  class FakeClient extends EventEmitter implements PubSubLike, ClosableRedis {
+    calls: string[] = [];
+    constructor(
+      public status: string,
+      readonly options: object = { autoResubscribe: false },
+    ) {
+      super();
+    }
+    async publish(): Promise<unknown> {
+      return 1;
+    }
+    async subscribe(): Promise<unknown> {
+      this.calls.push('subscribe');
+      return 1;
+    }
+    async unsubscribe(): Promise<unknown> {
+      this.calls.push('unsubscribe');
+      return 1;
+    }
+    async quit(): Promise<unknown> {
+      this.calls.push('quit');
+      if (this.status !== 'ready') throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+      queueMicrotask(() => ((this.status = 'end'), this.emit('end')));
+      return 'OK';
+    }
+    disconnect(): void {
+      this.calls.push('disconnect');
+      this.status = 'end';
+    }
+  }
+
+  it('the bus refuses a subscriber that resubscribes by itself, naming the option', () => {
+    const pub = new FakeClient('ready');
+    expect(() => new InvalidationBus({ publisher: pub, subscriber: new FakeClient('ready', { autoResubscribe: true }) })).toThrow(ConfigError);
+    expect(() => new InvalidationBus({ publisher: pub, subscriber: new FakeClient('ready', { autoResubscribe: true }) })).toThrow(/bus\.subscriber\.options\.autoResubscribe/);
+    expect(redisSubscriberDefaults.autoResubscribe).toBe(false);
+    expect(redisSubscriberDefaults.enableOfflineQueue).toBe(false);
+  });
+
+  it('closeRedisClient quits a ready client and disconnects one that is reconnecting (quit would leave it retrying)', async () => {
+    const readyClient = new FakeClient('ready');
+    await closeRedisClient(readyClient);
+    expect(readyClient.calls).toEqual(['quit']);
+    expect(readyClient.status).toBe('end');
+    const reconnecting = new FakeClient('reconnecting');
+    await closeRedisClient(reconnecting);
+    expect(reconnecting.calls).toEqual(['disconnect']);
+    const ended = new FakeClient('end');
+    await closeRedisClient(ended);
+    expect(ended.calls).toEqual([]);
+  });
+
+  it('TieredCache.close() closes the bus, then ends closeClients in any state; twice is fine', async () => {
+    const data = new FakeClient('ready');
+    const sub = new FakeClient('ready');
+    const bus = new InvalidationBus({ publisher: data, subscriber: sub });
+    await bus.start();
+    sub.status = 'reconnecting'; // Redis went away meanwhile
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } }, bus, closeClients: [data, sub] });
+    await Promise.all([cache.close(), cache.close()]);
+    expect(sub.calls).toEqual(['subscribe', 'disconnect']); // no unsubscribe on a dead connection
+    expect(data.calls).toEqual(['quit']);
+    expect(sub.listenerCount('message') + sub.listenerCount('ready') + sub.listenerCount('close')).toBe(0);
+    expect(await cache.getOrLoad('p', 'k', async () => 1)).toBe(1); // still usable on L1 and the loader
   });
 });
