@@ -22,7 +22,9 @@ export async function withRedis<T>(
     await redis.connect();
     return await fn(redis);
   } finally {
-    redis.disconnect();
+    // After a failed connect the client has ended and its socket is closed: disconnect() would only
+    // arm ioredis's disconnect timer on the dead socket and keep the process alive for it.
+    if (redis.status !== 'end') redis.disconnect();
   }
 }
 

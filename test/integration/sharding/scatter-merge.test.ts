@@ -17,6 +17,7 @@ import { Pool } from 'pg';
 import Cursor from 'pg-cursor';
 import { planScatter } from '../../../src/sharding/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
+import { quietPool } from './sharded-fixture';
 
 interface Items {
   id: number;
@@ -95,8 +96,8 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: SHARDS });
   const shardUrls = await cluster.createDatabase('scatter_shards');
   const singleUrls = await cluster.createDatabase('scatter_single');
-  single = new Pool({ connectionString: singleUrls[0]?.primaryUrl, max: 2 });
-  shards = shardUrls.map((urls) => new Pool({ connectionString: urls.primaryUrl, max: 2 }));
+  single = quietPool(singleUrls[0]!.primaryUrl);
+  shards = shardUrls.map((urls) => quietPool(urls.primaryUrl));
   const rows = makeRows();
   await load(single, rows);
   await Promise.all(shards.map((pool, i) => load(pool, rows.filter((row) => row.id % SHARDS === i))));
