@@ -9,6 +9,7 @@ import Redis from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { startTestCluster } from '../src/testing';
 import { InvalidationBus } from '../src/cache/invalidation-bus';
+import { redisSubscriberDefaults } from '../src/cache/redis-client';
 import { redisClientDefaults, singleRedisTier } from '../src/cache/redis-tier';
 import { TieredCache } from '../src/cache/tiered-cache';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
@@ -62,7 +63,7 @@ export async function run(): Promise<BenchReport> {
   const server = cluster.redis[0]!;
   const opts = { ...redisClientDefaults, lazyConnect: true };
   const data = new Redis(server.url, opts);
-  const sub = new Redis(server.url, opts);
+  const sub = new Redis(server.url, { ...redisSubscriberDefaults, lazyConnect: true });
   const raw = new Redis(server.url, opts);
   await Promise.all([data.connect(), sub.connect(), raw.connect()]);
   const bento = await makeBento(server.port);

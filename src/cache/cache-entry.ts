@@ -8,10 +8,13 @@ import type { CacheEntry, TagStamp } from './memory-tier';
 const FORMAT = '1';
 
 export function encodeEntry(payload: string, freshUntil: number, staleUntil: number, nsEpoch: number, tags: readonly TagStamp[] | null): string {
-  return `${FORMAT}|${freshUntil}|${staleUntil}|${nsEpoch}|${tags === null || tags.length === 0 ? '' : JSON.stringify(tags)}|${payload}`;
+  // A tag may contain `|`: escaped inside the JSON strings (where `\u007c` reads back as `|`), so
+  // the header's separators stay unambiguous.
+  const tagText = tags === null || tags.length === 0 ? '' : JSON.stringify(tags).replace(/\|/g, '\\u007c');
+  return `${FORMAT}|${freshUntil}|${staleUntil}|${nsEpoch}|${tagText}|${payload}`;
 }
 
-/** Header fields and the raw value text of an L2 entry; `null` for an unknown format. */
+/** Header fields and the raw value text of an L2 entry; `null` for an unknown or damaged format (never throws). */
 export interface DecodedHeader {
   readonly freshUntil: number;
   readonly staleUntil: number;
@@ -29,13 +32,20 @@ export function decodeEntry(text: string): DecodedHeader | null {
   const e = text.indexOf('|', d + 1);
   if (e < 0) return null;
   const tagText = text.slice(d + 1, e);
-  return {
-    freshUntil: Number(text.slice(a + 1, b)),
-    staleUntil: Number(text.slice(b + 1, c)),
-    nsEpoch: Number(text.slice(c + 1, d)),
-    tags: tagText === '' ? null : (JSON.parse(tagText) as TagStamp[]),
-    payload: text.slice(e + 1),
-  };
+  let tags: TagStamp[] | null = null;
+  if (tagText !== '') {
+    try {
+      tags = JSON.parse(tagText) as TagStamp[];
+    } catch {
+      return null;
+    }
+    if (!Array.isArray(tags)) return null;
+  }
+  const freshUntil = Number(text.slice(a + 1, b));
+  const staleUntil = Number(text.slice(b + 1, c));
+  const nsEpoch = Number(text.slice(c + 1, d));
+  if (Number.isNaN(freshUntil) || Number.isNaN(staleUntil) || Number.isNaN(nsEpoch)) return null;
+  return { freshUntil, staleUntil, nsEpoch, tags, payload: text.slice(e + 1) };
 }
 
 /** Freezes plain objects and arrays (not Buffers, Dates, Maps) so a cached value shared by callers cannot be changed in place. */

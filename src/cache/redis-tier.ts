@@ -100,10 +100,12 @@ interface L2Node {
 // Versions and epochs start at a random base when created, so a Redis restart (which forgets them)
 // can never bring back an old number that a stale entry or load still holds (no ABA).
 
+// A version key never expires before its value key: its TTL is the larger of the version TTL and
+// the value's (WRITE sets it so; FILL extends it when the value would outlive it).
 const BUMP = `local function bump(k, base, ttl)
   if redis.call('EXISTS', k) == 0 then redis.call('SET', k, base) end
   local v = redis.call('INCR', k)
-  if ttl ~= '0' then redis.call('PEXPIRE', k, ttl) end
+  if tonumber(ttl) > 0 then redis.call('PEXPIRE', k, ttl) end
   return v
 end
 `;
@@ -112,11 +114,15 @@ end
 const FILL = `local v = redis.call('GET', KEYS[2]) or ''
 if v ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if v ~= '' then
+  local t = redis.call('PTTL', KEYS[2])
+  if t >= 0 and t < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+end
 return 1`;
 
 /** KEYS: value, version. ARGV: payload, ttl, base, version ttl. */
 const WRITE = `${BUMP}
-bump(KEYS[2], ARGV[3], ARGV[4])
+bump(KEYS[2], ARGV[3], math.max(tonumber(ARGV[4]), tonumber(ARGV[2])))
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
@@ -370,12 +376,21 @@ function commonOptions(o: L2CommonOptions): { prefix: string; versionTtlMillis: 
 }
 
 function checkClient(option: string, client: unknown): RedisLike {
-  const c = client as RedisLike & { options?: { enableOfflineQueue?: boolean; redisOptions?: { enableOfflineQueue?: boolean } } };
+  const c = client as RedisLike & { options?: { enableOfflineQueue?: boolean; commandTimeout?: unknown; redisOptions?: { commandTimeout?: unknown } } };
   if (c === null || typeof c !== 'object' || typeof c.get !== 'function' || typeof c.evalsha !== 'function') {
     throw new ConfigError(option, 'must be an ioredis Redis or Cluster client (or an object with the same methods)');
   }
   // An offline queue would hold commands while Redis is down and make reads hang instead of falling through.
   if (c.options?.enableOfflineQueue === true) throw new ConfigError(`${option}.options.enableOfflineQueue`, 'must be false for a cache client; see `redisClientDefaults`');
+  // Without a per-command timeout, a Redis that stops answering (paused, network black hole) would
+  // hang every read instead of letting it fall through to L1 and the loader.
+  if (c.options !== undefined) {
+    const cluster = c.options.redisOptions !== undefined || typeof (c as { nodes?: unknown }).nodes === 'function';
+    const timeout = cluster ? c.options.redisOptions?.commandTimeout : c.options.commandTimeout;
+    if (typeof timeout !== 'number' || !(timeout > 0)) {
+      throw new ConfigError(`${option}.options.${cluster ? 'redisOptions.' : ''}commandTimeout`, 'must be a positive number of milliseconds for a cache client; see `redisClientDefaults`');
+    }
+  }
   return c;
 }
 

@@ -34,7 +34,8 @@ function encode(value: unknown, path: string, seen: Set<object>): Encoded | unde
     case 'boolean':
       return value;
     case 'number':
-      return Number.isFinite(value) ? value : { $: 'n', v: String(value) };
+      // JSON writes -0 as 0: tag it, like NaN and ±Infinity.
+      return Number.isFinite(value) && !Object.is(value, -0) ? value : { $: 'n', v: Object.is(value, -0) ? '-0' : String(value) };
     case 'bigint':
       return { $: 'b', v: value.toString() };
     case 'undefined':
@@ -80,7 +81,8 @@ function encode(value: unknown, path: string, seen: Set<object>): Encoded | unde
       }
       return { $: 'S', v: items };
     }
-    const out: { [k: string]: Encoded } = {};
+    // Null prototype: an own key named `__proto__` stays a plain property instead of setting the prototype.
+    const out: { [k: string]: Encoded } = Object.create(null) as { [k: string]: Encoded };
     for (const k of Object.keys(obj)) {
       const e = encode((obj as Record<string, unknown>)[k], `${path}.${k}`, seen);
       if (e !== undefined) out[k] = e; // like JSON: undefined properties are dropped
@@ -92,6 +94,7 @@ function encode(value: unknown, path: string, seen: Set<object>): Encoded | unde
 }
 
 type Decoder = (v: unknown) => unknown;
+// Null prototype: a damaged `$` value such as `toString` finds no decoder instead of an Object method.
 const decoders: Record<string, Decoder> = {
   n: (v) => Number(v),
   b: (v) => BigInt(v as string),
@@ -102,6 +105,7 @@ const decoders: Record<string, Decoder> = {
   S: (v) => new Set((v as unknown[]).map(decode)),
   o: (v) => decodeObject(v as Record<string, unknown>),
 };
+Object.setPrototypeOf(decoders, null);
 
 function decodeObject(obj: Record<string, unknown>): Record<string, unknown> {
   for (const k in obj) {
@@ -120,9 +124,9 @@ function decode(value: unknown): unknown {
     }
     return value;
   }
-  const tag = (value as Record<string, unknown>)[TAG];
-  if (tag !== undefined) {
-    const decoder = decoders[tag as string];
+  if (Object.prototype.hasOwnProperty.call(value, TAG)) {
+    const tag = (value as Record<string, unknown>)[TAG];
+    const decoder = typeof tag === 'string' ? decoders[tag] : undefined;
     if (decoder === undefined) throw new CacheSerializationError(`Unknown cache encoding tag \`${String(tag)}\``);
     return decoder((value as Record<string, unknown>).v);
   }

@@ -39,15 +39,26 @@ export class SingleFlight<T> {
     return flight;
   }
 
-  /** Marks the flight of `key` stale. */
+  /**
+   * Marks the flight of `key` stale and detaches it: its callers still get its result, but a caller
+   * arriving after the invalidation starts a new load instead of joining one that began before it.
+   */
   markKey(key: string): void {
     const f = this.flights.get(key);
-    if (f !== undefined) f.stale = true;
+    if (f !== undefined) {
+      f.stale = true;
+      this.flights.delete(key);
+    }
   }
 
-  /** Marks stale every flight that matches. */
+  /** Marks stale and detaches every flight that matches (see {@link SingleFlight.markKey}). */
   markWhere(match: (flight: Flight<T>) => boolean): void {
-    for (const f of this.flights.values()) if (match(f)) f.stale = true;
+    for (const [key, f] of this.flights) {
+      if (match(f)) {
+        f.stale = true;
+        this.flights.delete(key);
+      }
+    }
   }
 
   /** Number of loads running. */

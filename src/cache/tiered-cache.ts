@@ -114,6 +114,13 @@ const NS = (policy: string): string => `ns:${policy}`;
 const flightKey = (policy: string, key: string): string => `${policy}\u0000${key}`;
 const NOT_FOUND = Symbol('notFound');
 
+/** A `set` in progress (see `TieredCache.writing`). */
+interface WriteInFlight {
+  readonly key: string;
+  readonly tags: readonly string[];
+  overtaken: boolean;
+}
+
 class PolicyState {
   readonly l1: MemoryTier | null;
   readonly l1c = new TierCounters();
@@ -152,6 +159,8 @@ export class TieredCache {
   private readonly freeze: boolean;
   private readonly maxPending: number;
   private readonly flights = new SingleFlight<unknown>();
+  /** `set` calls between their source-of-truth write and their L1 fill; an invalidation of the key marks them overtaken. */
+  private readonly writing = new Set<WriteInFlight>();
   /** Tag epochs as last seen (from Redis or the bus). */
   private readonly tagEpochs = new Map<string, number>();
   /** Source of local-only epochs: negative and never reused, so they never equal a Redis epoch or an old stamp. */
@@ -281,7 +290,7 @@ export class TieredCache {
       this.emitMiss(st, key);
       return undefined;
     }
-    const flight = this.flights.run(flightKey(st.policy.name, key), [], (f) => this.readL2(st, key, f).then((r) => (r === null ? NOT_FOUND : r.value)));
+    const flight = this.flights.run(flightKey(st.policy.name, key), [], (f) => this.readL2(st, key, f).then((r) => (r === null || r.stale ? NOT_FOUND : r.value)));
     const r = await flight.promise;
     if (r === NOT_FOUND) {
       this.emitMiss(st, key);
@@ -335,21 +344,39 @@ export class TieredCache {
         for (const t of timers) this.clock.clearTimeout(t);
         fn();
       };
-      const serveStale = (): void => {
+      // The stale entry may only be served while it is still the key's L1 entry with current tags:
+      // an invalidation (or write-through) that arrived during the wait removed or replaced it, and
+      // serving it afterwards would hand out a value older than a completed invalidation.
+      const servable = (): CacheEntry | undefined => {
+        if (stale === undefined || flight.stale || st.l1 === null) return undefined;
+        const cur = st.l1.get(key, this.clock.now());
+        return cur !== undefined && (cur.tags === null || this.tagsCurrent(cur.tags)) ? cur : undefined;
+      };
+      const serveStale = (e: CacheEntry): void => {
         st.staleServed++;
-        resolve(stale!.value);
+        resolve(e.value);
       };
       flight.promise.then(
         (v) => finish(() => resolve(v)),
-        (e) => finish(() => (stale !== undefined ? serveStale() : reject(e))),
+        (err) => {
+          const e = servable();
+          finish(() => (e !== undefined ? serveStale(e) : reject(err)));
+        },
       );
-      if (stale !== undefined && soft > 0) timers.push(this.clock.setTimeout(() => finish(serveStale), soft));
+      if (stale !== undefined && soft > 0) {
+        timers.push(
+          this.clock.setTimeout(() => {
+            const e = servable();
+            if (e !== undefined) finish(() => serveStale(e)); // else keep waiting for the load or the hard timeout
+          }, soft),
+        );
+      }
       if (hard > 0) {
         timers.push(
-          this.clock.setTimeout(
-            () => finish(() => (stale !== undefined ? serveStale() : reject(new CacheLoaderTimeoutError(`${st.policy.name}:${key}`, hard)))),
-            hard,
-          ),
+          this.clock.setTimeout(() => {
+            const e = servable();
+            finish(() => (e !== undefined ? serveStale(e) : reject(new CacheLoaderTimeoutError(`${st.policy.name}:${key}`, hard))));
+          }, hard),
         );
       }
     });
@@ -374,6 +401,9 @@ export class TieredCache {
     }
     if (now >= found.freshUntil) {
       st.l2c.misses++;
+      // Read before an invalidation that has arrived since: not servable, even as stale.
+      if (flight.stale) return null;
+      if (st.l1 !== null) st.l1.set(key, found);
       return { value: found.value, stale: true };
     }
     st.l2c.hits++;
@@ -399,7 +429,14 @@ export class TieredCache {
       return null;
     }
     if (h.nsEpoch !== st.nsEpoch || (h.tags !== null && !this.tagsCurrent(h.tags))) return null;
-    const value = this.serializer.deserialize(h.payload);
+    let value: unknown;
+    try {
+      value = this.serializer.deserialize(h.payload);
+    } catch (error) {
+      // A damaged or foreign entry is a miss, never a failed read.
+      this.l2Failed(st, undefined, error);
+      return null;
+    }
     if (this.freeze) deepFreeze(value);
     return { value, size: h.payload.length, freshUntil: h.freshUntil, staleUntil: h.staleUntil, nsEpoch: h.nsEpoch, tags: h.tags };
   }
@@ -420,11 +457,15 @@ export class TieredCache {
       const r = await this.readL2(st, key, flight);
       if (r !== null && !r.stale) return r.value;
       if (r !== null && r.stale && st.policy.graceMillis > 0 && st.policy.softTimeoutMillis === 0) {
-        // Stale in L2 within grace: serve it and refresh in the background.
+        // Stale in L2 within grace: serve it and refresh in the background, as the key's next
+        // flight once this one settles, so concurrent callers join one refresh and an
+        // invalidation during the refresh detaches it (it then fills nothing).
         st.staleServed++;
-        void this.loadAndFill(st, key, loader, tags, { stale: false } as Flight<unknown>, forceFill).catch((error) =>
-          this.events.emit('error', { policy: st.policy.name, key, error }),
-        );
+        const refresh = (): void => {
+          const next = this.flights.run(flightKey(st.policy.name, key), tags, (f) => this.loadAndFill(st, key, loader, tags, f, forceFill));
+          next.promise.catch((error) => this.events.emit('error', { policy: st.policy.name, key, error }));
+        };
+        void flight.promise.then(refresh, refresh);
         return r.value;
       }
     }
@@ -609,13 +650,31 @@ export class TieredCache {
       if (options.save === undefined || !(error instanceof CacheValueTooLargeError)) throw error;
       this.events.emit('error', { policy: name, key, error });
     }
-    if (options.save !== undefined) await options.save(value);
     if (payload === undefined || !st.policy.writeThrough) {
+      if (options.save !== undefined) await options.save(value);
       await this.invalidateIn(st, [key]);
       return;
     }
-    this.noteInvalidation(st, key);
     const tags = options.tags ?? [];
+    // An invalidation of this key (local, from the bus, by tag or namespace) from the start of the
+    // save until the L1 fill may stand for a newer write elsewhere: then this value goes neither to
+    // L1 nor stays in L2 (the key is invalidated instead).
+    const w: WriteInFlight = { key: flightKey(name, key), tags, overtaken: false };
+    this.writing.add(w);
+    try {
+      if (options.save !== undefined) await options.save(value);
+      // Loads that started before the save may hold the old value: they must not fill.
+      this.noteInvalidation(st, key, w);
+      await this.writeThrough(st, key, payload, tags, w);
+    } finally {
+      this.writing.delete(w);
+    }
+    await this.publish({ type: 'keys', policy: name, keys: [key] }, () => this.addPendingKeys(st, [key]));
+    this.events.emit('write', { policy: name, key });
+  }
+
+  private async writeThrough(st: PolicyState, key: string, payload: string, tags: readonly string[], w: WriteInFlight): Promise<void> {
+    const name = st.policy.name;
     const stamps = await this.stampsForFill(st, tags);
     const now = this.clock.now();
     const freshUntil = now + st.policy.ttlMillis;
@@ -630,13 +689,11 @@ export class TieredCache {
         this.l2Failed(st, key, error);
       }
     }
-    if (!l2Ok) await this.invalidateL2(st, [key]);
-    if (st.l1 !== null) {
+    if (!l2Ok || w.overtaken) await this.invalidateL2(st, [key]);
+    if (st.l1 !== null && !w.overtaken) {
       st.l1.set(key, this.l1Entry(payload, freshUntil, staleUntil, stamps.ns ?? 0, stamps.tags));
       st.l1c.writes++;
     }
-    await this.publish({ type: 'keys', policy: name, keys: [key] }, () => this.addPendingKeys(st, [key]));
-    this.events.emit('write', { policy: name, key });
   }
 
   /** Removes keys from every tier and every instance. Same as {@link TieredCache.invalidate}. */
@@ -682,7 +739,7 @@ export class TieredCache {
     // and loads already running will not fill.
     for (const tag of tags) this.tagEpochs.set(tag, --this.localEpoch);
     const set = new Set(tags);
-    this.flights.markWhere((f) => f.tags.some((t) => set.has(t)));
+    this.noteTagInvalidation(set);
     for (const tag of tags) {
       let epoch: number | undefined;
       if (usesL2) {
@@ -690,8 +747,7 @@ export class TieredCache {
           epoch = await this.l2!.bumpEpoch(tag);
         } catch (error) {
           this.l2Failed(undefined, undefined, error);
-          this.pendingTags.add(tag);
-          this.pendingCount++;
+          this.addPendingTags([tag]);
         }
       }
       // Without Redis, move the local epoch anyway (to a never-used negative value) so L1 entries
@@ -699,11 +755,9 @@ export class TieredCache {
       this.tagEpochs.set(tag, epoch ?? --this.localEpoch);
       bumped.push([tag, epoch ?? null]);
     }
-    this.flights.markWhere((f) => f.tags.some((t) => set.has(t)));
+    this.noteTagInvalidation(set);
     for (const st of this.states.values()) st.invalidationSeq++;
-    await this.publish({ type: 'tags', tags: bumped }, () => {
-      for (const t of tags) if (!this.pendingTags.has(t)) (this.pendingTags.add(t), this.pendingCount++);
-    });
+    await this.publish({ type: 'tags', tags: bumped }, () => this.addPendingTags(tags));
     this.events.emit('invalidate', { policy: '*', tags, source: 'local' });
   }
 
@@ -739,11 +793,21 @@ export class TieredCache {
     st.l1?.clear();
     const prefix = `${st.policy.name}\u0000`;
     this.flights.markWhere((f) => f.key.startsWith(prefix));
+    for (const w of this.writing) if (w.key.startsWith(prefix)) w.overtaken = true;
   }
 
-  private noteInvalidation(st: PolicyState, key: string): void {
+  private noteInvalidation(st: PolicyState, key: string, self?: WriteInFlight): void {
     st.invalidationSeq++;
-    this.flights.markKey(flightKey(st.policy.name, key));
+    const fk = flightKey(st.policy.name, key);
+    this.flights.markKey(fk);
+    if (this.writing.size > 0) for (const w of this.writing) if (w.key === fk && w !== self) w.overtaken = true;
+  }
+
+  /** Marks loads and writes in progress whose tags include one of `tags`. */
+  private noteTagInvalidation(tags: ReadonlySet<string>): void {
+    const match = (f: { readonly tags: readonly string[] }): boolean => f.tags.some((t) => tags.has(t));
+    this.flights.markWhere(match);
+    for (const w of this.writing) if (match(w)) w.overtaken = true;
   }
 
   // ---- bus and Redis outages -------------------------------------------------------------------
@@ -780,7 +844,7 @@ export class TieredCache {
           if (e !== null) this.tagEpochs.set(t, e);
           else if (this.tagEpochs.has(t)) this.tagEpochs.set(t, --this.localEpoch);
         }
-        this.flights.markWhere((f) => f.tags.some((t) => tags.has(t)));
+        this.noteTagInvalidation(tags);
         for (const st of this.states.values()) st.invalidationSeq++;
         this.events.emit('invalidate', { policy: '*', tags: [...tags], source: 'bus' });
       },
@@ -833,6 +897,27 @@ export class TieredCache {
         set.add(k);
         this.pendingCount++;
       }
+    }
+  }
+
+  /**
+   * Remembers tag invalidations Redis or the bus did not take (each distinct tag counts once). Beyond
+   * `maxPendingInvalidations`, every policy that uses L2 is distrusted there until its namespace is
+   * bumped, which invalidates whatever the forgotten tags covered.
+   */
+  private addPendingTags(tags: readonly string[]): void {
+    for (const t of tags) {
+      if (this.pendingTags.has(t)) continue;
+      if (this.pendingCount >= this.maxPending) {
+        for (const st of this.states.values()) {
+          if (!st.policy.useL2 && this.bus === undefined) continue;
+          st.l2Bypass = st.policy.useL2;
+          if (!this.pendingNamespaces.has(st.policy.name)) (this.pendingNamespaces.add(st.policy.name), this.pendingCount++);
+        }
+        return;
+      }
+      this.pendingTags.add(t);
+      this.pendingCount++;
     }
   }
 

@@ -11,6 +11,8 @@ import { TieredCache } from '../../../src/cache/tiered-cache';
 import { InvalidationBus, type PubSubLike } from '../../../src/cache/invalidation-bus';
 import { closeRedisClient, redisSubscriberDefaults, type ClosableRedis } from '../../../src/cache/redis-client';
 import { EventEmitter } from 'node:events';
+import { decodeEntry, encodeEntry } from '../../../src/cache/cache-entry';
+import { clusterRedisTier, singleRedisTier, type RedisLike } from '../../../src/cache/redis-tier';
 
 describe('serializer', () => {
   const s = createSerializer({ maxValueBytes: 200 });
@@ -325,5 +327,107 @@ describe('closing (fake clients with the ioredis members the cache uses)', () =>
     expect(data.calls).toEqual(['quit']);
     expect(sub.listenerCount('message') + sub.listenerCount('ready') + sub.listenerCount('close')).toBe(0);
     expect(await cache.getOrLoad('p', 'k', async () => 1)).toBe(1); // still usable on L1 and the loader
+  });
+});
+
+describe('review fixes: races and edge cases (L1 only, injected clock)', () => {
+  const deferred = <T>() => {
+    let resolve!: (v: T) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+    return { promise, resolve, reject };
+  };
+
+  it('a caller arriving after an invalidation does not join the load that started before it', async () => {
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
+    const first = deferred<string>();
+    const before = cache.getOrLoad('p', 'k', () => first.promise);
+    await cache.invalidate('p', ['k']);
+    let secondCalls = 0;
+    const after = cache.getOrLoad('p', 'k', async () => (secondCalls++, 'new'));
+    first.resolve('old');
+    expect(await before).toBe('old'); // its own caller: concurrent with the invalidation
+    expect(await after).toBe('new');
+    expect(secondCalls).toBe(1);
+    expect(cache.peek('p', 'k')).toBe('new');
+  });
+
+  it('a stale value within grace is never served after an invalidation (soft timeout, hard timeout, loader error)', async () => {
+    const clock = new ManualClock();
+    const cache = new TieredCache({
+      policies: { p: { levels: ['l1'], ttlMillis: 1000, graceMillis: 10_000, softTimeoutMillis: 100, hardTimeoutMillis: 1000 } },
+      clock,
+    });
+    await cache.set('p', 'k', 'v1');
+    await cache.set('p', 'e', 'e1');
+    clock.advance(1500); // both stale, within grace
+    const slow = deferred<string>();
+    const read = cache.getOrLoad('p', 'k', () => slow.promise);
+    const failing = deferred<string>();
+    const readE = cache.getOrLoad('p', 'e', () => failing.promise);
+    await cache.invalidate('p', ['k', 'e']);
+    let settled = false;
+    void read.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    clock.advance(100); // soft timeout: the stale value is gone, keep waiting
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    failing.reject(new Error('db down'));
+    await expect(readE).rejects.toThrow('db down'); // not the invalidated 'e1'
+    clock.advance(900); // hard timeout
+    await expect(read).rejects.toMatchObject({ code: ErrorCodes.CACHE_LOADER_TIMEOUT });
+    // Without an invalidation, the soft timeout still serves stale.
+    await cache.set('p', 'k2', 'v2');
+    clock.advance(1500);
+    const read2 = cache.getOrLoad('p', 'k2', () => new Promise<string>(() => {}));
+    clock.advance(100);
+    expect(await read2).toBe('v2');
+  });
+
+  it('set() overtaken by an invalidation of its key during the save leaves nothing in L1', async () => {
+    const cache = new TieredCache({ policies: { p: { levels: ['l1'] } } });
+    const saving = deferred<void>();
+    const write = cache.set('p', 'k', 'mine', { save: () => saving.promise });
+    await cache.invalidate('p', ['k']); // e.g. a newer write elsewhere, told on the bus
+    saving.resolve();
+    await write;
+    expect(cache.peek('p', 'k')).toBeUndefined();
+    // Uncontended, write-through fills L1.
+    await cache.set('p', 'k', 'again', { save: async () => {} });
+    expect(cache.peek('p', 'k')).toBe('again');
+  });
+
+  it('serializer: -0, __proto__ keys, user objects and strings that look like internal markers', () => {
+    const s = createSerializer();
+    expect(Object.is(s.deserialize(s.serialize(-0)), -0)).toBe(true);
+    expect(Object.is((s.deserialize(s.serialize([-0, 0])) as number[])[0], -0)).toBe(true);
+    const proto = JSON.parse('{"__proto__": {"polluted": 1}, "a": 1}') as object;
+    const back = s.deserialize(s.serialize(proto)) as Record<string, unknown>;
+    expect(Object.prototype.hasOwnProperty.call(back, '__proto__')).toBe(true);
+    expect((back as { polluted?: unknown }).polluted).toBeUndefined();
+    expect(({} as { polluted?: unknown }).polluted).toBeUndefined();
+    const lookalikes = [{ $: 'd', v: 0 }, { $: 'b', v: '1' }, { $: 'u' }, { $: 'o', v: { $: 'M' } }, '{"$":"u"}', '$', { v: { $: 'S', v: [] } }];
+    for (const v of lookalikes) expect(s.deserialize(s.serialize(v))).toEqual(v);
+    expect(s.deserialize(s.serialize(null))).toBeNull();
+    expect(s.deserialize(s.serialize({ a: undefined, b: null }))).toEqual({ b: null });
+    // A damaged payload whose marker names an Object method is refused, not called.
+    expect(() => s.deserialize('{"$":"toString","v":1}')).toThrow(CacheSerializationError);
+  });
+
+  it('L2 entries keep tags containing `|`, and a damaged header decodes as nothing instead of throwing', () => {
+    const text = encodeEntry('"v"', 10, 20, 7, [['a|b', 3]]);
+    expect(decodeEntry(text)).toEqual({ freshUntil: 10, staleUntil: 20, nsEpoch: 7, tags: [['a|b', 3]], payload: '"v"' });
+    expect(decodeEntry('1|10|20|7|[["a|b",3]]|"v"')).toBeNull();
+    expect(decodeEntry('1|x|20|7||"v"')).toBeNull();
+  });
+
+  it('L2 tiers refuse an ioredis client without a per-command timeout, naming the option', () => {
+    const fake = { get: async () => null, evalsha: async () => null, options: { enableOfflineQueue: false } };
+    expect(() => singleRedisTier({ client: fake as unknown as RedisLike })).toThrow(/client\.options\.commandTimeout/);
+    const cluster = { ...fake, nodes: () => [], options: { enableOfflineQueue: false, redisOptions: {} } };
+    expect(() => clusterRedisTier({ cluster: cluster as unknown as RedisLike })).toThrow(/cluster\.options\.redisOptions\.commandTimeout/);
+    expect(() => singleRedisTier({ client: { ...fake, options: { enableOfflineQueue: false, commandTimeout: 500 } } as unknown as RedisLike })).not.toThrow();
   });
 });
