@@ -4,6 +4,7 @@ import type { InstanceMetadata } from './balancer-instance';
 /** Statistics of one instance. */
 export interface InstanceStats {
   readonly id: string;
+  /** The instance's address with any password replaced by `***`. */
   readonly address: string;
   readonly weight: number;
   readonly effectiveWeight: number;
@@ -11,6 +12,8 @@ export interface InstanceStats {
   /** Completed calls. */
   readonly totalRequests: number;
   readonly failedRequests: number;
+  /** Calls the caller abandoned (aborted signal, client gone); not counted in `totalRequests`. */
+  readonly cancelledRequests: number;
   /** `failedRequests / totalRequests`, 0 before any call. */
   readonly errorRate: number;
   readonly latencyEwmaMillis: number | undefined;

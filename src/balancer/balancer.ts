@@ -8,7 +8,8 @@ import { TypedEmitter, type BalancerEventMap } from './balancer-events';
 import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
 import type { BalancerStats, InstanceStats } from './balancer-stats';
 import type { PickRequest, Strategy } from './balancer-strategy';
-import { requireNonNegative, requirePercent, requirePositive } from './balancer-validate';
+import { requireNonNegative, requirePercent, requirePositive, requireRatio } from './balancer-validate';
+import { redactAddress } from './balancer-redact';
 import { LatencyHistogram } from './latency-histogram';
 import { OutlierEjector, type OutlierEjectionOptions } from './outlier-ejection';
 import { SlowStart, type SlowStartOptions } from './slow-start';
@@ -73,6 +74,11 @@ export interface Lease {
   readonly instance: BalancedInstance;
   /** Records the outcome and frees the slot; the latency is measured by the balancer's clock. */
   release(ok: boolean): void;
+  /**
+   * Frees the slot without judging the instance (the caller gave up, e.g. its client went away):
+   * counted as cancelled, not charged to ejection or to the strategy's latency estimate.
+   */
+  cancel(): void;
 }
 
 /** A pick request that may also exclude instances (those a retry already tried). */
@@ -86,8 +92,23 @@ export interface RunOptions<T> extends AcquireRequest {
   readonly timeoutMillis?: number;
   /** Classifies a resolved value as a failure (e.g. an HTTP 5xx) for ejection and latency. */
   readonly isFailure?: (value: T) => boolean;
-  /** Aborts the call; the signal given to `fn` aborts too. */
+  /**
+   * Aborts the call: `run()` rejects at once with the signal's reason, the signal given to `fn`
+   * aborts too, and the call is counted as cancelled (not a failure of the instance).
+   */
   readonly signal?: AbortSignal;
+}
+
+/** How a call ended: judged good or bad, or abandoned by the caller (not the instance's fault). */
+type CallResult = 'success' | 'failure' | 'cancelled';
+
+/** Read through a call so TypeScript does not narrow `aborted` across awaits. */
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
 }
 
 class InstanceRecord implements BalancedInstance {
@@ -103,6 +124,7 @@ class InstanceRecord implements BalancedInstance {
   warmingSinceMillis: number | undefined;
   totalRequests = 0;
   failedRequests = 0;
+  cancelledRequests = 0;
   readonly histogram = new LatencyHistogram();
 
   constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined) {
@@ -115,11 +137,20 @@ class InstanceRecord implements BalancedInstance {
   }
 }
 
+function validateMetadata(where: string, metadata: Partial<InstanceMetadata>): void {
+  if (metadata.capacity !== undefined) requirePositive(`${where}.capacity`, metadata.capacity);
+  if (metadata.costPerHour !== undefined) requireNonNegative(`${where}.costPerHour`, metadata.costPerHour);
+  for (const field of ['cpuUsageRatio', 'memoryUsageRatio', 'gpuUsageRatio'] as const) {
+    const value = metadata[field];
+    if (value !== undefined) requireRatio(`${where}.${field}`, value);
+  }
+}
+
 function validateSpec(spec: InstanceSpec): void {
   if (typeof spec.id !== 'string' || spec.id === '') throw new ConfigError('instances[].id', 'must be a non-empty string');
   if (typeof spec.address !== 'string') throw new ConfigError('instances[].address', 'must be a string', { id: spec.id });
   if (spec.weight !== undefined) requirePositive(`instances[${spec.id}].weight`, spec.weight);
-  if (spec.metadata?.capacity !== undefined) requirePositive(`instances[${spec.id}].metadata.capacity`, spec.metadata.capacity);
+  if (spec.metadata !== undefined) validateMetadata(`instances[${spec.id}].metadata`, spec.metadata);
 }
 
 /**
@@ -181,6 +212,11 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     this.#ejector?.remove(id);
     this.strategy.onRemove?.(id);
     this.emit('instance-removed', { instanceId: id });
+    // Fewer instances lower the cap on ejections: return the earliest-ending ones above it.
+    if (this.#ejector !== undefined) {
+      const now = this.clock.now();
+      this.#returned(this.#ejector.enforceCap(this.#records.size, now), now);
+    }
     return true;
   }
 
@@ -216,6 +252,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
 
   /** Replaces reported usage or other metadata fields (cpu, memory, gpu, capacity, cost). */
   reportUsage(id: string, update: Partial<InstanceMetadata>): void {
+    validateMetadata(`reportUsage(${id})`, update);
     const r = this.#records.get(id);
     if (r !== undefined) r.metadata = Object.freeze({ ...r.metadata, ...update });
   }
@@ -223,7 +260,11 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   #releaseEjections(): void {
     if (this.#ejector === undefined) return;
     const now = this.clock.now();
-    for (const id of this.#ejector.release(now)) {
+    this.#returned(this.#ejector.release(now), now);
+  }
+
+  #returned(ids: readonly string[], now: number): void {
+    for (const id of ids) {
       const r = this.#records.get(id);
       if (r !== undefined) r.warmingSinceMillis = now;
       this.emit('returned', { instanceId: id });
@@ -233,28 +274,34 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   #candidates(exclude: ReadonlySet<string> | undefined): InstanceRecord[] {
     this.#releaseEjections();
     const now = this.clock.now();
+    let total = 0;
+    let usableCount = 0;
     const all: InstanceRecord[] = [];
     const usable: InstanceRecord[] = [];
     for (const r of this.#records.values()) {
-      if (exclude?.has(r.id) === true) continue;
       if (r.warmingSinceMillis !== undefined && this.#slowStart !== undefined) {
         r.effectiveWeight = r.weight * this.#slowStart.factor(r.warmingSinceMillis, now);
         if (this.#slowStart.isWarm(r.warmingSinceMillis, now)) r.warmingSinceMillis = undefined;
       } else {
         r.effectiveWeight = r.weight;
       }
+      const isUsable = r.healthy && this.#ejector?.isEjected(r.id) !== true;
+      total++;
+      if (isUsable) usableCount++;
+      // Panic is decided over every instance; a retry's exclusions only narrow the choice after.
+      if (exclude?.has(r.id) === true) continue;
       all.push(r);
-      if (r.healthy && this.#ejector?.isEjected(r.id) !== true) usable.push(r);
+      if (isUsable) usable.push(r);
     }
-    const panic = all.length > 0 && (usable.length === 0 || (usable.length * 100) / all.length < this.#panicThresholdPercent);
+    const panic = total > 0 && (usableCount === 0 || (usableCount * 100) / total < this.#panicThresholdPercent);
     if (panic !== this.#panic) {
       this.#panic = panic;
-      this.emit('panic', { active: panic, usable: usable.length, total: all.length });
+      this.emit('panic', { active: panic, usable: usableCount, total });
     }
     return panic ? all : usable;
   }
 
-  /** Picks an instance and counts it in flight. Release the lease exactly once. */
+  /** Picks an instance and counts it in flight. Release the lease exactly once (later calls are ignored). */
   acquire(request: AcquireRequest = {}): Lease {
     const record = this.#pick(request);
     const startMillis = this.clock.now();
@@ -264,7 +311,12 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       release: (ok: boolean) => {
         if (released) return;
         released = true;
-        this.#complete(record, ok, this.clock.now() - startMillis, undefined);
+        this.#complete(record, ok ? 'success' : 'failure', this.clock.now() - startMillis, undefined);
+      },
+      cancel: () => {
+        if (released) return;
+        released = true;
+        this.#complete(record, 'cancelled', this.clock.now() - startMillis, undefined);
       },
     };
   }
@@ -291,8 +343,13 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     return record;
   }
 
-  #complete(r: InstanceRecord, ok: boolean, latencyMillis: number, timeoutMillis: number | undefined): void {
+  #complete(r: InstanceRecord, outcome: CallResult, latencyMillis: number, timeoutMillis: number | undefined): void {
     r.inflight = Math.max(0, r.inflight - 1);
+    if (outcome === 'cancelled') {
+      r.cancelledRequests++;
+      return;
+    }
+    const ok = outcome === 'success';
     r.totalRequests++;
     if (!ok) r.failedRequests++;
     r.histogram.record(latencyMillis);
@@ -304,8 +361,13 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       r.latencyEwmaMillis = r.latencyEwmaMillis * w + latencyMillis * (1 - w);
     }
     r.latencyStampMillis = now;
+    // A removed instance (or one removed and re-added under the same id) teaches nothing: its
+    // strategy and ejection state are gone and must not be re-created by a late completion.
+    if (this.#records.get(r.id) !== r) return;
     this.strategy.onComplete?.(r, timeoutMillis === undefined ? { latencyMillis, ok } : { latencyMillis, ok, timeoutMillis });
-    if (this.#ejector !== undefined && this.#records.get(r.id) === r) {
+    if (this.#ejector !== undefined) {
+      // Ejections that ended must not count against the cap on ejections.
+      this.#releaseEjections();
       const ejection = this.#ejector.record(r.id, ok, now, this.#records.size);
       if (ejection !== undefined) this.emit('ejected', ejection);
     }
@@ -317,38 +379,51 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
    */
   async run<T>(fn: (instance: BalancedInstance, signal: AbortSignal) => Promise<T> | T, options: RunOptions<T> = {}): Promise<T> {
     const timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? this.#timeoutMillis);
+    const callerSignal = options.signal;
+    if (callerSignal?.aborted === true) throw abortReason(callerSignal);
     const record = this.#pick(options);
     const startMillis = this.clock.now();
     const controller = new AbortController();
-    const onAbort = (): void => controller.abort(options.signal?.reason);
-    if (options.signal?.aborted === true) onAbort();
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
     let cancelTimer: (() => void) | undefined;
-    let ok = false;
+    let onAbort: (() => void) | undefined;
+    let outcome: CallResult = 'failure';
     try {
       const work = Promise.resolve().then(() => fn(record, controller.signal));
-      const value =
-        timeoutMillis === 0
-          ? await work
-          : await new Promise<T>((resolve, reject) => {
-              cancelTimer = this.clock.setTimeout(() => {
-                const error = new RequestTimeoutError(record.id, timeoutMillis);
-                controller.abort(error);
-                reject(error);
-              }, timeoutMillis);
-              work.then(resolve, reject);
-            });
-      ok = !(options.isFailure?.(value) ?? false);
+      const value = await new Promise<T>((resolve, reject) => {
+        if (timeoutMillis !== 0) {
+          cancelTimer = this.clock.setTimeout(() => {
+            const error = new RequestTimeoutError(record.id, timeoutMillis);
+            controller.abort(error);
+            reject(error);
+          }, timeoutMillis);
+        }
+        if (callerSignal !== undefined) {
+          // The caller gave up: settle now (even if fn ignores its signal) and free the slot.
+          onAbort = () => {
+            outcome = 'cancelled';
+            const reason = abortReason(callerSignal);
+            controller.abort(reason);
+            reject(reason);
+          };
+          callerSignal.addEventListener('abort', onAbort, { once: true });
+        }
+        work.then(resolve, reject);
+      });
+      outcome = options.isFailure?.(value) === true ? 'failure' : 'success';
       return value;
+    } catch (error) {
+      if (isAborted(callerSignal)) outcome = 'cancelled';
+      throw error;
     } finally {
       cancelTimer?.();
-      options.signal?.removeEventListener('abort', onAbort);
-      this.#complete(record, ok, this.clock.now() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
+      if (onAbort !== undefined) callerSignal?.removeEventListener('abort', onAbort);
+      this.#complete(record, outcome, this.clock.now() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
     }
   }
 
   /** A snapshot of the statistics (the original design's `get_load_balancing_stats`). */
   stats(): BalancerStats {
+    this.#releaseEjections();
     this.#releaseEjections();
     const instances: InstanceStats[] = [];
     let totalRequests = 0;
@@ -371,12 +446,13 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       if (isEjected) ejected++;
       instances.push({
         id: r.id,
-        address: r.address,
+        address: redactAddress(r.address),
         weight: r.weight,
         effectiveWeight: r.effectiveWeight,
         inflight: r.inflight,
         totalRequests: r.totalRequests,
         failedRequests: r.failedRequests,
+        cancelledRequests: r.cancelledRequests,
         errorRate: r.totalRequests === 0 ? 0 : r.failedRequests / r.totalRequests,
         latencyEwmaMillis: r.latencyEwmaMillis,
         latencyP50Millis: r.histogram.quantile(0.5),

@@ -121,7 +121,11 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
   readonly #clock: Clock;
   readonly #states = new Map<string, MutableHealthState>();
   readonly #running = new Map<string, Promise<void>>();
+  /** Aborts the probes running now (their timers and requests), on `stop()`. */
+  readonly #inFlight = new Set<() => void>();
   #cancel: (() => void) | undefined;
+  /** Bumped by `stop()`: results of probes started before it are discarded. */
+  #generation = 0;
 
   constructor(target: HealthTarget, options: HealthCheckOptions = {}) {
     super();
@@ -144,10 +148,15 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
     tick();
   }
 
-  /** Stops scheduling checks; probes already running finish. */
+  /**
+   * Stops scheduling checks and aborts the probes running now (their timeout timers are cleared
+   * and their results discarded), so nothing of the checker stays alive after it.
+   */
   stop(): void {
     this.#cancel?.();
     this.#cancel = undefined;
+    this.#generation++;
+    for (const abort of [...this.#inFlight]) abort();
   }
 
   /** Probes every instance once (skipping those whose last probe is still running). */
@@ -175,25 +184,38 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
   }
 
   async #checkOne(instance: BalancedInstance): Promise<void> {
+    const generation = this.#generation;
     const controller = new AbortController();
     let timedOut = false;
+    let settle!: (healthy: boolean) => void;
     const ok = await new Promise<boolean>((resolve) => {
       const cancel = this.#clock.setTimeout(() => {
         timedOut = true;
         controller.abort();
-        resolve(false);
+        settle(false);
       }, this.#timeoutMillis);
-      this.#probe(instance, controller.signal).then(
-        (healthy) => {
-          cancel();
-          resolve(healthy);
-        },
-        () => {
-          cancel();
-          resolve(false);
-        },
+      const abort = (): void => {
+        controller.abort();
+        settle(false);
+      };
+      settle = (healthy) => {
+        cancel();
+        this.#inFlight.delete(abort);
+        resolve(healthy);
+      };
+      this.#inFlight.add(abort);
+      let probe: Promise<boolean>;
+      try {
+        probe = Promise.resolve(this.#probe(instance, controller.signal));
+      } catch {
+        probe = Promise.resolve(false);
+      }
+      probe.then(
+        (healthy) => settle(healthy === true),
+        () => settle(false),
       );
     });
+    if (generation !== this.#generation) return;
     this.#record(instance.id, ok, timedOut ? 'health check timed out' : 'health check failed');
   }
 

@@ -2,8 +2,10 @@
  * A balanced `fetch`: each call goes to an instance picked by the balancer; an idempotent call
  * whose connection fails is retried on an instance not tried yet.
  */
-import { fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
+import { fetch, Headers, type Dispatcher, type RequestInit, type Response } from 'undici';
 import type { Balancer } from './balancer';
+import { NoInstanceAvailableError } from './balancer-errors';
+import { splitCredentials } from './balancer-redact';
 import { requireInteger, requireNonNegative } from './balancer-validate';
 import { isConnectionError, isIdempotent } from './http-retry';
 
@@ -55,7 +57,10 @@ function isReplayable(body: RequestInit['body']): boolean {
 
 /**
  * Creates a balanced fetch. The balancer counts a call in flight until its response headers
- * arrive; reading the body is the caller's.
+ * arrive; reading the body is the caller's. An idempotent call with a replayable body is retried on
+ * an instance it has not tried yet, at most `maxAttempts` times in all, and only when the
+ * connection failed before response headers came back (a response, whatever its status, is never
+ * retried; neither is a timeout).
  */
 export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetch {
   const maxAttempts = requireInteger('maxAttempts', options.maxAttempts ?? BALANCED_FETCH_DEFAULTS.maxAttempts, 1);
@@ -64,18 +69,29 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
   const { balancer, dispatcher } = options;
 
   return async (path, init = {}) => {
-    const { key, ...fetchInit } = init;
+    const { key, signal: callerSignal, ...fetchInit } = init;
     const retryable = isIdempotent(fetchInit.method ?? 'GET') && isReplayable(fetchInit.body);
     const tried = new Set<string>();
+    let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
         return await balancer.run(
           (instance, signal) => {
             tried.add(instance.id);
-            const signals = fetchInit.signal == null ? [signal] : [signal, fetchInit.signal];
-            return fetch(new URL(path, instance.address), {
+            // An address may carry credentials (`http://user:secret@host`): they travel as a Basic
+            // authorization header (unless the call sets one), never in the URL, so no error
+            // message built from the URL can show the password.
+            const { url: origin, authorization } = splitCredentials(instance.address);
+            let headers = fetchInit.headers;
+            if (authorization !== undefined) {
+              const merged = new Headers(fetchInit.headers);
+              if (!merged.has('authorization')) merged.set('authorization', authorization);
+              headers = merged;
+            }
+            return fetch(new URL(path, origin), {
               ...fetchInit,
-              signal: AbortSignal.any(signals),
+              ...(headers === undefined ? {} : { headers }),
+              signal,
               ...(dispatcher === undefined ? {} : { dispatcher }),
             });
           },
@@ -84,11 +100,16 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
             isFailure: (response) => isFailureStatus(response.status),
             ...(key === undefined ? {} : { key }),
             ...(timeoutMillis === 0 ? {} : { timeoutMillis }),
+            // The caller's abort settles the call at once and is not charged to the instance.
+            ...(callerSignal == null ? {} : { signal: callerSignal }),
           },
         );
       } catch (error) {
+        // A retry that finds no instance left reports the connection failure that caused it.
+        if (attempt > 1 && error instanceof NoInstanceAvailableError) throw lastError;
         const another = tried.size < balancer.instances().length;
         if (!(retryable && attempt < maxAttempts && another && isConnectionError(error))) throw error;
+        lastError = error;
       }
     }
   };

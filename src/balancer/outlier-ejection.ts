@@ -134,12 +134,33 @@ export class OutlierEjector {
     const back: string[] = [];
     for (const [id, s] of this.#states) {
       if (s.ejectedUntilMillis !== undefined && s.ejectedUntilMillis <= nowMillis) {
-        s.ejectedUntilMillis = undefined;
-        s.lastReturnMillis = nowMillis;
+        this.#unEject(s, nowMillis);
         back.push(id);
       }
     }
     return back;
+  }
+
+  #unEject(s: EjectionState, nowMillis: number): void {
+    s.ejectedUntilMillis = undefined;
+    s.lastReturnMillis = nowMillis;
+    // Failures of calls that finished while it was ejected (or in panic) must not re-eject it at once.
+    s.consecutiveFailures = 0;
+  }
+
+  /**
+   * Returns instances early, earliest-ending first, until no more than the cap for `total`
+   * instances are ejected (after instances were removed); returns their ids.
+   */
+  enforceCap(total: number, nowMillis: number): string[] {
+    const ejected = [...this.#states].filter(([, s]) => s.ejectedUntilMillis !== undefined);
+    const excess = ejected.length - this.maxEjected(total);
+    if (excess <= 0) return [];
+    ejected.sort((a, b) => (a[1].ejectedUntilMillis as number) - (b[1].ejectedUntilMillis as number));
+    return ejected.slice(0, excess).map(([id, s]) => {
+      this.#unEject(s, nowMillis);
+      return id;
+    });
   }
 
   /** Forgets a removed instance. */

@@ -1,5 +1,6 @@
 /** Prometheus text exposition (format 0.0.4) of a balancer's statistics. */
 import type { BalancerStats } from './balancer-stats';
+import { ConfigError } from '../errors';
 
 /** Options of {@link formatPrometheus}. */
 export interface PrometheusOptions {
@@ -14,6 +15,11 @@ export interface PrometheusOptions {
 
 /** Content type of the exposition. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/** Labels the exposition sets itself; a common label of that name would be silently overwritten. */
+const RESERVED_LABELS: ReadonlySet<string> = new Set(['instance', 'state', 'outcome', 'quantile']);
 
 function escapeLabel(value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
@@ -34,7 +40,12 @@ function labelText(labels: Readonly<Record<string, string>>): string {
 /** Renders the statistics as Prometheus text: gauges, counters and a latency summary per instance. */
 export function formatPrometheus(stats: BalancerStats, options: PrometheusOptions = {}): string {
   const prefix = options.prefix ?? 'kysely_scale_balancer';
+  if (!METRIC_NAME.test(prefix)) throw new ConfigError('prefix', `\`${prefix}\` is not a valid Prometheus metric name`);
   const common = options.labels ?? {};
+  for (const name of Object.keys(common)) {
+    if (!LABEL_NAME.test(name) || name.startsWith('__')) throw new ConfigError('labels', `\`${name}\` is not a valid Prometheus label name`);
+    if (RESERVED_LABELS.has(name)) throw new ConfigError('labels', `\`${name}\` is set per sample by the exposition; choose another name`);
+  }
   const lines: string[] = [];
   const family = (name: string, type: 'gauge' | 'counter' | 'summary', help: string, samples: Array<[string, Record<string, string>, number]>): void => {
     lines.push(`# HELP ${prefix}_${name} ${help}`, `# TYPE ${prefix}_${name} ${type}`);
@@ -58,10 +69,11 @@ export function formatPrometheus(stats: BalancerStats, options: PrometheusOption
   family(
     'requests_total',
     'counter',
-    'Completed calls by outcome.',
+    'Finished calls by outcome (cancelled: the caller gave up).',
     stats.instances.flatMap((i): Array<[string, Record<string, string>, number]> => [
       ['', { instance: i.id, outcome: 'success' }, i.totalRequests - i.failedRequests],
       ['', { instance: i.id, outcome: 'failure' }, i.failedRequests],
+      ['', { instance: i.id, outcome: 'cancelled' }, i.cancelledRequests],
     ]),
   );
   family(

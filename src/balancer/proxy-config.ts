@@ -12,7 +12,8 @@ import type { OutlierEjectionOptions } from './outlier-ejection';
 import { listenProxy, type RunningProxy } from './proxy';
 import type { SlowStartOptions } from './slow-start';
 import { isStrategyName, STRATEGY_FACTORIES, type StrategyName } from './strategies/strategy-registry';
-import { ConfigError } from '../errors';
+import { redactAddress } from './balancer-redact';
+import { ConfigError, redactUrl } from '../errors';
 
 /** Health-check settings of the proxy config. */
 export interface ProxyHealthConfig {
@@ -88,7 +89,10 @@ function integerFlag(name: string, value: string | undefined): number | undefine
   return n;
 }
 
-/** Parses `id=url#weight`, `url#weight` or `url`. */
+/**
+ * Parses `id=url#weight`, `url#weight` or `url`. Without an id, the id is the URL with any
+ * password replaced by `***` (ids appear in statistics, metrics, errors and logs).
+ */
 export function parseUpstream(text: string): InstanceSpec {
   const eq = text.indexOf('=');
   const id = eq > 0 && !text.slice(0, eq).includes('/') ? text.slice(0, eq) : undefined;
@@ -99,9 +103,13 @@ export function parseUpstream(text: string): InstanceSpec {
   try {
     new URL(address);
   } catch {
-    throw new ConfigError('upstreams', `\`${text}\` is not a URL such as http://127.0.0.1:8081`);
+    throw new ConfigError('upstreams', `\`${redactUrl(text)}\` is not a URL such as http://127.0.0.1:8081`);
   }
-  return weight === undefined ? { id: id ?? address, address } : { id: id ?? address, address, weight };
+  if (weight !== undefined && !(Number.isFinite(weight) && weight > 0)) {
+    throw new ConfigError('upstreams', `weight of \`${redactAddress(address)}\` must be a finite number > 0, got \`${rest.slice(hash + 1)}\``);
+  }
+  const finalId = id ?? redactAddress(address);
+  return weight === undefined ? { id: finalId, address } : { id: finalId, address, weight };
 }
 
 /** Reads `--config` (if given) and applies the flags over it. */

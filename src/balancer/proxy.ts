@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher } from 'undici';
 import type { Balancer } from './balancer';
 import { NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
+import { redactText, splitCredentials } from './balancer-redact';
 import { requireInteger, requirePositive } from './balancer-validate';
 import { isConnectionError, isIdempotent } from './http-retry';
 import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus-exposition';
@@ -23,22 +24,25 @@ export interface ProxyOptions {
    */
   readonly maxAttempts?: number;
   /**
-   * Path answering the statistics as JSON; `null` serves none.
+   * Path answering the statistics as JSON to `GET`/`HEAD`; `null` serves none. It is reserved: a
+   * `GET` or `HEAD` of exactly this path (any query) never reaches an upstream; other methods do.
    * @default '/__balancer/stats'
    */
   readonly statsPath?: string | null;
   /**
-   * Path answering Prometheus metrics; `null` serves none.
+   * Path answering Prometheus metrics to `GET`/`HEAD`; `null` serves none. Reserved like `statsPath`.
    * @default '/__balancer/metrics'
    */
   readonly metricsPath?: string | null;
   /**
-   * Longest wait for an upstream's response headers, in ms (answered 504 after it).
+   * Longest wait for an upstream's response headers, in ms (answered 504 after it). Applied to
+   * every request, also with a `dispatcher` of your own.
    * @default 30000
    */
   readonly headersTimeoutMillis?: number;
   /**
-   * Longest silence while streaming an upstream's body, in ms.
+   * Longest silence while streaming an upstream's body, in ms (the response is then cut).
+   * Applied to every request, also with a `dispatcher` of your own.
    * @default 30000
    */
   readonly bodyTimeoutMillis?: number;
@@ -66,13 +70,13 @@ export const PROXY_DEFAULTS = Object.freeze({
   affinityHeader: 'x-affinity-key',
 });
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself. */
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself; every `proxy-*` header
+ * (`Proxy-Authorization`, `Proxy-Authenticate`, `Proxy-Connection`, …) is dropped as well.
+ */
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
   'te',
   'trailer',
   'transfer-encoding',
@@ -92,7 +96,8 @@ function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[
   );
   const out: HeaderRecord = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    const lower = name.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || listed.has(lower)) continue;
     out[name] = value;
   }
   return out;
@@ -137,22 +142,33 @@ export function createProxyServer(options: ProxyOptions): Server {
   const affinityHeader = o.affinityHeader.toLowerCase();
 
   const serveStats = (req: IncomingMessage, res: ServerResponse): boolean => {
+    // Only reads are answered here: a POST or PUT to the same path is the application's.
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = (req.url ?? '/').split('?')[0];
-    if (o.statsPath !== null && path === o.statsPath) {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(balancer.stats()));
-      return true;
-    }
-    if (o.metricsPath !== null && path === o.metricsPath) {
-      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(formatPrometheus(balancer.stats()));
-      return true;
-    }
-    return false;
+    const body =
+      o.statsPath !== null && path === o.statsPath
+        ? { type: 'application/json', text: JSON.stringify(balancer.stats()) }
+        : o.metricsPath !== null && path === o.metricsPath
+          ? { type: PROMETHEUS_CONTENT_TYPE, text: formatPrometheus(balancer.stats()) }
+          : undefined;
+    if (body === undefined) return false;
+    res.writeHead(200, { 'content-type': body.type, 'content-length': Buffer.byteLength(body.text) });
+    res.end(req.method === 'HEAD' ? undefined : body.text);
+    return true;
   };
+  const addresses = (): string[] => balancer.instances().map((i) => i.address);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (serveStats(req, res)) return;
+    const target = req.url ?? '/';
+    if (!target.startsWith('/')) {
+      // Absolute-form (`GET http://host/…`) or `*`: this is a reverse proxy, not a forward one.
+      res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('400 request target must be a path\n');
+      return;
+    }
     const method = req.method ?? 'GET';
     const withBody = hasBody(req);
+    // A streamed body cannot be sent twice: only idempotent requests without one are retried.
     const retryable = isIdempotent(method) && !withBody;
     const headers = forwardedHeaders(req);
     const affinity = req.headers[affinityHeader];
@@ -162,20 +178,28 @@ export function createProxyServer(options: ProxyOptions): Server {
       if (!res.writableFinished) clientGone.abort(new Error('client closed the connection'));
     });
     const tried = new Set<string>();
+    let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
       try {
         await balancer.run(
           async (instance, signal) => {
             tried.add(instance.id);
+            // Credentials in an upstream address become its Basic authorization (unless the
+            // client sent one) and never appear in a URL, an error or a log line.
+            const { url: origin, authorization } = splitCredentials(instance.address);
             const upstream = await dispatcher.request({
-              origin: instance.address,
-              path: req.url ?? '/',
+              origin,
+              path: target,
               method: method as Dispatcher.HttpMethod,
-              headers,
+              headers: authorization !== undefined && headers.authorization === undefined ? { ...headers, authorization } : headers,
               body: withBody ? req : null,
               signal,
+              headersTimeout: o.headersTimeoutMillis,
+              bodyTimeout: o.bodyTimeoutMillis,
             });
             res.writeHead(upstream.statusCode, endToEnd(upstream.headers));
+            // Streams with backpressure; an error on either side (upstream cut, client gone)
+            // rejects, so the call is released.
             await pipeline(upstream.body, res);
             return upstream.statusCode;
           },
@@ -183,14 +207,19 @@ export function createProxyServer(options: ProxyOptions): Server {
         );
         return;
       } catch (error) {
-        if (res.headersSent) {
-          res.destroy(error instanceof Error ? error : undefined);
+        if (res.headersSent || clientGone.signal.aborted) {
+          res.destroy();
           return;
         }
+        // A retry that finds no instance left answers for the connection failure that caused it.
+        const cause = attempt > 1 && error instanceof NoInstanceAvailableError ? lastError : error;
         const another = tried.size < balancer.instances().length;
-        if (retryable && attempt < o.maxAttempts && another && isConnectionError(error)) continue;
-        const status = error instanceof NoInstanceAvailableError ? 503 : isTimeout(error) ? 504 : 502;
-        const message = error instanceof Error ? error.message : String(error);
+        if (cause === error && retryable && attempt < o.maxAttempts && another && isConnectionError(error)) {
+          lastError = error;
+          continue;
+        }
+        const status = cause instanceof NoInstanceAvailableError ? 503 : isTimeout(cause) ? 504 : 502;
+        const message = redactText(cause instanceof Error ? cause.message : String(cause), addresses());
         if (!res.destroyed) res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' }).end(`${status} ${message}\n`);
         return;
       }
@@ -198,7 +227,7 @@ export function createProxyServer(options: ProxyOptions): Server {
   };
 
   return createServer((req, res) => {
-    handle(req, res).catch((error: unknown) => res.destroy(error instanceof Error ? error : undefined));
+    handle(req, res).catch(() => res.destroy());
   });
 }
 

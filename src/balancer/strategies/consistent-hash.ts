@@ -13,8 +13,9 @@ export interface ConsistentHashOptions {
    */
   readonly virtualNodesPerWeight?: number;
   /**
-   * Bounded load factor c ≥ 1: no instance takes more than `ceil(c × (total in flight + 1) / n)`
-   * calls at once; further keys spill to the next instance on the ring ("consistent hashing with
+   * Bounded load factor c ≥ 1: no instance takes more than `ceil(c × (total in flight + 1) × w / W)`
+   * calls at once (w its weight, W the candidates' total; `ceil(c × (total + 1) / n)` with equal
+   * weights); further keys spill to the next instance on the ring ("consistent hashing with
    * bounded loads", as in HAProxy's `hash-balance-factor`). `Infinity` disables the bound.
    * @default 1.25
    */
@@ -76,8 +77,14 @@ export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
       const byId = new Map(candidates.map((c) => [c.id, c]));
       const hash = request.key === undefined ? Math.floor(random() * 0x100000000) : murmur3(request.key);
       let totalInflight = 0;
-      for (const c of candidates) totalInflight += c.inflight;
-      const bound = Math.ceil((loadFactor * (totalInflight + 1)) / candidates.length);
+      let totalWeight = 0;
+      for (const c of candidates) {
+        totalInflight += c.inflight;
+        totalWeight += c.weight;
+      }
+      // Each instance's bound is its weighted share; the bounds add up to more than the calls in
+      // flight, so some instance is always under its bound.
+      const boundOf = (c: BalancedInstance): number => Math.ceil((loadFactor * (totalInflight + 1) * c.weight) / totalWeight);
       // First ring point at or after the hash (binary search), then walk clockwise.
       let lo = 0;
       let hi = r.points.length;
@@ -92,9 +99,9 @@ export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
         if (seen.has(id)) continue;
         seen.add(id);
         const c = byId.get(id) as BalancedInstance;
-        if (c.inflight < bound) return c;
+        if (c.inflight < boundOf(c)) return c;
       }
-      // Unreachable while the bound is ≥ average + 1; kept as a safe answer.
+      // Unreachable (the bounds sum to more than the calls in flight); kept as a safe answer.
       return byId.get(r.owners[lo % r.points.length] as string) ?? candidates[0];
     },
   };

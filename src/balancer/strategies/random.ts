@@ -22,12 +22,18 @@ export function weightedRandom(options: WeightedRandomOptions = {}): Strategy {
     pick(candidates: NonEmptyArray<BalancedInstance>): BalancedInstance {
       let total = 0;
       for (const c of candidates) total += c.effectiveWeight;
+      // Every weight 0 (e.g. all warming from a 0% slow start): uniform, not always the last.
+      if (!(total > 0)) return candidates[Math.min(candidates.length - 1, Math.floor(random() * candidates.length))] as BalancedInstance;
       let point = random() * total;
+      let last = candidates[0];
       for (const c of candidates) {
+        if (!(c.effectiveWeight > 0)) continue;
+        last = c;
         point -= c.effectiveWeight;
         if (point < 0) return c;
       }
-      return candidates[candidates.length - 1] as BalancedInstance;
+      // Rounding left a sliver: the last candidate with weight, never a weight-0 one.
+      return last;
     },
   };
 }

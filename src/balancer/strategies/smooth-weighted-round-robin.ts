@@ -8,6 +8,7 @@ import type { Strategy } from '../balancer-strategy';
  */
 export function smoothWeightedRoundRobin(): Strategy {
   const current = new Map<string, number>();
+  let turn = 0;
   return {
     name: 'smooth-weighted-round-robin',
     pick(candidates: NonEmptyArray<BalancedInstance>): BalancedInstance {
@@ -23,6 +24,11 @@ export function smoothWeightedRoundRobin(): Strategy {
           best = candidate;
           bestScore = score;
         }
+      }
+      if (!(total > 0)) {
+        // Every weight 0: plain turns instead of always the first.
+        turn = (turn + 1) % 0x7fffffff;
+        return candidates[turn % candidates.length] as BalancedInstance;
       }
       current.set(best.id, bestScore - total);
       return best;

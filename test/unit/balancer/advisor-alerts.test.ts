@@ -15,7 +15,7 @@ function stats(fields: Partial<BalancerStats> & { cpus?: number[] }): BalancerSt
     inflight: 20,
     averageLatencyMillis: 800,
     instances: (fields.cpus ?? []).map((cpu, k) => ({
-      id: `i${k}`, address: '', weight: 1, effectiveWeight: 1, inflight: 0, totalRequests: 0, failedRequests: 0, errorRate: 0,
+      id: `i${k}`, address: '', weight: 1, effectiveWeight: 1, inflight: 0, totalRequests: 0, failedRequests: 0, cancelledRequests: 0, errorRate: 0,
       latencyEwmaMillis: undefined, latencyP50Millis: undefined, latencyP99Millis: undefined, latencySumMillis: 0,
       healthy: true, ejected: false, ejectedUntilMillis: undefined, metadata: { cpuUsageRatio: cpu },
     })),

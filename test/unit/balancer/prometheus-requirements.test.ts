@@ -38,12 +38,14 @@ describe('formatPrometheus', () => {
         '# TYPE kysely_scale_balancer_requests_in_flight gauge',
         'kysely_scale_balancer_requests_in_flight{service="api",instance="a"} 1',
         'kysely_scale_balancer_requests_in_flight{service="api",instance="b\\"1"} 0',
-        '# HELP kysely_scale_balancer_requests_total Completed calls by outcome.',
+        '# HELP kysely_scale_balancer_requests_total Finished calls by outcome (cancelled: the caller gave up).',
         '# TYPE kysely_scale_balancer_requests_total counter',
         'kysely_scale_balancer_requests_total{service="api",instance="a",outcome="success"} 1',
         'kysely_scale_balancer_requests_total{service="api",instance="a",outcome="failure"} 0',
+        'kysely_scale_balancer_requests_total{service="api",instance="a",outcome="cancelled"} 0',
         'kysely_scale_balancer_requests_total{service="api",instance="b\\"1",outcome="success"} 0',
         'kysely_scale_balancer_requests_total{service="api",instance="b\\"1",outcome="failure"} 1',
+        'kysely_scale_balancer_requests_total{service="api",instance="b\\"1",outcome="cancelled"} 0',
         '# HELP kysely_scale_balancer_request_duration_seconds Call latency.',
         '# TYPE kysely_scale_balancer_request_duration_seconds summary',
         'kysely_scale_balancer_request_duration_seconds{service="api",instance="a",quantile="0.5"} 0.01',
@@ -57,6 +59,55 @@ describe('formatPrometheus', () => {
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('formatPrometheus validity', () => {
+  it('escapes backslash, quote and newline in label values', () => {
+    const b = new Balancer({ strategy: roundRobin(), instances: [{ id: 'a\\b"c\nd', address: 'x' }] });
+    const line = formatPrometheus(b.stats()).split('\n').find((l) => l.startsWith('kysely_scale_balancer_instance_up{'));
+    expect(line).toBe('kysely_scale_balancer_instance_up{instance="a\\\\b\\"c\\nd"} 1');
+  });
+
+  it('gives every family one HELP and one TYPE line before its samples, and only valid sample lines', () => {
+    const b = new Balancer({ strategy: roundRobin(), instances: [{ id: 'a', address: 'x' }, { id: 'b', address: 'y' }] });
+    b.acquire().release(true);
+    b.acquire().cancel();
+    const text = formatPrometheus(b.stats(), { labels: { zone: 'eu\n1' } });
+    const seen = new Map<string, string[]>();
+    let family = '';
+    for (const line of text.trimEnd().split('\n')) {
+      const meta = /^# (HELP|TYPE) (\S+) (.+)$/.exec(line);
+      if (meta !== null) {
+        family = meta[2] as string;
+        seen.set(family, [...(seen.get(family) ?? []), meta[1] as string]);
+        continue;
+      }
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*",?)*\})? (NaN|[+-]Inf|-?[0-9.e+-]+)$/);
+      expect(line.startsWith(family)).toBe(true);
+    }
+    for (const kinds of seen.values()) expect(kinds).toEqual(['HELP', 'TYPE']);
+  });
+
+  it('keeps counters monotonic: a cancelled call adds to its own outcome and never lowers another', () => {
+    const b = new Balancer({ strategy: roundRobin(), instances: [{ id: 'a', address: 'x' }] });
+    const value = (outcome: string): number =>
+      Number(new RegExp(`requests_total\\{instance="a",outcome="${outcome}"\\} (\\d+)`).exec(formatPrometheus(b.stats()))?.[1]);
+    b.acquire().release(true);
+    b.acquire().release(false);
+    const lease = b.acquire();
+    lease.cancel();
+    lease.release(false); // ignored: already released
+    expect([value('success'), value('failure'), value('cancelled')]).toEqual([1, 1, 1]);
+    b.acquire().release(true);
+    expect([value('success'), value('failure'), value('cancelled')]).toEqual([2, 1, 1]);
+  });
+
+  it('refuses an invalid prefix or label name, naming the option', () => {
+    const stats = new Balancer().stats();
+    expect(() => formatPrometheus(stats, { prefix: 'bad-prefix' })).toThrow(/`prefix`/);
+    expect(() => formatPrometheus(stats, { labels: { 'my-label': 'x' } })).toThrow(/`labels`/);
+    expect(() => formatPrometheus(stats, { labels: { instance: 'x' } })).toThrow(/`labels`/);
   });
 });
 
@@ -90,5 +141,17 @@ describe('proxy config', () => {
     expect(config).toMatchObject({ strategy: 'least-connections', health: { fall: 2 }, upstreams: [{ address: 'http://a:1' }, { address: 'http://b:2' }] });
     await expect(loadProxyConfig(['--upstream', 'http://a:1', '--strategy', 'fastest'])).rejects.toThrow(/strategy/);
     await expect(loadProxyConfig([])).rejects.toThrow(/upstreams/);
+  });
+
+  it('keeps upstream passwords out of ids and errors', () => {
+    expect(parseUpstream('http://svc:s3cret@10.0.0.3:8080')).toEqual({ id: 'http://svc:***@10.0.0.3:8080', address: 'http://svc:s3cret@10.0.0.3:8080' });
+    expect(() => parseUpstream('http://svc:s3cret@10.0.0.3:bad')).toThrow(/upstreams/);
+    try {
+      parseUpstream('http://svc:s3cret@10.0.0.3:bad');
+    } catch (error) {
+      expect((error as Error).message).not.toContain('s3cret');
+    }
+    expect(() => parseUpstream('http://10.0.0.3:80#0')).toThrow(/upstreams.*weight/);
+    expect(() => parseUpstream('http://10.0.0.3:80#abc')).toThrow(/upstreams.*weight/);
   });
 });
