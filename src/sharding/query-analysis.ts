@@ -142,8 +142,9 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
   const isRoot = ctx.scopes.length === 0;
   const withNode = (node as { with?: WithNode }).with;
   let ctes = outerCtes;
-  const cteBodies: [OperationNode, VisibleCtes][] = [];
+  let cteBodies: [OperationNode, VisibleCtes][] | undefined;
   if (withNode !== undefined) {
+    cteBodies = [];
     // Lexical scope: a CTE body sees the CTEs before it (and itself when recursive); the query sees all.
     for (const cte of withNode.expressions) {
       const name = cte.name.table.table.identifier.name;
@@ -154,14 +155,14 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
     }
   }
 
-  const tables: ScopeTable[] = [];
-  forEachScopeTable(node, (item) => addTable(item, tables, ctx, ctes));
-
-  const sharded: ScopeTable[] = [];
-  const unshardedTables: string[] = [];
-  for (const t of tables) {
-    if (t.keyColumn === undefined) unshardedTables.push(t.name);
-    else sharded.push(t);
+  const tables = scopeTables(node, ctx, ctes);
+  // Most scopes have one table: share the empty lists instead of allocating per query.
+  let sharded: readonly ScopeTable[] = NO_TABLES;
+  let unshardedTables: readonly string[] = NONE;
+  for (let i = 0; i < tables.length; i++) {
+    const t = tables[i]!;
+    if (t.keyColumn === undefined) unshardedTables = unshardedTables === NONE ? [t.name] : [...unshardedTables, t.name];
+    else sharded = sharded === NO_TABLES ? [t] : [...sharded, t];
   }
   const scopeIndex = ctx.scopes.length;
   ctx.scopes.push(EMPTY_SCOPE); // reserve the slot so the root stays first; filled below
@@ -188,7 +189,7 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
   }
 
   const scope: { -readonly [K in keyof ScopeAnalysis]: ScopeAnalysis[K] } = {
-    shardedTables: sharded.length === 1 ? [sharded[0]!.name] : sharded.map((t) => t.name),
+    shardedTables: sharded.length === 1 ? singleTable(sharded[0]!.name) : sharded.map((t) => t.name),
     unshardedTables,
     keys: constraint === null ? null : constraint.keys,
     unlinkedTables: unlinked,
@@ -198,7 +199,7 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
   ctx.scopes[scopeIndex] = scope;
 
   // CTE bodies, then subqueries anywhere else in this scope, are scopes of their own.
-  for (const [body, visible] of cteBodies) visit(body, ctx, visible);
+  if (cteBodies !== undefined) for (const [body, visible] of cteBodies) visit(body, ctx, visible);
   walkChildren(node, ctx, ctes, 'with');
   return insert;
 }
@@ -229,28 +230,43 @@ function isExcludedKey(node: OperationNode, column: string): boolean {
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+
+// Frozen one-table lists, shared by every query on that table (the set of table names is small).
+const singleTables = new Map<string, readonly string[]>();
+function singleTable(name: string): readonly string[] {
+  let list = singleTables.get(name);
+  if (list === undefined) singleTables.set(name, (list = Object.freeze([name])));
+  return list;
+}
+const NO_TABLES: readonly ScopeTable[] = Object.freeze([]);
 const EMPTY_SCOPE: ScopeAnalysis = Object.freeze({ shardedTables: [], unshardedTables: [], keys: null, unlinkedTables: [] });
 
-/** Calls `visit` with each FROM / JOIN / USING / target item of the scope (no arrays built: this runs per query). */
-function forEachScopeTable(node: QueryNode, visit: (item: OperationNode) => void): void {
-  const joins = (node as { joins?: readonly JoinNode[] }).joins;
+/** The tables of the scope's FROM / JOIN / USING / target items. */
+function scopeTables(node: QueryNode, ctx: WalkContext, ctes: VisibleCtes): ScopeTable[] {
+  const tables: ScopeTable[] = [];
   switch (node.kind) {
     case 'SelectQueryNode':
-      if (node.from !== undefined) for (const item of node.from.froms) visit(item);
+      if (node.from !== undefined) addTables(node.from.froms, tables, ctx, ctes);
       break;
     case 'InsertQueryNode':
-      if (node.into !== undefined) visit(node.into);
+      if (node.into !== undefined) addTable(node.into, tables, ctx, ctes);
       break;
     case 'UpdateQueryNode':
-      if (node.table !== undefined) visit(node.table);
-      if (node.from !== undefined) for (const item of node.from.froms) visit(item);
+      if (node.table !== undefined) addTable(node.table, tables, ctx, ctes);
+      if (node.from !== undefined) addTables(node.from.froms, tables, ctx, ctes);
       break;
     case 'DeleteQueryNode':
-      for (const item of node.from.froms) visit(item);
-      if (node.using !== undefined) for (const item of node.using.tables) visit(item);
+      addTables(node.from.froms, tables, ctx, ctes);
+      if (node.using !== undefined) addTables(node.using.tables, tables, ctx, ctes);
       break;
   }
-  if (joins !== undefined) for (const join of joins) visit(join.table);
+  const joins = (node as { joins?: readonly JoinNode[] }).joins;
+  if (joins !== undefined) for (let i = 0; i < joins.length; i++) addTable(joins[i]!.table, tables, ctx, ctes);
+  return tables;
+}
+
+function addTables(items: readonly OperationNode[], tables: ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): void {
+  for (let i = 0; i < items.length; i++) addTable(items[i]!, tables, ctx, ctes);
 }
 
 function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): void {
@@ -362,12 +378,15 @@ function keyTableOf(node: OperationNode, tables: readonly ScopeTable[]): ScopeTa
   } else {
     return undefined;
   }
-  if (tableRef !== undefined) {
-    const table = tables.find((t) => t.ref === tableRef || t.name === tableRef);
-    return table !== undefined && table.keyColumn === column ? table : undefined;
+  for (let i = 0; i < tables.length; i++) {
+    const t = tables[i]!;
+    // A qualified column names its table; an unqualified one resolves (as in PostgreSQL) to the one table
+    // that has it, which for a key column is the sharded table keyed by it.
+    if (tableRef !== undefined ? t.ref === tableRef || t.name === tableRef : t.keyColumn === column) {
+      return t.keyColumn === column ? t : undefined;
+    }
   }
-  // An unqualified column: PostgreSQL resolves it to the one table that has it; ours is the sharded table keyed by it.
-  return tables.find((t) => t.keyColumn === column);
+  return undefined;
 }
 
 /**
@@ -441,7 +460,11 @@ function walkChildren(node: OperationNode, ctx: WalkContext, ctes: VisibleCtes, 
     const child = (node as unknown as Record<string, unknown>)[key];
     if (child === null || typeof child !== 'object') continue;
     if (Array.isArray(child)) {
-      for (const item of child) if (item !== null && typeof item === 'object') visit(item as OperationNode, ctx, ctes);
+      // Index loops, not for…of: an array iterator per node is most of this walk's garbage.
+      for (let i = 0; i < child.length; i++) {
+        const item: unknown = child[i];
+        if (item !== null && typeof item === 'object') visit(item as OperationNode, ctx, ctes);
+      }
     } else {
       visit(child as OperationNode, ctx, ctes);
     }

@@ -65,9 +65,9 @@ export class ServerPools {
     const entry = this.#entry(server);
     entry.inUse++;
     return entry.pool.connect().then(
-      (client) => new CheckedOutClient(client, () => this.#returned(entry)),
+      (client) => new CheckedOutClient(client, entry, this),
       (error: unknown) => {
-        this.#returned(entry);
+        this.returned(entry);
         throw error;
       },
     );
@@ -110,7 +110,8 @@ export class ServerPools {
     return entry;
   }
 
-  #returned(entry: PoolEntry): void {
+  /** @internal Called once per checkout when its client is released. */
+  returned(entry: PoolEntry): void {
     entry.inUse--;
     if (entry.retired && entry.inUse === 0) void entry.pool.end();
   }
@@ -119,11 +120,13 @@ export class ServerPools {
 /** A checked-out client whose `release` runs once, however often it is called. */
 class CheckedOutClient implements PoolClientLike {
   #client: PoolClientLike | null;
-  readonly #onRelease: () => void;
+  readonly #entry: PoolEntry;
+  readonly #pools: ServerPools;
 
-  constructor(client: PoolClientLike, onRelease: () => void) {
+  constructor(client: PoolClientLike, entry: PoolEntry, pools: ServerPools) {
     this.#client = client;
-    this.#onRelease = onRelease;
+    this.#entry = entry;
+    this.#pools = pools;
   }
 
   query(text: unknown, values?: unknown[]): never {
@@ -137,7 +140,7 @@ class CheckedOutClient implements PoolClientLike {
     if (client === null) return;
     this.#client = null;
     client.release(destroy);
-    this.#onRelease();
+    this.#pools.returned(this.#entry);
   }
 }
 

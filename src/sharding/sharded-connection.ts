@@ -36,6 +36,8 @@ interface TransactionState {
 export class ShardedConnection implements DatabaseConnection {
   readonly #runtime: ShardedRuntime;
   readonly #clients = new Map<string, HeldClient>();
+  /** The same clients in acquisition order, for a release loop that allocates nothing. */
+  readonly #heldList: HeldClient[] = [];
   #tx: TransactionState | null = null;
   /** Set when a held client may be in an unknown state: it is closed instead of returned to its pool. */
   #destroyOnRelease = false;
@@ -138,15 +140,17 @@ export class ShardedConnection implements DatabaseConnection {
     const destroy = this.#tx !== null || this.#destroyOnRelease ? true : undefined;
     this.#tx = null;
     this.#destroyOnRelease = false;
-    const held = this.#clients;
-    if (held.size === 0) return;
-    const entries = [...held.values()];
-    held.clear();
-    for (const entry of entries) {
+    const entries = this.#heldList;
+    if (entries.length === 0) return;
+    this.#clients.clear();
+    const count = entries.length;
+    for (let i = 0; i < count; i++) {
+      const entry = entries[i]!;
       // Most clients are already connected: release them without waiting a microtask each.
       if (entry.client !== undefined) entry.client.release(destroy);
       else await entry.pending.then((client) => client.release(destroy), () => undefined);
     }
+    entries.splice(0, count);
   }
 
   #plan(compiled: CompiledQuery): RoutePlan {
@@ -281,21 +285,20 @@ export class ShardedConnection implements DatabaseConnection {
     await runOn(client, command.sql, command.parameters);
   }
 
-  #client(server: ServerSpec): Promise<PoolClientLike> {
+  async #client(server: ServerSpec): Promise<PoolClientLike> {
     const held = this.#clients.get(server.url);
-    if (held !== undefined) return held.pending;
-    const entry: HeldClient = {
-      pending: this.#runtime.acquire(server).then(
-        (client) => (entry.client = client),
-        (error: unknown) => {
-          this.#clients.delete(server.url);
-          throw error;
-        },
-      ),
-      client: undefined,
-    };
+    if (held !== undefined) return held.client ?? held.pending;
+    // Registered before the checkout resolves, so a concurrent statement for the same server shares it.
+    const entry: HeldClient = { pending: this.#runtime.acquire(server), client: undefined };
     this.#clients.set(server.url, entry);
-    return entry.pending;
+    this.#heldList.push(entry);
+    try {
+      return (entry.client = await entry.pending);
+    } catch (error) {
+      this.#clients.delete(server.url);
+      this.#heldList.splice(this.#heldList.indexOf(entry), 1);
+      throw error;
+    }
   }
 
   async *#cursorRows(client: PoolClientLike, sql: string, parameters: readonly unknown[], chunkSize: number): AsyncGenerator<unknown[]> {
