@@ -46,9 +46,19 @@ export class ShardedConnection implements DatabaseConnection {
     this.#runtime = runtime;
   }
 
-  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
-    const plan = this.#plan(compiled);
+  executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    // Not async: the common single-shard read runs as one promise chain, without extra async frames.
+    let plan: RoutePlan;
+    try {
+      plan = this.#plan(compiled);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
+    return this.#executeSpread<R>(compiled, plan);
+  }
+
+  async #executeSpread<R>(compiled: CompiledQuery, plan: Exclude<RoutePlan, { kind: 'single' }>): Promise<QueryResult<R>> {
     // A scatter or split over one shard is that shard's query unchanged: exact, nothing to merge.
     const shards = planTargets(plan);
     if (shards.length === 1) return this.#executeSingle<R>(shards[0]!, compiled, plan);
@@ -134,23 +144,26 @@ export class ShardedConnection implements DatabaseConnection {
     }
   }
 
-  /** Returns every held client to its pool. */
-  async release(): Promise<void> {
+  /**
+   * Returns every held client to its pool. Synchronous (returns `undefined`) when every client had
+   * arrived, which is the common case; otherwise a promise that settles once the late ones are back.
+   */
+  release(): Promise<void> | undefined {
     // A client left inside an open transaction must not go back to the pool in that state.
     const destroy = this.#tx !== null || this.#destroyOnRelease ? true : undefined;
     this.#tx = null;
     this.#destroyOnRelease = false;
     const entries = this.#heldList;
-    if (entries.length === 0) return;
+    if (entries.length === 0) return undefined;
     this.#clients.clear();
-    const count = entries.length;
-    for (let i = 0; i < count; i++) {
+    let late: Promise<void>[] | undefined;
+    for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      // Most clients are already connected: release them without waiting a microtask each.
       if (entry.client !== undefined) entry.client.release(destroy);
-      else await entry.pending.then((client) => client.release(destroy), () => undefined);
+      else (late ??= []).push(entry.pending.then((client) => client.release(destroy), () => undefined));
     }
-    entries.splice(0, count);
+    entries.length = 0;
+    return late === undefined ? undefined : Promise.all(late).then(() => undefined);
   }
 
   #plan(compiled: CompiledQuery): RoutePlan {
@@ -161,12 +174,17 @@ export class ShardedConnection implements DatabaseConnection {
     return planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
   }
 
-  async #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
+  #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
     const held = this.#tx === null ? this.#clients.get(this.#runtime.serverFor(shard, plan, false).url)?.client : undefined;
-    const client = held ?? (await this.#clientForStatement(shard, plan));
-    const result = await runOn<R>(client, compiled.sql, compiled.parameters);
-    if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
-    return result;
+    const result =
+      held !== undefined
+        ? runOn<R>(held, compiled.sql, compiled.parameters)
+        : this.#clientForStatement(shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+    if (plan.statement === 'select' && plan.nestedWrites === undefined) return result;
+    return result.then((r) => {
+      this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
+      return r;
+    });
   }
 
   /** The client a statement on `shard` runs on; inside a transaction, binds it or checks the binding. */

@@ -18,8 +18,8 @@ export class ShardedDriver implements Driver {
     // Pools are created on first use of each server.
   }
 
-  async acquireConnection(): Promise<DatabaseConnection> {
-    return this.#idle.pop() ?? new ShardedConnection(this.#runtime);
+  acquireConnection(): Promise<DatabaseConnection> {
+    return Promise.resolve(this.#idle.pop() ?? new ShardedConnection(this.#runtime));
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -46,10 +46,16 @@ export class ShardedDriver implements Driver {
     return (connection as ShardedConnection).savepointCommand(savepointQuery('release', name, compileQuery), 'release', name);
   }
 
-  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
     const sharded = connection as ShardedConnection;
-    await sharded.release();
-    if (this.#idle.length < MAX_IDLE_CONNECTIONS) this.#idle.push(sharded);
+    const pending = sharded.release();
+    if (pending !== undefined) return pending.then(() => this.#recycle(sharded));
+    this.#recycle(sharded);
+    return RESOLVED;
+  }
+
+  #recycle(connection: ShardedConnection): void {
+    if (this.#idle.length < MAX_IDLE_CONNECTIONS) this.#idle.push(connection);
   }
 
   destroy(): Promise<void> {
@@ -58,6 +64,7 @@ export class ShardedDriver implements Driver {
 }
 
 const MAX_IDLE_CONNECTIONS = 256;
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function savepointQuery(command: string, name: string, compileQuery: QueryCompiler['compileQuery']): CompiledQuery {
   // The same node Kysely's own PostgresDriver builds, so the identifier is quoted by the compiler.
