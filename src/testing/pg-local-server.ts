@@ -1,10 +1,9 @@
 import { join } from 'node:path';
-import { deadlineIn, testClusterError, type Deadline } from './cluster-wait';
+import type { Deadline } from './cluster-wait';
 import type { PgBinaries } from './local-binaries';
-import { LocalProcess, readLogTail } from './local-process';
+import { LocalServer } from './local-server';
 import { runAs, writeOwnedFile, type ProcessOwner } from './process-owner';
 import { waitForPostgres, waitForStreaming } from './pg-probe';
-import type { TestServer } from './test-cluster-types';
 
 /** One local PostgreSQL server of the test cluster. */
 export interface LocalPgServerSpec {
@@ -23,7 +22,6 @@ export interface LocalPgServerSpec {
 }
 
 /** Grace for a fast shutdown before SIGKILL; a test server with fsync=off stops in well under 1 s. */
-const STOP_GRACE_MILLIS = 10_000;
 
 /**
  * Settings for speed and test isolation. Durability is traded away (fsync, full_page_writes),
@@ -74,84 +72,33 @@ export async function preparePgDataDir(
 }
 
 /** A PostgreSQL server run as a local process (as the `postgres` user when we are root). */
-export class LocalPgServer implements TestServer {
+export class LocalPgServer extends LocalServer {
   readonly url: string;
-  readonly port: number;
-  readonly logFile: string;
-  readonly #process: LocalProcess;
-  readonly #dataDir: string;
-  #queue: Promise<void> = Promise.resolve();
 
-  constructor(readonly spec: LocalPgServerSpec) {
-    this.port = spec.port;
-    this.url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
-    this.logFile = join(spec.dir, 'server.log');
-    this.#dataDir = join(spec.dir, 'data');
-    this.#process = new LocalProcess({
-      name: spec.name,
+  constructor(override readonly spec: LocalPgServerSpec) {
+    super(spec, {
       command: spec.bin.postgres,
-      args: ['-D', this.#dataDir, '-p', String(spec.port), ...settings(spec)],
+      args: ['-D', join(spec.dir, 'data'), '-p', String(spec.port), ...settings(spec)],
       owner: spec.owner,
-      logFile: this.logFile,
       pidFile: spec.pidFile,
       stopSignal: 'SIGINT', // fast shutdown: ends sessions, checkpoints, exits
       emergencySignal: 'SIGQUIT', // immediate shutdown
     });
-  }
-
-  get running(): boolean {
-    return this.#process.running;
-  }
-
-  get pid(): number | undefined {
-    return this.#process.pid;
+    this.url = `postgres://postgres@127.0.0.1:${spec.port}/postgres`;
   }
 
   get isReplica(): boolean {
     return this.spec.primaryPort !== undefined;
   }
 
-  /** Starts the server again (see {@link TestServer.start}). */
-  start(): Promise<void> {
-    return this.#serially(() => this.startWithin(deadlineIn(this.spec.startTimeoutMillis)));
-  }
-
   /** Starts the process and waits until it accepts connections (and, with `streaming`, streams WAL). */
-  async startWithin(deadline: Deadline, options: { streaming?: boolean } = {}): Promise<void> {
-    if (this.#process.running) return;
-    this.#process.start();
+  startWithin(deadline: Deadline, options: { streaming?: boolean } = {}): Promise<void> {
     const address = { host: '127.0.0.1', port: this.port };
-    const abortReason = (): string | undefined => {
-      const exit = this.#process.running ? undefined : this.#process.describeExit();
-      return exit === undefined ? undefined : `the postgres process ${exit}`;
-    };
-    try {
+    return this.launch('postgres', async (abortReason) => {
       await waitForPostgres(address, `PostgreSQL ${this.spec.name} on 127.0.0.1:${this.port}`, deadline, abortReason);
       if (options.streaming === true && this.isReplica) {
         await waitForStreaming(address, `replica ${this.spec.name}`, deadline, abortReason);
       }
-    } catch (error) {
-      throw testClusterError(
-        `${(error as Error).message}\nLast lines of ${this.logFile}:\n${readLogTail(this.logFile)}`,
-        { server: this.spec.name, port: this.port, logFile: this.logFile },
-        error,
-      );
-    }
-  }
-
-  /** Fast shutdown, then SIGKILL if it hangs. */
-  stop(): Promise<void> {
-    return this.#serially(() => this.#process.stop(STOP_GRACE_MILLIS));
-  }
-
-  /** Synchronous immediate shutdown for exit handlers. */
-  killNow(): void {
-    this.#process.killNow();
-  }
-
-  #serially(task: () => Promise<void>): Promise<void> {
-    const next = this.#queue.then(task, task);
-    this.#queue = next.catch(() => undefined);
-    return next;
+    });
   }
 }

@@ -1,10 +1,9 @@
 import { join } from 'node:path';
-import { deadlineIn, testClusterError, type Deadline } from './cluster-wait';
+import type { Deadline } from './cluster-wait';
 import type { RedisBinaries } from './local-binaries';
-import { LocalProcess, readLogTail } from './local-process';
+import { LocalServer } from './local-server';
 import type { ProcessOwner } from './process-owner';
 import { waitForRedis } from './redis-probe';
-import type { TestServer } from './test-cluster-types';
 
 /** One local Redis server of the test cluster. */
 export interface LocalRedisServerSpec {
@@ -20,7 +19,6 @@ export interface LocalRedisServerSpec {
   readonly startTimeoutMillis: number;
 }
 
-const STOP_GRACE_MILLIS = 10_000;
 // Redis runs as whoever we are, root included; only PostgreSQL insists on another user.
 const CURRENT_USER: ProcessOwner = Object.freeze({ label: 'current user' });
 
@@ -48,72 +46,25 @@ function redisArgs(spec: LocalRedisServerSpec): string[] {
 }
 
 /** A redis-server run as a local process. */
-export class LocalRedisServer implements TestServer {
+export class LocalRedisServer extends LocalServer {
   readonly url: string;
-  readonly port: number;
-  readonly logFile: string;
-  readonly #process: LocalProcess;
-  #queue: Promise<void> = Promise.resolve();
 
-  constructor(readonly spec: LocalRedisServerSpec) {
-    this.port = spec.port;
-    this.url = `redis://127.0.0.1:${spec.port}`;
-    this.logFile = join(spec.dir, 'server.log');
-    this.#process = new LocalProcess({
-      name: spec.name,
+  constructor(override readonly spec: LocalRedisServerSpec) {
+    super(spec, {
       command: spec.bin.redisServer,
       args: redisArgs(spec),
       owner: CURRENT_USER,
-      logFile: this.logFile,
       pidFile: spec.pidFile,
-      stopSignal: 'SIGTERM',
+      stopSignal: 'SIGTERM', // saves a snapshot on Redis 7, so a restart keeps the data
       emergencySignal: 'SIGKILL', // nothing to keep when the test process dies
     });
-  }
-
-  get running(): boolean {
-    return this.#process.running;
-  }
-
-  get pid(): number | undefined {
-    return this.#process.pid;
-  }
-
-  /** Starts the server again (see {@link TestServer.start}). */
-  start(): Promise<void> {
-    return this.#serially(() => this.startWithin(deadlineIn(this.spec.startTimeoutMillis)));
+    this.url = `redis://127.0.0.1:${spec.port}`;
   }
 
   /** Starts the process and waits until it answers PING. */
-  async startWithin(deadline: Deadline): Promise<void> {
-    if (this.#process.running) return;
-    this.#process.start();
-    try {
-      await waitForRedis({ host: '127.0.0.1', port: this.port }, `Redis ${this.spec.name} on 127.0.0.1:${this.port}`, deadline, () => {
-        const exit = this.#process.running ? undefined : this.#process.describeExit();
-        return exit === undefined ? undefined : `the redis-server process ${exit}`;
-      });
-    } catch (error) {
-      throw testClusterError(
-        `${(error as Error).message}\nLast lines of ${this.logFile}:\n${readLogTail(this.logFile)}`,
-        { server: this.spec.name, port: this.port, logFile: this.logFile },
-        error,
-      );
-    }
-  }
-
-  /** SIGTERM (saving a snapshot on Redis 7), then SIGKILL if it hangs. */
-  stop(): Promise<void> {
-    return this.#serially(() => this.#process.stop(STOP_GRACE_MILLIS));
-  }
-
-  killNow(): void {
-    this.#process.killNow();
-  }
-
-  #serially(task: () => Promise<void>): Promise<void> {
-    const next = this.#queue.then(task, task);
-    this.#queue = next.catch(() => undefined);
-    return next;
+  startWithin(deadline: Deadline): Promise<void> {
+    return this.launch('redis-server', (abortReason) =>
+      waitForRedis({ host: '127.0.0.1', port: this.port }, `Redis ${this.spec.name} on 127.0.0.1:${this.port}`, deadline, abortReason),
+    );
   }
 }
