@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
 import { withShard, withShardKey } from '../../../src/sharding/route-hint';
+import { createTopology } from '../../../src/sharding/topology';
 import { CrossShardTransactionError, ErrorCodes, RoutingError, ShardKeyError } from '../../../src/errors';
 import type { WriteEvent } from '../../../src/sharding/write-event';
 
@@ -181,5 +182,23 @@ describe('ShardedDialect on real PostgreSQL shards', () => {
     expect(rows.map((r) => r.name)).toEqual(Array.from({ length: 40 }, (_, i) => `user ${i + 1}`));
     expect(f.dialect.topology.version).toBe(2);
     expect(() => f.dialect.setTopology(f.topology)).toThrow(/not newer/);
+  });
+
+  it('ends the pool of a server the new topology drops only after its in-flight query finishes', async () => {
+    const current = f.dialect.topology;
+    // Same server under another URL: a new pool, and the old one is retired.
+    const moved = createTopology({
+      shards: f.shards.map((s, i) => ({ id: s.id, primary: i === 1 ? `${s.primaryUrl}?application_name=after-move` : s.primaryUrl })),
+      owners: current.ownerIds(),
+      version: current.version + 1,
+    });
+    const onShard1 = f.db.withPlugin(withShard(f.shards[1]!.id));
+    await sql`select 1`.execute(onShard1); // leaves an idle client, so the next checkout needs no I/O
+    const slow = sql<{ x: number }>`select pg_sleep(0.3), 1 as x`.execute(onShard1);
+    await new Promise<void>((resolve) => setImmediate(resolve)); // microtasks done: the statement holds its client
+    f.dialect.setTopology(moved);
+    expect((await slow).rows[0]!.x).toBe(1);
+    const name = await sql<{ app: string }>`select current_setting('application_name') as app`.execute(onShard1);
+    expect(name.rows[0]!.app).toBe('after-move');
   });
 });
