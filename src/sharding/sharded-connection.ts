@@ -303,20 +303,23 @@ export class ShardedConnection implements DatabaseConnection {
     await runOn(client, command.sql, command.parameters);
   }
 
-  async #client(server: ServerSpec): Promise<PoolClientLike> {
+  #client(server: ServerSpec): Promise<PoolClientLike> {
     const held = this.#clients.get(server.url);
-    if (held !== undefined) return held.client ?? held.pending;
+    if (held !== undefined) return held.pending;
     // Registered before the checkout resolves, so a concurrent statement for the same server shares it.
     const entry: HeldClient = { pending: this.#runtime.acquire(server), client: undefined };
     this.#clients.set(server.url, entry);
     this.#heldList.push(entry);
-    try {
-      return (entry.client = await entry.pending);
-    } catch (error) {
-      this.#clients.delete(server.url);
-      this.#heldList.splice(this.#heldList.indexOf(entry), 1);
-      throw error;
-    }
+    entry.pending.then(
+      (client) => {
+        entry.client = client;
+      },
+      () => {
+        this.#clients.delete(server.url);
+        this.#heldList.splice(this.#heldList.indexOf(entry), 1);
+      },
+    );
+    return entry.pending;
   }
 
   async *#cursorRows(client: PoolClientLike, sql: string, parameters: readonly unknown[], chunkSize: number): AsyncGenerator<unknown[]> {
