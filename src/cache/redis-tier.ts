@@ -402,16 +402,7 @@ export interface SingleRedisTierOptions extends L2CommonOptions {
 
 /** L2 on one Redis server. */
 export function singleRedisTier(options: SingleRedisTierOptions): L2Tier {
-  const o = commonOptions(options);
-  const client = checkClient('client', options.client);
-  let tier: RedisL2Tier;
-  const node: L2Node = { id: 'redis', client, usable: true, breaker: new CircuitBreaker(o.now, o.breaker, (s) => s === 'closed' && tier.notifyRecovered(), 'breaker') };
-  tier = new RedisL2Tier(
-    { kind: 'single', nodes: [node], owner: () => node, invalidationTargets: () => [node], batchesMget: true },
-    o,
-    [],
-  );
-  return tier;
+  return oneEndpointTier('single', checkClient('client', options.client), options);
 }
 
 /** Options of {@link clusterRedisTier}. */
@@ -422,11 +413,23 @@ export interface ClusterRedisTierOptions extends L2CommonOptions {
 
 /** L2 on a Redis Cluster: ioredis routes each key to its slot's master. */
 export function clusterRedisTier(options: ClusterRedisTierOptions): L2Tier {
+  return oneEndpointTier('cluster', checkClient('cluster', options.cluster), options);
+}
+
+/**
+ * A tier with one client and one breaker: a single server, or a Redis Cluster that ioredis routes
+ * itself. MGET is batched only on a single server (a cluster's keys may span slots).
+ */
+function oneEndpointTier(kind: 'single' | 'cluster', client: RedisLike, options: L2CommonOptions): L2Tier {
   const o = commonOptions(options);
-  const client = checkClient('cluster', options.cluster);
   let tier: RedisL2Tier;
-  const node: L2Node = { id: 'cluster', client, usable: true, breaker: new CircuitBreaker(o.now, o.breaker, (s) => s === 'closed' && tier.notifyRecovered(), 'breaker') };
-  tier = new RedisL2Tier({ kind: 'cluster', nodes: [node], owner: () => node, invalidationTargets: () => [node], batchesMget: false }, o, []);
+  const node: L2Node = {
+    id: kind === 'single' ? 'redis' : 'cluster',
+    client,
+    usable: true,
+    breaker: new CircuitBreaker(o.now, o.breaker, (s) => s === 'closed' && tier.notifyRecovered(), 'breaker'),
+  };
+  tier = new RedisL2Tier({ kind, nodes: [node], owner: () => node, invalidationTargets: () => [node], batchesMget: kind === 'single' }, o, []);
   return tier;
 }
 
