@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { alive } from '../support/process-alive';
 
 // A test process that dies without calling stop() must leave no server and no folder behind:
 // the signal handlers cover SIGTERM, the detached watchdog covers SIGKILL.
@@ -28,18 +29,6 @@ void startTestCluster({ shards: 1, replicasPerShard: 1, redis: true, backend: 'l
 
 afterAll(() => rmSync(scriptDir, { recursive: true, force: true }));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
 
 /** Starts a child process that starts a cluster and hangs; resolves with what it reported. */
 function startChild(): Promise<{ pid: number; kill: (signal: NodeJS.Signals) => void; tempDir: string; pids: number[] }> {

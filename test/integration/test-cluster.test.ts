@@ -1,8 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Client } from 'pg';
 import Redis from 'ioredis';
 import { startTestCluster, type TestCluster, type TestServer } from '../../src/testing';
+import { alive } from '../support/process-alive';
 
 /** Runs `fn` on a fresh connection to `url`. */
 async function withPg<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
@@ -39,19 +40,6 @@ async function waitForReplay(primaryUrl: string, replicaUrl: string): Promise<vo
   );
 }
 
-/** True while `pid` is a live process (a zombie counts as gone: it only waits to be reaped). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true; // no /proc (not Linux): kill(0) said it exists
-  }
-}
 
 function everyServer(cluster: TestCluster): TestServer[] {
   return [...cluster.shards.flatMap((s) => [s.primary, ...s.replicas]), ...cluster.redis];
