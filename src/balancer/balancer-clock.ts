@@ -2,6 +2,7 @@
  * Time and randomness, injected everywhere so tests and the benchmark run on virtual time with
  * reproducible choices instead of sleeping.
  */
+import { seededRandom as seedRandom } from '../util/seeded-random';
 
 /** Cancels a scheduled callback; calling it twice is harmless. */
 export type Cancel = () => void;
@@ -31,16 +32,7 @@ export const systemClock: Clock = Object.freeze({
 export const mathRandom: RandomSource = () => Math.random();
 
 /** A seeded pseudo-random source (mulberry32): the same seed gives the same sequence. */
-export function seededRandom(seed: number): RandomSource {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom: (seed: number) => RandomSource = seedRandom;
 
 interface Timer {
   readonly atMillis: number;

@@ -424,7 +424,6 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   /** A snapshot of the statistics (the original design's `get_load_balancing_stats`). */
   stats(): BalancerStats {
     this.#releaseEjections();
-    this.#releaseEjections();
     const instances: InstanceStats[] = [];
     let totalRequests = 0;
     let failedRequests = 0;

@@ -9,21 +9,10 @@ import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
 import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/sharding/slot-hash';
 import { encodeShardKey } from '../../../src/sharding/shard-key';
 import { murmur3 } from '../../../src/util/murmur3';
+import { seededRandom } from '../../../src/util/seeded-random';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/sharding/slot-function-sql';
 
-/** mulberry32: a small seeded PRNG with 32-bit output. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rnd = prng(0x5eed);
+const rnd = seededRandom(0x5eed);
 const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
 const pick = <T>(values: readonly T[]): T => values[Math.floor(rnd() * values.length)] as T;
 const randomBig = (bits: number): bigint => {
