@@ -110,19 +110,23 @@ const LEAF_KINDS = new Set([
 /** Analyzes a root operation node. */
 export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): QueryAnalysis {
   const statement = ROOT_KIND[root.kind];
-  if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: [], nestedWrites: NO_WRITES };
-  const scopes: ScopeAnalysis[] = [];
-  const ctx: WalkContext = { lookup, scopes, nestedWrites: NO_WRITES };
+  if (statement === 'ddl' || statement === 'raw' || statement === 'merge') return { statement, scopes: NO_SCOPES, nestedWrites: NO_WRITES };
+  const ctx: WalkContext = { lookup, scopes: NO_SCOPES, nestedWrites: NO_WRITES };
   const insert = analyzeScope(root as QueryNode, ctx, undefined);
-  const nestedWrites = ctx.nestedWrites;
+  const { scopes, nestedWrites } = ctx;
   return insert === undefined ? { statement, scopes, nestedWrites } : { statement, scopes, insert, nestedWrites };
 }
+
+// The walk allocates its lists on first use ([x] rather than push onto []): an empty array's first
+// push reserves room for 17 items, and most queries need one.
+const NO_SCOPES: readonly ScopeAnalysis[] = Object.freeze([]);
 
 const NO_WRITES: readonly NestedWrite[] = Object.freeze([]);
 
 interface WalkContext {
   readonly lookup: ShardKeyLookup;
-  readonly scopes: ScopeAnalysis[];
+  /** The root's scope first; a slot is reserved when a scope starts, so nested scopes come after it. */
+  scopes: readonly ScopeAnalysis[];
   nestedWrites: readonly NestedWrite[];
 }
 
@@ -139,7 +143,7 @@ interface ScopeTable {
 }
 
 function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes): InsertAnalysis | undefined {
-  const isRoot = ctx.scopes.length === 0;
+  const isRoot = ctx.scopes === NO_SCOPES;
   const withNode = (node as { with?: WithNode }).with;
   let ctes = outerCtes;
   let cteBodies: [OperationNode, VisibleCtes][] | undefined;
@@ -165,7 +169,9 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
     else sharded = sharded === NO_TABLES ? [t] : [...sharded, t];
   }
   const scopeIndex = ctx.scopes.length;
-  ctx.scopes.push(EMPTY_SCOPE); // reserve the slot so the root stays first; filled below
+  // Reserve the slot (filled below) so this scope comes before the ones nested in it.
+  if (scopeIndex === 0) ctx.scopes = [EMPTY_SCOPE];
+  else (ctx.scopes as ScopeAnalysis[]).push(EMPTY_SCOPE);
   let insert: InsertAnalysis | undefined;
   let constraint: KeyConstraint | null = null;
   let unlinked: readonly string[] = NONE;
@@ -196,7 +202,7 @@ function analyzeScope(node: QueryNode, ctx: WalkContext, outerCtes: VisibleCtes)
   };
   if (constraint?.list !== undefined) scope.keyList = constraint.list;
   if (keyWrites !== undefined) scope.keyWrites = keyWrites;
-  ctx.scopes[scopeIndex] = scope;
+  (ctx.scopes as ScopeAnalysis[])[scopeIndex] = scope;
 
   // CTE bodies, then subqueries anywhere else in this scope, are scopes of their own.
   if (cteBodies !== undefined) for (const [body, visible] of cteBodies) visit(body, ctx, visible);
@@ -242,34 +248,36 @@ const NO_TABLES: readonly ScopeTable[] = Object.freeze([]);
 const EMPTY_SCOPE: ScopeAnalysis = Object.freeze({ shardedTables: [], unshardedTables: [], keys: null, unlinkedTables: [] });
 
 /** The tables of the scope's FROM / JOIN / USING / target items. */
-function scopeTables(node: QueryNode, ctx: WalkContext, ctes: VisibleCtes): ScopeTable[] {
-  const tables: ScopeTable[] = [];
+function scopeTables(node: QueryNode, ctx: WalkContext, ctes: VisibleCtes): readonly ScopeTable[] {
+  let tables = NO_TABLES;
   switch (node.kind) {
     case 'SelectQueryNode':
-      if (node.from !== undefined) addTables(node.from.froms, tables, ctx, ctes);
+      if (node.from !== undefined) tables = addTables(node.from.froms, tables, ctx, ctes);
       break;
     case 'InsertQueryNode':
-      if (node.into !== undefined) addTable(node.into, tables, ctx, ctes);
+      if (node.into !== undefined) tables = addTable(node.into, tables, ctx, ctes);
       break;
     case 'UpdateQueryNode':
-      if (node.table !== undefined) addTable(node.table, tables, ctx, ctes);
-      if (node.from !== undefined) addTables(node.from.froms, tables, ctx, ctes);
+      if (node.table !== undefined) tables = addTable(node.table, tables, ctx, ctes);
+      if (node.from !== undefined) tables = addTables(node.from.froms, tables, ctx, ctes);
       break;
     case 'DeleteQueryNode':
-      addTables(node.from.froms, tables, ctx, ctes);
-      if (node.using !== undefined) addTables(node.using.tables, tables, ctx, ctes);
+      tables = addTables(node.from.froms, tables, ctx, ctes);
+      if (node.using !== undefined) tables = addTables(node.using.tables, tables, ctx, ctes);
       break;
   }
   const joins = (node as { joins?: readonly JoinNode[] }).joins;
-  if (joins !== undefined) for (let i = 0; i < joins.length; i++) addTable(joins[i]!.table, tables, ctx, ctes);
+  if (joins !== undefined) for (let i = 0; i < joins.length; i++) tables = addTable(joins[i]!.table, tables, ctx, ctes);
   return tables;
 }
 
-function addTables(items: readonly OperationNode[], tables: ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): void {
-  for (let i = 0; i < items.length; i++) addTable(items[i]!, tables, ctx, ctes);
+function addTables(items: readonly OperationNode[], tables: readonly ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): readonly ScopeTable[] {
+  for (let i = 0; i < items.length; i++) tables = addTable(items[i]!, tables, ctx, ctes);
+  return tables;
 }
 
-function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): void {
+/** `tables` with `item` appended when it is a table (not a CTE, subquery or function); `NO_TABLES` grows into a new list. */
+function addTable(item: OperationNode, tables: readonly ScopeTable[], ctx: WalkContext, ctes: VisibleCtes): readonly ScopeTable[] {
   let table: TableNode | undefined;
   let alias: string | undefined;
   if (item.kind === 'TableNode') table = item as TableNode;
@@ -280,12 +288,15 @@ function addTable(item: OperationNode, tables: ScopeTable[], ctx: WalkContext, c
       alias = identifierName(aliased.alias);
     }
   }
-  if (table === undefined) return; // a subquery or function in FROM: the walk analyzes it as a scope
+  if (table === undefined) return tables; // a subquery or function in FROM: the walk analyzes it as a scope
   const name = table.table.identifier.name;
   const schema = table.table.schema?.name;
-  if (schema === undefined && ctes?.has(name) === true) return;
+  if (schema === undefined && ctes?.has(name) === true) return tables;
   const key = ctx.lookup.shardKeyOf(name, schema);
-  tables.push({ name: key?.table ?? (schema === undefined ? name : `${schema}.${name}`), ref: alias ?? name, keyColumn: key?.column, key });
+  const entry: ScopeTable = { name: key?.table ?? (schema === undefined ? name : `${schema}.${name}`), ref: alias ?? name, keyColumn: key?.column, key };
+  if (tables === NO_TABLES) return [entry];
+  (tables as ScopeTable[]).push(entry);
+  return tables;
 }
 
 function identifierName(node: OperationNode): string | undefined {

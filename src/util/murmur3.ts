@@ -8,6 +8,17 @@ const scratch = new Uint8Array(1024);
  * two together); written with `Math.imul` because it runs for every routed query.
  */
 export function murmur3(text: string, seed = 0): number {
+  // ASCII (integer keys, UUIDs, most ids) is its own UTF-8: copying the char codes is cheaper than a call to the encoder.
+  const n = text.length;
+  if (n <= scratch.length) {
+    let i = 0;
+    for (; i < n; i++) {
+      const code = text.charCodeAt(i);
+      if (code > 0x7f) break;
+      scratch[i] = code;
+    }
+    if (i === n) return murmur3Bytes(scratch, n, seed);
+  }
   let bytes: Uint8Array;
   let length: number;
   if (text.length * 3 <= scratch.length) {
