@@ -103,7 +103,7 @@ const ROOT_KIND: Record<RootOperationNode['kind'], StatementKind> = {
 
 // Leaves and nodes that can never contain a query: the walk does not descend into them.
 const LEAF_KINDS = new Set([
-  'IdentifierNode', 'ValueNode', 'OperatorNode', 'PrimitiveValueListNode', 'TableNode', 'ColumnNode',
+  'IdentifierNode', 'ValueNode', 'OperatorNode', 'PrimitiveValueListNode', 'TableNode', 'ColumnNode', 'ReferenceNode',
   'SchemableIdentifierNode', 'SelectAllNode', 'DefaultInsertValueNode', 'DataTypeNode', 'LimitNode', 'OffsetNode',
 ]);
 
@@ -484,10 +484,40 @@ function walkChildren(node: OperationNode, ctx: WalkContext, ctes: VisibleCtes, 
 
 function visit(node: OperationNode, ctx: WalkContext, ctes: VisibleCtes): void {
   const kind = node.kind;
-  if (kind === undefined || LEAF_KINDS.has(kind)) return;
-  if (kind === 'SelectQueryNode' || kind === 'InsertQueryNode' || kind === 'UpdateQueryNode' || kind === 'DeleteQueryNode') {
-    analyzeScope(node as QueryNode, ctx, ctes);
-    return;
+  switch (kind) {
+    case 'SelectQueryNode':
+    case 'InsertQueryNode':
+    case 'UpdateQueryNode':
+    case 'DeleteQueryNode':
+      analyzeScope(node as QueryNode, ctx, ctes);
+      return;
+    // The commonest inner nodes are read through their fields: enumerating keys costs more than
+    // the rest of the analysis. Every other kind is enumerated, so a node kind or field that a
+    // later Kysely adds is still searched for subqueries.
+    case 'SelectionNode':
+      visit((node as unknown as { selection: OperationNode }).selection, ctx, ctes);
+      return;
+    case 'WhereNode':
+      visit((node as unknown as { where: OperationNode }).where, ctx, ctes);
+      return;
+    case 'BinaryOperationNode': {
+      const op = node as BinaryOperationNode;
+      visit(op.leftOperand, ctx, ctes);
+      visit(op.operator, ctx, ctes);
+      visit(op.rightOperand, ctx, ctes);
+      return;
+    }
+    case 'AliasNode':
+      visit((node as AliasNode).node, ctx, ctes);
+      visit((node as AliasNode).alias, ctx, ctes);
+      return;
+    case 'FromNode': {
+      const froms = (node as unknown as { froms: readonly OperationNode[] }).froms;
+      for (let i = 0; i < froms.length; i++) visit(froms[i]!, ctx, ctes);
+      return;
+    }
+    default:
+      if (kind === undefined || LEAF_KINDS.has(kind)) return;
+      walkChildren(node, ctx, ctes);
   }
-  walkChildren(node, ctx, ctes);
 }

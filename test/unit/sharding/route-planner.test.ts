@@ -107,6 +107,27 @@ describe('route planner', () => {
     expect(routingError(() => plan(other)).code).toBe(ErrorCodes.UNROUTABLE_QUERY);
   });
 
+  it('finds a subquery on another shard wherever it sits in the statement', () => {
+    // The analyzer reads common nodes field by field and enumerates the rest: each position must still be searched.
+    const other = () => db.selectFrom('items').select('order_id').where('user_id', '=', b);
+    const base = () => db.selectFrom('orders').where('user_id', '=', a);
+    const positions = {
+      selection: base().select((eb) => other().limit(1).as('x')),
+      'where, right operand': base().selectAll().where('id', 'in', other()),
+      'where, left operand': base().selectAll().where((eb) => eb(other().limit(1), '=', eb.ref('id'))),
+      'where, under and/or/not': base().selectAll().where((eb) => eb.or([eb('id', '=', 1), eb.not(eb.exists(other()))])),
+      'from, aliased': db.selectFrom([base().select('id').as('o'), other().as('i')]).selectAll(),
+      'join target': base().innerJoin(other().as('i'), (j) => j.onTrue()).selectAll(),
+      'order by': base().selectAll().orderBy((eb) => eb.exists(other())),
+      'group by and having': base().select('id').groupBy('id').having((eb) => eb.exists(other())),
+      'function argument': base().select((eb) => eb.fn.coalesce(other().limit(1), eb.val(0)).as('x')),
+      'case expression': base().select((eb) => eb.case().when(eb.exists(other())).then(1).else(0).end().as('x')),
+    };
+    for (const [position, query] of Object.entries(positions)) {
+      expect([position, routingError(() => plan(query)).code]).toEqual([position, ErrorCodes.UNROUTABLE_QUERY]);
+    }
+  });
+
   it('treats CTE names as query scopes, not tables', () => {
     const q = db.with('mine', (d) => d.selectFrom('orders').selectAll().where('user_id', '=', b)).selectFrom('mine').selectAll();
     expect(plan(q)).toMatchObject({ kind: 'single', shard: { id: shardOf(b) } });
