@@ -23,3 +23,6 @@ export type { KeylessPolicy, RoutePlan, RoutePart } from './sharding/route-plann
 export { withShard, withShardKey, type RouteHint } from './sharding/route-hint';
 export type { WriteEvent, WriteListener } from './sharding/write-event';
 export { SLOT_FUNCTIONS_SQL } from './sharding/slot-function-sql';
+export { ReadYourWritesContext } from './replicas/read-your-writes';
+export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replicas/replica-router';
+export { isConnectionFailure } from './replicas/connection-failure';

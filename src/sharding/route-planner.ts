@@ -1,4 +1,4 @@
-import type { InsertQueryNode, OperationNode, RootOperationNode } from 'kysely';
+import type { InsertQueryNode, OperationNode, RootOperationNode, SelectQueryNode } from 'kysely';
 import { ErrorCodes, RoutingError } from '../errors';
 import { withInsertRows, withListSubset } from './node-rewrite';
 import { analyzeQuery, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
@@ -27,8 +27,12 @@ export interface RoutePart {
   readonly rowIndexes?: readonly number[];
 }
 
-/** The routing decision for one statement. Cheap to build; `nestedWrites` lists writes inside it (data-modifying CTEs). */
-export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[] };
+/**
+ * The routing decision for one statement. Cheap to build; `nestedWrites` lists writes inside it
+ * (data-modifying CTEs); `locks` marks a SELECT with a locking clause (FOR UPDATE/SHARE), which
+ * must run on a primary.
+ */
+export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[]; readonly locks?: true };
 
 type RoutePlanTarget =
   | { readonly kind: 'single'; readonly statement: StatementKind; readonly table: string | null; readonly shard: Shard; readonly keys: readonly unknown[] | null }
@@ -48,6 +52,10 @@ export function planRoute(
   const root0 = analysis.scopes[0];
   // withShard(id) is an explicit override of everything the query says; every other plan is checked.
   if (hint?.kind !== 'shard' && (analysis.scopes.length > 1 || root0?.keyWrites !== undefined)) checkScopes(plan, analysis, topology, hint !== undefined);
+  if (root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0) {
+    // Any end modifier is taken as a lock (FOR UPDATE, FOR SHARE, …): reading it on a replica would fail.
+    return analysis.nestedWrites.length === 0 ? { ...plan, locks: true } : { ...plan, nestedWrites: analysis.nestedWrites, locks: true };
+  }
   return analysis.nestedWrites.length === 0 ? plan : { ...plan, nestedWrites: analysis.nestedWrites };
 }
 

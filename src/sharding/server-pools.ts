@@ -13,6 +13,12 @@ export interface PoolLike {
   connect(): Promise<PoolClientLike>;
   end(): Promise<void>;
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Connections open (pg's `Pool` has these three counts; least-connections replica choice reads them). */
+  readonly totalCount?: number;
+  /** Open connections not checked out. */
+  readonly idleCount?: number;
+  /** Checkouts waiting for a connection. */
+  readonly waitingCount?: number;
 }
 
 /** Options of the pg Pool created for every server. */
@@ -59,6 +65,13 @@ export class ServerPools {
   /** Checks out a client of `server` (the pool is looked up and asked in the same tick, so it cannot be ended in between). */
   acquire(server: ServerSpec): Promise<PoolClientLike> {
     return this.#pool(server).connect();
+  }
+
+  /** Connections of `server`'s pool checked out or waited for; 0 before its first use. */
+  busy(server: ServerSpec): number {
+    const pool = this.#pools.get(server.url);
+    if (pool === undefined) return 0;
+    return (pool.totalCount ?? 0) - (pool.idleCount ?? 0) + (pool.waitingCount ?? 0);
   }
 
   /** Ends the pools of servers that `keep` does not list; their checked-out clients finish first. */

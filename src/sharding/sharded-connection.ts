@@ -7,8 +7,13 @@ import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { Shard, ServerSpec } from './topology';
 import type { WriteEvent } from './write-event';
+import { isConnectionFailure } from '../replicas/connection-failure';
+import { parseLsn } from '../replicas/lsn';
 
 type Row = Record<string, unknown>;
+
+// Beyond any real WAL position: a caller whose write position is unknown reads that shard's primary.
+const UNKNOWN_POSITION = 1n << 64n;
 
 // The route planner only scatters joins of sharded tables linked by equality on their shard keys,
 // whose rows are co-located, so every join that reaches the scatter planner is safe.
@@ -122,6 +127,7 @@ export class ShardedConnection implements DatabaseConnection {
     if (tx.shard === null) return; // nothing was sent
     await this.#send(tx.shard, CompiledQuery.raw('commit'));
     if (tx.writes.length > 0) this.#runtime.emitWrites(tx.writes);
+    await this.#noteWritePosition(tx.shard);
   }
 
   /** Rolls back; a no-op when a failed commit already ended the transaction (Kysely's controlled transactions then call rollback to release the connection). */
@@ -177,16 +183,45 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
-    const held = this.#tx === null ? this.#heldFor(this.#runtime.serverFor(shard, plan, false).url)?.client : undefined;
-    const result =
-      held !== undefined
-        ? runOn<R>(held, compiled.sql, compiled.parameters)
-        : this.#clientForStatement(shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+    let result: Promise<QueryResult<R>>;
+    if (this.#tx === null) {
+      const server = this.#runtime.serverFor(shard, plan, false);
+      const held = this.#heldFor(server.url)?.client;
+      result = held !== undefined ? runOn<R>(held, compiled.sql, compiled.parameters) : this.#client(server).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+      // A plain read on a replica that cannot be reached runs on the primary instead.
+      if (server !== shard.primary) return result.catch((error: unknown) => this.#readOnPrimary<R>(error, server, shard, compiled));
+    } else {
+      result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+    }
     if (plan.statement === 'select' && plan.nestedWrites === undefined) return result;
     return result.then((r) => {
       this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
-      return r;
+      if (this.#tx !== null || this.#runtime.readYourWritesContext === undefined) return r;
+      return this.#noteWritePosition(shard).then(() => r);
     });
+  }
+
+  async #readOnPrimary<R>(error: unknown, replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    if (!isConnectionFailure(error)) throw error;
+    this.#runtime.replicaFailed(replica, (error as Error).message);
+    this.#destroyOnRelease = true; // the replica's client, if one was held, is broken
+    return runOn<R>(await this.#client(shard.primary), compiled.sql, compiled.parameters);
+  }
+
+  /**
+   * Inside a read-your-writes context, records how far the primary's WAL reached after a write on
+   * `shard` (asked on the connection that wrote). If it cannot be asked, the caller reads that
+   * shard from its primary from then on.
+   */
+  async #noteWritePosition(shard: Shard): Promise<void> {
+    const context = this.#runtime.readYourWritesContext;
+    if (context === undefined) return;
+    try {
+      const { rows } = await runOn<{ lsn: string }>(await this.#client(shard.primary), 'select pg_current_wal_insert_lsn()::text as lsn', []);
+      context.noteWrite(shard.id, parseLsn(rows[0]!.lsn));
+    } catch {
+      context.noteWrite(shard.id, UNKNOWN_POSITION);
+    }
   }
 
   /** The client a statement on `shard` runs on; inside a transaction, binds it or checks the binding. */
@@ -241,17 +276,20 @@ export class ShardedConnection implements DatabaseConnection {
     );
     const committed: string[] = [];
     const failed: string[] = [];
+    const positions: Promise<void>[] = [];
     let firstError: unknown;
     settled.forEach((outcome, i) => {
       const part = parts[i]!;
       if (outcome.status === 'fulfilled') {
         committed.push(part.shard.id);
         this.#recordWrite(plan, part.shard, part.keys);
+        positions.push(this.#noteWritePosition(part.shard));
       } else {
         failed.push(part.shard.id);
         firstError ??= outcome.reason;
       }
     });
+    await Promise.all(positions);
     if (failed.length > 0) {
       // All failed: nothing was written, PostgreSQL's error is the whole story.
       if (committed.length === 0) throw firstError;

@@ -1,4 +1,5 @@
 import { ConfigError, ErrorCodes, RoutingError } from '../errors';
+import { resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from '../replicas/replica-router';
 import type { ShardKeySpec } from './query-analysis';
 import { canonicalIntegerKey, canonicalUuidKey } from './shard-key';
 import type { KeylessPolicy, RoutingRules } from './route-planner';
@@ -44,6 +45,8 @@ export interface ShardedDialectConfig {
    * @default emits a Node.js process warning
    */
   onPoolError?: (error: Error, server: { readonly redactedUrl: string }) => void;
+  /** Reads from the shards' streaming replicas (off unless `readFrom: 'replica'`). */
+  replicas?: ReplicaReadOptions;
 }
 
 /** A shard key column with its type. */
@@ -66,6 +69,7 @@ export interface ResolvedShardedConfig {
   readonly topology: Topology;
   readonly rules: RoutingRules;
   readonly pool: Readonly<Required<ServerPoolOptions>>;
+  readonly replicas: ResolvedReplicaReadOptions;
   readonly createPool: ((server: ServerSpec) => PoolLike) | undefined;
   readonly cursor: CursorConstructor | undefined;
   readonly onPoolError: (error: Error, server: { readonly redactedUrl: string }) => void;
@@ -143,6 +147,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     topology,
     rules,
     pool: Object.freeze(pool),
+    replicas: resolveReplicaReadOptions(config.replicas),
     createPool: config.createPool,
     cursor: config.cursor,
     onPoolError: config.onPoolError ?? defaultPoolError,

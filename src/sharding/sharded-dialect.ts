@@ -15,6 +15,8 @@ import { ShardedRuntime } from './sharded-runtime';
 import { installSlotFunctions } from './slot-function-sql';
 import type { Topology } from './topology';
 import type { WriteListener } from './write-event';
+import { ReadYourWritesContext } from '../replicas/read-your-writes';
+import type { ReplicaStatus } from '../replicas/replica-router';
 
 /**
  * A Kysely dialect that spreads tables over PostgreSQL shards by a hashed key. User code keeps its
@@ -53,6 +55,27 @@ export class ShardedDialect implements Dialect {
    */
   onWrite(listener: WriteListener): () => void {
     return this.#runtime.onWrite(listener);
+  }
+
+  /**
+   * Runs `fn` so that every read it starts sees the writes it made before (read-your-writes): a
+   * read goes to a replica only once that replica has replayed past the caller's last write on the
+   * shard, else to the primary. Pass a saved context to carry the guarantee across requests.
+   * Only matters with `replicas: { readFrom: 'replica' }`. Writes inside it cost one extra
+   * round trip (the primary's WAL position is read after each).
+   */
+  readYourWrites<T>(fn: () => T, context: ReadYourWritesContext = new ReadYourWritesContext()): T {
+    return this.#runtime.runWithReadYourWrites(context, fn);
+  }
+
+  /** Measures the lag and health of every replica now (when `replicas.lagCheckIntervalMillis` is 0, the only measurement). */
+  refreshReplicas(): Promise<void> {
+    return this.#runtime.refreshReplicas();
+  }
+
+  /** What was last measured of each replica (empty unless replica reads are on). */
+  replicaStatus(): ReplicaStatus[] {
+    return this.#runtime.replicaStatus();
   }
 
   /** Installs the SQL twin of the slot function (`kysely_scale_slot`) on every shard's primary. */

@@ -1,4 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { PostgresQueryCompiler, type CompiledQuery, type RootOperationNode } from 'kysely';
+import { ReadYourWritesContext } from '../replicas/read-your-writes';
+import { ReplicaRouter, type ReplicaStatus } from '../replicas/replica-router';
 import { ErrorCodes, KyselyScaleError, TopologyError } from '../errors';
 import type { RoutePlan, RoutingRules } from './route-planner';
 import { ServerPools, pgPoolFactory, type PoolClientLike } from './server-pools';
@@ -18,6 +21,9 @@ export class ShardedRuntime {
   readonly #listeners = new Set<WriteListener>();
   #topology: Topology;
   #cursor: CursorConstructor | undefined;
+  /** Present when plain reads may use replicas. */
+  readonly #replicas: ReplicaRouter | undefined;
+  readonly #readYourWrites = new AsyncLocalStorage<ReadYourWritesContext>();
 
   constructor(config: ResolvedShardedConfig) {
     this.#config = config;
@@ -27,6 +33,10 @@ export class ShardedRuntime {
     this.#pools = new ServerPools(config.createPool ?? pgPoolFactory(config.pool), (error, server) =>
       config.onPoolError(error, { redactedUrl: server.redactedUrl }),
     );
+    this.#replicas =
+      config.replicas.readFrom === 'replica'
+        ? new ReplicaRouter(config.replicas, config.topology, { acquire: (server) => this.acquire(server), busy: (server) => this.#pools.busy(server) })
+        : undefined;
   }
 
   get topology(): Topology {
@@ -45,17 +55,48 @@ export class ShardedRuntime {
       throw new TopologyError(`The new topology drops shard "${this.rules.unshardedShardId}", which holds the unsharded tables.`);
     }
     this.#topology = next;
+    this.#replicas?.setTopology(next);
     const urls = new Set<string>();
     for (const shard of next.shards) for (const server of [shard.primary, ...shard.replicas]) urls.add(server.url);
     this.#pools.retainOnly(urls);
   }
 
   /**
-   * The one place that chooses the server a statement on `shard` runs on. Today every statement goes
-   * to the primary; replica sets will choose here for plain reads outside transactions.
+   * The one place that chooses the server a statement on `shard` runs on: a replica for a plain
+   * read outside a transaction when replica reads are on and one is eligible (for the current
+   * read-your-writes context, if any); the primary for everything else.
    */
-  serverFor(shard: Shard, _plan: RoutePlan | null, _inTransaction: boolean): ServerSpec {
-    return shard.primary;
+  serverFor(shard: Shard, plan: RoutePlan | null, inTransaction: boolean): ServerSpec {
+    const replicas = this.#replicas;
+    if (replicas === undefined || inTransaction || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.locks === true) {
+      return shard.primary;
+    }
+    return replicas.serverForRead(shard, this.#readYourWrites.getStore()?.requiredPosition(shard.id)) ?? shard.primary;
+  }
+
+  /** The read-your-writes context of the running async call, if any. */
+  get readYourWritesContext(): ReadYourWritesContext | undefined {
+    return this.#readYourWrites.getStore();
+  }
+
+  /** Runs `fn` with `context` as the read-your-writes context of every statement it starts. */
+  runWithReadYourWrites<T>(context: ReadYourWritesContext, fn: () => T): T {
+    return this.#readYourWrites.run(context, fn);
+  }
+
+  /** Takes a replica out of read service until its next successful check. */
+  replicaFailed(server: ServerSpec, problem: string): void {
+    this.#replicas?.markFailed(server, problem);
+  }
+
+  /** Measures replica lag and health now (no-op when replica reads are off). */
+  refreshReplicas(): Promise<void> {
+    return this.#replicas?.refresh() ?? Promise.resolve();
+  }
+
+  /** The last replica measurements (empty when replica reads are off). */
+  replicaStatus(): ReplicaStatus[] {
+    return this.#replicas?.status() ?? [];
   }
 
   acquire(server: ServerSpec): Promise<PoolClientLike> {
@@ -95,6 +136,7 @@ export class ShardedRuntime {
   }
 
   destroy(): Promise<void> {
+    this.#replicas?.close();
     return this.#pools.destroy();
   }
 }

@@ -1,0 +1,266 @@
+import { ConfigError } from '../errors';
+import type { BalancedInstance, NonEmptyArray } from '../balancer/balancer-instance';
+import type { Strategy } from '../balancer/balancer-strategy';
+import { leastConnections } from '../balancer/strategies/least-connections';
+import type { PoolClientLike } from '../sharding/server-pools';
+import type { ServerSpec, Shard, Topology } from '../sharding/topology';
+import { formatLsn, parseLsn } from './lsn';
+
+/** Options of reads from streaming replicas (`ShardedDialectConfig.replicas`). */
+export interface ReplicaReadOptions {
+  /**
+   * Where plain reads outside transactions go: `'primary'`, or `'replica'` (a replica of the shard
+   * that is healthy and close enough behind its primary; the primary when none is). Writes,
+   * transactions, `SELECT … FOR UPDATE/SHARE` and raw SQL always use the primary.
+   * @default 'primary'
+   */
+  readFrom?: 'primary' | 'replica';
+  /** A replica more than this many bytes of WAL behind its primary serves no reads. @default 16777216 (16 MiB) */
+  maxLagBytes?: number;
+  /**
+   * How often the lag and health of every replica are measured; 0 measures only when
+   * `dialect.refreshReplicas()` is called. Until its first measurement a replica serves no reads.
+   * @default 1000
+   */
+  lagCheckIntervalMillis?: number;
+  /** Chooses among the eligible replicas of a shard (from `kysely-scale/balancer`). @default leastConnections() */
+  strategy?: Strategy;
+}
+
+/** Defaults of {@link ReplicaReadOptions}. */
+export const REPLICA_READ_DEFAULTS = Object.freeze({
+  readFrom: 'primary' as const,
+  maxLagBytes: 16 * 1024 * 1024,
+  lagCheckIntervalMillis: 1000,
+});
+
+/** The validated form of {@link ReplicaReadOptions}. */
+export interface ResolvedReplicaReadOptions {
+  readonly readFrom: 'primary' | 'replica';
+  readonly maxLagBytes: number;
+  readonly lagCheckIntervalMillis: number;
+  readonly strategy: Strategy | undefined;
+}
+
+/** Validates replica options; names the option at fault. */
+export function resolveReplicaReadOptions(options: ReplicaReadOptions = {}): ResolvedReplicaReadOptions {
+  const readFrom = options.readFrom ?? REPLICA_READ_DEFAULTS.readFrom;
+  if (readFrom !== 'primary' && readFrom !== 'replica') throw new ConfigError('replicas.readFrom', `must be 'primary' or 'replica'; got ${JSON.stringify(readFrom)}`);
+  const maxLagBytes = options.maxLagBytes ?? REPLICA_READ_DEFAULTS.maxLagBytes;
+  if (!Number.isSafeInteger(maxLagBytes) || maxLagBytes < 0) throw new ConfigError('replicas.maxLagBytes', `must be an integer ≥ 0; got ${String(maxLagBytes)}`);
+  const lagCheckIntervalMillis = options.lagCheckIntervalMillis ?? REPLICA_READ_DEFAULTS.lagCheckIntervalMillis;
+  if (!Number.isInteger(lagCheckIntervalMillis) || lagCheckIntervalMillis < 0) {
+    throw new ConfigError('replicas.lagCheckIntervalMillis', `must be an integer ≥ 0; got ${String(lagCheckIntervalMillis)}`);
+  }
+  if (options.strategy !== undefined && typeof options.strategy.pick !== 'function') throw new ConfigError('replicas.strategy', 'must be a balancer Strategy (an object with pick())');
+  return Object.freeze({ readFrom, maxLagBytes, lagCheckIntervalMillis, strategy: options.strategy });
+}
+
+/** What the router last measured of one replica. */
+export interface ReplicaStatus {
+  readonly shardId: string;
+  /** The replica's URL with its password redacted. */
+  readonly server: string;
+  /** Whether its last check succeeded and it is still a standby. */
+  readonly healthy: boolean;
+  /** WAL bytes it was behind its primary at the last check; `null` before the first. */
+  readonly lagBytes: number | null;
+  /** The position it had replayed to at the last check (`pg_lsn` text); `null` before the first. */
+  readonly replayedTo: string | null;
+  /** Why it is unhealthy, when it is. */
+  readonly problem: string | null;
+  /** Whether it serves reads now. */
+  readonly eligible: boolean;
+}
+
+/** A replica as the balancer strategies see it: its in-flight count is its pool's busy connections. */
+class ReplicaMember implements BalancedInstance {
+  readonly id: string;
+  readonly address: string;
+  readonly weight = 1;
+  readonly effectiveWeight = 1;
+  readonly metadata = {};
+  readonly latencyEwmaMillis = undefined;
+  healthy = false;
+  replayedTo: bigint | null = null;
+  lagBytes: number | null = null;
+  problem: string | null = 'not checked yet';
+
+  constructor(
+    readonly shard: Shard,
+    readonly server: ServerSpec,
+    readonly busy: (server: ServerSpec) => number,
+  ) {
+    this.id = server.redactedUrl;
+    this.address = server.redactedUrl;
+  }
+
+  get inflight(): number {
+    return this.busy(this.server);
+  }
+}
+
+/** How the router reaches servers: the dialect's pools. */
+export interface ReplicaRouterPools {
+  acquire(server: ServerSpec): Promise<PoolClientLike>;
+  /** Connections of `server`'s pool in use or waited for (0 when it has no pool yet). */
+  busy(server: ServerSpec): number;
+}
+
+/**
+ * Sends plain reads to streaming replicas. It measures every replica's lag behind its primary
+ * (`pg_current_wal_insert_lsn()` against `pg_last_wal_replay_lsn()`) on a timer or on demand, and
+ * picks, per read, one replica that is healthy, no further behind than `maxLagBytes`, and (for
+ * read-your-writes) has replayed past the caller's last write; otherwise the caller reads the primary.
+ */
+export class ReplicaRouter {
+  readonly #options: ResolvedReplicaReadOptions;
+  readonly #strategy: Strategy;
+  readonly #pools: ReplicaRouterPools;
+  #members = new Map<string, ReplicaMember[]>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #refreshing: Promise<void> | undefined;
+
+  constructor(options: ResolvedReplicaReadOptions, topology: Topology, pools: ReplicaRouterPools) {
+    this.#options = options;
+    this.#strategy = options.strategy ?? leastConnections();
+    this.#pools = pools;
+    this.setTopology(topology);
+    if (options.lagCheckIntervalMillis > 0) {
+      this.#timer = setInterval(() => void this.refresh(), options.lagCheckIntervalMillis);
+      this.#timer.unref(); // checks never keep a process alive
+      void this.refresh();
+    }
+  }
+
+  /** Follows a new topology: replicas it still lists keep their measurements. */
+  setTopology(topology: Topology): void {
+    const previous = new Map<string, ReplicaMember>();
+    for (const list of this.#members.values()) for (const m of list) previous.set(`${m.shard.id} ${m.server.url}`, m);
+    const next = new Map<string, ReplicaMember[]>();
+    for (const shard of topology.shards) {
+      if (shard.replicas.length === 0) continue;
+      next.set(
+        shard.id,
+        shard.replicas.map((server) => {
+          const kept = previous.get(`${shard.id} ${server.url}`);
+          return kept !== undefined && kept.shard === shard ? kept : new ReplicaMember(shard, server, this.#pools.busy);
+        }),
+      );
+    }
+    this.#members = next;
+  }
+
+  /** The replica a plain read on `shard` should use, or `undefined` for the primary. */
+  serverForRead(shard: Shard, requiredPosition: bigint | undefined): ServerSpec | undefined {
+    const members = this.#members.get(shard.id);
+    if (members === undefined) return undefined;
+    const eligible = members.filter((m) => this.#eligible(m, requiredPosition));
+    return eligible.length === 0 ? undefined : (this.#strategy.pick(eligible as unknown as NonEmptyArray<BalancedInstance>, {}) as ReplicaMember).server;
+  }
+
+  /** Takes a replica out of service until its next successful check (a read on it failed to connect). */
+  markFailed(server: ServerSpec, problem: string): void {
+    for (const list of this.#members.values()) {
+      for (const m of list) {
+        if (m.server.url !== server.url) continue;
+        m.healthy = false;
+        m.problem = problem;
+      }
+    }
+  }
+
+  /** Measures every replica now (concurrent callers share one round of checks). */
+  refresh(): Promise<void> {
+    this.#refreshing ??= this.#checkAll().finally(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  /** The last measurements, per replica. */
+  status(): ReplicaStatus[] {
+    const out: ReplicaStatus[] = [];
+    for (const list of this.#members.values()) {
+      for (const m of list) {
+        out.push(
+          Object.freeze({
+            shardId: m.shard.id,
+            server: m.server.redactedUrl,
+            healthy: m.healthy,
+            lagBytes: m.lagBytes,
+            replayedTo: m.replayedTo === null ? null : formatLsn(m.replayedTo),
+            problem: m.problem,
+            eligible: this.#eligible(m, undefined),
+          }),
+        );
+      }
+    }
+    return out;
+  }
+
+  /** Stops the timer. */
+  close(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #eligible(m: ReplicaMember, requiredPosition: bigint | undefined): boolean {
+    if (!m.healthy || m.lagBytes === null || m.lagBytes > this.#options.maxLagBytes) return false;
+    return requiredPosition === undefined || (m.replayedTo !== null && m.replayedTo >= requiredPosition);
+  }
+
+  async #checkAll(): Promise<void> {
+    await Promise.all([...this.#members.values()].map((members) => this.#checkShard(members)));
+  }
+
+  async #checkShard(members: readonly ReplicaMember[]): Promise<void> {
+    const shard = members[0]!.shard;
+    // The primary is read first: a replica can then only look further behind than it is, never closer.
+    let primaryAt: bigint;
+    try {
+      primaryAt = parseLsn(await this.#scalar(shard.primary, 'select pg_current_wal_insert_lsn()::text as v'));
+    } catch (error) {
+      // Without the primary's position no lag is known: no replica of this shard serves reads.
+      for (const m of members) {
+        m.lagBytes = null;
+        m.problem = `its primary could not be checked: ${(error as Error).message}`;
+      }
+      return;
+    }
+    await Promise.all(
+      members.map(async (m) => {
+        try {
+          const [replayed, standby] = (await this.#scalar(m.server, "select coalesce(pg_last_wal_replay_lsn()::text, '') || ' ' || pg_is_in_recovery()::text as v")).split(' ');
+          if (standby !== 'true' || replayed === undefined || replayed === '') {
+            m.healthy = false;
+            m.problem = 'the server is not a streaming standby (promoted, or not a replica)';
+            return;
+          }
+          const at = parseLsn(replayed);
+          m.replayedTo = at;
+          m.lagBytes = at >= primaryAt ? 0 : Number(primaryAt - at);
+          m.healthy = true;
+          m.problem = null;
+        } catch (error) {
+          m.healthy = false;
+          m.problem = (error as Error).message;
+        }
+      }),
+    );
+  }
+
+  async #scalar(server: ServerSpec, sql: string): Promise<string> {
+    const client = await this.#pools.acquire(server);
+    let broken = false;
+    try {
+      const { rows } = await client.query(sql);
+      return String((rows[0] as { v: unknown }).v);
+    } catch (error) {
+      broken = true;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+}

@@ -1,0 +1,171 @@
+import { Kysely } from 'kysely';
+import { Pool } from 'pg';
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+import { createTopology, type Topology } from '../../../src/sharding/topology';
+import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
+import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
+import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
+import { countingPool, StatementLog } from '../sharding/sharded-fixture';
+import { waitForReplay, withPg } from '../../support/postgres-replication';
+
+interface DB {
+  users: { id: number; name: string };
+}
+
+// One shard, a primary and two real streaming replicas: where each statement ran is read from the
+// statement log of the real clients; lag is made by pausing WAL replay on the replicas.
+let cluster: TestCluster;
+let shard: TestShardUrls;
+let topology: Topology;
+const log = new StatementLog();
+const open: Kysely<DB>[] = [];
+
+function connect(replicas: ShardedDialectConfig['replicas']): { db: Kysely<DB>; dialect: ShardedDialect } {
+  // Stopping a replica ends its idle connections: expected here, so not reported.
+  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas, createPool: (server) => countingPool(server.url, log), onPoolError: () => undefined });
+  const db = new Kysely<DB>({ dialect });
+  open.push(db);
+  return { db, dialect };
+}
+
+/** Statements (of the users table) run per server since the last reset: [primary, replica 0, replica 1]. */
+function where(): number[] {
+  return [shard.primaryUrl, ...shard.replicaUrls].map((url) => log.on(url).filter((s) => s.sql.includes('"users"')).length);
+}
+
+async function setReplay(paused: boolean): Promise<void> {
+  for (const url of shard.replicaUrls) await withPg(url, (c) => c.query(paused ? 'select pg_wal_replay_pause()' : 'select pg_wal_replay_resume()'));
+  if (!paused) for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+}
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
+  [shard] = (await cluster.createDatabase('replica_reads')) as [TestShardUrls];
+  topology = createTopology({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: shard.replicaUrls }] });
+  const pool = new Pool({ connectionString: shard.primaryUrl });
+  await pool.query('create table users (id integer primary key, name text not null)');
+  await pool.query("insert into users select i, 'user ' || i from generate_series(1, 100) i");
+  await pool.end();
+  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(open.map((db) => db.destroy()));
+  await cluster?.stop();
+});
+
+beforeEach(() => log.reset());
+
+describe('reads from streaming replicas', () => {
+  test('plain reads go to replicas once measured; writes, transactions and locking reads go to the primary', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    // Not measured yet: a replica's lag is unknown, so it serves nothing.
+    expect(dialect.replicaStatus().map((s) => s.eligible)).toEqual([false, false]);
+    await db.selectFrom('users').selectAll().where('id', '=', 1).execute();
+    expect(where()).toEqual([1, 0, 0]);
+
+    await dialect.refreshReplicas();
+    expect(dialect.replicaStatus()).toMatchObject([
+      { shardId: shard.id, healthy: true, lagBytes: 0, eligible: true },
+      { shardId: shard.id, healthy: true, lagBytes: 0, eligible: true },
+    ]);
+    log.reset();
+    for (let id = 1; id <= 20; id++) expect(await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow()).toEqual({ name: `user ${id}` });
+    const [primary, r0, r1] = where();
+    expect(primary).toBe(0);
+    expect(r0! + r1!).toBe(20);
+    expect(Math.min(r0!, r1!)).toBeGreaterThan(0); // least-connections takes idle replicas in turn
+
+    log.reset();
+    await db.updateTable('users').set({ name: 'renamed' }).where('id', '=', 100).execute();
+    await db.selectFrom('users').selectAll().where('id', '=', 2).forUpdate().execute();
+    await db.transaction().execute((trx) => trx.selectFrom('users').selectAll().where('id', '=', 3).execute());
+    expect(where()).toEqual([3, 0, 0]);
+  });
+
+  test('a replica further behind than maxLagBytes serves no reads until it catches up', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0, maxLagBytes: 0 });
+    await setReplay(true);
+    try {
+      await db.insertInto('users').values({ id: 1001, name: 'fresh' }).execute();
+      await dialect.refreshReplicas();
+      const status = dialect.replicaStatus();
+      expect(status.every((s) => s.healthy && s.lagBytes! > 0 && !s.eligible)).toBe(true);
+      log.reset();
+      expect(await db.selectFrom('users').select('name').where('id', '=', 1001).executeTakeFirst()).toEqual({ name: 'fresh' });
+      expect(where()).toEqual([1, 0, 0]);
+    } finally {
+      await setReplay(false);
+    }
+    await dialect.refreshReplicas();
+    expect(dialect.replicaStatus().map((s) => [s.lagBytes, s.eligible])).toEqual([[0, true], [0, true]]);
+    log.reset();
+    expect(await db.selectFrom('users').select('name').where('id', '=', 1001).executeTakeFirst()).toEqual({ name: 'fresh' });
+    expect(where()[0]).toBe(0);
+  });
+
+  test('read-your-writes: a read after a write in the same context sees it even when replicas lag', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    await dialect.refreshReplicas();
+    const context = new ReadYourWritesContext();
+    await setReplay(true);
+    try {
+      await dialect.refreshReplicas(); // replicas stay eligible: the lag is far below 16 MiB
+      expect(dialect.replicaStatus().every((s) => s.eligible)).toBe(true);
+
+      // Without a context the read goes to a lagging replica and misses the write: the guarantee is not free.
+      await db.insertInto('users').values({ id: 2001, name: 'mine' }).execute();
+      log.reset();
+      expect(await db.selectFrom('users').selectAll().where('id', '=', 2001).executeTakeFirst()).toBeUndefined();
+      expect(where()[0]).toBe(0);
+
+      const seen = await dialect.readYourWrites(async () => {
+        await db.insertInto('users').values({ id: 2002, name: 'also mine' }).execute();
+        await db.transaction().execute((trx) => trx.updateTable('users').set({ name: 'mine, renamed' }).where('id', '=', 2002).execute());
+        log.reset();
+        return db.selectFrom('users').select('name').where('id', '=', 2002).executeTakeFirst();
+      }, context);
+      expect(seen).toEqual({ name: 'mine, renamed' });
+      expect(where()).toEqual([1, 0, 0]);
+
+      // Carried to another request as JSON, the context keeps the guarantee.
+      const saved = JSON.parse(JSON.stringify(context)) as Record<string, string>;
+      expect(Object.keys(saved)).toEqual([shard.id]);
+      log.reset();
+      const later = await dialect.readYourWrites(() => db.selectFrom('users').select('name').where('id', '=', 2002).executeTakeFirst(), new ReadYourWritesContext(saved));
+      expect(later).toEqual({ name: 'mine, renamed' });
+      expect(where()).toEqual([1, 0, 0]);
+    } finally {
+      await setReplay(false);
+    }
+    // Once the replicas replayed past the write, the same context reads from them again.
+    await dialect.refreshReplicas();
+    log.reset();
+    expect(await dialect.readYourWrites(() => db.selectFrom('users').select('name').where('id', '=', 2002).executeTakeFirst(), context)).toEqual({ name: 'mine, renamed' });
+    expect(where()[0]).toBe(0);
+  });
+
+  test('a replica that goes down is skipped: failed reads retry on the primary, and it returns after a good check', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    await dialect.refreshReplicas();
+    const down = cluster.shards[0]!.replicas[0]!;
+    await down.stop();
+    try {
+      const names: string[] = [];
+      for (let id = 1; id <= 10; id++) names.push((await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow()).name);
+      expect(names).toHaveLength(10);
+      const status = dialect.replicaStatus();
+      expect(status[0]).toMatchObject({ healthy: false, eligible: false });
+      expect(status[0]!.problem).not.toBeNull();
+      expect(status[1]).toMatchObject({ healthy: true, eligible: true });
+      log.reset();
+      for (let id = 1; id <= 5; id++) await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
+      expect(where()).toEqual([0, 0, 5]);
+    } finally {
+      await down.start();
+    }
+    await waitForReplay(shard.primaryUrl, shard.replicaUrls[0]!);
+    await dialect.refreshReplicas();
+    expect(dialect.replicaStatus().map((s) => s.eligible)).toEqual([true, true]);
+  });
+});
