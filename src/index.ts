@@ -25,4 +25,4 @@ export type { WriteEvent, WriteListener } from './sharding/write-event';
 export { SLOT_FUNCTIONS_SQL } from './sharding/slot-function-sql';
 export { ReadYourWritesContext } from './replicas/read-your-writes';
 export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replicas/replica-router';
-export { isConnectionFailure } from './replicas/connection-failure';
+export { isConnectionFailure, isRecoveryConflict } from './replicas/connection-failure';

@@ -14,3 +14,13 @@ export function isConnectionFailure(error: unknown): boolean {
   const message = (error as { message?: unknown }).message;
   return typeof message === 'string' && MESSAGES.test(message);
 }
+
+/**
+ * Whether a statement on a hot standby was cancelled because it conflicted with WAL replay
+ * (SQLSTATE 40001, or 40P01 for a buffer-pin deadlock): the standby is fine and a plain read
+ * can run again on the primary.
+ */
+export function isRecoveryConflict(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return code === '40001' || code === '40P01';
+}

@@ -7,7 +7,7 @@ import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { Shard, ServerSpec } from './topology';
 import type { WriteEvent } from './write-event';
-import { isConnectionFailure } from '../replicas/connection-failure';
+import { isConnectionFailure, isRecoveryConflict } from '../replicas/connection-failure';
 import { parseLsn } from '../replicas/lsn';
 
 type Row = Record<string, unknown>;
@@ -188,7 +188,7 @@ export class ShardedConnection implements DatabaseConnection {
       const server = this.#runtime.serverFor(shard, plan, false);
       const held = this.#heldFor(server.url)?.client;
       result = held !== undefined ? runOn<R>(held, compiled.sql, compiled.parameters) : this.#client(server).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
-      // A plain read on a replica that cannot be reached runs on the primary instead.
+      // A plain read on a replica that cannot be reached, or that replay cancelled, runs on the primary instead.
       if (server !== shard.primary) return result.catch((error: unknown) => this.#readOnPrimary<R>(error, server, shard, compiled));
     } else {
       result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
@@ -202,9 +202,12 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   async #readOnPrimary<R>(error: unknown, replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
-    if (!isConnectionFailure(error)) throw error;
-    this.#runtime.replicaFailed(replica, (error as Error).message);
-    this.#destroyOnRelease = true; // the replica's client, if one was held, is broken
+    if (isConnectionFailure(error)) {
+      this.#runtime.replicaFailed(replica, (error as Error).message);
+      this.#destroyOnRelease = true; // the replica's client, if one was held, is broken
+    } else if (!isRecoveryConflict(error)) {
+      throw error;
+    }
     return runOn<R>(await this.#client(shard.primary), compiled.sql, compiled.parameters);
   }
 

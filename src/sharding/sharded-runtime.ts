@@ -74,9 +74,9 @@ export class ShardedRuntime {
     return replicas.serverForRead(shard, this.#readYourWrites.getStore()?.requiredPosition(shard.id)) ?? shard.primary;
   }
 
-  /** The read-your-writes context of the running async call, if any. */
+  /** The read-your-writes context of the running async call, if any (never when reads stay on primaries). */
   get readYourWritesContext(): ReadYourWritesContext | undefined {
-    return this.#readYourWrites.getStore();
+    return this.#replicas === undefined ? undefined : this.#readYourWrites.getStore();
   }
 
   /** Runs `fn` with `context` as the read-your-writes context of every statement it starts. */
