@@ -83,17 +83,23 @@ export async function run(): Promise<BenchReport> {
     await load(plain, 1000); // warm both pools and the JIT
     await load(sharded, 1000);
 
-    const latencies = { plain: [] as number[], sharded: [] as number[] };
+    const rounds = { plain: [] as number[][], sharded: [] as number[][] };
     // Measured, not assumed: a round ends when its last in-flight query does.
     const busyMillis = { plain: 0, sharded: 0 };
+    // Node's own CPU (user + system) during each side's rounds; PostgreSQL's runs in other processes.
+    const cpuMicros = { plain: 0, sharded: 0 };
     for (let r = 0; r < PAIRS; r++) {
       const order = r % 2 === 0 ? (['plain', 'sharded'] as const) : (['sharded', 'plain'] as const);
       for (const name of order) {
         const start = performance.now();
-        latencies[name].push(...(await load(name === 'plain' ? plain : sharded, ROUND_MILLIS)));
+        const cpu = process.cpuUsage();
+        rounds[name].push(await load(name === 'plain' ? plain : sharded, ROUND_MILLIS));
+        const used = process.cpuUsage(cpu);
+        cpuMicros[name] += used.user + used.system;
         busyMillis[name] += performance.now() - start;
       }
     }
+    const latencies = { plain: rounds.plain.flat(), sharded: rounds.sharded.flat() };
     await Promise.all([plain.destroy(), sharded.destroy()]);
     // After the load test, so its garbage and JIT state do not colour the end-to-end figures.
     const decisionMicros = routeDecisionMicros();
@@ -101,8 +107,13 @@ export async function run(): Promise<BenchReport> {
     const qps = (name: 'plain' | 'sharded') => latencies[name].length / (busyMillis[name] / 1000);
     const p50 = (name: 'plain' | 'sharded') => percentile(latencies[name], 0.5);
     const p99 = (name: 'plain' | 'sharded') => percentile(latencies[name], 0.99);
+    const cpuPerQuery = (name: 'plain' | 'sharded') => cpuMicros[name] / latencies[name].length;
+    const pairThroughputRatios = rounds.plain.map((p, i) => rounds.sharded[i]!.length / p.length);
     const ratios = {
       throughput_sharded_over_plain: qps('sharded') / qps('plain'),
+      // Checks on the pooled figures: the median over pairs of rounds, and Node CPU per query.
+      throughput_pair_median_sharded_over_plain: median(pairThroughputRatios),
+      cpu_per_query_sharded_over_plain: cpuPerQuery('sharded') / cpuPerQuery('plain'),
       p99_sharded_over_plain: p99('sharded') / p99('plain'),
       p50_sharded_over_plain: p50('sharded') / p50('plain'),
     };
@@ -115,6 +126,8 @@ export async function run(): Promise<BenchReport> {
         sharded_p50_ms: p50('sharded'),
         plain_p99_ms: p99('plain'),
         sharded_p99_ms: p99('sharded'),
+        plain_node_cpu_micros_per_query: cpuPerQuery('plain'),
+        sharded_node_cpu_micros_per_query: cpuPerQuery('sharded'),
         route_decision_median_micros: decisionMicros,
         clients: CLIENTS,
         rounds_each: PAIRS,

@@ -101,10 +101,11 @@ const ROOT_KIND: Record<RootOperationNode['kind'], StatementKind> = {
   DropTypeNode: 'ddl',
 };
 
-// Leaves and nodes that can never contain a query: the walk does not descend into them.
+// Leaves and nodes that can never contain a query: the walk does not descend into them. (LIMIT and
+// OFFSET are not among them: each takes any expression, a subquery included.)
 const LEAF_KINDS = new Set([
   'IdentifierNode', 'ValueNode', 'OperatorNode', 'PrimitiveValueListNode', 'TableNode', 'ColumnNode', 'ReferenceNode',
-  'SchemableIdentifierNode', 'SelectAllNode', 'DefaultInsertValueNode', 'DataTypeNode', 'LimitNode', 'OffsetNode',
+  'SchemableIdentifierNode', 'SelectAllNode', 'DefaultInsertValueNode', 'DataTypeNode',
 ]);
 
 /** Analyzes a root operation node. */

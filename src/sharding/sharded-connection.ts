@@ -260,7 +260,9 @@ export class ShardedConnection implements DatabaseConnection {
     const parts = this.#parts(plan, compiled.query);
     if (plan.statement === 'select') {
       const scatter = planScatter(compiled.query as SelectQueryNode, SCATTER_OPTIONS);
-      const rowsPerShard = await Promise.all(
+      // Every part settles before an error is thrown: Kysely releases the connection on the error,
+      // and a client must not go back to its pool while its query still runs.
+      const rowsPerShard = await allSettledOrThrow(
         parts.map(async (part) => {
           const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode, SCATTER_OPTIONS).shardNode;
           const query = this.#runtime.compile(node, compiled);
@@ -422,6 +424,14 @@ function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryR
     rows = results.flatMap((r) => r.rows);
   }
   return affected === undefined ? { rows } : { numAffectedRows: affected, rows };
+}
+
+/** The values of `promises` once all settled; the first rejection's reason if any failed. */
+async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((o) => (o as PromiseFulfilledResult<T>).value);
 }
 
 async function* flatten(chunks: AsyncIterable<unknown[]>): AsyncGenerator<Row> {

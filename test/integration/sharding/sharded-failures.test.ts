@@ -4,6 +4,8 @@ import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
 import { ErrorCodes, PartialWriteError, TransactionAbortedError } from '../../../src/errors';
 import type { PoolLike } from '../../../src/sharding/server-pools';
 import type { WriteEvent } from '../../../src/sharding/write-event';
+import { Pool } from 'pg';
+import { eventually } from '../../support/postgres-replication';
 
 let f: ShardedFixture;
 beforeAll(async () => {
@@ -68,6 +70,59 @@ describe('failures', () => {
     expect((error.cause as { code: string }).code).toBe('23505');
     expect((await f.direct[0]!.query('select 1 from users where id = $1', [a])).rowCount).toBe(1);
     expect(events).toEqual([{ kind: 'insert', table: 'users', shardId: f.shards[0]!.id, keys: [a] }]);
+  });
+
+  it('a scatter read that fails on one shard releases no client while another shard still runs its part', async () => {
+    // Real pools whose clients note releases made while one of their queries runs; shard 1's part fails at once.
+    const releasedBusy: string[] = [];
+    const pools: Pool[] = [];
+    const trackingPool = (url: string, failing: boolean): PoolLike => {
+      const pool = new Pool({ connectionString: url, max: 2 });
+      pools.push(pool);
+      return {
+        on: (event, listener) => pool.on(event, listener),
+        end: () => pool.end(),
+        async connect() {
+          const client = await pool.connect();
+          let running = 0;
+          return {
+            query: ((text: string, values?: unknown[]) => {
+              if (failing && text.includes('"users"')) return Promise.reject(new Error('injected: shard part failed'));
+              running++;
+              return client.query(text, values).finally(() => running--);
+            }) as never,
+            release: (destroy?: boolean | Error) => {
+              if (running > 0) releasedBusy.push(url);
+              client.release(destroy);
+            },
+          };
+        },
+      };
+    };
+    const db = new Kysely<DB>({
+      dialect: new ShardedDialect({
+        topology: f.topology,
+        shardKeys: { users: 'id', orders: 'user_id' },
+        keylessPolicy: { users: 'scatter' },
+        createPool: (server) => trackingPool(server.url, server.url === f.topology.shards[1]!.primary.url),
+      }),
+    });
+    // Shard 0's part waits on a lock until shard 1's failure has had every chance to surface.
+    const locker = await f.direct[0]!.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table users in access exclusive mode');
+      const outcome = db.selectFrom('users').selectAll().execute().then(() => undefined, (e: unknown) => e);
+      await eventually('the scatter part waiting on the lock', async () =>
+        (await f.direct[0]!.query("select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%\"users\"%'")).rowCount === 1,
+      );
+      await locker.query('rollback');
+      expect(((await outcome) as Error).message).toContain('injected');
+      expect(releasedBusy).toEqual([]);
+    } finally {
+      locker.release();
+      await db.destroy();
+    }
   });
 
   it('a split write that fails everywhere throws PostgreSQL’s own error', async () => {

@@ -122,6 +122,8 @@ describe('route planner', () => {
       'group by and having': base().select('id').groupBy('id').having((eb) => eb.exists(other())),
       'function argument': base().select((eb) => eb.fn.coalesce(other().limit(1), eb.val(0)).as('x')),
       'case expression': base().select((eb) => eb.case().when(eb.exists(other())).then(1).else(0).end().as('x')),
+      limit: base().selectAll().limit(() => other().select((eb) => eb.fn.countAll<number>().as('c'))),
+      offset: base().selectAll().offset(() => other().select((eb) => eb.fn.countAll<number>().as('c'))),
     };
     for (const [position, query] of Object.entries(positions)) {
       expect([position, routingError(() => plan(query)).code]).toEqual([position, ErrorCodes.UNROUTABLE_QUERY]);
