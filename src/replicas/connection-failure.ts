@@ -21,6 +21,18 @@ export function isConnectionFailure(error: unknown): boolean {
  * can run again on the primary.
  */
 export function isRecoveryConflict(error: unknown): boolean {
-  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  const code = sqlState(error);
   return code === '40001' || code === '40P01';
+}
+
+/**
+ * Whether a standby refused a statement as a write (SQLSTATE 25006: a locking clause in a
+ * subquery, `nextval`, a function that writes). Nothing happened, so it can run on the primary.
+ */
+export function isReadOnlyRefusal(error: unknown): boolean {
+  return sqlState(error) === '25006';
+}
+
+function sqlState(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
 }

@@ -23,6 +23,8 @@ export interface ReplicaReadOptions {
    * @default 1000
    */
   lagCheckIntervalMillis?: number;
+  /** A check (connection and query) that takes longer fails, and the replica serves no reads until one succeeds. @default 2000 */
+  checkTimeoutMillis?: number;
   /** Chooses among the eligible replicas of a shard (from `kysely-scale/balancer`). @default leastConnections() */
   strategy?: Strategy;
 }
@@ -32,6 +34,7 @@ export const REPLICA_READ_DEFAULTS = Object.freeze({
   readFrom: 'primary' as const,
   maxLagBytes: 16 * 1024 * 1024,
   lagCheckIntervalMillis: 1000,
+  checkTimeoutMillis: 2000,
 });
 
 /** The validated form of {@link ReplicaReadOptions}. */
@@ -39,6 +42,7 @@ export interface ResolvedReplicaReadOptions {
   readonly readFrom: 'primary' | 'replica';
   readonly maxLagBytes: number;
   readonly lagCheckIntervalMillis: number;
+  readonly checkTimeoutMillis: number;
   readonly strategy: Strategy | undefined;
 }
 
@@ -52,8 +56,10 @@ export function resolveReplicaReadOptions(options: ReplicaReadOptions = {}): Res
   if (!Number.isInteger(lagCheckIntervalMillis) || lagCheckIntervalMillis < 0) {
     throw new ConfigError('replicas.lagCheckIntervalMillis', `must be an integer ≥ 0; got ${String(lagCheckIntervalMillis)}`);
   }
+  const checkTimeoutMillis = options.checkTimeoutMillis ?? REPLICA_READ_DEFAULTS.checkTimeoutMillis;
+  if (!Number.isInteger(checkTimeoutMillis) || checkTimeoutMillis < 1) throw new ConfigError('replicas.checkTimeoutMillis', `must be an integer ≥ 1; got ${String(checkTimeoutMillis)}`);
   if (options.strategy !== undefined && typeof options.strategy.pick !== 'function') throw new ConfigError('replicas.strategy', 'must be a balancer Strategy (an object with pick())');
-  return Object.freeze({ readFrom, maxLagBytes, lagCheckIntervalMillis, strategy: options.strategy });
+  return Object.freeze({ readFrom, maxLagBytes, lagCheckIntervalMillis, checkTimeoutMillis, strategy: options.strategy });
 }
 
 /** What the router last measured of one replica. */
@@ -85,6 +91,20 @@ class ReplicaMember implements BalancedInstance {
   replayedTo: bigint | null = null;
   lagBytes: number | null = null;
   problem: string | null = 'not checked yet';
+  /** When the last check finished (ms, monotonic); measurements older than a few intervals do not count. */
+  checkedAt = -Infinity;
+  /** When a read last failed to reach it: a check round that began before cannot bring it back. */
+  failedAt = -Infinity;
+
+  /** Takes over what `other` measured (the same server in a new topology). */
+  copyState(other: ReplicaMember): void {
+    this.healthy = other.healthy;
+    this.replayedTo = other.replayedTo;
+    this.lagBytes = other.lagBytes;
+    this.problem = other.problem;
+    this.checkedAt = other.checkedAt;
+    this.failedAt = other.failedAt;
+  }
 
   constructor(
     readonly shard: Shard,
@@ -143,8 +163,10 @@ export class ReplicaRouter {
       next.set(
         shard.id,
         shard.replicas.map((server) => {
+          const member = new ReplicaMember(shard, server, this.#pools.busy);
           const kept = previous.get(`${shard.id} ${server.url}`);
-          return kept !== undefined && kept.shard === shard ? kept : new ReplicaMember(shard, server, this.#pools.busy);
+          if (kept !== undefined) member.copyState(kept);
+          return member;
         }),
       );
     }
@@ -155,8 +177,14 @@ export class ReplicaRouter {
   serverForRead(shard: Shard, requiredPosition: bigint | undefined): ServerSpec | undefined {
     const members = this.#members.get(shard.id);
     if (members === undefined) return undefined;
-    const eligible = members.filter((m) => this.#eligible(m, requiredPosition));
-    return eligible.length === 0 ? undefined : (this.#strategy.pick(eligible as unknown as NonEmptyArray<BalancedInstance>, {}) as ReplicaMember).server;
+    const now = performance.now();
+    const eligible = members.filter((m) => this.#eligible(m, requiredPosition, now));
+    if (eligible.length === 0) return undefined;
+    try {
+      return (this.#strategy.pick(eligible as unknown as NonEmptyArray<BalancedInstance>, {}) as ReplicaMember).server;
+    } catch {
+      return undefined; // a strategy that cannot choose leaves the read to the primary
+    }
   }
 
   /** Takes a replica out of service until its next successful check (a read on it failed to connect). */
@@ -166,6 +194,7 @@ export class ReplicaRouter {
         if (m.server.url !== server.url) continue;
         m.healthy = false;
         m.problem = problem;
+        m.failedAt = performance.now();
       }
     }
   }
@@ -191,7 +220,7 @@ export class ReplicaRouter {
             lagBytes: m.lagBytes,
             replayedTo: m.replayedTo === null ? null : formatLsn(m.replayedTo),
             problem: m.problem,
-            eligible: this.#eligible(m, undefined),
+            eligible: this.#eligible(m, undefined, performance.now()),
           }),
         );
       }
@@ -205,8 +234,11 @@ export class ReplicaRouter {
     this.#timer = undefined;
   }
 
-  #eligible(m: ReplicaMember, requiredPosition: bigint | undefined): boolean {
+  #eligible(m: ReplicaMember, requiredPosition: bigint | undefined, now: number): boolean {
     if (!m.healthy || m.lagBytes === null || m.lagBytes > this.#options.maxLagBytes) return false;
+    // With periodic checks, a measurement that stopped being renewed (checks hang or fail to run) expires.
+    const { lagCheckIntervalMillis, checkTimeoutMillis } = this.#options;
+    if (lagCheckIntervalMillis > 0 && now - m.checkedAt > 3 * lagCheckIntervalMillis + checkTimeoutMillis) return false;
     return requiredPosition === undefined || (m.replayedTo !== null && m.replayedTo >= requiredPosition);
   }
 
@@ -216,51 +248,91 @@ export class ReplicaRouter {
 
   async #checkShard(members: readonly ReplicaMember[]): Promise<void> {
     const shard = members[0]!.shard;
-    // The primary is read first: a replica can then only look further behind than it is, never closer.
-    let primaryAt: bigint;
-    try {
-      primaryAt = parseLsn(await this.#scalar(shard.primary, 'select pg_current_wal_insert_lsn()::text as v'));
-    } catch (error) {
-      // Without the primary's position no lag is known: no replica of this shard serves reads.
-      for (const m of members) {
-        m.lagBytes = null;
-        m.problem = `its primary could not be checked: ${(error as Error).message}`;
-      }
-      return;
-    }
-    await Promise.all(
+    const roundStart = performance.now();
+    // Replicas first, then the primary: the primary can only have moved on meanwhile, so the lag
+    // computed is an upper bound, never an underestimate.
+    const replayed = await Promise.all(
       members.map(async (m) => {
         try {
-          const [replayed, standby] = (await this.#scalar(m.server, "select coalesce(pg_last_wal_replay_lsn()::text, '') || ' ' || pg_is_in_recovery()::text as v")).split(' ');
-          if (standby !== 'true' || replayed === undefined || replayed === '') {
-            m.healthy = false;
-            m.problem = 'the server is not a streaming standby (promoted, or not a replica)';
-            return;
-          }
-          const at = parseLsn(replayed);
-          m.replayedTo = at;
-          m.lagBytes = at >= primaryAt ? 0 : Number(primaryAt - at);
-          m.healthy = true;
-          m.problem = null;
+          const [position, standby] = (await this.#scalar(m.server, "select coalesce(pg_last_wal_replay_lsn()::text, '') || ' ' || pg_is_in_recovery()::text as v")).split(' ');
+          if (standby !== 'true' || position === undefined || position === '') return new Error('the server is not a streaming standby (promoted, or not a replica)');
+          return parseLsn(position);
         } catch (error) {
-          m.healthy = false;
-          m.problem = (error as Error).message;
+          return error as Error;
         }
       }),
     );
+    let primaryAt: bigint | Error;
+    try {
+      primaryAt = parseLsn(await this.#scalar(shard.primary, 'select pg_current_wal_insert_lsn()::text as v'));
+    } catch (error) {
+      primaryAt = error as Error;
+    }
+    const now = performance.now();
+    members.forEach((m, i) => {
+      const at = replayed[i]!;
+      m.checkedAt = now;
+      if (at instanceof Error || primaryAt instanceof Error) {
+        m.healthy = false;
+        m.problem = at instanceof Error ? at.message : `its primary could not be checked: ${(primaryAt as Error).message}`;
+        return;
+      }
+      if (at > primaryAt) {
+        m.healthy = false;
+        m.problem = 'it has replayed past its primary’s position: it is not a replica of this primary';
+        return;
+      }
+      if (m.failedAt > roundStart) return; // a read failed to reach it after this round began
+      m.replayedTo = at;
+      m.lagBytes = Number(primaryAt - at);
+      m.healthy = true;
+      m.problem = null;
+    });
   }
 
-  async #scalar(server: ServerSpec, sql: string): Promise<string> {
-    const client = await this.#pools.acquire(server);
-    let broken = false;
-    try {
-      const { rows } = await client.query(sql);
-      return String((rows[0] as { v: unknown }).v);
-    } catch (error) {
-      broken = true;
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+  /** Runs a one-value query on `server`, failing after `checkTimeoutMillis` (a client that did not answer is closed, not reused). */
+  #scalar(server: ServerSpec, sql: string): Promise<string> {
+    const timeoutMillis = this.#options.checkTimeoutMillis;
+    return new Promise<string>((resolve, reject) => {
+      let client: PoolClientLike | undefined;
+      let released = false;
+      let timedOut = false;
+      const release = (destroy: boolean): void => {
+        if (client === undefined || released) return;
+        released = true;
+        client.release(destroy);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        release(true);
+        reject(new Error(`no answer within ${timeoutMillis} ms`));
+      }, timeoutMillis);
+      timer.unref();
+      this.#pools.acquire(server).then(
+        (acquired) => {
+          client = acquired;
+          if (timedOut) return release(true);
+          acquired.query(sql).then(
+            ({ rows }) => {
+              if (timedOut) return;
+              clearTimeout(timer);
+              release(false);
+              resolve(String((rows[0] as { v: unknown }).v));
+            },
+            (error: unknown) => {
+              if (timedOut) return;
+              clearTimeout(timer);
+              release(true);
+              reject(error as Error);
+            },
+          );
+        },
+        (error: unknown) => {
+          if (timedOut) return;
+          clearTimeout(timer);
+          reject(error as Error);
+        },
+      );
+    });
   }
 }

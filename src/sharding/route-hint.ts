@@ -43,3 +43,31 @@ export function withShardKey(key: ShardKeyValue): KyselyPlugin {
   encodeShardKey(key); // refuse a bad key here, where the caller can see it
   return new RouteHintPlugin(Object.freeze({ kind: 'key', key }));
 }
+
+// Queries marked by withPrimary(), keyed like the hints.
+const primaryOnly = new WeakSet<QueryId>();
+
+/** Whether `db.withPlugin(withPrimary())` marked this query. */
+export function isPrimaryOnly(queryId: QueryId): boolean {
+  return primaryOnly.has(queryId);
+}
+
+class PrimaryOnlyPlugin implements KyselyPlugin {
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    primaryOnly.add(args.queryId);
+    return args.node;
+  }
+
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
+  }
+}
+
+/**
+ * Runs every read of `db.withPlugin(withPrimary())` on its shard's primary even when replica reads
+ * are on: for SELECTs with effects a standby cannot have or would keep to itself (advisory locks,
+ * `set_config`, `nextval`, functions that write) and for reads that must see the latest data.
+ */
+export function withPrimary(): KyselyPlugin {
+  return new PrimaryOnlyPlugin();
+}

@@ -29,10 +29,10 @@ export interface RoutePart {
 
 /**
  * The routing decision for one statement. Cheap to build; `nestedWrites` lists writes inside it
- * (data-modifying CTEs); `locks` marks a SELECT with a locking clause (FOR UPDATE/SHARE), which
- * must run on a primary.
+ * (data-modifying CTEs); `primaryOnly` marks a read that must run on a primary (a locking clause
+ * such as FOR UPDATE, or `withPrimary()`).
  */
-export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[]; readonly locks?: true };
+export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[]; readonly primaryOnly?: true };
 
 type RoutePlanTarget =
   | { readonly kind: 'single'; readonly statement: StatementKind; readonly table: string | null; readonly shard: Shard; readonly keys: readonly unknown[] | null }
@@ -54,7 +54,7 @@ export function planRoute(
   if (hint?.kind !== 'shard' && (analysis.scopes.length > 1 || root0?.keyWrites !== undefined)) checkScopes(plan, analysis, topology, hint !== undefined);
   if (root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0) {
     // Any end modifier is taken as a lock (FOR UPDATE, FOR SHARE, …): reading it on a replica would fail.
-    return analysis.nestedWrites.length === 0 ? { ...plan, locks: true } : { ...plan, nestedWrites: analysis.nestedWrites, locks: true };
+    return analysis.nestedWrites.length === 0 ? { ...plan, primaryOnly: true } : { ...plan, nestedWrites: analysis.nestedWrites, primaryOnly: true };
   }
   return analysis.nestedWrites.length === 0 ? plan : { ...plan, nestedWrites: analysis.nestedWrites };
 }

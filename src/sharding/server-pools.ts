@@ -112,14 +112,24 @@ export class ServerPools {
 
 /** The default pool factory: a pg `Pool` per server with the given options. */
 export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>): (server: ServerSpec) => PoolLike {
-  return (server) =>
-    new Pool({
+  return (server) => {
+    const pool = new Pool({
       connectionString: server.url,
       max: options.max,
       idleTimeoutMillis: options.idleTimeoutMillis,
       connectionTimeoutMillis: options.connectionTimeoutMillis,
       application_name: options.applicationName,
       keepAlive: true,
+      // Idle pooled connections (and the replica lag checks' ones) never keep a process alive.
+      allowExitOnIdle: true,
       ...(options.statementTimeoutMillis > 0 ? { statement_timeout: options.statementTimeoutMillis } : {}),
-    }) as unknown as PoolLike;
+    });
+    // pg-pool listens for errors of idle clients only. A server that drops a checked-out client
+    // makes it emit 'error', which without a listener would crash the process; the statement on it
+    // fails with the same error, so nothing is lost by listening here.
+    pool.on('connect', (client) => client.on('error', ignoreError));
+    return pool as unknown as PoolLike;
+  };
 }
+
+function ignoreError(): void {}

@@ -1,13 +1,13 @@
 import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
 import { CrossShardTransactionError, ErrorCodes, PartialWriteError, RoutingError, TransactionAbortedError } from '../errors';
-import { routeHintOf } from './route-hint';
+import { isPrimaryOnly, routeHintOf } from './route-hint';
 import { planRoute, planTargets, type RoutePart, type RoutePlan } from './route-planner';
 import { planScatter, type ScatterPlanOptions } from './scatter-plan';
 import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { Shard, ServerSpec } from './topology';
 import type { WriteEvent } from './write-event';
-import { isConnectionFailure, isRecoveryConflict } from '../replicas/connection-failure';
+import { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from '../replicas/connection-failure';
 import { parseLsn } from '../replicas/lsn';
 
 type Row = Record<string, unknown>;
@@ -31,6 +31,8 @@ interface TransactionState {
   doomed: CrossShardTransactionError | TransactionAbortedError | null;
   /** Write events, emitted after COMMIT succeeds. */
   readonly writes: WriteEvent[];
+  /** Whether a statement other than a plain read ran (read-your-writes then notes the commit's position). */
+  wrote: boolean;
 }
 
 /**
@@ -80,8 +82,22 @@ export class ShardedConnection implements DatabaseConnection {
     const plan = this.#plan(compiled);
     const shards = planTargets(plan);
     if (plan.kind === 'single' || shards.length === 1) {
-      const client = await this.#clientForStatement(shards[0]!, plan);
-      for await (const rows of this.#cursorRows(client, compiled.sql, compiled.parameters, chunkSize)) yield { rows: rows as R[] };
+      const shard = shards[0]!;
+      if (this.#tx !== null && (plan.statement !== 'select' || plan.nestedWrites !== undefined)) this.#tx.wrote = true;
+      const client = await this.#clientForStatement(shard, plan);
+      let failed = false;
+      try {
+        for await (const rows of this.#cursorRows(client, compiled.sql, compiled.parameters, chunkSize)) yield { rows: rows as R[] };
+      } catch (error) {
+        failed = true;
+        throw error;
+      } finally {
+        // A streamed write (insert … returning, a data-modifying CTE) wrote once its cursor ran, even if the reader stopped early.
+        if (!failed && (plan.statement !== 'select' || plan.nestedWrites !== undefined)) {
+          this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
+          if (this.#tx === null) await this.#noteWritePosition(shard);
+        }
+      }
       return;
     }
     if (this.#tx !== null) throw this.#doom(this.#tx, `this stream spans ${shards.length} shards`);
@@ -114,7 +130,7 @@ export class ShardedConnection implements DatabaseConnection {
 
   /** Starts a transaction; BEGIN is sent once a statement binds it to a shard. */
   beginTransaction(settings: TransactionSettings): void {
-    this.#tx = { settings, shard: null, began: false, deferred: [], doomed: null, writes: [] };
+    this.#tx = { settings, shard: null, began: false, deferred: [], doomed: null, writes: [], wrote: false };
   }
 
   async commitTransaction(): Promise<void> {
@@ -127,7 +143,7 @@ export class ShardedConnection implements DatabaseConnection {
     if (tx.shard === null) return; // nothing was sent
     await this.#send(tx.shard, CompiledQuery.raw('commit'));
     if (tx.writes.length > 0) this.#runtime.emitWrites(tx.writes);
-    await this.#noteWritePosition(tx.shard);
+    if (tx.wrote) await this.#noteWritePosition(tx.shard);
   }
 
   /** Rolls back; a no-op when a failed commit already ended the transaction (Kysely's controlled transactions then call rollback to release the connection). */
@@ -179,7 +195,8 @@ export class ShardedConnection implements DatabaseConnection {
     // Raw SQL inside a transaction that is already bound runs where the transaction runs.
     const bound = this.#tx?.shard;
     if (hint === undefined && bound != null && compiled.query.kind === 'RawNode') hint = { kind: 'shard', shardId: bound.id };
-    return planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
+    const plan = planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
+    return plan.primaryOnly !== true && isPrimaryOnly(compiled.queryId) ? { ...plan, primaryOnly: true } : plan;
   }
 
   #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
@@ -191,6 +208,7 @@ export class ShardedConnection implements DatabaseConnection {
       // A plain read on a replica that cannot be reached, or that replay cancelled, runs on the primary instead.
       if (server !== shard.primary) return result.catch((error: unknown) => this.#readOnPrimary<R>(error, server, shard, compiled));
     } else {
+      if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#tx.wrote = true;
       result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
     }
     if (plan.statement === 'select' && plan.nestedWrites === undefined) return result;
@@ -205,7 +223,7 @@ export class ShardedConnection implements DatabaseConnection {
     if (isConnectionFailure(error)) {
       this.#runtime.replicaFailed(replica, (error as Error).message);
       this.#destroyOnRelease = true; // the replica's client, if one was held, is broken
-    } else if (!isRecoveryConflict(error)) {
+    } else if (!isRecoveryConflict(error) && !isReadOnlyRefusal(error)) {
       throw error;
     }
     return runOn<R>(await this.#client(shard.primary), compiled.sql, compiled.parameters);
@@ -288,7 +306,7 @@ export class ShardedConnection implements DatabaseConnection {
       if (outcome.status === 'fulfilled') {
         committed.push(part.shard.id);
         this.#recordWrite(plan, part.shard, part.keys);
-        positions.push(this.#noteWritePosition(part.shard));
+        if (this.#runtime.readYourWritesContext !== undefined) positions.push(this.#noteWritePosition(part.shard));
       } else {
         failed.push(part.shard.id);
         firstError ??= outcome.reason;

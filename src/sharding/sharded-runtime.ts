@@ -68,7 +68,7 @@ export class ShardedRuntime {
    */
   serverFor(shard: Shard, plan: RoutePlan | null, inTransaction: boolean): ServerSpec {
     const replicas = this.#replicas;
-    if (replicas === undefined || inTransaction || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.locks === true) {
+    if (replicas === undefined || inTransaction || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.primaryOnly === true) {
       return shard.primary;
     }
     return replicas.serverForRead(shard, this.#readYourWrites.getStore()?.requiredPosition(shard.id)) ?? shard.primary;
@@ -81,7 +81,8 @@ export class ShardedRuntime {
 
   /** Runs `fn` with `context` as the read-your-writes context of every statement it starts. */
   runWithReadYourWrites<T>(context: ReadYourWritesContext, fn: () => T): T {
-    return this.#readYourWrites.run(context, fn);
+    // Reads stay on primaries without replica reads; AsyncLocalStorage would only slow promises down.
+    return this.#replicas === undefined ? fn() : this.#readYourWrites.run(context, fn);
   }
 
   /** Takes a replica out of read service until its next successful check. */

@@ -1,12 +1,14 @@
-import { Kysely } from 'kysely';
+import { execFileSync } from 'node:child_process';
+import { Kysely, sql } from 'kysely';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/sharding/topology';
 import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
 import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
 import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
+import { withPrimary } from '../../../src/sharding/route-hint';
 import { countingPool, StatementLog } from '../sharding/sharded-fixture';
-import { waitForReplay, withPg } from '../../support/postgres-replication';
+import { eventually, waitForReplay, withPg } from '../../support/postgres-replication';
 
 interface DB {
   users: { id: number; name: string };
@@ -20,9 +22,9 @@ let topology: Topology;
 const log = new StatementLog();
 const open: Kysely<DB>[] = [];
 
-function connect(replicas: ShardedDialectConfig['replicas']): { db: Kysely<DB>; dialect: ShardedDialect } {
+function connect(replicas: ShardedDialectConfig['replicas'], options: Partial<ShardedDialectConfig> = {}): { db: Kysely<DB>; dialect: ShardedDialect } {
   // Stopping a replica ends its idle connections: expected here, so not reported.
-  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas, createPool: (server) => countingPool(server.url, log), onPoolError: () => undefined });
+  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas, createPool: (server) => countingPool(server.url, log), onPoolError: () => undefined, ...options });
   const db = new Kysely<DB>({ dialect });
   open.push(db);
   return { db, dialect };
@@ -165,6 +167,87 @@ describe('reads from streaming replicas', () => {
       await down.start();
     }
     await waitForReplay(shard.primaryUrl, shard.replicaUrls[0]!);
+    await dialect.refreshReplicas();
+    expect(dialect.replicaStatus().map((s) => s.eligible)).toEqual([true, true]);
+  });
+
+  test('reads a standby refuses as writes, and reads marked withPrimary(), run on the primary', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    await dialect.refreshReplicas();
+    // A locking clause inside a subquery: the standby refuses it (25006) and the read runs again on the primary.
+    const locked = await db
+      .selectFrom((qb) => qb.selectFrom('users').selectAll().where('id', '=', 5).forUpdate().as('u'))
+      .select('name')
+      .where('u.id', '=', 5)
+      .execute();
+    expect(locked).toEqual([{ name: 'user 5' }]);
+    const [primary] = where();
+    expect(primary).toBe(1);
+    // An advisory lock succeeds on a standby, where it guards nothing: withPrimary() takes it on the primary.
+    log.reset();
+    const onPrimary = db.withPlugin(withPrimary());
+    const got = await onPrimary.selectFrom('users').select(sql<boolean>`pg_try_advisory_lock(42)`.as('locked')).where('id', '=', 6).executeTakeFirstOrThrow();
+    expect(got.locked).toBe(true);
+    expect(where()).toEqual([1, 0, 0]);
+    await onPrimary.selectFrom('users').select(sql<boolean>`pg_advisory_unlock(42)`.as('unlocked')).where('id', '=', 6).execute();
+  });
+
+  test('a streamed write inside read-your-writes is seen by the next read', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    await dialect.refreshReplicas();
+    await setReplay(true);
+    try {
+      await dialect.refreshReplicas();
+      const seen = await dialect.readYourWrites(async () => {
+        for await (const row of db.insertInto('users').values({ id: 3001, name: 'streamed' }).returning('id').stream()) expect(row).toEqual({ id: 3001 });
+        log.reset();
+        return db.selectFrom('users').select('name').where('id', '=', 3001).executeTakeFirst();
+      });
+      expect(seen).toEqual({ name: 'streamed' });
+      expect(where()).toEqual([1, 0, 0]);
+    } finally {
+      await setReplay(false);
+    }
+  });
+
+  test('a replica that stops in the middle of a read: the read finishes on the primary and the process survives', async () => {
+    // Only replica 0 in this topology, so the read certainly starts there.
+    const one = createTopology({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: [shard.replicaUrls[0]!] }] });
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 }, { topology: one, createPool: undefined });
+    await dialect.refreshReplicas();
+    const replica = cluster.shards[0]!.replicas[0]!;
+    const slow = db.selectFrom('users').select(['name', sql<string>`pg_sleep(1)::text`.as('slept')]).where('id', '=', 7).executeTakeFirstOrThrow();
+    await eventually('the read running on the replica', async () =>
+      withPg(replica.url, async (c) => (await c.query("select 1 from pg_stat_activity where query like '%pg_sleep(1)%' and pid <> pg_backend_pid()")).rowCount === 1),
+    );
+    await replica.stop();
+    try {
+      expect((await slow).name).toBe('user 7');
+      expect(dialect.replicaStatus()[0]).toMatchObject({ healthy: false, eligible: false });
+    } finally {
+      await replica.start();
+      await waitForReplay(shard.primaryUrl, replica.url);
+    }
+  });
+
+  test('a replica that stops answering fails its check within checkTimeoutMillis and serves no reads', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0, checkTimeoutMillis: 300 });
+    await dialect.refreshReplicas();
+    const replica = cluster.shards[0]!.replicas[0]!;
+    // Freeze the server and every backend it runs: connections stay open, nothing answers.
+    const pids = [replica.pid!, ...execFileSync('pgrep', ['-P', String(replica.pid)]).toString().trim().split(/\s+/).map(Number)];
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    try {
+      const started = performance.now();
+      await dialect.refreshReplicas();
+      expect(performance.now() - started).toBeLessThan(3000);
+      expect(dialect.replicaStatus()[0]).toMatchObject({ healthy: false, eligible: false, problem: 'no answer within 300 ms' });
+      log.reset();
+      for (let id = 1; id <= 4; id++) await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
+      expect(where()).toEqual([0, 0, 4]);
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+    }
     await dialect.refreshReplicas();
     expect(dialect.replicaStatus().map((s) => s.eligible)).toEqual([true, true]);
   });

@@ -1,6 +1,6 @@
 import { ConfigError, ErrorCodes } from '../../../src/errors';
 import { formatLsn, parseLsn } from '../../../src/replicas/lsn';
-import { isConnectionFailure, isRecoveryConflict } from '../../../src/replicas/connection-failure';
+import { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from '../../../src/replicas/connection-failure';
 import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
 import { REPLICA_READ_DEFAULTS, resolveReplicaReadOptions } from '../../../src/replicas/replica-router';
 import { roundRobin } from '../../../src/balancer/strategies/round-robin';
@@ -36,6 +36,8 @@ describe('connection failures', () => {
     expect(isRecoveryConflict(Object.assign(new Error('deadlock'), { code: '40P01' }))).toBe(true);
     expect(isRecoveryConflict(Object.assign(new Error('connection failure'), { code: '08006' }))).toBe(false);
     expect(isRecoveryConflict(undefined)).toBe(false);
+    expect(isReadOnlyRefusal(Object.assign(new Error('cannot execute SELECT FOR UPDATE in a read-only transaction'), { code: '25006' }))).toBe(true);
+    expect(isReadOnlyRefusal(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
   });
 });
 
@@ -56,7 +58,7 @@ describe('read-your-writes context', () => {
 describe('replica read options', () => {
   test('defaults: reads stay on the primary, 16 MiB lag bound, checks every second', () => {
     expect(resolveReplicaReadOptions()).toEqual({ ...REPLICA_READ_DEFAULTS, strategy: undefined });
-    expect(REPLICA_READ_DEFAULTS).toEqual({ readFrom: 'primary', maxLagBytes: 16 * 1024 * 1024, lagCheckIntervalMillis: 1000 });
+    expect(REPLICA_READ_DEFAULTS).toEqual({ readFrom: 'primary', maxLagBytes: 16 * 1024 * 1024, lagCheckIntervalMillis: 1000, checkTimeoutMillis: 2000 });
   });
 
   test('bad options name the option', () => {
@@ -65,6 +67,7 @@ describe('replica read options', () => {
       [{ maxLagBytes: -1 }, 'replicas.maxLagBytes'],
       [{ maxLagBytes: 1.5 }, 'replicas.maxLagBytes'],
       [{ lagCheckIntervalMillis: -5 }, 'replicas.lagCheckIntervalMillis'],
+      [{ checkTimeoutMillis: 0 }, 'replicas.checkTimeoutMillis'],
       [{ strategy: 'least-connections' }, 'replicas.strategy'],
     ];
     for (const [options, option] of cases) {
