@@ -73,7 +73,7 @@ export async function run(): Promise<BenchReport> {
     const [shard] = await cluster.createDatabase('routing_bench');
     const url = shard!.primaryUrl;
     // Both sides get the same pool settings (ShardedDialect's defaults), so the figure is the routing overhead alone.
-    const poolOptions = { max: 10, idleTimeoutMillis: SERVER_POOL_DEFAULTS.idleTimeoutMillis, connectionTimeoutMillis: SERVER_POOL_DEFAULTS.connectionTimeoutMillis, application_name: SERVER_POOL_DEFAULTS.applicationName, keepAlive: true };
+    const poolOptions = { max: 10, idleTimeoutMillis: SERVER_POOL_DEFAULTS.idleTimeoutMillis, connectionTimeoutMillis: SERVER_POOL_DEFAULTS.connectionTimeoutMillis, application_name: SERVER_POOL_DEFAULTS.applicationName, keepAlive: true, allowExitOnIdle: true };
     const plain = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, ...poolOptions }) }) });
     const sharded = new Kysely<DB>({
       dialect: new ShardedDialect({ topology: createTopology({ shards: [{ id: 'shard0', primary: url }] }), shardKeys: { users: 'id' }, pool: { max: 10 } }),

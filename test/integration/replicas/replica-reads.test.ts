@@ -1,4 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Kysely, sql } from 'kysely';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
@@ -251,4 +254,34 @@ describe('reads from streaming replicas', () => {
     await dialect.refreshReplicas();
     expect(dialect.replicaStatus().map((s) => s.eligible)).toEqual([true, true]);
   });
+
+  test('a process that never destroys its dialect still exits: lag checks keep nothing alive', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kysely-scale-exit-'));
+    const script = join(dir, 'forget-destroy.ts');
+    const src = (file: string) => JSON.stringify(resolve(__dirname, '../../../src', file));
+    writeFileSync(
+      script,
+      `import { Kysely } from ${JSON.stringify(require.resolve('kysely'))};
+import { ShardedDialect } from ${src('sharding/sharded-dialect')};
+import { createTopology } from ${src('sharding/topology')};
+const topology = createTopology(${JSON.stringify({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: shard.replicaUrls }] })});
+const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 50 } });
+const db = new Kysely<any>({ dialect });
+void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(() => process.stdout.write('read\\n'));
+`,
+    );
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: resolve(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on('exit', (c, s) => done([c, s])));
+      clearTimeout(timer);
+      expect({ stdout, code, signal, stderr: stderr.slice(0, 2000) }).toEqual({ stdout: 'read\n', code: 0, signal: null, stderr: '' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
