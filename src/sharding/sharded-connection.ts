@@ -203,8 +203,23 @@ export class ShardedConnection implements DatabaseConnection {
     let result: Promise<QueryResult<R>>;
     if (this.#tx === null) {
       const server = this.#runtime.serverFor(shard, plan, false);
-      const held = this.#heldFor(server.url)?.client;
-      result = held !== undefined ? runOn<R>(held, compiled.sql, compiled.parameters) : this.#client(server).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+      const held = this.#heldFor(server.url);
+      if (held === undefined) {
+        // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
+        const entry = this.#hold(server);
+        result = entry.pending.then(
+          (client) => {
+            entry.client = client;
+            return runOn<R>(client, compiled.sql, compiled.parameters);
+          },
+          (error: unknown) => {
+            this.#forget(entry);
+            throw error;
+          },
+        );
+      } else {
+        result = held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+      }
       // A plain read on a replica that cannot be reached, or that replay cancelled, runs on the primary instead.
       if (server !== shard.primary) return result.catch((error: unknown) => this.#readOnPrimary<R>(error, server, shard, compiled));
     } else {
@@ -369,19 +384,30 @@ export class ShardedConnection implements DatabaseConnection {
   #client(server: ServerSpec): Promise<PoolClientLike> {
     const held = this.#heldFor(server.url);
     if (held !== undefined) return held.pending;
-    // Registered before the checkout resolves, so a concurrent statement for the same server shares it.
-    const entry: HeldClient = { url: server.url, pending: this.#runtime.acquire(server), client: undefined };
-    this.#held.push(entry);
+    const entry = this.#hold(server);
     entry.pending.then(
       (client) => {
         entry.client = client;
       },
-      () => {
-        const at = this.#held.indexOf(entry);
-        if (at >= 0) this.#held.splice(at, 1);
-      },
+      () => this.#forget(entry),
     );
     return entry.pending;
+  }
+
+  /**
+   * Starts a checkout of `server` and registers it before it resolves, so a concurrent statement
+   * for the same server shares it. The caller's first continuation on `pending` must set
+   * `client`, or forget the entry when the checkout fails.
+   */
+  #hold(server: ServerSpec): HeldClient {
+    const entry: HeldClient = { url: server.url, pending: this.#runtime.acquire(server), client: undefined };
+    this.#held.push(entry);
+    return entry;
+  }
+
+  #forget(entry: HeldClient): void {
+    const at = this.#held.indexOf(entry);
+    if (at >= 0) this.#held.splice(at, 1);
   }
 
   #heldFor(url: string): HeldClient | undefined {
