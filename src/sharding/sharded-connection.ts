@@ -51,6 +51,11 @@ export class ShardedConnection implements DatabaseConnection {
   #tx: TransactionState | null = null;
   /** Set when a held client may be in an unknown state: it is closed instead of returned to its pool. */
   #destroyOnRelease = false;
+  /**
+   * Set once raw SQL or DDL ran on this connection (`SET`, temp tables, locks, a manual BEGIN):
+   * until it is released, its reads stay on the primaries, where that session state lives.
+   */
+  #session = false;
 
   constructor(runtime: ShardedRuntime) {
     this.#runtime = runtime;
@@ -64,6 +69,7 @@ export class ShardedConnection implements DatabaseConnection {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
     if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
     return this.#executeSpread<R>(compiled, plan);
   }
@@ -80,6 +86,7 @@ export class ShardedConnection implements DatabaseConnection {
   async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
     if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RoutingError(ErrorCodes.INVALID_CONFIG, 'chunkSize must be a positive integer');
     const plan = this.#plan(compiled);
+    if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
     const shards = planTargets(plan);
     if (plan.kind === 'single' || shards.length === 1) {
       const shard = shards[0]!;
@@ -113,7 +120,7 @@ export class ShardedConnection implements DatabaseConnection {
       parts.map(async (part) => {
         const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode, SCATTER_OPTIONS).shardNode;
         const query = this.#runtime.compile(node, compiled);
-        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, this.#session));
         return flatten(this.#cursorRows(client, query.sql, query.parameters, chunkSize));
       }),
     );
@@ -178,6 +185,7 @@ export class ShardedConnection implements DatabaseConnection {
     const destroy = this.#tx !== null || this.#destroyOnRelease ? true : undefined;
     this.#tx = null;
     this.#destroyOnRelease = false;
+    this.#session = false;
     const entries = this.#held;
     if (entries.length === 0) return undefined;
     let late: Promise<void>[] | undefined;
@@ -202,7 +210,7 @@ export class ShardedConnection implements DatabaseConnection {
   #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
     let result: Promise<QueryResult<R>>;
     if (this.#tx === null) {
-      const server = this.#runtime.serverFor(shard, plan, false);
+      const server = this.#runtime.serverFor(shard, plan, this.#session);
       const held = this.#heldFor(server.url);
       if (held === undefined) {
         // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
@@ -262,7 +270,7 @@ export class ShardedConnection implements DatabaseConnection {
 
   /** The client a statement on `shard` runs on; inside a transaction, binds it or checks the binding. */
   #clientForStatement(shard: Shard, plan: RoutePlan): Promise<PoolClientLike> {
-    if (this.#tx === null) return this.#client(this.#runtime.serverFor(shard, plan, false));
+    if (this.#tx === null) return this.#client(this.#runtime.serverFor(shard, plan, this.#session));
     return this.#transactionClient(this.#tx, shard, plan);
   }
 
@@ -299,7 +307,7 @@ export class ShardedConnection implements DatabaseConnection {
         parts.map(async (part) => {
           const node = part.node === compiled.query ? scatter.shardNode : planScatter(part.node as SelectQueryNode, SCATTER_OPTIONS).shardNode;
           const query = this.#runtime.compile(node, compiled);
-          const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+          const client = await this.#client(this.#runtime.serverFor(part.shard, plan, this.#session));
           return (await runOn<Row>(client, query.sql, query.parameters)).rows;
         }),
       );
@@ -308,7 +316,7 @@ export class ShardedConnection implements DatabaseConnection {
     const settled = await Promise.allSettled(
       parts.map(async (part) => {
         const query = part.node === compiled.query ? compiled : this.#runtime.compile(part.node, compiled);
-        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, false));
+        const client = await this.#client(this.#runtime.serverFor(part.shard, plan, this.#session));
         return runOn<unknown>(client, query.sql, query.parameters);
       }),
     );

@@ -63,12 +63,13 @@ export class ShardedRuntime {
 
   /**
    * The one place that chooses the server a statement on `shard` runs on: a replica for a plain
-   * read outside a transaction when replica reads are on and one is eligible (for the current
-   * read-your-writes context, if any); the primary for everything else.
+   * read when replica reads are on and one is eligible (for the current read-your-writes context,
+   * if any); the primary for everything else, and for every statement that needs its session
+   * (`inSession`: inside a transaction, or on a connection that ran raw SQL or DDL).
    */
-  serverFor(shard: Shard, plan: RoutePlan | null, inTransaction: boolean): ServerSpec {
+  serverFor(shard: Shard, plan: RoutePlan | null, inSession: boolean): ServerSpec {
     const replicas = this.#replicas;
-    if (replicas === undefined || inTransaction || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.primaryOnly === true) {
+    if (replicas === undefined || inSession || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.primaryOnly === true) {
       return shard.primary;
     }
     return replicas.serverForRead(shard, this.#readYourWrites.getStore()?.requiredPosition(shard.id)) ?? shard.primary;

@@ -9,7 +9,7 @@ import { createTopology, type Topology } from '../../../src/sharding/topology';
 import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
 import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
 import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
-import { withPrimary } from '../../../src/sharding/route-hint';
+import { withPrimary, withShard } from '../../../src/sharding/route-hint';
 import { countingPool, StatementLog } from '../sharding/sharded-fixture';
 import { eventually, waitForReplay, withPg } from '../../support/postgres-replication';
 
@@ -284,4 +284,22 @@ void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(()
       rmSync(dir, { recursive: true, force: true });
     }
   }, 20_000);
+
+  test('in db.connection(), reads after raw SQL stay on the primary, where the session state lives', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
+    await dialect.refreshReplicas();
+    const names = await db.connection().execute(async (conn) => {
+      const before = await conn.selectFrom('users').select(sql<string>`current_setting('application_name')`.as('app')).where('id', '=', 8).executeTakeFirstOrThrow();
+      await sql`set application_name = 'session-state'`.execute(conn.withPlugin(withShard(shard.id)));
+      const after = await conn.selectFrom('users').select(sql<string>`current_setting('application_name')`.as('app')).where('id', '=', 8).executeTakeFirstOrThrow();
+      await sql`reset application_name`.execute(conn.withPlugin(withShard(shard.id)));
+      return [before.app, after.app];
+    });
+    expect(names[0]).not.toBe('session-state');
+    expect(names[1]).toBe('session-state'); // read on the client the SET ran on
+    // Released, the connection forgets: the next read may use a replica again.
+    log.reset();
+    await db.selectFrom('users').select('name').where('id', '=', 8).execute();
+    expect(where()[0]).toBe(0);
+  });
 });
