@@ -187,6 +187,15 @@ export class ReplicaRouter {
     }
   }
 
+  /** Tells the strategy how a read on `server` went (response-time strategies such as peakEwma() learn from it). */
+  complete(server: ServerSpec, latencyMillis: number, ok: boolean): void {
+    const onComplete = this.#strategy.onComplete;
+    if (onComplete === undefined) return;
+    for (const list of this.#members.values()) {
+      for (const m of list) if (m.server === server) onComplete.call(this.#strategy, m, { latencyMillis, ok });
+    }
+  }
+
   /** Takes a replica out of service until its next successful check (a read on it failed to connect). */
   markFailed(server: ServerSpec, problem: string): void {
     for (const list of this.#members.values()) {

@@ -229,7 +229,20 @@ export class ShardedConnection implements DatabaseConnection {
         result = held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
       }
       // A plain read on a replica that cannot be reached, or that replay cancelled, runs on the primary instead.
-      if (server !== shard.primary) return result.catch((error: unknown) => this.#readOnPrimary<R>(error, server, shard, compiled));
+      if (server !== shard.primary) {
+        const started = performance.now();
+        return result.then(
+          (r) => {
+            this.#runtime.replicaOutcome(server, performance.now() - started, true);
+            return r;
+          },
+          (error: unknown) => {
+            // Only an unreachable replica counts as its failure; a statement's own error is not its fault.
+            this.#runtime.replicaOutcome(server, performance.now() - started, !isConnectionFailure(error));
+            return this.#readOnPrimary<R>(error, server, shard, compiled);
+          },
+        );
+      }
     } else {
       if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#tx.wrote = true;
       result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));

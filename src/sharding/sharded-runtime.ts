@@ -86,6 +86,11 @@ export class ShardedRuntime {
     return this.#replicas === undefined ? fn() : this.#readYourWrites.run(context, fn);
   }
 
+  /** Reports a replica read's outcome to the replica strategy. */
+  replicaOutcome(server: ServerSpec, latencyMillis: number, ok: boolean): void {
+    this.#replicas?.complete(server, latencyMillis, ok);
+  }
+
   /** Takes a replica out of read service until its next successful check. */
   replicaFailed(server: ServerSpec, problem: string): void {
     this.#replicas?.markFailed(server, problem);

@@ -10,7 +10,10 @@ import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
 import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
 import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
 import { withPrimary, withShard } from '../../../src/sharding/route-hint';
-import { countingPool, StatementLog } from '../sharding/sharded-fixture';
+import { peakEwma } from '../../../src/balancer/strategies/peak-ewma';
+import type { Strategy } from '../../../src/balancer/balancer-strategy';
+import { countingPool, interceptingPool, StatementLog } from '../sharding/sharded-fixture';
+import type { PoolLike } from '../../../src/sharding/server-pools';
 import { eventually, waitForReplay, withPg } from '../../support/postgres-replication';
 
 interface DB {
@@ -302,4 +305,35 @@ void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(()
     await db.selectFrom('users').select('name').where('id', '=', 8).execute();
     expect(where()[0]).toBe(0);
   });
+
+  test('a response-time strategy learns from every replica read, and a slow replica loses the reads', async () => {
+    const outcomes: { replica: string; ok: boolean }[] = [];
+    const ewma = peakEwma();
+    const recording: Strategy = {
+      name: 'recording peak-ewma',
+      pick: (candidates, request) => ewma.pick(candidates, request),
+      onComplete: (instance, outcome) => {
+        outcomes.push({ replica: instance.id, ok: outcome.ok });
+        ewma.onComplete!(instance, outcome);
+      },
+    };
+    // Replica 0's real client answers 100 ms late (a wrapped client, as a slow network would).
+    const slowUrl = shard.replicaUrls[0]!;
+    const { db, dialect } = connect(
+      { readFrom: 'replica', lagCheckIntervalMillis: 0, strategy: recording },
+      { createPool: (server) => (server.url === slowUrl ? delayedPool(server.url, 100) : countingPool(server.url, log)) },
+    );
+    await dialect.refreshReplicas();
+    const [slow, fast] = dialect.replicaStatus().map((s) => s.server) as [string, string];
+    for (let id = 1; id <= 30; id++) await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
+    expect(outcomes).toHaveLength(30);
+    expect(outcomes.every((o) => o.ok)).toBe(true);
+    expect(outcomes.filter((o) => o.replica === slow).length).toBeLessThanOrEqual(2);
+    expect(outcomes.filter((o) => o.replica === fast).length).toBeGreaterThanOrEqual(28);
+  });
 });
+
+/** A real pg pool whose statements (not its lag checks' replies, which share the delay) resolve `millis` late. */
+function delayedPool(url: string, millis: number): PoolLike {
+  return interceptingPool(url, () => undefined, millis);
+}

@@ -26,9 +26,10 @@ export class StatementLog {
 
 /**
  * A real pg pool whose clients call `intercept` before each text query; an intercept that returns
- * an error makes that query fail with it (fault injection on the real client, no mock).
+ * an error makes that query fail with it (fault injection on the real client, no mock). With
+ * `delayMillis`, each text query's result arrives that much later (a slow link).
  */
-export function interceptingPool(url: string, intercept: (sql: string, values: unknown[]) => Error | undefined): PoolLike {
+export function interceptingPool(url: string, intercept: (sql: string, values: unknown[]) => Error | undefined, delayMillis = 0): PoolLike {
   const pool = new Pool({ connectionString: url, max: 5 });
   return {
     on: (event, listener) => pool.on(event, listener),
@@ -39,7 +40,9 @@ export function interceptingPool(url: string, intercept: (sql: string, values: u
         query: ((text: unknown, values?: unknown[]) => {
           const injected = typeof text === 'string' ? intercept(text, values ?? []) : undefined;
           if (injected !== undefined) return Promise.reject(injected);
-          return (client.query as (...a: unknown[]) => unknown)(text, values);
+          const result = (client.query as (...a: unknown[]) => unknown)(text, values);
+          if (delayMillis === 0 || typeof text !== 'string') return result;
+          return (result as Promise<unknown>).then((r) => new Promise((resolve) => setTimeout(() => resolve(r), delayMillis)));
         }) as PoolClientLike['query'],
         release: (destroy?: boolean | Error) => client.release(destroy),
       };
