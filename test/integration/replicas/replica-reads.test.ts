@@ -333,6 +333,70 @@ void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(()
   });
 });
 
+describe('read-your-writes under load', () => {
+  test('20 callers writing and reading back while replay stops and starts: no caller ever reads its own write stale', async () => {
+    const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 20 });
+    const callers = 20;
+    const rounds = 40;
+    const ids = Array.from({ length: callers }, (_, i) => 5000 + i);
+    await db.insertInto('users').values(ids.map((id) => ({ id, name: '0' }))).execute();
+    await dialect.refreshReplicas();
+    // Replay stops and starts under the callers' feet, on both replicas.
+    let toggling = true;
+    const toggler = (async () => {
+      for (let paused = true; toggling; paused = !paused) {
+        for (const url of shard.replicaUrls) await withPg(url, (c) => c.query(paused ? 'select pg_wal_replay_pause()' : 'select pg_wal_replay_resume()'));
+        await dialect.refreshReplicas();
+      }
+      for (const url of shard.replicaUrls) await withPg(url, (c) => c.query('select pg_wal_replay_resume()'));
+    })();
+    let stale = 0;
+    let reads = 0;
+    log.reset();
+    let writersDone = false;
+    try {
+      // Readers that wrote nothing have no position to wait for: replicas serve them meanwhile.
+      const readers = Array.from({ length: 5 }, async (_, i) => {
+        while (!writersDone) await db.selectFrom('users').select('name').where('id', '=', ids[i]!).executeTakeFirstOrThrow();
+      });
+      await Promise.all(
+        ids.map((id) =>
+          dialect.readYourWrites(async () => {
+            for (let k = 1; k <= rounds; k++) {
+              await db.updateTable('users').set({ name: String(k) }).where('id', '=', id).execute();
+              const row = await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
+              reads++;
+              if (Number(row.name) < k) stale++;
+            }
+          }),
+        ),
+      ).finally(() => (writersDone = true));
+      await Promise.all(readers);
+    } finally {
+      toggling = false;
+      await toggler;
+    }
+    const onReplicas = where().slice(1).reduce((a, b) => a + b, 0);
+
+    // The same read without a context, replay paused: stale every time, so the count above could fail.
+    for (const url of shard.replicaUrls) await withPg(url, (c) => c.query('select pg_wal_replay_pause()'));
+    let staleWithoutContext = 0;
+    try {
+      await dialect.refreshReplicas();
+      for (const id of ids) {
+        await db.updateTable('users').set({ name: 'after' }).where('id', '=', id).execute();
+        const row = await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
+        if (row.name !== 'after') staleWithoutContext++;
+      }
+    } finally {
+      await setReplay(false);
+    }
+    expect({ stale, reads }).toEqual({ stale: 0, reads: callers * rounds });
+    expect(onReplicas).toBeGreaterThan(0); // replicas stayed in service throughout
+    expect(staleWithoutContext).toBe(callers);
+  }, 60_000);
+});
+
 /** A real pg pool whose statements (not its lag checks' replies, which share the delay) resolve `millis` late. */
 function delayedPool(url: string, millis: number): PoolLike {
   return interceptingPool(url, () => undefined, millis);
