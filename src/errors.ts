@@ -48,6 +48,10 @@ export const ErrorCodes = {
   CACHE_SERIALIZATION: 'E_CACHE_SERIALIZATION',
   /** The L2 (Redis) tier could not serve a command: timeout, disconnected, or circuit open. Never surfaces from a cache read. */
   CACHE_BACKEND_UNAVAILABLE: 'E_CACHE_BACKEND_UNAVAILABLE',
+  /** A topology was published that is not newer than the catalog's latest version (another operator published first). */
+  TOPOLOGY_CONFLICT: 'E_TOPOLOGY_CONFLICT',
+  /** Another operator holds the catalog's operator lock. */
+  OPERATOR_BUSY: 'E_OPERATOR_BUSY',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */
@@ -186,5 +190,19 @@ export class CacheSerializationError extends KyselyScaleError {
 export class CacheBackendUnavailableError extends KyselyScaleError {
   constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
     super(ErrorCodes.CACHE_BACKEND_UNAVAILABLE, message, options);
+  }
+}
+
+/** A topology was published that is not newer than the catalog's latest: reload, re-plan and publish again. */
+export class TopologyConflictError extends KyselyScaleError {
+  constructor(message: string, context: { latest: number; attempted: number }) {
+    super(ErrorCodes.TOPOLOGY_CONFLICT, message, { context });
+  }
+}
+
+/** Another operator holds the catalog's operator lock: wait for it to finish, or find it with the context. */
+export class OperatorBusyError extends KyselyScaleError {
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.OPERATOR_BUSY, message, { context });
   }
 }

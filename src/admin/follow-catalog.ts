@@ -1,0 +1,24 @@
+import type { Topology } from '../sharding/topology';
+import type { TopologyCatalog, TopologyWatch } from './topology-catalog';
+
+/** What {@link followCatalog} needs of a dialect (a `ShardedDialect` fits). */
+export interface TopologyFollower {
+  readonly topology: Topology;
+  setTopology(topology: Topology): void;
+}
+
+/**
+ * Keeps a dialect on the catalog's latest topology: every newer published version is applied with
+ * `setTopology` (in-flight statements finish where they were sent). A version the dialect refuses
+ * (another slot count, a dropped unsharded shard) goes to `onError` and the dialect keeps its map.
+ */
+export function followCatalog(dialect: TopologyFollower, catalog: TopologyCatalog, onError: (error: Error) => void = () => undefined): Promise<TopologyWatch> {
+  return catalog.watch((topology) => {
+    if (topology.version <= dialect.topology.version) return;
+    try {
+      dialect.setTopology(topology);
+    } catch (error) {
+      onError(error as Error);
+    }
+  }, onError);
+}

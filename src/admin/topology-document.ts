@@ -1,0 +1,57 @@
+import { TopologyError } from '../errors';
+import { createTopology, type Topology } from '../sharding/topology';
+
+/**
+ * A topology as stored in the catalog: plain JSON, slot ownership as ascending ranges (4,096
+ * owner ids would be ~30 KB; a few ranges say the same). Connection URLs are stored as given, so
+ * prefer URLs without passwords (credentials from PGPASSWORD or ~/.pgpass) for a catalog.
+ */
+export interface TopologyDocument {
+  readonly version: number;
+  readonly slotCount: number;
+  readonly shards: readonly { readonly id: string; readonly primary: string; readonly replicas: readonly string[] }[];
+  /** `[firstSlot, lastSlot, shardId]`, ascending, covering every slot once. */
+  readonly ranges: readonly (readonly [number, number, string])[];
+}
+
+/** The document of a topology. */
+export function toDocument(topology: Topology): TopologyDocument {
+  const owners = topology.ownerIds();
+  const ranges: [number, number, string][] = [];
+  for (let slot = 0; slot < owners.length; slot++) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && last[2] === owners[slot]) last[1] = slot;
+    else ranges.push([slot, slot, owners[slot]!]);
+  }
+  return {
+    version: topology.version,
+    slotCount: topology.slotCount,
+    shards: topology.shards.map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) })),
+    ranges,
+  };
+}
+
+/** The topology a document describes; a malformed document fails with {@link TopologyError}. */
+export function fromDocument(document: unknown): Topology {
+  const doc = document as Partial<TopologyDocument> | null;
+  if (doc === null || typeof doc !== 'object' || !Array.isArray(doc.ranges) || !Array.isArray(doc.shards) || !Number.isInteger(doc.slotCount)) {
+    throw new TopologyError('The catalog holds a malformed topology document: expected { version, slotCount, shards, ranges }.');
+  }
+  const owners: string[] = new Array<string>(doc.slotCount!);
+  let next = 0;
+  for (const range of doc.ranges) {
+    const [first, last, id] = range as [unknown, unknown, unknown];
+    if (first !== next || !Number.isInteger(last) || (last as number) < first || typeof id !== 'string') {
+      throw new TopologyError(`The catalog's slot ranges must be ascending and cover every slot once; range ${JSON.stringify(range)} does not start at slot ${next}.`);
+    }
+    for (let slot = first; slot <= (last as number); slot++) owners[slot] = id;
+    next = (last as number) + 1;
+  }
+  if (next !== doc.slotCount) throw new TopologyError(`The catalog's slot ranges end at slot ${next - 1}; the cluster has ${doc.slotCount} slots.`);
+  return createTopology({
+    version: doc.version,
+    slotCount: doc.slotCount,
+    shards: doc.shards.map((s) => ({ id: s.id, primary: s.primary, replicas: [...(s.replicas ?? [])] })),
+    owners,
+  });
+}

@@ -1,0 +1,137 @@
+import { Kysely } from 'kysely';
+import { Pool } from 'pg';
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+import { createTopology, type Topology } from '../../../src/sharding/topology';
+import { slotOf } from '../../../src/sharding/slot-hash';
+import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
+import { TopologyCatalog, type TopologyWatch } from '../../../src/admin/topology-catalog';
+import { followCatalog } from '../../../src/admin/follow-catalog';
+import { ErrorCodes, OperatorBusyError, TopologyConflictError, TopologyError } from '../../../src/errors';
+import { eventually } from '../../support/postgres-replication';
+
+// The catalog lives in its own database on the cluster's first primary; the "shards" it describes
+// are the cluster's two primaries.
+let cluster: TestCluster;
+let shards: readonly TestShardUrls[];
+let catalogUrl: string;
+const closers: (() => Promise<unknown>)[] = [];
+
+function catalog(schema: string): TopologyCatalog {
+  const c = new TopologyCatalog({ url: catalogUrl, schema, reconnectDelayMillis: 50 });
+  closers.push(() => c.close());
+  return c;
+}
+
+function twoShards(): Topology {
+  return createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })) });
+}
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2 });
+  shards = await cluster.createDatabase('catalog_shards');
+  [{ primaryUrl: catalogUrl }] = (await cluster.createDatabase('catalog_db')) as [TestShardUrls];
+}, 60_000);
+
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => undefined);
+  await cluster?.stop();
+});
+
+describe('topology catalog', () => {
+  test('publishes versions and reads back the same topology, ownership included', async () => {
+    const c = catalog('cat_roundtrip');
+    await c.install();
+    await c.install(); // idempotent
+    expect(await c.latest()).toBeUndefined();
+    const v1 = twoShards();
+    await c.publish(v1, 'initial');
+    const moved = v1.withSlotsMoved([0, 1, 2, 4095], shards[1]!.id);
+    await c.publish(moved, 'move four slots');
+    const latest = (await c.latest())!;
+    expect(latest.version).toBe(2);
+    expect(latest.ownerIds()).toEqual(moved.ownerIds());
+    expect(latest.shards.map((s) => [s.id, s.primary.url, s.replicas.map((r) => r.url)])).toEqual(moved.shards.map((s) => [s.id, s.primary.url, s.replicas.map((r) => r.url)]));
+    expect((await c.history()).map((h) => [h.version, h.note])).toEqual([
+      [2, 'move four slots'],
+      [1, 'initial'],
+    ]);
+  });
+
+  test('a version that is not newer is refused and writes nothing; of two racing publishers one wins', async () => {
+    const c = catalog('cat_conflict');
+    await c.install();
+    const v1 = twoShards();
+    await c.publish(v1);
+    const error = await c.publish(v1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TopologyConflictError);
+    expect(error).toMatchObject({ code: ErrorCodes.TOPOLOGY_CONFLICT, context: { latest: 1, attempted: 1 } });
+    const a = v1.withSlotsMoved([10], shards[1]!.id);
+    const b = v1.withSlotsMoved([20], shards[1]!.id);
+    const outcomes = await Promise.allSettled([c.publish(a, 'a'), c.publish(b, 'b')]);
+    expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((await c.history()).map((h) => h.version)).toEqual([2, 1]);
+  });
+
+  test('a malformed document is reported as a topology error', async () => {
+    const c = catalog('cat_malformed');
+    await c.install();
+    const pool = new Pool({ connectionString: catalogUrl });
+    try {
+      await pool.query(`insert into cat_malformed.topology (version, document) values (1, $1)`, [JSON.stringify({ version: 1, slotCount: 4096, shards: [], ranges: [[0, 10, 'x']] })]);
+    } finally {
+      await pool.end();
+    }
+    await expect(c.latest()).rejects.toBeInstanceOf(TopologyError);
+  });
+
+  test('dialects that follow the catalog switch to each new version, also after the catalog server restarts', async () => {
+    const c = catalog('cat_follow');
+    await c.install();
+    const v1 = twoShards();
+    await c.publish(v1);
+    const dialects = [0, 1].map(() => new ShardedDialect({ topology: createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl })), version: 1 }), shardKeys: { users: 'id' } }));
+    const dbs = dialects.map((dialect) => new Kysely<unknown>({ dialect }));
+    closers.push(() => Promise.all(dbs.map((db) => db.destroy())));
+    const errors: Error[] = [];
+    const watches: TopologyWatch[] = [];
+    for (const dialect of dialects) watches.push(await followCatalog(dialect, c, (e) => errors.push(e)));
+    closers.push(() => Promise.all(watches.map((w) => w.close())));
+
+    // A key on shard 0 whose slot moves to shard 1.
+    const key = [...Array(1000).keys()].find((k) => v1.shardForKey(k).index === 0)!;
+    const v2 = v1.withSlotsMoved([slotOf(key)], shards[1]!.id);
+    await c.publish(v2);
+    await eventually('both dialects on version 2', async () => dialects.every((d) => d.topology.version === 2));
+    expect(dialects.map((d) => d.topology.shardForKey(key).id)).toEqual([shards[1]!.id, shards[1]!.id]);
+
+    // The catalog server restarts: the watches reconnect (reloading the latest version) and keep following.
+    const server = cluster.shards[0]!.primary;
+    await server.stop();
+    await server.start();
+    await c.publish(v2.withSlotsMoved([slotOf(key)], shards[0]!.id));
+    await eventually('both dialects on version 3', async () => dialects.every((d) => d.topology.version === 3));
+    expect(dialects.map((d) => d.topology.shardForKey(key).id)).toEqual([shards[0]!.id, shards[0]!.id]);
+    expect(errors.length).toBeGreaterThan(0); // the lost connections were reported, not thrown
+  }, 30_000);
+
+  test('the operator lock admits one operator at a time', async () => {
+    const c = catalog('cat_lock');
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const first = c.withOperatorLock(async () => {
+      entered();
+      await held;
+      return 'first done';
+    });
+    await inside;
+    const second = await c.withOperatorLock(async () => 'second ran').catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(OperatorBusyError);
+    expect((second as OperatorBusyError).code).toBe(ErrorCodes.OPERATOR_BUSY);
+    expect((second as Error).message).toMatch(/Another operator is changing the topology \(PostgreSQL backend \d+/);
+    release();
+    expect(await first).toBe('first done');
+    expect(await c.withOperatorLock(async () => 'third ran')).toBe('third ran');
+  });
+});
