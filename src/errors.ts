@@ -141,9 +141,14 @@ export function redactUrl(url: string): string {
     for (const name of SECRET_PARAMS) if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
     return parsed.toString();
   } catch {
-    // Not a URL we can parse: keep only what precedes the credentials and what follows the last `@`.
-    return url.replace(/(\/\/[^:/@]*:).*@/, '$1***@').replace(/((?:password|sslpassword|sslkey)=)[^&\s]*/gi, '$1***');
+    return redactText(url);
   }
+}
+
+/** Text (an error message, a command line) with the password of every connection URL in it replaced by `***`. */
+export function redactText(text: string): string {
+  // Keep only what precedes the credentials and what follows the `@`.
+  return text.replace(/(\/\/[^:/@\s]*:)\S*@/g, '$1***@').replace(/((?:password|sslpassword|sslkey)=)[^&\s]*/gi, '$1***');
 }
 
 // ---- Cache (src/cache) -------------------------------------------------------------------------

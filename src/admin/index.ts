@@ -7,3 +7,4 @@
 export { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS, type PublishedTopology, type TopologyCatalogOptions, type TopologyWatch } from './topology-catalog';
 export { followCatalog, type TopologyFollower } from './follow-catalog';
 export { fromDocument, toDocument, type TopologyDocument } from './topology-document';
+export { catalogStatus, initCatalog, parseShardArgument, type CatalogStatus, type InitResult, type ShardArgument } from './admin-commands';

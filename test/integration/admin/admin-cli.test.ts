@@ -1,0 +1,78 @@
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+
+// The CLI runs as operators run it, a separate process; the catalog and shard URLs carry a password
+// (trust authentication ignores it) that must never be printed.
+const repoRoot = resolve(__dirname, '../../..');
+const cli = resolve(repoRoot, 'src/admin/admin-cli.ts');
+const SECRET = 'Sup3rSecret';
+let cluster: TestCluster;
+let catalogUrl: string;
+let shards: readonly TestShardUrls[];
+
+function withPassword(url: string): string {
+  const parsed = new URL(url);
+  parsed.password = SECRET;
+  return parsed.toString();
+}
+
+function admin(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  return new Promise((done) => child.on('exit', (code) => done({ code, stdout, stderr })));
+}
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2 });
+  shards = await cluster.createDatabase('cli_shards');
+  catalogUrl = withPassword((await cluster.createDatabase('cli_catalog'))[0]!.primaryUrl);
+}, 60_000);
+
+afterAll(() => cluster?.stop());
+
+describe('kysely-scale-admin', () => {
+  test('status of an empty catalog, init, status, and init again refused; no password printed', async () => {
+    const empty = await admin('status', '--catalog', catalogUrl);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toContain('no topology published yet');
+
+    const shardArgs = shards.flatMap((s) => ['--shard', `${s.id}=${withPassword(s.primaryUrl)}`]);
+    const init = await admin('init', '--catalog', catalogUrl, ...shardArgs);
+    expect(init).toMatchObject({ code: 0, stderr: '' });
+    expect(init.stdout).toMatch(/published topology version 1 \(2 shards, 4096 slots\)/);
+
+    const status = await admin('status', '--catalog', catalogUrl, '--json');
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as { version: number; shards: { id: string; slots: number; primary: string }[]; history: { version: number; note: string }[] };
+    expect(parsed.version).toBe(1);
+    expect(parsed.shards.map((s) => [s.id, s.slots])).toEqual([
+      [shards[0]!.id, 2048],
+      [shards[1]!.id, 2048],
+    ]);
+    expect(parsed.shards[0]!.primary).toContain(':***@');
+    expect(parsed.history.map((h) => [h.version, h.note])).toEqual([[1, 'init']]);
+
+    const again = await admin('init', '--catalog', catalogUrl, ...shardArgs);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^E_TOPOLOGY_CONFLICT: The catalog already holds topology version 1/);
+
+    for (const run of [empty, init, status, again]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+  }, 60_000);
+
+  test('bad usage exits 2 with the usage text; an unreachable catalog exits 1 with a redacted message', async () => {
+    const noCommand = await admin('--catalog', catalogUrl);
+    expect(noCommand.code).toBe(2);
+    expect(noCommand.stderr).toContain('Usage: kysely-scale-admin');
+    const badShard = await admin('init', '--catalog', catalogUrl, '--shard', `x`);
+    expect(badShard.code).toBe(1);
+    expect(badShard.stderr).toContain('E_INVALID_CONFIG: --shard takes id=primaryUrl');
+    const unreachable = await admin('status', '--catalog', `postgres://postgres:${SECRET}@127.0.0.1:1/nothing`);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
+    for (const run of [noCommand, badShard, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+  }, 60_000);
+});
