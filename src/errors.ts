@@ -145,10 +145,15 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Text (an error message, a command line) with the password of every connection URL in it replaced by `***`. */
+/**
+ * Text (an error message, a command line) with the password of every connection URL in it
+ * replaced by `***`. It errs towards hiding: everything from `user:` to the last `@` of the line
+ * goes, since a password may hold spaces or `@`; quoted `password='…'` values go whole.
+ */
 export function redactText(text: string): string {
-  // Keep only what precedes the credentials and what follows the `@`.
-  return text.replace(/(\/\/[^:/@\s]*:)\S*@/g, '$1***@').replace(/((?:password|sslpassword|sslkey)=)[^&\s]*/gi, '$1***');
+  return text
+    .replace(/(\/\/[^:/@\s]*:).*@/g, '$1***@')
+    .replace(/((?:password|sslpassword|sslkey)\s*=\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^&\s]*)/gi, '$1***');
 }
 
 // ---- Cache (src/cache) -------------------------------------------------------------------------

@@ -49,12 +49,19 @@ async function main(argv: readonly string[]): Promise<number> {
   const catalog = values.catalog ?? process.env.KYSELY_SCALE_CATALOG;
   if (command === undefined || extra.length > 0) return usage('Give exactly one command.');
   if (catalog === undefined || catalog === '') return usage('--catalog <url> (or KYSELY_SCALE_CATALOG) is required.');
+  if (!/^postgres(ql)?:\/\//.test(catalog)) return usage('--catalog takes a postgres:// URL.');
   const json = values.json === true;
   switch (command) {
     case 'init': {
-      const shards = (values.shard ?? []).map(parseShardArgument);
+      let shards;
+      try {
+        shards = (values.shard ?? []).map(parseShardArgument);
+      } catch (error) {
+        return usage((error as Error).message);
+      }
       if (shards.length === 0) return usage('init needs at least one --shard id=primaryUrl.');
       const slots = values.slots === undefined ? undefined : Number(values.slots);
+      if (slots !== undefined && (!Number.isInteger(slots) || slots < 1)) return usage('--slots takes a positive whole number.');
       const result = await initCatalog(catalog, shards, slots);
       print(json, result, `Catalog ${result.catalog}: published topology version ${result.version} (${result.shards} shards, ${result.slotCount} slots).`);
       return 0;
@@ -87,7 +94,8 @@ function print(json: boolean, result: unknown, text: string): void {
 }
 
 function usage(problem: string): number {
-  process.stderr.write(`${problem}\n\n${ADMIN_USAGE}\n`);
+  // A problem may quote an argument, and an argument may be a URL with a password.
+  process.stderr.write(`${redactText(problem)}\n\n${ADMIN_USAGE}\n`);
   return 2;
 }
 

@@ -51,11 +51,8 @@ export async function initCatalog(catalogUrl: string, shards: readonly ShardArgu
 export async function catalogStatus(catalogUrl: string, historyLimit = 5): Promise<CatalogStatus> {
   const catalog = new TopologyCatalog({ url: catalogUrl });
   try {
-    const latest: Topology | undefined = await catalog.latest().catch((error: unknown) => {
-      // A catalog not installed yet has no topology rather than an error.
-      if ((error as { code?: string }).code === '42P01') return undefined;
-      throw error;
-    });
+    // A catalog not installed yet has no topology rather than an error.
+    const latest: Topology | undefined = (await catalog.installed()) ? await catalog.latest() : undefined;
     const history = latest === undefined ? [] : await catalog.history(historyLimit);
     return Object.freeze({
       catalog: catalog.redactedUrl,

@@ -1,5 +1,5 @@
-import { Client, Pool, type PoolClient } from 'pg';
-import { ConfigError, OperatorBusyError, TopologyConflictError, redactUrl } from '../errors';
+import { Client, Pool, type PoolClient, type QueryResult } from 'pg';
+import { ConfigError, OperatorBusyError, TopologyConflictError, TopologyError, redactUrl } from '../errors';
 import type { Topology } from '../sharding/topology';
 import { fromDocument, toDocument } from './topology-document';
 
@@ -28,9 +28,10 @@ export interface TopologyWatch {
   close(): Promise<void>;
 }
 
-const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-// One lock for all operators of a catalog: two slot moves at once could publish over each other.
-const OPERATOR_LOCK_KEY = 'kysely_scale_operator';
+// At most 54 characters: the NOTIFY channel `<schema>_topology` must stay under PostgreSQL's 64.
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,53}$/;
+// The largest version the catalog's integer column holds.
+const MAX_VERSION = 2 ** 31 - 1;
 
 /**
  * The shared, versioned record of the cluster's topology, in a PostgreSQL table. Operators publish
@@ -45,17 +46,22 @@ export class TopologyCatalog {
   readonly #channel: string;
   readonly #reconnectDelayMillis: number;
   readonly #pool: Pool;
+  /** One operator lock per catalog (schema): two slot moves at once could publish over each other. */
+  readonly #lockKey: string;
+  readonly #schema: string;
 
   constructor(options: TopologyCatalogOptions) {
     if (typeof options.url !== 'string' || !/^postgres(ql)?:\/\//.test(options.url)) throw new ConfigError('url', 'must be a postgres:// connection URL');
     const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
-    if (!IDENTIFIER.test(schema)) throw new ConfigError('schema', `must be a lower-case SQL identifier; got ${JSON.stringify(schema)}`);
+    if (!IDENTIFIER.test(schema)) throw new ConfigError('schema', `must be a lower-case SQL identifier of at most 54 characters; got ${JSON.stringify(schema)}`);
     const reconnectDelayMillis = options.reconnectDelayMillis ?? TOPOLOGY_CATALOG_DEFAULTS.reconnectDelayMillis;
     if (!Number.isInteger(reconnectDelayMillis) || reconnectDelayMillis < 0) throw new ConfigError('reconnectDelayMillis', `must be an integer ≥ 0; got ${String(reconnectDelayMillis)}`);
     this.#url = options.url;
     this.#table = `"${schema}"."topology"`;
     this.#channel = `${schema}_topology`;
     this.#reconnectDelayMillis = reconnectDelayMillis;
+    this.#lockKey = `kysely_scale_operator ${schema}`;
+    this.#schema = schema;
     this.#pool = new Pool({ connectionString: options.url, max: 2, allowExitOnIdle: true, application_name: 'kysely-scale catalog' });
     this.#pool.on('error', () => undefined); // idle catalog connections may drop; the next call reconnects
   }
@@ -68,21 +74,37 @@ export class TopologyCatalog {
   /** Creates the catalog's schema and table if missing (idempotent). */
   async install(): Promise<void> {
     const schema = this.#table.split('.')[0]!;
-    await this.#pool.query(`create schema if not exists ${schema}`);
-    await this.#pool.query(
+    const statements = [
+      `create schema if not exists ${schema}`,
       `create table if not exists ${this.#table} (version integer primary key check (version > 0), document jsonb not null, note text, published_at timestamptz not null default now())`,
-    );
+    ];
+    for (const sql of statements) {
+      // Two installs at once can both pass "if not exists" and collide in the catalog (23505): the other one made it.
+      await this.#pool.query(sql).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== '23505') throw error;
+      });
+    }
+  }
+
+  /** Whether the catalog's table exists ({@link install} creates it). */
+  async installed(): Promise<boolean> {
+    const { rows } = await this.#pool.query<{ exists: boolean }>('select to_regclass($1) is not null as exists', [this.#table]);
+    return rows[0]?.exists === true;
   }
 
   /** The newest published topology, or `undefined` when none was published. */
   async latest(): Promise<Topology | undefined> {
-    const { rows } = await this.#pool.query<{ document: unknown }>(`select document from ${this.#table} order by version desc limit 1`);
-    return rows[0] === undefined ? undefined : fromDocument(rows[0].document);
+    const { rows } = await this.#query<{ version: number; document: unknown }>(`select version, document from ${this.#table} order by version desc limit 1`);
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    const topology = fromDocument(row.document);
+    if (topology.version !== row.version) throw new TopologyError(`The catalog's row for version ${row.version} holds a document of version ${topology.version}.`);
+    return topology;
   }
 
   /** Published versions, newest first. */
   async history(limit = 20): Promise<PublishedTopology[]> {
-    const { rows } = await this.#pool.query<{ version: number; published_at: Date; note: string | null }>(
+    const { rows } = await this.#query<{ version: number; published_at: Date; note: string | null }>(
       `select version, published_at, note from ${this.#table} order by version desc limit $1`,
       [limit],
     );
@@ -95,6 +117,8 @@ export class TopologyCatalog {
    * published meanwhile, so reload and plan again.
    */
   async publish(topology: Topology, note?: string): Promise<void> {
+    if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
+    await this.#query(`select 1 from ${this.#table} limit 0`); // a clear error when not installed
     const client = await this.#pool.connect();
     try {
       await client.query('begin');
@@ -120,77 +144,149 @@ export class TopologyCatalog {
   }
 
   /**
-   * Calls `listener` with the latest topology now (if any) and with every newer version once it is
-   * published, in increasing order of version. The watch survives lost connections: it reconnects
-   * after `reconnectDelayMillis` and reloads, so it never skips past a version it missed.
+   * Calls `listener` with the latest topology now (if any), then with every newer version once it
+   * is published, one at a time and in increasing order of version, none twice. The watch survives
+   * lost connections: it reconnects after `reconnectDelayMillis` and delivers every version it
+   * missed meanwhile. Errors (lost connections, a listener that threw) go to `onError`; the watch
+   * goes on. It fails only when its first connection or load fails, and then leaves nothing open.
    */
   async watch(listener: (topology: Topology) => void, onError: (error: Error) => void = () => undefined): Promise<TopologyWatch> {
     let seen = 0;
     let closed = false;
-    let client: Client | undefined;
+    let started = false;
+    let current: Client | undefined;
     let retry: ReturnType<typeof setTimeout> | undefined;
-
-    const deliverLatest = async (): Promise<void> => {
-      const topology = await this.latest();
-      if (closed || topology === undefined || topology.version <= seen) return;
-      seen = topology.version;
-      listener(topology);
+    let queue: Promise<void> = Promise.resolve();
+    const report = (error: unknown): void => {
+      try {
+        onError(error as Error);
+      } catch {
+        // A reporter that throws must not stop the watch.
+      }
+    };
+    // Deliveries run one after another, so versions arrive in order even when notifications overlap.
+    const deliverNewer = (): Promise<void> => {
+      const step = queue.then(async () => {
+        if (closed) return;
+        for (const topology of await this.#newerThan(seen)) {
+          if (closed) return;
+          seen = topology.version;
+          try {
+            listener(topology);
+          } catch (error) {
+            report(error);
+          }
+        }
+      });
+      queue = step.catch(() => undefined);
+      return step;
+    };
+    const detach = (client: Client): void => {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      void client.end().catch(() => undefined);
+    };
+    const lost = (client: Client, error: Error): void => {
+      if (client !== current || !started || closed) return; // the first connection's failure is watch()'s own error
+      current = undefined;
+      report(error);
+      detach(client);
+      scheduleReconnect();
     };
     const connect = async (): Promise<void> => {
-      const next = new Client({ connectionString: this.#url, application_name: 'kysely-scale catalog watch' });
-      next.on('error', (error) => {
-        onError(error);
-        reconnect();
-      });
-      next.on('notification', () => void deliverLatest().catch(onError));
-      await next.connect();
-      client = next;
-      await next.query(`listen "${this.#channel}"`);
-      await deliverLatest(); // a version published while we were not listening
+      const next = new Client({ connectionString: this.#url, application_name: `kysely-scale catalog watch (${this.#schema})`, keepAlive: true });
+      current = next;
+      next.on('error', (error) => lost(next, error));
+      next.on('end', () => lost(next, new Error('the catalog connection ended')));
+      next.on('notification', () => void deliverNewer().catch(report));
+      try {
+        await next.connect();
+        await next.query(`listen "${this.#channel}"`);
+        await deliverNewer(); // versions published while we were not listening
+      } catch (error) {
+        if (current === next) current = undefined;
+        detach(next);
+        throw error;
+      }
+      if (closed) {
+        // close() ran while this connection was being made.
+        current = undefined;
+        detach(next);
+      }
     };
-    const reconnect = (): void => {
-      const failed = client;
-      client = undefined;
-      failed?.removeAllListeners('notification');
-      void failed?.end().catch(() => undefined);
+    const scheduleReconnect = (): void => {
       if (closed || retry !== undefined) return;
       retry = setTimeout(() => {
         retry = undefined;
-        if (!closed) connect().catch((error: Error) => {
-          onError(error);
-          reconnect();
+        connect().catch((error: unknown) => {
+          if (closed) return;
+          report(error);
+          scheduleReconnect();
         });
       }, this.#reconnectDelayMillis);
+      retry.unref();
     };
 
     await connect();
+    started = true;
     return {
       close: async () => {
         closed = true;
         if (retry !== undefined) clearTimeout(retry);
-        const last = client;
-        client = undefined;
-        await last?.end().catch(() => undefined);
+        retry = undefined;
+        const last = current;
+        current = undefined;
+        if (last !== undefined) detach(last);
+        await queue;
       },
     };
+  }
+
+  /** Published topologies newer than `version`, oldest first. */
+  async #newerThan(version: number): Promise<Topology[]> {
+    const { rows } = await this.#query<{ version: number; document: unknown }>(`select version, document from ${this.#table} where version > $1 order by version`, [version]);
+    return rows.map((row) => {
+      const topology = fromDocument(row.document);
+      if (topology.version !== row.version) throw new TopologyError(`The catalog's row for version ${row.version} holds a document of version ${topology.version}.`);
+      return topology;
+    });
+  }
+
+  /** Runs a catalog query; a catalog that was never installed is reported as such. */
+  async #query<R extends object>(sql: string, values: unknown[] = []): Promise<QueryResult<R>> {
+    try {
+      return await this.#pool.query<R>(sql, values);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === '42P01') {
+        throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
+      }
+      throw error;
+    }
   }
 
   /**
    * Runs `fn` holding the catalog's operator lock (a PostgreSQL advisory lock on a session of its
    * own), so two operators never change the topology at once. Fails at once with
-   * {@link OperatorBusyError} when another session holds it.
+   * {@link OperatorBusyError} when another session holds it. If the lock's session is lost while
+   * `fn` runs, the lock is gone: `lost` is aborted, and `fn` should stop before publishing.
    */
-  async withOperatorLock<T>(fn: () => Promise<T>): Promise<T> {
+  async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
     const client: PoolClient = await this.#pool.connect();
+    const lost = new AbortController();
+    // pg-pool does not listen on checked-out clients: a dropped session would otherwise crash the process.
+    const onError = (error: Error): void => lost.abort(error);
+    client.on('error', onError);
     let locked = false;
+    let broken = false;
     try {
-      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [OPERATOR_LOCK_KEY]);
+      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [this.#lockKey]);
       locked = rows[0]?.locked === true;
       if (!locked) {
-        const holder = await client.query<{ pid: number; application_name: string; since: Date | null }>(
-          `select a.pid, a.application_name, a.backend_start as since from pg_locks l join pg_stat_activity a using (pid)
-           where l.locktype = 'advisory' and l.granted and l.objid = hashtext($1)::oid`,
-          [OPERATOR_LOCK_KEY],
+        const holder = await client.query<{ pid: number; application_name: string }>(
+          `select a.pid, a.application_name from pg_locks l join pg_stat_activity a using (pid)
+           where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
+             and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
+          [this.#lockKey],
         );
         const who = holder.rows[0];
         throw new OperatorBusyError(
@@ -198,10 +294,15 @@ export class TopologyCatalog {
           who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
         );
       }
-      return await fn();
+      return await fn(lost.signal);
     } finally {
-      if (locked) await client.query('select pg_advisory_unlock(hashtext($1))', [OPERATOR_LOCK_KEY]).catch(() => undefined);
-      client.release();
+      if (locked) {
+        await client.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
+          broken = true; // never hand a session that may still hold the lock back to the pool
+        });
+      }
+      client.off('error', onError);
+      client.release(broken || lost.signal.aborted);
     }
   }
 

@@ -68,11 +68,17 @@ describe('kysely-scale-admin', () => {
     expect(noCommand.code).toBe(2);
     expect(noCommand.stderr).toContain('Usage: kysely-scale-admin');
     const badShard = await admin('init', '--catalog', catalogUrl, '--shard', `x`);
-    expect(badShard.code).toBe(1);
-    expect(badShard.stderr).toContain('E_INVALID_CONFIG: --shard takes id=primaryUrl');
+    expect(badShard.code).toBe(2);
+    expect(badShard.stderr).toContain('--shard takes id=primaryUrl');
+    const badSlots = await admin('init', '--catalog', catalogUrl, '--shard', `a=${catalogUrl}`, '--slots', 'abc');
+    expect(badSlots.code).toBe(2);
+    // A URL pasted where the command belongs is quoted back redacted.
+    const urlAsCommand = await admin(`postgres://postgres:${SECRET}@127.0.0.1:1/db`, '--catalog', catalogUrl);
+    expect(urlAsCommand.code).toBe(2);
+    expect(urlAsCommand.stderr).toContain('Unknown command "postgres://postgres:***@127.0.0.1:1/db"');
     const unreachable = await admin('status', '--catalog', `postgres://postgres:${SECRET}@127.0.0.1:1/nothing`);
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
-    for (const run of [noCommand, badShard, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+    for (const run of [noCommand, badShard, badSlots, urlAsCommand, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
   }, 60_000);
 });

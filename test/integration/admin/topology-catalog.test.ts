@@ -134,4 +134,66 @@ describe('topology catalog', () => {
     expect(await first).toBe('first done');
     expect(await c.withOperatorLock(async () => 'third ran')).toBe('third ran');
   });
+
+  test('a watch delivers every version in order, also those published while its connection was down', async () => {
+    const c = catalog('cat_every');
+    await c.install();
+    let v = twoShards();
+    await c.publish(v);
+    const delivered: number[] = [];
+    const errors: Error[] = [];
+    const watch = await c.watch((t) => {
+      delivered.push(t.version);
+      if (t.version === 2) throw new Error('listener failed'); // reported; the watch goes on
+    }, (e) => errors.push(e));
+    closers.push(() => watch.close());
+    v = v.withSlotsMoved([1], shards[1]!.id);
+    await c.publish(v);
+    await eventually('version 2 delivered', async () => delivered.includes(2));
+    // Cut the watch's connection, publish two versions, and let it reconnect.
+    const pool = new Pool({ connectionString: catalogUrl });
+    try {
+      await pool.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'kysely-scale catalog watch (cat_every)'");
+    } finally {
+      await pool.end();
+    }
+    for (const slot of [2, 3]) {
+      v = v.withSlotsMoved([slot], shards[1]!.id);
+      await c.publish(v);
+    }
+    await eventually('version 4 delivered', async () => delivered.includes(4));
+    expect(delivered).toEqual([1, 2, 3, 4]);
+    expect(errors.map((e) => e.message)).toContain('listener failed');
+  });
+
+  test('a watch of a catalog never installed fails clearly and leaves no connection behind', async () => {
+    const c = catalog('cat_missing');
+    const error = await c.watch(() => undefined).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TopologyError);
+    expect((error as Error).message).toMatch(/is not installed: run catalog.install\(\)/);
+    const pool = new Pool({ connectionString: catalogUrl });
+    try {
+      await eventually('no watch connection left', async () =>
+        (await pool.query("select 1 from pg_stat_activity where application_name = 'kysely-scale catalog watch (cat_missing)'")).rowCount === 0,
+      );
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('an operator whose lock session is lost is told so, the process survives, and the lock is free again', async () => {
+    const c = catalog('cat_lock_lost');
+    const outcome = await c.withOperatorLock(async (lost) => {
+      const pool = new Pool({ connectionString: catalogUrl });
+      try {
+        await pool.query("select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and granted and pid <> pg_backend_pid()");
+      } finally {
+        await pool.end();
+      }
+      await eventually('the loss noticed', async () => lost.aborted);
+      return 'stopped before publishing';
+    });
+    expect(outcome).toBe('stopped before publishing');
+    expect(await c.withOperatorLock(async () => 'next operator ran')).toBe('next operator ran');
+  });
 });
