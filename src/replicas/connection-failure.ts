@@ -15,6 +15,12 @@ export function isConnectionFailure(error: unknown): boolean {
   return typeof message === 'string' && MESSAGES.test(message);
 }
 
+/** Whether a checkout failed because the pool had no free connection in time (pg-pool's connection timeout). */
+export function isPoolTimeout(error: unknown): boolean {
+  const message = typeof error === 'object' && error !== null ? (error as { message?: unknown }).message : undefined;
+  return typeof message === 'string' && /timeout exceeded when trying to connect/i.test(message);
+}
+
 /**
  * Whether a statement on a hot standby was cancelled because it conflicted with WAL replay
  * (SQLSTATE 40001, or 40P01 for a buffer-pin deadlock): the standby is fine and a plain read

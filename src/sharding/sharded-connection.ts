@@ -7,7 +7,7 @@ import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { Shard, ServerSpec } from './topology';
 import type { WriteEvent } from './write-event';
-import { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from '../replicas/connection-failure';
+import { isConnectionFailure, isPoolTimeout, isReadOnlyRefusal, isRecoveryConflict } from '../replicas/connection-failure';
 import { parseLsn } from '../replicas/lsn';
 
 type Row = Record<string, unknown>;
@@ -257,12 +257,22 @@ export class ShardedConnection implements DatabaseConnection {
 
   async #readOnPrimary<R>(error: unknown, replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
     if (isConnectionFailure(error)) {
-      this.#runtime.replicaFailed(replica, (error as Error).message);
-      this.#destroyOnRelease = true; // the replica's client, if one was held, is broken
+      // A checkout that timed out only says the replica's pool is busy, not that the replica is down.
+      if (!isPoolTimeout(error)) this.#runtime.replicaFailed(replica, (error as Error).message);
+      this.#dropHeld(replica.url);
     } else if (!isRecoveryConflict(error) && !isReadOnlyRefusal(error)) {
       throw error;
     }
     return runOn<R>(await this.#client(shard.primary), compiled.sql, compiled.parameters);
+  }
+
+  /** Stops holding the client of `url`, closing it rather than returning it to its pool (it may be broken). */
+  #dropHeld(url: string): void {
+    const entry = this.#heldFor(url);
+    if (entry === undefined) return;
+    this.#forget(entry);
+    if (entry.client !== undefined) entry.client.release(true);
+    else entry.pending.then((client) => client.release(true), () => undefined);
   }
 
   /**

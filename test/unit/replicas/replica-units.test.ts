@@ -1,6 +1,6 @@
 import { ConfigError, ErrorCodes } from '../../../src/errors';
 import { formatLsn, parseLsn } from '../../../src/replicas/lsn';
-import { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from '../../../src/replicas/connection-failure';
+import { isConnectionFailure, isPoolTimeout, isReadOnlyRefusal, isRecoveryConflict } from '../../../src/replicas/connection-failure';
 import { ReadYourWritesContext } from '../../../src/replicas/read-your-writes';
 import { REPLICA_READ_DEFAULTS, resolveReplicaReadOptions } from '../../../src/replicas/replica-router';
 import { roundRobin } from '../../../src/balancer/strategies/round-robin';
@@ -29,6 +29,8 @@ describe('connection failures', () => {
     expect(isConnectionFailure(Object.assign(new Error('canceling statement due to conflict with recovery'), { code: '40001' }))).toBe(false);
     expect(isConnectionFailure('ECONNREFUSED')).toBe(false);
     expect(isConnectionFailure(null)).toBe(false);
+    expect(isPoolTimeout(new Error('timeout exceeded when trying to connect'))).toBe(true);
+    expect(isPoolTimeout(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(false);
   });
 
   test('recovery conflicts on a standby are told apart from other errors', () => {
