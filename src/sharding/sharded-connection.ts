@@ -211,38 +211,8 @@ export class ShardedConnection implements DatabaseConnection {
     let result: Promise<QueryResult<R>>;
     if (this.#tx === null) {
       const server = this.#runtime.serverFor(shard, plan, this.#session);
-      const held = this.#heldFor(server.url);
-      if (held === undefined) {
-        // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
-        const entry = this.#hold(server);
-        result = entry.pending.then(
-          (client) => {
-            entry.client = client;
-            return runOn<R>(client, compiled.sql, compiled.parameters);
-          },
-          (error: unknown) => {
-            this.#forget(entry);
-            throw error;
-          },
-        );
-      } else {
-        result = held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
-      }
-      // A plain read on a replica that cannot be reached, or that replay cancelled, runs on the primary instead.
-      if (server !== shard.primary) {
-        const started = performance.now();
-        return result.then(
-          (r) => {
-            this.#runtime.replicaOutcome(server, performance.now() - started, true);
-            return r;
-          },
-          (error: unknown) => {
-            // Only an unreachable replica counts as its failure; a statement's own error is not its fault.
-            this.#runtime.replicaOutcome(server, performance.now() - started, !isConnectionFailure(error));
-            return this.#readOnPrimary<R>(error, server, shard, compiled);
-          },
-        );
-      }
+      if (server !== shard.primary) return this.#readOnReplica<R>(server, shard, compiled);
+      result = this.#runOnServer<R>(server, compiled);
     } else {
       if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#tx.wrote = true;
       result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
@@ -253,6 +223,42 @@ export class ShardedConnection implements DatabaseConnection {
       if (this.#tx !== null || this.#runtime.readYourWritesContext === undefined) return r;
       return this.#noteWritePosition(shard).then(() => r);
     });
+  }
+
+  /** Runs a statement outside a transaction on `server`, through the client this connection holds for it. */
+  #runOnServer<R>(server: ServerSpec, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const held = this.#heldFor(server.url);
+    if (held !== undefined) {
+      return held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+    }
+    // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
+    const entry = this.#hold(server);
+    return entry.pending.then(
+      (client) => {
+        entry.client = client;
+        return runOn<R>(client, compiled.sql, compiled.parameters);
+      },
+      (error: unknown) => {
+        this.#forget(entry);
+        throw error;
+      },
+    );
+  }
+
+  /** A plain read on a replica: its latency goes to the replica strategy; if the replica fails it (unreachable, replay conflict), the primary answers. */
+  #readOnReplica<R>(replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const started = performance.now();
+    return this.#runOnServer<R>(replica, compiled).then(
+      (r) => {
+        this.#runtime.replicaOutcome(replica, performance.now() - started, true);
+        return r;
+      },
+      (error: unknown) => {
+        // Only an unreachable replica counts as its failure; a statement's own error is not its fault.
+        this.#runtime.replicaOutcome(replica, performance.now() - started, !isConnectionFailure(error));
+        return this.#readOnPrimary<R>(error, replica, shard, compiled);
+      },
+    );
   }
 
   async #readOnPrimary<R>(error: unknown, replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
