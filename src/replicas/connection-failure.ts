@@ -9,7 +9,7 @@ const MESSAGES = /Connection terminated|timeout exceeded when trying to connect|
  */
 export function isConnectionFailure(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
-  const code = (error as { code?: unknown }).code;
+  const code = sqlState(error);
   if (typeof code === 'string' && (SQLSTATE.test(code) || SOCKET_CODES.has(code))) return true;
   const message = (error as { message?: unknown }).message;
   return typeof message === 'string' && MESSAGES.test(message);

@@ -52,11 +52,16 @@ export function planRoute(
   const root0 = analysis.scopes[0];
   // withShard(id) is an explicit override of everything the query says; every other plan is checked.
   if (hint?.kind !== 'shard' && (analysis.scopes.length > 1 || root0?.keyWrites !== undefined)) checkScopes(plan, analysis, topology, hint !== undefined);
-  if (root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0) {
-    // Any end modifier is taken as a lock (FOR UPDATE, FOR SHARE, …): reading it on a replica would fail.
-    return analysis.nestedWrites.length === 0 ? { ...plan, primaryOnly: true } : { ...plan, nestedWrites: analysis.nestedWrites, primaryOnly: true };
-  }
-  return analysis.nestedWrites.length === 0 ? plan : { ...plan, nestedWrites: analysis.nestedWrites };
+  // Any end modifier is taken as a lock (FOR UPDATE, FOR SHARE, …): reading it on a replica would fail.
+  const locks = root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0;
+  const nested = analysis.nestedWrites.length > 0;
+  if (!locks && !nested) return plan;
+  return { ...plan, ...(nested ? { nestedWrites: analysis.nestedWrites } : {}), ...(locks ? { primaryOnly: true as const } : {}) };
+}
+
+/** Whether a statement may write: anything but a SELECT, or a SELECT with data-modifying CTEs. */
+export function planMayWrite(plan: RoutePlan): boolean {
+  return plan.statement !== 'select' || plan.nestedWrites !== undefined;
 }
 
 function choosePlan(

@@ -1,7 +1,7 @@
 import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
 import { CrossShardTransactionError, ErrorCodes, PartialWriteError, RoutingError, TransactionAbortedError } from '../errors';
 import { isPrimaryOnly, routeHintOf } from './route-hint';
-import { planRoute, planTargets, type RoutePart, type RoutePlan } from './route-planner';
+import { planMayWrite, planRoute, planTargets, type RoutePart, type RoutePlan } from './route-planner';
 import { planScatter, type ScatterPlanOptions } from './scatter-plan';
 import type { PoolClientLike } from './server-pools';
 import type { ShardedRuntime } from './sharded-runtime';
@@ -69,7 +69,6 @@ export class ShardedConnection implements DatabaseConnection {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
     if (plan.kind === 'single') return this.#executeSingle<R>(plan.shard, compiled, plan);
     return this.#executeSpread<R>(compiled, plan);
   }
@@ -86,11 +85,10 @@ export class ShardedConnection implements DatabaseConnection {
   async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
     if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RoutingError(ErrorCodes.INVALID_CONFIG, 'chunkSize must be a positive integer');
     const plan = this.#plan(compiled);
-    if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
     const shards = planTargets(plan);
     if (plan.kind === 'single' || shards.length === 1) {
       const shard = shards[0]!;
-      if (this.#tx !== null && (plan.statement !== 'select' || plan.nestedWrites !== undefined)) this.#tx.wrote = true;
+      if (this.#tx !== null && planMayWrite(plan)) this.#tx.wrote = true;
       const client = await this.#clientForStatement(shard, plan);
       let failed = false;
       try {
@@ -100,7 +98,7 @@ export class ShardedConnection implements DatabaseConnection {
         throw error;
       } finally {
         // A streamed write (insert … returning, a data-modifying CTE) wrote once its cursor ran, even if the reader stopped early.
-        if (!failed && (plan.statement !== 'select' || plan.nestedWrites !== undefined)) {
+        if (!failed && planMayWrite(plan)) {
           this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
           if (this.#tx === null) await this.#noteWritePosition(shard);
         }
@@ -204,7 +202,10 @@ export class ShardedConnection implements DatabaseConnection {
     const bound = this.#tx?.shard;
     if (hint === undefined && bound != null && compiled.query.kind === 'RawNode') hint = { kind: 'shard', shardId: bound.id };
     const plan = planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
-    return plan.primaryOnly !== true && isPrimaryOnly(compiled.queryId) ? { ...plan, primaryOnly: true } : plan;
+    if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
+    // withPrimary() only changes where plain reads go, which matters only when replicas serve reads.
+    if (plan.statement !== 'select' || plan.primaryOnly === true || !this.#runtime.readsFromReplicas) return plan;
+    return isPrimaryOnly(compiled.queryId) ? { ...plan, primaryOnly: true } : plan;
   }
 
   #executeSingle<R>(shard: Shard, compiled: CompiledQuery, plan: RoutePlan): Promise<QueryResult<R>> {
@@ -214,10 +215,10 @@ export class ShardedConnection implements DatabaseConnection {
       if (server !== shard.primary) return this.#readOnReplica<R>(server, shard, compiled);
       result = this.#runOnServer<R>(server, compiled);
     } else {
-      if (plan.statement !== 'select' || plan.nestedWrites !== undefined) this.#tx.wrote = true;
+      if (planMayWrite(plan)) this.#tx.wrote = true;
       result = this.#transactionClient(this.#tx, shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
     }
-    if (plan.statement === 'select' && plan.nestedWrites === undefined) return result;
+    if (!planMayWrite(plan)) return result;
     return result.then((r) => {
       this.#recordWrite(plan, shard, plan.kind === 'single' ? plan.keys : null);
       if (this.#tx !== null || this.#runtime.readYourWritesContext === undefined) return r;

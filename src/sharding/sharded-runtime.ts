@@ -3,7 +3,7 @@ import { PostgresQueryCompiler, type CompiledQuery, type RootOperationNode } fro
 import { ReadYourWritesContext } from '../replicas/read-your-writes';
 import { ReplicaRouter, type ReplicaStatus } from '../replicas/replica-router';
 import { ErrorCodes, KyselyScaleError, TopologyError } from '../errors';
-import type { RoutePlan, RoutingRules } from './route-planner';
+import { planMayWrite, type RoutePlan, type RoutingRules } from './route-planner';
 import { ServerPools, pgPoolFactory, type PoolClientLike } from './server-pools';
 import type { CursorConstructor, ResolvedShardedConfig } from './sharded-dialect-config';
 import type { Shard, ServerSpec, Topology } from './topology';
@@ -69,10 +69,15 @@ export class ShardedRuntime {
    */
   serverFor(shard: Shard, plan: RoutePlan | null, inSession: boolean): ServerSpec {
     const replicas = this.#replicas;
-    if (replicas === undefined || inSession || plan === null || plan.statement !== 'select' || plan.nestedWrites !== undefined || plan.primaryOnly === true) {
+    if (replicas === undefined || inSession || plan === null || planMayWrite(plan) || plan.primaryOnly === true) {
       return shard.primary;
     }
     return replicas.serverForRead(shard, this.#readYourWrites.getStore()?.requiredPosition(shard.id)) ?? shard.primary;
+  }
+
+  /** Whether plain reads may go to replicas (`replicas.readFrom: 'replica'`). */
+  get readsFromReplicas(): boolean {
+    return this.#replicas !== undefined;
   }
 
   /** The read-your-writes context of the running async call, if any (never when reads stay on primaries). */
