@@ -10,11 +10,11 @@
 import { Kysely, PostgresDialect, PostgresQueryCompiler, type RootOperationNode } from 'kysely';
 import { Pool } from 'pg';
 import { startTestCluster } from '../src/testing';
-import { createTopology } from '../src/sharding/topology';
-import { ShardedDialect } from '../src/sharding/sharded-dialect';
-import { planRoute } from '../src/sharding/route-planner';
-import { resolveShardedConfig } from '../src/sharding/sharded-dialect-config';
-import { SERVER_POOL_DEFAULTS } from '../src/sharding/server-pools';
+import { createTopology } from '../src/cluster/topology';
+import { ShardedDialect } from '../src/sharding/dialect/sharded-dialect';
+import { planRoute } from '../src/sharding/routing/route-planner';
+import { resolveShardedConfig } from '../src/sharding/dialect/sharded-dialect-config';
+import { SERVER_POOL_DEFAULTS } from '../src/cluster/server-pools';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
 
 interface DB {

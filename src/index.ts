@@ -5,9 +5,9 @@
  *
  * @packageDocumentation
  */
-export * from './errors';
-export { encodeShardKey, type ShardKeyValue } from './sharding/shard-key';
-export { slotOf, DEFAULT_SLOT_COUNT } from './sharding/slot-hash';
+export * from './kernel/errors';
+export { encodeShardKey, type ShardKeyValue } from './cluster/shard-key';
+export { slotOf, DEFAULT_SLOT_COUNT } from './cluster/slot-hash';
 export {
   createTopology,
   type Topology,
@@ -15,14 +15,14 @@ export {
   type Shard,
   type ShardInput,
   type ServerSpec,
-} from './sharding/topology';
-export { ShardedDialect } from './sharding/sharded-dialect';
-export type { ShardedDialectConfig, CursorConstructor } from './sharding/sharded-dialect-config';
-export { SERVER_POOL_DEFAULTS, type ServerPoolOptions, type PoolLike, type PoolClientLike } from './sharding/server-pools';
-export type { KeylessPolicy, RoutePlan, RoutePart } from './sharding/route-planner';
-export { withPrimary, withShard, withShardKey, type RouteHint } from './sharding/route-hint';
-export type { WriteEvent, WriteListener } from './sharding/write-event';
-export { SLOT_FUNCTIONS_SQL } from './sharding/slot-function-sql';
-export { ReadYourWritesContext } from './replicas/read-your-writes';
-export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replicas/replica-router';
-export { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from './replicas/connection-failure';
+} from './cluster/topology';
+export { ShardedDialect } from './sharding/dialect/sharded-dialect';
+export type { ShardedDialectConfig, CursorConstructor } from './sharding/dialect/sharded-dialect-config';
+export { SERVER_POOL_DEFAULTS, type ServerPoolOptions, type PoolLike, type PoolClientLike } from './cluster/server-pools';
+export type { KeylessPolicy, RoutePlan, RoutePart } from './sharding/routing/route-planner';
+export { withPrimary, withShard, withShardKey, type RouteHint } from './sharding/routing/route-hint';
+export type { WriteEvent, WriteListener } from './sharding/dialect/write-event';
+export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
+export { ReadYourWritesContext } from './replication/read-your-writes';
+export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replication/replica-router';
+export { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from './cluster/connection-failure';

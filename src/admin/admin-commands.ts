@@ -1,5 +1,5 @@
-import { ErrorCodes, KyselyScaleError, redactText } from '../errors';
-import { createTopology, type Topology } from '../sharding/topology';
+import { ErrorCodes, KyselyScaleError, redactText } from '../kernel/errors';
+import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
 
 /** A shard as an operator lists it for `init`. */

@@ -1,4 +1,4 @@
-import type { Topology } from '../sharding/topology';
+import type { Topology } from '../cluster/topology';
 import type { TopologyCatalog, TopologyWatch } from './topology-catalog';
 
 /** What {@link followCatalog} needs of a dialect (a `ShardedDialect` fits). */

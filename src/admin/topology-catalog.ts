@@ -1,6 +1,6 @@
 import { Client, Pool, type PoolClient, type QueryResult } from 'pg';
-import { ConfigError, OperatorBusyError, TopologyConflictError, TopologyError, redactUrl } from '../errors';
-import type { Topology } from '../sharding/topology';
+import { ConfigError, OperatorBusyError, TopologyConflictError, TopologyError, redactUrl } from '../kernel/errors';
+import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
 
 /** Options of {@link TopologyCatalog}. */

@@ -1,5 +1,5 @@
-import { TopologyError } from '../errors';
-import { createTopology, type Topology } from '../sharding/topology';
+import { TopologyError } from '../kernel/errors';
+import { createTopology, type Topology } from '../cluster/topology';
 
 // The largest slot count a topology accepts (its owners are 16-bit indexes).
 const MAX_SLOT_COUNT = 65536;

@@ -3,10 +3,10 @@
  * only advises; acting on it (Kubernetes, an ASG) is the caller's business. Thresholds and
  * cooldowns come from the original design's auto-scaling balancer and scaling policies.
  */
-import { systemClock, type Clock } from './balancer-clock';
+import { systemClock, type Clock } from '../kernel/clock';
 import type { BalancerStats } from './balancer-stats';
-import { requireInteger, requireNonNegative, requirePercent } from './balancer-validate';
-import { ConfigError } from '../errors';
+import { requireInteger, requireNonNegative, requirePercent } from '../kernel/validate';
+import { ConfigError } from '../kernel/errors';
 
 /** Options of {@link AutoscalingAdvisor}. */
 export interface AutoscalingAdvisorOptions {

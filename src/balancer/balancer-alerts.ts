@@ -2,10 +2,10 @@
  * Alerts from the original design (unhealthy instances, load imbalance, high latency), raised and
  * resolved as events: an alert fires once when its condition begins and once when it ends.
  */
-import { systemClock, type Clock } from './balancer-clock';
+import { systemClock, type Clock } from '../kernel/clock';
 import { TypedEmitter } from './balancer-events';
 import type { BalancerStats } from './balancer-stats';
-import { requireNonNegative, requirePositive } from './balancer-validate';
+import { requireNonNegative, requirePositive } from '../kernel/validate';
 
 /** Kinds of alert. */
 export type AlertKind = 'unhealthy-instances' | 'load-imbalance' | 'high-latency';

@@ -2,7 +2,7 @@
  * Errors raised by the balancer. They use the stable codes of `src/errors.ts`, so callers can
  * switch on `error.code` whether the error came from a balancer or elsewhere.
  */
-import { ErrorCodes, KyselyScaleError } from '../errors';
+import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
 
 /** The balancer has no instance it may use (none configured, or every one excluded or unfit). */
 export class NoInstanceAvailableError extends KyselyScaleError {

@@ -3,7 +3,7 @@
  * An instance address such as `http://user:secret@10.0.0.1:8080` is shown as
  * `http://user:***@10.0.0.1:8080`.
  */
-import { redactUrl } from '../errors';
+import { redactUrl } from '../kernel/errors';
 
 /** The address with any password (and secret query parameters) replaced by `***`; unchanged when it has none. */
 export function redactAddress(address: string): string {

@@ -2,19 +2,19 @@
  * The balancer: keeps the instances, filters those usable now (healthy, not ejected, panic mode),
  * asks the strategy to pick, counts calls in flight and learns from each outcome.
  */
-import { systemClock, type Clock } from './balancer-clock';
+import { systemClock, type Clock } from '../kernel/clock';
 import { NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
 import { TypedEmitter, type BalancerEventMap } from './balancer-events';
 import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
 import type { BalancerStats, InstanceStats } from './balancer-stats';
 import type { PickRequest, Strategy } from './balancer-strategy';
-import { requireNonNegative, requirePercent, requirePositive, requireRatio } from './balancer-validate';
+import { requireNonNegative, requirePercent, requirePositive, requireRatio } from '../kernel/validate';
 import { redactAddress } from './balancer-redact';
 import { LatencyHistogram } from './latency-histogram';
 import { OutlierEjector, type OutlierEjectionOptions } from './outlier-ejection';
 import { SlowStart, type SlowStartOptions } from './slow-start';
 import { peakEwma } from './strategies/peak-ewma';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** Options of {@link Balancer}. */
 export interface BalancerOptions {

@@ -4,10 +4,10 @@
  * injected clock, so tests advance time instead of sleeping.
  */
 import { request, type Dispatcher } from 'undici';
-import { systemClock, type Clock } from './balancer-clock';
+import { systemClock, type Clock } from '../kernel/clock';
 import { TypedEmitter } from './balancer-events';
 import type { BalancedInstance } from './balancer-instance';
-import { requireInteger, requirePositive } from './balancer-validate';
+import { requireInteger, requirePositive } from '../kernel/validate';
 
 /** Answers whether an instance is healthy; should honour `signal` (aborted at the timeout). */
 export type HealthProbe = (instance: BalancedInstance, signal: AbortSignal) => Promise<boolean>;

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { Balancer, BALANCER_DEFAULTS, type AcquireRequest, type BalancerOptions, type Lease, type RunOptions } from './balancer';
-export { ManualClock, mathRandom, seededRandom, systemClock, type Cancel, type Clock, type RandomSource } from './balancer-clock';
+export { ManualClock, mathRandom, seededRandom, systemClock, type Cancel, type Clock, type RandomSource } from '../kernel/clock';
 export { BudgetExceededError, NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
 export { TypedEmitter, type BalancerEventMap } from './balancer-events';
 export {
@@ -49,15 +49,15 @@ export {
   type ScalingAdvice,
 } from './autoscaling-advisor';
 export { formatPrometheus, PROMETHEUS_CONTENT_TYPE, type PrometheusOptions } from './prometheus-exposition';
-export { IDEMPOTENT_METHODS, isConnectionError, isIdempotent } from './http-retry';
+export { IDEMPOTENT_METHODS, isConnectionError, isIdempotent } from './http/http-retry';
 export {
   BALANCED_FETCH_DEFAULTS,
   createBalancedFetch,
   type BalancedFetch,
   type BalancedFetchOptions,
   type BalancedRequestInit,
-} from './http-client';
-export { createProxyServer, forwardedHeaders, listenProxy, PROXY_DEFAULTS, type ProxyOptions, type RunningProxy } from './proxy';
+} from './http/http-client';
+export { createProxyServer, forwardedHeaders, listenProxy, PROXY_DEFAULTS, type ProxyOptions, type RunningProxy } from './http/proxy';
 export {
   loadProxyConfig,
   parseUpstream,
@@ -66,7 +66,7 @@ export {
   type ProxyConfig,
   type ProxyFromConfig,
   type ProxyHealthConfig,
-} from './proxy-config';
+} from './http/proxy-config';
 // Strategies
 export { roundRobin } from './strategies/round-robin';
 export { smoothWeightedRoundRobin } from './strategies/smooth-weighted-round-robin';

@@ -2,8 +2,8 @@
  * Passive health: an instance whose calls fail several times in a row is ejected for a while,
  * longer each time it happens again (Envoy's outlier detection, consecutive-failure mode).
  */
-import { requireInteger, requirePercent, requirePositive } from './balancer-validate';
-import { ConfigError } from '../errors';
+import { requireInteger, requirePercent, requirePositive } from '../kernel/validate';
+import { ConfigError } from '../kernel/errors';
 
 /** Options of outlier ejection. */
 export interface OutlierEjectionOptions {

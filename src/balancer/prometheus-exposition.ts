@@ -1,6 +1,6 @@
 /** Prometheus text exposition (format 0.0.4) of a balancer's statistics. */
 import type { BalancerStats } from './balancer-stats';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** Options of {@link formatPrometheus}. */
 export interface PrometheusOptions {

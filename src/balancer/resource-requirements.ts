@@ -3,7 +3,7 @@
  * Quantities may carry a unit: binary byte units (`KB`/`KiB`/`Ki` = 1024, `MB`, `GB`, `TB`, …),
  * `m` for thousandths (`500m` CPU), or none.
  */
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 import type { CapabilityValue } from './balancer-instance';
 
 /** Comparison operators a requirement may use. */

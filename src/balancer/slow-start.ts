@@ -2,7 +2,7 @@
  * Slow start: a new or recovered instance gets a growing share of its weight over a window, so a
  * cold cache or JIT is not flooded at once (Envoy's slow start, HAProxy's `slowstart`).
  */
-import { requireNonNegative, requirePercent, requirePositive } from './balancer-validate';
+import { requireNonNegative, requirePercent, requirePositive } from '../kernel/validate';
 
 /** Options of slow start. */
 export interface SlowStartOptions {

@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** A tier a policy may use: `l1` (in-process memory) or `l2` (Redis). */
 export type CacheLevel = 'l1' | 'l2';

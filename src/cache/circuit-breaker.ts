@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** `closed`: calls pass. `open`: calls are refused at once. `halfOpen`: one probe call is let through. */
 export type BreakerState = 'closed' | 'open' | 'halfOpen';

@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** Options of {@link HotKeyTracker}. */
 export interface HotKeyTrackerOptions {

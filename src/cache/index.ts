@@ -8,7 +8,7 @@ export { systemClock, ManualClock, type CacheClock } from './cache-clock';
 export { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicy, resolvePolicies, type CacheLevel, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 export type { CacheStats, PolicyStats, TierStats } from './cache-stats';
 export { CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';
-export { HashRing, HASH_RING_DEFAULTS, type HashRingOptions } from './hash-ring';
+export { HashRing, HASH_RING_DEFAULTS, type HashRingOptions } from '../kernel/hash-ring';
 export { HotKeyTracker, HOT_KEY_TRACKER_DEFAULTS, type HotKey, type HotKeyTrackerOptions } from './hot-key-tracker';
 export { InvalidationBus, INVALIDATION_BUS_DEFAULTS, type BusMessage, type InvalidationBusOptions, type PubSubLike } from './invalidation-bus';
 export { MemoryTier, MEMORY_TIER_DEFAULTS, type CacheEntry, type MemoryTierOptions, type TagStamp } from './memory-tier';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 /** What one instance tells the others. Keys and tags only, never values. */
 export type BusMessage =

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { CompiledQuery, QueryResult } from 'kysely';
-import { ConfigError } from '../errors';
-import type { WriteEvent, WriteListener } from '../sharding/write-event';
+import { ConfigError } from '../kernel/errors';
+import type { WriteEvent, WriteListener } from '../sharding/dialect/write-event';
 import type { TieredCache } from './tiered-cache';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash, randomInt } from 'node:crypto';
-import { CacheBackendUnavailableError, ConfigError } from '../errors';
+import { CacheBackendUnavailableError, ConfigError } from '../kernel/errors';
 import { CircuitBreaker, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';
-import { HashRing, type HashRingOptions } from './hash-ring';
+import { HashRing, type HashRingOptions } from '../kernel/hash-ring';
 
 /**
  * The few ioredis methods the L2 tier uses. An ioredis `Redis` or `Cluster` satisfies it; tests

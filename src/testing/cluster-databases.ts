@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 import { deadlineIn, pollUntil } from './cluster-wait';
 import { withPgClient, type PgAddress } from './pg-probe';
 import type { TestServer, TestShard, TestShardUrls } from './test-cluster-types';

@@ -1,5 +1,5 @@
 import { isAbsolute } from 'node:path';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 import type { TestClusterOptions } from './test-cluster-types';
 
 /** Defaults of {@link TestClusterOptions}, one place for the docs and the code. */

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { ErrorCodes, KyselyScaleError } from '../errors';
+import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
 
 /** A point in time that every wait of one start shares, so the whole start is bounded once. */
 export interface Deadline {

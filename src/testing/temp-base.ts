@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, stat, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../kernel/errors';
 
 const RAM_DIR = '/dev/shm';
 // A cluster of 4 servers takes ~120 MB; container runtimes often give /dev/shm only 64 MB.

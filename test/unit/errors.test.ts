@@ -1,4 +1,4 @@
-import { redactText, redactUrl, RoutingError, ErrorCodes, KyselyScaleError } from '../../src/errors';
+import { redactText, redactUrl, RoutingError, ErrorCodes, KyselyScaleError } from '../../src/kernel/errors';
 
 describe('errors', () => {
   it.each([

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCodes } from '../../src/errors';
+import { ErrorCodes } from '../../src/kernel/errors';
 import { TEST_CLUSTER_DEFAULTS } from '../../src/testing';
 import { resolveTestClusterOptions } from '../../src/testing/cluster-options';
 import { probeDocker } from '../../src/testing/docker-probe';

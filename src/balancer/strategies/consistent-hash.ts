@@ -1,9 +1,9 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
-import { mathRandom, type RandomSource } from '../balancer-clock';
+import { mathRandom, type RandomSource } from '../../kernel/clock';
 import type { PickRequest, Strategy } from '../balancer-strategy';
-import { requireInteger, requirePositive } from '../balancer-validate';
-import { murmur3 } from '../../util/murmur3';
-import { ConfigError } from '../../errors';
+import { requireInteger, requirePositive } from '../../kernel/validate';
+import { murmur3 } from '../../kernel/murmur3';
+import { ConfigError } from '../../kernel/errors';
 
 /** Options of {@link consistentHash}. */
 export interface ConsistentHashOptions {

@@ -2,7 +2,7 @@ import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { isNonEmpty } from '../balancer-instance';
 import { BudgetExceededError } from '../balancer-errors';
 import type { PickRequest, Strategy } from '../balancer-strategy';
-import { requireNonNegative, requirePositive } from '../balancer-validate';
+import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
 
 /** Options of {@link costAware}. */

@@ -1,7 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
-import { systemClock, type Clock } from '../balancer-clock';
+import { systemClock, type Clock } from '../../kernel/clock';
 import type { CallOutcome, PickRequest, Strategy } from '../balancer-strategy';
-import { requireNonNegative } from '../balancer-validate';
+import { requireNonNegative } from '../../kernel/validate';
 import { costAware } from './cost-aware';
 import { loadAdjustedLatency } from './load-adjusted-latency';
 import { peakEwma } from './peak-ewma';

@@ -1,7 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { isNonEmpty } from '../balancer-instance';
 import type { Strategy } from '../balancer-strategy';
-import { requireNonNegative, requirePositive } from '../balancer-validate';
+import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
 
 /** Options of {@link loadAdjustedLatency}. */

@@ -1,7 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
-import { systemClock, type Clock } from '../balancer-clock';
+import { systemClock, type Clock } from '../../kernel/clock';
 import type { CallOutcome, Strategy } from '../balancer-strategy';
-import { requireNonNegative, requirePositive } from '../balancer-validate';
+import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
 
 /** Options of {@link peakEwma}. */

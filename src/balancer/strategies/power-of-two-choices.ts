@@ -1,5 +1,5 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
-import { mathRandom, type RandomSource } from '../balancer-clock';
+import { mathRandom, type RandomSource } from '../../kernel/clock';
 import { loadPerWeight, type Strategy } from '../balancer-strategy';
 
 /** Options of {@link powerOfTwoChoices}. */

@@ -2,7 +2,7 @@ import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { isNonEmpty } from '../balancer-instance';
 import { NoInstanceAvailableError } from '../balancer-errors';
 import type { PickRequest, Strategy } from '../balancer-strategy';
-import { requireRatio } from '../balancer-validate';
+import { requireRatio } from '../../kernel/validate';
 import { meetsRequirements, parseRequirements, type Requirement, type Requirements } from '../resource-requirements';
 import { lowestScore } from './strategy-scan';
 

@@ -1,4 +1,4 @@
-import type { Clock, RandomSource } from '../balancer-clock';
+import type { Clock, RandomSource } from '../../kernel/clock';
 import type { Strategy } from '../balancer-strategy';
 import { consistentHash } from './consistent-hash';
 import { costAware } from './cost-aware';

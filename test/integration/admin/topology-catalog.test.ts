@@ -1,12 +1,12 @@
 import { Kysely } from 'kysely';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
-import { createTopology, type Topology } from '../../../src/sharding/topology';
-import { slotOf } from '../../../src/sharding/slot-hash';
-import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
+import { createTopology, type Topology } from '../../../src/cluster/topology';
+import { slotOf } from '../../../src/cluster/slot-hash';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog, type TopologyWatch } from '../../../src/admin/topology-catalog';
 import { followCatalog } from '../../../src/admin/follow-catalog';
-import { ErrorCodes, OperatorBusyError, TopologyConflictError, TopologyError } from '../../../src/errors';
+import { ErrorCodes, OperatorBusyError, TopologyConflictError, TopologyError } from '../../../src/kernel/errors';
 import { eventually } from '../../support/postgres-replication';
 
 // The catalog lives in its own database on the cluster's first primary; the "shards" it describes

@@ -150,7 +150,7 @@ describe('proxy CLI', () => {
       process.execPath,
       [
         join(__dirname, '../../../node_modules/tsx/dist/cli.mjs'),
-        join(__dirname, '../../../src/balancer/proxy-cli.ts'),
+        join(__dirname, '../../../src/balancer/http/proxy-cli.ts'),
         '--listen', '127.0.0.1:0',
         '--upstream', `api=${upstream.url}`,
         '--strategy', 'least-connections',

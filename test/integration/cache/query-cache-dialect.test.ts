@@ -3,7 +3,7 @@ import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { QueryCache } from '../../../src/cache/query-cache';
 import { singleRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
-import type { WriteEvent } from '../../../src/sharding/write-event';
+import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { startShardedFixture, type ShardedFixture } from '../sharding/sharded-fixture';
 import { connect } from './cache-fixtures';
 

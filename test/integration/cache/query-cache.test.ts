@@ -6,7 +6,7 @@ import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { QueryCache, tablesOf } from '../../../src/cache/query-cache';
 import { singleRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
-import type { WriteEvent, WriteListener } from '../../../src/sharding/write-event';
+import type { WriteEvent, WriteListener } from '../../../src/sharding/dialect/write-event';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect } from './cache-fixtures';
 

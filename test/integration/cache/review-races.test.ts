@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { ManualClock } from '../../../src/cache/cache-clock';
-import { HashRing } from '../../../src/cache/hash-ring';
+import { HashRing } from '../../../src/kernel/hash-ring';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { ringRedisTier, singleRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';

@@ -13,10 +13,10 @@
 import { Kysely, PostgresDialect, sql, type Generated } from 'kysely';
 import Cursor from 'pg-cursor';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { createTopology } from '../../../src/sharding/topology';
-import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
-import { withShard } from '../../../src/sharding/route-hint';
-import { ErrorCodes, RoutingError } from '../../../src/errors';
+import { createTopology } from '../../../src/cluster/topology';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
+import { withShard } from '../../../src/sharding/routing/route-hint';
+import { ErrorCodes, RoutingError } from '../../../src/kernel/errors';
 import { quietPool } from './sharded-fixture';
 
 interface DB {

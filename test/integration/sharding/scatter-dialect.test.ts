@@ -6,7 +6,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import { startShardedFixture, startSingleDatabase, type DB, type ShardedFixture } from './sharded-fixture';
-import { ErrorCodes, RoutingError } from '../../../src/errors';
+import { ErrorCodes, RoutingError } from '../../../src/kernel/errors';
 
 const SHARDS = 3;
 const ROWS = 1200;

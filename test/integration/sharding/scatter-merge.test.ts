@@ -15,7 +15,7 @@ import {
 } from 'kysely';
 import { Pool } from 'pg';
 import Cursor from 'pg-cursor';
-import { planScatter } from '../../../src/sharding/scatter-plan';
+import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { quietPool } from './sharded-fixture';
 

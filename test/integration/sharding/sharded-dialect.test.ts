@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
-import { withShard, withShardKey } from '../../../src/sharding/route-hint';
-import { createTopology } from '../../../src/sharding/topology';
-import { CrossShardTransactionError, ErrorCodes, RoutingError, ShardKeyError } from '../../../src/errors';
-import type { WriteEvent } from '../../../src/sharding/write-event';
+import { withShard, withShardKey } from '../../../src/sharding/routing/route-hint';
+import { createTopology } from '../../../src/cluster/topology';
+import { CrossShardTransactionError, ErrorCodes, RoutingError, ShardKeyError } from '../../../src/kernel/errors';
+import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 
 let f: ShardedFixture;
 beforeAll(async () => {

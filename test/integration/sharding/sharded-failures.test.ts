@@ -1,9 +1,9 @@
 import { Kysely } from 'kysely';
 import { interceptingPool, startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
-import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
-import { ErrorCodes, PartialWriteError, TransactionAbortedError } from '../../../src/errors';
-import type { PoolLike } from '../../../src/sharding/server-pools';
-import type { WriteEvent } from '../../../src/sharding/write-event';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
+import { ErrorCodes, PartialWriteError, TransactionAbortedError } from '../../../src/kernel/errors';
+import type { PoolLike } from '../../../src/cluster/server-pools';
+import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { Pool } from 'pg';
 import { eventually } from '../../support/postgres-replication';
 

@@ -2,10 +2,10 @@ import { Kysely, PostgresDialect, type Generated } from 'kysely';
 import Cursor from 'pg-cursor';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
-import { createTopology, type Topology } from '../../../src/sharding/topology';
-import { ShardedDialect } from '../../../src/sharding/sharded-dialect';
-import type { ShardedDialectConfig } from '../../../src/sharding/sharded-dialect-config';
-import type { PoolLike, PoolClientLike } from '../../../src/sharding/server-pools';
+import { createTopology, type Topology } from '../../../src/cluster/topology';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
+import type { ShardedDialectConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
+import type { PoolLike, PoolClientLike } from '../../../src/cluster/server-pools';
 
 export interface DB {
   users: { id: number; name: string; email: string | null };

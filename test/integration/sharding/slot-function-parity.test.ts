@@ -6,11 +6,11 @@
  */
 import type { Pool } from 'pg';
 import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
-import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/sharding/slot-hash';
-import { encodeShardKey } from '../../../src/sharding/shard-key';
-import { murmur3 } from '../../../src/util/murmur3';
-import { seededRandom } from '../../../src/util/seeded-random';
-import { SLOT_FUNCTIONS_SQL } from '../../../src/sharding/slot-function-sql';
+import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/cluster/slot-hash';
+import { encodeShardKey } from '../../../src/cluster/shard-key';
+import { murmur3 } from '../../../src/kernel/murmur3';
+import { seededRandom } from '../../../src/kernel/seeded-random';
+import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
 
 const rnd = seededRandom(0x5eed);
 const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));

@@ -1,6 +1,6 @@
-import { createTopology } from '../../../src/sharding/topology';
+import { createTopology } from '../../../src/cluster/topology';
 import { fromDocument, toDocument } from '../../../src/admin/topology-document';
-import { TopologyError } from '../../../src/errors';
+import { TopologyError } from '../../../src/kernel/errors';
 
 const topology = createTopology({
   shards: [

@@ -7,7 +7,7 @@ import {
   roundRobin,
   type BalancerEventMap,
 } from '../../../src/balancer';
-import { ConfigError } from '../../../src/errors';
+import { ConfigError } from '../../../src/kernel/errors';
 
 function make(options: ConstructorParameters<typeof Balancer>[0] = {}): { clock: ManualClock; balancer: Balancer } {
   const clock = new ManualClock();

@@ -1,5 +1,5 @@
 import { Balancer, formatPrometheus, ManualClock, meetsRequirements, parseQuantity, parseRequirements, roundRobin } from '../../../src/balancer';
-import { loadProxyConfig, parseUpstream } from '../../../src/balancer/proxy-config';
+import { loadProxyConfig, parseUpstream } from '../../../src/balancer/http/proxy-config';
 
 describe('formatPrometheus', () => {
   it('renders the text exposition format', async () => {

@@ -16,7 +16,7 @@ import {
   weightedRandom,
   type Strategy,
 } from '../../../src/balancer';
-import { ConfigError } from '../../../src/errors';
+import { ConfigError } from '../../../src/kernel/errors';
 import { fake, list, replay, type FakeInstance } from './fake-instance';
 
 const ids = (strategy: Strategy, candidates: ReturnType<typeof list>, n: number): string[] =>

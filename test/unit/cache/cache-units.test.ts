@@ -1,8 +1,8 @@
-import { ConfigError, CacheValueTooLargeError, CacheSerializationError, ErrorCodes } from '../../../src/errors';
+import { ConfigError, CacheValueTooLargeError, CacheSerializationError, ErrorCodes } from '../../../src/kernel/errors';
 import { ManualClock } from '../../../src/cache/cache-clock';
 import { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicies, resolvePolicy } from '../../../src/cache/cache-policy';
 import { CircuitBreaker } from '../../../src/cache/circuit-breaker';
-import { HashRing } from '../../../src/cache/hash-ring';
+import { HashRing } from '../../../src/kernel/hash-ring';
 import { HotKeyTracker } from '../../../src/cache/hot-key-tracker';
 import { MemoryTier, type CacheEntry } from '../../../src/cache/memory-tier';
 import { createSerializer } from '../../../src/cache/serializer';

@@ -1,9 +1,9 @@
 import { offlineKysely } from '../../support/offline-kysely';
 import { PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
-import { createTopology } from '../../../src/sharding/topology';
-import { planRoute, type RoutePlan } from '../../../src/sharding/route-planner';
-import { resolveShardedConfig } from '../../../src/sharding/sharded-dialect-config';
-import { RoutingError, ErrorCodes } from '../../../src/errors';
+import { createTopology } from '../../../src/cluster/topology';
+import { planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
+import { resolveShardedConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
+import { RoutingError, ErrorCodes } from '../../../src/kernel/errors';
 
 const topology = createTopology({
   shards: [0, 1, 2].map((i) => ({ id: `shard${i}`, primary: `postgres://u@h${i}:5432/db` })),

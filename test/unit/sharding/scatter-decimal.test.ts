@@ -6,8 +6,8 @@ import {
   formatDecimal,
   parseDecimal,
   type Decimal,
-} from '../../../src/sharding/scatter-decimal';
-import { compareCodePoints, valueComparer } from '../../../src/sharding/scatter-compare';
+} from '../../../src/sharding/scatter/scatter-decimal';
+import { compareCodePoints, valueComparer } from '../../../src/sharding/scatter/scatter-compare';
 
 const d = (text: string): Decimal => {
   const parsed = parseDecimal(text);

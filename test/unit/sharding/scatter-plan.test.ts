@@ -1,7 +1,7 @@
 import { offlineKysely } from '../../support/offline-kysely';
 import { createQueryId, PostgresQueryCompiler, sql, type SelectQueryNode } from 'kysely';
-import { RoutingError } from '../../../src/errors';
-import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter-plan';
+import { RoutingError } from '../../../src/kernel/errors';
+import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter/scatter-plan';
 
 const db = offlineKysely();
 const compiler = new PostgresQueryCompiler();

@@ -1,5 +1,5 @@
 import { offlineKysely } from '../../support/offline-kysely';
-import { planScatter } from '../../../src/sharding/scatter-plan';
+import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 
 const db = offlineKysely();
 

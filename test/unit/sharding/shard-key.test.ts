@@ -1,6 +1,6 @@
-import { encodeShardKey } from '../../../src/sharding/shard-key';
-import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/sharding/slot-hash';
-import { ShardKeyError, ErrorCodes } from '../../../src/errors';
+import { encodeShardKey } from '../../../src/cluster/shard-key';
+import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/cluster/slot-hash';
+import { ShardKeyError, ErrorCodes } from '../../../src/kernel/errors';
 import { x86 } from 'murmurhash3js-revisited';
 
 describe('shard key encoding (contract 1)', () => {

@@ -1,6 +1,6 @@
-import { createTopology } from '../../../src/sharding/topology';
-import { slotOf } from '../../../src/sharding/slot-hash';
-import { TopologyError, ErrorCodes } from '../../../src/errors';
+import { createTopology } from '../../../src/cluster/topology';
+import { slotOf } from '../../../src/cluster/slot-hash';
+import { TopologyError, ErrorCodes } from '../../../src/kernel/errors';
 
 const url = (n: number) => `postgres://app:s3cret@db${n}.internal:5432/app`;
 const shards = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `shard${i}`, primary: url(i) }));

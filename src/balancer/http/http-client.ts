@@ -1,0 +1,116 @@
+/**
+ * A balanced `fetch`: each call goes to an instance picked by the balancer; an idempotent call
+ * whose connection fails is retried on an instance not tried yet.
+ */
+import { fetch, Headers, type Dispatcher, type RequestInit, type Response } from 'undici';
+import type { Balancer } from '../balancer';
+import { NoInstanceAvailableError } from '../balancer-errors';
+import { splitCredentials } from '../balancer-redact';
+import { requireInteger, requireNonNegative } from '../../kernel/validate';
+import { isConnectionError, isIdempotent } from './http-retry';
+
+/** Options of {@link createBalancedFetch}. */
+export interface BalancedFetchOptions {
+  /** The balancer whose instances' `address` is an HTTP origin (`http://host:port`). */
+  readonly balancer: Balancer;
+  /**
+   * Most attempts of one idempotent call (the first included), each on a different instance.
+   * @default 3
+   */
+  readonly maxAttempts?: number;
+  /**
+   * Timeout of one attempt up to the response headers, in ms; 0 uses the balancer's.
+   * @default 0
+   */
+  readonly timeoutMillis?: number;
+  /**
+   * Status codes counted as failures for ejection and latency (the response is still returned).
+   * @default status >= 500
+   */
+  readonly isFailureStatus?: (status: number) => boolean;
+  /** undici dispatcher (agent) to send through. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** Defaults of {@link BalancedFetchOptions}. */
+export const BALANCED_FETCH_DEFAULTS = Object.freeze({ maxAttempts: 3, timeoutMillis: 0 });
+
+/** `fetch` init plus an affinity key for consistent hashing. */
+export interface BalancedRequestInit extends RequestInit {
+  /** Affinity key (user id, client IP) for the consistent-hash strategy. */
+  readonly key?: string;
+}
+
+/** A fetch whose first argument is a path (and query) resolved against the picked instance. */
+export type BalancedFetch = (path: string, init?: BalancedRequestInit) => Promise<Response>;
+
+function isReplayable(body: RequestInit['body']): boolean {
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof Uint8Array ||
+    body instanceof ArrayBuffer ||
+    body instanceof URLSearchParams
+  );
+}
+
+/**
+ * Creates a balanced fetch. The balancer counts a call in flight until its response headers
+ * arrive; reading the body is the caller's. An idempotent call with a replayable body is retried on
+ * an instance it has not tried yet, at most `maxAttempts` times in all, and only when the
+ * connection failed before response headers came back (a response, whatever its status, is never
+ * retried; neither is a timeout).
+ */
+export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetch {
+  const maxAttempts = requireInteger('maxAttempts', options.maxAttempts ?? BALANCED_FETCH_DEFAULTS.maxAttempts, 1);
+  const timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? BALANCED_FETCH_DEFAULTS.timeoutMillis);
+  const isFailureStatus = options.isFailureStatus ?? ((status: number) => status >= 500);
+  const { balancer, dispatcher } = options;
+
+  return async (path, init = {}) => {
+    const { key, signal: callerSignal, ...fetchInit } = init;
+    const retryable = isIdempotent(fetchInit.method ?? 'GET') && isReplayable(fetchInit.body);
+    const tried = new Set<string>();
+    let lastError: unknown;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await balancer.run(
+          (instance, signal) => {
+            tried.add(instance.id);
+            // An address may carry credentials (`http://user:secret@host`): they travel as a Basic
+            // authorization header (unless the call sets one), never in the URL, so no error
+            // message built from the URL can show the password.
+            const { url: origin, authorization } = splitCredentials(instance.address);
+            let headers = fetchInit.headers;
+            if (authorization !== undefined) {
+              const merged = new Headers(fetchInit.headers);
+              if (!merged.has('authorization')) merged.set('authorization', authorization);
+              headers = merged;
+            }
+            return fetch(new URL(path, origin), {
+              ...fetchInit,
+              ...(headers === undefined ? {} : { headers }),
+              signal,
+              ...(dispatcher === undefined ? {} : { dispatcher }),
+            });
+          },
+          {
+            exclude: tried,
+            isFailure: (response) => isFailureStatus(response.status),
+            ...(key === undefined ? {} : { key }),
+            ...(timeoutMillis === 0 ? {} : { timeoutMillis }),
+            // The caller's abort settles the call at once and is not charged to the instance.
+            ...(callerSignal == null ? {} : { signal: callerSignal }),
+          },
+        );
+      } catch (error) {
+        // A retry that finds no instance left reports the connection failure that caused it.
+        if (attempt > 1 && error instanceof NoInstanceAvailableError) throw lastError;
+        const another = tried.size < balancer.instances().length;
+        if (!(retryable && attempt < maxAttempts && another && isConnectionError(error))) throw error;
+        lastError = error;
+      }
+    }
+  };
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+/**
+ * Command-line entry of the balancing proxy: `kysely-scale-proxy --upstream http://… `.
+ * A thin shell: parse, start, print, stop on SIGINT/SIGTERM.
+ */
+import { loadProxyConfig, PROXY_USAGE, startProxyFromConfig } from './proxy-config';
+
+async function main(): Promise<void> {
+  const config = await loadProxyConfig(process.argv.slice(2));
+  if (config === 'help') {
+    process.stdout.write(`${PROXY_USAGE}\n`);
+    return;
+  }
+  const running = await startProxyFromConfig(config);
+  running.balancer
+    .on('health-changed', (e) => process.stderr.write(`health ${e.instanceId}: ${e.healthy ? 'up' : 'down'} (${e.reason ?? ''})\n`))
+    .on('ejected', (e) => process.stderr.write(`ejected ${e.instanceId} (ejection #${e.ejectionCount})\n`))
+    .on('returned', (e) => process.stderr.write(`returned ${e.instanceId}\n`))
+    .on('panic', (e) => process.stderr.write(`panic ${e.active ? 'on' : 'off'}: ${e.usable}/${e.total} usable\n`));
+  process.stdout.write(
+    `kysely-scale proxy on ${running.proxy.url} → ${running.balancer.instances().length} upstreams, strategy ${running.balancer.strategy.name}\n`,
+  );
+  const stop = (): void => {
+    void running.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n\n${PROXY_USAGE}\n`);
+  process.exit(2);
+});

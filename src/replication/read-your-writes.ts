@@ -1,0 +1,32 @@
+import { formatLsn, parseLsn } from '../cluster/wal-position';
+
+/**
+ * What one caller (a request, a user session) has written: per shard, the primary's WAL position
+ * after its last write there. A read for that caller may use a replica of a shard only once the
+ * replica has replayed past that position; until then it goes to the primary. Carry it across
+ * requests with {@link ReadYourWritesContext.toJSON} and the constructor.
+ */
+export class ReadYourWritesContext {
+  readonly #positions = new Map<string, bigint>();
+
+  /** @param saved positions from an earlier {@link toJSON} (shard id → `pg_lsn` text). */
+  constructor(saved: Readonly<Record<string, string>> = {}) {
+    for (const [shardId, lsn] of Object.entries(saved)) this.#positions.set(shardId, parseLsn(lsn));
+  }
+
+  /** Records a write on `shardId` that is durable at `lsn` (positions only move forward). */
+  noteWrite(shardId: string, lsn: bigint): void {
+    const known = this.#positions.get(shardId);
+    if (known === undefined || lsn > known) this.#positions.set(shardId, lsn);
+  }
+
+  /** The position a replica of `shardId` must have replayed to serve this caller; `undefined` when it wrote nothing there. */
+  requiredPosition(shardId: string): bigint | undefined {
+    return this.#positions.get(shardId);
+  }
+
+  /** Shard id → `pg_lsn` text, for storing in a session. */
+  toJSON(): Record<string, string> {
+    return Object.fromEntries([...this.#positions].map(([id, lsn]) => [id, formatLsn(lsn)]));
+  }
+}

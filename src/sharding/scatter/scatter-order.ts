@@ -1,0 +1,103 @@
+/**
+ * ORDER BY across shards: a row comparator with PostgreSQL's null placement and value order, and
+ * a k-way merge of per-shard row lists that each shard already sorted.
+ *
+ * @packageDocumentation
+ */
+import { ErrorCodes, RoutingError } from '../../kernel/errors';
+import { type TextComparator, type ValueComparer, valueComparer } from './scatter-compare';
+
+type Row = Record<string, unknown>;
+
+/** One ORDER BY item, resolved to the row keys that hold its value and its type. */
+export interface OrderKey {
+  /** Row key of the value (a selected column, or a hidden helper column). */
+  readonly column: string;
+  /** Row key holding `pg_typeof(expr)::text`; absent when {@link OrderKey.typeName} is known. */
+  readonly typeColumn?: string;
+  /** PostgreSQL type name when the plan knows it (e.g. `numeric` for count/sum/avg results). */
+  readonly typeName?: string;
+  readonly descending: boolean;
+  readonly nullsFirst: boolean;
+}
+
+/** Compares two rows; negative when `a` sorts first. */
+export type RowComparator = (a: Row, b: Row) => number;
+
+/** Resolves the comparer of a key from the type a row carries, caching per type name. */
+function keyComparer(key: OrderKey, compareText: TextComparator): (row: Row) => ValueComparer {
+  let cachedType: string | undefined;
+  let cached: ValueComparer | undefined;
+  return (row) => {
+    const typeName = key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
+    if (cached === undefined || typeName !== cachedType) {
+      cachedType = typeName;
+      cached = valueComparer(typeName, compareText);
+    }
+    return cached;
+  };
+}
+
+/** Builds the comparator of an ORDER BY list (PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC by default). */
+export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator): RowComparator {
+  const comparers = keys.map((key) => ({ key, comparerFor: keyComparer(key, compareText) }));
+  return (a, b) => {
+    for (const { key, comparerFor } of comparers) {
+      const x = a[key.column];
+      const y = b[key.column];
+      const xNull = x === null || x === undefined;
+      const yNull = y === null || y === undefined;
+      let order: number;
+      if (xNull || yNull) {
+        if (xNull && yNull) continue;
+        order = xNull === key.nullsFirst ? -1 : 1;
+      } else {
+        order = comparerFor(a).compare(x, y);
+        if (key.descending) order = -order;
+      }
+      if (order !== 0) return order;
+    }
+    return 0;
+  };
+}
+
+/** Raised when a shard's rows are not sorted the way the comparator sorts them (e.g. a non-C collation). */
+export function orderMismatch(shardIndex: number): RoutingError {
+  return new RoutingError(
+    ErrorCodes.UNSUPPORTED_SCATTER,
+    `Cannot merge this scatter query across shards: shard #${shardIndex} returned rows in an order that ` +
+      "differs from kysely-scale's comparison (text is compared in C collation order; is the database collation " +
+      'different?). Pass a matching compareText to planScatter, add the shard key, or use withShard(id).',
+    { context: { unsupported: 'order mismatch', shardIndex } },
+  );
+}
+
+/**
+ * Merges lists that are each sorted by `compare` into one sorted list of at most `take` rows.
+ * Ties go to the lower shard index, so the merge is stable. Throws {@link orderMismatch} when a
+ * list is not sorted by `compare`, rather than return misordered rows.
+ */
+export function mergeSorted(lists: readonly (readonly Row[])[], compare: RowComparator, take = Infinity): Row[] {
+  const positions = lists.map(() => 0);
+  const out: Row[] = [];
+  // Shards are few (tens at most), so a linear scan for the smallest head beats a heap.
+  while (out.length < take) {
+    let best = -1;
+    let bestRow: Row | undefined;
+    for (let i = 0; i < lists.length; i++) {
+      const row = (lists[i] as readonly Row[])[positions[i] as number];
+      if (row !== undefined && (bestRow === undefined || compare(row, bestRow) < 0)) {
+        best = i;
+        bestRow = row;
+      }
+    }
+    if (bestRow === undefined) break;
+    const list = lists[best] as readonly Row[];
+    const next = (positions[best] as number) + 1;
+    positions[best] = next;
+    const following = list[next];
+    if (following !== undefined && compare(bestRow, following) > 0) throw orderMismatch(best);
+    out.push(bestRow);
+  }
+  return out;
+}
