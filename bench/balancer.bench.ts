@@ -129,7 +129,7 @@ interface SimResult {
 /** Runs one strategy over one workload through the real Balancer on a virtual clock. */
 function simulate(spec: ScenarioSpec, w: Workload, makeStrategy: (clock: Clock) => Strategy): SimResult {
   let now = 0;
-  const clock: Clock = { now: () => now, setTimeout: () => () => undefined };
+  const clock: Clock = { now: () => now, monotonicNow: () => now, setTimeout: () => () => undefined };
   const balancer = new Balancer({
     clock,
     strategy: makeStrategy(clock),

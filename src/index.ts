@@ -5,7 +5,16 @@
  *
  * @packageDocumentation
  */
-export * from './kernel/errors';
+export { ErrorCodes, KyselyScaleError, ConfigError, type ErrorCode } from './kernel/errors';
+export { ShardKeyError, TopologyError } from './cluster/cluster-errors';
+export {
+  RoutingError,
+  CrossShardTransactionError,
+  TransactionAbortedError,
+  PartialWriteError,
+  type RoutingErrorCode,
+} from './sharding/sharding-errors';
+export { redactUrl, redactText } from './kernel/redact';
 export { encodeShardKey, type ShardKeyValue } from './cluster/shard-key';
 export { slotOf, DEFAULT_SLOT_COUNT } from './cluster/slot-hash';
 export {

@@ -5,7 +5,7 @@
  * 0 done, 1 the operation failed (the error's code is printed), 2 bad usage.
  */
 import { parseArgs } from 'node:util';
-import { redactText } from '../kernel/errors';
+import { redactText } from '../kernel/redact';
 import { catalogStatus, initCatalog, parseShardArgument, type CatalogStatus } from './admin-commands';
 
 export const ADMIN_USAGE = `Usage: kysely-scale-admin <command> --catalog <url> [options]

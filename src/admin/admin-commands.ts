@@ -1,4 +1,5 @@
-import { ErrorCodes, KyselyScaleError, redactText } from '../kernel/errors';
+import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
+import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
 

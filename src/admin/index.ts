@@ -8,3 +8,4 @@ export { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS, type PublishedTopology, typ
 export { followCatalog, type TopologyFollower } from './follow-catalog';
 export { fromDocument, toDocument, type TopologyDocument } from './topology-document';
 export { catalogStatus, initCatalog, parseShardArgument, type CatalogStatus, type InitResult, type ShardArgument } from './admin-commands';
+export { TopologyConflictError, OperatorBusyError } from './admin-errors';

@@ -1,5 +1,8 @@
 import { Client, Pool, type PoolClient, type QueryResult } from 'pg';
-import { ConfigError, OperatorBusyError, TopologyConflictError, TopologyError, redactUrl } from '../kernel/errors';
+import { ConfigError } from '../kernel/errors';
+import { OperatorBusyError, TopologyConflictError } from './admin-errors';
+import { TopologyError } from '../cluster/cluster-errors';
+import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
 

@@ -1,4 +1,4 @@
-import { TopologyError } from '../kernel/errors';
+import { TopologyError } from '../cluster/cluster-errors';
 import { createTopology, type Topology } from '../cluster/topology';
 
 // The largest slot count a topology accepts (its owners are 16-bit indexes).

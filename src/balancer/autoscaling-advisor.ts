@@ -93,7 +93,7 @@ export class AutoscalingAdvisor {
   advise(stats: BalancerStats): ScalingAdvice {
     const o = this.#o;
     const n = stats.totalInstances;
-    const now = this.#clock.now();
+    const now = this.#clock.monotonicNow();
     const hold = (reasons: string[]): ScalingAdvice => ({ action: 'hold', currentInstances: n, targetInstances: n, reasons });
     const scale = (action: 'scale-up' | 'scale-down', target: number, reasons: string[]): ScalingAdvice => {
       this.#lastScalingMillis = now;

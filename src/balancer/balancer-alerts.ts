@@ -3,7 +3,7 @@
  * resolved as events: an alert fires once when its condition begins and once when it ends.
  */
 import { systemClock, type Clock } from '../kernel/clock';
-import { TypedEmitter } from './balancer-events';
+import { TypedEmitter } from '../kernel/typed-emitter';
 import type { BalancerStats } from './balancer-stats';
 import { requireNonNegative, requirePositive } from '../kernel/validate';
 
@@ -82,7 +82,7 @@ export class AlertMonitor extends TypedEmitter<{ alert: Alert }> {
   check(): Alert[] {
     const stats = this.#source.stats();
     const conditions = this.#evaluate(stats);
-    const now = this.#clock.now();
+    const now = this.#clock.monotonicNow();
     const transitions: Alert[] = [];
     for (const kind of Object.keys(conditions) as AlertKind[]) {
       const c = conditions[kind];

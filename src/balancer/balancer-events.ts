@@ -1,5 +1,4 @@
-/** Events a balancer emits, and a small typed emitter. */
-import { EventEmitter } from 'node:events';
+/** Events a balancer emits. */
 
 /** Event name → payload. */
 export interface BalancerEventMap {
@@ -13,28 +12,4 @@ export interface BalancerEventMap {
   returned: { readonly instanceId: string };
   /** Panic mode began or ended: too few usable instances, so all are used. */
   panic: { readonly active: boolean; readonly usable: number; readonly total: number };
-}
-
-/** Typed wrapper over `EventEmitter`: listener payloads are checked against the map. */
-export class TypedEmitter<Events extends object> {
-  readonly #emitter = new EventEmitter();
-
-  on<K extends keyof Events & string>(event: K, listener: (payload: Events[K]) => void): this {
-    this.#emitter.on(event, listener);
-    return this;
-  }
-
-  once<K extends keyof Events & string>(event: K, listener: (payload: Events[K]) => void): this {
-    this.#emitter.once(event, listener);
-    return this;
-  }
-
-  off<K extends keyof Events & string>(event: K, listener: (payload: Events[K]) => void): this {
-    this.#emitter.off(event, listener);
-    return this;
-  }
-
-  protected emit<K extends keyof Events & string>(event: K, payload: Events[K]): void {
-    this.#emitter.emit(event, payload);
-  }
 }

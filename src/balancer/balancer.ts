@@ -4,12 +4,13 @@
  */
 import { systemClock, type Clock } from '../kernel/clock';
 import { NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
-import { TypedEmitter, type BalancerEventMap } from './balancer-events';
+import { TypedEmitter } from '../kernel/typed-emitter';
+import type { BalancerEventMap } from './balancer-events';
 import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
 import type { BalancerStats, InstanceStats } from './balancer-stats';
 import type { PickRequest, Strategy } from './balancer-strategy';
 import { requireNonNegative, requirePercent, requirePositive, requireRatio } from '../kernel/validate';
-import { redactAddress } from './balancer-redact';
+import { redactAddress } from '../kernel/redact';
 import { LatencyHistogram } from './latency-histogram';
 import { OutlierEjector, type OutlierEjectionOptions } from './outlier-ejection';
 import { SlowStart, type SlowStartOptions } from './slow-start';
@@ -193,7 +194,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
 
   /** Adds an instance at run time; it slow-starts. Throws if the id is taken. */
   addInstance(spec: InstanceSpec): BalancedInstance {
-    const record = this.#add(spec, this.clock.now());
+    const record = this.#add(spec, this.clock.monotonicNow());
     this.emit('instance-added', { instanceId: spec.id });
     return record;
   }
@@ -214,7 +215,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     this.emit('instance-removed', { instanceId: id });
     // Fewer instances lower the cap on ejections: return the earliest-ending ones above it.
     if (this.#ejector !== undefined) {
-      const now = this.clock.now();
+      const now = this.clock.monotonicNow();
       this.#returned(this.#ejector.enforceCap(this.#records.size, now), now);
     }
     return true;
@@ -235,7 +236,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     const r = this.#records.get(id);
     if (r === undefined || r.healthy === healthy) return;
     r.healthy = healthy;
-    if (healthy) r.warmingSinceMillis = this.clock.now();
+    if (healthy) r.warmingSinceMillis = this.clock.monotonicNow();
     this.emit('health-changed', reason === undefined ? { instanceId: id, healthy } : { instanceId: id, healthy, reason });
   }
 
@@ -259,7 +260,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
 
   #releaseEjections(): void {
     if (this.#ejector === undefined) return;
-    const now = this.clock.now();
+    const now = this.clock.monotonicNow();
     this.#returned(this.#ejector.release(now), now);
   }
 
@@ -273,7 +274,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
 
   #candidates(exclude: ReadonlySet<string> | undefined): InstanceRecord[] {
     this.#releaseEjections();
-    const now = this.clock.now();
+    const now = this.clock.monotonicNow();
     let total = 0;
     let usableCount = 0;
     const all: InstanceRecord[] = [];
@@ -304,19 +305,19 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   /** Picks an instance and counts it in flight. Release the lease exactly once (later calls are ignored). */
   acquire(request: AcquireRequest = {}): Lease {
     const record = this.#pick(request);
-    const startMillis = this.clock.now();
+    const startMillis = this.clock.monotonicNow();
     let released = false;
     return {
       instance: record,
       release: (ok: boolean) => {
         if (released) return;
         released = true;
-        this.#complete(record, ok ? 'success' : 'failure', this.clock.now() - startMillis, undefined);
+        this.#complete(record, ok ? 'success' : 'failure', this.clock.monotonicNow() - startMillis, undefined);
       },
       cancel: () => {
         if (released) return;
         released = true;
-        this.#complete(record, 'cancelled', this.clock.now() - startMillis, undefined);
+        this.#complete(record, 'cancelled', this.clock.monotonicNow() - startMillis, undefined);
       },
     };
   }
@@ -353,7 +354,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     r.totalRequests++;
     if (!ok) r.failedRequests++;
     r.histogram.record(latencyMillis);
-    const now = this.clock.now();
+    const now = this.clock.monotonicNow();
     if (r.latencyEwmaMillis === undefined) {
       r.latencyEwmaMillis = latencyMillis;
     } else {
@@ -382,7 +383,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     const callerSignal = options.signal;
     if (callerSignal?.aborted === true) throw abortReason(callerSignal);
     const record = this.#pick(options);
-    const startMillis = this.clock.now();
+    const startMillis = this.clock.monotonicNow();
     const controller = new AbortController();
     let cancelTimer: (() => void) | undefined;
     let onAbort: (() => void) | undefined;
@@ -417,7 +418,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     } finally {
       cancelTimer?.();
       if (onAbort !== undefined) callerSignal?.removeEventListener('abort', onAbort);
-      this.#complete(record, outcome, this.clock.now() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
+      this.#complete(record, outcome, this.clock.monotonicNow() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
     }
   }
 

@@ -3,11 +3,11 @@
  * unhealthy, `rise` successes in a row mark it healthy again (HAProxy's rise/fall). Driven by an
  * injected clock, so tests advance time instead of sleeping.
  */
-import { request, type Dispatcher } from 'undici';
 import { systemClock, type Clock } from '../kernel/clock';
-import { TypedEmitter } from './balancer-events';
+import { TypedEmitter } from '../kernel/typed-emitter';
 import type { BalancedInstance } from './balancer-instance';
 import { requireInteger, requirePositive } from '../kernel/validate';
+import { ConfigError } from '../kernel/errors';
 
 /** Answers whether an instance is healthy; should honour `signal` (aborted at the timeout). */
 export type HealthProbe = (instance: BalancedInstance, signal: AbortSignal) => Promise<boolean>;
@@ -42,10 +42,10 @@ export interface HealthCheckOptions {
    */
   readonly fall?: number;
   /**
-   * How to probe.
-   * @default httpHealthProbe() (GET /health, healthy on 2xx)
+   * How to probe: `httpHealthProbe()` from `kysely-scale/balancer` for HTTP services (GET /health,
+   * healthy on 2xx), or any function. Required, so the core never loads an HTTP client it may not use.
    */
-  readonly probe?: HealthProbe;
+  readonly probe: HealthProbe;
   /**
    * Source of time and timers.
    * @default systemClock
@@ -55,41 +55,6 @@ export interface HealthCheckOptions {
 
 /** Defaults of {@link HealthCheckOptions}. */
 export const HEALTH_CHECK_DEFAULTS = Object.freeze({ intervalMillis: 2_000, timeoutMillis: 1_000, rise: 2, fall: 3 });
-
-/** Options of {@link httpHealthProbe}. */
-export interface HttpHealthProbeOptions {
-  /**
-   * Path requested on the instance's address.
-   * @default '/health'
-   */
-  readonly path?: string;
-  /**
-   * Which status codes mean healthy.
-   * @default 200 to 299
-   */
-  readonly isHealthyStatus?: (status: number) => boolean;
-  /** undici dispatcher (agent) to use. */
-  readonly dispatcher?: Dispatcher;
-}
-
-/** An HTTP probe: `GET <address><path>`, healthy on a 2xx answer. */
-export function httpHealthProbe(options: HttpHealthProbeOptions = {}): HealthProbe {
-  const path = options.path ?? '/health';
-  const isHealthyStatus = options.isHealthyStatus ?? ((s: number) => s >= 200 && s < 300);
-  return async (instance, signal) => {
-    try {
-      const response = await request(new URL(path, instance.address), {
-        method: 'GET',
-        signal,
-        ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
-      });
-      await response.body.dump();
-      return isHealthyStatus(response.statusCode);
-    } catch {
-      return false;
-    }
-  };
-}
 
 /** Health state of one instance as the checker sees it. */
 export interface HealthState {
@@ -127,14 +92,15 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
   /** Bumped by `stop()`: results of probes started before it are discarded. */
   #generation = 0;
 
-  constructor(target: HealthTarget, options: HealthCheckOptions = {}) {
+  constructor(target: HealthTarget, options: HealthCheckOptions) {
     super();
     this.#target = target;
     this.#intervalMillis = requirePositive('intervalMillis', options.intervalMillis ?? HEALTH_CHECK_DEFAULTS.intervalMillis);
     this.#timeoutMillis = requirePositive('timeoutMillis', options.timeoutMillis ?? HEALTH_CHECK_DEFAULTS.timeoutMillis);
     this.#rise = requireInteger('rise', options.rise ?? HEALTH_CHECK_DEFAULTS.rise, 1);
     this.#fall = requireInteger('fall', options.fall ?? HEALTH_CHECK_DEFAULTS.fall, 1);
-    this.#probe = options.probe ?? httpHealthProbe();
+    if (typeof options?.probe !== 'function') throw new ConfigError('probe', 'must be a function (instance, signal) => Promise<boolean>, e.g. httpHealthProbe()');
+    this.#probe = options.probe;
     this.#clock = options.clock ?? systemClock;
   }
 

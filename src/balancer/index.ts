@@ -7,7 +7,7 @@
 export { Balancer, BALANCER_DEFAULTS, type AcquireRequest, type BalancerOptions, type Lease, type RunOptions } from './balancer';
 export { ManualClock, mathRandom, seededRandom, systemClock, type Cancel, type Clock, type RandomSource } from '../kernel/clock';
 export { BudgetExceededError, NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
-export { TypedEmitter, type BalancerEventMap } from './balancer-events';
+export type { BalancerEventMap } from './balancer-events';
 export {
   isNonEmpty,
   type BalancedInstance,
@@ -24,13 +24,11 @@ export { SlowStart, SLOW_START_DEFAULTS, type SlowStartOptions } from './slow-st
 export {
   HealthChecker,
   HEALTH_CHECK_DEFAULTS,
-  httpHealthProbe,
   type HealthCheckOptions,
   type HealthCheckerEventMap,
   type HealthProbe,
   type HealthState,
   type HealthTarget,
-  type HttpHealthProbeOptions,
 } from './health-checker';
 export {
   meetsRequirements,
@@ -49,6 +47,7 @@ export {
   type ScalingAdvice,
 } from './autoscaling-advisor';
 export { formatPrometheus, PROMETHEUS_CONTENT_TYPE, type PrometheusOptions } from './prometheus-exposition';
+export { httpHealthProbe, type HttpHealthProbeOptions } from './http/http-health-probe';
 export { IDEMPOTENT_METHODS, isConnectionError, isIdempotent } from './http/http-retry';
 export {
   BALANCED_FETCH_DEFAULTS,

@@ -4,6 +4,13 @@
  *
  * @packageDocumentation
  */
+export {
+  CacheValueTooLargeError,
+  UnknownCachePolicyError,
+  CacheLoaderTimeoutError,
+  CacheSerializationError,
+  CacheBackendUnavailableError,
+} from './cache-errors';
 export { systemClock, ManualClock, type CacheClock } from './cache-clock';
 export { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicy, resolvePolicies, type CacheLevel, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 export type { CacheStats, PolicyStats, TierStats } from './cache-stats';

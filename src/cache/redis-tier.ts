@@ -1,5 +1,6 @@
 import { createHash, randomInt } from 'node:crypto';
-import { CacheBackendUnavailableError, ConfigError } from '../kernel/errors';
+import { ConfigError } from '../kernel/errors';
+import { CacheBackendUnavailableError } from './cache-errors';
 import { CircuitBreaker, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';
 import { HashRing, type HashRingOptions } from '../kernel/hash-ring';
 

@@ -1,4 +1,4 @@
-import { CacheSerializationError, CacheValueTooLargeError } from '../kernel/errors';
+import { CacheSerializationError, CacheValueTooLargeError } from './cache-errors';
 
 /**
  * Turns cache values into text and back. One serializer serves both tiers: L1 keeps the value that

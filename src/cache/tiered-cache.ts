@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { CacheLoaderTimeoutError, CacheValueTooLargeError, ConfigError, UnknownCachePolicyError } from '../kernel/errors';
+import { ConfigError } from '../kernel/errors';
+import { CacheLoaderTimeoutError, CacheValueTooLargeError, UnknownCachePolicyError } from './cache-errors';
 import { systemClock, type CacheClock } from './cache-clock';
 import { decodeEntry, deepFreeze, encodeEntry } from './cache-entry';
 import { resolvePolicies, type CachePolicy, type CachePolicyOptions } from './cache-policy';

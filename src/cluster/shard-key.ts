@@ -1,4 +1,4 @@
-import { ShardKeyError } from '../kernel/errors';
+import { ShardKeyError } from './cluster-errors';
 
 /** A value that can be a shard key: an integer number, a bigint, or a string (UUIDs included). */
 export type ShardKeyValue = number | bigint | string;

@@ -1,4 +1,5 @@
-import { TopologyError, redactUrl } from '../kernel/errors';
+import { TopologyError } from './cluster-errors';
+import { redactUrl } from '../kernel/redact';
 import { DEFAULT_SLOT_COUNT, slotOf } from './slot-hash';
 
 /** A PostgreSQL server of the topology. Its URL may hold a password, so it is kept non-enumerable. */

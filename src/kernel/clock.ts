@@ -1,26 +1,33 @@
 /**
- * Time and randomness, injected everywhere so tests and the benchmark run on virtual time with
- * reproducible choices instead of sleeping.
+ * Time and randomness, injected everywhere (cache TTLs, breaker cooldowns, balancer latencies,
+ * health checks, replica checks) so tests move a {@link ManualClock} forward instead of sleeping,
+ * and simulations make reproducible choices.
  */
-import { seededRandom as seedRandom } from './seeded-random';
+import { seededRandom as mulberry32 } from './seeded-random';
 
 /** Cancels a scheduled callback; calling it twice is harmless. */
 export type Cancel = () => void;
 
-/** A source of time in milliseconds and a way to run a callback later. */
+/** A source of time and a way to run a callback later. */
 export interface Clock {
-  /** Milliseconds on a monotonic scale (only differences matter). */
+  /**
+   * Wall-clock milliseconds since the epoch. Use it for times other processes read (expiry times
+   * stored in Redis), so instances agree on it.
+   */
   now(): number;
-  /** Runs `callback` once after `delayMillis`; returns a function that cancels it. */
+  /** Monotonic milliseconds with sub-millisecond precision; only differences matter (latencies, intervals). */
+  monotonicNow(): number;
+  /** Runs `callback` once after `delayMillis`; returns a function that cancels it. Never keeps the process alive. */
   setTimeout(callback: () => void, delayMillis: number): Cancel;
 }
 
 /** A uniform random number in [0, 1), like `Math.random`. */
 export type RandomSource = () => number;
 
-/** The real clock: `performance.now()` and timers that do not keep the process alive. */
+/** The real clock: `Date.now()`, `performance.now()` and unref'd Node timers. */
 export const systemClock: Clock = Object.freeze({
-  now: () => performance.now(),
+  now: () => Date.now(),
+  monotonicNow: () => performance.now(),
   setTimeout(callback: () => void, delayMillis: number): Cancel {
     const timer = setTimeout(callback, delayMillis);
     timer.unref();
@@ -32,7 +39,7 @@ export const systemClock: Clock = Object.freeze({
 export const mathRandom: RandomSource = () => Math.random();
 
 /** A seeded pseudo-random source (mulberry32): the same seed gives the same sequence. */
-export const seededRandom: (seed: number) => RandomSource = seedRandom;
+export const seededRandom: (seed: number) => RandomSource = mulberry32;
 
 interface Timer {
   readonly atMillis: number;
@@ -41,21 +48,23 @@ interface Timer {
 }
 
 /**
- * A clock that moves only when told to. `advance()` runs every timer that falls due, in time
- * order, with `now()` set to each timer's due time while it runs.
+ * A clock that moves only when told to; `now()` and `monotonicNow()` read the same time.
+ * `advance()` runs every timer that falls due, in time order (ties in scheduling order), with the
+ * time set to each timer's due time while it runs.
  */
 export class ManualClock implements Clock {
   #nowMillis: number;
   #timers: Timer[] = [];
   #sequence = 0;
 
-  constructor(startMillis = 0) {
+  /** @param startMillis the time it starts at; a wall-clock-like value by default. */
+  constructor(startMillis = 1_700_000_000_000) {
     this.#nowMillis = startMillis;
   }
 
-  now(): number {
-    return this.#nowMillis;
-  }
+  readonly now = (): number => this.#nowMillis;
+
+  readonly monotonicNow = (): number => this.#nowMillis;
 
   setTimeout(callback: () => void, delayMillis: number): Cancel {
     const timer: Timer = { atMillis: this.#nowMillis + Math.max(0, delayMillis), sequence: this.#sequence++, callback };
@@ -77,7 +86,7 @@ export class ManualClock implements Clock {
       const next = this.#nextDue(target);
       if (next === undefined) break;
       this.#timers = this.#timers.filter((t) => t !== next);
-      this.#nowMillis = next.atMillis;
+      this.#nowMillis = Math.max(this.#nowMillis, next.atMillis);
       next.callback();
     }
     this.#nowMillis = target;

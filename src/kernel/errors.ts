@@ -58,14 +58,14 @@ export const ErrorCodes = {
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 /** Base class of every error raised by kysely-scale. */
-export class KyselyScaleError extends Error {
+export class KyselyScaleError<C extends ErrorCode = ErrorCode> extends Error {
   /** The stable code of this error. */
-  readonly code: ErrorCode;
+  readonly code: C;
   /** Structured context to act on (table, shard id, option name, …). Never holds a password. */
   readonly context: Readonly<Record<string, unknown>>;
 
   constructor(
-    code: ErrorCode,
+    code: C,
     message: string,
     options: { cause?: unknown; context?: Record<string, unknown> } = {},
   ) {
@@ -77,142 +77,10 @@ export class KyselyScaleError extends Error {
 }
 
 /** A configuration option is missing or invalid. `context.option` names it. */
-export class ConfigError extends KyselyScaleError {
+export class ConfigError extends KyselyScaleError<typeof ErrorCodes.INVALID_CONFIG> {
   constructor(option: string, problem: string, context: Record<string, unknown> = {}) {
     super(ErrorCodes.INVALID_CONFIG, `Invalid option \`${option}\`: ${problem}`, {
       context: { option, ...context },
     });
-  }
-}
-
-/** A shard key value cannot be encoded under the key-encoding contract. */
-export class ShardKeyError extends KyselyScaleError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.INVALID_SHARD_KEY, message, { context });
-  }
-}
-
-/** A topology is malformed; the message says what to fix. */
-export class TopologyError extends KyselyScaleError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.INVALID_TOPOLOGY, message, { context });
-  }
-}
-
-/** Raised for routing problems: a missing shard key, an unknown shard, an unroutable or unmergeable query. */
-export class RoutingError extends KyselyScaleError {
-  constructor(code: ErrorCode, message: string, context: Record<string, unknown> = {}) {
-    super(code, message, { context });
-  }
-}
-
-/** A statement inside a transaction targeted a shard other than the transaction's. Nothing of the transaction commits. */
-export class CrossShardTransactionError extends KyselyScaleError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.CROSS_SHARD_TRANSACTION, message, { context });
-  }
-}
-
-/** A transaction that can no longer commit: its BEGIN failed (`cause`). Roll it back. */
-export class TransactionAbortedError extends KyselyScaleError {
-  constructor(message: string, cause: unknown, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.TRANSACTION_ABORTED, message, { cause, context });
-  }
-}
-
-/**
- * A write split over several shards outside a transaction committed on `context.committed` and
- * failed on `context.failed`; `cause` is the first failure, PostgreSQL's error unchanged.
- */
-export class PartialWriteError extends KyselyScaleError {
-  constructor(message: string, cause: unknown, context: { committed: string[]; failed: string[] }) {
-    super(ErrorCodes.PARTIAL_WRITE, message, { cause, context });
-  }
-}
-
-// Connection parameters that carry secrets in a URL's query string.
-const SECRET_PARAMS = ['password', 'sslpassword', 'sslkey', 'sslcert'];
-
-/** Replaces the password (and secret query parameters) of a connection URL with `***`, for logs and error messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    for (const name of SECRET_PARAMS) if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '***');
-    return parsed.toString();
-  } catch {
-    return redactText(url);
-  }
-}
-
-/**
- * Text (an error message, a command line) with the password of every connection URL in it
- * replaced by `***`. It errs towards hiding: everything from `user:` to the last `@` of the line
- * goes, since a password may hold spaces or `@`; quoted `password='…'` values go whole.
- */
-export function redactText(text: string): string {
-  return text
-    .replace(/(\/\/[^:/@\s]*:).*@/g, '$1***@')
-    .replace(/((?:password|sslpassword|sslkey)\s*=\s*)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^&\s]*)/gi, '$1***');
-}
-
-// ---- Cache (src/cache) -------------------------------------------------------------------------
-
-/** A serialized cache value exceeds the configured maximum size. */
-export class CacheValueTooLargeError extends KyselyScaleError {
-  constructor(sizeBytes: number, maxBytes: number, context: Record<string, unknown> = {}) {
-    super(
-      ErrorCodes.CACHE_VALUE_TOO_LARGE,
-      `Cache value is ${sizeBytes} bytes serialized, over the limit of ${maxBytes} bytes (option \`maxValueBytes\`)`,
-      { context: { sizeBytes, maxBytes, ...context } },
-    );
-  }
-}
-
-/** A cache policy name that the cache was not configured with. */
-export class UnknownCachePolicyError extends KyselyScaleError {
-  constructor(policy: string, known: readonly string[]) {
-    super(
-      ErrorCodes.UNKNOWN_CACHE_POLICY,
-      `Unknown cache policy \`${policy}\`; configured policies: ${known.join(', ') || '(none)'}`,
-      { context: { policy, known } },
-    );
-  }
-}
-
-/** A cache loader exceeded its hard timeout (and no stale value could be served instead). */
-export class CacheLoaderTimeoutError extends KyselyScaleError {
-  constructor(key: string, timeoutMillis: number) {
-    super(ErrorCodes.CACHE_LOADER_TIMEOUT, `Cache loader for \`${key}\` exceeded its hard timeout of ${timeoutMillis} ms`, {
-      context: { key, timeoutMillis },
-    });
-  }
-}
-
-/** A value the cache serializer cannot encode; `context.path` says where in the value. */
-export class CacheSerializationError extends KyselyScaleError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.CACHE_SERIALIZATION, message, { context });
-  }
-}
-
-/** The L2 tier is unavailable (timeout, disconnected, circuit open). Used inside the cache; reads fall through instead. */
-export class CacheBackendUnavailableError extends KyselyScaleError {
-  constructor(message: string, options: { cause?: unknown; context?: Record<string, unknown> } = {}) {
-    super(ErrorCodes.CACHE_BACKEND_UNAVAILABLE, message, options);
-  }
-}
-
-/** A topology was published that is not newer than the catalog's latest: reload, re-plan and publish again. */
-export class TopologyConflictError extends KyselyScaleError {
-  constructor(message: string, context: { latest: number; attempted: number }) {
-    super(ErrorCodes.TOPOLOGY_CONFLICT, message, { context });
-  }
-}
-
-/** Another operator holds the catalog's operator lock: wait for it to finish, or find it with the context. */
-export class OperatorBusyError extends KyselyScaleError {
-  constructor(message: string, context: Record<string, unknown> = {}) {
-    super(ErrorCodes.OPERATOR_BUSY, message, { context });
   }
 }

@@ -1,4 +1,6 @@
-import { redactText, redactUrl, RoutingError, ErrorCodes, KyselyScaleError } from '../../src/kernel/errors';
+import { ErrorCodes, KyselyScaleError } from '../../src/kernel/errors';
+import { redactText, redactUrl } from '../../src/kernel/redact';
+import { RoutingError } from '../../src/sharding/sharding-errors';
 
 describe('errors', () => {
   it.each([

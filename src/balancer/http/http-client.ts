@@ -5,7 +5,7 @@
 import { fetch, Headers, type Dispatcher, type RequestInit, type Response } from 'undici';
 import type { Balancer } from '../balancer';
 import { NoInstanceAvailableError } from '../balancer-errors';
-import { splitCredentials } from '../balancer-redact';
+import { splitCredentials } from './http-credentials';
 import { requireInteger, requireNonNegative } from '../../kernel/validate';
 import { isConnectionError, isIdempotent } from './http-retry';
 

@@ -7,13 +7,15 @@ import { parseArgs } from 'node:util';
 import { Balancer } from '../balancer';
 import { mathRandom, systemClock } from '../../kernel/clock';
 import type { InstanceSpec } from '../balancer-instance';
-import { HealthChecker, httpHealthProbe } from '../health-checker';
+import { HealthChecker } from '../health-checker';
+import { httpHealthProbe } from './http-health-probe';
 import type { OutlierEjectionOptions } from '../outlier-ejection';
 import { listenProxy, type RunningProxy } from './proxy';
 import type { SlowStartOptions } from '../slow-start';
 import { isStrategyName, STRATEGY_FACTORIES, type StrategyName } from '../strategies/strategy-registry';
-import { redactAddress } from '../balancer-redact';
-import { ConfigError, redactUrl } from '../../kernel/errors';
+import { redactAddress } from '../../kernel/redact';
+import { ConfigError } from '../../kernel/errors';
+import { redactUrl } from '../../kernel/redact';
 
 /** Health-check settings of the proxy config. */
 export interface ProxyHealthConfig {

@@ -106,7 +106,7 @@ export function dynamicSelector(options: DynamicSelectorOptions = {}): Strategy 
   let evaluatedAt = -Infinity;
 
   const evaluate = (candidates: readonly BalancedInstance[]): void => {
-    const now = clock.now();
+    const now = clock.monotonicNow();
     if (now - evaluatedAt < interval) return;
     evaluatedAt = now;
     const metrics = selectorMetrics(candidates, options.budgetUtilizationRatio?.());

@@ -79,7 +79,7 @@ export function peakEwma(options: PeakEwmaOptions = {}): Strategy & { estimateMi
   return {
     name: 'peak-ewma',
     pick(candidates: NonEmptyArray<BalancedInstance>): BalancedInstance {
-      const now = clock.now();
+      const now = clock.monotonicNow();
       const chosen = lowestScore(candidates, start, (c) => {
         const cost = decayed(estimateOf(c.id, now), now);
         return (cost * (c.inflight + 1)) / Math.max(c.effectiveWeight, Number.EPSILON);
@@ -88,7 +88,7 @@ export function peakEwma(options: PeakEwmaOptions = {}): Strategy & { estimateMi
       return chosen;
     },
     onComplete(instance: BalancedInstance, outcome: CallOutcome): void {
-      const now = clock.now();
+      const now = clock.monotonicNow();
       const e = estimateOf(instance.id, now);
       const rtt = outcome.ok
         ? outcome.latencyMillis
@@ -105,7 +105,7 @@ export function peakEwma(options: PeakEwmaOptions = {}): Strategy & { estimateMi
       estimates.delete(instanceId);
     },
     estimateMillis(instanceId: string): number {
-      const now = clock.now();
+      const now = clock.monotonicNow();
       return decayed(estimateOf(instanceId, now), now);
     },
   };

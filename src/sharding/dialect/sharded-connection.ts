@@ -1,5 +1,6 @@
 import { CompiledQuery, type DatabaseConnection, type QueryResult, type RootOperationNode, type SelectQueryNode, type TransactionSettings } from 'kysely';
-import { CrossShardTransactionError, ErrorCodes, PartialWriteError, RoutingError, TransactionAbortedError } from '../../kernel/errors';
+import { ConfigError, ErrorCodes } from '../../kernel/errors';
+import { CrossShardTransactionError, PartialWriteError, RoutingError, TransactionAbortedError } from '../sharding-errors';
 import { isPrimaryOnly, routeHintOf } from '../routing/route-hint';
 import { planMayWrite, planRoute, planTargets, type RoutePart, type RoutePlan } from '../routing/route-planner';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
@@ -83,7 +84,7 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
-    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RoutingError(ErrorCodes.INVALID_CONFIG, 'chunkSize must be a positive integer');
+    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new ConfigError('chunkSize', `must be an integer > 0, got ${String(chunkSize)}`);
     const plan = this.#plan(compiled);
     const shards = planTargets(plan);
     if (plan.kind === 'single' || shards.length === 1) {
@@ -399,7 +400,7 @@ export class ShardedConnection implements DatabaseConnection {
     else this.#runtime.emitWrites(events);
   }
 
-  #doom(tx: TransactionState, reason: string): CrossShardTransactionError {
+  #doom(tx: TransactionState, reason: string): CrossShardTransactionError | TransactionAbortedError {
     tx.doomed ??= new CrossShardTransactionError(
       `Cross-shard transaction refused: ${reason}. A transaction runs on one shard; nothing of it will commit. Split the work into one transaction per shard.`,
       { boundShard: tx.shard?.id ?? null },

@@ -1,4 +1,5 @@
-import { ConfigError, ErrorCodes, RoutingError } from '../../kernel/errors';
+import { ConfigError, ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 import { resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from '../../replication/replica-router';
 import type { ShardKeySpec } from '../routing/query-analysis';
 import { canonicalIntegerKey, canonicalUuidKey } from '../../cluster/shard-key';

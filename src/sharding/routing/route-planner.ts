@@ -1,5 +1,6 @@
 import type { InsertQueryNode, OperationNode, RootOperationNode, SelectQueryNode } from 'kysely';
-import { ErrorCodes, RoutingError } from '../../kernel/errors';
+import { ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 import { withInsertRows, withListSubset } from './node-rewrite';
 import { analyzeQuery, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';

@@ -13,7 +13,8 @@ import type {
   RawNode,
   SelectionNode,
 } from 'kysely';
-import { ErrorCodes, RoutingError } from '../../kernel/errors';
+import { ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 
 /** Raised for every query shape whose scatter result could differ from one database's. */
 export function unsupportedScatter(what: string, hint?: string): RoutingError {

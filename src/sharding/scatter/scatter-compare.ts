@@ -11,7 +11,8 @@
  *
  * @packageDocumentation
  */
-import { RoutingError, ErrorCodes } from '../../kernel/errors';
+import { ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 import { canonicalDecimal, compareDecimal, parseDecimal } from './scatter-decimal';
 
 /** How values of one column compare; derived from the PostgreSQL type name. */

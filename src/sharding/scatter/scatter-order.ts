@@ -4,7 +4,8 @@
  *
  * @packageDocumentation
  */
-import { ErrorCodes, RoutingError } from '../../kernel/errors';
+import { ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 import { type TextComparator, type ValueComparer, valueComparer } from './scatter-compare';
 
 type Row = Record<string, unknown>;

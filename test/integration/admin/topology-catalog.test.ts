@@ -6,7 +6,9 @@ import { slotOf } from '../../../src/cluster/slot-hash';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog, type TopologyWatch } from '../../../src/admin/topology-catalog';
 import { followCatalog } from '../../../src/admin/follow-catalog';
-import { ErrorCodes, OperatorBusyError, TopologyConflictError, TopologyError } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { OperatorBusyError, TopologyConflictError } from '../../../src/admin/admin-errors';
+import { TopologyError } from '../../../src/cluster/cluster-errors';
 import { eventually } from '../../support/postgres-replication';
 
 // The catalog lives in its own database on the cluster's first primary; the "shards" it describes

@@ -27,7 +27,7 @@ describe('active health checks against real HTTP servers', () => {
   });
 
   it('ejects an instance whose /health fails within fall × interval and returns it after rise × interval', async () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const intervalMillis = 1000;
     const balancer = new Balancer({
       clock,
@@ -80,7 +80,7 @@ describe('active health checks against real HTTP servers', () => {
   it('marks an instance that stopped listening unhealthy', async () => {
     const dead = await startServer((_req, res) => res.end('ok'));
     await dead.kill();
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const balancer = new Balancer({ clock, instances: [{ id: 'dead', address: dead.url }, { id: 'a', address: servers[0]?.url as string }] });
     const checker = new HealthChecker(balancer, { clock, intervalMillis: 100, fall: 2, probe: httpHealthProbe({ dispatcher: agent }) });
     checker.start();

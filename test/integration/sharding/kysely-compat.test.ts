@@ -16,7 +16,8 @@ import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { withShard } from '../../../src/sharding/routing/route-hint';
-import { ErrorCodes, RoutingError } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { RoutingError } from '../../../src/sharding/sharding-errors';
 import { quietPool } from './sharded-fixture';
 
 interface DB {

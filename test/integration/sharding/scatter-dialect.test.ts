@@ -6,7 +6,8 @@
  */
 import { sql, type Kysely } from 'kysely';
 import { startShardedFixture, startSingleDatabase, type DB, type ShardedFixture } from './sharded-fixture';
-import { ErrorCodes, RoutingError } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { RoutingError } from '../../../src/sharding/sharding-errors';
 
 const SHARDS = 3;
 const ROWS = 1200;

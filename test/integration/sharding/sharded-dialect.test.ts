@@ -2,7 +2,9 @@ import { sql } from 'kysely';
 import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
 import { withShard, withShardKey } from '../../../src/sharding/routing/route-hint';
 import { createTopology } from '../../../src/cluster/topology';
-import { CrossShardTransactionError, ErrorCodes, RoutingError, ShardKeyError } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { CrossShardTransactionError, RoutingError } from '../../../src/sharding/sharding-errors';
+import { ShardKeyError } from '../../../src/cluster/cluster-errors';
 import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 
 let f: ShardedFixture;

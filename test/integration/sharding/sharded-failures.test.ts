@@ -1,7 +1,8 @@
 import { Kysely } from 'kysely';
 import { interceptingPool, startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
-import { ErrorCodes, PartialWriteError, TransactionAbortedError } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { PartialWriteError, TransactionAbortedError } from '../../../src/sharding/sharding-errors';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { Pool } from 'pg';

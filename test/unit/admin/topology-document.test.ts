@@ -1,6 +1,6 @@
 import { createTopology } from '../../../src/cluster/topology';
 import { fromDocument, toDocument } from '../../../src/admin/topology-document';
-import { TopologyError } from '../../../src/kernel/errors';
+import { TopologyError } from '../../../src/cluster/cluster-errors';
 
 const topology = createTopology({
   shards: [

@@ -25,7 +25,7 @@ function stats(fields: Partial<BalancerStats> & { cpus?: number[] }): BalancerSt
 
 describe('AutoscalingAdvisor', () => {
   it('recommends scaling up on high latency, connections or CPU, with reasons', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const advisor = new AutoscalingAdvisor({ clock });
     const advice = advisor.advise(stats({ averageLatencyMillis: 2500, inflight: 90 }));
     expect(advice.action).toBe('scale-up');
@@ -37,7 +37,7 @@ describe('AutoscalingAdvisor', () => {
   });
 
   it('recommends scaling down only when everything is low and outside the cooldown', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const advisor = new AutoscalingAdvisor({ clock });
     const quiet = stats({ averageLatencyMillis: 100, inflight: 2, cpus: [0.1, 0.2] });
     expect(advisor.advise(quiet)).toMatchObject({ action: 'scale-down', targetInstances: 3 });
@@ -50,7 +50,7 @@ describe('AutoscalingAdvisor', () => {
   });
 
   it('holds while instances are unhealthy, and respects min and max', () => {
-    const advisor = new AutoscalingAdvisor({ clock: new ManualClock(), maxInstances: 5 });
+    const advisor = new AutoscalingAdvisor({ clock: new ManualClock(0), maxInstances: 5 });
     expect(advisor.advise(stats({ unhealthyInstances: 1, averageLatencyMillis: 5000 })).action).toBe('hold');
     expect(advisor.advise(stats({ totalInstances: 1 }))).toMatchObject({ action: 'scale-up', targetInstances: 2 });
     expect(advisor.advise(stats({ totalInstances: 5, averageLatencyMillis: 5000 })).reasons).toContain('already at maxInstances 5');
@@ -60,7 +60,7 @@ describe('AutoscalingAdvisor', () => {
 
 describe('AlertMonitor', () => {
   it('raises and resolves unhealthy, imbalance and latency alerts once per transition', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const balancer = new Balancer({ clock, strategy: roundRobin(), instances: [{ id: 'a', address: '' }, { id: 'b', address: '' }] });
     const monitor = new AlertMonitor(balancer, { clock, minRequestsForImbalance: 10, highLatencyMillis: 20 });
     const seen: string[] = [];

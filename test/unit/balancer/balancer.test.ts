@@ -10,7 +10,7 @@ import {
 import { ConfigError } from '../../../src/kernel/errors';
 
 function make(options: ConstructorParameters<typeof Balancer>[0] = {}): { clock: ManualClock; balancer: Balancer } {
-  const clock = new ManualClock();
+  const clock = new ManualClock(0);
   const balancer = new Balancer({
     clock,
     strategy: leastConnections(),

@@ -40,7 +40,7 @@ function byKey(): Strategy & { learned: string[]; removed: string[] } {
 }
 
 function setup(options: ConstructorParameters<typeof Balancer>[0] = {}): { clock: ManualClock; balancer: Balancer; strategy: ReturnType<typeof byKey> } {
-  const clock = new ManualClock();
+  const clock = new ManualClock(0);
   const strategy = byKey();
   const balancer = new Balancer({
     clock,
@@ -120,7 +120,7 @@ describe('removed instances', () => {
   });
 
   it('a peak-EWMA estimate is not re-created for a removed instance', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const s = peakEwma({ clock });
     const balancer = new Balancer({ clock, strategy: s, slowStart: false, instances: [{ id: 'a', address: 'x' }, { id: 'b', address: 'y' }] });
     const lease = balancer.acquire();
@@ -226,14 +226,14 @@ describe('validation names the option', () => {
     expect(() => costAware({ maxCostPerRequest: Number.NaN })).toThrow(/maxCostPerRequest/);
     expect(() => resourceAware({ unreportedScore: 2 })).toThrow(/unreportedScore/);
     expect(() => dynamicSelector({ evaluationIntervalMillis: -1 })).toThrow(/evaluationIntervalMillis/);
-    expect(() => new HealthChecker(b, { intervalMillis: Number.NaN })).toThrow(/intervalMillis/);
-    expect(() => new HealthChecker(b, { fall: 0 })).toThrow(/fall/);
+    expect(() => new HealthChecker(b, { intervalMillis: Number.NaN, probe: async () => true })).toThrow(/intervalMillis/);
+    expect(() => new HealthChecker(b, { fall: 0, probe: async () => true })).toThrow(/fall/);
     expect(() => new OutlierEjector({ consecutiveFailures: 1.5 })).toThrow(/consecutiveFailures/);
   });
 });
 
 describe('strategies with one instance and with zero weights', () => {
-  const clock = new ManualClock();
+  const clock = new ManualClock(0);
   const all: Array<[string, () => Strategy]> = [
     ['round-robin', () => roundRobin()],
     ['smooth WRR', () => smoothWeightedRoundRobin()],
@@ -325,7 +325,7 @@ describe('slow start math', () => {
   });
 
   it('applies to an instance back from ejection', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const b = new Balancer({
       clock,
       strategy: roundRobin(),
@@ -350,7 +350,7 @@ describe('slow start math', () => {
 
 describe('health checker stop', () => {
   it('aborts running probes, clears their timers and discards their results', async () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const b = new Balancer({ clock, instances: [{ id: 'a', address: 'x' }] });
     const signals: AbortSignal[] = [];
     const checker = new HealthChecker(b, {

@@ -16,7 +16,7 @@ function scriptedProbe(): { answers: Map<string, boolean | 'hang'>; calls: strin
 }
 
 function setup(): { clock: ManualClock; balancer: Balancer; checker: HealthChecker; script: ReturnType<typeof scriptedProbe> } {
-  const clock = new ManualClock();
+  const clock = new ManualClock(0);
   const balancer = new Balancer({ clock, instances: [{ id: 'a', address: 'x' }, { id: 'b', address: 'y' }] });
   const script = scriptedProbe();
   const checker = new HealthChecker(balancer, { clock, intervalMillis: 100, timeoutMillis: 50, rise: 2, fall: 3, probe: script.probe });

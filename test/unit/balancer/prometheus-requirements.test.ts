@@ -3,7 +3,7 @@ import { loadProxyConfig, parseUpstream } from '../../../src/balancer/http/proxy
 
 describe('formatPrometheus', () => {
   it('renders the text exposition format', async () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const b = new Balancer({ clock, strategy: roundRobin(), instances: [{ id: 'a', address: 'x' }, { id: 'b"1', address: 'y' }] });
     const l1 = b.acquire();
     clock.advance(10);

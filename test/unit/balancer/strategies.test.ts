@@ -84,7 +84,7 @@ describe('power of two choices', () => {
 
 describe('peak EWMA', () => {
   const setup = (): { clock: ManualClock; s: ReturnType<typeof peakEwma>; a: FakeInstance; b: FakeInstance } => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     return { clock, s: peakEwma({ clock }), a: fake('a'), b: fake('b') };
   };
 
@@ -253,7 +253,7 @@ describe('cost aware', () => {
 
 describe('dynamic selector', () => {
   it('switches strategy from current metrics and reports the switch', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const switches: string[] = [];
     const s = dynamicSelector({ clock, evaluationIntervalMillis: 1000, onSwitch: (from, to) => switches.push(`${from}->${to}`) });
     const a = fake('a', { metadata: { cpuUsageRatio: 0.5 } });

@@ -1,4 +1,5 @@
-import { ConfigError, CacheValueTooLargeError, CacheSerializationError, ErrorCodes } from '../../../src/kernel/errors';
+import { ConfigError, ErrorCodes } from '../../../src/kernel/errors';
+import { CacheValueTooLargeError, CacheSerializationError } from '../../../src/cache/cache-errors';
 import { ManualClock } from '../../../src/cache/cache-clock';
 import { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicies, resolvePolicy } from '../../../src/cache/cache-policy';
 import { CircuitBreaker } from '../../../src/cache/circuit-breaker';

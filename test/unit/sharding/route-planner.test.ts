@@ -3,7 +3,8 @@ import { PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
 import { createTopology } from '../../../src/cluster/topology';
 import { planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
 import { resolveShardedConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
-import { RoutingError, ErrorCodes } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { RoutingError } from '../../../src/sharding/sharding-errors';
 
 const topology = createTopology({
   shards: [0, 1, 2].map((i) => ({ id: `shard${i}`, primary: `postgres://u@h${i}:5432/db` })),

@@ -1,6 +1,6 @@
 import { offlineKysely } from '../../support/offline-kysely';
 import { createQueryId, PostgresQueryCompiler, sql, type SelectQueryNode } from 'kysely';
-import { RoutingError } from '../../../src/kernel/errors';
+import { RoutingError } from '../../../src/sharding/sharding-errors';
 import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter/scatter-plan';
 
 const db = offlineKysely();

@@ -1,6 +1,7 @@
 import { encodeShardKey } from '../../../src/cluster/shard-key';
 import { slotOf, DEFAULT_SLOT_COUNT } from '../../../src/cluster/slot-hash';
-import { ShardKeyError, ErrorCodes } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { ShardKeyError } from '../../../src/cluster/cluster-errors';
 import { x86 } from 'murmurhash3js-revisited';
 
 describe('shard key encoding (contract 1)', () => {

@@ -1,6 +1,7 @@
 import { createTopology } from '../../../src/cluster/topology';
 import { slotOf } from '../../../src/cluster/slot-hash';
-import { TopologyError, ErrorCodes } from '../../../src/kernel/errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { TopologyError } from '../../../src/cluster/cluster-errors';
 
 const url = (n: number) => `postgres://app:s3cret@db${n}.internal:5432/app`;
 const shards = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `shard${i}`, primary: url(i) }));
