@@ -1,4 +1,5 @@
-import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
+import { ConfigError } from '../kernel/errors';
+import { TopologyConflictError } from './admin-errors';
 import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
@@ -36,8 +37,9 @@ export async function initCatalog(catalogUrl: string, shards: readonly ShardArgu
     return await catalog.withOperatorLock(async () => {
       const existing = await catalog.latest();
       if (existing !== undefined) {
-        throw new KyselyScaleError(ErrorCodes.TOPOLOGY_CONFLICT, `The catalog already holds topology version ${existing.version}; init only starts an empty catalog.`, {
-          context: { latest: existing.version },
+        throw new TopologyConflictError(`The catalog already holds topology version ${existing.version}; init only starts an empty catalog.`, {
+          latest: existing.version,
+          attempted: topology.version,
         });
       }
       await catalog.publish(topology, 'init');
@@ -74,7 +76,7 @@ export function parseShardArgument(text: string): ShardArgument {
   const eq = text.indexOf('=');
   const urls = eq > 0 ? text.slice(eq + 1).split(',').map((u) => u.trim()).filter((u) => u !== '') : [];
   if (eq <= 0 || urls.length === 0) {
-    throw new KyselyScaleError(ErrorCodes.INVALID_CONFIG, `--shard takes id=primaryUrl[,replicaUrl…]; got ${JSON.stringify(redactText(text))}`, { context: { option: '--shard' } });
+    throw new ConfigError('--shard', `takes id=primaryUrl[,replicaUrl…]; got ${JSON.stringify(redactText(text))}`);
   }
   return { id: text.slice(0, eq), primary: urls[0]!, replicas: urls.slice(1) };
 }

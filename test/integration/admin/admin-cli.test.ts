@@ -5,7 +5,7 @@ import { startTestCluster, type TestCluster, type TestShardUrls } from '../../..
 // The CLI runs as operators run it, a separate process; the catalog and shard URLs carry a password
 // (trust authentication ignores it) that must never be printed.
 const repoRoot = resolve(__dirname, '../../..');
-const cli = resolve(repoRoot, 'src/admin/admin-cli.ts');
+const cli = resolve(repoRoot, 'src/admin/cli/admin-cli.ts');
 const SECRET = 'Sup3rSecret';
 let cluster: TestCluster;
 let catalogUrl: string;
@@ -69,7 +69,7 @@ describe('kysely-scale-admin', () => {
     expect(noCommand.stderr).toContain('Usage: kysely-scale-admin');
     const badShard = await admin('init', '--catalog', catalogUrl, '--shard', `x`);
     expect(badShard.code).toBe(2);
-    expect(badShard.stderr).toContain('--shard takes id=primaryUrl');
+    expect(badShard.stderr).toMatch(/--shard`?:? takes id=primaryUrl/);
     const badSlots = await admin('init', '--catalog', catalogUrl, '--shard', `a=${catalogUrl}`, '--slots', 'abc');
     expect(badSlots.code).toBe(2);
     // A URL pasted where the command belongs is quoted back redacted.
@@ -80,5 +80,23 @@ describe('kysely-scale-admin', () => {
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
     for (const run of [noCommand, badShard, badSlots, urlAsCommand, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+  }, 60_000);
+
+  test('-h, --help and --version answer without a catalog; an unknown command is a usage error, not a missing --catalog', async () => {
+    const help = await admin('-h');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: kysely-scale-admin <command>');
+    expect(help.stdout).toMatch(/\n  init\s/);
+    const longHelp = await admin('status', '--help');
+    expect(longHelp.code).toBe(0);
+    const version = await admin('--version');
+    expect(version.code).toBe(0);
+    expect(version.stdout.trim()).toBe((require('../../../package.json') as { version: string }).version);
+    const bogus = await admin('bogus');
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/^Unknown command "bogus"/);
+    const unknownFlag = await admin('status', '--catalog', catalogUrl, '--histroy', '3');
+    expect(unknownFlag.code).toBe(2);
+    expect(unknownFlag.stderr).toMatch(/--histroy/);
   }, 60_000);
 });

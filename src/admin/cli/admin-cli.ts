@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+/**
+ * `kysely-scale-admin`: operator commands. A thin shell: it parses, calls the command (a library
+ * function), prints its result (every URL redacted) and sets the exit code: 0 done, 1 the
+ * operation failed (the error's code is printed), 2 bad usage.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { redactText } from '../../kernel/redact';
+import { CliUsageError, type CliCommand } from './cli-command';
+import { CLI_COMMANDS } from './cli-commands';
+
+const GLOBAL_OPTIONS = {
+  catalog: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+/** The usage text: every command with its flags. */
+export function adminUsage(): string {
+  const width = Math.max(...Object.keys(CLI_COMMANDS).map((n) => n.length)) + 2;
+  const commands = Object.entries(CLI_COMMANDS).flatMap(([name, c]) => [
+    `  ${name.padEnd(width)} ${c.summary}`,
+    ...c.usage.map((line) => `  ${''.padEnd(width)}   ${line}`),
+  ]);
+  return [
+    'Usage: kysely-scale-admin <command> [options]',
+    '',
+    'Commands:',
+    ...commands,
+    '',
+    'Options:',
+    '  --catalog <url>   catalog database (or KYSELY_SCALE_CATALOG)',
+    '  --json            print the result as JSON',
+    '  -h, --help        this text',
+    '  --version         the version of kysely-scale',
+  ].join('\n');
+}
+
+function packageVersion(): string {
+  // dist/admin/cli or src/admin/cli: the package root is three folders up.
+  const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const commandName = argv.find((a) => !a.startsWith('-'));
+  const command: CliCommand | undefined = commandName === undefined ? undefined : CLI_COMMANDS[commandName];
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...GLOBAL_OPTIONS, ...(command?.options ?? {}) } });
+  } catch (error) {
+    return usage((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.version === true) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  if (values.help === true) {
+    process.stdout.write(`${adminUsage()}\n`);
+    return 0;
+  }
+  if (commandName === undefined) return usage('Give a command.');
+  if (command === undefined || !Object.hasOwn(CLI_COMMANDS, commandName)) return usage(`Unknown command "${commandName}".`);
+  if (positionals.length > 1) return usage(`Unexpected argument "${positionals[1]}".`);
+  const catalog = (values.catalog as string | undefined) ?? process.env.KYSELY_SCALE_CATALOG;
+  if (command.needsCatalog) {
+    if (catalog === undefined || catalog === '') return usage('--catalog <url> (or KYSELY_SCALE_CATALOG) is required.');
+    if (!/^postgres(ql)?:\/\//.test(catalog)) return usage('--catalog takes a postgres:// URL.');
+  }
+  const json = values.json === true;
+  try {
+    const outcome = await command.run(values, { catalog, json, progress: process.stderr });
+    process.stdout.write(`${redactText(json ? JSON.stringify(outcome.result, null, 2) : outcome.text)}\n`);
+    return outcome.exitCode;
+  } catch (error) {
+    if (error instanceof CliUsageError) return usage(error.message);
+    throw error;
+  }
+}
+
+function usage(problem: string): number {
+  // A problem may quote an argument, and an argument may be a URL with a password.
+  process.stderr.write(`${redactText(problem)}\n\n${adminUsage()}\n`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? `${(error as { code: string }).code}: ` : '';
+    process.stderr.write(`${code}${redactText(error instanceof Error ? error.message : String(error))}\n`);
+    process.exit(1);
+  },
+);
