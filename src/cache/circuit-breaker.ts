@@ -1,3 +1,4 @@
+import type { Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 
 /** `closed`: calls pass. `open`: calls are refused at once. `halfOpen`: one probe call is let through. */
@@ -21,8 +22,9 @@ export interface CircuitBreakerOptions {
 export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>> = Object.freeze({ failureThreshold: 3, openMillis: 1_000 });
 
 /**
- * A consecutive-failure circuit breaker on an injected clock. It only keeps state; the caller asks
- * {@link CircuitBreaker.allow} before a call and reports the outcome.
+ * A consecutive-failure circuit breaker on an injected clock (its monotonic reading: a cooldown is
+ * an interval). It only keeps state; the caller asks {@link CircuitBreaker.allow} before a call
+ * and reports the outcome.
  */
 export class CircuitBreaker {
   private readonly failureThreshold: number;
@@ -33,7 +35,7 @@ export class CircuitBreaker {
   private probing = false;
 
   constructor(
-    private readonly now: () => number,
+    private readonly clock: Clock,
     options: CircuitBreakerOptions = {},
     private readonly onChange: (state: BreakerState) => void = () => {},
     optionPrefix = 'breaker',
@@ -48,7 +50,7 @@ export class CircuitBreaker {
 
   /** The state at the current clock reading (`open` turns `halfOpen` once `openMillis` passed). */
   get state(): BreakerState {
-    if (this.current === 'open' && this.now() - this.openedAt >= this.openMillis) this.transition('halfOpen');
+    if (this.current === 'open' && this.clock.monotonicNow() - this.openedAt >= this.openMillis) this.transition('halfOpen');
     return this.current;
   }
 
@@ -71,7 +73,7 @@ export class CircuitBreaker {
     this.probing = false;
     this.failures++;
     if (this.current === 'halfOpen' || (this.current === 'closed' && this.failures >= this.failureThreshold)) {
-      this.openedAt = this.now();
+      this.openedAt = this.clock.monotonicNow();
       this.transition('open');
     }
   }

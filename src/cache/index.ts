@@ -11,7 +11,7 @@ export {
   CacheSerializationError,
   CacheBackendUnavailableError,
 } from './cache-errors';
-export { systemClock, ManualClock, type CacheClock } from './cache-clock';
+export { systemClock, ManualClock, type Cancel, type Clock } from '../kernel/clock';
 export { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicy, resolvePolicies, type CacheLevel, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 export type { CacheStats, PolicyStats, TierStats } from './cache-stats';
 export { CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';

@@ -1,4 +1,5 @@
 import { createHash, randomInt } from 'node:crypto';
+import { systemClock, type Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 import { CacheBackendUnavailableError } from './cache-errors';
 import { CircuitBreaker, type BreakerState, type CircuitBreakerOptions } from './circuit-breaker';
@@ -79,10 +80,10 @@ export interface L2CommonOptions {
    */
   breaker?: CircuitBreakerOptions;
   /**
-   * Clock for the breaker.
-   * @default Date.now
+   * Clock for the breakers' cooldowns.
+   * @default systemClock
    */
-  now?: () => number;
+  clock?: Clock;
 }
 
 /** Defaults of {@link L2CommonOptions}. */
@@ -368,12 +369,12 @@ async function clearPrefix(c: RedisLike, prefix: string, cluster: boolean): Prom
   }
 }
 
-function commonOptions(o: L2CommonOptions): { prefix: string; versionTtlMillis: number; now: () => number; breaker: CircuitBreakerOptions } {
+function commonOptions(o: L2CommonOptions): { prefix: string; versionTtlMillis: number; clock: Clock; breaker: CircuitBreakerOptions } {
   const prefix = o.prefix ?? L2_DEFAULTS.prefix;
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new ConfigError('prefix', 'must be a string without `{` or `}` (they are Redis Cluster hash tags)');
   const versionTtlMillis = o.versionTtlMillis ?? L2_DEFAULTS.versionTtlMillis;
   if (!Number.isSafeInteger(versionTtlMillis) || versionTtlMillis < 1000) throw new ConfigError('versionTtlMillis', `must be an integer ≥ 1000, got ${versionTtlMillis}`);
-  return { prefix, versionTtlMillis, now: o.now ?? Date.now, breaker: { ...o.breaker } };
+  return { prefix, versionTtlMillis, clock: o.clock ?? systemClock, breaker: { ...o.breaker } };
 }
 
 function checkClient(option: string, client: unknown): RedisLike {
@@ -428,7 +429,7 @@ function oneEndpointTier(kind: 'single' | 'cluster', client: RedisLike, options:
     id: kind === 'single' ? 'redis' : 'cluster',
     client,
     usable: true,
-    breaker: new CircuitBreaker(o.now, o.breaker, (s) => s === 'closed' && tier.notifyRecovered(), 'breaker'),
+    breaker: new CircuitBreaker(o.clock, o.breaker, (s) => s === 'closed' && tier.notifyRecovered(), 'breaker'),
   };
   tier = new RedisL2Tier({ kind, nodes: [node], owner: () => node, invalidationTargets: () => [node], batchesMget: kind === 'single' }, o, []);
   return tier;
@@ -464,7 +465,7 @@ export function ringRedisTier(options: RingRedisTierOptions): L2Tier {
       id: s.id,
       client,
       usable: true,
-      breaker: new CircuitBreaker(o.now, o.breaker, (state) => {
+      breaker: new CircuitBreaker(o.clock, o.breaker, (state) => {
         if (state === 'open') node.usable = false;
       }, `servers[${i}].breaker`),
     };

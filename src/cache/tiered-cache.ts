@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { ConfigError } from '../kernel/errors';
 import { CacheLoaderTimeoutError, CacheValueTooLargeError, UnknownCachePolicyError } from './cache-errors';
-import { systemClock, type CacheClock } from './cache-clock';
+import { systemClock, type Cancel, type Clock } from '../kernel/clock';
 import { decodeEntry, deepFreeze, encodeEntry } from './cache-entry';
 import { resolvePolicies, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 import { rate, TierCounters, tierStats, type CacheStats, type PolicyStats } from './cache-stats';
@@ -38,10 +38,11 @@ export interface TieredCacheOptions {
    */
   serializer?: CacheSerializer;
   /**
-   * Clock for TTLs, grace, loader timeouts and hot-key decay.
+   * Clock for TTLs, grace, loader timeouts, hot-key decay (`now()`, wall time: expiry times are
+   * stored in Redis and shared by instances) and bus delivery times (`monotonicNow()`).
    * @default systemClock
    */
-  clock?: CacheClock;
+  clock?: Clock;
   /**
    * Hot-key tracking, or `false` to turn it off.
    * @default { capacity: 64, halfLifeMillis: 60_000, sampleEvery: 16 }
@@ -105,7 +106,7 @@ export interface CacheEvents {
   miss: [{ policy: string; key: string }];
   write: [{ policy: string; key: string }];
   invalidate: [{ policy: string; keys?: readonly string[]; tags?: readonly string[]; namespace?: boolean; source: 'local' | 'bus' }];
-  /** A bus message from another instance was applied; `receivedAt` is a `performance.now()` reading. */
+  /** A bus message from another instance was applied; `receivedAt` is a `clock.monotonicNow()` reading. */
   bus: [{ message: BusMessage; receivedAt: number }];
   /** Something failed and the cache carried on (L2 down, value too large on load, …). */
   error: [{ policy?: string; key?: string; error: unknown }];
@@ -153,7 +154,7 @@ export class TieredCache {
   private readonly l2: L2Tier | undefined;
   private readonly bus: InvalidationBus | undefined;
   private readonly serializer: CacheSerializer;
-  private readonly clock: CacheClock;
+  private readonly clock: Clock;
   private readonly hot: HotKeyTracker | null;
   private readonly hotMask: number;
   private hotCounter = 0;
@@ -337,12 +338,12 @@ export class TieredCache {
     const { softTimeoutMillis: soft, hardTimeoutMillis: hard } = st.policy;
     if (hard === 0 && (stale === undefined || soft === 0)) return flight.promise;
     return new Promise((resolve, reject) => {
-      const timers: unknown[] = [];
+      const timers: Cancel[] = [];
       let done = false;
       const finish = (fn: () => void): void => {
         if (done) return;
         done = true;
-        for (const t of timers) this.clock.clearTimeout(t);
+        for (const cancel of timers) cancel();
         fn();
       };
       // The stale entry may only be served while it is still the key's L1 entry with current tags:
@@ -825,7 +826,7 @@ export class TieredCache {
   }
 
   private applyBusMessage(m: BusMessage): void {
-    const receivedAt = performance.now();
+    const receivedAt = this.clock.monotonicNow();
     this.busReceived++;
     const handlers: { [K in BusMessage['type']]: (m: Extract<BusMessage, { type: K }>) => void } = {
       keys: (msg) => {

@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { ManualClock, systemClock } from '../../../src/cache/cache-clock';
+import { ManualClock, systemClock, type Clock } from '../../../src/kernel/clock';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { redisClientDefaults, singleRedisTier, ringRedisTier } from '../../../src/cache/redis-tier';
 import { TieredCache, type TieredCacheOptions } from '../../../src/cache/tiered-cache';
@@ -22,7 +22,7 @@ afterAll(async () => {
 });
 
 /** One app instance: its own connections (data + subscriber), its own L1. */
-async function instance(url: string, prefix: string, extra: Partial<TieredCacheOptions> = {}, now?: () => number): Promise<TieredCache> {
+async function instance(url: string, prefix: string, extra: Partial<TieredCacheOptions> = {}, breakerClock?: Clock): Promise<TieredCache> {
   const data = await connect(url);
   const sub = await connect(url, 'subscriber');
   clients.push(data, sub);
@@ -30,7 +30,7 @@ async function instance(url: string, prefix: string, extra: Partial<TieredCacheO
   await bus.start();
   const cache = new TieredCache({
     policies: { user_data: { ttlMillis: 60_000 }, fund_data: { ttlMillis: 60_000, writeThrough: false } },
-    l2: singleRedisTier({ client: data, prefix, ...(now ? { now, breaker: { failureThreshold: 1, openMillis: 1000 } } : {}) }),
+    l2: singleRedisTier({ client: data, prefix, ...(breakerClock ? { clock: breakerClock, breaker: { failureThreshold: 1, openMillis: 1000 } } : {}) }),
     bus,
     closeClients: [data, sub],
     ...extra,
@@ -131,8 +131,8 @@ it('hundreds of rounds of concurrent fills and invalidations on the same keys le
 it('Redis stopped mid-load: no get fails; started again: L2 hits resume without restart', async () => {
   const server = cluster.redis[2]!;
   const clock = new ManualClock(Date.now());
-  const a = await instance(server.url, 'coh3:', { clock: { ...systemClock, now: () => clock.now() } }, clock.now);
-  const b = await instance(server.url, 'coh3:', { clock: { ...systemClock, now: () => clock.now() } }, clock.now);
+  const a = await instance(server.url, 'coh3:', { clock: { ...systemClock, now: () => clock.now() } }, clock);
+  const b = await instance(server.url, 'coh3:', { clock: { ...systemClock, now: () => clock.now() } }, clock);
   let loads = 0;
   const load = (k: string) => async () => `v-${k}-${++loads}`;
   await a.getOrLoad('user_data', 'x', load('x'));
@@ -166,7 +166,7 @@ it('ring: an unreachable server is skipped to the next one; reads never fail', a
   const servers = await Promise.all([3, 1, 2].map(async (r, i) => ({ id: `n${i}`, client: await connect(cluster.redis[r]!.url) })));
   clients.push(...servers.map((s) => s.client));
   const clock = new ManualClock(Date.now());
-  const tier = ringRedisTier({ servers, prefix: 'ringfail:', now: clock.now, breaker: { failureThreshold: 1, openMillis: 500 } });
+  const tier = ringRedisTier({ servers, prefix: 'ringfail:', clock, breaker: { failureThreshold: 1, openMillis: 500 } });
   await tier.clear();
   const cache = new TieredCache({ policies: { p: { levels: ['l2'] } }, l2: tier });
   caches.push(cache);

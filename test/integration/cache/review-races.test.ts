@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { ManualClock } from '../../../src/cache/cache-clock';
+import { ManualClock } from '../../../src/kernel/clock';
 import { HashRing } from '../../../src/kernel/hash-ring';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { ringRedisTier, singleRedisTier } from '../../../src/cache/redis-tier';
@@ -33,7 +33,7 @@ it('tag invalidations that failed while Redis was down are counted once and repl
   const clock = new ManualClock(Date.now());
   const cache = new TieredCache({
     policies: { p: {} },
-    l2: singleRedisTier({ client: l2, prefix: 'rv-tags:', now: clock.now, breaker: { failureThreshold: 1, openMillis: 1000 } }),
+    l2: singleRedisTier({ client: l2, prefix: 'rv-tags:', clock, breaker: { failureThreshold: 1, openMillis: 1000 } }),
   });
   caches.push(cache);
   l2.down = true;
@@ -110,7 +110,7 @@ it('ring: a server that was skipped comes back cleared, so its pre-outage copy i
   const ring = new HashRing(ids);
   const key = Array.from({ length: 200 }, (_, i) => `k${i}`).find((k) => ring.owner(`p:${k}`) === 'n0')!;
   const clock = new ManualClock(Date.now());
-  const tier = ringRedisTier({ servers: ids.map((id, i) => ({ id, client: wrapped[i]! })), prefix: 'rv-ring:', now: clock.now, breaker: { failureThreshold: 1, openMillis: 500 } });
+  const tier = ringRedisTier({ servers: ids.map((id, i) => ({ id, client: wrapped[i]! })), prefix: 'rv-ring:', clock, breaker: { failureThreshold: 1, openMillis: 500 } });
   await tier.clear();
   const cache = new TieredCache({ policies: { p: { levels: ['l2'] } }, l2: tier });
   caches.push(cache);

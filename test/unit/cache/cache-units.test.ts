@@ -1,6 +1,6 @@
 import { ConfigError, ErrorCodes } from '../../../src/kernel/errors';
 import { CacheValueTooLargeError, CacheSerializationError } from '../../../src/cache/cache-errors';
-import { ManualClock } from '../../../src/cache/cache-clock';
+import { ManualClock } from '../../../src/kernel/clock';
 import { CACHE_POLICY_DEFAULTS, EXAMPLE_POLICIES, resolvePolicies, resolvePolicy } from '../../../src/cache/cache-policy';
 import { CircuitBreaker } from '../../../src/cache/circuit-breaker';
 import { HashRing } from '../../../src/kernel/hash-ring';
@@ -133,7 +133,7 @@ describe('circuit breaker', () => {
   it('opens after the threshold, probes once after openMillis, closes on success', () => {
     const clock = new ManualClock();
     const states: string[] = [];
-    const b = new CircuitBreaker(clock.now, { failureThreshold: 2, openMillis: 1000 }, (s) => states.push(s));
+    const b = new CircuitBreaker(clock, { failureThreshold: 2, openMillis: 1000 }, (s) => states.push(s));
     b.failure();
     expect(b.allow()).toBe(true);
     b.failure();
@@ -150,7 +150,7 @@ describe('circuit breaker', () => {
     b.success();
     expect(b.state).toBe('closed');
     expect(states).toEqual(['open', 'halfOpen', 'open', 'halfOpen', 'closed']);
-    expect(() => new CircuitBreaker(clock.now, { failureThreshold: 0 })).toThrow(/`breaker\.failureThreshold`/);
+    expect(() => new CircuitBreaker(clock, { failureThreshold: 0 })).toThrow(/`breaker\.failureThreshold`/);
   });
 });
 
