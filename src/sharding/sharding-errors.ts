@@ -38,3 +38,10 @@ export class PartialWriteError extends KyselyScaleError<typeof ErrorCodes.PARTIA
     super(ErrorCodes.PARTIAL_WRITE, message, { cause, context });
   }
 }
+
+/** The ShardedDialect was used after `db.destroy()`: create a new Kysely instance. */
+export class DialectDestroyedError extends KyselyScaleError<typeof ErrorCodes.DESTROYED> {
+  constructor() {
+    super(ErrorCodes.DESTROYED, 'The ShardedDialect was destroyed: create a new Kysely instance.');
+  }
+}

@@ -1,4 +1,6 @@
+import { systemClock, type Clock } from '../../kernel/clock';
 import { ConfigError, ErrorCodes } from '../../kernel/errors';
+import { describeValue, requireFunction, requireInteger, requireKnownKeys, requireNonEmptyString, requireObject, requireOneOf } from '../../kernel/validate';
 import { RoutingError } from '../sharding-errors';
 import { resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from '../../replication/replica-router';
 import type { ShardKeySpec } from '../routing/query-analysis';
@@ -48,7 +50,15 @@ export interface ShardedDialectConfig {
   onPoolError?: (error: Error, server: { readonly redactedUrl: string }) => void;
   /** Reads from the shards' streaming replicas (off unless `readFrom: 'replica'`). */
   replicas?: ReplicaReadOptions;
+  /** The time source of replica read latencies (inject a `ManualClock` in tests). @default systemClock */
+  clock?: Clock;
 }
+
+/** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
+const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
+  'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId',
+  'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock',
+];
 
 /** A shard key column with its type. */
 export interface ShardKeyColumn {
@@ -74,60 +84,68 @@ export interface ResolvedShardedConfig {
   readonly createPool: ((server: ServerSpec) => PoolLike) | undefined;
   readonly cursor: CursorConstructor | undefined;
   readonly onPoolError: (error: Error, server: { readonly redactedUrl: string }) => void;
+  readonly clock: Clock;
 }
 
-const POLICIES: Record<KeylessPolicy, true> = { error: true, scatter: true };
+const KEYLESS_POLICIES: readonly KeylessPolicy[] = ['error', 'scatter'];
 
-const KEY_CANONICALISERS: Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown> = {
-  auto: (value) => value,
-  text: (value) => value,
+const KEY_CANONICALISERS: Readonly<Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown>> = Object.freeze({
+  auto: (value: unknown) => value,
+  text: (value: unknown) => value,
   integer: canonicalIntegerKey,
   uuid: canonicalUuidKey,
-};
+});
+const KEY_TYPES = Object.keys(KEY_CANONICALISERS) as ShardKeyType[];
 
-/** Validates a config; errors name the option to change. */
+const POOL_INTEGERS = [
+  ['max', 1],
+  ['idleTimeoutMillis', 0],
+  ['connectionTimeoutMillis', 0],
+  ['statementTimeoutMillis', 0],
+] as const;
+
+/** Validates a config; errors are ConfigErrors that name the option to change. */
 export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShardedConfig {
-  if (config === null || typeof config !== 'object') throw new ConfigError('config', 'pass an object with `topology` and `shardKeys`');
+  requireObject('config', config);
+  requireKnownKeys('', config, CONFIG_KEYS);
   const { topology } = config;
   if (topology === null || typeof topology !== 'object' || typeof topology.shardForKey !== 'function') {
-    throw new ConfigError('topology', 'build it with createTopology({ shards: [...] })');
+    throw new ConfigError('topology', `must be a topology built with createTopology({ shards: [...] }), got ${describeValue(topology)}`);
   }
   const shardKeys = new Map<string, ShardKeySpec>();
-  if (config.shardKeys === null || typeof config.shardKeys !== 'object') {
-    throw new ConfigError('shardKeys', "map each sharded table to its key column, e.g. { orders: 'user_id' }");
-  }
+  requireObject('shardKeys', config.shardKeys);
   for (const [table, entry] of Object.entries(config.shardKeys)) {
     const { column, type = 'auto' } = typeof entry === 'string' ? { column: entry } : (entry ?? ({} as ShardKeyColumn));
-    if (typeof column !== 'string' || column === '') throw new ConfigError(`shardKeys.${table}`, "must be the key column name, or { column, type }");
-    const canonical = KEY_CANONICALISERS[type];
-    if (canonical === undefined) throw new ConfigError(`shardKeys.${table}.type`, `must be one of ${Object.keys(KEY_CANONICALISERS).join(', ')}; got ${JSON.stringify(type)}`);
+    if (typeof column !== 'string' || column === '') {
+      throw new ConfigError(`shardKeys.${table}`, `must be the key column name or { column, type }, got ${describeValue(entry)}`);
+    }
+    const canonical = KEY_CANONICALISERS[requireOneOf(`shardKeys.${table}.type`, type, KEY_TYPES)];
     shardKeys.set(table, Object.freeze({ table, column, canonical: (value: unknown) => canonical(value, table, column) }));
   }
-  const defaultSchema = config.defaultSchema ?? 'public';
-  if (typeof defaultSchema !== 'string' || defaultSchema === '') throw new ConfigError('defaultSchema', 'must be a schema name');
+  const defaultSchema = requireNonEmptyString('defaultSchema', config.defaultSchema ?? 'public');
   // Sharded tables configured only with a schema, by their bare name: an unqualified reference to one is ambiguous.
   const qualifiedByBare = new Map<string, string>();
   for (const name of shardKeys.keys()) {
     const dot = name.indexOf('.');
     if (dot > 0 && name.slice(0, dot) !== defaultSchema) qualifiedByBare.set(name.slice(dot + 1), name);
   }
-  const defaultPolicy = config.defaultKeylessPolicy ?? 'error';
-  if (POLICIES[defaultPolicy] !== true) throw new ConfigError('defaultKeylessPolicy', `must be 'error' or 'scatter'; got ${JSON.stringify(defaultPolicy)}`);
+  const defaultPolicy = requireOneOf('defaultKeylessPolicy', config.defaultKeylessPolicy ?? 'error', KEYLESS_POLICIES);
   const policies = new Map<string, KeylessPolicy>();
   for (const [table, policy] of Object.entries(config.keylessPolicy ?? {})) {
     if (!shardKeys.has(table)) throw new ConfigError(`keylessPolicy.${table}`, `"${table}" is not a sharded table; list it in shardKeys first`);
-    if (POLICIES[policy] !== true) throw new ConfigError(`keylessPolicy.${table}`, `must be 'error' or 'scatter'; got ${JSON.stringify(policy)}`);
-    policies.set(table, policy);
+    policies.set(table, requireOneOf(`keylessPolicy.${table}`, policy, KEYLESS_POLICIES));
   }
-  const unshardedShardId = config.unshardedShardId ?? topology.shards[0]!.id;
+  const unshardedShardId = requireNonEmptyString('unshardedShardId', config.unshardedShardId ?? topology.shards[0]!.id);
   if (topology.shardById(unshardedShardId) === undefined) {
-    throw new ConfigError('unshardedShardId', `no shard "${unshardedShardId}" in the topology`);
+    throw new ConfigError('unshardedShardId', `must name a shard of the topology, got "${unshardedShardId}"`);
   }
   const pool = { ...SERVER_POOL_DEFAULTS, ...definedOnly(config.pool ?? {}) };
-  for (const name of ['max', 'idleTimeoutMillis', 'connectionTimeoutMillis', 'statementTimeoutMillis'] as const) {
-    const value = pool[name];
-    if (!Number.isInteger(value) || value < (name === 'max' ? 1 : 0)) throw new ConfigError(`pool.${name}`, `must be an integer ≥ ${name === 'max' ? 1 : 0}; got ${String(value)}`);
-  }
+  for (const [name, min] of POOL_INTEGERS) requireInteger(`pool.${name}`, pool[name], min);
+  if (config.createPool !== undefined) requireFunction('createPool', config.createPool, '(server) => PoolLike');
+  if (config.cursor !== undefined) requireFunction('cursor', config.cursor, 'class like pg-cursor');
+  if (config.onPoolError !== undefined) requireFunction('onPoolError', config.onPoolError, '(error, server) => void');
+  const clock = config.clock ?? systemClock;
+  requireFunction('clock.monotonicNow', requireObject('clock', clock).monotonicNow, '() => number');
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,
     shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined {
@@ -152,6 +170,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     createPool: config.createPool,
     cursor: config.cursor,
     onPoolError: config.onPoolError ?? defaultPoolError,
+    clock,
   });
 }
 

@@ -54,7 +54,7 @@ export class ShardedDialect implements Dialect {
    * transaction committed. Returns the unsubscribe function.
    */
   onWrite(listener: WriteListener): () => void {
-    return this.#runtime.onWrite(listener);
+    return this.#runtime.writes.subscribe(listener);
   }
 
   /**

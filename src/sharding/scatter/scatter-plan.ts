@@ -295,8 +295,8 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
  * @throws RoutingError with code `E_UNSUPPORTED_SCATTER` naming the construct that cannot be
  *   merged correctly and how to fix the query.
  */
-export function planScatter(node: SelectQueryNode, options: ScatterPlanOptions = {}): ScatterPlan {
-  if (!SelectQueryNode.is(node)) throw unsupportedScatter(`a ${(node as OperationNode).kind} (only SELECT can scatter)`);
+export function planScatter(node: OperationNode, options: ScatterPlanOptions = {}): ScatterPlan {
+  if (!SelectQueryNode.is(node)) throw unsupportedScatter(`a ${node.kind} (only SELECT can scatter)`);
   const distinct = checkShape(node, options.isJoinSafe);
   const selected = describeSelections(node);
   const orderAggregates = (node.orderBy?.items ?? []).some((item) => scanExpression(item.orderBy).length > 0);

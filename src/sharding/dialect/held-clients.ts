@@ -1,0 +1,159 @@
+/**
+ * The pg clients one sharded connection holds: at most one per server, checked out on first
+ * use and kept until the connection is released, so `db.connection()` keeps its session state on
+ * every shard it touched.
+ */
+import type { CompiledQuery, QueryResult } from 'kysely';
+import type { PoolClientLike } from '../../cluster/server-pools';
+import type { ServerSpec } from '../../cluster/topology';
+import type { CursorConstructor } from './sharded-dialect-config';
+
+/** Where held clients come from: the dialect's server pools (a destroyed dialect refuses). */
+export interface ClientSource {
+  acquire(server: ServerSpec): Promise<PoolClientLike>;
+}
+
+/** A client being held: the pending checkout, and the client once it arrived. */
+interface HeldClient {
+  readonly url: string;
+  readonly pending: Promise<PoolClientLike>;
+  client: PoolClientLike | undefined;
+}
+
+/** The clients of one connection, per server. */
+export class HeldClients {
+  readonly #source: ClientSource;
+  /**
+   * In acquisition order. A list searched by URL rather than a Map: it holds one client for almost
+   * every statement, and a Map's clear() on release allocates a new table each time (a scatter over
+   * n shards costs n² cheap comparisons).
+   */
+  readonly #held: HeldClient[] = [];
+  /** Set when a held client may be in an unknown state: every client is closed instead of returned to its pool. */
+  #discardOnRelease = false;
+
+  constructor(source: ClientSource) {
+    this.#source = source;
+  }
+
+  /** The client of `server`, checked out on first use; concurrent callers share one checkout. */
+  client(server: ServerSpec): Promise<PoolClientLike> {
+    const held = this.#heldFor(server.url);
+    if (held !== undefined) return held.pending;
+    const entry = this.#hold(server);
+    entry.pending.then(
+      (client) => {
+        entry.client = client;
+      },
+      () => this.#forget(entry),
+    );
+    return entry.pending;
+  }
+
+  /** Runs a statement on `server`'s client. */
+  run<R>(server: ServerSpec, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const held = this.#heldFor(server.url);
+    if (held !== undefined) {
+      return held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+    }
+    // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
+    const entry = this.#hold(server);
+    return entry.pending.then(
+      (client) => {
+        entry.client = client;
+        return runOn<R>(client, compiled.sql, compiled.parameters);
+      },
+      (error: unknown) => {
+        this.#forget(entry);
+        throw error;
+      },
+    );
+  }
+
+  /** Stops holding the client of `url`, closing it rather than returning it to its pool (it may be broken). */
+  drop(url: string): void {
+    const entry = this.#heldFor(url);
+    if (entry === undefined) return;
+    this.#forget(entry);
+    if (entry.client !== undefined) entry.client.release(true);
+    else entry.pending.then((client) => client.release(true), () => undefined);
+  }
+
+  /** Closes every client at release instead of returning it to its pool (one of them is in an unknown state). */
+  discardOnRelease(): void {
+    this.#discardOnRelease = true;
+  }
+
+  /**
+   * Returns every client to its pool, or closes them all when `discard` is set (a client left
+   * inside an open transaction) or {@link discardOnRelease} was called. Synchronous (returns
+   * `undefined`) when every client had arrived, the common case; otherwise a promise that settles
+   * once the late ones are back.
+   */
+  release(discard: boolean): Promise<void> | undefined {
+    const destroy = discard || this.#discardOnRelease ? true : undefined;
+    this.#discardOnRelease = false;
+    const entries = this.#held;
+    if (entries.length === 0) return undefined;
+    let late: Promise<void>[] | undefined;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.client !== undefined) entry.client.release(destroy);
+      else (late ??= []).push(entry.pending.then((client) => client.release(destroy), () => undefined));
+    }
+    entries.length = 0;
+    return late === undefined ? undefined : Promise.all(late).then(() => undefined);
+  }
+
+  /**
+   * Starts a checkout of `server` and registers it before it resolves, so a concurrent statement
+   * for the same server shares it. The caller's first continuation on `pending` must set
+   * `client`, or forget the entry when the checkout fails.
+   */
+  #hold(server: ServerSpec): HeldClient {
+    const entry: HeldClient = { url: server.url, pending: this.#source.acquire(server), client: undefined };
+    this.#held.push(entry);
+    return entry;
+  }
+
+  #forget(entry: HeldClient): void {
+    const at = this.#held.indexOf(entry);
+    if (at >= 0) this.#held.splice(at, 1);
+  }
+
+  #heldFor(url: string): HeldClient | undefined {
+    const held = this.#held;
+    for (let i = 0; i < held.length; i++) if (held[i]!.url === url) return held[i];
+    return undefined;
+  }
+}
+
+/** Runs one statement on `client`; INSERT/UPDATE/DELETE/MERGE report their affected rows as Kysely expects. */
+export function runOn<R>(client: PoolClientLike, sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+  return client.query(sql, [...parameters]).then(toQueryResult<R>);
+}
+
+function toQueryResult<R>({ command, rowCount, rows }: { command: string; rowCount: number | null; rows: unknown[] }): QueryResult<R> {
+  const writes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
+  return writes ? { numAffectedRows: BigInt(rowCount ?? 0), rows: (rows ?? []) as R[] } : { rows: (rows ?? []) as R[] };
+}
+
+/** The rows of a statement read through a cursor, `chunkSize` at a time; the cursor is closed however the reader stops. */
+export async function* cursorRows(
+  Cursor: CursorConstructor,
+  client: PoolClientLike,
+  sql: string,
+  parameters: readonly unknown[],
+  chunkSize: number,
+): AsyncGenerator<unknown[]> {
+  const cursor = client.query(new Cursor(sql, [...parameters]));
+  try {
+    for (;;) {
+      const rows = await cursor.read(chunkSize);
+      if (rows.length === 0) return;
+      yield rows;
+    }
+  } finally {
+    await cursor.close();
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Statements over several shards, outside transactions: a SELECT runs on every shard it names and
+ * the rows are merged (or streamed through a k-way merge); a write runs its part on each shard,
+ * and a write that fails on some shards only is reported with where it committed (not atomic).
+ */
+import type { CompiledQuery, QueryResult, RootOperationNode } from 'kysely';
+import type { Shard } from '../../cluster/topology';
+import { ErrorCodes } from '../../kernel/errors';
+import type { RoutePart, RoutePlan } from '../routing/route-planner';
+import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
+import { PartialWriteError, RoutingError } from '../sharding-errors';
+import { cursorRows, runOn, type HeldClients } from './held-clients';
+import type { ReplicaReads } from './replica-read';
+import type { CursorConstructor } from './sharded-dialect-config';
+import type { WriteEvents } from './write-events';
+
+type Row = Record<string, unknown>;
+
+/** A plan that names several shards. */
+export type SpreadPlan = Exclude<RoutePlan, { kind: 'single' }>;
+
+// The route planner only scatters joins of sharded tables linked by equality on their shard keys,
+// whose rows are co-located, so every join that reaches the scatter planner is safe.
+const SCATTER_OPTIONS: ScatterPlanOptions = Object.freeze({ isJoinSafe: () => true });
+
+/** What the executor needs of the dialect's runtime. */
+export interface MultiShardRuntime {
+  /** Compiles a rewritten node with the original query's id. */
+  compile(node: RootOperationNode, original: CompiledQuery): CompiledQuery;
+  /** The cursor class for streams. */
+  cursor(): CursorConstructor;
+  readonly writes: WriteEvents;
+}
+
+/** Runs one connection's statements that span shards, over its held clients. */
+export class MultiShardExecutor {
+  readonly #runtime: MultiShardRuntime;
+  readonly #clients: HeldClients;
+  readonly #reads: ReplicaReads;
+
+  constructor(runtime: MultiShardRuntime, clients: HeldClients, reads: ReplicaReads) {
+    this.#runtime = runtime;
+    this.#clients = clients;
+    this.#reads = reads;
+  }
+
+  /**
+   * Runs `parts` of `plan` (one per shard) and combines the results: a SELECT's rows merged as one
+   * database would return them; a write's affected counts summed and RETURNING rows concatenated
+   * (in VALUES order for a split insert). `inSession` keeps reads on the primaries.
+   */
+  execute(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
+    return plan.statement === 'select' ? this.#scatterRead(compiled, plan, parts, inSession) : this.#splitWrite(compiled, plan, parts, inSession);
+  }
+
+  /** Streams a SELECT over several shards through a k-way merge, in chunks of `chunkSize` rows. */
+  async *stream(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean, chunkSize: number): AsyncGenerator<QueryResult<Row>> {
+    if (plan.statement !== 'select' || plan.kind === 'broadcast') {
+      throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, `stream() over several shards works for SELECT only; run this ${plan.statement} with execute().`, { statement: plan.statement });
+    }
+    const scatter = planScatter(compiled.query, SCATTER_OPTIONS);
+    if (!scatter.streamable) {
+      throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'This scatter query (aggregates, GROUP BY or DISTINCT) cannot be streamed: run it with execute(), or add the shard key.', { unsupported: 'stream of a merged scatter' });
+    }
+    const Cursor = this.#runtime.cursor();
+    const streams = await Promise.all(
+      parts.map(async (part) => {
+        const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
+        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
+        return flatten(cursorRows(Cursor, client, query.sql, query.parameters, chunkSize));
+      }),
+    );
+    let chunk: Row[] = [];
+    for await (const row of scatter.mergeStreams(streams)) {
+      chunk.push(row);
+      if (chunk.length >= chunkSize) {
+        yield { rows: chunk };
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield { rows: chunk };
+  }
+
+  async #scatterRead(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
+    const scatter = planScatter(compiled.query, SCATTER_OPTIONS);
+    // Every part settles before an error is thrown: Kysely releases the connection on the error,
+    // and a client must not go back to its pool while its query still runs.
+    const rowsPerShard = await allSettledOrThrow(
+      parts.map(async (part) => {
+        const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
+        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
+        return (await runOn<Row>(client, query.sql, query.parameters)).rows;
+      }),
+    );
+    return { rows: scatter.merge(rowsPerShard) };
+  }
+
+  async #splitWrite(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
+    const settled = await Promise.allSettled(
+      parts.map(async (part) => {
+        const query = part.node === compiled.query ? compiled : this.#runtime.compile(part.node, compiled);
+        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
+        return runOn<unknown>(client, query.sql, query.parameters);
+      }),
+    );
+    const committed: string[] = [];
+    const failed: string[] = [];
+    const positions: Promise<void>[] = [];
+    let firstError: unknown;
+    settled.forEach((outcome, i) => {
+      const part = parts[i]!;
+      if (outcome.status === 'fulfilled') {
+        committed.push(part.shard.id);
+        this.#runtime.writes.record(plan, part.shard, part.keys, null);
+        if (this.#reads.tracksWrites) positions.push(this.#reads.noteWritePosition(part.shard));
+      } else {
+        failed.push(part.shard.id);
+        firstError ??= outcome.reason;
+      }
+    });
+    await Promise.all(positions);
+    if (failed.length > 0) {
+      // All failed: nothing was written, PostgreSQL's error is the whole story.
+      if (committed.length === 0) throw firstError;
+      throw new PartialWriteError(
+        `This ${plan.statement} committed on ${quoted(committed)} and failed on ${quoted(failed)} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
+        firstError,
+        { committed, failed },
+      );
+    }
+    const results = settled.map((o) => (o as PromiseFulfilledResult<QueryResult<unknown>>).value);
+    if (plan.kind === 'broadcast') return results[0]!;
+    return mergeWriteResults(parts, results);
+  }
+}
+
+/** The parts of a scatter or broadcast: the unchanged statement on each shard. */
+export function partsOnShards(shards: readonly Shard[], node: RootOperationNode): readonly RoutePart[] {
+  return shards.map((shard) => ({ shard, node, keys: null }));
+}
+
+/** The SELECT a shard runs for `part`: the scatter plan's rewrite of the part's node. */
+function shardNode(scatter: ScatterPlan, part: RoutePart, compiled: CompiledQuery): RootOperationNode {
+  return part.node === compiled.query ? scatter.shardNode : planScatter(part.node, SCATTER_OPTIONS).shardNode;
+}
+
+/** Sums affected rows and concatenates RETURNING rows; a split insert's rows come back in VALUES order when each part returned one row per inserted row. */
+function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): QueryResult<unknown> {
+  let affected: bigint | undefined;
+  for (const r of results) if (r.numAffectedRows !== undefined) affected = (affected ?? 0n) + r.numAffectedRows;
+  const inOrder = parts.every((p, i) => p.rowIndexes !== undefined && results[i]!.rows.length === p.rowIndexes.length);
+  let rows: unknown[];
+  if (inOrder) {
+    rows = [];
+    parts.forEach((p, i) => p.rowIndexes!.forEach((at, j) => (rows[at] = results[i]!.rows[j])));
+  } else {
+    rows = results.flatMap((r) => r.rows);
+  }
+  return affected === undefined ? { rows } : { numAffectedRows: affected, rows };
+}
+
+/** The values of `promises` once all settled; the first rejection's reason if any failed. */
+async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((o) => (o as PromiseFulfilledResult<T>).value);
+}
+
+async function* flatten(chunks: AsyncIterable<unknown[]>): AsyncGenerator<Row> {
+  for await (const chunk of chunks) for (const row of chunk) yield row as Row;
+}
+
+function quoted(ids: readonly string[]): string {
+  return ids.map((id) => `"${id}"`).join(', ');
+}
