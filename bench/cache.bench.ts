@@ -9,8 +9,8 @@ import Redis from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { startTestCluster } from '../src/testing';
 import { InvalidationBus } from '../src/cache/invalidation-bus';
-import { redisSubscriberDefaults } from '../src/cache/redis-client';
-import { redisClientDefaults, singleRedisTier } from '../src/cache/redis-tier';
+import { redisClientDefaults, redisSubscriberDefaults } from '../src/cache/redis-client';
+import { singleRedisTier } from '../src/cache/redis-single-tier';
 import { TieredCache } from '../src/cache/tiered-cache';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
 

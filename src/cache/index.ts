@@ -20,23 +20,11 @@ export { HotKeyTracker, HOT_KEY_TRACKER_DEFAULTS, type HotKey, type HotKeyTracke
 export { InvalidationBus, INVALIDATION_BUS_DEFAULTS, type BusMessage, type InvalidationBusOptions, type PubSubLike } from './invalidation-bus';
 export { MemoryTier, MEMORY_TIER_DEFAULTS, type CacheEntry, type MemoryTierOptions, type TagStamp } from './memory-tier';
 export { QueryCache, QUERY_CACHE_DEFAULTS, queryKey, tablesOf, tableTag, type CachedQueryOptions, type CompilableQuery, type QueryCacheOptions, type QueryExecutor, type WriteEventSource } from './query-cache';
-export {
-  clusterRedisTier,
-  L2_DEFAULTS,
-  redisClientDefaults,
-  ringRedisTier,
-  singleRedisTier,
-  type ClusterRedisTierOptions,
-  type L2CommonOptions,
-  type L2Kind,
-  type L2Tier,
-  type RedisLike,
-  type RingRedisTierOptions,
-  type RingServer,
-  type SingleRedisTierOptions,
-  type VersionToken,
-} from './redis-tier';
-export { closeRedisClient, closeRedisClients, redisSubscriberDefaults, type ClosableRedis } from './redis-client';
+export { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type RedisLike, type VersionToken } from './l2-tier';
+export { singleRedisTier, type SingleRedisTierOptions } from './redis-single-tier';
+export { clusterRedisTier, type ClusterRedisTierOptions, type ClusterSeed } from './redis-cluster-tier';
+export { ringRedisTier, type RingRedisTierOptions, type RingServer } from './redis-ring-tier';
+export { closeRedisClient, closeRedisClients, L2_CONNECTION_NAME, redisClientDefaults, redisSubscriberDefaults, type ClosableRedis } from './redis-client';
 export { createSerializer, SERIALIZER_DEFAULTS, type CacheSerializer, type SerializerOptions } from './serializer';
 export { SingleFlight, type Flight } from './single-flight';
 export { PolicyCache, TieredCache, TIERED_CACHE_DEFAULTS, type CacheEvents, type CacheSuggestion, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache';

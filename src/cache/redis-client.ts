@@ -1,4 +1,21 @@
-import { redisClientDefaults } from './redis-tier';
+/**
+ * The Redis clients of the cache: the options they need, the clients an L2 tier creates itself,
+ * and ending any of them whatever state it is in.
+ */
+import Redis, { Cluster } from 'ioredis';
+
+/**
+ * ioredis options the cache needs: no offline queue (fail at once while disconnected), a
+ * per-command timeout, no per-request retries, and reconnection with capped backoff. Spread them
+ * into `new Redis({...redisClientDefaults, host, port})`.
+ */
+export const redisClientDefaults = Object.freeze({
+  enableOfflineQueue: false,
+  commandTimeout: 500,
+  maxRetriesPerRequest: 0,
+  connectTimeout: 2_000,
+  retryStrategy: (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+});
 
 /**
  * ioredis options for the invalidation bus's subscriber: {@link redisClientDefaults} without
@@ -48,4 +65,41 @@ export async function closeRedisClient(client: ClosableRedis): Promise<void> {
 /** {@link closeRedisClient} on each client, together. */
 export async function closeRedisClients(clients: Iterable<ClosableRedis>): Promise<void> {
   await Promise.all([...clients].map((c) => closeRedisClient(c)));
+}
+
+/** The name (`CLIENT SETNAME`) of the connections an L2 tier opens itself, to tell them apart in `CLIENT LIST`. */
+export const L2_CONNECTION_NAME = 'kysely-scale-l2';
+
+/**
+ * A client an L2 tier created itself (from a `url` or Cluster `nodes`): the tier ends it in `close()`.
+ * @internal
+ */
+export interface OwnedClient {
+  readonly client: Redis | Cluster;
+  /** Settles (never rejects) once the first connection attempt succeeded or failed. */
+  readonly connecting: Promise<void>;
+}
+
+/** @internal */
+export function createRedisClient(url: string): OwnedClient {
+  const client = new Redis(url, { ...redisClientDefaults, lazyConnect: true, connectionName: L2_CONNECTION_NAME });
+  return own(client);
+}
+
+/** @internal */
+export function createClusterClient(nodes: readonly { readonly host: string; readonly port: number }[]): OwnedClient {
+  const client = new Cluster(
+    nodes.map((n) => ({ host: n.host, port: n.port })),
+    { enableOfflineQueue: false, lazyConnect: true, redisOptions: { ...redisClientDefaults, connectionName: L2_CONNECTION_NAME } },
+  );
+  return own(client);
+}
+
+function own(client: Redis | Cluster): OwnedClient {
+  // Failures reach the tier's breaker through rejected commands; without a listener ioredis would
+  // print every connection error.
+  client.on('error', () => {});
+  // Connect now so the first command does not fail only because the socket is not open yet; a
+  // failed attempt is retried by the client's reconnect strategy.
+  return { client, connecting: client.connect().then(() => undefined, () => undefined) };
 }

@@ -9,7 +9,7 @@ import { HotKeyTracker, type HotKey, type HotKeyTrackerOptions } from './hot-key
 import type { BusMessage, InvalidationBus } from './invalidation-bus';
 import { MemoryTier, type CacheEntry, type TagStamp } from './memory-tier';
 import { closeRedisClients, type ClosableRedis } from './redis-client';
-import type { L2Tier, VersionToken } from './redis-tier';
+import type { L2Tier, VersionToken } from './l2-tier';
 import { createSerializer, type CacheSerializer } from './serializer';
 import { SingleFlight, type Flight } from './single-flight';
 

@@ -1,6 +1,6 @@
 import Redis, { Cluster } from 'ioredis';
-import { redisSubscriberDefaults } from '../../../src/cache/redis-client';
-import { redisClientDefaults, type RedisLike } from '../../../src/cache/redis-tier';
+import type { RedisLike } from '../../../src/cache/l2-tier';
+import { redisClientDefaults, redisSubscriberDefaults } from '../../../src/cache/redis-client';
 
 /**
  * A real ioredis client with the cache's recommended options (`subscriber`: the bus subscriber's),

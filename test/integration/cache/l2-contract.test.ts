@@ -1,7 +1,10 @@
 import type Redis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { clusterRedisTier, ringRedisTier, singleRedisTier, type L2Tier } from '../../../src/cache/redis-tier';
+import type { L2Tier } from '../../../src/cache/l2-tier';
+import { clusterRedisTier } from '../../../src/cache/redis-cluster-tier';
+import { ringRedisTier } from '../../../src/cache/redis-ring-tier';
+import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect, connectCluster } from './cache-fixtures';
 

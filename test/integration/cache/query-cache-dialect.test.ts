@@ -1,7 +1,7 @@
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { QueryCache } from '../../../src/cache/query-cache';
-import { singleRedisTier } from '../../../src/cache/redis-tier';
+import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
 import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { startShardedFixture, type ShardedFixture } from '../sharding/sharded-fixture';

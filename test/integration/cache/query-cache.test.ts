@@ -4,7 +4,7 @@ import type Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { QueryCache, tablesOf } from '../../../src/cache/query-cache';
-import { singleRedisTier } from '../../../src/cache/redis-tier';
+import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
 import type { WriteEvent, WriteListener } from '../../../src/sharding/dialect/write-event';
 import { closeRedisClients } from '../../../src/cache/redis-client';

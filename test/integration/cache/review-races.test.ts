@@ -3,7 +3,8 @@ import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { ManualClock } from '../../../src/kernel/clock';
 import { HashRing } from '../../../src/kernel/hash-ring';
 import { closeRedisClients } from '../../../src/cache/redis-client';
-import { ringRedisTier, singleRedisTier } from '../../../src/cache/redis-tier';
+import { ringRedisTier } from '../../../src/cache/redis-ring-tier';
+import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
 import { chaos, connect } from './cache-fixtures';
 

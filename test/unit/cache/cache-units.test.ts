@@ -13,7 +13,9 @@ import { InvalidationBus, type PubSubLike } from '../../../src/cache/invalidatio
 import { closeRedisClient, redisSubscriberDefaults, type ClosableRedis } from '../../../src/cache/redis-client';
 import { EventEmitter } from 'node:events';
 import { decodeEntry, encodeEntry } from '../../../src/cache/cache-entry';
-import { clusterRedisTier, singleRedisTier, type RedisLike } from '../../../src/cache/redis-tier';
+import type { RedisLike } from '../../../src/cache/l2-tier';
+import { clusterRedisTier } from '../../../src/cache/redis-cluster-tier';
+import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 
 describe('serializer', () => {
   const s = createSerializer({ maxValueBytes: 200 });
