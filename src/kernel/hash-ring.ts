@@ -15,8 +15,10 @@ export const HASH_RING_DEFAULTS: Readonly<Required<HashRingOptions>> = Object.fr
 
 /**
  * A consistent-hash ring: each member id is hashed (MurmurHash3 x86 32) at `virtualNodes` points
- * labelled `<id>#<i>`; a key belongs to the first point at or after its hash, wrapping around.
- * Adding or removing a member only moves the keys of the arcs it gains or loses (about 1/N).
+ * labelled `<id>#<i>` (`round(virtualNodes × weight)`, at least 1, when weights are given); a key
+ * belongs to the first point at or after its hash, wrapping around. Adding or removing a member
+ * only moves the keys of the arcs it gains or loses (about 1/N). Used by the cache's Redis ring
+ * and by the balancer's consistent-hash strategy.
  */
 export class HashRing {
   /** Sorted point hashes. */
@@ -25,16 +27,26 @@ export class HashRing {
   private readonly owners: Uint16Array;
   readonly members: readonly string[];
 
-  constructor(members: readonly string[], options: HashRingOptions = {}) {
+  /**
+   * @param members unique member ids.
+   * @param weights relative weight of each member, in the order of `members` (each finite and
+   *   > 0): member i gets `max(1, round(virtualNodes × weights[i]))` points. All 1 by default.
+   */
+  constructor(members: readonly string[], options: HashRingOptions = {}, weights?: readonly number[]) {
     const vnodes = options.virtualNodes ?? HASH_RING_DEFAULTS.virtualNodes;
     if (!Number.isSafeInteger(vnodes) || vnodes < 1 || vnodes > 10_000) throw new ConfigError('virtualNodes', `must be an integer in 1..10000, got ${vnodes}`);
     if (members.length === 0) throw new ConfigError('nodes', 'a ring needs at least one server');
     if (members.length > 65_535) throw new ConfigError('nodes', 'at most 65535 servers');
     if (new Set(members).size !== members.length) throw new ConfigError('nodes', 'server ids must be unique');
+    if (weights !== undefined) {
+      if (weights.length !== members.length) throw new ConfigError('weights', `must have one weight per member (${members.length}), got ${weights.length}`);
+      for (const w of weights) if (!(Number.isFinite(w) && w > 0)) throw new ConfigError('weights', `must be finite numbers > 0, got ${w}`);
+    }
     this.members = Object.freeze([...members]);
     const all: { h: number; m: number }[] = [];
     members.forEach((id, m) => {
-      for (let i = 0; i < vnodes; i++) all.push({ h: murmur3(`${id}#${i}`), m });
+      const points = weights === undefined ? vnodes : Math.max(1, Math.round(vnodes * weights[m]!));
+      for (let i = 0; i < points; i++) all.push({ h: murmur3(`${id}#${i}`), m });
     });
     // Ties (rare) are broken by member id so every process builds the same ring.
     all.sort((a, b) => a.h - b.h || (members[a.m]! < members[b.m]! ? -1 : 1));
@@ -69,8 +81,16 @@ export class HashRing {
    * over when it is unreachable, and so on. Stops after `limit` members.
    */
   walk(key: string, limit = this.members.length): number[] {
+    return this.walkFromHash(murmur3(key), limit);
+  }
+
+  /**
+   * Like {@link walk}, from a 32-bit hash instead of a key (a random point, or a hash computed
+   * once for several rings).
+   */
+  walkFromHash(hash: number, limit = this.members.length): number[] {
     const out: number[] = [];
-    const start = this.firstPoint(murmur3(key));
+    const start = this.firstPoint(hash >>> 0);
     for (let i = 0; i < this.points.length && out.length < limit; i++) {
       const m = this.owners[(start + i) % this.points.length]!;
       if (!out.includes(m)) out.push(m);

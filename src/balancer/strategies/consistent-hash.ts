@@ -4,6 +4,7 @@ import type { PickRequest, Strategy } from '../balancer-strategy';
 import { requireInteger, requirePositive } from '../../kernel/validate';
 import { murmur3 } from '../../kernel/murmur3';
 import { ConfigError } from '../../kernel/errors';
+import { HashRing } from '../../kernel/hash-ring';
 
 /** Options of {@link consistentHash}. */
 export interface ConsistentHashOptions {
@@ -32,8 +33,7 @@ export const CONSISTENT_HASH_DEFAULTS = Object.freeze({ virtualNodesPerWeight: 1
 
 interface Ring {
   readonly signature: string;
-  readonly points: Uint32Array;
-  readonly owners: readonly string[];
+  readonly ring: HashRing;
 }
 
 /**
@@ -46,6 +46,7 @@ export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
     'virtualNodesPerWeight',
     options.virtualNodesPerWeight ?? CONSISTENT_HASH_DEFAULTS.virtualNodesPerWeight,
     1,
+    10_000,
   );
   const loadFactor = options.loadFactor ?? CONSISTENT_HASH_DEFAULTS.loadFactor;
   if (loadFactor !== Infinity) requirePositive('loadFactor', loadFactor);
@@ -53,28 +54,27 @@ export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
   const random = options.random ?? mathRandom;
   let ring: Ring | undefined;
 
-  const build = (candidates: NonEmptyArray<BalancedInstance>): Ring => {
+  // The ring is rebuilt only when the candidates (ids, weights, order) change, so member index i
+  // is candidates[i].
+  const build = (candidates: NonEmptyArray<BalancedInstance>): HashRing => {
     const signature = candidates.map((c) => `${c.id}\u0000${c.weight}`).join('\u0001');
-    if (ring?.signature === signature) return ring;
-    const entries: Array<[number, string]> = [];
-    for (const c of candidates) {
-      const count = Math.max(1, Math.round(vnodes * c.weight));
-      for (let v = 0; v < count; v++) entries.push([murmur3(`${c.id}#${v}`), c.id]);
+    if (ring?.signature !== signature) {
+      ring = {
+        signature,
+        ring: new HashRing(
+          candidates.map((c) => c.id),
+          { virtualNodes: vnodes },
+          candidates.map((c) => c.weight),
+        ),
+      };
     }
-    entries.sort((a, b) => a[0] - b[0] || (a[1] < b[1] ? -1 : 1));
-    ring = {
-      signature,
-      points: Uint32Array.from(entries, (e) => e[0]),
-      owners: entries.map((e) => e[1]),
-    };
-    return ring;
+    return ring.ring;
   };
 
   return {
     name: 'consistent-hash',
     pick(candidates: NonEmptyArray<BalancedInstance>, request: PickRequest): BalancedInstance {
       const r = build(candidates);
-      const byId = new Map(candidates.map((c) => [c.id, c]));
       const hash = request.key === undefined ? Math.floor(random() * 0x100000000) : murmur3(request.key);
       let totalInflight = 0;
       let totalWeight = 0;
@@ -84,25 +84,17 @@ export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
       }
       // Each instance's bound is its weighted share; the bounds add up to more than the calls in
       // flight, so some instance is always under its bound.
-      const boundOf = (c: BalancedInstance): number => Math.ceil((loadFactor * (totalInflight + 1) * c.weight) / totalWeight);
-      // First ring point at or after the hash (binary search), then walk clockwise.
-      let lo = 0;
-      let hi = r.points.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if ((r.points[mid] as number) < hash) lo = mid + 1;
-        else hi = mid;
-      }
-      const seen = new Set<string>();
-      for (let i = 0; i < r.points.length && seen.size < candidates.length; i++) {
-        const id = r.owners[(lo + i) % r.points.length] as string;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        const c = byId.get(id) as BalancedInstance;
-        if (c.inflight < boundOf(c)) return c;
+      const underBound = (c: BalancedInstance): boolean =>
+        c.inflight < Math.ceil((loadFactor * (totalInflight + 1) * c.weight) / totalWeight);
+      // The owner almost always takes the call: walk the ring further only when it is at its bound.
+      const owner = candidates[r.walkFromHash(hash, 1)[0]!]!;
+      if (underBound(owner)) return owner;
+      for (const m of r.walkFromHash(hash)) {
+        const c = candidates[m]!;
+        if (underBound(c)) return c;
       }
       // Unreachable (the bounds sum to more than the calls in flight); kept as a safe answer.
-      return byId.get(r.owners[lo % r.points.length] as string) ?? candidates[0];
+      return owner;
     },
   };
 }
