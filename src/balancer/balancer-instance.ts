@@ -57,7 +57,7 @@ export interface BalancedInstance {
 /** A list that has at least one element; strategies are never asked to pick from nothing. */
 export type NonEmptyArray<T> = readonly [T, ...T[]];
 
-/** `true` when the list has an element (and narrows it to a non-empty list). */
+/** @internal `true` when the list has an element (and narrows it to a non-empty list). */
 export function isNonEmpty<T>(list: readonly T[]): list is NonEmptyArray<T> {
   return list.length > 0;
 }

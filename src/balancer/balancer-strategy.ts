@@ -37,7 +37,7 @@ export interface Strategy {
   onRemove?(instanceId: string): void;
 }
 
-/** Load per unit of weight: what weighted least-loaded strategies minimise. */
+/** @internal Load per unit of weight: what weighted least-loaded strategies minimise. */
 export function loadPerWeight(instance: BalancedInstance): number {
   return (instance.inflight + 1) / Math.max(instance.effectiveWeight, Number.EPSILON);
 }

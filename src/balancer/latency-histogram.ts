@@ -7,7 +7,7 @@ const GROWTH = 1.04;
 const LOG_GROWTH = Math.log(GROWTH);
 const BUCKETS = 720;
 
-/** Counts of latencies in log-spaced buckets, with exact count, sum and maximum. */
+/** @internal Counts of latencies in log-spaced buckets, with exact count, sum and maximum. */
 export class LatencyHistogram {
   readonly #counts = new Uint32Array(BUCKETS);
   #count = 0;

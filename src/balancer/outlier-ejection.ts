@@ -53,7 +53,7 @@ export interface Ejection {
   readonly ejectionCount: number;
 }
 
-/** Tracks consecutive failures and ejections per instance. Time is passed in, never read. */
+/** @internal Tracks consecutive failures and ejections per instance. Time is passed in, never read. */
 export class OutlierEjector {
   readonly #options: Required<OutlierEjectionOptions>;
   readonly #states = new Map<string, EjectionState>();

@@ -53,7 +53,7 @@ const COMPARE: Readonly<Record<RequirementOperator, (have: number, want: number)
   '!=': (a, b) => a !== b,
 });
 
-/** The number a capability value stands for, or `undefined` for plain text such as `'a100'`. */
+/** @internal The number a capability value stands for, or `undefined` for plain text such as `'a100'`. */
 export function parseQuantity(value: CapabilityValue): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
   const match = /^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
@@ -68,7 +68,7 @@ export function parseQuantity(value: CapabilityValue): number | undefined {
 const EXPRESSION = /^\s*([A-Za-z_][\w.-]*)\s*(>=|<=|==|!=|>|<|=)\s*(.+?)\s*$/;
 const VALUE_WITH_OPERATOR = /^\s*(>=|<=|==|!=|>|<|=)?\s*(.+?)\s*$/;
 
-/** Parses requirements into a frozen list; the error names the offending entry. */
+/** @internal Parses requirements into a frozen list; the error names the offending entry. */
 export function parseRequirements(requirements: Requirements, option = 'requirements'): readonly Requirement[] {
   const parsed: Requirement[] = [];
   if (Array.isArray(requirements)) {
@@ -95,7 +95,7 @@ function requirement(name: string, operator: string, value: string): Requirement
   return { name, operator: (operator === '=' ? '==' : operator) as RequirementOperator, value };
 }
 
-/** `true` when the capabilities satisfy every requirement; a missing capability fails. */
+/** @internal `true` when the capabilities satisfy every requirement; a missing capability fails. */
 export function meetsRequirements(
   capabilities: Readonly<Record<string, CapabilityValue>> | undefined,
   requirements: readonly Requirement[],

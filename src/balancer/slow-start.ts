@@ -27,7 +27,7 @@ export interface SlowStartOptions {
 /** Defaults of {@link SlowStartOptions}. */
 export const SLOW_START_DEFAULTS = Object.freeze({ windowMillis: 10_000, aggression: 1, minWeightPercent: 10 });
 
-/** Validated slow-start settings and the weight factor they give. */
+/** @internal Validated slow-start settings and the weight factor they give. */
 export class SlowStart {
   readonly #windowMillis: number;
   readonly #aggression: number;

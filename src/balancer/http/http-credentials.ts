@@ -1,6 +1,7 @@
 /** Credentials in an instance address (`http://user:pass@host`) become a Basic header, never part of a URL that is shown. */
 
 /**
+ * @internal
  * Splits the credentials off an HTTP origin: `url` without user and password (safe to show and to
  * connect to), and a Basic `authorization` header value when it had any.
  */

@@ -1,6 +1,6 @@
 /** The retry rule shared by the balanced HTTP client and the proxy. */
 
-/** Methods RFC 9110 defines as idempotent: repeating them has the effect of doing them once. */
+/** @internal Methods RFC 9110 defines as idempotent: repeating them has the effect of doing them once. */
 export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** Error codes that mean the connection failed or broke before an answer came back. */
@@ -17,7 +17,7 @@ const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_CLOSED',
 ]);
 
-/** `true` when `error` (or one of its causes) is a failed or broken connection. */
+/** @internal `true` when `error` (or one of its causes) is a failed or broken connection. */
 export function isConnectionError(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth++) {
@@ -28,7 +28,7 @@ export function isConnectionError(error: unknown): boolean {
   return false;
 }
 
-/** `true` for a method that may be sent again on another instance. */
+/** @internal `true` for a method that may be sent again on another instance. */
 export function isIdempotent(method: string): boolean {
   return IDEMPOTENT_METHODS.has(method.toUpperCase());
 }

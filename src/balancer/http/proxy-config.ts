@@ -66,7 +66,7 @@ export interface ProxyConfig {
   readonly bodyTimeoutMillis?: number;
 }
 
-/** Usage text of the CLI. */
+/** @internal Usage text of the CLI. */
 export const PROXY_USAGE = `Usage: kysely-scale-proxy [--config file.json] [options]
 
   --config <file>            JSON config (flags below override it)
@@ -92,6 +92,7 @@ function integerFlag(name: string, value: string | undefined): number | undefine
 }
 
 /**
+ * @internal
  * Parses `id=url#weight`, `url#weight` or `url`. Without an id, the id is the URL with any
  * password replaced by `***` (ids appear in statistics, metrics, errors and logs).
  */

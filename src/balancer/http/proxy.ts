@@ -109,7 +109,7 @@ function clientAddress(req: IncomingMessage): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
-/** Headers sent upstream: end-to-end ones plus `X-Forwarded-For/-Host/-Proto`. */
+/** @internal Headers sent upstream: end-to-end ones plus `X-Forwarded-For/-Host/-Proto`. */
 export function forwardedHeaders(req: IncomingMessage): HeaderRecord {
   const headers = endToEnd(req.headers);
   const client = clientAddress(req);

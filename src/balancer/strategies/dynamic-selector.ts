@@ -75,7 +75,7 @@ function mean(values: readonly number[]): number | undefined {
   return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
-/** Computes {@link SelectorMetrics} for a candidate list. */
+/** @internal Computes {@link SelectorMetrics} for a candidate list. */
 export function selectorMetrics(
   candidates: readonly BalancedInstance[],
   budgetUtilizationRatio: number | undefined,

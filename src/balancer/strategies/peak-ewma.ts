@@ -37,6 +37,12 @@ export const PEAK_EWMA_DEFAULTS = Object.freeze({
   failurePenaltyMillis: 1_000,
 });
 
+/** The peak-EWMA strategy, which also shows its current estimate of an instance (for tests and dashboards). */
+export interface PeakEwma extends Strategy {
+  /** The decayed latency estimate of an instance, in ms (the initial latency for one never seen). */
+  estimateMillis(instanceId: string): number;
+}
+
 interface Estimate {
   costMillis: number;
   stampMillis: number;
@@ -51,7 +57,7 @@ interface Estimate {
  *
  * Best default for heterogeneous or changing instances: it avoids slow and failing ones.
  */
-export function peakEwma(options: PeakEwmaOptions = {}): Strategy & { estimateMillis(instanceId: string): number } {
+export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
   const decayTimeMillis = requirePositive('decayTimeMillis', options.decayTimeMillis ?? PEAK_EWMA_DEFAULTS.decayTimeMillis);
   const initialLatencyMillis = requireNonNegative(
     'initialLatencyMillis',

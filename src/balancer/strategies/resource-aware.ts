@@ -21,7 +21,7 @@ export interface ResourceAwareOptions {
 /** Defaults of {@link ResourceAwareOptions}. */
 export const RESOURCE_AWARE_DEFAULTS = Object.freeze({ unreportedScore: 0.5 });
 
-/** Mean free share of CPU, memory and GPU from reported usage, 0 (saturated) to 1 (idle). */
+/** @internal Mean free share of CPU, memory and GPU from reported usage, 0 (saturated) to 1 (idle). */
 export function freeResourceScore(instance: BalancedInstance, unreportedScore: number): number {
   const m = instance.metadata;
   const free = (usage: number | undefined): number =>

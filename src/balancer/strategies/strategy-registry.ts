@@ -12,7 +12,7 @@ import { roundRobin } from './round-robin';
 import { smoothWeightedRoundRobin } from './smooth-weighted-round-robin';
 import { weightedRandom } from './random';
 
-/** What a strategy factory may be given when built by name (config files, the proxy CLI). */
+/** @internal What a strategy factory may be given when built by name (config files, the proxy CLI). */
 export interface StrategyContext {
   readonly clock: Clock;
   readonly random: RandomSource;
@@ -34,7 +34,7 @@ export type StrategyName =
   | 'cost-aware'
   | 'dynamic';
 
-/** One factory per name: adding a name without a factory does not compile. */
+/** @internal One factory per name: adding a name without a factory does not compile. */
 export const STRATEGY_FACTORIES: Readonly<Record<StrategyName, (context: StrategyContext) => Strategy>> = Object.freeze({
   'round-robin': () => roundRobin(),
   'smooth-weighted-round-robin': () => smoothWeightedRoundRobin(),
@@ -49,7 +49,7 @@ export const STRATEGY_FACTORIES: Readonly<Record<StrategyName, (context: Strateg
   dynamic: (c) => dynamicSelector({ clock: c.clock }),
 });
 
-/** `true` when `name` is a known strategy name. */
+/** @internal `true` when `name` is a known strategy name. */
 export function isStrategyName(name: string): name is StrategyName {
   return Object.prototype.hasOwnProperty.call(STRATEGY_FACTORIES, name);
 }

@@ -1,6 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 
 /**
+ * @internal
  * Full scan for the lowest score; when several candidates share it, the `turn`-th of them (mod
  * their count) wins, so equal candidates are served in turn rather than always the first listed.
  */

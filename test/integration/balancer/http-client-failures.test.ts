@@ -1,5 +1,6 @@
 import { Agent } from 'undici';
-import { Balancer, createBalancedFetch, isConnectionError, NoInstanceAvailableError, roundRobin } from '../../../src/balancer';
+import { Balancer, createBalancedFetch, NoInstanceAvailableError, roundRobin } from '../../../src/balancer';
+import { isConnectionError } from '../../../src/balancer/http/http-retry';
 import { startServer, type TestServer } from './http-servers';
 
 describe('balanced fetch: retry rule, aborts and secrets', () => {

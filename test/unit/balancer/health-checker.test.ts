@@ -79,4 +79,35 @@ describe('HealthChecker', () => {
     expect(checker.state('a')).toBeUndefined();
     checker.stop();
   });
+
+  it('stop() aborts running probes, clears their timers and discards their results', async () => {
+    const clock = new ManualClock(0);
+    const b = new Balancer({ clock, instances: [{ id: 'a', address: 'x' }] });
+    const signals: AbortSignal[] = [];
+    const checker = new HealthChecker(b, {
+      clock,
+      intervalMillis: 100,
+      timeoutMillis: 50,
+      fall: 1,
+      probe: (_i, signal) => {
+        signals.push(signal);
+        return new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(false)));
+      },
+    });
+    checker.start();
+    expect(clock.pendingTimers).toBe(2); // next round + the probe's timeout
+    checker.stop();
+    await checker.idle();
+    expect(signals[0]?.aborted).toBe(true);
+    expect(clock.pendingTimers).toBe(0);
+    expect(b.isHealthy('a')).toBe(true); // the aborted probe did not count as a failure
+    clock.advance(1000);
+    expect(signals).toHaveLength(1);
+  });
+
+  it('refuses invalid options, naming them', () => {
+    const b = new Balancer({ instances: [{ id: 'a', address: 'x' }] });
+    expect(() => new HealthChecker(b, { intervalMillis: Number.NaN, probe: async () => true })).toThrow(/intervalMillis/);
+    expect(() => new HealthChecker(b, { fall: 0, probe: async () => true })).toThrow(/fall/);
+  });
 });

@@ -1,4 +1,4 @@
-import { OutlierEjector } from '../../../src/balancer';
+import { OutlierEjector } from '../../../src/balancer/outlier-ejection';
 
 describe('OutlierEjector', () => {
   it('ejects after the configured consecutive failures; a success resets the count', () => {
@@ -52,5 +52,6 @@ describe('OutlierEjector', () => {
   it('validates options, naming them', () => {
     expect(() => new OutlierEjector({ consecutiveFailures: 0 })).toThrow(/consecutiveFailures/);
     expect(() => new OutlierEjector({ baseEjectionTimeMillis: 1000, maxEjectionTimeMillis: 10 })).toThrow(/maxEjectionTimeMillis/);
+    expect(() => new OutlierEjector({ consecutiveFailures: 1.5 })).toThrow(/consecutiveFailures/);
   });
 });

@@ -1,0 +1,61 @@
+import { ConfigError, ManualClock, peakEwma, type PeakEwma } from '../../../../src/balancer';
+import { fake, list, type FakeInstance } from '../fake-instance';
+
+describe('peakEwma', () => {
+  const setup = (): { clock: ManualClock; s: PeakEwma; a: FakeInstance; b: FakeInstance } => {
+    const clock = new ManualClock(0);
+    return { clock, s: peakEwma({ clock }), a: fake('a'), b: fake('b') };
+  };
+
+  it('starts new instances at the initial latency and jumps to a slower observation at once', () => {
+    const { s, a, b } = setup();
+    expect(s.estimateMillis('a')).toBe(30);
+    s.onComplete?.(a, { latencyMillis: 100, ok: true });
+    expect(s.estimateMillis('a')).toBe(100);
+    expect(s.pick(list(a, b), {}).id).toBe('b');
+  });
+
+  it('moves toward faster observations with the decay time', () => {
+    const { clock, s, a } = setup();
+    s.onComplete?.(a, { latencyMillis: 100, ok: true });
+    clock.advance(10_000);
+    s.onComplete?.(a, { latencyMillis: 10, ok: true });
+    // w = e^-1: 100 × 0.3679 + 10 × 0.6321
+    expect(s.estimateMillis('a')).toBeCloseTo(100 * Math.exp(-1) + 10 * (1 - Math.exp(-1)), 6);
+  });
+
+  it('lets an idle instance decay toward zero so it is probed again', () => {
+    const { clock, s, a, b } = setup();
+    s.onComplete?.(a, { latencyMillis: 300, ok: true });
+    s.onComplete?.(b, { latencyMillis: 30, ok: true });
+    b.inflight = 3; // b: 30 × 4 = 120 < a: 300
+    expect(s.pick(list(a, b), {}).id).toBe('b');
+    clock.advance(10_000); // both decay by e: a 110.4, b 11.04 × 4 = 44.1
+    expect(s.pick(list(a, b), {}).id).toBe('b');
+    b.inflight = 12; // b: 11.04 × 13 = 143.5 > a: 110.4
+    expect(s.pick(list(a, b), {}).id).toBe('a');
+  });
+
+  it('multiplies by calls in flight + 1', () => {
+    const { s, a, b } = setup();
+    s.onComplete?.(a, { latencyMillis: 10, ok: true }); // blends at w = 1: stays 30
+    a.inflight = 0;
+    b.inflight = 1; // 30 × 2 = 60 vs a 30 × 1
+    expect(s.pick(list(a, b), {}).id).toBe('a');
+  });
+
+  it('charges a failure at least the penalty, or the timeout when there was one', () => {
+    const { s, a, b } = setup();
+    s.onComplete?.(a, { latencyMillis: 1, ok: false });
+    expect(s.estimateMillis('a')).toBe(1000);
+    s.onComplete?.(b, { latencyMillis: 2, ok: false, timeoutMillis: 5000 });
+    expect(s.estimateMillis('b')).toBe(5000);
+  });
+
+  it('validates its options, naming them', () => {
+    expect(() => peakEwma({ decayTimeMillis: 0 })).toThrow(ConfigError);
+    expect(() => peakEwma({ decayTimeMillis: 0 })).toThrow(/decayTimeMillis/);
+    expect(() => peakEwma({ failurePenaltyMillis: -1 })).toThrow(/failurePenaltyMillis/);
+    expect(() => peakEwma({ initialLatencyMillis: Number.NaN })).toThrow(/initialLatencyMillis/);
+  });
+});
