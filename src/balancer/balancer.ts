@@ -8,67 +8,16 @@ import { TypedEmitter } from '../kernel/typed-emitter';
 import type { BalancerEventMap } from './balancer-events';
 import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
 import type { BalancerStats, InstanceStats } from './balancer-stats';
+
+export { BALANCER_DEFAULTS, type BalancerOptions } from './balancer-options';
 import type { PickRequest, Strategy } from './balancer-strategy';
-import { requireNonNegative, requirePercent, requirePositive, requireRatio } from '../kernel/validate';
-import { redactAddress } from '../kernel/redact';
-import { LatencyHistogram } from './latency-histogram';
-import { OutlierEjector, type OutlierEjectionOptions } from './outlier-ejection';
-import { SlowStart, type SlowStartOptions } from './slow-start';
+import { requireNonNegative, requirePercent, requirePositive } from '../kernel/validate';
+import { BALANCER_DEFAULTS, validateMetadata, validateSpec, type BalancerOptions } from './balancer-options';
+import { InstanceRecord } from './balancer-record';
+import { OutlierEjector } from './outlier-ejection';
+import { SlowStart } from './slow-start';
 import { peakEwma } from './strategies/peak-ewma';
 import { ConfigError } from '../kernel/errors';
-
-/** Options of {@link Balancer}. */
-export interface BalancerOptions {
-  /**
-   * How to pick among usable instances.
-   * @default peakEwma({ clock })
-   */
-  readonly strategy?: Strategy;
-  /**
-   * Instances to start with; more can be added with `addInstance`. These do not slow-start.
-   * @default []
-   */
-  readonly instances?: readonly InstanceSpec[];
-  /**
-   * Source of time for latencies, timeouts, ejections and slow start.
-   * @default systemClock
-   */
-  readonly clock?: Clock;
-  /**
-   * Timeout of a `run()` call, in ms; 0 means none. A call may override it.
-   * @default 0
-   */
-  readonly timeoutMillis?: number;
-  /**
-   * Passive ejection after consecutive failures, or `false` for none.
-   * @default OUTLIER_EJECTION_DEFAULTS
-   */
-  readonly outlierEjection?: OutlierEjectionOptions | false;
-  /**
-   * Warm-up of new and recovered instances, or `false` for none.
-   * @default SLOW_START_DEFAULTS
-   */
-  readonly slowStart?: SlowStartOptions | false;
-  /**
-   * Panic mode: when the usable share of instances is below this percent, or none is usable,
-   * every instance is used regardless of health (the original design: "no healthy instance, try
-   * all"). 0 panics only when none is usable; Envoy uses 50.
-   * @default 0
-   */
-  readonly panicThresholdPercent?: number;
-  /**
-   * Time constant of each instance's latency EWMA (`latencyEwmaMillis`), in ms.
-   * @default 10000
-   */
-  readonly latencyDecayTimeMillis?: number;
-}
-
-/** Defaults of {@link BalancerOptions}. */
-export const BALANCER_DEFAULTS = Object.freeze({
-  timeoutMillis: 0,
-  panicThresholdPercent: 0,
-  latencyDecayTimeMillis: 10_000,
-});
 
 /** A pick to `release()` exactly once (later calls are ignored). */
 export interface Lease {
@@ -110,48 +59,6 @@ function isAborted(signal: AbortSignal | undefined): boolean {
 
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
-}
-
-class InstanceRecord implements BalancedInstance {
-  readonly id: string;
-  readonly address: string;
-  readonly weight: number;
-  metadata: InstanceMetadata;
-  effectiveWeight: number;
-  inflight = 0;
-  latencyEwmaMillis: number | undefined = undefined;
-  latencyStampMillis = 0;
-  healthy = true;
-  warmingSinceMillis: number | undefined;
-  totalRequests = 0;
-  failedRequests = 0;
-  cancelledRequests = 0;
-  readonly histogram = new LatencyHistogram();
-
-  constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined) {
-    this.id = spec.id;
-    this.address = spec.address;
-    this.weight = spec.weight ?? 1;
-    this.effectiveWeight = this.weight;
-    this.metadata = Object.freeze({ ...(spec.metadata ?? {}) });
-    this.warmingSinceMillis = warmingSinceMillis;
-  }
-}
-
-function validateMetadata(where: string, metadata: Partial<InstanceMetadata>): void {
-  if (metadata.capacity !== undefined) requirePositive(`${where}.capacity`, metadata.capacity);
-  if (metadata.costPerHour !== undefined) requireNonNegative(`${where}.costPerHour`, metadata.costPerHour);
-  for (const field of ['cpuUsageRatio', 'memoryUsageRatio', 'gpuUsageRatio'] as const) {
-    const value = metadata[field];
-    if (value !== undefined) requireRatio(`${where}.${field}`, value);
-  }
-}
-
-function validateSpec(spec: InstanceSpec): void {
-  if (typeof spec.id !== 'string' || spec.id === '') throw new ConfigError('instances[].id', 'must be a non-empty string');
-  if (typeof spec.address !== 'string') throw new ConfigError('instances[].address', 'must be a string', { id: spec.id });
-  if (spec.weight !== undefined) requirePositive(`instances[${spec.id}].weight`, spec.weight);
-  if (spec.metadata !== undefined) validateMetadata(`instances[${spec.id}].metadata`, spec.metadata);
 }
 
 /**
@@ -351,17 +258,8 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       return;
     }
     const ok = outcome === 'success';
-    r.totalRequests++;
-    if (!ok) r.failedRequests++;
-    r.histogram.record(latencyMillis);
     const now = this.clock.monotonicNow();
-    if (r.latencyEwmaMillis === undefined) {
-      r.latencyEwmaMillis = latencyMillis;
-    } else {
-      const w = Math.exp(-Math.max(0, now - r.latencyStampMillis) / this.#latencyDecayTimeMillis);
-      r.latencyEwmaMillis = r.latencyEwmaMillis * w + latencyMillis * (1 - w);
-    }
-    r.latencyStampMillis = now;
+    r.recordCall(ok, latencyMillis, now, this.#latencyDecayTimeMillis);
     // A removed instance (or one removed and re-added under the same id) teaches nothing: its
     // strategy and ejection state are gone and must not be re-created by a late completion.
     if (this.#records.get(r.id) !== r) return;
@@ -444,25 +342,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       }
       if (r.healthy) healthy++;
       if (isEjected) ejected++;
-      instances.push({
-        id: r.id,
-        address: redactAddress(r.address),
-        weight: r.weight,
-        effectiveWeight: r.effectiveWeight,
-        inflight: r.inflight,
-        totalRequests: r.totalRequests,
-        failedRequests: r.failedRequests,
-        cancelledRequests: r.cancelledRequests,
-        errorRate: r.totalRequests === 0 ? 0 : r.failedRequests / r.totalRequests,
-        latencyEwmaMillis: r.latencyEwmaMillis,
-        latencyP50Millis: r.histogram.quantile(0.5),
-        latencyP99Millis: r.histogram.quantile(0.99),
-        latencySumMillis: r.histogram.sumMillis,
-        healthy: r.healthy,
-        ejected: isEjected,
-        ejectedUntilMillis: this.#ejector?.ejectedUntil(r.id),
-        metadata: r.metadata,
-      });
+      instances.push(r.stats(isEjected, this.#ejector?.ejectedUntil(r.id)));
     }
     return {
       strategy: this.strategy.name,

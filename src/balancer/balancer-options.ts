@@ -1,0 +1,82 @@
+/**
+ * The balancer's options, their defaults and their validation: every option is checked at
+ * construction with an error that names it, so a typo fails at start rather than at the first call.
+ */
+import type { Clock } from '../kernel/clock';
+import { ConfigError } from '../kernel/errors';
+import { requireNonNegative, requirePositive, requireRatio } from '../kernel/validate';
+import type { InstanceMetadata, InstanceSpec } from './balancer-instance';
+import type { Strategy } from './balancer-strategy';
+import type { OutlierEjectionOptions } from './outlier-ejection';
+import type { SlowStartOptions } from './slow-start';
+
+/** Options of {@link Balancer}. */
+export interface BalancerOptions {
+  /**
+   * How to pick among usable instances.
+   * @default peakEwma({ clock })
+   */
+  readonly strategy?: Strategy;
+  /**
+   * Instances to start with; more can be added with `addInstance`. These do not slow-start.
+   * @default []
+   */
+  readonly instances?: readonly InstanceSpec[];
+  /**
+   * Source of time for latencies, timeouts, ejections and slow start.
+   * @default systemClock
+   */
+  readonly clock?: Clock;
+  /**
+   * Timeout of a `run()` call, in ms; 0 means none. A call may override it.
+   * @default 0
+   */
+  readonly timeoutMillis?: number;
+  /**
+   * Passive ejection after consecutive failures, or `false` for none.
+   * @default OUTLIER_EJECTION_DEFAULTS
+   */
+  readonly outlierEjection?: OutlierEjectionOptions | false;
+  /**
+   * Warm-up of new and recovered instances, or `false` for none.
+   * @default SLOW_START_DEFAULTS
+   */
+  readonly slowStart?: SlowStartOptions | false;
+  /**
+   * Panic mode: when the usable share of instances is below this percent, or none is usable,
+   * every instance is used regardless of health (the original design: "no healthy instance, try
+   * all"). 0 panics only when none is usable; Envoy uses 50.
+   * @default 0
+   */
+  readonly panicThresholdPercent?: number;
+  /**
+   * Time constant of each instance's latency EWMA (`latencyEwmaMillis`), in ms.
+   * @default 10000
+   */
+  readonly latencyDecayTimeMillis?: number;
+}
+
+/** Defaults of {@link BalancerOptions}. */
+export const BALANCER_DEFAULTS = Object.freeze({
+  timeoutMillis: 0,
+  panicThresholdPercent: 0,
+  latencyDecayTimeMillis: 10_000,
+});
+
+/** @internal Validates instance metadata (a spec's, or a usage report), naming the field. */
+export function validateMetadata(where: string, metadata: Partial<InstanceMetadata>): void {
+  if (metadata.capacity !== undefined) requirePositive(`${where}.capacity`, metadata.capacity);
+  if (metadata.costPerHour !== undefined) requireNonNegative(`${where}.costPerHour`, metadata.costPerHour);
+  for (const field of ['cpuUsageRatio', 'memoryUsageRatio', 'gpuUsageRatio'] as const) {
+    const value = metadata[field];
+    if (value !== undefined) requireRatio(`${where}.${field}`, value);
+  }
+}
+
+/** @internal Validates an instance spec, naming the field. */
+export function validateSpec(spec: InstanceSpec): void {
+  if (typeof spec.id !== 'string' || spec.id === '') throw new ConfigError('instances[].id', 'must be a non-empty string');
+  if (typeof spec.address !== 'string') throw new ConfigError('instances[].address', 'must be a string', { id: spec.id });
+  if (spec.weight !== undefined) requirePositive(`instances[${spec.id}].weight`, spec.weight);
+  if (spec.metadata !== undefined) validateMetadata(`instances[${spec.id}].metadata`, spec.metadata);
+}

@@ -1,0 +1,72 @@
+/**
+ * What the balancer keeps per instance: the view strategies read (`BalancedInstance`) plus its
+ * counters, health and warm-up state. Internal: users see it through `BalancedInstance` and stats.
+ */
+import { redactAddress } from '../kernel/redact';
+import type { BalancedInstance, InstanceMetadata, InstanceSpec } from './balancer-instance';
+import type { InstanceStats } from './balancer-stats';
+import { LatencyHistogram } from './latency-histogram';
+
+/** @internal One instance as the balancer tracks it. */
+export class InstanceRecord implements BalancedInstance {
+  readonly id: string;
+  readonly address: string;
+  readonly weight: number;
+  metadata: InstanceMetadata;
+  effectiveWeight: number;
+  inflight = 0;
+  latencyEwmaMillis: number | undefined = undefined;
+  latencyStampMillis = 0;
+  healthy = true;
+  warmingSinceMillis: number | undefined;
+  totalRequests = 0;
+  failedRequests = 0;
+  cancelledRequests = 0;
+  readonly histogram = new LatencyHistogram();
+
+  constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined) {
+    this.id = spec.id;
+    this.address = spec.address;
+    this.weight = spec.weight ?? 1;
+    this.effectiveWeight = this.weight;
+    this.metadata = Object.freeze({ ...(spec.metadata ?? {}) });
+    this.warmingSinceMillis = warmingSinceMillis;
+  }
+
+  /** Counts a finished call and moves the latency EWMA (time constant `decayTimeMillis`). */
+  recordCall(ok: boolean, latencyMillis: number, nowMillis: number, decayTimeMillis: number): void {
+    this.totalRequests++;
+    if (!ok) this.failedRequests++;
+    this.histogram.record(latencyMillis);
+    if (this.latencyEwmaMillis === undefined) {
+      this.latencyEwmaMillis = latencyMillis;
+    } else {
+      const w = Math.exp(-Math.max(0, nowMillis - this.latencyStampMillis) / decayTimeMillis);
+      this.latencyEwmaMillis = this.latencyEwmaMillis * w + latencyMillis * (1 - w);
+    }
+    this.latencyStampMillis = nowMillis;
+  }
+
+  /** The statistics of this instance; the address is shown with its password replaced by `***`. */
+  stats(ejected: boolean, ejectedUntilMillis: number | undefined): InstanceStats {
+    return {
+      id: this.id,
+      address: redactAddress(this.address),
+      weight: this.weight,
+      effectiveWeight: this.effectiveWeight,
+      inflight: this.inflight,
+      totalRequests: this.totalRequests,
+      failedRequests: this.failedRequests,
+      cancelledRequests: this.cancelledRequests,
+      errorRate: this.totalRequests === 0 ? 0 : this.failedRequests / this.totalRequests,
+      latencyEwmaMillis: this.latencyEwmaMillis,
+      latencyP50Millis: this.histogram.quantile(0.5),
+      latencyP99Millis: this.histogram.quantile(0.99),
+      latencySumMillis: this.histogram.sumMillis,
+      healthy: this.healthy,
+      ejected,
+      ejectedUntilMillis,
+      metadata: this.metadata,
+    };
+  }
+}
