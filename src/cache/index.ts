@@ -27,4 +27,8 @@ export { ringRedisTier, type RingRedisTierOptions, type RingServer } from './red
 export { closeRedisClient, closeRedisClients, L2_CONNECTION_NAME, redisClientDefaults, redisSubscriberDefaults, type ClosableRedis } from './redis-client';
 export { createSerializer, SERIALIZER_DEFAULTS, type CacheSerializer, type SerializerOptions } from './serializer';
 export { SingleFlight, type Flight } from './single-flight';
-export { PolicyCache, TieredCache, TIERED_CACHE_DEFAULTS, type CacheEvents, type CacheSuggestion, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache';
+export { TieredCache } from './tiered-cache';
+export { PolicyCache } from './policy-cache';
+export { TIERED_CACHE_DEFAULTS, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache-options';
+export type { CacheEvents } from './cache-events';
+export type { CacheSuggestion } from './cache-advisor';

@@ -4,7 +4,8 @@ import { ManualClock, systemClock, type Clock } from '../../../src/kernel/clock'
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { ringRedisTier } from '../../../src/cache/redis-ring-tier';
 import { singleRedisTier } from '../../../src/cache/redis-single-tier';
-import { TieredCache, type TieredCacheOptions } from '../../../src/cache/tiered-cache';
+import { TieredCache } from '../../../src/cache/tiered-cache';
+import type { TieredCacheOptions } from '../../../src/cache/tiered-cache-options';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect, nextEvent, ready } from './cache-fixtures';
 

@@ -1,0 +1,107 @@
+/**
+ * Reading entries from L2: decoded, checked against the current namespace and tag epochs (a
+ * damaged, foreign or outdated entry is a miss, never a failed read), and backfilled to L1 unless
+ * an invalidation arrived while Redis answered.
+ */
+import type { Clock } from '../kernel/clock';
+import type { CacheCoherence } from './cache-coherence';
+import { decodeEntry } from './cache-entry';
+import type { CacheEventHub } from './cache-events';
+import type { PendingInvalidations } from './cache-pending-invalidations';
+import type { PolicyState } from './cache-policy-state';
+import type { CacheValueCodec } from './cache-value-codec';
+import type { L2Tier } from './l2-tier';
+import type { CacheEntry } from './memory-tier';
+import type { Flight } from './single-flight';
+
+/** @internal */
+export class CacheL2Reads {
+  constructor(
+    private readonly l2: L2Tier | undefined,
+    private readonly coherence: CacheCoherence,
+    private readonly pending: PendingInvalidations,
+    private readonly codec: CacheValueCodec,
+    private readonly hub: CacheEventHub,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The L2 part of a read. Returns null on a miss; backfills L1 unless an invalidation arrived meanwhile. */
+  async read(st: PolicyState, key: string, flight: Flight<unknown>): Promise<{ value: unknown; stale: boolean } | null> {
+    if (!this.pending.l2Usable(st, key)) return null;
+    let text: string | null;
+    try {
+      text = await this.l2!.get(`${st.policy.name}:${key}`);
+    } catch (error) {
+      this.hub.l2Failed(st, key, error);
+      return null;
+    }
+    // Redis answers: a good moment to replay what it missed.
+    if (this.pending.count > 0) void this.pending.flush();
+    const found = text === null ? null : await this.decode(st, text);
+    const now = this.clock.now();
+    if (found === null || now >= found.staleUntil) {
+      st.l2c.misses++;
+      return null;
+    }
+    if (now >= found.freshUntil) {
+      st.l2c.misses++;
+      // Read before an invalidation that has arrived since: not servable, even as stale.
+      if (flight.stale) return null;
+      if (st.l1 !== null) st.l1.set(key, found);
+      return { value: found.value, stale: true };
+    }
+    st.l2c.hits++;
+    if (this.hub.listeningHits) this.hub.emitter.emit('hit', { policy: st.policy.name, key, tier: 'l2' });
+    if (st.l1 !== null && !flight.stale) st.l1.set(key, found);
+    return { value: found.value, stale: false };
+  }
+
+  /**
+   * The L2 part of `getMany`: one MGET (per server) for the keys at `indexes`, writing fresh values
+   * into `out`. A failure of Redis leaves them missing.
+   */
+  async readMany(st: PolicyState, keys: readonly string[], indexes: readonly number[], out: unknown[]): Promise<void> {
+    const seq = st.invalidationSeq;
+    try {
+      const texts = await this.l2!.mget(indexes.map((i) => `${st.policy.name}:${keys[i]}`));
+      const now = this.clock.now();
+      for (let j = 0; j < indexes.length; j++) {
+        const text = texts[j];
+        const i = indexes[j]!;
+        const e = text == null ? null : await this.decode(st, text);
+        if (e === null || now >= e.freshUntil) {
+          st.l2c.misses++;
+          continue;
+        }
+        st.l2c.hits++;
+        out[i] = e.value;
+        if (st.l1 !== null && seq === st.invalidationSeq) st.l1.set(keys[i]!, e);
+      }
+    } catch (error) {
+      this.hub.l2Failed(st, undefined, error);
+    }
+  }
+
+  /** Decodes an L2 entry and checks its namespace and tag stamps against the current epochs. */
+  private async decode(st: PolicyState, text: string): Promise<CacheEntry | null> {
+    const h = decodeEntry(text);
+    if (h === null) return null;
+    try {
+      const unknown = this.coherence.epochsToLearn(st, h.tags);
+      if (unknown.length > 0) this.coherence.learnEpochs(st, unknown, await this.l2!.readEpochs(unknown));
+    } catch (error) {
+      this.hub.l2Failed(st, undefined, error);
+      return null;
+    }
+    if (!this.coherence.stampsCurrent(st, h.nsEpoch, h.tags)) return null;
+    let value: unknown;
+    try {
+      value = this.codec.deserialize(h.payload);
+    } catch (error) {
+      // A damaged or foreign entry is a miss, never a failed read.
+      this.hub.l2Failed(st, undefined, error);
+      return null;
+    }
+    return { value, size: h.payload.length, freshUntil: h.freshUntil, staleUntil: h.staleUntil, nsEpoch: h.nsEpoch, tags: h.tags };
+  }
+}
