@@ -28,8 +28,10 @@ export interface BalancerOptions {
    */
   readonly clock?: Clock;
   /**
-   * Timeout of a `run()` call, in ms; 0 means none. A call may override it.
-   * @default 0
+   * Deadline of a `run()` call (and of each attempt of the balanced fetch), in ms; a call may
+   * override it, and 0 turns it off. A call that times out rejects with `RequestTimeoutError` and
+   * is charged to its instance as a failure, so an instance that stops answering is ejected.
+   * @default 30000
    */
   readonly timeoutMillis?: number;
   /**
@@ -58,7 +60,7 @@ export interface BalancerOptions {
 
 /** Defaults of {@link BalancerOptions}. */
 export const BALANCER_DEFAULTS = Object.freeze({
-  timeoutMillis: 0,
+  timeoutMillis: 30_000,
   panicThresholdPercent: 0,
   latencyDecayTimeMillis: 10_000,
 });

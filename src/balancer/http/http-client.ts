@@ -19,7 +19,8 @@ export interface BalancedFetchOptions {
    */
   readonly maxAttempts?: number;
   /**
-   * Timeout of one attempt up to the response headers, in ms; 0 uses the balancer's.
+   * Deadline of one attempt up to the response headers, in ms; 0 uses the balancer's
+   * `timeoutMillis` (30 s by default). A timed-out attempt is charged to its instance as a failure.
    * @default 0
    */
   readonly timeoutMillis?: number;

@@ -204,7 +204,9 @@ export function createProxyServer(options: ProxyOptions): Server {
             await pipeline(upstream.body, res);
             return upstream.statusCode;
           },
-          { exclude: tried, key, isFailure: isFailureStatus, signal: clientGone.signal },
+          // The proxy bounds its own waits (headersTimeoutMillis, bodyTimeoutMillis): the
+          // balancer's deadline would cut a body that streams for longer than it.
+          { exclude: tried, key, isFailure: isFailureStatus, signal: clientGone.signal, timeoutMillis: 0 },
         );
         return;
       } catch (error) {

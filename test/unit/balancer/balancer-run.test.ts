@@ -1,4 +1,4 @@
-import { RequestTimeoutError } from '../../../src/balancer';
+import { BALANCER_DEFAULTS, RequestTimeoutError } from '../../../src/balancer';
 import { keyedBalancer, makeBalancer, stat } from './balancer-fixture';
 
 describe('Balancer.run', () => {
@@ -43,6 +43,19 @@ describe('Balancer.run', () => {
     expect(stats.inflight).toBe(0);
     expect(stats.failedRequests).toBe(1);
     expect(stats.instances[0]?.latencyP99Millis).toBeCloseTo(500, -1);
+  });
+
+  it('gives every call a default deadline of 30 s, charged to the instance as a failure', async () => {
+    expect(BALANCER_DEFAULTS.timeoutMillis).toBe(30_000);
+    const { clock, balancer } = makeBalancer({ outlierEjection: { consecutiveFailures: 2, maxEjectedPercent: 100 } });
+    for (let i = 0; i < 2; i++) {
+      const pending = balancer.run(() => new Promise<never>(() => undefined), { exclude: new Set(['b', 'c']) });
+      clock.advance(BALANCER_DEFAULTS.timeoutMillis - 1);
+      clock.advance(1);
+      await expect(pending).rejects.toBeInstanceOf(RequestTimeoutError);
+    }
+    expect(balancer.stats().instances[0]).toMatchObject({ id: 'a', inflight: 0, failedRequests: 2 });
+    expect(balancer.isEjected('a')).toBe(true);
   });
 
   it('classifies resolved values with isFailure', async () => {
