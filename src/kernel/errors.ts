@@ -52,6 +52,12 @@ export const ErrorCodes = {
   TOPOLOGY_CONFLICT: 'E_TOPOLOGY_CONFLICT',
   /** Another operator holds the catalog's operator lock. */
   OPERATOR_BUSY: 'E_OPERATOR_BUSY',
+  /** A slot move cannot start as asked (unknown or unreachable shard, schema mismatch, overlapping move, last shard, slots out of range); nothing changed. */
+  MOVE_REFUSED: 'E_MOVE_REFUSED',
+  /** A slot move stopped before it finished (fence timeout, verification mismatch, lost lock); `resume` or `abort` it. */
+  MOVE_FAILED: 'E_MOVE_FAILED',
+  /** A shard refused a statement because the caller's topology is older than a slot move (or the slot is fenced for one): reload the topology and retry. Retryable. */
+  STALE_TOPOLOGY: 'E_STALE_TOPOLOGY',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */

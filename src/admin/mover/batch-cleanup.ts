@@ -1,0 +1,58 @@
+/**
+ * The last phase of a batch, and its rollback. `cleanUp` (published → cleaned): the source's rows
+ * of the moved slots are deleted in throttled chunks (nothing reads them: they are hidden, and
+ * stale sessions are refused), then its fence, capture and hidden bits go. `abortBatch` (any phase
+ * before published): the capture and fence go first, so the source takes writes again at once,
+ * then the target's copies are deleted while still hidden, then shown (there are none left).
+ */
+import { enterPhase, type BatchScope } from './batch-scope';
+import { unhideSlots } from './guard-state';
+import { dropCapture } from './shard-guard';
+import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
+import { keyFilterSql } from './table-keys';
+import { throttleDelayMillis } from './copy-throttle';
+
+const KEYS_PER_DELETE = 1000;
+
+/** published → cleaned. */
+export async function cleanUp(scope: BatchScope): Promise<void> {
+  const { ctx, batch, source, tables, bits, slotCount } = scope;
+  const started = ctx.clock.monotonicNow();
+  let deleted = 0;
+  let announced = false;
+  for (const table of tables) {
+    const { rows } = await source.query<{ key: string }>(`select distinct ${quoteIdentifier(table.keyColumn)}::text as key from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
+    const keys = rows.map((r) => r.key);
+    for (let i = 0; i < keys.length; i += KEYS_PER_DELETE) {
+      if (!announced) {
+        announced = true;
+        await ctx.hook?.(batch, 'cleaning');
+      }
+      const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + KEYS_PER_DELETE))}`);
+      deleted += rowCount ?? 0;
+      const delay = throttleDelayMillis(deleted, ctx.clock.monotonicNow() - started, ctx.tuning.maxRowsPerSecond);
+      if (delay > 0) await ctx.pause(delay);
+    }
+  }
+  await releaseSource(scope);
+  await unhideSlots(source, bits, slotCount);
+  await enterPhase(scope, 'cleaned');
+}
+
+/** Any phase before published → aborted. */
+export async function abortBatch(scope: BatchScope): Promise<void> {
+  const { target, tables, bits, slotCount } = scope;
+  await releaseSource(scope);
+  for (const table of tables) await target.query(`delete from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
+  await unhideSlots(target, bits, slotCount);
+  await enterPhase(scope, 'aborted');
+}
+
+/** Drops the source's per-move state: fence rows, change log, and the capture triggers once no slot moves. */
+async function releaseSource(scope: BatchScope): Promise<void> {
+  const { ctx, source, tables } = scope;
+  await source.query('delete from kysely_scale.slot_move where move_id = $1', [ctx.move.id]);
+  await source.query('delete from kysely_scale.change_log where move_id = $1', [ctx.move.id]);
+  const { rows } = await source.query<{ busy: boolean }>('select exists (select 1 from kysely_scale.slot_move) as busy');
+  if (rows[0]?.busy !== true) await dropCapture(source, tables);
+}

@@ -1,0 +1,64 @@
+/**
+ * The first phases of a batch. `startCapture`: the source starts logging writes to the moving
+ * slots and the target hides them, then the mover waits for transactions that began before the
+ * capture (they might write without logging). `copySlotRows`: each table's rows are copied.
+ */
+import { MoveFailedError } from './mover-errors';
+import { enterPhase, report, type BatchScope } from './batch-scope';
+import { copySlots } from './slot-copy';
+import { hideSlots } from './guard-state';
+import { installCapture } from './shard-guard';
+import { serverNow, waitForOlderTransactions } from './slot-fence';
+
+/** planned → capturing. */
+export async function startCapture(scope: BatchScope): Promise<void> {
+  const { ctx, batch, source, target, tables, bits, slotCount } = scope;
+  ctx.checkLock();
+  await source.query(
+    `insert into kysely_scale.slot_move (slot, move_id, next_version) select s, $2, 0 from unnest($1::int[]) s
+       on conflict (slot) do update set move_id = excluded.move_id, next_version = 0, fenced_until = null`,
+    [batch.slots, ctx.move.id],
+  );
+  await installCapture(source, tables, slotCount);
+  await hideSlots(target, bits, slotCount);
+  const since = await serverNow(source);
+  const blockers = await waitForOlderTransactions(source, since, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
+  if (blockers.length > 0) {
+    throw new MoveFailedError(
+      `Transactions older than the change capture are still open on "${batch.source}" (backend ${blockers.map((b) => `${b.pid} "${b.applicationName}" ${b.state}`).join(', ')}): they could write without being logged. End them, then resume.`,
+      { moveId: ctx.move.id, batch: batch.index, phase: 'planned', pids: blockers.map((b) => b.pid) },
+    );
+  }
+  await enterPhase(scope, 'capturing');
+}
+
+/** capturing → copied. `restarted`: an earlier run may have left a partial table on the target. */
+export async function copySlotRows(scope: BatchScope, restarted: boolean): Promise<void> {
+  const { ctx, batch, tables, bits, slotCount, target, topology } = scope;
+  const reader = await ctx.extraSession(batch.source, topology);
+  batch.copiedTables ??= [];
+  batch.rowsCopied ??= 0;
+  let lastReport = ctx.clock.monotonicNow();
+  for (const table of tables) {
+    if (batch.copiedTables.includes(table.name)) continue;
+    ctx.checkLock();
+    const before: number = batch.rowsCopied;
+    const rows = await copySlots(reader, target, table, bits, slotCount, {
+      clock: ctx.clock,
+      maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
+      onRows: (n) => {
+        batch.rowsCopied! += n;
+        const now = ctx.clock.monotonicNow();
+        if (now - lastReport >= 200) {
+          lastReport = now;
+          report(scope);
+        }
+      },
+    }, restarted);
+    batch.rowsCopied = before + rows;
+    batch.copiedTables.push(table.name);
+    await ctx.store.save(ctx.move);
+    report(scope);
+  }
+  await enterPhase(scope, 'copied');
+}

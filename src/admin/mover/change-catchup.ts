@@ -1,0 +1,79 @@
+/**
+ * Catch-up: the source's change log names the keys written in the moving slots since capture
+ * began; a pass takes some entries, and replaces each named key's rows on the target with the
+ * source's current rows. Entries are deleted in a source transaction that commits only after the
+ * target's transaction did, so a crash in between leaves them to be applied again (re-applying a
+ * key is harmless: it copies the current rows). Order does not matter, since every pass reads the
+ * rows as they are now, and an entry committed after a pass read its key stays for the next pass.
+ */
+import type { Client } from 'pg';
+import type { Clock } from '../../kernel/clock';
+import { pipeRows } from './slot-copy';
+import { quoteTable } from './shard-guard-sql';
+import { keyFilterSql, type KeyedTable } from './table-keys';
+
+/** Keys per chunk of a catch-up statement. */
+const KEYS_PER_STATEMENT = 1000;
+
+/** What one pass applied: distinct keys per table name. */
+export type AppliedKeys = Map<string, string[]>;
+
+/** Options of {@link catchUpPass}. */
+export interface CatchUpOptions {
+  readonly moveId: number;
+  readonly tables: readonly KeyedTable[];
+  /** Most entries one pass takes (undefined: all). */
+  readonly limit: number | undefined;
+  /** `repeatable read`: the pass reads the rows of one snapshot, and `inSnapshot` runs in it before the source commits. */
+  readonly snapshot: boolean;
+  readonly clock: Clock;
+  readonly inSnapshot?: (source: Client) => Promise<void>;
+}
+
+/** Entries waiting in the source's change log for `moveId`. */
+export async function changeLag(source: Client, moveId: number): Promise<number> {
+  const { rows } = await source.query<{ n: string }>('select count(*) as n from kysely_scale.change_log where move_id = $1', [moveId]);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** One catch-up pass from `source` to `target`. */
+export async function catchUpPass(source: Client, target: Client, options: CatchUpOptions): Promise<AppliedKeys> {
+  await source.query(options.snapshot ? 'begin isolation level repeatable read' : 'begin');
+  try {
+    const limit = options.limit === undefined ? '' : ` limit ${Math.floor(options.limit)}`;
+    const { rows } = await source.query<{ tbl: string; key: string }>(
+      `delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = $1 order by id${limit}) returning tbl, key`,
+      [options.moveId],
+    );
+    const applied: AppliedKeys = new Map();
+    for (const row of rows) {
+      const keys = applied.get(row.tbl) ?? [];
+      keys.push(row.key);
+      applied.set(row.tbl, keys);
+    }
+    for (const [name, keys] of applied) applied.set(name, [...new Set(keys)]);
+    if (applied.size > 0) {
+      await target.query('begin');
+      try {
+        for (const table of options.tables) {
+          const keys = applied.get(table.name) ?? [];
+          for (let i = 0; i < keys.length; i += KEYS_PER_STATEMENT) {
+            const where = keyFilterSql(table, keys.slice(i, i + KEYS_PER_STATEMENT));
+            await target.query(`delete from ${quoteTable(table.name)} where ${where}`);
+            await pipeRows(source, target, table, where, { clock: options.clock, maxRowsPerSecond: undefined, onRows: () => undefined });
+          }
+        }
+        await target.query('commit');
+      } catch (error) {
+        await target.query('rollback').catch(() => undefined);
+        throw error;
+      }
+    }
+    if (options.inSnapshot !== undefined) await options.inSnapshot(source);
+    await source.query('commit');
+    return applied;
+  } catch (error) {
+    await source.query('rollback').catch(() => undefined);
+    throw error;
+  }
+}

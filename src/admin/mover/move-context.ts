@@ -1,0 +1,123 @@
+/**
+ * What every phase of a move needs: the catalog, the move store, one mover session per shard, the
+ * options, and where progress goes.
+ */
+import type { Client } from 'pg';
+import type { Clock } from '../../kernel/clock';
+import type { Topology } from '../../cluster/topology';
+import type { TopologyCatalog } from '../topology-catalog';
+import type { MoveStore } from './move-store';
+import type { BatchPhase, MoveBatch, MoveRecord } from './move-record';
+import { openShardSession, type ShardSession } from './shard-session';
+import { MoveFailedError } from './mover-errors';
+
+/** One progress report; the CLI draws a bar on a terminal and prints one JSON line per second otherwise. */
+export interface MoveProgress {
+  readonly moveId: number;
+  readonly batch: number;
+  readonly batches: number;
+  readonly source: string;
+  readonly target: string;
+  readonly phase: BatchPhase | 'done';
+  readonly rowsCopied: number;
+  readonly rowsTotal: number;
+  /** Change-log entries waiting to be applied (catch-up lag). */
+  readonly lag?: number;
+}
+
+/** Tuning of a move. */
+export interface MoveTuning {
+  /** Copy and clean-up throttle. @default undefined (as fast as the servers go) */
+  readonly maxRowsPerSecond?: number | undefined;
+  /** How long a fence may stay up; past it the shard lifts it by itself (a dead mover's fence expires). @default 15000 */
+  readonly fenceTimeoutMillis: number;
+  /** How long to wait for transactions older than the fence (or the capture) to end before giving up this attempt. @default 5000 */
+  readonly drainTimeoutMillis: number;
+  /** Catch up until at most this many change-log entries wait, then fence. @default 500 */
+  readonly catchUpLagEntries: number;
+  /** Attempts at a fenced cutover before the move stops (resume tries again). @default 3 */
+  readonly cutoverAttempts: number;
+  /** How long to wait for replicas of the source and target to replay a cutover before publishing. @default 5000 */
+  readonly replicaWaitMillis: number;
+  /** Largest batch, in slots. @default 1024 */
+  readonly batchSlots: number;
+}
+
+/** Defaults of {@link MoveTuning}. */
+export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
+  fenceTimeoutMillis: 15_000,
+  drainTimeoutMillis: 5_000,
+  catchUpLagEntries: 500,
+  cutoverAttempts: 3,
+  replicaWaitMillis: 5_000,
+  batchSlots: 1024,
+});
+
+/** Points of a batch where {@link PhaseHook} is called: before each phase's work, and inside the cutover and clean-up. */
+export type HookPoint = BatchPhase | 'fenced' | 'switched' | 'cleaning';
+
+/** A test hook: called at each {@link HookPoint} of a batch (crash tests kill the process there). */
+export type PhaseHook = (batch: MoveBatch, point: HookPoint) => void | Promise<void>;
+
+/** The state shared by the phases of one move. */
+export class MoveContext {
+  readonly #sessions = new Map<string, Promise<ShardSession>>();
+  readonly #extra: ShardSession[] = [];
+
+  constructor(
+    readonly catalog: TopologyCatalog,
+    readonly store: MoveStore,
+    readonly move: MoveRecord,
+    readonly tuning: MoveTuning,
+    readonly clock: Clock,
+    readonly report: (progress: MoveProgress) => void,
+    readonly hook: PhaseHook | undefined,
+    readonly lost: AbortSignal,
+  ) {}
+
+  /** The catalog's latest topology (every phase re-reads it: the map may have moved on). */
+  async topology(): Promise<Topology> {
+    const latest = await this.catalog.latest();
+    if (latest === undefined) throw new MoveFailedError('The catalog holds no topology.', { moveId: this.move.id });
+    return latest;
+  }
+
+  /** The mover's session on `shardId`'s primary (opened once per move). */
+  async session(shardId: string, topology: Topology): Promise<Client> {
+    let pending = this.#sessions.get(shardId);
+    if (pending === undefined) {
+      const shard = topology.shardById(shardId);
+      if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
+      pending = openShardSession(shard.primary.url);
+      this.#sessions.set(shardId, pending);
+      pending.catch(() => this.#sessions.delete(shardId));
+    }
+    return (await pending).client;
+  }
+
+  /** A second session on `shardId` (a COPY pipe needs one of its own), closed with the context. */
+  async extraSession(shardId: string, topology: Topology): Promise<Client> {
+    const shard = topology.shardById(shardId);
+    if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
+    const session = await openShardSession(shard.primary.url);
+    this.#extra.push(session);
+    return session.client;
+  }
+
+  /** Stops with an error when the operator lock was lost (another operator may now act). */
+  checkLock(): void {
+    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended); stopping before changing anything else.', { moveId: this.move.id });
+  }
+
+  /** Waits `millis` on the context's clock. */
+  pause(millis: number): Promise<void> {
+    return new Promise((resolve) => this.clock.setTimeout(resolve, millis));
+  }
+
+  async close(): Promise<void> {
+    const sessions = await Promise.allSettled([...this.#sessions.values()]);
+    await Promise.all(sessions.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
+    await Promise.all(this.#extra.map((s) => s.close()));
+    this.#sessions.clear();
+  }
+}

@@ -1,0 +1,78 @@
+/** Resuming and aborting an interrupted move, and the history of moves. */
+import { systemClock } from '../../kernel/clock';
+import { MoveRefusedError } from './mover-errors';
+import { toResultError, withMover, type MoverOptions } from './mover-session';
+import { summarizeMove, type MoveResult, type MoveSummary } from './move-result';
+import { abortMoveBatches, runMove } from './move-runner';
+import type { MoveRecord } from './move-record';
+
+function baseResult(operation: 'resume' | 'abort', started: number, now: number): MoveResult {
+  return { ok: false, operation, dryRun: false, moveId: null, status: 'refused', plan: null, versions: [], rowsCopied: 0, durationMillis: now - started, error: null };
+}
+
+function versionsOf(move: MoveRecord): number[] {
+  return move.batches.filter((b) => b.version !== undefined && (b.phase === 'published' || b.phase === 'cleaned')).map((b) => b.version!);
+}
+
+/** Finishes the open move from where it stopped (any phase). */
+export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
+  const clock = options.clock ?? systemClock;
+  const started = clock.monotonicNow();
+  try {
+    return await withMover(options, async (frame) => {
+      const move = await frame.store.open();
+      if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to resume.');
+      const ctx = frame.context(move);
+      try {
+        await runMove(ctx);
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, versions: versionsOf(move), rowsCopied: move.batches.reduce((n, b) => n + (b.rowsCopied ?? 0), 0) });
+      } catch (error) {
+        move.error = toResultError(error).message;
+        await frame.store.save(move).catch(() => undefined);
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), versions: versionsOf(move) });
+      } finally {
+        await ctx.close();
+      }
+    });
+  } catch (error) {
+    return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), error: toResultError(error) });
+  }
+}
+
+/**
+ * Rolls the open move back: every batch not yet published is undone (fence and capture lifted,
+ * target copies deleted); a batch already published cannot be undone (the new owner took writes)
+ * and is finished instead. Lifts any fence the move left.
+ */
+export async function abortMove(options: MoverOptions): Promise<MoveResult> {
+  const clock = options.clock ?? systemClock;
+  const started = clock.monotonicNow();
+  try {
+    return await withMover(options, async (frame) => {
+      const move = await frame.store.open();
+      if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to abort.');
+      const ctx = frame.context(move);
+      try {
+        const { rolledBack, completed } = await abortMoveBatches(ctx);
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, versions: versionsOf(move) });
+      } catch (error) {
+        move.error = toResultError(error).message;
+        await frame.store.save(move).catch(() => undefined);
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error) });
+      } finally {
+        await ctx.close();
+      }
+    });
+  } catch (error) {
+    return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), error: toResultError(error) });
+  }
+}
+
+/** Moves in progress and past ones, newest first. */
+export async function moveHistory(options: Pick<MoverOptions, 'catalog' | 'schema'> & { readonly limit?: number }): Promise<{ readonly ok: boolean; readonly moves: readonly MoveSummary[]; readonly error: ReturnType<typeof toResultError> | null }> {
+  try {
+    return await withMover(options, async (frame) => ({ ok: true, moves: (await frame.store.list(options.limit ?? 10)).map(summarizeMove), error: null }), false);
+  } catch (error) {
+    return { ok: false, moves: [], error: toResultError(error) };
+  }
+}

@@ -1,0 +1,74 @@
+/** The result objects of mover operations: what was planned, what happened, and the error if any. */
+import type { MoveKind, MoveRecord, MoveStatus } from './move-record';
+import type { ResultError } from './mover-session';
+import { formatSlotRanges } from './slot-ranges';
+
+/** One batch of a plan. */
+export interface PlannedBatch {
+  readonly source: string;
+  readonly target: string;
+  /** Slot ranges (`0-1023`). */
+  readonly slots: string;
+  readonly slotCount: number;
+  /** From the source's table statistics. */
+  readonly estimatedRows: number;
+}
+
+/** A plan: batches, slots, rows and the estimated time. */
+export interface MovePlanSummary {
+  readonly batches: readonly PlannedBatch[];
+  readonly slots: number;
+  readonly estimatedRows: number;
+  /** At `maxRowsPerSecond`, or at {@link ASSUMED_ROWS_PER_SECOND} without a throttle. */
+  readonly estimatedSeconds: number;
+  /** For a drain: the shard removed at the end. */
+  readonly removeShard?: string;
+}
+
+/** Copy rate assumed for estimates when no throttle is given (a conservative figure from `npm run bench -- resharding`). */
+export const ASSUMED_ROWS_PER_SECOND = 50_000;
+
+/** What add, drain, move, rebalance, resume and abort return. */
+export interface MoveResult {
+  readonly ok: boolean;
+  readonly operation: MoveKind | 'resume' | 'abort';
+  readonly dryRun: boolean;
+  readonly moveId: number | null;
+  /** `planned` for a dry run; `refused` when nothing was changed. */
+  readonly status: MoveStatus | 'planned' | 'refused';
+  readonly plan: MovePlanSummary | null;
+  /** Topology versions published by this run. */
+  readonly versions: readonly number[];
+  readonly rowsCopied: number;
+  readonly durationMillis: number;
+  /** For abort: batches rolled back, and batches that were already published and were finished instead. */
+  readonly rolledBack?: number;
+  readonly completed?: number;
+  readonly error: ResultError | null;
+}
+
+/** A stored move as `status` lists it. */
+export interface MoveSummary {
+  readonly id: number;
+  readonly kind: MoveKind;
+  readonly status: MoveStatus;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly batches: readonly { readonly source: string; readonly target: string; readonly slots: string; readonly phase: string; readonly version: number | null; readonly rowsCopied: number }[];
+  readonly error: string | null;
+}
+
+/** A stored move, summarised. */
+export function summarizeMove(move: MoveRecord): MoveSummary {
+  return Object.freeze({
+    id: move.id,
+    kind: move.kind,
+    status: move.status,
+    createdAt: move.createdAt,
+    updatedAt: move.updatedAt,
+    batches: move.batches.map((b) =>
+      Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), phase: b.phase, version: b.version ?? null, rowsCopied: b.rowsCopied ?? 0 }),
+    ),
+    error: move.error,
+  });
+}

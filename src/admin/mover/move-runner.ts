@@ -1,0 +1,129 @@
+/**
+ * Drives a stored move: each batch from the phase it reached to `cleaned` (so `resume` is just
+ * running it again), or back to `aborted`. Every phase saves the batch before the next starts.
+ */
+import { createTopology } from '../../cluster/topology';
+import type { MoveContext } from './move-context';
+import type { BatchPhase, MoveBatch } from './move-record';
+import { openBatchScope, enterPhase, type BatchScope } from './batch-scope';
+import { copySlotRows, startCapture } from './batch-copy';
+import { catchUp, cutover, finishCutover, revertCutover, sourceSwitched } from './batch-cutover';
+import { abortBatch, cleanUp } from './batch-cleanup';
+
+type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
+
+// One handler per phase: a new phase without one fails to compile.
+const STEPS: Record<BatchPhase, PhaseStep | null> = {
+  planned: (scope) => startCapture(scope),
+  capturing: (scope, entered) => copySlotRows(scope, entered === 'capturing'),
+  copied: (scope) => catchUp(scope),
+  'caught-up': (scope) => cutover(scope),
+  cutover: (scope) => resumeCutover(scope),
+  published: (scope) => cleanUp(scope),
+  cleaned: null,
+  aborted: null,
+};
+
+/** Runs every unfinished batch to `cleaned`, then (for a drain) removes the drained shard; marks the move done. */
+export async function runMove(ctx: MoveContext): Promise<void> {
+  for (const batch of ctx.move.batches) {
+    if (batch.phase === 'cleaned' || batch.phase === 'aborted') continue;
+    await runBatch(ctx, batch);
+  }
+  if (ctx.move.removeShard !== undefined) await removeShard(ctx, ctx.move.removeShard);
+  ctx.move.status = 'done';
+  ctx.move.error = null;
+  await ctx.store.save(ctx.move);
+}
+
+async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
+  const scope = await openBatchScope(ctx, batch);
+  const entered = batch.phase;
+  for (;;) {
+    const step = STEPS[batch.phase];
+    if (step === null) return;
+    ctx.checkLock();
+    await ctx.hook?.(batch, batch.phase);
+    try {
+      await step(scope, entered);
+    } catch (error) {
+      if (batch.phase === 'cutover') await backOutOfCutover(scope).catch(() => undefined);
+      throw error;
+    }
+  }
+}
+
+/** A cutover interrupted in this process: put the shards back so routers of the current version work, unless it was published. */
+async function backOutOfCutover(scope: BatchScope): Promise<void> {
+  const latest = await scope.ctx.topology();
+  if (latest.version >= scope.batch.version! && scope.batch.slots.every((s) => latest.shardForSlot(s).id === scope.batch.target)) {
+    await enterPhase(scope, 'published');
+    return;
+  }
+  await revertCutover(scope);
+  await scope.source.query(`update kysely_scale.slot_move set fenced_until = null where move_id = $1`, [scope.ctx.move.id]);
+  scope.batch.phase = 'copied'; // writes go through again: catch up and verify before the next fence
+  await scope.ctx.store.save(scope.ctx.move);
+}
+
+/** A `cutover` found on resume: published already, switched on the source (finish it), or not (fence again). */
+async function resumeCutover(scope: BatchScope): Promise<void> {
+  const { ctx, batch } = scope;
+  const latest = await ctx.topology();
+  if (batch.version !== undefined && latest.version >= batch.version && batch.slots.every((s) => latest.shardForSlot(s).id === batch.target)) {
+    await enterPhase(scope, 'published');
+    return;
+  }
+  if (await sourceSwitched(scope)) {
+    await finishCutover(scope);
+    return;
+  }
+  await revertCutover(scope);
+  await scope.source.query(`update kysely_scale.slot_move set fenced_until = null where move_id = $1`, [ctx.move.id]);
+  await enterPhase(scope, 'copied'); // catch up again: writes may have gone through since the fence expired
+}
+
+/** Rolls back every batch that was not published; finishes (cleans up) those that were. Returns how many of each. */
+export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: number; completed: number }> {
+  let rolledBack = 0;
+  let completed = 0;
+  for (const batch of [...ctx.move.batches].reverse()) {
+    if (batch.phase === 'aborted') continue;
+    if (batch.phase === 'cleaned') {
+      completed++;
+      continue;
+    }
+    const scope = await openBatchScope(ctx, batch);
+    if (batch.phase === 'cutover') {
+      const latest = await ctx.topology();
+      if (batch.version !== undefined && latest.version >= batch.version && batch.slots.every((s) => latest.shardForSlot(s).id === batch.target)) batch.phase = 'published';
+      else await revertCutover(scope);
+    }
+    if (batch.phase === 'published') {
+      await cleanUp(scope);
+      completed++;
+    } else {
+      await abortBatch(scope);
+      rolledBack++;
+    }
+  }
+  ctx.move.status = 'aborted';
+  await ctx.store.save(ctx.move);
+  return { rolledBack, completed };
+}
+
+/** Publishes the topology without `shardId` once it owns no slot. */
+async function removeShard(ctx: MoveContext, shardId: string): Promise<void> {
+  const latest = await ctx.topology();
+  if (latest.shardById(shardId) === undefined) return;
+  if (latest.slotsOf(shardId).length > 0) return;
+  const owners = latest.ownerIds();
+  const next = createTopology({
+    version: latest.version + 1,
+    slotCount: latest.slotCount,
+    shards: latest.shards.filter((s) => s.id !== shardId).map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) })),
+    owners,
+  });
+  ctx.checkLock();
+  await ctx.catalog.publish(next, `move ${ctx.move.id}: shard ${shardId} drained and removed`);
+}

@@ -1,0 +1,154 @@
+/**
+ * Starting a move: refuse bad requests before anything changes (another open move, no tables,
+ * unknown or unreachable shards, differing schemas, nothing to move), plan the batches with row
+ * estimates, then (unless it is a dry run) install the guards, store the move and run it.
+ */
+import type { Client } from 'pg';
+import type { Topology } from '../../cluster/topology';
+import { systemClock } from '../../kernel/clock';
+import { MoveRefusedError } from './mover-errors';
+import { toResultError, withMover, type MoverFrame, type MoverOptions } from './mover-session';
+import { splitTransfers, type SlotTransfer } from './move-plan';
+import type { MoveBatch, MoveKind } from './move-record';
+import { ASSUMED_ROWS_PER_SECOND, type MovePlanSummary, type MoveResult } from './move-result';
+import { openShardSession, withShardSession } from './shard-session';
+import { installGuard } from './shard-guard';
+import { describeTables, schemaDiff } from './schema-compare';
+import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+import { formatSlotRanges } from './slot-ranges';
+import { runMove } from './move-runner';
+import { MOVE_TUNING_DEFAULTS } from './move-context';
+
+/** What an operation decided: the transfers, on which topology, and what to publish first or remove last. */
+export interface MoveDecision {
+  readonly topology: Topology;
+  readonly transfers: readonly SlotTransfer[];
+  /** Published before the move starts (add: the topology with the new shard). */
+  readonly publishFirst?: Topology;
+  readonly removeShard?: string;
+  /** Shards that must be reachable and match the schema, beyond the transfers' (add: the new shard). */
+  readonly alsoCheck?: readonly string[];
+}
+
+/** Runs an operation that moves slots. */
+export async function startMove(kind: MoveKind, options: MoverOptions, decide: (frame: MoverFrame, topology: Topology) => Promise<MoveDecision>): Promise<MoveResult> {
+  const clock = options.clock ?? systemClock;
+  const started = clock.monotonicNow();
+  let plan: MovePlanSummary | null = null;
+  let moveId: number | null = null;
+  const result = (fields: Partial<MoveResult>): MoveResult =>
+    Object.freeze({ ok: false, operation: kind, dryRun: options.dryRun === true, moveId, status: 'refused', plan, versions: [], rowsCopied: 0, durationMillis: clock.monotonicNow() - started, error: null, ...fields });
+  try {
+    return await withMover(options, async (frame) => {
+      const open = await frame.store.open();
+      if (open !== undefined) throw new MoveRefusedError('overlap', `Move ${open.id} (${open.kind}) is not finished: resume or abort it first.`, { moveId: open.id });
+      if (frame.tables.length === 0) throw new MoveRefusedError('no-tables', 'No sharded tables are registered: pass them (--table orders=user_id) once.');
+      const latest = await frame.catalog.latest();
+      if (latest === undefined) throw new MoveRefusedError('no-catalog', 'The catalog holds no topology: run init first.');
+      const decision = await decide(frame, latest);
+      const batches = splitTransfers(decision.transfers, { ...MOVE_TUNING_DEFAULTS, ...options.tuning }.batchSlots);
+      if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
+        throw new MoveRefusedError('nothing-to-move', 'Nothing to move: every slot is already where it was asked to be.');
+      }
+      const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? [])])];
+      await checkShards(decision.topology, involved, frame.tables);
+      plan = await planSummary(decision, batches, frame.tables, options.maxRowsPerSecond);
+      if (options.dryRun === true) return result({ ok: true, status: 'planned' });
+      const versions: number[] = [];
+      if (decision.publishFirst !== undefined) {
+        await frame.catalog.publish(decision.publishFirst, `${kind}: shard ${decision.alsoCheck?.join(', ') ?? ''} registered`);
+        versions.push(decision.publishFirst.version);
+      }
+      await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount))));
+      const stored: MoveBatch[] = batches.map((b, index) => ({ index, source: b.source, target: b.target, slots: b.slots, phase: 'planned', rowsTotal: plan!.batches[index]!.estimatedRows }));
+      const move = await frame.store.create(kind, frame.tables, stored, decision.removeShard);
+      moveId = move.id;
+      const ctx = frame.context(move);
+      try {
+        await runMove(ctx);
+      } catch (error) {
+        move.error = toResultError(error).message;
+        await frame.store.save(move).catch(() => undefined);
+        return result({ status: 'open', error: toResultError(error), rowsCopied: rowsOf(move.batches), versions: [...versions, ...versionsOf(move.batches)] });
+      } finally {
+        await ctx.close();
+      }
+      const final = await frame.catalog.latest();
+      if (decision.removeShard !== undefined && final !== undefined && final.shardById(decision.removeShard) === undefined) versions.push(final.version);
+      return result({ ok: true, status: 'done', rowsCopied: rowsOf(move.batches), versions: [...versions, ...versionsOf(move.batches)].sort((a, b) => a - b) });
+    });
+  } catch (error) {
+    return result({ status: moveId === null ? 'refused' : 'open', error: toResultError(error) });
+  }
+}
+
+function rowsOf(batches: readonly MoveBatch[]): number {
+  return batches.reduce((n, b) => n + (b.rowsCopied ?? 0), 0);
+}
+
+function versionsOf(batches: readonly MoveBatch[]): number[] {
+  return batches.filter((b) => b.version !== undefined && (b.phase === 'published' || b.phase === 'cleaned')).map((b) => b.version!);
+}
+
+/** Every involved shard answers, and its sharded tables have the same shape as the first one's. */
+async function checkShards(topology: Topology, shardIds: readonly string[], tables: readonly ShardedTableSpec[]): Promise<void> {
+  const described: { id: string; lines: string[] }[] = [];
+  for (const id of shardIds) {
+    const shard = topology.shardById(id);
+    if (shard === undefined) throw new MoveRefusedError('unknown-shard', `No shard "${id}" in the topology.`, { shardId: id });
+    let session;
+    try {
+      session = await openShardSession(shard.primary.url, 5_000);
+    } catch (error) {
+      throw new MoveRefusedError('unreachable', `Shard "${id}" (${shard.primary.redactedUrl}) cannot be reached: ${(error as Error).message}`, { shardId: id });
+    }
+    try {
+      described.push({ id, lines: await describeTables(session.client, tables) });
+    } finally {
+      await session.close();
+    }
+  }
+  const [first, ...rest] = described;
+  for (const other of rest) {
+    const diff = schemaDiff(first!, other);
+    if (diff.length > 0) {
+      throw new MoveRefusedError('schema-mismatch', `The sharded tables of "${first!.id}" and "${other.id}" differ; bring them to the same schema (run the migrations) first:\n${diff.join('\n')}`, {
+        shards: [first!.id, other.id],
+        diff,
+      });
+    }
+  }
+}
+
+async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], maxRowsPerSecond: number | undefined): Promise<MovePlanSummary> {
+  const rowsPerSlot = new Map<string, number>();
+  for (const id of new Set(batches.map((b) => b.source))) {
+    const shard = decision.topology.shardById(id)!;
+    const owned = Math.max(1, decision.topology.slotsOf(id).length);
+    const total = await withShardSession(shard.primary.url, (c) => tableRows(c, tables));
+    rowsPerSlot.set(id, total / owned);
+  }
+  const planned = batches.map((b) =>
+    Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), slotCount: b.slots.length, estimatedRows: Math.round((rowsPerSlot.get(b.source) ?? 0) * b.slots.length) }),
+  );
+  const estimatedRows = planned.reduce((n, b) => n + b.estimatedRows, 0);
+  return Object.freeze({
+    batches: planned,
+    slots: planned.reduce((n, b) => n + b.slotCount, 0),
+    estimatedRows,
+    estimatedSeconds: Math.ceil(estimatedRows / (maxRowsPerSecond ?? ASSUMED_ROWS_PER_SECOND)),
+    ...(decision.removeShard === undefined ? {} : { removeShard: decision.removeShard }),
+  });
+}
+
+async function tableRows(client: Client, tables: readonly ShardedTableSpec[]): Promise<number> {
+  let total = 0;
+  for (const t of tables) {
+    const { rows } = await client.query<{ n: number | null }>(`select reltuples::float8 as n from pg_class where oid = to_regclass($1)`, [quoteTable(t.name)]);
+    let n = rows[0]?.n ?? 0;
+    // Never analysed (-1): count, which is what the statistics would have said.
+    if (n < 0) n = Number((await client.query<{ n: string }>(`select count(*) as n from ${quoteTable(t.name)}`)).rows[0]?.n ?? 0);
+    total += n;
+  }
+  return total;
+}

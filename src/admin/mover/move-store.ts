@@ -1,0 +1,113 @@
+/**
+ * The mover's tables in the catalog database, beside the topology table: `move` (one row per move,
+ * its batches as JSON) and `sharded_table` (the sharded tables and their key columns, so `resume`,
+ * `verify` and later moves need not be told again).
+ */
+import type { Pool, PoolClient } from 'pg';
+import type { MoveBatch, MoveKind, MoveRecord, MoveStatus } from './move-record';
+import type { ShardedTableSpec } from './shard-guard-sql';
+
+interface MoveRow {
+  id: string;
+  kind: MoveKind;
+  status: MoveStatus;
+  tables: ShardedTableSpec[];
+  batches: MoveBatch[];
+  remove_shard: string | null;
+  error: string | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** Reads and writes move records in the catalog's schema. */
+export class MoveStore {
+  readonly #pool: Pool;
+  readonly #schema: string;
+
+  constructor(pool: Pool, schema: string) {
+    this.#pool = pool;
+    this.#schema = `"${schema}"`;
+  }
+
+  /** Creates the mover's tables if missing (idempotent). */
+  async install(): Promise<void> {
+    const s = this.#schema;
+    for (const sql of [
+      `create schema if not exists ${s}`,
+      `create table if not exists ${s}.move (id bigserial primary key, kind text not null, status text not null, tables jsonb not null, batches jsonb not null,
+        remove_shard text, error text, created_at timestamptz not null default now(), updated_at timestamptz not null default now())`,
+      // At most one open move: the database refuses a second even if two operators raced past the lock.
+      `create unique index if not exists move_one_open on ${s}.move ((true)) where status = 'open'`,
+      `create table if not exists ${s}.sharded_table (name text primary key, key_column text not null)`,
+    ]) {
+      await this.#pool.query(sql).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== '23505') throw error; // a concurrent install made it
+      });
+    }
+  }
+
+  /** The registered sharded tables. */
+  async tables(): Promise<ShardedTableSpec[]> {
+    const { rows } = await this.#pool.query<{ name: string; key_column: string }>(`select name, key_column from ${this.#schema}.sharded_table order by name`);
+    return rows.map((r) => Object.freeze({ name: r.name, keyColumn: r.key_column }));
+  }
+
+  /** Registers (or updates) sharded tables. */
+  async registerTables(tables: readonly ShardedTableSpec[]): Promise<void> {
+    for (const t of tables) {
+      await this.#pool.query(`insert into ${this.#schema}.sharded_table (name, key_column) values ($1, $2) on conflict (name) do update set key_column = excluded.key_column`, [t.name, t.keyColumn]);
+    }
+  }
+
+  /** Stores a new open move; fails with PostgreSQL's 23505 when another move is open. */
+  async create(kind: MoveKind, tables: readonly ShardedTableSpec[], batches: readonly MoveBatch[], removeShard?: string): Promise<MoveRecord> {
+    const { rows } = await this.#pool.query<MoveRow>(
+      `insert into ${this.#schema}.move (kind, status, tables, batches, remove_shard) values ($1, 'open', $2, $3, $4) returning *`,
+      [kind, JSON.stringify(tables), JSON.stringify(batches), removeShard ?? null],
+    );
+    return toRecord(rows[0]!);
+  }
+
+  /** Saves a move's status, batches and error. */
+  async save(move: MoveRecord, client?: PoolClient): Promise<void> {
+    move.updatedAt = new Date();
+    await (client ?? this.#pool).query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, updated_at = now() where id = $1`, [
+      move.id,
+      move.status,
+      JSON.stringify(move.batches),
+      move.error,
+    ]);
+  }
+
+  /** The open move, if any. */
+  async open(): Promise<MoveRecord | undefined> {
+    const { rows } = await this.#pool.query<MoveRow>(`select * from ${this.#schema}.move where status = 'open' order by id limit 1`);
+    return rows[0] === undefined ? undefined : toRecord(rows[0]);
+  }
+
+  /** A move by id. */
+  async get(id: number): Promise<MoveRecord | undefined> {
+    const { rows } = await this.#pool.query<MoveRow>(`select * from ${this.#schema}.move where id = $1`, [id]);
+    return rows[0] === undefined ? undefined : toRecord(rows[0]);
+  }
+
+  /** Moves, newest first. */
+  async list(limit: number): Promise<MoveRecord[]> {
+    const { rows } = await this.#pool.query<MoveRow>(`select * from ${this.#schema}.move order by id desc limit $1`, [limit]);
+    return rows.map(toRecord);
+  }
+}
+
+function toRecord(row: MoveRow): MoveRecord {
+  return {
+    id: Number(row.id),
+    kind: row.kind,
+    status: row.status,
+    tables: row.tables,
+    batches: row.batches,
+    ...(row.remove_shard === null ? {} : { removeShard: row.remove_shard }),
+    error: row.error,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

@@ -1,0 +1,32 @@
+/** Errors of the slot mover. Operational outcomes are result objects; these are for requests that cannot start. */
+import { ErrorCodes, KyselyScaleError } from '../../kernel/errors';
+
+/** Why a move was refused before anything changed. */
+export type MoveRefusal =
+  | 'unknown-shard'
+  | 'unreachable'
+  | 'schema-mismatch'
+  | 'overlap'
+  | 'last-shard'
+  | 'slot-range'
+  | 'no-tables'
+  | 'nothing-to-move'
+  | 'no-catalog'
+  | 'unsharded-tables'
+  | 'not-found';
+
+/** A move request that cannot start; `context.reason` says why, and nothing was changed. */
+export class MoveRefusedError extends KyselyScaleError<typeof ErrorCodes.MOVE_REFUSED> {
+  readonly reason: MoveRefusal;
+  constructor(reason: MoveRefusal, message: string, context: Record<string, unknown> = {}) {
+    super(ErrorCodes.MOVE_REFUSED, message, { context: { reason, ...context } });
+    this.reason = reason;
+  }
+}
+
+/** A move that stopped part-way (it can be resumed or aborted); `context.phase` says where. */
+export class MoveFailedError extends KyselyScaleError<typeof ErrorCodes.MOVE_FAILED> {
+  constructor(message: string, context: Record<string, unknown> = {}, cause?: unknown) {
+    super(ErrorCodes.MOVE_FAILED, message, { context, ...(cause === undefined ? {} : { cause }) });
+  }
+}

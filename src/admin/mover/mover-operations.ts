@@ -1,0 +1,99 @@
+/**
+ * The operations an operator runs: add a shard, drain one, move slot ranges, rebalance. Each
+ * returns a {@link MoveResult}; none throws for an operational outcome.
+ */
+import type { Client } from 'pg';
+import type { Topology } from '../../cluster/topology';
+import { MoveRefusedError } from './mover-errors';
+import type { MoverOptions } from './mover-session';
+import { evenShares, planDrain, planMoveSlots, planRebalance, type SlotTransfer } from './move-plan';
+import type { MoveResult } from './move-result';
+import { startMove } from './move-start';
+import { parseSlotRanges } from './slot-ranges';
+import { withShardSession } from './shard-session';
+import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+
+/** The shard `add` registers. */
+export interface NewShard {
+  readonly id: string;
+  readonly primary: string;
+  readonly replicas?: readonly string[];
+}
+
+/**
+ * Registers `shard` (owning no slot), checks its schema against the others' (a readable diff when
+ * they differ: run your migrations there first), installs the slot function and the guards, then
+ * moves slots to it: an equal share taken from the shards that own the most, or `slots`.
+ */
+export function addShard(options: MoverOptions & { readonly shard: NewShard; readonly slots?: string }): Promise<MoveResult> {
+  return startMove('add', options, async (_frame, latest) => {
+    const existing = latest.shardById(options.shard.id);
+    const topology = existing === undefined ? latest.withShardAdded({ id: options.shard.id, primary: options.shard.primary, replicas: [...(options.shard.replicas ?? [])] }) : latest;
+    const transfers = options.slots !== undefined ? planMoveSlots(topology, parseSlotRanges(options.slots, topology.slotCount), options.shard.id) : equalShareFor(topology, options.shard.id);
+    return {
+      topology,
+      transfers,
+      ...(existing === undefined ? { publishFirst: topology } : {}),
+      alsoCheck: [latest.shards[0]!.id, options.shard.id],
+    };
+  });
+}
+
+/** Moves every slot off `shardId`, evenly over the others, then removes it from the topology. Refuses the last shard, and a shard holding rows of tables that are not sharded. */
+export function drainShard(options: MoverOptions & { readonly shardId: string }): Promise<MoveResult> {
+  return startMove('drain', options, async (frame, latest) => {
+    const transfers = planDrain(latest, options.shardId);
+    const shard = latest.shardById(options.shardId)!;
+    const unsharded = await withShardSession(shard.primary.url, (c) => unshardedTablesWithRows(c, frame.tables));
+    if (unsharded.length > 0) {
+      throw new MoveRefusedError('unsharded-tables', `Shard "${options.shardId}" holds rows of tables that are not sharded (${unsharded.join(', ')}); moving unsharded tables is not automated yet: move them, then drain.`, {
+        shardId: options.shardId,
+        tables: unsharded,
+      });
+    }
+    return { topology: latest, transfers, removeShard: options.shardId };
+  });
+}
+
+/** Moves the slots in `slots` (`0-99,200`) to shard `to`. */
+export function moveSlots(options: MoverOptions & { readonly slots: string; readonly to: string }): Promise<MoveResult> {
+  return startMove('move', options, async (_frame, latest) => ({ topology: latest, transfers: planMoveSlots(latest, parseSlotRanges(options.slots, latest.slotCount), options.to) }));
+}
+
+/** Evens out slot counts over every shard. */
+export function rebalanceShards(options: MoverOptions): Promise<MoveResult> {
+  return startMove('rebalance', options, async (_frame, latest) => ({ topology: latest, transfers: planRebalance(latest) }));
+}
+
+/** Slots for `target` to reach its equal share, taken from the shards owning the most. */
+function equalShareFor(topology: Topology, target: string): SlotTransfer[] {
+  const ids = topology.shards.map((s) => s.id);
+  const share = evenShares(ids, topology.slotCount).get(target) ?? 0;
+  const need = share - topology.slotsOf(target).length;
+  if (need <= 0) return [];
+  const givers = ids.filter((id) => id !== target).map((id) => ({ id, slots: topology.slotsOf(id) }));
+  const taken = new Map<string, number[]>();
+  for (let n = 0; n < need; n++) {
+    givers.sort((a, b) => b.slots.length - a.slots.length);
+    const giver = givers[0]!;
+    const slot = giver.slots.pop()!;
+    taken.set(giver.id, [...(taken.get(giver.id) ?? []), slot]);
+  }
+  return [...taken].map(([source, slots]) => Object.freeze({ source, target, slots: Object.freeze(slots.sort((a, b) => a - b)) }));
+}
+
+async function unshardedTablesWithRows(client: Client, sharded: readonly ShardedTableSpec[]): Promise<string[]> {
+  const { rows } = await client.query<{ name: string; schema: string }>(
+    `select c.relname as name, n.nspname as schema from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'kysely_scale') and n.nspname not like 'pg_toast%'`,
+  );
+  const shardedNames = new Set(sharded.flatMap((t) => (t.name.includes('.') ? [t.name] : [t.name, `public.${t.name}`])));
+  const out: string[] = [];
+  for (const r of rows) {
+    const qualified = `${r.schema}.${r.name}`;
+    if (shardedNames.has(qualified) || (r.schema === 'public' && shardedNames.has(r.name))) continue;
+    const { rows: any } = await client.query(`select 1 from ${quoteTable(qualified)} limit 1`);
+    if (any.length > 0) out.push(qualified);
+  }
+  return out;
+}

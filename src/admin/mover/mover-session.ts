@@ -1,0 +1,91 @@
+/**
+ * The frame every mover operation runs in: the catalog and the move store, the operator lock, the
+ * registered sharded tables, and one result object whatever happens (operational failures are
+ * results with a code, never throws).
+ */
+import { Pool } from 'pg';
+import { systemClock, type Clock } from '../../kernel/clock';
+import { KyselyScaleError } from '../../kernel/errors';
+import { redactText } from '../../kernel/redact';
+import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
+import { MoveStore } from './move-store';
+import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
+import type { MoveRecord } from './move-record';
+import type { ShardedTableSpec } from './shard-guard-sql';
+import { MoveRefusedError } from './mover-errors';
+
+/** Options shared by every mover operation. */
+export interface MoverOptions {
+  /** Catalog database URL. */
+  readonly catalog: string;
+  /** Catalog schema. @default 'kysely_scale' */
+  readonly schema?: string;
+  /** Sharded tables and their key columns (`{ orders: 'user_id' }`), registered in the catalog for later operations. @default the registered ones */
+  readonly tables?: Readonly<Record<string, string>>;
+  /** Plan only: report slots, rows and the estimated time, change nothing. @default false */
+  readonly dryRun?: boolean;
+  /** Copy and clean-up throttle, rows per second. @default unlimited */
+  readonly maxRowsPerSecond?: number;
+  /** Fine tuning; see {@link MOVE_TUNING_DEFAULTS}. */
+  readonly tuning?: Partial<MoveTuning>;
+  /** @default systemClock */
+  readonly clock?: Clock;
+  /** Called with progress reports (phase, rows copied, lag). */
+  readonly onProgress?: (progress: MoveProgress) => void;
+  /** Test hook called at each phase of each batch. */
+  readonly hook?: PhaseHook;
+}
+
+/** An error as a result carries it. */
+export interface ResultError {
+  readonly code: string;
+  readonly message: string;
+  readonly context: Readonly<Record<string, unknown>>;
+}
+
+/** What the operation frame hands an operation. */
+export interface MoverFrame {
+  readonly catalog: TopologyCatalog;
+  readonly store: MoveStore;
+  readonly tables: readonly ShardedTableSpec[];
+  readonly lost: AbortSignal;
+  /** A context to run `move` in. */
+  context(move: MoveRecord): MoveContext;
+}
+
+/** Turns any error into a result error (messages redacted). */
+export function toResultError(error: unknown): ResultError {
+  if (error instanceof KyselyScaleError) return Object.freeze({ code: error.code, message: redactText(error.message), context: error.context });
+  const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? (error as { code: string }).code : 'E_UNEXPECTED';
+  return Object.freeze({ code, message: redactText(error instanceof Error ? error.message : String(error)), context: {} });
+}
+
+/** Runs `fn` under the operator lock (unless `locked` is false: read-only operations) with the catalog, the store and the sharded tables. */
+export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame) => Promise<T>, locked = true): Promise<T> {
+  const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
+  const catalog = new TopologyCatalog({ url: options.catalog, schema });
+  const pool = new Pool({ connectionString: options.catalog, max: 2, application_name: 'kysely-scale mover catalog' });
+  pool.on('error', () => undefined);
+  const store = new MoveStore(pool, schema);
+  try {
+    if (!(await catalog.installed())) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
+    await store.install();
+    const run = async (lost: AbortSignal): Promise<T> => {
+      if (options.tables !== undefined) await store.registerTables(Object.entries(options.tables).map(([name, keyColumn]) => ({ name, keyColumn })));
+      const tables = await store.tables();
+      const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
+      const clock = options.clock ?? systemClock;
+      return fn({
+        catalog,
+        store,
+        tables,
+        lost,
+        context: (move) => new MoveContext(catalog, store, move, tuning, clock, options.onProgress ?? (() => undefined), options.hook, lost),
+      });
+    };
+    return await (locked ? catalog.withOperatorLock(run) : run(new AbortController().signal));
+  } finally {
+    await catalog.close().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+  }
+}

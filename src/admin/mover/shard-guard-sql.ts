@@ -1,0 +1,205 @@
+/**
+ * What the mover installs on every shard so that PostgreSQL itself keeps slot moves exact against
+ * routers it cannot trust (stale, or not following the catalog at all):
+ *
+ * - `kysely_scale.shard_guard` (one row): the oldest topology version a versioned session may route
+ *   by here (`required_version`), and `hidden`, the slots whose rows here app reads must not see
+ *   (copies arriving on a target; rows left on a source after cutover until they are cleaned up).
+ * - a row-security policy on each sharded table whose `(select kysely_scale.read_gate())` runs
+ *   once per statement (an init-plan): it raises {@link STALE_TOPOLOGY_SQLSTATE} for a stale
+ *   session, and returns null unless some slot is hidden, so the per-row slot check
+ *   (`get_bit(hidden, kysely_scale_slot(key))`) only runs on a shard that has hidden rows.
+ * - a statement-level trigger on each sharded table that checks the version for every write
+ *   (triggers fire for superusers too, row security does not).
+ * - during a move, on the source: a row trigger that logs the keys written in moving slots
+ *   (`kysely_scale.change_log`, read by catch-up) and refuses writes to fenced slots with
+ *   {@link SLOT_FENCED_SQLSTATE}. `kysely_scale.slot_move` says which slots move and until when
+ *   they are fenced; a fence whose time passed no longer refuses (a dead mover's fence expires).
+ *
+ * Mover sessions set `kysely_scale.bypass = on`: they see every row and write through fences.
+ */
+import { SLOT_FENCED_SQLSTATE, STALE_TOPOLOGY_SQLSTATE, TOPOLOGY_VERSION_SETTING } from '../../cluster/topology-fence';
+
+/** A sharded table: its (optionally schema-qualified) name and shard key column. */
+export interface ShardedTableSpec {
+  readonly name: string;
+  readonly keyColumn: string;
+}
+
+/** `"schema"."table"` for `schema.table` or `table`. */
+export function quoteTable(name: string): string {
+  return name
+    .split('.')
+    .map((part) => quoteIdentifier(part))
+    .join('.');
+}
+
+/** A double-quoted SQL identifier. */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A single-quoted SQL literal. */
+export function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** The shard-wide objects (idempotent). `shardId` is recorded for readable refusals. */
+export function shardGuardSql(shardId: string): string {
+  return `
+create schema if not exists kysely_scale;
+create table if not exists kysely_scale.shard_guard (
+  only_row boolean primary key default true check (only_row),
+  shard_id text not null,
+  required_version integer not null default 0,
+  hidden varbit,
+  updated_at timestamptz not null default now()
+);
+insert into kysely_scale.shard_guard (shard_id) values (${quoteLiteral(shardId)}) on conflict (only_row) do update set shard_id = excluded.shard_id;
+create table if not exists kysely_scale.slot_move (
+  slot integer primary key,
+  move_id bigint not null,
+  next_version integer not null,
+  fenced_until timestamptz
+);
+create table if not exists kysely_scale.change_log (
+  id bigserial primary key,
+  move_id bigint not null,
+  tbl text not null,
+  key text not null
+);
+grant usage on schema kysely_scale to public;
+grant select on kysely_scale.shard_guard, kysely_scale.slot_move to public;
+grant insert on kysely_scale.change_log to public;
+grant usage on sequence kysely_scale.change_log_id_seq to public;
+
+create or replace function kysely_scale.read_gate() returns varbit
+language plpgsql stable as $gate$
+declare
+  g record;
+  v text;
+begin
+  if current_setting('kysely_scale.bypass', true) = 'on' then return null; end if;
+  select shard_id, required_version, hidden into g from kysely_scale.shard_guard;
+  v := current_setting('${TOPOLOGY_VERSION_SETTING}', true);
+  if v is not null and v <> '' and v::int < g.required_version then
+    raise exception using errcode = '${STALE_TOPOLOGY_SQLSTATE}',
+      message = format('kysely-scale: shard "%s" needs topology version %s or newer and this session routes by version %s (slots moved): reload the topology and retry', g.shard_id, g.required_version, v),
+      detail = json_build_object('required', g.required_version)::text;
+  end if;
+  return g.hidden;
+end
+$gate$;
+
+create or replace function kysely_scale.write_gate() returns trigger
+language plpgsql as $gate$
+begin
+  perform kysely_scale.read_gate();
+  return null;
+end
+$gate$;
+
+create or replace function kysely_scale.capture_key(tbl text, key text, slot_count integer) returns void
+language plpgsql as $capture$
+declare
+  s integer := kysely_scale_slot(key, slot_count);
+  m record;
+begin
+  select move_id, next_version, fenced_until into m from kysely_scale.slot_move where slot = s;
+  if not found then return; end if;
+  if m.fenced_until is not null and m.fenced_until > clock_timestamp() then
+    raise exception using errcode = '${SLOT_FENCED_SQLSTATE}',
+      message = format('kysely-scale: slot %s is being moved off this shard; writes to it wait for topology version %s', s, m.next_version),
+      detail = json_build_object('slot', s, 'required', m.next_version)::text;
+  end if;
+  insert into kysely_scale.change_log (move_id, tbl, key) values (m.move_id, tbl, key);
+end
+$capture$;
+
+create or replace function kysely_scale.refuse_truncate() returns trigger
+language plpgsql as $refuse$
+begin
+  if current_setting('kysely_scale.bypass', true) = 'on' then return null; end if;
+  if exists (select 1 from kysely_scale.slot_move) then
+    raise exception using errcode = '${SLOT_FENCED_SQLSTATE}', message = 'kysely-scale: slots of this table are being moved; TRUNCATE waits until the move ends';
+  end if;
+  return null;
+end
+$refuse$;
+`;
+}
+
+/** Row security and the write gate on one sharded table (idempotent; takes a brief ACCESS EXCLUSIVE lock). */
+export function tableGuardSql(table: ShardedTableSpec, slotCount: number): string {
+  const t = quoteTable(table.name);
+  const key = `${quoteIdentifier(table.keyColumn)}::text`;
+  return `
+alter table ${t} enable row level security;
+alter table ${t} force row level security;
+drop policy if exists kysely_scale_guard on ${t};
+create policy kysely_scale_guard on ${t} as permissive for all to public
+  using ((select kysely_scale.read_gate()) is null or get_bit((select kysely_scale.read_gate()), kysely_scale_slot(${key}, ${slotCount})) = 0)
+  with check (true);
+drop trigger if exists kysely_scale_gate on ${t};
+create trigger kysely_scale_gate before insert or update or delete or truncate on ${t}
+  for each statement execute function kysely_scale.write_gate();
+`;
+}
+
+function captureFunction(table: ShardedTableSpec): string {
+  return `kysely_scale.${quoteIdentifier(`capture:${table.name}`)}`;
+}
+
+/** The change-capture and fence trigger of one table on a move's source (idempotent). */
+export function captureTriggerSql(table: ShardedTableSpec, slotCount: number): string {
+  const t = quoteTable(table.name);
+  const k = quoteIdentifier(table.keyColumn);
+  const name = quoteLiteral(table.name);
+  return `
+create or replace function ${captureFunction(table)}() returns trigger
+language plpgsql as $capture$
+begin
+  if current_setting('kysely_scale.bypass', true) = 'on' then
+    if TG_OP = 'DELETE' then return OLD; end if;
+    return NEW;
+  end if;
+  if TG_OP = 'UPDATE' or TG_OP = 'DELETE' then
+    perform kysely_scale.capture_key(${name}, OLD.${k}::text, ${slotCount});
+  end if;
+  if TG_OP = 'INSERT' or (TG_OP = 'UPDATE' and NEW.${k} is distinct from OLD.${k}) then
+    perform kysely_scale.capture_key(${name}, NEW.${k}::text, ${slotCount});
+  end if;
+  if TG_OP = 'DELETE' then return OLD; end if;
+  return NEW;
+end
+$capture$;
+drop trigger if exists zz_kysely_scale_capture on ${t};
+create trigger zz_kysely_scale_capture before insert or update or delete on ${t}
+  for each row execute function ${captureFunction(table)}();
+drop trigger if exists kysely_scale_truncate on ${t};
+create trigger kysely_scale_truncate before truncate on ${t}
+  for each statement execute function kysely_scale.refuse_truncate();
+`;
+}
+
+/** Removes the capture trigger of one table (idempotent). */
+export function dropCaptureSql(table: ShardedTableSpec): string {
+  const t = quoteTable(table.name);
+  return `
+drop trigger if exists zz_kysely_scale_capture on ${t};
+drop trigger if exists kysely_scale_truncate on ${t};
+drop function if exists ${captureFunction(table)}();
+`;
+}
+
+/** The varbit literal of a set of slots: bit `s` (from the left) is 1 when slot `s` is in the set. */
+export function slotBitsLiteral(slots: Iterable<number>, slotCount: number): string {
+  const bits = new Uint8Array(slotCount);
+  for (const s of slots) bits[s] = 1;
+  return `B'${Array.from(bits, (b) => (b === 1 ? '1' : '0')).join('')}'`;
+}
+
+/** A SQL predicate true for rows of `table` whose slot is in `bitsLiteral`. */
+export function slotFilterSql(table: ShardedTableSpec, bitsLiteral: string, slotCount: number): string {
+  return `get_bit(${bitsLiteral}::varbit, kysely_scale_slot(${quoteIdentifier(table.keyColumn)}::text, ${slotCount})) = 1`;
+}

@@ -1,0 +1,49 @@
+/** Installs the guard objects of {@link shardGuardSql} and {@link tableGuardSql} on a shard, only where missing. */
+import type { Client } from 'pg';
+import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
+import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
+
+/** Runs DDL with a short lock timeout, retrying when the table stays busy (writers hold it), so app traffic is never queued behind the mover for long. */
+export async function runDdl(client: Client, sql: string, attempts = 20): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await client.query('begin');
+    try {
+      await client.query(`set local lock_timeout = '200ms'`);
+      await client.query(sql);
+      await client.query('commit');
+      return;
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      if ((error as { code?: unknown }).code !== '55P03' || attempt >= attempts) throw error;
+    }
+  }
+}
+
+/** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
+export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
+  const { rows } = await client.query<{ ok: boolean }>(`select to_regproc('kysely_scale.read_gate') is not null and to_regproc('public.kysely_scale_murmur3') is not null as ok`);
+  if (rows[0]?.ok !== true) {
+    await runDdl(client, SLOT_FUNCTIONS_SQL);
+    await runDdl(client, shardGuardSql(shardId));
+  } else {
+    await client.query(`update kysely_scale.shard_guard set shard_id = $1 where shard_id <> $1`, [shardId]);
+  }
+  for (const table of tables) {
+    const { rows: present } = await client.query<{ n: number }>(
+      `select (select count(*) from pg_policy where polrelid = to_regclass($1) and polname = 'kysely_scale_guard')::int
+            + (select count(*) from pg_trigger where tgrelid = to_regclass($1) and tgname = 'kysely_scale_gate')::int as n`,
+      [quoteTable(table.name)],
+    );
+    if (present[0]?.n !== 2) await runDdl(client, tableGuardSql(table, slotCount));
+  }
+}
+
+/** Installs the capture triggers of `tables` on a source. */
+export async function installCapture(client: Client, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
+  for (const table of tables) await runDdl(client, captureTriggerSql(table, slotCount));
+}
+
+/** Drops the capture triggers of `tables`. */
+export async function dropCapture(client: Client, tables: readonly ShardedTableSpec[]): Promise<void> {
+  for (const table of tables) await runDdl(client, dropCaptureSql(table));
+}

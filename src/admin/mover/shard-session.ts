@@ -1,0 +1,50 @@
+/**
+ * The mover's connections to shard primaries. Every session sets `kysely_scale.bypass = on` (it
+ * sees hidden rows and writes through fences) and names itself, so fence waits can ignore it.
+ */
+import { Client, type ClientConfig } from 'pg';
+import { redactText } from '../../kernel/redact';
+
+/** `application_name` of every mover session. */
+export const MOVER_APPLICATION_NAME = 'kysely-scale mover';
+
+/** A connected mover session; `close()` ends it (never throws). */
+export interface ShardSession {
+  readonly client: Client;
+  close(): Promise<void>;
+}
+
+/** Opens a mover session on `url`; fails with a redacted message when the server cannot be reached in `connectTimeoutMillis`. */
+export async function openShardSession(url: string, connectTimeoutMillis = 10_000): Promise<ShardSession> {
+  const config: ClientConfig = {
+    connectionString: url,
+    application_name: MOVER_APPLICATION_NAME,
+    connectionTimeoutMillis: connectTimeoutMillis,
+    options: '-c kysely_scale.bypass=on',
+    keepAlive: true,
+  };
+  const client = new Client(config);
+  // A session lost while idle must not crash the process; the next query reports it.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    const message = redactText((error as Error).message);
+    throw Object.assign(new Error(message), { code: (error as { code?: unknown }).code });
+  }
+  return {
+    client,
+    close: () => client.end().catch(() => undefined),
+  };
+}
+
+/** Runs `fn` with a mover session on `url`, closing it afterwards. */
+export async function withShardSession<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  const session = await openShardSession(url);
+  try {
+    return await fn(session.client);
+  } finally {
+    await session.close();
+  }
+}
