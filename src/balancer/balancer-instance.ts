@@ -52,6 +52,12 @@ export interface BalancedInstance {
   readonly inflight: number;
   /** Exponentially weighted mean latency of completed calls in ms (time constant 10 s); `undefined` before the first. */
   readonly latencyEwmaMillis: number | undefined;
+  /**
+   * Time since the oldest call in flight started, in ms (0 when none is). Response-time strategies
+   * count it as latency, so an instance that stopped answering stops attracting calls before any
+   * of them completes. Optional for views other than the balancer's (absent means 0).
+   */
+  readonly oldestInflightAgeMillis?: number;
 }
 
 /** A list that has at least one element; strategies are never asked to pick from nothing. */

@@ -2,6 +2,7 @@
  * What the balancer keeps per instance: the view strategies read (`BalancedInstance`) plus its
  * counters, health and warm-up state. Internal: users see it through `BalancedInstance` and stats.
  */
+import type { Clock } from '../kernel/clock';
 import { redactAddress } from '../kernel/redact';
 import type { BalancedInstance, InstanceMetadata, InstanceSpec } from './balancer-instance';
 import type { InstanceStats } from './balancer-stats';
@@ -23,14 +24,41 @@ export class InstanceRecord implements BalancedInstance {
   failedRequests = 0;
   cancelledRequests = 0;
   readonly histogram = new LatencyHistogram();
+  readonly #clock: Clock;
+  /** Start time of each call in flight, by call number; insertion order is start order. */
+  readonly #starts = new Map<number, number>();
+  #nextCall = 0;
 
-  constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined) {
+  constructor(spec: InstanceSpec, warmingSinceMillis: number | undefined, clock: Clock) {
+    this.#clock = clock;
     this.id = spec.id;
     this.address = spec.address;
     this.weight = spec.weight ?? 1;
     this.effectiveWeight = this.weight;
     this.metadata = Object.freeze({ ...(spec.metadata ?? {}) });
     this.warmingSinceMillis = warmingSinceMillis;
+  }
+
+  /** Time since the oldest call in flight started, in ms; 0 when none is in flight. */
+  get oldestInflightAgeMillis(): number {
+    for (const start of this.#starts.values()) return Math.max(0, this.#clock.monotonicNow() - start);
+    return 0;
+  }
+
+  /** Counts a call in flight from now; returns its number for {@link end}. */
+  begin(): number {
+    const call = this.#nextCall++;
+    this.#starts.set(call, this.#clock.monotonicNow());
+    this.inflight++;
+    return call;
+  }
+
+  /** Ends a call begun with {@link begin}; returns its latency in ms. */
+  end(call: number): number {
+    const start = this.#starts.get(call) ?? this.#clock.monotonicNow();
+    this.#starts.delete(call);
+    this.inflight = Math.max(0, this.inflight - 1);
+    return this.#clock.monotonicNow() - start;
   }
 
   /** Counts a finished call and moves the latency EWMA (time constant `decayTimeMillis`). */

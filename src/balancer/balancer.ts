@@ -109,7 +109,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   #add(spec: InstanceSpec, warmingSinceMillis: number | undefined): InstanceRecord {
     validateSpec(spec);
     if (this.#records.has(spec.id)) throw new ConfigError('instances[].id', `duplicate instance id \`${spec.id}\``);
-    const record = new InstanceRecord(spec, warmingSinceMillis);
+    const record = new InstanceRecord(spec, warmingSinceMillis, this.clock);
     this.#records.set(spec.id, record);
     return record;
   }
@@ -212,19 +212,19 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   /** Picks an instance and counts it in flight. Release the lease exactly once (later calls are ignored). */
   acquire(request: AcquireRequest = {}): Lease {
     const record = this.#pick(request);
-    const startMillis = this.clock.monotonicNow();
+    const call = record.begin();
     let released = false;
     return {
       instance: record,
       release: (ok: boolean) => {
         if (released) return;
         released = true;
-        this.#complete(record, ok ? 'success' : 'failure', this.clock.monotonicNow() - startMillis, undefined);
+        this.#complete(record, call, ok ? 'success' : 'failure', undefined);
       },
       cancel: () => {
         if (released) return;
         released = true;
-        this.#complete(record, 'cancelled', this.clock.monotonicNow() - startMillis, undefined);
+        this.#complete(record, call, 'cancelled', undefined);
       },
     };
   }
@@ -247,12 +247,11 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       this.#noInstanceErrors++;
       throw error;
     }
-    record.inflight++;
     return record;
   }
 
-  #complete(r: InstanceRecord, outcome: CallResult, latencyMillis: number, timeoutMillis: number | undefined): void {
-    r.inflight = Math.max(0, r.inflight - 1);
+  #complete(r: InstanceRecord, call: number, outcome: CallResult, timeoutMillis: number | undefined): void {
+    const latencyMillis = r.end(call);
     if (outcome === 'cancelled') {
       r.cancelledRequests++;
       return;
@@ -281,7 +280,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     const callerSignal = options.signal;
     if (callerSignal?.aborted === true) throw abortReason(callerSignal);
     const record = this.#pick(options);
-    const startMillis = this.clock.monotonicNow();
+    const call = record.begin();
     const controller = new AbortController();
     let cancelTimer: (() => void) | undefined;
     let onAbort: (() => void) | undefined;
@@ -316,7 +315,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     } finally {
       cancelTimer?.();
       if (onAbort !== undefined) callerSignal?.removeEventListener('abort', onAbort);
-      this.#complete(record, outcome, this.clock.monotonicNow() - startMillis, timeoutMillis === 0 ? undefined : timeoutMillis);
+      this.#complete(record, call, outcome, timeoutMillis === 0 ? undefined : timeoutMillis);
     }
   }
 

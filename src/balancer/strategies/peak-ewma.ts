@@ -52,8 +52,10 @@ interface Estimate {
  * Response-time balancing with a peak-sensitive EWMA (Finagle's and Linkerd's "peak EWMA"):
  * each instance's latency estimate jumps to any slower observation at once and decays back
  * toward faster ones with the time constant; the pick is the lowest
- * `estimate × (inflight + 1) / effectiveWeight` over all candidates, ties in turn. While an
- * instance gets no traffic its estimate decays toward zero, so it is probed again later.
+ * `cost × (inflight + 1) / effectiveWeight` over all candidates, ties in turn, where the cost is
+ * the estimate or the age of the instance's oldest call in flight, whichever is larger. While an
+ * instance gets no traffic its estimate decays toward zero, so it is probed again later; while its
+ * calls hang, their age keeps it expensive (a blackholed instance stops attracting callers).
  *
  * Best default for heterogeneous or changing instances: it avoids slow and failing ones.
  */
@@ -87,7 +89,9 @@ export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
     pick(candidates: NonEmptyArray<BalancedInstance>): BalancedInstance {
       const now = clock.monotonicNow();
       const chosen = lowestScore(candidates, start, (c) => {
-        const cost = decayed(estimateOf(c.id, now), now);
+        // A call in flight longer than the estimate is already a slower observation: an instance
+        // that stopped answering looks slower every moment instead of decaying toward 0.
+        const cost = Math.max(decayed(estimateOf(c.id, now), now), c.oldestInflightAgeMillis ?? 0);
         return (cost * (c.inflight + 1)) / Math.max(c.effectiveWeight, Number.EPSILON);
       });
       start = (start + 1) % 0x7fffffff;

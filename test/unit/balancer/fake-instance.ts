@@ -6,6 +6,7 @@ export interface FakeInstance extends BalancedInstance {
   effectiveWeight: number;
   latencyEwmaMillis: number | undefined;
   metadata: InstanceMetadata;
+  oldestInflightAgeMillis?: number;
 }
 
 export function fake(id: string, fields: Partial<Omit<FakeInstance, 'id'>> = {}): FakeInstance {

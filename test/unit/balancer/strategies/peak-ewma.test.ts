@@ -44,6 +44,16 @@ describe('peakEwma', () => {
     expect(s.pick(list(a, b), {}).id).toBe('a');
   });
 
+  it('counts the age of the oldest call in flight as latency, so an instance whose calls hang looks slow', () => {
+    const { s, a, b } = setup();
+    a.inflight = 1;
+    a.oldestInflightAgeMillis = 5_000; // 5000 × 2 = 10000
+    b.inflight = 5; // 30 × 6 = 180
+    expect(s.pick(list(a, b), {}).id).toBe('b');
+    a.oldestInflightAgeMillis = 20; // younger than the estimate: 30 × 2 = 60 < 180
+    expect(s.pick(list(a, b), {}).id).toBe('a');
+  });
+
   it('charges a failure at least the penalty, or the timeout when there was one', () => {
     const { s, a, b } = setup();
     s.onComplete?.(a, { latencyMillis: 1, ok: false });
