@@ -5,10 +5,12 @@
  * - `kysely_scale.shard_guard` (one row): the oldest topology version a versioned session may route
  *   by here (`required_version`), and `hidden`, the slots whose rows here app reads must not see
  *   (copies arriving on a target; rows left on a source after cutover until they are cleaned up).
- * - a row-security policy on each sharded table whose `(select kysely_scale.read_gate())` runs
- *   once per statement (an init-plan): it raises {@link STALE_TOPOLOGY_SQLSTATE} for a stale
- *   session, and returns null unless some slot is hidden, so the per-row slot check
- *   (`get_bit(hidden, kysely_scale_slot(key))`) only runs on a shard that has hidden rows.
+ * - two row-security policies on each sharded table: a restrictive one whose
+ *   `kysely_scale.version_gate()` runs once while each statement is planned (even a read that
+ *   matches no row) and raises {@link STALE_TOPOLOGY_SQLSTATE} for a stale session; and a
+ *   permissive one whose `(select kysely_scale.hidden_slots())` init-plan is null unless some
+ *   slot is hidden, so the per-row slot check (`get_bit(hidden, kysely_scale_slot(key))`) only
+ *   runs on a shard that has hidden rows.
  * - a statement-level trigger on each sharded table that checks the version for every write
  *   (triggers fire for superusers too, row security does not).
  * - during a move, on the source: a row trigger that logs the keys written in moving slots
@@ -73,28 +75,45 @@ grant select on kysely_scale.shard_guard, kysely_scale.slot_move to public;
 grant insert on kysely_scale.change_log to public;
 grant usage on sequence kysely_scale.change_log_id_seq to public;
 
-create or replace function kysely_scale.read_gate() returns varbit
+create or replace function kysely_scale.check_version() returns boolean
 language plpgsql stable as $gate$
 declare
   g record;
   v text;
 begin
-  if current_setting('kysely_scale.bypass', true) = 'on' then return null; end if;
-  select shard_id, required_version, hidden into g from kysely_scale.shard_guard;
+  if current_setting('kysely_scale.bypass', true) = 'on' then return true; end if;
   v := current_setting('${TOPOLOGY_VERSION_SETTING}', true);
-  if v is not null and v <> '' and v::int < g.required_version then
+  if v is null or v = '' then return true; end if;
+  select shard_id, required_version into g from kysely_scale.shard_guard;
+  if v::int < g.required_version then
     raise exception using errcode = '${STALE_TOPOLOGY_SQLSTATE}',
       message = format('kysely-scale: shard "%s" needs topology version %s or newer and this session routes by version %s (slots moved): reload the topology and retry', g.shard_id, g.required_version, v),
       detail = json_build_object('required', g.required_version)::text;
   end if;
-  return g.hidden;
+  return true;
 end
 $gate$;
+
+-- Declared IMMUTABLE on purpose: the planner then calls it once while planning each statement
+-- (and folds it to true), so a stale session is refused even by a read that matches no row. A
+-- STABLE check would run only when a row is filtered. Plans cached across executions (named
+-- prepared statements, PL/pgSQL) keep the result of their planning.
+create or replace function kysely_scale.version_gate() returns boolean
+language plpgsql immutable as $gate$
+begin
+  return kysely_scale.check_version();
+end
+$gate$;
+
+create or replace function kysely_scale.hidden_slots() returns varbit
+language sql stable as $hidden$
+  select case when current_setting('kysely_scale.bypass', true) = 'on' then null else (select hidden from kysely_scale.shard_guard) end
+$hidden$;
 
 create or replace function kysely_scale.write_gate() returns trigger
 language plpgsql as $gate$
 begin
-  perform kysely_scale.read_gate();
+  perform kysely_scale.check_version();
   return null;
 end
 $gate$;
@@ -138,8 +157,12 @@ alter table ${t} enable row level security;
 alter table ${t} force row level security;
 drop policy if exists kysely_scale_guard on ${t};
 create policy kysely_scale_guard on ${t} as permissive for all to public
-  using ((select kysely_scale.read_gate()) is null or get_bit((select kysely_scale.read_gate()), kysely_scale_slot(${key}, ${slotCount})) = 0)
+  using ((select kysely_scale.hidden_slots()) is null or get_bit((select kysely_scale.hidden_slots()), kysely_scale_slot(${key}, ${slotCount})) = 0)
   with check (true);
+drop policy if exists kysely_scale_version on ${t};
+create policy kysely_scale_version on ${t} as restrictive for all to public
+  using (kysely_scale.version_gate())
+  with check (kysely_scale.version_gate());
 drop trigger if exists kysely_scale_gate on ${t};
 create trigger kysely_scale_gate before insert or update or delete or truncate on ${t}
   for each statement execute function kysely_scale.write_gate();

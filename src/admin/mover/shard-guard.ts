@@ -21,7 +21,7 @@ export async function runDdl(client: Client, sql: string, attempts = 20): Promis
 
 /** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
-  const { rows } = await client.query<{ ok: boolean }>(`select to_regproc('kysely_scale.read_gate') is not null and to_regproc('public.kysely_scale_murmur3') is not null as ok`);
+  const { rows } = await client.query<{ ok: boolean }>(`select to_regproc('kysely_scale.version_gate') is not null and to_regproc('public.kysely_scale_murmur3') is not null as ok`);
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL);
     await runDdl(client, shardGuardSql(shardId));
@@ -30,11 +30,11 @@ export async function installGuard(client: Client, shardId: string, tables: read
   }
   for (const table of tables) {
     const { rows: present } = await client.query<{ n: number }>(
-      `select (select count(*) from pg_policy where polrelid = to_regclass($1) and polname = 'kysely_scale_guard')::int
+      `select (select count(*) from pg_policy where polrelid = to_regclass($1) and polname in ('kysely_scale_guard', 'kysely_scale_version'))::int
             + (select count(*) from pg_trigger where tgrelid = to_regclass($1) and tgname = 'kysely_scale_gate')::int as n`,
       [quoteTable(table.name)],
     );
-    if (present[0]?.n !== 2) await runDdl(client, tableGuardSql(table, slotCount));
+    if (present[0]?.n !== 3) await runDdl(client, tableGuardSql(table, slotCount));
   }
 }
 
