@@ -1,0 +1,90 @@
+import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { addShard, drainShard, moveSlots } from '../../../src/admin/mover/mover-operations';
+import { abortMove, moveHistory } from '../../../src/admin/mover/move-control';
+import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { createTopology } from '../../../src/cluster/topology';
+
+let f: MoverFixture;
+
+beforeAll(async () => {
+  f = await startMoverFixture('mover_refusals', 3);
+  await f.init(2);
+  await f.seed((await latest())!, 0, 100);
+}, 60_000);
+
+afterAll(() => f?.close());
+
+async function latest() {
+  const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  try {
+    return await catalog.latest();
+  } finally {
+    await catalog.close();
+  }
+}
+
+const base = () => ({ catalog: f.catalogUrl, tables: TABLES });
+
+describe('requests that cannot start are refused with a code before anything changes', () => {
+  test('an unknown target shard', async () => {
+    const result = await moveSlots({ ...base(), slots: '0-9', to: 'nope' });
+    expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.MOVE_REFUSED, context: { reason: 'unknown-shard' } } });
+    expect((await latest())!.version).toBe(1);
+  });
+
+  test('slots out of range', async () => {
+    const result = await moveSlots({ ...base(), slots: '4000-4096', to: 'shard1' });
+    expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'slot-range' } });
+    expect(result.error!.message).toContain('0..4095');
+  });
+
+  test('an unreachable new shard', async () => {
+    const result = await addShard({ ...base(), shard: { id: 'far', primary: 'postgres://postgres@127.0.0.1:1/nowhere' } });
+    expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'unreachable' } });
+    expect((await latest())!.shardById('far')).toBeUndefined();
+  });
+
+  test('a new shard whose schema differs, with a readable diff', async () => {
+    await f.pools[2]!.query('alter table orders add column note text');
+    try {
+      const result = await addShard({ ...base(), shard: { id: 'shard2', primary: f.shards[2]!.primaryUrl } });
+      expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'schema-mismatch' } });
+      expect(result.error!.context.diff).toEqual(['+ shard2: orders column 4: note text']);
+      expect((await latest())!.shardById('shard2')).toBeUndefined();
+    } finally {
+      await f.pools[2]!.query('alter table orders drop column note');
+    }
+  });
+
+  test('draining the last shard', async () => {
+    const catalog = new TopologyCatalog({ url: f.catalogUrl, schema: 'one_shard' });
+    await catalog.install();
+    await catalog.publish(createTopology({ shards: [{ id: 'shard0', primary: f.shards[0]!.primaryUrl }] }));
+    await catalog.close();
+    const result = await drainShard({ catalog: f.catalogUrl, schema: 'one_shard', tables: TABLES, shardId: 'shard0' });
+    expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'last-shard' } });
+  });
+
+  test('a second move while one is open, until the first is aborted', async () => {
+    const first = await moveSlots({
+      ...base(),
+      slots: '0-99',
+      to: 'shard1',
+      hook: (_batch, point) => {
+        if (point === 'copied') throw new Error('stop here');
+      },
+    });
+    expect(first).toMatchObject({ ok: false, status: 'open', error: { message: 'stop here' } });
+    const second = await moveSlots({ ...base(), slots: '100-199', to: 'shard1' });
+    expect(second.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'overlap', moveId: first.moveId } });
+    const aborted = await abortMove(base());
+    expect(aborted).toMatchObject({ ok: true, status: 'aborted', rolledBack: 1, completed: 0 });
+    const history = await moveHistory({ catalog: f.catalogUrl });
+    expect(history.moves[0]).toMatchObject({ id: first.moveId, status: 'aborted', batches: [{ phase: 'aborted' }] });
+    // The abort left no copy on the target and no guard state behind.
+    expect((await f.pools[1]!.query('select hidden from kysely_scale.shard_guard')).rows[0].hidden).toBeNull();
+    expect((await f.pools[0]!.query('select count(*)::int as n from kysely_scale.slot_move')).rows[0].n).toBe(0);
+    expect((await latest())!.version).toBe(1);
+  });
+});
