@@ -8,6 +8,7 @@ import { deadlineIn, testClusterError } from './cluster-wait';
 import { resolveTestClusterOptions } from './cluster-options';
 import { describeEndpoint, dockerEndpoints, probeDocker } from './docker-probe';
 import { startLocalCluster } from './cluster-local-backend';
+import { noticeOnce, testcontainersInstalled, TESTCONTAINERS_INSTALL } from './testcontainers-peer';
 import type { TestCluster, TestClusterOptions } from './test-cluster-types';
 
 export type { TestCluster, TestClusterOptions, TestRedisOptions, TestServer, TestShard, TestShardUrls } from './test-cluster-types';
@@ -19,7 +20,9 @@ export { TEST_CLUSTER_DEFAULTS } from './cluster-options';
  *
  * Where they run: with `backend: 'auto'` (the default), in Docker containers through
  * Testcontainers (images `postgres:15` and `redis:7`) when a Docker engine answers within
- * `dockerProbeTimeoutMillis`; otherwise as local processes of the installed binaries
+ * `dockerProbeTimeoutMillis` and the optional peer dependency `testcontainers` is installed
+ * (when it is not, a `KyselyScaleWarning` says so once and local processes run instead);
+ * otherwise as local processes of the installed binaries
  * (`initdb`/`postgres`, found on PATH, through `pg_config --bindir` or under
  * `/usr/lib/postgresql/<version>/bin`; `redis-server` on PATH). As root, local PostgreSQL runs
  * as the `postgres` user. Servers use trust authentication on 127.0.0.1 and trade durability
@@ -56,9 +59,17 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
 
   const endpoint = await probeDocker(resolved.dockerProbeTimeoutMillis);
   if (endpoint !== undefined) {
-    // Loaded only here, so the local path never loads Testcontainers.
-    const { startDockerCluster } = await import('./cluster-docker-backend');
-    return startDockerCluster(resolved, deadline);
+    if (await testcontainersInstalled()) {
+      // Loaded only here, so the local path never loads Testcontainers.
+      const { startDockerCluster } = await import('./cluster-docker-backend');
+      return startDockerCluster(resolved, deadline);
+    }
+    const missing = `a Docker engine answered at ${describeEndpoint(endpoint)}, but the optional peer dependency testcontainers is not installed (${TESTCONTAINERS_INSTALL})`;
+    if (resolved.backend === 'docker') {
+      throw testClusterError(`startTestCluster was asked for backend 'docker', but ${missing}.`, { backend: 'docker', install: 'testcontainers' });
+    }
+    noticeOnce(`kysely-scale/testing: ${missing}; running local processes instead (backend: 'local' skips the Docker probe).`);
+    return startLocalCluster(resolved, deadline, `(Also, ${missing}.)`);
   }
   const tried = dockerEndpoints().map(describeEndpoint).join(', ');
   const noEngine = `no Docker engine answered within ${resolved.dockerProbeTimeoutMillis} ms (tried ${tried})`;

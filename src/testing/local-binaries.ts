@@ -3,6 +3,7 @@ import { accessSync, constants, readdirSync, realpathSync, statSync } from 'node
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { testClusterError } from './cluster-wait';
+import { TESTCONTAINERS_INSTALL } from './testcontainers-peer';
 
 const run = promisify(execFile);
 
@@ -121,7 +122,7 @@ export function missingBinariesMessage(missing: { postgres: boolean; redis: bool
   return (
     `startTestCluster cannot start local servers: not found: ${parts.join('; ')}. ` +
     `Install them (Debian/Ubuntu: \`apt-get install ${apt.join(' ')}\`; macOS: \`brew install ${brew.join(' ')}\`), ` +
-    `or start a Docker engine so Testcontainers can be used. ${dockerNote}`
+    `or start a Docker engine and install the optional peer dependency testcontainers (${TESTCONTAINERS_INSTALL}) so containers can be used. ${dockerNote}`
   );
 }
 

@@ -9,7 +9,7 @@ export interface RedisNodeAddress {
   readonly port: number;
 }
 
-async function addSlots(redis: import('ioredis').default, first: number, last: number): Promise<void> {
+async function addSlots(redis: import('ioredis').Redis, first: number, last: number): Promise<void> {
   try {
     await redis.call('CLUSTER', 'ADDSLOTSRANGE', first, last);
   } catch (error) {

@@ -1,4 +1,4 @@
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 import { pollUntil, type Deadline } from './cluster-wait';
 
 /** Opens one short-lived Redis connection that never retries or queues, runs `fn`, and closes it. */
