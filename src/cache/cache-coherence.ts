@@ -15,10 +15,16 @@ import type { L2Tier } from './l2-tier';
 import type { TagStamp } from './memory-tier';
 import { SingleFlight } from './single-flight';
 
-/** The name of a policy's namespace epoch counter. */
+/**
+ * The name of a policy's namespace epoch counter.
+ * @internal
+ */
 export const namespaceEpoch = (policy: string): string => `ns:${policy}`;
 
-/** The single-flight (and write-in-flight) key of a policy's key. */
+/**
+ * The single-flight (and write-in-flight) key of a policy's key.
+ * @internal
+ */
 export const flightKey = (policy: string, key: string): string => `${policy}\u0000${key}`;
 
 /**

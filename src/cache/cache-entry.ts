@@ -7,6 +7,7 @@ import type { CacheEntry, TagStamp } from './memory-tier';
  */
 const FORMAT = '1';
 
+/** @internal */
 export function encodeEntry(payload: string, freshUntil: number, staleUntil: number, nsEpoch: number, tags: readonly TagStamp[] | null): string {
   // A tag may contain `|`: escaped inside the JSON strings (where `\u007c` reads back as `|`), so
   // the header's separators stay unambiguous.
@@ -14,7 +15,10 @@ export function encodeEntry(payload: string, freshUntil: number, staleUntil: num
   return `${FORMAT}|${freshUntil}|${staleUntil}|${nsEpoch}|${tagText}|${payload}`;
 }
 
-/** Header fields and the raw value text of an L2 entry; `null` for an unknown or damaged format (never throws). */
+/**
+ * Header fields and the raw value text of an L2 entry; `null` for an unknown or damaged format (never throws).
+ * @internal
+ */
 export interface DecodedHeader {
   readonly freshUntil: number;
   readonly staleUntil: number;
@@ -23,6 +27,7 @@ export interface DecodedHeader {
   readonly payload: string;
 }
 
+/** @internal */
 export function decodeEntry(text: string): DecodedHeader | null {
   const a = text.indexOf('|');
   if (text.slice(0, a) !== FORMAT) return null;
@@ -48,7 +53,10 @@ export function decodeEntry(text: string): DecodedHeader | null {
   return { freshUntil, staleUntil, nsEpoch, tags, payload: text.slice(e + 1) };
 }
 
-/** Freezes plain objects and arrays (not Buffers, Dates, Maps) so a cached value shared by callers cannot be changed in place. */
+/**
+ * Freezes plain objects and arrays (not Buffers, Dates, Maps) so a cached value shared by callers cannot be changed in place.
+ * @internal
+ */
 export function deepFreeze(value: unknown): void {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value) || ArrayBuffer.isView(value)) return;
   if (value instanceof Map) {

@@ -120,7 +120,10 @@ function bool(option: string, value: unknown): boolean {
   return value;
 }
 
-/** Validates one policy; errors name the option as `policies.<name>.<option>`. Never keeps `options`. */
+/**
+ * Validates one policy; errors name the option as `policies.<name>.<option>`. Never keeps `options`.
+ * @internal
+ */
 export function resolvePolicy(name: string, options: CachePolicyOptions = {}): CachePolicy {
   if (!POLICY_NAME.test(name)) {
     throw new ConfigError(`policies.${name}`, 'policy names are 1–64 characters of letters, digits, `_`, `.` or `-`');
@@ -157,7 +160,10 @@ export function resolvePolicy(name: string, options: CachePolicyOptions = {}): C
   return Object.freeze(policy);
 }
 
-/** Validates a map of named policies. */
+/**
+ * Validates a map of named policies.
+ * @internal
+ */
 export function resolvePolicies(policies: Readonly<Record<string, CachePolicyOptions>>): ReadonlyMap<string, CachePolicy> {
   if (typeof policies !== 'object' || policies === null) throw new ConfigError('policies', 'must be an object of named policies');
   const names = Object.keys(policies);

@@ -1,4 +1,7 @@
-/** Counters of one tier of one policy. Plain mutable fields: the hit path increments them directly. */
+/**
+ * Counters of one tier of one policy. Plain mutable fields: the hit path increments them directly.
+ * @internal
+ */
 export class TierCounters {
   hits = 0;
   misses = 0;
@@ -52,11 +55,13 @@ export interface CacheStats {
   readonly pendingInvalidations: number;
 }
 
+/** @internal */
 export function rate(hits: number, misses: number): number {
   const total = hits + misses;
   return total === 0 ? 0 : hits / total;
 }
 
+/** @internal */
 export function tierStats(c: TierCounters, l1?: { size: number; bytes: number; evictions: number }): TierStats {
   return Object.freeze({
     hits: c.hits,

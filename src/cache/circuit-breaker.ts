@@ -25,6 +25,7 @@ export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>>
  * A consecutive-failure circuit breaker on an injected clock (its monotonic reading: a cooldown is
  * an interval). It only keeps state; the caller asks {@link CircuitBreaker.allow} before a call
  * and reports the outcome.
+ * @internal
  */
 export class CircuitBreaker {
   private readonly failureThreshold: number;

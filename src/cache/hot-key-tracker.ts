@@ -45,6 +45,7 @@ interface Counter {
  * Finds the most accessed keys in bounded memory: a space-saving top-k whose counts decay
  * exponentially with an injected clock. A new key replaces the smallest counter and inherits its
  * count (the space-saving rule), so a truly hot key is never missed.
+ * @internal
  */
 export class HotKeyTracker {
   private readonly capacity: number;

@@ -58,7 +58,10 @@ export interface CachedQueryOptions {
 }
 
 const ANY_SHARD = '*';
-/** The tag of a table's results on one shard (`*`: results that span shards). */
+/**
+ * The tag of a table's results on one shard (`*`: results that span shards).
+ * @internal
+ */
 export const tableTag = (table: string, shardId: string | null): string => `t:${table}@${shardId ?? ANY_SHARD}`;
 
 /**
@@ -132,7 +135,10 @@ export class QueryCache {
   }
 }
 
-/** `<shard>|<sha256 of SQL and parameters>`; the SQL can be long, the key stays short. */
+/**
+ * `<shard>|<sha256 of SQL and parameters>`; the SQL can be long, the key stays short.
+ * @internal
+ */
 export function queryKey(shardId: string | null, compiled: CompiledQuery): string {
   const h = createHash('sha256');
   h.update(compiled.sql);
@@ -141,7 +147,10 @@ export function queryKey(shardId: string | null, compiled: CompiledQuery): strin
   return `${shardId ?? ANY_SHARD}|${h.digest('base64url')}`;
 }
 
-/** Names (without schema) of every table an operation-node tree mentions: FROM, JOIN, subqueries, CTEs. */
+/**
+ * Names (without schema) of every table an operation-node tree mentions: FROM, JOIN, subqueries, CTEs.
+ * @internal
+ */
 export function tablesOf(node: unknown): string[] {
   const out = new Set<string>();
   const visit = (n: unknown): void => {

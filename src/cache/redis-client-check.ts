@@ -8,7 +8,10 @@ import { requireNonEmptyString } from '../kernel/validate';
 import type { RedisLike } from './l2-tier';
 import { createRedisClient, type OwnedClient } from './redis-client';
 
-/** The client passed as `option`, or a {@link ConfigError} naming the setting to change. */
+/**
+ * The client passed as `option`, or a {@link ConfigError} naming the setting to change.
+ * @internal
+ */
 export function checkClient(option: string, client: unknown): RedisLike {
   const c = client as RedisLike & { options?: { enableOfflineQueue?: boolean; commandTimeout?: unknown; redisOptions?: { commandTimeout?: unknown } } };
   if (c === null || typeof c !== 'object' || typeof c.get !== 'function' || typeof c.evalsha !== 'function') {
@@ -28,13 +31,17 @@ export function checkClient(option: string, client: unknown): RedisLike {
   return c;
 }
 
-/** Where one tier endpoint's client comes from: passed in (checked), or a URL the tier connects to. */
+/**
+ * Where one tier endpoint's client comes from: passed in (checked), or a URL the tier connects to.
+ * @internal
+ */
 export type EndpointSpec = { readonly client: RedisLike; readonly url?: undefined } | { readonly client?: undefined; readonly url: string };
 
 /**
  * Checks that exactly one of `clientOption` and `urlOption` is given, and the client if that is the
  * one. Creates nothing, so a tier validates every option before it opens a connection. The URL never
  * appears in an error (it may hold a password).
+ * @internal
  */
 export function endpointSpec(clientOption: string, client: unknown, urlOption: string, url: unknown): EndpointSpec {
   if (client !== undefined && url !== undefined) throw new ConfigError(urlOption, `give either \`${clientOption}\` or \`${urlOption}\`, not both`);
@@ -43,7 +50,10 @@ export function endpointSpec(clientOption: string, client: unknown, urlOption: s
   return { url: requireNonEmptyString(urlOption, url) };
 }
 
-/** The client of one tier endpoint and, when the tier created it, the handle it ends in `close()`. */
+/**
+ * The client of one tier endpoint and, when the tier created it, the handle it ends in `close()`.
+ * @internal
+ */
 export interface EndpointClient {
   readonly client: RedisLike;
   readonly owned: OwnedClient | null;
@@ -52,6 +62,7 @@ export interface EndpointClient {
 /**
  * The client passed in (never ended by the tier), or one created from the URL with
  * `redisClientDefaults` (ended by the tier's `close()`).
+ * @internal
  */
 export function openEndpoint(spec: EndpointSpec): EndpointClient {
   if (spec.client !== undefined) return { client: spec.client, owned: null };

@@ -11,7 +11,10 @@ import { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type Redis
 import { closeRedisClients, type OwnedClient } from './redis-client';
 import { randomBase, runScript } from './redis-scripts';
 
-/** One Redis server (or a whole Cluster) with its breaker. */
+/**
+ * One Redis server (or a whole Cluster) with its breaker.
+ * @internal
+ */
 export interface L2Node {
   readonly id: string;
   readonly client: RedisLike;
@@ -22,14 +25,20 @@ export interface L2Node {
   connecting: Promise<void> | null;
 }
 
-/** A node for `client`; when the tier created it (`owned`), commands wait for its first connection. */
+/**
+ * A node for `client`; when the tier created it (`owned`), commands wait for its first connection.
+ * @internal
+ */
 export function l2Node(id: string, client: RedisLike, owned: OwnedClient | null, breaker: CircuitBreaker): L2Node {
   const node: L2Node = { id, client, breaker, usable: true, connecting: owned?.connecting ?? null };
   void node.connecting?.then(() => (node.connecting = null));
   return node;
 }
 
-/** How the tier finds servers; one implementation per backend. */
+/**
+ * How the tier finds servers; one implementation per backend.
+ * @internal
+ */
 export interface NodeRouter {
   readonly kind: L2Kind;
   readonly nodes: readonly L2Node[];
@@ -41,7 +50,10 @@ export interface NodeRouter {
   readonly batchesMget: boolean;
 }
 
-/** {@link L2CommonOptions} validated, with defaults applied. */
+/**
+ * {@link L2CommonOptions} validated, with defaults applied.
+ * @internal
+ */
 export interface ResolvedL2Options {
   readonly prefix: string;
   readonly versionTtlMillis: number;
@@ -49,6 +61,7 @@ export interface ResolvedL2Options {
   readonly breaker: CircuitBreakerOptions;
 }
 
+/** @internal */
 export function resolveL2Options(o: L2CommonOptions): ResolvedL2Options {
   const prefix = o.prefix ?? L2_DEFAULTS.prefix;
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new ConfigError('prefix', 'must be a string without `{` or `}` (they are Redis Cluster hash tags)');
@@ -57,6 +70,7 @@ export function resolveL2Options(o: L2CommonOptions): ResolvedL2Options {
   return { prefix, versionTtlMillis, clock: o.clock ?? systemClock, breaker: { ...o.breaker } };
 }
 
+/** @internal */
 export class RedisL2Tier implements L2Tier {
   readonly kind: L2Kind;
   private readonly prefix: string;
@@ -226,7 +240,10 @@ function isScriptOrDataError(e: unknown): boolean {
   return (e as Error)?.name === 'ReplyError' && !String((e as Error).message).startsWith('LOADING');
 }
 
-/** Deletes every key under `prefix` on one server (SCAN + UNLINK, never KEYS). */
+/**
+ * Deletes every key under `prefix` on one server (SCAN + UNLINK, never KEYS).
+ * @internal
+ */
 export async function scanDelete(c: RedisLike, prefix: string): Promise<void> {
   let cursor = '0';
   const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;

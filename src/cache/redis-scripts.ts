@@ -53,7 +53,10 @@ return bump(KEYS[1], ARGV[1], '0')`;
 const sha1 = (s: string): string => createHash('sha1').update(s).digest('hex');
 const SCRIPTS = { FILL, WRITE, INVALIDATE, READ_EPOCH, BUMP_EPOCH } as const;
 
-/** Name of one of the L2 scripts. */
+/**
+ * Name of one of the L2 scripts.
+ * @internal
+ */
 export type ScriptName = keyof typeof SCRIPTS;
 
 const SHAS: Record<ScriptName, string> = {
@@ -64,10 +67,16 @@ const SHAS: Record<ScriptName, string> = {
   BUMP_EPOCH: sha1(BUMP_EPOCH),
 };
 
-/** A random base below 2^50 so INCR stays an exact double for a very long time. */
+/**
+ * A random base below 2^50 so INCR stays an exact double for a very long time.
+ * @internal
+ */
 export const randomBase = (): string => String(randomInt(1, 2 ** 47) * 8);
 
-/** Runs a script by its SHA, sending the source only when the server does not have it cached (NOSCRIPT). */
+/**
+ * Runs a script by its SHA, sending the source only when the server does not have it cached (NOSCRIPT).
+ * @internal
+ */
 export async function runScript(c: RedisLike, name: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
   try {
     return await c.evalsha(SHAS[name], keys.length, ...keys, ...args);

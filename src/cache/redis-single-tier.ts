@@ -29,6 +29,7 @@ export function singleRedisTier(options: SingleRedisTierOptions): L2Tier {
 /**
  * A tier with one client and one breaker: a single server, or a Redis Cluster that ioredis routes
  * itself. MGET is batched only on a single server (a cluster's keys may span slots).
+ * @internal
  */
 export function endpointTier(kind: 'single' | 'cluster', endpoint: EndpointClient, o: ResolvedL2Options): L2Tier {
   let tier: RedisL2Tier | undefined;

@@ -2,6 +2,7 @@
  * One in-flight load per key per process. Callers that ask for a key while its load runs share the
  * same promise. A flight can be marked stale (an invalidation arrived while it ran): its result is
  * still returned to the waiting callers but must not be written to L1.
+ * @internal
  */
 export interface Flight<T> {
   readonly key: string;
@@ -12,6 +13,7 @@ export interface Flight<T> {
   stale: boolean;
 }
 
+/** @internal */
 export class SingleFlight<T> {
   private readonly flights = new Map<string, Flight<T>>();
 
