@@ -21,7 +21,7 @@ export interface CallOutcome {
   readonly latencyMillis: number;
   /** `false` when the call threw, timed out or was classified as a failure. */
   readonly ok: boolean;
-  /** The timeout the call ran under, if any; latency strategies charge failures at least this. */
+  /** The timeout the call ran under, if any (a call that timed out has a latency of at least this). */
   readonly timeoutMillis?: number;
 }
 

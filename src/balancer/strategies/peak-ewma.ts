@@ -18,8 +18,16 @@ export interface PeakEwmaOptions {
    */
   readonly initialLatencyMillis?: number;
   /**
-   * Least latency charged for a failed call, in ms, when the call ran without a timeout; with a
-   * timeout, a failure is charged at least the timeout. Keeps fast errors from attracting traffic.
+   * What a failed call costs, as a multiple of what a call to the healthy instances costs now
+   * (their latency estimate × (calls in flight + 1), averaged): a fast error is charged as a call
+   * this many times slower than the alternatives, whatever their latency, so it does not attract
+   * traffic. A call that failed slower than that is charged its own latency.
+   * @default 4
+   */
+  readonly failurePenaltyFactor?: number;
+  /**
+   * What a failed call costs, in ms, while no other instance has answered successfully (nothing to
+   * scale the penalty by yet).
    * @default 1000
    */
   readonly failurePenaltyMillis?: number;
@@ -34,6 +42,7 @@ export interface PeakEwmaOptions {
 export const PEAK_EWMA_DEFAULTS = Object.freeze({
   decayTimeMillis: 10_000,
   initialLatencyMillis: 30,
+  failurePenaltyFactor: 4,
   failurePenaltyMillis: 1_000,
 });
 
@@ -46,6 +55,8 @@ export interface PeakEwma extends Strategy {
 interface Estimate {
   costMillis: number;
   stampMillis: number;
+  /** Whether the last call finished well (only then does it count as a healthy reference). */
+  lastOk: boolean;
 }
 
 /**
@@ -57,6 +68,10 @@ interface Estimate {
  * instance gets no traffic its estimate decays toward zero, so it is probed again later; while its
  * calls hang, their age keeps it expensive (a blackholed instance stops attracting callers).
  *
+ * A failed call is charged as a call `failurePenaltyFactor` times as costly as a call to the
+ * healthy instances is now, so a backend that fails fast stays unattractive whether the healthy
+ * ones answer in 1 ms or in 300 ms.
+ *
  * Best default for heterogeneous or changing instances: it avoids slow and failing ones.
  */
 export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
@@ -65,44 +80,68 @@ export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
     'initialLatencyMillis',
     options.initialLatencyMillis ?? PEAK_EWMA_DEFAULTS.initialLatencyMillis,
   );
+  const failurePenaltyFactor = requirePositive(
+    'failurePenaltyFactor',
+    options.failurePenaltyFactor ?? PEAK_EWMA_DEFAULTS.failurePenaltyFactor,
+  );
   const failurePenaltyMillis = requireNonNegative(
     'failurePenaltyMillis',
     options.failurePenaltyMillis ?? PEAK_EWMA_DEFAULTS.failurePenaltyMillis,
   );
   const clock = options.clock ?? systemClock;
   const estimates = new Map<string, Estimate>();
+  /** The candidates of the last pick: the alternatives a failure is compared with. */
+  let lastCandidates: readonly BalancedInstance[] = [];
   let start = 0;
 
   const estimateOf = (id: string, now: number): Estimate => {
     let e = estimates.get(id);
     if (e === undefined) {
-      e = { costMillis: initialLatencyMillis, stampMillis: now };
+      e = { costMillis: initialLatencyMillis, stampMillis: now, lastOk: false };
       estimates.set(id, e);
     }
     return e;
   };
   const decayed = (e: Estimate, now: number): number =>
     e.costMillis * Math.exp(-Math.max(0, now - e.stampMillis) / decayTimeMillis);
+  // A call in flight longer than the estimate is already a slower observation: an instance that
+  // stopped answering looks slower every moment instead of decaying toward 0.
+  const costOf = (c: BalancedInstance, now: number): number =>
+    Math.max(decayed(estimateOf(c.id, now), now), c.oldestInflightAgeMillis ?? 0);
+  /** Mean cost of a call to the other instances whose last call went well, or `undefined`. */
+  const healthyCost = (failedId: string, now: number): number | undefined => {
+    let sum = 0;
+    let count = 0;
+    for (const c of lastCandidates) {
+      if (c.id === failedId || estimates.get(c.id)?.lastOk !== true) continue;
+      sum += costOf(c, now) * (c.inflight + 1);
+      count++;
+    }
+    return count === 0 ? undefined : sum / count;
+  };
 
   return {
     name: 'peak-ewma',
     pick(candidates: NonEmptyArray<BalancedInstance>): BalancedInstance {
       const now = clock.monotonicNow();
-      const chosen = lowestScore(candidates, start, (c) => {
-        // A call in flight longer than the estimate is already a slower observation: an instance
-        // that stopped answering looks slower every moment instead of decaying toward 0.
-        const cost = Math.max(decayed(estimateOf(c.id, now), now), c.oldestInflightAgeMillis ?? 0);
-        return (cost * (c.inflight + 1)) / Math.max(c.effectiveWeight, Number.EPSILON);
-      });
+      lastCandidates = candidates;
+      const chosen = lowestScore(
+        candidates,
+        start,
+        (c) => (costOf(c, now) * (c.inflight + 1)) / Math.max(c.effectiveWeight, Number.EPSILON),
+      );
       start = (start + 1) % 0x7fffffff;
       return chosen;
     },
     onComplete(instance: BalancedInstance, outcome: CallOutcome): void {
       const now = clock.monotonicNow();
+      let rtt = outcome.latencyMillis;
+      if (!outcome.ok) {
+        const reference = healthyCost(instance.id, now);
+        rtt = Math.max(rtt, reference === undefined ? failurePenaltyMillis : failurePenaltyFactor * reference);
+      }
       const e = estimateOf(instance.id, now);
-      const rtt = outcome.ok
-        ? outcome.latencyMillis
-        : Math.max(outcome.latencyMillis, outcome.timeoutMillis ?? failurePenaltyMillis);
+      e.lastOk = outcome.ok;
       if (rtt > e.costMillis) {
         e.costMillis = rtt;
       } else {
@@ -113,6 +152,7 @@ export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
     },
     onRemove(instanceId: string): void {
       estimates.delete(instanceId);
+      lastCandidates = lastCandidates.filter((c) => c.id !== instanceId);
     },
     estimateMillis(instanceId: string): number {
       const now = clock.monotonicNow();

@@ -54,18 +54,37 @@ describe('peakEwma', () => {
     expect(s.pick(list(a, b), {}).id).toBe('a');
   });
 
-  it('charges a failure at least the penalty, or the timeout when there was one', () => {
+  it('charges failures failurePenaltyMillis while no other instance has answered well, and a slower failure its own latency', () => {
     const { s, a, b } = setup();
+    s.pick(list(a, b), {});
     s.onComplete?.(a, { latencyMillis: 1, ok: false });
     expect(s.estimateMillis('a')).toBe(1000);
-    s.onComplete?.(b, { latencyMillis: 2, ok: false, timeoutMillis: 5000 });
+    s.onComplete?.(b, { latencyMillis: 5000, ok: false, timeoutMillis: 5000 }); // timed out
     expect(s.estimateMillis('b')).toBe(5000);
+  });
+
+  it('scales the failure penalty with what a call to the healthy instances costs, not a fixed 1 s', () => {
+    const { s, a, b } = setup();
+    s.onComplete?.(b, { latencyMillis: 150, ok: true });
+    b.inflight = 8;
+    s.pick(list(a, b), {});
+    s.onComplete?.(a, { latencyMillis: 0.1, ok: false });
+    expect(s.estimateMillis('a')).toBeCloseTo(4 * 150 * 9, 6); // failurePenaltyFactor × healthy cost × (inflight + 1)
+    expect(s.pick(list(a, b), {}).id).toBe('b'); // 5400 × 1 > 150 × 9
+
+    const fast = setup();
+    fast.s.pick(list(fast.a, fast.b), {});
+    fast.clock.advance(100_000); // the initial 30 ms has decayed away: b's estimate becomes its 2 ms
+    fast.s.onComplete?.(fast.b, { latencyMillis: 2, ok: true });
+    fast.s.onComplete?.(fast.a, { latencyMillis: 0.1, ok: false });
+    expect(fast.s.estimateMillis('a')).toBeCloseTo(4 * 2, 1);
   });
 
   it('validates its options, naming them', () => {
     expect(() => peakEwma({ decayTimeMillis: 0 })).toThrow(ConfigError);
     expect(() => peakEwma({ decayTimeMillis: 0 })).toThrow(/decayTimeMillis/);
     expect(() => peakEwma({ failurePenaltyMillis: -1 })).toThrow(/failurePenaltyMillis/);
+    expect(() => peakEwma({ failurePenaltyFactor: 0 })).toThrow(/failurePenaltyFactor/);
     expect(() => peakEwma({ initialLatencyMillis: Number.NaN })).toThrow(/initialLatencyMillis/);
   });
 });
