@@ -4,7 +4,8 @@
  */
 import { fetch, Headers, type Dispatcher, type RequestInit, type Response } from 'undici';
 import type { Balancer } from '../balancer';
-import { NoInstanceAvailableError } from '../balancer-errors';
+import { NoInstanceAvailableError, RequestTimeoutError } from '../balancer-errors';
+import { onRequestStart } from './http-request-start';
 import { splitCredentials } from './http-credentials';
 import { requireInteger, requireNonNegative } from '../../kernel/validate';
 import { isConnectionError, isIdempotent } from './http-retry';
@@ -60,8 +61,9 @@ function isReplayable(body: RequestInit['body']): boolean {
  * Creates a balanced fetch. The balancer counts a call in flight until its response headers
  * arrive; reading the body is the caller's. An idempotent call with a replayable body is retried on
  * an instance it has not tried yet, at most `maxAttempts` times in all, and only when the
- * connection failed before response headers came back (a response, whatever its status, is never
- * retried; neither is a timeout).
+ * connection failed before response headers came back, or the attempt timed out before the
+ * request was written (still connecting: nothing was sent). A response, whatever its status, is
+ * never retried; neither is a timeout after the request was sent.
  */
 export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetch {
   const maxAttempts = requireInteger('maxAttempts', options.maxAttempts ?? BALANCED_FETCH_DEFAULTS.maxAttempts, 1);
@@ -75,6 +77,7 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
     const tried = new Set<string>();
     let lastError: unknown;
     for (let attempt = 1; ; attempt++) {
+      let sent = false;
       try {
         return await balancer.run(
           (instance, signal) => {
@@ -93,7 +96,7 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
               ...fetchInit,
               ...(headers === undefined ? {} : { headers }),
               signal,
-              ...(dispatcher === undefined ? {} : { dispatcher }),
+              dispatcher: onRequestStart(dispatcher, () => (sent = true)),
             });
           },
           {
@@ -109,7 +112,9 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
         // A retry that finds no instance left reports the connection failure that caused it.
         if (attempt > 1 && error instanceof NoInstanceAvailableError) throw lastError;
         const another = tried.size < balancer.instances().length;
-        if (!(retryable && attempt < maxAttempts && another && isConnectionError(error))) throw error;
+        // A timeout before the request was written (still connecting) sent nothing: like a refused connection.
+        const neverSent = isConnectionError(error) || (error instanceof RequestTimeoutError && !sent);
+        if (!(retryable && attempt < maxAttempts && another && neverSent)) throw error;
         lastError = error;
       }
     }
