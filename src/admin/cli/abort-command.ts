@@ -1,0 +1,19 @@
+import { abortMove } from '../mover/move-control';
+import { moveOutcome, moverOptions } from '../mover/move-command-support';
+import type { CliCommand } from './cli-command';
+
+/** `abort`: roll the open move back (batches already published are finished instead). */
+export const abortCommand: CliCommand = {
+  summary: 'roll an interrupted move back and lift its fences (published batches are finished)',
+  usage: [],
+  options: {},
+  needsCatalog: true,
+  async run(values, context) {
+    const { options, stop } = moverOptions(values, context);
+    try {
+      return moveOutcome(await abortMove(options));
+    } finally {
+      stop();
+    }
+  },
+};

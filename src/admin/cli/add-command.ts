@@ -1,0 +1,27 @@
+import { parseShardArgument } from '../admin-commands';
+import { addShard } from '../mover/mover-operations';
+import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag } from '../mover/move-command-support';
+import { CliUsageError, stringFlag, type CliCommand } from './cli-command';
+
+/** `add`: register a shard and move an equal share of slots (or --slots) to it. */
+export const addCommand: CliCommand = {
+  summary: 'add a shard: check its schema, then move an equal share of slots (or --slots) to it',
+  usage: ['--shard id=primaryUrl[,replicaUrl…]   the new shard', '--slots <ranges>                       slots to give it instead of an equal share (0-99,200)', ...MOVE_USAGE],
+  options: { ...MOVE_FLAGS, shard: { type: 'string' }, slots: { type: 'string' } },
+  needsCatalog: true,
+  async run(values, context) {
+    let shard;
+    try {
+      shard = parseShardArgument(requiredFlag(values, 'shard', 'add'));
+    } catch (error) {
+      throw new CliUsageError((error as Error).message);
+    }
+    const { options, stop } = moverOptions(values, context);
+    const slots = stringFlag(values, 'slots');
+    try {
+      return moveOutcome(await addShard({ ...options, shard, ...(slots === undefined ? {} : { slots }) }));
+    } finally {
+      stop();
+    }
+  },
+};

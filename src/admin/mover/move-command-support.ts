@@ -1,0 +1,76 @@
+/** What the move commands of the CLI share: their flags, turning flags into mover options, and the result text. */
+import { CliUsageError, integerFlag, plural, stringFlag, stringsFlag, type CliContext, type CliOutcome, type CliValues } from '../cli/cli-command';
+import type { MoverOptions } from './mover-session';
+import type { MoveResult } from './move-result';
+import { progressPrinter } from './progress-printer';
+
+/** Flags of add, drain, move, rebalance, resume and abort. */
+export const MOVE_FLAGS = {
+  table: { type: 'string', multiple: true },
+  'dry-run': { type: 'boolean' },
+  'max-rows-per-second': { type: 'string' },
+  'batch-slots': { type: 'string' },
+  'fence-timeout-ms': { type: 'string' },
+} as const;
+
+/** Usage lines of {@link MOVE_FLAGS}. */
+export const MOVE_USAGE: readonly string[] = [
+  '--table name=keyColumn                 a sharded table (once each; remembered in the catalog)',
+  '--dry-run                              print the plan (slots, rows, estimated time), change nothing',
+  '--max-rows-per-second <n>              throttle the copy and the clean-up',
+  '--batch-slots <n>                      largest batch (default 1024 slots)',
+  '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
+];
+
+/** Mover options from flags; progress goes to the context's progress stream. */
+export function moverOptions(values: CliValues, context: CliContext): { options: MoverOptions; stop: () => void } {
+  const tables: Record<string, string> = {};
+  for (const text of stringsFlag(values, 'table')) {
+    const eq = text.indexOf('=');
+    if (eq <= 0 || eq === text.length - 1) throw new CliUsageError(`--table takes name=keyColumn; got ${JSON.stringify(text)}.`);
+    tables[text.slice(0, eq)] = text.slice(eq + 1);
+  }
+  const max = integerFlag(values, 'max-rows-per-second', 1);
+  const batchSlots = integerFlag(values, 'batch-slots', 1);
+  const fence = integerFlag(values, 'fence-timeout-ms', 100);
+  const printer = progressPrinter(context.progress);
+  return {
+    options: {
+      catalog: context.catalog!,
+      ...(Object.keys(tables).length > 0 ? { tables } : {}),
+      dryRun: values['dry-run'] === true,
+      ...(max === undefined ? {} : { maxRowsPerSecond: max }),
+      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }) },
+      onProgress: printer.onProgress,
+    },
+    stop: () => printer.stop(),
+  };
+}
+
+/** A required string flag. */
+export function requiredFlag(values: CliValues, name: string, command: string): string {
+  const v = stringFlag(values, name);
+  if (v === undefined || v === '') throw new CliUsageError(`${command} needs --${name}.`);
+  return v;
+}
+
+/** The CLI outcome of a move result. */
+export function moveOutcome(result: MoveResult): CliOutcome {
+  return { result, text: moveText(result), exitCode: result.ok ? 0 : 1 };
+}
+
+function moveText(r: MoveResult): string {
+  const lines: string[] = [];
+  if (r.plan !== null) {
+    lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, ~${r.plan.estimatedSeconds} s`);
+    for (const b of r.plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);
+    if (r.plan.removeShard !== undefined) lines.push(`  then remove ${r.plan.removeShard}`);
+  }
+  if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
+  else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, versions ${r.versions.join(', ') || 'none'} published, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
+  if (r.error !== null) {
+    lines.push(`${r.error.code}: ${r.error.message}`);
+    if (r.status === 'open') lines.push('The move is open: run `resume` to finish it or `abort` to roll it back.');
+  }
+  return lines.join('\n');
+}
