@@ -1,6 +1,7 @@
 /** The HTTP health probe; beside the HTTP client so the balancer core never loads undici. */
 import { request, type Dispatcher } from 'undici';
 import type { HealthProbe } from '../health-checker';
+import { splitCredentials } from './http-credentials';
 
 /** Options of {@link httpHealthProbe}. */
 export interface HttpHealthProbeOptions {
@@ -18,15 +19,21 @@ export interface HttpHealthProbeOptions {
   readonly dispatcher?: Dispatcher;
 }
 
-/** An HTTP probe: `GET <address><path>`, healthy on a 2xx answer. */
+/**
+ * An HTTP probe: `GET <address><path>`, healthy on a 2xx answer. Credentials in the address
+ * (`http://user:secret@host`) are sent as Basic authorization, as the balanced fetch and the proxy
+ * send them, never in the URL.
+ */
 export function httpHealthProbe(options: HttpHealthProbeOptions = {}): HealthProbe {
   const path = options.path ?? '/health';
   const isHealthyStatus = options.isHealthyStatus ?? ((s: number) => s >= 200 && s < 300);
   return async (instance, signal) => {
     try {
-      const response = await request(new URL(path, instance.address), {
+      const { url, authorization } = splitCredentials(instance.address);
+      const response = await request(new URL(path, url), {
         method: 'GET',
         signal,
+        ...(authorization === undefined ? {} : { headers: { authorization } }),
         ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
       });
       await response.body.dump();
