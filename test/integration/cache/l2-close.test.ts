@@ -94,3 +94,13 @@ it('a cluster tier made from seed nodes ends every node connection on close()', 
   await tier.close();
   expect(await count()).toBe(0);
 });
+
+it('a tier made from a url whose server refuses connections: reads fall through to the loader, close() returns, and later calls fail fast', async () => {
+  // Port 1 on loopback: nothing listens there, so every connection attempt is refused at once.
+  const tier = singleRedisTier({ url: 'redis://127.0.0.1:1', prefix: 'close-down:' });
+  const cache = new TieredCache({ policies: { p: {} }, l2: tier });
+  expect(await cache.getOrLoad('p', 'k', async () => 'from-loader')).toBe('from-loader');
+  expect(cache.stats().policies.p!.l2.errors).toBeGreaterThan(0);
+  await cache.close();
+  await expect(tier.get('p:k')).rejects.toMatchObject({ code: 'E_CACHE_BACKEND_UNAVAILABLE' });
+});
