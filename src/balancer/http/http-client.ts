@@ -85,7 +85,7 @@ export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetc
             // An address may carry credentials (`http://user:secret@host`): they travel as a Basic
             // authorization header (unless the call sets one), never in the URL, so no error
             // message built from the URL can show the password.
-            const { url: origin, authorization } = splitCredentials(instance.address);
+            const { url: origin, authorization } = splitCredentials(instance.address, `instances[${instance.id}].address`);
             let headers = fetchInit.headers;
             if (authorization !== undefined) {
               const merged = new Headers(fetchInit.headers);

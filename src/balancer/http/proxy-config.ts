@@ -13,9 +13,8 @@ import type { OutlierEjectionOptions } from '../outlier-ejection';
 import { listenProxy, type RunningProxy } from './proxy';
 import type { SlowStartOptions } from '../slow-start';
 import { isStrategyName, STRATEGY_FACTORIES, type StrategyName } from '../strategies/strategy-registry';
-import { redactAddress } from '../../kernel/redact';
+import { redactAddress, redactText } from '../../kernel/redact';
 import { ConfigError } from '../../kernel/errors';
-import { redactUrl } from '../../kernel/redact';
 
 /** Health-check settings of the proxy config. */
 export interface ProxyHealthConfig {
@@ -102,14 +101,23 @@ export function parseUpstream(text: string): InstanceSpec {
   const rest = id === undefined ? text : text.slice(eq + 1);
   const hash = rest.lastIndexOf('#');
   const address = hash >= 0 ? rest.slice(0, hash) : rest;
-  const weight = hash >= 0 ? Number(rest.slice(hash + 1)) : undefined;
+  const weightText = hash >= 0 ? rest.slice(hash + 1) : undefined;
+  // Nothing after `#` is ever echoed: it may be the rest of a password (`alice:1234#secret@host`).
+  const shown = redactText(text);
+  if (weightText?.includes('@') === true) {
+    throw new ConfigError(
+      'upstreams',
+      `\`${shown}\` has a \`#\` in its password: write it as %23 (a \`#\` after the URL sets a weight, as in url#3)`,
+    );
+  }
   try {
     new URL(address);
   } catch {
-    throw new ConfigError('upstreams', `\`${redactUrl(text)}\` is not a URL such as http://127.0.0.1:8081`);
+    throw new ConfigError('upstreams', `\`${shown}\` is not a URL such as http://127.0.0.1:8081`);
   }
-  if (weight !== undefined && !(Number.isFinite(weight) && weight > 0)) {
-    throw new ConfigError('upstreams', `weight of \`${redactAddress(address)}\` must be a finite number > 0, got \`${rest.slice(hash + 1)}\``);
+  const weight = weightText === undefined ? undefined : Number(weightText);
+  if (weight !== undefined && !(weightText !== '' && Number.isFinite(weight) && weight > 0)) {
+    throw new ConfigError('upstreams', `weight of \`${redactAddress(address)}\` (after its last \`#\`) must be a finite number > 0`);
   }
   const finalId = id ?? redactAddress(address);
   return weight === undefined ? { id: finalId, address } : { id: finalId, address, weight };

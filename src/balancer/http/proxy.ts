@@ -187,7 +187,7 @@ export function createProxyServer(options: ProxyOptions): Server {
             tried.add(instance.id);
             // Credentials in an upstream address become its Basic authorization (unless the
             // client sent one) and never appear in a URL, an error or a log line.
-            const { url: origin, authorization } = splitCredentials(instance.address);
+            const { url: origin, authorization } = splitCredentials(instance.address, `upstreams[${instance.id}].address`);
             const upstream = await dispatcher.request({
               origin,
               path: target,

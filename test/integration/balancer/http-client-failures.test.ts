@@ -1,5 +1,6 @@
 import { Agent } from 'undici';
-import { Balancer, createBalancedFetch, NoInstanceAvailableError, roundRobin } from '../../../src/balancer';
+import { inspect } from 'node:util';
+import { Balancer, ConfigError, createBalancedFetch, NoInstanceAvailableError, roundRobin } from '../../../src/balancer';
 import { isConnectionError } from '../../../src/balancer/http/http-retry';
 import { startServer, type TestServer } from './http-servers';
 
@@ -91,5 +92,13 @@ describe('balanced fetch: retry rule, aborts and secrets', () => {
     expect(isConnectionError(error)).toBe(true);
     const shown = `${error.message} ${String((error as { cause?: Error }).cause?.message)} ${JSON.stringify(deadWithCreds.stats())}`;
     expect(shown).not.toContain('t0psecret');
+  });
+
+  it('keeps the password out of every field of the error for an address that is not a URL (a port typo)', async () => {
+    const balancer = new Balancer({ strategy: roundRobin(), instances: [{ id: 'typo', address: 'http://app:t0psecret@127.0.0.1:80a' }] });
+    const error = await createBalancedFetch({ balancer, dispatcher: agent })('/x').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('instances[typo].address');
+    expect(`${JSON.stringify(error)} ${inspect(error)} ${JSON.stringify(balancer.stats())}`).not.toContain('t0psecret');
   });
 });

@@ -178,4 +178,24 @@ describe('proxy CLI', () => {
       await upstream.kill();
     }
   });
+
+  it('refuses an upstream with a # in its password without printing the rest of the password', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        join(__dirname, '../../../node_modules/tsx/dist/cli.mjs'),
+        join(__dirname, '../../../src/balancer/http/proxy-cli.ts'),
+        '--listen', '127.0.0.1:0',
+        '--upstream', 'http://alice:1234#secretpw@127.0.0.1:9',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(output).toContain('%23');
+    expect(output).not.toContain('secretpw');
+  });
 });

@@ -22,4 +22,23 @@ describe('proxy config', () => {
     expect(() => parseUpstream('http://10.0.0.3:80#0')).toThrow(/upstreams.*weight/);
     expect(() => parseUpstream('http://10.0.0.3:80#abc')).toThrow(/upstreams.*weight/);
   });
+
+  it('never echoes what follows a # in an upstream: it may be the rest of a password', () => {
+    for (const text of ['http://alice:1234#secretpw@10.0.0.1:80', 'api=http://alice:1234#secretpw@10.0.0.1:80', 'http://alice:1234#secretpw']) {
+      const error = (() => {
+        try {
+          parseUpstream(text);
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      expect(error?.message).toMatch(/upstreams/);
+      expect(`${error?.message} ${JSON.stringify(error)}`).not.toContain('secretpw');
+    }
+    expect(parseUpstream('http://alice:1234%23secretpw@10.0.0.1:8080')).toEqual({
+      id: 'http://alice:***@10.0.0.1:8080',
+      address: 'http://alice:1234%23secretpw@10.0.0.1:8080',
+    });
+  });
 });
