@@ -1,8 +1,13 @@
 import { ConfigError } from '../kernel/errors';
+import { TopologyError } from '../cluster/cluster-errors';
 import { TopologyConflictError } from './admin-errors';
 import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
+import { checkShardServers } from './server-checks';
+import { nameServer, isServerFailure, type ServerClientOptions } from './server-client';
+import { shardMigrationStatus, type MigrationStatus } from './migration-status';
+import { migrateShards, type MigrateShardsOptions, type MigrationTableOptions, type ShardMigrationResultSet } from './shard-migrations';
 
 /** A shard as an operator lists it for `init`. */
 export interface ShardArgument {
@@ -18,6 +23,28 @@ export interface CatalogStatus {
   readonly slotCount: number | null;
   readonly shards: readonly { readonly id: string; readonly primary: string; readonly replicas: readonly string[]; readonly slots: number }[];
   readonly history: readonly PublishedTopology[];
+  /** Each shard's Kysely migrations and whether they drifted; null unless asked for (or no topology). */
+  readonly migrations: MigrationStatus | null;
+}
+
+/** Options of {@link initCatalog}. */
+export interface InitOptions extends ServerClientOptions {
+  /** Slot count of the new cluster. @default 4096 */
+  slotCount?: number;
+  /**
+   * Check every server before publishing: it answers, each primary is not in recovery, each
+   * replica streams WAL from its shard's primary ({@link ServerCheckError} otherwise).
+   * @default true
+   */
+  checkServers?: boolean;
+}
+
+/** Options of {@link catalogStatus}. */
+export interface CatalogStatusOptions extends ServerClientOptions {
+  /** Versions of history to list. @default 5 */
+  historyLimit?: number;
+  /** Also read each shard's Kysely migration table (`true`, or where the table is). @default false */
+  migrations?: boolean | MigrationTableOptions;
 }
 
 /** What `init` did. */
@@ -28,12 +55,23 @@ export interface InitResult {
   readonly slotCount: number;
 }
 
-/** Creates the catalog table and publishes version 1 of a topology over `shards`; refuses a catalog that already has a topology. */
-export async function initCatalog(catalogUrl: string, shards: readonly ShardArgument[], slotCount?: number): Promise<InitResult> {
+/**
+ * Creates the catalog table and publishes version 1 of a topology over `shards`; refuses a
+ * catalog that already has a topology. First it checks the servers (see {@link InitOptions.checkServers}):
+ * nothing is written to the catalog unless every server is what the topology says it is.
+ *
+ * @throws ServerCheckError (`E_INVALID_TOPOLOGY`) listing each server that failed a check.
+ * @throws TopologyConflictError when the catalog already holds a topology.
+ */
+export async function initCatalog(catalogUrl: string, shards: readonly ShardArgument[], options: InitOptions = {}): Promise<InitResult> {
+  const { slotCount } = options;
   const topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primary, replicas: [...s.replicas] })), ...(slotCount === undefined ? {} : { slotCount }) });
+  if (options.checkServers ?? true) await checkShardServers(shards, options);
   const catalog = new TopologyCatalog({ url: catalogUrl });
   try {
-    await catalog.install();
+    await catalog.install().catch((error: unknown) => {
+      throw isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error;
+    });
     return await catalog.withOperatorLock(async () => {
       const existing = await catalog.latest();
       if (existing !== undefined) {
@@ -50,13 +88,21 @@ export async function initCatalog(catalogUrl: string, shards: readonly ShardArgu
   }
 }
 
-/** The catalog's latest topology and recent history, with every URL redacted. */
-export async function catalogStatus(catalogUrl: string, historyLimit = 5): Promise<CatalogStatus> {
+/** The catalog's latest topology and recent history (and, if asked, each shard's migrations), with every URL redacted. */
+export async function catalogStatus(catalogUrl: string, options: CatalogStatusOptions = {}): Promise<CatalogStatus> {
   const catalog = new TopologyCatalog({ url: catalogUrl });
   try {
     // A catalog not installed yet has no topology rather than an error.
-    const latest: Topology | undefined = (await catalog.installed()) ? await catalog.latest() : undefined;
-    const history = latest === undefined ? [] : await catalog.history(historyLimit);
+    const installed = await catalog.installed().catch((error: unknown) => {
+      throw isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error;
+    });
+    const latest: Topology | undefined = installed ? await catalog.latest() : undefined;
+    const history = latest === undefined ? [] : await catalog.history(options.historyLimit ?? 5);
+    const tables = typeof options.migrations === 'object' ? options.migrations : {};
+    const migrations =
+      latest === undefined || options.migrations === undefined || options.migrations === false
+        ? null
+        : await shardMigrationStatus(latest.shards.map((s) => ({ id: s.id, url: s.primary.url })), { ...options, ...tables });
     return Object.freeze({
       catalog: catalog.redactedUrl,
       version: latest?.version ?? null,
@@ -65,9 +111,33 @@ export async function catalogStatus(catalogUrl: string, historyLimit = 5): Promi
         Object.freeze({ id: s.id, primary: s.primary.redactedUrl, replicas: s.replicas.map((r) => r.redactedUrl), slots: latest!.slotsOf(s.id).length }),
       ),
       history,
+      migrations,
     });
   } finally {
     await catalog.close();
+  }
+}
+
+/**
+ * {@link migrateShards} over the shards of the catalog's latest topology, holding the catalog's
+ * operator lock so that no slot move or other operator change runs meanwhile. Never throws: a
+ * catalog that cannot be read, has no topology, or is locked by another operator is reported as
+ * the result's `error`.
+ */
+export async function migrateCatalogShards(catalogUrl: string, options: Omit<MigrateShardsOptions, 'shards'>): Promise<ShardMigrationResultSet> {
+  let catalog: TopologyCatalog | undefined;
+  try {
+    catalog = new TopologyCatalog({ url: catalogUrl });
+    const open = catalog;
+    return await open.withOperatorLock(async () => {
+      const latest = await open.latest();
+      if (latest === undefined) throw new TopologyError('The catalog holds no topology yet: run init first, or give the shards (--shard) instead.');
+      return migrateShards({ ...options, shards: latest });
+    });
+  } catch (error) {
+    return Object.freeze({ error: isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error, shards: Object.freeze([]) });
+  } finally {
+    await catalog?.close();
   }
 }
 

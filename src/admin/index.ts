@@ -7,5 +7,27 @@
 export { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS, type PublishedTopology, type TopologyCatalogOptions, type TopologyWatch } from './topology-catalog';
 export { followCatalog, type TopologyFollower } from './follow-catalog';
 export { fromDocument, toDocument, type TopologyDocument } from './topology-document';
-export { catalogStatus, initCatalog, parseShardArgument, type CatalogStatus, type InitResult, type ShardArgument } from './admin-commands';
-export { TopologyConflictError, OperatorBusyError } from './admin-errors';
+export {
+  catalogStatus,
+  initCatalog,
+  migrateCatalogShards,
+  parseShardArgument,
+  type CatalogStatus,
+  type CatalogStatusOptions,
+  type InitOptions,
+  type InitResult,
+  type ShardArgument,
+} from './admin-commands';
+export {
+  migrateShards,
+  MIGRATE_SHARDS_DEFAULTS,
+  type MigrateShardsOptions,
+  type MigrationTableOptions,
+  type ShardMigrationResult,
+  type ShardMigrationResultSet,
+  type ShardTarget,
+} from './shard-migrations';
+export { shardMigrationStatus, type MigrationStatus, type ShardMigrationStatus } from './migration-status';
+export { checkShardServers, type ShardServers } from './server-checks';
+export { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client';
+export { TopologyConflictError, OperatorBusyError, ServerCheckError, type ServerProblem } from './admin-errors';

@@ -1,11 +1,16 @@
 import { initCatalog, parseShardArgument } from '../admin-commands';
 import { CliUsageError, integerFlag, plural, stringsFlag, type CliCommand } from './cli-command';
 
-/** `init`: create the catalog and publish version 1. */
+/** `init`: check the servers, create the catalog and publish version 1. */
 export const initCommand: CliCommand = {
-  summary: 'create the catalog and publish version 1',
-  usage: ['--shard id=primaryUrl[,replicaUrl…]   (once per shard, in order)', '--slots <n>                            slot count (default 4096)'],
-  options: { shard: { type: 'string', multiple: true }, slots: { type: 'string' } },
+  summary: 'check every server, create the catalog and publish version 1',
+  usage: [
+    '--shard id=primaryUrl[,replicaUrl…]   (once per shard, in order)',
+    '--slots <n>                            slot count (default 4096)',
+    '--skip-checks                          publish without checking that primaries are primaries',
+    '                                       and replicas stream from them',
+  ],
+  options: { shard: { type: 'string', multiple: true }, slots: { type: 'string' }, 'skip-checks': { type: 'boolean' } },
   needsCatalog: true,
   async run(values, context) {
     let shards;
@@ -15,8 +20,8 @@ export const initCommand: CliCommand = {
       throw new CliUsageError((error as Error).message);
     }
     if (shards.length === 0) throw new CliUsageError('init needs at least one --shard id=primaryUrl.');
-    const slots = integerFlag(values, 'slots', 1);
-    const result = await initCatalog(context.catalog!, shards, slots);
+    const slotCount = integerFlag(values, 'slots', 1);
+    const result = await initCatalog(context.catalog!, shards, { ...(slotCount === undefined ? {} : { slotCount }), checkServers: values['skip-checks'] !== true });
     return {
       result,
       text: `Catalog ${result.catalog}: published topology version ${result.version} (${plural(result.shards, 'shard')}, ${plural(result.slotCount, 'slot')}).`,

@@ -1,30 +1,11 @@
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+import { admin, SECRET, withPassword } from './admin-cli-process';
 
 // The CLI runs as operators run it, a separate process; the catalog and shard URLs carry a password
 // (trust authentication ignores it) that must never be printed.
-const repoRoot = resolve(__dirname, '../../..');
-const cli = resolve(repoRoot, 'src/admin/cli/admin-cli.ts');
-const SECRET = 'Sup3rSecret';
 let cluster: TestCluster;
 let catalogUrl: string;
 let shards: readonly TestShardUrls[];
-
-function withPassword(url: string): string {
-  const parsed = new URL(url);
-  parsed.password = SECRET;
-  return parsed.toString();
-}
-
-function admin(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((done) => child.on('exit', (code) => done({ code, stdout, stderr })));
-}
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 2 });
@@ -79,6 +60,7 @@ describe('kysely-scale-admin', () => {
     const unreachable = await admin('status', '--catalog', `postgres://postgres:${SECRET}@127.0.0.1:1/nothing`);
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
+    expect(unreachable.stderr).toContain('catalog postgres://postgres:***@127.0.0.1:1/nothing');
     for (const run of [noCommand, badShard, badSlots, urlAsCommand, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
   }, 60_000);
 

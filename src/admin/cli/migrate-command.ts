@@ -1,0 +1,95 @@
+import { readdirSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { migrateCatalogShards, parseShardArgument } from '../admin-commands';
+import { migrateShards, type ShardMigrationResult, type ShardMigrationResultSet } from '../shard-migrations';
+import { migrationTableFlags, MIGRATION_TABLE_OPTIONS, MIGRATION_TABLE_USAGE } from './migration-flags';
+import { CliUsageError, plural, stringFlag, stringsFlag, type CliCommand } from './cli-command';
+
+/** `migrate`: Kysely migrations on every shard, one shard after another, stopping at the first failure. */
+export const migrateCommand: CliCommand = {
+  summary: 'run Kysely migrations on every shard (one after another; stops at the first failure) and install the slot functions',
+  usage: [
+    '--folder <dir>                         migrations (compiled .js; .ts when run under tsx)',
+    '--to <name>                            migrate up or down to this migration (default: the latest)',
+    '--shard id=primaryUrl                  the shards, in order, instead of --catalog (repeatable)',
+    ...MIGRATION_TABLE_USAGE,
+  ],
+  options: { folder: { type: 'string' }, to: { type: 'string' }, shard: { type: 'string', multiple: true }, ...MIGRATION_TABLE_OPTIONS },
+  needsCatalog: false,
+  async run(values, context) {
+    const folder = stringFlag(values, 'folder');
+    if (folder === undefined) throw new CliUsageError('migrate needs --folder <dir> of migrations.');
+    if (!statSync(folder, { throwIfNoEntry: false })?.isDirectory()) throw new CliUsageError(`--folder ${JSON.stringify(folder)} is not a folder.`);
+    let shards;
+    try {
+      shards = stringsFlag(values, 'shard').map(parseShardArgument);
+    } catch (error) {
+      throw new CliUsageError((error as Error).message);
+    }
+    if (shards.length > 0 && values.catalog !== undefined) throw new CliUsageError('Give --catalog or --shard, not both.');
+    if (shards.length === 0 && context.catalog === undefined) throw new CliUsageError('migrate needs --catalog <url> (or KYSELY_SCALE_CATALOG), or the shards as --shard id=primaryUrl.');
+    const to = stringFlag(values, 'to');
+    const options = {
+      migrationFolder: resolve(folder),
+      ...(to === undefined ? {} : { to }),
+      ...migrationTableFlags(values),
+      onShard: (r: ShardMigrationResult) => context.progress.write(`${shardLine(r)}\n`),
+    };
+    const outcome =
+      shards.length > 0 ? await migrateShards({ ...options, shards: shards.map((s) => ({ id: s.id, url: s.primary })) }) : await migrateCatalogShards(context.catalog!, options);
+    const hint = outcome.error !== undefined && needsTypeScriptLoader(folder, outcome.error) ? TS_HINT : '';
+    return { result: printable(outcome), text: summary(outcome) + hint, exitCode: outcome.error === undefined ? 0 : 1 };
+  },
+};
+
+const TS_HINT =
+  '\nThe folder holds TypeScript migrations: run the command under tsx (npx tsx node_modules/.bin/kysely-scale-admin migrate …), or point --folder at compiled JavaScript.';
+
+function errorText(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(error);
+  return typeof e?.code === 'string' ? `${message} [${e.code}]` : message;
+}
+
+function shardLine(r: ShardMigrationResult): string {
+  const at = r.current === undefined ? 'unknown' : (r.current ?? '(none)');
+  const ran = (r.results ?? []).filter((m) => m.status === 'Success').map((m) => `${m.direction === 'Down' ? 'undid' : 'ran'} ${m.migrationName}`);
+  const failedAt = (r.results ?? []).find((m) => m.status === 'Error')?.migrationName;
+  switch (r.status) {
+    case 'migrated':
+      return `${r.shardId}  migrated  at ${at}${ran.length === 0 ? ' (nothing to do)' : ` (${ran.join(', ')})`}`;
+    case 'failed':
+      return `${r.shardId}  FAILED    at ${at}${failedAt === undefined ? '' : `; migration ${failedAt} failed`}: ${errorText(r.error)}`;
+    case 'skipped':
+      return `${r.shardId}  skipped   at ${at}${r.pending.length === 0 ? '' : `, ${plural(r.pending.length, 'migration')} pending`} (an earlier shard failed)`;
+  }
+}
+
+function summary(outcome: ShardMigrationResultSet): string {
+  if (outcome.shards.length === 0) return `Nothing migrated: ${errorText(outcome.error)}`;
+  const lines = outcome.shards.map(shardLine);
+  const migrated = outcome.shards.filter((s) => s.status === 'migrated').length;
+  lines.push(
+    outcome.failedShard === undefined
+      ? `All ${plural(outcome.shards.length, 'shard')} migrated.`
+      : `Stopped at ${outcome.failedShard}: ${migrated} of ${plural(outcome.shards.length, 'shard')} migrated; fix the cause and run migrate again.`,
+  );
+  return lines.join('\n');
+}
+
+/** The result as JSON can hold it: errors as { message, code }. */
+function printable(outcome: ShardMigrationResultSet): unknown {
+  const error = (e: unknown): unknown => (e === undefined ? undefined : { message: errorText(e).replace(/ \[[^\]]*\]$/, ''), code: (e as { code?: unknown } | null)?.code });
+  return {
+    ok: outcome.error === undefined,
+    failedShard: outcome.failedShard ?? null,
+    error: error(outcome.error) ?? null,
+    shards: outcome.shards.map((s) => ({ ...s, error: error(s.error) ?? null })),
+  };
+}
+
+function needsTypeScriptLoader(folder: string, error: unknown): boolean {
+  const hasTs = readdirSync(folder).some((f) => /\.m?ts$/.test(f) && !/\.d\.m?ts$/.test(f));
+  const { code, name } = (error ?? {}) as { code?: unknown; name?: unknown };
+  return hasTs && (name === 'SyntaxError' || code === 'ERR_UNKNOWN_FILE_EXTENSION');
+}

@@ -1,0 +1,133 @@
+/**
+ * What `init` verifies before it publishes a topology: every listed server answers, each primary
+ * is a primary (not in recovery), and each replica is a standby streaming WAL from the primary it
+ * is listed under. A catalog that names a standby as a primary, or a replica of another shard,
+ * would send writes nowhere and reads to the wrong data.
+ */
+import type { Client } from 'pg';
+import { redactText, redactUrl } from '../kernel/redact';
+import { ServerCheckError, type ServerProblem } from './admin-errors';
+import { withServerClient, type ServerClientOptions } from './server-client';
+
+/** A shard as listed for a check: its primary's and replicas' URLs. */
+export interface ShardServers {
+  readonly id: string;
+  readonly primary: string;
+  readonly replicas: readonly string[];
+}
+
+interface PrimaryFacts {
+  readonly inRecovery: boolean;
+  readonly systemId: string | null;
+  /** `application_name` of each standby streaming from it (pg_stat_replication). */
+  readonly standbys: readonly string[];
+}
+
+interface ReplicaFacts {
+  readonly inRecovery: boolean;
+  readonly systemId: string | null;
+  /** pg_stat_wal_receiver; null when the server runs no WAL receiver. */
+  readonly receiver: { status: string | null; senderHost: string | null; senderPort: number | null; conninfo: string | null } | null;
+}
+
+// pg_control_system() may be refused to roles without pg_monitor; the identifier check is then skipped.
+async function systemId(client: Client): Promise<string | null> {
+  try {
+    const { rows } = await client.query<{ id: string }>('select system_identifier::text as id from pg_control_system()');
+    return rows[0]?.id ?? null;
+  } catch {
+    return null;
+  }
+}
+
+async function primaryFacts(client: Client): Promise<PrimaryFacts> {
+  const { rows } = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+  const standbys = await client.query<{ application_name: string }>("select application_name from pg_stat_replication where state in ('streaming', 'catchup')");
+  return { inRecovery: rows[0]!.in_recovery, systemId: await systemId(client), standbys: standbys.rows.map((r) => r.application_name) };
+}
+
+async function replicaFacts(client: Client): Promise<ReplicaFacts> {
+  const { rows } = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
+  const receiver = await client.query<{ status: string | null; sender_host: string | null; sender_port: number | null; conninfo: string | null }>(
+    'select status, sender_host, sender_port, conninfo from pg_stat_wal_receiver',
+  );
+  const r = receiver.rows[0];
+  return {
+    inRecovery: rows[0]!.in_recovery,
+    systemId: await systemId(client),
+    receiver: r === undefined ? null : { status: r.status, senderHost: r.sender_host, senderPort: r.sender_port, conninfo: r.conninfo },
+  };
+}
+
+function sameAddress(url: string, host: string | null, port: number | null): boolean {
+  if (host === null || port === null) return false;
+  const parsed = new URL(url);
+  const loopback = (h: string): string => (h === 'localhost' || h === '::1' || h === '[::1]' ? '127.0.0.1' : h);
+  return loopback(parsed.hostname) === loopback(host) && Number(parsed.port || 5432) === port;
+}
+
+/** Why `replica` is not a standby of `primary`, or undefined when it is. */
+function replicaProblem(primary: PrimaryFacts, primaryUrl: string, replica: ReplicaFacts): { check: ServerProblem['check']; problem: string } | undefined {
+  if (!replica.inRecovery) return { check: 'not-replica', problem: 'is not in recovery, so it is a primary, not a replica' };
+  const receiver = replica.receiver;
+  if (receiver === null) return { check: 'not-streaming', problem: 'runs no WAL receiver (pg_stat_wal_receiver is empty): it is not streaming from a primary' };
+  if (receiver.status === null) {
+    return { check: 'unverifiable', problem: 'hides its WAL receiver from this role: grant it pg_monitor (or pg_read_all_stats) so the replica can be verified' };
+  }
+  if (receiver.status !== 'streaming') return { check: 'not-streaming', problem: `is not streaming WAL (pg_stat_wal_receiver status "${receiver.status}")` };
+  if (primary.systemId !== null && replica.systemId !== null && primary.systemId !== replica.systemId) {
+    return { check: 'other-primary', problem: `belongs to another cluster (system identifier ${replica.systemId}; the primary's is ${primary.systemId})` };
+  }
+  if (sameAddress(primaryUrl, receiver.senderHost, receiver.senderPort)) return undefined;
+  // Behind a proxy or a container network the sender address differs: match the standby's name instead.
+  const name = /application_name=(\S+)/.exec(receiver.conninfo ?? '')?.[1];
+  if (name !== undefined && primary.standbys.includes(name)) return undefined;
+  const from = receiver.senderHost === null ? 'another server' : `${receiver.senderHost}:${receiver.senderPort ?? '?'}`;
+  return {
+    check: 'other-primary',
+    problem: `streams from ${from}, not from this shard's primary (whose pg_stat_replication lists ${primary.standbys.length === 0 ? 'no standby' : `only ${primary.standbys.join(', ')}`})`,
+  };
+}
+
+/**
+ * Checks every server of `shards` (in parallel) and fails with one {@link ServerCheckError}
+ * listing every problem found, each naming the shard, the role and the server (password redacted).
+ */
+export async function checkShardServers(shards: readonly ShardServers[], options: ServerClientOptions = {}): Promise<void> {
+  const problems: ServerProblem[] = [];
+  const note = (shard: string, role: 'primary' | 'replica', url: string, check: ServerProblem['check'], problem: string): void => {
+    problems.push(Object.freeze({ shard, role, server: redactUrl(url), check, problem: redactText(problem, [url]) }));
+  };
+  await Promise.all(
+    shards.map(async (shard) => {
+      const label = (role: string, url: string): string => `${shard.id} ${role} ${redactUrl(url)}`;
+      let primary: PrimaryFacts;
+      try {
+        primary = await withServerClient(shard.primary, `${shard.id} primary`, primaryFacts, options);
+      } catch (error) {
+        note(shard.id, 'primary', shard.primary, 'unreachable', `does not answer: ${(error as Error).message.replace(`${label('primary', shard.primary)}: `, '')}`);
+        return;
+      }
+      if (primary.inRecovery) note(shard.id, 'primary', shard.primary, 'not-primary', 'is in recovery (a standby): list the server it replicates from as the primary');
+      await Promise.all(
+        shard.replicas.map(async (url) => {
+          let replica: ReplicaFacts;
+          try {
+            replica = await withServerClient(url, `${shard.id} replica`, replicaFacts, options);
+          } catch (error) {
+            note(shard.id, 'replica', url, 'unreachable', `does not answer: ${(error as Error).message.replace(`${label('replica', url)}: `, '')}`);
+            return;
+          }
+          // With a standby listed as the primary, only the replica's own role can still be checked.
+          const found = primary.inRecovery ? (replica.inRecovery ? undefined : replicaProblem(primary, shard.primary, replica)) : replicaProblem(primary, shard.primary, replica);
+          if (found !== undefined) note(shard.id, 'replica', url, found.check, found.problem);
+        }),
+      );
+    }),
+  );
+  if (problems.length > 0) {
+    const order = new Map(shards.map((s, i) => [s.id, i]));
+    problems.sort((a, b) => order.get(a.shard)! - order.get(b.shard)! || (a.role === b.role ? 0 : a.role === 'primary' ? -1 : 1));
+    throw new ServerCheckError(problems);
+  }
+}

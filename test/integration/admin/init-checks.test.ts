@@ -1,0 +1,87 @@
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
+import { catalogStatus, initCatalog } from '../../../src/admin/admin-commands';
+import { ServerCheckError } from '../../../src/admin/admin-errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
+import { admin, SECRET, withPassword } from './admin-cli-process';
+
+// Two shards, each a primary with a real streaming replica: init publishes only a topology whose
+// servers are what it says they are.
+let cluster: TestCluster;
+let shards: readonly TestShardUrls[];
+let catalogDb: string;
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2, replicasPerShard: 1 });
+  shards = await cluster.createDatabase('init_shards');
+  catalogDb = (await cluster.createDatabase('init_catalog'))[0]!.primaryUrl;
+}, 60_000);
+
+afterAll(() => cluster?.stop());
+
+// Refused topologies never reach the catalog, so the refusals may all name this one.
+const UNUSED_CATALOG = 'postgres://postgres@127.0.0.1:1/never_reached';
+
+async function refusal(promise: Promise<unknown>): Promise<ServerCheckError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ServerCheckError);
+  return error as ServerCheckError;
+}
+
+const [s0, s1] = [0, 1];
+
+describe('init checks the servers before it publishes', () => {
+  test('publishes when every primary is a primary and every replica streams from its own primary', async () => {
+    const [{ primaryUrl: catalog }] = (await cluster.createDatabase('init_catalog_ok')) as [TestShardUrls];
+    const result = await initCatalog(catalog, shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })));
+    expect(result).toMatchObject({ version: 1, shards: 2 });
+  });
+
+  test('refuses a standby listed as a primary, a primary listed as a replica and a server that does not answer, naming each, password hidden; nothing published', async () => {
+    const unreachable = `postgres://app:${SECRET}@127.0.0.1:1/app`;
+    const error = await refusal(
+      initCatalog(UNUSED_CATALOG, [
+        { id: 'swapped', primary: shards[s0]!.replicaUrls[0]!, replicas: [shards[s0]!.primaryUrl] },
+        { id: 'gone', primary: unreachable, replicas: [] },
+      ]),
+    );
+    expect(error.code).toBe(ErrorCodes.INVALID_TOPOLOGY);
+    expect(error.problems.map((p) => [p.shard, p.role, p.check])).toEqual([
+      ['swapped', 'primary', 'not-primary'],
+      ['swapped', 'replica', 'not-replica'],
+      ['gone', 'primary', 'unreachable'],
+    ]);
+    expect(error.problems[2]!.server).toBe('postgres://app:***@127.0.0.1:1/app');
+    expect(error.message).toContain(`swapped primary ${shards[s0]!.replicaUrls[0]} is in recovery`);
+    expect(error.message).toContain('gone primary postgres://app:***@127.0.0.1:1/app does not answer: connect ECONNREFUSED');
+    expect(error.message).not.toContain(SECRET);
+    expect(JSON.stringify(error.context)).not.toContain(SECRET);
+  });
+
+  test("refuses a replica that streams from another shard's primary", async () => {
+    const error = await refusal(
+      initCatalog(UNUSED_CATALOG, [{ id: 'mixed', primary: shards[s1]!.primaryUrl, replicas: [shards[s0]!.replicaUrls[0]!] }]),
+    );
+    expect(error.problems).toEqual([
+      expect.objectContaining({ shard: 'mixed', role: 'replica', check: 'other-primary', server: shards[s0]!.replicaUrls[0] }),
+    ]);
+    expect(error.problems[0]!.problem).toMatch(/streams from 127\.0\.0\.1:\d+, not from this shard's primary/);
+  });
+
+  test('the CLI exits 1 with the coded error and publishes nothing; --skip-checks publishes anyway', async () => {
+    const catalog = withPassword(catalogDb);
+    const shardArg = `swapped=${withPassword(shards[s0]!.replicaUrls[0]!)},${withPassword(shards[s0]!.primaryUrl)}`;
+    const refused = await admin('init', '--catalog', catalog, '--shard', shardArg);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^E_INVALID_TOPOLOGY: The topology does not match its servers \(2 problems\); nothing was published/);
+    expect(refused.stderr).toContain('swapped primary postgres://postgres:***@127.0.0.1:');
+    expect(refused.stdout + refused.stderr).not.toContain(SECRET);
+    expect((await catalogStatus(catalogDb)).version).toBeNull();
+
+    const forced = await admin('init', '--catalog', catalog, '--shard', shardArg, '--skip-checks');
+    expect(forced.code).toBe(0);
+    expect((await catalogStatus(catalogDb)).version).toBe(1);
+  }, 60_000);
+});
