@@ -3,7 +3,7 @@ import { ConfigError, ErrorCodes } from '../../kernel/errors';
 import { describeValue, requireFunction, requireInteger, requireKnownKeys, requireNonEmptyString, requireObject, requireOneOf } from '../../kernel/validate';
 import { RoutingError } from '../sharding-errors';
 import { resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from '../../replication/replica-router';
-import type { ShardKeySpec } from '../routing/query-analysis';
+import type { ShardKeySpec } from '../routing/key-constraint';
 import { canonicalIntegerKey, canonicalUuidKey } from '../../cluster/shard-key';
 import type { KeylessPolicy, RoutingRules } from '../routing/route-planner';
 import { SERVER_POOL_DEFAULTS, type PoolLike, type ServerPoolOptions } from '../../cluster/server-pools';
