@@ -6,9 +6,13 @@
  *
  *   KYSELY_SCALE_SHARDS=postgres://postgres@127.0.0.1:5433/postgres,postgres://postgres@127.0.0.1:5435/postgres \
  *   KYSELY_SCALE_REPLICAS=postgres://postgres@127.0.0.1:5434/postgres,postgres://postgres@127.0.0.1:5436/postgres npm run demo
+ *
+ * The demo drops and recreates the tables `users` and `orders`. On a cluster it did not start, it
+ * refuses to when they exist, unless run with `--force` (`npm run demo -- --force`).
  */
 import { Kysely, sql, type Generated } from 'kysely';
-import { ShardedDialect, createTopology, withShard, CrossShardTransactionError, redactUrl, type Topology } from '../src';
+import { Client } from 'pg';
+import { ShardedDialect, createTopology, withShard, CrossShardTransactionError, redactText, redactUrl, type Topology } from '../src';
 import { startTestCluster, type TestCluster } from '../src/testing';
 
 interface DB {
@@ -29,8 +33,46 @@ async function shardUrls(): Promise<{ urls: string[]; replicaUrls: string[]; clu
   return { urls: shards.map((s) => s.primaryUrl), replicaUrls: shards.map((s) => s.replicaUrls[0]!), cluster };
 }
 
+const DEMO_TABLES = ['users', 'orders'];
+
+/** The demo's tables that already exist on `urls`, as `shard (url): table, …` lines. */
+async function existingTables(urls: readonly string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const [i, url] of urls.entries()) {
+    const client = new Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ name: string }>('select t as name from unnest($1::text[]) t where to_regclass(t) is not null', [DEMO_TABLES]);
+      if (rows.length > 0) found.push(`shard${i} (${redactUrl(url)}): ${rows.map((r) => r.name).join(', ')}`);
+    } catch (error) {
+      throw new Error(`shard${i} ${redactUrl(url)} does not answer: ${redactText((error as Error).message, [url])}`);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  return found;
+}
+
 async function main(): Promise<void> {
+  const force = process.argv.slice(2).includes('--force');
+  const unknown = process.argv.slice(2).filter((a) => a !== '--force');
+  if (unknown.length > 0) throw new Error(`unknown argument ${JSON.stringify(redactText(unknown[0]!))}; the demo takes only --force`);
   const { urls, replicaUrls, cluster } = await shardUrls();
+  if (cluster === undefined && !force) {
+    const existing = await existingTables(urls);
+    if (existing.length > 0) {
+      console.error(
+        [
+          'The demo drops and recreates the tables users and orders, and these shards (from KYSELY_SCALE_SHARDS, a cluster the demo did not start) already have some:',
+          ...existing.map((line) => `  ${line}`),
+          'Nothing was changed. Run `npm run demo -- --force` to drop them, or unset KYSELY_SCALE_SHARDS to let the demo start a cluster of its own.',
+        ].join('\n'),
+      );
+      process.exitCode = 2;
+      return;
+    }
+  }
   const topology = createTopology({ shards: urls.map((primary, i) => ({ id: `shard${i}`, primary, replicas: replicaUrls[i] === undefined ? [] : [replicaUrls[i]!] })) });
   for (const shard of topology.shards) {
     console.log(`  ${shard.id}: ${shard.primary.redactedUrl} (+${shard.replicas.length} replica), ${topology.slotsOf(shard.id).length} slots`);
@@ -121,6 +163,6 @@ async function tour(db: Kysely<DB>, dialect: ShardedDialect, topology: Topology)
 
 main().catch((error: unknown) => {
   const message = error instanceof Error ? error.message : String(error);
-  console.error(`demo failed: ${redactUrl(message)}`);
+  console.error(`demo failed: ${redactText(message)}`);
   process.exit(1);
 });

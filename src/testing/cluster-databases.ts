@@ -1,5 +1,7 @@
+import { isConnectionFailure } from '../cluster/connection-failure';
 import { ConfigError } from '../kernel/errors';
-import { deadlineIn, pollUntil } from './cluster-wait';
+import { redactText, redactUrl } from '../kernel/redact';
+import { deadlineIn, pollUntil, testClusterError } from './cluster-wait';
 import { withPgClient, type PgAddress } from './pg-probe';
 import type { TestServer, TestShard, TestShardUrls } from './test-cluster-types';
 
@@ -48,6 +50,16 @@ export async function createDatabaseOnShards(
         await client.query(`CREATE DATABASE "${name}"`);
         const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
         return rows[0]?.lsn ?? '0/0';
+      }).catch((error: unknown) => {
+        // A server that cannot be reached is named; PostgreSQL's own errors (42P04, …) pass unchanged.
+        if (!isConnectionFailure(error)) throw error;
+        const server = redactUrl(shard.primary.url);
+        const message = redactText(String((error as { message?: unknown }).message ?? error), [shard.primary.url]);
+        throw testClusterError(
+          `createDatabase(${JSON.stringify(name)}): the primary of ${shard.id} (${server}) does not answer: ${message}${shard.primary.running ? '' : ' (it was stopped: start() it first)'}`,
+          { shard: shard.id, server },
+          error,
+        );
       });
       const deadline = deadlineIn(replayTimeoutMillis);
       await Promise.all(

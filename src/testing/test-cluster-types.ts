@@ -101,7 +101,8 @@ export interface TestCluster {
    * Creates a database named `name` on every primary (replicas receive it by streaming replication
    * and the promise resolves only once every running replica has it) and returns the shards' URLs pointing at it.
    * Lets test files share one cluster without sharing tables. Names are lower-case letters, digits and `_`;
-   * an existing name fails with PostgreSQL's own error (SQLSTATE 42P04).
+   * an existing name fails with PostgreSQL's own error (SQLSTATE 42P04); a primary that does not
+   * answer fails with `E_TEST_CLUSTER` naming the shard and the server.
    */
   createDatabase(name: string): Promise<readonly TestShardUrls[]>;
   /** Stops every server and removes their temporary folders. Safe to call twice. */
