@@ -7,6 +7,7 @@ import { systemClock, type Clock } from '../kernel/clock';
 import type { BalancerStats } from './balancer-stats';
 import { requireInteger, requireNonNegative, requirePercent } from '../kernel/validate';
 import { ConfigError } from '../kernel/errors';
+import { requireOptions } from './balancer-option-checks';
 
 /** Options of {@link AutoscalingAdvisor}. */
 export interface AutoscalingAdvisorOptions {
@@ -65,6 +66,22 @@ export interface ScalingAdvice {
   readonly reasons: readonly string[];
 }
 
+const AUTOSCALING_ADVISOR_OPTIONS_KEYS: Readonly<Record<keyof AutoscalingAdvisorOptions, true>> = {
+  highLatencyMillis: true,
+  lowLatencyMillis: true,
+  highInflight: true,
+  lowInflight: true,
+  highCpuPercent: true,
+  lowCpuPercent: true,
+  scaleUpStep: true,
+  scaleDownStep: true,
+  minInstances: true,
+  maxInstances: true,
+  scaleUpCooldownMillis: true,
+  scaleDownCooldownMillis: true,
+  clock: true,
+};
+
 /** Turns statistics into scaling advice, remembering its last advice for the cooldowns. */
 export class AutoscalingAdvisor {
   readonly #o: Readonly<Omit<Required<AutoscalingAdvisorOptions>, 'clock'>>;
@@ -72,6 +89,7 @@ export class AutoscalingAdvisor {
   #lastScalingMillis = -Infinity;
 
   constructor(options: AutoscalingAdvisorOptions = {}) {
+    requireOptions('', options, AUTOSCALING_ADVISOR_OPTIONS_KEYS);
     const { clock, ...rest } = options;
     const o = { ...AUTOSCALING_ADVISOR_DEFAULTS, ...rest };
     for (const key of ['highLatencyMillis', 'lowLatencyMillis', 'highInflight', 'lowInflight', 'scaleUpCooldownMillis', 'scaleDownCooldownMillis'] as const) {

@@ -4,6 +4,7 @@
  */
 import { systemClock, type Clock } from '../kernel/clock';
 import { TypedEmitter } from '../kernel/typed-emitter';
+import { requireOptions } from './balancer-option-checks';
 import type { BalancerStats } from './balancer-stats';
 import { requireNonNegative, requirePositive } from '../kernel/validate';
 
@@ -51,6 +52,14 @@ interface Condition {
   readonly message: string;
 }
 
+const ALERT_MONITOR_OPTIONS_KEYS: Readonly<Record<keyof AlertMonitorOptions, true>> = {
+  highLatencyMillis: true,
+  loadImbalanceRatio: true,
+  minRequestsForImbalance: true,
+  intervalMillis: true,
+  clock: true,
+};
+
 /** Watches a balancer's statistics and emits `alert` events. */
 export class AlertMonitor extends TypedEmitter<{ alert: Alert }> {
   readonly #source: { stats(): BalancerStats };
@@ -62,6 +71,7 @@ export class AlertMonitor extends TypedEmitter<{ alert: Alert }> {
 
   constructor(source: { stats(): BalancerStats }, options: AlertMonitorOptions = {}) {
     super();
+    requireOptions('', options, ALERT_MONITOR_OPTIONS_KEYS);
     const { clock, ...rest } = options;
     const o = { ...ALERT_MONITOR_DEFAULTS, ...rest };
     requireNonNegative('highLatencyMillis', o.highLatencyMillis);

@@ -5,6 +5,7 @@
 import type { Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 import { requireNonNegative, requirePositive, requireRatio } from '../kernel/validate';
+import { requireOptions } from './balancer-option-checks';
 import type { InstanceMetadata, InstanceSpec } from './balancer-instance';
 import type { Strategy } from './balancer-strategy';
 import type { OutlierEjectionOptions } from './outlier-ejection';
@@ -65,8 +66,42 @@ export const BALANCER_DEFAULTS = Object.freeze({
   latencyDecayTimeMillis: 10_000,
 });
 
+/** Every key of {@link BalancerOptions}: a new option without an entry here does not compile. */
+const BALANCER_OPTION_KEYS: Readonly<Record<keyof BalancerOptions, true>> = {
+  strategy: true,
+  instances: true,
+  clock: true,
+  timeoutMillis: true,
+  outlierEjection: true,
+  slowStart: true,
+  panicThresholdPercent: true,
+  latencyDecayTimeMillis: true,
+};
+
+const SPEC_KEYS: Readonly<Record<keyof InstanceSpec, true>> = { id: true, address: true, weight: true, metadata: true };
+
+const METADATA_KEYS: Readonly<Record<keyof InstanceMetadata, true>> = {
+  costPerHour: true,
+  capacity: true,
+  cpuUsageRatio: true,
+  memoryUsageRatio: true,
+  gpuUsageRatio: true,
+  capabilities: true,
+  labels: true,
+};
+
+/** @internal Checks the options bag of a balancer: an object with known keys and a list of instances. */
+export function checkBalancerOptions(options: BalancerOptions | undefined): BalancerOptions {
+  const o = requireOptions('', options, BALANCER_OPTION_KEYS);
+  if (o.instances !== undefined && !Array.isArray(o.instances)) {
+    throw new ConfigError('instances', `must be an array of instance specs, got ${o.instances === null ? 'null' : typeof o.instances}`);
+  }
+  return o;
+}
+
 /** @internal Validates instance metadata (a spec's, or a usage report), naming the field. */
 export function validateMetadata(where: string, metadata: Partial<InstanceMetadata>): void {
+  requireOptions(where, metadata, METADATA_KEYS);
   if (metadata.capacity !== undefined) requirePositive(`${where}.capacity`, metadata.capacity);
   if (metadata.costPerHour !== undefined) requireNonNegative(`${where}.costPerHour`, metadata.costPerHour);
   for (const field of ['cpuUsageRatio', 'memoryUsageRatio', 'gpuUsageRatio'] as const) {
@@ -77,7 +112,9 @@ export function validateMetadata(where: string, metadata: Partial<InstanceMetada
 
 /** @internal Validates an instance spec, naming the field. */
 export function validateSpec(spec: InstanceSpec): void {
+  if (spec === null || typeof spec !== 'object') throw new ConfigError('instances[]', `must be an object { id, address }, got ${spec === null ? 'null' : typeof spec}`);
   if (typeof spec.id !== 'string' || spec.id === '') throw new ConfigError('instances[].id', 'must be a non-empty string');
+  requireOptions(`instances[${spec.id}]`, spec, SPEC_KEYS);
   if (typeof spec.address !== 'string') throw new ConfigError('instances[].address', 'must be a string', { id: spec.id });
   if (spec.weight !== undefined) requirePositive(`instances[${spec.id}].weight`, spec.weight);
   if (spec.metadata !== undefined) validateMetadata(`instances[${spec.id}].metadata`, spec.metadata);

@@ -12,7 +12,8 @@ import type { BalancerStats, InstanceStats } from './balancer-stats';
 export { BALANCER_DEFAULTS, type BalancerOptions } from './balancer-options';
 import type { PickRequest, Strategy } from './balancer-strategy';
 import { requireNonNegative, requirePercent, requirePositive } from '../kernel/validate';
-import { BALANCER_DEFAULTS, validateMetadata, validateSpec, type BalancerOptions } from './balancer-options';
+import { BALANCER_DEFAULTS, checkBalancerOptions, validateMetadata, validateSpec, type BalancerOptions } from './balancer-options';
+import { requireClock, requireStrategy } from './balancer-option-checks';
 import { InstanceRecord } from './balancer-record';
 import { OutlierEjector } from './outlier-ejection';
 import { SlowStart } from './slow-start';
@@ -81,10 +82,11 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   #panic = false;
   #noInstanceErrors = 0;
 
-  constructor(options: BalancerOptions = {}) {
+  constructor(balancerOptions: BalancerOptions = {}) {
     super();
-    this.clock = options.clock ?? systemClock;
-    this.strategy = options.strategy ?? peakEwma({ clock: this.clock });
+    const options = checkBalancerOptions(balancerOptions);
+    this.clock = options.clock === undefined ? systemClock : requireClock('clock', options.clock);
+    this.strategy = options.strategy === undefined ? peakEwma({ clock: this.clock }) : requireStrategy('strategy', options.strategy);
     this.#timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? BALANCER_DEFAULTS.timeoutMillis);
     this.#ejector = options.outlierEjection === false ? undefined : new OutlierEjector(options.outlierEjection ?? {});
     this.#slowStart = options.slowStart === false ? undefined : new SlowStart(options.slowStart ?? {});

@@ -8,6 +8,7 @@ import { TypedEmitter } from '../kernel/typed-emitter';
 import type { BalancedInstance } from './balancer-instance';
 import { requireInteger, requirePositive } from '../kernel/validate';
 import { ConfigError } from '../kernel/errors';
+import { requireClock, requireOptions } from './balancer-option-checks';
 
 /** Answers whether an instance is healthy; should honour `signal` (aborted at the timeout). */
 export type HealthProbe = (instance: BalancedInstance, signal: AbortSignal) => Promise<boolean>;
@@ -56,6 +57,15 @@ export interface HealthCheckOptions {
 /** Defaults of {@link HealthCheckOptions}. */
 export const HEALTH_CHECK_DEFAULTS = Object.freeze({ intervalMillis: 2_000, timeoutMillis: 1_000, rise: 2, fall: 3 });
 
+const HEALTH_CHECK_OPTIONS_KEYS: Readonly<Record<keyof HealthCheckOptions, true>> = {
+  intervalMillis: true,
+  timeoutMillis: true,
+  rise: true,
+  fall: true,
+  probe: true,
+  clock: true,
+};
+
 /** Health state of one instance as the checker sees it. */
 export interface HealthState {
   readonly healthy: boolean;
@@ -94,6 +104,10 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
 
   constructor(target: HealthTarget, options: HealthCheckOptions) {
     super();
+    requireOptions('', options, HEALTH_CHECK_OPTIONS_KEYS);
+    for (const method of ['instances', 'isHealthy', 'setHealth'] as const) {
+      if (typeof target?.[method] !== 'function') throw new ConfigError('target', `must be a balancer (or a HealthTarget with instances(), isHealthy(), setHealth()); it has no ${method}()`);
+    }
     this.#target = target;
     this.#intervalMillis = requirePositive('intervalMillis', options.intervalMillis ?? HEALTH_CHECK_DEFAULTS.intervalMillis);
     this.#timeoutMillis = requirePositive('timeoutMillis', options.timeoutMillis ?? HEALTH_CHECK_DEFAULTS.timeoutMillis);
@@ -101,7 +115,7 @@ export class HealthChecker extends TypedEmitter<HealthCheckerEventMap> {
     this.#fall = requireInteger('fall', options.fall ?? HEALTH_CHECK_DEFAULTS.fall, 1);
     if (typeof options?.probe !== 'function') throw new ConfigError('probe', 'must be a function (instance, signal) => Promise<boolean>, e.g. httpHealthProbe()');
     this.#probe = options.probe;
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock === undefined ? systemClock : requireClock('clock', options.clock);
   }
 
   /** Checks every instance now, then every `intervalMillis` until `stop()`. */

@@ -4,6 +4,7 @@
  */
 import { requireInteger, requirePercent, requirePositive } from '../kernel/validate';
 import { ConfigError } from '../kernel/errors';
+import { requireOptions } from './balancer-option-checks';
 
 /** Options of outlier ejection. */
 export interface OutlierEjectionOptions {
@@ -38,6 +39,13 @@ export const OUTLIER_EJECTION_DEFAULTS = Object.freeze({
   maxEjectedPercent: 10,
 });
 
+const OUTLIER_EJECTION_KEYS: Readonly<Record<keyof OutlierEjectionOptions, true>> = {
+  consecutiveFailures: true,
+  baseEjectionTimeMillis: true,
+  maxEjectionTimeMillis: true,
+  maxEjectedPercent: true,
+};
+
 interface EjectionState {
   consecutiveFailures: number;
   /** Recent ejections; decays by one per base ejection time spent un-ejected. */
@@ -59,7 +67,7 @@ export class OutlierEjector {
   readonly #states = new Map<string, EjectionState>();
 
   constructor(options: OutlierEjectionOptions = {}) {
-    const o = { ...OUTLIER_EJECTION_DEFAULTS, ...options };
+    const o = { ...OUTLIER_EJECTION_DEFAULTS, ...requireOptions('outlierEjection', options, OUTLIER_EJECTION_KEYS) };
     requireInteger('outlierEjection.consecutiveFailures', o.consecutiveFailures, 1);
     requirePositive('outlierEjection.baseEjectionTimeMillis', o.baseEjectionTimeMillis);
     requirePositive('outlierEjection.maxEjectionTimeMillis', o.maxEjectionTimeMillis);

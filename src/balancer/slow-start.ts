@@ -3,6 +3,7 @@
  * cold cache or JIT is not flooded at once (Envoy's slow start, HAProxy's `slowstart`).
  */
 import { requireNonNegative, requirePercent, requirePositive } from '../kernel/validate';
+import { requireOptions } from './balancer-option-checks';
 
 /** Options of slow start. */
 export interface SlowStartOptions {
@@ -27,6 +28,8 @@ export interface SlowStartOptions {
 /** Defaults of {@link SlowStartOptions}. */
 export const SLOW_START_DEFAULTS = Object.freeze({ windowMillis: 10_000, aggression: 1, minWeightPercent: 10 });
 
+const SLOW_START_KEYS: Readonly<Record<keyof SlowStartOptions, true>> = { windowMillis: true, aggression: true, minWeightPercent: true };
+
 /** @internal Validated slow-start settings and the weight factor they give. */
 export class SlowStart {
   readonly #windowMillis: number;
@@ -34,7 +37,7 @@ export class SlowStart {
   readonly #minFactor: number;
 
   constructor(options: SlowStartOptions = {}) {
-    const o = { ...SLOW_START_DEFAULTS, ...options };
+    const o = { ...SLOW_START_DEFAULTS, ...requireOptions('slowStart', options, SLOW_START_KEYS) };
     this.#windowMillis = requireNonNegative('slowStart.windowMillis', o.windowMillis);
     this.#aggression = requirePositive('slowStart.aggression', o.aggression);
     this.#minFactor = requirePercent('slowStart.minWeightPercent', o.minWeightPercent) / 100;

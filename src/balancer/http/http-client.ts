@@ -4,10 +4,12 @@
  */
 import { fetch, Headers, type Dispatcher, type RequestInit, type Response } from 'undici';
 import type { Balancer } from '../balancer';
+import { requireOptions } from '../balancer-option-checks';
+import { ConfigError } from '../../kernel/errors';
 import { NoInstanceAvailableError, RequestTimeoutError } from '../balancer-errors';
 import { onRequestStart } from './http-request-start';
 import { splitCredentials } from './http-credentials';
-import { requireInteger, requireNonNegative } from '../../kernel/validate';
+import { describeValue, requireInteger, requireNonNegative } from '../../kernel/validate';
 import { isConnectionError, isIdempotent } from './http-retry';
 
 /** Options of {@link createBalancedFetch}. */
@@ -36,6 +38,14 @@ export interface BalancedFetchOptions {
 
 /** Defaults of {@link BalancedFetchOptions}. */
 export const BALANCED_FETCH_DEFAULTS = Object.freeze({ maxAttempts: 3, timeoutMillis: 0 });
+
+const BALANCED_FETCH_OPTIONS_KEYS: Readonly<Record<keyof BalancedFetchOptions, true>> = {
+  balancer: true,
+  maxAttempts: true,
+  timeoutMillis: true,
+  isFailureStatus: true,
+  dispatcher: true,
+};
 
 /** `fetch` init plus an affinity key for consistent hashing. */
 export interface BalancedRequestInit extends RequestInit {
@@ -66,6 +76,8 @@ function isReplayable(body: RequestInit['body']): boolean {
  * never retried; neither is a timeout after the request was sent.
  */
 export function createBalancedFetch(options: BalancedFetchOptions): BalancedFetch {
+  requireOptions('', options, BALANCED_FETCH_OPTIONS_KEYS);
+  if (typeof options.balancer?.run !== 'function') throw new ConfigError('balancer', `must be a Balancer, got ${describeValue(options.balancer)}`);
   const maxAttempts = requireInteger('maxAttempts', options.maxAttempts ?? BALANCED_FETCH_DEFAULTS.maxAttempts, 1);
   const timeoutMillis = requireNonNegative('timeoutMillis', options.timeoutMillis ?? BALANCED_FETCH_DEFAULTS.timeoutMillis);
   const isFailureStatus = options.isFailureStatus ?? ((status: number) => status >= 500);

@@ -2,6 +2,7 @@
 import { request, type Dispatcher } from 'undici';
 import type { HealthProbe } from '../health-checker';
 import { splitCredentials } from './http-credentials';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link httpHealthProbe}. */
 export interface HttpHealthProbeOptions {
@@ -19,12 +20,15 @@ export interface HttpHealthProbeOptions {
   readonly dispatcher?: Dispatcher;
 }
 
+const HTTP_HEALTH_PROBE_OPTIONS_KEYS: Readonly<Record<keyof HttpHealthProbeOptions, true>> = { path: true, isHealthyStatus: true, dispatcher: true };
+
 /**
  * An HTTP probe: `GET <address><path>`, healthy on a 2xx answer. Credentials in the address
  * (`http://user:secret@host`) are sent as Basic authorization, as the balanced fetch and the proxy
  * send them, never in the URL.
  */
 export function httpHealthProbe(options: HttpHealthProbeOptions = {}): HealthProbe {
+  requireOptions('', options, HTTP_HEALTH_PROBE_OPTIONS_KEYS);
   const path = options.path ?? '/health';
   const isHealthyStatus = options.isHealthyStatus ?? ((s: number) => s >= 200 && s < 300);
   return async (instance, signal) => {

@@ -8,10 +8,12 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Agent, type Dispatcher } from 'undici';
 import type { Balancer } from '../balancer';
+import { requireOptions } from '../balancer-option-checks';
+import { ConfigError } from '../../kernel/errors';
 import { NoInstanceAvailableError, RequestTimeoutError } from '../balancer-errors';
 import { redactText } from '../../kernel/redact';
 import { splitCredentials } from './http-credentials';
-import { requireInteger, requirePositive } from '../../kernel/validate';
+import { describeValue, requireInteger, requirePositive } from '../../kernel/validate';
 import { isConnectionError, isIdempotent } from './http-retry';
 import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from '../prometheus-exposition';
 
@@ -70,6 +72,18 @@ export const PROXY_DEFAULTS = Object.freeze({
   bodyTimeoutMillis: 30_000,
   affinityHeader: 'x-affinity-key',
 });
+
+const PROXY_OPTIONS_KEYS: Readonly<Record<keyof ProxyOptions, true>> = {
+  balancer: true,
+  maxAttempts: true,
+  statsPath: true,
+  metricsPath: true,
+  headersTimeoutMillis: true,
+  bodyTimeoutMillis: true,
+  affinityHeader: true,
+  isFailureStatus: true,
+  dispatcher: true,
+};
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus those undici sets itself; every `proxy-*` header
@@ -132,6 +146,8 @@ function isTimeout(error: unknown): boolean {
 
 /** Creates the proxy's HTTP server (not yet listening). Closing it does not close the balancer. */
 export function createProxyServer(options: ProxyOptions): Server {
+  requireOptions('', options, PROXY_OPTIONS_KEYS);
+  if (typeof options.balancer?.run !== 'function') throw new ConfigError('balancer', `must be a Balancer, got ${describeValue(options.balancer)}`);
   const o = { ...PROXY_DEFAULTS, ...options };
   requireInteger('maxAttempts', o.maxAttempts, 1);
   requirePositive('headersTimeoutMillis', o.headersTimeoutMillis);
@@ -244,7 +260,8 @@ export interface RunningProxy {
 
 /** Creates the proxy and listens on `host:port` (port 0 picks a free one). */
 export async function listenProxy(options: ProxyOptions & { readonly host?: string; readonly port?: number }): Promise<RunningProxy> {
-  const server = createProxyServer(options);
+  const { host: _host, port: _port, ...proxyOptions } = options;
+  const server = createProxyServer(proxyOptions);
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

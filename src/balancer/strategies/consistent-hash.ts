@@ -5,6 +5,7 @@ import { requireInteger, requirePositive } from '../../kernel/validate';
 import { murmur3 } from '../../kernel/murmur3';
 import { ConfigError } from '../../kernel/errors';
 import { HashRing } from '../../kernel/hash-ring';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link consistentHash}. */
 export interface ConsistentHashOptions {
@@ -36,12 +37,15 @@ interface Ring {
   readonly ring: HashRing;
 }
 
+const CONSISTENT_HASH_OPTIONS_KEYS: Readonly<Record<keyof ConsistentHashOptions, true>> = { virtualNodesPerWeight: true, loadFactor: true, random: true };
+
 /**
  * Consistent hashing of a request key (client IP, user id) onto a MurmurHash3 ring with bounded
  * load. The same key keeps reaching the same instance (cache affinity) while instances come and go,
  * moving only about 1/n of keys, and a hot key cannot overload one instance.
  */
 export function consistentHash(options: ConsistentHashOptions = {}): Strategy {
+  requireOptions('', options, CONSISTENT_HASH_OPTIONS_KEYS);
   const vnodes = requireInteger(
     'virtualNodesPerWeight',
     options.virtualNodesPerWeight ?? CONSISTENT_HASH_DEFAULTS.virtualNodesPerWeight,

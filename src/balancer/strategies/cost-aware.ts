@@ -4,6 +4,7 @@ import { BudgetExceededError } from '../balancer-errors';
 import type { PickRequest, Strategy } from '../balancer-strategy';
 import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link costAware}. */
 export interface CostAwareOptions {
@@ -24,6 +25,8 @@ export interface CostAwareOptions {
 /** Defaults of {@link CostAwareOptions}. */
 export const COST_AWARE_DEFAULTS = Object.freeze({ maxCostPerRequest: Infinity, initialDurationMillis: 100 });
 
+const COST_AWARE_OPTIONS_KEYS: Readonly<Record<keyof CostAwareOptions, true>> = { maxCostPerRequest: true, initialDurationMillis: true };
+
 /**
  * Cost-aware picking (the original design's "performance per cost"): the expected duration of a
  * call is the instance's mean latency inflated by its load (`× (1 + inflight / capacity)`), its
@@ -34,6 +37,7 @@ export const COST_AWARE_DEFAULTS = Object.freeze({ maxCostPerRequest: Infinity, 
  * Use it for batch work on instances with different prices (spot vs on-demand, GPU tiers).
  */
 export function costAware(options: CostAwareOptions = {}): Strategy {
+  requireOptions('', options, COST_AWARE_OPTIONS_KEYS);
   const defaultBudget = options.maxCostPerRequest ?? COST_AWARE_DEFAULTS.maxCostPerRequest;
   if (defaultBudget !== Infinity) requireNonNegative('maxCostPerRequest', defaultBudget);
   const initialDurationMillis = requirePositive(

@@ -1,11 +1,13 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { systemClock, type Clock } from '../../kernel/clock';
 import type { CallOutcome, PickRequest, Strategy } from '../balancer-strategy';
-import { requireNonNegative } from '../../kernel/validate';
+import { describeValue, requireFunction, requireNonNegative } from '../../kernel/validate';
+import { ConfigError } from '../../kernel/errors';
 import { costAware } from './cost-aware';
 import { loadAdjustedLatency } from './load-adjusted-latency';
 import { peakEwma } from './peak-ewma';
 import { resourceAware } from './resource-aware';
+import { requireOptions, requireStrategy } from '../balancer-option-checks';
 
 /** Figures a dynamic selector's rules look at, computed from the current candidates. */
 export interface SelectorMetrics {
@@ -89,13 +91,28 @@ export function selectorMetrics(
   };
 }
 
+const DYNAMIC_SELECTOR_OPTIONS_KEYS: Readonly<Record<keyof DynamicSelectorOptions, true>> = {
+  rules: true,
+  fallback: true,
+  budgetUtilizationRatio: true,
+  evaluationIntervalMillis: true,
+  clock: true,
+  onSwitch: true,
+};
+
 /**
  * Switches strategy from current metrics (the original design's dynamic balancer). Every strategy
  * keeps learning from every outcome, so the one switched to is warm.
  */
 export function dynamicSelector(options: DynamicSelectorOptions = {}): Strategy & { readonly active: Strategy } {
+  requireOptions('', options, DYNAMIC_SELECTOR_OPTIONS_KEYS);
   const rules = options.rules ?? defaultDynamicRules();
-  const fallback = options.fallback ?? peakEwma({ clock: options.clock ?? systemClock });
+  if (!Array.isArray(rules)) throw new ConfigError('rules', `must be an array of { name, when, strategy }, got ${describeValue(rules)}`);
+  rules.forEach((rule: DynamicRule, i) => {
+    requireFunction(`rules[${i}].when`, rule?.when, '(metrics) => boolean');
+    requireStrategy(`rules[${i}].strategy`, rule.strategy);
+  });
+  const fallback = options.fallback === undefined ? peakEwma({ clock: options.clock ?? systemClock }) : requireStrategy('fallback', options.fallback);
   const interval = requireNonNegative(
     'evaluationIntervalMillis',
     options.evaluationIntervalMillis ?? DYNAMIC_SELECTOR_DEFAULTS.evaluationIntervalMillis,

@@ -3,6 +3,7 @@ import { isNonEmpty } from '../balancer-instance';
 import type { Strategy } from '../balancer-strategy';
 import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link loadAdjustedLatency}. */
 export interface LoadAdjustedLatencyOptions {
@@ -32,6 +33,8 @@ export const LOAD_ADJUSTED_LATENCY_DEFAULTS = Object.freeze({
   initialLatencyMillis: 30,
 });
 
+const LOAD_ADJUSTED_LATENCY_OPTIONS_KEYS: Readonly<Record<keyof LoadAdjustedLatencyOptions, true>> = { loadWeight: true, maxLatencyMillis: true, initialLatencyMillis: true };
+
 /**
  * The original design's "latency-based" strategy, named for what it does: the lowest mean latency
  * (the balancer's EWMA of completed calls) inflated by current load relative to capacity
@@ -39,6 +42,7 @@ export const LOAD_ADJUSTED_LATENCY_DEFAULTS = Object.freeze({
  * takes longer to show; use it when latency is stable and capacity is known.
  */
 export function loadAdjustedLatency(options: LoadAdjustedLatencyOptions = {}): Strategy {
+  requireOptions('', options, LOAD_ADJUSTED_LATENCY_OPTIONS_KEYS);
   const loadWeight = requireNonNegative('loadWeight', options.loadWeight ?? LOAD_ADJUSTED_LATENCY_DEFAULTS.loadWeight);
   const maxLatencyMillis = options.maxLatencyMillis ?? LOAD_ADJUSTED_LATENCY_DEFAULTS.maxLatencyMillis;
   if (maxLatencyMillis !== Infinity) requirePositive('maxLatencyMillis', maxLatencyMillis);

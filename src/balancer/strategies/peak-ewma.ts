@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../../kernel/clock';
 import type { CallOutcome, Strategy } from '../balancer-strategy';
 import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { lowestScore } from './strategy-scan';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link peakEwma}. */
 export interface PeakEwmaOptions {
@@ -59,6 +60,14 @@ interface Estimate {
   lastOk: boolean;
 }
 
+const PEAK_EWMA_OPTIONS_KEYS: Readonly<Record<keyof PeakEwmaOptions, true>> = {
+  decayTimeMillis: true,
+  initialLatencyMillis: true,
+  failurePenaltyFactor: true,
+  failurePenaltyMillis: true,
+  clock: true,
+};
+
 /**
  * Response-time balancing with a peak-sensitive EWMA (Finagle's and Linkerd's "peak EWMA"):
  * each instance's latency estimate jumps to any slower observation at once and decays back
@@ -75,6 +84,7 @@ interface Estimate {
  * Best default for heterogeneous or changing instances: it avoids slow and failing ones.
  */
 export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
+  requireOptions('', options, PEAK_EWMA_OPTIONS_KEYS);
   const decayTimeMillis = requirePositive('decayTimeMillis', options.decayTimeMillis ?? PEAK_EWMA_DEFAULTS.decayTimeMillis);
   const initialLatencyMillis = requireNonNegative(
     'initialLatencyMillis',

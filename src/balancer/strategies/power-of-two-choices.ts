@@ -1,6 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { mathRandom, type RandomSource } from '../../kernel/clock';
 import { loadPerWeight, type Strategy } from '../balancer-strategy';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link powerOfTwoChoices}. */
 export interface PowerOfTwoChoicesOptions {
@@ -11,12 +12,15 @@ export interface PowerOfTwoChoicesOptions {
   readonly random?: RandomSource;
 }
 
+const POWER_OF_TWO_CHOICES_OPTIONS_KEYS: Readonly<Record<keyof PowerOfTwoChoicesOptions, true>> = { random: true };
+
 /**
  * Power of two choices: two distinct random candidates, the one with fewer calls in flight per
  * unit of weight wins. Constant time, and avoids the herding of a full scan when many balancers
  * share stale load figures (Envoy's default "least request").
  */
 export function powerOfTwoChoices(options: PowerOfTwoChoicesOptions = {}): Strategy {
+  requireOptions('', options, POWER_OF_TWO_CHOICES_OPTIONS_KEYS);
   const random = options.random ?? mathRandom;
   return {
     name: 'power-of-two-choices',

@@ -1,6 +1,7 @@
 import type { BalancedInstance, NonEmptyArray } from '../balancer-instance';
 import { mathRandom, type RandomSource } from '../../kernel/clock';
 import type { Strategy } from '../balancer-strategy';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link weightedRandom}. */
 export interface WeightedRandomOptions {
@@ -11,11 +12,14 @@ export interface WeightedRandomOptions {
   readonly random?: RandomSource;
 }
 
+const WEIGHTED_RANDOM_OPTIONS_KEYS: Readonly<Record<keyof WeightedRandomOptions, true>> = { random: true };
+
 /**
  * Random choice in proportion to effective weight. Stateless and cheap; load-blind, so a slow
  * instance gets its full share.
  */
 export function weightedRandom(options: WeightedRandomOptions = {}): Strategy {
+  requireOptions('', options, WEIGHTED_RANDOM_OPTIONS_KEYS);
   const random = options.random ?? mathRandom;
   return {
     name: 'random',

@@ -5,6 +5,7 @@ import type { PickRequest, Strategy } from '../balancer-strategy';
 import { requireRatio } from '../../kernel/validate';
 import { meetsRequirements, parseRequirements, type Requirement, type Requirements } from '../resource-requirements';
 import { lowestScore } from './strategy-scan';
+import { requireOptions } from '../balancer-option-checks';
 
 /** Options of {@link resourceAware}. */
 export interface ResourceAwareOptions {
@@ -29,6 +30,8 @@ export function freeResourceScore(instance: BalancedInstance, unreportedScore: n
   return (free(m.cpuUsageRatio) + free(m.memoryUsageRatio) + free(m.gpuUsageRatio)) / 3;
 }
 
+const RESOURCE_AWARE_OPTIONS_KEYS: Readonly<Record<keyof ResourceAwareOptions, true>> = { requirements: true, unreportedScore: true };
+
 /**
  * Resource-aware picking: keeps the candidates whose capabilities meet the requirements (throws
  * `NoInstanceAvailableError` when none does), skips those at `capacity` unless all are, then takes
@@ -38,6 +41,7 @@ export function freeResourceScore(instance: BalancedInstance, unreportedScore: n
  * Use it when instances differ in hardware and report their usage (`balancer.reportUsage`).
  */
 export function resourceAware(options: ResourceAwareOptions = {}): Strategy {
+  requireOptions('', options, RESOURCE_AWARE_OPTIONS_KEYS);
   const base: readonly Requirement[] =
     options.requirements === undefined ? [] : parseRequirements(options.requirements, 'requirements');
   const unreportedScore = requireRatio('unreportedScore', options.unreportedScore ?? RESOURCE_AWARE_DEFAULTS.unreportedScore);

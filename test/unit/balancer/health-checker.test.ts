@@ -109,5 +109,8 @@ describe('HealthChecker', () => {
     const b = new Balancer({ instances: [{ id: 'a', address: 'x' }] });
     expect(() => new HealthChecker(b, { intervalMillis: Number.NaN, probe: async () => true })).toThrow(/intervalMillis/);
     expect(() => new HealthChecker(b, { fall: 0, probe: async () => true })).toThrow(/fall/);
+    expect(() => new HealthChecker(b, { interval: 1000, probe: async () => true } as never)).toThrow(/`interval`: is not an option; known options: intervalMillis/);
+    expect(() => new HealthChecker(b, { probe: 'http' } as never)).toThrow(/`probe`/);
+    expect(() => new HealthChecker({} as never, { probe: async () => true })).toThrow(/`target`/);
   });
 });

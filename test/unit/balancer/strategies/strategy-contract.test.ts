@@ -46,6 +46,25 @@ describe('every strategy', () => {
     for (const id of seen) expect(['a', 'b', 'c']).toContain(id);
   });
 
+  it.each([
+    ['peakEwma', () => peakEwma({ decayTime: 1 } as never)],
+    ['consistentHash', () => consistentHash({ virtualNodes: 10 } as never)],
+    ['weightedRandom', () => weightedRandom({ seed: 1 } as never)],
+    ['powerOfTwoChoices', () => powerOfTwoChoices({ rng: Math.random } as never)],
+    ['resourceAware', () => resourceAware({ requirement: ['gpu_memory >= 1GB'] } as never)],
+    ['loadAdjustedLatency', () => loadAdjustedLatency({ maxLatency: 5 } as never)],
+    ['costAware', () => costAware({ budget: 1 } as never)],
+    ['dynamicSelector', () => dynamicSelector({ interval: 5 } as never)],
+  ])('%s refuses an unknown option key at construction, naming it', (_name, make) => {
+    expect(make).toThrow(/^Invalid option `\w+`: is not an option/);
+  });
+
+  it('the dynamic selector refuses rules whose strategy is not one', () => {
+    expect(() => dynamicSelector({ rules: [{ name: 'x', when: () => true, strategy: 'round-robin' as never }] })).toThrow(/`rules\[0\]\.strategy`/);
+    expect(() => dynamicSelector({ rules: [{ name: 'x', when: 'always' as never, strategy: roundRobin() }] })).toThrow(/`rules\[0\]\.when`/);
+    expect(() => dynamicSelector({ fallback: roundRobin as never })).toThrow(/`fallback`.*roundRobin\(\)/);
+  });
+
   it('weighted random and smooth WRR never pick a weight-0 candidate beside weighted ones', () => {
     const c = list(fake('zero', { effectiveWeight: 0 }), fake('a'), fake('b', { effectiveWeight: 2 }));
     const random = weightedRandom({ random: seededRandom(3) });
