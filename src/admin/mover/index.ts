@@ -12,3 +12,4 @@ export type { BatchPhase, MoveKind, MoveStatus } from './move-record';
 export { MoveRefusedError, MoveFailedError, type MoveRefusal } from './mover-errors';
 export { parseSlotRanges, formatSlotRanges } from './slot-ranges';
 export { topologyVersionPool } from './versioned-pool';
+export { retryOnFence, type FenceRetryOptions } from './fence-retry';

@@ -1,0 +1,87 @@
+import { startMoverFixture, APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
+import { startApp, type AppLine, type AppProcess } from './load-processes';
+import { addShard } from '../../../src/admin/mover/mover-operations';
+import { verifyShards } from '../../../src/admin/mover/shard-verify';
+import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import { slotOf } from '../../../src/cluster/slot-hash';
+
+const STATIC_USERS = 2000;
+let f: MoverFixture;
+
+beforeAll(async () => {
+  f = await startMoverFixture('mover_load', 4);
+  const v1 = await f.init(3);
+  for (let i = 0; i < 3; i++) {
+    const ids = [...Array(STATIC_USERS).keys()].filter((id) => v1.shardForSlot(slotOf(id)).index === i);
+    await f.pools[i]!.query(`insert into users (id, name) select u, 'static' from unnest($1::bigint[]) u`, [ids]);
+  }
+}, 60_000);
+
+afterAll(() => f?.close());
+
+/** The state the acknowledged writes of one process leave: id → score, or null when deleted; ids whose last write had an unknown outcome are left out. */
+function expectedState(lines: readonly AppLine[]): Map<number, number | null> {
+  const state = new Map<number, number | null>();
+  const unknown = new Set<number>();
+  for (const l of lines) {
+    if (l.op !== undefined) state.set(l.id!, l.op === 'delete' ? null : l.score!);
+    if (l.unknown !== undefined) unknown.add(l.id!);
+  }
+  for (const id of unknown) state.delete(id);
+  return state;
+}
+
+test('add a 4th shard under load: 3 writers, a reader and a stale instance; nothing lost, duplicated or resurrected, reads exact', async () => {
+  const [reader, stale, ...apps] = await Promise.all([
+    startApp('reader', f.catalogUrl, APP_ROLE, 0),
+    startApp('stale', f.catalogUrl, APP_ROLE, 0),
+    ...[0, 1, 2].map((w) => startApp('writer', f.catalogUrl, APP_ROLE, w)),
+  ]) as [AppProcess, AppProcess, ...AppProcess[]];
+  await Promise.all([...apps, reader, stale].map((a) => a.progress(30)));
+
+  const result = await addShard({ catalog: f.catalogUrl, tables: TABLES, shard: { id: 'shard3', primary: f.shards[3]!.primaryUrl }, tuning: { batchSlots: 512 } });
+  expect(result.error).toBeNull();
+  expect(result.status).toBe('done');
+  // Every app keeps working on the new topology.
+  await Promise.all([...apps, reader].map((a) => a.progress(30)));
+
+  const done = await Promise.all([...apps, reader, stale].map((a) => a.stop()));
+  const [w0, w1, w2, r, s] = done;
+  for (const d of [w0, w1, w2]) expect(d).toMatchObject({ unknown: 0, badReads: 0 });
+  expect(r).toMatchObject({ unknown: 0, badReads: 0, inexact: 0 });
+  expect(s).toMatchObject({ unknown: 0, badReads: 0 });
+  expect(s!.refused).toBeGreaterThan(0); // the stale instance was refused once its shards lost slots
+
+  // The union of the shards equals the log of acknowledged writes.
+  const rows = new Map<number, number[]>();
+  const copies = new Map<number, number>();
+  for (const pool of f.pools) {
+    const { rows: found } = await pool.query<{ id: string; score: number }>(`select id, score from users where name = 'load'`);
+    for (const row of found) {
+      rows.set(Number(row.id), [...(rows.get(Number(row.id)) ?? []), row.score]);
+      copies.set(Number(row.id), (copies.get(Number(row.id)) ?? 0) + 1);
+    }
+  }
+  let lost = 0;
+  let resurrected = 0;
+  let wrong = 0;
+  const duplicated = [...copies.values()].filter((n) => n > 1).length;
+  for (const app of [...apps, stale]) {
+    for (const [id, score] of expectedState(app.lines)) {
+      const found = rows.get(id);
+      if (score === null && found !== undefined) resurrected++;
+      else if (score !== null && found === undefined) lost++;
+      else if (score !== null && found![0] !== score) wrong++;
+    }
+  }
+  expect({ lost, duplicated, resurrected, wrong }).toEqual({ lost: 0, duplicated: 0, resurrected: 0, wrong: 0 });
+  const acks = [w0, w1, w2].reduce((n, d) => n + d!.acks, 0);
+  expect(acks).toBeGreaterThan(100);
+
+  const verified = await verifyShards({ catalog: f.catalogUrl });
+  expect(verified).toMatchObject({ ok: true, misplaced: [] });
+  const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  const latest = (await catalog.latest())!;
+  await catalog.close();
+  expect(latest.slotsOf('shard3')).toHaveLength(1024);
+}, 120_000);
