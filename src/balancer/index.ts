@@ -77,10 +77,5 @@ export {
   type BalancedRequestInit,
 } from './http/http-client';
 export { createProxyServer, listenProxy, PROXY_DEFAULTS, type ProxyOptions, type RunningProxy } from './http/proxy';
-export {
-  loadProxyConfig,
-  startProxyFromConfig,
-  type ProxyConfig,
-  type ProxyFromConfig,
-  type ProxyHealthConfig,
-} from './http/proxy-config';
+export { loadProxyConfig, type ProxyConfig, type ProxyHealthConfig } from './http/proxy-config';
+export { startProxyFromConfig, type ProxyFromConfig } from './http/proxy-start';

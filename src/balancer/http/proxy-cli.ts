@@ -3,7 +3,8 @@
  * Command-line entry of the balancing proxy: `kysely-scale-proxy --upstream http://… `.
  * A thin shell: parse, start, print, stop on SIGINT/SIGTERM.
  */
-import { loadProxyConfig, PROXY_USAGE, startProxyFromConfig } from './proxy-config';
+import { loadProxyConfig, PROXY_USAGE } from './proxy-config';
+import { startProxyFromConfig } from './proxy-start';
 
 async function main(): Promise<void> {
   const config = await loadProxyConfig(process.argv.slice(2));

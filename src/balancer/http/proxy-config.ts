@@ -1,20 +1,16 @@
 /**
- * The proxy's configuration: a JSON file and/or command-line flags turned into a running proxy.
- * Kept apart from the CLI so it can be tested and embedded.
+ * The proxy's configuration: its shape, and a JSON file and/or command-line flags read into one
+ * checked config. Kept apart from the CLI so it can be tested and embedded.
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { Balancer } from '../balancer';
-import { mathRandom, systemClock } from '../../kernel/clock';
+import { ConfigError } from '../../kernel/errors';
 import type { InstanceSpec } from '../balancer-instance';
-import { HealthChecker } from '../health-checker';
-import { httpHealthProbe } from './http-health-probe';
 import type { OutlierEjectionOptions } from '../outlier-ejection';
-import { listenProxy, type RunningProxy } from './proxy';
 import type { SlowStartOptions } from '../slow-start';
 import { isStrategyName, STRATEGY_FACTORIES, type StrategyName } from '../strategies/strategy-registry';
-import { redactAddress, redactText } from '../../kernel/redact';
-import { ConfigError } from '../../kernel/errors';
+import { checkProxyConfig, inConfigFile } from './proxy-config-check';
+import { parseUpstream } from './proxy-config-upstream';
 
 /** Health-check settings of the proxy config. */
 export interface ProxyHealthConfig {
@@ -91,39 +87,51 @@ function integerFlag(name: string, value: string | undefined): number | undefine
 }
 
 /**
- * @internal
- * Parses `id=url#weight`, `url#weight` or `url`. Without an id, the id is the URL with any
- * password replaced by `***` (ids appear in statistics, metrics, errors and logs).
+ * Where JSON text goes wrong: the shortest prefix whose parse fails for another reason than ending
+ * early (Node's messages do not all give a position). Config files are small.
  */
-export function parseUpstream(text: string): InstanceSpec {
-  const eq = text.indexOf('=');
-  const id = eq > 0 && !text.slice(0, eq).includes('/') ? text.slice(0, eq) : undefined;
-  const rest = id === undefined ? text : text.slice(eq + 1);
-  const hash = rest.lastIndexOf('#');
-  const address = hash >= 0 ? rest.slice(0, hash) : rest;
-  const weightText = hash >= 0 ? rest.slice(hash + 1) : undefined;
-  // Nothing after `#` is ever echoed: it may be the rest of a password (`alice:1234#secret@host`).
-  const shown = redactText(text);
-  if (weightText?.includes('@') === true) {
-    throw new ConfigError(
-      'upstreams',
-      `\`${shown}\` has a \`#\` in its password: write it as %23 (a \`#\` after the URL sets a weight, as in url#3)`,
-    );
+function syntaxErrorOffset(text: string): number {
+  const failsInside = (end: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, end));
+      return false;
+    } catch (error) {
+      return !/end of (JSON )?input|Unterminated/i.test((error as Error).message);
+    }
+  };
+  let lo = 1;
+  let hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (failsInside(mid)) hi = mid;
+    else lo = mid + 1;
   }
-  try {
-    new URL(address);
-  } catch {
-    throw new ConfigError('upstreams', `\`${shown}\` is not a URL such as http://127.0.0.1:8081`);
-  }
-  const weight = weightText === undefined ? undefined : Number(weightText);
-  if (weight !== undefined && !(weightText !== '' && Number.isFinite(weight) && weight > 0)) {
-    throw new ConfigError('upstreams', `weight of \`${redactAddress(address)}\` (after its last \`#\`) must be a finite number > 0`);
-  }
-  const finalId = id ?? redactAddress(address);
-  return weight === undefined ? { id: finalId, address } : { id: finalId, address, weight };
+  return Math.max(0, lo - 1);
 }
 
-/** Reads `--config` (if given) and applies the flags over it. */
+/** Reads and parses a config file; syntax and read errors name the file (and the line of a syntax error). */
+async function readConfigFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError('--config', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { file });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    const message = (error as Error).message;
+    const offset = syntaxErrorOffset(text);
+    const before = text.slice(0, offset);
+    const where = ` at line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')}`;
+    throw new ConfigError('--config', `${file} is not valid JSON${where}: ${message}`, { file });
+  }
+}
+
+/**
+ * Reads `--config` (if given) and applies the flags over it. Every field is checked before
+ * anything starts; an error names the field, and the file when the field came from it.
+ */
 export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyConfig | 'help'> {
   const { values } = parseArgs({
     args: [...argv],
@@ -144,8 +152,30 @@ export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyCon
     strict: true,
   });
   if (values.help === true) return 'help';
-  const file: Partial<ProxyConfig> =
-    values.config === undefined ? {} : (JSON.parse(await readFile(values.config, 'utf8')) as Partial<ProxyConfig>);
+  return loadMerged(values, values.config === undefined ? {} : await readCheckedFile(values.config));
+}
+
+/** The config file, checked field by field (errors name the file). */
+async function readCheckedFile(file: string): Promise<Partial<ProxyConfig>> {
+  const raw = await readConfigFile(file);
+  return inConfigFile(file, () => checkProxyConfig(raw, true));
+}
+
+type Flags = {
+  readonly listen?: string | undefined;
+  readonly upstream?: string[] | undefined;
+  readonly strategy?: string | undefined;
+  readonly 'health-path'?: string | undefined;
+  readonly 'health-interval-ms'?: string | undefined;
+  readonly 'health-timeout-ms'?: string | undefined;
+  readonly rise?: string | undefined;
+  readonly fall?: string | undefined;
+  readonly 'no-health'?: boolean | undefined;
+  readonly 'max-attempts'?: string | undefined;
+};
+
+/** The flags applied over the file's config, then checked as a whole. */
+function loadMerged(values: Flags, file: Partial<ProxyConfig>): ProxyConfig {
   const health: ProxyHealthConfig | false =
     values['no-health'] === true
       ? false
@@ -166,67 +196,16 @@ export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyCon
   const upstreams = values.upstream?.map(parseUpstream) ?? file.upstreams ?? [];
   if (upstreams.length === 0) throw new ConfigError('upstreams', 'give at least one (--upstream or "upstreams" in the config file)');
   const maxAttempts = integerFlag('--max-attempts', values['max-attempts']) ?? file.maxAttempts;
-  return {
+  return checkProxyConfig({
     ...file,
     upstreams,
     health: file.health === false && values['no-health'] !== true && Object.keys(health).length === 0 ? false : health,
     ...(values.listen === undefined ? {} : { listen: values.listen }),
     ...(strategy === undefined ? {} : { strategy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
-  };
+  });
 }
 
 function dropUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** A proxy started from a config, with its balancer and health checker. */
-export interface ProxyFromConfig {
-  readonly proxy: RunningProxy;
-  readonly balancer: Balancer;
-  readonly healthChecker: HealthChecker | undefined;
-  close(): Promise<void>;
-}
-
-/** Builds the balancer, health checker and proxy a config describes, and listens. */
-export async function startProxyFromConfig(config: ProxyConfig): Promise<ProxyFromConfig> {
-  const listen = config.listen ?? '127.0.0.1:8080';
-  const colon = listen.lastIndexOf(':');
-  const host = colon > 0 ? listen.slice(0, colon).replace(/^\[|\]$/g, '') : '127.0.0.1';
-  const port = Number(colon >= 0 ? listen.slice(colon + 1) : listen);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError('listen', `\`${listen}\` is not host:port`);
-  const strategyName = config.strategy ?? 'peak-ewma';
-  const strategy = STRATEGY_FACTORIES[strategyName]({ clock: systemClock, random: mathRandom, options: config.strategyOptions ?? {} });
-  const balancer = new Balancer({
-    strategy,
-    instances: config.upstreams.map((u) => (typeof u === 'string' ? parseUpstream(u) : u)),
-    ...(config.outlierEjection === undefined ? {} : { outlierEjection: config.outlierEjection }),
-    ...(config.slowStart === undefined ? {} : { slowStart: config.slowStart }),
-    ...(config.panicThresholdPercent === undefined ? {} : { panicThresholdPercent: config.panicThresholdPercent }),
-  });
-  let healthChecker: HealthChecker | undefined;
-  if (config.health !== false) {
-    const { path, ...rest } = config.health ?? {};
-    healthChecker = new HealthChecker(balancer, { ...rest, probe: httpHealthProbe(path === undefined ? {} : { path }) });
-    healthChecker.start();
-  }
-  const proxy = await listenProxy({
-    balancer,
-    host,
-    port,
-    ...dropUndefined({
-      maxAttempts: config.maxAttempts,
-      headersTimeoutMillis: config.headersTimeoutMillis,
-      bodyTimeoutMillis: config.bodyTimeoutMillis,
-    }),
-  });
-  return {
-    proxy,
-    balancer,
-    healthChecker,
-    close: async () => {
-      healthChecker?.stop();
-      await proxy.close();
-    },
-  };
 }

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -197,5 +199,25 @@ describe('proxy CLI', () => {
     expect(code).toBe(2);
     expect(output).toContain('%23');
     expect(output).not.toContain('secretpw');
+  });
+
+  it('exits at start with an error naming the config file and the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'proxy-cli-'));
+    const file = join(dir, 'proxy.json');
+    writeFileSync(file, JSON.stringify({ upstreams: ['http://127.0.0.1:9'], maxAttempts: '3' }));
+    try {
+      const child = spawn(
+        process.execPath,
+        [join(__dirname, '../../../node_modules/tsx/dist/cli.mjs'), join(__dirname, '../../../src/balancer/http/proxy-cli.ts'), '--config', file],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code).toBe(2);
+      expect(stderr).toContain(`Invalid option \`maxAttempts\`: must be an integer >= 1, got "3" (in config file ${file})`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

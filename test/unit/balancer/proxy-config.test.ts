@@ -1,4 +1,9 @@
-import { loadProxyConfig, parseUpstream } from '../../../src/balancer/http/proxy-config';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, startProxyFromConfig, type ProxyConfig } from '../../../src/balancer';
+import { loadProxyConfig } from '../../../src/balancer/http/proxy-config';
+import { parseUpstream } from '../../../src/balancer/http/proxy-config-upstream';
 
 describe('proxy config', () => {
   it('parses upstreams and flags over defaults', async () => {
@@ -40,5 +45,70 @@ describe('proxy config', () => {
       id: 'http://alice:***@10.0.0.1:8080',
       address: 'http://alice:1234%23secretpw@10.0.0.1:8080',
     });
+  });
+});
+
+describe('proxy config file errors', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'proxy-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The error loading `text` as the config file gives (fails the test when there is none). */
+  async function errorFor(text: string): Promise<ConfigError> {
+    const file = join(dir, 'proxy.json');
+    writeFileSync(file, text);
+    const error = await loadProxyConfig(['--config', file]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain(file);
+    return error as ConfigError;
+  }
+
+  it('refuses a file holding null, naming the file', async () => {
+    expect((await errorFor('null')).message).toMatch(/must be a JSON object.*got null/);
+  });
+
+  it('refuses upstreams given as a string, naming the field and the file', async () => {
+    const error = await errorFor('{ "upstreams": "http://127.0.0.1:8081" }');
+    expect(error.context.option).toBe('upstreams');
+    expect(error.message).toMatch(/^Invalid option `upstreams`: must be a list of URLs .*got "http:\/\/127\.0\.0\.1:8081" \(in config file /);
+  });
+
+  it('refuses an upstream address that is not a URL at start, naming the upstream', async () => {
+    const error = await errorFor('{ "upstreams": [{ "id": "a", "address": "not a url" }] }');
+    expect(error.context.option).toBe('upstreams[0].address');
+    expect(error.message).toMatch(/`not a url` is not a URL/);
+    await expect(startProxyFromConfig({ upstreams: [{ id: 'a', address: 'not a url' }] })).rejects.toThrow(/`upstreams\[0\]\.address`/);
+  });
+
+  it('names the file and the line of a JSON syntax error', async () => {
+    const error = await errorFor('{\n  "upstreams": [\n  }\n');
+    expect(error.message).toMatch(/proxy\.json is not valid JSON at line 3/);
+  });
+
+  it('reports a number given as text as text, naming the field and the file', async () => {
+    const error = await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "maxAttempts": "3" }');
+    expect(error.message).toMatch(/^Invalid option `maxAttempts`: must be an integer >= 1, got "3" \(in config file .*proxy\.json\)$/);
+  });
+
+  it('refuses unknown fields, misspelt health settings and strategy options, naming them', async () => {
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "healthCheck": {} }')).context.option).toBe('healthCheck');
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "health": { "interval": 5 } }')).context.option).toBe('health.interval');
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "strategyOptions": { "decay": 5 } }')).context.option).toBe('decay');
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "strategy": "round-robinn" }')).context.option).toBe('strategy');
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081", "http://127.0.0.1:8081"] }')).context.option).toBe('upstreams[1].id');
+  });
+
+  it('names a file it cannot read', async () => {
+    const missing = join(dir, 'missing.json');
+    await expect(loadProxyConfig(['--config', missing])).rejects.toThrow(new RegExp(`cannot read ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOENT`));
+  });
+
+  it('accepts a correct file and applies flags over it', async () => {
+    const file = join(dir, 'good.json');
+    const config: ProxyConfig = { upstreams: [{ id: 'a', address: 'http://127.0.0.1:8081', weight: 2 }], maxAttempts: 2, health: { path: '/up' } };
+    writeFileSync(file, JSON.stringify(config));
+    expect(await loadProxyConfig(['--config', file, '--max-attempts', '4'])).toMatchObject({ ...config, maxAttempts: 4 });
   });
 });
