@@ -4,14 +4,20 @@
  *
  * @packageDocumentation
  */
-import type {
+import {
   AggregateFunctionNode,
+  AliasNode,
+  ColumnNode,
   FunctionNode,
-  JoinNode,
-  OperationNode,
-  OperationNodeKind,
-  RawNode,
-  SelectionNode,
+  IdentifierNode,
+  ReferenceNode,
+  SelectAllNode,
+  TableNode,
+  type JoinNode,
+  type OperationNode,
+  type OperationNodeKind,
+  type RawNode,
+  type SelectionNode,
 } from 'kysely';
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
@@ -23,7 +29,7 @@ export function unsupportedScatter(what: string, hint?: string): RoutingError {
     `Cannot scatter this query across shards: ${what} cannot be merged correctly.` +
       (hint === undefined ? '' : ` ${hint}.`) +
       ' Add the shard key to the WHERE clause, or run it on one shard with withShard(id).',
-    { context: { unsupported: what } },
+    { unsupported: what },
   );
 }
 
@@ -180,9 +186,8 @@ function checkRaw(node: RawNode, scan: Scan): void {
 
 /** Scans the children of a node (every property that holds a node or a list of nodes). */
 function descend(node: OperationNode, scan: Scan): void {
-  for (const key in node) {
-    if (key === 'kind') continue;
-    const value = (node as unknown as Record<string, unknown>)[key];
+  // Every field, not a list per kind: a field a newer Kysely adds is scanned (and refused if unknown) too.
+  for (const value of Object.values(node)) {
     if (Array.isArray(value)) {
       for (const item of value) if (isNode(item)) scanNode(item, scan);
     } else if (isNode(value)) {
@@ -214,17 +219,14 @@ export function scanExpression(node: OperationNode): AggregateFunctionNode[] {
 
 /** Name of an identifier-like node, or undefined. */
 export function identifierName(node: OperationNode | undefined): string | undefined {
-  return node?.kind === 'IdentifierNode' ? (node as unknown as { name: string }).name : undefined;
+  return node !== undefined && IdentifierNode.is(node) ? node.name : undefined;
 }
 
 /** The column a reference names when it is a plain (unqualified or qualified) column reference. */
 export function referencedColumn(node: OperationNode): { column: string; table?: string } | undefined {
-  if (node.kind !== 'ReferenceNode') return undefined;
-  const ref = node as unknown as { column: OperationNode; table?: { table: { identifier: OperationNode } } };
-  if (ref.column.kind !== 'ColumnNode') return undefined;
-  const column = identifierName((ref.column as unknown as { column: OperationNode }).column);
-  if (column === undefined) return undefined;
-  const table = ref.table === undefined ? undefined : identifierName(ref.table.table.identifier);
+  if (!ReferenceNode.is(node) || !ColumnNode.is(node.column)) return undefined;
+  const column = node.column.column.name;
+  const table = node.table?.table.identifier.name;
   return table === undefined ? { column } : { column, table };
 }
 
@@ -241,18 +243,14 @@ export interface SelectionInfo {
 
 /** Splits a selection into expression and output name, following PostgreSQL's naming rules. */
 export function describeSelection(node: SelectionNode): SelectionInfo {
-  const selection = node.selection as OperationNode;
-  if (selection.kind === 'SelectAllNode') return { node, expression: selection, name: undefined, all: true };
-  if (selection.kind === 'AliasNode') {
-    const alias = selection as unknown as { node: OperationNode; alias: OperationNode };
-    return { node, expression: alias.node, name: identifierName(alias.alias), all: false };
+  const selection: OperationNode = node.selection;
+  if (SelectAllNode.is(selection)) return { node, expression: selection, name: undefined, all: true };
+  if (AliasNode.is(selection)) return { node, expression: selection.node, name: identifierName(selection.alias), all: false };
+  if (ReferenceNode.is(selection)) {
+    return { node, expression: selection, name: referencedColumn(selection)?.column, all: SelectAllNode.is(selection.column) };
   }
-  if (selection.kind === 'ReferenceNode') {
-    const all = (selection as unknown as { column: OperationNode }).column.kind === 'SelectAllNode';
-    return { node, expression: selection, name: referencedColumn(selection)?.column, all };
-  }
-  if (selection.kind === 'AggregateFunctionNode' || selection.kind === 'FunctionNode') {
-    return { node, expression: selection, name: (selection as unknown as { func: string }).func.toLowerCase(), all: false };
+  if (AggregateFunctionNode.is(selection) || FunctionNode.is(selection)) {
+    return { node, expression: selection, name: selection.func.toLowerCase(), all: false };
   }
   return { node, expression: selection, name: undefined, all: false };
 }
@@ -270,8 +268,7 @@ export function sameNode(a: unknown, b: unknown): boolean {
 
 /** Whether a FROM item is a plain table, optionally aliased (not a subquery, function or VALUES). */
 export function isPlainTable(node: OperationNode): boolean {
-  if (node.kind === 'TableNode') return true;
-  return node.kind === 'AliasNode' && (node as unknown as { node: OperationNode }).node.kind === 'TableNode';
+  return TableNode.is(node) || (AliasNode.is(node) && TableNode.is(node.node));
 }
 
 /** Decides whether a join may run unchanged on every shard (co-located on the shard key). */

@@ -70,7 +70,7 @@ export function incomparable(what: string): RoutingError {
     ErrorCodes.UNSUPPORTED_SCATTER,
     `Cannot merge this scatter query across shards: ${what}. ` +
       'Add the shard key to the query, or run it on one shard with withShard(id).',
-    { context: { unsupported: what } },
+    { unsupported: what },
   );
 }
 

@@ -69,7 +69,7 @@ export function orderMismatch(shardIndex: number): RoutingError {
     `Cannot merge this scatter query across shards: shard #${shardIndex} returned rows in an order that ` +
       "differs from kysely-scale's comparison (text is compared in C collation order; is the database collation " +
       'different?). Pass a matching compareText to planScatter, add the shard key, or use withShard(id).',
-    { context: { unsupported: 'order mismatch', shardIndex } },
+    { unsupported: 'order mismatch', shardIndex },
   );
 }
 

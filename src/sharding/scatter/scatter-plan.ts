@@ -124,7 +124,7 @@ interface Selected extends SelectionInfo {
 
 function literalCount(node: OperationNode | undefined, clause: string): number | undefined {
   if (node === undefined) return undefined;
-  const value = node.kind === 'ValueNode' ? (node as unknown as { value: unknown }).value : Symbol('not a literal');
+  const value = ValueNode.is(node) ? node.value : Symbol('not a literal');
   if (value === null) return undefined; // LIMIT NULL is LIMIT ALL
   if ((typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || (typeof value === 'bigint' && value >= 0n)) {
     return Number(value);

@@ -1,8 +1,8 @@
+/** Scatter reads and split writes over several shards: partial-write errors, clients released only once every part settled. */
 import { Kysely } from 'kysely';
-import { interceptingPool, startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
+import { startShardedFixture, type ShardedFixture, type DB } from './sharded-fixture';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
-import { ErrorCodes } from '../../../src/kernel/errors';
-import { PartialWriteError, TransactionAbortedError } from '../../../src/sharding/sharding-errors';
+import { PartialWriteError } from '../../../src/sharding/sharding-errors';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { Pool } from 'pg';
@@ -18,39 +18,7 @@ function keyOn(index: number, from: number): number {
   for (let k = from; ; k++) if (f.topology.shardForKey(k).index === index) return k;
 }
 
-/** Fails the next `start transaction` while `failBegin.armed` is set. */
-function beginFailingPool(url: string, failBegin: { armed: boolean }): PoolLike {
-  return interceptingPool(url, (sql) => {
-    if (!failBegin.armed || !sql.startsWith('start transaction')) return undefined;
-    failBegin.armed = false;
-    return new Error('injected: connection reset during BEGIN');
-  });
-}
-
-describe('failures', () => {
-  it('a failed BEGIN ends the transaction: later statements fail and nothing autocommits', async () => {
-    const failBegin = { armed: true };
-    const db = new Kysely<DB>({
-      dialect: new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id', orders: 'user_id' }, createPool: (s) => beginFailingPool(s.url, failBegin) }),
-    });
-    const user = keyOn(0, 7000);
-    try {
-      const error = await db
-        .transaction()
-        .execute(async (trx) => {
-          await trx.insertInto('orders').values({ user_id: user, amount: '1.00' }).execute().catch(() => undefined);
-          await trx.insertInto('orders').values({ user_id: user, amount: '2.00' }).execute();
-        })
-        .catch((e) => e);
-      expect(error).toBeInstanceOf(TransactionAbortedError);
-      expect(error.code).toBe(ErrorCodes.TRANSACTION_ABORTED);
-      const rows = await f.direct[0]!.query('select 1 from orders where user_id = $1', [user]);
-      expect(rows.rowCount).toBe(0);
-    } finally {
-      await db.destroy();
-    }
-  });
-
+describe('statements over several shards, outside transactions', () => {
   it('a split write that fails on one shard reports which shards committed, and emits events for them only', async () => {
     const a = keyOn(0, 8000);
     const b = keyOn(1, 8000);

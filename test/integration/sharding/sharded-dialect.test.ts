@@ -1,11 +1,12 @@
-import { sql } from 'kysely';
-import { startShardedFixture, type ShardedFixture } from './sharded-fixture';
+/** ShardedDialect end to end: where rows land and statements run, raw SQL targets, streams, topology changes, destroy. */
+import { Kysely, sql } from 'kysely';
+import { startShardedFixture, type DB, type ShardedFixture } from './sharded-fixture';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { withShard, withShardKey } from '../../../src/sharding/routing/route-hint';
 import { createTopology } from '../../../src/cluster/topology';
 import { ErrorCodes } from '../../../src/kernel/errors';
-import { CrossShardTransactionError, RoutingError } from '../../../src/sharding/sharding-errors';
+import { DialectDestroyedError, RoutingError } from '../../../src/sharding/sharding-errors';
 import { ShardKeyError } from '../../../src/cluster/cluster-errors';
-import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 
 let f: ShardedFixture;
 beforeAll(async () => {
@@ -103,73 +104,6 @@ describe('ShardedDialect on real PostgreSQL shards', () => {
     expect(byKey.rows[0]!.name).toBe('user 42');
   });
 
-  describe('transactions', () => {
-    it('binds to the shard of the first keyed statement and commits there', async () => {
-      const [a1, a2] = keysOnShard(0, 2, 2000);
-      await f.db.transaction().setIsolationLevel('serializable').execute(async (trx) => {
-        await trx.insertInto('orders').values({ user_id: a1!, amount: '1.00' }).execute();
-        await trx.insertInto('orders').values({ user_id: a2!, amount: '2.00' }).execute();
-        const level = await sql<{ level: string }>`select current_setting('transaction_isolation') as level`.execute(trx);
-        expect(level.rows[0]!.level).toBe('serializable');
-      });
-      expect(await rowsOn(0, 'select user_id from orders where user_id = any($1)', [[a1, a2]])).toHaveLength(2);
-    });
-
-    it('rejects a statement for another shard and leaves no row behind', async () => {
-      const [a] = keysOnShard(0, 1, 3000);
-      const [b] = keysOnShard(1, 1, 3000);
-      const error = await f.db
-        .transaction()
-        .execute(async (trx) => {
-          await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
-          await trx.insertInto('orders').values({ user_id: b!, amount: '1.00' }).execute();
-        })
-        .catch((e) => e);
-      expect(error).toBeInstanceOf(CrossShardTransactionError);
-      expect(error.code).toBe(ErrorCodes.CROSS_SHARD_TRANSACTION);
-      expect(await rowsOn(0, 'select 1 from orders where user_id = $1', [a])).toHaveLength(0);
-      expect(await rowsOn(1, 'select 1 from orders where user_id = $1', [b])).toHaveLength(0);
-    });
-
-    it('refuses to commit a controlled transaction that crossed shards', async () => {
-      const [a] = keysOnShard(0, 1, 4000);
-      const [b] = keysOnShard(1, 1, 4000);
-      const trx = await f.db.startTransaction().execute();
-      await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
-      await expect(trx.insertInto('orders').values({ user_id: b!, amount: '1.00' }).execute()).rejects.toBeInstanceOf(CrossShardTransactionError);
-      await expect(trx.commit().execute()).rejects.toBeInstanceOf(CrossShardTransactionError);
-      await trx.rollback().execute(); // releases the connection, as after any failed commit
-      expect(await rowsOn(0, 'select 1 from orders where user_id = $1', [a])).toHaveLength(0);
-    });
-
-    it('supports savepoints, before and after the transaction is bound', async () => {
-      const [a1, a2] = keysOnShard(1, 2, 5000);
-      const trx = await f.db.startTransaction().execute();
-      const sp0 = await trx.savepoint('before_bind').execute();
-      await sp0.insertInto('orders').values({ user_id: a1!, amount: '1.00' }).execute();
-      const sp1 = await sp0.savepoint('after_bind').execute();
-      await sp1.insertInto('orders').values({ user_id: a2!, amount: '2.00' }).execute();
-      const back = await sp1.rollbackToSavepoint('after_bind').execute();
-      await back.commit().execute();
-      const rows = await rowsOn(1, 'select user_id::int as u from orders where user_id = any($1)', [[a1, a2]]);
-      expect(rows.map((r) => r.u)).toEqual([a1]);
-    });
-
-    it('emits write events only after commit', async () => {
-      const events: WriteEvent[] = [];
-      const off = f.dialect.onWrite((e) => events.push(...e));
-      const [a] = keysOnShard(0, 1, 6000);
-      await f.db.transaction().execute(async (trx) => {
-        await trx.insertInto('orders').values({ user_id: a!, amount: '1.00' }).execute();
-        expect(events).toHaveLength(0);
-      });
-      expect(events).toEqual([{ kind: 'insert', table: 'orders', shardId: f.shards[0]!.id, keys: [a] }]);
-      await f.db.transaction().execute(async (trx) => trx.deleteFrom('orders').where('user_id', '=', a!).execute()).then(() => undefined);
-      expect(events.map((e) => e.kind)).toEqual(['insert', 'delete']);
-      off();
-    });
-  });
-
   it('streams rows of one shard', async () => {
     const ids: number[] = [];
     for await (const row of f.db.selectFrom('users').select('id').where('id', 'in', keysOnShard(1, 50)).orderBy('id').stream(7)) ids.push(Number(row.id));
@@ -202,5 +136,15 @@ describe('ShardedDialect on real PostgreSQL shards', () => {
     expect((await slow).rows[0]!.x).toBe(1);
     const name = await sql<{ app: string }>`select current_setting('application_name') as app`.execute(onShard1);
     expect(name.rows[0]!.app).toBe('after-move');
+  });
+
+  it('refuses work after it was destroyed, with E_DESTROYED', async () => {
+    const dialect = new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id' } });
+    const db = new Kysely<DB>({ dialect });
+    expect((await db.selectFrom('users').select('name').where('id', '=', 1).executeTakeFirstOrThrow()).name).toBe('user 1');
+    await db.destroy();
+    const error = await dialect.installSlotFunctions().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DialectDestroyedError);
+    expect(error).toMatchObject({ code: ErrorCodes.DESTROYED });
   });
 });

@@ -1,3 +1,4 @@
+/** Exact decimal arithmetic as PostgreSQL's numeric does it: sums, avg division, ordering, canonical form. */
 import {
   addDecimal,
   canonicalDecimal,
@@ -7,7 +8,6 @@ import {
   parseDecimal,
   type Decimal,
 } from '../../../src/sharding/scatter/scatter-decimal';
-import { compareCodePoints, valueComparer } from '../../../src/sharding/scatter/scatter-compare';
 
 const d = (text: string): Decimal => {
   const parsed = parseDecimal(text);
@@ -48,22 +48,5 @@ describe('decimal arithmetic', () => {
     expect(canonicalDecimal(d('1.0'))).toBe(canonicalDecimal(d('1.00')));
     expect(canonicalDecimal(d('10'))).not.toBe(canonicalDecimal(d('1')));
     expect(parseDecimal('abc')).toBeUndefined();
-  });
-});
-
-describe('value comparison', () => {
-  test('text is in code-point order (C collation), not UTF-16 order', () => {
-    expect(compareCodePoints('\uff21', '😀')).toBeLessThan(0);
-    expect('\uff21' < '😀').toBe(false); // what a naive JS comparison would get wrong
-    expect(compareCodePoints('B', 'a')).toBeLessThan(0);
-    expect(compareCodePoints('a', 'ab')).toBeLessThan(0);
-  });
-
-  test('the PostgreSQL type decides how strings compare', () => {
-    expect(valueComparer('bigint', compareCodePoints).compare('10', '9')).toBeGreaterThan(0);
-    expect(valueComparer('text', compareCodePoints).compare('10', '9')).toBeLessThan(0);
-    expect(valueComparer('character', compareCodePoints).compare('ab  ', 'ab')).toBe(0);
-    expect(valueComparer('double precision', compareCodePoints).compare(Number.NaN, Infinity)).toBeGreaterThan(0);
-    expect(() => valueComparer('interval', compareCodePoints).compare('1 day', '2 days')).toThrow(/E_UNSUPPORTED_SCATTER|cannot be ordered/);
   });
 });

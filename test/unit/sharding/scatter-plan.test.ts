@@ -50,6 +50,7 @@ describe('ordered rows', () => {
     const p = plan(db.selectFrom('t').select('s').orderBy('s'));
     const r = (s: string) => ({ s, __ks_t0: 'text' });
     expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(/shard #0 returned rows in an order/);
+    expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: 'order mismatch', shardIndex: 0 } }));
     // A matching compareText (here: case-insensitive) is accepted.
     const ci = planScatter(db.selectFrom('t').select('s').orderBy('s').toOperationNode(), { compareText: (a, b) => a.toLowerCase().localeCompare(b.toLowerCase()) });
     expect(ci.merge([[r('a'), r('B')], [r('A2')]]).map((x) => x.s)).toEqual(['a', 'A2', 'B']);
@@ -155,6 +156,11 @@ describe('refusals', () => {
     expect((error as RoutingError).code).toBe('E_UNSUPPORTED_SCATTER');
     expect((error as Error).message).toContain(what);
     expect((error as Error).message).toMatch(/shard key.*withShard/);
+    // The context names the refused construct the message names, at its top level.
+    const { unsupported } = (error as RoutingError).context;
+    expect(typeof unsupported === 'string' && unsupported !== '').toBe(true);
+    expect((error as Error).message).toContain(unsupported);
+    expect(Object.keys((error as RoutingError).context)).toEqual(['unsupported']);
   });
 
   test('a join the router vouches for is planned', () => {
