@@ -5,7 +5,8 @@ import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
 import { checkShardServers } from './server-checks';
-import { nameServer, isServerFailure, type ServerClientOptions } from './server-client';
+import { nameServer, isServerFailure } from './server-client';
+import type { ServerClientOptions } from './server-client-options';
 import { shardMigrationStatus, type MigrationStatus } from './migration-status';
 import { migrateShards, type MigrateShardsOptions, type MigrationTableOptions, type ShardMigrationResultSet } from './shard-migrations';
 

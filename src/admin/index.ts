@@ -29,5 +29,5 @@ export {
 } from './shard-migrations';
 export { shardMigrationStatus, type MigrationStatus, type ShardMigrationStatus } from './migration-status';
 export { checkShardServers, type ShardServers } from './server-checks';
-export { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client';
+export { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client-options';
 export { TopologyConflictError, OperatorBusyError, ServerCheckError, type ServerProblem } from './admin-errors';

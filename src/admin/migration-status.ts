@@ -5,7 +5,8 @@
 import type { Client } from 'pg';
 import { redactText, redactUrl } from '../kernel/redact';
 import type { MigrationTableOptions, ShardTarget } from './shard-migrations';
-import { withServerClient, type ServerClientOptions } from './server-client';
+import { withServerClient } from './server-client';
+import type { ServerClientOptions } from './server-client-options';
 
 /** One shard's migrations. */
 export interface ShardMigrationStatus {

@@ -7,7 +7,8 @@
 import type { Client } from 'pg';
 import { redactText, redactUrl } from '../kernel/redact';
 import { ServerCheckError, type ServerProblem } from './admin-errors';
-import { withServerClient, type ServerClientOptions } from './server-client';
+import { withServerClient } from './server-client';
+import type { ServerClientOptions } from './server-client-options';
 
 /** A shard as listed for a check: its primary's and replicas' URLs. */
 export interface ShardServers {

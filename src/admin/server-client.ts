@@ -6,17 +6,7 @@
 import { Client } from 'pg';
 import { isConnectionFailure } from '../cluster/connection-failure';
 import { redactText, redactUrl } from '../kernel/redact';
-
-/** Deadlines of an operator's connection. */
-export interface ServerClientOptions {
-  /** Wait for a connection. @default 5000 */
-  connectionTimeoutMillis?: number;
-  /** `statement_timeout` of the session (0: none). @default 10000 */
-  statementTimeoutMillis?: number;
-}
-
-/** Defaults of {@link ServerClientOptions}. */
-export const SERVER_CLIENT_DEFAULTS = Object.freeze({ connectionTimeoutMillis: 5000, statementTimeoutMillis: 10_000 });
+import { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client-options';
 
 // Connection failures, refused logins (class 28) and a missing database (3D000): the server, not the statement.
 const SERVER_SQLSTATE = /^(28...|3D000)$/;

@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { startTestCluster, type TestCluster } from '../../../src/testing';
 
 const repoRoot = resolve(__dirname, '../../..');
 const tscBin = join(repoRoot, 'node_modules/typescript/bin/tsc');
@@ -34,6 +35,7 @@ let compiled: { esm: Run; cjs: Run };
 let plainRuns: { esm: Promise<Report>; cjs: Promise<Report> };
 let fakeDocker: Server;
 let dockerHost: string;
+let cluster: TestCluster | undefined;
 
 /** npm's own lifecycle variables from an outer `npm test` would leak into the inner npm runs. */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -115,6 +117,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
+  await cluster?.stop();
   await new Promise((done) => fakeDocker?.close(done));
   if (work !== undefined) await rm(work, { recursive: true, force: true });
 });
@@ -187,12 +190,21 @@ describe('the packed package', () => {
     expect((report.dockerRefusal as { message: string }).message).toMatch(/backend 'docker'.*testcontainers is not installed/);
   });
 
-  test('the bins run from node_modules/.bin', async () => {
+  test('the bins run from node_modules/.bin; kysely-scale-admin migrate runs compiled migrations on a shard', async () => {
     const admin = await run(join(app, 'node_modules/.bin/kysely-scale-admin'), ['--version'], app);
     expect(admin).toMatchObject({ code: 0, stdout: `${EVERY_ENTRY_POINT.version}\n` });
     const proxy = await run(join(app, 'node_modules/.bin/kysely-scale-proxy'), ['--help'], app);
     expect(proxy.code).toBe(0);
     expect(proxy.stdout).toContain('Usage: kysely-scale-proxy');
     expect(proxy.stdout).not.toMatch(/src\/|\.ts\b/);
+
+    cluster = await startTestCluster({ shards: 1 });
+    const [shard] = await cluster.createDatabase('packaged_migrate');
+    const migrations = join(app, 'migrations');
+    await mkdir(migrations);
+    await writeFile(join(migrations, '0001_items.js'), "exports.up = (db) => db.schema.createTable('items').addColumn('id', 'integer').execute();\n");
+    const migrate = await run(join(app, 'node_modules/.bin/kysely-scale-admin'), ['migrate', '--shard', `s0=${shard!.primaryUrl}`, '--folder', migrations, '--json'], app);
+    expect(migrate.code).toBe(0);
+    expect(JSON.parse(migrate.stdout)).toMatchObject({ ok: true, shards: [{ shardId: 's0', status: 'migrated', current: '0001_items' }] });
   });
 });
