@@ -139,6 +139,7 @@ export const AGGREGATE_MERGERS: Readonly<Record<AggregateKind, AggregateMerger>>
       },
       result() {
         const n = count.count();
+        if (n < 0n) throw incomparable(`the shards' counts for avg() add up to ${n}`);
         if (n === 0n || sum.empty) return null;
         const exact = sum.exact();
         if (exact === undefined) return (sum.value() as number) / Number(n);

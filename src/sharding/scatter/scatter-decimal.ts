@@ -109,7 +109,9 @@ function firstBaseDigit(unscaled: bigint, scale: number): { weight: number; digi
  * `dividend / divisor` exactly as PostgreSQL's `numeric_div` prints it: the result scale of
  * `select_div_scale` (at least 16 significant digits, never below either input's scale) and
  * rounding half away from zero at that scale. `avg` over integers and numerics is
- * `numeric_div(sum, count)`, so this reproduces `avg` to the last digit.
+ * `numeric_div(sum, count)`, so this reproduces `avg` to the last digit. The caller passes a
+ * positive divisor (a count it checked); anything else is a bug here, hence a RangeError rather
+ * than a coded error.
  */
 export function divideDecimalLikePostgres(dividend: Decimal, divisor: bigint): Decimal {
   if (divisor <= 0n) throw new RangeError('divisor must be positive');

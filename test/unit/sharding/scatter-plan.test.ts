@@ -87,6 +87,11 @@ describe('aggregates', () => {
     expect(p.merge([])).toEqual([{ n: '0', s: null, a: null }]);
   });
 
+  test('avg over partial counts that add up below zero is refused, not divided', () => {
+    const p = plan(db.selectFrom('t').select((eb) => eb.fn.avg('x').as('a')));
+    expect(() => p.merge([[{ __ks_s0: '4', __ks_c1: '-2' }]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: "the shards' counts for avg() add up to -2" } }));
+  });
+
   test('floats and app-parsed bigints keep their JS form', () => {
     const p = plan(db.selectFrom('t').select((eb) => [eb.fn.sum('f').as('s'), eb.fn.avg('f').as('a'), eb.fn.countAll().as('n')]));
     const merged = p.merge([[{ s: 1.5, __ks_s0: 1.5, __ks_c1: 1n, n: 1n }], [{ s: 2.5, __ks_s0: 2.5, __ks_c1: 3n, n: 3n }]]);
