@@ -10,13 +10,16 @@ import { MoveFailedError } from './mover-errors';
 import { enterPhase, report, type BatchScope } from './batch-scope';
 import { catchUpPass, changeLag, type AppliedKeys } from './change-catchup';
 import { checksumDifferences, keyChecksums, slotChecksums, type Checksum } from './slot-checksum';
-import { hideSlots, requiredVersion, requireVersion, restoreRequiredVersion, unhideSlots } from './guard-state';
+import { hideSlots, requiredVersion, restoreRequiredVersion, unhideSlots } from './guard-state';
+import type { Topology } from '../../cluster/topology';
 import { lowerFence, raiseFence, waitForOlderTransactions } from './slot-fence';
 import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
 
 const PASS_ENTRIES = 5000;
 const MAX_PASSES = 200;
+// Entries left for the pass under the fence: each costs a key copy while writers of the moving slots wait.
+const FENCED_LAG = 20;
 
 /** copied → caught-up. */
 export async function catchUp(scope: BatchScope): Promise<void> {
@@ -73,7 +76,12 @@ export async function cutover(scope: BatchScope): Promise<void> {
 
 async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   const { ctx, batch, source, target, tables } = scope;
-  const version = (await ctx.topology()).version + 1;
+  // Apply what piled up during the snapshot verification now, so the fenced pass is short.
+  for (let pass = 0; pass < 10 && (await changeLag(source, ctx.move.id)) > FENCED_LAG; pass++) {
+    await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: PASS_ENTRIES, snapshot: false });
+  }
+  const latest = await ctx.topology();
+  const version = latest.version + 1;
   const fencedAt = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
   const blockers = await waitForOlderTransactions(source, fencedAt, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
   if (blockers.length > 0) {
@@ -88,7 +96,8 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
     throw new MoveFailedError(`Verification of the last changes failed (batch ${batch.index + 1}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, batch: batch.index, phase: 'caught-up' });
   }
   batch.version = version;
-  batch.prevRequired = { source: await requiredVersion(source), target: await requiredVersion(target) };
+  const [prevSource, prevTarget] = await Promise.all([requiredVersion(source), requiredVersion(target)]);
+  batch.prevRequired = { source: prevSource, target: prevTarget };
   await enterPhase(scope, 'cutover');
   if (!(await switchSource(scope, version))) {
     batch.phase = 'caught-up';
@@ -96,50 +105,46 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
     return 'the fence ran out before the switch (raise fenceTimeoutMillis?).';
   }
   await ctx.hook?.(batch, 'switched');
-  return finishCutover(scope);
+  return finishCutover(scope, latest);
 }
 
-/** Source side of the switch: the fence becomes permanent (only if it still holds), the slots hidden, the new version required. */
+/** Source side of the switch, in one round trip: the fence becomes permanent (only if it still holds), the slots hidden, the new version required. */
 async function switchSource(scope: BatchScope, version: number): Promise<boolean> {
   const { ctx, batch, source, bits, slotCount } = scope;
-  await source.query('begin');
   try {
-    const { rowCount } = await source.query(`update kysely_scale.slot_move set fenced_until = 'infinity' where move_id = $1 and fenced_until > clock_timestamp()`, [ctx.move.id]);
-    if (rowCount !== batch.slots.length) {
-      await source.query('rollback');
-      return false;
-    }
-    await requireVersion(source, version);
-    await hideSlots(source, bits, slotCount);
-    await source.query('commit');
+    await source.query(`do $switch$ declare n integer; begin
+      update kysely_scale.slot_move set fenced_until = 'infinity' where move_id = ${Number(ctx.move.id)} and fenced_until > clock_timestamp();
+      get diagnostics n = row_count;
+      if n <> ${batch.slots.length} then raise exception using errcode = 'KS003', message = 'the fence ran out'; end if;
+      update kysely_scale.shard_guard set required_version = greatest(required_version, ${Number(version)}),
+        hidden = coalesce(hidden, repeat('0', ${slotCount})::varbit) | ${bits}::varbit, updated_at = now();
+    end $switch$`);
     return true;
   } catch (error) {
-    await source.query('rollback').catch(() => undefined);
+    if ((error as { code?: unknown }).code === 'KS003') return false;
     throw error;
   }
 }
 
 /**
  * Target side of the switch, replicas, publish. Also where a resumed `cutover` continues once the
- * source switched (its fence is permanent), since every step is idempotent.
+ * source switched (its fence is permanent), since every step is idempotent. `latest` is the
+ * catalog's topology when the cutover began (re-read when not given).
  */
-export async function finishCutover(scope: BatchScope): Promise<'published'> {
+export async function finishCutover(scope: BatchScope, latest?: Topology): Promise<'published'> {
   const { ctx, batch, target, bits, slotCount } = scope;
   const version = batch.version!;
-  await target.query('begin');
-  try {
-    await requireVersion(target, version);
-    await unhideSlots(target, bits, slotCount);
-    await target.query('commit');
-  } catch (error) {
-    await target.query('rollback').catch(() => undefined);
-    throw error;
-  }
-  const latest = await ctx.topology();
+  // One statement: the target shows the slots and requires the new version at the same instant.
+  await target.query(
+    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
+       hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
+    [version],
+  );
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
-  if (latest.version < version) {
+  const current = latest ?? (await ctx.topology());
+  if (current.version < version) {
     ctx.checkLock();
-    await ctx.catalog.publish(latest.withSlotsMoved(batch.slots, batch.target, version), `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`);
+    await ctx.catalog.publish(current.withSlotsMoved(batch.slots, batch.target, version), `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`);
   }
   await enterPhase(scope, 'published');
   return 'published';

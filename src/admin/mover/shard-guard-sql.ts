@@ -8,9 +8,11 @@
  * - two row-security policies on each sharded table: a restrictive one whose
  *   `kysely_scale.version_gate()` runs once while each statement is planned (even a read that
  *   matches no row) and raises {@link STALE_TOPOLOGY_SQLSTATE} for a stale session; and a
- *   permissive one whose `(select kysely_scale.hidden_slots())` init-plan is null unless some
- *   slot is hidden, so the per-row slot check (`get_bit(hidden, kysely_scale_slot(key))`) only
- *   runs on a shard that has hidden rows.
+ *   permissive one whose `kysely_scale.hidden_slots()`, also evaluated while planning, is null
+ *   unless some slot is hidden, so the check folds away and the per-row slot check
+ *   (`get_bit(hidden, kysely_scale_slot(key))`) only runs on a shard that has hidden rows.
+ *   Statements are planned for each execution (node-postgres sends unnamed statements); a plan
+ *   cached across executions (a named prepared statement, PL/pgSQL) keeps what its planning saw.
  * - a statement-level trigger on each sharded table that checks the version for every write
  *   (triggers fire for superusers too, row security does not).
  * - during a move, on the source: a row trigger that logs the keys written in moving slots
@@ -105,9 +107,14 @@ begin
 end
 $gate$;
 
+-- IMMUTABLE for the same reason: evaluated once while planning, so when nothing is hidden the whole
+-- visibility check folds to true and costs nothing per row.
 create or replace function kysely_scale.hidden_slots() returns varbit
-language sql stable as $hidden$
-  select case when current_setting('kysely_scale.bypass', true) = 'on' then null else (select hidden from kysely_scale.shard_guard) end
+language plpgsql immutable as $hidden$
+begin
+  if current_setting('kysely_scale.bypass', true) = 'on' then return null; end if;
+  return (select hidden from kysely_scale.shard_guard);
+end
 $hidden$;
 
 create or replace function kysely_scale.write_gate() returns trigger
@@ -157,7 +164,7 @@ alter table ${t} enable row level security;
 alter table ${t} force row level security;
 drop policy if exists kysely_scale_guard on ${t};
 create policy kysely_scale_guard on ${t} as permissive for all to public
-  using ((select kysely_scale.hidden_slots()) is null or get_bit((select kysely_scale.hidden_slots()), kysely_scale_slot(${key}, ${slotCount})) = 0)
+  using (kysely_scale.hidden_slots() is null or get_bit(kysely_scale.hidden_slots(), kysely_scale_slot(${key}, ${slotCount})) = 0)
   with check (true);
 drop policy if exists kysely_scale_version on ${t};
 create policy kysely_scale_version on ${t} as restrictive for all to public

@@ -1,0 +1,276 @@
+/**
+ * Resharding: the slot mover's copy rate against a plain `COPY (select …) TO STDOUT | COPY … FROM
+ * STDIN` of the same rows between the same servers; the write overhead of change capture (the
+ * capture trigger on, against off, in alternating rounds); the cost of the shard guard on point
+ * reads (row security on, against off); and a move under load: app p99 before and during, the
+ * pause writers to the moving slots see at the cutover, and lost/duplicated rows from the
+ * writers' own log of acknowledged writes.
+ */
+import { pipeline } from 'node:stream/promises';
+import { Kysely } from 'kysely';
+import { Client, Pool } from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { startTestCluster } from '../src/testing';
+import { createTopology, type ServerSpec } from '../src/cluster/topology';
+import { slotOf } from '../src/cluster/slot-hash';
+import { SLOT_FUNCTIONS_SQL } from '../src/cluster/slot-function-sql';
+import { fenceRefusalOf } from '../src/cluster/topology-fence';
+import { ShardedDialect } from '../src/sharding/dialect/sharded-dialect';
+import { TopologyCatalog } from '../src/admin/topology-catalog';
+import { followCatalog } from '../src/admin/follow-catalog';
+import { moveSlots } from '../src/admin/mover/mover-operations';
+import { topologyVersionPool } from '../src/admin/mover/versioned-pool';
+import { retryOnFence } from '../src/admin/mover/fence-retry';
+import { installGuard, installCapture, dropCapture } from '../src/admin/mover/shard-guard';
+import { slotBitsLiteral, slotFilterSql } from '../src/admin/mover/shard-guard-sql';
+import type { MoveProgress } from '../src/admin/mover/move-context';
+import { makeReport, writeReport, type BenchReport } from './bench-report';
+
+interface DB {
+  users: { id: number; name: string; score: number; payload: string };
+}
+
+const ROWS = Number(process.env.RESHARDING_ROWS ?? 200_000);
+const WRITERS = 8;
+const TABLES = { users: 'id' };
+const SCHEMA = 'create table users (id bigint primary key, name text not null, score integer not null default 0, payload text not null)';
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
+};
+const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
+export async function run(): Promise<BenchReport> {
+  const cluster = await startTestCluster({ shards: 2, backend: 'local' });
+  try {
+    const shards = await cluster.createDatabase('resharding');
+    const [{ primaryUrl: catalogUrl }] = (await cluster.createDatabase('resharding_catalog')) as unknown as [{ primaryUrl: string }];
+    const pools = shards.map((s) => new Pool({ connectionString: s.primaryUrl, max: 4 }));
+    for (const p of pools) {
+      await p.query(SCHEMA);
+      await p.query(SLOT_FUNCTIONS_SQL);
+      await p.query('create table users_baseline (like users including all)');
+    }
+    const topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl })) });
+    const catalog = new TopologyCatalog({ url: catalogUrl });
+    await catalog.install();
+    await catalog.publish(topology, 'bench');
+    for (let i = 0; i < 2; i++) {
+      const ids = Array.from({ length: ROWS }, (_, id) => id).filter((id) => topology.shardForSlot(slotOf(id)).index === i);
+      await pools[i]!.query(`insert into users (id, name, payload) select u, 'user ' || u, repeat(md5(u::text), 3) from unnest($1::bigint[]) u`, [ids]);
+      await pools[i]!.query('analyze users');
+    }
+    for (let i = 0; i < 2; i++) {
+      const c = new Client(shards[i]!.primaryUrl);
+      await c.connect();
+      await installGuard(c, shards[i]!.id, [{ name: 'users', keyColumn: 'id' }], topology.slotCount);
+      await c.end();
+    }
+
+    // 1. Plain COPY of slots 0-1023 (shard0 → shard1's scratch table) against the mover copying the same rows.
+    const slotsA = Array.from({ length: 1024 }, (_, s) => s);
+    const filter = slotFilterSql({ name: 'users', keyColumn: 'id' }, slotBitsLiteral(slotsA, topology.slotCount), topology.slotCount);
+    const src = new Client(shards[0]!.primaryUrl);
+    const dst = new Client(shards[1]!.primaryUrl);
+    await src.connect();
+    await dst.connect();
+    await src.query('set kysely_scale.bypass = on');
+    let t = performance.now();
+    await pipeline(src.query(copyTo(`copy (select * from users where ${filter}) to stdout`)), dst.query(copyFrom('copy users_baseline from stdin')));
+    const baselineMillis = performance.now() - t;
+    const baselineRows = Number((await dst.query('select count(*) as n from users_baseline')).rows[0].n);
+    await dst.query('truncate users_baseline');
+    const phases: { phase: string; at: number; rows: number }[] = [];
+    const onProgress = (p: MoveProgress): void => {
+      if (phases.at(-1)?.phase !== p.phase) phases.push({ phase: p.phase, at: performance.now(), rows: p.rowsCopied });
+    };
+    const moveA = await moveSlots({ catalog: catalogUrl, tables: TABLES, slots: '0-1023', to: shards[1]!.id, onProgress });
+    if (!moveA.ok) throw new Error(`move A failed: ${JSON.stringify(moveA.error)}`);
+    const copyStart = phases.find((p) => p.phase === 'capturing')!.at;
+    const copyEnd = phases.find((p) => p.phase === 'copied')!.at;
+    const moverRowsPerSecond = moveA.rowsCopied / ((copyEnd - copyStart) / 1000);
+    const baselineRowsPerSecond = baselineRows / (baselineMillis / 1000);
+
+    // 2. Change-capture write overhead: single-row updates on shard1 rows of slots 2048-2303, trigger off/on in alternating rounds.
+    const captureSlots = Array.from({ length: 256 }, (_, s) => 2048 + s);
+    const captureIds = Array.from({ length: ROWS }, (_, id) => id).filter((id) => captureSlots.includes(slotOf(id))).slice(0, 2000);
+    const writer = new Pool({ connectionString: shards[1]!.primaryUrl, max: 4 });
+    const updateRound = async (millis: number): Promise<number[]> => {
+      const lat: number[] = [];
+      const end = performance.now() + millis;
+      let i = 0;
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (performance.now() < end) {
+          const id = captureIds[i++ % captureIds.length]!;
+          const s = performance.now();
+          await writer.query('update users set score = score + 1 where id = $1', [id]);
+          lat.push(performance.now() - s);
+        }
+      }));
+      return lat;
+    };
+    const admin = new Client(shards[1]!.primaryUrl);
+    await admin.connect();
+    await admin.query('set kysely_scale.bypass = on');
+    const off: number[] = [];
+    const on: number[] = [];
+    for (let r = 0; r < 6; r++) {
+      off.push(...(await updateRound(400)));
+      await admin.query(`insert into kysely_scale.slot_move (slot, move_id, next_version) select s, 999999, 0 from unnest($1::int[]) s`, [captureSlots]);
+      await installCapture(admin, [{ name: 'users', keyColumn: 'id' }], topology.slotCount);
+      on.push(...(await updateRound(400)));
+      await dropCapture(admin, [{ name: 'users', keyColumn: 'id' }]);
+      await admin.query('delete from kysely_scale.slot_move where move_id = 999999; delete from kysely_scale.change_log where move_id = 999999');
+    }
+    await writer.end();
+
+    // 3. Guard cost on point reads: row security on (as the app role) against off (same table, policies disabled), alternating.
+    await admin.query(`create role bench_app login; grant select, insert, update, delete on users to bench_app`);
+    const appUrl = new URL(shards[1]!.primaryUrl);
+    appUrl.username = 'bench_app';
+    const reader = new Pool({ connectionString: appUrl.toString(), max: 4, options: '-c kysely_scale.topology_version=2' });
+    const readIds = Array.from({ length: ROWS }, (_, id) => id).filter((id) => topology.shardForSlot(slotOf(id)).index === 1).slice(0, 5000);
+    const readRound = async (millis: number): Promise<number[]> => {
+      const lat: number[] = [];
+      const end = performance.now() + millis;
+      let i = 0;
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (performance.now() < end) {
+          const s = performance.now();
+          await reader.query('select id, name from users where id = $1', [readIds[i++ % readIds.length]]);
+          lat.push(performance.now() - s);
+        }
+      }));
+      return lat;
+    };
+    const guarded: number[] = [];
+    const bare: number[] = [];
+    for (let r = 0; r < 6; r++) {
+      guarded.push(...(await readRound(300)));
+      await admin.query('alter table users disable row level security');
+      bare.push(...(await readRound(300)));
+      await admin.query('alter table users enable row level security');
+    }
+    await reader.end();
+    await admin.end();
+
+    // 4. A move under load: writers over every slot through a dialect that follows the catalog.
+    const dialectRef: { current?: ShardedDialect } = {};
+    const versioned = topologyVersionPool(() => dialectRef.current!.topology.version, { max: WRITERS });
+    const asApp = (server: ServerSpec): ServerSpec => {
+      const u = new URL(server.url);
+      u.username = 'bench_app';
+      const spec = { redactedUrl: server.redactedUrl } as ServerSpec;
+      Object.defineProperty(spec, 'url', { value: u.toString() });
+      return spec;
+    };
+    const dialect = new ShardedDialect({ topology: (await catalog.latest())!, shardKeys: { users: 'id' }, createPool: (s) => versioned(asApp(s)), onPoolError: () => undefined });
+    dialectRef.current = dialect;
+    await pools[0]!.query(`do $$ begin if not exists (select 1 from pg_roles where rolname = 'bench_app') then create role bench_app login; end if; end $$; grant select, insert, update, delete on users to bench_app`);
+    const db = new Kysely<DB>({ dialect });
+    const watch = await followCatalog(dialect, catalog);
+    const movingB = new Set(Array.from({ length: 1024 }, (_, s) => 2048 + s));
+    let phase: 'before' | 'during' | 'after' = 'before';
+    const latency: Record<string, number[]> = { before: [], during: [], after: [] };
+    const pauses: number[] = [];
+    const acked = new Map<number, number>();
+    let stop = false;
+    let counter = 0;
+    const load = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
+      while (!stop) {
+        const id = ROWS + w * 1_000_000 + (counter++ % 5000);
+        const value = counter;
+        let refused = false;
+        const s = performance.now();
+        await retryOnFence(dialect, catalog, async () => {
+          try {
+            await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
+          } catch (error) {
+            if (fenceRefusalOf(error) !== undefined) refused = true;
+            throw error;
+          }
+        });
+        const took = performance.now() - s;
+        acked.set(id, value);
+        latency[phase]!.push(took);
+        if (refused && movingB.has(slotOf(id))) pauses.push(took);
+      }
+    }));
+    await new Promise((r) => setTimeout(r, 3000));
+    phase = 'during';
+    const marks: string[] = [];
+    const t0 = performance.now();
+    const moveB = await moveSlots({
+      catalog: catalogUrl,
+      slots: '2048-3071',
+      to: shards[0]!.id,
+      maxRowsPerSecond: 60_000,
+      ...(process.env.RESHARDING_DEBUG === undefined ? {} : { hook: (_b, point) => void marks.push(`${point} ${Math.round(performance.now() - t0)}`), onProgress: (p) => void marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`) }),
+    });
+    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
+    phase = 'after';
+    await new Promise((r) => setTimeout(r, 500));
+    stop = true;
+    await load;
+    await watch.close();
+    await db.destroy();
+    if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
+
+    // Lost and duplicated rows against the writers' log of acknowledged writes.
+    const found = new Map<number, number[]>();
+    for (const p of pools) {
+      const { rows } = await p.query<{ id: string; score: number }>(`select id, score from users where name = 'load'`);
+      for (const r of rows) found.set(Number(r.id), [...(found.get(Number(r.id)) ?? []), r.score]);
+    }
+    let lost = 0;
+    for (const [id, score] of acked) if (found.get(id)?.[0] !== score) lost++;
+    const duplicated = [...found.values()].filter((v) => v.length > 1).length;
+    for (const p of pools) await p.end();
+    await src.end();
+    await dst.end();
+    await catalog.close();
+
+    const p99Before = percentile(latency.before!, 0.99);
+    const p99During = percentile(latency.during!, 0.99);
+    const results = {
+      rows: ROWS,
+      baselineCopyRowsPerSecond: Math.round(baselineRowsPerSecond),
+      moverCopyRowsPerSecond: Math.round(moverRowsPerSecond),
+      movedRows: moveA.rowsCopied,
+      captureOffUpdateP50Ms: round(percentile(off, 0.5), 3),
+      captureOnUpdateP50Ms: round(percentile(on, 0.5), 3),
+      guardOffReadP50Ms: round(percentile(bare, 0.5), 3),
+      guardOnReadP50Ms: round(percentile(guarded, 0.5), 3),
+      appP99BeforeMs: round(p99Before),
+      appP99DuringMs: round(p99During),
+      appOpsBefore: latency.before!.length,
+      appOpsDuring: latency.during!.length,
+      cutoverPausedWrites: pauses.length,
+      cutoverPauseP50Ms: round(percentile(pauses, 0.5)),
+      cutoverPauseP99Ms: round(percentile(pauses, 0.99)),
+      cutoverPauseMaxMs: round(Math.max(0, ...pauses)),
+      moveUnderLoadMillis: Math.round(moveB.durationMillis),
+      lost,
+      duplicated,
+    };
+    const ratios = {
+      copyRateVsPlainCopy: round(moverRowsPerSecond / baselineRowsPerSecond),
+      captureWriteOverhead: round(percentile(on, 0.5) / percentile(off, 0.5)),
+      guardReadOverhead: round(percentile(guarded, 0.5) / percentile(bare, 0.5)),
+      appP99DuringVsBefore: round(p99During / p99Before),
+    };
+    const targets = { copyRateVsPlainCopyMin: 0.5, cutoverPauseP99MaxMs: 50, appP99DuringVsBeforeMax: 2, lost: 0, duplicated: 0 };
+    const pass =
+      ratios.copyRateVsPlainCopy >= targets.copyRateVsPlainCopyMin &&
+      results.cutoverPauseP99Ms <= targets.cutoverPauseP99MaxMs &&
+      ratios.appP99DuringVsBefore <= targets.appP99DuringVsBeforeMax &&
+      lost === 0 &&
+      duplicated === 0;
+    const report = makeReport('resharding', { results, ratios, targets, pass });
+    await writeReport(report);
+    return report;
+  } finally {
+    await cluster.stop();
+  }
+}
