@@ -124,7 +124,8 @@ export class AlertMonitor extends TypedEmitter<{ alert: Alert }> {
   #evaluate(stats: BalancerStats): Record<AlertKind, Condition> {
     const unhealthy = stats.unhealthyInstances + stats.ejectedInstances;
     const latency = stats.averageLatencyMillis ?? 0;
-    // Calls per unit of weight since the last check, over usable instances.
+    // Calls per unit of weight since the last check, over usable instances that are not warming up
+    // (slow start holds those below their share on purpose).
     const loads: number[] = [];
     let periodRequests = 0;
     const totals = new Map<string, number>();
@@ -132,7 +133,7 @@ export class AlertMonitor extends TypedEmitter<{ alert: Alert }> {
       totals.set(i.id, i.totalRequests);
       const delta = i.totalRequests - (this.#lastTotals.get(i.id) ?? 0);
       periodRequests += delta;
-      if (i.healthy && !i.ejected) loads.push(delta / i.weight);
+      if (i.healthy && !i.ejected && i.effectiveWeight >= i.weight) loads.push(delta / i.weight);
     }
     this.#lastTotals = totals;
     let cv = 0;

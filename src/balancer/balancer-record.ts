@@ -20,6 +20,8 @@ export class InstanceRecord implements BalancedInstance {
   latencyStampMillis = 0;
   healthy = true;
   warmingSinceMillis: number | undefined;
+  /** Picks a warming instance may take now (see `SlowStart.admit`). */
+  slowStartCredit = 0;
   totalRequests = 0;
   failedRequests = 0;
   cancelledRequests = 0;

@@ -35,6 +35,11 @@ export interface Strategy {
   onComplete?(instance: BalancedInstance, outcome: CallOutcome): void;
   /** Forgets per-instance state of a removed instance. */
   onRemove?(instanceId: string): void;
+  /**
+   * The instance is back in service after an ejection or failed health checks: what its failures
+   * taught no longer holds (a latency strategy restarts it at par with the healthy instances).
+   */
+  onReturn?(instanceId: string): void;
 }
 
 /** @internal Load per unit of weight: what weighted least-loaded strategies minimise. */

@@ -145,7 +145,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     const r = this.#records.get(id);
     if (r === undefined || r.healthy === healthy) return;
     r.healthy = healthy;
-    if (healthy) r.warmingSinceMillis = this.clock.monotonicNow();
+    if (healthy) this.#backInService(r, this.clock.monotonicNow());
     this.emit('health-changed', reason === undefined ? { instanceId: id, healthy } : { instanceId: id, healthy, reason });
   }
 
@@ -176,10 +176,21 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
   #returned(ids: readonly string[], now: number): void {
     for (const id of ids) {
       const r = this.#records.get(id);
-      if (r !== undefined) r.warmingSinceMillis = now;
+      if (r !== undefined) this.#backInService(r, now);
       this.emit('returned', { instanceId: id });
     }
   }
+
+  /**
+   * An instance back after an ejection or failed health checks warms up again, and the strategy
+   * forgets what its failures taught (they say nothing about the recovered instance).
+   */
+  #backInService(r: InstanceRecord, now: number): void {
+    r.warmingSinceMillis = now;
+    r.slowStartCredit = 0;
+    this.strategy.onReturn?.(r.id);
+  }
+
 
   #candidates(exclude: ReadonlySet<string> | undefined): InstanceRecord[] {
     this.#releaseEjections();
@@ -208,7 +219,8 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       this.#panic = panic;
       this.emit('panic', { active: panic, usable: usableCount, total });
     }
-    return panic ? all : usable;
+    const candidates = panic ? all : usable;
+    return this.#slowStart === undefined ? candidates : this.#slowStart.admit(candidates);
   }
 
   /** Picks an instance and counts it in flight. Release the lease exactly once (later calls are ignored). */
@@ -249,6 +261,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       this.#noInstanceErrors++;
       throw error;
     }
+    this.#slowStart?.picked(record);
     return record;
   }
 

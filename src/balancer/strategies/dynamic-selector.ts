@@ -152,5 +152,8 @@ export function dynamicSelector(options: DynamicSelectorOptions = {}): Strategy 
     onRemove(instanceId: string): void {
       for (const s of all) s.onRemove?.(instanceId);
     },
+    onReturn(instanceId: string): void {
+      for (const s of all) s.onReturn?.(instanceId);
+    },
   };
 }

@@ -77,6 +77,10 @@ const PEAK_EWMA_OPTIONS_KEYS: Readonly<Record<keyof PeakEwmaOptions, true>> = {
  * instance gets no traffic its estimate decays toward zero, so it is probed again later; while its
  * calls hang, their age keeps it expensive (a blackholed instance stops attracting callers).
  *
+ * An instance back in service (after an ejection or failed health checks) restarts at the mean
+ * estimate of the healthy instances, so with slow start it reaches its fair share when the warm-up
+ * window ends instead of waiting for its failure penalties to decay.
+ *
  * A failed call is charged as a call `failurePenaltyFactor` times as costly as a call to the
  * healthy instances is now, so a backend that fails fast stays unattractive whether the healthy
  * ones answer in 1 ms or in 300 ms.
@@ -163,6 +167,20 @@ export function peakEwma(options: PeakEwmaOptions = {}): PeakEwma {
     onRemove(instanceId: string): void {
       estimates.delete(instanceId);
       lastCandidates = lastCandidates.filter((c) => c.id !== instanceId);
+    },
+    onReturn(instanceId: string): void {
+      // Back from an ejection or failed health checks: its failure penalties would keep it starved
+      // long after it recovered. It restarts at par with the healthy instances (slow start ramps its
+      // share), and its first calls show at once if it is still slow (the estimate is peak-sensitive).
+      const now = clock.monotonicNow();
+      let sum = 0;
+      let count = 0;
+      for (const [id, e] of estimates) {
+        if (id === instanceId || !e.lastOk) continue;
+        sum += decayed(e, now);
+        count++;
+      }
+      estimates.set(instanceId, { costMillis: count === 0 ? initialLatencyMillis : sum / count, stampMillis: now, lastOk: false });
     },
     estimateMillis(instanceId: string): number {
       const now = clock.monotonicNow();
