@@ -83,6 +83,7 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   const latest = await ctx.topology();
   const version = latest.version + 1;
   const fencedAt = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
+  await ctx.hook?.(batch, 'fencing');
   const blockers = await waitForOlderTransactions(source, fencedAt, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
   if (blockers.length > 0) {
     await lowerFence(source, ctx.move.id);

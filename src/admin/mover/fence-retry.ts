@@ -15,7 +15,7 @@ import type { TopologyFollower } from '../follow-catalog';
 export interface FenceRetryOptions {
   /** How long to wait for the catalog to publish the version a refusal asks for. @default 5000 */
   readonly waitMillis?: number;
-  /** Between catalog reads while waiting. @default 5 */
+  /** Between catalog reads while waiting. @default 2 */
   readonly pollMillis?: number;
   /** @default systemClock */
   readonly clock?: Clock;
@@ -49,12 +49,24 @@ export async function retryOnFence<T>(dialect: TopologyFollower, catalog: Pick<T
   }
 }
 
+// Callers refused at the same moment share one catalog read instead of queueing on its pool.
+const inFlight = new WeakMap<object, Promise<Awaited<ReturnType<TopologyCatalog['latest']>>>>();
+
+function latestOnce(catalog: Pick<TopologyCatalog, 'latest'>): ReturnType<TopologyCatalog['latest']> {
+  let pending = inFlight.get(catalog);
+  if (pending === undefined) {
+    pending = catalog.latest().finally(() => inFlight.delete(catalog));
+    inFlight.set(catalog, pending);
+  }
+  return pending;
+}
+
 async function catchUp(dialect: TopologyFollower, catalog: Pick<TopologyCatalog, 'latest'>, version: number, options: FenceRetryOptions): Promise<boolean> {
   const clock = options.clock ?? systemClock;
   const deadline = clock.monotonicNow() + (options.waitMillis ?? 5000);
   for (;;) {
     if (dialect.topology.version >= version) return true;
-    const latest = await catalog.latest();
+    const latest = await latestOnce(catalog);
     if (latest !== undefined && latest.version > dialect.topology.version) {
       try {
         dialect.setTopology(latest);
@@ -64,6 +76,6 @@ async function catchUp(dialect: TopologyFollower, catalog: Pick<TopologyCatalog,
       if (dialect.topology.version >= version) return true;
     }
     if (clock.monotonicNow() >= deadline) return false;
-    await new Promise<void>((resolve) => clock.setTimeout(resolve, options.pollMillis ?? 5));
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, options.pollMillis ?? 2));
   }
 }

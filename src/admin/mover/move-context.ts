@@ -53,8 +53,8 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   batchSlots: 1024,
 });
 
-/** Points of a batch where {@link PhaseHook} is called: before each phase's work, and inside the cutover and clean-up. */
-export type HookPoint = BatchPhase | 'fenced' | 'switched' | 'cleaning';
+/** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
+export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'cleaning';
 
 /** A test hook: called at each {@link HookPoint} of a batch (crash tests kill the process there). */
 export type PhaseHook = (batch: MoveBatch, point: HookPoint) => void | Promise<void>;
