@@ -66,7 +66,8 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
       }
     },
     stop() {
-      if (last !== undefined && last !== lastPrinted) print(last);
+      // The last report, unless the last printed line already said the same.
+      if (last !== undefined && (last.phase !== lastPrinted?.phase || last.batch !== lastPrinted.batch || last.rowsCopied !== lastPrinted.rowsCopied)) print(last);
     },
   };
 }

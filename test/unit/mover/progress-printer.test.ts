@@ -1,0 +1,31 @@
+import { PassThrough } from 'node:stream';
+import { progressPrinter } from '../../../src/admin/mover/progress-printer';
+import { ManualClock } from '../../../src/kernel/clock';
+import type { MoveProgress } from '../../../src/admin/mover/move-context';
+
+const at = (phase: MoveProgress['phase'], rowsCopied: number): MoveProgress => ({ moveId: 1, batch: 1, batches: 2, source: 's0', target: 's1', phase, rowsCopied, rowsTotal: 1000 });
+
+describe('progress printer off a terminal', () => {
+  test('prints one JSON line per second, and at once on a phase change, with rate and ETA', () => {
+    const clock = new ManualClock();
+    const stream = new PassThrough();
+    const lines: string[] = [];
+    stream.on('data', (c: Buffer) => lines.push(...c.toString().trim().split('\n')));
+    const printer = progressPrinter(stream, clock);
+    printer.onProgress(at('capturing', 0));
+    clock.advance(500);
+    printer.onProgress(at('capturing', 100)); // within the second: not printed
+    clock.advance(500);
+    printer.onProgress(at('capturing', 200));
+    printer.onProgress(at('copied', 200)); // a new phase: printed at once
+    printer.onProgress(at('copied', 200));
+    printer.stop();
+    const parsed = lines.map((l) => JSON.parse(l) as { phase: string; rowsCopied: number; rowsPerSecond: number; etaSeconds: number | null });
+    expect(parsed.map((p) => [p.phase, p.rowsCopied])).toEqual([
+      ['capturing', 0],
+      ['capturing', 200],
+      ['copied', 200],
+    ]);
+    expect(parsed[1]).toMatchObject({ rowsPerSecond: 200, etaSeconds: 4 });
+  });
+});
