@@ -1,6 +1,6 @@
 import { startMoverFixture, APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
 import { startApp, type AppLine, type AppProcess } from './load-processes';
-import { addShard } from '../../../src/admin/mover/mover-operations';
+import { addShard, drainShard } from '../../../src/admin/mover/mover-operations';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -31,7 +31,7 @@ function expectedState(lines: readonly AppLine[]): Map<number, number | null> {
   return state;
 }
 
-test('add a 4th shard under load: 3 writers, a reader and a stale instance; nothing lost, duplicated or resurrected, reads exact', async () => {
+test('add a 4th shard, then drain another, under load: 3 writers, a reader and a stale instance; nothing lost, duplicated or resurrected, reads exact', async () => {
   const [reader, stale, ...apps] = await Promise.all([
     startApp('reader', f.catalogUrl, APP_ROLE, 0),
     startApp('stale', f.catalogUrl, APP_ROLE, 0),
@@ -43,6 +43,12 @@ test('add a 4th shard under load: 3 writers, a reader and a stale instance; noth
   expect(result.error).toBeNull();
   expect(result.status).toBe('done');
   // Every app keeps working on the new topology.
+  await Promise.all([...apps, reader].map((a) => a.progress(30)));
+
+  // Then drain shard1 under the same load: its slots go to the other three and it leaves the topology.
+  const drained = await drainShard({ catalog: f.catalogUrl, shardId: 'shard1' });
+  expect(drained.error).toBeNull();
+  expect(drained.status).toBe('done');
   await Promise.all([...apps, reader].map((a) => a.progress(30)));
 
   const done = await Promise.all([...apps, reader, stale].map((a) => a.stop()));
@@ -83,5 +89,7 @@ test('add a 4th shard under load: 3 writers, a reader and a stale instance; noth
   const catalog = new TopologyCatalog({ url: f.catalogUrl });
   const latest = (await catalog.latest())!;
   await catalog.close();
-  expect(latest.slotsOf('shard3')).toHaveLength(1024);
+  expect(latest.shards.map((s) => s.id)).toEqual(['shard0', 'shard2', 'shard3']);
+  expect(latest.shards.map((s) => latest.slotsOf(s.id).length)).toEqual([1366, 1365, 1365]);
+  expect((await f.pools[1]!.query('select count(*)::int as n from users')).rows[0].n).toBe(0);
 }, 120_000);
