@@ -82,11 +82,17 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   }
   const latest = await ctx.topology();
   const version = latest.version + 1;
+  // Saved before the fence goes up, so nothing but the switch itself runs while writers wait.
+  const [prevSource, prevTarget] = await Promise.all([requiredVersion(source), requiredVersion(target)]);
+  batch.version = version;
+  batch.prevRequired = { source: prevSource, target: prevTarget };
+  await enterPhase(scope, 'cutover');
   const fencedAt = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
   await ctx.hook?.(batch, 'fencing');
   const blockers = await waitForOlderTransactions(source, fencedAt, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
   if (blockers.length > 0) {
     await lowerFence(source, ctx.move.id);
+    await enterPhase(scope, 'caught-up');
     return `transactions older than the fence stayed open on "${batch.source}" (backend ${blockers.map((b) => b.pid).join(', ')}).`;
   }
   await ctx.hook?.(batch, 'fenced');
@@ -94,15 +100,11 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   const differences = await compareKeys(scope, applied);
   if (differences.length > 0) {
     await lowerFence(source, ctx.move.id);
+    await enterPhase(scope, 'copied');
     throw new MoveFailedError(`Verification of the last changes failed (batch ${batch.index + 1}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, batch: batch.index, phase: 'caught-up' });
   }
-  batch.version = version;
-  const [prevSource, prevTarget] = await Promise.all([requiredVersion(source), requiredVersion(target)]);
-  batch.prevRequired = { source: prevSource, target: prevTarget };
-  await enterPhase(scope, 'cutover');
   if (!(await switchSource(scope, version))) {
-    batch.phase = 'caught-up';
-    await ctx.store.save(ctx.move);
+    await enterPhase(scope, 'caught-up');
     return 'the fence ran out before the switch (raise fenceTimeoutMillis?).';
   }
   await ctx.hook?.(batch, 'switched');

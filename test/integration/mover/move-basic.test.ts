@@ -2,17 +2,18 @@ import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import { Pool } from 'pg';
 import { slotOf } from '../../../src/cluster/slot-hash';
 
 let f: MoverFixture;
 
 beforeAll(async () => {
-  f = await startMoverFixture('mover_basic', 2);
+  f = await startMoverFixture('mover_basic', 2, 1);
 }, 60_000);
 
 afterAll(() => f?.close());
 
-test('moving slots copies their rows to the target, publishes the new owner and leaves no row behind', async () => {
+test('moving slots copies their rows to the target, publishes the new owner once its replica replayed them, and leaves no row behind', async () => {
   const v1 = await f.init(2);
   await f.seed(v1, 0, 400);
   const before = await verifyShards({ catalog: f.catalogUrl, tables: TABLES });
@@ -30,4 +31,9 @@ test('moving slots copies their rows to the target, publishes the new owner and 
   const users = await f.rowsOf('users');
   expect(users).toHaveLength(400);
   for (const u of users) expect(latest.shardForSlot(slotOf(BigInt(u.key))).index).toBe(u.shard);
+  // The new owner's replica had replayed the moved rows before the version was published.
+  const replica = new Pool({ connectionString: f.shards[1]!.replicaUrls[0]!, max: 1 });
+  const onReplica = Number((await replica.query('select count(*) as n from users')).rows[0].n);
+  await replica.end();
+  expect(onReplica).toBe(users.filter((u) => u.shard === 1).length);
 });

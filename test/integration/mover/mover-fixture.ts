@@ -36,9 +36,8 @@ export interface MoverFixture {
   close(): Promise<void>;
 }
 
-export async function startMoverFixture(name: string, shardCount: number, cluster?: TestCluster): Promise<MoverFixture> {
-  const own = cluster === undefined;
-  const c = cluster ?? (await startTestCluster({ shards: shardCount, backend: 'local' }));
+export async function startMoverFixture(name: string, shardCount: number, replicasPerShard = 0): Promise<MoverFixture> {
+  const c = await startTestCluster({ shards: shardCount, replicasPerShard, backend: 'local' });
   const shards = (await c.createDatabase(name)).slice(0, shardCount);
   const [{ primaryUrl: catalogUrl }] = (await c.createDatabase(`${name}_catalog`)) as [TestShardUrls];
   const pools = shards.map((s) => {
@@ -63,7 +62,7 @@ export async function startMoverFixture(name: string, shardCount: number, cluste
       return url.toString();
     },
     async init(count, slotCount) {
-      const topology = createTopology({ shards: shards.slice(0, count).map((s) => ({ id: s.id, primary: s.primaryUrl })), ...(slotCount === undefined ? {} : { slotCount }) });
+      const topology = createTopology({ shards: shards.slice(0, count).map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })), ...(slotCount === undefined ? {} : { slotCount }) });
       const catalog = new TopologyCatalog({ url: catalogUrl });
       await catalog.install();
       await catalog.publish(topology, 'init');
@@ -93,7 +92,7 @@ export async function startMoverFixture(name: string, shardCount: number, cluste
     },
     async close() {
       await Promise.all(pools.map((p) => p.end()));
-      if (own) await c.stop();
+      await c.stop();
     },
   };
 }
