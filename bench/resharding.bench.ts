@@ -177,21 +177,28 @@ export async function run(): Promise<BenchReport> {
     const acked = new Map<number, number>();
     let stop = false;
     let counter = 0;
+    const debugMarks: string[] = [];
+    const debugStart = performance.now();
     const load = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
       while (!stop) {
         const id = ROWS + w * 1_000_000 + (counter++ % 5000);
         const value = counter;
         let refused = false;
+        let refusedAt = 0;
         const s = performance.now();
         await retryOnFence(dialect, catalog, async () => {
           try {
             await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
           } catch (error) {
-            if (fenceRefusalOf(error) !== undefined) refused = true;
+            if (fenceRefusalOf(error) !== undefined && !refused) {
+              refused = true;
+              refusedAt = performance.now();
+            }
             throw error;
           }
         });
         const took = performance.now() - s;
+        if (refused && process.env.RESHARDING_DEBUG !== undefined) debugMarks.push(`write started ${Math.round(s - debugStart)} refused ${Math.round(refusedAt - debugStart)} done ${Math.round(performance.now() - debugStart)}`);
         acked.set(id, value);
         latency[phase]!.push(took);
         if (refused && movingB.has(slotOf(id))) pauses.push(took);
@@ -199,8 +206,8 @@ export async function run(): Promise<BenchReport> {
     }));
     await new Promise((r) => setTimeout(r, 3000));
     phase = 'during';
-    const marks: string[] = [];
-    const t0 = performance.now();
+    const marks = debugMarks;
+    const t0 = debugStart;
     const moveB = await moveSlots({
       catalog: catalogUrl,
       slots: '2048-3071',
@@ -208,13 +215,14 @@ export async function run(): Promise<BenchReport> {
       maxRowsPerSecond: 60_000,
       ...(process.env.RESHARDING_DEBUG === undefined ? {} : { hook: (_b, point) => void marks.push(`${point} ${Math.round(performance.now() - t0)}`), onProgress: (p) => void marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`) }),
     });
-    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
+
     phase = 'after';
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await load;
     await watch.close();
     await db.destroy();
+    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
 
     // Lost and duplicated rows against the writers' log of acknowledged writes.

@@ -17,6 +17,7 @@ const KEYS_PER_DELETE = 1000;
 /** published → cleaned. */
 export async function cleanUp(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, tables, bits, slotCount } = scope;
+  await ctx.pause(ctx.tuning.cleanupDelayMillis);
   const started = ctx.clock.monotonicNow();
   let deleted = 0;
   let announced = false;

@@ -41,6 +41,8 @@ export interface MoveTuning {
   readonly replicaWaitMillis: number;
   /** Largest batch, in slots. @default 1024 */
   readonly batchSlots: number;
+  /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
+  readonly cleanupDelayMillis: number;
 }
 
 /** Defaults of {@link MoveTuning}. */
@@ -51,6 +53,7 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   cutoverAttempts: 3,
   replicaWaitMillis: 5_000,
   batchSlots: 1024,
+  cleanupDelayMillis: 500,
 });
 
 /** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
