@@ -78,4 +78,4 @@ export {
 } from './http/http-client';
 export { createProxyServer, listenProxy, PROXY_DEFAULTS, type ProxyOptions, type RunningProxy } from './http/proxy';
 export { loadProxyConfig, type ProxyConfig, type ProxyHealthConfig } from './http/proxy-config';
-export { startProxyFromConfig, type ProxyFromConfig } from './http/proxy-start';
+export { startProxyFromConfig, type ProxyFromConfig, type StartProxyOptions, type UpstreamChanges } from './http/proxy-start';

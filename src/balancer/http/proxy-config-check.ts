@@ -20,9 +20,11 @@ import { isStrategyName, STRATEGY_FACTORIES } from '../strategies/strategy-regis
 import { splitCredentials } from './http-credentials';
 import type { ProxyConfig, ProxyHealthConfig } from './proxy-config';
 import { parseUpstream } from './proxy-config-upstream';
+import { isLoopback } from './proxy-loopback';
 
 const PROXY_CONFIG_KEYS: Readonly<Record<keyof ProxyConfig, true>> = {
   listen: true,
+  admin: true,
   upstreams: true,
   strategy: true,
   strategyOptions: true,
@@ -104,6 +106,9 @@ export function checkProxyConfig(raw: unknown, partial = false): ProxyConfig {
   const c = raw as Record<string, unknown>;
   requireKnownKeys('', c, Object.keys(PROXY_CONFIG_KEYS));
   if (c.listen !== undefined) parseListen('listen', c.listen);
+  if (c.admin !== undefined && !isLoopback(parseListen('admin', c.admin).host)) {
+    throw new ConfigError('admin', `must be a loopback address such as 127.0.0.1:9901 (the admin endpoint has no authentication), got ${describeValue(c.admin)}`);
+  }
   if (!partial || c.upstreams !== undefined) checkUpstreams(c.upstreams);
   if (c.strategy !== undefined && (typeof c.strategy !== 'string' || !isStrategyName(c.strategy))) {
     throw new ConfigError('strategy', `must be one of ${Object.keys(STRATEGY_FACTORIES).join(', ')}, got ${describeValue(c.strategy)}`);

@@ -33,6 +33,11 @@ export interface ProxyConfig {
    * @default '127.0.0.1:8080'
    */
   readonly listen?: string;
+  /**
+   * `host:port` of the admin endpoint (list, add and remove upstreams, reload the config), which
+   * must be a loopback address: it has no authentication. Off when absent.
+   */
+  readonly admin?: string;
   /** Upstream instances: URLs (`http://10.0.0.1:8080`, id = URL) or full specs. */
   readonly upstreams: ReadonlyArray<string | InstanceSpec>;
   /**
@@ -66,6 +71,7 @@ export const PROXY_USAGE = `Usage: kysely-scale-proxy [--config file.json] [opti
 
   --config <file>            JSON config (flags below override it)
   --listen <host:port>       address to listen on (default 127.0.0.1:8080)
+  --admin <host:port>        admin endpoint on a loopback address (off by default)
   --upstream <url>           an upstream, repeatable (id=url or url; weight with url#3)
   --strategy <name>          ${Object.keys(STRATEGY_FACTORIES).join(' | ')} (default peak-ewma)
   --health-path <path>       health check path (default /health)
@@ -77,7 +83,9 @@ export const PROXY_USAGE = `Usage: kysely-scale-proxy [--config file.json] [opti
   --max-attempts <n>         attempts of idempotent requests (default 3)
   --help                     this text
 
-Statistics: GET /__balancer/stats (JSON), GET /__balancer/metrics (Prometheus).`;
+Statistics: GET /__balancer/stats (JSON), GET /__balancer/metrics (Prometheus).
+Upstreams at run time: edit the config file and send SIGHUP, or use the admin endpoint
+(GET/POST /upstreams, DELETE /upstreams/<id>, POST /reload).`;
 
 function integerFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -138,6 +146,7 @@ export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyCon
     options: {
       config: { type: 'string' },
       listen: { type: 'string' },
+      admin: { type: 'string' },
       upstream: { type: 'string', multiple: true },
       strategy: { type: 'string' },
       'health-path': { type: 'string' },
@@ -163,6 +172,7 @@ async function readCheckedFile(file: string): Promise<Partial<ProxyConfig>> {
 
 type Flags = {
   readonly listen?: string | undefined;
+  readonly admin?: string | undefined;
   readonly upstream?: string[] | undefined;
   readonly strategy?: string | undefined;
   readonly 'health-path'?: string | undefined;
@@ -201,6 +211,7 @@ function loadMerged(values: Flags, file: Partial<ProxyConfig>): ProxyConfig {
     upstreams,
     health: file.health === false && values['no-health'] !== true && Object.keys(health).length === 0 ? false : health,
     ...(values.listen === undefined ? {} : { listen: values.listen }),
+    ...(values.admin === undefined ? {} : { admin: values.admin }),
     ...(strategy === undefined ? {} : { strategy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
   });

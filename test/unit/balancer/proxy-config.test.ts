@@ -100,6 +100,12 @@ describe('proxy config file errors', () => {
     expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081", "http://127.0.0.1:8081"] }')).context.option).toBe('upstreams[1].id');
   });
 
+  it('takes an admin address on loopback only', async () => {
+    expect(await loadProxyConfig(['--upstream', 'http://127.0.0.1:8081', '--admin', '127.0.0.1:9901'])).toMatchObject({ admin: '127.0.0.1:9901' });
+    await expect(loadProxyConfig(['--upstream', 'http://127.0.0.1:8081', '--admin', '0.0.0.0:9901'])).rejects.toThrow(/^Invalid option `admin`: must be a loopback address/);
+    expect((await errorFor('{ "upstreams": ["http://127.0.0.1:8081"], "admin": "10.0.0.5:9901" }')).context.option).toBe('admin');
+  });
+
   it('names a file it cannot read', async () => {
     const missing = join(dir, 'missing.json');
     await expect(loadProxyConfig(['--config', missing])).rejects.toThrow(new RegExp(`cannot read ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ENOENT`));
