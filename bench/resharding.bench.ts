@@ -170,6 +170,7 @@ export async function run(): Promise<BenchReport> {
     await pools[0]!.query(`do $$ begin if not exists (select 1 from pg_roles where rolname = 'bench_app') then create role bench_app login; end if; end $$; grant select, insert, update, delete on users to bench_app`);
     const db = new Kysely<DB>({ dialect });
     const watch = await followCatalog(dialect, catalog);
+    const debugWatch = process.env.RESHARDING_DEBUG === undefined ? undefined : await catalog.watch((t) => debugMarks.push(`watch v${t.version} ${Math.round(performance.now() - debugStart)}`));
     const movingB = new Set(Array.from({ length: 1024 }, (_, s) => 2048 + s));
     let phase: 'before' | 'during' | 'after' = 'before';
     const latency: Record<string, number[]> = { before: [], during: [], after: [] };
@@ -198,6 +199,7 @@ export async function run(): Promise<BenchReport> {
           }
         });
         const took = performance.now() - s;
+        if (refused && process.env.RESHARDING_DEBUG !== undefined) debugMarks.push(`dialect at v${dialect.topology.version}`);
         if (refused && process.env.RESHARDING_DEBUG !== undefined) debugMarks.push(`write started ${Math.round(s - debugStart)} refused ${Math.round(refusedAt - debugStart)} done ${Math.round(performance.now() - debugStart)}`);
         acked.set(id, value);
         latency[phase]!.push(took);
@@ -221,6 +223,7 @@ export async function run(): Promise<BenchReport> {
     stop = true;
     await load;
     await watch.close();
+    await debugWatch?.close();
     await db.destroy();
     if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);

@@ -51,3 +51,6 @@ export class StaleTopologyError extends KyselyScaleError<typeof ErrorCodes.STALE
     super(ErrorCodes.STALE_TOPOLOGY, message, { cause, context });
   }
 }
+
+/** The statement that tags a session with the topology version it routes by (`$1`: the version as text). */
+export const SET_TOPOLOGY_VERSION_SQL = `select set_config('${TOPOLOGY_VERSION_SETTING}', $1, false)`;

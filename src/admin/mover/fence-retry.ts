@@ -6,7 +6,8 @@
  *
  * Until the dialect does this by itself, wrap calls: `retryOnFence(dialect, catalog, () => db…)`.
  */
-import { systemClock, type Clock } from '../../kernel/clock';
+import type { Clock } from '../../kernel/clock';
+import { catchUpTopology } from '../../cluster/topology-catch-up';
 import { fenceRefusalOf, StaleTopologyError } from '../../cluster/topology-fence';
 import type { TopologyCatalog } from '../topology-catalog';
 import type { TopologyFollower } from '../follow-catalog';
@@ -28,7 +29,7 @@ export async function retryOnFence<T>(dialect: TopologyFollower, catalog: Pick<T
   } catch (error) {
     const refusal = fenceRefusalOf(error);
     if (refusal === undefined) throw error;
-    const reached = await catchUp(dialect, catalog, refusal.requiredVersion ?? dialect.topology.version + 1, options);
+    const reached = await catchUpTopology(dialect, catalog, refusal.requiredVersion ?? dialect.topology.version + 1, options);
     if (!reached) {
       throw new StaleTopologyError(
         `A shard refused this statement for a slot move (${refusal.kind}) and the catalog did not reach topology version ${refusal.requiredVersion ?? '(newer)'} within ${options.waitMillis ?? 5000} ms; nothing was written: retry later.`,
@@ -46,36 +47,5 @@ export async function retryOnFence<T>(dialect: TopologyFollower, catalog: Pick<T
         requiredVersion: again.requiredVersion,
       });
     }
-  }
-}
-
-// Callers refused at the same moment share one catalog read instead of queueing on its pool.
-const inFlight = new WeakMap<object, Promise<Awaited<ReturnType<TopologyCatalog['latest']>>>>();
-
-function latestOnce(catalog: Pick<TopologyCatalog, 'latest'>): ReturnType<TopologyCatalog['latest']> {
-  let pending = inFlight.get(catalog);
-  if (pending === undefined) {
-    pending = catalog.latest().finally(() => inFlight.delete(catalog));
-    inFlight.set(catalog, pending);
-  }
-  return pending;
-}
-
-async function catchUp(dialect: TopologyFollower, catalog: Pick<TopologyCatalog, 'latest'>, version: number, options: FenceRetryOptions): Promise<boolean> {
-  const clock = options.clock ?? systemClock;
-  const deadline = clock.monotonicNow() + (options.waitMillis ?? 5000);
-  for (;;) {
-    if (dialect.topology.version >= version) return true;
-    const latest = await latestOnce(catalog);
-    if (latest !== undefined && latest.version > dialect.topology.version) {
-      try {
-        dialect.setTopology(latest);
-      } catch {
-        // A follower may have applied it meanwhile.
-      }
-      if (dialect.topology.version >= version) return true;
-    }
-    if (clock.monotonicNow() >= deadline) return false;
-    await new Promise<void>((resolve) => clock.setTimeout(resolve, options.pollMillis ?? 2));
   }
 }

@@ -5,7 +5,7 @@
  * and writes instead of answering them wrongly.
  */
 import { Pool, type PoolClient } from 'pg';
-import { TOPOLOGY_VERSION_SETTING } from '../../cluster/topology-fence';
+import { SET_TOPOLOGY_VERSION_SQL } from '../../cluster/topology-fence';
 import type { PoolClientLike, PoolLike, ServerPoolOptions } from '../../cluster/server-pools';
 import type { ServerSpec } from '../../cluster/topology';
 
@@ -39,7 +39,7 @@ export function topologyVersionPool(version: () => number, options: ServerPoolOp
         const wanted = version();
         if (client[VERSION] !== wanted) {
           try {
-            await client.query(`select set_config('${TOPOLOGY_VERSION_SETTING}', $1, false)`, [String(wanted)]);
+            await client.query(SET_TOPOLOGY_VERSION_SQL, [String(wanted)]);
           } catch (error) {
             client.release(true);
             throw error;
