@@ -45,3 +45,19 @@ export class CacheBackendUnavailableError extends KyselyScaleError<typeof ErrorC
     super(ErrorCodes.CACHE_BACKEND_UNAVAILABLE, message, options);
   }
 }
+
+/**
+ * A cache key that is not a string, a safe integer or a bigint (`undefined`, `null`, a float, an
+ * object, …). Carries the serialization code: the cache cannot encode it as a key.
+ */
+export class CacheKeyError extends KyselyScaleError<typeof ErrorCodes.CACHE_SERIALIZATION> {
+  constructor(key: unknown, problem = "a key is a string, or a safe integer or bigint (used as its base-10 text, so 1, 1n and '1' are one entry)") {
+    super(ErrorCodes.CACHE_SERIALIZATION, `Invalid cache key ${describeKey(key)}: ${problem}`, { context: { keyType: key === null ? 'null' : typeof key } });
+  }
+}
+
+function describeKey(key: unknown): string {
+  if (typeof key === 'number') return String(key);
+  if (key === null || key === undefined) return String(key);
+  return `of type ${typeof key}`;
+}

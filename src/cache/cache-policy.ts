@@ -23,7 +23,7 @@ export interface CachePolicyOptions {
    */
   maxEntries?: number;
   /**
-   * Most serialized bytes this policy keeps in L1.
+   * Most bytes this policy keeps in L1: keys and serialized values together.
    * @default 67_108_864 (64 MiB)
    */
   maxBytes?: number;

@@ -6,7 +6,7 @@
 import type { Clock } from '../kernel/clock';
 import { namespaceEpoch, type CacheCoherence, type WriteInFlight } from './cache-coherence';
 import { encodeEntry } from './cache-entry';
-import { CacheValueTooLargeError } from './cache-errors';
+import { CacheSerializationError, CacheValueTooLargeError } from './cache-errors';
 import type { CacheBusLink } from './cache-bus-link';
 import type { CacheEventHub } from './cache-events';
 import type { PendingInvalidations } from './cache-pending-invalidations';
@@ -31,6 +31,9 @@ export class CacheWritePath {
   /** Writes a value: the source of truth first, then write-through or invalidation, then the bus. */
   async set<T>(st: PolicyState, key: string, value: T, options: SetOptions<T>): Promise<void> {
     const name = st.policy.name;
+    // One rule for `undefined`: it means "no value" and is never stored (a loader's `undefined`
+    // is not cached either), so refusing it here keeps `peek`/`get` from caching a miss.
+    if (value === undefined) throw new CacheSerializationError('Cannot cache `undefined`: it means "no value" (store null, or call invalidate())', { path: '$' });
     let payload: string | undefined;
     try {
       payload = this.codec.serialize(value);

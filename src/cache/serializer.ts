@@ -28,6 +28,50 @@ export const SERIALIZER_DEFAULTS: Readonly<Required<SerializerOptions>> = Object
 const TAG = '$';
 type Encoded = null | boolean | number | string | Encoded[] | { [k: string]: Encoded };
 
+// Typed arrays and DataView come back as their own type over a fresh ArrayBuffer, in the platform's
+// byte order (little-endian on every platform Node supports). A Buffer comes back as a Buffer.
+const VIEWS = {
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
+} as const;
+type ViewName = keyof typeof VIEWS;
+
+function viewName(view: ArrayBufferView, path: string): ViewName {
+  // The built-in tag, not the constructor's name: a subclass of Float64Array is a Float64Array here.
+  const tag = Object.prototype.toString.call(view).slice(8, -1);
+  if (!Object.prototype.hasOwnProperty.call(VIEWS, tag)) throw new CacheSerializationError(`Cannot cache a ${tag} (at ${path})`, { path });
+  return tag as ViewName;
+}
+
+function bytesOf(buffer: ArrayBufferLike, offset: number, length: number): string {
+  return Buffer.from(buffer, offset, length).toString('base64');
+}
+
+function freshBuffer(base64: string): ArrayBuffer {
+  const bytes = Buffer.from(base64, 'base64');
+  const out = new ArrayBuffer(bytes.length);
+  new Uint8Array(out).set(bytes);
+  return out;
+}
+
+function decodeView(v: unknown): unknown {
+  const [name, base64] = v as [string, string];
+  if (!Object.prototype.hasOwnProperty.call(VIEWS, name)) throw new CacheSerializationError(`Unknown typed array \`${String(name)}\` in a cache entry`);
+  // Every view constructor takes an ArrayBuffer; TypeScript cannot unify their signatures.
+  const View = VIEWS[name as ViewName] as unknown as new (buffer: ArrayBuffer) => ArrayBufferView;
+  return new View(freshBuffer(base64));
+}
+
 function encode(value: unknown, path: string, seen: Set<object>): Encoded | undefined {
   switch (typeof value) {
     case 'string':
@@ -53,7 +97,12 @@ function encode(value: unknown, path: string, seen: Set<object>): Encoded | unde
     const ms = obj.getTime();
     return { $: 'd', v: Number.isNaN(ms) ? null : ms };
   }
-  if (obj instanceof Uint8Array) return { $: 'B', v: Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength).toString('base64') };
+  if (Buffer.isBuffer(obj)) return { $: 'B', v: obj.toString('base64') };
+  if (ArrayBuffer.isView(obj)) return { $: 'T', v: [viewName(obj, path), bytesOf(obj.buffer, obj.byteOffset, obj.byteLength)] };
+  if (obj instanceof ArrayBuffer) return { $: 'A', v: bytesOf(obj, 0, obj.byteLength) };
+  if (Object.prototype.toString.call(obj) === '[object SharedArrayBuffer]') {
+    throw new CacheSerializationError(`Cannot cache a SharedArrayBuffer (at ${path}): copy it into an ArrayBuffer`, { path });
+  }
   seen.add(obj);
   try {
     if (Array.isArray(obj)) {
@@ -101,6 +150,8 @@ const decoders: Record<string, Decoder> = {
   u: () => undefined,
   d: (v) => new Date(v === null ? NaN : (v as number)),
   B: (v) => Buffer.from(v as string, 'base64'),
+  T: decodeView,
+  A: (v) => freshBuffer(v as string),
   M: (v) => new Map((v as unknown[][]).map(([k, x]) => [decode(k), decode(x)])),
   S: (v) => new Set((v as unknown[]).map(decode)),
   o: (v) => decodeObject(v as Record<string, unknown>),
@@ -134,9 +185,10 @@ function decode(value: unknown): unknown {
 }
 
 /**
- * The JSON-based serializer of kysely-scale: keeps `Date`, `BigInt`, `Buffer`/`Uint8Array` (read
- * back as `Buffer`), `Map`, `Set`, `undefined` in arrays, `NaN`/`±Infinity`, and nested
- * combinations; class instances come back as plain objects (as with JSON).
+ * The JSON-based serializer of kysely-scale: keeps `Date`, `BigInt`, `Buffer`, typed arrays
+ * (`Uint8Array`, `Float64Array`, … and `DataView`, each read back as its own type), `ArrayBuffer`,
+ * `Map`, `Set`, `undefined` in arrays, `NaN`/`±Infinity`/`-0`, and nested combinations; class
+ * instances come back as plain objects (as with JSON). A `SharedArrayBuffer` is refused.
  */
 export function createSerializer(options: SerializerOptions = {}): CacheSerializer {
   const maxValueBytes = options.maxValueBytes ?? SERIALIZER_DEFAULTS.maxValueBytes;

@@ -14,6 +14,7 @@ import { CacheAdvisor, type CacheSuggestion } from './cache-advisor';
 import { CacheBusLink } from './cache-bus-link';
 import { CacheCoherence } from './cache-coherence';
 import { CacheEventHub, type CacheEvents } from './cache-events';
+import { cacheKey, cacheKeys, type CacheKey } from './cache-key';
 import { CacheFill } from './cache-fill';
 import { CacheL2Reads } from './cache-l2-reads';
 import { PendingInvalidations } from './cache-pending-invalidations';
@@ -93,13 +94,13 @@ export class TieredCache {
   // ---- reads ----------------------------------------------------------------------------------
 
   /** Synchronous L1 lookup: the fresh value or `undefined`. The fastest path; never touches Redis. */
-  peek<T = unknown>(policy: string, key: string): T | undefined {
-    return this.reads.peek(this.registry.get(policy), key) as T | undefined;
+  peek<T = unknown>(policy: string, key: CacheKey): T | undefined {
+    return this.reads.peek(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key)) as T | undefined;
   }
 
   /** L1, then L2 (backfilling L1); `undefined` when neither holds a fresh value. */
-  get<T = unknown>(policy: string, key: string): Promise<T | undefined> {
-    return this.reads.get(this.registry.get(policy), key) as Promise<T | undefined>;
+  get<T = unknown>(policy: string, key: CacheKey): Promise<T | undefined> {
+    return this.reads.get(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key)) as Promise<T | undefined>;
   }
 
   /**
@@ -107,21 +108,21 @@ export class TieredCache {
    * that raced an invalidation returns its value but does not fill. Loader errors reach the caller
    * unchanged (unless a stale value within grace can be served).
    */
-  getOrLoad<T>(policy: string, key: string, loader: () => Promise<T>, options?: LoadOptions): Promise<T> {
-    return this.reads.getOrLoad(this.registry.get(policy), key, loader, options?.tags ?? [], false) as Promise<T>;
+  getOrLoad<T>(policy: string, key: CacheKey, loader: () => Promise<T>, options?: LoadOptions): Promise<T> {
+    return this.reads.getOrLoad(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key), loader, options?.tags ?? [], false) as Promise<T>;
   }
 
   /** Values of several keys (L1, then one MGET per Redis server); `undefined` where missing. With `loader`, missing keys are loaded. */
-  getMany<T = unknown>(policy: string, keys: readonly string[], loader?: (key: string) => Promise<T>): Promise<(T | undefined)[]> {
-    return this.reads.getMany(this.registry.get(policy), keys, loader) as Promise<(T | undefined)[]>;
+  getMany<T = unknown>(policy: string, keys: readonly CacheKey[], loader?: (key: string) => Promise<T>): Promise<(T | undefined)[]> {
+    return this.reads.getMany(this.registry.get(policy), cacheKeys(keys), loader) as Promise<(T | undefined)[]>;
   }
 
   /**
    * Loads `keys` in parallel (at most `concurrency` loader calls at once) and fills the tiers,
    * whatever `cacheAside` says. Keys already cached are skipped. Never throws; failures are listed.
    */
-  warmUp<T>(policy: string, keys: readonly string[], loader: (key: string) => Promise<T>, options: { concurrency?: number } = {}): Promise<WarmUpResult> {
-    return this.reads.warmUp(this.registry.get(policy), keys, loader, options);
+  warmUp<T>(policy: string, keys: readonly CacheKey[], loader: (key: string) => Promise<T>, options: { concurrency?: number } = {}): Promise<WarmUpResult> {
+    return this.reads.warmUp(this.registry.get(policy), cacheKeys(keys), loader, options);
   }
 
   // ---- writes ---------------------------------------------------------------------------------
@@ -132,18 +133,18 @@ export class TieredCache {
    * cannot take the value, the key is invalidated there (or queued until Redis returns) so L2 never
    * keeps the old value. Resolves once the source of truth, L2 and the bus have been written.
    */
-  set<T>(policy: string, key: string, value: T, options: SetOptions<T> = {}): Promise<void> {
-    return this.writes.set(this.registry.get(policy), key, value, options);
+  set<T>(policy: string, key: CacheKey, value: T, options: SetOptions<T> = {}): Promise<void> {
+    return this.writes.set(this.registry.get(policy), cacheKey(key), value, options);
   }
 
   /** Removes keys from every tier and every instance. Same as {@link TieredCache.invalidate}. */
-  delete(policy: string, ...keys: string[]): Promise<void> {
-    return this.writes.invalidateKeys(this.registry.get(policy), keys);
+  delete(policy: string, ...keys: CacheKey[]): Promise<void> {
+    return this.writes.invalidateKeys(this.registry.get(policy), cacheKeys(keys));
   }
 
   /** Invalidates keys in L1, L2 (version bump, so racing fills fail) and on the other instances. */
-  invalidate(policy: string, keys: readonly string[]): Promise<void> {
-    return this.writes.invalidateKeys(this.registry.get(policy), keys);
+  invalidate(policy: string, keys: readonly CacheKey[]): Promise<void> {
+    return this.writes.invalidateKeys(this.registry.get(policy), cacheKeys(keys));
   }
 
   /** Invalidates every entry carrying one of `tags`, in every policy and on every instance. */

@@ -24,4 +24,11 @@ describe('memory tier', () => {
     expect(byBytes.bytes).toBeLessThanOrEqual(100);
     expect(byBytes.size).toBe(2);
   });
+  it('counts keys in maxBytes: large keys with tiny values are bounded too', () => {
+    const t = new MemoryTier({ maxEntries: 1000, maxBytes: 10_000 });
+    for (let i = 0; i < 50; i++) t.set(`${i}:`.padEnd(1_000, 'k'), entry(2, Infinity));
+    expect(t.bytes).toBeLessThanOrEqual(10_000);
+    expect(t.size).toBe(9); // 1 002 bytes each: keys count, not only the 2-byte values
+    expect(t.evictions).toBe(41);
+  });
 });

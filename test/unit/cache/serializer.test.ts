@@ -61,4 +61,38 @@ describe('serializer', () => {
     expect(() => s.deserialize('{"$":"toString","v":1}')).toThrow(CacheSerializationError);
   });
 
+  it('typed arrays, DataView and ArrayBuffer come back as their own type with the same contents', () => {
+    const s = createSerializer();
+    const source = new ArrayBuffer(48);
+    new Uint8Array(source).forEach((_, i, a) => (a[i] = i * 7));
+    const views: ArrayBufferView[] = [
+      new Float64Array([1.5, -0, NaN, Infinity, 2 ** 60]),
+      new Float32Array([0.25, -3]),
+      new Int8Array([-128, 127]),
+      new Uint8Array([0, 255]),
+      new Uint8ClampedArray([0, 255]),
+      new Int16Array([-32768, 32767]),
+      new Uint16Array([65535]),
+      new Int32Array([-(2 ** 31)]),
+      new Uint32Array([2 ** 32 - 1]),
+      new BigInt64Array([-(2n ** 63n)]),
+      new BigUint64Array([2n ** 64n - 1n]),
+      new DataView(source, 8, 16),
+      new Float64Array(source, 16, 2), // a window on a larger buffer: only its bytes travel
+    ];
+    for (const view of views) {
+      const back = s.deserialize(s.serialize({ view })) as { view: ArrayBufferView };
+      expect(Object.getPrototypeOf(back.view)).toBe(Object.getPrototypeOf(view));
+      expect(back.view.byteLength).toBe(view.byteLength);
+      expect(Buffer.from(back.view.buffer, back.view.byteOffset, back.view.byteLength)).toEqual(Buffer.from(view.buffer, view.byteOffset, view.byteLength));
+    }
+    const f64 = s.deserialize(s.serialize(new Float64Array([1.25, 2.5]))) as Float64Array;
+    expect(f64).toBeInstanceOf(Float64Array);
+    expect([...f64]).toEqual([1.25, 2.5]);
+    const ab = s.deserialize(s.serialize(source)) as ArrayBuffer;
+    expect(ab).toBeInstanceOf(ArrayBuffer);
+    expect(Buffer.from(ab)).toEqual(Buffer.from(source));
+    expect(Buffer.isBuffer(s.deserialize(s.serialize(Buffer.from([1, 2]))))).toBe(true);
+    expect(() => s.serialize({ shared: new SharedArrayBuffer(8) })).toThrow(/Cannot cache a SharedArrayBuffer \(at \$\.shared\)/);
+  });
 });
