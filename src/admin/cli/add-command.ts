@@ -2,12 +2,19 @@ import { parseShardArgument } from '../admin-commands';
 import { addShard } from '../mover/mover-operations';
 import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag } from '../mover/move-command-support';
 import { CliUsageError, stringFlag, type CliCommand } from './cli-command';
+import { MIGRATION_TABLE_OPTIONS, MIGRATION_TABLE_USAGE, migrationTableFlags } from './migration-flags';
 
 /** `add`: register a shard and move an equal share of slots (or --slots) to it. */
 export const addCommand: CliCommand = {
   summary: 'add a shard: check its schema, then move an equal share of slots (or --slots) to it',
-  usage: ['--shard id=primaryUrl[,replicaUrl…]   the new shard', '--slots <ranges>                       slots to give it instead of an equal share (0-99,200)', ...MOVE_USAGE],
-  options: { ...MOVE_FLAGS, shard: { type: 'string' }, slots: { type: 'string' } },
+  usage: [
+    '--shard id=primaryUrl[,replicaUrl…]   the new shard',
+    '--slots <ranges>                       slots to give it instead of an equal share (0-99,200)',
+    '--migrations <folder>                  run the shards\' Kysely migrations on it first',
+    ...MIGRATION_TABLE_USAGE,
+    ...MOVE_USAGE,
+  ],
+  options: { ...MOVE_FLAGS, ...MIGRATION_TABLE_OPTIONS, shard: { type: 'string' }, slots: { type: 'string' }, migrations: { type: 'string' } },
   needsCatalog: true,
   async run(values, context) {
     let shard;
@@ -18,8 +25,10 @@ export const addCommand: CliCommand = {
     }
     const { options, stop } = moverOptions(values, context);
     const slots = stringFlag(values, 'slots');
+    const folder = stringFlag(values, 'migrations');
+    const migrations = folder === undefined ? {} : { migrations: { migrationFolder: folder, ...migrationTableFlags(values) } };
     try {
-      return moveOutcome(await addShard({ ...options, shard, ...(slots === undefined ? {} : { slots }) }));
+      return moveOutcome(await addShard({ ...options, shard, ...(slots === undefined ? {} : { slots }), ...migrations }));
     } finally {
       stop();
     }

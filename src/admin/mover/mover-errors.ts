@@ -13,7 +13,8 @@ export type MoveRefusal =
   | 'nothing-to-move'
   | 'no-catalog'
   | 'unsharded-tables'
-  | 'not-found';
+  | 'not-found'
+  | 'migration-failed';
 
 /** A move request that cannot start; `context.reason` says why, and nothing was changed. */
 export class MoveRefusedError extends KyselyScaleError<typeof ErrorCodes.MOVE_REFUSED> {

@@ -5,6 +5,7 @@
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
+import { migrateShards, type MigrateShardsOptions } from '../shard-migrations';
 import type { MoverOptions } from './mover-session';
 import { evenShares, planDrain, planMoveSlots, planRebalance, type SlotTransfer } from './move-plan';
 import type { MoveResult } from './move-result';
@@ -12,6 +13,9 @@ import { startMove } from './move-start';
 import { parseSlotRanges } from './slot-ranges';
 import { withShardSession } from './shard-session';
 import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+
+/** Migrations `add` runs on the new shard before comparing schemas (as `migrateShards` takes them, without `shards`). */
+export type NewShardMigrations = Omit<MigrateShardsOptions, 'shards' | 'onShard'>;
 
 /** The shard `add` registers. */
 export interface NewShard {
@@ -21,13 +25,21 @@ export interface NewShard {
 }
 
 /**
- * Registers `shard` (owning no slot), checks its schema against the others' (a readable diff when
- * they differ: run your migrations there first), installs the slot function and the guards, then
- * moves slots to it: an equal share taken from the shards that own the most, or `slots`.
+ * Registers `shard` (owning no slot), brings its schema up with `migrations` when given (the
+ * shards' own Kysely migrations, through `migrateShards`), checks its schema against the others'
+ * (a readable diff when they differ), installs the slot function and the guards, then moves slots
+ * to it: an equal share taken from the shards that own the most, or `slots`.
  */
-export function addShard(options: MoverOptions & { readonly shard: NewShard; readonly slots?: string }): Promise<MoveResult> {
+export function addShard(options: MoverOptions & { readonly shard: NewShard; readonly slots?: string; readonly migrations?: NewShardMigrations }): Promise<MoveResult> {
   return startMove('add', options, async (_frame, latest) => {
     const existing = latest.shardById(options.shard.id);
+    if (options.migrations !== undefined && existing === undefined) {
+      // The new shard is not part of the cluster yet: bringing its schema up is no change to the cluster.
+      const run = await migrateShards({ ...options.migrations, shards: [{ id: options.shard.id, url: options.shard.primary }] });
+      if (run.error !== undefined) {
+        throw new MoveRefusedError('migration-failed', `The migrations failed on the new shard "${options.shard.id}": ${(run.error as Error).message ?? String(run.error)}`, { shardId: options.shard.id });
+      }
+    }
     const topology = existing === undefined ? latest.withShardAdded({ id: options.shard.id, primary: options.shard.primary, replicas: [...(options.shard.replicas ?? [])] }) : latest;
     const transfers = options.slots !== undefined ? planMoveSlots(topology, parseSlotRanges(options.slots, topology.slotCount), options.shard.id) : equalShareFor(topology, options.shard.id);
     return {

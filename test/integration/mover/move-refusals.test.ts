@@ -1,4 +1,5 @@
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { Kysely, sql } from 'kysely';
+import { startMoverFixture, SCHEMA_SQL, TABLES, type MoverFixture } from './mover-fixture';
 import { addShard, drainShard, moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, moveHistory } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
@@ -86,5 +87,24 @@ describe('requests that cannot start are refused with a code before anything cha
     expect((await f.pools[1]!.query('select hidden from kysely_scale.shard_guard')).rows[0].hidden).toBeNull();
     expect((await f.pools[0]!.query('select count(*)::int as n from kysely_scale.slot_move')).rows[0].n).toBe(0);
     expect((await latest())!.version).toBe(1);
+  });
+});
+
+describe('add with the shards\' migrations', () => {
+  test('a failing migration refuses the add; the migrations bring a bare new shard to the schema and it gets an equal share', async () => {
+    await f.pools[2]!.query('drop table users, orders, countries');
+    const broken = { getMigrations: async () => ({ '001_schema': { up: async (db: Kysely<unknown>) => void (await sql`create table users (`.execute(db)) } }) };
+    const refused = await addShard({ ...base(), shard: { id: 'shard2', primary: f.shards[2]!.primaryUrl }, migrations: { provider: broken } });
+    expect(refused.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'migration-failed' } });
+    expect((await latest())!.shardById('shard2')).toBeUndefined();
+
+    const schema = { getMigrations: async () => ({ '001_schema': { up: async (db: Kysely<unknown>) => void (await sql.raw(SCHEMA_SQL).execute(db)) } }) };
+    const added = await addShard({ ...base(), shard: { id: 'shard2', primary: f.shards[2]!.primaryUrl }, migrations: { provider: schema, migrationTableName: 'shard_migrations' } });
+    expect(added.error).toBeNull();
+    const topology = (await latest())!;
+    expect(topology.slotsOf('shard2')).toHaveLength(1365);
+    const rows = Number((await f.pools[2]!.query('select count(*) as n from users')).rows[0].n);
+    expect(rows).toBeGreaterThan(0);
+    expect((await f.pools[2]!.query('select count(*)::int as n from shard_migrations')).rows[0].n).toBe(1);
   });
 });
