@@ -1,17 +1,26 @@
 /**
  * Balancer benchmark: a discrete-event simulation that drives the real Balancer and strategies on
  * a virtual clock, then a short loopback run with real HTTP servers to confirm the direction.
+ * (Over 400 lines: one suite, its scenarios and its report belong together; it is not in src/.)
  *
  * Scenario "slow": 10 instances, each a FIFO queue with 4 service slots and exponential service
  * times of mean 4 ms, except one whose mean is 40 ms; Poisson arrivals at 70% of total capacity.
  * Scenario "errors": 10 equal instances; one answers half of its requests with a fast error.
  * Every strategy sees the same arrivals and the same per-request work for a given seed.
+ *
+ * Fault scenarios (closed loop, like callers waiting for their answer): 32 callers over 5
+ * instances answering in 150 ms on average (exponential); from 10 s on one instance either
+ * blackholes (accepts calls, never answers) or fails every call in 0.1 ms. Each call has a 1 s
+ * deadline and, as with the balanced fetch (which retries neither a 5xx answer nor a timeout after
+ * sending), no retry: a request's latency is the time to a good answer, and a failed one counts as
+ * the whole deadline. The strategy alone is compared (no ejection, no health checks, no slow
+ * start), with the same per-caller work for every strategy.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { Balancer } from '../src/balancer/balancer';
-import { seededRandom, systemClock, type Clock } from '../src/kernel/clock';
+import { ManualClock, seededRandom, systemClock, type Clock } from '../src/kernel/clock';
 import type { Strategy } from '../src/balancer/balancer-strategy';
 import { createBalancedFetch } from '../src/balancer/http/http-client';
 import { leastConnections } from '../src/balancer/strategies/least-connections';
@@ -230,6 +239,108 @@ function runScenario(spec: ScenarioSpec, rate: number, watched: number): Record<
   return out;
 }
 
+// ---- fault scenarios: blackhole and fast failure ------------------------------------------------
+
+const FAULT_INSTANCES = 5;
+const FAULT_CALLERS = 32;
+const FAULT_MEAN_MILLIS = 150;
+const FAULT_FROM_MILLIS = 10_000;
+const FAULT_UNTIL_MILLIS = 130_000;
+const CALL_TIMEOUT_MILLIS = 1_000;
+const FAST_FAILURE_MILLIS = 0.1;
+const FAULT_SEEDS = [1, 2, 3];
+const FAULT_STRATEGIES = ['roundRobin', 'random', 'leastConnections', 'powerOfTwo', 'responseTime'] as const satisfies readonly StrategyKey[];
+
+type Fault = 'blackhole' | 'fastFailure';
+
+interface FaultSummary {
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  /** Share of the calls sent to the faulty instance after the fault began. */
+  readonly share: number;
+  /** Requests that failed (an error answer or the deadline). */
+  readonly errorRate: number;
+}
+
+/** One strategy, one seed: latencies of the requests started after the fault began, and attempts to the faulty instance. */
+function simulateFault(fault: Fault, seed: number, makeStrategy: (clock: Clock) => Strategy): { latencies: number[]; attempts: number; toFaulty: number; errors: number } {
+  const clock = new ManualClock(0);
+  const balancer = new Balancer({
+    clock,
+    strategy: makeStrategy(clock),
+    instances: Array.from({ length: FAULT_INSTANCES }, (_, k) => ({ id: `i${k}`, address: `sim://${k}` })),
+    outlierEjection: false,
+    slowStart: false,
+  });
+  const faulty = `i${FAULT_INSTANCES - 1}`;
+  // Common random numbers: caller c's n-th request has the same work whatever the strategy.
+  const draws = Array.from({ length: FAULT_CALLERS }, (_, c) => seededRandom(seed * 1_000 + c));
+  const latencies: number[] = [];
+  let attempts = 0;
+  let toFaulty = 0;
+  let errors = 0;
+
+  const request = (caller: number): void => {
+    const startedAt = clock.monotonicNow();
+    const work = -Math.log(1 - (draws[caller] as () => number)()) * FAULT_MEAN_MILLIS;
+    const lease = balancer.acquire();
+    const id = lease.instance.id;
+    const faultOn = id === faulty && startedAt >= FAULT_FROM_MILLIS;
+    let settled = false;
+    const settle = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      cancelDeadline();
+      cancelAnswer();
+      lease.release(ok);
+      if (startedAt >= FAULT_FROM_MILLIS) {
+        attempts++;
+        if (id === faulty) toFaulty++;
+        if (!ok) errors++;
+        // A request that fails gives its caller no answer: it costs the whole deadline.
+        latencies.push(ok ? clock.monotonicNow() - startedAt : CALL_TIMEOUT_MILLIS);
+      }
+      if (clock.monotonicNow() < FAULT_UNTIL_MILLIS) request(caller);
+    };
+    const cancelDeadline = clock.setTimeout(() => settle(false), CALL_TIMEOUT_MILLIS);
+    const cancelAnswer =
+      faultOn && fault === 'blackhole' ? () => undefined : clock.setTimeout(() => settle(!faultOn), faultOn ? FAST_FAILURE_MILLIS : work);
+  };
+  for (let c = 0; c < FAULT_CALLERS; c++) request(c);
+  clock.advance(FAULT_UNTIL_MILLIS + 2 * CALL_TIMEOUT_MILLIS);
+  return { latencies, attempts, toFaulty, errors };
+}
+
+function runFault(fault: Fault): Record<(typeof FAULT_STRATEGIES)[number], FaultSummary> {
+  const out = {} as Record<(typeof FAULT_STRATEGIES)[number], FaultSummary>;
+  for (const key of FAULT_STRATEGIES) {
+    const all: number[] = [];
+    let attempts = 0;
+    let toFaulty = 0;
+    let errors = 0;
+    for (const seed of FAULT_SEEDS) {
+      const r = simulateFault(fault, seed, (clock) => STRATEGIES[key](clock, seed));
+      for (const l of r.latencies) all.push(l);
+      attempts += r.attempts;
+      toFaulty += r.toFaulty;
+      errors += r.errors;
+    }
+    const sorted = Float64Array.from(all).sort();
+    out[key] = {
+      p50: quantile(sorted, 0.5),
+      p99: quantile(sorted, 0.99),
+      p999: quantile(sorted, 0.999),
+      share: toFaulty / attempts,
+      errorRate: errors / sorted.length,
+    };
+    process.stdout.write(
+      `  ${key.padEnd(17)} p50 ${out[key].p50.toFixed(1)} ms  p99 ${out[key].p99.toFixed(1)} ms  p99.9 ${out[key].p999.toFixed(1)} ms  share to faulty ${(out[key].share * 100).toFixed(3)}%  errors ${(out[key].errorRate * 100).toFixed(3)}%\n`,
+    );
+  }
+  return out;
+}
+
 // ---- loopback run ----------------------------------------------------------------------------
 
 async function startServer(meanMillis: number, slots: number, seed: number): Promise<{ server: Server; url: string }> {
@@ -322,6 +433,11 @@ export async function run(): Promise<BenchReport> {
     LOAD * INSTANCES * fastRate,
     0,
   );
+  const faultSetup = `${FAULT_CALLERS} callers, ${FAULT_INSTANCES} instances, mean ${FAULT_MEAN_MILLIS} ms, deadline ${CALL_TIMEOUT_MILLIS} ms, ${FAULT_SEEDS.length} seeds`;
+  process.stdout.write(`scenario blackhole: one instance never answers from 10 s on (${faultSetup})\n`);
+  const blackhole = runFault('blackhole');
+  process.stdout.write(`scenario fastFailure: one instance fails every call in ${FAST_FAILURE_MILLIS} ms from 10 s on (${faultSetup})\n`);
+  const fastFailure = runFault('fastFailure');
   process.stdout.write('loopback: 4 real HTTP servers (4 slots, mean 4 ms, one 10× slower), 2000 requests, 8 concurrent\n');
   const real = await loopback();
 
@@ -337,6 +453,15 @@ export async function run(): Promise<BenchReport> {
     results[`errors.${key}.errorRate`] = round(s.errorRate, 5);
     results[`errors.${key}.p99Millis`] = round(s.p99);
   }
+  for (const [name, scenario] of [['blackhole', blackhole], ['fastFailure', fastFailure]] as const) {
+    for (const [key, f] of Object.entries(scenario)) {
+      results[`${name}.${key}.p50Millis`] = round(f.p50);
+      results[`${name}.${key}.p99Millis`] = round(f.p99);
+      results[`${name}.${key}.p999Millis`] = round(f.p999);
+      results[`${name}.${key}.shareToFaulty`] = round(f.share, 5);
+      results[`${name}.${key}.errorRate`] = round(f.errorRate, 5);
+    }
+  }
   for (const [key, s] of Object.entries(real)) {
     results[`loopback.${key}.p99Millis`] = round(s.p99);
     results[`loopback.${key}.shareToSlow`] = round(s.share, 5);
@@ -347,18 +472,32 @@ export async function run(): Promise<BenchReport> {
     'slow.responseTime.shareToSlow': round(slow.responseTime.share, 5),
     'errors.responseTime.shareToFailing/fairShare': round(errors.responseTime.share / (1 / INSTANCES), 5),
     'loopback.responseTime.p99/roundRobin.p99': round(real.responseTime.p99 / real.roundRobin.p99, 5),
+    'blackhole.responseTime.p99/leastConnections.p99': round(blackhole.responseTime.p99 / blackhole.leastConnections.p99, 5),
+    'blackhole.responseTime.p99/roundRobin.p99': round(blackhole.responseTime.p99 / blackhole.roundRobin.p99, 5),
+    'blackhole.responseTime.shareToFaulty': round(blackhole.responseTime.share, 5),
+    'fastFailure.responseTime.p99/leastConnections.p99': round(fastFailure.responseTime.p99 / fastFailure.leastConnections.p99, 5),
+    'fastFailure.responseTime.p99/roundRobin.p99': round(fastFailure.responseTime.p99 / fastFailure.roundRobin.p99, 5),
+    'fastFailure.responseTime.shareToFaulty': round(fastFailure.responseTime.share, 5),
   };
   const targets = {
     'slow.responseTime.p99/roundRobin.p99': 0.15,
     'slow.responseTime.shareToSlow': 0.02,
     'errors.responseTime.shareToFailing/fairShare': 1,
     'loopback.responseTime.p99/roundRobin.p99': 1,
+    'blackhole.responseTime.p99/leastConnections.p99': 1,
+    'blackhole.responseTime.shareToFaulty': 0.01,
+    'fastFailure.responseTime.p99/leastConnections.p99': 1,
+    'fastFailure.responseTime.shareToFaulty': 0.01,
   };
   const pass =
     ratios['slow.responseTime.p99/roundRobin.p99'] <= targets['slow.responseTime.p99/roundRobin.p99'] &&
     ratios['slow.responseTime.shareToSlow'] <= targets['slow.responseTime.shareToSlow'] &&
     ratios['errors.responseTime.shareToFailing/fairShare'] <= targets['errors.responseTime.shareToFailing/fairShare'] &&
-    ratios['loopback.responseTime.p99/roundRobin.p99'] < targets['loopback.responseTime.p99/roundRobin.p99'];
+    ratios['loopback.responseTime.p99/roundRobin.p99'] < targets['loopback.responseTime.p99/roundRobin.p99'] &&
+    ratios['blackhole.responseTime.p99/leastConnections.p99'] <= targets['blackhole.responseTime.p99/leastConnections.p99'] &&
+    ratios['blackhole.responseTime.shareToFaulty'] <= targets['blackhole.responseTime.shareToFaulty'] &&
+    ratios['fastFailure.responseTime.p99/leastConnections.p99'] <= targets['fastFailure.responseTime.p99/leastConnections.p99'] &&
+    ratios['fastFailure.responseTime.shareToFaulty'] <= targets['fastFailure.responseTime.shareToFaulty'];
   const report = makeReport('balancer', { results, ratios, targets, pass });
   await writeReport(report);
   return report;
