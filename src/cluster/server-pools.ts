@@ -1,5 +1,6 @@
 import { Pool } from 'pg';
 import type { ServerSpec } from './topology';
+import { TOPOLOGY_VERSION_SETTING } from './topology-fence';
 
 /** The few methods kysely-scale uses of a pooled client (pg's `PoolClient` fits). */
 export interface PoolClientLike {
@@ -110,10 +111,15 @@ export class ServerPools {
   }
 }
 
-/** The default pool factory: a pg `Pool` per server with the given options. */
-export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>): (server: ServerSpec) => PoolLike {
+/**
+ * The default pool factory: a pg `Pool` per server with the given options. With `sessionVersion`,
+ * every connection the pool opens starts with the topology version it was created under in
+ * `kysely_scale.topology_version` (a startup option: no extra round trip).
+ */
+export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>, sessionVersion?: () => number): (server: ServerSpec) => PoolLike {
   return (server) => {
     const pool = new Pool({
+      ...(sessionVersion === undefined ? {} : { options: `-c ${TOPOLOGY_VERSION_SETTING}=${sessionVersion()}` }),
       connectionString: server.url,
       max: options.max,
       idleTimeoutMillis: options.idleTimeoutMillis,

@@ -70,6 +70,13 @@ export class HeldClients {
     );
   }
 
+  /** The clients that arrived, in acquisition order. */
+  arrived(): PoolClientLike[] {
+    const out: PoolClientLike[] = [];
+    for (const entry of this.#held) if (entry.client !== undefined) out.push(entry.client);
+    return out;
+  }
+
   /** Stops holding the client of `url`, closing it rather than returning it to its pool (it may be broken). */
   drop(url: string): void {
     const entry = this.#heldFor(url);

@@ -6,7 +6,8 @@
  * - {@link ShardTransaction}: BEGIN deferred to the first statement, bound to one shard, doomed on a cross-shard statement;
  * - {@link ReplicaReads}: the server a statement runs on, replica reads with fallback, read-your-writes positions;
  * - {@link MultiShardExecutor}: scatter reads and merges, split writes, partial-write errors, merged streams;
- * - {@link WriteEvents} (the runtime's): events of successful writes, after COMMIT inside a transaction.
+ * - {@link WriteEvents} (the runtime's): events of successful writes, after COMMIT inside a transaction;
+ * - {@link retryAfterRefusal}: a statement a shard refused for a slot move runs once more on the new topology.
  */
 import type { CompiledQuery, DatabaseConnection, QueryResult, TransactionSettings } from 'kysely';
 import type { Shard } from '../../cluster/topology';
@@ -21,6 +22,7 @@ import { ReplicaReads } from './replica-read';
 import { ShardTransaction, type SavepointCommand } from './shard-transaction';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { WriteEvents } from './write-events';
+import { retryAfterRefusal } from './fence-retry';
 
 type PlanKind = RoutePlan['kind'];
 type PlanOf = { readonly [K in PlanKind]: Extract<RoutePlan, { readonly kind: K }> };
@@ -69,6 +71,17 @@ export class ShardedConnection implements DatabaseConnection {
 
   executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     // Not async: the common single-shard read runs as one promise chain, without extra async frames.
+    // A shard's fence refusal (a slot moved) reloads the topology and runs the statement once more.
+    return this.#route<R>(compiled).catch((error: unknown) =>
+      retryAfterRefusal(this.#runtime, error, {
+        inTransaction: this.#tx !== null,
+        refreshSessions: () => Promise.all(this.#clients.arrived().map((c) => this.#runtime.retag(c))).then(() => undefined),
+        rerun: () => this.#route<R>(compiled),
+      }),
+    );
+  }
+
+  #route<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     let plan: RoutePlan;
     try {
       plan = this.#plan(compiled);

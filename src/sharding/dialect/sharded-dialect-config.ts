@@ -1,4 +1,5 @@
 import { systemClock, type Clock } from '../../kernel/clock';
+import type { TopologySource } from '../../cluster/topology-catch-up';
 import { ConfigError, ErrorCodes } from '../../kernel/errors';
 import { describeValue, requireFunction, requireInteger, requireKnownKeys, requireNonEmptyString, requireObject, requireOneOf } from '../../kernel/validate';
 import { RoutingError } from '../sharding-errors';
@@ -52,12 +53,33 @@ export interface ShardedDialectConfig {
   replicas?: ReplicaReadOptions;
   /** The time source of replica read latencies (inject a `ManualClock` in tests). @default systemClock */
   clock?: Clock;
+  /**
+   * Where the dialect reloads the topology when a shard refuses a statement for a slot move
+   * (SQLSTATE KS001 or KS002; a `TopologyCatalog` fits). The statement then runs once more,
+   * routed by the new topology. Without it, or when the version the shard asks for is not
+   * published within `fenceWaitMillis`, the statement fails with `StaleTopologyError`
+   * (`E_STALE_TOPOLOGY`, retryable; nothing was written). Inside a transaction it always fails
+   * that way: retry the transaction.
+   * @default undefined
+   */
+  topologySource?: TopologySource;
+  /** How long to wait for the topology version a refusal asks for. @default 5000 */
+  fenceWaitMillis?: number;
+  /**
+   * Tell each shard which topology version a connection routes by (the session setting
+   * `kysely_scale.topology_version`), so a shard that slots moved to or from refuses a stale
+   * router's reads and writes instead of answering them. The dialect's own pools carry it from
+   * each connection's start, and set it again on a pooled connection only after the version
+   * changed. A custom `createPool` gets it (a `set_config` on checkout) only when this is `true`.
+   * @default true for the dialect's own pools, false for a custom `createPool`
+   */
+  fenceSessions?: boolean;
 }
 
 /** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
 const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
   'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId',
-  'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock',
+  'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
 ];
 
 /** A shard key column with its type. */
@@ -85,6 +107,10 @@ export interface ResolvedShardedConfig {
   readonly cursor: CursorConstructor | undefined;
   readonly onPoolError: (error: Error, server: { readonly redactedUrl: string }) => void;
   readonly clock: Clock;
+  readonly topologySource: TopologySource | undefined;
+  readonly fenceWaitMillis: number;
+  /** Whether checked-out connections are tagged with the topology version. */
+  readonly fenceSessions: boolean;
 }
 
 const KEYLESS_POLICIES: readonly KeylessPolicy[] = ['error', 'scatter'];
@@ -146,6 +172,10 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   if (config.onPoolError !== undefined) requireFunction('onPoolError', config.onPoolError, '(error, server) => void');
   const clock = config.clock ?? systemClock;
   requireFunction('clock.monotonicNow', requireObject('clock', clock).monotonicNow, '() => number');
+  if (config.topologySource !== undefined) requireFunction('topologySource.latest', requireObject('topologySource', config.topologySource).latest, '() => Promise<Topology | undefined>');
+  const fenceWaitMillis = requireInteger('fenceWaitMillis', config.fenceWaitMillis ?? 5000, 0);
+  const fenceSessions = config.fenceSessions ?? config.createPool === undefined;
+  if (typeof fenceSessions !== 'boolean') throw new ConfigError('fenceSessions', `must be true or false, got ${describeValue(fenceSessions)}`);
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,
     shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined {
@@ -171,6 +201,9 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     cursor: config.cursor,
     onPoolError: config.onPoolError ?? defaultPoolError,
     clock,
+    topologySource: config.topologySource,
+    fenceWaitMillis,
+    fenceSessions,
   });
 }
 

@@ -10,6 +10,8 @@ import type { CursorConstructor, ResolvedShardedConfig } from './sharded-dialect
 import type { ServerSpec, Topology } from '../../cluster/topology';
 import { DialectDestroyedError } from '../sharding-errors';
 import { WriteEvents } from './write-events';
+import { SET_TOPOLOGY_VERSION_SQL } from '../../cluster/topology-fence';
+import type { TopologySource } from '../../cluster/topology-catch-up';
 
 /**
  * The state one ShardedDialect shares with its driver and connections: the current topology, the
@@ -27,14 +29,33 @@ export class ShardedRuntime {
   #topology: Topology;
   #cursor: CursorConstructor | undefined;
   readonly #readYourWrites = new AsyncLocalStorage<ReadYourWritesContext>();
+  /** Where a refused statement's router reloads the topology; undefined: refusals fail with StaleTopologyError. */
+  readonly topologySource: TopologySource | undefined;
+  readonly fenceWaitMillis: number;
+  readonly #fenceSessions: boolean;
+  /** The topology version each client's session carries (set on checkout when it differs). */
+  readonly #sessionVersions = new WeakMap<PoolClientLike, number>();
+  /** The version new connections of the dialect's own pool of a server start with (the pool's startup option). */
+  readonly #startupVersions = new Map<string, number>();
 
   constructor(config: ResolvedShardedConfig) {
     this.rules = config.rules;
     this.clock = config.clock;
     this.#topology = config.topology;
     this.#cursor = config.cursor;
-    this.#pools = new ServerPools(config.createPool ?? pgPoolFactory(config.pool), (error, server) =>
-      config.onPoolError(error, { redactedUrl: server.redactedUrl }),
+    this.topologySource = config.topologySource;
+    this.fenceWaitMillis = config.fenceWaitMillis;
+    this.#fenceSessions = config.fenceSessions;
+    const ownPools = config.createPool === undefined && config.fenceSessions;
+    const createPool = config.createPool ?? pgPoolFactory(config.pool, ownPools ? () => this.#topology.version : undefined);
+    this.#pools = new ServerPools(
+      ownPools
+        ? (server) => {
+            this.#startupVersions.set(server.url, this.#topology.version);
+            return createPool(server);
+          }
+        : createPool,
+      (error, server) => config.onPoolError(error, { redactedUrl: server.redactedUrl }),
     );
     this.replicas =
       config.replicas.readFrom === 'replica'
@@ -85,10 +106,39 @@ export class ShardedRuntime {
     return this.replicas?.status() ?? [];
   }
 
-  /** Checks out a client of `server`; refused once the dialect is destroyed. */
+  /** Checks out a client of `server`, its session tagged with the current topology version; refused once the dialect is destroyed. */
   acquire(server: ServerSpec): Promise<PoolClientLike> {
     if (this.#pools.destroyed) return Promise.reject(new DialectDestroyedError());
-    return this.#pools.acquire(server);
+    const pending = this.#pools.acquire(server);
+    if (!this.#fenceSessions) return pending;
+    return pending.then((client) => {
+      const version = this.#topology.version;
+      const current = this.#sessionVersions.get(client) ?? this.#startupVersions.get(server.url);
+      if (current === version) {
+        this.#sessionVersions.set(client, version);
+        return client;
+      }
+      return this.#tag(client, version).then(
+        () => client,
+        (error: unknown) => {
+          client.release(true);
+          throw error;
+        },
+      );
+    });
+  }
+
+  /** Brings a held client's session to the current topology version (before a statement refused by a fence runs again). */
+  retag(client: PoolClientLike): Promise<void> {
+    const version = this.#topology.version;
+    if (!this.#fenceSessions || this.#sessionVersions.get(client) === version) return Promise.resolve();
+    return this.#tag(client, version);
+  }
+
+  #tag(client: PoolClientLike, version: number): Promise<void> {
+    return client.query(SET_TOPOLOGY_VERSION_SQL, [String(version)]).then(() => {
+      this.#sessionVersions.set(client, version);
+    });
   }
 
   /** Compiles a rewritten node with the original query's id (plugins keyed by query id keep working). */

@@ -7,14 +7,15 @@
  * - `sum`: exact decimal sum for strings (scale = the larger scale, as PostgreSQL prints it);
  *   float sums add in shard order and may differ from PostgreSQL in the last bits, as PostgreSQL's
  *   own parallel plans do.
- * - `min`/`max`: compared with the column's PostgreSQL type (see scatter-compare).
+ * - `min`/`max`: each shard's value compared exactly by its text (`min(x)::text`) and PostgreSQL
+ *   type (see scatter-compare); the winner is returned as node-postgres parsed it.
  * - `avg`: shards return `sum(x)` and `count(x)`; the merge divides like `numeric_div`, so the
  *   text equals PostgreSQL's `avg` for integer and numeric columns. For float columns the
  *   quotient is a float division of the merged sum (close, not bit-identical).
  *
  * @packageDocumentation
  */
-import { incomparable, type TextComparator, type ValueComparer, valueComparer } from './scatter-compare';
+import { exactOrder, type ExactOrder, incomparable, type TextComparator } from './scatter-compare';
 import {
   addDecimal,
   type Decimal,
@@ -37,12 +38,16 @@ export interface AggregateColumns {
   readonly count?: string;
   /** min/max: row key of `pg_typeof(...)::text`. */
   readonly type?: string;
+  /** min/max: row key of the partial value's text (`min(x)::text`), which is what is compared. */
+  readonly text?: string;
 }
 
 /** Accumulates one aggregate of one group over the shards' rows. */
 export interface AggregateAccumulator {
   add(row: Row): void;
   result(): unknown;
+  /** min/max: the PostgreSQL text of the result, for ordering merged groups by it. */
+  text?(): string | null;
 }
 
 /** Creates an accumulator for one aggregate of one group. */
@@ -99,15 +104,24 @@ class Sum {
 function extreme(direction: 1 | -1): AggregateMerger {
   return (columns, compareText) => {
     let best: unknown = null;
-    let comparer: ValueComparer | undefined;
+    let bestText: string | null = null;
+    let bestKey: unknown;
+    let order: ExactOrder | undefined;
+    const textColumn = columns.text ?? columns.value;
     return {
       add(row) {
-        const value = row[columns.value];
-        if (value === null || value === undefined) return;
-        comparer ??= valueComparer(String(columns.type === undefined ? 'unknown' : row[columns.type]), compareText);
-        if (best === null || comparer.compare(value, best) * direction < 0) best = value;
+        const text = row[textColumn];
+        if (text === null || text === undefined) return;
+        order ??= exactOrder(String(columns.type === undefined ? 'unknown' : row[columns.type]), compareText);
+        const key = order.read(String(text));
+        if (bestText === null || order.compare(key, bestKey) * direction < 0) {
+          best = row[columns.value];
+          bestText = String(text);
+          bestKey = key;
+        }
       },
       result: () => best,
+      text: () => bestText,
     };
   };
 }

@@ -1,8 +1,9 @@
 /**
- * Compares and keys values the way PostgreSQL does, so rows merged from several shards sort and
- * group as they would in one database. node-postgres returns `bigint` and `numeric` as strings,
- * which are indistinguishable from text by value alone, so the plan asks each shard for
- * `pg_typeof(expr)::text` beside every value it must compare, and the class of that type decides.
+ * Compares and keys values the way PostgreSQL does, so rows merged from several shards sort, group
+ * and de-duplicate as they would in one database. The merge never compares the values node-postgres
+ * parsed: each shard returns `pg_typeof(expr)::text` and `expr::text` beside every compared value,
+ * and the type decides how that text is read (see scatter-pg-text). A type whose order or equality
+ * cannot be reproduced exactly is refused with `E_UNSUPPORTED_SCATTER`, never merged approximately.
  *
  * Text is compared in code-point order, which is PostgreSQL's order under the `C`, `C.UTF-8`
  * and `POSIX` collations (byte order of UTF-8). Other collations need a `compareText` of their own;
@@ -11,12 +12,25 @@
  *
  * @packageDocumentation
  */
-import { ErrorCodes } from '../../kernel/errors';
-import { RoutingError } from '../sharding-errors';
 import { canonicalDecimal, compareDecimal, parseDecimal } from './scatter-decimal';
+import {
+  compareInet,
+  compareScalars,
+  compareTimeTz,
+  incomparable,
+  inetKey,
+  intervalKey,
+  parseArrayText,
+  temporalKey,
+  timeTzKey,
+  type InetKey,
+  type TimeTzKey,
+} from './scatter-pg-text';
+
+export { incomparable } from './scatter-pg-text';
 
 /** How values of one column compare; derived from the PostgreSQL type name. */
-export type ValueClass = 'number' | 'text' | 'bpchar' | 'boolean' | 'temporal' | 'bytes' | 'other';
+export type ValueClass = 'number' | 'text' | 'codePoint' | 'bpchar' | 'boolean' | 'temporal' | 'timetz' | 'interval' | 'bytes' | 'inet' | 'other';
 
 /** Compares two strings of the same collation; negative, zero or positive. */
 export type TextComparator = (a: string, b: string) => number;
@@ -31,19 +45,27 @@ const TYPE_CLASSES: Readonly<Record<string, ValueClass>> = Object.freeze({
   oid: 'number',
   text: 'text',
   'character varying': 'text',
-  name: 'text',
-  '"char"': 'text',
-  uuid: 'text',
-  'time without time zone': 'text',
+  // Types whose text output is fixed-format and sorts byte-wise exactly as PostgreSQL sorts the values.
+  name: 'codePoint',
+  uuid: 'codePoint',
+  'time without time zone': 'codePoint',
+  macaddr: 'codePoint',
+  macaddr8: 'codePoint',
+  bit: 'codePoint',
+  'bit varying': 'codePoint',
   character: 'bpchar',
   boolean: 'boolean',
   date: 'temporal',
   'timestamp without time zone': 'temporal',
   'timestamp with time zone': 'temporal',
+  'time with time zone': 'timetz',
+  interval: 'interval',
   bytea: 'bytes',
+  inet: 'inet',
+  cidr: 'inet',
 });
 
-/** The value class of a `pg_typeof(...)::text` result; unknown types are `other`. */
+/** The value class of a `pg_typeof(...)::text` result; unknown types (enums, jsonb, domains, …) are `other`. */
 export function valueClassOf(typeName: string): ValueClass {
   return TYPE_CLASSES[typeName] ?? 'other';
 }
@@ -64,36 +86,144 @@ export const compareCodePoints: TextComparator = (a, b) => {
   return a.length - b.length;
 };
 
-/** A RoutingError for a value the merge cannot compare exactly like PostgreSQL. */
-export function incomparable(what: string): RoutingError {
-  return new RoutingError(
-    ErrorCodes.UNSUPPORTED_SCATTER,
-    `Cannot merge this scatter query across shards: ${what}. ` +
-      'Add the shard key to the query, or run it on one shard with withShard(id).',
-    { unsupported: what },
+/**
+ * The exact order of one PostgreSQL type over the text it prints: `read` turns the text of a
+ * non-null value into a key once, `compare` orders two keys like PostgreSQL's `<`/`=`/`>`, and
+ * `equality` gives a string equal for two keys exactly when PostgreSQL's `=` holds.
+ */
+export interface ExactOrder<K = unknown> {
+  read(text: string): K;
+  compare(a: K, b: K): number;
+  equality(key: K): string;
+}
+
+function order<K>(read: (text: string) => K, compare: (a: K, b: K) => number, equality: (key: K) => string): ExactOrder<K> {
+  return Object.freeze({ read, compare, equality });
+}
+
+const ORDERS: { readonly [C in ValueClass]: (typeName: string, compareText: TextComparator) => ExactOrder } = Object.freeze({
+  number: (typeName: string) =>
+    order(
+      (text) => parseDecimal(text) ?? fail(`the ${typeName} value ${JSON.stringify(text)} is not a number`),
+      compareDecimal,
+      canonicalDecimal,
+    ),
+  text: (_typeName: string, compareText: TextComparator) => order((text) => text, compareText, (text) => text),
+  codePoint: () => order((text) => text, compareCodePoints, (text) => text),
+  // character(n) ignores trailing blanks.
+  bpchar: (_typeName: string, compareText: TextComparator) => order((text) => text.trimEnd(), compareText, (text) => text),
+  boolean: (typeName: string) =>
+    order(
+      // `x::text` of a boolean is true/false; its output function (and array elements) print t/f.
+      (text) => (text === 't' || text === 'true' ? 1 : text === 'f' || text === 'false' ? 0 : fail(`the ${typeName} value ${JSON.stringify(text)} is not a boolean`)),
+      compareScalars,
+      String,
+    ),
+  temporal: (typeName: string) => order((text) => temporalKey(text, typeName), compareScalars, String),
+  timetz: () => order<TimeTzKey>(timeTzKey, compareTimeTz, (k) => `${k.utc}/${k.zone}`),
+  interval: () => order(intervalKey, compareScalars, String),
+  bytes: (typeName: string) =>
+    order(
+      (text) => (text.startsWith('\\x') ? text.slice(2).toLowerCase() : fail(`${typeName} output that is not hex (set bytea_output = hex)`)),
+      compareCodePoints,
+      (hex) => hex,
+    ),
+  inet: (typeName: string) => order<InetKey>((text) => inetKey(text, typeName), compareInet, (k) => `${k.family}/${k.bits}/${Buffer.from(k.bytes).toString('hex')}`),
+  other: (typeName: string) => {
+    const refuse = (): never => fail(`values of type ${typeName} cannot be ordered or compared exactly outside PostgreSQL`);
+    return order(refuse, refuse, refuse);
+  },
+});
+
+function fail(what: string): never {
+  throw incomparable(what);
+}
+
+interface ArrayKey {
+  readonly elements: readonly unknown[];
+  readonly dims: readonly number[];
+  readonly lowerBounds: readonly number[];
+}
+
+/** PostgreSQL's array_cmp: elements in storage order (NULL above any value), then item count, dimensions and lower bounds. */
+function arrayOrder(typeName: string, element: ExactOrder): ExactOrder<ArrayKey> {
+  const compareLists = (a: readonly number[], b: readonly number[]): number => {
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+    return 0;
+  };
+  return order(
+    (text) => {
+      const parsed = parseArrayText(text) ?? fail(`the ${typeName} value ${JSON.stringify(text.slice(0, 60))} is not an array PostgreSQL prints`);
+      return { ...parsed, elements: parsed.elements.map((e) => (e === null ? null : element.read(e))) };
+    },
+    (a, b) => {
+      const n = Math.min(a.elements.length, b.elements.length);
+      for (let i = 0; i < n; i++) {
+        const x = a.elements[i];
+        const y = b.elements[i];
+        if (x === null || y === null) {
+          if (x !== y) return x === null ? 1 : -1;
+          continue;
+        }
+        const c = element.compare(x, y);
+        if (c !== 0) return c;
+      }
+      return (
+        a.elements.length - b.elements.length ||
+        a.dims.length - b.dims.length ||
+        compareLists(a.dims, b.dims) ||
+        compareLists(a.lowerBounds, b.lowerBounds)
+      );
+    },
+    (k) => JSON.stringify([k.dims, k.lowerBounds, k.elements.map((e) => (e === null ? null : element.equality(e)))]),
   );
 }
 
-function compareNumbers(a: number, b: number): number {
-  // PostgreSQL sorts NaN above every other float and treats -0 as 0.
-  if (Number.isNaN(a)) return Number.isNaN(b) ? 0 : 1;
-  if (Number.isNaN(b)) return -1;
-  return a < b ? -1 : a > b ? 1 : 0;
+const cache = new Map<string, ExactOrder>();
+
+/**
+ * The exact order of values whose PostgreSQL type is `typeName` (as `pg_typeof(...)::text` prints
+ * it), over their text output. Arrays of a supported element type are supported.
+ */
+export function exactOrder(typeName: string, compareText: TextComparator): ExactOrder {
+  if (compareText !== compareCodePoints) return buildOrder(typeName, compareText);
+  let found = cache.get(typeName);
+  if (found === undefined) {
+    found = buildOrder(typeName, compareText);
+    if (cache.size < 1000) cache.set(typeName, found);
+  }
+  return found;
 }
 
-function decimalOf(value: string, typeName: string): ReturnType<typeof parseDecimal> & object {
-  const parsed = parseDecimal(value);
-  if (parsed === undefined) throw incomparable(`the value ${JSON.stringify(value)} of type ${typeName} is not a number`);
-  return parsed;
+function buildOrder(typeName: string, compareText: TextComparator): ExactOrder {
+  if (typeName.endsWith('[]')) {
+    const elementType = typeName.slice(0, -2);
+    const elementClass = valueClassOf(elementType);
+    const element = ORDERS[elementClass](elementType, compareText);
+    return elementClass === 'other' ? element : arrayOrder(typeName, element);
+  }
+  return ORDERS[valueClassOf(typeName)](typeName, compareText);
 }
 
-function temporalMillis(value: unknown, typeName: string): number {
-  if (value instanceof Date) return value.getTime();
-  if (typeof value === 'number') return value; // pg-types parses 'infinity' to ±Infinity
-  throw incomparable(`values of type ${typeName} that are not parsed to Date cannot be ordered`);
+/**
+ * PostgreSQL's text form of a value the merge itself computed or was handed (a merged count, sum or
+ * avg, or a test's literal): strings as they are, numbers and bigints in base 10, booleans as t/f.
+ */
+export function textOf(value: unknown, typeName: string): string {
+  switch (typeof value) {
+    case 'string':
+      return value;
+    case 'number':
+    case 'bigint':
+      return String(value);
+    case 'boolean':
+      return value ? 't' : 'f';
+    default:
+      return fail(`values of type ${typeName} that are not text cannot be compared exactly (got a JS ${value === null ? 'null' : typeof value})`);
+  }
 }
 
-/** A comparer of non-null values of one column, plus an equality key for GROUP BY and DISTINCT. */
+/** A comparer of non-null values of one type given as text (or as numbers for computed aggregates). */
 export interface ValueComparer {
   /** Negative, zero or positive, like PostgreSQL's `<` / `=` / `>` for this type. Never called with null. */
   compare(a: unknown, b: unknown): number;
@@ -101,71 +231,12 @@ export interface ValueComparer {
   key(value: unknown): string;
 }
 
-/** Builds the comparer for values whose PostgreSQL type is `typeName`. */
+/** A {@link ValueComparer} over the text (see {@link textOf}) of values of type `typeName`. */
 export function valueComparer(typeName: string, compareText: TextComparator): ValueComparer {
-  const valueClass = valueClassOf(typeName);
-  const compareStrings = (a: string, b: string): number => {
-    switch (valueClass) {
-      case 'number':
-        return compareDecimal(decimalOf(a, typeName), decimalOf(b, typeName));
-      case 'text':
-        return compareText(a, b);
-      case 'bpchar':
-        // character(n) ignores trailing blanks when comparing.
-        return compareText(a.trimEnd(), b.trimEnd());
-      case 'boolean':
-      case 'temporal':
-      case 'bytes':
-      case 'other':
-        throw incomparable(`text values of type ${typeName} cannot be ordered outside PostgreSQL`);
-    }
-  };
+  const exact = exactOrder(typeName, compareText);
+  const read = (value: unknown): unknown => exact.read(textOf(value, typeName));
   return Object.freeze({
-    compare(a: unknown, b: unknown): number {
-      if (typeof a === 'string' && typeof b === 'string') return compareStrings(a, b);
-      if (typeof a === 'number' && typeof b === 'number') return compareNumbers(a, b);
-      if (typeof a === 'bigint' && typeof b === 'bigint') return a < b ? -1 : a > b ? 1 : 0;
-      if (typeof a === 'boolean' && typeof b === 'boolean') return Number(a) - Number(b);
-      if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return Buffer.compare(a, b);
-      if (valueClass === 'temporal') return compareNumbers(temporalMillis(a, typeName), temporalMillis(b, typeName));
-      if (valueClass === 'number' && isNumeric(a) && isNumeric(b)) {
-        return compareDecimal(decimalOf(String(a), typeName), decimalOf(String(b), typeName));
-      }
-      throw incomparable(`values of type ${typeName} cannot be ordered outside PostgreSQL`);
-    },
-    key(value: unknown): string {
-      return equalityKey(value, valueClass, typeName);
-    },
+    compare: (a: unknown, b: unknown) => exact.compare(read(a), read(b)),
+    key: (value: unknown) => exact.equality(read(value)),
   });
 }
-
-function isNumeric(value: unknown): value is number | bigint | string {
-  return typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string';
-}
-
-function equalityKey(value: unknown, valueClass: ValueClass, typeName: string): string {
-  if (value === null || value === undefined) return '\u0000';
-  switch (typeof value) {
-    case 'number':
-      return `f${value === 0 ? 0 : value}`;
-    case 'bigint':
-      return `d${value}`;
-    case 'boolean':
-      return `b${value}`;
-    case 'string':
-      if (valueClass === 'number') {
-        const parsed = parseDecimal(value);
-        return parsed === undefined ? `s${value}` : `d${canonicalDecimal(parsed)}`;
-      }
-      return `s${valueClass === 'bpchar' ? value.trimEnd() : value}`;
-    default:
-      break;
-  }
-  if (value instanceof Date) return `t${value.getTime()}`;
-  if (Buffer.isBuffer(value)) return `x${value.toString('hex')}`;
-  if (Array.isArray(value)) return `a${JSON.stringify(value)}`;
-  throw incomparable(`values of type ${typeName} cannot be compared for equality outside PostgreSQL`);
-}
-
-/** Comparer for values known to be numbers (count, sum and avg results), whatever their JS form. */
-export const NUMBER_COMPARER: ValueComparer = valueComparer('numeric', compareCodePoints);

@@ -16,9 +16,12 @@ export type Decimal =
 const NAN: Decimal = Object.freeze({ kind: 'nan' });
 const POS_INF: Decimal = Object.freeze({ kind: 'inf', negative: false });
 const NEG_INF: Decimal = Object.freeze({ kind: 'inf', negative: true });
-const DECIMAL_TEXT = /^([+-]?)(\d+)(?:\.(\d*))?$/;
+const DECIMAL_TEXT = /^([+-]?)(\d+)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 
-/** Parses PostgreSQL's text form of a numeric or integer; returns `undefined` for anything else. */
+/**
+ * Parses PostgreSQL's text form of a numeric, an integer or a float (`1.5e-07`, `1e+20`: a float's
+ * shortest exact text); returns `undefined` for anything else.
+ */
 export function parseDecimal(text: string): Decimal | undefined {
   const match = DECIMAL_TEXT.exec(text);
   if (match === null) {
@@ -28,8 +31,13 @@ export function parseDecimal(text: string): Decimal | undefined {
     return undefined;
   }
   const fraction = match[3] ?? '';
-  const magnitude = BigInt((match[2] ?? '0') + fraction);
-  return { kind: 'finite', unscaled: match[1] === '-' ? -magnitude : magnitude, scale: fraction.length };
+  let magnitude = BigInt((match[2] ?? '0') + fraction);
+  let scale = fraction.length - Number(match[4] ?? 0);
+  if (scale < 0) {
+    magnitude *= 10n ** BigInt(-scale);
+    scale = 0;
+  }
+  return { kind: 'finite', unscaled: match[1] === '-' ? -magnitude : magnitude, scale };
 }
 
 /** Converts a JS integer or bigint to a decimal of scale 0. */

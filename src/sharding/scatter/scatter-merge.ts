@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
-import { type TextComparator, valueComparer, type ValueComparer } from './scatter-compare';
+import { exactOrder, type ExactOrder, type TextComparator } from './scatter-compare';
 import { mergeSorted, type OrderKey, rowComparator } from './scatter-order';
 
 type Row = Record<string, unknown>;
@@ -18,10 +18,12 @@ export type OutputSource =
   | { readonly kind: 'first'; readonly column: string }
   | { readonly kind: 'aggregate'; readonly aggregate: AggregateKind; readonly columns: AggregateColumns };
 
-/** A column compared for equality (GROUP BY key, DISTINCT column): its row key and its type's row key. */
+/** A column compared for equality (GROUP BY key, DISTINCT column): its row key, and the row keys of its type and its text. */
 export interface KeyColumn {
   readonly column: string;
   readonly typeColumn: string;
+  /** Row key of `expr::text`: equality is decided on PostgreSQL's text, never on the parsed value. */
+  readonly textColumn: string;
 }
 
 /** Everything the merge needs to know about a planned query; built by planScatter, frozen. */
@@ -72,17 +74,19 @@ function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec
   return out;
 }
 
-/** Equality key of a row over some columns, each compared with its PostgreSQL type. */
-function rowKey(row: Row, columns: readonly KeyColumn[], comparers: Map<string, ValueComparer>, compareText: TextComparator): string {
+/** Equality key of a row over some columns, each compared exactly with its PostgreSQL type. */
+function rowKey(row: Row, columns: readonly KeyColumn[], orders: Map<string, ExactOrder>, compareText: TextComparator): string {
   let key = '';
-  for (const { column, typeColumn } of columns) {
-    const typeName = String(row[typeColumn]);
-    let comparer = comparers.get(typeName);
-    if (comparer === undefined) {
-      comparer = valueComparer(typeName, compareText);
-      comparers.set(typeName, comparer);
+  for (const { typeColumn, textColumn } of columns) {
+    const text = row[textColumn];
+    if (text === null || text === undefined) {
+      key += '\u0000\u0001'; // NULLs are one group (GROUP BY) and one row (DISTINCT)
+      continue;
     }
-    key += `${comparer.key(row[column])}\u0001`;
+    const typeName = String(row[typeColumn]);
+    let order = orders.get(typeName);
+    if (order === undefined) orders.set(typeName, (order = exactOrder(typeName, compareText)));
+    key += `${JSON.stringify(order.equality(order.read(String(text))))}\u0001`;
   }
   return key;
 }
@@ -93,11 +97,11 @@ function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): 
 
 function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
   const seen = new Set<string>();
-  const comparers = new Map<string, ValueComparer>();
+  const orders = new Map<string, ExactOrder>();
   const unique: Row[] = [];
   const take = rowsToTake(spec);
   for (const row of orderedUnion(rowsPerShard, spec, Infinity)) {
-    const key = rowKey(row, spec.keyColumns, comparers, spec.compareText);
+    const key = rowKey(row, spec.keyColumns, orders, spec.compareText);
     if (seen.has(key)) continue;
     seen.add(key);
     unique.push(row);
@@ -113,7 +117,7 @@ interface Group {
 
 function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
   const groups = new Map<string, Group>();
-  const comparers = new Map<string, ValueComparer>();
+  const orders = new Map<string, ExactOrder>();
   const aggregates = spec.outputs.flatMap(({ source }) => (source.kind === 'aggregate' ? [source] : []));
   const newGroup = (first: Row): Group => ({
     first,
@@ -121,7 +125,7 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
   });
   for (const rows of rowsPerShard) {
     for (const row of rows) {
-      const key = spec.singleGroup ? '' : rowKey(row, spec.keyColumns, comparers, spec.compareText);
+      const key = spec.singleGroup ? '' : rowKey(row, spec.keyColumns, orders, spec.compareText);
       let group = groups.get(key);
       if (group === undefined) {
         group = newGroup(row);
@@ -137,10 +141,18 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
   const merged = [...groups.values()].map((group) => {
     const out: Row = {};
     let next = 0;
+    const sortRow: Row = { ...group.first };
     for (const { name, source } of spec.outputs) {
-      out[name] = source.kind === 'first' ? (group.first[source.column] ?? null) : (group.accumulators[next++] as AggregateAccumulator).result();
+      if (source.kind === 'first') {
+        out[name] = group.first[source.column] ?? null;
+        continue;
+      }
+      const accumulator = group.accumulators[next++] as AggregateAccumulator;
+      out[name] = accumulator.result();
+      // min/max are ordered by the winning shard value's text, which the accumulator kept.
+      if (source.columns.text !== undefined) sortRow[source.columns.text] = accumulator.text?.() ?? null;
     }
-    return { out, sortRow: { ...group.first, ...out } };
+    return { out, sortRow: Object.assign(sortRow, out) };
   });
   if (spec.orderKeys.length > 0) {
     const compare = rowComparator(spec.orderKeys, spec.compareText);

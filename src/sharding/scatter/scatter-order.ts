@@ -6,13 +6,16 @@
  */
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
-import { type TextComparator, type ValueComparer, valueComparer } from './scatter-compare';
+import { exactOrder, textOf, type ExactOrder, type TextComparator } from './scatter-compare';
 
 type Row = Record<string, unknown>;
 
-/** One ORDER BY item, resolved to the row keys that hold its value and its type. */
+/** One ORDER BY item, resolved to the row keys that hold its value's text and its type. */
 export interface OrderKey {
-  /** Row key of the value (a selected column, or a hidden helper column). */
+  /**
+   * Row key of the value's PostgreSQL text (`expr::text`, a hidden helper column), or of a value
+   * the merge computed (a merged count, sum or avg, see {@link textOf}).
+   */
   readonly column: string;
   /** Row key holding `pg_typeof(expr)::text`; absent when {@link OrderKey.typeName} is known. */
   readonly typeColumn?: string;
@@ -25,38 +28,52 @@ export interface OrderKey {
 /** Compares two rows; negative when `a` sorts first. */
 export type RowComparator = (a: Row, b: Row) => number;
 
-/** Resolves the comparer of a key from the type a row carries, caching per type name. */
-function keyComparer(key: OrderKey, compareText: TextComparator): (row: Row) => ValueComparer {
-  let cachedType: string | undefined;
-  let cached: ValueComparer | undefined;
+/** The exact order of a key's type, resolved from the type a row carries and cached per type name. */
+function keyOrder(key: OrderKey, compareText: TextComparator): (row: Row) => { order: ExactOrder; typeName: string } {
+  let cached: { order: ExactOrder; typeName: string } | undefined;
   return (row) => {
     const typeName = key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
-    if (cached === undefined || typeName !== cachedType) {
-      cachedType = typeName;
-      cached = valueComparer(typeName, compareText);
-    }
+    if (cached === undefined || typeName !== cached.typeName) cached = { order: exactOrder(typeName, compareText), typeName };
     return cached;
   };
 }
 
-/** Builds the comparator of an ORDER BY list (PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC by default). */
+/**
+ * Builds the comparator of an ORDER BY list (PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC
+ * by default). Each row's text is read into its exact key once (a k-way merge compares a row
+ * several times).
+ */
 export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator): RowComparator {
-  const comparers = keys.map((key) => ({ key, comparerFor: keyComparer(key, compareText) }));
+  const orders = keys.map((key) => keyOrder(key, compareText));
+  const readKeys = new WeakMap<Row, unknown[]>();
+  const read = (row: Row, i: number): unknown => {
+    let values = readKeys.get(row);
+    if (values === undefined) readKeys.set(row, (values = []));
+    if (i in values) return values[i];
+    const key = keys[i]!;
+    const value = row[key.column];
+    let result: unknown = null;
+    if (value !== null && value !== undefined) {
+      const { order, typeName } = orders[i]!(row);
+      result = order.read(textOf(value, typeName));
+    }
+    values[i] = result;
+    return result;
+  };
   return (a, b) => {
-    for (const { key, comparerFor } of comparers) {
-      const x = a[key.column];
-      const y = b[key.column];
-      const xNull = x === null || x === undefined;
-      const yNull = y === null || y === undefined;
-      let order: number;
-      if (xNull || yNull) {
-        if (xNull && yNull) continue;
-        order = xNull === key.nullsFirst ? -1 : 1;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const x = read(a, i);
+      const y = read(b, i);
+      let result: number;
+      if (x === null || y === null) {
+        if (x === y) continue;
+        result = (x === null) === key.nullsFirst ? -1 : 1;
       } else {
-        order = comparerFor(a).compare(x, y);
-        if (key.descending) order = -order;
+        result = orders[i]!(a).order.compare(x, y);
+        if (key.descending) result = -result;
       }
-      if (order !== 0) return order;
+      if (result !== 0) return result;
     }
     return 0;
   };

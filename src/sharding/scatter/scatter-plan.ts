@@ -7,9 +7,11 @@
  *
  * How the shard query differs from the original:
  * - LIMIT n OFFSET m becomes LIMIT n+m (OFFSET applies after merging).
- * - Each ORDER BY value gets a hidden `pg_typeof(expr)::text` column, because node-postgres returns
- *   bigint, numeric and text all as strings; ORDER BY expressions that are not selected become
- *   hidden columns too (plain selects only).
+ * - Each value the merge compares (ORDER BY, DISTINCT, GROUP BY keys, min/max) gets two hidden
+ *   columns, `pg_typeof(expr)::text` and `(expr)::text`: the merge compares PostgreSQL's text by the
+ *   type's exact order (microseconds of a timestamp, digits of an int8 or numeric), never the value
+ *   node-postgres parsed. ORDER BY expressions that are not selected are compared the same way
+ *   (plain selects only).
  * - avg(x) becomes sum(x) and count(x) under hidden aliases; min/max and GROUP BY keys carry their
  *   type. With aggregates or GROUP BY, ORDER BY / LIMIT / OFFSET move to the merge.
  * Hidden columns are named `__ks_*` and never appear in merged rows.
@@ -19,7 +21,9 @@
  * are co-located), FROM items that are not tables, aggregates other than count/sum/min/max/avg,
  * DISTINCT/ORDER BY/WITHIN GROUP inside an aggregate, aggregates inside expressions, GROUP BY
  * expressions that are not selected, `*` with DISTINCT or aggregates, raw SQL that looks like an
- * aggregate, window or subquery, non-literal LIMIT/OFFSET, non-C ORDER BY collations.
+ * aggregate, window or subquery, non-literal LIMIT/OFFSET, non-C ORDER BY collations; and, when the
+ * rows arrive, comparing values of a type whose order or equality the merge cannot reproduce
+ * exactly (jsonb, enums, domains, money, ranges, …; see scatter-compare).
  *
  * Limits of what can be detected: an aggregate that is user-defined and called through raw SQL or
  * `eb.fn(...)`, and text under a non-C database collation (the merge checks each shard's order and
@@ -98,6 +102,7 @@ class ShardSelections {
   readonly hidden = new Set<string>();
   private counter = 0;
   private readonly types = new Map<OperationNode, string>();
+  private readonly texts = new Map<OperationNode, string>();
 
   add(expression: OperationNode, prefix: string): string {
     const name = `${HIDDEN_PREFIX}${prefix}${this.counter++}`;
@@ -112,6 +117,16 @@ class ShardSelections {
     if (name === undefined) {
       name = this.add(RawNode.create(['pg_typeof(', ')::text'], [expression]), 't');
       this.types.set(expression, name);
+    }
+    return name;
+  }
+
+  /** Adds `(expression)::text`, PostgreSQL's own text of the value, and returns its column name. */
+  addText(expression: OperationNode): string {
+    let name = this.texts.get(expression);
+    if (name === undefined) {
+      name = this.add(RawNode.create(['(', ')::text'], [expression]), 'x');
+      this.texts.set(expression, name);
     }
     return name;
   }
@@ -211,12 +226,12 @@ function selectionForOrder(expression: OperationNode, selected: readonly Selecte
   return selected.filter((s) => s.name === match.name).length === 1 ? match : undefined;
 }
 
-/** The key of a selection in merged rows plus where its type comes from. */
+/** Where the merge finds a selection's comparable text, plus where its type comes from. */
 function typedColumn(selection: Selected, extra: ShardSelections, mode: Mode): { column: string; typeColumn?: string; typeName?: string } {
-  const column = selection.name as string;
   const kind = selection.aggregate?.kind;
-  if (mode === 'aggregate' && (kind === 'count' || kind === 'sum' || kind === 'avg')) return { column, typeName: 'numeric' };
-  return { column, typeColumn: extra.addType(selection.expression) };
+  // Merged counts, sums and averages are computed by the merge itself, as exact decimal text (or floats).
+  if (mode === 'aggregate' && (kind === 'count' || kind === 'sum' || kind === 'avg')) return { column: selection.name as string, typeName: 'numeric' };
+  return { column: extra.addText(selection.expression), typeColumn: extra.addType(selection.expression) };
 }
 
 function planOrder(node: SelectQueryNode, selected: readonly Selected[], extra: ShardSelections, mode: Mode): OrderKey[] {
@@ -232,7 +247,7 @@ function planOrder(node: SelectQueryNode, selected: readonly Selected[], extra: 
       throw unsupportedScatter('an ORDER BY on raw SQL that is not in the select list', 'Select the expression with an alias and order by the alias');
     }
     if (scanExpression(expression).length > 0) throw unsupportedScatter('an aggregate inside an ORDER BY expression');
-    return { column: extra.add(expression, 'o'), typeColumn: extra.addType(expression), ...order };
+    return { column: extra.addText(expression), typeColumn: extra.addType(expression), ...order };
   });
 }
 
@@ -265,7 +280,7 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
     if (selection === undefined) {
       throw unsupportedScatter('a GROUP BY expression that is not in the select list', 'Select every GROUP BY expression');
     }
-    return { column: selection.name as string, typeColumn: extra.addType(selection.expression) };
+    return { column: selection.name as string, typeColumn: extra.addType(selection.expression), textColumn: extra.addText(selection.expression) };
   });
   const shardSelections: SelectionNode[] = [];
   const outputs = selected.map((s): { name: string; source: OutputSource } => {
@@ -282,8 +297,8 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
       return { name, source: { kind: 'aggregate', aggregate: kind, columns: { value: sum, count } } };
     }
     shardSelections.push(s.node);
-    const type = kind === 'min' || kind === 'max' ? extra.addType(aggregate) : undefined;
-    return { name, source: { kind: 'aggregate', aggregate: kind, columns: type === undefined ? { value: name } : { value: name, type } } };
+    const columns = kind === 'min' || kind === 'max' ? { value: name, type: extra.addType(aggregate), text: extra.addText(aggregate) } : { value: name };
+    return { name, source: { kind: 'aggregate', aggregate: kind, columns } };
   });
   return { keyColumns, outputs, shardSelections };
 }
@@ -319,12 +334,16 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
       if (s.all || s.name === undefined || selected.filter((t) => t.name === s.name).length > 1) {
         throw unsupportedScatter('DISTINCT over * or over unnamed/duplicate columns', 'Select named columns');
       }
-      keyColumns.push({ column: s.name, typeColumn: extra.addType(s.expression) });
+      keyColumns.push({ column: s.name, typeColumn: extra.addType(s.expression), textColumn: extra.addText(s.expression) });
     }
   }
   const orderKeys = planOrder(node, selected, extra, mode);
   let shardNode = SelectQueryNode.cloneWithoutOffset(node);
-  if (limit !== undefined) shardNode = SelectQueryNode.cloneWithLimit(shardNode, LimitNode.create(ValueNode.create(limit + offset)));
+  // A DISTINCT shard query keeps its LIMIT only if every distinct value prints one way: `1.0` and
+  // `1.00` (or `1 mon` and `30 days`) are one value but two rows once their text is selected, and
+  // a limit could then cut off distinct values the merge needs.
+  if (mode === 'distinct') shardNode = SelectQueryNode.cloneWithoutLimit(shardNode);
+  else if (limit !== undefined) shardNode = SelectQueryNode.cloneWithLimit(shardNode, LimitNode.create(ValueNode.create(limit + offset)));
   if (extra.selections.length > 0) shardNode = SelectQueryNode.cloneWithSelections(shardNode, extra.selections);
   return createPlan(shardNode, { mode, orderKeys, limit, offset, hidden: extra.hidden, keyColumns, outputs: [], singleGroup: false, compareText: options.compareText ?? compareCodePoints });
 }

@@ -12,10 +12,10 @@ describe('ordered rows', () => {
   test('LIMIT n OFFSET m runs as LIMIT n+m with type columns, and merges in order without helpers', () => {
     const p = plan(db.selectFrom('t').select(['id', 'name']).orderBy('big', 'desc').orderBy('name').limit(2).offset(1));
     expect(shardSql(p)).toBe(
-      'select "id", "name", "big" as "__ks_o0", pg_typeof("big")::text as "__ks_t1", pg_typeof("name")::text as "__ks_t2" from "t" order by "big" desc, "name" limit $1',
+      'select "id", "name", ("big")::text as "__ks_x0", pg_typeof("big")::text as "__ks_t1", ("name")::text as "__ks_x2", pg_typeof("name")::text as "__ks_t3" from "t" order by "big" desc, "name" limit $1',
     );
     expect(compiler.compileQuery(p.shardNode, createQueryId()).parameters).toEqual([3]);
-    const row = (id: number, name: string, big: string | null) => ({ id, name, __ks_o0: big, __ks_t1: 'bigint', __ks_t2: 'text' });
+    const row = (id: number, name: string, big: string | null) => ({ id, name, __ks_x0: big, __ks_t1: 'bigint', __ks_x2: name, __ks_t3: 'text' });
     const merged = p.merge([
       [row(1, 'a', null), row(2, 'b', '10'), row(3, 'a', '9')],
       [row(4, 'a', '100'), row(5, 'c', '10'), row(6, 'a', '-5')],
@@ -26,21 +26,21 @@ describe('ordered rows', () => {
 
   test('nulls first/last in both directions, several columns', () => {
     const p = plan(db.selectFrom('t').select(['a', 'b']).orderBy('a', (o) => o.asc().nullsFirst()).orderBy('b', (o) => o.desc().nullsLast()));
-    const r = (a: number | null, b: string | null) => ({ a, b, __ks_t0: 'integer', __ks_t1: 'text' });
+    const r = (a: number | null, b: string | null) => ({ a, b, __ks_x0: a === null ? null : String(a), __ks_t1: 'integer', __ks_x2: b, __ks_t3: 'text' });
     const merged = p.merge([[r(null, 'x'), r(1, 'b'), r(1, null)], [r(null, null), r(0, 'z'), r(1, 'c')]]);
     expect(merged.map((m) => [m.a, m.b])).toEqual([[null, 'x'], [null, null], [0, 'z'], [1, 'c'], [1, 'b'], [1, null]]);
   });
 
   test('ORDER BY an output alias uses the column, a qualified name adds a hidden column', () => {
-    expect(shardSql(plan(db.selectFrom('t').select('x as y').orderBy('y')))).toBe('select "x" as "y", pg_typeof("x")::text as "__ks_t0" from "t" order by "y"');
+    expect(shardSql(plan(db.selectFrom('t').select('x as y').orderBy('y')))).toBe('select "x" as "y", ("x")::text as "__ks_x0", pg_typeof("x")::text as "__ks_t1" from "t" order by "y"');
     expect(shardSql(plan(db.selectFrom('t').selectAll().orderBy('t.x')))).toBe(
-      'select *, "t"."x" as "__ks_o0", pg_typeof("t"."x")::text as "__ks_t1" from "t" order by "t"."x"',
+      'select *, ("t"."x")::text as "__ks_x0", pg_typeof("t"."x")::text as "__ks_t1" from "t" order by "t"."x"',
     );
   });
 
   test('numeric strings, text in C order and without ORDER BY plain concatenation with limit', () => {
     const p = plan(db.selectFrom('t').select('n').orderBy('n'));
-    const r = (n: string) => ({ n, __ks_t0: 'numeric' });
+    const r = (n: string) => ({ n, __ks_x0: n, __ks_t1: 'numeric' });
     expect(p.merge([[r('-1.5'), r('2')], [r('-10'), r('10.00')]]).map((x) => x.n)).toEqual(['-10', '-1.5', '2', '10.00']);
     const q = plan(db.selectFrom('t').select('id').limit(3));
     expect(q.merge([[{ id: 1 }, { id: 2 }], [{ id: 3 }, { id: 4 }]])).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
@@ -48,7 +48,7 @@ describe('ordered rows', () => {
 
   test('a shard whose order disagrees with the comparator (e.g. a non-C collation) fails instead of misordering', () => {
     const p = plan(db.selectFrom('t').select('s').orderBy('s'));
-    const r = (s: string) => ({ s, __ks_t0: 'text' });
+    const r = (s: string) => ({ s, __ks_x0: s, __ks_t1: 'text' });
     expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(/shard #0 returned rows in an order/);
     expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: 'order mismatch', shardIndex: 0 } }));
     // A matching compareText (here: case-insensitive) is accepted.
@@ -71,12 +71,13 @@ describe('aggregates', () => {
     );
     expect(shardSql(p)).toBe(
       'select count(*) as "n", count("x") as "nx", sum("x") as "s", min("name") as "lo", max("big") as "hi", ' +
-        'pg_typeof(min("name"))::text as "__ks_t0", pg_typeof(max("big"))::text as "__ks_t1", sum("x") as "__ks_s2", count("x") as "__ks_c3" from "t"',
+        'pg_typeof(min("name"))::text as "__ks_t0", (min("name"))::text as "__ks_x1", pg_typeof(max("big"))::text as "__ks_t2", (max("big"))::text as "__ks_x3", ' +
+        'sum("x") as "__ks_s4", count("x") as "__ks_c5" from "t"',
     );
     const merged = p.merge([
-      [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: '1.50', __ks_c3: '2' }],
-      [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: '2.25', __ks_c3: '2' }],
-      [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_t0: 'text', __ks_t1: 'bigint', __ks_s2: null, __ks_c3: '0' }],
+      [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_t0: 'text', __ks_x1: 'b', __ks_t2: 'bigint', __ks_x3: '9', __ks_s4: '1.50', __ks_c5: '2' }],
+      [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_t0: 'text', __ks_x1: 'B', __ks_t2: 'bigint', __ks_x3: '10', __ks_s4: '2.25', __ks_c5: '2' }],
+      [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_t0: 'text', __ks_x1: null, __ks_t2: 'bigint', __ks_x3: null, __ks_s4: null, __ks_c5: '0' }],
     ]);
     expect(merged).toEqual([{ n: '5', nx: '4', s: '3.75', lo: 'B', hi: '10', a: '0.93750000000000000000' }]);
   });
@@ -100,8 +101,8 @@ describe('aggregates', () => {
 
   test('GROUP BY merges groups by typed key (numeric 1.0 = 1.00), sorts and limits after merging', () => {
     const p = plan(db.selectFrom('t').select((eb) => ['k', eb.fn.countAll().as('n')]).groupBy('k').orderBy('n', 'desc').orderBy('k').limit(2).offset(1));
-    expect(shardSql(p)).toBe('select "k", count(*) as "n", pg_typeof("k")::text as "__ks_t0" from "t" group by "k"');
-    const r = (k: string | null, n: string) => ({ k, n, __ks_t0: 'numeric' });
+    expect(shardSql(p)).toBe('select "k", count(*) as "n", pg_typeof("k")::text as "__ks_t0", ("k")::text as "__ks_x1" from "t" group by "k"');
+    const r = (k: string | null, n: string) => ({ k, n, __ks_t0: 'numeric', __ks_x1: k });
     const merged = p.merge([
       [r('1.0', '2'), r('2', '5'), r(null, '1')],
       [r('1.00', '4'), r('3', '1'), r(null, '1')],
@@ -117,8 +118,9 @@ describe('aggregates', () => {
 describe('DISTINCT', () => {
   test('removes duplicates across shards and applies offset/limit after', () => {
     const p = plan(db.selectFrom('t').select(['g']).distinct().orderBy('g').limit(2).offset(1));
-    expect(shardSql(p)).toBe('select distinct "g", pg_typeof("g")::text as "__ks_t0" from "t" order by "g" limit $1');
-    const r = (g: string) => ({ g, __ks_t0: 'text' });
+    // No LIMIT on the shards: with its text selected, one distinct value may be several rows.
+    expect(shardSql(p)).toBe('select distinct "g", pg_typeof("g")::text as "__ks_t0", ("g")::text as "__ks_x1" from "t" order by "g"');
+    const r = (g: string) => ({ g, __ks_t0: 'text', __ks_x1: g });
     expect(p.merge([[r('a'), r('b'), r('c')], [r('a'), r('c')]])).toEqual([{ g: 'b' }, { g: 'c' }]);
     expect(p.streamable).toBe(false);
   });

@@ -27,7 +27,7 @@ const collect = async (rows: AsyncIterable<Row>): Promise<Row[]> => {
 };
 
 const plan = planScatter(db.selectFrom('t').select('v').orderBy('v', 'desc').limit(3).offset(1).toOperationNode());
-const r = (v: number) => ({ v, __ks_t0: 'integer' });
+const r = (v: number) => ({ v, __ks_x0: String(v), __ks_t1: 'integer' });
 const values = (n: number, step: number, start: number) => Array.from({ length: n }, (_, i) => r(start - i * step));
 
 test('ordered k-way merge honours offset/limit, stops early and closes every input', async () => {
