@@ -47,7 +47,7 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
 }
 
-/** Starts the admin endpoint on a loopback address. */
+/** @internal Starts the admin endpoint on a loopback address (the proxy does, from `admin` in its config). */
 export async function listenProxyAdmin(options: ProxyAdminOptions): Promise<RunningProxy> {
   const { balancer, reload } = options;
   if (!isLoopback(options.host)) {

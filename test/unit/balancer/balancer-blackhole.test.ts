@@ -1,10 +1,10 @@
 import { Balancer, leastConnections, ManualClock, peakEwma, type Lease, type Strategy } from '../../../src/balancer';
 
 const CALLERS = 32;
-const SERVICE_MILLIS = 10;
+const SERVICE_MILLIS = 25;
 
 /**
- * Closed loop on a manual clock: 32 callers over three instances answering in 10 ms; from t = 1 s
+ * Closed loop on a manual clock: 32 callers over three instances answering in 25 ms; from t = 1 s
  * on, instance `hole` never answers a new call. Returns how many callers are stuck on it at the
  * given times.
  */
