@@ -9,6 +9,7 @@
  * - Local epochs (when Redis cannot be asked) are negative and never reused, so they never equal a
  *   Redis epoch or an old stamp.
  */
+import type { CallBudget } from './cache-call-budget';
 import type { CacheEventHub } from './cache-events';
 import type { PolicyRegistry, PolicyState } from './cache-policy-state';
 import type { L2Tier } from './l2-tier';
@@ -95,10 +96,10 @@ export class CacheCoherence {
   }
 
   /** Namespace and tag epochs to stamp an entry with; from Redis when it answers, else local knowledge. */
-  async stampsForFill(st: PolicyState, tags: readonly string[]): Promise<FillStamps> {
+  async stampsForFill(st: PolicyState, tags: readonly string[], budget: CallBudget): Promise<FillStamps> {
     if (st.policy.useL2) {
       try {
-        const epochs = await this.l2!.readEpochs([namespaceEpoch(st.policy.name), ...tags]);
+        const epochs = await budget.wait(() => this.l2!.readEpochs([namespaceEpoch(st.policy.name), ...tags]));
         const ns = epochs[0]!;
         st.nsEpoch = ns;
         const stamps = tags.map((t, i): TagStamp => [t, epochs[i + 1]!]);
@@ -132,6 +133,19 @@ export class CacheCoherence {
   applyRemoteTagEpoch(tag: string, epoch: number | null): void {
     if (epoch !== null) this.tagEpochs.set(tag, epoch);
     else if (this.tagEpochs.has(tag)) this.tagEpochs.set(tag, --this.localEpoch);
+  }
+
+  /** The bus stayed silent: every L1 is emptied and stores nothing until {@link CacheCoherence.resumeL1}. */
+  suspendL1(): void {
+    for (const st of this.registry.values()) {
+      st.invalidationSeq++;
+      st.l1?.suspend();
+    }
+  }
+
+  /** L1 stores entries again (the bus was confirmed live). */
+  resumeL1(): void {
+    for (const st of this.registry.values()) st.l1?.resume();
   }
 
   /** Pub/sub may have dropped messages: forget every epoch and every L1 entry they could have invalidated. */

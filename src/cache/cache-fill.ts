@@ -4,6 +4,7 @@
  * invalidation overtook the load. A load that raced an invalidation still answers its callers.
  */
 import type { Clock } from '../kernel/clock';
+import type { CallBudget } from './cache-call-budget';
 import type { CacheCoherence } from './cache-coherence';
 import { encodeEntry } from './cache-entry';
 import type { CacheEventHub } from './cache-events';
@@ -28,10 +29,18 @@ export class CacheFill {
    * Runs `loader` and fills the tiers (with `forceFill`, whatever `cacheAside` says). Loader errors
    * are counted and rethrown unchanged.
    */
-  async loadAndFill(st: PolicyState, key: string, loader: () => Promise<unknown>, tags: readonly string[], flight: Flight<unknown>, forceFill: boolean): Promise<unknown> {
+  async loadAndFill(
+    st: PolicyState,
+    key: string,
+    loader: () => Promise<unknown>,
+    tags: readonly string[],
+    flight: Flight<unknown>,
+    forceFill: boolean,
+    budget: CallBudget,
+  ): Promise<unknown> {
     const name = st.policy.name;
     // Versions and epochs are read before the loader runs: a later invalidation changes them, and the fill then fails.
-    const [version, stamps] = await Promise.all([this.readVersion(st, key), this.coherence.stampsForFill(st, tags)]);
+    const [version, stamps] = await Promise.all([this.readVersion(st, key, budget), this.coherence.stampsForFill(st, tags, budget)]);
     st.loads++;
     let value: unknown;
     try {
@@ -53,7 +62,8 @@ export class CacheFill {
     const staleUntil = freshUntil + st.policy.graceMillis;
     if (st.policy.useL2 && version !== null && stamps.ns !== undefined && this.pending.l2Usable(st, key)) {
       try {
-        const ok = await this.l2!.fill(`${name}:${key}`, version, encodeEntry(payload, freshUntil, staleUntil, stamps.ns, stamps.tags), staleUntil - now);
+        const entry = encodeEntry(payload, freshUntil, staleUntil, stamps.ns, stamps.tags);
+        const ok = await budget.wait(() => this.l2!.fill(`${name}:${key}`, version, entry, staleUntil - now));
         if (!ok) {
           st.staleFillsPrevented++;
           return value;
@@ -70,10 +80,10 @@ export class CacheFill {
     return value;
   }
 
-  private async readVersion(st: PolicyState, key: string): Promise<VersionToken | null> {
+  private async readVersion(st: PolicyState, key: string, budget: CallBudget): Promise<VersionToken | null> {
     if (!st.policy.useL2 || !this.pending.l2Usable(st, key)) return null;
     try {
-      return await this.l2!.readVersion(`${st.policy.name}:${key}`);
+      return await budget.wait(() => this.l2!.readVersion(`${st.policy.name}:${key}`));
     } catch (error) {
       this.hub.l2Failed(st, key, error);
       return null;

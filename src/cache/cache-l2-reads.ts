@@ -4,6 +4,7 @@
  * an invalidation arrived while Redis answered.
  */
 import type { Clock } from '../kernel/clock';
+import type { CallBudget } from './cache-call-budget';
 import type { CacheCoherence } from './cache-coherence';
 import { decodeEntry } from './cache-entry';
 import type { CacheEventHub } from './cache-events';
@@ -26,18 +27,18 @@ export class CacheL2Reads {
   ) {}
 
   /** The L2 part of a read. Returns null on a miss; backfills L1 unless an invalidation arrived meanwhile. */
-  async read(st: PolicyState, key: string, flight: Flight<unknown>): Promise<{ value: unknown; stale: boolean } | null> {
+  async read(st: PolicyState, key: string, flight: Flight<unknown>, budget: CallBudget): Promise<{ value: unknown; stale: boolean } | null> {
     if (!this.pending.l2Usable(st, key)) return null;
     let text: string | null;
     try {
-      text = await this.l2!.get(`${st.policy.name}:${key}`);
+      text = await budget.wait(() => this.l2!.get(`${st.policy.name}:${key}`));
     } catch (error) {
       this.hub.l2Failed(st, key, error);
       return null;
     }
     // Redis answers: a good moment to replay what it missed.
     if (this.pending.count > 0) void this.pending.flush();
-    const found = text === null ? null : await this.decode(st, text);
+    const found = text === null ? null : await this.decode(st, text, budget);
     const now = this.clock.now();
     if (found === null || now >= found.staleUntil) {
       st.l2c.misses++;
@@ -60,15 +61,15 @@ export class CacheL2Reads {
    * The L2 part of `getMany`: one MGET (per server) for the keys at `indexes`, writing fresh values
    * into `out`. A failure of Redis leaves them missing.
    */
-  async readMany(st: PolicyState, keys: readonly string[], indexes: readonly number[], out: unknown[]): Promise<void> {
+  async readMany(st: PolicyState, keys: readonly string[], indexes: readonly number[], out: unknown[], budget: CallBudget): Promise<void> {
     const seq = st.invalidationSeq;
     try {
-      const texts = await this.l2!.mget(indexes.map((i) => `${st.policy.name}:${keys[i]}`));
+      const texts = await budget.wait(() => this.l2!.mget(indexes.map((i) => `${st.policy.name}:${keys[i]}`)));
       const now = this.clock.now();
       for (let j = 0; j < indexes.length; j++) {
         const text = texts[j];
         const i = indexes[j]!;
-        const e = text == null ? null : await this.decode(st, text);
+        const e = text == null ? null : await this.decode(st, text, budget);
         if (e === null || now >= e.freshUntil) {
           st.l2c.misses++;
           continue;
@@ -83,12 +84,12 @@ export class CacheL2Reads {
   }
 
   /** Decodes an L2 entry and checks its namespace and tag stamps against the current epochs. */
-  private async decode(st: PolicyState, text: string): Promise<CacheEntry | null> {
+  private async decode(st: PolicyState, text: string, budget: CallBudget): Promise<CacheEntry | null> {
     const h = decodeEntry(text);
     if (h === null) return null;
     try {
       const unknown = this.coherence.epochsToLearn(st, h.tags);
-      if (unknown.length > 0) this.coherence.learnEpochs(st, unknown, await this.l2!.readEpochs(unknown));
+      if (unknown.length > 0) this.coherence.learnEpochs(st, unknown, await budget.wait(() => this.l2!.readEpochs(unknown)));
     } catch (error) {
       this.hub.l2Failed(st, undefined, error);
       return null;

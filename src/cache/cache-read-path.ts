@@ -4,6 +4,7 @@
  * and `warmUp` on top.
  */
 import type { Clock } from '../kernel/clock';
+import type { CallBudgets } from './cache-call-budget';
 import { ConfigError } from '../kernel/errors';
 import { flightKey, type CacheCoherence } from './cache-coherence';
 import type { CacheEventHub } from './cache-events';
@@ -33,6 +34,7 @@ export class CacheReadPath {
     private readonly fill: CacheFill,
     private readonly hub: CacheEventHub,
     private readonly hot: HotKeyTracker | null,
+    private readonly budgets: CallBudgets,
   ) {
     // Sample one access in 2^k (the power of two at or below sampleEvery): a mask test on the hit path.
     this.hotMask = hot === null ? 0 : 2 ** Math.floor(Math.log2(hot.sampleEvery)) - 1;
@@ -78,7 +80,7 @@ export class CacheReadPath {
       this.hub.miss(st, key);
       return undefined;
     }
-    const flight = this.coherence.flights.run(flightKey(st.policy.name, key), [], (f) => this.l2Reads.read(st, key, f).then((r) => (r === null || r.stale ? NOT_FOUND : r.value)));
+    const flight = this.coherence.flights.run(flightKey(st.policy.name, key), [], (f) => this.l2Reads.read(st, key, f, this.budgets.start()).then((r) => (r === null || r.stale ? NOT_FOUND : r.value)));
     const r = await flight.promise;
     if (r === NOT_FOUND) {
       this.hub.miss(st, key);
@@ -120,8 +122,10 @@ export class CacheReadPath {
 
   /** A single-flight load: L2, then the loader, then versioned fills. */
   private async load(st: PolicyState, key: string, loader: () => Promise<unknown>, tags: readonly string[], flight: Flight<unknown>, forceFill: boolean): Promise<unknown> {
+    // One deadline for the whole load's Redis work: L2 read, versions and epochs, fill.
+    const budget = this.budgets.start();
     if (st.policy.useL2 && !forceFill) {
-      const r = await this.l2Reads.read(st, key, flight);
+      const r = await this.l2Reads.read(st, key, flight, budget);
       if (r !== null && !r.stale) return r.value;
       if (r !== null && r.stale && st.policy.graceMillis > 0 && st.policy.softTimeoutMillis === 0) {
         // Stale in L2 within grace: serve it and refresh in the background, as the key's next
@@ -129,7 +133,7 @@ export class CacheReadPath {
         // invalidation during the refresh detaches it (it then fills nothing).
         st.staleServed++;
         const refresh = (): void => {
-          const next = this.coherence.flights.run(flightKey(st.policy.name, key), tags, (f) => this.fill.loadAndFill(st, key, loader, tags, f, forceFill));
+          const next = this.coherence.flights.run(flightKey(st.policy.name, key), tags, (f) => this.fill.loadAndFill(st, key, loader, tags, f, forceFill, this.budgets.start()));
           next.promise.catch((error) => this.hub.emitter.emit('error', { policy: st.policy.name, key, error }));
         };
         void flight.promise.then(refresh, refresh);
@@ -137,7 +141,7 @@ export class CacheReadPath {
       }
     }
     this.hub.miss(st, key);
-    return this.fill.loadAndFill(st, key, loader, tags, flight, forceFill);
+    return this.fill.loadAndFill(st, key, loader, tags, flight, forceFill, budget);
   }
 
   /** Values of several keys (L1, then one MGET per Redis server); with `loader`, missing keys are loaded. */
@@ -147,7 +151,7 @@ export class CacheReadPath {
     if (st.l1 !== null) st.l1c.misses += missing.length;
     const usable = missing.filter((i) => this.pending.l2Usable(st, keys[i]!));
     if (st.policy.useL2 && usable.length > 0) {
-      await this.l2Reads.readMany(st, keys, usable, out);
+      await this.l2Reads.readMany(st, keys, usable, out, this.budgets.start());
       missing = missing.filter((i) => out[i] === undefined);
     }
     if (loader !== undefined) {

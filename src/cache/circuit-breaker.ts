@@ -1,5 +1,5 @@
 import type { Clock } from '../kernel/clock';
-import { ConfigError } from '../kernel/errors';
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 
 /** `closed`: calls pass. `open`: calls are refused at once. `halfOpen`: one probe call is let through. */
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
@@ -12,14 +12,21 @@ export interface CircuitBreakerOptions {
    */
   failureThreshold?: number;
   /**
-   * How long the circuit stays open before one probe is allowed, in milliseconds.
+   * How long the circuit stays open before a caller's call may be the probe, in milliseconds.
    * @default 1_000
    */
   openMillis?: number;
+  /**
+   * While the circuit is open, the server is also probed in the background this often (a PING,
+   * or a ring server's rejoin); the first success closes the circuit and replays what the outage
+   * queued, so recovery never waits for a caller.
+   * @default 100
+   */
+  probeIntervalMillis?: number;
 }
 
 /** Defaults of {@link CircuitBreakerOptions}. */
-export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>> = Object.freeze({ failureThreshold: 3, openMillis: 1_000 });
+export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>> = Object.freeze({ failureThreshold: 3, openMillis: 1_000, probeIntervalMillis: 100 });
 
 /**
  * A consecutive-failure circuit breaker on an injected clock (its monotonic reading: a cooldown is
@@ -30,6 +37,8 @@ export const CIRCUIT_BREAKER_DEFAULTS: Readonly<Required<CircuitBreakerOptions>>
 export class CircuitBreaker {
   private readonly failureThreshold: number;
   private readonly openMillis: number;
+  /** See {@link CircuitBreakerOptions.probeIntervalMillis}; the breaker only keeps it for its owner's probe. */
+  readonly probeIntervalMillis: number;
   private current: BreakerState = 'closed';
   private failures = 0;
   private openedAt = 0;
@@ -41,12 +50,10 @@ export class CircuitBreaker {
     private readonly onChange: (state: BreakerState) => void = () => {},
     optionPrefix = 'breaker',
   ) {
-    const t = options.failureThreshold ?? CIRCUIT_BREAKER_DEFAULTS.failureThreshold;
-    const o = options.openMillis ?? CIRCUIT_BREAKER_DEFAULTS.openMillis;
-    if (!Number.isSafeInteger(t) || t < 1) throw new ConfigError(`${optionPrefix}.failureThreshold`, `must be an integer ≥ 1, got ${t}`);
-    if (!Number.isSafeInteger(o) || o < 0) throw new ConfigError(`${optionPrefix}.openMillis`, `must be an integer ≥ 0, got ${o}`);
-    this.failureThreshold = t;
-    this.openMillis = o;
+    requireKnownKeys(optionPrefix, requireObject(optionPrefix, options), Object.keys(CIRCUIT_BREAKER_DEFAULTS));
+    this.failureThreshold = requireInteger(`${optionPrefix}.failureThreshold`, options.failureThreshold ?? CIRCUIT_BREAKER_DEFAULTS.failureThreshold, 1);
+    this.openMillis = requireInteger(`${optionPrefix}.openMillis`, options.openMillis ?? CIRCUIT_BREAKER_DEFAULTS.openMillis, 0);
+    this.probeIntervalMillis = requireInteger(`${optionPrefix}.probeIntervalMillis`, options.probeIntervalMillis ?? CIRCUIT_BREAKER_DEFAULTS.probeIntervalMillis, 1);
   }
 
   /** The state at the current clock reading (`open` turns `halfOpen` once `openMillis` passed). */

@@ -24,6 +24,16 @@ export interface VersionToken {
   readonly token: string;
 }
 
+/**
+ * How a write-through is ordered against other writers of the same key:
+ * - `version`: the source's version of the value (decimal text of a non-negative integer); the
+ *   write lands only if no greater version was written to the key (a later write of an older
+ *   value is refused, whatever order the writes reach Redis in);
+ * - `ifVersion`: the key's L2 version read before the source was written; the write lands only if
+ *   nothing wrote or invalidated the key since.
+ */
+export type L2WriteCondition = { readonly version: string } | { readonly ifVersion: VersionToken };
+
 /** `single`, `cluster` or `ring`. */
 export type L2Kind = 'single' | 'cluster' | 'ring';
 
@@ -43,8 +53,11 @@ export interface L2Tier {
   readVersion(key: string): Promise<VersionToken>;
   /** Stores `payload` only if the key's version is still the token's (atomic, Lua): a load that raced an invalidation is dropped. */
   fill(key: string, version: VersionToken, payload: string, ttlMillis: number): Promise<boolean>;
-  /** Write-through: bumps the version (so racing fills fail) and stores `payload`, atomically. */
-  write(key: string, payload: string, ttlMillis: number): Promise<void>;
+  /**
+   * Write-through: bumps the version (so racing fills fail) and stores `payload`, atomically; with
+   * a `condition`, only when it holds. Resolves whether the value was stored.
+   */
+  write(key: string, payload: string, ttlMillis: number, condition?: L2WriteCondition): Promise<boolean>;
   /** Bumps the versions and deletes the values of `keys`. */
   invalidate(keys: readonly string[]): Promise<void>;
   /** Current values of named epoch counters (namespaces, tags), creating missing ones. */

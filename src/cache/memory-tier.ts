@@ -46,6 +46,8 @@ export class MemoryTier {
   evictions = 0;
   /** Entries dropped because they were past `staleUntil` when read. */
   expirations = 0;
+  /** While suspended, the tier holds nothing and `set` stores nothing. */
+  private suspended = false;
 
   constructor(options: MemoryTierOptions = {}) {
     const maxEntries = options.maxEntries ?? MEMORY_TIER_DEFAULTS.maxEntries;
@@ -75,7 +77,18 @@ export class MemoryTier {
   }
 
   set(key: string, entry: CacheEntry): void {
-    this.lru.set(key, entry);
+    if (!this.suspended) this.lru.set(key, entry);
+  }
+
+  /** Empties the tier and stores nothing until {@link MemoryTier.resume} (the cache's bus stayed silent). */
+  suspend(): void {
+    this.suspended = true;
+    this.lru.clear();
+  }
+
+  /** Stores entries again after {@link MemoryTier.suspend}. */
+  resume(): void {
+    this.suspended = false;
   }
 
   delete(key: string): boolean {

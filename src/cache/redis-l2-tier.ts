@@ -6,8 +6,9 @@
 import { systemClock, type Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 import { CacheBackendUnavailableError } from './cache-errors';
+import { BreakerProbe } from './breaker-probe';
 import type { BreakerState, CircuitBreaker, CircuitBreakerOptions } from './circuit-breaker';
-import { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type RedisLike, type VersionToken } from './l2-tier';
+import { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type L2WriteCondition, type RedisLike, type VersionToken } from './l2-tier';
 import { closeRedisClients, type OwnedClient } from './redis-client';
 import { randomBase, runScript } from './redis-scripts';
 
@@ -23,14 +24,24 @@ export interface L2Node {
   usable: boolean;
   /** The first connection of a client the tier created, until it settled; commands wait for it. */
   connecting: Promise<void> | null;
+  /** Probes the server in the background while its breaker is open. */
+  readonly probe: BreakerProbe;
 }
 
 /**
  * A node for `client`; when the tier created it (`owned`), commands wait for its first connection.
+ * `probe` checks the server while its breaker is open (a PING, unless given: a ring server's rejoin).
  * @internal
  */
-export function l2Node(id: string, client: RedisLike, owned: OwnedClient | null, breaker: CircuitBreaker): L2Node {
-  const node: L2Node = { id, client, breaker, usable: true, connecting: owned?.connecting ?? null };
+export function l2Node(id: string, client: RedisLike, owned: OwnedClient | null, breaker: CircuitBreaker, clock: Clock, probe?: () => Promise<unknown>): L2Node {
+  const node: L2Node = {
+    id,
+    client,
+    breaker,
+    usable: true,
+    connecting: owned?.connecting ?? null,
+    probe: new BreakerProbe(clock, breaker, breaker.probeIntervalMillis, probe ?? (() => client.call('PING'))),
+  };
   void node.connecting?.then(() => (node.connecting = null));
   return node;
 }
@@ -94,6 +105,9 @@ export class RedisL2Tier implements L2Tier {
   }
   private versionKey(key: string): string {
     return `${this.prefix}{${key}}:ver`;
+  }
+  private sourceVersionKey(key: string): string {
+    return `${this.prefix}{${key}}:src`;
   }
   private epochKey(name: string): string {
     return `${this.prefix}epoch:{${name}}`;
@@ -171,13 +185,26 @@ export class RedisL2Tier implements L2Tier {
     return r === 1;
   }
 
-  async write(key: string, payload: string, ttlMillis: number): Promise<void> {
+  async write(key: string, payload: string, ttlMillis: number, condition?: L2WriteCondition): Promise<boolean> {
     const owner = this.router.owner(key);
     const keys = [this.valueKey(key), this.versionKey(key)];
-    await this.on(owner, (c) => runScript(c, 'WRITE', keys, [payload, ttlMillis, randomBase(), this.versionTtl]));
+    const args: (string | number)[] = [payload, ttlMillis, randomBase(), this.versionTtl];
+    let written: unknown;
+    if (condition === undefined) {
+      written = await this.on(owner, (c) => runScript(c, 'WRITE', keys, args));
+    } else if ('version' in condition) {
+      written = await this.on(owner, (c) => runScript(c, 'WRITE_VERSIONED', [...keys, this.sourceVersionKey(key)], [...args, condition.version]));
+    } else {
+      const nl = condition.ifVersion.token.indexOf('\n');
+      // The owner changed since the version was read (ring failover or rejoin): the version there says nothing.
+      if (owner === undefined || condition.ifVersion.token.slice(0, nl) !== owner.id) return false;
+      written = await this.on(owner, (c) => runScript(c, 'WRITE_IF', keys, [...args, condition.ifVersion.token.slice(nl + 1)]));
+    }
+    if (written !== 1) return false;
     // On a ring, the stand-in server may hold a copy from an earlier outage: drop it.
     const others = this.router.invalidationTargets(key).filter((n) => n !== owner);
     await Promise.all(others.map((n) => this.on(n, (c) => runScript(c, 'INVALIDATE', keys, [randomBase(), this.versionTtl]))));
+    return true;
   }
 
   async invalidate(keys: readonly string[]): Promise<void> {
@@ -231,6 +258,7 @@ export class RedisL2Tier implements L2Tier {
   }
 
   async close(): Promise<void> {
+    for (const n of this.router.nodes) n.probe.stop();
     await closeRedisClients(this.owned.map((o) => o.client));
   }
 }

@@ -45,7 +45,9 @@ export function ringRedisTier(options: RingRedisTierOptions): L2Tier {
   const breakers = options.servers.map(
     (_, i) =>
       new CircuitBreaker(o.clock, o.breaker, (state) => {
-        if (state === 'open') nodes[i]!.usable = false;
+        if (state !== 'open') return;
+        nodes[i]!.usable = false;
+        nodes[i]!.probe.start();
       }, `servers[${i}].breaker`),
   );
   const ring = new HashRing(
@@ -54,21 +56,29 @@ export function ringRedisTier(options: RingRedisTierOptions): L2Tier {
   );
   // Every option is valid: only now may connections be opened.
   const endpoints = specs.map(openEndpoint);
-  options.servers.forEach((s, i) => nodes.push(l2Node(s.id, endpoints[i]!.client, endpoints[i]!.owned, breakers[i]!)));
   let tier: RedisL2Tier | undefined;
-  const rejoining = new Set<L2Node>();
+  const rejoining = new Map<L2Node, Promise<void>>();
+  /** Clears what a returning server may still hold from before its outage, then uses it again. */
+  const clearAndRejoin = (n: L2Node): Promise<void> => {
+    let p = rejoining.get(n);
+    if (p === undefined) {
+      p = scanDelete(n.client, o.prefix)
+        .then(() => {
+          n.usable = true;
+          n.breaker.success();
+          tier?.notifyRecovered();
+        })
+        .finally(() => rejoining.delete(n));
+      rejoining.set(n, p);
+    }
+    return p;
+  };
+  // A ring server's background probe is its rejoin.
+  options.servers.forEach((s, i) => nodes.push(l2Node(s.id, endpoints[i]!.client, endpoints[i]!.owned, breakers[i]!, o.clock, () => clearAndRejoin(nodes[i]!))));
   const rejoin = (n: L2Node): void => {
-    // The breaker lets one probe through; it clears what the server may still hold from before.
+    // The breaker lets one caller's probe through; it clears what the server may still hold from before.
     if (rejoining.has(n) || !n.breaker.allow()) return;
-    rejoining.add(n);
-    void scanDelete(n.client, o.prefix)
-      .then(() => {
-        n.breaker.success();
-        n.usable = true;
-        tier?.notifyRecovered();
-      })
-      .catch(() => n.breaker.failure())
-      .finally(() => rejoining.delete(n));
+    clearAndRejoin(n).catch(() => n.breaker.failure());
   };
   const usable = (n: L2Node): boolean => {
     if (n.usable) return true;

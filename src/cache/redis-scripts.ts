@@ -34,6 +34,28 @@ bump(KEYS[2], ARGV[3], math.max(tonumber(ARGV[4]), tonumber(ARGV[2])))
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
+/** KEYS: value, version. ARGV: payload, ttl, base, version ttl, expected version ('' = none). */
+const WRITE_IF = `${BUMP}
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[5] then return 0 end
+bump(KEYS[2], ARGV[3], math.max(tonumber(ARGV[4]), tonumber(ARGV[2])))
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
+/**
+ * KEYS: value, version, source version. ARGV: payload, ttl, base, version ttl, source version
+ * (decimal text). Refused when a greater source version was written; the source version outlives
+ * invalidations (a delayed older write must not land after one) like the version key.
+ */
+const WRITE_VERSIONED = `${BUMP}
+local cur = redis.call('GET', KEYS[3])
+local new = ARGV[5]
+if cur and (#cur > #new or (#cur == #new and cur > new)) then return 0 end
+local keep = math.max(tonumber(ARGV[4]), tonumber(ARGV[2]))
+redis.call('SET', KEYS[3], new, 'PX', keep)
+bump(KEYS[2], ARGV[3], keep)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
 /** KEYS: value, version pairs. ARGV: base, version ttl. */
 const INVALIDATE = `${BUMP}
 for i = 1, #KEYS, 2 do
@@ -51,7 +73,7 @@ const BUMP_EPOCH = `${BUMP}
 return bump(KEYS[1], ARGV[1], '0')`;
 
 const sha1 = (s: string): string => createHash('sha1').update(s).digest('hex');
-const SCRIPTS = { FILL, WRITE, INVALIDATE, READ_EPOCH, BUMP_EPOCH } as const;
+const SCRIPTS = { FILL, WRITE, WRITE_IF, WRITE_VERSIONED, INVALIDATE, READ_EPOCH, BUMP_EPOCH } as const;
 
 /**
  * Name of one of the L2 scripts.
@@ -62,6 +84,8 @@ export type ScriptName = keyof typeof SCRIPTS;
 const SHAS: Record<ScriptName, string> = {
   FILL: sha1(FILL),
   WRITE: sha1(WRITE),
+  WRITE_IF: sha1(WRITE_IF),
+  WRITE_VERSIONED: sha1(WRITE_VERSIONED),
   INVALIDATE: sha1(INVALIDATE),
   READ_EPOCH: sha1(READ_EPOCH),
   BUMP_EPOCH: sha1(BUMP_EPOCH),

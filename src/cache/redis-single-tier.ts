@@ -2,7 +2,7 @@
 import { CircuitBreaker } from './circuit-breaker';
 import type { L2CommonOptions, L2Tier, RedisLike } from './l2-tier';
 import { endpointSpec, openEndpoint, type EndpointClient } from './redis-client-check';
-import { l2Node, RedisL2Tier, resolveL2Options, type ResolvedL2Options } from './redis-l2-tier';
+import { l2Node, RedisL2Tier, resolveL2Options, type L2Node, type ResolvedL2Options } from './redis-l2-tier';
 
 /** Options of {@link singleRedisTier}: either `client` or `url`. */
 export interface SingleRedisTierOptions extends L2CommonOptions {
@@ -33,9 +33,14 @@ export function singleRedisTier(options: SingleRedisTierOptions): L2Tier {
  */
 export function endpointTier(kind: 'single' | 'cluster', endpoint: EndpointClient, o: ResolvedL2Options): L2Tier {
   let tier: RedisL2Tier | undefined;
-  const breaker = new CircuitBreaker(o.clock, o.breaker, (s) => s === 'closed' && tier?.notifyRecovered(), 'breaker');
-  const node = l2Node(kind === 'single' ? 'redis' : 'cluster', endpoint.client, endpoint.owned, breaker);
+  let node: L2Node | undefined;
+  const breaker = new CircuitBreaker(o.clock, o.breaker, (s) => {
+    if (s === 'open') node?.probe.start();
+    if (s === 'closed') tier?.notifyRecovered();
+  }, 'breaker');
+  node = l2Node(kind === 'single' ? 'redis' : 'cluster', endpoint.client, endpoint.owned, breaker, o.clock);
   const owned = endpoint.owned === null ? [] : [endpoint.owned];
-  tier = new RedisL2Tier({ kind, nodes: [node], owner: () => node, invalidationTargets: () => [node], batchesMget: kind === 'single' }, o, owned);
+  const only = node;
+  tier = new RedisL2Tier({ kind, nodes: [only], owner: () => only, invalidationTargets: () => [only], batchesMget: kind === 'single' }, o, owned);
   return tier;
 }

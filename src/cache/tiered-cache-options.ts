@@ -1,6 +1,7 @@
 /** Options of `TieredCache` and of its calls, their defaults, and their validation. */
 import { systemClock, type Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
+import { requireBoolean, requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 import { resolvePolicies, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 import { HotKeyTracker, type HotKeyTrackerOptions } from './hot-key-tracker';
 import type { InvalidationBus } from './invalidation-bus';
@@ -61,10 +62,47 @@ export interface TieredCacheOptions {
    * @default []
    */
   closeClients?: readonly ClosableRedis[];
+  /**
+   * The longest one cache call (`get`, `getOrLoad`, `set`, `invalidate`, …) waits on Redis, L2 and
+   * bus together, in milliseconds. Past it the call carries on as if Redis were down: reads fall
+   * through to the loader, writes queue their invalidation. The loader's own time is not counted.
+   * @default 500
+   */
+  callTimeoutMillis?: number;
+  /**
+   * With a bus: how long L1 entries are still served after the bus was last confirmed live
+   * (subscribed, heartbeat answered), in milliseconds. Past it, L1 is cleared and bypassed until
+   * the bus is back, when it is cleared again. Bounds how long this instance can serve a value
+   * older than another instance's acknowledged write while the bus cannot deliver. Must exceed the
+   * bus's `heartbeatIntervalMillis`.
+   * @default 3_000
+   */
+  busSilenceMillis?: number;
 }
 
 /** Defaults of {@link TieredCacheOptions}. */
-export const TIERED_CACHE_DEFAULTS = Object.freeze({ maxValueBytes: 1_048_576, maxPendingInvalidations: 10_000, freezeValues: true });
+export const TIERED_CACHE_DEFAULTS = Object.freeze({
+  maxValueBytes: 1_048_576,
+  maxPendingInvalidations: 10_000,
+  freezeValues: true,
+  callTimeoutMillis: 500,
+  busSilenceMillis: 3_000,
+});
+
+const OPTION_KEYS: readonly (keyof TieredCacheOptions)[] = [
+  'policies',
+  'l2',
+  'bus',
+  'maxValueBytes',
+  'serializer',
+  'clock',
+  'hotKeys',
+  'maxPendingInvalidations',
+  'freezeValues',
+  'closeClients',
+  'callTimeoutMillis',
+  'busSilenceMillis',
+];
 
 /** Options of one `getOrLoad` call. */
 export interface LoadOptions {
@@ -78,6 +116,15 @@ export interface SetOptions<T> {
   save?: (value: T) => Promise<unknown>;
   /** Tags of the value. */
   tags?: readonly string[];
+  /**
+   * The source's version of this value (a row version, a commit sequence: a non-negative integer
+   * that grows with every write of the key). Orders concurrent write-throughs of the key by several
+   * instances: L2 keeps the greatest version, whatever order the writes arrive in. Without it, a
+   * `save` orders the write (the key's L2 version is read before the save); without either, a
+   * write-through to L2 cannot be ordered and the key is invalidated instead.
+   * @default undefined
+   */
+  version?: number | bigint;
 }
 
 /** Result of `TieredCache.warmUp`. */
@@ -101,32 +148,37 @@ export interface ResolvedTieredCacheOptions {
   readonly maxPendingInvalidations: number;
   readonly freezeValues: boolean;
   readonly hotKeys: HotKeyTracker | null;
+  readonly callTimeoutMillis: number;
+  readonly busSilenceMillis: number;
 }
 
 /** @internal */
 export function resolveTieredCacheOptions(options: TieredCacheOptions): ResolvedTieredCacheOptions {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('options', 'must be an object');
+  requireKnownKeys('', requireObject('options', options), OPTION_KEYS);
   const policies = [...resolvePolicies(options.policies).values()];
   for (const p of policies) {
     if (p.useL2 && options.l2 === undefined) throw new ConfigError('l2', `policy \`${p.name}\` uses level 'l2' but no L2 tier was given`);
   }
+  if (options.closeClients !== undefined && !Array.isArray(options.closeClients)) throw new ConfigError('closeClients', 'must be an array of Redis clients');
   const closeClients = [...(options.closeClients ?? [])];
-  const maxValueBytes = options.maxValueBytes ?? TIERED_CACHE_DEFAULTS.maxValueBytes;
-  if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) throw new ConfigError('maxValueBytes', `must be an integer ≥ 1, got ${maxValueBytes}`);
+  const maxValueBytes = requireInteger('maxValueBytes', options.maxValueBytes ?? TIERED_CACHE_DEFAULTS.maxValueBytes, 1);
   const serializer = options.serializer ?? createSerializer({ maxValueBytes });
-  const maxPendingInvalidations = options.maxPendingInvalidations ?? TIERED_CACHE_DEFAULTS.maxPendingInvalidations;
-  if (!Number.isSafeInteger(maxPendingInvalidations) || maxPendingInvalidations < 0) {
-    throw new ConfigError('maxPendingInvalidations', `must be an integer ≥ 0, got ${maxPendingInvalidations}`);
+  const bus = options.bus;
+  const busSilenceMillis = requireInteger('busSilenceMillis', options.busSilenceMillis ?? TIERED_CACHE_DEFAULTS.busSilenceMillis, 1);
+  if (bus !== undefined && busSilenceMillis <= bus.heartbeatIntervalMillis) {
+    throw new ConfigError('busSilenceMillis', `must exceed the bus's heartbeatIntervalMillis (${bus.heartbeatIntervalMillis}), got ${busSilenceMillis}`);
   }
   return {
     policies,
     l2: options.l2,
-    bus: options.bus,
+    bus,
     closeClients,
     serializer,
     clock: options.clock ?? systemClock,
-    maxPendingInvalidations,
-    freezeValues: options.freezeValues ?? TIERED_CACHE_DEFAULTS.freezeValues,
+    maxPendingInvalidations: requireInteger('maxPendingInvalidations', options.maxPendingInvalidations ?? TIERED_CACHE_DEFAULTS.maxPendingInvalidations, 0),
+    freezeValues: requireBoolean('freezeValues', options.freezeValues ?? TIERED_CACHE_DEFAULTS.freezeValues),
     hotKeys: options.hotKeys === false ? null : new HotKeyTracker(options.hotKeys ?? {}),
+    callTimeoutMillis: requireInteger('callTimeoutMillis', options.callTimeoutMillis ?? TIERED_CACHE_DEFAULTS.callTimeoutMillis, 1),
+    busSilenceMillis,
   };
 }

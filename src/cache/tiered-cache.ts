@@ -12,6 +12,7 @@
 import type { EventEmitter } from 'node:events';
 import { CacheAdvisor, type CacheSuggestion } from './cache-advisor';
 import { CacheBusLink } from './cache-bus-link';
+import { CallBudgets } from './cache-call-budget';
 import { CacheCoherence } from './cache-coherence';
 import { CacheEventHub, type CacheEvents } from './cache-events';
 import { cacheKey, cacheKeys, type CacheKey } from './cache-key';
@@ -60,20 +61,29 @@ export class TieredCache {
     this.events = hub.emitter;
     const codec = new CacheValueCodec(o.serializer, o.freezeValues);
     const coherence = new CacheCoherence(this.registry, o.l2, hub);
+    const budgets = new CallBudgets(o.clock, o.callTimeoutMillis);
     // Pending invalidations are replayed through the write path, which queues what fails again.
-    this.pending = new PendingInvalidations(this.registry, o.maxPendingInvalidations, o.bus !== undefined, {
-      namespace: (st) => this.writes.invalidateNamespace(st),
-      tags: (tags) => this.writes.invalidateTags(tags),
-      keys: (st, keys) => this.writes.invalidateKeys(st, keys),
-    });
-    const busLink = new CacheBusLink(o.bus, this.registry, coherence, hub, o.clock);
+    this.pending = new PendingInvalidations(
+      this.registry,
+      o.maxPendingInvalidations,
+      o.bus !== undefined,
+      {
+        namespace: (st) => this.writes.invalidateNamespace(st),
+        tags: (tags) => this.writes.invalidateTags(tags),
+        keys: (st, keys) => this.writes.invalidateKeys(st, keys),
+        write: (st, key, write) => this.writes.replayWrite(st, key, write),
+      },
+      o.clock,
+    );
+    const busLink = new CacheBusLink(o.bus, this.registry, coherence, this.pending, hub, o.clock, o.busSilenceMillis);
     const l2Reads = new CacheL2Reads(o.l2, coherence, this.pending, codec, hub, o.clock);
     const fill = new CacheFill(o.l2, coherence, this.pending, codec, hub, o.clock);
-    this.reads = new CacheReadPath(o.clock, coherence, this.pending, l2Reads, fill, hub, o.hotKeys);
-    this.writes = new CacheWritePath(this.registry, o.l2, coherence, this.pending, codec, busLink, hub, o.clock);
+    this.reads = new CacheReadPath(o.clock, coherence, this.pending, l2Reads, fill, hub, o.hotKeys, budgets);
+    this.writes = new CacheWritePath(this.registry, o.l2, coherence, this.pending, codec, busLink, hub, o.clock, budgets);
     this.advisor = new CacheAdvisor(this.registry, o.hotKeys, busLink, this.pending, o.clock);
-    this.unsubscribers = busLink.listen(() => void this.pending.flush());
-    if (o.l2 !== undefined) this.unsubscribers.push(o.l2.onRecover(() => void this.pending.flush()));
+    // Replay never waits for a caller: it starts as soon as Redis or the bus is known to be back.
+    this.unsubscribers = busLink.listen(() => void this.pending.recovered());
+    if (o.l2 !== undefined) this.unsubscribers.push(o.l2.onRecover(() => void this.pending.recovered()));
   }
 
   /** Names of the configured policies. */

@@ -59,3 +59,52 @@ export function nextEvent<T>(subscribe: (fn: (e: T) => void) => () => void, pred
     });
   });
 }
+
+/** A test-cluster Redis run as a local process (signals need its pid). */
+export interface SignalledServer {
+  readonly pid?: number | undefined;
+  readonly running: boolean;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+function pidOf(server: SignalledServer): number {
+  if (server.pid === undefined) throw new Error('this test signals the Redis process: it needs the local test-cluster backend');
+  return server.pid;
+}
+
+/** SIGSTOP: Redis stops answering but keeps every connection open (a hang, not a disconnect). */
+export function pause(server: SignalledServer): void {
+  process.kill(pidOf(server), 'SIGSTOP');
+}
+
+/** SIGCONT after {@link pause}: Redis answers again, commands queued meanwhile included. */
+export function resume(server: SignalledServer): void {
+  process.kill(pidOf(server), 'SIGCONT');
+}
+
+/** SIGKILL, then waits for the exit: Redis is gone with whatever it held in memory. */
+export async function kill(server: SignalledServer): Promise<void> {
+  process.kill(pidOf(server), 'SIGKILL');
+  await server.stop(); // resolves once the exit is seen (the process is already dead)
+}
+
+/**
+ * Drives an injected clock until `call` settles: yields to I/O, then advances `stepMillis`, and so
+ * on. Returns how much clock time the call needed; throws past `limitMillis` of clock time.
+ */
+export async function clockTimeToSettle(clock: { advance(ms: number): void }, call: Promise<unknown>, stepMillis: number, limitMillis: number): Promise<number> {
+  let settled = false;
+  call.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  let advanced = 0;
+  for (;;) {
+    for (let i = 0; i < 5 && !settled; i++) await new Promise((r) => setImmediate(r));
+    if (settled) return advanced;
+    if (advanced >= limitMillis) throw new Error(`the call did not settle within ${limitMillis} ms of clock time`);
+    clock.advance(stepMillis);
+    advanced += stepMillis;
+  }
+}

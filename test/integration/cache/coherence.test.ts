@@ -80,7 +80,7 @@ it('after a write-through on A returns, B never returns the old value once the b
     expect(await b.get('user_data', key)).toBeDefined(); // B holds it in L1
     const delivered = nextEvent(onBus(b), () => true);
     const start = performance.now();
-    await a.set('user_data', key, `new-${round}`);
+    await a.set('user_data', key, `new-${round}`, { version: round }); // versioned: L2 keeps the newest
     const { receivedAt } = await delivered;
     deliveries.push(receivedAt - start);
     expect(await b.get('user_data', key)).toBe(`new-${round}`);
@@ -143,7 +143,7 @@ it('Redis stopped mid-load: no get fails; started again: L2 hits resume without 
   const reads = Array.from({ length: 20 }, (_, i) => a.getOrLoad('user_data', `k${i % 7}`, load(`k${i}`)));
   await server.stop();
   const more = Array.from({ length: 20 }, (_, i) => b.getOrLoad('user_data', `m${i % 7}`, load(`m${i}`)));
-  const results = await Promise.allSettled([...reads, ...more, a.get('user_data', 'nothing'), b.set('user_data', 'w', 'written-while-down')]);
+  const results = await Promise.allSettled([...reads, ...more, a.get('user_data', 'nothing'), b.set('user_data', 'w', 'written-while-down', { version: 1 })]);
   expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
   expect(b.peek('user_data', 'w')).toBe('written-while-down');
   expect(b.stats().pendingInvalidations).toBeGreaterThan(0);

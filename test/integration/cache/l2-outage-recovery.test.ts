@@ -58,11 +58,11 @@ it('ring: a server that was skipped comes back cleared, so its pre-outage copy i
   await tier.clear();
   const cache = new TieredCache({ policies: { p: { levels: ['l2'] } }, l2: tier });
   caches.push(cache);
-  await cache.set('p', key, 'before-outage');
+  await cache.set('p', key, 'before-outage', { version: 1 });
   expect(await raws[0]!.exists(`rv-ring:{p:${key}}`)).toBe(1);
   wrapped[0]!.down = true; // n0 unreachable from this instance (its data stays)
   expect(await cache.get('p', key)).toBeUndefined(); // fails once, breaker opens
-  await cache.set('p', key, 'during-outage'); // now on the stand-in
+  await cache.set('p', key, 'during-outage', { version: 2 }); // now on the stand-in
   expect(await cache.get('p', key)).toBe('during-outage');
   wrapped[0]!.down = false;
   clock.advance(500);
