@@ -31,6 +31,7 @@ export { SERVER_POOL_DEFAULTS, type ServerPoolOptions, type PoolLike, type PoolC
 export type { KeylessPolicy, RoutePlan, RoutePart } from './sharding/routing/route-planner';
 export { withPrimary, withShard, withShardKey, type RouteHint } from './sharding/routing/route-hint';
 export type { WriteEvent, WriteListener } from './sharding/dialect/write-event';
+export type { RouteEvent, RouteListener, RouteServer } from './sharding/dialect/statement-telemetry';
 export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
 export { ReadYourWritesContext } from './replication/read-your-writes';
 export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replication/replica-router';

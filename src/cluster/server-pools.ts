@@ -1,5 +1,6 @@
 import { Pool } from 'pg';
 import type { ServerSpec } from './topology';
+import { redactUrl } from '../kernel/redact';
 import { TOPOLOGY_VERSION_SETTING } from './topology-fence';
 
 /** The few methods kysely-scale uses of a pooled client (pg's `PoolClient` fits). */
@@ -73,6 +74,14 @@ export class ServerPools {
     const pool = this.#pools.get(server.url);
     if (pool === undefined) return 0;
     return (pool.totalCount ?? 0) - (pool.idleCount ?? 0) + (pool.waitingCount ?? 0);
+  }
+
+  /** Connections of each pool by state, for metrics (URLs redacted). */
+  counts(): { redactedUrl: string; used: number; idle: number; waiting: number }[] {
+    return [...this.#pools].map(([url, pool]) => {
+      const idle = pool.idleCount ?? 0;
+      return { redactedUrl: redactUrl(url), used: (pool.totalCount ?? 0) - idle, idle, waiting: pool.waitingCount ?? 0 };
+    });
   }
 
   /** Ends the pools of servers that `keep` does not list; their checked-out clients finish first. */

@@ -14,6 +14,7 @@ import type { Clock } from '../../kernel/clock';
 import type { ReadYourWritesContext } from '../../replication/read-your-writes';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import { runOn, type HeldClients } from './held-clients';
+import { observePrimaryRetry, observeServer } from './statement-telemetry';
 
 // Beyond any real WAL position: a caller whose write position is unknown reads that shard's primary.
 const UNKNOWN_POSITION = 1n << 64n;
@@ -55,6 +56,12 @@ export class ReplicaReads {
    * (`inSession`: on a connection that ran raw SQL or DDL; transactions always use the primary).
    */
   serverFor(shard: Shard, plan: RoutePlan, inSession: boolean): ServerSpec {
+    const server = this.#serverFor(shard, plan, inSession);
+    observeServer(plan, shard, server, this.#runtime, inSession);
+    return server;
+  }
+
+  #serverFor(shard: Shard, plan: RoutePlan, inSession: boolean): ServerSpec {
     const replicas = this.#runtime.replicas;
     if (replicas === undefined || inSession || planMayWrite(plan) || plan.primaryOnly === true) return shard.primary;
     return replicas.serverForRead(shard, this.#runtime.readYourWritesContext?.requiredPosition(shard.id)) ?? shard.primary;
@@ -107,6 +114,7 @@ export class ReplicaReads {
     } else if (!isRecoveryConflict(error) && !isReadOnlyRefusal(error)) {
       throw error;
     }
+    observePrimaryRetry(compiled, shard);
     return this.#clients.run<R>(shard.primary, compiled);
   }
 }

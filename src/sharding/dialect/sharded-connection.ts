@@ -22,6 +22,7 @@ import { ReplicaReads } from './replica-read';
 import { ShardTransaction, type SavepointCommand } from './shard-transaction';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { WriteEvents } from './write-events';
+import { observeTransactionServer } from './statement-telemetry';
 import { retryAfterRefusal } from './fence-retry';
 
 type PlanKind = RoutePlan['kind'];
@@ -89,13 +90,16 @@ export class ShardedConnection implements DatabaseConnection {
       return Promise.reject(error);
     }
     // Rows are typed by the caller's query builder, as in Kysely's own drivers.
+    const observed = this.#runtime.telemetry.begin(plan, compiled);
+    if (observed !== undefined) return observed.execute(() => ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>);
     return ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>;
   }
 
   async *streamQuery<R>(compiled: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
     requireInteger('chunkSize', chunkSize, 1);
     const plan = this.#plan(compiled);
-    yield* ShardedConnection.#dispatch(ShardedConnection.#stream, this, plan.kind, plan, compiled, chunkSize) as AsyncGenerator<QueryResult<R>>;
+    const chunks = ShardedConnection.#dispatch(ShardedConnection.#stream, this, plan.kind, plan, compiled, chunkSize) as AsyncGenerator<QueryResult<R>>;
+    yield* this.#runtime.telemetry.begin(plan, compiled)?.stream(chunks) ?? chunks;
   }
 
   /** Starts a transaction; BEGIN is sent once a statement binds it to a shard. */
@@ -159,6 +163,7 @@ export class ShardedConnection implements DatabaseConnection {
       result = this.#clients.run<R>(server, compiled);
     } else {
       if (planMayWrite(plan)) tx.wrote = true;
+      observeTransactionServer(plan, shard);
       result = tx.client(shard, plan).then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
     }
     if (!planMayWrite(plan)) return result;
@@ -181,6 +186,7 @@ export class ShardedConnection implements DatabaseConnection {
   async *#streamSingle(shard: Shard, compiled: CompiledQuery, plan: RoutePlan, chunkSize: number): AsyncGenerator<QueryResult<unknown>> {
     const tx = this.#tx;
     if (tx !== null && planMayWrite(plan)) tx.wrote = true;
+    if (tx !== null) observeTransactionServer(plan, shard);
     const client = tx === null ? await this.#clients.client(this.#reads.serverFor(shard, plan, this.#session)) : await tx.client(shard, plan);
     let failed = false;
     try {

@@ -9,6 +9,7 @@ import { canonicalIntegerKey, canonicalUuidKey } from '../../cluster/shard-key';
 import type { KeylessPolicy, RoutingRules } from '../routing/route-planner';
 import { SERVER_POOL_DEFAULTS, type PoolLike, type ServerPoolOptions } from '../../cluster/server-pools';
 import type { Topology, ServerSpec } from '../../cluster/topology';
+import type { RouteListener } from './statement-telemetry';
 
 /** A cursor class with pg-cursor's constructor (used by `stream()`). */
 export type CursorConstructor = new (text: string, values?: unknown[]) => {
@@ -54,6 +55,14 @@ export interface ShardedDialectConfig {
   /** The time source of replica read latencies (inject a `ManualClock` in tests). @default systemClock */
   clock?: Clock;
   /**
+   * Called once per statement after it settled, with its route plan and the servers that ran it
+   * (shard id, role, redacted URL), the reads its primary answered for a failed replica, its
+   * duration and its error. Cheap enough to leave on; an exception it throws becomes a process
+   * warning, never the statement's error.
+   * @default undefined
+   */
+  onRoute?: RouteListener;
+  /**
    * Where the dialect reloads the topology when a shard refuses a statement for a slot move
    * (SQLSTATE KS001 or KS002; a `TopologyCatalog` fits). The statement then runs once more,
    * routed by the new topology. Without it, or when the version the shard asks for is not
@@ -79,7 +88,7 @@ export interface ShardedDialectConfig {
 /** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
 const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
   'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId',
-  'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
+  'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'onRoute', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
 ];
 
 /** A shard key column with its type. */
@@ -107,6 +116,7 @@ export interface ResolvedShardedConfig {
   readonly cursor: CursorConstructor | undefined;
   readonly onPoolError: (error: Error, server: { readonly redactedUrl: string }) => void;
   readonly clock: Clock;
+  readonly onRoute: RouteListener | undefined;
   readonly topologySource: TopologySource | undefined;
   readonly fenceWaitMillis: number;
   /** Whether checked-out connections are tagged with the topology version. */
@@ -172,6 +182,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   if (config.onPoolError !== undefined) requireFunction('onPoolError', config.onPoolError, '(error, server) => void');
   const clock = config.clock ?? systemClock;
   requireFunction('clock.monotonicNow', requireObject('clock', clock).monotonicNow, '() => number');
+  if (config.onRoute !== undefined) requireFunction('onRoute', config.onRoute, '(event) => void');
   if (config.topologySource !== undefined) requireFunction('topologySource.latest', requireObject('topologySource', config.topologySource).latest, '() => Promise<Topology | undefined>');
   const fenceWaitMillis = requireInteger('fenceWaitMillis', config.fenceWaitMillis ?? 5000, 0);
   const fenceSessions = config.fenceSessions ?? config.createPool === undefined;
@@ -201,6 +212,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     cursor: config.cursor,
     onPoolError: config.onPoolError ?? defaultPoolError,
     clock,
+    onRoute: config.onRoute,
     topologySource: config.topologySource,
     fenceWaitMillis,
     fenceSessions,

@@ -10,6 +10,7 @@ import type { CursorConstructor, ResolvedShardedConfig } from './sharded-dialect
 import type { ServerSpec, Topology } from '../../cluster/topology';
 import { DialectDestroyedError } from '../sharding-errors';
 import { WriteEvents } from './write-events';
+import { StatementTelemetry } from './statement-telemetry';
 import { SET_TOPOLOGY_VERSION_SQL } from '../../cluster/topology-fence';
 import type { TopologySource } from '../../cluster/topology-catch-up';
 
@@ -24,6 +25,8 @@ export class ShardedRuntime {
   readonly writes = new WriteEvents();
   /** Present when plain reads may use replicas (`replicas.readFrom: 'replica'`). */
   readonly replicas: ReplicaRouter | undefined;
+  /** The route hook, spans and metrics of statements. */
+  readonly telemetry: StatementTelemetry;
   readonly #pools: ServerPools;
   readonly #compiler = new PostgresQueryCompiler();
   #topology: Topology;
@@ -61,6 +64,7 @@ export class ShardedRuntime {
       config.replicas.readFrom === 'replica'
         ? new ReplicaRouter(config.replicas, config.topology, { acquire: (server) => this.acquire(server), busy: (server) => this.#pools.busy(server) })
         : undefined;
+    this.telemetry = new StatementTelemetry(config.onRoute, config.clock, { pools: () => this.#pools.counts(), replicas: () => this.replicaStatus() });
   }
 
   get topology(): Topology {
@@ -155,6 +159,7 @@ export class ShardedRuntime {
 
   /** Stops the replica checks and ends every pool. */
   destroy(): Promise<void> {
+    this.telemetry.close();
     this.replicas?.close();
     return this.#pools.destroy();
   }

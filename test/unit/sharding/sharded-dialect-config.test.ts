@@ -45,6 +45,7 @@ describe('sharded dialect config', () => {
     ['pool.idleTimeoutMillis', { pool: { idleTimeoutMillis: 1.5 } }, /`pool.idleTimeoutMillis`: must be an integer >= 0, got 1.5/],
     ['createPool', { createPool: 'pg' as never }, /`createPool`: must be a function/],
     ['clock', { clock: 5 as never }, /`clock`: must be an object, got 5/],
+    ['onRoute', { onRoute: 'console.log' as never }, /`onRoute`: must be a function/],
     ['clock.monotonicNow', { clock: { now: () => 0 } as never }, /`clock.monotonicNow`: must be a function/],
     ['keylesPolicy', { keylesPolicy: {} } as never, /`keylesPolicy`: is not an option \(did you mean `keylessPolicy`\?\)/],
   ])('refuses a bad %s, naming it', (option, change, message) => {

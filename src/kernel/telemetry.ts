@@ -1,0 +1,196 @@
+/**
+ * OpenTelemetry for every layer: the tracer, and metrics that reach both an OpenTelemetry SDK (when
+ * the application installed one) and the Prometheus registry of `kysely-scale/metrics` (when it was
+ * asked for). Only `@opentelemetry/api` is loaded here; without an SDK its tracer and meter are
+ * no-ops, and {@link Metric.enabled} is false until an SDK or a sink is there, so callers skip
+ * building attributes and the hot paths pay a look at the API's global meter provider.
+ *
+ * Each layer declares its metrics once ({@link defineMetric}) in its own `*-telemetry.ts` file;
+ * a metric is either recorded as things happen (counters, histograms, up-down counters) or observed
+ * from live state at collection time (gauges, through {@link Metric.observeWith} sources).
+ */
+import { metrics, trace, createNoopMeter, type Attributes, type Meter, type MeterProvider, type Tracer } from '@opentelemetry/api';
+
+/** The instrumentation scope of every span and metric. */
+export const INSTRUMENTATION_SCOPE = 'kysely-scale';
+
+let tracerCache: Tracer | undefined;
+
+/**
+ * The library's tracer. The API's tracer provider is a proxy, so a tracer taken before the
+ * application installs its SDK still reaches it.
+ */
+export function telemetryTracer(): Tracer {
+  return (tracerCache ??= trace.getTracer(INSTRUMENTATION_SCOPE));
+}
+
+/** How a metric is fed. */
+export type MetricKind = 'counter' | 'upDownCounter' | 'histogram' | 'gauge';
+
+/** A metric's declaration. */
+export interface MetricSpec {
+  /** OpenTelemetry name, following the semantic conventions where one exists (`db.client.operation.duration`). */
+  readonly name: string;
+  /** Prometheus name (`snake_case`, unit suffix, `_total` for counters). */
+  readonly prometheusName: string;
+  readonly description: string;
+  /** UCUM unit (`s`, `By`, `{statement}`). */
+  readonly unit: string;
+  readonly kind: MetricKind;
+  /** Attribute keys it may carry; Prometheus label names are these with `.` turned to `_`. */
+  readonly attributes: readonly string[];
+  /** Histogram bucket boundaries (in `unit`). */
+  readonly buckets?: readonly number[];
+}
+
+/** Attribute values of one measurement. */
+export type MetricAttributes = Readonly<Record<string, string | number | boolean>>;
+
+/** Reports a gauge's current values: call `observe` once per attribute set. */
+export type GaugeSource = (observe: (value: number, attributes: MetricAttributes) => void) => void;
+
+/** Where measurements go besides OpenTelemetry (the Prometheus registry of `kysely-scale/metrics`). */
+export interface MetricSink {
+  /** A metric was declared (called for every metric, including those declared before the sink was added). */
+  declare(metric: Metric): void;
+  /** A counter, up-down counter or histogram measurement. */
+  record(metric: Metric, value: number, attributes: MetricAttributes): void;
+}
+
+/** Histogram boundaries of operation durations in seconds (the semantic conventions' advice). */
+export const DURATION_BUCKETS_SECONDS: readonly number[] = Object.freeze([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]);
+
+const declared: Metric[] = [];
+const sinks: MetricSink[] = [];
+/** The meter provider the instruments were made for; `null` while it is the API's no-op one. */
+let activeProvider: MeterProvider | null = null;
+let checkedProvider: MeterProvider | undefined;
+let meter: Meter | undefined;
+
+type OtelInstrument = { add(value: number, attributes?: Attributes): void } | { record(value: number, attributes?: Attributes): void };
+
+/** One declared metric. */
+export class Metric {
+  readonly spec: MetricSpec;
+  readonly #sources = new Set<GaugeSource>();
+  #otel: OtelInstrument | undefined;
+  #otelProvider: MeterProvider | null = null;
+
+  constructor(spec: MetricSpec) {
+    this.spec = Object.freeze({ ...spec, attributes: Object.freeze([...spec.attributes]) });
+  }
+
+  /** Whether a measurement would reach anything: check it before building attributes. */
+  get enabled(): boolean {
+    return refreshProvider() || sinks.length > 0;
+  }
+
+  /** Records a counter, up-down counter or histogram measurement. */
+  record(value: number, attributes: MetricAttributes): void {
+    if (!this.enabled) return;
+    if (activeProvider !== null) {
+      const instrument = this.#instrument();
+      if ('add' in instrument) instrument.add(value, attributes);
+      else instrument.record(value, attributes);
+    }
+    for (let i = 0; i < sinks.length; i++) sinks[i]!.record(this, value, attributes);
+  }
+
+  /**
+   * Adds a source of a gauge's values, read at each collection (by the SDK's reader or a
+   * Prometheus scrape). Returns the function that removes it (call it when the object it reads closes).
+   */
+  observeWith(source: GaugeSource): () => void {
+    this.#sources.add(source);
+    refreshProvider();
+    return () => {
+      this.#sources.delete(source);
+    };
+  }
+
+  /** Calls every source of this gauge. */
+  collect(observe: (value: number, attributes: MetricAttributes) => void): void {
+    for (const source of this.#sources) {
+      try {
+        source(observe);
+      } catch {
+        // A source that fails (a closed pool) reports nothing this time; a scrape never fails for it.
+      }
+    }
+  }
+
+  /** The OpenTelemetry instrument of the current meter (re-made when the application installs another SDK). */
+  #instrument(): OtelInstrument {
+    if (this.#otel === undefined || this.#otelProvider !== activeProvider) {
+      this.#otelProvider = activeProvider;
+      this.#otel = makeInstrument(meter!, this);
+    }
+    return this.#otel;
+  }
+
+  /** Registers the gauge's callback with a new meter. */
+  attachObservable(to: Meter): void {
+    if (this.spec.kind !== 'gauge') return;
+    to.createObservableGauge(this.spec.name, { description: this.spec.description, unit: this.spec.unit }).addCallback((result) =>
+      this.collect((value, attributes) => result.observe(value, attributes)),
+    );
+  }
+}
+
+function makeInstrument(to: Meter, metric: Metric): OtelInstrument {
+  const { name, description, unit, kind, buckets } = metric.spec;
+  const options = { description, unit };
+  if (kind === 'counter') return to.createCounter(name, options);
+  if (kind === 'upDownCounter') return to.createUpDownCounter(name, options);
+  if (kind === 'histogram') return to.createHistogram(name, buckets === undefined ? options : { ...options, advice: { explicitBucketBoundaries: [...buckets] } });
+  throw new TypeError(`${name} is a gauge: give it sources with observeWith()`);
+}
+
+/**
+ * Notices an SDK installed (or replaced) since the last look; returns whether one is installed.
+ * The API has no proxy meter provider, so instruments are made for the provider found here.
+ */
+function refreshProvider(): boolean {
+  const provider = metrics.getMeterProvider();
+  if (provider === checkedProvider) return activeProvider !== null;
+  checkedProvider = provider;
+  const candidate = provider.getMeter(INSTRUMENTATION_SCOPE);
+  if (candidate === createNoopMeter()) {
+    activeProvider = null;
+    meter = undefined;
+  } else {
+    activeProvider = provider;
+    meter = candidate;
+    for (const metric of declared) metric.attachObservable(candidate);
+  }
+  return activeProvider !== null;
+}
+
+/** Declares a metric (once per process, at module load of the layer that owns it). */
+export function defineMetric(spec: MetricSpec): Metric {
+  const metric = new Metric(spec);
+  declared.push(metric);
+  if (meter !== undefined) metric.attachObservable(meter);
+  for (const sink of sinks) sink.declare(metric);
+  return metric;
+}
+
+/** Every declared metric, in declaration order. */
+export function declaredMetrics(): readonly Metric[] {
+  return declared;
+}
+
+/** Adds a sink; it is told about every metric declared so far and later. Returns the function that removes it. */
+export function addMetricSink(sink: MetricSink): () => void {
+  sinks.push(sink);
+  for (const metric of declared) sink.declare(metric);
+  return () => {
+    const at = sinks.indexOf(sink);
+    if (at >= 0) sinks.splice(at, 1);
+  };
+}
+
+/** Checks for an SDK installed since the last look now (gauges are registered with it at once rather than at the next measurement). */
+export function refreshTelemetry(): void {
+  refreshProvider();
+}
