@@ -27,7 +27,8 @@ export async function retryOnFence<T>(dialect: TopologyFollower, catalog: Pick<T
   try {
     return await fn();
   } catch (error) {
-    const refusal = fenceRefusalOf(error);
+    // A refusal as the shard sent it, or inside the dialect's StaleTopologyError (a refused transaction).
+    const refusal = fenceRefusalOf(error) ?? fenceRefusalOf((error as { cause?: unknown } | null)?.cause);
     if (refusal === undefined) throw error;
     const reached = await catchUpTopology(dialect, catalog, refusal.requiredVersion ?? dialect.topology.version + 1, options);
     if (!reached) {
@@ -40,7 +41,7 @@ export async function retryOnFence<T>(dialect: TopologyFollower, catalog: Pick<T
     try {
       return await fn();
     } catch (second) {
-      const again = fenceRefusalOf(second);
+      const again = fenceRefusalOf(second) ?? fenceRefusalOf((second as { cause?: unknown } | null)?.cause);
       if (again === undefined) throw second;
       throw new StaleTopologyError(`A shard refused this statement again after the topology was reloaded (${again.kind}); nothing was written: retry later.`, second, {
         version: dialect.topology.version,

@@ -10,7 +10,8 @@ import { Kysely } from 'kysely';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { followCatalog } from '../../../src/admin/follow-catalog';
-import { topologyVersionPool } from '../../../src/admin/mover/versioned-pool';
+import { Pool } from 'pg';
+import type { PoolLike } from '../../../src/cluster/server-pools';
 import { retryOnFence } from '../../../src/admin/mover/fence-retry';
 import { fenceRefusalOf, StaleTopologyError } from '../../../src/cluster/topology-fence';
 import type { ServerSpec } from '../../../src/cluster/topology';
@@ -33,15 +34,24 @@ function asApp(server: ServerSpec): ServerSpec {
   return spec;
 }
 
+function appPool(server: ServerSpec): PoolLike {
+  const pool = new Pool({ connectionString: server.url, max: 4 });
+  pool.on('error', () => undefined);
+  return pool as unknown as PoolLike;
+}
+
 async function main(): Promise<void> {
   const catalog = new TopologyCatalog({ url: catalogUrl, reconnectDelayMillis: 50 });
   const topology = (await catalog.latest())!;
-  const versioned = topologyVersionPool(() => dialect.topology.version, { max: 4 });
+  // The dialect's own fence handling: sessions tagged with their topology version, refusals
+  // reloaded from the catalog and run once more. The stale instance has no source to reload from.
   const dialect: ShardedDialect = new ShardedDialect({
     topology,
     shardKeys: { users: 'id' },
     keylessPolicy: { users: 'scatter' },
-    createPool: (server) => versioned(asApp(server)),
+    createPool: (server) => appPool(asApp(server)),
+    fenceSessions: true,
+    ...(role === 'stale' ? {} : { topologySource: catalog }),
     onPoolError: () => undefined,
   });
   const db = new Kysely<DB>({ dialect });
@@ -51,8 +61,9 @@ async function main(): Promise<void> {
     if (line.trim() === 'stop') stopping = true;
   });
   const counts = { acks: 0, refused: 0, unknown: 0, badReads: 0, inexact: 0, reads: 0 };
-  // The stale instance never reloads: its retries are its own business, so it runs statements bare.
-  const run = <T>(fn: () => Promise<T>): Promise<T> => (role === 'stale' ? fn() : retryOnFence(dialect, catalog, fn));
+  // Statements retry inside the dialect; a transaction refused by a fence is run again as a whole.
+  const run = <T>(fn: () => Promise<T>): Promise<T> => fn();
+  const runTransaction = <T>(fn: () => Promise<T>): Promise<T> => (role === 'stale' ? fn() : retryOnFence(dialect, catalog, fn));
   const refused = (error: unknown): boolean => error instanceof StaleTopologyError || fenceRefusalOf(error) !== undefined;
   out({ ready: role, index });
 
@@ -93,7 +104,7 @@ async function main(): Promise<void> {
       const value = ++score;
       try {
         if (op === 'insert') await run(() => db.insertInto('users').values({ id, name: 'load', score: value }).execute());
-        else if (op === 'update' && r < 0.6) await run(() => db.transaction().execute((tx) => tx.updateTable('users').set({ score: value }).where('id', '=', id).execute()));
+        else if (op === 'update' && r < 0.6) await runTransaction(() => db.transaction().execute((tx) => tx.updateTable('users').set({ score: value }).where('id', '=', id).execute()));
         else if (op === 'update') await run(() => db.updateTable('users').set({ score: value }).where('id', '=', id).execute());
         else await run(() => db.deleteFrom('users').where('id', '=', id).execute());
         counts.acks++;
