@@ -58,6 +58,12 @@ export const ErrorCodes = {
   MOVE_FAILED: 'E_MOVE_FAILED',
   /** A shard refused a statement because the caller's topology is older than a slot move (or the slot is fenced for one): reload the topology and retry. Retryable. */
   STALE_TOPOLOGY: 'E_STALE_TOPOLOGY',
+  /** A shard's primary is down, or was demoted (a standby was promoted in its place): the statement was not sent. Retryable. */
+  PRIMARY_UNAVAILABLE: 'E_PRIMARY_UNAVAILABLE',
+  /** A read-your-writes read whose position no replica confirmed in time while the primary is unavailable. Retryable. */
+  READ_YOUR_WRITES_UNAVAILABLE: 'E_READ_YOUR_WRITES_UNAVAILABLE',
+  /** A replica refused for reads: it is not proven to stream from its shard's primary (another shard's standby, a promoted server, no identity). */
+  REPLICA_REFUSED: 'E_REPLICA_REFUSED',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */

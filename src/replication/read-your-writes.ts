@@ -1,9 +1,11 @@
 import { formatLsn, parseLsn } from '../cluster/wal-position';
 
 /**
- * What one caller (a request, a user session) has written: per shard, the primary's WAL position
- * after its last write there. A read for that caller may use a replica of a shard only once the
- * replica has replayed past that position; until then it goes to the primary. Carry it across
+ * What one caller (a request, a user session) has written and seen: per shard, the furthest WAL
+ * position of its writes there (the primary's position after each) and of its reads (the position
+ * the server it read had reached). A read for that caller may use a replica of a shard only once
+ * the replica has replayed past that position, so it sees its own writes and never goes back in
+ * time across replicas (monotonic reads); until one has, it goes to the primary. Carry it across
  * requests with {@link ReadYourWritesContext.toJSON} and the constructor.
  */
 export class ReadYourWritesContext {
@@ -20,7 +22,12 @@ export class ReadYourWritesContext {
     if (known === undefined || lsn > known) this.#positions.set(shardId, lsn);
   }
 
-  /** The position a replica of `shardId` must have replayed to serve this caller; `undefined` when it wrote nothing there. */
+  /** Records a read on `shardId` that saw data up to `lsn` (later reads must not see less). */
+  noteRead(shardId: string, lsn: bigint): void {
+    this.noteWrite(shardId, lsn);
+  }
+
+  /** The position a replica of `shardId` must have replayed to serve this caller; `undefined` when it wrote and read nothing there. */
   requiredPosition(shardId: string): bigint | undefined {
     return this.#positions.get(shardId);
   }

@@ -1,235 +1,278 @@
-import { ConfigError } from '../kernel/errors';
-import type { BalancedInstance, NonEmptyArray } from '../balancer/balancer-instance';
+/**
+ * The replica router: the one object the dialect's runtime holds for replication. It keeps a
+ * {@link ReplicaSet} per shard (its replicas, the watch on its primary, a check loop per server),
+ * answers where a plain read may go, takes replicas out of rotation when reads fail, waits for
+ * replay on demand, refuses a primary that is down or demoted, and follows a promoted standby.
+ *
+ * The pieces, one concept each: replica-options (options and validation), check-loop and
+ * server-check (one loop and one deadline per server), replica-identity (proof that a standby
+ * streams from this shard's primary), lag-bounds (bounds that hold between checks), replica-set
+ * (states and read choice through the balancer's strategy and ejection), replica-failover (what a
+ * failed read means), replay-wait (read-your-writes on demand), replica-events (every state change).
+ */
+import { OutlierEjector } from '../balancer/outlier-ejection';
 import type { Strategy } from '../balancer/balancer-strategy';
+import { pickCandidate } from '../balancer/strategy-candidates';
 import { leastConnections } from '../balancer/strategies/least-connections';
-import type { PoolClientLike } from '../cluster/server-pools';
-import type { ServerSpec, Shard, Topology } from '../cluster/topology';
-import { formatLsn, parseLsn } from '../cluster/wal-position';
+import { isConnectionFailure, isPoolTimeout } from '../cluster/connection-failure';
+import { createTopology, type ServerSpec, type Shard, type Topology } from '../cluster/topology';
+import { formatLsn } from '../cluster/wal-position';
+import { systemClock, type Clock } from '../kernel/clock';
+import type { ErrorCode } from '../kernel/errors';
+import { redactText } from '../kernel/redact';
+import { lagBytesBound, RATE_MARGIN, stalenessBoundMillis } from './lag-bounds';
+import { answered, ejects, type ReadOutcome } from './replica-failover';
+import { ReplicaEvents, type ReplicaEventListener, type ReplicaState } from './replica-events';
+import type { ReplicaMember } from './replica-member';
+import type { ResolvedReplicaReadOptions } from './replica-options';
+import { ReplicaSet, type ReplicaSetContext } from './replica-set';
+import { PrimaryUnavailableError } from './replication-errors';
+import { ReplayWaiter } from './replay-wait';
+import type { CheckPools } from './server-check';
 
-/** Options of reads from streaming replicas (`ShardedDialectConfig.replicas`). */
-export interface ReplicaReadOptions {
-  /**
-   * Where plain reads outside transactions go: `'primary'`, or `'replica'` (a replica of the shard
-   * that is healthy and close enough behind its primary; the primary when none is). Writes,
-   * transactions, `SELECT … FOR UPDATE/SHARE` and raw SQL always use the primary.
-   * @default 'primary'
-   */
-  readFrom?: 'primary' | 'replica';
-  /** A replica more than this many bytes of WAL behind its primary serves no reads. @default 16777216 (16 MiB) */
-  maxLagBytes?: number;
-  /**
-   * How often the lag and health of every replica are measured; 0 measures only when
-   * `dialect.refreshReplicas()` is called. Until its first measurement a replica serves no reads.
-   * @default 1000
-   */
-  lagCheckIntervalMillis?: number;
-  /** A check (connection and query) that takes longer fails, and the replica serves no reads until one succeeds. @default 2000 */
-  checkTimeoutMillis?: number;
-  /** Chooses among the eligible replicas of a shard (from `kysely-scale/balancer`). @default leastConnections() */
-  strategy?: Strategy;
-}
-
-/** Defaults of {@link ReplicaReadOptions}. */
-export const REPLICA_READ_DEFAULTS = Object.freeze({
-  readFrom: 'primary' as const,
-  maxLagBytes: 16 * 1024 * 1024,
-  lagCheckIntervalMillis: 1000,
-  checkTimeoutMillis: 2000,
-});
-
-/** The validated form of {@link ReplicaReadOptions}. */
-export interface ResolvedReplicaReadOptions {
-  readonly readFrom: 'primary' | 'replica';
-  readonly maxLagBytes: number;
-  readonly lagCheckIntervalMillis: number;
-  readonly checkTimeoutMillis: number;
-  readonly strategy: Strategy | undefined;
-}
-
-/** Validates replica options; names the option at fault. */
-export function resolveReplicaReadOptions(options: ReplicaReadOptions = {}): ResolvedReplicaReadOptions {
-  const readFrom = options.readFrom ?? REPLICA_READ_DEFAULTS.readFrom;
-  if (readFrom !== 'primary' && readFrom !== 'replica') throw new ConfigError('replicas.readFrom', `must be 'primary' or 'replica'; got ${JSON.stringify(readFrom)}`);
-  const maxLagBytes = options.maxLagBytes ?? REPLICA_READ_DEFAULTS.maxLagBytes;
-  if (!Number.isSafeInteger(maxLagBytes) || maxLagBytes < 0) throw new ConfigError('replicas.maxLagBytes', `must be an integer ≥ 0; got ${String(maxLagBytes)}`);
-  const lagCheckIntervalMillis = options.lagCheckIntervalMillis ?? REPLICA_READ_DEFAULTS.lagCheckIntervalMillis;
-  if (!Number.isInteger(lagCheckIntervalMillis) || lagCheckIntervalMillis < 0) {
-    throw new ConfigError('replicas.lagCheckIntervalMillis', `must be an integer ≥ 0; got ${String(lagCheckIntervalMillis)}`);
-  }
-  const checkTimeoutMillis = options.checkTimeoutMillis ?? REPLICA_READ_DEFAULTS.checkTimeoutMillis;
-  if (!Number.isInteger(checkTimeoutMillis) || checkTimeoutMillis < 1) throw new ConfigError('replicas.checkTimeoutMillis', `must be an integer ≥ 1; got ${String(checkTimeoutMillis)}`);
-  if (options.strategy !== undefined && typeof options.strategy.pick !== 'function') throw new ConfigError('replicas.strategy', 'must be a balancer Strategy (an object with pick())');
-  return Object.freeze({ readFrom, maxLagBytes, lagCheckIntervalMillis, checkTimeoutMillis, strategy: options.strategy });
-}
+export { REPLICA_READ_DEFAULTS, resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from './replica-options';
 
 /** What the router last measured of one replica. */
 export interface ReplicaStatus {
   readonly shardId: string;
   /** The replica's URL with its password redacted. */
   readonly server: string;
-  /** Whether its last check succeeded and it is still a standby. */
+  /** Its state (see {@link ReplicaState}). */
+  readonly state: ReplicaState;
+  /** Whether it is proven, answers and is a standby (`serving` or `lagging`). */
   readonly healthy: boolean;
-  /** WAL bytes it was behind its primary at the last check; `null` before the first. */
+  /** WAL bytes it was behind its primary's last known position at its last check; `null` before. */
   readonly lagBytes: number | null;
-  /** The position it had replayed to at the last check (`pg_lsn` text); `null` before the first. */
+  /** Upper bound (ms) of how old its data is now; `null` when nothing proves one. */
+  readonly lagMillis: number | null;
+  /** The position it had replayed to (`pg_lsn` text); `null` before its first check. */
   readonly replayedTo: string | null;
-  /** Why it is unhealthy, when it is. */
+  /** Why it does not serve reads, naming the shard and the server; `null` when it serves. */
   readonly problem: string | null;
-  /** Whether it serves reads now. */
+  /** The stable code of a refusal (`E_REPLICA_REFUSED`). */
+  readonly code: ErrorCode | null;
+  /** Whether it would take a plain read now. */
   readonly eligible: boolean;
 }
 
-/** A replica as the balancer strategies see it: its in-flight count is its pool's busy connections. */
-class ReplicaMember implements BalancedInstance {
-  readonly id: string;
-  readonly address: string;
-  readonly weight = 1;
-  readonly effectiveWeight = 1;
-  readonly metadata = {};
-  readonly latencyEwmaMillis = undefined;
-  healthy = false;
-  replayedTo: bigint | null = null;
-  lagBytes: number | null = null;
-  problem: string | null = 'not checked yet';
-  /** When the last check finished (ms, monotonic); measurements older than a few intervals do not count. */
-  checkedAt = -Infinity;
-  /** When a read last failed to reach it: a check round that began before cannot bring it back. */
-  failedAt = -Infinity;
-
-  /** Takes over what `other` measured (the same server in a new topology). */
-  copyState(other: ReplicaMember): void {
-    this.healthy = other.healthy;
-    this.replayedTo = other.replayedTo;
-    this.lagBytes = other.lagBytes;
-    this.problem = other.problem;
-    this.checkedAt = other.checkedAt;
-    this.failedAt = other.failedAt;
-  }
-
-  constructor(
-    readonly shard: Shard,
-    readonly server: ServerSpec,
-    readonly busy: (server: ServerSpec) => number,
-  ) {
-    this.id = server.redactedUrl;
-    this.address = server.redactedUrl;
-  }
-
-  get inflight(): number {
-    return this.busy(this.server);
-  }
+/** A read running on a replica: end it once, with its outcome. */
+export interface ReplicaRead {
+  end(outcome: ReadOutcome): void;
 }
 
-/** How the router reaches servers: the dialect's pools. */
-export interface ReplicaRouterPools {
-  acquire(server: ServerSpec): Promise<PoolClientLike>;
-  /** Connections of `server`'s pool in use or waited for (0 when it has no pool yet). */
-  busy(server: ServerSpec): number;
+/** What the router tells its owner. */
+export interface ReplicaRouterHooks {
+  /** A standby was found promoted: the topology to route by now has it as its shard's primary. */
+  onTopologyChange?(effective: Topology): void;
 }
 
-/**
- * Sends plain reads to streaming replicas. It measures every replica's lag behind its primary
- * (`pg_current_wal_insert_lsn()` against `pg_last_wal_replay_lsn()`) on a timer or on demand, and
- * picks, per read, one replica that is healthy, no further behind than `maxLagBytes`, and (for
- * read-your-writes) has replayed past the caller's last write; otherwise the caller reads the primary.
- */
+interface Promotion {
+  readonly from: string;
+  readonly to: string;
+  readonly timeline: number;
+}
+
+const NO_READ: ReplicaRead = Object.freeze({ end: () => undefined });
+
+/** Routes plain reads to replicas and watches every shard's primary; see the file's opening comment. */
 export class ReplicaRouter {
-  readonly #options: ResolvedReplicaReadOptions;
+  readonly options: ResolvedReplicaReadOptions;
+  readonly #clock: Clock;
+  readonly #pools: CheckPools;
   readonly #strategy: Strategy;
-  readonly #pools: ReplicaRouterPools;
-  #members = new Map<string, ReplicaMember[]>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #refreshing: Promise<void> | undefined;
+  readonly #events = new ReplicaEvents();
+  readonly #hooks: ReplicaRouterHooks;
+  readonly #context: ReplicaSetContext;
+  #sets = new Map<string, ReplicaSet>();
+  #byPrimary = new Map<string, ReplicaSet>();
+  #published: Topology;
+  #effective: Topology;
+  readonly #promotions = new Map<string, Promotion>();
+  /** Old primaries a promoted standby replaced (URL → refusal text): never written to again. */
+  readonly #demoted = new Map<string, { shardId: string; reason: string }>();
+  readonly #waiters = new WeakMap<ReplicaMember, ReplayWaiter>();
+  #closed = false;
 
-  constructor(options: ResolvedReplicaReadOptions, topology: Topology, pools: ReplicaRouterPools) {
-    this.#options = options;
-    this.#strategy = options.strategy ?? leastConnections();
+  constructor(options: ResolvedReplicaReadOptions, topology: Topology, pools: CheckPools, clock: Clock = systemClock, hooks: ReplicaRouterHooks = {}) {
+    this.options = options;
+    this.#clock = clock;
     this.#pools = pools;
+    this.#strategy = options.strategy ?? leastConnections();
+    this.#hooks = hooks;
+    const base = Math.max(1, options.lagCheckIntervalMillis);
+    this.#context = {
+      options,
+      clock,
+      pools,
+      events: this.#events,
+      strategy: this.#strategy,
+      // A first ejection lasts one check interval; repeated ones longer (n intervals, at most 30 s), so a flapping replica stays out.
+      createEjector: () => new OutlierEjector({ consecutiveFailures: 1, maxEjectedPercent: 100, baseEjectionTimeMillis: base, maxEjectionTimeMillis: Math.max(30_000, base) }),
+      onPromoted: (set, member) => this.#promote(set, member),
+    };
+    this.#published = topology;
+    this.#effective = topology;
     this.setTopology(topology);
-    if (options.lagCheckIntervalMillis > 0) {
-      this.#timer = setInterval(() => void this.refresh(), options.lagCheckIntervalMillis);
-      this.#timer.unref(); // checks never keep a process alive
-      void this.refresh();
-    }
   }
 
-  /** Follows a new topology: replicas it still lists keep their measurements. */
-  setTopology(topology: Topology): void {
-    const previous = new Map<string, ReplicaMember>();
-    for (const list of this.#members.values()) for (const m of list) previous.set(`${m.shard.id} ${m.server.url}`, m);
-    const next = new Map<string, ReplicaMember[]>();
-    for (const shard of topology.shards) {
-      if (shard.replicas.length === 0) continue;
-      next.set(
-        shard.id,
-        shard.replicas.map((server) => {
-          const member = new ReplicaMember(shard, server, this.#pools.busy);
-          const kept = previous.get(`${shard.id} ${server.url}`);
-          if (kept !== undefined) member.copyState(kept);
-          return member;
-        }),
-      );
-    }
-    this.#members = next;
+  /** The topology to route by: the published one, with promoted standbys in place of the primaries they replaced. */
+  get topology(): Topology {
+    return this.#effective;
   }
 
-  /** The replica a plain read on `shard` should use, or `undefined` for the primary. */
-  serverForRead(shard: Shard, requiredPosition: bigint | undefined): ServerSpec | undefined {
-    const members = this.#members.get(shard.id);
-    if (members === undefined) return undefined;
-    const now = performance.now();
-    const eligible = members.filter((m) => this.#eligible(m, requiredPosition, now));
-    if (eligible.length === 0) return undefined;
-    try {
-      return (this.#strategy.pick(eligible as unknown as NonEmptyArray<BalancedInstance>, {}) as ReplicaMember).server;
-    } catch {
-      return undefined; // a strategy that cannot choose leaves the read to the primary
+  /** Follows a newly published topology; replicas it still lists keep their measurements. Returns the topology to route by. */
+  setTopology(published: Topology): Topology {
+    this.#published = published;
+    const effective = this.#applyPromotions(published);
+    const next = new Map<string, ReplicaSet>();
+    const byPrimary = new Map<string, ReplicaSet>();
+    for (const shard of effective.shards) {
+      if (shard.replicas.length === 0 && !this.#promotions.has(shard.id)) continue;
+      const previous = this.#sets.get(shard.id);
+      const promotion = this.#promotions.get(shard.id);
+      const set = new ReplicaSet(shard, this.#context, previous, promotion?.to === shard.primary.url ? promotion.timeline : undefined);
+      next.set(shard.id, set);
+      byPrimary.set(shard.primary.url, set);
     }
+    const kept = new Set<string>();
+    for (const set of next.values()) for (const m of set.members) kept.add(m.id);
+    for (const set of this.#sets.values()) {
+      set.stop();
+      for (const m of set.members) if (!kept.has(m.id)) this.#strategy.onRemove?.(m.id);
+    }
+    this.#sets = next;
+    this.#byPrimary = byPrimary;
+    this.#effective = effective;
+    if (!this.#closed) for (const set of next.values()) set.start();
+    return effective;
   }
 
-  /** Tells the strategy how a read on `server` went (response-time strategies such as peakEwma() learn from it). */
-  complete(server: ServerSpec, latencyMillis: number, ok: boolean): void {
-    const onComplete = this.#strategy.onComplete;
-    if (onComplete === undefined) return;
-    for (const list of this.#members.values()) {
-      for (const m of list) if (m.server === server) onComplete.call(this.#strategy, m, { latencyMillis, ok });
-    }
+  /** The replica a plain read on `shard` should use (one that replayed `requiredPosition`, when given), or `undefined` for the primary. */
+  serverForRead(shard: Shard, requiredPosition?: bigint, exclude?: ReadonlySet<string>): ServerSpec | undefined {
+    const set = this.#sets.get(shard.id);
+    if (set === undefined) return undefined;
+    return pickCandidate(this.#strategy, set.candidates(requiredPosition, exclude))?.server;
   }
 
-  /** Takes a replica out of service until its next successful check (a read on it failed to connect). */
-  markFailed(server: ServerSpec, problem: string): void {
-    for (const list of this.#members.values()) {
-      for (const m of list) {
-        if (m.server.url !== server.url) continue;
-        m.healthy = false;
-        m.problem = problem;
-        m.failedAt = performance.now();
-      }
-    }
+  /** Starts a read on `server` of `shard`: its progress and outcome count for the replica and its strategy. */
+  startRead(shard: Shard, server: ServerSpec): ReplicaRead {
+    const set = this.#sets.get(shard.id);
+    const member = set?.members.find((m) => m.server.url === server.url);
+    if (set === undefined || member === undefined) return NO_READ;
+    const ticket = member.startRead(this.#clock.monotonicNow());
+    return {
+      end: (outcome) => {
+        const now = this.#clock.monotonicNow();
+        member.endRead(ticket, now, answered(outcome));
+        this.#strategy.onComplete?.(member, { latencyMillis: now - ticket.startedAt, ok: !ejects(outcome), ...(outcome === 'deadline' ? { timeoutMillis: this.options.readTimeoutMillis } : {}) });
+      },
+    };
   }
 
-  /** Measures every replica now (concurrent callers share one round of checks). */
-  refresh(): Promise<void> {
-    this.#refreshing ??= this.#checkAll().finally(() => {
-      this.#refreshing = undefined;
-    });
-    return this.#refreshing;
+  /** Takes `server` of `shard` out of read service at once (a read on it failed to connect or passed its deadline). */
+  markFailed(shard: Shard, server: ServerSpec, problem: string): void {
+    const set = this.#sets.get(shard.id);
+    const member = set?.members.find((m) => m.server.url === server.url);
+    if (set === undefined || member === undefined) return;
+    set.eject(member, redactText(problem, [server.url]));
+  }
+
+  /**
+   * Waits up to `waitMillis` for a replica of `shard` that is otherwise eligible to replay
+   * `position` (asking it on demand); the replica, or `undefined` when none did in time.
+   */
+  async waitForReplay(shard: Shard, position: bigint, waitMillis: number, exclude?: ReadonlySet<string>): Promise<ServerSpec | undefined> {
+    const set = this.#sets.get(shard.id);
+    if (set === undefined) return undefined;
+    const candidates = set.candidates(undefined, exclude);
+    if (candidates.length === 0) return undefined;
+    // The replica closest to the position replays it first.
+    const closest = candidates.reduce((a, b) => ((b.replayedTo ?? 0n) > (a.replayedTo ?? 0n) ? b : a));
+    let waiter = this.#waiters.get(closest);
+    if (waiter === undefined) {
+      waiter = new ReplayWaiter(closest, this.#pools, this.#clock, this.options.checkTimeoutMillis, (lsn) => set.noteReplayed(closest, lsn));
+      this.#waiters.set(closest, waiter);
+    }
+    return (await waiter.wait(position, waitMillis)) ? closest.server : undefined;
+  }
+
+  /** A fresh look at a replica's replay position (after a read in a context that keeps reads monotonic). */
+  noteReplayed(shard: Shard, server: ServerSpec, lsn: bigint): void {
+    const set = this.#sets.get(shard.id);
+    const member = set?.members.find((m) => m.server.url === server.url);
+    if (set !== undefined && member !== undefined) set.noteReplayed(member, lsn);
+  }
+
+  /** An upper bound of `shard`'s primary's WAL position now (its last position plus what it can have written since); `undefined` when never seen. */
+  primaryPositionBound(shard: Shard): bigint | undefined {
+    const watch = this.#sets.get(shard.id)?.primary;
+    const latest = watch?.latest;
+    if (watch === undefined || latest === undefined) return undefined;
+    const now = this.#clock.monotonicNow();
+    const growth = watch.state === 'up' ? Math.ceil(RATE_MARGIN * watch.peakRate(now) * Math.max(0, now - latest.at)) : 0;
+    return latest.lsn + BigInt(growth);
+  }
+
+  /** Whether `shard`'s primary may take statements (not known down or demoted). */
+  primaryAvailable(shard: Shard): boolean {
+    return this.refusal(shard.primary) === undefined;
+  }
+
+  /** The error a statement for `server` fails with at once: a primary known down (with periodic checks) or demoted; `undefined` otherwise. */
+  refusal(server: ServerSpec): PrimaryUnavailableError | undefined {
+    const demoted = this.#demoted.get(server.url);
+    if (demoted !== undefined) return new PrimaryUnavailableError(demoted.reason, { shardId: demoted.shardId, server: server.redactedUrl, reason: 'demoted' });
+    const set = this.#byPrimary.get(server.url);
+    if (set === undefined) return undefined;
+    const state = set.primary.state;
+    if (state === 'demoted' || (state === 'down' && this.options.lagCheckIntervalMillis > 0)) {
+      return new PrimaryUnavailableError(`${set.primary.problem ?? `The primary of shard "${set.shard.id}" is ${state}`}. The statement was not sent; retry once it is back.`, {
+        shardId: set.shard.id,
+        server: server.redactedUrl,
+        reason: state,
+      });
+    }
+    return undefined;
+  }
+
+  /**
+   * The error to report when checking out a client of `server` failed: for a primary that cannot be
+   * reached, a {@link PrimaryUnavailableError} naming the shard (the primary is then down until a
+   * check succeeds); anything else unchanged.
+   */
+  acquireFailed(server: ServerSpec, error: unknown): unknown {
+    const set = this.#byPrimary.get(server.url);
+    if (set === undefined || !isConnectionFailure(error) || isPoolTimeout(error)) return error;
+    const message = redactText(String((error as { message?: unknown })?.message ?? error), [server.url]);
+    set.primaryFailed(`does not answer: ${message}`);
+    return new PrimaryUnavailableError(`The primary ${server.redactedUrl} of shard "${set.shard.id}" does not answer: ${message}`, { shardId: set.shard.id, server: server.redactedUrl, reason: 'down' }, error);
+  }
+
+  /** Checks every primary, then every replica, now (each server under its own deadline). */
+  async refresh(): Promise<void> {
+    await Promise.all([...this.#sets.values()].map((set) => set.refresh()));
   }
 
   /** The last measurements, per replica. */
   status(): ReplicaStatus[] {
     const out: ReplicaStatus[] = [];
-    for (const list of this.#members.values()) {
-      for (const m of list) {
+    const now = this.#clock.monotonicNow();
+    for (const set of this.#sets.values()) {
+      for (const m of set.members) {
+        const eligible = set.readProblem(m, now) === null;
+        const staleness = m.replayedTo === null ? undefined : stalenessBoundMillis(m.replayedTo, set.primary, now);
         out.push(
           Object.freeze({
-            shardId: m.shard.id,
+            shardId: set.shard.id,
             server: m.server.redactedUrl,
-            healthy: m.healthy,
+            state: m.state,
+            healthy: m.state === 'serving' || m.state === 'lagging',
             lagBytes: m.lagBytes,
+            lagMillis: staleness === undefined ? null : Math.round(staleness),
             replayedTo: m.replayedTo === null ? null : formatLsn(m.replayedTo),
             problem: m.problem,
-            eligible: this.#eligible(m, undefined, performance.now()),
+            code: m.code ?? null,
+            eligible,
           }),
         );
       }
@@ -237,111 +280,58 @@ export class ReplicaRouter {
     return out;
   }
 
-  /** Stops the timer. */
+  /** What the checks know of each shard's primary (shards with replicas only). */
+  primaryStatus(): { shardId: string; server: string; state: string; problem: string | null; timeline: number | null }[] {
+    return [...this.#sets.values()].map((set) => ({ shardId: set.shard.id, server: set.primary.server.redactedUrl, state: set.primary.state, problem: set.primary.problem, timeline: set.primary.timeline }));
+  }
+
+  /** Upper bound of the WAL bytes a replica is behind now, for tests and dashboards. */
+  lagBytesBound(shard: Shard, server: ServerSpec): number | undefined {
+    const set = this.#sets.get(shard.id);
+    const m = set?.members.find((x) => x.server.url === server.url);
+    if (set === undefined || m?.replayedTo == null) return undefined;
+    return lagBytesBound(m.replayedTo, set.primary, set.primary.state === 'up', this.#clock.monotonicNow());
+  }
+
+  /** Subscribes to replica and primary state changes; returns the unsubscribe function. */
+  onEvent(listener: ReplicaEventListener): () => void {
+    return this.#events.subscribe(listener);
+  }
+
+  /** Stops every check loop. */
   close(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#closed = true;
+    for (const set of this.#sets.values()) set.stop();
   }
 
-  #eligible(m: ReplicaMember, requiredPosition: bigint | undefined, now: number): boolean {
-    if (!m.healthy || m.lagBytes === null || m.lagBytes > this.#options.maxLagBytes) return false;
-    // With periodic checks, a measurement that stopped being renewed (checks hang or fail to run) expires.
-    const { lagCheckIntervalMillis, checkTimeoutMillis } = this.#options;
-    if (lagCheckIntervalMillis > 0 && now - m.checkedAt > 3 * lagCheckIntervalMillis + checkTimeoutMillis) return false;
-    return requiredPosition === undefined || (m.replayedTo !== null && m.replayedTo >= requiredPosition);
-  }
-
-  async #checkAll(): Promise<void> {
-    await Promise.all([...this.#members.values()].map((members) => this.#checkShard(members)));
-  }
-
-  async #checkShard(members: readonly ReplicaMember[]): Promise<void> {
-    const shard = members[0]!.shard;
-    const roundStart = performance.now();
-    // Replicas first, then the primary: the primary can only have moved on meanwhile, so the lag
-    // computed is an upper bound, never an underestimate.
-    const replayed = await Promise.all(
-      members.map(async (m) => {
-        try {
-          const [position, standby] = (await this.#scalar(m.server, "select coalesce(pg_last_wal_replay_lsn()::text, '') || ' ' || pg_is_in_recovery()::text as v")).split(' ');
-          if (standby !== 'true' || position === undefined || position === '') return new Error('the server is not a streaming standby (promoted, or not a replica)');
-          return parseLsn(position);
-        } catch (error) {
-          return error as Error;
-        }
-      }),
-    );
-    let primaryAt: bigint | Error;
-    try {
-      primaryAt = parseLsn(await this.#scalar(shard.primary, 'select pg_current_wal_insert_lsn()::text as v'));
-    } catch (error) {
-      primaryAt = error as Error;
-    }
-    const now = performance.now();
-    members.forEach((m, i) => {
-      const at = replayed[i]!;
-      m.checkedAt = now;
-      if (at instanceof Error || primaryAt instanceof Error) {
-        m.healthy = false;
-        m.problem = at instanceof Error ? at.message : `its primary could not be checked: ${(primaryAt as Error).message}`;
-        return;
-      }
-      if (at > primaryAt) {
-        m.healthy = false;
-        m.problem = 'it has replayed past its primary’s position: it is not a replica of this primary';
-        return;
-      }
-      if (m.failedAt > roundStart) return; // a read failed to reach it after this round began
-      m.replayedTo = at;
-      m.lagBytes = Number(primaryAt - at);
-      m.healthy = true;
-      m.problem = null;
+  #promote(set: ReplicaSet, member: ReplicaMember): void {
+    const shardId = set.shard.id;
+    const from = set.shard.primary;
+    if (member.timeline === null || this.#promotions.get(shardId)?.to === member.server.url) return;
+    this.#promotions.set(shardId, { from: from.url, to: member.server.url, timeline: member.timeline });
+    this.#demoted.set(from.url, {
+      shardId,
+      reason: `The former primary ${from.redactedUrl} of shard "${shardId}" was replaced by the promoted standby ${member.server.redactedUrl} (timeline ${member.timeline}): it is never written to again. The statement was not sent.`,
     });
+    const effective = this.setTopology(this.#published);
+    this.#hooks.onTopologyChange?.(effective);
   }
 
-  /** Runs a one-value query on `server`, failing after `checkTimeoutMillis` (a client that did not answer is closed, not reused). */
-  #scalar(server: ServerSpec, sql: string): Promise<string> {
-    const timeoutMillis = this.#options.checkTimeoutMillis;
-    return new Promise<string>((resolve, reject) => {
-      let client: PoolClientLike | undefined;
-      let released = false;
-      let timedOut = false;
-      const release = (destroy: boolean): void => {
-        if (client === undefined || released) return;
-        released = true;
-        client.release(destroy);
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        release(true);
-        reject(new Error(`no answer within ${timeoutMillis} ms`));
-      }, timeoutMillis);
-      timer.unref();
-      this.#pools.acquire(server).then(
-        (acquired) => {
-          client = acquired;
-          if (timedOut) return release(true);
-          acquired.query(sql).then(
-            ({ rows }) => {
-              if (timedOut) return;
-              clearTimeout(timer);
-              release(false);
-              resolve(String((rows[0] as { v: unknown }).v));
-            },
-            (error: unknown) => {
-              if (timedOut) return;
-              clearTimeout(timer);
-              release(true);
-              reject(error as Error);
-            },
-          );
-        },
-        (error: unknown) => {
-          if (timedOut) return;
-          clearTimeout(timer);
-          reject(error as Error);
-        },
-      );
+  #applyPromotions(published: Topology): Topology {
+    if (this.#promotions.size === 0) return published;
+    let changed = false;
+    const shards = published.shards.map((shard) => {
+      const promotion = this.#promotions.get(shard.id);
+      const input = { id: shard.id, primary: shard.primary.url, replicas: shard.replicas.map((r) => r.url) };
+      if (promotion === undefined) return input;
+      // A publication naming another primary is the operator's word: the promotion is forgotten (its old primary stays refused).
+      if (shard.primary.url !== promotion.from) {
+        this.#promotions.delete(shard.id);
+        return input;
+      }
+      changed = true;
+      return { id: shard.id, primary: promotion.to, replicas: input.replicas.filter((url) => url !== promotion.to) };
     });
+    return changed ? createTopology({ shards, slotCount: published.slotCount, owners: published.ownerIds(), version: published.version }) : published;
   }
 }

@@ -3,6 +3,7 @@ import { ConfigError } from '../kernel/errors';
 import { redactText, redactUrl } from '../kernel/redact';
 import { deadlineIn, pollUntil, testClusterError } from './cluster-wait';
 import { withPgClient, type PgAddress } from './pg-probe';
+import { giveShardIdentity } from './shard-identity';
 import type { TestServer, TestShard, TestShardUrls } from './test-cluster-types';
 
 /**
@@ -48,6 +49,7 @@ export async function createDatabaseOnShards(
     shards.map(async (shard): Promise<TestShardUrls> => {
       const lsn = await withPgClient(addressOf(shard.primary), async (client) => {
         await client.query(`CREATE DATABASE "${name}"`);
+        await giveShardIdentity(addressOf(shard.primary), name, shard.id);
         const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
         return rows[0]?.lsn ?? '0/0';
       }).catch((error: unknown) => {

@@ -1,52 +1,33 @@
 /**
  * The replica read path of a connection: where a statement runs (a replica for a plain read when
- * one is eligible, else the primary), a replica read whose latency and outcome go to the replica
- * strategy and which the primary answers when the replica cannot, and read-your-writes (the
- * primary's WAL position noted after each write, so later reads wait for a replica that replayed it).
+ * one is eligible, else the primary), single-shard plain reads on the {@link ReplicaReadPath}
+ * (deadline, retry on another replica or the primary, on-demand replay wait, monotonic reads),
+ * and read-your-writes (the primary's WAL position noted after each write, so later reads wait for
+ * a replica that replayed it).
  *
- * The seam to `src/replication` is {@link ReplicaChooser}: three calls per read, nothing else.
+ * The seam to `src/replication` is {@link ReplicaChooser}.
  */
 import type { QueryResult, CompiledQuery } from 'kysely';
-import { isConnectionFailure, isPoolTimeout, isReadOnlyRefusal, isRecoveryConflict } from '../../cluster/connection-failure';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { parseLsn } from '../../cluster/wal-position';
-import type { Clock } from '../../kernel/clock';
-import type { ReadYourWritesContext } from '../../replication/read-your-writes';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import { runOn, type HeldClients } from './held-clients';
 import { observePrimaryRetry, observeServer } from './statement-telemetry';
 
-// Beyond any real WAL position: a caller whose write position is unknown reads that shard's primary.
-const UNKNOWN_POSITION = 1n << 64n;
+import { ReplicaReadPath, UNKNOWN_POSITION, type ReplicaReadRuntime } from './replica-read-path';
 
-/** What the read path asks of the replica router (`src/replication`). */
-export interface ReplicaChooser {
-  /** The replica a plain read on `shard` should use (one that replayed `requiredPosition`, when given), or `undefined` for the primary. */
-  serverForRead(shard: Shard, requiredPosition: bigint | undefined): ServerSpec | undefined;
-  /** How a read on `server` went: its latency, and whether the replica was at fault if it failed (`ok: false`). */
-  complete(server: ServerSpec, latencyMillis: number, ok: boolean): void;
-  /** Takes a replica out of read service until its next successful check. */
-  markFailed(server: ServerSpec, problem: string): void;
-}
-
-/** What the read path needs of the dialect's runtime. */
-export interface ReplicaReadRuntime {
-  /** Present when plain reads may use replicas. */
-  readonly replicas: ReplicaChooser | undefined;
-  /** Measures replica read latencies. */
-  readonly clock: Clock;
-  /** The read-your-writes context of the running async call, if any. */
-  readonly readYourWritesContext: ReadYourWritesContext | undefined;
-}
+export type { ReplicaChooser, ReplicaReadRuntime } from './replica-read-path';
 
 /** Replica reads and read-your-writes positions of one connection, over its held clients. */
 export class ReplicaReads {
   readonly #runtime: ReplicaReadRuntime;
   readonly #clients: HeldClients;
+  readonly #path: ReplicaReadPath;
 
   constructor(runtime: ReplicaReadRuntime, clients: HeldClients) {
     this.#runtime = runtime;
     this.#clients = clients;
+    this.#path = new ReplicaReadPath(runtime, clients, (shard, compiled) => observePrimaryRetry(compiled, shard));
   }
 
   /**
@@ -67,21 +48,24 @@ export class ReplicaReads {
     return replicas.serverForRead(shard, this.#runtime.readYourWritesContext?.requiredPosition(shard.id)) ?? shard.primary;
   }
 
-  /** A plain read on `replica` of `shard`: its latency goes to the replica strategy; if the replica fails it (unreachable, replay conflict), the primary answers. */
-  read<R>(replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
-    const clock = this.#runtime.clock;
-    const started = clock.monotonicNow();
-    return this.#clients.run<R>(replica, compiled).then(
-      (r) => {
-        this.#runtime.replicas?.complete(replica, clock.monotonicNow() - started, true);
-        return r;
-      },
-      (error: unknown) => {
-        // Only an unreachable replica counts as its failure; a statement's own error is not its fault.
-        this.#runtime.replicas?.complete(replica, clock.monotonicNow() - started, !isConnectionFailure(error));
-        return this.#readOnPrimary<R>(error, replica, shard, compiled);
-      },
-    );
+  /**
+   * A plain single-shard read outside a transaction, starting on `server` (what {@link serverFor}
+   * chose): on a replica under its deadline, else again on another replica or the primary; see
+   * {@link ReplicaReadPath}. Reads the connection's session needs stay where {@link serverFor} put them.
+   */
+  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const replicas = this.#runtime.replicas;
+    if (replicas === undefined) return this.#clients.run<R>(server, compiled);
+    return this.#path.read<R>(replicas, server, shard, compiled);
+  }
+
+  /**
+   * Whether a plain read that {@link serverFor} sent to the primary should still take the
+   * {@link read} path: inside a read-your-writes context, where it may wait for a replica to replay
+   * the caller's position and notes how far the primary was (monotonic reads).
+   */
+  readsOnPath(plan: RoutePlan, inSession: boolean): boolean {
+    return this.#runtime.replicas !== undefined && this.#runtime.readYourWritesContext !== undefined && !inSession && !planMayWrite(plan) && plan.primaryOnly !== true;
   }
 
   /**
@@ -103,18 +87,5 @@ export class ReplicaReads {
   /** Whether writes must note their position (a read-your-writes context is active). */
   get tracksWrites(): boolean {
     return this.#runtime.readYourWritesContext !== undefined;
-  }
-
-  /** The primary's answer after `replica` failed a read with `error`; statement errors that are not the replica's fault are thrown as they are. */
-  async #readOnPrimary<R>(error: unknown, replica: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
-    if (isConnectionFailure(error)) {
-      // A checkout that timed out only says the replica's pool is busy, not that the replica is down.
-      if (!isPoolTimeout(error)) this.#runtime.replicas?.markFailed(replica, (error as Error).message);
-      this.#clients.drop(replica.url);
-    } else if (!isRecoveryConflict(error) && !isReadOnlyRefusal(error)) {
-      throw error;
-    }
-    observePrimaryRetry(compiled, shard);
-    return this.#clients.run<R>(shard.primary, compiled);
   }
 }

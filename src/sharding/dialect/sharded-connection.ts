@@ -159,7 +159,7 @@ export class ShardedConnection implements DatabaseConnection {
     let result: Promise<QueryResult<R>>;
     if (tx === null) {
       const server = this.#reads.serverFor(shard, plan, this.#session);
-      if (server !== shard.primary) return this.#reads.read<R>(server, shard, compiled);
+      if (server !== shard.primary || this.#reads.readsOnPath(plan, this.#session)) return this.#reads.read<R>(server, shard, compiled);
       result = this.#clients.run<R>(server, compiled);
     } else {
       if (planMayWrite(plan)) tx.wrote = true;

@@ -17,6 +17,7 @@ import type { Topology } from '../../cluster/topology';
 import type { WriteListener } from './write-event';
 import { ReadYourWritesContext } from '../../replication/read-your-writes';
 import type { ReplicaStatus } from '../../replication/replica-router';
+import type { ReplicaEventListener } from '../../replication/replica-events';
 
 /**
  * A Kysely dialect that spreads tables over PostgreSQL shards by a hashed key. User code keeps its
@@ -76,6 +77,15 @@ export class ShardedDialect implements Dialect {
   /** What was last measured of each replica (empty unless replica reads are on). */
   replicaStatus(): ReplicaStatus[] {
     return this.#runtime.replicaStatus();
+  }
+
+  /**
+   * Subscribes to every change of a replica's or a primary's state (a replica refused, unreachable,
+   * ejected, lagging, serving again; a primary down, up, demoted), each with the shard id, the
+   * server (password redacted) and the reason. Returns the unsubscribe function. Only with replica reads on.
+   */
+  onReplicaEvent(listener: ReplicaEventListener): () => void {
+    return this.#runtime.onReplicaEvent(listener);
   }
 
   /** Installs the SQL twin of the slot function (`kysely_scale_slot`) on every shard's primary. */

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { PostgresQueryCompiler, type CompiledQuery, type RootOperationNode } from 'kysely';
 import { ReadYourWritesContext } from '../../replication/read-your-writes';
 import { ReplicaRouter, type ReplicaStatus } from '../../replication/replica-router';
+import type { ReplicaEventListener } from '../../replication/replica-events';
 import type { Clock } from '../../kernel/clock';
 import { TopologyError } from '../../cluster/cluster-errors';
 import type { RoutingRules } from '../routing/route-planner';
@@ -62,7 +63,14 @@ export class ShardedRuntime {
     );
     this.replicas =
       config.replicas.readFrom === 'replica'
-        ? new ReplicaRouter(config.replicas, config.topology, { acquire: (server) => this.acquire(server), busy: (server) => this.#pools.busy(server) })
+        ? new ReplicaRouter(
+            config.replicas,
+            config.topology,
+            // Checks go to the pools directly: a primary refused to statements is still checked.
+            { acquire: (server) => (this.#pools.destroyed ? Promise.reject(new DialectDestroyedError()) : this.#pools.acquire(server)), busy: (server) => this.#pools.busy(server) },
+            config.clock,
+            { onTopologyChange: (effective) => this.#routeBy(effective) },
+          )
         : undefined;
     this.telemetry = new StatementTelemetry(config.onRoute, config.clock, { pools: () => this.#pools.counts(), replicas: () => this.replicaStatus() });
   }
@@ -82,10 +90,15 @@ export class ShardedRuntime {
     if (next.shardById(this.rules.unshardedShardId) === undefined) {
       throw new TopologyError(`The new topology drops shard "${this.rules.unshardedShardId}", which holds the unsharded tables.`);
     }
-    this.#topology = next;
-    this.replicas?.setTopology(next);
+    // With replica reads on, a standby found promoted stays its shard's primary in what routes use.
+    this.#routeBy(this.replicas?.setTopology(next) ?? next);
+  }
+
+  /** Routes by `topology` from now on; pools of servers it no longer lists end once idle. */
+  #routeBy(topology: Topology): void {
+    this.#topology = topology;
     const urls = new Set<string>();
-    for (const shard of next.shards) for (const server of [shard.primary, ...shard.replicas]) urls.add(server.url);
+    for (const shard of topology.shards) for (const server of [shard.primary, ...shard.replicas]) urls.add(server.url);
     this.#pools.retainOnly(urls);
   }
 
@@ -110,10 +123,19 @@ export class ShardedRuntime {
     return this.replicas?.status() ?? [];
   }
 
+  /** Subscribes to replica and primary state changes (none when replica reads are off). */
+  onReplicaEvent(listener: ReplicaEventListener): () => void {
+    return this.replicas?.onEvent(listener) ?? (() => undefined);
+  }
+
   /** Checks out a client of `server`, its session tagged with the current topology version; refused once the dialect is destroyed. */
   acquire(server: ServerSpec): Promise<PoolClientLike> {
     if (this.#pools.destroyed) return Promise.reject(new DialectDestroyedError());
-    const pending = this.#pools.acquire(server);
+    // A primary known down or demoted is refused at once, with a coded error naming its shard.
+    const refused = this.replicas?.refusal(server);
+    if (refused !== undefined) return Promise.reject(refused);
+    const replicas = this.replicas;
+    const pending = replicas === undefined ? this.#pools.acquire(server) : this.#pools.acquire(server).catch((error: unknown) => Promise.reject(replicas.acquireFailed(server, error)));
     if (!this.#fenceSessions) return pending;
     return pending.then((client) => {
       const version = this.#topology.version;

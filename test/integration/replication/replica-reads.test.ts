@@ -247,7 +247,9 @@ describe('reads from streaming replicas', () => {
       const started = performance.now();
       await dialect.refreshReplicas();
       expect(performance.now() - started).toBeLessThan(3000);
-      expect(dialect.replicaStatus()[0]).toMatchObject({ healthy: false, eligible: false, problem: 'no answer within 300 ms' });
+      expect(dialect.replicaStatus()[0]).toMatchObject({ healthy: false, eligible: false, state: 'unreachable' });
+      // The problem names the shard and the server, and says why.
+      expect(dialect.replicaStatus()[0]!.problem).toBe(`Replica ${dialect.replicaStatus()[0]!.server} of shard "${shard.id}" does not answer: no answer within 300 ms`);
       log.reset();
       for (let id = 1; id <= 4; id++) await db.selectFrom('users').select('name').where('id', '=', id).executeTakeFirstOrThrow();
       expect(where()).toEqual([0, 0, 4]);

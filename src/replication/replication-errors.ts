@@ -1,0 +1,27 @@
+/** Errors of replication: a shard's primary that cannot take a statement, a read-your-writes read no server can serve. */
+import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
+
+/**
+ * The shard's primary is down (its last check or connection failed) or demoted (a standby of the
+ * shard was promoted in its place): the statement was not sent to it. `context` names the shard
+ * and the server (password redacted); `cause` is the connection error, when there was one.
+ */
+export class PrimaryUnavailableError extends KyselyScaleError<typeof ErrorCodes.PRIMARY_UNAVAILABLE> {
+  /** Always true: nothing ran, so it is safe to retry once the primary is back (or a new one is published). */
+  readonly retryable = true;
+  constructor(message: string, context: { shardId: string; server: string; reason: string }, cause?: unknown) {
+    super(ErrorCodes.PRIMARY_UNAVAILABLE, message, { cause, context });
+  }
+}
+
+/**
+ * A read inside a read-your-writes context that no replica confirmed (none replayed the caller's
+ * last write within the wait) while the shard's primary could not serve it. Nothing stale was returned.
+ */
+export class ReadYourWritesUnavailableError extends KyselyScaleError<typeof ErrorCodes.READ_YOUR_WRITES_UNAVAILABLE> {
+  /** Always true: retry once a replica catches up or the primary returns. */
+  readonly retryable = true;
+  constructor(message: string, context: { shardId: string; requiredPosition: string }, cause?: unknown) {
+    super(ErrorCodes.READ_YOUR_WRITES_UNAVAILABLE, message, { cause, context });
+  }
+}
