@@ -6,7 +6,9 @@ import Redis, { Cluster } from 'ioredis';
 
 /**
  * ioredis options the cache needs: no offline queue (fail at once while disconnected), a
- * per-command timeout, no per-request retries, and reconnection with capped backoff. Spread them
+ * per-command timeout, no per-request retries, and reconnection with a backoff capped at 500 ms
+ * (100, 200, 400, then every 500 ms), so a Redis that comes back is reconnected to, and what the
+ * outage queued replayed, within about half a second (a 2 s cap made that up to 2.9 s). Spread them
  * into `new Redis({...redisClientDefaults, host, port})`.
  */
 export const redisClientDefaults = Object.freeze({
@@ -14,7 +16,7 @@ export const redisClientDefaults = Object.freeze({
   commandTimeout: 500,
   maxRetriesPerRequest: 0,
   connectTimeout: 2_000,
-  retryStrategy: (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+  retryStrategy: (times: number): number => Math.min(50 * 2 ** Math.min(times, 4), 500),
 });
 
 /**

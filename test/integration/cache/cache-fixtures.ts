@@ -1,4 +1,7 @@
+import { fork } from 'node:child_process';
+import { join } from 'node:path';
 import Redis, { Cluster } from 'ioredis';
+import type { ChildConfig } from './cache-instance-child';
 import type { RedisLike } from '../../../src/cache/l2-tier';
 import { redisClientDefaults, redisSubscriberDefaults } from '../../../src/cache/redis-client';
 
@@ -107,4 +110,56 @@ export async function clockTimeToSettle(clock: { advance(ms: number): void }, ca
     clock.advance(stepMillis);
     advanced += stepMillis;
   }
+}
+
+/** A cache instance running in its own Node process (cache-instance-child.ts). */
+export interface ChildInstance {
+  call<T = unknown>(op: string, ...args: unknown[]): Promise<T>;
+  /** Closes the cache and ends the process. */
+  close(): Promise<void>;
+}
+
+/** Starts a cache instance in a child process; resolves once its bus has started. */
+export function startChild(config: ChildConfig): Promise<ChildInstance> {
+  const child = fork(join(__dirname, 'cache-instance-child.ts'), [JSON.stringify(config)], {
+    execArgv: ['--import', 'tsx'],
+    cwd: join(__dirname, '../../..'),
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let next = 0;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    child.on('message', (m: { id?: number; result?: unknown; error?: string; ready?: boolean; fatal?: string }) => {
+      if (m.ready === true) {
+        resolve({
+          call: <T>(op: string, ...args: unknown[]) =>
+            new Promise<T>((res, rej) => {
+              const id = next++;
+              waiting.set(id, { resolve: res as (v: unknown) => void, reject: rej });
+              child.send({ id, op, args });
+            }),
+          close: async () => {
+            if (child.exitCode === null) {
+              await new Promise<void>((res) => {
+                const id = next++;
+                waiting.set(id, { resolve: () => res(), reject: () => res() });
+                child.send({ id, op: 'close', args: [] });
+              });
+              child.kill();
+            }
+            await exited;
+          },
+        });
+      } else if (m.fatal !== undefined) {
+        reject(new Error(m.fatal));
+      } else if (m.id !== undefined) {
+        const w = waiting.get(m.id);
+        waiting.delete(m.id);
+        if (m.error !== undefined) w?.reject(new Error(m.error));
+        else w?.resolve(m.result);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`cache instance exited with code ${code} before it was ready`)));
+  });
 }

@@ -93,6 +93,18 @@ it('after a write-through on A returns, B never returns the old value once the b
   expect(b.stats().bus.received).toBe(50);
 });
 
+it("a write of key '1' on A replaces the entry B holds for key 1 (one key rule in L1, L2 and on the bus)", async () => {
+  const a = await instance(cluster.redis[0]!.url, 'coh-keys:');
+  const b = await instance(cluster.redis[0]!.url, 'coh-keys:');
+  expect(await b.getOrLoad('user_data', 1, async () => 'old')).toBe('old');
+  expect(b.peek('user_data', 1)).toBe('old');
+  const delivered = nextEvent(onBus(b), () => true);
+  await a.set('user_data', '1', 'new', { version: 1 });
+  await delivered;
+  expect(b.peek('user_data', 1)).toBeUndefined(); // before, B's L1 kept `1` while the bus named '1'
+  expect(await b.get('user_data', 1n)).toBe('new');
+});
+
 it('hundreds of rounds of concurrent fills and invalidations on the same keys leave no stale value', async () => {
   const a = await instance(cluster.redis[1]!.url, 'coh2:');
   const b = await instance(cluster.redis[1]!.url, 'coh2:');

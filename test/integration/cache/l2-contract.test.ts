@@ -63,6 +63,30 @@ describe.each(Object.keys(backends))('L2 contract: %s', (kind) => {
     expect(await tier.get('p:b')).toBe('written');
   });
 
+  it('a versioned write lands only when no greater version was written, even after an invalidation', async () => {
+    expect(await tier.write('p:v', 'v5', 60_000, { version: '5' })).toBe(true);
+    expect(await tier.write('p:v', 'v4', 60_000, { version: '4' })).toBe(false); // older, arriving late
+    expect(await tier.get('p:v')).toBe('v5');
+    expect(await tier.write('p:v', 'v5 again', 60_000, { version: '5' })).toBe(true); // the same version: a replay
+    expect(await tier.write('p:v', 'v10', 60_000, { version: '10' })).toBe(true); // compared as numbers, not text
+    await tier.invalidate(['p:v']);
+    expect(await tier.write('p:v', 'v9', 60_000, { version: '9' })).toBe(false); // the high-water mark outlives the invalidation
+    expect(await tier.get('p:v')).toBeNull();
+    expect(await tier.write('p:v', 'v18446744073709551616', 60_000, { version: '18446744073709551616' })).toBe(true); // beyond 2^64
+    expect(await tier.get('p:v')).toBe('v18446744073709551616');
+  });
+
+  it('a write conditioned on a version read earlier lands only if nothing wrote or invalidated the key since', async () => {
+    const before = await tier.readVersion('p:c');
+    expect(await tier.write('p:c', 'first', 60_000, { ifVersion: before })).toBe(true);
+    expect(await tier.write('p:c', 'second', 60_000, { ifVersion: before })).toBe(false); // the first write moved the version
+    expect(await tier.get('p:c')).toBe('first');
+    const read = await tier.readVersion('p:c');
+    await tier.invalidate(['p:c']);
+    expect(await tier.write('p:c', 'after', 60_000, { ifVersion: read })).toBe(false);
+    expect(await tier.get('p:c')).toBeNull();
+  });
+
   it('mgets across servers and slots, in order', async () => {
     const keys = Array.from({ length: 50 }, (_, i) => `p:m${i}`);
     await Promise.all(keys.map((k) => tier.write(k, `v-${k}`, 60_000)));
