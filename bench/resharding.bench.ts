@@ -12,15 +12,13 @@ import { Client, Pool } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startTestCluster } from '../src/testing';
 import { createTopology, type ServerSpec } from '../src/cluster/topology';
+import type { PoolLike } from '../src/cluster/server-pools';
 import { slotOf } from '../src/cluster/slot-hash';
 import { SLOT_FUNCTIONS_SQL } from '../src/cluster/slot-function-sql';
-import { fenceRefusalOf } from '../src/cluster/topology-fence';
 import { ShardedDialect } from '../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog } from '../src/admin/topology-catalog';
 import { followCatalog } from '../src/admin/follow-catalog';
 import { moveSlots } from '../src/admin/mover/mover-operations';
-import { topologyVersionPool } from '../src/admin/mover/versioned-pool';
-import { retryOnFence } from '../src/admin/mover/fence-retry';
 import { installGuard, installCapture, dropCapture } from '../src/admin/mover/shard-guard';
 import { slotBitsLiteral, slotFilterSql } from '../src/admin/mover/shard-guard-sql';
 import type { MoveProgress } from '../src/admin/mover/move-context';
@@ -155,78 +153,66 @@ export async function run(): Promise<BenchReport> {
     await reader.end();
     await admin.end();
 
-    // 4. A move under load: writers over every slot through a dialect that follows the catalog.
-    const dialectRef: { current?: ShardedDialect } = {};
-    const versioned = topologyVersionPool(() => dialectRef.current!.topology.version, { max: WRITERS });
-    const asApp = (server: ServerSpec): ServerSpec => {
+    // 4. A move under load: writers over every slot through a dialect that follows the catalog and
+    // handles fence refusals itself (topologySource), its sessions tagged with their version.
+    const appPool = (server: ServerSpec): PoolLike => {
       const u = new URL(server.url);
       u.username = 'bench_app';
-      const spec = { redactedUrl: server.redactedUrl } as ServerSpec;
-      Object.defineProperty(spec, 'url', { value: u.toString() });
-      return spec;
+      const pool = new Pool({ connectionString: u.toString(), max: WRITERS });
+      pool.on('error', () => undefined);
+      return pool as unknown as PoolLike;
     };
-    const dialect = new ShardedDialect({ topology: (await catalog.latest())!, shardKeys: { users: 'id' }, createPool: (s) => versioned(asApp(s)), onPoolError: () => undefined });
-    dialectRef.current = dialect;
     await pools[0]!.query(`do $$ begin if not exists (select 1 from pg_roles where rolname = 'bench_app') then create role bench_app login; end if; end $$; grant select, insert, update, delete on users to bench_app`);
+    const dialect = new ShardedDialect({ topology: (await catalog.latest())!, shardKeys: { users: 'id' }, createPool: appPool, fenceSessions: true, topologySource: catalog, onPoolError: () => undefined });
     const db = new Kysely<DB>({ dialect });
     const watch = await followCatalog(dialect, catalog);
-    const debugWatch = process.env.RESHARDING_DEBUG === undefined ? undefined : await catalog.watch((t) => debugMarks.push(`watch v${t.version} ${Math.round(performance.now() - debugStart)}`));
     const movingB = new Set(Array.from({ length: 1024 }, (_, s) => 2048 + s));
     let phase: 'before' | 'during' | 'after' = 'before';
     const latency: Record<string, number[]> = { before: [], during: [], after: [] };
-    const pauses: number[] = [];
+    // Writes to the moving slots, [start, end]: those in flight while the fence was up saw the pause.
+    const movingWrites: [number, number][] = [];
     const acked = new Map<number, number>();
     let stop = false;
     let counter = 0;
-    const debugMarks: string[] = [];
-    const debugStart = performance.now();
+    const marks: string[] = [];
+    const t0 = performance.now();
     const load = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
       while (!stop) {
         const id = ROWS + w * 1_000_000 + (counter++ % 5000);
         const value = counter;
-        let refused = false;
-        let refusedAt = 0;
         const s = performance.now();
-        await retryOnFence(dialect, catalog, async () => {
-          try {
-            await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
-          } catch (error) {
-            if (fenceRefusalOf(error) !== undefined && !refused) {
-              refused = true;
-              refusedAt = performance.now();
-            }
-            throw error;
-          }
-        });
-        const took = performance.now() - s;
-        if (refused && process.env.RESHARDING_DEBUG !== undefined) debugMarks.push(`dialect at v${dialect.topology.version}`);
-        if (refused && process.env.RESHARDING_DEBUG !== undefined) debugMarks.push(`write started ${Math.round(s - debugStart)} refused ${Math.round(refusedAt - debugStart)} done ${Math.round(performance.now() - debugStart)}`);
+        await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
+        const end = performance.now();
         acked.set(id, value);
-        latency[phase]!.push(took);
-        if (refused && movingB.has(slotOf(id))) pauses.push(took);
+        latency[phase]!.push(end - s);
+        if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
       }
     }));
     await new Promise((r) => setTimeout(r, 3000));
     phase = 'during';
-    const marks = debugMarks;
-    const t0 = debugStart;
+    let fenceFrom = Infinity;
+    let fenceTo = -Infinity;
     const moveB = await moveSlots({
       catalog: catalogUrl,
       slots: '2048-3071',
       to: shards[0]!.id,
       maxRowsPerSecond: 60_000,
-      ...(process.env.RESHARDING_DEBUG === undefined ? {} : { hook: (_b, point) => void marks.push(`${point} ${Math.round(performance.now() - t0)}`), onProgress: (p) => void marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`) }),
+      // The cutover phase is saved just before the fence goes up; published, just after the publish.
+      onProgress: (p) => {
+        if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
+        if (p.phase === 'published') fenceTo = Math.max(fenceTo, performance.now());
+        if (process.env.RESHARDING_DEBUG !== undefined) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
+      },
     });
-
+    const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
+    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
+    if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
     phase = 'after';
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await load;
     await watch.close();
-    await debugWatch?.close();
     await db.destroy();
-    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
-    if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
 
     // Lost and duplicated rows against the writers' log of acknowledged writes.
     const found = new Map<number, number[]>();
