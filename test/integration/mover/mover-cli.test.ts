@@ -23,7 +23,7 @@ beforeAll(async () => {
   url.password = SECRET;
   catalog = url.toString();
   await f.seed(await f.init(2), 0, 200);
-}, 60_000);
+}, 150_000);
 
 afterAll(() => f?.close());
 
@@ -60,4 +60,4 @@ test('add --dry-run prints the plan and changes nothing; add moves an equal shar
   const refused = await admin('move', '--catalog', catalog, '--slots', '0-9', '--to', 'nope');
   expect(refused.code).toBe(1);
   expect(refused.stdout).toContain('E_MOVE_REFUSED: No shard "nope"');
-}, 60_000);
+}, 150_000);
