@@ -52,7 +52,13 @@ export class CacheAdvisor {
       totalHits: hits,
       totalMisses: misses,
       hitRate: rate(hits, misses),
-      bus: Object.freeze({ received: this.bus.received, published: this.bus.published, reconnects: this.bus.reconnects }),
+      bus: Object.freeze({
+        received: this.bus.received,
+        published: this.bus.published,
+        reconnects: this.bus.reconnects,
+        silences: this.bus.silences,
+        l1Suspended: this.bus.l1Suspended,
+      }),
       pendingInvalidations: this.pending.count,
     });
   }

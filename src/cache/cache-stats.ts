@@ -49,8 +49,12 @@ export interface CacheStats {
   readonly totalHits: number;
   readonly totalMisses: number;
   readonly hitRate: number;
-  /** Bus messages received from other instances, and times the bus reconnected (L1 cleared). */
-  readonly bus: { readonly received: number; readonly published: number; readonly reconnects: number };
+  /**
+   * Bus messages received from other instances and published; times the bus reconnected (L1
+   * cleared); times it stayed silent past `busSilenceMillis` (L1 cleared and bypassed), and whether
+   * L1 is bypassed now.
+   */
+  readonly bus: { readonly received: number; readonly published: number; readonly reconnects: number; readonly silences: number; readonly l1Suspended: boolean };
   /** Invalidations waiting for Redis to come back. */
   readonly pendingInvalidations: number;
 }
