@@ -7,24 +7,25 @@
  *   open ──first statement──▶ bound (BEGIN sent) ──commit/rollback──▶ ended
  *     └──────── cross-shard statement or failed BEGIN ──▶ doomed ──commit──▶ rolled back, error thrown
  */
-import { CompiledQuery, type TransactionSettings } from 'kysely';
+import { CompiledQuery } from 'kysely';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import type { Shard } from '../../cluster/topology';
 import type { RoutePlan } from '../routing/route-planner';
 import { CrossShardTransactionError, TransactionAbortedError } from '../sharding-errors';
 import { runOn, type HeldClients } from './held-clients';
 import type { WriteEvent } from './write-event';
+import type { SavepointCommand } from './transaction-control';
 
-/** The savepoint commands Kysely's driver interface issues. */
-export type SavepointCommand = 'savepoint' | 'rollback to' | 'release';
+export type { SavepointCommand } from './transaction-control';
 
 /** One transaction of a connection, from `beginTransaction()` to commit or rollback. */
 export class ShardTransaction {
-  readonly #settings: TransactionSettings;
+  /** The BEGIN to send (Kysely's text, with the isolation level and access mode). */
+  readonly #begin: CompiledQuery;
   readonly #clients: HeldClients;
   #shard: Shard | null = null;
-  /** Savepoint commands issued before BEGIN was sent; replayed after it. */
-  readonly #deferred: CompiledQuery[] = [];
+  /** Savepoints set before BEGIN was sent, by name; replayed after it. */
+  readonly #deferred: { readonly name: string; readonly command: CompiledQuery }[] = [];
   /** Whether BEGIN reached the bound shard. */
   #began = false;
   /** Set when a statement crossed shards or BEGIN failed: the transaction can only roll back. */
@@ -34,8 +35,8 @@ export class ShardTransaction {
   /** Whether a statement other than a plain read ran (read-your-writes then notes the commit's position). */
   wrote = false;
 
-  constructor(settings: TransactionSettings, clients: HeldClients) {
-    this.#settings = settings;
+  constructor(begin: CompiledQuery, clients: HeldClients) {
+    this.#begin = begin;
     this.#clients = clients;
   }
 
@@ -59,6 +60,11 @@ export class ShardTransaction {
     return this.#clients.client(bound.primary);
   }
 
+  /** Binds the transaction to `shard` now and sends BEGIN (with one shard there is nothing to wait for). */
+  async begin(shard: Shard): Promise<void> {
+    if (this.#shard === null) await this.#bind(shard);
+  }
+
   /** Refuses the transaction for `reason` (a statement that spans or changes shards); returns the error to throw. */
   doom(reason: string): CrossShardTransactionError | TransactionAbortedError {
     this.#doomed ??= new CrossShardTransactionError(
@@ -73,11 +79,14 @@ export class ShardTransaction {
     if (this.#shard !== null) return this.#send(this.#shard, command);
     // Not bound yet: nothing ran since the savepoint, so rolling back to it or releasing it only edits the queue.
     if (kind === 'savepoint') {
-      this.#deferred.push(command);
+      this.#deferred.push({ name, command });
       return;
     }
-    const at = this.#deferred.findLastIndex((c) => c.sql.endsWith(`"${name}"`));
-    if (at >= 0) this.#deferred.splice(kind === 'release' ? at : at + 1);
+    // Matched by name, not by SQL text: a name that needs quoting (a"b) is compiled as "a""b".
+    const at = this.#deferred.findLastIndex((s) => s.name === name);
+    // PostgreSQL refuses a savepoint that does not exist (3B001); send the command so it does, at BEGIN.
+    if (at < 0) this.#deferred.push({ name, command });
+    else this.#deferred.splice(kind === 'release' ? at : at + 1);
   }
 
   /**
@@ -104,9 +113,9 @@ export class ShardTransaction {
     this.#shard = shard;
     try {
       const client = await this.#clients.client(shard.primary);
-      await runOn(client, beginSql(this.#settings), []);
+      await runOn(client, this.#begin.sql, this.#begin.parameters);
       this.#began = true;
-      for (const command of this.#deferred.splice(0)) await runOn(client, command.sql, command.parameters);
+      for (const { command } of this.#deferred.splice(0)) await runOn(client, command.sql, command.parameters);
       return client;
     } catch (error) {
       // Without BEGIN, later statements would autocommit one by one: the transaction is over, and
@@ -120,11 +129,4 @@ export class ShardTransaction {
   async #send(shard: Shard, command: CompiledQuery): Promise<void> {
     await runOn(await this.#clients.client(shard.primary), command.sql, command.parameters);
   }
-}
-
-function beginSql(settings: TransactionSettings): string {
-  let sql = 'start transaction';
-  if (settings.isolationLevel !== undefined) sql += ` isolation level ${settings.isolationLevel}`;
-  if (settings.accessMode !== undefined) sql += ` ${settings.accessMode}`;
-  return sql;
 }

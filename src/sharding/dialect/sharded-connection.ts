@@ -20,6 +20,7 @@ import { HeldClients, cursorRows, runOn } from './held-clients';
 import { MultiShardExecutor, partsOnShards, type SpreadPlan } from './multi-shard-executor';
 import { ReplicaReads } from './replica-read';
 import { ShardTransaction, type SavepointCommand } from './shard-transaction';
+import { runTransactionControl, transactionControlOf, type TransactionControlTarget } from './transaction-control';
 import type { ShardedRuntime } from './sharded-runtime';
 import type { WriteEvents } from './write-events';
 import { observeTransactionServer } from './statement-telemetry';
@@ -31,7 +32,7 @@ type PlanOf = { readonly [K in PlanKind]: Extract<RoutePlan, { readonly kind: K 
 /** One handler per plan kind: a kind added to RoutePlan without a handler fails to compile. */
 type PlanHandlers<A, T> = { readonly [K in PlanKind]: (connection: ShardedConnection, plan: PlanOf[K], compiled: CompiledQuery, arg: A) => T };
 
-export class ShardedConnection implements DatabaseConnection {
+export class ShardedConnection implements DatabaseConnection, TransactionControlTarget {
   static readonly #execute: PlanHandlers<undefined, Promise<QueryResult<unknown>>> = Object.freeze({
     single: (c, plan, compiled) => c.#executeSingle(plan.shard, compiled, plan),
     split: (c, plan, compiled) => c.#executeSpread(compiled, plan, plan.parts),
@@ -71,6 +72,9 @@ export class ShardedConnection implements DatabaseConnection {
   }
 
   executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    // BEGIN, COMMIT, ROLLBACK and savepoints from the driver (sent here so Kysely's `log` sees them).
+    const control = compiled.query.kind === 'RawNode' ? transactionControlOf(compiled) : undefined;
+    if (control !== undefined) return runTransactionControl(this, control);
     // Not async: the common single-shard read runs as one promise chain, without extra async frames.
     // A shard's fence refusal (a slot moved) reloads the topology and runs the statement once more.
     return this.#route<R>(compiled).catch((error: unknown) =>
@@ -102,9 +106,14 @@ export class ShardedConnection implements DatabaseConnection {
     yield* this.#runtime.telemetry.begin(plan, compiled)?.stream(chunks) ?? chunks;
   }
 
-  /** Starts a transaction; BEGIN is sent once a statement binds it to a shard. */
-  beginTransaction(settings: TransactionSettings): void {
-    this.#tx = new ShardTransaction(settings, this.#clients);
+  /**
+   * Starts a transaction. With one shard, BEGIN is sent now, as PostgresDialect does; with several,
+   * once a statement binds it to a shard.
+   */
+  beginTransaction(_settings: TransactionSettings, begin: CompiledQuery): Promise<void> | void {
+    const tx = (this.#tx = new ShardTransaction(begin, this.#clients));
+    const shards = this.#runtime.topology.shards;
+    if (shards.length === 1) return tx.begin(shards[0]!);
   }
 
   async commitTransaction(): Promise<void> {

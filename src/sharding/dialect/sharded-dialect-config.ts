@@ -25,8 +25,10 @@ export interface ShardedDialectConfig {
    * Sharded tables and their shard key column: `{ orders: 'user_id', users: 'id' }`, or with the
    * key's type, `{ orders: { column: 'user_id', type: 'integer' } }` so literal keys written as text
    * (`'05'`, `' 5'`) route as PostgreSQL will store them. Table names may be schema-qualified (`app.orders`).
+   * May be omitted with one shard, where every statement runs unchanged.
+   * @default {}
    */
-  shardKeys: Readonly<Record<string, string | ShardKeyColumn>>;
+  shardKeys?: Readonly<Record<string, string | ShardKeyColumn>>;
   /** The schema unqualified table names resolve to. @default 'public' */
   defaultSchema?: string;
   /**
@@ -149,8 +151,8 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     throw new ConfigError('topology', `must be a topology built with createTopology({ shards: [...] }), got ${describeValue(topology)}`);
   }
   const shardKeys = new Map<string, ShardKeySpec>();
-  requireObject('shardKeys', config.shardKeys);
-  for (const [table, entry] of Object.entries(config.shardKeys)) {
+  const shardKeyEntries = requireObject('shardKeys', config.shardKeys ?? {}) as Readonly<Record<string, string | ShardKeyColumn>>;
+  for (const [table, entry] of Object.entries(shardKeyEntries)) {
     const { column, type = 'auto' } = typeof entry === 'string' ? { column: entry } : (entry ?? ({} as ShardKeyColumn));
     if (typeof column !== 'string' || column === '') {
       throw new ConfigError(`shardKeys.${table}`, `must be the key column name or { column, type }, got ${describeValue(entry)}`);

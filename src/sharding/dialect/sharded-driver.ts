@@ -1,7 +1,7 @@
 import type { DatabaseConnection, Driver, QueryCompiler, TransactionSettings } from 'kysely';
-import { CompiledQuery, IdentifierNode, RawNode, createQueryId } from 'kysely';
 import { ShardedConnection } from './sharded-connection';
 import type { ShardedRuntime } from './sharded-runtime';
+import { beginStatement, commitStatement, rollbackStatement, savepointStatement } from './transaction-control';
 
 /** Kysely `Driver` over many PostgreSQL servers: every connection it hands out is a {@link ShardedConnection}. */
 export class ShardedDriver implements Driver {
@@ -22,28 +22,30 @@ export class ShardedDriver implements Driver {
     return Promise.resolve(this.#idle.pop() ?? new ShardedConnection(this.#runtime));
   }
 
+  // Transaction control goes through the connection's executeQuery, as in Kysely's PostgresDriver,
+  // so Kysely's `log` callback sees BEGIN, COMMIT, ROLLBACK and savepoints (see transaction-control).
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    (connection as ShardedConnection).beginTransaction(settings);
+    await connection.executeQuery(beginStatement(settings));
   }
 
-  commitTransaction(connection: DatabaseConnection): Promise<void> {
-    return (connection as ShardedConnection).commitTransaction();
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(commitStatement());
   }
 
-  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return (connection as ShardedConnection).rollbackTransaction();
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(rollbackStatement());
   }
 
-  savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return (connection as ShardedConnection).savepointCommand(savepointQuery('savepoint', name, compileQuery), 'savepoint', name);
+  async savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await connection.executeQuery(savepointStatement('savepoint', name, compileQuery));
   }
 
-  rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return (connection as ShardedConnection).savepointCommand(savepointQuery('rollback to', name, compileQuery), 'rollback to', name);
+  async rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await connection.executeQuery(savepointStatement('rollback to', name, compileQuery));
   }
 
-  releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
-    return (connection as ShardedConnection).savepointCommand(savepointQuery('release', name, compileQuery), 'release', name);
+  async releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler['compileQuery']): Promise<void> {
+    await connection.executeQuery(savepointStatement('release', name, compileQuery));
   }
 
   releaseConnection(connection: DatabaseConnection): Promise<void> {
@@ -65,8 +67,3 @@ export class ShardedDriver implements Driver {
 
 const MAX_IDLE_CONNECTIONS = 256;
 const RESOLVED: Promise<void> = Promise.resolve();
-
-function savepointQuery(command: string, name: string, compileQuery: QueryCompiler['compileQuery']): CompiledQuery {
-  // The same node Kysely's own PostgresDriver builds, so the identifier is quoted by the compiler.
-  return compileQuery(RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(name)]), createQueryId());
-}

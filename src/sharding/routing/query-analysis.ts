@@ -106,6 +106,11 @@ const ROOT_KIND: Readonly<Record<RootOperationNode['kind'], StatementKind>> = Ob
   DropTypeNode: 'ddl',
 });
 
+/** The kind of statement a root node is. */
+export function statementKindOf(root: RootOperationNode): StatementKind {
+  return ROOT_KIND[root.kind];
+}
+
 /** Analyzes a root operation node. */
 export function analyzeQuery(root: RootOperationNode, lookup: ShardKeyLookup): QueryAnalysis {
   const statement = ROOT_KIND[root.kind];

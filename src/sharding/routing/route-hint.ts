@@ -1,4 +1,4 @@
-import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs, QueryId, QueryResult, RootOperationNode, UnknownRow } from 'kysely';
+import { createQueryId, type CompiledQuery, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryId, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
 import { encodeShardKey, type ShardKeyValue } from '../../cluster/shard-key';
 
 /** An explicit routing decision for one query, for what the operation-node tree cannot tell (raw SQL included). */
@@ -42,6 +42,28 @@ export function withShard(shardId: string): KyselyPlugin {
 export function withShardKey(key: ShardKeyValue): KyselyPlugin {
   encodeShardKey(key); // refuse a bad key here, where the caller can see it
   return new RouteHintPlugin(Object.freeze({ kind: 'key', key }));
+}
+
+/** A copy of `compiled` with a new query id that carries `hint`. */
+function hinted<R>(compiled: CompiledQuery<R>, hint: RouteHint): CompiledQuery<R> {
+  const queryId = createQueryId();
+  hints.set(queryId, hint);
+  return Object.freeze({ ...compiled, queryId });
+}
+
+/**
+ * A compiled query that runs on shard `shardId`, for `db.executeQuery(...)` (plugins such as
+ * {@link withShard} never run on a `CompiledQuery`): `db.executeQuery(onShard(query.compile(), 'shard1'))`.
+ * Works for `sql` templates compiled with `.compile(db)` and inside transactions too.
+ */
+export function onShard<R>(compiled: CompiledQuery<R>, shardId: string): CompiledQuery<R> {
+  return hinted(compiled, Object.freeze({ kind: 'shard', shardId }));
+}
+
+/** A compiled query that runs on the shard owning `key` (see {@link onShard} and {@link withShardKey}). */
+export function onShardKey<R>(compiled: CompiledQuery<R>, key: ShardKeyValue): CompiledQuery<R> {
+  encodeShardKey(key);
+  return hinted(compiled, Object.freeze({ kind: 'key', key }));
 }
 
 // Queries marked by withPrimary(), keyed like the hints.

@@ -2,7 +2,7 @@ import type { InsertQueryNode, OperationNode, RootOperationNode, SelectQueryNode
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
 import { withInsertRows, withListSubset } from './node-rewrite';
-import { analyzeQuery, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
+import { analyzeQuery, statementKindOf, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from '../../cluster/topology';
 
@@ -48,12 +48,37 @@ export function planRoute(
   topology: Topology,
   rules: RoutingRules,
 ): RoutePlan {
+  if (topology.shards.length === 1 && hint?.kind !== 'shard') return planOnOnlyShard(root, topology.shards[0]!, rules);
   const analysis = analyzeQuery(root, rules);
   const plan = choosePlan(root, analysis, hint, topology, rules);
   const root0 = analysis.scopes[0];
   // withShard(id) is an explicit override of everything the query says; every other plan is checked.
   if (hint?.kind !== 'shard' && (analysis.scopes.length > 1 || root0?.keyWrites !== undefined)) checkScopes(plan, analysis, topology, hint !== undefined);
   // Any end modifier is taken as a lock (FOR UPDATE, FOR SHARE, …): reading it on a replica would fail.
+  const locks = root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0;
+  const nested = analysis.nestedWrites.length > 0;
+  if (!locks && !nested) return plan;
+  return { ...plan, ...(nested ? { nestedWrites: analysis.nestedWrites } : {}), ...(locks ? { primaryOnly: true as const } : {}) };
+}
+
+/**
+ * With one shard every statement runs there unchanged (a drop-in for PostgresDialect): raw SQL,
+ * MERGE, keyless or unlinked queries, whatever tables are declared. The analysis still names the
+ * written table and keys (write events), nested writes and locks (primary-only reads); when it
+ * cannot read the tree (an ambiguous name, a key that is not one), the statement still runs, and
+ * a read is kept on the primary since it might write.
+ */
+function planOnOnlyShard(root: RootOperationNode, shard: Shard, rules: RoutingRules): RoutePlan {
+  let analysis: QueryAnalysis;
+  try {
+    analysis = analyzeQuery(root, rules);
+  } catch {
+    const statement = statementKindOf(root);
+    return statement === 'select' ? { kind: 'single', statement, table: null, shard, keys: null, primaryOnly: true } : { kind: 'single', statement, table: null, shard, keys: null };
+  }
+  const insert = analysis.insert;
+  const keys = insert !== undefined ? (insert.problem === undefined ? insert.rowKeys : null) : (analysis.scopes[0]?.keys ?? null);
+  const plan: RoutePlan = { kind: 'single', statement: analysis.statement, table: writtenTable(analysis), shard, keys };
   const locks = root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0;
   const nested = analysis.nestedWrites.length > 0;
   if (!locks && !nested) return plan;

@@ -30,7 +30,8 @@ async function rowsOn(shard: number, query: string, values: unknown[] = []): Pro
 /** Fails the next `start transaction` while `failBegin.armed` is set. */
 function beginFailingPool(url: string, failBegin: { armed: boolean }): PoolLike {
   return interceptingPool(url, (sql) => {
-    if (!failBegin.armed || !sql.startsWith('start transaction')) return undefined;
+    // Kysely's BEGIN text: `begin`, or `start transaction …` with settings.
+    if (!failBegin.armed || !/^(begin|start transaction)\b/.test(sql)) return undefined;
     failBegin.armed = false;
     return new Error('injected: connection reset during BEGIN');
   });
