@@ -136,7 +136,8 @@ export class ShardedRuntime {
     if (refused !== undefined) return Promise.reject(refused);
     const replicas = this.replicas;
     const pending = replicas === undefined ? this.#pools.acquire(server) : this.#pools.acquire(server).catch((error: unknown) => Promise.reject(replicas.acquireFailed(server, error)));
-    if (!this.#fenceSessions) return pending;
+    // No version change since this server's own pool was made: every connection of it carries the current version.
+    if (!this.#fenceSessions || this.#startupVersions.get(server.url) === this.#topology.version) return pending;
     return pending.then((client) => {
       const version = this.#topology.version;
       const current = this.#sessionVersions.get(client) ?? this.#startupVersions.get(server.url);
