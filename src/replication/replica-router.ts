@@ -15,6 +15,7 @@ import type { Strategy } from '../balancer/balancer-strategy';
 import { pickCandidate } from '../balancer/strategy-candidates';
 import { leastConnections } from '../balancer/strategies/least-connections';
 import { isConnectionFailure, isPoolTimeout } from '../cluster/connection-failure';
+import { ServerPools, type PoolLike } from '../cluster/server-pools';
 import { createTopology, type ServerSpec, type Shard, type Topology } from '../cluster/topology';
 import { formatLsn } from '../cluster/wal-position';
 import { systemClock, type Clock } from '../kernel/clock';
@@ -60,6 +61,14 @@ export interface ReplicaRead {
   end(outcome: ReadOutcome): void;
 }
 
+/** How the router reaches servers. */
+export interface ReplicaRouterServers {
+  /** Builds the pool a server's checks use: kept apart from the read pools, so a check never queues behind reads. */
+  createPool(server: ServerSpec): PoolLike;
+  /** Connections of `server`'s read pool in use or waited for (least-connections reads it). */
+  busy(server: ServerSpec): number;
+}
+
 /** What the router tells its owner. */
 export interface ReplicaRouterHooks {
   /** A standby was found promoted: the topology to route by now has it as its shard's primary. */
@@ -79,6 +88,7 @@ export class ReplicaRouter {
   readonly options: ResolvedReplicaReadOptions;
   readonly #clock: Clock;
   readonly #pools: CheckPools;
+  readonly #checkPools: ServerPools;
   readonly #strategy: Strategy;
   readonly #events = new ReplicaEvents();
   readonly #hooks: ReplicaRouterHooks;
@@ -93,9 +103,15 @@ export class ReplicaRouter {
   readonly #waiters = new WeakMap<ReplicaMember, ReplayWaiter>();
   #closed = false;
 
-  constructor(options: ResolvedReplicaReadOptions, topology: Topology, pools: CheckPools, clock: Clock = systemClock, hooks: ReplicaRouterHooks = {}) {
+  constructor(options: ResolvedReplicaReadOptions, topology: Topology, servers: ReplicaRouterServers, clock: Clock = systemClock, hooks: ReplicaRouterHooks = {}) {
     this.options = options;
     this.#clock = clock;
+    // Errors of idle check connections are expected when a server goes away; the next check reports it.
+    this.#checkPools = new ServerPools(servers.createPool, () => undefined);
+    const pools: CheckPools = {
+      acquire: (server) => (this.#closed ? Promise.reject(new Error('the replica router is closed')) : this.#checkPools.acquire(server)),
+      busy: (server) => servers.busy(server),
+    };
     this.#pools = pools;
     this.#strategy = options.strategy ?? leastConnections();
     this.#hooks = hooks;
@@ -143,6 +159,9 @@ export class ReplicaRouter {
     this.#sets = next;
     this.#byPrimary = byPrimary;
     this.#effective = effective;
+    const urls = new Set<string>();
+    for (const shard of effective.shards) for (const server of [shard.primary, ...shard.replicas]) urls.add(server.url);
+    this.#checkPools.retainOnly(urls);
     if (!this.#closed) for (const set of next.values()) set.start();
     return effective;
   }
@@ -298,10 +317,11 @@ export class ReplicaRouter {
     return this.#events.subscribe(listener);
   }
 
-  /** Stops every check loop. */
-  close(): void {
+  /** Stops every check loop and ends the checks' pools. */
+  close(): Promise<void> {
     this.#closed = true;
     for (const set of this.#sets.values()) set.stop();
+    return this.#checkPools.destroy();
   }
 
   #promote(set: ReplicaSet, member: ReplicaMember): void {

@@ -18,7 +18,7 @@ import type { ReplicaEvents, ReplicaState, PrimaryState } from './replica-events
 import { replicaIdentitySql } from './replica-identity';
 import { ReplicaMember } from './replica-member';
 import type { ResolvedReplicaReadOptions } from './replica-options';
-import { checkServer, queryWithin, type CheckPools, type ServerFacts } from './server-check';
+import { checkServer, CheckTimeoutError, queryWithin, type CheckPools, type ServerFacts } from './server-check';
 
 /** What every replica set of a router shares. */
 export interface ReplicaSetContext {
@@ -35,6 +35,11 @@ export interface ReplicaSetContext {
 
 /** A server that is down is checked this often (ms) at most, so it is back in use soon after it returns. */
 const DOWN_CHECK_INTERVAL_MILLIS = 200;
+/**
+ * A primary is marked down by one refused connection, but only by this many checks in a row that
+ * got no answer in time: a loaded primary that is slow to answer one check keeps taking writes.
+ */
+const PRIMARY_TIMEOUTS_TO_DOWN = 2;
 /** Checks on demand (a replica whose estimated lag nears its bound) run at most this often per replica. */
 const ON_DEMAND_MIN_GAP_MILLIS = 50;
 
@@ -50,6 +55,7 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
   readonly #primaryLoop: CheckLoop;
   readonly #context: ReplicaSetContext;
   readonly #onDemandAt = new Map<ReplicaMember, number>();
+  #primaryTimeouts = 0;
 
   /**
    * @param previous the set of the same shard in the topology before: its primary's history, and
@@ -190,9 +196,11 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       }
     } catch (error) {
       if (watch.server !== server) return;
+      if (error instanceof CheckTimeoutError && ++this.#primaryTimeouts < PRIMARY_TIMEOUTS_TO_DOWN && watch.state === 'up') return;
       this.#setPrimaryState('down', `does not answer: ${this.#redact(error, server)}`);
       return;
     }
+    this.#primaryTimeouts = 0;
     if (watch.server !== server) return; // the primary changed while this check ran
     if (facts.standby) return this.#setPrimaryState('demoted', 'is in recovery (a standby), not a primary: it takes no writes');
     if (watch.timeline !== null && facts.timeline !== null && facts.timeline < watch.timeline) {

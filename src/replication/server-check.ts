@@ -67,7 +67,7 @@ export function queryWithin(pools: CheckPools, clock: Clock, server: ServerSpec,
       if (settled) return;
       settled = true;
       release(true);
-      reject(new Error(`no answer within ${timeoutMillis} ms`));
+      reject(new CheckTimeoutError(timeoutMillis));
     }, timeoutMillis);
     pools.acquire(server).then(
       (acquired) => {
@@ -98,6 +98,14 @@ export function queryWithin(pools: CheckPools, clock: Clock, server: ServerSpec,
       },
     );
   });
+}
+
+/** A check that got no answer in time (the server may be hung, or only slow). */
+export class CheckTimeoutError extends Error {
+  constructor(timeoutMillis: number) {
+    super(`no answer within ${timeoutMillis} ms`);
+    this.name = 'CheckTimeoutError';
+  }
 }
 
 /** Checks `server` once within `timeoutMillis`. */

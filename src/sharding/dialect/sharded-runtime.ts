@@ -66,8 +66,8 @@ export class ShardedRuntime {
         ? new ReplicaRouter(
             config.replicas,
             config.topology,
-            // Checks go to the pools directly: a primary refused to statements is still checked.
-            { acquire: (server) => (this.#pools.destroyed ? Promise.reject(new DialectDestroyedError()) : this.#pools.acquire(server)), busy: (server) => this.#pools.busy(server) },
+            // Checks have pools of their own (never queued behind reads; a primary refused to statements is still checked).
+            { createPool: config.createPool ?? pgPoolFactory({ ...config.pool, max: 2 }), busy: (server) => this.#pools.busy(server) },
             config.clock,
             { onTopologyChange: (effective) => this.#routeBy(effective) },
           )
@@ -183,7 +183,7 @@ export class ShardedRuntime {
   /** Stops the replica checks and ends every pool. */
   destroy(): Promise<void> {
     this.telemetry.close();
-    this.replicas?.close();
-    return this.#pools.destroy();
+    const checks = this.replicas?.close();
+    return Promise.all([checks, this.#pools.destroy()]).then(() => undefined);
   }
 }

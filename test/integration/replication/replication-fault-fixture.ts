@@ -24,8 +24,9 @@ export class ServerCounts {
   }
 }
 
-/** A real pg Pool (its connection counts visible to least-connections) that counts matching statements in `counts`. */
-export function countedPool(url: string, counts: ServerCounts, max = 20): PoolLike {
+/** A real pg Pool (its connection counts visible to least-connections) that counts matching statements in each of `counts`. */
+export function countedPool(url: string, counts: ServerCounts | readonly ServerCounts[], max = 20): PoolLike {
+  const all = Array.isArray(counts) ? counts : [counts as ServerCounts];
   const pool = new Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
   pool.on('connect', (client) => client.on('error', () => undefined));
   return {
@@ -44,7 +45,7 @@ export function countedPool(url: string, counts: ServerCounts, max = 20): PoolLi
       const client = await pool.connect();
       return {
         query: ((text: unknown, values?: unknown[]) => {
-          if (typeof text === 'string' && counts.matches(text)) counts.add(url);
+          if (typeof text === 'string') for (const c of all) if (c.matches(text)) c.add(url);
           return (client.query as (...a: unknown[]) => unknown)(text, values);
         }) as PoolClientLike['query'],
         release: (destroy?: boolean | Error) => client.release(destroy),
@@ -133,6 +134,8 @@ export class ReaderLoad {
             failed = String((error as { code?: unknown })?.code ?? 'error');
           }
           this.records.push({ at, millis: performance.now() - at, failed });
+          // A read that fails at once must not starve the event loop (timers, other readers).
+          if (failed !== undefined) await new Promise((resolve) => setImmediate(resolve));
         }
       }),
     ).then(() => undefined);
