@@ -5,12 +5,14 @@
  */
 import type { CompiledQuery, QueryResult } from 'kysely';
 import type { PoolClientLike } from '../../cluster/server-pools';
-import type { ServerSpec } from '../../cluster/topology';
+import type { ServerSpec, Topology } from '../../cluster/topology';
+import { annotateConnectionError, annotateStatementError, identifyServer, noteClientServer } from './server-errors';
 import type { CursorConstructor } from './sharded-dialect-config';
 
-/** Where held clients come from: the dialect's server pools (a destroyed dialect refuses). */
+/** Where held clients come from: the dialect's server pools (a destroyed dialect refuses), and the topology naming their servers. */
 export interface ClientSource {
   acquire(server: ServerSpec): Promise<PoolClientLike>;
+  readonly topology: Topology;
 }
 
 /** A client being held: the pending checkout, and the client once it arrived. */
@@ -41,11 +43,16 @@ export class HeldClients {
     const held = this.#heldFor(server.url);
     if (held !== undefined) return held.pending;
     const entry = this.#hold(server);
+    // Registered before the caller's handlers, so the caller sees the client noted and the error annotated.
     entry.pending.then(
       (client) => {
         entry.client = client;
+        noteClientServer(client, identifyServer(this.#source.topology, server));
       },
-      () => this.#forget(entry),
+      (error: unknown) => {
+        annotateConnectionError(error, server, identifyServer(this.#source.topology, server));
+        this.#forget(entry);
+      },
     );
     return entry.pending;
   }
@@ -61,11 +68,12 @@ export class HeldClients {
     return entry.pending.then(
       (client) => {
         entry.client = client;
+        noteClientServer(client, identifyServer(this.#source.topology, server));
         return runOn<R>(client, compiled.sql, compiled.parameters);
       },
       (error: unknown) => {
         this.#forget(entry);
-        throw error;
+        throw annotateConnectionError(error, server, identifyServer(this.#source.topology, server));
       },
     );
   }
@@ -137,7 +145,7 @@ export class HeldClients {
 
 /** Runs one statement on `client`; INSERT/UPDATE/DELETE/MERGE report their affected rows as Kysely expects. */
 export function runOn<R>(client: PoolClientLike, sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
-  return client.query(sql, [...parameters]).then(toQueryResult<R>);
+  return client.query(sql, [...parameters]).then(toQueryResult<R>, (error: unknown) => Promise.reject(annotateStatementError(error, client)));
 }
 
 function toQueryResult<R>({ command, rowCount, rows }: { command: string; rowCount: number | null; rows: unknown[] }): QueryResult<R> {
@@ -156,7 +164,12 @@ export async function* cursorRows(
   const cursor = client.query(new Cursor(sql, [...parameters]));
   try {
     for (;;) {
-      const rows = await cursor.read(chunkSize);
+      let rows: unknown[];
+      try {
+        rows = await cursor.read(chunkSize);
+      } catch (error) {
+        throw annotateStatementError(error, client);
+      }
       if (rows.length === 0) return;
       yield rows;
     }
