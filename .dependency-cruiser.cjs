@@ -79,6 +79,13 @@ module.exports = {
       to: { path: '^node_modules/undici/' },
     },
     {
+      name: 'prom-client-off-the-data-path',
+      comment: 'The dialect and its layers report to @opentelemetry/api and kernel/telemetry only; prom-client is loaded by kysely-scale/metrics, the balancer exposition and the proxy.',
+      severity: 'error',
+      from: { path: '^src/(cluster|replication|sharding|cache)/' },
+      to: { path: ['^node_modules/prom-client/', '^src/kernel/prometheus-registry\\.ts$'] },
+    },
+    {
       name: 'testcontainers-only-in-testing',
       severity: 'error',
       from: { path: '^src/(?!testing/)' },

@@ -18,6 +18,7 @@ import { InstanceRecord } from './balancer-record';
 import { OutlierEjector } from './outlier-ejection';
 import { SlowStart } from './slow-start';
 import { peakEwma } from './strategies/peak-ewma';
+import { observeBalancedCall, trackBalancer } from './balancer-telemetry';
 import { ConfigError } from '../kernel/errors';
 
 /** A pick to `release()` exactly once (later calls are ignored). */
@@ -99,6 +100,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       options.latencyDecayTimeMillis ?? BALANCER_DEFAULTS.latencyDecayTimeMillis,
     );
     for (const spec of options.instances ?? []) this.#add(spec, undefined);
+    trackBalancer(this);
   }
 
   /** Adds an instance at run time; it slow-starts. Throws if the id is taken. */
@@ -296,6 +298,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     if (callerSignal?.aborted === true) throw abortReason(callerSignal);
     const record = this.#pick(options);
     const call = record.begin();
+    const observed = observeBalancedCall(this, record.id, options.exclude?.size ?? 0);
     const controller = new AbortController();
     let cancelTimer: (() => void) | undefined;
     let onAbort: (() => void) | undefined;
@@ -331,6 +334,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
       cancelTimer?.();
       if (onAbort !== undefined) callerSignal?.removeEventListener('abort', onAbort);
       this.#complete(record, call, outcome, timeoutMillis === 0 ? undefined : timeoutMillis);
+      observed.end(outcome);
     }
   }
 

@@ -24,21 +24,27 @@ export function telemetryTracer(): Tracer {
   return (tracerCache ??= trace.getTracer(INSTRUMENTATION_SCOPE));
 }
 
-/** How a metric is fed. */
-export type MetricKind = 'counter' | 'upDownCounter' | 'histogram' | 'gauge';
+/**
+ * How a metric is fed: `counter`, `upDownCounter` and `histogram` are recorded as things happen;
+ * `gauge` (a current value) and `observedCounter` (a running total kept elsewhere) are read from
+ * their sources at collection time.
+ */
+export type MetricKind = 'counter' | 'upDownCounter' | 'histogram' | 'gauge' | 'observedCounter';
 
 /** A metric's declaration. */
 export interface MetricSpec {
   /** OpenTelemetry name, following the semantic conventions where one exists (`db.client.operation.duration`). */
   readonly name: string;
-  /** Prometheus name (`snake_case`, unit suffix, `_total` for counters). */
-  readonly prometheusName: string;
+  /** Prometheus name (`snake_case`, unit suffix, `_total` for counters); `null` when another family already shows it there. */
+  readonly prometheusName: string | null;
   readonly description: string;
   /** UCUM unit (`s`, `By`, `{statement}`). */
   readonly unit: string;
   readonly kind: MetricKind;
-  /** Attribute keys it may carry; Prometheus label names are these with `.` turned to `_`. */
+  /** Attribute keys it may carry; Prometheus label names are these with `.` turned to `_`, unless `prometheusLabels` names them. */
   readonly attributes: readonly string[];
+  /** Prometheus label names of some attributes (names kept from an earlier exposition). */
+  readonly prometheusLabels?: Readonly<Record<string, string>>;
   /** Histogram bucket boundaries (in `unit`). */
   readonly buckets?: readonly number[];
 }
@@ -128,12 +134,17 @@ export class Metric {
     return this.#otel;
   }
 
-  /** Registers the gauge's callback with a new meter. */
+  /** Whether the metric is read from sources at collection time. */
+  get observed(): boolean {
+    return this.spec.kind === 'gauge' || this.spec.kind === 'observedCounter';
+  }
+
+  /** Registers an observed metric's callback with a new meter. */
   attachObservable(to: Meter): void {
-    if (this.spec.kind !== 'gauge') return;
-    to.createObservableGauge(this.spec.name, { description: this.spec.description, unit: this.spec.unit }).addCallback((result) =>
-      this.collect((value, attributes) => result.observe(value, attributes)),
-    );
+    if (!this.observed) return;
+    const options = { description: this.spec.description, unit: this.spec.unit };
+    const instrument = this.spec.kind === 'gauge' ? to.createObservableGauge(this.spec.name, options) : to.createObservableCounter(this.spec.name, options);
+    instrument.addCallback((result) => this.collect((value, attributes) => result.observe(value, attributes)));
   }
 }
 
@@ -143,7 +154,7 @@ function makeInstrument(to: Meter, metric: Metric): OtelInstrument {
   if (kind === 'counter') return to.createCounter(name, options);
   if (kind === 'upDownCounter') return to.createUpDownCounter(name, options);
   if (kind === 'histogram') return to.createHistogram(name, buckets === undefined ? options : { ...options, advice: { explicitBucketBoundaries: [...buckets] } });
-  throw new TypeError(`${name} is a gauge: give it sources with observeWith()`);
+  throw new TypeError(`${name} is read from sources (${kind}): give it sources with observeWith()`);
 }
 
 /**
@@ -173,6 +184,40 @@ export function defineMetric(spec: MetricSpec): Metric {
   if (meter !== undefined) metric.attachObservable(meter);
   for (const sink of sinks) sink.declare(metric);
   return metric;
+}
+
+/**
+ * A Prometheus family in prom-client's metric shape, for what is not an OpenTelemetry metric (a
+ * summary of quantiles computed elsewhere). Joins the registry of `kysely-scale/metrics`.
+ */
+export interface PrometheusFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'summary' | 'gauge' | 'counter';
+  readonly aggregator: 'sum';
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: 'summary' | 'gauge' | 'counter';
+    aggregator: 'sum';
+    values: { labels: Record<string, string | number>; value: number; metricName?: string }[];
+  }>;
+  reset(): void;
+}
+
+const prometheusFamilies: PrometheusFamily[] = [];
+const familyListeners: ((family: PrometheusFamily) => void)[] = [];
+
+/** Adds a family to the Prometheus registry (now, or when it is created). */
+export function addPrometheusFamily(family: PrometheusFamily): void {
+  prometheusFamilies.push(family);
+  for (const listener of familyListeners) listener(family);
+}
+
+/** Calls `listener` for every family added so far and later (the Prometheus registry). */
+export function onPrometheusFamily(listener: (family: PrometheusFamily) => void): void {
+  familyListeners.push(listener);
+  for (const family of prometheusFamilies) listener(family);
 }
 
 /** Every declared metric, in declaration order. */

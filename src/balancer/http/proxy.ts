@@ -15,7 +15,7 @@ import { redactText } from '../../kernel/redact';
 import { splitCredentials } from './http-credentials';
 import { describeValue, requireInteger, requirePositive } from '../../kernel/validate';
 import { isConnectionError, isIdempotent } from './http-retry';
-import { formatPrometheus, PROMETHEUS_CONTENT_TYPE } from '../prometheus-exposition';
+import { metricsHandler } from '../../kernel/prometheus-registry';
 
 /** Options of {@link createProxyServer}. */
 export interface ProxyOptions {
@@ -33,7 +33,9 @@ export interface ProxyOptions {
    */
   readonly statsPath?: string | null;
   /**
-   * Path answering Prometheus metrics to `GET`/`HEAD`; `null` serves none. Reserved like `statsPath`.
+   * Path answering Prometheus metrics to `GET`/`HEAD` (the registry of `kysely-scale/metrics`: this
+   * balancer's families and every other kysely-scale metric of the process); `null` serves none.
+   * Reserved like `statsPath`.
    * @default '/__balancer/metrics'
    */
   readonly metricsPath?: string | null;
@@ -157,17 +159,18 @@ export function createProxyServer(options: ProxyOptions): Server {
   const dispatcher =
     options.dispatcher ?? new Agent({ headersTimeout: o.headersTimeoutMillis, bodyTimeout: o.bodyTimeoutMillis });
   const affinityHeader = o.affinityHeader.toLowerCase();
+  const serveMetrics = metricsHandler();
 
   const serveStats = (req: IncomingMessage, res: ServerResponse): boolean => {
     // Only reads are answered here: a POST or PUT to the same path is the application's.
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     const path = (req.url ?? '/').split('?')[0];
-    const body =
-      o.statsPath !== null && path === o.statsPath
-        ? { type: 'application/json', text: JSON.stringify(balancer.stats()) }
-        : o.metricsPath !== null && path === o.metricsPath
-          ? { type: PROMETHEUS_CONTENT_TYPE, text: formatPrometheus(balancer.stats()) }
-          : undefined;
+    if (o.metricsPath !== null && path === o.metricsPath) {
+      // Every kysely-scale metric of the process, this proxy's balancer among them.
+      serveMetrics(req, res);
+      return true;
+    }
+    const body = o.statsPath !== null && path === o.statsPath ? { type: 'application/json', text: JSON.stringify(balancer.stats()) } : undefined;
     if (body === undefined) return false;
     res.writeHead(200, { 'content-type': body.type, 'content-length': Buffer.byteLength(body.text) });
     res.end(req.method === 'HEAD' ? undefined : body.text);

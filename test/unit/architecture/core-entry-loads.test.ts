@@ -27,6 +27,7 @@ describe('the core entry point', () => {
     ['undici', /^node_modules\/undici\//],
     ['lru-cache', /^node_modules\/lru-cache\//],
     ['testcontainers', /^node_modules\/testcontainers\//],
+    ['prom-client (Prometheus is kysely-scale/metrics)', /^node_modules\/prom-client\//],
     ['the HTTP client and proxy', /^src\/balancer\/http\//],
     ['the cache', /^src\/cache\//],
     ['the test cluster', /^src\/testing\//],
