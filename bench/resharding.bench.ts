@@ -6,6 +6,7 @@
  * pause writers to the moving slots see at the cutover, and lost/duplicated rows from the
  * writers' own log of acknowledged writes.
  */
+import { loadavg } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Kysely } from 'kysely';
 import { Client, Pool } from 'pg';
@@ -40,6 +41,8 @@ const percentile = (xs: number[], p: number): number => {
 const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
 
 export async function run(): Promise<BenchReport> {
+  // Shared 2-core machines: the load average says how much of a figure is the neighbours'.
+  const loadAtStart = loadavg()[0]!;
   const cluster = await startTestCluster({ shards: 2, backend: 'local' });
   try {
     const shards = await cluster.createDatabase('resharding');
@@ -234,6 +237,8 @@ export async function run(): Promise<BenchReport> {
     const p99Before = percentile(latency.before!, 0.99);
     const p99During = percentile(latency.during!, 0.99);
     const results = {
+      loadAverageAtStart: round(loadAtStart),
+      loadAverageAtEnd: round(loadavg()[0]!),
       rows: ROWS,
       baselineCopyRowsPerSecond: Math.round(baselineRowsPerSecond),
       moverCopyRowsPerSecond: Math.round(moverRowsPerSecond),
