@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { CompiledQuery, QueryResult } from 'kysely';
 import { ConfigError } from '../kernel/errors';
+import { requireBoolean, requireFunction, requireKnownKeys, requireNonEmptyString, requireObject } from '../kernel/validate';
+import { isReplicaFenceDialect, ReplicaFence, type ReplicaFenceDialect } from './query-cache-fence';
 import type { WriteEvent, WriteListener } from '../sharding/dialect/write-event';
 import type { TieredCache } from './tiered-cache';
 
@@ -44,10 +46,26 @@ export interface QueryCacheOptions {
    * @default () => null
    */
   shardOf?: (query: CompiledQuery) => string | null;
+  /**
+   * The `ShardedDialect` the queries run on. When its replica reads are on, a result is loaded
+   * only from a replica that had replayed everything its primary had written when the load
+   * started (else from the primary), so the cache never stores rows older than an invalidation;
+   * `rows()` must then be given the `Kysely` instance.
+   * @default `writeEvents`, when it is a `ShardedDialect`
+   */
+  dialect?: ReplicaFenceDialect;
+  /**
+   * Whether loads are fenced as `dialect` says. Turning it off lets a load that follows a write
+   * cache a replica's rows from before it (until the TTL); one primary round trip per miss is saved.
+   * @default true
+   */
+  replicaFence?: boolean;
 }
 
 /** Defaults of {@link QueryCacheOptions}. */
-export const QUERY_CACHE_DEFAULTS = Object.freeze({ policy: 'query_results' });
+export const QUERY_CACHE_DEFAULTS = Object.freeze({ policy: 'query_results', replicaFence: true });
+
+const OPTION_KEYS: readonly (keyof QueryCacheOptions)[] = ['cache', 'policy', 'writeEvents', 'shardOf', 'dialect', 'replicaFence'];
 
 /** Options of one cached query. */
 export interface CachedQueryOptions {
@@ -75,14 +93,21 @@ export class QueryCache {
   private readonly shardOf: (q: CompiledQuery) => string | null;
   private readonly unsubscribe: () => void;
   private readonly inflight = new Set<Promise<void>>();
+  private readonly fence: ReplicaFence | null;
 
   constructor(options: QueryCacheOptions) {
-    if (options?.cache === undefined) throw new ConfigError('cache', 'is required');
+    requireKnownKeys('', requireObject('options', options), OPTION_KEYS);
+    if (options.cache === undefined) throw new ConfigError('cache', 'is required');
     this.cache = options.cache;
-    this.policy = options.policy ?? QUERY_CACHE_DEFAULTS.policy;
+    this.policy = requireNonEmptyString('policy', options.policy ?? QUERY_CACHE_DEFAULTS.policy);
     this.cache.policy(this.policy); // throws UnknownCachePolicyError early
-    this.shardOf = options.shardOf ?? (() => null);
-    this.unsubscribe = options.writeEvents?.onWrite((events) => this.onWrite(events)) ?? (() => {});
+    this.shardOf = options.shardOf === undefined ? () => null : requireFunction('shardOf', options.shardOf, '(query) => string | null');
+    const writeEvents = options.writeEvents;
+    if (writeEvents !== undefined) requireFunction('writeEvents.onWrite', writeEvents?.onWrite, '(listener) => unsubscribe');
+    const dialect = options.dialect ?? (isReplicaFenceDialect(writeEvents) ? writeEvents : undefined);
+    if (dialect !== undefined && !isReplicaFenceDialect(dialect)) throw new ConfigError('dialect', 'must be a ShardedDialect (readYourWrites, replicaStatus, topology)');
+    this.fence = requireBoolean('replicaFence', options.replicaFence ?? QUERY_CACHE_DEFAULTS.replicaFence) && dialect !== undefined ? new ReplicaFence(dialect) : null;
+    this.unsubscribe = writeEvents?.onWrite((events) => this.onWrite(events)) ?? (() => {});
   }
 
   /** Rows of `query`, from the cache or by running it on `db`. */
@@ -93,7 +118,9 @@ export class QueryCache {
     if (tables.length === 0) throw new ConfigError('tables', 'the query names no table; pass `tables` so writes can invalidate its result');
     const key = queryKey(shardId, compiled);
     const tags = tables.map((t) => tableTag(t, shardId));
-    return this.cache.getOrLoad(this.policy, key, async () => (await db.executeQuery(compiled)).rows as R[], { tags });
+    const run = async (): Promise<R[]> => (await db.executeQuery(compiled)).rows as R[];
+    const fence = this.fence;
+    return this.cache.getOrLoad(this.policy, key, fence === null ? run : () => fence.run(db, shardId, run), { tags });
   }
 
   /** Invalidates cached results that read `tables` on `shardId` (or on any shard when null). */
