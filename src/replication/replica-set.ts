@@ -183,6 +183,9 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     const started = clock.monotonicNow();
     let facts: ServerFacts;
     let identityProblem = '';
+    // The position read holds at least from when the check was sent: observations are dated then,
+    // so "the primary had at most this at that time" stays true however long the answer took.
+    let sentAt = started;
     try {
       facts = await checkServer(pools, clock, server, options.checkTimeoutMillis);
       if (!facts.standby && facts.identity === undefined) {
@@ -192,6 +195,7 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
         } catch (error) {
           identityProblem = `: its identity could not be written (${this.#redact(error, server)}), so no replica can be proven`;
         }
+        sentAt = clock.monotonicNow();
         facts = await checkServer(pools, clock, server, options.checkTimeoutMillis);
       }
     } catch (error) {
@@ -209,9 +213,8 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     if (watch.failedAt > started) return; // a connection failed after this check began
     watch.identity = facts.identity;
     watch.timeline = facts.timeline;
-    const now = clock.monotonicNow();
-    if (facts.lsn !== null) watch.observe(facts.lsn, now);
-    watch.lastSeenAt = now;
+    if (facts.lsn !== null) watch.observe(facts.lsn, sentAt);
+    watch.lastSeenAt = clock.monotonicNow();
     this.#setPrimaryState('up', `answers as a primary${identityProblem}`);
   }
 
