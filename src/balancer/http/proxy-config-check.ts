@@ -18,7 +18,7 @@ import { OutlierEjector } from '../outlier-ejection';
 import { SlowStart } from '../slow-start';
 import { isStrategyName, STRATEGY_FACTORIES } from '../strategies/strategy-registry';
 import { splitCredentials } from './http-credentials';
-import type { ProxyConfig, ProxyHealthConfig } from './proxy-config';
+import type { ProxyConfig, ProxyHealthConfig } from './proxy-config-types';
 import { parseUpstream } from './proxy-config-upstream';
 import { isLoopback } from './proxy-loopback';
 
