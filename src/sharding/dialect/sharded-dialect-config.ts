@@ -6,7 +6,8 @@ import { RoutingError } from '../sharding-errors';
 import { resolveReplicaReadOptions, type ReplicaReadOptions, type ResolvedReplicaReadOptions } from '../../replication/replica-router';
 import type { ShardKeySpec } from '../routing/key-constraint';
 import { canonicalIntegerKey, canonicalUuidKey } from '../../cluster/shard-key';
-import type { KeylessPolicy, RoutingRules } from '../routing/route-planner';
+import type { RoutingRules } from '../routing/route-planner';
+import { isSystemTable, resolveKeylessPolicy, type KeylessPolicy, type ResolvedKeylessPolicy } from '../routing/table-rules';
 import { SERVER_POOL_DEFAULTS, type PoolLike, type ServerPoolOptions } from '../../cluster/server-pools';
 import type { Topology, ServerSpec } from '../../cluster/topology';
 import type { RouteListener } from './statement-telemetry';
@@ -32,8 +33,10 @@ export interface ShardedDialectConfig {
   /** The schema unqualified table names resolve to. @default 'public' */
   defaultSchema?: string;
   /**
-   * What a query on a sharded table does when it names no shard key, per table:
-   * `error` (refuse, naming the table and the fixes) or `scatter` (run on every shard, merge the results).
+   * What a statement on a sharded table does when it names no shard key, per table: `'error'`
+   * (refuse, naming the table and the fixes); `'scatter'` (reads run on every shard and merge;
+   * keyless UPDATE/DELETE stay refused); or `{ read, write }` with each `'error'` or `'scatter'`:
+   * `{ read: 'scatter', write: 'scatter' }` also runs keyless writes on every shard (not atomic).
    * @default {} (every table uses `defaultKeylessPolicy`)
    */
   keylessPolicy?: Readonly<Record<string, KeylessPolicy>>;
@@ -41,6 +44,21 @@ export interface ShardedDialectConfig {
   defaultKeylessPolicy?: KeylessPolicy;
   /** The shard holding every table not in `shardKeys` (an unsharded keyspace). @default the first shard */
   unshardedShardId?: string;
+  /**
+   * Tables kept whole on `unshardedShardId`, by name (schema-qualified or not, like `shardKeys`).
+   * With `strictTables`, a table must be listed here or in `shardKeys` to be used with several shards.
+   * @default []
+   */
+  unshardedTables?: readonly string[];
+  /**
+   * With more than one shard, refuse statements on tables declared neither in `shardKeys` nor in
+   * `unshardedTables` (`E_UNROUTABLE_QUERY`, naming the table and both fixes), so a table forgotten
+   * the day a second shard is added is caught instead of silently staying on one shard. PostgreSQL's
+   * catalogs (`pg_catalog`, `information_schema`, `pg_*`) and the `kysely_scale` schema are always
+   * allowed; DDL, raw SQL and a one-shard topology are not checked. `false` allows every undeclared table.
+   * @default true
+   */
+  strictTables?: boolean;
   /** Options of the pg Pool created for each server. */
   pool?: ServerPoolOptions;
   /** Builds the pool of a server instead of a pg `Pool` (custom drivers, instrumentation, fault injection). */
@@ -89,7 +107,7 @@ export interface ShardedDialectConfig {
 
 /** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
 const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
-  'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId',
+  'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId', 'unshardedTables', 'strictTables',
   'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'onRoute', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
 ];
 
@@ -124,8 +142,6 @@ export interface ResolvedShardedConfig {
   /** Whether checked-out connections are tagged with the topology version. */
   readonly fenceSessions: boolean;
 }
-
-const KEYLESS_POLICIES: readonly KeylessPolicy[] = ['error', 'scatter'];
 
 const KEY_CANONICALISERS: Readonly<Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown>> = Object.freeze({
   auto: (value: unknown) => value,
@@ -167,12 +183,22 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     const dot = name.indexOf('.');
     if (dot > 0 && name.slice(0, dot) !== defaultSchema) qualifiedByBare.set(name.slice(dot + 1), name);
   }
-  const defaultPolicy = requireOneOf('defaultKeylessPolicy', config.defaultKeylessPolicy ?? 'error', KEYLESS_POLICIES);
-  const policies = new Map<string, KeylessPolicy>();
+  const defaultPolicy = resolveKeylessPolicy('defaultKeylessPolicy', config.defaultKeylessPolicy ?? 'error');
+  const policies = new Map<string, ResolvedKeylessPolicy>();
   for (const [table, policy] of Object.entries(config.keylessPolicy ?? {})) {
     if (!shardKeys.has(table)) throw new ConfigError(`keylessPolicy.${table}`, `"${table}" is not a sharded table; list it in shardKeys first`);
-    policies.set(table, requireOneOf(`keylessPolicy.${table}`, policy, KEYLESS_POLICIES));
+    policies.set(table, resolveKeylessPolicy(`keylessPolicy.${table}`, policy));
   }
+  const unsharded = new Set<string>();
+  const unshardedList = config.unshardedTables ?? [];
+  if (!Array.isArray(unshardedList)) throw new ConfigError('unshardedTables', `must be a list of table names, got ${describeValue(unshardedList)}`);
+  for (const [i, name] of unshardedList.entries()) {
+    const table = requireNonEmptyString(`unshardedTables[${i}]`, name);
+    if (shardKeys.has(table)) throw new ConfigError(`unshardedTables[${i}]`, `"${table}" is also in shardKeys; a table is either sharded or unsharded`);
+    unsharded.add(table.startsWith(`${defaultSchema}.`) ? table.slice(defaultSchema.length + 1) : table);
+  }
+  const strictTables = config.strictTables ?? true;
+  if (typeof strictTables !== 'boolean') throw new ConfigError('strictTables', `must be true or false, got ${describeValue(strictTables)}`);
   const unshardedShardId = requireNonEmptyString('unshardedShardId', config.unshardedShardId ?? topology.shards[0]!.id);
   if (topology.shardById(unshardedShardId) === undefined) {
     throw new ConfigError('unshardedShardId', `must name a shard of the topology, got "${unshardedShardId}"`);
@@ -204,6 +230,10 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
       return spec;
     },
     keylessPolicyOf: (table: string) => policies.get(table) ?? defaultPolicy,
+    allowsUnsharded(table: string): boolean {
+      if (!strictTables || isSystemTable(table)) return true;
+      return unsharded.has(table.startsWith(`${defaultSchema}.`) ? table.slice(defaultSchema.length + 1) : table);
+    },
   });
   return Object.freeze({
     topology,

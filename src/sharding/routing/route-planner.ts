@@ -5,16 +5,21 @@ import { withInsertRows, withListSubset } from './node-rewrite';
 import { analyzeQuery, statementKindOf, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from '../../cluster/topology';
+import { undeclaredTable, type ResolvedKeylessPolicy } from './table-rules';
 
-/** What to do with a query on a sharded table that names no shard key. */
-export type KeylessPolicy = 'error' | 'scatter';
+export type { KeylessPolicy } from './table-rules';
 
 /** The table knowledge the planner needs, derived once from the dialect config. */
 export interface RoutingRules extends ShardKeyLookup {
-  /** The keyless policy of a sharded table. */
-  keylessPolicyOf(table: string): KeylessPolicy;
+  /** The keyless policy of a sharded table (reads and writes). */
+  keylessPolicyOf(table: string): ResolvedKeylessPolicy;
   /** Id of the shard that holds every table not listed in `shardKeys`. */
   readonly unshardedShardId: string;
+  /**
+   * Whether a table not in `shardKeys` may be used when there are several shards: declared in
+   * `unshardedTables`, a system table, or `strictTables` is off.
+   */
+  allowsUnsharded(table: string): boolean;
 }
 
 /** One shard's share of a statement that spans several shards. */
@@ -126,6 +131,7 @@ function choosePlan(
   const sharded = new Set<string>();
   const unsharded = new Set<string>();
   for (const scope of scopes) {
+    for (const t of scope.unshardedTables) if (!rules.allowsUnsharded(t)) throw undeclaredTable(t, topology.shards.length, rules.unshardedShardId);
     for (const t of scope.shardedTables) sharded.add(t);
     for (const t of scope.unshardedTables) unsharded.add(t);
     if (scope.unlinkedTables.length > 0) {
@@ -186,15 +192,24 @@ function planKeyed(
     if (hintShard !== undefined) return { kind: 'single', statement, table, shard: hintShard, keys: null };
     const only = shardedScopes.length === 1 && analysis.scopes[0] === keyless[0] ? keyless[0] : undefined;
     const policyTable = keyless[0]!.shardedTables[0]!;
-    if (only !== undefined && only.shardedTables.every((t) => rules.keylessPolicyOf(t) === 'scatter')) {
+    // Reads scatter by the table's policy; keyless writes (update, delete on every shard) need their own opt-in.
+    const write = statement !== 'select';
+    const allowed = (t: string): boolean => {
+      const policy = rules.keylessPolicyOf(t);
+      return (write ? policy.write : policy.read) === 'scatter';
+    };
+    if (only !== undefined && only.shardedTables.every(allowed)) {
       return { kind: 'scatter', statement, table, shards: topology.shards };
     }
     const keyColumn = rules.shardKeyOf(policyTable, undefined)?.column ?? 'its shard key';
+    const optIn = write
+      ? `; to run keyless ${statement}s on every shard (not atomic across shards), set keylessPolicy { ${policyTable}: { read: 'scatter', write: 'scatter' } }.`
+      : `; to run it on every shard and merge, set keylessPolicy { ${policyTable}: 'scatter' }.`;
     throw new RoutingError(
       ErrorCodes.NO_SHARD_KEY,
-      `Query on sharded table "${policyTable}" names no shard key: add a condition on ${keyColumn} (= or in), or target one shard with db.withPlugin(withShardKey(key)) or withShard(id)` +
-        (only === undefined ? '.' : `; to run it on every shard and merge, set keylessPolicy { ${policyTable}: 'scatter' }.`),
-      { table: policyTable },
+      `${write ? `Keyless ${statement} of` : 'Query on'} sharded table "${policyTable}" names no shard key: add a condition on ${keyColumn} (= or in), or target one shard with db.withPlugin(withShardKey(key)) or withShard(id)` +
+        (only === undefined ? '.' : optIn),
+      { table: policyTable, statement },
     );
   }
 

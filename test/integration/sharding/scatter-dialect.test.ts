@@ -1,11 +1,12 @@
 /**
- * Scatter through the ShardedDialect end to end: `orders` has keylessPolicy 'scatter' on three real
+ * Scatter through the ShardedDialect end to end: `orders` has keylessPolicy { read: 'scatter', write: 'scatter' } on three real
  * shards; the same rows sit in one plain database ("single", Kysely's PostgresDialect). Every
  * supported merge must return exactly what the single database returns; what cannot be merged
  * fails with E_UNSUPPORTED_SCATTER before any shard runs it.
  */
-import { sql, type Kysely } from 'kysely';
-import { startShardedFixture, startSingleDatabase, type DB, type ShardedFixture } from './sharded-fixture';
+import { Kysely, sql } from 'kysely';
+import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
+import { countingPool, startShardedFixture, startSingleDatabase, type DB, type ShardedFixture } from './sharded-fixture';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { RoutingError } from '../../../src/sharding/sharding-errors';
 
@@ -45,7 +46,7 @@ let single: Kysely<DB>;
 const orders = makeOrders();
 
 beforeAll(async () => {
-  f = await startShardedFixture('scatter_dialect', { keylessPolicy: { orders: 'scatter' } }, SHARDS);
+  f = await startShardedFixture('scatter_dialect', { keylessPolicy: { orders: { read: 'scatter', write: 'scatter' } } }, SHARDS);
   single = await startSingleDatabase(f.cluster, 'scatter_dialect_single');
   for (let start = 0; start < ROWS; start += 400) {
     const chunk = orders.slice(start, start + 400);
@@ -288,6 +289,20 @@ describe('unsupported scatters fail clearly and never return rows', () => {
 });
 
 describe('keyless writes scatter and sum affected rows', () => {
+  test('only with their own opt-in: under the read-only scatter policy a keyless write reaches no shard', async () => {
+    const readOnly = new Kysely<DB>({ dialect: new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id', orders: 'user_id' }, keylessPolicy: { orders: 'scatter' }, createPool: (server) => countingPool(server.url, f.log) }) });
+    try {
+      f.log.reset();
+      expect(await readOnly.selectFrom('orders').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).toEqual(await single.selectFrom('orders').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow());
+      f.log.reset();
+      await expect(readOnly.updateTable('orders').set({ status: 'x' }).execute()).rejects.toMatchObject({ code: 'E_NO_SHARD_KEY', context: { table: 'orders', statement: 'update' } });
+      await expect(readOnly.deleteFrom('orders').where('status', '=', 'x').execute()).rejects.toMatchObject({ code: 'E_NO_SHARD_KEY', context: { table: 'orders', statement: 'delete' } });
+      expect(shardsHit()).toBe(0);
+    } finally {
+      await readOnly.destroy();
+    }
+  });
+
   test('update', async () => {
     const run = (db: Kysely<DB>) => db.updateTable('orders').set({ status: 'refund' }).where('amount', '<', '-1000').executeTakeFirst();
     f.log.reset();

@@ -83,6 +83,7 @@ export async function startShardedFixture(
   const dialect = new ShardedDialect({
     topology,
     shardKeys: { users: 'id', orders: 'user_id' },
+    unshardedTables: ['countries'],
     createPool: (server) => countingPool(server.url, log),
     ...config,
   });

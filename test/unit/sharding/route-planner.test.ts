@@ -12,7 +12,8 @@ const topology = createTopology({
 const { rules } = resolveShardedConfig({
   topology,
   shardKeys: { orders: 'user_id', users: 'id', items: 'user_id', events: 'user_id' },
-  keylessPolicy: { events: 'scatter' },
+  keylessPolicy: { events: { read: 'scatter', write: 'scatter' }, items: 'scatter' },
+  unshardedTables: ['countries'],
 });
 const db = offlineKysely();
 
@@ -89,6 +90,39 @@ describe('route planner', () => {
   it('scatters keyless queries on tables whose policy is scatter', () => {
     expect(plan(db.selectFrom('events').selectAll())).toMatchObject({ kind: 'scatter' });
     expect(plan(db.deleteFrom('events').where('kind', '=', 'x'))).toMatchObject({ kind: 'scatter', statement: 'delete' });
+    expect(plan(db.updateTable('events').set({ kind: 'y' }))).toMatchObject({ kind: 'scatter', statement: 'update' });
+  });
+
+  it('keyless writes need their own opt-in: the scatter policy lets reads run everywhere, not updates or deletes', () => {
+    expect(plan(db.selectFrom('items').selectAll())).toMatchObject({ kind: 'scatter', statement: 'select' });
+    for (const write of [db.updateTable('items').set({ qty: 0 }), db.deleteFrom('items').where('qty', '=', 0)]) {
+      const error = routingError(() => plan(write));
+      expect(error.code).toBe(ErrorCodes.NO_SHARD_KEY);
+      expect(error.message).toMatch(/^Keyless (update|delete) of sharded table "items" names no shard key/);
+      expect(error.message).toContain("keylessPolicy { items: { read: 'scatter', write: 'scatter' } }");
+    }
+    const orders = routingError(() => plan(db.deleteFrom('orders')));
+    expect(orders.message).toContain("set keylessPolicy { orders: { read: 'scatter', write: 'scatter' } }");
+  });
+
+  it('with several shards, refuses tables declared neither sharded nor unsharded, naming the table and both fixes', () => {
+    for (const query of [db.selectFrom('invoices').selectAll(), db.insertInto('invoices').values({ id: 1 }), db.selectFrom('countries').where('code', 'in', db.selectFrom('regions').select('code')).selectAll()]) {
+      const error = routingError(() => plan(query));
+      expect(error.code).toBe(ErrorCodes.UNROUTABLE_QUERY);
+      expect(error.message).toMatch(/^Table "(invoices|regions)" is declared neither in shardKeys nor in unshardedTables; with 3 shards its rows would all stay on shard "shard0"/);
+      expect(error.message).toMatch(/shardKeys: \{ (invoices|regions): '<key column>' \}.*unshardedTables: \['(invoices|regions)'\].*strictTables: false/);
+    }
+    // Declared (bare or schema-qualified), system catalogs, DDL and raw SQL pass.
+    expect(plan(db.withSchema('public').selectFrom('countries').selectAll())).toMatchObject({ kind: 'single', shard: { id: 'shard0' } });
+    expect(plan(db.selectFrom('pg_catalog.pg_class').select('relname'))).toMatchObject({ kind: 'single' });
+    expect(plan(db.selectFrom('information_schema.tables').select('table_name'))).toMatchObject({ kind: 'single' });
+    expect(plan(db.selectFrom('pg_tables').selectAll())).toMatchObject({ kind: 'single' });
+    expect(plan(db.schema.createTable('invoices').addColumn('id', 'integer'))).toMatchObject({ kind: 'broadcast' });
+    const lax = resolveShardedConfig({ topology, shardKeys: { orders: 'user_id' }, strictTables: false }).rules;
+    expect(planRoute(db.selectFrom('invoices').selectAll().toOperationNode(), undefined, topology, lax)).toMatchObject({ kind: 'single', shard: { id: 'shard0' } });
+    const one = createTopology({ shards: [{ id: 'only', primary: 'postgres://u@h/db' }] });
+    const oneRules = resolveShardedConfig({ topology: one }).rules;
+    expect(planRoute(db.selectFrom('invoices').selectAll().toOperationNode(), undefined, one, oneRules)).toMatchObject({ kind: 'single', shard: { id: 'only' } });
   });
 
   it('sends unsharded tables to the unsharded shard and refuses to mix them with sharded ones', () => {
@@ -203,6 +237,7 @@ describe('route planner: typed keys and schemas', () => {
   const typed = resolveShardedConfig({
     topology,
     shardKeys: { orders: { column: 'user_id', type: 'integer' }, sessions: { column: 'id', type: 'uuid' }, 'app.accounts': 'user_id' },
+    unshardedTables: ['archive.orders'],
   }).rules;
   const typedPlan = (q: { toOperationNode(): unknown }) => planRoute(q.toOperationNode() as RootOperationNode, undefined, topology, typed);
 

@@ -23,7 +23,9 @@ describe('sharded dialect config', () => {
     expect(Object.isFrozen(resolved)).toBe(true);
     expect(resolved.clock).toBe(systemClock);
     expect(resolved.rules.unshardedShardId).toBe('s0');
-    expect(resolved.rules.keylessPolicyOf('orders')).toBe('error');
+    expect(resolved.rules.keylessPolicyOf('orders')).toEqual({ read: 'error', write: 'error' });
+    expect(resolved.rules.allowsUnsharded('countries')).toBe(false); // strictTables is on by default
+    expect(resolved.rules.allowsUnsharded('pg_catalog.pg_class')).toBe(true);
     expect(resolved.pool).toMatchObject({ max: 10, idleTimeoutMillis: 30_000 });
     expect(resolved.rules.shardKeyOf('users', undefined)?.canonical('05')).toBe(5n);
     const clock = new ManualClock();
@@ -37,9 +39,15 @@ describe('sharded dialect config', () => {
     ['shardKeys.orders', { shardKeys: { orders: '' } }, /Invalid option `shardKeys.orders`: must be the key column name or \{ column, type \}, got ""/],
     ['shardKeys.orders.type', { shardKeys: { orders: { column: 'user_id', type: 'int' as never } } }, /`shardKeys.orders.type`: must be one of 'auto', 'text', 'integer', 'uuid', got "int"/],
     ['defaultSchema', { defaultSchema: '' }, /`defaultSchema`: must be a non-empty string/],
-    ['defaultKeylessPolicy', { defaultKeylessPolicy: 'all' as never }, /`defaultKeylessPolicy`: must be one of 'error', 'scatter', got "all"/],
+    ['defaultKeylessPolicy', { defaultKeylessPolicy: 'all' as never }, /`defaultKeylessPolicy`: must be 'error', 'scatter' or \{ read, write \} with each 'error' or 'scatter', got "all"/],
     ['keylessPolicy.countries', { keylessPolicy: { countries: 'scatter' } }, /"countries" is not a sharded table/],
-    ['keylessPolicy.orders', { keylessPolicy: { orders: 'everywhere' as never } }, /`keylessPolicy.orders`: must be one of 'error', 'scatter'/],
+    ['keylessPolicy.orders', { keylessPolicy: { orders: 'everywhere' as never } }, /`keylessPolicy.orders`: must be 'error', 'scatter' or \{ read, write \}/],
+    ['keylessPolicy.orders.write', { keylessPolicy: { orders: { read: 'scatter', write: 'yes' as never } } }, /`keylessPolicy.orders.write`: must be 'error' or 'scatter', got "yes"/],
+    ['keylessPolicy.orders.writes', { keylessPolicy: { orders: { writes: 'scatter' } as never } }, /`keylessPolicy.orders.writes`: is not an option \(did you mean `write`\?\); known options: read, write/],
+    ['unshardedTables', { unshardedTables: 'countries' as never }, /`unshardedTables`: must be a list of table names, got "countries"/],
+    ['unshardedTables[1]', { unshardedTables: ['countries', 'orders'] }, /`unshardedTables\[1\]`: "orders" is also in shardKeys/],
+    ['unshardedTables[0]', { unshardedTables: [''] }, /`unshardedTables\[0\]`: must be a non-empty string/],
+    ['strictTables', { strictTables: 'no' as never }, /`strictTables`: must be true or false, got "no"/],
     ['unshardedShardId', { unshardedShardId: 's9' }, /`unshardedShardId`: must name a shard of the topology, got "s9"/],
     ['pool.max', { pool: { max: 0 } }, /`pool.max`: must be an integer >= 1, got 0/],
     ['pool.idleTimeoutMillis', { pool: { idleTimeoutMillis: 1.5 } }, /`pool.idleTimeoutMillis`: must be an integer >= 0, got 1.5/],
