@@ -36,3 +36,11 @@ export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
 export { ReadYourWritesContext } from './replication/read-your-writes';
 export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replication/replica-router';
 export { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from './cluster/connection-failure';
+export {
+  StaleTopologyError,
+  fenceRefusalOf,
+  STALE_TOPOLOGY_SQLSTATE,
+  SLOT_FENCED_SQLSTATE,
+  type FenceRefusal,
+} from './cluster/topology-fence';
+export type { TopologySource } from './cluster/topology-catch-up';

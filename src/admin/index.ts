@@ -31,3 +31,4 @@ export { shardMigrationStatus, type MigrationStatus, type ShardMigrationStatus }
 export { checkShardServers, type ShardServers } from './server-checks';
 export { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client-options';
 export { TopologyConflictError, OperatorBusyError, ServerCheckError, type ServerProblem } from './admin-errors';
+export * from './mover';
