@@ -1,4 +1,5 @@
 import { ConfigError } from '../kernel/errors';
+import { requireBoolean, requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 
 /** A tier a policy may use: `l1` (in-process memory) or `l2` (Redis). */
 export type CacheLevel = 'l1' | 'l2';
@@ -106,19 +107,8 @@ function frozen(o: CachePolicyOptions): Readonly<CachePolicyOptions> {
 }
 
 const POLICY_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-const KNOWN_KEYS = new Set(Object.keys(CACHE_POLICY_DEFAULTS));
-
-function int(option: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new ConfigError(option, `must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
-  }
-  return value;
-}
-
-function bool(option: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new ConfigError(option, `must be a boolean, got ${JSON.stringify(value)}`);
-  return value;
-}
+const KNOWN_KEYS = Object.keys(CACHE_POLICY_DEFAULTS);
+const int = (option: string, value: unknown, min: number): number => requireInteger(option, value as number, min);
 
 /**
  * Validates one policy; errors name the option as `policies.<name>.<option>`. Never keeps `options`.
@@ -129,9 +119,7 @@ export function resolvePolicy(name: string, options: CachePolicyOptions = {}): C
     throw new ConfigError(`policies.${name}`, 'policy names are 1–64 characters of letters, digits, `_`, `.` or `-`');
   }
   const at = (o: string): string => `policies.${name}.${o}`;
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_KEYS.has(key)) throw new ConfigError(at(key), `unknown option; known options: ${[...KNOWN_KEYS].join(', ')}`);
-  }
+  requireKnownKeys(`policies.${name}`, requireObject(`policies.${name}`, options), KNOWN_KEYS);
   const o = { ...CACHE_POLICY_DEFAULTS, ...stripUndefined(options) };
   const levelsIn: unknown = o.levels;
   if (!Array.isArray(levelsIn) || levelsIn.length === 0) throw new ConfigError(at('levels'), "must be a non-empty array of 'l1' and/or 'l2'");
@@ -147,8 +135,8 @@ export function resolvePolicy(name: string, options: CachePolicyOptions = {}): C
     maxEntries: int(at('maxEntries'), o.maxEntries, 1),
     maxBytes: int(at('maxBytes'), o.maxBytes, 1),
     levels: Object.freeze(levels),
-    writeThrough: bool(at('writeThrough'), o.writeThrough),
-    cacheAside: bool(at('cacheAside'), o.cacheAside),
+    writeThrough: requireBoolean(at('writeThrough'), o.writeThrough),
+    cacheAside: requireBoolean(at('cacheAside'), o.cacheAside),
     softTimeoutMillis: int(at('softTimeoutMillis'), o.softTimeoutMillis, 0),
     hardTimeoutMillis: int(at('hardTimeoutMillis'), o.hardTimeoutMillis, 0),
     useL1: levels.includes('l1'),

@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../kernel/clock';
 import type { CallBudgets } from './cache-call-budget';
-import { ConfigError } from '../kernel/errors';
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 import { flightKey, type CacheCoherence } from './cache-coherence';
 import type { CacheEventHub } from './cache-events';
 import type { CacheFill } from './cache-fill';
@@ -162,8 +162,8 @@ export class CacheReadPath {
 
   /** Loads `keys` with at most `concurrency` loader calls at once, filling the tiers; never throws. */
   async warmUp(st: PolicyState, keys: readonly string[], loader: (key: string) => Promise<unknown>, options: { concurrency?: number }): Promise<WarmUpResult> {
-    const concurrency = options.concurrency ?? 8;
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new ConfigError('warmUp.concurrency', `must be an integer ≥ 1, got ${concurrency}`);
+    requireKnownKeys('warmUp', requireObject('warmUp', options), ['concurrency']);
+    const concurrency = requireInteger('warmUp.concurrency', options.concurrency ?? 8, 1);
     let loaded = 0;
     let alreadyCached = 0;
     const failed: { key: string; error: unknown }[] = [];

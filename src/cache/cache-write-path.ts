@@ -14,7 +14,7 @@
  * A write that loses is not filled into L1 either.
  */
 import type { Clock } from '../kernel/clock';
-import { describeValue } from '../kernel/validate';
+import { describeValue, requireKnownKeys, requireObject } from '../kernel/validate';
 import { ConfigError } from '../kernel/errors';
 import type { CallBudget, CallBudgets } from './cache-call-budget';
 import { namespaceEpoch, type CacheCoherence, type WriteInFlight } from './cache-coherence';
@@ -27,6 +27,8 @@ import type { PolicyRegistry, PolicyState } from './cache-policy-state';
 import type { CacheValueCodec } from './cache-value-codec';
 import type { L2Tier, L2WriteCondition, VersionToken } from './l2-tier';
 import type { SetOptions } from './tiered-cache-options';
+
+const SET_OPTION_KEYS: readonly (keyof SetOptions<unknown>)[] = ['save', 'tags', 'version'];
 
 /** What a write-through's L2 step did. */
 type L2Outcome = 'written' | 'superseded' | 'conflict' | 'failed' | 'skipped';
@@ -51,6 +53,7 @@ export class CacheWritePath {
     // One rule for `undefined`: it means "no value" and is never stored (a loader's `undefined`
     // is not cached either), so refusing it here keeps `peek`/`get` from caching a miss.
     if (value === undefined) throw new CacheSerializationError('Cannot cache `undefined`: it means "no value" (store null, or call invalidate())', { path: '$' });
+    requireKnownKeys('set', requireObject('set', options), SET_OPTION_KEYS);
     const version = sourceVersion(options.version);
     let payload: string | undefined;
     try {

@@ -1,4 +1,4 @@
-import { ConfigError } from '../kernel/errors';
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 
 /** Options of {@link HotKeyTracker}. */
 export interface HotKeyTrackerOptions {
@@ -54,14 +54,10 @@ export class HotKeyTracker {
   private readonly counters = new Map<string, Counter>();
 
   constructor(options: HotKeyTrackerOptions = {}) {
-    const o = { ...HOT_KEY_TRACKER_DEFAULTS, ...options };
-    for (const name of ['capacity', 'halfLifeMillis', 'sampleEvery'] as const) {
-      const v = o[name];
-      if (!Number.isSafeInteger(v) || v < 1) throw new ConfigError(`hotKeys.${name}`, `must be an integer ≥ 1, got ${v}`);
-    }
-    this.capacity = o.capacity;
-    this.halfLife = o.halfLifeMillis;
-    this.sampleEvery = o.sampleEvery;
+    requireKnownKeys('hotKeys', requireObject('hotKeys', options), Object.keys(HOT_KEY_TRACKER_DEFAULTS));
+    this.capacity = requireInteger('hotKeys.capacity', options.capacity ?? HOT_KEY_TRACKER_DEFAULTS.capacity, 1);
+    this.halfLife = requireInteger('hotKeys.halfLifeMillis', options.halfLifeMillis ?? HOT_KEY_TRACKER_DEFAULTS.halfLifeMillis, 1);
+    this.sampleEvery = requireInteger('hotKeys.sampleEvery', options.sampleEvery ?? HOT_KEY_TRACKER_DEFAULTS.sampleEvery, 1);
   }
 
   private decayed(c: Counter, now: number): number {

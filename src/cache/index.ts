@@ -23,7 +23,7 @@ export { HOT_KEY_TRACKER_DEFAULTS, type HotKey, type HotKeyTrackerOptions } from
 export { MemoryTier, MEMORY_TIER_DEFAULTS, type CacheEntry, type MemoryTierOptions, type TagStamp } from './memory-tier';
 
 // L2 tiers and their clients
-export { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type RedisLike, type VersionToken } from './l2-tier';
+export { L2_DEFAULTS, type L2CommonOptions, type L2Kind, type L2Tier, type L2WriteCondition, type RedisLike, type VersionToken } from './l2-tier';
 export { singleRedisTier, type SingleRedisTierOptions } from './redis-single-tier';
 export { clusterRedisTier, type ClusterRedisTierOptions, type ClusterSeed } from './redis-cluster-tier';
 export { ringRedisTier, type RingRedisTierOptions, type RingServer } from './redis-ring-tier';
@@ -34,12 +34,15 @@ export { closeRedisClient, closeRedisClients, L2_CONNECTION_NAME, redisClientDef
 // Coherence across instances, and query results
 export { InvalidationBus, INVALIDATION_BUS_DEFAULTS, type BusMessage, type InvalidationBusOptions, type PubSubLike } from './invalidation-bus';
 export { QueryCache, QUERY_CACHE_DEFAULTS, type CachedQueryOptions, type CompilableQuery, type QueryExecutor, type QueryCacheOptions, type WriteEventSource } from './query-cache';
+export type { ReplicaFenceDialect } from './query-cache-fence';
 
 // Values, time and errors
 export { createSerializer, SERIALIZER_DEFAULTS, type CacheSerializer, type SerializerOptions } from './serializer';
+export type { CacheKey } from './cache-key';
 export { ManualClock, systemClock, type Cancel, type Clock } from '../kernel/clock';
 export {
   CacheBackendUnavailableError,
+  CacheKeyError,
   CacheLoaderTimeoutError,
   CacheSerializationError,
   CacheValueTooLargeError,

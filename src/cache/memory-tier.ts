@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 
 /** A tag and the tag's invalidation epoch seen when the entry's load started. */
 export type TagStamp = readonly [tag: string, epoch: number];
@@ -50,8 +51,9 @@ export class MemoryTier {
   private suspended = false;
 
   constructor(options: MemoryTierOptions = {}) {
-    const maxEntries = options.maxEntries ?? MEMORY_TIER_DEFAULTS.maxEntries;
-    const maxBytes = options.maxBytes ?? MEMORY_TIER_DEFAULTS.maxBytes;
+    requireKnownKeys('memoryTier', requireObject('memoryTier', options), Object.keys(MEMORY_TIER_DEFAULTS));
+    const maxEntries = requireInteger('memoryTier.maxEntries', options.maxEntries ?? MEMORY_TIER_DEFAULTS.maxEntries, 1);
+    const maxBytes = requireInteger('memoryTier.maxBytes', options.maxBytes ?? MEMORY_TIER_DEFAULTS.maxBytes, 1);
     this.lru = new LRUCache<string, CacheEntry>({
       max: maxEntries,
       maxSize: maxBytes,

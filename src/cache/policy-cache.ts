@@ -3,7 +3,7 @@ import { cacheKey, cacheKeys, type CacheKey } from './cache-key';
 import type { PolicyState } from './cache-policy-state';
 import type { CacheReadPath } from './cache-read-path';
 import type { CacheWritePath } from './cache-write-path';
-import type { LoadOptions, SetOptions } from './tiered-cache-options';
+import { loadTags, type LoadOptions, type SetOptions } from './tiered-cache-options';
 
 /** A `TieredCache` bound to one policy (from `cache.forPolicy(name)`); the same semantics as its methods. */
 export class PolicyCache<T = unknown> {
@@ -28,7 +28,7 @@ export class PolicyCache<T = unknown> {
   }
   /** L1 → L2 → `loader` (see `TieredCache.getOrLoad`). */
   getOrLoad(key: CacheKey, loader: () => Promise<T>, options?: LoadOptions): Promise<T> {
-    return this.reads.getOrLoad(this.st, typeof key === 'string' ? key : cacheKey(key), loader, options?.tags ?? [], false) as Promise<T>;
+    return this.reads.getOrLoad(this.st, typeof key === 'string' ? key : cacheKey(key), loader, loadTags(options), false) as Promise<T>;
   }
   /** Values of several keys (see `TieredCache.getMany`). */
   getMany(keys: readonly CacheKey[], loader?: (key: string) => Promise<T>): Promise<(T | undefined)[]> {

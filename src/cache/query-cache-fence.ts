@@ -29,7 +29,10 @@ export interface ReplicaFenceDialect {
   readonly topology: { readonly shards: readonly { readonly id: string }[] };
 }
 
-/** Whether `source` can fence replica reads (a `ShardedDialect`). */
+/**
+ * Whether `source` can fence replica reads (a `ShardedDialect`).
+ * @internal
+ */
 export function isReplicaFenceDialect(source: unknown): source is ReplicaFenceDialect {
   const d = source as Partial<ReplicaFenceDialect> | null;
   return typeof d?.readYourWrites === 'function' && typeof d.replicaStatus === 'function' && typeof d.topology === 'object';

@@ -2,7 +2,9 @@
  * The Redis clients of the cache: the options they need, the clients an L2 tier creates itself,
  * and ending any of them whatever state it is in.
  */
-import Redis, { Cluster } from 'ioredis';
+// Named imports: in the ESM declarations a default import of this CommonJS package is its whole
+// module.exports (a namespace, not the class), which breaks apps compiled with module: nodenext.
+import { Cluster, Redis } from 'ioredis';
 
 /**
  * ioredis options the cache needs: no offline queue (fail at once while disconnected), a
@@ -74,7 +76,8 @@ export const L2_CONNECTION_NAME = 'kysely-scale-l2';
 
 /**
  * A client an L2 tier created itself (from a `url` or Cluster `nodes`): the tier ends it in `close()`.
- * @internal
+ * Not exported from `kysely-scale/cache`, but not `@internal` either: other modules' declarations
+ * name it, and `stripInternal` would remove it from under them.
  */
 export interface OwnedClient {
   readonly client: Redis | Cluster;

@@ -1,5 +1,6 @@
 /** L2 on a Redis Cluster: ioredis routes each key to its slot's master. */
 import { ConfigError } from '../kernel/errors';
+import { requireKnownKeys } from '../kernel/validate';
 import type { L2CommonOptions, L2Tier, RedisLike } from './l2-tier';
 import { createClusterClient } from './redis-client';
 import { checkClient } from './redis-client-check';
@@ -28,18 +29,19 @@ export interface ClusterRedisTierOptions extends L2CommonOptions {
 
 /** L2 on a Redis Cluster: ioredis routes each key to its slot's master. */
 export function clusterRedisTier(options: ClusterRedisTierOptions): L2Tier {
+  const o = resolveL2Options(options, ['cluster', 'nodes']);
   if (options.cluster !== undefined && options.nodes !== undefined) throw new ConfigError('nodes', 'give either `cluster` or `nodes`, not both');
   if (options.cluster !== undefined) {
     const client = checkClient('cluster', options.cluster);
-    return endpointTier('cluster', { client, owned: null }, resolveL2Options(options));
+    return endpointTier('cluster', { client, owned: null }, o);
   }
   const nodes = options.nodes;
   if (nodes === undefined) throw new ConfigError('cluster', 'is required (or `nodes`, seed nodes the tier connects to itself)');
   if (!Array.isArray(nodes) || nodes.length === 0) throw new ConfigError('nodes', 'must be a non-empty array of { host, port }');
   nodes.forEach((n: Partial<ClusterSeed> | null, i) => {
     if (typeof n?.host !== 'string' || !Number.isSafeInteger(n.port)) throw new ConfigError(`nodes[${i}]`, 'must be { host: string, port: integer }');
+    requireKnownKeys(`nodes[${i}]`, n, ['host', 'port']);
   });
-  const o = resolveL2Options(options);
   const owned = createClusterClient(nodes);
   return endpointTier('cluster', { client: owned.client, owned }, o);
 }

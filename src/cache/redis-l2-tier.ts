@@ -5,6 +5,7 @@
  */
 import { systemClock, type Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 import { CacheBackendUnavailableError } from './cache-errors';
 import { BreakerProbe } from './breaker-probe';
 import type { BreakerState, CircuitBreaker, CircuitBreakerOptions } from './circuit-breaker';
@@ -72,12 +73,20 @@ export interface ResolvedL2Options {
   readonly breaker: CircuitBreakerOptions;
 }
 
-/** @internal */
-export function resolveL2Options(o: L2CommonOptions): ResolvedL2Options {
+/** Option names every L2 backend takes. @internal */
+export const L2_COMMON_KEYS: readonly (keyof L2CommonOptions)[] = ['prefix', 'versionTtlMillis', 'breaker', 'clock'];
+
+/**
+ * Validates the options of one backend: no key outside `common + own` (a typo fails here instead
+ * of being ignored), and the common ones.
+ * @internal
+ */
+export function resolveL2Options(o: L2CommonOptions, own: readonly string[]): ResolvedL2Options {
+  requireKnownKeys('', requireObject('options', o), [...own, ...L2_COMMON_KEYS]);
   const prefix = o.prefix ?? L2_DEFAULTS.prefix;
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new ConfigError('prefix', 'must be a string without `{` or `}` (they are Redis Cluster hash tags)');
-  const versionTtlMillis = o.versionTtlMillis ?? L2_DEFAULTS.versionTtlMillis;
-  if (!Number.isSafeInteger(versionTtlMillis) || versionTtlMillis < 1000) throw new ConfigError('versionTtlMillis', `must be an integer ≥ 1000, got ${versionTtlMillis}`);
+  const versionTtlMillis = requireInteger('versionTtlMillis', o.versionTtlMillis ?? L2_DEFAULTS.versionTtlMillis, 1000);
+  if (o.breaker !== undefined) requireObject('breaker', o.breaker);
   return { prefix, versionTtlMillis, clock: o.clock ?? systemClock, breaker: { ...o.breaker } };
 }
 

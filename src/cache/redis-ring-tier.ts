@@ -3,6 +3,7 @@
  * key's server, skips unreachable ones, and clears a returning server before it is used again.
  */
 import { ConfigError } from '../kernel/errors';
+import { requireKnownKeys, requireNonEmptyString, requireObject } from '../kernel/validate';
 import { HashRing, type HashRingOptions } from '../kernel/hash-ring';
 import { CircuitBreaker } from './circuit-breaker';
 import type { L2CommonOptions, L2Tier, RedisLike } from './l2-tier';
@@ -38,8 +39,12 @@ export interface RingRedisTierOptions extends L2CommonOptions, HashRingOptions {
  * invalidations of the outage), and invalidations always reach both a key's owner and its stand-in.
  */
 export function ringRedisTier(options: RingRedisTierOptions): L2Tier {
-  const o = resolveL2Options(options);
+  const o = resolveL2Options(options, ['servers', 'virtualNodes']);
   if (!Array.isArray(options.servers) || options.servers.length === 0) throw new ConfigError('servers', 'a ring needs at least one server');
+  options.servers.forEach((s, i) => {
+    requireKnownKeys(`servers[${i}]`, requireObject(`servers[${i}]`, s), ['id', 'client', 'url']);
+    requireNonEmptyString(`servers[${i}].id`, s.id);
+  });
   const specs = options.servers.map((s, i) => endpointSpec(`servers[${i}].client`, s.client, `servers[${i}].url`, s.url));
   const nodes: L2Node[] = [];
   const breakers = options.servers.map(

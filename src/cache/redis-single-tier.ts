@@ -21,8 +21,8 @@ export interface SingleRedisTierOptions extends L2CommonOptions {
 
 /** L2 on one Redis server. */
 export function singleRedisTier(options: SingleRedisTierOptions): L2Tier {
+  const o = resolveL2Options(options, ['client', 'url']);
   const spec = endpointSpec('client', options.client, 'url', options.url);
-  const o = resolveL2Options(options);
   return endpointTier('single', openEndpoint(spec), o);
 }
 

@@ -1,3 +1,4 @@
+import { requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 import { CacheSerializationError, CacheValueTooLargeError } from './cache-errors';
 
 /**
@@ -191,7 +192,8 @@ function decode(value: unknown): unknown {
  * instances come back as plain objects (as with JSON). A `SharedArrayBuffer` is refused.
  */
 export function createSerializer(options: SerializerOptions = {}): CacheSerializer {
-  const maxValueBytes = options.maxValueBytes ?? SERIALIZER_DEFAULTS.maxValueBytes;
+  requireKnownKeys('serializer', requireObject('serializer', options), Object.keys(SERIALIZER_DEFAULTS));
+  const maxValueBytes = requireInteger('serializer.maxValueBytes', options.maxValueBytes ?? SERIALIZER_DEFAULTS.maxValueBytes, 1);
   return Object.freeze({
     serialize(value: unknown): string {
       const encoded = encode(value, '$', new Set());

@@ -1,7 +1,7 @@
 /** Options of `TieredCache` and of its calls, their defaults, and their validation. */
 import { systemClock, type Clock } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
-import { requireBoolean, requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
+import { describeValue, requireBoolean, requireInteger, requireKnownKeys, requireObject } from '../kernel/validate';
 import { resolvePolicies, type CachePolicy, type CachePolicyOptions } from './cache-policy';
 import { HotKeyTracker, type HotKeyTrackerOptions } from './hot-key-tracker';
 import type { InvalidationBus } from './invalidation-bus';
@@ -108,6 +108,21 @@ const OPTION_KEYS: readonly (keyof TieredCacheOptions)[] = [
 export interface LoadOptions {
   /** Tags of the value, for `invalidateTags` (e.g. table names). */
   tags?: readonly string[];
+}
+
+const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/**
+ * The tags of a `getOrLoad` call's options, which are checked: an unknown key (`tag`) is refused, not ignored.
+ * @internal
+ */
+export function loadTags(options: LoadOptions | undefined): readonly string[] {
+  if (options === undefined) return NO_TAGS;
+  requireKnownKeys('getOrLoad', requireObject('getOrLoad', options), ['tags']);
+  const tags = options.tags;
+  if (tags === undefined) return NO_TAGS;
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string')) throw new ConfigError('getOrLoad.tags', `must be an array of strings, got ${describeValue(tags)}`);
+  return tags;
 }
 
 /** Options of one `set` call. */

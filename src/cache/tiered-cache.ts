@@ -30,7 +30,7 @@ import type { InvalidationBus } from './invalidation-bus';
 import type { L2Tier } from './l2-tier';
 import { PolicyCache } from './policy-cache';
 import { closeRedisClients, type ClosableRedis } from './redis-client';
-import { resolveTieredCacheOptions, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache-options';
+import { loadTags, resolveTieredCacheOptions, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache-options';
 
 /**
  * The multi-level cache: L1 in process, L2 in Redis, coherent across instances through the
@@ -119,7 +119,7 @@ export class TieredCache {
    * unchanged (unless a stale value within grace can be served).
    */
   getOrLoad<T>(policy: string, key: CacheKey, loader: () => Promise<T>, options?: LoadOptions): Promise<T> {
-    return this.reads.getOrLoad(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key), loader, options?.tags ?? [], false) as Promise<T>;
+    return this.reads.getOrLoad(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key), loader, loadTags(options), false) as Promise<T>;
   }
 
   /** Values of several keys (L1, then one MGET per Redis server); `undefined` where missing. With `loader`, missing keys are loaded. */

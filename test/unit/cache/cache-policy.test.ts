@@ -6,7 +6,10 @@ describe('cache policies', () => {
     expect(() => resolvePolicy('user_data', { ttlMillis: -1 })).toThrow(/`policies\.user_data\.ttlMillis`/);
     expect(() => resolvePolicy('p', { levels: [] })).toThrow(/`policies\.p\.levels`/);
     expect(() => resolvePolicy('p', { levels: ['l3' as 'l1'] })).toThrow(/unknown level "l3"/);
-    expect(() => resolvePolicy('p', { ttl: 5 } as never)).toThrow(/`policies\.p\.ttl`: unknown option/);
+    expect(() => resolvePolicy('p', { ttl: 5 } as never)).toThrow(/`policies\.p\.ttl`: is not an option; known options: ttlMillis, graceMillis/);
+    expect(() => resolvePolicy('p', { ttlMilis: 5 } as never)).toThrow(/`policies\.p\.ttlMilis`: is not an option \(did you mean `ttlMillis`\?\)/);
+    expect(() => resolvePolicy('p', { maxEntries: 0 })).toThrow('Invalid option `policies.p.maxEntries`: must be an integer >= 1, got 0');
+    expect(() => resolvePolicy('p', { writeThrough: 'yes' as never })).toThrow('Invalid option `policies.p.writeThrough`: must be true or false, got "yes"');
     expect(() => resolvePolicy('p', { softTimeoutMillis: 10, hardTimeoutMillis: 5 })).toThrow(ConfigError);
     expect(() => resolvePolicies({})).toThrow(/`policies`/);
   });
