@@ -39,9 +39,15 @@ export class PartialWriteError extends KyselyScaleError<typeof ErrorCodes.PARTIA
   }
 }
 
-/** The ShardedDialect was used after `db.destroy()`: create a new Kysely instance. */
+/**
+ * The ShardedDialect was used after `db.destroy()` closed its pools. A dialect cannot be reopened
+ * (a new Kysely on the same dialect fails too): create a new ShardedDialect and a new Kysely on it.
+ */
 export class DialectDestroyedError extends KyselyScaleError<typeof ErrorCodes.DESTROYED> {
   constructor() {
-    super(ErrorCodes.DESTROYED, 'The ShardedDialect was destroyed: create a new Kysely instance.');
+    super(
+      ErrorCodes.DESTROYED,
+      'The ShardedDialect was destroyed (db.destroy() closed its pools) and cannot be reopened, not even by a new Kysely on it: create a new ShardedDialect and a new Kysely with it.',
+    );
   }
 }

@@ -147,4 +147,19 @@ describe('ShardedDialect on real PostgreSQL shards', () => {
     expect(error).toBeInstanceOf(DialectDestroyedError);
     expect(error).toMatchObject({ code: ErrorCodes.DESTROYED });
   });
+
+  it('E_DESTROYED gives advice that works: a new Kysely on the same dialect still fails, a new ShardedDialect works', async () => {
+    const dialect = new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id' } });
+    const first = new Kysely<DB>({ dialect });
+    const before = await first.selectFrom('users').select('name').where('id', '=', 1).execute();
+    await first.destroy();
+    const again = new Kysely<DB>({ dialect });
+    const error = await again.selectFrom('users').select('name').where('id', '=', 1).execute().catch((e: Error) => e);
+    expect(error).toMatchObject({ code: ErrorCodes.DESTROYED });
+    expect((error as Error).message).toMatch(/not even by a new Kysely on it: create a new ShardedDialect and a new Kysely with it/);
+    const fresh = new Kysely<DB>({ dialect: new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id' } }) });
+    expect(await fresh.selectFrom('users').select('name').where('id', '=', 1).execute()).toEqual(before);
+    await fresh.destroy();
+    await again.destroy();
+  });
 });
