@@ -251,6 +251,9 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       const other = theirs.shardId === this.#shard.id ? `another primary's (written as shard "${theirs.shardId}" on another server or database)` : `the identity of shard "${theirs.shardId}"`;
       return this.#refuse(member, `streams from another primary: it replays ${other}, not that of shard "${this.#shard.id}"'s primary ${watch.server.redactedUrl}`);
     }
+    if (watch.timeline !== null && facts.receivedTimeline !== null && facts.receivedTimeline < watch.timeline) {
+      return this.#refuse(member, `streams timeline ${facts.receivedTimeline}, older than its primary's timeline ${watch.timeline}: it follows a demoted primary`);
+    }
     if (member.failedAt > started) return; // a read failed on it after this check began: it stays out
     if (member.state === 'ejected' && this.ejector.isEjected(member.id)) {
       if (!this.ejector.release(now).includes(member.id)) return; // a repeated ejection lasts longer than one check

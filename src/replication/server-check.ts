@@ -27,6 +27,8 @@ export interface ServerFacts {
   readonly identity: ReplicaIdentity | undefined;
   /** Commit time (wall ms, the primary's clock) of the last transaction a standby replayed; null when none. */
   readonly replayTimestampMillis: number | null;
+  /** The timeline a standby's WAL receiver streams (null when it streams nothing, or the role may not see it). */
+  readonly receivedTimeline: number | null;
 }
 
 /** The check statement: the same for primaries and standbys (a promoted standby then shows as a primary). */
@@ -34,6 +36,7 @@ export const SERVER_CHECK_SQL = `select pg_is_in_recovery() as standby,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_insert_lsn() end)::text as lsn,
   case when pg_is_in_recovery() then null else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end as timeline,
   (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::float8 as replay_ts,
+  (select received_tli from pg_stat_wal_receiver) as received_tli,
   ${IDENTITY_SQL_EXPRESSION} as identity`;
 
 /** Reads the facts of a check's row. */
@@ -47,6 +50,7 @@ export function parseServerFacts(row: Record<string, unknown>): ServerFacts {
     timeline: timeline === null || Number.isNaN(timeline) ? null : timeline,
     identity: parseIdentity(row['identity']),
     replayTimestampMillis: typeof replay === 'number' ? replay : null,
+    receivedTimeline: typeof row['received_tli'] === 'number' ? row['received_tli'] : null,
   });
 }
 
