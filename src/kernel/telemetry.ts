@@ -9,7 +9,7 @@
  * a metric is either recorded as things happen (counters, histograms, up-down counters) or observed
  * from live state at collection time (gauges, through {@link Metric.observeWith} sources).
  */
-import { metrics, trace, createNoopMeter, type Attributes, type Meter, type MeterProvider, type Tracer } from '@opentelemetry/api';
+import { metrics, trace, createNoopMeter, ProxyTracerProvider, type Attributes, type Meter, type MeterProvider, type Tracer } from '@opentelemetry/api';
 
 /** The instrumentation scope of every span and metric. */
 export const INSTRUMENTATION_SCOPE = 'kysely-scale';
@@ -22,6 +22,18 @@ let tracerCache: Tracer | undefined;
  */
 export function telemetryTracer(): Tracer {
   return (tracerCache ??= trace.getTracer(INSTRUMENTATION_SCOPE));
+}
+
+/** The API's no-op tracer provider: what the global proxy delegates to until an SDK is installed. */
+const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate();
+
+/**
+ * Whether an OpenTelemetry tracer provider is installed. Paths whose own cost is far below a
+ * no-op span's (an L1 cache hit) skip tracing entirely while it is false.
+ */
+export function tracingActive(): boolean {
+  const provider = trace.getTracerProvider();
+  return !(provider instanceof ProxyTracerProvider) || provider.getDelegate() !== NOOP_TRACER_PROVIDER;
 }
 
 /**

@@ -9,6 +9,7 @@ import { openBatchScope, enterPhase, type BatchScope } from './batch-scope';
 import { copySlotRows, startCapture } from './batch-copy';
 import { catchUp, cutover, finishCutover, revertCutover, sourceSwitched } from './batch-cutover';
 import { abortBatch, cleanUp } from './batch-cleanup';
+import { observeMove, observePhase } from './mover-telemetry';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
 
@@ -26,6 +27,10 @@ const STEPS: Record<BatchPhase, PhaseStep | null> = {
 
 /** Runs every unfinished batch to `cleaned`, then (for a drain) removes the drained shard; marks the move done. */
 export async function runMove(ctx: MoveContext): Promise<void> {
+  return observeMove(ctx.move, () => runBatches(ctx));
+}
+
+async function runBatches(ctx: MoveContext): Promise<void> {
   for (const batch of ctx.move.batches) {
     if (batch.phase === 'cleaned' || batch.phase === 'aborted') continue;
     await runBatch(ctx, batch);
@@ -45,7 +50,7 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
     ctx.checkLock();
     await ctx.hook?.(batch, batch.phase);
     try {
-      await step(scope, entered);
+      await observePhase(ctx.move, batch, () => step(scope, entered));
     } catch (error) {
       if (batch.phase === 'cutover') await backOutOfCutover(scope).catch(() => undefined);
       throw error;

@@ -91,6 +91,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     try {
       plan = this.#plan(compiled);
     } catch (error) {
+      this.#runtime.telemetry.refused(error);
       return Promise.reject(error);
     }
     // Rows are typed by the caller's query builder, as in Kysely's own drivers.

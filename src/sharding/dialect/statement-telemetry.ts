@@ -108,6 +108,11 @@ export class StatementTelemetry {
     ];
   }
 
+  /** Counts a statement the router refused (no shard key, unroutable, …) before it ran anywhere. */
+  refused(error: unknown): void {
+    if (STATEMENT_ERRORS.enabled) STATEMENT_ERRORS.record(1, { [ATTR.errorType]: errorType(error), [ATTR.routeKind]: 'refused' });
+  }
+
   /** Stops reporting the dialect's gauges (it was destroyed). */
   close(): void {
     for (const untrack of this.#untrack) untrack();
