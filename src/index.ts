@@ -35,6 +35,8 @@ export type { RouteEvent, RouteListener, RouteServer } from './sharding/dialect/
 export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
 export { ReadYourWritesContext } from './replication/read-your-writes';
 export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replication/replica-router';
+export type { ReplicaEvent, ReplicaEventListener, ReplicaState, PrimaryState } from './replication/replica-events';
+export { PrimaryUnavailableError, ReadYourWritesUnavailableError } from './replication/replication-errors';
 export { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from './cluster/connection-failure';
 export {
   StaleTopologyError,
