@@ -4,6 +4,7 @@
  * link by equality on their keys (co-located rows).
  */
 import { AndNode, BinaryOperationNode, ColumnNode, OperatorNode, OrNode, ParensNode, PrimitiveValueListNode, ReferenceNode, ValueListNode, ValueNode, type JoinNode, type OperationNode } from 'kysely';
+import { invalidShardKeyValue } from '../../cluster/shard-key';
 
 // Kysely's node guards, read once: each read of a kysely export runs a getter of its CommonJS index,
 // which would cost more than the rest of a point query's analysis.
@@ -75,7 +76,7 @@ function comparisonConstraint(node: BinaryOperationNode, tables: readonly ScopeT
   }
   if (operator === 'in') {
     const table = keyTableOf(node.leftOperand, tables);
-    const keys = table === undefined ? null : listValues(node.rightOperand);
+    const keys = table === undefined ? null : listValues(node.rightOperand, table.key!);
     return keys === null ? null : { keys: keys.map(table!.key!.canonical), list: node.rightOperand };
   }
   return null;
@@ -86,24 +87,29 @@ function operatorOf(node: BinaryOperationNode): string | undefined {
 }
 
 function literalConstraint(node: OperationNode, key: ShardKeySpec): KeyConstraint | null {
-  const value = literalValue(node);
+  const value = literalKey(node, key);
   return value === undefined ? null : { keys: [key.canonical(value)] };
 }
 
-/** The value of a literal operand (a parameter or an immediate value); `undefined` when it is an expression. */
-export function literalValue(node: OperationNode): unknown {
+/**
+ * The key a literal operand compared with `key`'s column holds; `undefined` for an expression.
+ * A literal that cannot be a key (null, an object) is refused: the key contract never routes it.
+ */
+export function literalKey(node: OperationNode, key: ShardKeySpec): unknown {
   if (!isValue(node)) return undefined;
   const value = node.value;
-  return value === null || typeof value === 'object' ? undefined : value;
+  if (value === null || typeof value === 'object') throw invalidShardKeyValue(value, key.table, key.column);
+  return value;
 }
 
-function listValues(node: OperationNode): unknown[] | null {
+function listValues(node: OperationNode, key: ShardKeySpec): unknown[] | null {
   if (isPrimitiveValueList(node)) {
     const values = node.values;
-    return values.every((v) => v !== null && typeof v !== 'object') ? [...values] : null;
+    for (const v of values) if (v === null || typeof v === 'object') throw invalidShardKeyValue(v, key.table, key.column);
+    return [...values];
   }
   if (isValueList(node)) {
-    const values = node.values.map(literalValue);
+    const values = node.values.map((item) => literalKey(item, key));
     return values.every((v) => v !== undefined) ? values : null;
   }
   return null;

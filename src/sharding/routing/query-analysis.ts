@@ -19,7 +19,8 @@ import {
   type SelectQueryNode,
   type UpdateQueryNode,
 } from 'kysely';
-import { keyConstraint, literalValue, unlinkedTables, type KeyConstraint, type ScopeTable, type ShardKeySpec } from './key-constraint';
+import { invalidShardKeyValue } from '../../cluster/shard-key';
+import { keyConstraint, literalKey, unlinkedTables, type KeyConstraint, type ScopeTable, type ShardKeySpec } from './key-constraint';
 import { walkNode, walkQueryChildren, type QueryNode, type QueryWalker } from './query-walk';
 
 /** What the analysis found in one statement. */
@@ -307,7 +308,7 @@ function keyAssignments(updates: readonly ColumnUpdateNode[] | undefined, target
   for (const { column, value } of updates) {
     if (!isColumn(column) || column.column.name !== keyColumn) continue;
     if (onConflict && isExcludedKey(value, keyColumn)) continue;
-    const literal = literalValue(value);
+    const literal = literalKey(value, target.key!);
     if (literal === undefined) return 'expression';
     (keys ??= []).push(target.key!.canonical(literal));
   }
@@ -329,14 +330,14 @@ function analyzeInsertRows(node: InsertQueryNode, target: ScopeTable): InsertAna
   const rowKeys: unknown[] = [];
   for (const row of node.values.values) {
     let key: unknown;
-    if (isPrimitiveValueList(row)) key = row.values[index];
-    else {
+    if (isPrimitiveValueList(row)) {
+      key = row.values[index];
+      if (key === null || typeof key === 'object') throw invalidShardKeyValue(key, target.key!.table, column);
+    } else {
       const item = row.values[index];
-      key = item === undefined ? undefined : literalValue(item);
+      key = item === undefined ? undefined : literalKey(item, target.key!);
     }
-    if (key === undefined || key === null || typeof key === 'object') {
-      return fail(`row ${rowKeys.length} sets "${column}" to an expression or null, not a literal value`);
-    }
+    if (key === undefined) return fail(`row ${rowKeys.length} sets "${column}" to an expression, not a literal value`);
     rowKeys.push(target.key!.canonical(key));
   }
   return { table: target.name, rowKeys };

@@ -288,6 +288,29 @@ describe('unsupported scatters fail clearly and never return rows', () => {
   });
 });
 
+describe('keys that are not keys', () => {
+  test('null and object keys are refused with E_INVALID_SHARD_KEY before any shard runs, never scattered', async () => {
+    f.log.reset();
+    for (const run of [
+      () => f.db.selectFrom('orders').selectAll().where('user_id', '=', null as never).execute(),
+      () => f.db.selectFrom('orders').selectAll().where('user_id', 'in', [1, null as never]).execute(),
+      () => f.db.deleteFrom('orders').where('user_id', '=', { id: 1 } as never).execute(),
+      () => f.db.insertInto('orders').values({ user_id: null as never, amount: '1.00' }).execute(),
+    ]) {
+      await expect(run()).rejects.toMatchObject({ code: 'E_INVALID_SHARD_KEY' });
+    }
+    expect(shardsHit()).toBe(0);
+  });
+
+  test('a 1 MB key is refused at once', async () => {
+    f.log.reset();
+    const started = performance.now();
+    await expect(f.db.selectFrom('orders').selectAll().where('user_id', '=', '1'.repeat(1_000_000) as never).execute()).rejects.toMatchObject({ code: 'E_INVALID_SHARD_KEY', context: { maxBytes: 1024 } });
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(shardsHit()).toBe(0);
+  });
+});
+
 describe('keyless writes scatter and sum affected rows', () => {
   test('only with their own opt-in: under the read-only scatter policy a keyless write reaches no shard', async () => {
     const readOnly = new Kysely<DB>({ dialect: new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id', orders: 'user_id' }, keylessPolicy: { orders: 'scatter' }, createPool: (server) => countingPool(server.url, f.log) }) });

@@ -261,3 +261,37 @@ describe('route planner: typed keys and schemas', () => {
     expect(typedPlan(db.withSchema('public').selectFrom('orders').selectAll().where('user_id', '=', b))).toMatchObject({ shard: { id: shardOf(b) } });
   });
 });
+
+describe('route planner: keys that are not keys', () => {
+  const invalid = (q: { toOperationNode(): unknown }): RoutingError => routingError(() => plan(q));
+
+  it('refuses null and object keys with E_INVALID_SHARD_KEY, never as a keyless query or a scatter', () => {
+    // events scatters keyless reads and writes: a null key must not turn into a scatter.
+    const cases = [
+      db.selectFrom('events').selectAll().where('user_id', '=', null),
+      db.selectFrom('orders').selectAll().where('user_id', '=', null),
+      db.selectFrom('events').selectAll().where('user_id', 'in', [a, null]),
+      db.selectFrom('events').selectAll().where((eb) => eb('user_id', 'in', [eb.val(a), eb.val(null)])),
+      db.selectFrom('events').selectAll().where('user_id', '=', new Date(0) as never),
+      db.selectFrom('events').selectAll().where('user_id', '=', { id: 1 } as never),
+      db.deleteFrom('events').where('user_id', '=', null),
+      db.insertInto('orders').values({ user_id: null, amount: '1' }),
+      db.insertInto('orders').values([{ user_id: a, amount: '1' }, { user_id: [1] as never, amount: '2' }]),
+      db.updateTable('orders').set({ user_id: null }).where('user_id', '=', a),
+    ];
+    for (const query of cases) {
+      const error = invalid(query);
+      expect(error.code).toBe(ErrorCodes.INVALID_SHARD_KEY);
+      expect(error.message).toMatch(/^Shard key for (events|orders)\.user_id is (null|a Date|of type object|an array), which is not a shard key/);
+    }
+  });
+
+  it('refuses an oversized key before parsing it', () => {
+    const typed = resolveShardedConfig({ topology, shardKeys: { orders: { column: 'user_id', type: 'integer' } } }).rules;
+    const node = db.selectFrom('orders').selectAll().where('user_id', '=', '9'.repeat(1_000_000)).toOperationNode();
+    const started = performance.now();
+    expect(() => planRoute(node, undefined, topology, typed)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_SHARD_KEY }));
+    expect(performance.now() - started).toBeLessThan(50);
+    expect(() => plan(db.selectFrom('orders').selectAll().where('user_id', '=', 'x'.repeat(2000)))).toThrow(/longer than 1024 bytes/);
+  });
+});

@@ -1,5 +1,5 @@
 /** Contract 1: the canonical text a shard key is hashed as, and the values refused. */
-import { encodeShardKey } from '../../../src/cluster/shard-key';
+import { canonicalIntegerKey, canonicalUuidKey, encodeShardKey, MAX_SHARD_KEY_BYTES } from '../../../src/cluster/shard-key';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { ShardKeyError } from '../../../src/cluster/cluster-errors';
@@ -33,5 +33,29 @@ describe('shard key encoding (contract 1)', () => {
     } catch (error) {
       expect((error as ShardKeyError).code).toBe(ErrorCodes.INVALID_SHARD_KEY);
     }
+  });
+});
+
+describe('shard key size bound', () => {
+  it(`accepts keys up to ${MAX_SHARD_KEY_BYTES} bytes of UTF-8 and refuses longer ones`, () => {
+    expect(encodeShardKey('k'.repeat(MAX_SHARD_KEY_BYTES))).toHaveLength(MAX_SHARD_KEY_BYTES);
+    expect(() => encodeShardKey('k'.repeat(MAX_SHARD_KEY_BYTES + 1))).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_SHARD_KEY, context: { maxBytes: MAX_SHARD_KEY_BYTES } }));
+    expect(() => encodeShardKey('é'.repeat(513))).toThrow(/longer than 1024 bytes/); // 1026 bytes in 513 characters
+    expect(encodeShardKey('é'.repeat(512))).toHaveLength(512);
+    expect(encodeShardKey(10n ** 1023n)).toHaveLength(1024);
+    expect(() => encodeShardKey(10n ** 1024n)).toThrow(ShardKeyError);
+    expect(() => encodeShardKey(-(10n ** 1023n))).toThrow(ShardKeyError); // the minus sign is the 1025th byte
+  });
+
+  it('refuses a 1 MB key at once, before parsing or hashing it', () => {
+    const digits = '7'.repeat(1_000_000);
+    const huge = 7n * 10n ** 100_000n;
+    const started = performance.now();
+    expect(() => canonicalIntegerKey(digits, 'orders', 'user_id')).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_SHARD_KEY, context: { table: 'orders', column: 'user_id', maxBytes: 1024 } }));
+    expect(() => canonicalUuidKey(digits, 'sessions', 'id')).toThrow(ShardKeyError);
+    expect(() => slotOf(digits)).toThrow(ShardKeyError);
+    expect(() => slotOf(huge)).toThrow(ShardKeyError);
+    // Parsing it as an integer alone took 0.4-0.5 s; a refusal by length is a few microseconds.
+    expect(performance.now() - started).toBeLessThan(50);
   });
 });
