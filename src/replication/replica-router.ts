@@ -21,7 +21,7 @@ import { formatLsn } from '../cluster/wal-position';
 import { systemClock, type Clock } from '../kernel/clock';
 import type { ErrorCode } from '../kernel/errors';
 import { redactText } from '../kernel/redact';
-import { lagBytesBound, RATE_MARGIN, stalenessBoundMillis } from './lag-bounds';
+import { RATE_MARGIN, stalenessBoundMillis } from './lag-bounds';
 import { answered, ejects, type ReadOutcome } from './replica-failover';
 import { ReplicaEvents, type ReplicaEventListener, type ReplicaState } from './replica-events';
 import type { ReplicaMember } from './replica-member';
@@ -297,19 +297,6 @@ export class ReplicaRouter {
       }
     }
     return out;
-  }
-
-  /** What the checks know of each shard's primary (shards with replicas only). */
-  primaryStatus(): { shardId: string; server: string; state: string; problem: string | null; timeline: number | null }[] {
-    return [...this.#sets.values()].map((set) => ({ shardId: set.shard.id, server: set.primary.server.redactedUrl, state: set.primary.state, problem: set.primary.problem, timeline: set.primary.timeline }));
-  }
-
-  /** Upper bound of the WAL bytes a replica is behind now, for tests and dashboards. */
-  lagBytesBound(shard: Shard, server: ServerSpec): number | undefined {
-    const set = this.#sets.get(shard.id);
-    const m = set?.members.find((x) => x.server.url === server.url);
-    if (set === undefined || m?.replayedTo == null) return undefined;
-    return lagBytesBound(m.replayedTo, set.primary, set.primary.state === 'up', this.#clock.monotonicNow());
   }
 
   /** Subscribes to replica and primary state changes; returns the unsubscribe function. */

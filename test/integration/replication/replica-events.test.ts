@@ -8,6 +8,7 @@ import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
+import { ManualClock } from '../../../src/kernel/clock';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 
@@ -43,7 +44,9 @@ afterAll(async () => {
 
 test('an event for every change of state, naming the shard and the redacted server, never the password', async () => {
   const topology = createTopology({ shards: [{ id: shard.id, primary: withPassword(shard.primaryUrl), replicas: [withPassword(shard.replicaUrls[0]!)] }] });
-  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0, maxLagBytes: 16384, checkTimeoutMillis: 2000 }, onPoolError: () => undefined });
+  // Time stands still (checks run only when asked): lag bounds then add nothing for time passing between a check and a look.
+  const clock = new ManualClock();
+  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, clock, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0, maxLagBytes: 16384, checkTimeoutMillis: 2000 }, onPoolError: () => undefined });
   db = new Kysely<DB>({ dialect });
   const events: ReplicaEvent[] = [];
   const unsubscribe = dialect.onReplicaEvent((event) => events.push(event));
