@@ -7,6 +7,8 @@ import type { CompiledQuery, QueryResult, RootOperationNode } from 'kysely';
 import type { Shard } from '../../cluster/topology';
 import { ErrorCodes } from '../../kernel/errors';
 import type { RoutePart, RoutePlan } from '../routing/route-planner';
+import { RETURNED_KEY } from '../routing/node-rewrite';
+import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
 import { cursorRows, runOn, type HeldClients } from './held-clients';
@@ -110,11 +112,12 @@ export class MultiShardExecutor {
     settled.forEach((outcome, i) => {
       const part = parts[i]!;
       if (outcome.status === 'fulfilled') {
-        committed.push(part.shard.id);
+        // A shard may run several parts (a split insert's runs): each id once.
+        if (!committed.includes(part.shard.id)) committed.push(part.shard.id);
         this.#runtime.writes.record(plan, part.shard, part.keys, null);
         if (this.#reads.tracksWrites) positions.push(this.#reads.noteWritePosition(part.shard));
       } else {
-        failed.push(part.shard.id);
+        if (!failed.includes(part.shard.id)) failed.push(part.shard.id);
         firstError ??= outcome.reason;
       }
     });
@@ -144,19 +147,53 @@ function shardNode(scatter: ScatterPlan, part: RoutePart, compiled: CompiledQuer
   return part.node === compiled.query ? scatter.shardNode : planScatter(part.node, SCATTER_OPTIONS).shardNode;
 }
 
-/** Sums affected rows and concatenates RETURNING rows; a split insert's rows come back in VALUES order when each part returned one row per inserted row. */
+/**
+ * Sums affected rows and concatenates RETURNING rows. A split insert's rows come back in VALUES
+ * order: a part that returned one row per inserted row is placed by position; one that returned
+ * fewer (a shard skipped rows: ON CONFLICT DO NOTHING) is placed by the keys its rows returned.
+ */
 function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): QueryResult<unknown> {
   let affected: bigint | undefined;
   for (const r of results) if (r.numAffectedRows !== undefined) affected = (affected ?? 0n) + r.numAffectedRows;
-  const inOrder = parts.every((p, i) => p.rowIndexes !== undefined && results[i]!.rows.length === p.rowIndexes.length);
-  let rows: unknown[];
-  if (inOrder) {
-    rows = [];
-    parts.forEach((p, i) => p.rowIndexes!.forEach((at, j) => (rows[at] = results[i]!.rows[j])));
-  } else {
-    rows = results.flatMap((r) => r.rows);
-  }
+  const placed = parts.every((p) => p.rowIndexes !== undefined) ? placeInValuesOrder(parts, results) : undefined;
+  const rows = placed ?? results.flatMap((r, i) => (parts[i]!.returnsKey === true ? r.rows.map(withoutReturnedKey) : r.rows));
   return affected === undefined ? { rows } : { numAffectedRows: affected, rows };
+}
+
+/** The rows of a split insert's parts in VALUES order; `undefined` if a returned row matches no row of its part. */
+function placeInValuesOrder(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): unknown[] | undefined {
+  const slots: unknown[] = [];
+  const filled: boolean[] = [];
+  for (const [i, part] of parts.entries()) {
+    const rows = results[i]!.rows;
+    const indexes = part.rowIndexes!;
+    if (rows.length === indexes.length) {
+      rows.forEach((row, j) => {
+        slots[indexes[j]!] = part.returnsKey === true ? withoutReturnedKey(row) : row;
+        filled[indexes[j]!] = true;
+      });
+      continue;
+    }
+    if (part.returnsKey !== true || part.keys === null) return undefined;
+    // Returned rows keep VALUES order and skip some: each takes the next row of its part with its key.
+    let next = 0;
+    for (const row of rows) {
+      const key = encodeShardKey((row as Record<string, unknown>)[RETURNED_KEY]);
+      while (next < indexes.length && encodeShardKey(part.keys[next]) !== key) next++;
+      if (next === indexes.length) return undefined;
+      slots[indexes[next]!] = withoutReturnedKey(row);
+      filled[indexes[next]!] = true;
+      next++;
+    }
+  }
+  const out: unknown[] = [];
+  for (let at = 0; at < filled.length; at++) if (filled[at] === true) out.push(slots[at]);
+  return out;
+}
+
+function withoutReturnedKey(row: unknown): unknown {
+  const { [RETURNED_KEY]: _key, ...rest } = row as Record<string, unknown>;
+  return rest;
 }
 
 /** The values of `promises` once all settled; the first rejection's reason if any failed. */

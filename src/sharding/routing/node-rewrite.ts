@@ -1,5 +1,11 @@
 import {
+  AliasNode,
+  ColumnNode,
+  IdentifierNode,
   InsertQueryNode,
+  ReferenceNode,
+  ReturningNode,
+  SelectionNode,
   OperationNodeTransformer,
   PrimitiveValueListNode,
   ValueListNode,
@@ -41,4 +47,13 @@ export function withInsertRows(root: InsertQueryNode, indexes: readonly number[]
   const rows = (root.values as ValuesNode).values;
   const kept: ValuesItemNode[] = indexes.map((i) => rows[i]!);
   return InsertQueryNode.cloneWith(root, { values: ValuesNode.create(kept) });
+}
+
+/** The hidden RETURNING column that carries each returned row's shard key (see {@link withReturnedKey}). */
+export const RETURNED_KEY = '__ks_key';
+
+/** A copy of an insert whose RETURNING also returns the shard key column as {@link RETURNED_KEY}. */
+export function withReturnedKey(root: InsertQueryNode, column: string): InsertQueryNode {
+  const key = SelectionNode.create(AliasNode.create(ReferenceNode.create(ColumnNode.create(column)), IdentifierNode.create(RETURNED_KEY)));
+  return InsertQueryNode.cloneWith(root, { returning: ReturningNode.cloneWithSelections(root.returning!, [key]) });
 }

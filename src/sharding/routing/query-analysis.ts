@@ -64,6 +64,8 @@ export interface ScopeAnalysis {
 
 export interface InsertAnalysis {
   readonly table: string;
+  /** The shard key column. */
+  readonly column: string;
   /** The key of each row, or a reason why a row's key cannot be read. */
   readonly rowKeys: readonly unknown[];
   /** Set when the insert has no readable per-row keys (no key column, non-literal key, insert … select, default values). */
@@ -321,7 +323,7 @@ function isExcludedKey(node: OperationNode, column: string): boolean {
 
 function analyzeInsertRows(node: InsertQueryNode, target: ScopeTable): InsertAnalysis {
   const column = target.keyColumn!;
-  const fail = (problem: string): InsertAnalysis => ({ table: target.name, rowKeys: [], problem });
+  const fail = (problem: string): InsertAnalysis => ({ table: target.name, column, rowKeys: [], problem });
   const index = (node.columns ?? []).findIndex((c) => c.column.name === column);
   if (index < 0) return fail(`the insert does not set the shard key column "${column}"`);
   if (node.values === undefined || !isValues(node.values)) {
@@ -340,5 +342,5 @@ function analyzeInsertRows(node: InsertQueryNode, target: ScopeTable): InsertAna
     if (key === undefined) return fail(`row ${rowKeys.length} sets "${column}" to an expression, not a literal value`);
     rowKeys.push(target.key!.canonical(key));
   }
-  return { table: target.name, rowKeys };
+  return { table: target.name, column, rowKeys };
 }

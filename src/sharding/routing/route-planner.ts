@@ -1,10 +1,11 @@
 import type { InsertQueryNode, OperationNode, RootOperationNode, SelectQueryNode } from 'kysely';
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
-import { withInsertRows, withListSubset } from './node-rewrite';
+import { withInsertRows, withListSubset, withReturnedKey } from './node-rewrite';
 import { analyzeQuery, statementKindOf, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from '../../cluster/topology';
+import { encodeShardKey } from '../../cluster/shard-key';
 import { undeclaredTable, type ResolvedKeylessPolicy } from './table-rules';
 
 export type { KeylessPolicy } from './table-rules';
@@ -31,6 +32,11 @@ export interface RoutePart {
   readonly keys: readonly unknown[] | null;
   /** For a split insert: the positions of this part's rows in the original VALUES list. */
   readonly rowIndexes?: readonly number[];
+  /**
+   * For a split insert with RETURNING: its rows also return the shard key as a hidden column
+   * (`RETURNED_KEY`), so rows a shard skipped (ON CONFLICT DO NOTHING) can be told apart.
+   */
+  readonly returnsKey?: true;
 }
 
 /**
@@ -169,10 +175,48 @@ function planInsert(root: InsertQueryNode, analysis: QueryAnalysis, topology: To
     const [shard, group] = groups.entries().next().value as [Shard, Group];
     return { kind: 'single', statement: 'insert', table, shard, keys: group.keys };
   }
-  const parts = [...groups].map(([shard, group]) =>
-    Object.freeze({ shard, node: withInsertRows(root, group.indexes), keys: group.keys, rowIndexes: group.indexes }),
-  );
+  // RETURNING rows come back in VALUES order: each part's rows return their key, so the merge can
+  // place them even when a shard skipped some (ON CONFLICT); a part whose skipped row could be one
+  // of two equal keys on either side of another shard's row runs as one statement per run.
+  const returning = root.returning !== undefined;
+  const parts: RoutePart[] = [];
+  for (const [shard, group] of groups) {
+    for (const run of returning && root.onConflict !== undefined ? unambiguousRuns(group) : [group]) {
+      const node = withInsertRows(root, run.indexes);
+      parts.push(Object.freeze(returning
+        ? { shard, node: withReturnedKey(node, insert.column), keys: run.keys, rowIndexes: run.indexes, returnsKey: true as const }
+        : { shard, node, keys: run.keys, rowIndexes: run.indexes }));
+    }
+  }
   return { kind: 'split', statement: 'insert', table, parts };
+}
+
+/**
+ * A shard's rows as statements whose returned rows can be placed exactly by their keys: the whole
+ * group when no key repeats across its runs (rows with consecutive VALUES positions), else one
+ * group per run (a returned key then matches within a run, where its place is unambiguous).
+ */
+function unambiguousRuns(group: Group): readonly Group[] {
+  const runs: Group[] = [];
+  group.indexes.forEach((at, i) => {
+    const run = runs[runs.length - 1];
+    if (run !== undefined && run.indexes[run.indexes.length - 1] === at - 1) {
+      run.indexes.push(at);
+      run.keys.push(group.keys[i]);
+    } else {
+      runs.push({ indexes: [at], keys: [group.keys[i]] });
+    }
+  });
+  if (runs.length === 1) return [group];
+  const runOf = new Map<string, number>();
+  for (const [r, run] of runs.entries()) {
+    for (const key of run.keys) {
+      const text = encodeShardKey(key);
+      if ((runOf.get(text) ?? r) !== r) return runs;
+      runOf.set(text, r);
+    }
+  }
+  return [group];
 }
 
 function planKeyed(

@@ -60,7 +60,7 @@ describe('query analysis', () => {
   });
 
   it('reads the key of every inserted row, or says why it cannot', () => {
-    expect(analyze(db.insertInto('orders').values([{ user_id: 5, amount: 1 }, { user_id: 6, amount: 2 }])).insert).toEqual({ table: 'orders', rowKeys: [5, 6] });
+    expect(analyze(db.insertInto('orders').values([{ user_id: 5, amount: 1 }, { user_id: 6, amount: 2 }])).insert).toEqual({ table: 'orders', column: 'user_id', rowKeys: [5, 6] });
     expect(analyze(db.insertInto('orders').values({ amount: 1 })).insert?.problem).toMatch(/does not set the shard key column "user_id"/);
     expect(analyze(db.insertInto('orders').values({ user_id: sql<number>`1 + 1`, amount: 1 })).insert?.problem).toMatch(/row 0 sets "user_id" to an expression/);
     expect(analyze(db.insertInto('orders').columns(['user_id']).expression(db.selectFrom('items').select('user_id'))).insert?.problem).toMatch(/insert … select/);
