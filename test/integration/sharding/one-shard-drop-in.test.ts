@@ -6,6 +6,7 @@
  * several shards, `onShard(compiled, id)` targets a CompiledQuery (plugins never run on one).
  */
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, sql, type LogEvent, type Migration } from 'kysely';
+import { jsonArrayFrom, jsonObjectFrom } from 'kysely/helpers/postgres';
 import Cursor from 'pg-cursor';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
@@ -79,6 +80,27 @@ async function scenario(db: Kysely<DB>): Promise<Record<string, unknown>> {
       .executeTakeFirst()
   ).numChangedRows;
   seen.stock = await db.selectFrom('stock').selectAll().orderBy('id').execute();
+  seen.json = await db
+    .selectFrom('stock as s')
+    .select((eb) => [
+      's.id',
+      jsonArrayFrom(eb.selectFrom('items as i').select(['i.id', 'i.label']).whereRef('i.id', '=', 's.id').orderBy('i.id')).as('items'),
+      jsonObjectFrom(eb.selectFrom('items as i').select('i.owner').whereRef('i.id', '=', 's.id')).as('owner'),
+      sql<string>`jsonb_build_object('qty', s.qty) ->> 'qty'`.as('qty_text'),
+    ])
+    .orderBy('s.id')
+    .execute();
+  seen.joinCteUnion = {
+    join: await db.selectFrom('items as i').innerJoin('stock as s', 's.id', 'i.id').select(['i.label', 's.qty']).orderBy('i.label').execute(),
+    cte: await db.with('mine', (qb) => qb.selectFrom('items').select(['id', 'owner']).where('owner', '=', 7)).selectFrom('mine').select((eb) => eb.fn.count('id').as('n')).execute(),
+    union: await db.selectFrom('items').select('id').where('owner', '=', 7).union(db.selectFrom('stock').select('id')).orderBy('id').execute(),
+    updated: await db.updateTable('stock').set((eb) => ({ qty: eb('qty', '*', 2) })).where('id', '>', 1).returningAll().execute(),
+    deleted: await db.deleteFrom('stock').where('id', '=', 3).returning(['id', 'qty']).execute(),
+  };
+  seen.sqlError = await sql`select 1 / 0`.execute(db).then(
+    () => 'no error',
+    (e: Record<string, unknown>) => ({ code: e.code, message: e.message, severity: e.severity, routine: e.routine }),
+  );
   seen.tables = (await db.introspection.getTables()).map((t) => [t.name, t.columns.map((c) => `${c.name}:${c.dataType}`)]).sort();
   seen.schemas = (await db.introspection.getSchemas()).map((s) => s.name).filter((n) => n === 'public');
   const streamed: unknown[] = [];
@@ -106,18 +128,27 @@ async function scenario(db: Kysely<DB>): Promise<Record<string, unknown>> {
   return seen;
 }
 
-test('a one-shard ShardedDialect without shardKeys runs every statement the suite sends as PostgresDialect does', async () => {
-  const plain = plainDb();
-  const sharded = oneShardDb();
+test('a one-shard ShardedDialect without shardKeys runs every statement the suite sends as PostgresDialect does, with the same log', async () => {
+  const logs = { plain: [] as string[], sharded: [] as string[] };
+  // Parameters as logged, the Migrator's timestamps masked (they differ between the two runs).
+  const parameters = (values: readonly unknown[]) => JSON.stringify(values, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).replace(/"\d{4}-\d\d-\d\dT[\d:.]+Z"/g, '"<time>"');
+  const logTo = (list: string[]) => (e: LogEvent) => list.push(`${e.level} ${e.query.sql} ${parameters(e.query.parameters)}`);
+  const plain = plainDb(logTo(logs.plain));
+  const sharded = oneShardDb({}, logTo(logs.sharded));
   try {
     const expected = await scenario(plain);
     expect(expected.error).toMatchObject({ code: '23505', constraint: 'items_label_key' });
+    expect(expected.sqlError).toMatchObject({ code: '22012' });
     expect(expected.migrated).toMatchObject({ error: undefined, results: [{ status: 'Success' }, { status: 'Success' }] });
     expect(await scenario(sharded)).toEqual(expected);
   } finally {
     await plain.destroy();
     await sharded.destroy();
   }
+  // Every statement and its parameters, transaction control and the Migrator's lock included, logged alike.
+  expect(logs.plain.some((l) => l.includes('pg_advisory_lock('))).toBe(true);
+  expect(logs.plain.filter((l) => l.startsWith('error'))).toHaveLength(2);
+  expect(logs.sharded).toEqual(logs.plain);
 });
 
 test('whatever tables are declared: keyless queries, raw SQL and MERGE on declared sharded tables run on the one shard', async () => {
