@@ -281,14 +281,15 @@ void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(()
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      // Generous: starting tsx and a first replica check take seconds on a loaded 2-core machine.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
       const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on('exit', (c, s) => done([c, s])));
       clearTimeout(timer);
       expect({ stdout, code, signal, stderr: stderr.slice(0, 2000) }).toEqual({ stdout: 'read\n', code: 0, signal: null, stderr: '' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 20_000);
+  }, 50_000);
 
   test('in db.connection(), reads after raw SQL stay on the primary, where the session state lives', async () => {
     const { db, dialect } = connect({ readFrom: 'replica', lagCheckIntervalMillis: 0 });
