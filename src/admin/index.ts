@@ -29,6 +29,7 @@ export {
 } from './shard-migrations';
 export { shardMigrationStatus, type MigrationStatus, type ShardMigrationStatus } from './migration-status';
 export { checkShardServers, type ShardServers } from './server-checks';
+export { startDashboard, type DashboardOptions, type DashboardSnapshot, type RunningDashboard } from './dashboard/dashboard-server';
 export { liveStatus, LIVE_STATUS_DEFAULTS, type LiveStatus, type LiveStatusOptions, type ServerHealth, type ShardLiveStatus } from './live-status';
 export { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client-options';
 export { TopologyConflictError, OperatorBusyError, ServerCheckError, type ServerProblem } from './admin-errors';

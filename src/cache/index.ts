@@ -33,6 +33,7 @@ export { closeRedisClient, closeRedisClients, L2_CONNECTION_NAME, redisClientDef
 
 // Coherence across instances, and query results
 export { InvalidationBus, INVALIDATION_BUS_DEFAULTS, type BusMessage, type InvalidationBusOptions, type PubSubLike } from './invalidation-bus';
+export { publishInstanceStats, readInstanceStats, INSTANCE_STATS_PREFIX, type InstanceStatsOptions, type InstanceStatsPublisher, type InstanceStatsSnapshot } from './instance-stats';
 export { QueryCache, QUERY_CACHE_DEFAULTS, type CachedQueryOptions, type CompilableQuery, type QueryExecutor, type QueryCacheOptions, type WriteEventSource } from './query-cache';
 export type { ReplicaFenceDialect } from './query-cache-fence';
 

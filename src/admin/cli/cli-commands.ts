@@ -11,6 +11,7 @@ import { verifyCommand } from './verify-command';
 import { resumeCommand } from './resume-command';
 import { abortCommand } from './abort-command';
 import { movesCommand } from './moves-command';
+import { dashboardCommand } from './dashboard-command';
 
 export const CLI_COMMANDS: Readonly<Record<string, CliCommand>> = Object.freeze({
   init: initCommand,
@@ -24,4 +25,5 @@ export const CLI_COMMANDS: Readonly<Record<string, CliCommand>> = Object.freeze(
   resume: resumeCommand,
   abort: abortCommand,
   moves: movesCommand,
+  dashboard: dashboardCommand,
 });
