@@ -76,7 +76,7 @@ function stringKeys(): string[] {
     '😀', '👍🏽', '👨‍👩‍👧‍👦', '🏳️‍🌈', '🇫🇷', 'ß', '\ufb01', '\u2126', '\u03a9', '中文', '日本語テキスト', 'עברית', 'العربية', '\u00a0', '\u200b',
     '\ufffd', '\u{10ffff}', '\u{10000}', '\u007f', '\u0080', '\u07ff', '\u0800',
     '42', '-7', '007', '+5', '-0', '1e3', '3.14', ' 42', '42 ', '9007199254740993', // numeric-looking text
-    'user@example.com', 'a'.repeat(1000), '😀'.repeat(257),
+    'user@example.com', 'a'.repeat(1000), '😀'.repeat(256),
   );
   return keys;
 }
