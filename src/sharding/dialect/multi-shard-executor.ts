@@ -69,18 +69,10 @@ export class MultiShardExecutor {
       parts.map(async (part) => {
         const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
         const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
-        return flatten(cursorRows(Cursor, client, query.sql, query.parameters, chunkSize));
+        return cursorRows(Cursor, client, query.sql, query.parameters, chunkSize) as AsyncGenerator<Row[]>;
       }),
     );
-    let chunk: Row[] = [];
-    for await (const row of scatter.mergeStreams(streams)) {
-      chunk.push(row);
-      if (chunk.length >= chunkSize) {
-        yield { rows: chunk };
-        chunk = [];
-      }
-    }
-    if (chunk.length > 0) yield { rows: chunk };
+    for await (const rows of scatter.mergeChunks(streams, chunkSize)) yield { rows };
   }
 
   async #scatterRead(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
@@ -202,10 +194,6 @@ async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[
   const failed = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
   return settled.map((o) => (o as PromiseFulfilledResult<T>).value);
-}
-
-async function* flatten(chunks: AsyncIterable<unknown[]>): AsyncGenerator<Row> {
-  for await (const chunk of chunks) for (const row of chunk) yield row as Row;
 }
 
 function quoted(ids: readonly string[]): string {

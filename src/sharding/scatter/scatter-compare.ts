@@ -12,7 +12,7 @@
  *
  * @packageDocumentation
  */
-import { canonicalDecimal, compareDecimal, parseDecimal } from './scatter-decimal';
+import { canonicalDecimal, compareDecimal, decimalFromInteger, parseDecimal, type Decimal } from './scatter-decimal';
 import {
   compareInet,
   compareScalars,
@@ -102,11 +102,12 @@ function order<K>(read: (text: string) => K, compare: (a: K, b: K) => number, eq
 }
 
 const ORDERS: { readonly [C in ValueClass]: (typeName: string, compareText: TextComparator) => ExactOrder } = Object.freeze({
+  // Integers of up to 15 digits (most keys and counts) are read as exact JS numbers; anything else as a decimal.
   number: (typeName: string) =>
-    order(
-      (text) => parseDecimal(text) ?? fail(`the ${typeName} value ${JSON.stringify(text)} is not a number`),
-      compareDecimal,
-      canonicalDecimal,
+    order<number | Decimal>(
+      (text) => (SMALL_INTEGER.test(text) ? Number(text) : (parseDecimal(text) ?? fail(`the ${typeName} value ${JSON.stringify(text)} is not a number`))),
+      (a, b) => (typeof a === 'number' && typeof b === 'number' ? compareScalars(a, b) : compareDecimal(toDecimal(a), toDecimal(b))),
+      (k) => (typeof k === 'number' ? String(k) : canonicalDecimal(k)),
     ),
   text: (_typeName: string, compareText: TextComparator) => order((text) => text, compareText, (text) => text),
   codePoint: () => order((text) => text, compareCodePoints, (text) => text),
@@ -134,6 +135,12 @@ const ORDERS: { readonly [C in ValueClass]: (typeName: string, compareText: Text
     return order(refuse, refuse, refuse);
   },
 });
+
+const SMALL_INTEGER = /^-?\d{1,15}$/;
+
+function toDecimal(value: number | Decimal): Decimal {
+  return typeof value === 'number' ? decimalFromInteger(value) : value;
+}
 
 function fail(what: string): never {
   throw incomparable(what);

@@ -45,14 +45,17 @@ function keyOrder(key: OrderKey, compareText: TextComparator): (row: Row) => { o
  */
 export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator): RowComparator {
   const orders = keys.map((key) => keyOrder(key, compareText));
-  const readKeys = new WeakMap<Row, unknown[]>();
+  // The keys read from a row, kept on the row under a symbol of this comparator (cheaper than a
+  // WeakMap; symbols are invisible to the hidden-column stripping and to callers).
+  const cache = Symbol('kysely-scale order keys');
   const read = (row: Row, i: number): unknown => {
-    let values = readKeys.get(row);
-    if (values === undefined) readKeys.set(row, (values = []));
-    if (i in values) return values[i];
-    const key = keys[i]!;
-    const value = row[key.column];
-    let result: unknown = null;
+    const holder = row as unknown as Record<symbol, unknown[] | undefined>;
+    let values = holder[cache];
+    if (values === undefined) holder[cache] = values = new Array<unknown>(keys.length);
+    let result = values[i];
+    if (result !== undefined) return result;
+    const value = row[keys[i]!.column];
+    result = null;
     if (value !== null && value !== undefined) {
       const { order, typeName } = orders[i]!(row);
       result = order.read(textOf(value, typeName));

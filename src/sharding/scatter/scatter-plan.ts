@@ -48,7 +48,7 @@ import { type AggregateKind, isAggregateKind } from './scatter-aggregate';
 import { compareCodePoints, type TextComparator } from './scatter-compare';
 import { type KeyColumn, MERGERS, type MergeSpec, type OutputSource } from './scatter-merge';
 import type { OrderKey } from './scatter-order';
-import { mergeRowStreams } from './scatter-stream';
+import { mergeChunkStreams, mergeRowStreams } from './scatter-stream';
 import {
   type JoinSafety,
   describeSelection,
@@ -76,6 +76,8 @@ export interface ScatterPlan {
    * and closes every input once the limit is reached, when the consumer stops, or on an error.
    */
   mergeStreams(streams: readonly AsyncIterable<Row>[]): AsyncIterable<Row>;
+  /** {@link ScatterPlan.mergeStreams} over chunks of rows (as cursors read them), yielding chunks of up to `chunkSize` rows. */
+  mergeChunks(streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number): AsyncIterable<Row[]>;
 }
 
 /** Options of {@link planScatter}. */
@@ -355,5 +357,6 @@ function createPlan(shardNode: SelectQueryNode, spec: MergeSpec): ScatterPlan {
     streamable: spec.mode === 'rows',
     merge: (rowsPerShard: readonly (readonly Row[])[]) => MERGERS[frozen.mode](rowsPerShard, frozen),
     mergeStreams: (streams: readonly AsyncIterable<Row>[]) => mergeRowStreams(streams, frozen),
+    mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number) => mergeChunkStreams(streams, frozen, chunkSize),
   });
 }

@@ -4,78 +4,140 @@
  * is reached, and always closes (`return()`) every input, also when the consumer stops early or an
  * input fails.
  *
+ * Inputs and output are chunks of rows (what a cursor reads at once): the merge compares rows
+ * synchronously within the chunks it holds and awaits only when one runs dry, instead of a promise
+ * per row.
+ *
  * @packageDocumentation
  */
 import { MERGERS, type MergeSpec, rowsToTake, stripHidden } from './scatter-merge';
-import { orderMismatch, rowComparator } from './scatter-order';
+import { orderMismatch, rowComparator, type RowComparator } from './scatter-order';
 
 type Row = Record<string, unknown>;
+type Chunk = readonly Row[];
 
-async function closeAll(iterators: readonly AsyncIterator<Row>[]): Promise<void> {
+async function closeAll(iterators: readonly AsyncIterator<unknown>[]): Promise<void> {
   await Promise.allSettled(iterators.map((iterator) => iterator.return?.()));
 }
 
-/** Yields the merged rows of a `rows`-mode plan before offset/limit and hidden-column removal. */
-async function* mergeOrdered(iterators: readonly AsyncIterator<Row>[], spec: MergeSpec): AsyncGenerator<Row> {
-  const compare = rowComparator(spec.orderKeys, spec.compareText);
-  const heads: (Row | undefined)[] = await Promise.all(
-    iterators.map(async (iterator) => {
-      const next = await iterator.next();
-      return next.done === true ? undefined : next.value;
-    }),
-  );
+/** One input of the k-way merge: the chunk it holds and the position of its next row. */
+interface Source {
+  readonly iterator: AsyncIterator<Chunk>;
+  chunk: Chunk;
+  at: number;
+  done: boolean;
+}
+
+/** Loads the source's next non-empty chunk (or marks it done). */
+async function refill(source: Source): Promise<void> {
   for (;;) {
-    let best = -1;
-    let bestRow: Row | undefined;
-    heads.forEach((row, i) => {
-      if (row !== undefined && (bestRow === undefined || compare(row, bestRow) < 0)) {
-        best = i;
-        bestRow = row;
-      }
-    });
-    if (bestRow === undefined) return;
-    const next = await (iterators[best] as AsyncIterator<Row>).next();
-    const following = next.done === true ? undefined : next.value;
-    if (following !== undefined && compare(bestRow, following) > 0) throw orderMismatch(best);
-    heads[best] = following;
-    yield bestRow;
+    const next = await source.iterator.next();
+    if (next.done === true) {
+      source.done = true;
+      return;
+    }
+    if (next.value.length > 0) {
+      source.chunk = next.value;
+      source.at = 0;
+      return;
+    }
   }
 }
 
-async function* concatenate(iterators: readonly AsyncIterator<Row>[]): AsyncGenerator<Row> {
+/**
+ * Yields the merged rows of an ordered `rows`-mode plan in chunks of up to `chunkSize`, before
+ * offset/limit; checks that each shard's rows arrive in the comparator's order.
+ */
+async function* mergeOrdered(sources: readonly Source[], compare: RowComparator, chunkSize: number): AsyncGenerator<Row[]> {
+  await Promise.all(sources.map(refill));
+  let out: Row[] = [];
+  for (;;) {
+    let best: Source | undefined;
+    let bestIndex = -1;
+    let bestRow: Row | undefined;
+    for (let i = 0; i < sources.length; i++) {
+      const source = sources[i]!;
+      if (source.done) continue;
+      const row = source.chunk[source.at]!;
+      if (bestRow === undefined || compare(row, bestRow) < 0) {
+        best = source;
+        bestIndex = i;
+        bestRow = row;
+      }
+    }
+    if (best === undefined || bestRow === undefined) break;
+    best.at++;
+    if (best.at >= best.chunk.length) {
+      if (out.length > 0) {
+        // About to wait for a shard: hand over what is merged so far.
+        yield out;
+        out = [];
+      }
+      await refill(best);
+    }
+    if (!best.done && compare(bestRow, best.chunk[best.at]!) > 0) throw orderMismatch(bestIndex);
+    out.push(bestRow);
+    if (out.length >= chunkSize) {
+      yield out;
+      out = [];
+    }
+  }
+  if (out.length > 0) yield out;
+}
+
+async function* concatenate(iterators: readonly AsyncIterator<Chunk>[]): AsyncGenerator<Chunk> {
   for (const iterator of iterators) {
     for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) yield next.value;
   }
 }
 
 /**
- * Merges per-shard streams (each sorted by the plan's ORDER BY) into the plan's result stream.
- * Plans that are not streamable (aggregates, DISTINCT) read every stream to the end and yield the
- * result of the array merge.
+ * Merges per-shard chunk streams (each sorted by the plan's ORDER BY) into the plan's result, in
+ * chunks of up to `chunkSize` rows. Plans that are not streamable (aggregates, DISTINCT) read every
+ * stream to the end and yield the result of the array merge.
  */
-export async function* mergeRowStreams(streams: readonly AsyncIterable<Row>[], spec: MergeSpec): AsyncGenerator<Row> {
+export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[], spec: MergeSpec, chunkSize: number): AsyncGenerator<Row[]> {
   const iterators = streams.map((stream) => stream[Symbol.asyncIterator]());
   try {
     if (spec.mode !== 'rows') {
       const rowsPerShard = await Promise.all(
         iterators.map(async (iterator) => {
           const rows: Row[] = [];
-          for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) rows.push(next.value);
+          for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) rows.push(...next.value);
           return rows;
         }),
       );
-      yield* MERGERS[spec.mode](rowsPerShard, spec);
+      const merged = MERGERS[spec.mode](rowsPerShard, spec);
+      for (let at = 0; at < merged.length; at += chunkSize) yield merged.slice(at, at + chunkSize);
       return;
     }
     const take = rowsToTake(spec);
     if (take === 0) return;
-    const source = spec.orderKeys.length > 0 ? mergeOrdered(iterators, spec) : concatenate(iterators);
+    const source =
+      spec.orderKeys.length > 0
+        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false })), rowComparator(spec.orderKeys, spec.compareText), chunkSize)
+        : concatenate(iterators);
     let index = 0;
-    for await (const row of source) {
-      if (index++ >= spec.offset) yield stripHidden(row, spec.hidden);
+    for await (const chunk of source) {
+      const out: Row[] = [];
+      for (const row of chunk) {
+        if (index++ >= spec.offset) out.push(stripHidden(row, spec.hidden));
+        if (index >= take) break;
+      }
+      if (out.length > 0) yield out;
       if (index >= take) return;
     }
   } finally {
     await closeAll(iterators);
   }
+}
+
+/** Row streams as chunk streams of one row each. */
+async function* singleRows(rows: AsyncIterable<Row>): AsyncGenerator<Chunk> {
+  for await (const row of rows) yield [row];
+}
+
+/** {@link mergeChunkStreams} over row streams, yielding rows. */
+export async function* mergeRowStreams(streams: readonly AsyncIterable<Row>[], spec: MergeSpec): AsyncGenerator<Row> {
+  for await (const chunk of mergeChunkStreams(streams.map(singleRows), spec, 1)) yield* chunk;
 }
