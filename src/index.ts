@@ -12,6 +12,7 @@ export {
   CrossShardTransactionError,
   TransactionAbortedError,
   PartialWriteError,
+  DialectDestroyedError,
   type RoutingErrorCode,
 } from './sharding/sharding-errors';
 export { redactUrl, redactText } from './kernel/redact';
