@@ -9,11 +9,17 @@
  *
  * The demo drops and recreates the tables `users` and `orders`. On a cluster it did not start, it
  * refuses to when they exist, unless run with `--force` (`npm run demo -- --force`).
+ *
+ * Then (demo-operations.ts) the cache, three service instances behind the balancer with one made
+ * slow, and, on the cluster it started, an online add of a third shard with verify.
+ * `npm run demo -- --keep` leaves the cluster and the dashboard running and prints the URL.
  */
-import { Kysely, sql, type Generated } from 'kysely';
-import { Client } from 'pg';
-import { ShardedDialect, createTopology, withShard, CrossShardTransactionError, redactText, redactUrl, type Topology } from '../src';
+import { Kysely, PostgresDialect, sql, type Generated } from 'kysely';
+import { Client, Pool } from 'pg';
+import { ShardedDialect, createTopology, withShard, CrossShardTransactionError, redactText, redactUrl, type Topology, type RouteEvent } from '../src';
 import { startTestCluster, type TestCluster } from '../src/testing';
+import { initCatalog, TopologyCatalog } from '../src/admin';
+import { operationsTour, type OperationsContext } from './demo-operations';
 
 interface DB {
   users: { id: number; name: string };
@@ -22,15 +28,34 @@ interface DB {
 
 const list = (value: string | undefined): string[] => (value ?? '').split(',').map((u) => u.trim()).filter((u) => u !== '');
 
-async function shardUrls(): Promise<{ urls: string[]; replicaUrls: string[]; cluster?: TestCluster }> {
+interface DemoServers {
+  urls: string[];
+  replicaUrls: string[];
+  cluster?: TestCluster;
+  /** A third shard for the online add, a catalog database and Redis: only on a cluster the demo started. */
+  newShard?: { id: string; primary: string; replicas: string[] };
+  catalogUrl?: string;
+  redisUrl?: string;
+}
+
+async function shardUrls(): Promise<DemoServers> {
   const fromEnv = list(process.env.KYSELY_SCALE_SHARDS);
   if (fromEnv.length > 0) return { urls: fromEnv, replicaUrls: list(process.env.KYSELY_SCALE_REPLICAS) };
-  console.log('Starting a local test cluster (2 shards × primary + streaming replica)…');
+  console.log('Starting a local test cluster (3 shards × primary + streaming replica, Redis); the third shard joins later…');
   const started = Date.now();
-  const cluster = await startTestCluster({ shards: 2, replicasPerShard: 1 });
+  const cluster = await startTestCluster({ shards: 3, replicasPerShard: 1, redis: true });
   const shards = await cluster.createDatabase('kysely_scale_demo');
+  const [catalog] = await cluster.createDatabase('kysely_scale_demo_catalog');
   console.log(`  started in ${Date.now() - started} ms (${cluster.backend} processes)`);
-  return { urls: shards.map((s) => s.primaryUrl), replicaUrls: shards.map((s) => s.replicaUrls[0]!), cluster };
+  const third = shards[2]!;
+  return {
+    urls: shards.slice(0, 2).map((s) => s.primaryUrl),
+    replicaUrls: shards.slice(0, 2).map((s) => s.replicaUrls[0]!),
+    cluster,
+    newShard: { id: 'shard2', primary: third.primaryUrl, replicas: [...third.replicaUrls] },
+    catalogUrl: catalog!.primaryUrl,
+    redisUrl: cluster.redis[0]!.url,
+  };
 }
 
 const DEMO_TABLES = ['users', 'orders'];
@@ -55,10 +80,12 @@ async function existingTables(urls: readonly string[]): Promise<string[]> {
 }
 
 async function main(): Promise<void> {
-  const force = process.argv.slice(2).includes('--force');
-  const unknown = process.argv.slice(2).filter((a) => a !== '--force');
-  if (unknown.length > 0) throw new Error(`unknown argument ${JSON.stringify(redactText(unknown[0]!))}; the demo takes only --force`);
-  const { urls, replicaUrls, cluster } = await shardUrls();
+  const args = process.argv.slice(2);
+  const force = args.includes('--force');
+  const keep = args.includes('--keep');
+  const unknown = args.filter((a) => a !== '--force' && a !== '--keep');
+  if (unknown.length > 0) throw new Error(`unknown argument ${JSON.stringify(redactText(unknown[0]!))}; the demo takes only --force and --keep`);
+  const { urls, replicaUrls, cluster, newShard, catalogUrl, redisUrl } = await shardUrls();
   if (cluster === undefined && !force) {
     const existing = await existingTables(urls);
     if (existing.length > 0) {
@@ -77,23 +104,65 @@ async function main(): Promise<void> {
   for (const shard of topology.shards) {
     console.log(`  ${shard.id}: ${shard.primary.redactedUrl} (+${shard.replicas.length} replica), ${topology.slotsOf(shard.id).length} slots`);
   }
+  // The operator's catalog: the topology every instance follows, and what `add` changes.
+  if (catalogUrl !== undefined) await initCatalog(catalogUrl, topology.shards.map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) })));
+  const catalog = catalogUrl === undefined ? undefined : new TopologyCatalog({ url: catalogUrl });
+  // What onRoute saw: statements per shard and server role.
+  const routes = new Map<string, number>();
+  const onRoute = (event: RouteEvent): void => {
+    for (const s of event.servers) routes.set(`${s.shardId} ${s.role}`, (routes.get(`${s.shardId} ${s.role}`) ?? 0) + 1);
+  };
   // Plain reads go to the replicas; the demo runs in one read-your-writes context, so a read right
-  // after a write still sees it (from the primary until the replica has replayed it).
-  const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id', orders: 'user_id' }, keylessPolicy: { orders: 'scatter' }, replicas: { readFrom: 'replica' } });
+  // after a write still sees it (from the primary until the replica has replayed it). A statement
+  // a shard refuses during a slot move reloads the topology from the catalog and runs again.
+  const dialect = new ShardedDialect({
+    topology,
+    shardKeys: { users: 'id', orders: 'user_id' },
+    keylessPolicy: { orders: 'scatter' },
+    replicas: { readFrom: 'replica' },
+    onRoute,
+    ...(catalog === undefined ? {} : { topologySource: catalog }),
+  });
   const db = new Kysely<DB>({ dialect });
+  let stop: (() => Promise<void>) | undefined;
   try {
     await dialect.readYourWrites(() => tour(db, dialect, topology));
+    const context: OperationsContext = { db, dialect, catalogUrl, redisUrl, newShard, keep, prepareNewShard: () => createSchemaOn(newShard!.primary) };
+    stop = await operationsTour(context);
+    console.log('\nonRoute saw (statements per shard and server role):');
+    for (const [where, count] of [...routes].sort()) console.log(`  ${where}: ${count}`);
+    if (keep && cluster !== undefined) {
+      await keepRunning(stop, db, cluster, catalog);
+      return;
+    }
   } finally {
-    await db.destroy();
-    await cluster?.stop();
+    if (!keep || cluster === undefined) {
+      await stop?.();
+      await db.destroy();
+      await catalog?.close();
+      await cluster?.stop();
+    }
   }
   console.log('\nDone.');
 }
 
-async function tour(db: Kysely<DB>, dialect: ShardedDialect, topology: Topology): Promise<void> {
-  // DDL goes to every shard.
-  await db.schema.dropTable('orders').ifExists().execute();
-  await db.schema.dropTable('users').ifExists().execute();
+/** `--keep`: the cluster and the dashboard stay up until Ctrl-C. */
+async function keepRunning(stop: () => Promise<void>, db: Kysely<DB>, cluster: TestCluster, catalog: TopologyCatalog | undefined): Promise<void> {
+  const { dashboardUrl } = await import('./demo-operations');
+  console.log(`\nDashboard: ${dashboardUrl ?? '(not started)'}`);
+  console.log('The cluster and the dashboard keep running; press Ctrl-C to stop them.');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await stop();
+  await db.destroy();
+  await catalog?.close();
+  await cluster.stop();
+}
+
+/** The demo's tables, through `db` (the sharded db broadcasts the DDL; a plain one creates them on one server). */
+async function createSchema(db: Kysely<DB>): Promise<void> {
   await db.schema.createTable('users').addColumn('id', 'bigint', (c) => c.primaryKey()).addColumn('name', 'text', (c) => c.notNull()).execute();
   await db.schema
     .createTable('orders')
@@ -103,6 +172,23 @@ async function tour(db: Kysely<DB>, dialect: ShardedDialect, topology: Topology)
     .addColumn('status', 'text', (c) => c.notNull())
     .addPrimaryKeyConstraint('orders_pk', ['user_id', 'id'])
     .execute();
+}
+
+/** The new shard gets the same schema before `add` compares it with the others'. */
+async function createSchemaOn(url: string): Promise<void> {
+  const plain = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new Pool({ connectionString: url, max: 1 }) }) });
+  try {
+    await createSchema(plain);
+  } finally {
+    await plain.destroy();
+  }
+}
+
+async function tour(db: Kysely<DB>, dialect: ShardedDialect, topology: Topology): Promise<void> {
+  // DDL goes to every shard.
+  await db.schema.dropTable('orders').ifExists().execute();
+  await db.schema.dropTable('users').ifExists().execute();
+  await createSchema(db);
   await dialect.installSlotFunctions();
 
   console.log('\nWriting 20 users and 60 orders (multi-row inserts are split per shard)…');
