@@ -6,7 +6,8 @@
  * The bound: L1 entries are served only while the bus was confirmed live (subscribed, heartbeat
  * answered) within `busSilenceMillis`. Past that, every L1 is cleared and takes no fills until the
  * bus is confirmed again, when it is cleared once more (messages may have been missed) and pending
- * invalidations are replayed. Before, an instance whose bus could not deliver served values older
+ * invalidations are replayed. When this process's own event loop stalled past the deadline (the
+ * heartbeat could not run), the bus gets one more heartbeat first. Before, an instance whose bus could not deliver served values older
  * than other instances' acknowledged writes for the whole outage.
  */
 import type { Cancel, Clock } from '../kernel/clock';
@@ -17,6 +18,9 @@ import type { CacheEventHub } from './cache-events';
 import type { PendingInvalidations } from './cache-pending-invalidations';
 import type { PolicyRegistry } from './cache-policy-state';
 import type { BusMessage, InvalidationBus } from './invalidation-bus';
+
+/** A watchdog this late says the event loop was blocked, not that the bus was. */
+const STALL_MILLIS = 100;
 
 /** @internal */
 export class CacheBusLink {
@@ -29,6 +33,10 @@ export class CacheBusLink {
   /** When the bus was last confirmed live (this cache's monotonic clock). */
   private lastLive = 0;
   private watchdog: Cancel | null = null;
+  /** When the watchdog was due. */
+  private dueAt = 0;
+  /** Whether the current silence already got one more heartbeat because this process had stalled. */
+  private stallGraceUsed = false;
   /** Whether L1 is suspended until the bus is confirmed live again. */
   private suspended = false;
 
@@ -78,6 +86,7 @@ export class CacheBusLink {
 
   private live(onBack: () => void): void {
     this.lastLive = this.clock.monotonicNow();
+    this.stallGraceUsed = false;
     if (this.suspended) {
       this.suspended = false;
       this.coherence.forgetAll();
@@ -87,15 +96,24 @@ export class CacheBusLink {
     if (this.watchdog === null) this.arm();
   }
 
-  private arm(): void {
-    const left = this.silenceMillis - (this.clock.monotonicNow() - this.lastLive);
-    this.watchdog = this.clock.setTimeout(this.check, Math.max(0, left));
+  private arm(delayMillis = this.silenceMillis - (this.clock.monotonicNow() - this.lastLive)): void {
+    const delay = Math.max(0, delayMillis);
+    this.dueAt = this.clock.monotonicNow() + delay;
+    this.watchdog = this.clock.setTimeout(this.check, delay);
   }
 
   private readonly check = (): void => {
     this.watchdog = null;
-    if (this.clock.monotonicNow() - this.lastLive < this.silenceMillis) {
+    const now = this.clock.monotonicNow();
+    if (now - this.lastLive < this.silenceMillis) {
       this.arm();
+      return;
+    }
+    // Fired late: this process's event loop stalled, so neither the heartbeat nor its answer could
+    // run. Give the bus one more heartbeat before calling it silent (a stalled loop serves no I/O).
+    if (now - this.dueAt > STALL_MILLIS && !this.stallGraceUsed && this.bus !== undefined) {
+      this.stallGraceUsed = true;
+      this.arm(this.bus.heartbeatIntervalMillis + STALL_MILLIS * 5);
       return;
     }
     this.suspended = true;

@@ -28,6 +28,7 @@ export const namespaceEpoch = (policy: string): string => `ns:${policy}`;
  */
 export const flightKey = (policy: string, key: string): string => `${policy}\u0000${key}`;
 
+
 /**
  * A `set` between its source-of-truth write and its L1 fill; an invalidation of the key marks it overtaken.
  * @internal
@@ -52,6 +53,8 @@ export interface FillStamps {
 export class CacheCoherence {
   /** One load per key per process; invalidations mark and detach the ones they overtake. */
   readonly flights = new SingleFlight<unknown>();
+  /** One plain L2 read (`get`) per key per process, apart from loads: a load never joins a read (it may find nothing). */
+  readonly reads = new SingleFlight<unknown>();
   /** `set` calls between their source-of-truth write and their L1 fill. */
   private readonly writing = new Set<WriteInFlight>();
   /** Tag epochs as last seen (from Redis or the bus). */
@@ -78,11 +81,14 @@ export class CacheCoherence {
     return nsEpoch === st.nsEpoch && (tags === null || this.tagsCurrent(tags));
   }
 
-  /** The epochs an L2 entry's check needs that this instance does not know yet (read them, then {@link CacheCoherence.learnEpochs}). */
-  epochsToLearn(st: PolicyState, tags: readonly TagStamp[] | null): string[] {
-    const unknown: string[] = [];
-    if (st.nsEpoch === undefined) unknown.push(namespaceEpoch(st.policy.name));
-    if (tags !== null) for (const [t] of tags) if (!this.tagEpochs.has(t)) unknown.push(t);
+  /**
+   * The epochs an L2 entry's check needs that this instance does not know yet (read them, then
+   * {@link CacheCoherence.learnEpochs}); `null` when it knows them all (the common case: no allocation).
+   */
+  epochsToLearn(st: PolicyState, tags: readonly TagStamp[] | null): string[] | null {
+    let unknown: string[] | null = null;
+    if (st.nsEpoch === undefined) unknown = [namespaceEpoch(st.policy.name)];
+    if (tags !== null) for (const [t] of tags) if (!this.tagEpochs.has(t)) (unknown ??= []).push(t);
     return unknown;
   }
 
@@ -99,7 +105,7 @@ export class CacheCoherence {
   async stampsForFill(st: PolicyState, tags: readonly string[], budget: CallBudget): Promise<FillStamps> {
     if (st.policy.useL2) {
       try {
-        const epochs = await budget.wait(() => this.l2!.readEpochs([namespaceEpoch(st.policy.name), ...tags]));
+        const epochs = await budget.wait(() => this.l2!.readEpochs([namespaceEpoch(st.policy.name), ...tags]), this.l2!.commandTimeoutMillis);
         const ns = epochs[0]!;
         st.nsEpoch = ns;
         const stamps = tags.map((t, i): TagStamp => [t, epochs[i + 1]!]);
@@ -175,6 +181,7 @@ export class CacheCoherence {
     st.invalidationSeq++;
     const fk = flightKey(st.policy.name, key);
     this.flights.markKey(fk);
+    this.reads.markKey(fk);
     if (this.writing.size > 0) for (const w of this.writing) if (w.key === fk && w !== self) w.overtaken = true;
   }
 
@@ -196,6 +203,7 @@ export class CacheCoherence {
     st.l1?.clear();
     const prefix = `${st.policy.name}\u0000`;
     this.flights.markWhere((f) => f.key.startsWith(prefix));
+    this.reads.markWhere((f) => f.key.startsWith(prefix));
     for (const w of this.writing) if (w.key.startsWith(prefix)) w.overtaken = true;
   }
 }

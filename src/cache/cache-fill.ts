@@ -43,11 +43,14 @@ export class CacheFill {
     const [version, stamps] = await Promise.all([this.readVersion(st, key, budget), this.coherence.stampsForFill(st, tags, budget)]);
     st.loads++;
     let value: unknown;
+    budget.pause(); // the loader's time is its own (the policy's timeouts bound it)
     try {
       value = await loader();
     } catch (e) {
       st.loadErrors++;
       throw e;
+    } finally {
+      budget.resume();
     }
     if (value === undefined || (!st.policy.cacheAside && !forceFill)) return value;
     let payload: string;
@@ -63,7 +66,7 @@ export class CacheFill {
     if (st.policy.useL2 && version !== null && stamps.ns !== undefined && this.pending.l2Usable(st, key)) {
       try {
         const entry = encodeEntry(payload, freshUntil, staleUntil, stamps.ns, stamps.tags);
-        const ok = await budget.wait(() => this.l2!.fill(`${name}:${key}`, version, entry, staleUntil - now));
+        const ok = await budget.wait(() => this.l2!.fill(`${name}:${key}`, version, entry, staleUntil - now), this.l2!.commandTimeoutMillis);
         if (!ok) {
           st.staleFillsPrevented++;
           return value;
@@ -83,7 +86,7 @@ export class CacheFill {
   private async readVersion(st: PolicyState, key: string, budget: CallBudget): Promise<VersionToken | null> {
     if (!st.policy.useL2 || !this.pending.l2Usable(st, key)) return null;
     try {
-      return await budget.wait(() => this.l2!.readVersion(`${st.policy.name}:${key}`));
+      return await budget.wait(() => this.l2!.readVersion(`${st.policy.name}:${key}`), this.l2!.commandTimeoutMillis);
     } catch (error) {
       this.hub.l2Failed(st, key, error);
       return null;

@@ -6,7 +6,7 @@
 import type { Clock } from '../kernel/clock';
 import type { CallBudget } from './cache-call-budget';
 import type { CacheCoherence } from './cache-coherence';
-import { decodeEntry } from './cache-entry';
+import { decodeEntry, type DecodedHeader } from './cache-entry';
 import type { CacheEventHub } from './cache-events';
 import type { PendingInvalidations } from './cache-pending-invalidations';
 import type { PolicyState } from './cache-policy-state';
@@ -14,6 +14,15 @@ import type { CacheValueCodec } from './cache-value-codec';
 import type { L2Tier } from './l2-tier';
 import type { CacheEntry } from './memory-tier';
 import type { Flight } from './single-flight';
+
+/**
+ * What an L2 read found: the value, and whether it was stale (within grace).
+ * @internal
+ */
+export interface L2Read {
+  readonly value: unknown;
+  readonly stale: boolean;
+}
 
 /** @internal */
 export class CacheL2Reads {
@@ -27,18 +36,19 @@ export class CacheL2Reads {
   ) {}
 
   /** The L2 part of a read. Returns null on a miss; backfills L1 unless an invalidation arrived meanwhile. */
-  async read(st: PolicyState, key: string, flight: Flight<unknown>, budget: CallBudget): Promise<{ value: unknown; stale: boolean } | null> {
+  async read(st: PolicyState, key: string, flight: Flight<unknown>, budget: CallBudget): Promise<L2Read | null> {
     if (!this.pending.l2Usable(st, key)) return null;
     let text: string | null;
     try {
-      text = await budget.wait(() => this.l2!.get(`${st.policy.name}:${key}`));
+      text = await budget.wait(() => this.l2!.get(`${st.policy.name}:${key}`), this.l2!.commandTimeoutMillis);
     } catch (error) {
       this.hub.l2Failed(st, key, error);
       return null;
     }
     // Redis answers: a good moment to replay what it missed.
     if (this.pending.count > 0) void this.pending.flush();
-    const found = text === null ? null : await this.decode(st, text, budget);
+    let found = text === null ? null : this.decode(st, text, budget);
+    if (found instanceof Promise) found = await found;
     const now = this.clock.now();
     if (found === null || now >= found.staleUntil) {
       st.l2c.misses++;
@@ -64,12 +74,13 @@ export class CacheL2Reads {
   async readMany(st: PolicyState, keys: readonly string[], indexes: readonly number[], out: unknown[], budget: CallBudget): Promise<void> {
     const seq = st.invalidationSeq;
     try {
-      const texts = await budget.wait(() => this.l2!.mget(indexes.map((i) => `${st.policy.name}:${keys[i]}`)));
+      const texts = await budget.wait(() => this.l2!.mget(indexes.map((i) => `${st.policy.name}:${keys[i]}`)), this.l2!.commandTimeoutMillis);
       const now = this.clock.now();
       for (let j = 0; j < indexes.length; j++) {
         const text = texts[j];
         const i = indexes[j]!;
-        const e = text == null ? null : await this.decode(st, text, budget);
+        let e = text == null ? null : this.decode(st, text, budget);
+        if (e instanceof Promise) e = await e;
         if (e === null || now >= e.freshUntil) {
           st.l2c.misses++;
           continue;
@@ -83,21 +94,33 @@ export class CacheL2Reads {
     }
   }
 
-  /** Decodes an L2 entry and checks its namespace and tag stamps against the current epochs. */
-  private async decode(st: PolicyState, text: string, budget: CallBudget): Promise<CacheEntry | null> {
+  /**
+   * Decodes an L2 entry and checks its namespace and tag stamps against the current epochs:
+   * synchronously when this instance knows them (the common case), else after reading them.
+   */
+  private decode(st: PolicyState, text: string, budget: CallBudget): CacheEntry | null | Promise<CacheEntry | null> {
     const h = decodeEntry(text);
     if (h === null) return null;
-    try {
-      const unknown = this.coherence.epochsToLearn(st, h.tags);
-      if (unknown.length > 0) this.coherence.learnEpochs(st, unknown, await budget.wait(() => this.l2!.readEpochs(unknown)));
-    } catch (error) {
-      this.hub.l2Failed(st, undefined, error);
-      return null;
-    }
+    const unknown = this.coherence.epochsToLearn(st, h.tags);
+    if (unknown === null) return this.checked(st, h);
+    return budget.wait(() => this.l2!.readEpochs(unknown), this.l2!.commandTimeoutMillis).then(
+      (epochs) => {
+        this.coherence.learnEpochs(st, unknown, epochs);
+        return this.checked(st, h);
+      },
+      (error: unknown) => {
+        this.hub.l2Failed(st, undefined, error);
+        return null;
+      },
+    );
+  }
+
+  private checked(st: PolicyState, h: DecodedHeader): CacheEntry | null {
     if (!this.coherence.stampsCurrent(st, h.nsEpoch, h.tags)) return null;
     let value: unknown;
     try {
-      value = this.codec.deserialize(h.payload);
+      // Frozen only when L1 may keep it: L1's values are shared by every caller.
+      value = this.codec.deserialize(h.payload, st.l1 !== null);
     } catch (error) {
       // A damaged or foreign entry is a miss, never a failed read.
       this.hub.l2Failed(st, undefined, error);

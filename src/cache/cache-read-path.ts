@@ -9,7 +9,7 @@ import { requireInteger, requireKnownKeys, requireObject } from '../kernel/valid
 import { flightKey, type CacheCoherence } from './cache-coherence';
 import type { CacheEventHub } from './cache-events';
 import type { CacheFill } from './cache-fill';
-import type { CacheL2Reads } from './cache-l2-reads';
+import type { CacheL2Reads, L2Read } from './cache-l2-reads';
 import { awaitLoad } from './cache-load-deadline';
 import type { PendingInvalidations } from './cache-pending-invalidations';
 import type { PolicyState } from './cache-policy-state';
@@ -18,7 +18,7 @@ import type { CacheEntry } from './memory-tier';
 import type { Flight } from './single-flight';
 import type { WarmUpResult } from './tiered-cache-options';
 
-const NOT_FOUND = Symbol('notFound');
+const NO_TAGS: readonly string[] = Object.freeze([]);
 
 /** @internal */
 export class CacheReadPath {
@@ -80,13 +80,19 @@ export class CacheReadPath {
       this.hub.miss(st, key);
       return undefined;
     }
-    const flight = this.coherence.flights.run(flightKey(st.policy.name, key), [], (f) => this.l2Reads.read(st, key, f, this.budgets.start()).then((r) => (r === null || r.stale ? NOT_FOUND : r.value)));
-    const r = await flight.promise;
-    if (r === NOT_FOUND) {
+    const fk = flightKey(st.policy.name, key);
+    // A load of the key is running: its value is the answer (as fresh as a read started now).
+    const loading = this.coherence.flights.get(fk);
+    if (loading !== undefined) return loading.promise;
+    // Otherwise one L2 read per key; it has a flight of its own, which a load never joins (a read
+    // may find nothing, and a load's callers want a value).
+    const flight = this.coherence.reads.run(fk, NO_TAGS, (f) => this.l2Reads.read(st, key, f, this.budgets.start()));
+    const r = (await flight.promise) as L2Read | null;
+    if (r === null || r.stale) {
       this.hub.miss(st, key);
       return undefined;
     }
-    return r;
+    return r.value;
   }
 
   /** L1 → L2 → `loader`, filling the tiers above (with `forceFill`, whatever `cacheAside` says). */

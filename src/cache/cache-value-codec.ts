@@ -15,10 +15,13 @@ export class CacheValueCodec {
     return this.serializer.serialize(value);
   }
 
-  /** The value of a payload, deep-frozen unless `freezeValues` is off; throws on a damaged payload. */
-  deserialize(payload: string): unknown {
+  /**
+   * The value of a payload, deep-frozen unless `freezeValues` is off or `shared` is false (a value
+   * no L1 keeps is not shared); throws on a damaged payload.
+   */
+  deserialize(payload: string, shared = true): unknown {
     const value = this.serializer.deserialize(payload);
-    if (this.freeze) deepFreeze(value);
+    if (this.freeze && shared) deepFreeze(value);
     return value;
   }
 

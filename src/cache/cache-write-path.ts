@@ -67,7 +67,7 @@ export class CacheWritePath {
     // Without a version or a save, an L2 write cannot be ordered against other instances' writes.
     const unordered = st.policy.useL2 && version === undefined && options.save === undefined;
     if (payload === undefined || !st.policy.writeThrough || unordered) {
-      if (options.save !== undefined) await options.save(value);
+      if (options.save !== undefined) await this.save(options.save, value, budget);
       await this.invalidateKeys(st, [key], budget);
       return;
     }
@@ -79,7 +79,7 @@ export class CacheWritePath {
     let outcome: L2Outcome;
     try {
       const before = st.policy.useL2 && version === undefined ? await this.readVersion(st, key, budget) : null;
-      if (options.save !== undefined) await options.save(value);
+      if (options.save !== undefined) await this.save(options.save, value, budget);
       // Loads that started before the save may hold the old value: they must not fill.
       this.coherence.noteInvalidation(st, key, w);
       const condition: L2WriteCondition | null = version !== undefined ? { version } : before !== null ? { ifVersion: before } : null;
@@ -94,10 +94,20 @@ export class CacheWritePath {
     this.hub.emitter.emit('write', { policy: name, key });
   }
 
+  /** The caller's save: its time is its own, not the call's Redis deadline. */
+  private async save<T>(save: (value: T) => Promise<unknown>, value: T, budget: CallBudget): Promise<void> {
+    budget.pause();
+    try {
+      await save(value);
+    } finally {
+      budget.resume();
+    }
+  }
+
   private async readVersion(st: PolicyState, key: string, budget: CallBudget): Promise<VersionToken | null> {
     if (!this.pending.l2Usable(st, key)) return null;
     try {
-      return await budget.wait(() => this.l2!.readVersion(`${st.policy.name}:${key}`));
+      return await budget.wait(() => this.l2!.readVersion(`${st.policy.name}:${key}`), this.l2!.commandTimeoutMillis);
     } catch (error) {
       this.hub.l2Failed(st, key, error);
       return null;

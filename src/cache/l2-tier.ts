@@ -45,6 +45,12 @@ export type L2Kind = 'single' | 'cluster' | 'ring';
 export interface L2Tier {
   /** `single`, `cluster` or `ring`. */
   readonly kind: L2Kind;
+  /**
+   * When known: every read method (`get`, `mget`, `readVersion`, `readEpochs`, `fill`) settles
+   * within this many milliseconds by itself (one round of commands under the clients' command
+   * timeout), so the cache need not race it against a call's deadline. `undefined` when unknown.
+   */
+  readonly commandTimeoutMillis?: number | undefined;
   /** The stored payload, or `null`. */
   get(key: string): Promise<string | null>;
   /** Payloads of several keys, in order. */

@@ -97,6 +97,8 @@ export class RedisL2Tier implements L2Tier {
   private readonly versionTtl: string;
   private readonly recoverListeners = new Set<() => void>();
 
+  private readonly clientTimeoutMillis: number | undefined;
+
   /** @param owned clients the backend created itself; `close()` ends them (and only them). */
   constructor(
     private readonly router: NodeRouter,
@@ -106,6 +108,14 @@ export class RedisL2Tier implements L2Tier {
     this.kind = router.kind;
     this.prefix = options.prefix;
     this.versionTtl = String(options.versionTtlMillis);
+    const timeouts = router.nodes.map((n) => commandTimeoutOf(n.client));
+    this.clientTimeoutMillis = timeouts.every((t) => t !== undefined) ? Math.max(...(timeouts as number[])) : undefined;
+  }
+
+  /** The clients' command timeout, unless a first connection is still being made (commands wait for it). */
+  get commandTimeoutMillis(): number | undefined {
+    for (const n of this.router.nodes) if (n.connecting !== null) return undefined;
+    return this.clientTimeoutMillis;
   }
 
   // A key's value and version share the `{…}` hash tag: same slot on a Cluster, same ring server.
@@ -270,6 +280,13 @@ export class RedisL2Tier implements L2Tier {
     for (const n of this.router.nodes) n.probe.stop();
     await closeRedisClients(this.owned.map((o) => o.client));
   }
+}
+
+/** An ioredis client's (or Cluster's) per-command timeout, when it has one. */
+function commandTimeoutOf(client: RedisLike): number | undefined {
+  const o = (client as { options?: { commandTimeout?: unknown; redisOptions?: { commandTimeout?: unknown } } }).options;
+  const t = o?.redisOptions?.commandTimeout ?? o?.commandTimeout;
+  return typeof t === 'number' && t > 0 ? t : undefined;
 }
 
 function isScriptOrDataError(e: unknown): boolean {

@@ -31,13 +31,18 @@ export class SingleFlight<T> {
     if (existing !== undefined) return existing;
     const flight = { key, tags, stale: false } as { -readonly [K in keyof Flight<T>]: Flight<T>[K] };
     this.flights.set(key, flight);
-    flight.promise = (async () => {
-      try {
-        return await run(flight);
-      } finally {
-        if (this.flights.get(key) === flight) this.flights.delete(key);
-      }
-    })();
+    const forget = (): void => {
+      if (this.flights.get(key) === flight) this.flights.delete(key);
+    };
+    let p: Promise<T>;
+    try {
+      p = run(flight);
+    } catch (error) {
+      p = Promise.reject(error);
+    }
+    // Registered before any caller's handler: the flight is forgotten before its callers resume.
+    p.then(forget, forget);
+    flight.promise = p;
     return flight;
   }
 
