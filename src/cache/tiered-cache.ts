@@ -29,6 +29,7 @@ import type { HotKey } from './hot-key-tracker';
 import type { InvalidationBus } from './invalidation-bus';
 import type { L2Tier } from './l2-tier';
 import { PolicyCache } from './policy-cache';
+import { observeCacheCall, trackCache } from './cache-telemetry';
 import { closeRedisClients, type ClosableRedis } from './redis-client';
 import { loadTags, resolveTieredCacheOptions, type LoadOptions, type SetOptions, type TieredCacheOptions, type WarmUpResult } from './tiered-cache-options';
 
@@ -84,6 +85,7 @@ export class TieredCache {
     // Replay never waits for a caller: it starts as soon as Redis or the bus is known to be back.
     this.unsubscribers = busLink.listen(() => void this.pending.recovered());
     if (o.l2 !== undefined) this.unsubscribers.push(o.l2.onRecover(() => void this.pending.recovered()));
+    this.unsubscribers.push(trackCache(this, () => o.l2?.health() ?? {}));
   }
 
   /** Names of the configured policies. */
@@ -110,7 +112,9 @@ export class TieredCache {
 
   /** L1, then L2 (backfilling L1); `undefined` when neither holds a fresh value. */
   get<T = unknown>(policy: string, key: CacheKey): Promise<T | undefined> {
-    return this.reads.get(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key)) as Promise<T | undefined>;
+    const st = this.registry.get(policy);
+    const k = typeof key === 'string' ? key : cacheKey(key);
+    return observeCacheCall(this, 'get', policy, k, () => this.reads.get(st, k)) as Promise<T | undefined>;
   }
 
   /**
@@ -119,7 +123,9 @@ export class TieredCache {
    * unchanged (unless a stale value within grace can be served).
    */
   getOrLoad<T>(policy: string, key: CacheKey, loader: () => Promise<T>, options?: LoadOptions): Promise<T> {
-    return this.reads.getOrLoad(this.registry.get(policy), typeof key === 'string' ? key : cacheKey(key), loader, loadTags(options), false) as Promise<T>;
+    const st = this.registry.get(policy);
+    const k = typeof key === 'string' ? key : cacheKey(key);
+    return observeCacheCall(this, 'getOrLoad', policy, k, () => this.reads.getOrLoad(st, k, loader, loadTags(options), false)) as Promise<T>;
   }
 
   /** Values of several keys (L1, then one MGET per Redis server); `undefined` where missing. With `loader`, missing keys are loaded. */
@@ -144,7 +150,9 @@ export class TieredCache {
    * keeps the old value. Resolves once the source of truth, L2 and the bus have been written.
    */
   set<T>(policy: string, key: CacheKey, value: T, options: SetOptions<T> = {}): Promise<void> {
-    return this.writes.set(this.registry.get(policy), cacheKey(key), value, options);
+    const st = this.registry.get(policy);
+    const k = cacheKey(key);
+    return observeCacheCall(this, 'set', policy, k, () => this.writes.set(st, k, value, options));
   }
 
   /** Removes keys from every tier and every instance. Same as {@link TieredCache.invalidate}. */
