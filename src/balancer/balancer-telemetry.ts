@@ -10,7 +10,7 @@
  * its own (see prometheus-exposition.ts).
  */
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';
-import { DURATION_BUCKETS_SECONDS, addPrometheusFamily, defineMetric, telemetryTracer, type GaugeSource, type Metric, type PrometheusFamily } from '../kernel/telemetry';
+import { DURATION_BUCKETS_SECONDS, addPrometheusFamily, defineMetric, telemetryTracer, tracingActive, type GaugeSource, type Metric, type PrometheusFamily } from '../kernel/telemetry';
 import type { BalancerStats } from './balancer-stats';
 
 /** What telemetry reads of a balancer. */
@@ -148,10 +148,12 @@ const UNOBSERVED: BalancedCallObservation = Object.freeze({ end: () => undefined
  * already tried for this request (the proxy's and the balanced fetch's retries), so the attempt is one more.
  */
 export function observeBalancedCall(balancer: ObservedBalancer, instanceId: string, excluded: number): BalancedCallObservation {
-  const span = telemetryTracer().startSpan('balancer call', { kind: SpanKind.INTERNAL });
-  const recording = span.isRecording();
+  const tracing = tracingActive();
+  if (!tracing && !BALANCED_CALL_DURATION.enabled) return UNOBSERVED;
+  const span = tracing ? telemetryTracer().startSpan('balancer call', { kind: SpanKind.INTERNAL }) : undefined;
+  const recording = span?.isRecording() === true;
   if (!recording && !BALANCED_CALL_DURATION.enabled) return UNOBSERVED;
-  if (recording) span.setAttributes({ [INSTANCE]: instanceId, [ATTEMPT]: excluded + 1, [STRATEGY]: balancer.strategy.name });
+  if (recording) span!.setAttributes({ [INSTANCE]: instanceId, [ATTEMPT]: excluded + 1, [STRATEGY]: balancer.strategy.name });
   const clock = balancer.clock;
   const started = clock.monotonicNow();
   return { end: (outcome) => endCall(recording ? span : undefined, instanceId, outcome, clock.monotonicNow() - started) };

@@ -11,7 +11,7 @@
 import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
 import type { CompiledQuery } from 'kysely';
 import type { Clock } from '../../kernel/clock';
-import { telemetryTracer } from '../../kernel/telemetry';
+import { telemetryTracer, tracingActive } from '../../kernel/telemetry';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import type { ReplicaStatus } from '../../replication/replica-router';
@@ -120,10 +120,16 @@ export class StatementTelemetry {
 
   /** Starts observing a statement; `undefined` when no hook, span or metric would see it. */
   begin(plan: RoutePlan, compiled: CompiledQuery): StatementObservation | undefined {
-    const span = telemetryTracer().startSpan(spanName(plan), { kind: SpanKind.CLIENT });
-    const recording = span.isRecording();
-    if (!recording && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
-    const observation = new StatementObservation(plan, recording ? span : undefined, this.#onRoute, this.#clock);
+    // Without an SDK not even a no-op span is made: a look at the global providers is cheaper.
+    const tracing = tracingActive();
+    if (!tracing && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
+    let span: Span | undefined;
+    if (tracing) {
+      span = telemetryTracer().startSpan(spanName(plan), { kind: SpanKind.CLIENT });
+      if (!span.isRecording()) span = undefined;
+      if (span === undefined && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
+    }
+    const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock);
     observations.set(plan, observation);
     observations.set(compiled, observation);
     observing++;
