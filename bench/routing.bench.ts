@@ -5,7 +5,8 @@
  * shared machines throughput moves by ±10% from one second to the next and drifts by a quarter
  * within a minute, and short interleaved rounds expose both sides to the same conditions. Plus a
  * micro-benchmark of the route decision (key extraction from the operation-node tree, slot hash,
- * shard lookup).
+ * shard lookup). A third side, `observed`, is the sharded dialect with an `onRoute` hook set
+ * (and OpenTelemetry's API present without an SDK, as always): what leaving the hook on costs.
  */
 import { Kysely, PostgresDialect, PostgresQueryCompiler, type RootOperationNode } from 'kysely';
 import { Pool } from 'pg';
@@ -78,36 +79,55 @@ export async function run(): Promise<BenchReport> {
     const sharded = new Kysely<DB>({
       dialect: new ShardedDialect({ topology: createTopology({ shards: [{ id: 'shard0', primary: url }] }), shardKeys: { users: 'id' }, pool: { max: 10 } }),
     });
+    let routed = 0;
+    const observed = new Kysely<DB>({
+      dialect: new ShardedDialect({
+        topology: createTopology({ shards: [{ id: 'shard0', primary: url }] }),
+        shardKeys: { users: 'id' },
+        pool: { max: 10 },
+        onRoute: (event) => {
+          routed += event.servers.length;
+        },
+      }),
+    });
     await plain.schema.createTable('users').addColumn('id', 'integer', (c) => c.primaryKey()).addColumn('name', 'text').execute();
     await plain.insertInto('users').values(Array.from({ length: ROWS }, (_, i) => ({ id: i + 1, name: `user ${i + 1}` }))).execute();
     await load(plain, 1000); // warm both pools and the JIT
     await load(sharded, 1000);
+    await load(observed, 1000);
 
-    const rounds = { plain: [] as number[][], sharded: [] as number[][] };
+    type Side = 'plain' | 'sharded' | 'observed';
+    const sides: Record<Side, Kysely<DB>> = { plain, sharded, observed };
+    const rounds: Record<Side, number[][]> = { plain: [], sharded: [], observed: [] };
     // Measured, not assumed: a round ends when its last in-flight query does.
-    const busyMillis = { plain: 0, sharded: 0 };
+    const busyMillis: Record<Side, number> = { plain: 0, sharded: 0, observed: 0 };
     // Node's own CPU (user + system) during each side's rounds; PostgreSQL's runs in other processes.
-    const cpuMicros = { plain: 0, sharded: 0 };
+    const cpuMicros: Record<Side, number> = { plain: 0, sharded: 0, observed: 0 };
+    const orders: readonly (readonly Side[])[] = [
+      ['plain', 'sharded', 'observed'],
+      ['sharded', 'observed', 'plain'],
+      ['observed', 'plain', 'sharded'],
+    ];
     for (let r = 0; r < PAIRS; r++) {
-      const order = r % 2 === 0 ? (['plain', 'sharded'] as const) : (['sharded', 'plain'] as const);
+      const order = orders[r % orders.length]!;
       for (const name of order) {
         const start = performance.now();
         const cpu = process.cpuUsage();
-        rounds[name].push(await load(name === 'plain' ? plain : sharded, ROUND_MILLIS));
+        rounds[name].push(await load(sides[name], ROUND_MILLIS));
         const used = process.cpuUsage(cpu);
         cpuMicros[name] += used.user + used.system;
         busyMillis[name] += performance.now() - start;
       }
     }
-    const latencies = { plain: rounds.plain.flat(), sharded: rounds.sharded.flat() };
-    await Promise.all([plain.destroy(), sharded.destroy()]);
+    const latencies: Record<Side, number[]> = { plain: rounds.plain.flat(), sharded: rounds.sharded.flat(), observed: rounds.observed.flat() };
+    await Promise.all([plain.destroy(), sharded.destroy(), observed.destroy()]);
     // After the load test, so its garbage and JIT state do not colour the end-to-end figures.
     const decisionMicros = routeDecisionMicros();
 
-    const qps = (name: 'plain' | 'sharded') => latencies[name].length / (busyMillis[name] / 1000);
-    const p50 = (name: 'plain' | 'sharded') => percentile(latencies[name], 0.5);
-    const p99 = (name: 'plain' | 'sharded') => percentile(latencies[name], 0.99);
-    const cpuPerQuery = (name: 'plain' | 'sharded') => cpuMicros[name] / latencies[name].length;
+    const qps = (name: Side) => latencies[name].length / (busyMillis[name] / 1000);
+    const p50 = (name: Side) => percentile(latencies[name], 0.5);
+    const p99 = (name: Side) => percentile(latencies[name], 0.99);
+    const cpuPerQuery = (name: Side) => cpuMicros[name] / latencies[name].length;
     const pairThroughputRatios = rounds.plain.map((p, i) => rounds.sharded[i]!.length / p.length);
     const ratios = {
       throughput_sharded_over_plain: qps('sharded') / qps('plain'),
@@ -116,8 +136,13 @@ export async function run(): Promise<BenchReport> {
       cpu_per_query_sharded_over_plain: cpuPerQuery('sharded') / cpuPerQuery('plain'),
       p99_sharded_over_plain: p99('sharded') / p99('plain'),
       p50_sharded_over_plain: p50('sharded') / p50('plain'),
+      // The sharded dialect with onRoute set (tracing API present, no SDK).
+      throughput_observed_over_plain: qps('observed') / qps('plain'),
+      throughput_pair_median_observed_over_plain: median(rounds.plain.map((p, i) => rounds.observed[i]!.length / p.length)),
+      cpu_per_query_observed_over_plain: cpuPerQuery('observed') / cpuPerQuery('plain'),
+      p99_observed_over_plain: p99('observed') / p99('plain'),
     };
-    const targets = { throughput_sharded_over_plain_min: 0.95, p99_sharded_over_plain_max: 1.1, route_decision_median_micros_max: 2 };
+    const targets = { throughput_sharded_over_plain_min: 0.95, throughput_observed_over_plain_min: 0.95, p99_sharded_over_plain_max: 1.1, route_decision_median_micros_max: 2 };
     const report = makeReport('routing', {
       results: {
         plain_qps: qps('plain'),
@@ -128,6 +153,10 @@ export async function run(): Promise<BenchReport> {
         sharded_p99_ms: p99('sharded'),
         plain_node_cpu_micros_per_query: cpuPerQuery('plain'),
         sharded_node_cpu_micros_per_query: cpuPerQuery('sharded'),
+        observed_qps: qps('observed'),
+        observed_p99_ms: p99('observed'),
+        observed_node_cpu_micros_per_query: cpuPerQuery('observed'),
+        observed_statements_seen_by_onroute: routed,
         route_decision_median_micros: decisionMicros,
         clients: CLIENTS,
         rounds_each: PAIRS,
@@ -137,6 +166,7 @@ export async function run(): Promise<BenchReport> {
       targets,
       pass:
         ratios.throughput_sharded_over_plain >= targets.throughput_sharded_over_plain_min &&
+        ratios.throughput_observed_over_plain >= targets.throughput_observed_over_plain_min &&
         ratios.p99_sharded_over_plain <= targets.p99_sharded_over_plain_max &&
         decisionMicros <= targets.route_decision_median_micros_max,
     });
