@@ -19,15 +19,15 @@ describe('the core entry point', () => {
 
   it('loads the dialect and Kysely', () => {
     expect(loaded).toContain('src/sharding/dialect/sharded-dialect.ts');
-    expect(loaded.some((p) => p.startsWith('node_modules/kysely/'))).toBe(true);
+    expect(loaded.some((p) => p.includes('node_modules/kysely/'))).toBe(true);
   });
 
   it.each([
-    ['ioredis', /^node_modules\/ioredis\//],
-    ['undici', /^node_modules\/undici\//],
-    ['lru-cache', /^node_modules\/lru-cache\//],
-    ['testcontainers', /^node_modules\/testcontainers\//],
-    ['prom-client (Prometheus is kysely-scale/metrics)', /^node_modules\/prom-client\//],
+    ['ioredis', /node_modules\/ioredis\//],
+    ['undici', /node_modules\/undici\//],
+    ['lru-cache', /node_modules\/lru-cache\//],
+    ['testcontainers', /node_modules\/testcontainers\//],
+    ['prom-client (Prometheus is kysely-scale/metrics)', /node_modules\/prom-client\//],
     ['the HTTP client and proxy', /^src\/balancer\/http\//],
     ['the cache', /^src\/cache\//],
     ['the test cluster', /^src\/testing\//],
@@ -40,7 +40,7 @@ describe('the core entry point', () => {
 describe('the balancer entry point', () => {
   it('loads undici only through its HTTP sub-folder, and never ioredis', () => {
     const loaded = modulesLoadedBy('src/balancer/index.ts');
-    expect(loaded.filter((p) => p.startsWith('node_modules/ioredis/'))).toEqual([]);
+    expect(loaded.filter((p) => p.includes('node_modules/ioredis/'))).toEqual([]);
     expect(loaded).toContain('src/balancer/http/http-client.ts');
   });
 });
