@@ -15,6 +15,7 @@ import { cursorRows, runOn, type HeldClients } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
+import { EnumTypeCache } from './scatter-types';
 
 type Row = Record<string, unknown>;
 
@@ -86,7 +87,17 @@ export class MultiShardExecutor {
         return (await runOn<Row>(client, query.sql, query.parameters)).rows;
       }),
     );
-    return { rows: scatter.merge(rowsPerShard) };
+    // Enums are merged by their labels' order, read from the shard that answered first.
+    const client = () => this.#clients.client(this.#reads.serverFor(parts[0]!.shard, plan, inSession));
+    const enums = enumCaches.get(this.#runtime) ?? enumCaches.set(this.#runtime, new EnumTypeCache()).get(this.#runtime)!;
+    const types = await enums.lookup(scatter, rowsPerShard, client);
+    try {
+      return { rows: scatter.merge(rowsPerShard, types) };
+    } catch (error) {
+      // A label added since the labels were read (ALTER TYPE … ADD VALUE): read them again, once.
+      if (types === undefined || !isUnknownEnumLabel(error)) throw error;
+      return { rows: scatter.merge(rowsPerShard, await enums.lookup(scatter, rowsPerShard, client, true)) };
+    }
   }
 
   async #splitWrite(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
@@ -127,6 +138,13 @@ export class MultiShardExecutor {
     if (plan.kind === 'broadcast') return results[0]!;
     return mergeWriteResults(parts, results);
   }
+}
+
+const enumCaches = new WeakMap<MultiShardRuntime, EnumTypeCache>();
+
+function isUnknownEnumLabel(error: unknown): boolean {
+  const unsupported = error instanceof RoutingError ? error.context.unsupported : undefined;
+  return typeof unsupported === 'string' && unsupported.endsWith('is not one of its labels');
 }
 
 /** The parts of a scatter or broadcast: the unchanged statement on each shard. */

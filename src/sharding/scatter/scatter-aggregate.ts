@@ -15,7 +15,7 @@
  *
  * @packageDocumentation
  */
-import { exactOrder, type ExactOrder, incomparable, type TextComparator } from './scatter-compare';
+import { exactOrder, type ExactOrder, incomparable, type TextComparator, type TypeLookup } from './scatter-compare';
 import {
   addDecimal,
   type Decimal,
@@ -51,7 +51,7 @@ export interface AggregateAccumulator {
 }
 
 /** Creates an accumulator for one aggregate of one group. */
-export type AggregateMerger = (columns: AggregateColumns, compareText: TextComparator) => AggregateAccumulator;
+export type AggregateMerger = (columns: AggregateColumns, compareText: TextComparator, types?: TypeLookup) => AggregateAccumulator;
 
 /** Exact running sum that keeps the JS form of its inputs. */
 class Sum {
@@ -102,7 +102,7 @@ class Sum {
 }
 
 function extreme(direction: 1 | -1): AggregateMerger {
-  return (columns, compareText) => {
+  return (columns, compareText, types) => {
     let best: unknown = null;
     let bestText: string | null = null;
     let bestKey: unknown;
@@ -112,7 +112,7 @@ function extreme(direction: 1 | -1): AggregateMerger {
       add(row) {
         const text = row[textColumn];
         if (text === null || text === undefined) return;
-        order ??= exactOrder(String(columns.type === undefined ? 'unknown' : row[columns.type]), compareText);
+        order ??= exactOrder(String(columns.type === undefined ? 'unknown' : row[columns.type]), compareText, types);
         const key = order.read(String(text));
         if (bestText === null || order.compare(key, bestKey) * direction < 0) {
           best = row[columns.value];

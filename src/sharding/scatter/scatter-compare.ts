@@ -186,30 +186,57 @@ function arrayOrder(typeName: string, element: ExactOrder): ExactOrder<ArrayKey>
   );
 }
 
+/**
+ * What the database says about types the merge does not know by name: the labels of an enum type
+ * in their sort order (`undefined` when the type is not an enum). The executor reads them from
+ * `pg_enum` before merging.
+ */
+export interface TypeLookup {
+  enumLabels(typeName: string): readonly string[] | undefined;
+}
+
+/** An enum's order: its labels' positions (PostgreSQL sorts an enum by `enumsortorder`, not text). */
+function enumOrder(typeName: string, labels: readonly string[]): ExactOrder<number> {
+  const position = new Map(labels.map((label, i) => [label, i]));
+  return order(
+    (text) => position.get(text) ?? fail(`the ${typeName} value ${JSON.stringify(text)} is not one of its labels`),
+    compareScalars,
+    String,
+  );
+}
+
 const cache = new Map<string, ExactOrder>();
 
 /**
  * The exact order of values whose PostgreSQL type is `typeName` (as `pg_typeof(...)::text` prints
- * it), over their text output. Arrays of a supported element type are supported.
+ * it), over their text output. Arrays of a supported element type are supported, and enums when
+ * `types` knows their labels.
  */
-export function exactOrder(typeName: string, compareText: TextComparator): ExactOrder {
-  if (compareText !== compareCodePoints) return buildOrder(typeName, compareText);
+export function exactOrder(typeName: string, compareText: TextComparator, types?: TypeLookup): ExactOrder {
+  if (compareText !== compareCodePoints || (types !== undefined && valueClassOf(typeName.replace(/\[\]$/, '')) === 'other')) return buildOrder(typeName, compareText, types);
   let found = cache.get(typeName);
   if (found === undefined) {
-    found = buildOrder(typeName, compareText);
+    found = buildOrder(typeName, compareText, undefined);
     if (cache.size < 1000) cache.set(typeName, found);
   }
   return found;
 }
 
-function buildOrder(typeName: string, compareText: TextComparator): ExactOrder {
-  if (typeName.endsWith('[]')) {
-    const elementType = typeName.slice(0, -2);
-    const elementClass = valueClassOf(elementType);
-    const element = ORDERS[elementClass](elementType, compareText);
-    return elementClass === 'other' ? element : arrayOrder(typeName, element);
+function scalarOrder(typeName: string, compareText: TextComparator, types: TypeLookup | undefined): { order: ExactOrder; known: boolean } {
+  const valueClass = valueClassOf(typeName);
+  if (valueClass === 'other') {
+    const labels = types?.enumLabels(typeName);
+    if (labels !== undefined) return { order: enumOrder(typeName, labels), known: true };
   }
-  return ORDERS[valueClassOf(typeName)](typeName, compareText);
+  return { order: ORDERS[valueClass](typeName, compareText), known: valueClass !== 'other' };
+}
+
+function buildOrder(typeName: string, compareText: TextComparator, types: TypeLookup | undefined): ExactOrder {
+  if (typeName.endsWith('[]')) {
+    const element = scalarOrder(typeName.slice(0, -2), compareText, types);
+    return element.known ? arrayOrder(typeName, element.order) : element.order;
+  }
+  return scalarOrder(typeName, compareText, types).order;
 }
 
 /**

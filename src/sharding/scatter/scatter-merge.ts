@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
-import { exactOrder, type ExactOrder, type TextComparator } from './scatter-compare';
+import { exactOrder, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
 import { mergeSorted, type OrderKey, rowComparator } from './scatter-order';
 
 type Row = Record<string, unknown>;
@@ -43,6 +43,8 @@ export interface MergeSpec {
   /** aggregate: true when there is no GROUP BY, so the result is always exactly one row. */
   readonly singleGroup: boolean;
   readonly compareText: TextComparator;
+  /** Enum labels read from the database for this merge (see {@link TypeLookup}); without it enums are refused. */
+  readonly types?: TypeLookup;
 }
 
 /** Rows the merge keeps before applying offset: offset + limit, or all. */
@@ -63,7 +65,7 @@ function window(rows: Row[], spec: MergeSpec): Row[] {
 }
 
 function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, take: number): Row[] {
-  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowComparator(spec.orderKeys, spec.compareText), take);
+  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowComparator(spec.orderKeys, spec.compareText, spec.types), take);
   const out: Row[] = [];
   for (const rows of rowsPerShard) {
     for (const row of rows) {
@@ -75,7 +77,7 @@ function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec
 }
 
 /** Equality key of a row over some columns, each compared exactly with its PostgreSQL type. */
-function rowKey(row: Row, columns: readonly KeyColumn[], orders: Map<string, ExactOrder>, compareText: TextComparator): string {
+function rowKey(row: Row, columns: readonly KeyColumn[], orders: Map<string, ExactOrder>, spec: MergeSpec): string {
   let key = '';
   for (const { typeColumn, textColumn } of columns) {
     const text = row[textColumn];
@@ -85,7 +87,7 @@ function rowKey(row: Row, columns: readonly KeyColumn[], orders: Map<string, Exa
     }
     const typeName = String(row[typeColumn]);
     let order = orders.get(typeName);
-    if (order === undefined) orders.set(typeName, (order = exactOrder(typeName, compareText)));
+    if (order === undefined) orders.set(typeName, (order = exactOrder(typeName, spec.compareText, spec.types)));
     key += `${JSON.stringify(order.equality(order.read(String(text))))}\u0001`;
   }
   return key;
@@ -101,7 +103,7 @@ function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpe
   const unique: Row[] = [];
   const take = rowsToTake(spec);
   for (const row of orderedUnion(rowsPerShard, spec, Infinity)) {
-    const key = rowKey(row, spec.keyColumns, orders, spec.compareText);
+    const key = rowKey(row, spec.keyColumns, orders, spec);
     if (seen.has(key)) continue;
     seen.add(key);
     unique.push(row);
@@ -121,11 +123,11 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
   const aggregates = spec.outputs.flatMap(({ source }) => (source.kind === 'aggregate' ? [source] : []));
   const newGroup = (first: Row): Group => ({
     first,
-    accumulators: aggregates.map((source) => AGGREGATE_MERGERS[source.aggregate](source.columns, spec.compareText)),
+    accumulators: aggregates.map((source) => AGGREGATE_MERGERS[source.aggregate](source.columns, spec.compareText, spec.types)),
   });
   for (const rows of rowsPerShard) {
     for (const row of rows) {
-      const key = spec.singleGroup ? '' : rowKey(row, spec.keyColumns, orders, spec.compareText);
+      const key = spec.singleGroup ? '' : rowKey(row, spec.keyColumns, orders, spec);
       let group = groups.get(key);
       if (group === undefined) {
         group = newGroup(row);
@@ -155,7 +157,7 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
     return { out, sortRow: Object.assign(sortRow, out) };
   });
   if (spec.orderKeys.length > 0) {
-    const compare = rowComparator(spec.orderKeys, spec.compareText);
+    const compare = rowComparator(spec.orderKeys, spec.compareText, spec.types);
     merged.sort((a, b) => compare(a.sortRow, b.sortRow));
   }
   return window(merged.map((m) => m.out), spec);

@@ -6,7 +6,7 @@
  */
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
-import { exactOrder, textOf, type ExactOrder, type TextComparator } from './scatter-compare';
+import { exactOrder, textOf, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
 
 type Row = Record<string, unknown>;
 
@@ -29,11 +29,11 @@ export interface OrderKey {
 export type RowComparator = (a: Row, b: Row) => number;
 
 /** The exact order of a key's type, resolved from the type a row carries and cached per type name. */
-function keyOrder(key: OrderKey, compareText: TextComparator): (row: Row) => { order: ExactOrder; typeName: string } {
+function keyOrder(key: OrderKey, compareText: TextComparator, types: TypeLookup | undefined): (row: Row) => { order: ExactOrder; typeName: string } {
   let cached: { order: ExactOrder; typeName: string } | undefined;
   return (row) => {
     const typeName = key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
-    if (cached === undefined || typeName !== cached.typeName) cached = { order: exactOrder(typeName, compareText), typeName };
+    if (cached === undefined || typeName !== cached.typeName) cached = { order: exactOrder(typeName, compareText, types), typeName };
     return cached;
   };
 }
@@ -43,8 +43,8 @@ function keyOrder(key: OrderKey, compareText: TextComparator): (row: Row) => { o
  * by default). Each row's text is read into its exact key once (a k-way merge compares a row
  * several times).
  */
-export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator): RowComparator {
-  const orders = keys.map((key) => keyOrder(key, compareText));
+export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator, types?: TypeLookup): RowComparator {
+  const orders = keys.map((key) => keyOrder(key, compareText, types));
   // The keys read from a row, kept on the row under a symbol of this comparator (cheaper than a
   // WeakMap; symbols are invisible to the hidden-column stripping and to callers).
   const cache = Symbol('kysely-scale order keys');

@@ -45,7 +45,7 @@ import {
   ValueNode,
 } from 'kysely';
 import { type AggregateKind, isAggregateKind } from './scatter-aggregate';
-import { compareCodePoints, type TextComparator } from './scatter-compare';
+import { compareCodePoints, type TextComparator, type TypeLookup } from './scatter-compare';
 import { type KeyColumn, MERGERS, type MergeSpec, type OutputSource } from './scatter-merge';
 import type { OrderKey } from './scatter-order';
 import { mergeChunkStreams, mergeRowStreams } from './scatter-stream';
@@ -67,8 +67,13 @@ type Row = Record<string, unknown>;
 export interface ScatterPlan {
   /** The node to compile and run on every shard. */
   readonly shardNode: SelectQueryNode;
-  /** Merges each shard's rows (in shard order) into exactly the rows one database holding all rows would return. */
-  merge(rowsPerShard: readonly (readonly Row[])[]): Row[];
+  /**
+   * Merges each shard's rows (in shard order) into exactly the rows one database holding all rows
+   * would return. `types` supplies enum labels for values of types the merge does not know by name.
+   */
+  merge(rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup): Row[];
+  /** Row keys holding `pg_typeof(...)` of the values the merge compares: the types it may need looked up. */
+  readonly typeColumns: readonly string[];
   /** Whether {@link ScatterPlan.mergeStreams} streams (plain selects); otherwise it buffers every shard's rows first. */
   readonly streamable: boolean;
   /**
@@ -355,8 +360,17 @@ function createPlan(shardNode: SelectQueryNode, spec: MergeSpec): ScatterPlan {
   return Object.freeze({
     shardNode,
     streamable: spec.mode === 'rows',
-    merge: (rowsPerShard: readonly (readonly Row[])[]) => MERGERS[frozen.mode](rowsPerShard, frozen),
+    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, types === undefined ? frozen : { ...frozen, types }),
+    typeColumns: Object.freeze(typeColumnsOf(frozen)),
     mergeStreams: (streams: readonly AsyncIterable<Row>[]) => mergeRowStreams(streams, frozen),
     mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number) => mergeChunkStreams(streams, frozen, chunkSize),
   });
+}
+
+function typeColumnsOf(spec: MergeSpec): string[] {
+  const columns = new Set<string>();
+  for (const key of spec.orderKeys) if (key.typeColumn !== undefined) columns.add(key.typeColumn);
+  for (const key of spec.keyColumns) columns.add(key.typeColumn);
+  for (const { source } of spec.outputs) if (source.kind === 'aggregate' && source.columns.type !== undefined) columns.add(source.columns.type);
+  return [...columns];
 }

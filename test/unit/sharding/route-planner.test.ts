@@ -290,8 +290,9 @@ describe('route planner: keys that are not keys', () => {
     const typed = resolveShardedConfig({ topology, shardKeys: { orders: { column: 'user_id', type: 'integer' } } }).rules;
     const node = db.selectFrom('orders').selectAll().where('user_id', '=', '9'.repeat(1_000_000)).toOperationNode();
     const started = performance.now();
-    expect(() => planRoute(node, undefined, topology, typed)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_SHARD_KEY }));
+    const error = routingError(() => planRoute(node, undefined, topology, typed));
     const refused = performance.now() - started;
+    expect(error.code).toBe(ErrorCodes.INVALID_SHARD_KEY);
     const parseStarted = performance.now();
     BigInt('9'.repeat(1_000_000)); // what reading it as an integer would cost
     expect(refused).toBeLessThan((performance.now() - parseStarted) / 20);

@@ -50,12 +50,25 @@ describe('shard key size bound', () => {
   it('refuses a 1 MB key at once, before parsing or hashing it', () => {
     const digits = '7'.repeat(1_000_000);
     const huge = 7n * 10n ** 100_000n;
+    const attempt = (fn: () => unknown): unknown => {
+      try {
+        fn();
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    // Only the calls are timed; the assertions on their errors come after.
     const started = performance.now();
-    expect(() => canonicalIntegerKey(digits, 'orders', 'user_id')).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_SHARD_KEY, context: { table: 'orders', column: 'user_id', maxBytes: 1024 } }));
-    expect(() => canonicalUuidKey(digits, 'sessions', 'id')).toThrow(ShardKeyError);
-    expect(() => slotOf(digits)).toThrow(ShardKeyError);
-    expect(() => slotOf(huge)).toThrow(ShardKeyError);
+    const errors = [
+      attempt(() => canonicalIntegerKey(digits, 'orders', 'user_id')),
+      attempt(() => canonicalUuidKey(digits, 'sessions', 'id')),
+      attempt(() => slotOf(digits)),
+      attempt(() => slotOf(huge)),
+    ];
     const refused = performance.now() - started;
+    expect(errors[0]).toMatchObject({ code: ErrorCodes.INVALID_SHARD_KEY, context: { table: 'orders', column: 'user_id', maxBytes: 1024 } });
+    for (const error of errors) expect(error).toBeInstanceOf(ShardKeyError);
     // Against what it would cost to parse (0.4-0.5 s on an idle machine): a refusal by length is
     // microseconds, so even on a loaded machine it stays far below that.
     const parseStarted = performance.now();
