@@ -12,8 +12,9 @@ export type ShardKeyValue = number | bigint | string;
  */
 export const MAX_SHARD_KEY_BYTES = 1024;
 
-// A bigint at or beyond 10^1024 has more than 1024 digits.
+// A bigint at or beyond 10^1024 has more than 1024 digits; below 10^1023 it fits with its sign.
 const BIGINT_LIMIT = 10n ** BigInt(MAX_SHARD_KEY_BYTES);
+const BIGINT_SAFE = 10n ** BigInt(MAX_SHARD_KEY_BYTES - 1);
 
 /** Refuses a string or bigint key longer than {@link MAX_SHARD_KEY_BYTES}, in time independent of its length. */
 export function checkShardKeySize(value: unknown, where?: { table: string; column: string }): void {
@@ -23,7 +24,7 @@ export function checkShardKeySize(value: unknown, where?: { table: string; colum
     over = value.length > MAX_SHARD_KEY_BYTES || (value.length * 3 > MAX_SHARD_KEY_BYTES && Buffer.byteLength(value, 'utf8') > MAX_SHARD_KEY_BYTES);
   } else if (typeof value === 'bigint') {
     const magnitude = value < 0n ? -value : value;
-    over = magnitude >= BIGINT_LIMIT || (magnitude.toString().length + (value < 0n ? 1 : 0) > MAX_SHARD_KEY_BYTES);
+    over = magnitude >= BIGINT_SAFE && (magnitude >= BIGINT_LIMIT || magnitude.toString().length + (value < 0n ? 1 : 0) > MAX_SHARD_KEY_BYTES);
   }
   if (over) {
     throw new ShardKeyError(
