@@ -152,7 +152,7 @@ describe('the packed package', () => {
       'package/dist/esm/package.json',
       'package/dist/esm/index.js',
       'package/dist/esm/index.d.ts',
-      ...['testing', 'cache', 'balancer', 'admin'].flatMap((sub) => [`package/dist/${sub}/index.d.ts`, `package/dist/esm/${sub}/index.js`]),
+      ...['testing', 'cache', 'balancer', 'admin', 'metrics'].flatMap((sub) => [`package/dist/${sub}/index.d.ts`, `package/dist/esm/${sub}/index.js`]),
       'package/dist/admin/cli/admin-cli.js',
       'package/dist/balancer/http/proxy-cli.js',
     ]) {
