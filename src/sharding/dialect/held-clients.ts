@@ -47,7 +47,7 @@ export class HeldClients {
     entry.pending.then(
       (client) => {
         entry.client = client;
-        noteClientServer(client, identifyServer(this.#source.topology, server));
+        noteClientServer(client, this.#source.topology, server);
       },
       (error: unknown) => {
         annotateConnectionError(error, server, identifyServer(this.#source.topology, server));
@@ -68,7 +68,7 @@ export class HeldClients {
     return entry.pending.then(
       (client) => {
         entry.client = client;
-        noteClientServer(client, identifyServer(this.#source.topology, server));
+        noteClientServer(client, this.#source.topology, server);
         return runOn<R>(client, compiled.sql, compiled.parameters);
       },
       (error: unknown) => {

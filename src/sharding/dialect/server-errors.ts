@@ -42,12 +42,14 @@ export function identifyServer(topology: Topology, server: ServerSpec): ServerId
   return identities.get(server.url);
 }
 
-// The server each checked-out client belongs to (a client never changes server).
-const clientServers = new WeakMap<PoolClientLike, ServerIdentity>();
+// The server each checked-out client belongs to (a client never changes server; its role may
+// change with the topology, so the identity is looked up again under a new topology).
+const clientServers = new WeakMap<PoolClientLike, { readonly identity: ServerIdentity | undefined; readonly topology: Topology }>();
 
-/** Remembers the server of a checked-out client, so its statement errors can name it. */
-export function noteClientServer(client: PoolClientLike, identity: ServerIdentity | undefined): void {
-  if (identity !== undefined) clientServers.set(client, identity);
+/** Remembers the server of a checked-out client, so its statement errors can name it. One WeakMap read per checkout once known. */
+export function noteClientServer(client: PoolClientLike, topology: Topology, server: ServerSpec): void {
+  if (clientServers.get(client)?.topology === topology) return;
+  clientServers.set(client, { identity: identifyServer(topology, server), topology });
 }
 
 function define(error: object, fields: ServerErrorFields): void {
@@ -69,7 +71,7 @@ function isOwnError(error: object): boolean {
 /** Adds the client's shard and role to a statement's error (once; other errors pass through). */
 export function annotateStatementError(error: unknown, client: PoolClientLike): unknown {
   if (typeof error !== 'object' || error === null || isOwnError(error) || Object.prototype.hasOwnProperty.call(error, 'shardId')) return error;
-  const identity = clientServers.get(client);
+  const identity = clientServers.get(client)?.identity;
   if (identity !== undefined && Object.isExtensible(error)) define(error, identity);
   return error;
 }
