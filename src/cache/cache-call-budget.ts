@@ -27,7 +27,8 @@ const BOUND_SLACK_MILLIS = 5;
  * @internal
  */
 export class CallBudget {
-  private readonly started: number;
+  /** When the first Redis step began; the budget's time runs from there (-1: not yet). */
+  private started = -1;
   /** Time spent in the caller's code (loader, save), which does not count. */
   private excluded = 0;
   private pausedAt = -1;
@@ -37,13 +38,12 @@ export class CallBudget {
   constructor(
     private readonly clock: Clock,
     readonly totalMillis: number,
-  ) {
-    this.started = clock.monotonicNow();
-  }
+  ) {}
 
   /** Milliseconds left now. */
   remaining(): number {
     if (this.exhausted) return 0;
+    if (this.started < 0) return this.totalMillis;
     const now = this.clock.monotonicNow();
     const paused = this.pausedAt >= 0 ? now - this.pausedAt : 0;
     return this.totalMillis - (now - this.started - this.excluded - paused);
@@ -51,7 +51,7 @@ export class CallBudget {
 
   /** The caller's code runs from now (its time does not count) until {@link CallBudget.resume}. */
   pause(): void {
-    if (this.pausedAt < 0) this.pausedAt = this.clock.monotonicNow();
+    if (this.started >= 0 && this.pausedAt < 0) this.pausedAt = this.clock.monotonicNow();
   }
 
   resume(): void {
@@ -68,6 +68,8 @@ export class CallBudget {
   wait<T>(step: () => Promise<T>, boundMillis?: number): Promise<T> {
     const left = this.remaining();
     if (left <= 0) return Promise.reject(this.spentError());
+    // Time counts from the first step: what came before it was this process's own work.
+    if (this.started < 0) this.started = this.clock.monotonicNow();
     // The client's own timeout ends this step within what is left (give or take a timer's
     // granularity: with the defaults both are 500 ms, and the first step starts a little after
     // the call): no race needed.

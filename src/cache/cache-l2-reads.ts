@@ -45,10 +45,38 @@ export class CacheL2Reads {
       this.hub.l2Failed(st, key, error);
       return null;
     }
+    return this.found(st, key, flight, text, budget);
+  }
+
+  /**
+   * The fresh value `get` answers with, or `undefined` (a miss, reported as one). The same as
+   * {@link CacheL2Reads.read} without the extra promise between Redis's answer and the caller.
+   */
+  async readValue(st: PolicyState, key: string, flight: Flight<unknown>, budget: CallBudget): Promise<unknown> {
+    let r: L2Read | null | Promise<L2Read | null> = null;
+    if (this.pending.l2Usable(st, key)) {
+      try {
+        r = this.found(st, key, flight, await budget.wait(() => this.l2!.get(`${st.policy.name}:${key}`), this.l2!.commandTimeoutMillis), budget);
+      } catch (error) {
+        this.hub.l2Failed(st, key, error);
+      }
+      if (r instanceof Promise) r = await r;
+    }
+    if (r !== null && !r.stale) return r.value;
+    this.hub.miss(st, key);
+    return undefined;
+  }
+
+  /** What an L2 answer means: synchronous unless epochs must be read first. */
+  private found(st: PolicyState, key: string, flight: Flight<unknown>, text: string | null, budget: CallBudget): L2Read | null | Promise<L2Read | null> {
     // Redis answers: a good moment to replay what it missed.
     if (this.pending.count > 0) void this.pending.flush();
-    let found = text === null ? null : this.decode(st, text, budget);
-    if (found instanceof Promise) found = await found;
+    const entry = text === null ? null : this.decode(st, text, budget);
+    if (entry instanceof Promise) return entry.then((e) => this.classify(st, key, flight, e));
+    return this.classify(st, key, flight, entry);
+  }
+
+  private classify(st: PolicyState, key: string, flight: Flight<unknown>, found: CacheEntry | null): L2Read | null {
     const now = this.clock.now();
     if (found === null || now >= found.staleUntil) {
       st.l2c.misses++;

@@ -9,7 +9,7 @@ import { requireInteger, requireKnownKeys, requireObject } from '../kernel/valid
 import { flightKey, type CacheCoherence } from './cache-coherence';
 import type { CacheEventHub } from './cache-events';
 import type { CacheFill } from './cache-fill';
-import type { CacheL2Reads, L2Read } from './cache-l2-reads';
+import type { CacheL2Reads } from './cache-l2-reads';
 import { awaitLoad } from './cache-load-deadline';
 import type { PendingInvalidations } from './cache-pending-invalidations';
 import type { PolicyState } from './cache-policy-state';
@@ -72,13 +72,13 @@ export class CacheReadPath {
   }
 
   /** L1, then L2 (backfilling L1); `undefined` when neither holds a fresh value. */
-  async get(st: PolicyState, key: string): Promise<unknown> {
+  get(st: PolicyState, key: string): Promise<unknown> {
     const v = this.peek(st, key);
-    if (v !== undefined) return v;
+    if (v !== undefined) return Promise.resolve(v);
     if (st.l1 !== null) st.l1c.misses++;
     if (!st.policy.useL2) {
       this.hub.miss(st, key);
-      return undefined;
+      return Promise.resolve(undefined);
     }
     const fk = flightKey(st.policy.name, key);
     // A load of the key is running: its value is the answer (as fresh as a read started now).
@@ -86,13 +86,8 @@ export class CacheReadPath {
     if (loading !== undefined) return loading.promise;
     // Otherwise one L2 read per key; it has a flight of its own, which a load never joins (a read
     // may find nothing, and a load's callers want a value).
-    const flight = this.coherence.reads.run(fk, NO_TAGS, (f) => this.l2Reads.read(st, key, f, this.budgets.start()));
-    const r = (await flight.promise) as L2Read | null;
-    if (r === null || r.stale) {
-      this.hub.miss(st, key);
-      return undefined;
-    }
-    return r.value;
+    // Its callers get the value itself (a stale one within grace is not served by `get`).
+    return this.coherence.reads.run(fk, NO_TAGS, (f) => this.l2Reads.readValue(st, key, f, this.budgets.start())).promise;
   }
 
   /** L1 → L2 → `loader`, filling the tiers above (with `forceFill`, whatever `cacheAside` says). */

@@ -108,14 +108,21 @@ export class RedisL2Tier implements L2Tier {
     this.kind = router.kind;
     this.prefix = options.prefix;
     this.versionTtl = String(options.versionTtlMillis);
+    for (const n of router.nodes) {
+      if (n.connecting === null) continue;
+      this.connecting++;
+      void n.connecting.then(() => this.connecting--);
+    }
     const timeouts = router.nodes.map((n) => commandTimeoutOf(n.client));
     this.clientTimeoutMillis = timeouts.every((t) => t !== undefined) ? Math.max(...(timeouts as number[])) : undefined;
   }
 
+  /** Nodes whose first connection is still being made (their commands wait for it). */
+  private connecting = 0;
+
   /** The clients' command timeout, unless a first connection is still being made (commands wait for it). */
   get commandTimeoutMillis(): number | undefined {
-    for (const n of this.router.nodes) if (n.connecting !== null) return undefined;
-    return this.clientTimeoutMillis;
+    return this.connecting === 0 ? this.clientTimeoutMillis : undefined;
   }
 
   // A key's value and version share the `{…}` hash tag: same slot on a Cluster, same ring server.

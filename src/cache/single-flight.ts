@@ -31,9 +31,6 @@ export class SingleFlight<T> {
     if (existing !== undefined) return existing;
     const flight = { key, tags, stale: false } as { -readonly [K in keyof Flight<T>]: Flight<T>[K] };
     this.flights.set(key, flight);
-    const forget = (): void => {
-      if (this.flights.get(key) === flight) this.flights.delete(key);
-    };
     let p: Promise<T>;
     try {
       p = run(flight);
@@ -41,9 +38,16 @@ export class SingleFlight<T> {
       p = Promise.reject(error);
     }
     // Registered before any caller's handler: the flight is forgotten before its callers resume.
-    p.then(forget, forget);
+    p.then(
+      () => this.forget(key, flight),
+      () => this.forget(key, flight),
+    );
     flight.promise = p;
     return flight;
+  }
+
+  private forget(key: string, flight: Flight<T>): void {
+    if (this.flights.get(key) === flight) this.flights.delete(key);
   }
 
   /**
