@@ -16,7 +16,7 @@ export {
   type RoutingErrorCode,
 } from './sharding/sharding-errors';
 export { redactUrl, redactText } from './kernel/redact';
-export { encodeShardKey, type ShardKeyValue } from './cluster/shard-key';
+export { encodeShardKey, MAX_SHARD_KEY_BYTES, type ShardKeyValue } from './cluster/shard-key';
 export { slotOf, DEFAULT_SLOT_COUNT } from './cluster/slot-hash';
 export {
   createTopology,
@@ -30,7 +30,7 @@ export { ShardedDialect } from './sharding/dialect/sharded-dialect';
 export type { ShardedDialectConfig, CursorConstructor } from './sharding/dialect/sharded-dialect-config';
 export { SERVER_POOL_DEFAULTS, type ServerPoolOptions, type PoolLike, type PoolClientLike } from './cluster/server-pools';
 export type { KeylessPolicy, RoutePlan, RoutePart } from './sharding/routing/route-planner';
-export { withPrimary, withShard, withShardKey, type RouteHint } from './sharding/routing/route-hint';
+export { withPrimary, withShard, withShardKey, onShard, onShardKey, type RouteHint } from './sharding/routing/route-hint';
 export type { WriteEvent, WriteListener } from './sharding/dialect/write-event';
 export type { RouteEvent, RouteListener, RouteServer } from './sharding/dialect/statement-telemetry';
 export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
