@@ -19,7 +19,7 @@ import { sql, type Kysely } from 'kysely';
 import { ConfigError } from '../kernel/errors';
 import { ReadYourWritesContext } from '../replication/read-your-writes';
 import { withPrimary, withShard } from '../sharding/routing/route-hint';
-import { parseLsn } from '../cluster/wal-position';
+import { parseLsn, PRIMARY_WAL_END_SQL } from '../cluster/wal-position';
 
 /** What the query cache needs of a `ShardedDialect` to fence replica reads; a `ShardedDialect` fits. */
 export interface ReplicaFenceDialect {
@@ -70,7 +70,7 @@ async function primaryPosition(db: Kysely<any>, shardId: string): Promise<bigint
     const row = await db
       .withPlugin(withShard(shardId))
       .withPlugin(withPrimary())
-      .selectNoFrom(sql<string>`pg_current_wal_insert_lsn()::text`.as('lsn'))
+      .selectNoFrom(sql<string>`${sql.raw(PRIMARY_WAL_END_SQL)}`.as('lsn'))
       .executeTakeFirstOrThrow();
     return parseLsn(row.lsn);
   } catch {

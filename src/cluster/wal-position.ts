@@ -14,3 +14,21 @@ export function parseLsn(text: string): bigint {
 export function formatLsn(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
 }
+
+/**
+ * SQL (a scalar subquery yielding `pg_lsn` text) for where a primary's WAL ends: the end of the
+ * last record it inserted, which is what a standby that replayed everything reports.
+ *
+ * `pg_current_wal_insert_lsn()` points where the next record will start. When the last record
+ * filled its page, or a segment switch closed its segment (`archive_timeout` does this to an idle
+ * primary), that is past the next page's header, and a caught-up standby would look behind until
+ * the next write: reads waiting for it (read-your-writes) would wait in vain. No record ends inside
+ * a page header, so a position right after one is the page boundary. Headers are 24 bytes and 40 on
+ * a segment's first page (PostgreSQL's SizeOfXLogShortPHD and SizeOfXLogLongPHD on 64-bit builds).
+ * The insert position, not the flush position, so a commit made with `synchronous_commit = off`
+ * is counted as soon as it is visible.
+ */
+export const PRIMARY_WAL_END_SQL = `(select format('%s/%s', to_hex(floor(e / 4294967296)::bigint), to_hex((e % 4294967296)::bigint))
+  from (select i - case when i % pg_size_bytes(current_setting('wal_segment_size')) = 40 then 40
+                        when i % current_setting('wal_block_size')::numeric = 24 then 24 else 0 end as e
+        from (select pg_current_wal_insert_lsn() - '0/0'::pg_lsn as i) w) p)`;

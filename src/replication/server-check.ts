@@ -4,7 +4,7 @@
  */
 import type { PoolClientLike } from '../cluster/server-pools';
 import type { ServerSpec } from '../cluster/topology';
-import { parseLsn } from '../cluster/wal-position';
+import { parseLsn, PRIMARY_WAL_END_SQL } from '../cluster/wal-position';
 import type { Clock } from '../kernel/clock';
 import { IDENTITY_SQL_EXPRESSION, parseIdentity, type ReplicaIdentity } from './replica-identity';
 
@@ -19,7 +19,7 @@ export interface CheckPools {
 export interface ServerFacts {
   /** In recovery (a standby). */
   readonly standby: boolean;
-  /** A standby's replay position, or a primary's insert position; null before a standby replayed anything. */
+  /** A standby's replay position, or where a primary's WAL ends; null before a standby replayed anything. */
   readonly lsn: bigint | null;
   /** The timeline a primary writes on (null on a standby). */
   readonly timeline: number | null;
@@ -33,7 +33,7 @@ export interface ServerFacts {
 
 /** The check statement: the same for primaries and standbys (a promoted standby then shows as a primary). */
 export const SERVER_CHECK_SQL = `select pg_is_in_recovery() as standby,
-  (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_insert_lsn() end)::text as lsn,
+  case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text else ${PRIMARY_WAL_END_SQL} end as lsn,
   case when pg_is_in_recovery() then null else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end as timeline,
   (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::float8 as replay_ts,
   (select received_tli from pg_stat_wal_receiver) as received_tli,

@@ -1,4 +1,5 @@
 import { isConnectionFailure } from '../cluster/connection-failure';
+import { PRIMARY_WAL_END_SQL } from '../cluster/wal-position';
 import { ConfigError } from '../kernel/errors';
 import { redactText, redactUrl } from '../kernel/redact';
 import { deadlineIn, pollUntil, testClusterError } from './cluster-wait';
@@ -50,7 +51,7 @@ export async function createDatabaseOnShards(
       const lsn = await withPgClient(addressOf(shard.primary), async (client) => {
         await client.query(`CREATE DATABASE "${name}"`);
         await giveShardIdentity(addressOf(shard.primary), name, shard.id);
-        const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+        const { rows } = await client.query<{ lsn: string }>(`SELECT ${PRIMARY_WAL_END_SQL} AS lsn`);
         return rows[0]?.lsn ?? '0/0';
       }).catch((error: unknown) => {
         // A server that cannot be reached is named; PostgreSQL's own errors (42P04, …) pass unchanged.

@@ -10,7 +10,7 @@
  */
 import { CompiledQuery, type QueryResult } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
-import { formatLsn, parseLsn } from '../../cluster/wal-position';
+import { formatLsn, parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
 import type { ReadYourWritesContext } from '../../replication/read-your-writes';
 import { classifyReadFailure, type ReadOutcome } from '../../replication/replica-failover';
@@ -49,7 +49,7 @@ export interface ReplicaReadRuntime {
 type Attempt<R> = { readonly result: QueryResult<R> } | { readonly outcome: ReadOutcome; readonly error: unknown };
 
 const REPLAY_SQL = CompiledQuery.raw('select pg_last_wal_replay_lsn()::text as lsn');
-const PRIMARY_POSITION_SQL = CompiledQuery.raw('select pg_current_wal_insert_lsn()::text as lsn');
+const PRIMARY_POSITION_SQL = CompiledQuery.raw(`select ${PRIMARY_WAL_END_SQL} as lsn`);
 
 /** Runs plain reads for one connection; see the file's opening comment. */
 export class ReplicaReadPath {

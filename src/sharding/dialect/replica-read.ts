@@ -9,7 +9,7 @@
  */
 import type { QueryResult, CompiledQuery } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
-import { parseLsn } from '../../cluster/wal-position';
+import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import { runOn, type HeldClients } from './held-clients';
 import { observePrimaryRetry, observeServer } from './statement-telemetry';
@@ -77,7 +77,7 @@ export class ReplicaReads {
     const context = this.#runtime.readYourWritesContext;
     if (context === undefined) return;
     try {
-      const { rows } = await runOn<{ lsn: string }>(await this.#clients.client(shard.primary), 'select pg_current_wal_insert_lsn()::text as lsn', []);
+      const { rows } = await runOn<{ lsn: string }>(await this.#clients.client(shard.primary), `select ${PRIMARY_WAL_END_SQL} as lsn`, []);
       context.noteWrite(shard.id, parseLsn(rows[0]!.lsn));
     } catch {
       context.noteWrite(shard.id, UNKNOWN_POSITION);

@@ -4,7 +4,7 @@
  * replica to replay the write instead of reading the primary; and within a context, reads never go
  * back in time when the strategy alternates between a replica that is ahead and one that is behind.
  */
-import { Kysely } from 'kysely';
+import { Kysely, sql } from 'kysely';
 import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
@@ -100,4 +100,22 @@ test('within a context reads never go back in time across replicas, even when th
   } finally {
     await withPg(shard.replicaUrls[1]!, (c) => c.query('select pg_wal_replay_resume()'));
   }
+});
+
+test('after a WAL segment switch on an idle primary, caught-up replicas serve and a read after it does not wait for a record that never comes', async () => {
+  // A switch leaves the primary's insert position past the next segment's page header while its
+  // standbys report the boundary; archive_timeout does this to idle primaries. The primary stays idle below.
+  const { db, dialect } = connect({ replayWaitMillis: 2000 });
+  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  await dialect.refreshReplicas();
+  reads.reset();
+  const row = await dialect.readYourWrites(async () => {
+    await sql`select pg_switch_wal()`.execute(db); // raw SQL may write: its position is noted
+    return db.selectFrom('users').select('name').where('id', '=', 3).executeTakeFirstOrThrow();
+  }, new ReadYourWritesContext());
+  expect(row.name).toBe('0');
+  expect(reads.on(shard.primaryUrl)).toBe(0); // it waited for a replica and one had the position
+  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  await dialect.refreshReplicas();
+  expect(dialect.replicaStatus().map((s) => [s.state, s.problem])).toEqual(shard.replicaUrls.map(() => ['serving', null]));
 });
