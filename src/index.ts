@@ -37,7 +37,7 @@ export { SLOT_FUNCTIONS_SQL } from './cluster/slot-function-sql';
 export { ReadYourWritesContext } from './replication/read-your-writes';
 export { REPLICA_READ_DEFAULTS, type ReplicaReadOptions, type ReplicaStatus } from './replication/replica-router';
 export type { ReplicaEvent, ReplicaEventListener, ReplicaState, PrimaryState } from './replication/replica-events';
-export { PrimaryUnavailableError, ReadYourWritesUnavailableError } from './replication/replication-errors';
+export { PrimaryUnavailableError, ReadYourWritesUnavailableError, ReplicaStreamInterruptedError } from './replication/replication-errors';
 export { isConnectionFailure, isReadOnlyRefusal, isRecoveryConflict } from './cluster/connection-failure';
 export {
   StaleTopologyError,

@@ -64,6 +64,8 @@ export const ErrorCodes = {
   READ_YOUR_WRITES_UNAVAILABLE: 'E_READ_YOUR_WRITES_UNAVAILABLE',
   /** A replica refused for reads: it is not proven to stream from its shard's primary (another shard's standby, a promoted server, no identity). */
   REPLICA_REFUSED: 'E_REPLICA_REFUSED',
+  /** A stream reading a replica lost it (no answer within `readTimeoutMillis`, or the connection broke) after it had handed over rows: stopped rather than repeat or miss rows elsewhere. Retryable. */
+  REPLICA_STREAM_INTERRUPTED: 'E_REPLICA_STREAM_INTERRUPTED',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */

@@ -1,4 +1,4 @@
-/** Errors of replication: a shard's primary that cannot take a statement, a read-your-writes read no server can serve. */
+/** Errors of replication: a shard's primary that cannot take a statement, a read-your-writes read no server can serve, a stream that lost its replica mid-way. */
 import { ErrorCodes, KyselyScaleError } from '../kernel/errors';
 
 /**
@@ -23,5 +23,20 @@ export class ReadYourWritesUnavailableError extends KyselyScaleError<typeof Erro
   readonly retryable = true;
   constructor(message: string, context: { shardId: string; requiredPosition: string }, cause?: unknown) {
     super(ErrorCodes.READ_YOUR_WRITES_UNAVAILABLE, message, { cause, context });
+  }
+}
+
+/**
+ * A stream (`.stream()`) reading a replica lost it after rows had already been handed over: the
+ * replica did not answer a chunk within `readTimeoutMillis`, or its connection broke. It left
+ * rotation at once. The stream stopped instead of continuing on another server, where rows would
+ * be repeated or missed. `context` names the shard, the replica (password redacted) and how many
+ * rows were handed over; `cause` is the deadline or connection error.
+ */
+export class ReplicaStreamInterruptedError extends KyselyScaleError<typeof ErrorCodes.REPLICA_STREAM_INTERRUPTED> {
+  /** Always true: running the stream again starts it on another replica or the primary. */
+  readonly retryable = true;
+  constructor(message: string, context: { shardId: string; server: string; rowsHandedOver: number }, cause?: unknown) {
+    super(ErrorCodes.REPLICA_STREAM_INTERRUPTED, message, { cause, context });
   }
 }

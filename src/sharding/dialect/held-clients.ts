@@ -6,6 +6,7 @@
 import type { CompiledQuery, QueryResult } from 'kysely';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import type { ServerSpec, Topology } from '../../cluster/topology';
+import { isConnectionFailure } from '../../cluster/connection-failure';
 import { annotateConnectionError, annotateStatementError, identifyServer, noteClientServer } from './server-errors';
 import type { CursorConstructor } from './sharded-dialect-config';
 
@@ -153,7 +154,28 @@ function toQueryResult<R>({ command, rowCount, rows }: { command: string; rowCou
   return writes ? { numAffectedRows: BigInt(rowCount ?? 0), rows: (rows ?? []) as R[] } : { rows: (rows ?? []) as R[] };
 }
 
-/** The rows of a statement read through a cursor, `chunkSize` at a time; the cursor is closed however the reader stops. */
+/** A cursor opened on a client: its reads' errors name the client's server. */
+export interface OpenCursor {
+  /** The next `chunkSize` rows; none once the rows are exhausted. */
+  read(chunkSize: number): Promise<unknown[]>;
+  /** Closes the cursor (waits for the server's answer). */
+  close(): Promise<void>;
+}
+
+/** Opens a cursor for a statement on `client` (sent with its first read). */
+export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, sql: string, parameters: readonly unknown[]): OpenCursor {
+  const cursor = client.query(new Cursor(sql, [...parameters]));
+  return {
+    read: (chunkSize) => cursor.read(chunkSize).catch((error: unknown) => Promise.reject(annotateStatementError(error, client))),
+    close: () => cursor.close(),
+  };
+}
+
+/**
+ * The rows of a statement read through a cursor, `chunkSize` at a time; the cursor is closed
+ * however the reader stops, except after its connection failed (closing would wait for an answer
+ * that cannot come; the broken client is not reused by its pool).
+ */
 export async function* cursorRows(
   Cursor: CursorConstructor,
   client: PoolClientLike,
@@ -161,19 +183,21 @@ export async function* cursorRows(
   parameters: readonly unknown[],
   chunkSize: number,
 ): AsyncGenerator<unknown[]> {
-  const cursor = client.query(new Cursor(sql, [...parameters]));
+  const cursor = openCursor(Cursor, client, sql, parameters);
+  let connectionLost = false;
   try {
     for (;;) {
       let rows: unknown[];
       try {
         rows = await cursor.read(chunkSize);
       } catch (error) {
-        throw annotateStatementError(error, client);
+        connectionLost = isConnectionFailure(error);
+        throw error;
       }
       if (rows.length === 0) return;
       yield rows;
     }
   } finally {
-    await cursor.close();
+    if (!connectionLost) await cursor.close();
   }
 }

@@ -11,7 +11,7 @@ import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
-import { cursorRows, runOn, type HeldClients } from './held-clients';
+import { runOn, type HeldClients } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
@@ -66,13 +66,11 @@ export class MultiShardExecutor {
       throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'This scatter query (aggregates, GROUP BY or DISTINCT) cannot be streamed: run it with execute(), or add the shard key.', { unsupported: 'stream of a merged scatter' });
     }
     const Cursor = this.#runtime.cursor();
-    const streams = await Promise.all(
-      parts.map(async (part) => {
-        const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
-        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
-        return cursorRows(Cursor, client, query.sql, query.parameters, chunkSize) as AsyncGenerator<Row[]>;
-      }),
-    );
+    // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
+    const streams = parts.map((part) => {
+      const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
+      return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: compiled, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
+    });
     for await (const rows of scatter.mergeChunks(streams, chunkSize)) yield { rows };
   }
 
@@ -80,23 +78,23 @@ export class MultiShardExecutor {
     const scatter = planScatter(compiled.query, SCATTER_OPTIONS);
     // Every part settles before an error is thrown: Kysely releases the connection on the error,
     // and a client must not go back to its pool while its query still runs.
+    // Each part is a plain read of its shard: under the read deadline on a replica, else again elsewhere.
     const rowsPerShard = await allSettledOrThrow(
       parts.map(async (part) => {
         const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
-        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
-        return (await runOn<Row>(client, query.sql, query.parameters)).rows;
+        return (await this.#reads.run<Row>(part.shard, plan, inSession, query, compiled)).rows;
       }),
     );
-    // Enums are merged by their labels' order, read from the shard that answered first.
-    const client = () => this.#clients.client(this.#reads.serverFor(parts[0]!.shard, plan, inSession));
+    // Enums are merged by their labels' order, read from the first shard (the same read path: a catalog read a replica can serve).
+    const read = (labels: CompiledQuery) => this.#reads.run<Row>(parts[0]!.shard, plan, inSession, labels, compiled);
     const enums = enumCaches.get(this.#runtime) ?? enumCaches.set(this.#runtime, new EnumTypeCache()).get(this.#runtime)!;
-    const types = await enums.lookup(scatter, rowsPerShard, client);
+    const types = await enums.lookup(scatter, rowsPerShard, read);
     try {
       return { rows: scatter.merge(rowsPerShard, types) };
     } catch (error) {
       // A label added since the labels were read (ALTER TYPE … ADD VALUE): read them again, once.
       if (types === undefined || !isUnknownEnumLabel(error)) throw error;
-      return { rows: scatter.merge(rowsPerShard, await enums.lookup(scatter, rowsPerShard, client, true)) };
+      return { rows: scatter.merge(rowsPerShard, await enums.lookup(scatter, rowsPerShard, read, true)) };
     }
   }
 

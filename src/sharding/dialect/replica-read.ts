@@ -1,7 +1,8 @@
 /**
  * The replica read path of a connection: where a statement runs (a replica for a plain read when
- * one is eligible, else the primary), single-shard plain reads on the {@link ReplicaReadPath}
- * (deadline, retry on another replica or the primary, on-demand replay wait, monotonic reads),
+ * one is eligible, else the primary); plain reads, single-shard or one shard's part of a scatter,
+ * on the {@link ReplicaReadPath} (deadline, retry on another replica or the primary, on-demand
+ * replay wait, monotonic reads); streams on the {@link ReplicaStreamPath} (the same, per chunk);
  * and read-your-writes (the primary's WAL position noted after each write, so later reads wait for
  * a replica that replayed it).
  *
@@ -11,10 +12,11 @@ import type { QueryResult, CompiledQuery } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
-import { runOn, type HeldClients } from './held-clients';
+import { cursorRows, runOn, type HeldClients } from './held-clients';
 import { observePrimaryRetry, observeServer } from './statement-telemetry';
 
 import { ReplicaReadPath, UNKNOWN_POSITION, type ReplicaReadRuntime } from './replica-read-path';
+import { ReplicaStreamPath, type StreamStatement } from './replica-stream';
 
 export type { ReplicaChooser, ReplicaReadRuntime } from './replica-read-path';
 
@@ -23,11 +25,16 @@ export class ReplicaReads {
   readonly #runtime: ReplicaReadRuntime;
   readonly #clients: HeldClients;
   readonly #path: ReplicaReadPath;
+  readonly #streams: ReplicaStreamPath;
 
   constructor(runtime: ReplicaReadRuntime, clients: HeldClients) {
     this.#runtime = runtime;
     this.#clients = clients;
-    this.#path = new ReplicaReadPath(runtime, clients, (shard, compiled) => observePrimaryRetry(compiled, shard));
+    const path = (this.#path = new ReplicaReadPath(runtime, clients, (shard, compiled) => observePrimaryRetry(compiled, shard)));
+    this.#streams = new ReplicaStreamPath(runtime, clients, {
+      onRetry: (shard, compiled) => observePrimaryRetry(compiled, shard),
+      noteSeen: (replicas, shard, server) => path.noteSeen(replicas, shard, server),
+    });
   }
 
   /**
@@ -52,11 +59,40 @@ export class ReplicaReads {
    * A plain single-shard read outside a transaction, starting on `server` (what {@link serverFor}
    * chose): on a replica under its deadline, else again on another replica or the primary; see
    * {@link ReplicaReadPath}. Reads the connection's session needs stay where {@link serverFor} put them.
+   * `observed` is the statement telemetry knows, when `compiled` is one shard's part of it.
    */
-  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
+  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery, observed?: CompiledQuery): Promise<QueryResult<R>> {
     const replicas = this.#runtime.replicas;
     if (replicas === undefined) return this.#clients.run<R>(server, compiled);
-    return this.#path.read<R>(replicas, server, shard, compiled);
+    return this.#path.read<R>(replicas, server, shard, compiled, observed);
+  }
+
+  /**
+   * A statement on `shard` outside a transaction, wherever {@link serverFor} sends it: a plain read
+   * takes the {@link read} path (deadline and retry on a replica), anything else runs where it was sent.
+   * `observed` is the statement telemetry knows (the caller's, when `compiled` is one shard's part of it).
+   */
+  run<R>(shard: Shard, plan: RoutePlan, inSession: boolean, compiled: CompiledQuery, observed: CompiledQuery = compiled): Promise<QueryResult<R>> {
+    const server = this.serverFor(shard, plan, inSession);
+    if (server !== shard.primary || this.readsOnPath(plan, inSession)) return this.read<R>(server, shard, compiled, observed);
+    return this.#clients.run<R>(server, compiled);
+  }
+
+  /**
+   * The rows of a streamed statement on `shard` outside a transaction, in chunks: a plain read that
+   * {@link serverFor} sends to a replica streams there under the read deadline per chunk, and
+   * starts again elsewhere if its replica fails before the first row (see {@link ReplicaStreamPath});
+   * anything else streams where it was sent.
+   */
+  stream(shard: Shard, plan: RoutePlan, inSession: boolean, statement: StreamStatement): AsyncGenerator<unknown[]> {
+    const server = this.serverFor(shard, plan, inSession);
+    const replicas = this.#runtime.replicas;
+    if (replicas !== undefined && (server !== shard.primary || this.readsOnPath(plan, inSession))) return this.#streams.stream(replicas, server, shard, statement);
+    return this.#primaryStream(server, statement);
+  }
+
+  async *#primaryStream(server: ServerSpec, { compiled, Cursor, chunkSize }: StreamStatement): AsyncGenerator<unknown[]> {
+    yield* cursorRows(Cursor, await this.#clients.client(server), compiled.sql, compiled.parameters, chunkSize);
   }
 
   /**

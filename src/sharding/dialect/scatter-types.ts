@@ -5,12 +5,14 @@
  * shows a label the cache does not have, after `ALTER TYPE … ADD VALUE`). PostgreSQL never reorders
  * existing labels, so a cached list stays right for the labels it holds.
  */
-import type { PoolClientLike } from '../../cluster/server-pools';
+import { CompiledQuery, type QueryResult } from 'kysely';
 import { valueClassOf, type TypeLookup } from '../scatter/scatter-compare';
 import type { ScatterPlan } from '../scatter/scatter-plan';
-import { runOn } from './held-clients';
 
 type Row = Record<string, unknown>;
+
+const LABELS_SQL = `select t.name, (select array_agg(e.enumlabel::text order by e.enumsortorder) from pg_enum e where e.enumtypid = to_regtype(t.name)) as labels
+  from unnest($1::text[]) as t(name)`;
 
 /** Enum labels per type name (`null`: not an enum), per dialect. */
 export class EnumTypeCache {
@@ -18,9 +20,10 @@ export class EnumTypeCache {
 
   /**
    * The lookup for merging `rowsPerShard` of `scatter`: reads the labels of the types it does not
-   * know by name (`refresh`: read them again) with `client`. `undefined` when no value needs one.
+   * know by name (`refresh`: read them again) with `read` (a plain read of one shard, under the
+   * replica read deadline). `undefined` when no value needs one.
    */
-  async lookup(scatter: ScatterPlan, rowsPerShard: readonly (readonly Row[])[], client: () => Promise<PoolClientLike>, refresh = false): Promise<TypeLookup | undefined> {
+  async lookup(scatter: ScatterPlan, rowsPerShard: readonly (readonly Row[])[], read: (query: CompiledQuery) => Promise<QueryResult<Row>>, refresh = false): Promise<TypeLookup | undefined> {
     const unknown = new Set<string>();
     for (const column of scatter.typeColumns) {
       for (const rows of rowsPerShard) {
@@ -34,13 +37,8 @@ export class EnumTypeCache {
     if (unknown.size === 0) return undefined;
     const missing = [...unknown].filter((name) => refresh || !this.#labels.has(name));
     if (missing.length > 0) {
-      const { rows } = await runOn<{ name: string; labels: string[] | null }>(
-        await client(),
-        `select t.name, (select array_agg(e.enumlabel::text order by e.enumsortorder) from pg_enum e where e.enumtypid = to_regtype(t.name)) as labels
-         from unnest($1::text[]) as t(name)`,
-        [missing],
-      );
-      for (const { name, labels } of rows) this.#labels.set(name, labels);
+      const { rows } = await read(CompiledQuery.raw(LABELS_SQL, [missing]));
+      for (const row of rows as { name: string; labels: string[] | null }[]) this.#labels.set(row.name, row.labels);
     }
     const labels = this.#labels;
     return { enumLabels: (typeName: string) => labels.get(typeName) ?? undefined };

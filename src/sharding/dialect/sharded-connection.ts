@@ -4,7 +4,7 @@
  *
  * - {@link HeldClients}: at most one pg client per server, held until release (session state);
  * - {@link ShardTransaction}: BEGIN deferred to the first statement, bound to one shard, doomed on a cross-shard statement;
- * - {@link ReplicaReads}: the server a statement runs on, replica reads with fallback, read-your-writes positions;
+ * - {@link ReplicaReads}: the server a statement runs on, replica reads and streams under a deadline with fallback, read-your-writes positions;
  * - {@link MultiShardExecutor}: scatter reads and merges, split writes, partial-write errors, merged streams;
  * - {@link WriteEvents} (the runtime's): events of successful writes, after COMMIT inside a transaction;
  * - {@link retryAfterRefusal}: a statement a shard refused for a slot move runs once more on the new topology.
@@ -168,9 +168,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     const tx = this.#tx;
     let result: Promise<QueryResult<R>>;
     if (tx === null) {
-      const server = this.#reads.serverFor(shard, plan, this.#session);
-      if (server !== shard.primary || this.#reads.readsOnPath(plan, this.#session)) return this.#reads.read<R>(server, shard, compiled);
-      result = this.#clients.run<R>(server, compiled);
+      result = this.#reads.run<R>(shard, plan, this.#session, compiled);
     } else {
       if (planMayWrite(plan)) tx.wrote = true;
       observeTransactionServer(plan, shard);
@@ -197,10 +195,15 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     const tx = this.#tx;
     if (tx !== null && planMayWrite(plan)) tx.wrote = true;
     if (tx !== null) observeTransactionServer(plan, shard);
-    const client = tx === null ? await this.#clients.client(this.#reads.serverFor(shard, plan, this.#session)) : await tx.client(shard, plan);
+    const Cursor = this.#runtime.cursor();
+    // Outside a transaction, a plain read on a replica streams under the read deadline (and starts again elsewhere before its first row).
+    const chunks =
+      tx === null
+        ? this.#reads.stream(shard, plan, this.#session, { compiled, observed: compiled, Cursor, chunkSize })
+        : cursorRows(Cursor, await tx.client(shard, plan), compiled.sql, compiled.parameters, chunkSize);
     let failed = false;
     try {
-      for await (const rows of cursorRows(this.#runtime.cursor(), client, compiled.sql, compiled.parameters, chunkSize)) yield { rows };
+      for await (const rows of chunks) yield { rows };
     } catch (error) {
       failed = true;
       throw error;
