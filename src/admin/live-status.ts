@@ -9,9 +9,10 @@
  */
 import { parseLsn } from '../cluster/wal-position';
 import type { Topology } from '../cluster/topology';
+import { withDeadline } from '../kernel/deadline';
 import { redactText, redactUrl } from '../kernel/redact';
 import { shardMigrationStatus } from './migration-status';
-import { withServerClient } from './server-client';
+import { withServerClient, type ServerQueries } from './server-client';
 import { TopologyCatalog } from './topology-catalog';
 import { moveHistory } from './mover/move-control';
 import type { MoveSummary } from './mover/move-result';
@@ -179,7 +180,7 @@ async function checkShard(topology: Topology, shardId: string, timeoutMillis: nu
 type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
 /** Runs `fn` on a fresh connection to `url` within `timeoutMillis` (connection and statements). */
-async function check<T>(url: string, label: string, timeoutMillis: number, fn: (client: import('pg').Client) => Promise<T>): Promise<Checked<T>> {
+async function check<T>(url: string, label: string, timeoutMillis: number, fn: (client: ServerQueries) => Promise<T>): Promise<Checked<T>> {
   try {
     const value = await withDeadline(withServerClient(url, label, fn, { connectionTimeoutMillis: timeoutMillis, statementTimeoutMillis: timeoutMillis }), timeoutMillis + 500, label);
     return { ok: true, value };
@@ -201,17 +202,6 @@ function health<T>(
   const latencyMillis = Math.round((performance.now() - started) * 10) / 10;
   if (!answer.ok) return Object.freeze({ role, server, reachable: false, inRecovery: null, roleMatches: null, lagBytes: null, lagSeconds: null, latencyMillis, error: answer.error });
   return Object.freeze({ role, server, reachable: true, ...fields(answer.value), latencyMillis, error: null });
-}
-
-/** `promise`, or a rejection naming `what` once `millis` passed (the promise is left to settle by itself). */
-function withDeadline<T>(promise: Promise<T>, millis: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${millis} ms`)), millis);
-    timer.unref();
-  });
-  promise.catch(() => undefined);
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 function errorMessage(error: unknown): string {

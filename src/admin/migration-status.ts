@@ -2,10 +2,9 @@
  * Where each shard stands in its Kysely migrations, read from the shard's own migration table,
  * and whether the shards drifted apart (a shard lacks a migration another one has run).
  */
-import type { Client } from 'pg';
 import { redactText, redactUrl } from '../kernel/redact';
 import type { MigrationTableOptions, ShardTarget } from './shard-migrations';
-import { withServerClient } from './server-client';
+import { withServerClient, type ServerQueries } from './server-client';
 import type { ServerClientOptions } from './server-client-options';
 
 /** One shard's migrations. */
@@ -35,7 +34,7 @@ export interface MigrationStatus {
 /** Migration names as Kysely orders them by default. */
 const byName = (a: string, b: string): number => a.localeCompare(b);
 
-async function executedOn(client: Client, options: MigrationTableOptions): Promise<string[]> {
+async function executedOn(client: ServerQueries, options: MigrationTableOptions): Promise<string[]> {
   const table = options.migrationTableName ?? 'kysely_migration';
   const schema = options.migrationTableSchema;
   // A shard never migrated has no table: that is "no migrations", not an error.

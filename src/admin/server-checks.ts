@@ -1,13 +1,14 @@
 /**
- * What `init` verifies before it publishes a topology: every listed server answers, each primary
+ * What `init` verifies before it publishes a topology: every listed server answers (within the
+ * deadlines of {@link withServerClient}: a frozen server is reported as not answering), each primary
  * is a primary (not in recovery), and each replica is a standby streaming WAL from the primary it
  * is listed under. A catalog that names a standby as a primary, or a replica of another shard,
  * would send writes nowhere and reads to the wrong data.
  */
-import type { Client } from 'pg';
+import { DeadlineError } from '../kernel/deadline';
 import { redactText, redactUrl } from '../kernel/redact';
 import { ServerCheckError, type ServerProblem } from './admin-errors';
-import { withServerClient } from './server-client';
+import { isServerFailure, withServerClient, type ServerQueries } from './server-client';
 import type { ServerClientOptions } from './server-client-options';
 
 /** A shard as listed for a check: its primary's and replicas' URLs. */
@@ -32,22 +33,24 @@ interface ReplicaFacts {
 }
 
 // pg_control_system() may be refused to roles without pg_monitor; the identifier check is then skipped.
-async function systemId(client: Client): Promise<string | null> {
+async function systemId(client: ServerQueries): Promise<string | null> {
   try {
     const { rows } = await client.query<{ id: string }>('select system_identifier::text as id from pg_control_system()');
     return rows[0]?.id ?? null;
-  } catch {
+  } catch (error) {
+    // A server that stopped answering is reported as such, not as a refused function.
+    if (error instanceof DeadlineError || isServerFailure(error)) throw error;
     return null;
   }
 }
 
-async function primaryFacts(client: Client): Promise<PrimaryFacts> {
+async function primaryFacts(client: ServerQueries): Promise<PrimaryFacts> {
   const { rows } = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
   const standbys = await client.query<{ application_name: string }>("select application_name from pg_stat_replication where state in ('streaming', 'catchup')");
   return { inRecovery: rows[0]!.in_recovery, systemId: await systemId(client), standbys: standbys.rows.map((r) => r.application_name) };
 }
 
-async function replicaFacts(client: Client): Promise<ReplicaFacts> {
+async function replicaFacts(client: ServerQueries): Promise<ReplicaFacts> {
   const { rows } = await client.query<{ in_recovery: boolean }>('select pg_is_in_recovery() as in_recovery');
   const receiver = await client.query<{ status: string | null; sender_host: string | null; sender_port: number | null; conninfo: string | null }>(
     'select status, sender_host, sender_port, conninfo from pg_stat_wal_receiver',

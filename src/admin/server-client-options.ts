@@ -5,9 +5,13 @@
 
 /** Deadlines of an operator's connection. */
 export interface ServerClientOptions {
-  /** Wait for a connection. @default 5000 */
+  /** Wait for a connection, and for its close (0: the default). @default 5000 */
   connectionTimeoutMillis?: number;
-  /** `statement_timeout` of the session (0: none). @default 10000 */
+  /**
+   * `statement_timeout` of the session (0: none), and a client-side deadline 500 ms later on each
+   * statement, which a frozen server cannot ignore (0 keeps that one at the default).
+   * @default 10000
+   */
   statementTimeoutMillis?: number;
 }
 

@@ -1,10 +1,11 @@
 /**
  * One short-lived connection to a shard's server for operator commands (checks, status), with a
- * deadline on the connection and on each statement, and errors that name the server (password
- * redacted) while keeping pg's own fields (`code`, `detail`, …).
+ * client-side deadline on connecting, on each statement and on closing, and errors that name the
+ * server (password redacted) while keeping pg's own fields (`code`, `detail`, …).
  */
-import { Client } from 'pg';
+import { Client, type QueryResult, type QueryResultRow } from 'pg';
 import { isConnectionFailure } from '../cluster/connection-failure';
+import { DeadlineError, withDeadline } from '../kernel/deadline';
 import { redactText, redactUrl } from '../kernel/redact';
 import { SERVER_CLIENT_DEFAULTS, type ServerClientOptions } from './server-client-options';
 
@@ -32,21 +33,52 @@ export function nameServer<E>(error: E, label: string, url: string): E {
   return error;
 }
 
-/** Connects to `url`, runs `fn`, always closes; failures to reach the server name it (see {@link nameServer}). */
-export async function withServerClient<T>(url: string, label: string, fn: (client: Client) => Promise<T>, options: ServerClientOptions = {}): Promise<T> {
+/** The statements an operator command runs on one server: each under its client-side deadline. */
+export interface ServerQueries {
+  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+// A statement's deadline passes the session's statement_timeout by this much, so a server that still
+// answers reports its own timeout (SQLSTATE 57014) first; pg's connect timeout, a backstop, passes ours by as much.
+const GRACE_MILLIS = 500;
+
+/**
+ * Connects to `url`, runs `fn`, always closes; failures to reach the server name it (see
+ * {@link nameServer}). Connecting, each statement and closing wait at most their deadline
+ * ({@link ServerClientOptions}): a frozen server (one that enforces no statement_timeout) fails
+ * the call with a message naming it, and its socket is destroyed rather than left open.
+ */
+export async function withServerClient<T>(url: string, label: string, fn: (client: ServerQueries) => Promise<T>, options: ServerClientOptions = {}): Promise<T> {
+  const connectMillis = positiveOr(options.connectionTimeoutMillis, SERVER_CLIENT_DEFAULTS.connectionTimeoutMillis);
+  const statementMillis = positiveOr(options.statementTimeoutMillis, SERVER_CLIENT_DEFAULTS.statementTimeoutMillis) + GRACE_MILLIS;
   const client = new Client({
     connectionString: url,
-    connectionTimeoutMillis: options.connectionTimeoutMillis ?? SERVER_CLIENT_DEFAULTS.connectionTimeoutMillis,
+    connectionTimeoutMillis: connectMillis + GRACE_MILLIS,
     statement_timeout: options.statementTimeoutMillis ?? SERVER_CLIENT_DEFAULTS.statementTimeoutMillis,
     application_name: 'kysely-scale admin',
   });
   client.on('error', () => undefined); // a dropped connection also fails the pending query, which reports it
+  const abandon = { onLate: () => destroySocket(client) };
+  const queries: ServerQueries = {
+    query: <R extends QueryResultRow>(text: string, values?: unknown[]) => withDeadline(client.query<R>(text, values), statementMillis, 'a statement', abandon),
+  };
   try {
-    await client.connect();
-    return await fn(client);
+    await withDeadline(client.connect(), connectMillis, 'the login', abandon);
+    return await fn(queries);
   } catch (error) {
-    throw isServerFailure(error) ? nameServer(error, label, url) : error;
+    throw isServerFailure(error) || error instanceof DeadlineError ? nameServer(error, label, url) : error;
   } finally {
-    await client.end().catch(() => undefined);
+    await withDeadline(client.end(), connectMillis, 'the close', abandon).catch(() => undefined);
   }
+}
+
+/** `value` when it is a positive deadline; `fallback` for 0 ("none" server-side): every client-side wait keeps a deadline. */
+function positiveOr(value: number | undefined, fallback: number): number {
+  return value !== undefined && value > 0 ? value : fallback;
+}
+
+// pg's Client has no public way to drop a socket without a goodbye the frozen server would never
+// answer (end() waits for the server to close its side); a socket left open keeps the process alive.
+function destroySocket(client: Client): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
