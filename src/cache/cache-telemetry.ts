@@ -1,10 +1,10 @@
 /**
  * Spans and metrics of TieredCache. The metrics cost the hit path nothing: hits, misses, loads,
  * errors, the bus and pending invalidations are read from the cache's own statistics at each
- * collection, breaker states from its L2 tier. A span per `get`, `getOrLoad` and `set` call
- * (with the tier that answered: `l1`, `l2`, `loader` or `none`) is made only while an
- * OpenTelemetry SDK is installed ({@link tracingActive}); the tier comes from the cache's `hit`
- * events, listened to from the first recording span on.
+ * collection, breaker states from its L2 tier (the bus's delivery lag: bus-lag-metric.ts). A span
+ * per `get`, `getOrLoad` and `set` call (with the tier that answered: `l1`, `l2`, `loader` or
+ * `none`) is made only while an OpenTelemetry SDK is installed ({@link tracingActive}); the tier
+ * comes from the cache's `hit` events, listened to from the first recording span on.
  */
 import type { EventEmitter } from 'node:events';
 import { SpanKind, SpanStatusCode, type Span } from '@opentelemetry/api';

@@ -16,6 +16,7 @@ import { ConfigError } from '../kernel/errors';
 import { requireInteger, requireKnownKeys, requireNonEmptyString, requireObject } from '../kernel/validate';
 import { BreakerProbe } from './breaker-probe';
 import { CacheBackendUnavailableError } from './cache-errors';
+import { recordBusLag } from './bus-lag-metric';
 import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker';
 
 /** What one instance tells the others. Keys and tags only, never values. */
@@ -84,7 +85,8 @@ export const INVALIDATION_BUS_DEFAULTS = Object.freeze({ channel: 'ks:bus', conn
 
 const OPTION_KEYS = ['publisher', 'subscriber', 'channel', 'connectTimeoutMillis', 'heartbeatIntervalMillis', 'breaker', 'clock'];
 
-type Wire = { o: string; m: BusMessage };
+/** On the wire: the publishing instance, the message, and when it was published (`clock.now()`, ms; absent from older versions). */
+type Wire = { o: string; m: BusMessage; t?: number };
 
 export class InvalidationBus {
   /** Identifies this instance's messages so it ignores its own. */
@@ -145,6 +147,8 @@ export class InvalidationBus {
     }
     if (wire.o === this.instanceId) return;
     for (const h of this.handlers) h(wire.m);
+    // Handlers apply a message synchronously: now it is applied here.
+    if (typeof wire.t === 'number') recordBusLag(wire.m.type, this.clock.now() - wire.t);
   };
 
   private readonly onReady = (): void => {
@@ -224,7 +228,7 @@ export class InvalidationBus {
   /** Publishes to every other instance. Rejects when Redis cannot take it (at once while the breaker is open). */
   async publish(message: BusMessage): Promise<void> {
     if (!this.breaker.allow()) throw new CacheBackendUnavailableError('The bus cannot publish: Redis is unavailable (circuit open)', { context: { channel: this.channel } });
-    const wire: Wire = { o: this.instanceId, m: message };
+    const wire: Wire = { o: this.instanceId, m: message, t: this.clock.now() };
     try {
       await this.publisher.publish(this.channel, JSON.stringify(wire));
     } catch (cause) {

@@ -1,7 +1,8 @@
 /**
  * Spans and metrics of slot moves: a span per phase of each batch (move id and kind, batch,
  * source, target, slot count, the phase it entered), the phases' durations, and the progress of
- * the moves this process runs (batches per phase, read at each collection).
+ * the moves this process runs (batches per phase, rows copied and expected; read at each
+ * collection).
  */
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { DURATION_BUCKETS_SECONDS, defineMetric, telemetryTracer } from '../../kernel/telemetry';
@@ -37,6 +38,15 @@ defineMetric({
     for (const [phase, count] of byPhase) observe(count, { [MOVE]: move.id, [PHASE]: phase });
   }
 });
+
+/** A gauge of each running move's rows, summed over its batches. */
+const rowsGauge = (name: string, prometheusName: string, description: string, rowsOf: (batch: MoveBatch) => number): void => {
+  defineMetric({ name, prometheusName, description, unit: '{row}', kind: 'gauge', attributes: [MOVE] }).observeWith((observe) => {
+    for (const move of running) observe(move.batches.reduce((sum, b) => sum + rowsOf(b), 0), { [MOVE]: move.id });
+  });
+};
+rowsGauge('kysely_scale.move.rows.copied', 'kysely_scale_move_rows_copied', 'Rows the slot moves this process runs have copied so far.', (b) => b.rowsCopied ?? 0);
+rowsGauge('kysely_scale.move.rows.expected', 'kysely_scale_move_rows_expected', 'Rows the slot moves this process runs expect to copy (estimated from table statistics when the move was planned).', (b) => b.rowsTotal ?? 0);
 
 /** Reports `move`'s batches while `run` runs. */
 export async function observeMove<T>(move: MoveRecord, run: () => Promise<T>): Promise<T> {

@@ -59,7 +59,7 @@ export class ReplicaReadPath {
    */
   async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: CompiledQuery = compiled): Promise<QueryResult<R>> {
     const context = this.#runtime.readYourWritesContext;
-    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first);
+    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
     for (;;) {
       const server = await route.next();
       if (server === undefined) {

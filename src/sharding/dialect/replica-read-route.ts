@@ -9,8 +9,10 @@
  */
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { formatLsn } from '../../cluster/wal-position';
+import type { Clock } from '../../kernel/clock';
 import type { ReadOutcome } from '../../replication/replica-failover';
 import { ReadYourWritesUnavailableError } from '../../replication/replication-errors';
+import { ATTR, READ_YOUR_WRITES_WAIT } from './statement-metrics';
 
 /** What a route asks of the replica router. */
 export interface ReplicaRouteSource {
@@ -28,6 +30,7 @@ export class ReplicaReadRoute {
   readonly #replicas: ReplicaRouteSource;
   readonly #shard: Shard;
   readonly #required: bigint | undefined;
+  readonly #clock: Clock;
   readonly #tried = new Set<string>();
   #next: ServerSpec | undefined;
   #retried = false;
@@ -35,11 +38,13 @@ export class ReplicaReadRoute {
   /**
    * @param required the read-your-writes position the read must see, if any
    * @param first where the read starts (a replica, or the primary when none was eligible)
+   * @param clock times read-your-writes waits (for their metric)
    */
-  constructor(replicas: ReplicaRouteSource, shard: Shard, required: bigint | undefined, first: ServerSpec) {
+  constructor(replicas: ReplicaRouteSource, shard: Shard, required: bigint | undefined, first: ServerSpec, clock: Clock) {
     this.#replicas = replicas;
     this.#shard = shard;
     this.#required = required;
+    this.#clock = clock;
     this.#next = first === shard.primary ? undefined : first;
   }
 
@@ -57,7 +62,12 @@ export class ReplicaReadRoute {
     if (server === undefined && required !== undefined) {
       const available = replicas.primaryAvailable(shard);
       const wait = available ? replicas.options.replayWaitMillis : replicas.options.readTimeoutMillis;
+      const started = this.#clock.monotonicNow();
       server = await replicas.waitForReplay(shard, required, wait, this.#tried);
+      if (READ_YOUR_WRITES_WAIT.enabled) {
+        const outcome = server !== undefined ? 'replica' : available ? 'primary' : 'unavailable';
+        READ_YOUR_WRITES_WAIT.record((this.#clock.monotonicNow() - started) / 1000, { [ATTR.shardId]: shard.id, [ATTR.outcome]: outcome });
+      }
       if (server === undefined && !available) {
         throw new ReadYourWritesUnavailableError(
           `No replica of shard "${shard.id}" confirmed the caller's position ${formatLsn(required)} within ${wait} ms, and the shard's primary is unavailable: the read was not served stale. Retry.`,

@@ -64,7 +64,7 @@ export class ReplicaStreamPath {
   async *stream(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, statement: StreamStatement): AsyncGenerator<unknown[]> {
     const { compiled, Cursor, chunkSize } = statement;
     const context = this.#runtime.readYourWritesContext;
-    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first);
+    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
     // Where the rows came from, to note once the stream ends well or the consumer stops (not on failure).
     let seen: { readonly server: ServerSpec | undefined } | undefined;
     let failed = false;

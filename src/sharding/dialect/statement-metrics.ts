@@ -93,6 +93,32 @@ export const REPLICA_LAG = defineMetric({
   attributes: [ATTR.shardId, ATTR.poolName],
 });
 
+/** Upper bound of how old each replica's data is now (the bound `maxLagMillis` checks), in seconds. */
+export const REPLICA_STALENESS = defineMetric({
+  name: 'kysely_scale.replica.staleness',
+  prometheusName: 'kysely_scale_replica_lag_seconds',
+  description: 'Upper bound of how old a replica\'s data is now (what maxLagMillis bounds); absent while nothing proves one.',
+  unit: 's',
+  kind: 'gauge',
+  attributes: [ATTR.shardId, ATTR.poolName],
+});
+
+/**
+ * Waits of read-your-writes reads for a replica to replay the caller's position (none was known
+ * to have), by how they ended: `replica` (one confirmed it and took the read), `primary` (none did
+ * within `replayWaitMillis`: the primary read), `unavailable` (none did and the primary is down:
+ * `E_READ_YOUR_WRITES_UNAVAILABLE`).
+ */
+export const READ_YOUR_WRITES_WAIT = defineMetric({
+  name: 'kysely_scale.read_your_writes.wait.duration',
+  prometheusName: 'kysely_scale_read_your_writes_wait_duration_seconds',
+  description: 'Time read-your-writes reads waited for a replica to replay their position, by shard and outcome (replica, primary, unavailable).',
+  unit: 's',
+  kind: 'histogram',
+  attributes: [ATTR.shardId, ATTR.outcome],
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+});
+
 /** 1 while a replica serves reads. */
 export const REPLICA_ELIGIBLE = defineMetric({
   name: 'kysely_scale.replica.eligible',

@@ -15,7 +15,7 @@ import { telemetryTracer, tracingActive } from '../../kernel/telemetry';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import type { ReplicaStatus } from '../../replication/replica-router';
-import { ATTR, FAN_OUT, POOL_CONNECTIONS, POOL_PENDING, READS, REPLICA_ELIGIBLE, REPLICA_LAG, STATEMENTS, STATEMENT_DURATION, STATEMENT_ERRORS } from './statement-metrics';
+import { ATTR, FAN_OUT, POOL_CONNECTIONS, POOL_PENDING, READS, REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_STALENESS, STATEMENTS, STATEMENT_DURATION, STATEMENT_ERRORS } from './statement-metrics';
 
 /** A server that ran (part of) a statement. */
 export interface RouteServer {
@@ -101,6 +101,9 @@ export class StatementTelemetry {
       }),
       REPLICA_LAG.observeWith((observe) => {
         for (const r of sources.replicas()) if (r.lagBytes !== null) observe(r.lagBytes, { [ATTR.shardId]: r.shardId, [ATTR.poolName]: r.server });
+      }),
+      REPLICA_STALENESS.observeWith((observe) => {
+        for (const r of sources.replicas()) if (r.lagMillis !== null) observe(r.lagMillis / 1000, { [ATTR.shardId]: r.shardId, [ATTR.poolName]: r.server });
       }),
       REPLICA_ELIGIBLE.observeWith((observe) => {
         for (const r of sources.replicas()) observe(r.eligible ? 1 : 0, { [ATTR.shardId]: r.shardId, [ATTR.poolName]: r.server });

@@ -1,39 +1,54 @@
 /**
  * `metricsHandler()` of `kysely-scale/metrics` mounted on a plain Node.js HTTP server: after real
- * traffic (statements on a two-shard cluster, cache calls, balanced calls) a GET answers
- * Prometheus text with the statement, pool, cache and balancer families and the counts that traffic made; HEAD has no body,
- * other methods are refused; no password reaches it.
+ * traffic (statements on a two-shard cluster with a streaming replica each, cache calls, balanced
+ * calls, a read-your-writes read, bus messages between two cache instances on Redis, a slot move)
+ * a GET answers Prometheus text with the statement, pool, replica, cache, bus, balancer and mover
+ * families and the counts that traffic made; HEAD has no body, other methods are refused; no
+ * password reaches it.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Kysely } from 'kysely';
 import { Pool } from 'pg';
-import { startTestCluster, type TestCluster } from '../../../src/testing';
+import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
+import { slotOf } from '../../../src/cluster/slot-hash';
+import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { Balancer, roundRobin } from '../../../src/balancer';
-import { TieredCache } from '../../../src/cache';
+import { InvalidationBus, TieredCache, closeRedisClients, singleRedisTier } from '../../../src/cache';
+import { TopologyCatalog, moveSlots } from '../../../src/admin';
 import { metricsHandler, PROMETHEUS_CONTENT_TYPE } from '../../../src/metrics';
+import { waitForReplay } from '../../support/postgres-replication';
+import { connect, nextEvent } from '../cache/cache-fixtures';
 
 interface DB {
   users: { id: number; name: string };
 }
 
 let cluster: TestCluster;
+let shards: readonly TestShardUrls[];
 let db: Kysely<DB>;
 let server: Server;
 let url: string;
 
+/** A password in the URL (the local cluster ignores it) must never reach the metrics. */
+const withPassword = (u: string): string => u.replace('postgres://postgres@', 'postgres://postgres:hunter2pw@');
+
+async function scrape(): Promise<string> {
+  const response = await fetch(url);
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
 beforeAll(async () => {
-  cluster = await startTestCluster({ shards: 2 });
-  const shards = await cluster.createDatabase('metrics_handler');
+  cluster = await startTestCluster({ shards: 2, replicasPerShard: 1, redis: true });
+  shards = await cluster.createDatabase('metrics_handler');
   for (const s of shards) {
     const pool = new Pool({ connectionString: s.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }
-  // A password in the URL (the local cluster ignores it) must never reach the metrics.
-  const withPassword = (u: string): string => u.replace('postgres://postgres@', 'postgres://postgres:hunter2pw@');
   db = new Kysely<DB>({
     dialect: new ShardedDialect({
       topology: createTopology({ shards: shards.map((s) => ({ id: s.id, primary: withPassword(s.primaryUrl) })) }),
@@ -110,6 +125,116 @@ describe('metricsHandler', () => {
     expect(text).not.toContain('hunter2pw');
     expect(text).toContain('postgres:***@');
   });
+
+  it('shows replica lag in bytes and seconds and read-your-writes waits', async () => {
+    const replicated = new ShardedDialect({
+      topology: createTopology({ shards: shards.map((s) => ({ id: s.id, primary: withPassword(s.primaryUrl), replicas: s.replicaUrls.map(withPassword) })) }),
+      shardKeys: { users: 'id' },
+      // Checks only on refresh; a wait long enough for a replica to replay a write on a loaded machine.
+      replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0, replayWaitMillis: 2_000 },
+    });
+    const rdb = new Kysely<DB>({ dialect: replicated });
+    try {
+      for (const s of shards) await waitForReplay(s.primaryUrl, s.replicaUrls[0]!);
+      await replicated.refreshReplicas();
+      const owner = replicated.topology.shardForKey(11).id;
+      const name = await replicated.readYourWrites(async () => {
+        await rdb.insertInto('users').values({ id: 11, name: 'eleven' }).execute();
+        return (await rdb.selectFrom('users').select('name').where('id', '=', 11).executeTakeFirstOrThrow()).name;
+      });
+      expect(name).toBe('eleven');
+      const text = await scrape();
+      expect(sample(text, 'kysely_scale_read_your_writes_wait_duration_seconds_count', { kysely_scale_shard_id: owner, kysely_scale_outcome: 'replica' })).toBe(1);
+      expect(sample(text, 'kysely_scale_read_your_writes_wait_duration_seconds_sum', { kysely_scale_shard_id: owner, kysely_scale_outcome: 'replica' })).toBeLessThan(2);
+      expect(text).toMatch(/^# TYPE kysely_scale_read_your_writes_wait_duration_seconds histogram$/m);
+      for (const s of shards) {
+        expect(sample(text, 'kysely_scale_replica_lag_bytes', { kysely_scale_shard_id: s.id })).toBeGreaterThanOrEqual(0);
+        const seconds = sample(text, 'kysely_scale_replica_lag_seconds', { kysely_scale_shard_id: s.id });
+        expect(seconds).toBeGreaterThanOrEqual(0);
+        expect(seconds).toBeLessThan(30); // maxLagMillis: the replica serves reads
+        expect(sample(text, 'kysely_scale_replica_eligible', { kysely_scale_shard_id: s.id })).toBe(1);
+      }
+      expect(text).toMatch(/^# TYPE kysely_scale_replica_lag_seconds gauge$/m);
+      expect(text).not.toContain('hunter2pw');
+    } finally {
+      await rdb.destroy();
+    }
+  }, 30_000);
+
+  it('shows the bus delivery lag between two cache instances', async () => {
+    const instance = async (): Promise<TieredCache> => {
+      const data = await connect(cluster.redis[0]!.url);
+      const subscriber = await connect(cluster.redis[0]!.url, 'subscriber');
+      const bus = new InvalidationBus({ publisher: data, subscriber, channel: 'metrics-test:bus' });
+      try {
+        await bus.start();
+        return new TieredCache({ policies: { accounts: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'metrics-test:' }), bus, closeClients: [data, subscriber] });
+      } catch (error) {
+        await closeRedisClients([data, subscriber]);
+        throw error;
+      }
+    };
+    const a = await instance();
+    const b = await instance();
+    try {
+      const onB = (fn: (e: { policy: string; tags?: readonly string[]; source: string }) => void): (() => void) => {
+        b.events.on('invalidate', fn);
+        return () => void b.events.off('invalidate', fn);
+      };
+      const keys = nextEvent(onB, (e) => e.source === 'bus' && e.policy === 'accounts');
+      await a.delete('accounts', 'a:1');
+      await keys;
+      const tags = nextEvent(onB, (e) => e.source === 'bus' && e.tags !== undefined);
+      await a.invalidateTags(['team:1']);
+      await tags;
+      const text = await scrape();
+      expect(sample(text, 'kysely_scale_cache_bus_lag_seconds_count', { kysely_scale_cache_bus_message_type: 'keys' })).toBe(1);
+      expect(sample(text, 'kysely_scale_cache_bus_lag_seconds_count', { kysely_scale_cache_bus_message_type: 'tags' })).toBe(1);
+      expect(sample(text, 'kysely_scale_cache_bus_lag_seconds_sum', { kysely_scale_cache_bus_message_type: 'keys' })).toBeLessThan(2);
+      expect(sample(text, 'kysely_scale_cache_bus_messages_total', { kysely_scale_cache_bus_direction: 'received' })).toBe(2);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('shows the progress of a slot move while it runs', async () => {
+    const moveShards = await cluster.createDatabase('metrics_move');
+    const [{ primaryUrl: catalogUrl }] = (await cluster.createDatabase('metrics_move_catalog')) as [TestShardUrls];
+    const topology = createTopology({ shards: moveShards.map((s) => ({ id: s.id, primary: s.primaryUrl })) });
+    for (const s of moveShards) {
+      const pool = new Pool({ connectionString: s.primaryUrl });
+      await pool.query('create table users (id bigint primary key, name text not null)');
+      await pool.query(SLOT_FUNCTIONS_SQL);
+      const ids = Array.from({ length: 400 }, (_, i) => i).filter((id) => topology.shardForKey(id).id === s.id);
+      await pool.query(`insert into users (id, name) select u, 'user ' || u from unnest($1::bigint[]) u`, [ids]);
+      await pool.end();
+    }
+    const catalog = new TopologyCatalog({ url: catalogUrl });
+    await catalog.install();
+    await catalog.publish(topology, 'init');
+    await catalog.close();
+    const moving = Array.from({ length: 400 }, (_, i) => i).filter((id) => slotOf(id, topology.slotCount) < 512).length;
+    let duringCopy = '';
+    const result = await moveSlots({
+      catalog: catalogUrl,
+      tables: { users: 'id' },
+      slots: '0-511',
+      to: moveShards[1]!.id,
+      hook: async (_batch, point) => {
+        if (point === 'copied') duringCopy = await scrape();
+      },
+    });
+    expect(result).toMatchObject({ ok: true, status: 'done' });
+    const moveId = String(result.moveId);
+    expect(moving).toBeGreaterThan(0);
+    expect(sample(duringCopy, 'kysely_scale_move_rows_copied', { kysely_scale_move_id: moveId })).toBe(moving);
+    expect(sample(duringCopy, 'kysely_scale_move_rows_expected', { kysely_scale_move_id: moveId })).toBeGreaterThanOrEqual(0);
+    expect(sample(duringCopy, 'kysely_scale_move_batches', { kysely_scale_move_id: moveId, kysely_scale_move_phase: 'copied' })).toBe(1);
+    expect(sample(duringCopy, 'kysely_scale_move_phase_duration_seconds_count', { kysely_scale_move_phase: 'capturing', kysely_scale_outcome: 'ok' })).toBe(1);
+    // A finished move is no longer reported.
+    expect(sample(await scrape(), 'kysely_scale_move_rows_copied', { kysely_scale_move_id: moveId })).toBeUndefined();
+  }, 60_000);
 
   it('answers HEAD without a body and refuses other methods', async () => {
     const head = await fetch(url, { method: 'HEAD' });

@@ -2,7 +2,9 @@
  * Spans and metrics reach an OpenTelemetry SDK the application installed (the SDK's in-memory
  * exporters here), on a real cluster: two shards with a streaming replica each and Redis. A
  * routed point read, a scatter, a replica read, a cache miss, load and hit, and balanced calls
- * each give a span with the attributes the README lists, and the metrics carry the same story.
+ * each give a span with the attributes the README lists, and the metrics carry the same story;
+ * read-your-writes waits (a replica confirms; replay paused, the primary reads), replica lag in
+ * bytes and seconds, and the invalidation bus's delivery lag between two cache instances too.
  */
 import { metrics, trace, SpanKind } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -12,9 +14,10 @@ import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
-import { TieredCache, singleRedisTier } from '../../../src/cache';
+import { InvalidationBus, TieredCache, closeRedisClients, singleRedisTier } from '../../../src/cache';
 import { Balancer, roundRobin } from '../../../src/balancer';
 import { waitForReplay } from '../../support/postgres-replication';
+import { connect, nextEvent } from '../cache/cache-fixtures';
 
 interface DB {
   users: { id: number; name: string };
@@ -42,6 +45,7 @@ let topology: Topology;
 let db: Kysely<DB>;
 let dialect: ShardedDialect;
 let cache: TieredCache;
+const REPLAY_WAIT_MILLIS = 2_000;
 
 beforeAll(async () => {
   trace.setGlobalTracerProvider(tracerProvider);
@@ -54,7 +58,8 @@ beforeAll(async () => {
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }
-  dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, defaultKeylessPolicy: 'scatter', replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0 } });
+  // replayWaitMillis: long enough that a replica replays a write within it on a loaded machine.
+  dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, defaultKeylessPolicy: 'scatter', replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0, replayWaitMillis: REPLAY_WAIT_MILLIS } });
   db = new Kysely<DB>({ dialect });
   await db.insertInto('users').values(Array.from({ length: 10 }, (_, i) => ({ id: i + 1, name: `user ${i + 1}` }))).execute();
   for (const s of shards) await waitForReplay(s.primaryUrl, s.replicaUrls[0]!);
@@ -128,9 +133,47 @@ describe('OpenTelemetry spans and metrics', () => {
     expect(reads.find((p) => p.attributes['kysely_scale.shard.id'] === owner.id && p.attributes['kysely_scale.server.role'] === 'replica')?.value).toBe(1);
     const lag = await dataPoints('kysely_scale.replica.lag');
     expect(lag.map((p) => p.attributes['kysely_scale.shard.id']).sort()).toEqual(shards.map((s) => s.id).sort());
+    // The replica served the read, so a time bound proved it fresh enough (maxLagMillis, 30 s by default).
+    const staleness = (await dataPoints('kysely_scale.replica.staleness')).find((p) => p.attributes['kysely_scale.shard.id'] === owner.id);
+    expect(staleness?.value).toBeGreaterThanOrEqual(0);
+    expect(staleness?.value).toBeLessThan(30);
+    expect(staleness?.attributes['db.client.connection.pool.name']).toBe(shards.find((s) => s.id === owner.id)!.replicaUrls[0]);
     const pools = await dataPoints('db.client.connection.count');
     expect(pools.some((p) => p.attributes['db.client.connection.state'] === 'idle' && (p.value as number) > 0)).toBe(true);
   });
+
+  it('measures read-your-writes waits: a replica that confirms the position, else the primary after replayWaitMillis', async () => {
+    const owner = topology.shardForKey(7);
+    const waitOf = async (outcome: string): Promise<{ count: number; sum: number } | undefined> => {
+      const found = (await dataPoints('kysely_scale.read_your_writes.wait.duration')).find((p) => p.attributes['kysely_scale.shard.id'] === owner.id && p.attributes['kysely_scale.outcome'] === outcome);
+      return found?.value as { count: number; sum: number } | undefined;
+    };
+    const writeThenRead = (name: string): Promise<string> =>
+      dialect.readYourWrites(async () => {
+        await db.updateTable('users').set({ name }).where('id', '=', 7).execute();
+        return (await db.selectFrom('users').select('name').where('id', '=', 7).executeTakeFirstOrThrow()).name;
+      });
+    await dialect.refreshReplicas();
+    // Checks run only on refresh: no replica is known to have replayed the write, so the read waits for one on demand.
+    expect(await writeThenRead('seven')).toBe('seven');
+    const confirmed = await waitOf('replica');
+    expect(confirmed?.count).toBe(1);
+    expect(confirmed!.sum).toBeLessThan(REPLAY_WAIT_MILLIS / 1000);
+
+    // Replay paused on the replica: it never confirms, and the primary answers once the wait is over.
+    const replica = new Pool({ connectionString: shards.find((s) => s.id === owner.id)!.replicaUrls[0]!, max: 1 });
+    await replica.query('select pg_wal_replay_pause()');
+    try {
+      expect(await writeThenRead('seven again')).toBe('seven again');
+    } finally {
+      await replica.query('select pg_wal_replay_resume()');
+      await replica.end();
+    }
+    const fellBack = await waitOf('primary');
+    expect(fellBack?.count).toBe(1);
+    expect(fellBack!.sum).toBeGreaterThanOrEqual(REPLAY_WAIT_MILLIS / 1000 - 0.01);
+    expect(await waitOf('unavailable')).toBeUndefined();
+  }, 30_000);
 
   it('says which tier answered each cache call: none on a miss, the loader, then L1', async () => {
     expect(await cache.get('users', 'u:1')).toBeUndefined();
@@ -149,6 +192,42 @@ describe('OpenTelemetry spans and metrics', () => {
     expect(misses.find((p) => p.attributes['kysely_scale.cache.tier'] === 'l2')?.value).toBe(2);
     const breakers = await dataPoints('kysely_scale.cache.breaker.state');
     expect(breakers.find((p) => p.attributes['kysely_scale.cache.breaker.state'] === 'closed')?.value).toBe(1);
+  });
+
+  it('measures the bus delivery lag: published on one instance, applied on another', async () => {
+    const instance = async (): Promise<TieredCache> => {
+      const data = await connect(cluster.redis[0]!.url);
+      const subscriber = await connect(cluster.redis[0]!.url, 'subscriber');
+      const bus = new InvalidationBus({ publisher: data, subscriber, channel: 'otel-test:bus' });
+      try {
+        await bus.start();
+        return new TieredCache({ policies: { profiles: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'otel-test:' }), bus, closeClients: [data, subscriber] });
+      } catch (error) {
+        await closeRedisClients([data, subscriber]);
+        throw error;
+      }
+    };
+    const a = await instance();
+    const b = await instance();
+    try {
+      const applied = nextEvent<{ policy: string; source: string }>(
+        (fn) => {
+          b.events.on('invalidate', fn);
+          return () => void b.events.off('invalidate', fn);
+        },
+        (e) => e.source === 'bus' && e.policy === 'profiles',
+      );
+      await a.delete('profiles', 'p:1');
+      await applied;
+      const lag = (await dataPoints('kysely_scale.cache.bus.lag')).find((p) => p.attributes['kysely_scale.cache.bus.message.type'] === 'keys');
+      const value = lag?.value as { count: number; sum: number } | undefined;
+      expect(value?.count).toBe(1);
+      expect(value!.sum).toBeGreaterThanOrEqual(0);
+      expect(value!.sum).toBeLessThan(2); // nextEvent's deadline
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 
   it('gives a balanced call the instance and the attempt, and measures it', async () => {
