@@ -77,8 +77,11 @@ function positiveOr(value: number | undefined, fallback: number): number {
   return value !== undefined && value > 0 ? value : fallback;
 }
 
-// pg's Client has no public way to drop a socket without a goodbye the frozen server would never
-// answer (end() waits for the server to close its side); a socket left open keeps the process alive.
-function destroySocket(client: Client): void {
+/**
+ * Drops `client`'s socket at once. pg's Client has no public way to do it: end() sends a goodbye
+ * and waits for the server to close its side, which a frozen server never does, and a socket left
+ * open keeps the process alive.
+ */
+export function destroySocket(client: Client): void {
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }

@@ -4,14 +4,16 @@
  */
 import { Client, type ClientConfig } from 'pg';
 import { redactText } from '../../kernel/redact';
+import { destroySocket } from '../server-client';
 
 /** `application_name` of every mover session. */
 export const MOVER_APPLICATION_NAME = 'kysely-scale mover';
 
-/** A connected mover session; `close()` ends it (never throws). */
+/** A connected mover session; `close()` ends it (never throws); `destroy()` drops its socket at once (a server that stopped answering). */
 export interface ShardSession {
   readonly client: Client;
   close(): Promise<void>;
+  destroy(): void;
 }
 
 /** Opens a mover session on `url`; fails with a redacted message when the server cannot be reached in `connectTimeoutMillis`. */
@@ -36,6 +38,7 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
   return {
     client,
     close: () => client.end().catch(() => undefined),
+    destroy: () => destroySocket(client),
   };
 }
 
