@@ -2,17 +2,23 @@
  * A statement refused by a shard's fence (a slot moved, or is moving): the router's topology is
  * brought up to the version the shard asks for, from `topologySource`, and the statement runs once
  * more, routed by it. Inside a transaction, or without a source, or when the version does not come
- * in time, the caller gets {@link StaleTopologyError}: retryable, nothing was written.
+ * in time (or a primary session the connection holds does not take it in time), the caller gets
+ * {@link StaleTopologyError}: retryable, nothing was written.
  */
 import { catchUpTopology } from '../../cluster/topology-catch-up';
 import { fenceRefusalOf, StaleTopologyError } from '../../cluster/topology-fence';
 import { systemClock } from '../../kernel/clock';
+import { withDeadline } from '../../kernel/deadline';
+import type { HeldClients } from './held-clients';
 import type { ShardedRuntime } from './sharded-runtime';
+
+/** Shortest deadline of a held primary session's re-tag, whatever `fenceWaitMillis` (0 waits for no version, but a re-tag is a round trip). */
+const MIN_RETAG_MILLIS = 1000;
 
 /** What a connection hands {@link retryAfterRefusal}. */
 export interface RefusedStatement<T> {
   readonly inTransaction: boolean;
-  /** Re-tags the sessions this connection already holds (before the retry). */
+  /** Brings the sessions this connection already holds to the new topology (before the retry); see {@link refreshHeldSessions}. */
   readonly refreshSessions: () => Promise<void>;
   /** Plans and runs the statement again with the runtime's (new) topology. */
   readonly rerun: () => Promise<T>;
@@ -35,7 +41,15 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
   if (!reached) {
     throw new StaleTopologyError(`A shard refused this statement for a slot move (${refusal.kind}) and topology version ${refusal.requiredVersion ?? '(newer)'} was not published within ${runtime.fenceWaitMillis} ms: nothing was written; retry later.`, error, context);
   }
-  await statement.refreshSessions();
+  try {
+    await statement.refreshSessions();
+  } catch (failure) {
+    const why = (failure as Error | null)?.message ?? String(failure);
+    throw new StaleTopologyError(`A shard refused this statement for a slot move (${refusal.kind}); topology version ${runtime.topology.version} was loaded but a session this connection holds did not take it (${why}): nothing was written; retry.`, failure, {
+      version: runtime.topology.version,
+      requiredVersion: refusal.requiredVersion,
+    });
+  }
   try {
     return await statement.rerun();
   } catch (second) {
@@ -45,5 +59,32 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
       version: runtime.topology.version,
       requiredVersion: again.requiredVersion,
     });
+  }
+}
+
+/**
+ * Brings the sessions a connection holds to the runtime's (new) topology version before a refused
+ * statement runs again. Replica clients are dropped instead: they carry no session state
+ * (session reads stay on primaries) and the next read checks out a client tagged under the read
+ * deadline, so a frozen replica the connection happens to hold cannot hold up a statement that
+ * does not read it. Primary clients, which may carry session state (`SET`, temp tables), are
+ * re-tagged within `fenceWaitMillis` (at least {@link MIN_RETAG_MILLIS}); one that does not answer
+ * fails the retry, naming its server, and is closed when the connection is released.
+ */
+export async function refreshHeldSessions(runtime: ShardedRuntime, clients: HeldClients): Promise<void> {
+  const primaries = new Map(runtime.topology.shards.map((shard) => [shard.primary.url, shard]));
+  clients.dropArrived((url) => !primaries.has(url));
+  const millis = Math.max(runtime.fenceWaitMillis, MIN_RETAG_MILLIS);
+  // Real time on purpose, as for the catch-up above.
+  const retags = clients.arrived().map(({ url, client }) => {
+    const shard = primaries.get(url)!;
+    return withDeadline(runtime.retag(client), millis, `the primary of shard "${shard.id}" (${shard.primary.redactedUrl})`, { clock: systemClock });
+  });
+  try {
+    await Promise.all(retags);
+  } catch (error) {
+    // A client whose re-tag may still be running must not go back to its pool.
+    clients.discardOnRelease();
+    throw error;
   }
 }

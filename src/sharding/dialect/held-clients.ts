@@ -79,11 +79,26 @@ export class HeldClients {
     );
   }
 
-  /** The clients that arrived, in acquisition order. */
-  arrived(): PoolClientLike[] {
-    const out: PoolClientLike[] = [];
-    for (const entry of this.#held) if (entry.client !== undefined) out.push(entry.client);
+  /** The clients that arrived, with their server's URL, in acquisition order. */
+  arrived(): { readonly url: string; readonly client: PoolClientLike }[] {
+    const out: { url: string; client: PoolClientLike }[] = [];
+    for (const entry of this.#held) if (entry.client !== undefined) out.push({ url: entry.url, client: entry.client });
     return out;
+  }
+
+  /**
+   * Stops holding the arrived clients of the servers `select` picks, and closes them without
+   * waiting: a stream of this connection may still read through one, so its pool must not hand it
+   * to another connection.
+   */
+  dropArrived(select: (url: string) => boolean): void {
+    const held = this.#held;
+    for (let i = held.length - 1; i >= 0; i--) {
+      const entry = held[i]!;
+      if (entry.client === undefined || !select(entry.url)) continue;
+      held.splice(i, 1);
+      entry.client.release(true);
+    }
   }
 
   /** Stops holding the client of `url`, closing it rather than returning it to its pool (it may be broken). */

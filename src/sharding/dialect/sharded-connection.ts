@@ -24,7 +24,7 @@ import { runTransactionControl, transactionControlOf, type TransactionControlTar
 import type { ShardedRuntime } from './sharded-runtime';
 import type { WriteEvents } from './write-events';
 import { observeTransactionServer } from './statement-telemetry';
-import { retryAfterRefusal } from './fence-retry';
+import { refreshHeldSessions, retryAfterRefusal } from './fence-retry';
 
 type PlanKind = RoutePlan['kind'];
 type PlanOf = { readonly [K in PlanKind]: Extract<RoutePlan, { readonly kind: K }> };
@@ -80,7 +80,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     return this.#route<R>(compiled).catch((error: unknown) =>
       retryAfterRefusal(this.#runtime, error, {
         inTransaction: this.#tx !== null,
-        refreshSessions: () => Promise.all(this.#clients.arrived().map((c) => this.#runtime.retag(c))).then(() => undefined),
+        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients),
         rerun: () => this.#route<R>(compiled),
       }),
     );

@@ -92,7 +92,12 @@ export interface ShardedDialectConfig {
    * @default undefined
    */
   topologySource?: TopologySource;
-  /** How long to wait for the topology version a refusal asks for. @default 5000 */
+  /**
+   * How long to wait for the topology version a refusal asks for, and then for each primary
+   * session the connection holds to take it (at least 1000 ms for that; held replica sessions are
+   * closed instead).
+   * @default 5000
+   */
   fenceWaitMillis?: number;
   /**
    * Tell each shard which topology version a connection routes by (the session setting
