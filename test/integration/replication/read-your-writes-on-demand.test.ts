@@ -12,6 +12,7 @@ import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { ReadYourWritesContext } from '../../../src/replication/read-your-writes';
 import { roundRobin } from '../../../src/balancer/strategies/round-robin';
 import type { ReplicaReadOptions } from '../../../src/replication/replica-options';
+import { parseLsn } from '../../../src/cluster/wal-position';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 import { countedPool, ServerCounts } from './replication-fault-fixture';
 
@@ -118,4 +119,24 @@ test('after a WAL segment switch on an idle primary, caught-up replicas serve an
   for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
   await dialect.refreshReplicas();
   expect(dialect.replicaStatus().map((s) => [s.state, s.problem])).toEqual(shard.replicaUrls.map(() => ['serving', null]));
+});
+
+test('the position of a write is what the primary flushed: a record nobody waits for (left unflushed until the WAL writer wakes) is not waited for', async () => {
+  const { db, dialect } = connect({ replayWaitMillis: 2000 });
+  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  await dialect.refreshReplicas();
+  const context = new ReadYourWritesContext();
+  await dialect.readYourWrites(async () => {
+    await db.updateTable('users').set({ name: 'flushed' }).where('id', '=', 4).execute();
+    // A non-transactional message: inserted into the WAL, flushed only when the WAL writer wakes
+    // (wal_writer_delay, longer on an idle server). Raw SQL may write, so its position is noted.
+    await sql`select pg_logical_emit_message(false, 'kysely-scale-test', 'unflushed')`.execute(db);
+  }, context);
+  const flushed = await withPg(shard.primaryUrl, async (c) => parseLsn((await c.query<{ l: string }>('select pg_current_wal_flush_lsn()::text as l')).rows[0]!.l));
+  // Before, the noted position was the insert position, past the unflushed message.
+  expect(context.requiredPosition(shard.id)! <= flushed).toBe(true);
+  reads.reset();
+  const row = await dialect.readYourWrites(() => db.selectFrom('users').select('name').where('id', '=', 4).executeTakeFirstOrThrow(), context);
+  expect(row.name).toBe('flushed');
+  expect(reads.on(shard.primaryUrl)).toBe(0);
 });
