@@ -7,7 +7,7 @@ import type { CompiledQuery, QueryResult } from 'kysely';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import type { ServerSpec, Topology } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
-import { annotateConnectionError, annotateStatementError, identifyServer, noteClientServer } from './server-errors';
+import { annotateConnectionError, annotateStatementError, identifyServer, isBroken, noteClientServer } from './server-errors';
 import type { CursorConstructor } from './sharded-dialect-config';
 
 /** Where held clients come from: the dialect's server pools (a destroyed dialect refuses), and the topology naming their servers. */
@@ -129,8 +129,9 @@ export class HeldClients {
     let late: Promise<void>[] | undefined;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      if (entry.client !== undefined) entry.client.release(destroy);
-      else (late ??= []).push(entry.pending.then((client) => client.release(destroy), () => undefined));
+      const client = entry.client;
+      if (client !== undefined) client.release(destroy ?? (isBroken(client) ? true : undefined));
+      else (late ??= []).push(entry.pending.then((arrived) => arrived.release(destroy ?? (isBroken(arrived) ? true : undefined)), () => undefined));
     }
     entries.length = 0;
     return late === undefined ? undefined : Promise.all(late).then(() => undefined);

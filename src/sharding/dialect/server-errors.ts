@@ -9,6 +9,7 @@
  */
 import type { PoolClientLike } from '../../cluster/server-pools';
 import type { ServerSpec, Topology } from '../../cluster/topology';
+import { isConnectionFailure } from '../../cluster/connection-failure';
 import { KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
 
@@ -70,6 +71,7 @@ function isOwnError(error: object): boolean {
 
 /** Adds the client's shard and role to a statement's error (once; other errors pass through). */
 export function annotateStatementError(error: unknown, client: PoolClientLike): unknown {
+  if (isConnectionFailure(error)) markBroken(client);
   if (typeof error !== 'object' || error === null || isOwnError(error) || Object.prototype.hasOwnProperty.call(error, 'shardId')) return error;
   const identity = clientServers.get(client)?.identity;
   if (identity !== undefined && Object.isExtensible(error)) define(error, identity);
@@ -92,4 +94,20 @@ export function annotateConnectionError(error: unknown, server: ServerSpec, iden
   if (typeof input === 'string') (error as { input?: unknown }).input = redactText(input, [server.url]);
   define(error, identity ?? { server: server.redactedUrl });
   return error;
+}
+
+const BROKEN = Symbol('kysely-scale.brokenClient');
+
+/**
+ * Notes that `client`'s connection failed under a statement. pg-pool discards a client it sees
+ * unusable at release, but the socket's end may reach the client only after the statement's error
+ * did: released then, the broken client would go back to its pool and fail the next statement.
+ */
+function markBroken(client: PoolClientLike): void {
+  (client as { [BROKEN]?: true })[BROKEN] = true;
+}
+
+/** Whether a statement on `client` failed because its connection did (see {@link markBroken}): close it, never reuse it. */
+export function isBroken(client: PoolClientLike): boolean {
+  return (client as { [BROKEN]?: true })[BROKEN] === true;
 }
