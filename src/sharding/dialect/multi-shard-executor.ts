@@ -69,7 +69,7 @@ export class MultiShardExecutor {
     // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
     const streams = parts.map((part) => {
       const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
-      return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: compiled, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
+      return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
     });
     for await (const rows of scatter.mergeChunks(streams, chunkSize)) yield { rows };
   }
@@ -82,11 +82,11 @@ export class MultiShardExecutor {
     const rowsPerShard = await allSettledOrThrow(
       parts.map(async (part) => {
         const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
-        return (await this.#reads.run<Row>(part.shard, plan, inSession, query, compiled)).rows;
+        return (await this.#reads.run<Row>(part.shard, plan, inSession, query)).rows;
       }),
     );
     // Enums are merged by their labels' order, read from the first shard (the same read path: a catalog read a replica can serve).
-    const read = (labels: CompiledQuery) => this.#reads.run<Row>(parts[0]!.shard, plan, inSession, labels, compiled);
+    const read = (labels: CompiledQuery) => this.#reads.run<Row>(parts[0]!.shard, plan, inSession, labels);
     const enums = enumCaches.get(this.#runtime) ?? enumCaches.set(this.#runtime, new EnumTypeCache()).get(this.#runtime)!;
     const types = await enums.lookup(scatter, rowsPerShard, read);
     try {

@@ -14,6 +14,7 @@ import type { ServerSpec, Shard } from '../../cluster/topology';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
 import type { ReadYourWritesContext } from '../../replication/read-your-writes';
+import type { RoutePlan } from '../routing/route-planner';
 import type { HeldClients } from './held-clients';
 import { attemptOnReplica, type ReplicaAttemptTarget } from './replica-attempt';
 import { ReplicaReadRoute, type ReplicaRouteSource } from './replica-read-route';
@@ -44,10 +45,10 @@ const PRIMARY_POSITION_SQL = CompiledQuery.raw(`select ${PRIMARY_WAL_END_SQL} as
 export class ReplicaReadPath {
   readonly #runtime: ReplicaReadRuntime;
   readonly #clients: HeldClients;
-  readonly #onRetry: (shard: Shard, compiled: CompiledQuery) => void;
+  readonly #onRetry: (shard: Shard, observed: RoutePlan) => void;
 
   /** @param onRetry told when a read runs again on the primary because a replica could not answer it. */
-  constructor(runtime: ReplicaReadRuntime, clients: HeldClients, onRetry: (shard: Shard, compiled: CompiledQuery) => void) {
+  constructor(runtime: ReplicaReadRuntime, clients: HeldClients, onRetry: (shard: Shard, observed: RoutePlan) => void) {
     this.#runtime = runtime;
     this.#clients = clients;
     this.#onRetry = onRetry;
@@ -55,9 +56,9 @@ export class ReplicaReadPath {
 
   /**
    * A plain read on `shard`, starting on `first` (a replica, or the primary when none was eligible).
-   * `observed` is the statement telemetry knows (the caller's, when `compiled` is one shard's part of it).
+   * `observed` is the plan of the statement the telemetry observes (`compiled` may be one shard's part of it).
    */
-  async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: CompiledQuery = compiled): Promise<QueryResult<R>> {
+  async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan): Promise<QueryResult<R>> {
     const context = this.#runtime.readYourWritesContext;
     const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
     for (;;) {

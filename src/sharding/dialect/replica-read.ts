@@ -30,9 +30,9 @@ export class ReplicaReads {
   constructor(runtime: ReplicaReadRuntime, clients: HeldClients) {
     this.#runtime = runtime;
     this.#clients = clients;
-    const path = (this.#path = new ReplicaReadPath(runtime, clients, (shard, compiled) => observePrimaryRetry(compiled, shard)));
+    const path = (this.#path = new ReplicaReadPath(runtime, clients, (shard, plan) => observePrimaryRetry(plan, shard)));
     this.#streams = new ReplicaStreamPath(runtime, clients, {
-      onRetry: (shard, compiled) => observePrimaryRetry(compiled, shard),
+      onRetry: (shard, plan) => observePrimaryRetry(plan, shard),
       noteSeen: (replicas, shard, server) => path.noteSeen(replicas, shard, server),
     });
   }
@@ -59,9 +59,9 @@ export class ReplicaReads {
    * A plain single-shard read outside a transaction, starting on `server` (what {@link serverFor}
    * chose): on a replica under its deadline, else again on another replica or the primary; see
    * {@link ReplicaReadPath}. Reads the connection's session needs stay where {@link serverFor} put them.
-   * `observed` is the statement telemetry knows, when `compiled` is one shard's part of it.
+   * `observed` is the plan of the statement the telemetry observes.
    */
-  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery, observed?: CompiledQuery): Promise<QueryResult<R>> {
+  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan): Promise<QueryResult<R>> {
     const replicas = this.#runtime.replicas;
     if (replicas === undefined) return this.#clients.run<R>(server, compiled);
     return this.#path.read<R>(replicas, server, shard, compiled, observed);
@@ -70,11 +70,11 @@ export class ReplicaReads {
   /**
    * A statement on `shard` outside a transaction, wherever {@link serverFor} sends it: a plain read
    * takes the {@link read} path (deadline and retry on a replica), anything else runs where it was sent.
-   * `observed` is the statement telemetry knows (the caller's, when `compiled` is one shard's part of it).
+   * `compiled` may be one shard's part of the statement planned as `plan`.
    */
-  run<R>(shard: Shard, plan: RoutePlan, inSession: boolean, compiled: CompiledQuery, observed: CompiledQuery = compiled): Promise<QueryResult<R>> {
+  run<R>(shard: Shard, plan: RoutePlan, inSession: boolean, compiled: CompiledQuery): Promise<QueryResult<R>> {
     const server = this.serverFor(shard, plan, inSession);
-    if (server !== shard.primary || this.readsOnPath(plan, inSession)) return this.read<R>(server, shard, compiled, observed);
+    if (server !== shard.primary || this.readsOnPath(plan, inSession)) return this.read<R>(server, shard, compiled, plan);
     return this.#clients.run<R>(server, compiled);
   }
 

@@ -19,6 +19,7 @@ import type { ServerSpec, Shard } from '../../cluster/topology';
 import { redactText } from '../../kernel/redact';
 import { ejects, type ReadOutcome } from '../../replication/replica-failover';
 import { ReplicaStreamInterruptedError } from '../../replication/replication-errors';
+import type { RoutePlan } from '../routing/route-planner';
 import { cursorRows, openCursor, type HeldClients, type OpenCursor } from './held-clients';
 import { attemptOnReplica, clientDropped } from './replica-attempt';
 import { ReplicaReadRoute } from './replica-read-route';
@@ -28,7 +29,7 @@ import type { CursorConstructor } from './sharded-dialect-config';
 /** What a stream needs of the read path besides the runtime and the held clients. */
 export interface ReplicaStreamHooks {
   /** Told when a stream starts again on the primary because a replica could not serve it. */
-  onRetry(shard: Shard, observed: CompiledQuery): void;
+  onRetry(shard: Shard, observed: RoutePlan): void;
   /** Inside a read-your-writes context, notes how far the data read from `server` (`undefined`: the primary) reached. */
   noteSeen(replicas: ReplicaChooser, shard: Shard, server: ServerSpec | undefined): Promise<void>;
 }
@@ -36,7 +37,8 @@ export interface ReplicaStreamHooks {
 /** The statement a stream runs and how: its cursor class and chunk size, and the statement telemetry knows. */
 export interface StreamStatement {
   readonly compiled: CompiledQuery;
-  readonly observed: CompiledQuery;
+  /** The plan of the statement the telemetry observes (the caller's, when `compiled` is one shard's part of it). */
+  readonly observed: RoutePlan;
   readonly Cursor: CursorConstructor;
   readonly chunkSize: number;
 }

@@ -95,7 +95,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
       return Promise.reject(error);
     }
     // Rows are typed by the caller's query builder, as in Kysely's own drivers.
-    const observed = this.#runtime.telemetry.begin(plan, compiled);
+    const observed = this.#runtime.telemetry.begin(plan);
     if (observed !== undefined) return observed.execute(() => ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>);
     return ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>;
   }
@@ -104,7 +104,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     requireInteger('chunkSize', chunkSize, 1);
     const plan = this.#plan(compiled);
     const chunks = ShardedConnection.#dispatch(ShardedConnection.#stream, this, plan.kind, plan, compiled, chunkSize) as AsyncGenerator<QueryResult<R>>;
-    yield* this.#runtime.telemetry.begin(plan, compiled)?.stream(chunks) ?? chunks;
+    yield* this.#runtime.telemetry.begin(plan)?.stream(chunks) ?? chunks;
   }
 
   /**
@@ -199,7 +199,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     // Outside a transaction, a plain read on a replica streams under the read deadline (and starts again elsewhere before its first row).
     const chunks =
       tx === null
-        ? this.#reads.stream(shard, plan, this.#session, { compiled, observed: compiled, Cursor, chunkSize })
+        ? this.#reads.stream(shard, plan, this.#session, { compiled, observed: plan, Cursor, chunkSize })
         : cursorRows(Cursor, await tx.client(shard, plan), compiled.sql, compiled.parameters, chunkSize);
     let failed = false;
     try {

@@ -5,11 +5,11 @@
  * Cheap when nothing listens: {@link StatementTelemetry.begin} returns `undefined` unless a route
  * hook is set, a span records or a metric is collected, and the server hooks the read path calls
  * ({@link observeServer}, {@link observePrimaryRetry}) return at once while no statement is observed.
- * Observations are found by plan (and compiled query) in a WeakMap, so concurrent statements on
- * one connection keep theirs apart.
+ * A statement's observation rides on its plan (a slot keyed by a private symbol; plans are made
+ * per statement), so concurrent statements on one connection keep theirs apart. Not a WeakMap: two
+ * ephemeron entries per statement cost more in garbage collection than the rest of the observation.
  */
 import { SpanKind, SpanStatusCode, context, trace, type Span } from '@opentelemetry/api';
-import type { CompiledQuery } from 'kysely';
 import type { Clock } from '../../kernel/clock';
 import { telemetryTracer, tracingActive } from '../../kernel/telemetry';
 import type { ServerSpec, Shard } from '../../cluster/topology';
@@ -54,7 +54,15 @@ export interface ReadContext {
   readonly readYourWritesContext: { requiredPosition(shardId: string): bigint | undefined } | undefined;
 }
 
-const observations = new WeakMap<object, StatementObservation>();
+const OBSERVATION = Symbol('kysely-scale.statementObservation');
+/** A plan carrying the observation of its statement. */
+interface ObservedPlan {
+  [OBSERVATION]?: StatementObservation | undefined;
+}
+
+function observationOf(plan: RoutePlan): StatementObservation | undefined {
+  return (plan as ObservedPlan)[OBSERVATION];
+}
 /** Statements being observed now: while 0, the read path's hooks return at once. */
 let observing = 0;
 
@@ -122,7 +130,7 @@ export class StatementTelemetry {
   }
 
   /** Starts observing a statement; `undefined` when no hook, span or metric would see it. */
-  begin(plan: RoutePlan, compiled: CompiledQuery): StatementObservation | undefined {
+  begin(plan: RoutePlan): StatementObservation | undefined {
     // Without an SDK not even a no-op span is made: a look at the global providers is cheaper.
     const tracing = tracingActive();
     if (!tracing && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
@@ -133,8 +141,7 @@ export class StatementTelemetry {
       if (span === undefined && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
     }
     const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock);
-    observations.set(plan, observation);
-    observations.set(compiled, observation);
+    (plan as ObservedPlan)[OBSERVATION] = observation;
     observing++;
     return observation;
   }
@@ -215,6 +222,8 @@ export class StatementObservation {
     if (this.#ended) return;
     this.#ended = true;
     observing--;
+    // The plan outlives the statement in the route event (a hook may keep it); the observation need not.
+    (this.#plan as ObservedPlan)[OBSERVATION] = undefined;
     const durationMillis = this.#clock.monotonicNow() - this.#started;
     const plan = this.#plan;
     if (STATEMENT_DURATION.enabled) recordMetrics(plan, this.servers, durationMillis, error);
@@ -244,19 +253,19 @@ export class StatementObservation {
 /** The read path chose `server` of `shard` for the statement planned as `plan` (no-op unless that statement is observed). */
 export function observeServer(plan: RoutePlan, shard: Shard, server: ServerSpec, runtime: ReadContext, inSession: boolean): void {
   if (observing === 0) return;
-  observations.get(plan)?.noteServer(shard, server, runtime, inSession);
+  observationOf(plan)?.noteServer(shard, server, runtime, inSession);
 }
 
 /** A statement of a transaction runs on `shard`'s primary. */
 export function observeTransactionServer(plan: RoutePlan, shard: Shard): void {
   if (observing === 0) return;
-  observations.get(plan)?.noteServer(shard, shard.primary, null, false);
+  observationOf(plan)?.noteServer(shard, shard.primary, null, false);
 }
 
-/** The primary of `shard` answers the read `compiled` after its replica failed it. */
-export function observePrimaryRetry(compiled: CompiledQuery, shard: Shard): void {
+/** The primary of `shard` answers a read of the statement planned as `plan` after its replica failed it. */
+export function observePrimaryRetry(plan: RoutePlan, shard: Shard): void {
   if (observing === 0) return;
-  observations.get(compiled)?.notePrimaryRetry(shard);
+  observationOf(plan)?.notePrimaryRetry(shard);
 }
 
 function readReason(plan: RoutePlan, shard: Shard, chosen: RouteServer, runtime: ReadContext | null, inSession: boolean): ReadReason {
