@@ -6,7 +6,10 @@
  * pause writers to the moving slots see at the cutover, and lost/duplicated rows from the
  * writers' own log of acknowledged writes.
  */
+import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { Kysely } from 'kysely';
 import { Client, Pool } from 'pg';
@@ -20,17 +23,62 @@ import { ShardedDialect } from '../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog } from '../src/admin/topology-catalog';
 import { followCatalog } from '../src/admin/follow-catalog';
 import { moveSlots } from '../src/admin/mover/mover-operations';
+import type { MoveResult } from '../src/admin/mover/move-result';
 import { installGuard, installCapture, dropCapture } from '../src/admin/mover/shard-guard';
 import { slotBitsLiteral, slotFilterSql } from '../src/admin/mover/shard-guard-sql';
 import type { MoveProgress } from '../src/admin/mover/move-context';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
+
+/** A move in a child process (see resharding-mover-process.ts), loaded and waiting: `start` runs it, passing its progress to `onProgress`. */
+interface MoverProcess {
+  readonly ready: Promise<void>;
+  start(onProgress: (p: MoveProgress) => void): Promise<MoveResult>;
+}
+
+function spawnMover(request: { catalog: string; slots: string; to: string; maxRowsPerSecond: number }): MoverProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'resharding-mover-process.ts')], {
+    env: { ...process.env, RESHARDING_MOVE: JSON.stringify(request) },
+    stdio: ['pipe', 'pipe', 'inherit'],
+    timeout: 300_000,
+  });
+  let onReady: () => void = () => undefined;
+  let report: (p: MoveProgress) => void = () => undefined;
+  let result: MoveResult | undefined;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  const done = new Promise<MoveResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => (result === undefined ? reject(new Error(`the mover process exited with ${code} and no result`)) : resolve(result)));
+  });
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const message = JSON.parse(line) as { ready?: true; progress?: MoveProgress; result?: MoveResult };
+    if (message.ready === true) onReady();
+    if (message.progress !== undefined) report(message.progress);
+    if (message.result !== undefined) result = message.result;
+  });
+  return {
+    ready,
+    start: (onProgress) => {
+      report = onProgress;
+      child.stdin.end('go\n');
+      return done;
+    },
+  };
+}
 
 interface DB {
   users: { id: number; name: string; score: number; payload: string };
 }
 
 const ROWS = Number(process.env.RESHARDING_ROWS ?? 200_000);
+// The move under load is throttled as an operator would throttle it on a busy cluster (--max-rows-per-second).
+const MOVE_ROWS_PER_SECOND = Number(process.env.RESHARDING_MAX_ROWS_PER_SECOND ?? 60_000);
 const WRITERS = 8;
+/**
+ * Writes per second of the app during the move-under-load part, open loop; 0 runs the writers
+ * closed loop as fast as they go, which saturates this 2-core machine before the move starts
+ * (p99 then measures the queue, and any extra work multiplies it).
+ */
+const WRITE_RATE = Number(process.env.RESHARDING_WRITE_RATE ?? 2_000);
 const TABLES = { users: 'id' };
 const SCHEMA = 'create table users (id bigint primary key, name text not null, score integer not null default 0, payload text not null)';
 
@@ -179,16 +227,34 @@ export async function run(): Promise<BenchReport> {
     let stop = false;
     let counter = 0;
     const marks: string[] = [];
+    const debug = process.env.RESHARDING_DEBUG !== undefined;
+    // With RESHARDING_DEBUG: every write (start, latency, moving slot?) and each phase's start, to see where the latency goes.
+    const samples: [number, number, number][] = [];
+    const phaseStarts: [string, number][] = [];
     const t0 = performance.now();
+    // The mover's process loads before the app load starts: its start-up is not part of the move.
+    const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND });
+    await mover.ready;
+    // Open loop at WRITE_RATE: each writer keeps a schedule; a write that starts behind it (the one
+    // before took too long) counts its latency from its scheduled time, so waiting is not hidden.
+    const interval = WRITE_RATE > 0 ? (WRITERS * 1000) / WRITE_RATE : 0;
     const load = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
+      let next = performance.now() + (w * interval) / WRITERS;
       while (!stop) {
         const id = ROWS + w * 1_000_000 + (counter++ % 5000);
         const value = counter;
-        const s = performance.now();
+        if (interval > 0) {
+          const wait = next - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+        const started = performance.now();
+        const s = interval > 0 && started - next > 2 ? next : started;
+        next += interval;
         await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
         const end = performance.now();
         acked.set(id, value);
         latency[phase]!.push(end - s);
+        if (debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
         if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
       }
     }));
@@ -198,20 +264,25 @@ export async function run(): Promise<BenchReport> {
     phase = 'during';
     let fenceFrom = Infinity;
     let fenceTo = -Infinity;
-    const moveB = await moveSlots({
-      catalog: catalogUrl,
-      slots: '2048-3071',
-      to: shards[0]!.id,
-      maxRowsPerSecond: 60_000,
-      // The cutover phase is saved just before the fence goes up; published, just after the publish.
-      onProgress: (p) => {
-        if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
-        if (p.phase === 'published') fenceTo = Math.max(fenceTo, performance.now());
-        if (process.env.RESHARDING_DEBUG !== undefined) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
-      },
-    });
+    // The mover runs in its own process, as the operator's CLI does; its progress lines arrive here
+    // as it reports them (the cutover phase just before the fence goes up, published just after).
+    const onMoveProgress = (p: MoveProgress): void => {
+      if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
+      if (p.phase === 'published') fenceTo = Math.max(fenceTo, performance.now());
+      if (debug) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
+      if (debug && phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
+    };
+    const moveB = await mover.start(onMoveProgress);
     const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
-    if (process.env.RESHARDING_DEBUG !== undefined) process.stderr.write(`${[...new Set(marks)].join('\n')}\n`);
+    if (debug) {
+      for (const [i, [name, from]] of phaseStarts.entries()) {
+        const to = phaseStarts[i + 1]?.[1] ?? performance.now();
+        const inPhase = samples.filter(([s]) => s >= from && s < to);
+        const all = inPhase.map(([, l]) => l);
+        const moving = inPhase.filter(([, , m]) => m === 1).map(([, l]) => l);
+        process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms\n`);
+      }
+    }
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
     phase = 'after';
     await new Promise((r) => setTimeout(r, 500));
@@ -256,6 +327,8 @@ export async function run(): Promise<BenchReport> {
       cutoverPauseP99Ms: round(percentile(pauses, 0.99)),
       cutoverPauseMaxMs: round(Math.max(0, ...pauses)),
       moveUnderLoadMillis: Math.round(moveB.durationMillis),
+      moveMaxRowsPerSecond: MOVE_ROWS_PER_SECOND,
+      appWriteRatePerSecond: WRITE_RATE,
       lost,
       duplicated,
     };

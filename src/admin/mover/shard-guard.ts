@@ -3,12 +3,17 @@ import type { Client } from 'pg';
 import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
 
-/** Runs DDL with a short lock timeout, retrying when the table stays busy (writers hold it), so app traffic is never queued behind the mover for long. */
-export async function runDdl(client: Client, sql: string, attempts = 20): Promise<void> {
+/**
+ * Runs DDL with a short lock timeout, retrying with a pause when the table stays busy. A DDL lock
+ * request queues every later writer of the table behind it while it waits, so the wait is what app
+ * writes pause: kept at {@link DDL_LOCK_TIMEOUT_MILLIS}, and the pause between attempts lets the
+ * queued writers through. Gives up (SQLSTATE 55P03) after `attempts`.
+ */
+export async function runDdl(client: Client, sql: string, attempts = 100): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     await client.query('begin');
     try {
-      await client.query(`set local lock_timeout = '200ms'`);
+      await client.query(`set local lock_timeout = '${DDL_LOCK_TIMEOUT_MILLIS}ms'`);
       await client.query(sql);
       await client.query('commit');
       return;
@@ -16,8 +21,13 @@ export async function runDdl(client: Client, sql: string, attempts = 20): Promis
       await client.query('rollback').catch(() => undefined);
       if ((error as { code?: unknown }).code !== '55P03' || attempt >= attempts) throw error;
     }
+    await new Promise((resolve) => setTimeout(resolve, DDL_RETRY_PAUSE_MILLIS * Math.min(attempt, 5)));
   }
 }
+
+/** How long a DDL statement of the mover may wait for its table's lock (and so hold up writers queued behind it). */
+export const DDL_LOCK_TIMEOUT_MILLIS = 20;
+const DDL_RETRY_PAUSE_MILLIS = 10;
 
 /** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {

@@ -1,0 +1,31 @@
+/**
+ * The mover of the resharding benchmark's move under load, in a process of its own as an
+ * operator's `kysely-scale-admin move` runs (in the app's process its copy pipe and polling would
+ * share the app's event loop). Reads its move from RESHARDING_MOVE (JSON: catalog, slots, to,
+ * maxRowsPerSecond); prints `{"ready":true}` once loaded, starts when a line arrives on stdin (so its
+ * start-up is not part of the measured move), then prints one JSON line per progress report and a
+ * last line with the result.
+ */
+import { createInterface } from 'node:readline';
+import { moveSlots } from '../src/admin/mover/mover-operations';
+
+interface MoveRequest {
+  readonly catalog: string;
+  readonly slots: string;
+  readonly to: string;
+  readonly maxRowsPerSecond: number;
+}
+
+async function main(): Promise<void> {
+  const request = JSON.parse(process.env.RESHARDING_MOVE ?? '') as MoveRequest;
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+  await lines.next();
+  const result = await moveSlots({ ...request, onProgress: (progress) => process.stdout.write(`${JSON.stringify({ progress })}\n`) });
+  process.stdout.write(`${JSON.stringify({ result })}\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exitCode = 1;
+});
