@@ -4,6 +4,7 @@
  * happened before the deadline. Shared by the dialect and by `retryOnFence`.
  */
 import { systemClock, type Clock } from '../kernel/clock';
+import { DeadlineError, withDeadline } from '../kernel/deadline';
 import type { Topology } from './topology';
 
 /** Where the latest published topology is read (a `TopologyCatalog` fits). */
@@ -27,6 +28,8 @@ export interface CatchUpTopologyOptions {
   readonly clock?: Clock;
 }
 
+const DEADLINE_PASSED: unique symbol = Symbol('deadline passed');
+
 // Holders refused at the same moment share one read of a source instead of queueing on its pool.
 const inFlight = new WeakMap<TopologySource, Promise<Topology | undefined>>();
 
@@ -45,7 +48,14 @@ export async function catchUpTopology(holder: TopologyHolder, source: TopologySo
   const deadline = clock.monotonicNow() + (options.waitMillis ?? 5000);
   for (;;) {
     if (holder.topology.version >= version) return true;
-    const latest = await latestOnce(source);
+    // A catalog that stops answering must not hold the caller past its deadline.
+    const remaining = deadline - clock.monotonicNow();
+    if (remaining <= 0) return false;
+    const latest: Topology | undefined | typeof DEADLINE_PASSED = await withDeadline(latestOnce(source), remaining, 'the topology source', { clock }).catch((error: unknown) => {
+      if (error instanceof DeadlineError) return DEADLINE_PASSED;
+      throw error;
+    });
+    if (latest === DEADLINE_PASSED) return false;
     if (latest !== undefined && latest.version > holder.topology.version) {
       try {
         holder.setTopology(latest);
