@@ -67,8 +67,9 @@ export class MultiShardExecutor {
     }
     const Cursor = this.#runtime.cursor();
     // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
+    const compileFor = shardStatements(this.#runtime, scatter, compiled);
     const streams = parts.map((part) => {
-      const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
+      const query = compileFor(part);
       return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
     });
     for await (const rows of scatter.mergeChunks(streams, chunkSize)) yield { rows };
@@ -79,9 +80,10 @@ export class MultiShardExecutor {
     // Every part settles before an error is thrown: Kysely releases the connection on the error,
     // and a client must not go back to its pool while its query still runs.
     // Each part is a plain read of its shard: under the read deadline on a replica, else again elsewhere.
+    const compileFor = shardStatements(this.#runtime, scatter, compiled);
     const rowsPerShard = await allSettledOrThrow(
       parts.map(async (part) => {
-        const query = this.#runtime.compile(shardNode(scatter, part, compiled), compiled);
+        const query = compileFor(part);
         return (await this.#reads.run<Row>(part.shard, plan, inSession, query)).rows;
       }),
     );
@@ -148,6 +150,15 @@ function isUnknownEnumLabel(error: unknown): boolean {
 /** The parts of a scatter or broadcast: the unchanged statement on each shard. */
 export function partsOnShards(shards: readonly Shard[], node: RootOperationNode): readonly RoutePart[] {
   return shards.map((shard) => ({ shard, node, keys: null }));
+}
+
+/**
+ * Compiles each part's shard statement; parts that run the unchanged statement (a scatter's, on
+ * every shard) share one compilation of the scatter plan's rewrite.
+ */
+function shardStatements(runtime: MultiShardRuntime, scatter: ScatterPlan, compiled: CompiledQuery): (part: RoutePart) => CompiledQuery {
+  let shared: CompiledQuery | undefined;
+  return (part) => (part.node === compiled.query ? (shared ??= runtime.compile(scatter.shardNode, compiled)) : runtime.compile(shardNode(scatter, part, compiled), compiled));
 }
 
 /** The SELECT a shard runs for `part`: the scatter plan's rewrite of the part's node. */
