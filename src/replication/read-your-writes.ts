@@ -1,5 +1,8 @@
 import { formatLsn, parseLsn } from '../cluster/wal-position';
 
+/** Beyond any real WAL position: a caller whose position on a shard is unknown reads that shard's primary. */
+export const UNKNOWN_POSITION = 1n << 64n;
+
 /**
  * What one caller (a request, a user session) has written and seen: per shard, the furthest WAL
  * position of its writes there (the primary's position after each) and of its reads (the position
@@ -16,10 +19,15 @@ export class ReadYourWritesContext {
     for (const [shardId, lsn] of Object.entries(saved)) this.#positions.set(shardId, parseLsn(lsn));
   }
 
-  /** Records a write on `shardId` that is durable at `lsn` (positions only move forward). */
+  /**
+   * Records a write on `shardId` that is durable at `lsn` (positions only move forward), or
+   * {@link UNKNOWN_POSITION} when its position could not be read: reads of that shard then go to
+   * its primary, until a later position read from the primary replaces it (WAL only grows, so a
+   * position read after the unknown one covers it).
+   */
   noteWrite(shardId: string, lsn: bigint): void {
     const known = this.#positions.get(shardId);
-    if (known === undefined || lsn > known) this.#positions.set(shardId, lsn);
+    if (known === undefined || lsn > known || (known === UNKNOWN_POSITION && lsn !== UNKNOWN_POSITION)) this.#positions.set(shardId, lsn);
   }
 
   /** Records a read on `shardId` that saw data up to `lsn` (later reads must not see less). */

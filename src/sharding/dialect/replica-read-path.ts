@@ -13,7 +13,7 @@ import { CompiledQuery, type QueryResult } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
-import type { ReadYourWritesContext } from '../../replication/read-your-writes';
+import { UNKNOWN_POSITION, type ReadYourWritesContext } from '../../replication/read-your-writes';
 import type { RoutePlan } from '../routing/route-planner';
 import type { HeldClients } from './held-clients';
 import { attemptOnReplica, type ReplicaAttemptTarget } from './replica-attempt';
@@ -126,5 +126,4 @@ export class ReplicaReadPath {
   }
 }
 
-/** Beyond any real WAL position: a context whose position is unknown reads that shard's primary. */
-export const UNKNOWN_POSITION = 1n << 64n;
+export { UNKNOWN_POSITION };

@@ -11,6 +11,7 @@ import type { ServerSpec, Shard } from '../../cluster/topology';
 import { formatLsn } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
 import type { ReadOutcome } from '../../replication/replica-failover';
+import { UNKNOWN_POSITION } from '../../replication/read-your-writes';
 import { ReadYourWritesUnavailableError } from '../../replication/replication-errors';
 import { ATTR, READ_YOUR_WRITES_WAIT } from './statement-metrics';
 
@@ -59,6 +60,13 @@ export class ReplicaReadRoute {
     const shard = this.#shard;
     const required = this.#required;
     let server = this.#next;
+    if (server === undefined && required === UNKNOWN_POSITION) {
+      // No replica can confirm a position nobody knows: the primary at once, without a wait.
+      if (!replicas.primaryAvailable(shard)) {
+        throw new ReadYourWritesUnavailableError(`The caller's position on shard "${shard.id}" is unknown (it could not be read after a write) and the shard's primary is unavailable: the read was not served stale. Retry.`, { shardId: shard.id, requiredPosition: 'unknown' });
+      }
+      return undefined;
+    }
     if (server === undefined && required !== undefined) {
       const available = replicas.primaryAvailable(shard);
       const wait = available ? replicas.options.replayWaitMillis : replicas.options.readTimeoutMillis;
