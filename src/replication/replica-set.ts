@@ -237,6 +237,12 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     const theirs = facts.identity;
     if (!facts.standby) {
       if (ours !== undefined && theirs?.token === ours.token && facts.timeline !== null && (watch.timeline === null || facts.timeline > watch.timeline)) {
+        // Two primaries with the shard's data: follow the newer one only once the listed primary is
+        // out (down, or found a standby). While it answers as a primary, this is a copy (a restored
+        // backup, a promotion for a drill) or a promotion not finished: writes stay where they are.
+        if (watch.state !== 'down' && watch.state !== 'demoted') {
+          return this.#refuse(member, `is a primary with the shard's identity on timeline ${facts.timeline}, while the shard's primary ${watch.server.redactedUrl} answers as a primary: a copy of the shard or a promotion outside a failover; it takes no reads, and writes stay on the primary`);
+        }
         member.timeline = facts.timeline;
         this.#setState(member, 'promoted', `was promoted: it writes on timeline ${facts.timeline} with the shard's identity; writes follow it`);
         this.#context.onPromoted(this, member);
