@@ -211,7 +211,14 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       return this.#setPrimaryState('demoted', `writes on timeline ${facts.timeline}, older than the shard's timeline ${watch.timeline}: a standby was promoted in its place`);
     }
     if (watch.failedAt > started) return; // a connection failed after this check began
-    watch.identity = facts.identity;
+    let identity = facts.identity;
+    if (identity !== undefined && identity.shardId !== this.#shard.id) {
+      // A copy of another shard's database (a split by promotion, a restored backup) keeps that
+      // shard's identity, and that shard's standbys would replay the same token: trust none.
+      identityProblem = `: its data carries the identity of shard "${identity.shardId}" (a copy of that shard, or a renamed shard), so no replica can be proven; if this database is shard "${this.#shard.id}"'s own, delete the row of kysely_scale.replica_identity on it and a new identity is written at the next check`;
+      identity = undefined;
+    }
+    watch.identity = identity;
     watch.timeline = facts.timeline;
     if (facts.lsn !== null) watch.observe(facts.lsn, sentAt);
     watch.lastSeenAt = clock.monotonicNow();
@@ -251,7 +258,7 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       return this.#refuse(member, 'is not a standby (not in recovery): a primary, or a standby promoted outside this shard');
     }
     if (facts.lsn === null) return this.#setState(member, 'unverified', 'has not replayed any WAL yet');
-    if (ours === undefined) return this.#setState(member, 'unverified', "its primary's identity is not known yet (the primary has not answered a check)");
+    if (ours === undefined) return this.#setState(member, 'unverified', "its primary's identity is not known or not trusted yet (the primary's state says why)");
     if (theirs === undefined) return this.#setState(member, 'unverified', "has not replayed its primary's identity (kysely_scale.replica_identity) yet");
     if (theirs.token !== ours.token) {
       const other = theirs.shardId === this.#shard.id ? `another primary's (written as shard "${theirs.shardId}" on another server or database)` : `the identity of shard "${theirs.shardId}"`;

@@ -132,14 +132,28 @@ describe('replica identity', () => {
   test('a replica proven once is refused as soon as it streams from another primary', async () => {
     // The same server is listed first under its own shard, then (a topology change) under the other.
     const counts2 = new ServerCounts((text) => text.includes('"users"'));
-    const own = createTopology({ shards: [{ id: 'shard0', primary: s1.primaryUrl, replicas: [s1.replicaUrls[0]!] }], version: 1 });
+    const own = createTopology({ shards: [{ id: 'shard1', primary: s1.primaryUrl, replicas: [s1.replicaUrls[0]!] }], version: 1 });
     const dialect = new ShardedDialect({ topology: own, shardKeys: { users: 'id' }, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0 }, createPool: (server) => countedPool(server.url, counts2), onPoolError: () => undefined });
     open.push(new Kysely<DB>({ dialect }));
     await dialect.refreshReplicas();
     expect(dialect.replicaStatus()[0]).toMatchObject({ state: 'serving' });
-    dialect.setTopology(createTopology({ shards: [{ id: 'shard0', primary: s0.primaryUrl, replicas: [s1.replicaUrls[0]!] }], version: 2 }));
+    dialect.setTopology(createTopology({ shards: [{ id: 'shard1', primary: s1.primaryUrl }, { id: 'shard0', primary: s0.primaryUrl, replicas: [s1.replicaUrls[0]!] }], version: 2 }));
     await dialect.refreshReplicas();
     expect(dialect.replicaStatus()[0]).toMatchObject({ state: 'refused', eligible: false, code: ErrorCodes.REPLICA_REFUSED });
     expect(dialect.replicaStatus()[0]!.problem).toContain('shard "shard1"');
   });
+
+  test('a primary whose data carries another shard\'s identity (a copy of that shard) proves no replica', async () => {
+    // shard1's primary listed as shard0's, with its own standby: the tokens match, the shard id does not.
+    const copied = createTopology({ shards: [{ id: 'shard0', primary: s1.primaryUrl, replicas: [s1.replicaUrls[0]!] }] });
+    const dialect = new ShardedDialect({ topology: copied, shardKeys: { users: 'id' }, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 0 }, onPoolError: () => undefined });
+    const events: ReplicaEvent[] = [];
+    dialect.onReplicaEvent((event) => events.push(event));
+    open.push(new Kysely<DB>({ dialect }));
+    await dialect.refreshReplicas();
+    expect(dialect.replicaStatus()[0]).toMatchObject({ state: 'unverified', eligible: false });
+    const primaryUp = events.find((e) => e.role === 'primary' && e.to === 'up');
+    expect(primaryUp?.reason).toContain('carries the identity of shard "shard1"');
+  });
 });
+
