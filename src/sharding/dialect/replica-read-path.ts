@@ -90,9 +90,10 @@ export class ReplicaReadPath {
     let lsn: bigint;
     if (server === undefined) {
       try {
-        const { rows } = await this.#clients.run<{ lsn: string }>(shard.primary, PRIMARY_POSITION_SQL);
+        const { rows } = await this.#withDeadline(this.#clients.run<{ lsn: string }>(shard.primary, PRIMARY_POSITION_SQL), replicas.options.readTimeoutMillis);
         lsn = parseLsn(rows[0]!.lsn);
       } catch {
+        this.#clients.drop(shard.primary.url); // it may never answer: closed, never reused
         lsn = UNKNOWN_POSITION;
       }
     } else {
@@ -100,8 +101,10 @@ export class ReplicaReadPath {
         const { rows } = await this.#withDeadline(this.#clients.run<{ lsn: string }>(server, REPLAY_SQL), replicas.options.readTimeoutMillis);
         lsn = parseLsn(rows[0]!.lsn);
         replicas.noteReplayed(shard, server, lsn);
-      } catch {
-        // Not answered: what the primary can have reached by now bounds what the read saw.
+      } catch (error) {
+        // Not answered: what the primary can have reached by now bounds what the read saw, and the
+        // replica leaves rotation now rather than at its next check or a read's deadline.
+        replicas.markFailed(shard, server, `no answer to its replay position after a read: ${(error as Error)?.message ?? String(error)}`);
         this.#clients.drop(server.url);
         lsn = replicas.primaryPositionBound(shard) ?? UNKNOWN_POSITION;
       }
