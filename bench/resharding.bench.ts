@@ -272,7 +272,27 @@ export async function run(): Promise<BenchReport> {
       if (debug) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
       if (debug && phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
     };
+    // With RESHARDING_DEBUG: what app sessions wait for on each shard, sampled every 5 ms during the move.
+    const waits = new Map<string, number>();
+    let sampling = debug;
+    const samplers = debug
+      ? shards.map(async (s) => {
+          const c = new Client(s.primaryUrl);
+          await c.connect();
+          while (sampling) {
+            const { rows } = await c.query<{ w: string }>(
+              `select coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' || left(query, 40) as w from pg_stat_activity where usename = 'bench_app' and state = 'active'`,
+            );
+            for (const r of rows) waits.set(`${s.id} ${r.w}`, (waits.get(`${s.id} ${r.w}`) ?? 0) + 1);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          await c.end();
+        })
+      : [];
     const moveB = await mover.start(onMoveProgress);
+    sampling = false;
+    await Promise.all(samplers);
+    if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
     const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
     if (debug) {
       for (const [i, [name, from]] of phaseStarts.entries()) {
