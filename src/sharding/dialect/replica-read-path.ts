@@ -11,6 +11,7 @@
  */
 import { CompiledQuery, type QueryResult } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
+import { isConnectionFailure } from '../../cluster/connection-failure';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
 import { UNKNOWN_POSITION, type ReadYourWritesContext } from '../../replication/read-your-writes';
@@ -26,6 +27,8 @@ export interface ReplicaChooser extends ReplicaAttemptTarget, ReplicaRouteSource
   noteReplayed(shard: Shard, server: ServerSpec, lsn: bigint): void;
   /** An upper bound of the primary's position now, when known. */
   primaryPositionBound(shard: Shard): bigint | undefined;
+  /** A statement on `server` failed to reach it: a primary is marked down (a coded error is returned for it); anything else is returned unchanged. */
+  acquireFailed(server: ServerSpec, error: unknown): unknown;
 }
 
 /** What the read path needs of the dialect's runtime. */
@@ -61,11 +64,25 @@ export class ReplicaReadPath {
   async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan): Promise<QueryResult<R>> {
     const context = this.#runtime.readYourWritesContext;
     const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
+    let primaryLost = false;
     for (;;) {
       const server = await route.next();
       if (server === undefined) {
         if (route.retried) this.#onRetry(shard, observed);
-        const result = await this.#clients.run<R>(shard.primary, compiled);
+        let result: QueryResult<R>;
+        try {
+          result = await this.#clients.run<R>(shard.primary, compiled);
+        } catch (error) {
+          // The primary went down under the read (in flight when it died). A read is safe to run
+          // again: once, on a replica that may serve it, else a coded retryable error, never the
+          // driver's. The broken client is closed; the primary is marked down.
+          if (primaryLost || !isConnectionFailure(error)) throw error;
+          primaryLost = true;
+          this.#clients.drop(shard.primary.url);
+          replicas.acquireFailed(shard.primary, error);
+          route.primaryFailed();
+          continue;
+        }
         if (context !== undefined) await this.noteSeen(replicas, shard, undefined);
         return result;
       }

@@ -87,6 +87,12 @@ export class ReplicaReadRoute {
     return server;
   }
 
+  /** After the primary could not answer the read (it went down): a replica that may serve it next, if any. */
+  primaryFailed(): void {
+    this.#retried = true;
+    this.#next = this.#replicas.serverForRead(this.#shard, this.#required, this.#tried);
+  }
+
   /** After an attempt on a replica failed with `outcome` (a failure of the replica, not the statement's own error). */
   failed(outcome: Exclude<ReadOutcome, 'ok' | 'statement'>): void {
     const replicas = this.#replicas;
