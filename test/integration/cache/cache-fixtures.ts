@@ -4,6 +4,7 @@ import Redis, { Cluster } from 'ioredis';
 import type { ChildConfig } from './cache-instance-child';
 import type { RedisLike } from '../../../src/cache/l2-tier';
 import { redisClientDefaults, redisSubscriberDefaults } from '../../../src/cache/redis-client';
+import { InvalidationBus, TieredCache, closeRedisClients, singleRedisTier } from '../../../src/cache';
 
 /**
  * A real ioredis client with the cache's recommended options (`subscriber`: the bus subscriber's),
@@ -162,4 +163,18 @@ export function startChild(config: ChildConfig): Promise<ChildInstance> {
     });
     child.once('exit', (code) => reject(new Error(`cache instance exited with code ${code} before it was ready`)));
   });
+}
+
+/** A cache instance with its own Redis clients and a bus on `channel`, one policy of 60 s (the clients close with the cache). */
+export async function busCacheInstance(url: string, channel: string, policy: string): Promise<TieredCache> {
+  const data = await connect(url);
+  const subscriber = await connect(url, 'subscriber');
+  const bus = new InvalidationBus({ publisher: data, subscriber, channel: `${channel}:bus` });
+  try {
+    await bus.start();
+    return new TieredCache({ policies: { [policy]: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: `${channel}:` }), bus, closeClients: [data, subscriber] });
+  } catch (error) {
+    await closeRedisClients([data, subscriber]);
+    throw error;
+  }
 }

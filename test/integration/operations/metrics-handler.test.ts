@@ -16,11 +16,11 @@ import { slotOf } from '../../../src/cluster/slot-hash';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { Balancer, roundRobin } from '../../../src/balancer';
-import { InvalidationBus, TieredCache, closeRedisClients, singleRedisTier } from '../../../src/cache';
+import { TieredCache } from '../../../src/cache';
 import { TopologyCatalog, moveSlots } from '../../../src/admin';
 import { metricsHandler, PROMETHEUS_CONTENT_TYPE } from '../../../src/metrics';
 import { waitForReplay } from '../../support/postgres-replication';
-import { connect, nextEvent } from '../cache/cache-fixtures';
+import { busCacheInstance, nextEvent } from '../cache/cache-fixtures';
 
 interface DB {
   users: { id: number; name: string };
@@ -162,18 +162,7 @@ describe('metricsHandler', () => {
   }, 30_000);
 
   it('shows the bus delivery lag between two cache instances', async () => {
-    const instance = async (): Promise<TieredCache> => {
-      const data = await connect(cluster.redis[0]!.url);
-      const subscriber = await connect(cluster.redis[0]!.url, 'subscriber');
-      const bus = new InvalidationBus({ publisher: data, subscriber, channel: 'metrics-test:bus' });
-      try {
-        await bus.start();
-        return new TieredCache({ policies: { accounts: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'metrics-test:' }), bus, closeClients: [data, subscriber] });
-      } catch (error) {
-        await closeRedisClients([data, subscriber]);
-        throw error;
-      }
-    };
+    const instance = (): Promise<TieredCache> => busCacheInstance(cluster.redis[0]!.url, 'metrics-test', 'accounts');
     const a = await instance();
     const b = await instance();
     try {

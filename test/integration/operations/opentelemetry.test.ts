@@ -14,10 +14,10 @@ import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
-import { InvalidationBus, TieredCache, closeRedisClients, singleRedisTier } from '../../../src/cache';
+import { TieredCache, singleRedisTier } from '../../../src/cache';
 import { Balancer, roundRobin } from '../../../src/balancer';
 import { waitForReplay } from '../../support/postgres-replication';
-import { connect, nextEvent } from '../cache/cache-fixtures';
+import { busCacheInstance, nextEvent } from '../cache/cache-fixtures';
 
 interface DB {
   users: { id: number; name: string };
@@ -195,18 +195,7 @@ describe('OpenTelemetry spans and metrics', () => {
   });
 
   it('measures the bus delivery lag: published on one instance, applied on another', async () => {
-    const instance = async (): Promise<TieredCache> => {
-      const data = await connect(cluster.redis[0]!.url);
-      const subscriber = await connect(cluster.redis[0]!.url, 'subscriber');
-      const bus = new InvalidationBus({ publisher: data, subscriber, channel: 'otel-test:bus' });
-      try {
-        await bus.start();
-        return new TieredCache({ policies: { profiles: { ttlMillis: 60_000 } }, l2: singleRedisTier({ client: data, prefix: 'otel-test:' }), bus, closeClients: [data, subscriber] });
-      } catch (error) {
-        await closeRedisClients([data, subscriber]);
-        throw error;
-      }
-    };
+    const instance = (): Promise<TieredCache> => busCacheInstance(cluster.redis[0]!.url, 'otel-test', 'profiles');
     const a = await instance();
     const b = await instance();
     try {
