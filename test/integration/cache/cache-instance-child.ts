@@ -63,7 +63,14 @@ async function main(): Promise<void> {
     }
   };
 
+  // Invalidations of each key that arrived over the bus, so a parent can wait for one to be applied.
+  const fromBus = new Map<string, number>();
+  cache.events.on('invalidate', (e) => {
+    if (e.source === 'bus') for (const k of e.keys ?? []) fromBus.set(k, (fromBus.get(k) ?? 0) + 1);
+  });
+
   const ops: Record<string, (...args: any[]) => Promise<unknown> | unknown> = {
+    busInvalidations: (key: string) => fromBus.get(key) ?? 0,
     get: (key: string) => cache.get('p', key),
     peek: (key: string) => cache.peek('p', key) ?? null,
     set: (key: string, value: unknown, version?: string) => cache.set('p', key, value, version === undefined ? {} : { version: BigInt(version) }),

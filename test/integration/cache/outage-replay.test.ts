@@ -31,6 +31,11 @@ async function staleWindowAfter(prefix: string, outage: Outage): Promise<number>
   const [a, b, c] = await Promise.all([startChild(config), startChild(config), startChild(config)]);
   try {
     await a.call('set', 'k', { v: 1 }, '1');
+    // A's write reaches B's L1 as an invalidation over the bus: once it has, B's L1 keeps what B reads
+    // next (read before, it would be evicted by the late invalidation).
+    for (const deadline = performance.now() + 5000; (await b.call<number>('busInvalidations', 'k')) === 0; ) {
+      if (performance.now() > deadline) throw new Error("A's invalidation of k never reached B");
+    }
     expect(await b.call('get', 'k')).toEqual({ v: 1 });
     expect(await b.call('peek', 'k')).toEqual({ v: 1 }); // B serves it from L1
     await outage.begin();
