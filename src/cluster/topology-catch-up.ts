@@ -28,8 +28,6 @@ export interface CatchUpTopologyOptions {
   readonly clock?: Clock;
 }
 
-const DEADLINE_PASSED: unique symbol = Symbol('deadline passed');
-
 // Holders refused at the same moment share one read of a source instead of queueing on its pool.
 const inFlight = new WeakMap<TopologySource, Promise<Topology | undefined>>();
 
@@ -51,11 +49,13 @@ export async function catchUpTopology(holder: TopologyHolder, source: TopologySo
     // A catalog that stops answering must not hold the caller past its deadline.
     const remaining = deadline - clock.monotonicNow();
     if (remaining <= 0) return false;
-    const latest: Topology | undefined | typeof DEADLINE_PASSED = await withDeadline(latestOnce(source), remaining, 'the topology source', { clock }).catch((error: unknown) => {
-      if (error instanceof DeadlineError) return DEADLINE_PASSED;
+    let latest: Topology | undefined;
+    try {
+      latest = await withDeadline(latestOnce(source), remaining, 'the topology source', { clock });
+    } catch (error) {
+      if (error instanceof DeadlineError) return false;
       throw error;
-    });
-    if (latest === DEADLINE_PASSED) return false;
+    }
     if (latest !== undefined && latest.version > holder.topology.version) {
       try {
         holder.setTopology(latest);

@@ -129,9 +129,8 @@ export class HeldClients {
     let late: Promise<void>[] | undefined;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      const client = entry.client;
-      if (client !== undefined) client.release(destroy ?? (isBroken(client) ? true : undefined));
-      else (late ??= []).push(entry.pending.then((arrived) => arrived.release(destroy ?? (isBroken(arrived) ? true : undefined)), () => undefined));
+      if (entry.client !== undefined) giveBack(entry.client, destroy);
+      else (late ??= []).push(entry.pending.then((client) => giveBack(client, destroy), () => undefined));
     }
     entries.length = 0;
     return late === undefined ? undefined : Promise.all(late).then(() => undefined);
@@ -158,6 +157,11 @@ export class HeldClients {
     for (let i = 0; i < held.length; i++) if (held[i]!.url === url) return held[i];
     return undefined;
   }
+}
+
+/** Returns `client` to its pool, or closes it when told to or when its connection failed under a statement. */
+function giveBack(client: PoolClientLike, destroy: true | undefined): void {
+  client.release(destroy ?? (isBroken(client) ? true : undefined));
 }
 
 /** Runs one statement on `client`; INSERT/UPDATE/DELETE/MERGE report their affected rows as Kysely expects. */

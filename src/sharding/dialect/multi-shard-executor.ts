@@ -153,17 +153,12 @@ export function partsOnShards(shards: readonly Shard[], node: RootOperationNode)
 }
 
 /**
- * Compiles each part's shard statement; parts that run the unchanged statement (a scatter's, on
- * every shard) share one compilation of the scatter plan's rewrite.
+ * Compiles the SELECT each part's shard runs: the scatter plan's rewrite of the part's node. Parts
+ * that run the unchanged statement (a scatter's, on every shard) share one compilation.
  */
 function shardStatements(runtime: MultiShardRuntime, scatter: ScatterPlan, compiled: CompiledQuery): (part: RoutePart) => CompiledQuery {
   let shared: CompiledQuery | undefined;
-  return (part) => (part.node === compiled.query ? (shared ??= runtime.compile(scatter.shardNode, compiled)) : runtime.compile(shardNode(scatter, part, compiled), compiled));
-}
-
-/** The SELECT a shard runs for `part`: the scatter plan's rewrite of the part's node. */
-function shardNode(scatter: ScatterPlan, part: RoutePart, compiled: CompiledQuery): RootOperationNode {
-  return part.node === compiled.query ? scatter.shardNode : planScatter(part.node, SCATTER_OPTIONS).shardNode;
+  return (part) => (part.node === compiled.query ? (shared ??= runtime.compile(scatter.shardNode, compiled)) : runtime.compile(planScatter(part.node, SCATTER_OPTIONS).shardNode, compiled));
 }
 
 /**

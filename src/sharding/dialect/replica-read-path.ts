@@ -14,6 +14,7 @@ import type { ServerSpec, Shard } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
+import { withDeadline } from '../../kernel/deadline';
 import { UNKNOWN_POSITION, type ReadYourWritesContext } from '../../replication/read-your-writes';
 import type { RoutePlan } from '../routing/route-planner';
 import type { HeldClients } from './held-clients';
@@ -107,7 +108,7 @@ export class ReplicaReadPath {
     let lsn: bigint;
     if (server === undefined) {
       try {
-        const { rows } = await this.#withDeadline(this.#clients.run<{ lsn: string }>(shard.primary, PRIMARY_POSITION_SQL), replicas.options.readTimeoutMillis);
+        const { rows } = await withDeadline(this.#clients.run<{ lsn: string }>(shard.primary, PRIMARY_POSITION_SQL), replicas.options.readTimeoutMillis, 'the primary', { clock: this.#runtime.clock });
         lsn = parseLsn(rows[0]!.lsn);
       } catch {
         this.#clients.drop(shard.primary.url); // it may never answer: closed, never reused
@@ -115,7 +116,7 @@ export class ReplicaReadPath {
       }
     } else {
       try {
-        const { rows } = await this.#withDeadline(this.#clients.run<{ lsn: string }>(server, REPLAY_SQL), replicas.options.readTimeoutMillis);
+        const { rows } = await withDeadline(this.#clients.run<{ lsn: string }>(server, REPLAY_SQL), replicas.options.readTimeoutMillis, 'the replica', { clock: this.#runtime.clock });
         lsn = parseLsn(rows[0]!.lsn);
         replicas.noteReplayed(shard, server, lsn);
       } catch (error) {
@@ -128,22 +129,5 @@ export class ReplicaReadPath {
     }
     context.noteRead(shard.id, lsn);
   }
-
-  #withDeadline<T>(promise: Promise<T>, millis: number): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const cancel = this.#runtime.clock.setTimeout(() => reject(new Error(`no answer within ${millis} ms`)), millis);
-      promise.then(
-        (value) => {
-          cancel();
-          resolve(value);
-        },
-        (error: unknown) => {
-          cancel();
-          reject(error as Error);
-        },
-      );
-    });
-  }
 }
 
-export { UNKNOWN_POSITION };

@@ -15,7 +15,8 @@ import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import { cursorRows, runOn, type HeldClients } from './held-clients';
 import { observePrimaryRetry, observeServer } from './statement-telemetry';
 
-import { ReplicaReadPath, UNKNOWN_POSITION, type ReplicaReadRuntime } from './replica-read-path';
+import { UNKNOWN_POSITION } from '../../replication/read-your-writes';
+import { ReplicaReadPath, type ReplicaReadRuntime } from './replica-read-path';
 import { ReplicaStreamPath, type StreamStatement } from './replica-stream';
 
 export type { ReplicaChooser, ReplicaReadRuntime } from './replica-read-path';
