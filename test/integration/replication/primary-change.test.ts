@@ -6,14 +6,13 @@
  * topology naming the new primary is then followed as published. Prints the figures.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
-import { waitForReplay, withPg } from '../../support/postgres-replication';
-import { countedPool, kill9, ServerCounts, until } from './replication-fault-fixture';
+import { withPg } from '../../support/postgres-replication';
+import { countedPool, kill9, ServerCounts, until, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   events: { id: number; note: string };
@@ -25,11 +24,9 @@ let db: Kysely<DB>;
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
-  [shard] = (await cluster.createDatabase('primary_change')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table events (id integer primary key, note text not null)');
-  await pool.end();
-  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  shard = await replicatedShard(cluster, 'primary_change', [
+    'create table events (id integer primary key, note text not null)',
+  ]);
 }, 60_000);
 
 afterAll(async () => {

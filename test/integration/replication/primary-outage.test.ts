@@ -7,15 +7,13 @@
  * succeed again on the same dialect. Prints the figures.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { ReadYourWritesContext } from '../../../src/replication/read-your-writes';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
-import { waitForReplay } from '../../support/postgres-replication';
-import { countedPool, kill9, percentile, ReaderLoad, ServerCounts, summary, until } from './replication-fault-fixture';
+import { countedPool, kill9, percentile, ReaderLoad, ServerCounts, summary, until, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   users: { id: number; name: string };
@@ -27,12 +25,10 @@ let db: Kysely<DB>;
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
-  [shard] = (await cluster.createDatabase('primary_outage')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.query("insert into users select i, '0' from generate_series(1, 1000) i");
-  await pool.end();
-  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  shard = await replicatedShard(cluster, 'primary_outage', [
+    'create table users (id integer primary key, name text not null)',
+    "insert into users select i, '0' from generate_series(1, 1000) i",
+  ]);
 }, 60_000);
 
 afterAll(async () => {

@@ -5,14 +5,13 @@
  * promotion as a failover.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
-import { waitForReplay, withPg } from '../../support/postgres-replication';
-import { countedPool, kill9, ServerCounts, until } from './replication-fault-fixture';
+import { withPg } from '../../support/postgres-replication';
+import { countedPool, kill9, ServerCounts, until, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   events: { id: number; note: string };
@@ -24,11 +23,9 @@ let db: Kysely<DB> | undefined;
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 1 });
-  [shard] = (await cluster.createDatabase('promotion_primary_up')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table events (id integer primary key, note text not null)');
-  await pool.end();
-  await waitForReplay(shard.primaryUrl, shard.replicaUrls[0]!);
+  shard = await replicatedShard(cluster, 'promotion_primary_up', [
+    'create table events (id integer primary key, note text not null)',
+  ]);
 }, 60_000);
 
 afterAll(async () => {

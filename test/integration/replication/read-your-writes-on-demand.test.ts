@@ -5,7 +5,6 @@
  * back in time when the strategy alternates between a replica that is ahead and one that is behind.
  */
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -14,7 +13,7 @@ import { roundRobin } from '../../../src/balancer/strategies/round-robin';
 import type { ReplicaReadOptions } from '../../../src/replication/replica-options';
 import { parseLsn } from '../../../src/cluster/wal-position';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
-import { countedPool, ServerCounts } from './replication-fault-fixture';
+import { countedPool, ServerCounts, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   users: { id: number; name: string };
@@ -27,12 +26,10 @@ const reads = new ServerCounts((text) => text.startsWith('select') && text.inclu
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
-  [shard] = (await cluster.createDatabase('ryw_on_demand')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.query("insert into users select i, '0' from generate_series(1, 100) i");
-  await pool.end();
-  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  shard = await replicatedShard(cluster, 'ryw_on_demand', [
+    'create table users (id integer primary key, name text not null)',
+    "insert into users select i, '0' from generate_series(1, 100) i",
+  ]);
 }, 60_000);
 
 afterAll(async () => {

@@ -4,12 +4,12 @@
  * shard; the status's problem text says the same. Nothing shows the password.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { ManualClock } from '../../../src/kernel/clock';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
+import { replicatedShard } from './replication-fault-fixture';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 
 interface DB {
@@ -30,11 +30,9 @@ function withPassword(url: string): string {
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 1 });
-  [shard] = (await cluster.createDatabase('replica_events')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.end();
-  await waitForReplay(shard.primaryUrl, shard.replicaUrls[0]!);
+  shard = await replicatedShard(cluster, 'replica_events', [
+    'create table users (id integer primary key, name text not null)',
+  ]);
 }, 60_000);
 
 afterAll(async () => {

@@ -8,14 +8,14 @@
  */
 import { setTimeout as pace } from 'node:timers/promises';
 import { Kysely, sql } from 'kysely';
-import { Client, Pool } from 'pg';
+import { Client } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { parseLsn } from '../../../src/cluster/wal-position';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import type { ReplicaReadOptions } from '../../../src/replication/replica-options';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
-import { ReaderLoad, until } from './replication-fault-fixture';
+import { ReaderLoad, until, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   users: { id: number; name: string };
@@ -27,15 +27,13 @@ const open: Kysely<DB>[] = [];
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 1 });
-  [shard] = (await cluster.createDatabase('replica_lag')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.query("insert into users select i, 'user ' || i from generate_series(1, 100) i");
-  await pool.query('create table blobs (id bigserial primary key, payload text not null)');
-  await pool.query('create table ticks (id integer primary key, n bigint not null)');
-  await pool.query('insert into ticks values (1, 0)');
-  await pool.end();
-  await waitForReplay(shard.primaryUrl, shard.replicaUrls[0]!);
+  shard = await replicatedShard(cluster, 'replica_lag', [
+    'create table users (id integer primary key, name text not null)',
+    "insert into users select i, 'user ' || i from generate_series(1, 100) i",
+    'create table blobs (id bigserial primary key, payload text not null)',
+    'create table ticks (id integer primary key, n bigint not null)',
+    'insert into ticks values (1, 0)',
+  ]);
 }, 60_000);
 
 afterAll(async () => {

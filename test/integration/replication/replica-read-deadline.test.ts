@@ -7,7 +7,6 @@
  * costs no read either. Prints the figures (failed reads, p99/max latency, time to divert and to return).
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -15,8 +14,7 @@ import { roundRobin } from '../../../src/balancer/strategies/round-robin';
 import { leastConnections } from '../../../src/balancer/strategies/least-connections';
 import type { Strategy } from '../../../src/balancer/balancer-strategy';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
-import { waitForReplay } from '../../support/postgres-replication';
-import { countedPool, freeze, kill9, ReaderLoad, ServerCounts, summary, until } from './replication-fault-fixture';
+import { countedPool, freeze, kill9, ReaderLoad, ServerCounts, summary, until, replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   users: { id: number; name: string };
@@ -33,12 +31,10 @@ const open: Kysely<DB>[] = [];
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
-  [shard] = (await cluster.createDatabase('replica_deadline')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.query("insert into users select i, 'user ' || i from generate_series(1, 1000) i");
-  await pool.end();
-  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  shard = await replicatedShard(cluster, 'replica_deadline', [
+    'create table users (id integer primary key, name text not null)',
+    "insert into users select i, 'user ' || i from generate_series(1, 1000) i",
+  ]);
 }, 60_000);
 
 afterAll(async () => {

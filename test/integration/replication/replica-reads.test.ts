@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -15,6 +14,7 @@ import type { Strategy } from '../../../src/balancer/balancer-strategy';
 import { countingPool, interceptingPool, StatementLog } from '../sharding/sharded-fixture';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import { eventually, waitForReplay, withPg } from '../../support/postgres-replication';
+import { replicatedShard } from './replication-fault-fixture';
 
 interface DB {
   users: { id: number; name: string };
@@ -48,13 +48,11 @@ async function setReplay(paused: boolean): Promise<void> {
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 2 });
-  [shard] = (await cluster.createDatabase('replica_reads')) as [TestShardUrls];
+  shard = await replicatedShard(cluster, 'replica_reads', [
+    'create table users (id integer primary key, name text not null)',
+    "insert into users select i, 'user ' || i from generate_series(1, 100) i",
+  ]);
   topology = createTopology({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: shard.replicaUrls }] });
-  const pool = new Pool({ connectionString: shard.primaryUrl });
-  await pool.query('create table users (id integer primary key, name text not null)');
-  await pool.query("insert into users select i, 'user ' || i from generate_series(1, 100) i");
-  await pool.end();
-  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
 }, 60_000);
 
 afterAll(async () => {

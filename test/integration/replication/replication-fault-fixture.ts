@@ -7,7 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { Pool } from 'pg';
 import type { PoolClientLike, PoolLike } from '../../../src/cluster/server-pools';
-import type { TestServer } from '../../../src/testing';
+import type { TestCluster, TestServer, TestShardUrls } from '../../../src/testing';
+import { waitForReplay, withPg } from '../../support/postgres-replication';
 
 /** Statements per server URL that matched a filter (counted, not stored). */
 export class ServerCounts {
@@ -179,4 +180,14 @@ export async function until(what: string, check: () => boolean | Promise<boolean
     await new Promise((r) => setTimeout(r, 10));
   }
   return performance.now() - started;
+}
+
+/** Creates `database` on the cluster's one shard, runs `statements` on its primary, and returns once every replica replayed them. */
+export async function replicatedShard(cluster: TestCluster, database: string, statements: readonly string[]): Promise<TestShardUrls> {
+  const [shard] = (await cluster.createDatabase(database)) as [TestShardUrls];
+  await withPg(shard.primaryUrl, async (c) => {
+    for (const statement of statements) await c.query(statement);
+  });
+  for (const url of shard.replicaUrls) await waitForReplay(shard.primaryUrl, url);
+  return shard;
 }
