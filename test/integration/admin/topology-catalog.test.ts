@@ -1,5 +1,4 @@
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -10,6 +9,7 @@ import { ErrorCodes } from '../../../src/kernel/errors';
 import { OperatorBusyError, TopologyConflictError } from '../../../src/admin/admin-errors';
 import { TopologyError } from '../../../src/cluster/cluster-errors';
 import { eventually } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 // The catalog lives in its own database on the cluster's first primary; the "shards" it describes
 // are the cluster's two primaries.
@@ -77,7 +77,7 @@ describe('topology catalog', () => {
   test('a malformed document is reported as a topology error', async () => {
     const c = catalog('cat_malformed');
     await c.install();
-    const pool = new Pool({ connectionString: catalogUrl });
+    const pool = directPool({ connectionString: catalogUrl });
     try {
       await pool.query(`insert into cat_malformed.topology (version, document) values (1, $1)`, [JSON.stringify({ version: 1, slotCount: 4096, shards: [], ranges: [[0, 10, 'x']] })]);
     } finally {
@@ -153,7 +153,7 @@ describe('topology catalog', () => {
     await c.publish(v);
     await eventually('version 2 delivered', async () => delivered.includes(2));
     // Cut the watch's connection, publish two versions, and let it reconnect.
-    const pool = new Pool({ connectionString: catalogUrl });
+    const pool = directPool({ connectionString: catalogUrl });
     try {
       await pool.query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'kysely-scale catalog watch (cat_every)'");
     } finally {
@@ -173,7 +173,7 @@ describe('topology catalog', () => {
     const error = await c.watch(() => undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TopologyError);
     expect((error as Error).message).toMatch(/is not installed: run catalog.install\(\)/);
-    const pool = new Pool({ connectionString: catalogUrl });
+    const pool = directPool({ connectionString: catalogUrl });
     try {
       await eventually('no watch connection left', async () =>
         (await pool.query("select 1 from pg_stat_activity where application_name = 'kysely-scale catalog watch (cat_missing)'")).rowCount === 0,
@@ -186,7 +186,7 @@ describe('topology catalog', () => {
   test('an operator whose lock session is lost is told so, the process survives, and the lock is free again', async () => {
     const c = catalog('cat_lock_lost');
     const outcome = await c.withOperatorLock(async (lost) => {
-      const pool = new Pool({ connectionString: catalogUrl });
+      const pool = directPool({ connectionString: catalogUrl });
       try {
         await pool.query("select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and granted and pid <> pg_backend_pid()");
       } finally {

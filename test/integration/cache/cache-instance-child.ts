@@ -5,12 +5,12 @@
  * argv[2]: the JSON of {@link ChildConfig}. Messages: `{ id, op, args }`; replies `{ id, result }` or `{ id, error }`.
  */
 import Redis from 'ioredis';
-import { Pool } from 'pg';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
 import { redisClientDefaults, redisSubscriberDefaults } from '../../../src/cache/redis-client';
 import { singleRedisTier } from '../../../src/cache/redis-single-tier';
 import { TieredCache } from '../../../src/cache/tiered-cache';
 import type { CachePolicyOptions } from '../../../src/cache/cache-policy';
+import { directPool } from '../../support/direct-pool';
 
 export interface ChildConfig {
   readonly redisUrl: string;
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
     closeClients: [data, sub],
     ...(config.busSilenceMillis !== undefined ? { busSilenceMillis: config.busSilenceMillis } : {}),
   });
-  const pool = config.pgUrl === undefined ? undefined : new Pool({ connectionString: config.pgUrl, max: 4 });
+  const pool = config.pgUrl === undefined ? undefined : directPool({ connectionString: config.pgUrl, max: 4 });
   const load = async (key: string): Promise<string | null> => ((await pool!.query('select v from kv where k = $1', [key])).rows[0]?.v as string | undefined) ?? null;
 
   /** With `jitter`, a random number of event-loop turns between the database write and the cache's (a slow link): interleavings, not time. */

@@ -6,6 +6,7 @@ import { createSerializer } from '../../../src/cache/serializer';
 import type { CacheStats } from '../../../src/cache/cache-stats';
 import type { WriteMode } from './cache-instance-child';
 import { startChild, type ChildInstance } from './cache-fixtures';
+import { directPool } from '../../support/direct-pool';
 
 /**
  * Concurrent write-through of the same keys by two instances, each in its own process, with a
@@ -21,7 +22,7 @@ const KEYS = Array.from({ length: 100 }, (_, i) => `k${i}`);
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, redis: { standalone: 1 } });
   pgUrl = (await cluster.createDatabase('write_through'))[0]!.primaryUrl;
-  pool = new Pool({ connectionString: pgUrl });
+  pool = directPool({ connectionString: pgUrl });
   await pool.query('create table kv (k text primary key, v text not null, version bigint not null)');
   raw = new Redis(cluster.redis[0]!.url);
 }, 60_000);

@@ -1,5 +1,4 @@
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -10,6 +9,7 @@ import { TieredCache } from '../../../src/cache/tiered-cache';
 import { countingPool, StatementLog } from '../sharding/sharded-fixture';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 import { connect } from './cache-fixtures';
+import { directPool } from '../../support/direct-pool';
 
 /**
  * The query cache with replica reads on (a real streaming replica whose replay is paused and
@@ -30,7 +30,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 1, redis: true });
   [shard] = (await cluster.createDatabase('qc_replicas')) as [TestShardUrls];
   topology = createTopology({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: shard.replicaUrls }] });
-  const pool = new Pool({ connectionString: shard.primaryUrl });
+  const pool = directPool({ connectionString: shard.primaryUrl });
   await pool.query('create table users (id integer primary key, name text not null)');
   await pool.query("insert into users select i, 'user ' || i from generate_series(1, 10) i");
   await pool.end();

@@ -1,5 +1,5 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import { Pool, type PoolClient } from 'pg';
+import type { PoolClient } from 'pg';
 import type Redis from 'ioredis';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { InvalidationBus } from '../../../src/cache/invalidation-bus';
@@ -9,6 +9,7 @@ import { TieredCache } from '../../../src/cache/tiered-cache';
 import type { WriteEvent, WriteListener } from '../../../src/sharding/dialect/write-event';
 import { closeRedisClients } from '../../../src/cache/redis-client';
 import { connect } from './cache-fixtures';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   orders: { id: number; user_id: number; total: number };
@@ -36,7 +37,7 @@ const pgClosed: Promise<void>[] = [];
 
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, redis: { standalone: 1 } });
-  const pool = new Pool({ connectionString: cluster.shards[0]!.primary.url, max: 4 });
+  const pool = directPool({ connectionString: cluster.shards[0]!.primary.url, max: 4 });
   // pool.end() resolves before its clients' sockets close; stopping PostgreSQL in that window sends
   // an idle client 57P01 ("terminating connection"), an unhandled pool error. Teardown waits for 'end'.
   pool.on('connect', (c: PoolClient) => void pgClosed.push(new Promise((resolve) => c.once('end', () => resolve()))));

@@ -1,5 +1,4 @@
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
 import { startMoverFixture, APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
@@ -10,6 +9,7 @@ import { StaleTopologyError } from '../../../src/cluster/topology-fence';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { ServerSpec, Topology } from '../../../src/cluster/topology';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string; score: number };
@@ -34,7 +34,7 @@ afterAll(async () => {
 function appPool(server: ServerSpec): PoolLike {
   const url = new URL(server.url);
   url.username = APP_ROLE;
-  const pool = new Pool({ connectionString: url.toString(), max: 2 });
+  const pool = directPool({ connectionString: url.toString(), max: 2 });
   pool.on('error', () => undefined);
   return pool as unknown as PoolLike;
 }

@@ -10,11 +10,11 @@ import { Kysely } from 'kysely';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { followCatalog } from '../../../src/admin/follow-catalog';
-import { Pool } from 'pg';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import { retryOnFence } from '../../../src/admin/mover/fence-retry';
 import { fenceRefusalOf, StaleTopologyError } from '../../../src/cluster/topology-fence';
 import type { ServerSpec } from '../../../src/cluster/topology';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string; score: number };
@@ -35,7 +35,7 @@ function asApp(server: ServerSpec): ServerSpec {
 }
 
 function appPool(server: ServerSpec): PoolLike {
-  const pool = new Pool({ connectionString: server.url, max: 4 });
+  const pool = directPool({ connectionString: server.url, max: 4 });
   pool.on('error', () => undefined);
   return pool as unknown as PoolLike;
 }

@@ -2,8 +2,8 @@ import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
-import { Pool } from 'pg';
 import { slotOf } from '../../../src/cluster/slot-hash';
+import { directPool } from '../../support/direct-pool';
 
 let f: MoverFixture;
 
@@ -32,7 +32,7 @@ test('moving slots copies their rows to the target, publishes the new owner once
   expect(users).toHaveLength(400);
   for (const u of users) expect(latest.shardForSlot(slotOf(BigInt(u.key))).index).toBe(u.shard);
   // The new owner's replica had replayed the moved rows before the version was published.
-  const replica = new Pool({ connectionString: f.shards[1]!.replicaUrls[0]!, max: 1 });
+  const replica = directPool({ connectionString: f.shards[1]!.replicaUrls[0]!, max: 1 });
   const onReplica = Number((await replica.query('select count(*) as n from users')).rows[0].n);
   await replica.end();
   expect(onReplica).toBe(users.filter((u) => u.shard === 1).length);

@@ -4,6 +4,7 @@ import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
+import { directPool } from '../../support/direct-pool';
 
 /** The schema every shard of a mover test holds. */
 export const SCHEMA_SQL = `
@@ -41,7 +42,7 @@ export async function startMoverFixture(name: string, shardCount: number, replic
   const shards = (await c.createDatabase(name)).slice(0, shardCount);
   const [{ primaryUrl: catalogUrl }] = (await c.createDatabase(`${name}_catalog`)) as [TestShardUrls];
   const pools = shards.map((s) => {
-    const p = new Pool({ connectionString: s.primaryUrl, max: 3 });
+    const p = directPool({ connectionString: s.primaryUrl, max: 3 });
     p.on('error', () => undefined);
     return p;
   });

@@ -10,7 +10,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import type { Browser } from 'puppeteer-core';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
@@ -22,6 +21,7 @@ import { startDashboard, type RunningDashboard } from '../../../src/admin/dashbo
 import { TieredCache, publishInstanceStats, type InstanceStatsPublisher } from '../../../src/cache';
 import { Balancer, roundRobin } from '../../../src/balancer';
 import { SECRET, withPassword } from '../admin/admin-cli-process';
+import { directPool } from '../../support/direct-pool';
 
 const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => p !== undefined && p !== '' && existsSync(p));
 const artifacts = join(__dirname, '../../artifacts');
@@ -52,7 +52,7 @@ withChromium('the dashboard in a headless browser', () => {
     const [catalogShard] = await cluster.createDatabase('dashboard_catalog');
     catalogUrl = withPassword(catalogShard!.primaryUrl);
     for (const s of shards) {
-      const pool = new Pool({ connectionString: s.primaryUrl });
+      const pool = directPool({ connectionString: s.primaryUrl });
       await pool.query('create table users (id bigint primary key, name text not null)');
       await pool.query(SLOT_FUNCTIONS_SQL);
       await pool.end();

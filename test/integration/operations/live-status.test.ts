@@ -5,12 +5,12 @@
  * never waited for; `kysely-scale-admin status` prints it (exit 1 on a problem, `--json`,
  * `--watch`) without ever showing a password.
  */
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { initCatalog } from '../../../src/admin/admin-commands';
 import { liveStatus } from '../../../src/admin/live-status';
 import { admin, SECRET, withPassword } from '../admin/admin-cli-process';
 import { waitForReplay } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 let cluster: TestCluster;
 let shards: readonly TestShardUrls[];
@@ -22,7 +22,7 @@ beforeAll(async () => {
   const [catalogShard] = await cluster.createDatabase('live_status_catalog');
   catalogUrl = withPassword(catalogShard!.primaryUrl);
   for (const [i, s] of shards.entries()) {
-    const pool = new Pool({ connectionString: s.primaryUrl });
+    const pool = directPool({ connectionString: s.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.query(`insert into users select g, 'u' || g from generate_series(1, ${1000 * (i + 1)}) g`);
     await pool.query('analyze users');

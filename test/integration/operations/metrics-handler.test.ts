@@ -9,7 +9,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -21,6 +20,7 @@ import { TopologyCatalog, moveSlots } from '../../../src/admin';
 import { metricsHandler, PROMETHEUS_CONTENT_TYPE } from '../../../src/metrics';
 import { waitForReplay } from '../../support/postgres-replication';
 import { busCacheInstance, nextEvent } from '../cache/cache-fixtures';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string };
@@ -45,7 +45,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 2, replicasPerShard: 1, redis: true });
   shards = await cluster.createDatabase('metrics_handler');
   for (const s of shards) {
-    const pool = new Pool({ connectionString: s.primaryUrl });
+    const pool = directPool({ connectionString: s.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }
@@ -192,7 +192,7 @@ describe('metricsHandler', () => {
     const [{ primaryUrl: catalogUrl }] = (await cluster.createDatabase('metrics_move_catalog')) as [TestShardUrls];
     const topology = createTopology({ shards: moveShards.map((s) => ({ id: s.id, primary: s.primaryUrl })) });
     for (const s of moveShards) {
-      const pool = new Pool({ connectionString: s.primaryUrl });
+      const pool = directPool({ connectionString: s.primaryUrl });
       await pool.query('create table users (id bigint primary key, name text not null)');
       await pool.query(SLOT_FUNCTIONS_SQL);
       const ids = Array.from({ length: 400 }, (_, i) => i).filter((id) => topology.shardForKey(id).id === s.id);

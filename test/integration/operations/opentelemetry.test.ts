@@ -10,7 +10,6 @@ import { metrics, trace, SpanKind } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, MetricReader, type DataPoint, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -18,6 +17,7 @@ import { TieredCache, singleRedisTier } from '../../../src/cache';
 import { Balancer, roundRobin } from '../../../src/balancer';
 import { waitForReplay } from '../../support/postgres-replication';
 import { busCacheInstance, nextEvent } from '../cache/cache-fixtures';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string };
@@ -54,7 +54,7 @@ beforeAll(async () => {
   shards = await cluster.createDatabase('otel');
   topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: s.replicaUrls })) });
   for (const s of shards) {
-    const pool = new Pool({ connectionString: s.primaryUrl });
+    const pool = directPool({ connectionString: s.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }
@@ -161,7 +161,7 @@ describe('OpenTelemetry spans and metrics', () => {
     expect(confirmed!.sum).toBeLessThan(REPLAY_WAIT_MILLIS / 1000);
 
     // Replay paused on the replica: it never confirms, and the primary answers once the wait is over.
-    const replica = new Pool({ connectionString: shards.find((s) => s.id === owner.id)!.replicaUrls[0]!, max: 1 });
+    const replica = directPool({ connectionString: shards.find((s) => s.id === owner.id)!.replicaUrls[0]!, max: 1 });
     await replica.query('select pg_wal_replay_pause()');
     try {
       expect(await writeThenRead('seven again')).toBe('seven again');

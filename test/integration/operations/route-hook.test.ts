@@ -5,7 +5,6 @@
  * statement's error; a hook that throws never fails the statement.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -13,6 +12,7 @@ import type { RouteEvent } from '../../../src/sharding/dialect/statement-telemet
 import { ManualClock } from '../../../src/kernel/clock';
 import { interceptingPool } from '../sharding/sharded-fixture';
 import { waitForReplay } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string };
@@ -29,7 +29,7 @@ beforeAll(async () => {
   shards = await cluster.createDatabase('route_hook');
   topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: s.replicaUrls })) });
   for (const s of shards) {
-    const pool = new Pool({ connectionString: s.primaryUrl });
+    const pool = directPool({ connectionString: s.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }

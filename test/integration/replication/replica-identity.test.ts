@@ -5,7 +5,6 @@
  * coded problem naming both shards and the server. A replica that restarts proves itself again.
  */
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -13,6 +12,7 @@ import { ErrorCodes } from '../../../src/kernel/errors';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 import { countedPool, ServerCounts } from './replication-fault-fixture';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string };
@@ -28,7 +28,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 2, replicasPerShard: 1 });
   [s0, s1] = (await cluster.createDatabase('replica_identity')) as [TestShardUrls, TestShardUrls];
   for (const shard of [s0, s1]) {
-    const pool = new Pool({ connectionString: shard.primaryUrl });
+    const pool = directPool({ connectionString: shard.primaryUrl });
     await pool.query('create table users (id integer primary key, name text not null)');
     await pool.end();
   }

@@ -14,7 +14,6 @@
  * test freezes. Prints the figures.
  */
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -26,6 +25,7 @@ import type { BalancedInstance } from '../../../src/balancer/balancer-instance';
 import type { ReplicaEvent } from '../../../src/replication/replica-events';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
 import { freeze, until } from './replication-fault-fixture';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string; mood: string };
@@ -45,7 +45,7 @@ beforeAll(async () => {
   shards = [...(await cluster.createDatabase('replica_scatter_stream'))];
   topology = createTopology({ shards: shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: s.replicaUrls })) });
   for (const shard of shards) {
-    const pool = new Pool({ connectionString: shard.primaryUrl });
+    const pool = directPool({ connectionString: shard.primaryUrl });
     await pool.query(`create type mood as enum ('sad', 'ok', 'happy')`);
     await pool.query('create table users (id integer primary key, name text not null, mood mood not null)');
     await pool.end();

@@ -9,6 +9,7 @@ import { Pool } from 'pg';
 import type { PoolClientLike, PoolLike } from '../../../src/cluster/server-pools';
 import type { TestCluster, TestServer, TestShardUrls } from '../../../src/testing';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 /** Statements per server URL that matched a filter (counted, not stored). */
 export class ServerCounts {
@@ -28,7 +29,7 @@ export class ServerCounts {
 /** A real pg Pool (its connection counts visible to least-connections) that counts matching statements in each of `counts`. */
 export function countedPool(url: string, counts: ServerCounts | readonly ServerCounts[], max = 20): PoolLike {
   const all = Array.isArray(counts) ? counts : [counts as ServerCounts];
-  const pool = new Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
+  const pool = directPool({ connectionString: url, max, connectionTimeoutMillis: 10_000, allowExitOnIdle: true });
   pool.on('connect', (client) => client.on('error', () => undefined));
   return {
     on: (event, listener) => pool.on(event, listener),

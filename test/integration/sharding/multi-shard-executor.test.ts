@@ -7,6 +7,7 @@ import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { WriteEvent } from '../../../src/sharding/dialect/write-event';
 import { Pool } from 'pg';
 import { eventually } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 let f: ShardedFixture;
 beforeAll(async () => {
@@ -46,7 +47,7 @@ describe('statements over several shards, outside transactions', () => {
     const releasedBusy: string[] = [];
     const pools: Pool[] = [];
     const trackingPool = (url: string, failing: boolean): PoolLike => {
-      const pool = new Pool({ connectionString: url, max: 2 });
+      const pool = directPool({ connectionString: url, max: 2 });
       pools.push(pool);
       return {
         on: (event, listener) => pool.on(event, listener),

@@ -4,7 +4,6 @@
  * reached is reported as failed while the primary answers the read.
  */
 import { Kysely } from 'kysely';
-import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -14,6 +13,7 @@ import type { Strategy } from '../../../src/balancer/balancer-strategy';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import { interceptingPool, StatementLog, countingPool } from './sharded-fixture';
 import { waitForReplay } from '../../support/postgres-replication';
+import { directPool } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string };
@@ -26,7 +26,7 @@ const open: Kysely<DB>[] = [];
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, replicasPerShard: 1 });
   [shard] = (await cluster.createDatabase('replica_read')) as [TestShardUrls];
-  const pool = new Pool({ connectionString: shard.primaryUrl });
+  const pool = directPool({ connectionString: shard.primaryUrl });
   await pool.query('create table users (id integer primary key, name text not null)');
   await pool.query("insert into users select i, 'user ' || i from generate_series(1, 20) i");
   await pool.end();

@@ -12,6 +12,7 @@ import { Pool, types as pgTypes } from 'pg';
 import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { offlineKysely } from '../../support/offline-kysely';
+import { directPool } from '../../support/direct-pool';
 
 const SHARDS = 3;
 const ROWS = 96;
@@ -91,8 +92,8 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: SHARDS });
   const shardUrls = await cluster.createDatabase('exact_shards');
   const [singleUrls] = await cluster.createDatabase('exact_single');
-  single = new Pool({ connectionString: singleUrls!.primaryUrl, max: 2, types: lossy });
-  shards = shardUrls.map((urls) => new Pool({ connectionString: urls.primaryUrl, max: 2, types: lossy }));
+  single = directPool({ connectionString: singleUrls!.primaryUrl, max: 2, types: lossy });
+  shards = shardUrls.map((urls) => directPool({ connectionString: urls.primaryUrl, max: 2, types: lossy }));
   for (const pool of [single, ...shards]) pool.on('error', () => undefined);
   const next = random(11);
   const table = new Map<string, string | null>();

@@ -6,6 +6,7 @@ import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import type { ShardedDialectConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
 import type { PoolLike, PoolClientLike } from '../../../src/cluster/server-pools';
+import { directPool } from '../../support/direct-pool';
 
 export interface DB {
   users: { id: number; name: string; email: string | null };
@@ -30,7 +31,7 @@ export class StatementLog {
  * `delayMillis`, each text query's result arrives that much later (a slow link).
  */
 export function interceptingPool(url: string, intercept: (sql: string, values: unknown[]) => Error | undefined, delayMillis = 0): PoolLike {
-  const pool = new Pool({ connectionString: url, max: 5 });
+  const pool = directPool({ connectionString: url, max: 5 });
   return {
     on: (event, listener) => pool.on(event, listener),
     end: () => pool.end(),
@@ -128,7 +129,7 @@ export async function createFixtureSchema(db: Kysely<DB>): Promise<void> {
  * is an unhandled error that Jest pins on a random test.
  */
 export function quietPool(url: string, max = 2): Pool {
-  const pool = new Pool({ connectionString: url, max });
+  const pool = directPool({ connectionString: url, max });
   pool.on('error', () => undefined);
   return pool;
 }
