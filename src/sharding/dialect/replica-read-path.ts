@@ -60,11 +60,12 @@ export class ReplicaReadPath {
 
   /**
    * A plain read on `shard`, starting on `first` (a replica, or the primary when none was eligible).
-   * `observed` is the plan of the statement the telemetry observes (`compiled` may be one shard's part of it).
+   * `observed` is the plan of the statement the telemetry observes (`compiled` may be one shard's part of it);
+   * `onFirst` is told the server of the first attempt (a read-your-writes wait may move it from the primary to a replica).
    */
-  async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan): Promise<QueryResult<R>> {
+  async read<R>(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan, onFirst?: (server: ServerSpec) => void): Promise<QueryResult<R>> {
     const context = this.#runtime.readYourWritesContext;
-    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
+    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock, onFirst);
     let primaryLost = false;
     for (;;) {
       const server = await route.next();

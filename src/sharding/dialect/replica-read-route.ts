@@ -35,18 +35,21 @@ export class ReplicaReadRoute {
   readonly #tried = new Set<string>();
   #next: ServerSpec | undefined;
   #retried = false;
+  #onFirst: ((server: ServerSpec) => void) | undefined;
 
   /**
    * @param required the read-your-writes position the read must see, if any
    * @param first where the read starts (a replica, or the primary when none was eligible)
    * @param clock times read-your-writes waits (for their metric)
+   * @param onFirst told which server the first attempt uses (after a read-your-writes wait, the replica that replayed the position)
    */
-  constructor(replicas: ReplicaRouteSource, shard: Shard, required: bigint | undefined, first: ServerSpec, clock: Clock) {
+  constructor(replicas: ReplicaRouteSource, shard: Shard, required: bigint | undefined, first: ServerSpec, clock: Clock, onFirst?: (server: ServerSpec) => void) {
     this.#replicas = replicas;
     this.#shard = shard;
     this.#required = required;
     this.#clock = clock;
     this.#next = first === shard.primary ? undefined : first;
+    this.#onFirst = onFirst;
   }
 
   /** Whether an attempt on a replica failed already (a read on the primary is then a retry). */
@@ -55,7 +58,17 @@ export class ReplicaReadRoute {
   }
 
   /** The replica to try now, or `undefined` for the primary. Throws {@link ReadYourWritesUnavailableError} when no server may serve the read. */
-  async next(): Promise<ServerSpec | undefined> {
+  next(): Promise<ServerSpec | undefined> {
+    const onFirst = this.#onFirst;
+    if (onFirst === undefined) return this.#choose();
+    this.#onFirst = undefined;
+    return this.#choose().then((server) => {
+      onFirst(server ?? this.#shard.primary);
+      return server;
+    });
+  }
+
+  async #choose(): Promise<ServerSpec | undefined> {
     const replicas = this.#replicas;
     const shard = this.#shard;
     const required = this.#required;

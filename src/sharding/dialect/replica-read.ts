@@ -13,7 +13,7 @@ import type { ServerSpec, Shard } from '../../cluster/topology';
 import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import { cursorRows, runOn, type HeldClients } from './held-clients';
-import { observePrimaryRetry, observeServer } from './statement-telemetry';
+import { observePrimaryRetry, observeServer, statementsObserved } from './statement-telemetry';
 
 import { UNKNOWN_POSITION } from '../../replication/read-your-writes';
 import { ReplicaReadPath, type ReplicaReadRuntime } from './replica-read-path';
@@ -50,6 +50,16 @@ export class ReplicaReads {
     return server;
   }
 
+  /**
+   * Where a read on the read path is observed: at its first attempt, which a read-your-writes
+   * wait may move from the primary chosen now to a replica that replayed the caller's position.
+   * `undefined` while no statement is observed (nothing to tell).
+   */
+  #observeFirst(shard: Shard, plan: RoutePlan): ((server: ServerSpec) => void) | undefined {
+    if (!statementsObserved()) return undefined;
+    return (server) => observeServer(plan, shard, server, this.#runtime, false);
+  }
+
   #serverFor(shard: Shard, plan: RoutePlan, inSession: boolean): ServerSpec {
     const replicas = this.#runtime.replicas;
     if (replicas === undefined || inSession || planMayWrite(plan) || plan.primaryOnly === true) return shard.primary;
@@ -57,25 +67,18 @@ export class ReplicaReads {
   }
 
   /**
-   * A plain single-shard read outside a transaction, starting on `server` (what {@link serverFor}
-   * chose): on a replica under its deadline, else again on another replica or the primary; see
-   * {@link ReplicaReadPath}. Reads the connection's session needs stay where {@link serverFor} put them.
-   * `observed` is the plan of the statement the telemetry observes.
-   */
-  read<R>(server: ServerSpec, shard: Shard, compiled: CompiledQuery, observed: RoutePlan): Promise<QueryResult<R>> {
-    const replicas = this.#runtime.replicas;
-    if (replicas === undefined) return this.#clients.run<R>(server, compiled);
-    return this.#path.read<R>(replicas, server, shard, compiled, observed);
-  }
-
-  /**
    * A statement on `shard` outside a transaction, wherever {@link serverFor} sends it: a plain read
-   * takes the {@link read} path (deadline and retry on a replica), anything else runs where it was sent.
+   * takes the {@link ReplicaReadPath} (deadline, retry on another replica or the primary, a
+   * read-your-writes wait), anything else runs where it was sent.
    * `compiled` may be one shard's part of the statement planned as `plan`.
    */
   run<R>(shard: Shard, plan: RoutePlan, inSession: boolean, compiled: CompiledQuery): Promise<QueryResult<R>> {
-    const server = this.serverFor(shard, plan, inSession);
-    if (server !== shard.primary || this.readsOnPath(plan, inSession)) return this.read<R>(server, shard, compiled, plan);
+    const server = this.#serverFor(shard, plan, inSession);
+    const replicas = this.#runtime.replicas;
+    if (replicas !== undefined && (server !== shard.primary || this.readsOnPath(plan, inSession))) {
+      return this.#path.read<R>(replicas, server, shard, compiled, plan, this.#observeFirst(shard, plan));
+    }
+    observeServer(plan, shard, server, this.#runtime, inSession);
     return this.#clients.run<R>(server, compiled);
   }
 
@@ -86,9 +89,12 @@ export class ReplicaReads {
    * anything else streams where it was sent.
    */
   stream(shard: Shard, plan: RoutePlan, inSession: boolean, statement: StreamStatement): AsyncGenerator<unknown[]> {
-    const server = this.serverFor(shard, plan, inSession);
+    const server = this.#serverFor(shard, plan, inSession);
     const replicas = this.#runtime.replicas;
-    if (replicas !== undefined && (server !== shard.primary || this.readsOnPath(plan, inSession))) return this.#streams.stream(replicas, server, shard, statement);
+    if (replicas !== undefined && (server !== shard.primary || this.readsOnPath(plan, inSession))) {
+      return this.#streams.stream(replicas, server, shard, statement, this.#observeFirst(shard, plan));
+    }
+    observeServer(plan, shard, server, this.#runtime, inSession);
     return this.#primaryStream(server, statement);
   }
 
@@ -98,7 +104,7 @@ export class ReplicaReads {
 
   /**
    * Whether a plain read that {@link serverFor} sent to the primary should still take the
-   * {@link read} path: inside a read-your-writes context, where it may wait for a replica to replay
+   * read path: inside a read-your-writes context, where it may wait for a replica to replay
    * the caller's position and notes how far the primary was (monotonic reads).
    */
   readsOnPath(plan: RoutePlan, inSession: boolean): boolean {

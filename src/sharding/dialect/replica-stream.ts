@@ -62,11 +62,14 @@ export class ReplicaStreamPath {
     this.#hooks = hooks;
   }
 
-  /** The rows of `statement` on `shard` in chunks, starting on `first` (a replica, or the primary when none was eligible). */
-  async *stream(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, statement: StreamStatement): AsyncGenerator<unknown[]> {
+  /**
+   * The rows of `statement` on `shard` in chunks, starting on `first` (a replica, or the primary when none was eligible).
+   * `onFirst` is told the server of the first attempt (a read-your-writes wait may move it from the primary to a replica).
+   */
+  async *stream(replicas: ReplicaChooser, first: ServerSpec, shard: Shard, statement: StreamStatement, onFirst?: (server: ServerSpec) => void): AsyncGenerator<unknown[]> {
     const { compiled, Cursor, chunkSize } = statement;
     const context = this.#runtime.readYourWritesContext;
-    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock);
+    const route = new ReplicaReadRoute(replicas, shard, context?.requiredPosition(shard.id), first, this.#runtime.clock, onFirst);
     // Where the rows came from, to note once the stream ends well or the consumer stops (not on failure).
     let seen: { readonly server: ServerSpec | undefined } | undefined;
     let failed = false;

@@ -250,6 +250,11 @@ export class StatementObservation {
   }
 }
 
+/** Whether any statement is being observed now (the read path's hooks have something to tell). */
+export function statementsObserved(): boolean {
+  return observing > 0;
+}
+
 /** The read path chose `server` of `shard` for the statement planned as `plan` (no-op unless that statement is observed). */
 export function observeServer(plan: RoutePlan, shard: Shard, server: ServerSpec, runtime: ReadContext, inSession: boolean): void {
   if (observing === 0) return;

@@ -153,12 +153,23 @@ describe('OpenTelemetry spans and metrics', () => {
         await db.updateTable('users').set({ name }).where('id', '=', 7).execute();
         return (await db.selectFrom('users').select('name').where('id', '=', 7).executeTakeFirstOrThrow()).name;
       });
+    const readsOf = async (role: string, reason: string): Promise<number> =>
+      ((await dataPoints('kysely_scale.reads')).find(
+        (p) => p.attributes['kysely_scale.shard.id'] === owner.id && p.attributes['kysely_scale.server.role'] === role && p.attributes['kysely_scale.read.reason'] === reason,
+      )?.value as number | undefined) ?? 0;
+    const readSpanRole = (): unknown => spans.getFinishedSpans().filter((s) => s.name === 'SELECT users').at(-1)?.attributes['kysely_scale.server.role'];
     await dialect.refreshReplicas();
     // Checks run only on refresh: no replica is known to have replayed the write, so the read waits for one on demand.
+    const replicaReadsBefore = await readsOf('replica', 'replica');
+    const waitedOnPrimaryBefore = await readsOf('primary', 'read_your_writes');
     expect(await writeThenRead('seven')).toBe('seven');
     const confirmed = await waitOf('replica');
     expect(confirmed?.count).toBe(1);
     expect(confirmed!.sum).toBeLessThan(REPLAY_WAIT_MILLIS / 1000);
+    // The replica that confirmed the position served the read: its span and the reads metric say so.
+    expect(readSpanRole()).toBe('replica');
+    expect(await readsOf('replica', 'replica')).toBe(replicaReadsBefore + 1);
+    expect(await readsOf('primary', 'read_your_writes')).toBe(waitedOnPrimaryBefore);
 
     // Replay paused on the replica: it never confirms, and the primary answers once the wait is over.
     const replica = directPool({ connectionString: shards.find((s) => s.id === owner.id)!.replicaUrls[0]!, max: 1 });
@@ -171,6 +182,8 @@ describe('OpenTelemetry spans and metrics', () => {
     }
     const fellBack = await waitOf('primary');
     expect(fellBack?.count).toBe(1);
+    expect(readSpanRole()).toBe('primary');
+    expect(await readsOf('primary', 'read_your_writes')).toBe(waitedOnPrimaryBefore + 1);
     expect(fellBack!.sum).toBeGreaterThanOrEqual(REPLAY_WAIT_MILLIS / 1000 - 0.01);
     expect(await waitOf('unavailable')).toBeUndefined();
   }, 30_000);
