@@ -6,7 +6,7 @@
  */
 import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
 import { exactOrder, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
-import { mergeSorted, type OrderKey, rowComparator } from './scatter-order';
+import { mergeSorted, type OrderKey, rowOrder, sortRows } from './scatter-order';
 
 type Row = Record<string, unknown>;
 
@@ -65,7 +65,7 @@ function window(rows: Row[], spec: MergeSpec): Row[] {
 }
 
 function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, take: number): Row[] {
-  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowComparator(spec.orderKeys, spec.compareText, spec.types), take);
+  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowOrder(spec.orderKeys, spec.compareText, spec.types), take);
   const out: Row[] = [];
   for (const rows of rowsPerShard) {
     for (const row of rows) {
@@ -156,11 +156,8 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
     }
     return { out, sortRow: Object.assign(sortRow, out) };
   });
-  if (spec.orderKeys.length > 0) {
-    const compare = rowComparator(spec.orderKeys, spec.compareText, spec.types);
-    merged.sort((a, b) => compare(a.sortRow, b.sortRow));
-  }
-  return window(merged.map((m) => m.out), spec);
+  const sorted = spec.orderKeys.length > 0 ? sortRows(merged, (m) => m.sortRow, rowOrder(spec.orderKeys, spec.compareText, spec.types)) : merged;
+  return window(sorted.map((m) => m.out), spec);
 }
 
 /** Mergers by mode; a new mode without a merger does not compile. */

@@ -1,6 +1,7 @@
 /**
- * ORDER BY across shards: a row comparator with PostgreSQL's null placement and value order, and
- * a k-way merge of per-shard row lists that each shard already sorted.
+ * ORDER BY across shards: each row's sort keys read once from PostgreSQL's text of its values
+ * (with PostgreSQL's null placement), their comparison, and a k-way merge of per-shard row lists
+ * that each shard already sorted.
  *
  * @packageDocumentation
  */
@@ -25,61 +26,86 @@ export interface OrderKey {
   readonly nullsFirst: boolean;
 }
 
-/** Compares two rows; negative when `a` sorts first. */
-export type RowComparator = (a: Row, b: Row) => number;
+/**
+ * A row's sort keys: for n ORDER BY items, the n exact keys (`null` for SQL NULL) followed by the
+ * n orders they were read with. Read once per row, compared many times.
+ */
+export type SortKeys = readonly unknown[];
+
+/** An ORDER BY list over rows: reads a row's {@link SortKeys} and compares two of them. */
+export interface RowOrder {
+  keysOf(row: Row): SortKeys;
+  /** Negative when the row of `a` sorts first. */
+  compare(a: SortKeys, b: SortKeys): number;
+}
+
+function typeNameOf(row: Row, key: OrderKey): string {
+  return key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
+}
 
 /** The exact order of a key's type, resolved from the type a row carries and cached per type name. */
-function keyOrder(key: OrderKey, compareText: TextComparator, types: TypeLookup | undefined): (row: Row) => { order: ExactOrder; typeName: string } {
-  let cached: { order: ExactOrder; typeName: string } | undefined;
+function keyOrder(key: OrderKey, compareText: TextComparator, types: TypeLookup | undefined): (row: Row) => ExactOrder {
+  let cachedName: string | undefined;
+  let cached: ExactOrder | undefined;
   return (row) => {
-    const typeName = key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
-    if (cached === undefined || typeName !== cached.typeName) cached = { order: exactOrder(typeName, compareText, types), typeName };
+    const typeName = typeNameOf(row, key);
+    if (cached === undefined || typeName !== cachedName) {
+      cached = exactOrder(typeName, compareText, types);
+      cachedName = typeName;
+    }
     return cached;
   };
 }
 
 /**
- * Builds the comparator of an ORDER BY list (PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC
- * by default). Each row's text is read into its exact key once (a k-way merge compares a row
- * several times).
+ * The order of an ORDER BY list (PostgreSQL: NULLS LAST for ASC, NULLS FIRST for DESC by
+ * default). Rows are never modified.
  */
-export function rowComparator(keys: readonly OrderKey[], compareText: TextComparator, types?: TypeLookup): RowComparator {
+export function rowOrder(keys: readonly OrderKey[], compareText: TextComparator, types?: TypeLookup): RowOrder {
+  const n = keys.length;
   const orders = keys.map((key) => keyOrder(key, compareText, types));
-  // The keys read from a row, kept on the row under a symbol of this comparator (cheaper than a
-  // WeakMap; symbols are invisible to the hidden-column stripping and to callers).
-  const cache = Symbol('kysely-scale order keys');
-  const read = (row: Row, i: number): unknown => {
-    const holder = row as unknown as Record<symbol, unknown[] | undefined>;
-    let values = holder[cache];
-    if (values === undefined) holder[cache] = values = new Array<unknown>(keys.length);
-    let result = values[i];
-    if (result !== undefined) return result;
-    const value = row[keys[i]!.column];
-    result = null;
-    if (value !== null && value !== undefined) {
-      const { order, typeName } = orders[i]!(row);
-      result = order.read(textOf(value, typeName));
-    }
-    values[i] = result;
-    return result;
-  };
-  return (a, b) => {
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i]!;
-      const x = read(a, i);
-      const y = read(b, i);
-      let result: number;
-      if (x === null || y === null) {
-        if (x === y) continue;
-        result = (x === null) === key.nullsFirst ? -1 : 1;
-      } else {
-        result = orders[i]!(a).order.compare(x, y);
-        if (key.descending) result = -result;
+  const columns = keys.map((key) => key.column);
+  const descending = keys.map((key) => key.descending);
+  const nullsFirst = keys.map((key) => key.nullsFirst);
+  return {
+    keysOf(row) {
+      const out = new Array<unknown>(2 * n);
+      for (let i = 0; i < n; i++) {
+        const value = row[columns[i]!];
+        if (value === null || value === undefined) {
+          out[i] = null;
+          continue;
+        }
+        const order = orders[i]!(row);
+        out[i] = order.read(typeof value === 'string' ? value : textOf(value, typeNameOf(row, keys[i]!)));
+        out[n + i] = order;
       }
-      if (result !== 0) return result;
-    }
-    return 0;
+      return out;
+    },
+    compare(a, b) {
+      for (let i = 0; i < n; i++) {
+        const x = a[i];
+        const y = b[i];
+        let result: number;
+        if (x === null || y === null) {
+          if (x === y) continue;
+          result = (x === null) === nullsFirst[i] ? -1 : 1;
+        } else {
+          result = (a[n + i] as ExactOrder).compare(x, y);
+          if (descending[i]) result = -result;
+        }
+        if (result !== 0) return result;
+      }
+      return 0;
+    },
   };
+}
+
+/** Sorts rows by `order`, reading each row's keys once. */
+export function sortRows<T>(items: readonly T[], rowOf: (item: T) => Row, order: RowOrder): T[] {
+  const keyed = items.map((item) => ({ item, keys: order.keysOf(rowOf(item)) }));
+  keyed.sort((a, b) => order.compare(a.keys, b.keys));
+  return keyed.map((k) => k.item);
 }
 
 /** Raised when a shard's rows are not sorted the way the comparator sorts them (e.g. a non-C collation). */
@@ -94,31 +120,39 @@ export function orderMismatch(shardIndex: number): RoutingError {
 }
 
 /**
- * Merges lists that are each sorted by `compare` into one sorted list of at most `take` rows.
+ * Merges lists that are each sorted by `order` into one sorted list of at most `take` rows.
  * Ties go to the lower shard index, so the merge is stable. Throws {@link orderMismatch} when a
- * list is not sorted by `compare`, rather than return misordered rows.
+ * list is not sorted by `order`, rather than return misordered rows. Each row's keys are read
+ * once, when it becomes its list's head.
  */
-export function mergeSorted(lists: readonly (readonly Row[])[], compare: RowComparator, take = Infinity): Row[] {
+export function mergeSorted(lists: readonly (readonly Row[])[], order: RowOrder, take = Infinity): Row[] {
   const positions = lists.map(() => 0);
+  const heads = lists.map((list): SortKeys | undefined => (list.length > 0 ? order.keysOf(list[0]!) : undefined));
   const out: Row[] = [];
   // Shards are few (tens at most), so a linear scan for the smallest head beats a heap.
   while (out.length < take) {
     let best = -1;
-    let bestRow: Row | undefined;
-    for (let i = 0; i < lists.length; i++) {
-      const row = (lists[i] as readonly Row[])[positions[i] as number];
-      if (row !== undefined && (bestRow === undefined || compare(row, bestRow) < 0)) {
+    let bestKeys: SortKeys | undefined;
+    for (let i = 0; i < heads.length; i++) {
+      const keys = heads[i];
+      if (keys !== undefined && (bestKeys === undefined || order.compare(keys, bestKeys) < 0)) {
         best = i;
-        bestRow = row;
+        bestKeys = keys;
       }
     }
-    if (bestRow === undefined) break;
-    const list = lists[best] as readonly Row[];
-    const next = (positions[best] as number) + 1;
-    positions[best] = next;
-    const following = list[next];
-    if (following !== undefined && compare(bestRow, following) > 0) throw orderMismatch(best);
-    out.push(bestRow);
+    if (bestKeys === undefined) break;
+    const list = lists[best]!;
+    const at = positions[best]!;
+    out.push(list[at]!);
+    positions[best] = at + 1;
+    const following = list[at + 1];
+    if (following === undefined) {
+      heads[best] = undefined;
+      continue;
+    }
+    const next = order.keysOf(following);
+    if (order.compare(bestKeys, next) > 0) throw orderMismatch(best);
+    heads[best] = next;
   }
   return out;
 }

@@ -59,11 +59,84 @@ function offsetSeconds(sign: string, hours: string, minutes: string | undefined,
 const OFFSET = '([+-])(\\d{2})(?::(\\d{2}))?(?::(\\d{2}))?';
 const DATE_TIME = new RegExp(`^(\\d{4,})-(\\d{2})-(\\d{2})(?: (\\d{2}):(\\d{2}):(\\d{2})(?:\\.(\\d{1,6}))?)?(?:${OFFSET})?( BC)?$`);
 
+/** The number of `count` ASCII digits at `at` in `text`, or -1 if one is not a digit. */
+function digits(text: string, at: number, count: number): number {
+  let value = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = text.charCodeAt(i) - 48; // NaN past the end
+    if (!(d >= 0 && d <= 9)) return -1;
+    value = value * 10 + d;
+  }
+  return value;
+}
+
+// Dates within this many days of 1970 (years 1697–2243) give microseconds below 2^53 even with a
+// time and an offset, so a JS number holds them exactly.
+const EXACT_NUMBER_DAYS = 100_000;
+const USECS_PER_DAY_NUMBER = 86_400_000_000;
+
+/**
+ * {@link temporalKey} without a regular expression or BigInt for the common case (a four-digit AD
+ * year near 1970, ISO DateStyle); `undefined` for anything else, which the general parser reads.
+ */
+function temporalKeyFast(text: string): number | undefined {
+  const length = text.length;
+  if (length < 10 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45) return undefined;
+  const year = digits(text, 0, 4);
+  const month = digits(text, 5, 2);
+  const day = digits(text, 8, 2);
+  if (year < 0 || month < 0 || day < 0) return undefined;
+  const days = daysFromCivil(year, month, day);
+  if (days > EXACT_NUMBER_DAYS || days < -EXACT_NUMBER_DAYS) return undefined;
+  let micros = days * USECS_PER_DAY_NUMBER;
+  if (length === 10) return micros;
+  // ' HH:MM:SS'
+  if (length < 19 || text.charCodeAt(10) !== 32 || text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58) return undefined;
+  const hours = digits(text, 11, 2);
+  const minutes = digits(text, 14, 2);
+  const seconds = digits(text, 17, 2);
+  if (hours < 0 || minutes < 0 || seconds < 0) return undefined;
+  micros += ((hours * 60 + minutes) * 60 + seconds) * 1_000_000;
+  let at = 19;
+  if (text.charCodeAt(at) === 46) {
+    // '.f' to '.ffffff'
+    let fraction = 0;
+    let scale = 1_000_000;
+    for (at++; at < length && scale > 1; at++) {
+      const d = text.charCodeAt(at) - 48;
+      if (!(d >= 0 && d <= 9)) break;
+      scale /= 10;
+      fraction += d * scale;
+    }
+    if (at === 20) return undefined;
+    micros += fraction;
+  }
+  if (at === length) return micros;
+  // '+HH', '+HH:MM' or '+HH:MM:SS'
+  const sign = text.charCodeAt(at);
+  if (sign !== 43 && sign !== 45) return undefined;
+  const rest = length - at;
+  if (rest !== 3 && rest !== 6 && rest !== 9) return undefined;
+  let offset = 0;
+  for (let part = at + 1; part < length; part += 3) {
+    if (part > at + 1 && text.charCodeAt(part - 1) !== 58) return undefined;
+    const value = digits(text, part, 2);
+    if (value < 0) return undefined;
+    offset = offset * 60 + value;
+  }
+  offset *= 60 ** ((9 - rest) / 3);
+  return micros - (sign === 45 ? -offset : offset) * 1_000_000;
+}
+
 /**
  * `date`, `timestamp` and `timestamptz` as exact microseconds since 1970-01-01 UTC (a date as its
- * midnight). `infinity` sorts above and `-infinity` below every other value.
+ * midnight): a number when it is a safe integer (years 1697–2243), else a bigint; the two compare
+ * exactly with each other, and print alike. `infinity` sorts above and `-infinity` below every
+ * other value.
  */
-export function temporalKey(text: string, typeName: string): bigint {
+export function temporalKey(text: string, typeName: string): number | bigint {
+  const fast = temporalKeyFast(text);
+  if (fast !== undefined) return fast;
   if (text === 'infinity') return INFINITE;
   if (text === '-infinity') return -INFINITE;
   const m = DATE_TIME.exec(text);

@@ -11,7 +11,7 @@
  * @packageDocumentation
  */
 import { MERGERS, type MergeSpec, rowsToTake, stripHidden } from './scatter-merge';
-import { orderMismatch, rowComparator, type RowComparator } from './scatter-order';
+import { orderMismatch, rowOrder, type RowOrder, type SortKeys } from './scatter-order';
 
 type Row = Record<string, unknown>;
 type Chunk = readonly Row[];
@@ -20,12 +20,13 @@ async function closeAll(iterators: readonly AsyncIterator<unknown>[]): Promise<v
   await Promise.allSettled(iterators.map((iterator) => iterator.return?.()));
 }
 
-/** One input of the k-way merge: the chunk it holds and the position of its next row. */
+/** One input of the k-way merge: the chunk it holds, the position of its next row and that row's sort keys. */
 interface Source {
   readonly iterator: AsyncIterator<Chunk>;
   chunk: Chunk;
   at: number;
   done: boolean;
+  head: SortKeys | undefined;
 }
 
 /** Loads the source's next non-empty chunk (or marks it done). */
@@ -46,26 +47,27 @@ async function refill(source: Source): Promise<void> {
 
 /**
  * Yields the merged rows of an ordered `rows`-mode plan in chunks of up to `chunkSize`, before
- * offset/limit; checks that each shard's rows arrive in the comparator's order.
+ * offset/limit; checks that each shard's rows arrive in the order's order. Each row's sort keys
+ * are read once, when it becomes its source's head.
  */
-async function* mergeOrdered(sources: readonly Source[], compare: RowComparator, chunkSize: number): AsyncGenerator<Row[]> {
+async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkSize: number): AsyncGenerator<Row[]> {
   await Promise.all(sources.map(refill));
+  for (const source of sources) if (!source.done) source.head = order.keysOf(source.chunk[0]!);
   let out: Row[] = [];
   for (;;) {
     let best: Source | undefined;
     let bestIndex = -1;
-    let bestRow: Row | undefined;
     for (let i = 0; i < sources.length; i++) {
       const source = sources[i]!;
       if (source.done) continue;
-      const row = source.chunk[source.at]!;
-      if (bestRow === undefined || compare(row, bestRow) < 0) {
+      if (best === undefined || order.compare(source.head!, best.head!) < 0) {
         best = source;
         bestIndex = i;
-        bestRow = row;
       }
     }
-    if (best === undefined || bestRow === undefined) break;
+    if (best === undefined) break;
+    const bestRow = best.chunk[best.at]!;
+    const bestKeys = best.head!;
     best.at++;
     if (best.at >= best.chunk.length) {
       if (out.length > 0) {
@@ -75,7 +77,11 @@ async function* mergeOrdered(sources: readonly Source[], compare: RowComparator,
       }
       await refill(best);
     }
-    if (!best.done && compare(bestRow, best.chunk[best.at]!) > 0) throw orderMismatch(bestIndex);
+    if (!best.done) {
+      const next = order.keysOf(best.chunk[best.at]!);
+      if (order.compare(bestKeys, next) > 0) throw orderMismatch(bestIndex);
+      best.head = next;
+    }
     out.push(bestRow);
     if (out.length >= chunkSize) {
       yield out;
@@ -115,7 +121,7 @@ export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[
     if (take === 0) return;
     const source =
       spec.orderKeys.length > 0
-        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false })), rowComparator(spec.orderKeys, spec.compareText), chunkSize)
+        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false, head: undefined })), rowOrder(spec.orderKeys, spec.compareText), chunkSize)
         : concatenate(iterators);
     let index = 0;
     for await (const chunk of source) {
