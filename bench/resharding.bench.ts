@@ -274,25 +274,49 @@ export async function run(): Promise<BenchReport> {
     };
     // With RESHARDING_DEBUG: what app sessions wait for on each shard, sampled every 5 ms during the move.
     const waits = new Map<string, number>();
+    // With RESHARDING_DEBUG: the mover's statements running on each shard, sampled with the app's waits.
+    const moverActive: [number, string][] = [];
     let sampling = debug;
     const samplers = debug
       ? shards.map(async (s) => {
           const c = new Client(s.primaryUrl);
           await c.connect();
           while (sampling) {
-            const { rows } = await c.query<{ w: string }>(
-              `select coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' || left(query, 40) as w from pg_stat_activity where usename = 'bench_app' and state = 'active'`,
+            const { rows } = await c.query<{ w: string; mover: boolean }>(
+              `select coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60) as w, application_name = 'kysely-scale mover' as mover
+                 from pg_stat_activity where (usename = 'bench_app' or application_name = 'kysely-scale mover') and state = 'active' and pid <> pg_backend_pid()`,
             );
-            for (const r of rows) waits.set(`${s.id} ${r.w}`, (waits.get(`${s.id} ${r.w}`) ?? 0) + 1);
+            const at = performance.now();
+            for (const r of rows) {
+              if (r.mover) moverActive.push([at, `${s.id} ${r.w}`]);
+              else waits.set(`${s.id} ${r.w}`, (waits.get(`${s.id} ${r.w}`) ?? 0) + 1);
+            }
             await new Promise((r) => setTimeout(r, 5));
           }
           await c.end();
         })
       : [];
+    if (debug) phaseStarts.push(['0:start', performance.now()]);
     const moveB = await mover.start(onMoveProgress);
     sampling = false;
     await Promise.all(samplers);
     if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
+    if (debug) {
+      // Which mover statements ran while slow writes (over 2x the p99 before) were in flight, and for how many of them.
+      const slowOver = 2 * percentile(latency.before!, 0.99);
+      const slow = samples.filter(([, l]) => l > slowOver);
+      const blame = new Map<string, number>();
+      for (const [s, l] of slow) {
+        const seen = new Set(moverActive.filter(([at]) => at >= s && at <= s + l).map(([, w]) => w));
+        if (seen.size === 0) seen.add('(no mover statement sampled)');
+        for (const w of seen) blame.set(w, (blame.get(w) ?? 0) + 1);
+      }
+      process.stderr.write(`slow writes (> ${slowOver.toFixed(1)} ms): ${slow.length} of ${samples.length}\n`);
+      for (const [w, n] of [...blame].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`blame ${n} ${w}\n`);
+      const moverTotals = new Map<string, number>();
+      for (const [, w] of moverActive) moverTotals.set(w, (moverTotals.get(w) ?? 0) + 1);
+      for (const [w, n] of [...moverTotals].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`mover ${n} ${w}\n`);
+    }
     const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
     if (debug) {
       for (const [i, [name, from]] of phaseStarts.entries()) {

@@ -5,32 +5,39 @@
  * before published): the capture and fence go first, so the source takes writes again at once,
  * then the target's copies are deleted while still hidden, then shown (there are none left).
  */
+import { pipeline } from 'node:stream/promises';
+import type { Client } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 import { enterPhase, type BatchScope } from './batch-scope';
 import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
 import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
-import { keyFilterSql } from './table-keys';
+import { keyFilterSql, type KeyedTable } from './table-keys';
+import { SlotLines, unescapeCopyText, type SlotSet } from './slot-lines';
+import { discard } from './slot-checksum';
+import { ScanPacer, pauseAfter, type ScanPace } from './scan-pacer';
 import { throttleDelayMillis } from './copy-throttle';
 
 const KEYS_PER_DELETE = 1000;
 
 /** published → cleaned. */
 export async function cleanUp(scope: BatchScope): Promise<void> {
-  const { ctx, batch, source, tables, bits, slotCount } = scope;
+  const { ctx, batch, source, tables, bits, slots, slotCount } = scope;
   await ctx.pause(ctx.tuning.cleanupDelayMillis);
   const started = ctx.clock.monotonicNow();
   let deleted = 0;
   let announced = false;
   for (const table of tables) {
-    const { rows } = await source.query<{ key: string }>(`select distinct ${quoteIdentifier(table.keyColumn)}::text as key from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
-    const keys = rows.map((r) => r.key);
+    const keys = await slotKeys(source, table, slots, slotCount, ctx.pace);
     for (let i = 0; i < keys.length; i += KEYS_PER_DELETE) {
       if (!announced) {
         announced = true;
         await ctx.hook?.(batch, 'cleaning');
       }
+      const deleteStarted = ctx.clock.monotonicNow();
       const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + KEYS_PER_DELETE))}`);
       deleted += rowCount ?? 0;
+      await pauseAfter(ctx.clock.monotonicNow() - deleteStarted, ctx.pace);
       const delay = throttleDelayMillis(deleted, ctx.clock.monotonicNow() - started, ctx.tuning.maxRowsPerSecond);
       if (delay > 0) await ctx.pause(delay);
     }
@@ -38,6 +45,14 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
   await releaseSource(scope);
   await unhideSlots(source, bits, slotCount);
   await enterPhase(scope, 'cleaned');
+}
+
+/** The distinct keys of `table`'s rows in `slots` (the shard streams every key; the mover picks them by slot). */
+async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotCount: number, pace: ScanPace): Promise<string[]> {
+  const keys = new Set<string>();
+  const lines = new SlotLines({ slots, slotCount, forward: false, onRow: (_slot, key) => keys.add(unescapeCopyText(key.toString('utf8'))) });
+  await pipeline(client.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text from ${quoteTable(table.name)}) to stdout`)), new ScanPacer(pace), lines, discard());
+  return [...keys];
 }
 
 /** Any phase before published → aborted. */

@@ -34,7 +34,7 @@ export async function startCapture(scope: BatchScope): Promise<void> {
 
 /** capturing → copied. `restarted`: an earlier run may have left a partial table on the target. */
 export async function copySlotRows(scope: BatchScope, restarted: boolean): Promise<void> {
-  const { ctx, batch, tables, bits, slotCount, target, topology } = scope;
+  const { ctx, batch, tables, slots, slotCount, target, topology } = scope;
   const reader = await ctx.extraSession(batch.source, topology);
   batch.copiedTables ??= [];
   batch.rowsCopied ??= 0;
@@ -43,9 +43,10 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
     if (batch.copiedTables.includes(table.name)) continue;
     ctx.checkLock();
     const before: number = batch.rowsCopied;
-    const rows = await copySlots(reader, target, table, bits, slotCount, {
+    const rows = await copySlots(reader, target, table, slots, slotCount, {
       clock: ctx.clock,
       maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
+      pace: ctx.pace,
       onRows: (n) => {
         batch.rowsCopied! += n;
         const now = ctx.clock.monotonicNow();

@@ -15,6 +15,7 @@ import type { Topology } from '../../cluster/topology';
 import { lowerFence, raiseFence, waitForOlderTransactions } from './slot-fence';
 import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
+import { pauseAfter } from './scan-pacer';
 
 const PASS_ENTRIES = 5000;
 const MAX_PASSES = 200;
@@ -23,14 +24,16 @@ const FENCED_LAG = 20;
 
 /** copied → caught-up. */
 export async function catchUp(scope: BatchScope): Promise<void> {
-  const { ctx, batch, source, target, tables, bits, slotCount } = scope;
+  const { ctx, batch, source, target, tables, slots, slotCount } = scope;
   const options = { moveId: ctx.move.id, tables, clock: ctx.clock };
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     ctx.checkLock();
     const lag = await changeLag(source, ctx.move.id);
     report(scope, lag);
     if (lag <= ctx.tuning.catchUpLagEntries) break;
+    const started = ctx.clock.monotonicNow();
     await catchUpPass(source, target, { ...options, limit: PASS_ENTRIES, snapshot: false });
+    await pauseAfter(ctx.clock.monotonicNow() - started, ctx.pace);
   }
   const expected = new Map<string, Map<number, Checksum>>();
   await catchUpPass(source, target, {
@@ -38,12 +41,12 @@ export async function catchUp(scope: BatchScope): Promise<void> {
     limit: undefined,
     snapshot: true,
     inSnapshot: async (snapshot) => {
-      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, bits, slotCount));
+      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, slots, slotCount, ctx.pace));
     },
   });
   const differences: string[] = [];
   for (const table of tables) {
-    const actual = await slotChecksums(target, table, bits, slotCount);
+    const actual = await slotChecksums(target, table, slots, slotCount, ctx.pace);
     differences.push(...checksumDifferences(`${table.name} slot`, expected.get(table.name)!, actual, [`source "${batch.source}"`, `target "${batch.target}"`]));
   }
   if (differences.length > 0) {

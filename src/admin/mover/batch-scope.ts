@@ -5,6 +5,7 @@ import type { MoveContext } from './move-context';
 import type { MoveBatch } from './move-record';
 import { slotBitsLiteral } from './shard-guard-sql';
 import { resolveKeyTypes, type KeyedTable } from './table-keys';
+import { slotSet, type SlotSet } from './slot-lines';
 
 /** One batch's working set. */
 export interface BatchScope {
@@ -16,6 +17,8 @@ export interface BatchScope {
   readonly tables: readonly KeyedTable[];
   /** The batch's slots as a varbit literal. */
   readonly bits: string;
+  /** The batch's slots, for scans that pick rows by slot in the mover. */
+  readonly slots: SlotSet;
   readonly slotCount: number;
 }
 
@@ -24,7 +27,7 @@ export async function openBatchScope(ctx: MoveContext, batch: MoveBatch): Promis
   const topology = await ctx.topology();
   const [source, target] = await Promise.all([ctx.session(batch.source, topology), ctx.session(batch.target, topology)]);
   const tables = await resolveKeyTypes(source, ctx.move.tables, batch.source);
-  return { ctx, batch, topology, source, target, tables, bits: slotBitsLiteral(batch.slots, topology.slotCount), slotCount: topology.slotCount };
+  return { ctx, batch, topology, source, target, tables, bits: slotBitsLiteral(batch.slots, topology.slotCount), slots: slotSet(batch.slots, topology.slotCount), slotCount: topology.slotCount };
 }
 
 /** Saves the batch at `phase` (in the catalog) and reports it. */

@@ -11,6 +11,7 @@ export const MOVE_FLAGS = {
   'max-rows-per-second': { type: 'string' },
   'batch-slots': { type: 'string' },
   'fence-timeout-ms': { type: 'string' },
+  'nice-ratio': { type: 'string' },
 } as const;
 
 /** Usage lines of {@link MOVE_FLAGS}. */
@@ -20,6 +21,7 @@ export const MOVE_USAGE: readonly string[] = [
   '--max-rows-per-second <n>              throttle the copy and the clean-up',
   '--batch-slots <n>                      largest batch (default 1024 slots)',
   '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
+  '--nice-ratio <r>                       pause r times as long as each slice of work took (default 1; 0 = no pauses)',
 ];
 
 /** Mover options from flags; progress goes to the context's progress stream. */
@@ -33,6 +35,7 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
   const max = integerFlag(values, 'max-rows-per-second', 1);
   const batchSlots = integerFlag(values, 'batch-slots', 1);
   const fence = integerFlag(values, 'fence-timeout-ms', 100);
+  const nice = numberFlag(values, 'nice-ratio');
   const printer = progressPrinter(context.progress);
   return {
     options: {
@@ -40,11 +43,20 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
       ...(Object.keys(tables).length > 0 ? { tables } : {}),
       dryRun: values['dry-run'] === true,
       ...(max === undefined ? {} : { maxRowsPerSecond: max }),
-      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }) },
+      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }) },
       onProgress: printer.onProgress,
     },
     stop: () => printer.stop(),
   };
+}
+
+/** A flag holding a number ≥ 0 (a ratio such as `--nice-ratio 0.5`). */
+function numberFlag(values: CliValues, name: string): number | undefined {
+  const text = stringFlag(values, name);
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliUsageError(`--${name} takes a number ≥ 0; got ${JSON.stringify(text)}.`);
+  return n;
 }
 
 /** A required string flag. */

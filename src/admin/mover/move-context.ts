@@ -10,6 +10,7 @@ import type { MoveStore } from './move-store';
 import type { BatchPhase, MoveBatch, MoveRecord } from './move-record';
 import { openShardSession, type ShardSession } from './shard-session';
 import { MoveFailedError } from './mover-errors';
+import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 
 /** One progress report; the CLI draws a bar on a terminal and prints one JSON line per second otherwise. */
 export interface MoveProgress {
@@ -41,6 +42,14 @@ export interface MoveTuning {
   readonly replicaWaitMillis: number;
   /** Largest batch, in slots. @default 1024 */
   readonly batchSlots: number;
+  /**
+   * The mover's duty cycle (gh-ost's nice ratio): after each slice of scanning, copying or deleting
+   * (about 10 ms), it pauses this many times as long as the slice took, so the shards keep CPU for
+   * the app's statements. 1 = busy at most half of the time; 0 = no pauses (fastest, hardest on
+   * the app); 3 = a quarter of the time. Applies to the copy, catch-up, verification and clean-up.
+   * @default 1
+   */
+  readonly niceRatio: number;
   /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
   readonly cleanupDelayMillis: number;
 }
@@ -54,6 +63,7 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   replicaWaitMillis: 5_000,
   batchSlots: 1024,
   cleanupDelayMillis: 500,
+  niceRatio: 1,
 });
 
 /** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
@@ -110,6 +120,11 @@ export class MoveContext {
   /** Stops with an error when the operator lock was lost (another operator may now act). */
   checkLock(): void {
     if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended); stopping before changing anything else.', { moveId: this.move.id });
+  }
+
+  /** How the move's scans, copies and deletes are paced ({@link MoveTuning.niceRatio}). */
+  get pace(): ScanPace {
+    return { clock: this.clock, niceRatio: this.tuning.niceRatio, sliceMillis: PACE_SLICE_MILLIS };
   }
 
   /** Waits `millis` on the context's clock. */

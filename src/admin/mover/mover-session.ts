@@ -7,6 +7,7 @@ import { Pool } from 'pg';
 import { systemClock, type Clock } from '../../kernel/clock';
 import { KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
+import { requireNonNegative } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { MoveStore } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
@@ -74,6 +75,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
       if (options.tables !== undefined) await store.registerTables(Object.entries(options.tables).map(([name, keyColumn]) => ({ name, keyColumn })));
       const tables = await store.tables();
       const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
+      requireNonNegative('tuning.niceRatio', tuning.niceRatio);
       const clock = options.clock ?? systemClock;
       return fn({
         catalog,

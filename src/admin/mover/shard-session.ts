@@ -1,6 +1,7 @@
 /**
  * The mover's connections to shard primaries. Every session sets `kysely_scale.bypass = on` (it
- * sees hidden rows and writes through fences) and names itself, so fence waits can ignore it.
+ * sees hidden rows and writes through fences) and names itself, so fence waits can ignore it. Its
+ * statements run without parallel workers (bounded parallelism: one backend per mover session).
  */
 import { Client, type ClientConfig } from 'pg';
 import { redactText } from '../../kernel/redact';
@@ -22,7 +23,8 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
     connectionString: url,
     application_name: MOVER_APPLICATION_NAME,
     connectionTimeoutMillis: connectTimeoutMillis,
-    options: '-c kysely_scale.bypass=on',
+    // No parallel workers: a mover scan must not take every core from the app's statements.
+    options: '-c kysely_scale.bypass=on -c max_parallel_workers_per_gather=0',
     keepAlive: true,
   };
   const client = new Client(config);

@@ -1,10 +1,17 @@
 /**
  * Counts and checksums of rows, per slot or per key: `count(*)` and the sum of a 64-bit hash of
  * each row's text (`hashtextextended(row::text, 0)`), so two shards holding the same rows (same
- * schema, same column order) give the same figures whatever the physical order.
+ * schema, same column order) give the same figures whatever the physical order. Per slot, the
+ * shard streams each row's key and hash and the mover sums them by slot ({@link SlotLines}): the
+ * SQL twin of the slot hash per row would cost the shard far more CPU than the scan itself.
  */
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { to as copyTo } from 'pg-copy-streams';
 import type { Client } from 'pg';
-import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
+import { quoteIdentifier, quoteTable } from './shard-guard-sql';
+import { SlotLines, slotSet, type SlotSet } from './slot-lines';
+import { ScanPacer, type ScanPace } from './scan-pacer';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 
 /** Rows and their checksum. */
@@ -13,14 +20,27 @@ export interface Checksum {
   readonly sum: string;
 }
 
-/** Per-slot figures of `table`'s rows in the slots of `bits` (or every slot when `bits` is undefined). */
-export async function slotChecksums(client: Client, table: KeyedTable, bits: string | undefined, slotCount: number): Promise<Map<number, Checksum>> {
-  const where = bits === undefined ? 'true' : slotFilterSql(table, bits, slotCount);
-  const { rows } = await client.query<{ slot: number; n: string; h: string }>(
-    `select kysely_scale_slot(${quoteIdentifier(table.keyColumn)}::text, ${slotCount}) as slot, count(*) as n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text as h
-       from ${quoteTable(table.name)} x where ${where} group by 1`,
-  );
-  return new Map(rows.map((r) => [r.slot, { rows: Number(r.n), sum: r.h }]));
+/** Per-slot figures of `table`'s rows in the slots of `slots` (or every slot when `slots` is undefined); the scan paced by `pace` when given. */
+export async function slotChecksums(client: Client, table: KeyedTable, slots: SlotSet | undefined, slotCount: number, pace?: ScanPace): Promise<Map<number, Checksum>> {
+  const rows = new Map<number, number>();
+  const sums = new Map<number, bigint>();
+  const lines = new SlotLines({
+    slots: slots ?? slotSet(undefined, slotCount),
+    slotCount,
+    forward: false,
+    onRow: (slot, _key, rest) => {
+      rows.set(slot, (rows.get(slot) ?? 0) + 1);
+      sums.set(slot, (sums.get(slot) ?? 0n) + BigInt(rest.toString('latin1')));
+    },
+  });
+  const out = client.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${quoteTable(table.name)} x) to stdout`));
+  await (pace === undefined ? pipeline(out, lines, discard()) : pipeline(out, new ScanPacer(pace), lines, discard()));
+  return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
+}
+
+/** A sink for a stream whose work is done on the way (it passes nothing on). */
+export function discard(): Writable {
+  return new Writable({ write: (_chunk, _encoding, callback) => callback() });
 }
 
 /** Per-key figures of `table`'s rows with the given keys. */

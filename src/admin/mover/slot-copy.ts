@@ -2,38 +2,28 @@
  * The copy phase: each table's rows of the moving slots go from the source to the target through
  * `COPY (select …) TO STDOUT` piped into `COPY … FROM STDIN`, throttled, one transaction per
  * table on the target (a crash leaves no half table: the resumed copy starts that table again).
+ * The rows of the moving slots are picked by the mover ({@link SlotLines}), not by the source.
  */
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import { CopyThrottle } from './copy-throttle';
-import { quoteTable, slotFilterSql } from './shard-guard-sql';
+import { ScanPacer, type ScanPace } from './scan-pacer';
+import { quoteIdentifier, quoteTable, slotBitsLiteral, slotFilterSql } from './shard-guard-sql';
+import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
 
-/** Options of {@link copyRows}. */
+/** Options of {@link copySlots} and {@link pipeRows}. */
 export interface CopyRowsOptions {
   readonly clock: Clock;
   readonly maxRowsPerSecond: number | undefined;
   readonly onRows: (rows: number) => void;
 }
 
-/**
- * Copies the rows selected by `where` of `table` from `source` to `target`, in one target
- * transaction that first deletes whatever `where` selects there (an earlier attempt's rows).
- * Returns the rows copied.
- */
-export async function copyRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions, clearTarget: boolean): Promise<number> {
-  await target.query('begin');
-  try {
-    if (clearTarget) await target.query(`delete from ${quoteTable(table.name)} where ${where}`);
-    const rows = await pipeRows(source, target, table, where, options);
-    await target.query('commit');
-    return rows;
-  } catch (error) {
-    await target.query('rollback').catch(() => undefined);
-    throw error;
-  }
+/** Options of {@link copySlots}. */
+export interface CopySlotsOptions extends CopyRowsOptions {
+  readonly pace: ScanPace;
 }
 
 /** Pipes the rows selected by `where` from `source` into `target` (inside whatever transaction `target` is in). */
@@ -46,7 +36,34 @@ export async function pipeRows(source: Client, target: Client, table: KeyedTable
   return throttle.rows;
 }
 
-/** Copies `table`'s rows of the slots in `bits` (a varbit literal). */
-export function copySlots(source: Client, target: Client, table: KeyedTable, bits: string, slotCount: number, options: CopyRowsOptions, clearTarget: boolean): Promise<number> {
-  return copyRows(source, target, table, slotFilterSql(table, bits, slotCount), options, clearTarget);
+/**
+ * Copies `table`'s rows of the slots in `slots` from `source` to `target`, in one target
+ * transaction (`clearTarget`: that first deletes what an earlier attempt left there). The source
+ * streams the whole table; the mover keeps the rows of `slots`. Returns the rows copied.
+ */
+export async function copySlots(source: Client, target: Client, table: KeyedTable, slots: SlotSet, slotCount: number, options: CopySlotsOptions, clearTarget: boolean): Promise<number> {
+  const t = quoteTable(table.name);
+  await target.query('begin');
+  try {
+    // A resumed copy only: the SQL twin runs per row here, once.
+    if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);
+    const lines = new SlotLines({ slots, slotCount, forward: true });
+    const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
+    const out = source.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t}) to stdout`));
+    const into = target.query(copyFrom(`copy ${t} from stdin`));
+    await pipeline(out, new ScanPacer(options.pace), lines, throttle, into);
+    await target.query('commit');
+    return throttle.rows;
+  } catch (error) {
+    await target.query('rollback').catch(() => undefined);
+    throw error;
+  }
+}
+
+function slotsIn(set: SlotSet): number[] {
+  const out: number[] = [];
+  set.forEach((b, s) => {
+    if (b === 1) out.push(s);
+  });
+  return out;
 }

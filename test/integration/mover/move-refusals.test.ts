@@ -34,6 +34,12 @@ describe('requests that cannot start are refused with a code before anything cha
     expect((await latest())!.version).toBe(1);
   });
 
+  test('a negative nice ratio', async () => {
+    const result = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { niceRatio: -1 } });
+    expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } } });
+    expect((await latest())!.version).toBe(1);
+  });
+
   test('slots out of range', async () => {
     const result = await moveSlots({ ...base(), slots: '4000-4096', to: 'shard1' });
     expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'slot-range' } });
