@@ -9,13 +9,14 @@ import { ErrorCodes } from '../../kernel/errors';
 import type { RoutePart, RoutePlan } from '../routing/route-planner';
 import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
-import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
+import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
 import { runOn, type HeldClients } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
 import { EnumTypeCache } from './scatter-types';
+import { ScatterStatements } from './scatter-statements';
 
 type Row = Record<string, unknown>;
 
@@ -61,13 +62,13 @@ export class MultiShardExecutor {
     if (plan.statement !== 'select' || plan.kind === 'broadcast') {
       throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, `stream() over several shards works for SELECT only; run this ${plan.statement} with execute().`, { statement: plan.statement });
     }
-    const scatter = planScatter(compiled.query, SCATTER_OPTIONS);
+    const { plan: scatter, shard } = statementsOf(this.#runtime).statementFor(compiled);
     if (!scatter.streamable) {
       throw new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'This scatter query (aggregates, GROUP BY or DISTINCT) cannot be streamed: run it with execute(), or add the shard key.', { unsupported: 'stream of a merged scatter' });
     }
     const Cursor = this.#runtime.cursor();
     // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
-    const compileFor = shardStatements(this.#runtime, scatter, compiled);
+    const compileFor = shardStatements(this.#runtime, shard, compiled);
     const streams = parts.map((part) => {
       const query = compileFor(part);
       return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
@@ -76,11 +77,11 @@ export class MultiShardExecutor {
   }
 
   async #scatterRead(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
-    const scatter = planScatter(compiled.query, SCATTER_OPTIONS);
+    const { plan: scatter, shard } = statementsOf(this.#runtime).statementFor(compiled);
     // Every part settles before an error is thrown: Kysely releases the connection on the error,
     // and a client must not go back to its pool while its query still runs.
     // Each part is a plain read of its shard: under the read deadline on a replica, else again elsewhere.
-    const compileFor = shardStatements(this.#runtime, scatter, compiled);
+    const compileFor = shardStatements(this.#runtime, shard, compiled);
     const rowsPerShard = await allSettledOrThrow(
       parts.map(async (part) => {
         const query = compileFor(part);
@@ -141,6 +142,14 @@ export class MultiShardExecutor {
 }
 
 const enumCaches = new WeakMap<MultiShardRuntime, EnumTypeCache>();
+const statementCaches = new WeakMap<MultiShardRuntime, ScatterStatements>();
+
+/** The dialect's planned scatter statements (one cache per runtime, like its enum labels). */
+function statementsOf(runtime: MultiShardRuntime): ScatterStatements {
+  let statements = statementCaches.get(runtime);
+  if (statements === undefined) statementCaches.set(runtime, (statements = new ScatterStatements(SCATTER_OPTIONS)));
+  return statements;
+}
 
 function isUnknownEnumLabel(error: unknown): boolean {
   const unsupported = error instanceof RoutingError ? error.context.unsupported : undefined;
@@ -153,12 +162,11 @@ export function partsOnShards(shards: readonly Shard[], node: RootOperationNode)
 }
 
 /**
- * Compiles the SELECT each part's shard runs: the scatter plan's rewrite of the part's node. Parts
- * that run the unchanged statement (a scatter's, on every shard) share one compilation.
+ * The SELECT each part's shard runs: `shard` (the scatter's statement) for parts that run the
+ * unchanged statement (a scatter's, on every shard); the plan's rewrite of its own node otherwise.
  */
-function shardStatements(runtime: MultiShardRuntime, scatter: ScatterPlan, compiled: CompiledQuery): (part: RoutePart) => CompiledQuery {
-  let shared: CompiledQuery | undefined;
-  return (part) => (part.node === compiled.query ? (shared ??= runtime.compile(scatter.shardNode, compiled)) : runtime.compile(planScatter(part.node, SCATTER_OPTIONS).shardNode, compiled));
+function shardStatements(runtime: MultiShardRuntime, shard: CompiledQuery, compiled: CompiledQuery): (part: RoutePart) => CompiledQuery {
+  return (part) => (part.node === compiled.query ? shard : runtime.compile(planScatter(part.node, SCATTER_OPTIONS).shardNode, compiled));
 }
 
 /**

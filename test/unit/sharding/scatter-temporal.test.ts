@@ -9,10 +9,10 @@ function oracle(year: number, month: number, day: number, h: number, m: number, 
   return BigInt(Date.UTC(year, month - 1, day, h, m, s) - offsetSeconds * 1000) * 1000n + BigInt(micros);
 }
 
-test('timestamps from 1650 to 2300, with fractions and offsets, read as exact microseconds', () => {
+test('4,000 random timestamps from 1650 to 2300, with fractions and offsets, read as exact microseconds', () => {
   const random = seededRandom(7);
   const int = (n: number) => Math.floor(random() * n);
-  for (let i = 0; i < 20_000; i++) {
+  for (let i = 0; i < 4_000; i++) {
     const [year, month, day] = [1650 + int(650), 1 + int(12), 1 + int(28)];
     const [h, m, s] = [int(24), int(60), int(60)];
     const digits = int(7); // 0: no fraction

@@ -1,0 +1,108 @@
+/**
+ * The shard statement of a scatter, planned and compiled once per distinct statement instead of
+ * on every call: planning (a walk of the tree, hidden merge columns) and compiling the rewritten
+ * tree cost more CPU than the rest of the dialect's work on a scatter.
+ *
+ * The plan of a SELECT is a function of its SQL text and its LIMIT/OFFSET values (the only values
+ * the planner reads): PostgreSQL gives one SQL text one meaning, so the plan made for one tree is
+ * right for any tree that compiles to the same text. What changes between calls is the values:
+ * each parameter of the shard statement is taken from the original statement's parameter it was
+ * compiled from (found once, by the value node it came from), or is the plan's own LIMIT n+m. A
+ * statement whose parameters cannot all be traced that way is planned on every call, as before.
+ */
+import { PostgresQueryCompiler, SelectQueryNode, type CompiledQuery, type OperationNode, type PrimitiveValueListNode, type RootOperationNode, type ValueNode } from 'kysely';
+import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
+
+/** A scatter's plan and the statement every shard runs. */
+export interface ScatterStatement {
+  readonly plan: ScatterPlan;
+  readonly shard: CompiledQuery;
+}
+
+/** Where a shard statement's parameter comes from: the index of an original parameter, or a value of the plan. */
+type ParameterSource = number | { readonly value: unknown };
+
+interface Entry {
+  readonly limit: unknown;
+  readonly offset: unknown;
+  readonly plan: ScatterPlan;
+  readonly sql: string;
+  readonly query: RootOperationNode;
+  readonly sources: readonly ParameterSource[];
+}
+
+/** Distinct statements kept per dialect; the oldest is dropped beyond this. */
+const MAX_ENTRIES = 500;
+
+/** A PostgreSQL compiler that notes which value node (and list position) each parameter came from. */
+class TracingCompiler extends PostgresQueryCompiler {
+  readonly origins: { readonly node: OperationNode; readonly index: number }[] = [];
+
+  protected override visitValue(node: ValueNode): void {
+    if (node.immediate !== true) this.origins.push({ node, index: 0 });
+    super.visitValue(node);
+  }
+
+  protected override visitPrimitiveValueList(node: PrimitiveValueListNode): void {
+    for (let index = 0; index < node.values.length; index++) this.origins.push({ node, index });
+    super.visitPrimitiveValueList(node);
+  }
+}
+
+/** A LIMIT or OFFSET value as the cache keys it: a parameter's value, else `undefined` (the SQL text holds it). */
+function countValue(node: OperationNode | undefined): unknown {
+  return node?.kind === 'ValueNode' && (node as ValueNode).immediate !== true ? (node as ValueNode).value : undefined;
+}
+
+/** Plans and compiles scatter statements for one dialect, remembering each distinct one. */
+export class ScatterStatements {
+  readonly #options: ScatterPlanOptions;
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(options: ScatterPlanOptions) {
+    this.#options = options;
+  }
+
+  /** The plan of `compiled` and the statement its shards run (with `compiled`'s query id and values). */
+  statementFor(compiled: CompiledQuery): ScatterStatement {
+    const node = compiled.query;
+    const limit = SelectQueryNode.is(node) ? countValue(node.limit?.limit) : undefined;
+    const offset = SelectQueryNode.is(node) ? countValue(node.offset?.offset) : undefined;
+    const entry = this.#entries.get(compiled.sql);
+    if (entry !== undefined && entry.limit === limit && entry.offset === offset) {
+      const original = compiled.parameters;
+      const parameters = entry.sources.map((source) => (typeof source === 'number' ? original[source] : source.value));
+      return { plan: entry.plan, shard: { query: entry.query, queryId: compiled.queryId, sql: entry.sql, parameters } };
+    }
+    const plan = planScatter(node, this.#options);
+    const traced = this.#trace(compiled, plan);
+    if (traced === undefined) return { plan, shard: new PostgresQueryCompiler().compileQuery(plan.shardNode, compiled.queryId) };
+    const { shard, sources } = traced;
+    if (entry === undefined && this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
+    this.#entries.set(compiled.sql, Object.freeze({ limit, offset, plan, sql: shard.sql, query: shard.query, sources: Object.freeze(sources) }));
+    return { plan, shard };
+  }
+
+  /**
+   * Compiles the shard statement and traces each of its parameters to the original's; `undefined`
+   * when the original does not compile to `compiled` again or a parameter cannot be traced.
+   */
+  #trace(compiled: CompiledQuery, plan: ScatterPlan): { shard: CompiledQuery; sources: ParameterSource[] } | undefined {
+    const originalCompiler = new TracingCompiler();
+    const again = originalCompiler.compileQuery(compiled.query, compiled.queryId);
+    if (again.sql !== compiled.sql || originalCompiler.origins.length !== compiled.parameters.length) return undefined;
+    const shardCompiler = new TracingCompiler();
+    const shard = shardCompiler.compileQuery(plan.shardNode, compiled.queryId);
+    if (shardCompiler.origins.length !== shard.parameters.length) return undefined;
+    // The plan's own LIMIT (n + m) is the one value node of the shard statement the original does not have.
+    const planLimit = plan.shardNode.limit?.limit;
+    const sources: ParameterSource[] = [];
+    for (const [i, origin] of shardCompiler.origins.entries()) {
+      const from = originalCompiler.origins.findIndex((o) => o.node === origin.node && o.index === origin.index);
+      if (from >= 0) sources.push(from);
+      else if (origin.node === planLimit) sources.push(Object.freeze({ value: shard.parameters[i] }));
+      else return undefined;
+    }
+    return { shard, sources };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The scatter statement cache: a statement seen before gets its shard statement from the cache,
+ * and that statement (SQL and every parameter) must equal what planning and compiling the new
+ * statement from scratch gives, whatever its values.
+ */
+import { offlineKysely } from '../../support/offline-kysely';
+import { PostgresQueryCompiler, sql, type Compilable } from 'kysely';
+import { ScatterStatements } from '../../../src/sharding/dialect/scatter-statements';
+import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
+
+const db = offlineKysely();
+const OPTIONS = { isJoinSafe: () => true };
+
+/** Planned and compiled from scratch, no cache. */
+function fresh(query: Compilable) {
+  const compiled = query.compile();
+  const shard = new PostgresQueryCompiler().compileQuery(planScatter(compiled.query, OPTIONS).shardNode, compiled.queryId);
+  return { sql: shard.sql, parameters: shard.parameters };
+}
+
+/** Each shape, built with several sets of values: the first call fills the cache, the others read it. */
+const SHAPES: Readonly<Record<string, (v: number) => Compilable>> = {
+  'ORDER BY + LIMIT, values in WHERE': (v) => db.selectFrom('t').select(['id', 'at']).where('id', '>', v).where('name', '=', `n${v}`).orderBy('at', 'desc').orderBy('id').limit(20),
+  'ORDER BY an expression with a value (copied into the hidden columns)': (v) =>
+    db.selectFrom('t').select(['id', sql<number>`coalesce(score, ${v})`.as('s')]).where('grp', '=', `g${v}`).orderBy('s').limit(5),
+  'ORDER BY an unselected expression with values': (v) => db.selectFrom('t').select('id').where('id', '>', v + 1).orderBy((eb) => eb('score', '*', v)).limit(3).offset(1),
+  'IN list': (v) => db.selectFrom('t').select('id').where('grp', 'in', [`a${v}`, `b${v}`, `c${v}`]).orderBy('id').limit(7),
+  'LIMIT and OFFSET': (v) => db.selectFrom('t').select('id').where('id', '<', v).orderBy('id').limit(10).offset(30),
+  'GROUP BY with aggregates and a value': (v) =>
+    db.selectFrom('t').select((eb) => ['grp', eb.fn.countAll().as('n'), eb.fn.avg('score').as('mean'), eb.fn.max('at').as('last')]).where('score', '>', v).groupBy('grp').orderBy('grp').limit(2),
+  DISTINCT: (v) => db.selectFrom('t').select('grp').distinct().where('id', '!=', v).orderBy('grp').limit(4),
+  'no ORDER BY': (v) => db.selectFrom('t').selectAll().where('id', '=', v),
+};
+
+test.each(Object.entries(SHAPES))('%s: the cached shard statement equals a fresh plan for other values', (_name, shape) => {
+  const statements = new ScatterStatements(OPTIONS);
+  for (const v of [1, 2, 17, -3]) {
+    const compiled = shape(v).compile();
+    const { shard } = statements.statementFor(compiled);
+    expect({ sql: shard.sql, parameters: shard.parameters }).toEqual(fresh(shape(v)));
+    expect(shard.queryId).toBe(compiled.queryId);
+  }
+});
+
+test('a new LIMIT or OFFSET value is planned again (the shard runs LIMIT n+m)', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const query = (limit: number, offset: number) => db.selectFrom('t').select('id').orderBy('id').limit(limit).offset(offset);
+  for (const [limit, offset] of [[5, 0], [10, 0], [10, 5], [5, 0]] as const) {
+    const { shard, plan } = statements.statementFor(query(limit, offset).compile());
+    expect(shard.parameters).toEqual([limit + offset]);
+    const row = (id: number) => ({ id, __ks_x0: String(id), __ks_t1: 'integer' });
+    const rows = Array.from({ length: 40 }, (_, i) => row(i));
+    expect(plan.merge([rows]).map((r) => r.id)).toEqual(rows.slice(offset, offset + limit).map((r) => r.id));
+  }
+});
+
+test('a cache hit skips planning: the plan object is reused', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const a = statements.statementFor(SHAPES['IN list']!(1).compile());
+  const b = statements.statementFor(SHAPES['IN list']!(2).compile());
+  expect(b.plan).toBe(a.plan);
+  // A list of another length is another SQL text, so another plan.
+  const c = statements.statementFor(db.selectFrom('t').select('id').where('grp', 'in', ['x']).orderBy('id').limit(7).compile());
+  expect(c.plan).not.toBe(a.plan);
+});
+
+test('a refused statement stays refused on every call', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const query = () => db.selectFrom('t').select('grp').groupBy('grp').having('grp', '=', 'x').compile();
+  expect(() => statements.statementFor(query())).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER' }));
+  expect(() => statements.statementFor(query())).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER' }));
+});
