@@ -15,7 +15,7 @@ import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { SlotLines, unescapeCopyText, type SlotSet } from './slot-lines';
 import { discard } from './slot-checksum';
-import { ScanPacer, pauseAfter, type ScanPace } from './scan-pacer';
+import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
 import { throttleDelayMillis } from './copy-throttle';
 
 const KEYS_PER_DELETE = 1000;
@@ -28,7 +28,7 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
   let deleted = 0;
   let announced = false;
   for (const table of tables) {
-    const keys = await slotKeys(source, table, slots, slotCount, ctx.pace);
+    const keys = await slotKeys(source, table, slots, slotCount, scope.pace);
     for (let i = 0; i < keys.length; i += KEYS_PER_DELETE) {
       if (!announced) {
         announced = true;
@@ -37,7 +37,7 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
       const deleteStarted = ctx.clock.monotonicNow();
       const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + KEYS_PER_DELETE))}`);
       deleted += rowCount ?? 0;
-      await pauseAfter(ctx.clock.monotonicNow() - deleteStarted, ctx.pace);
+      await yieldAfter(ctx.clock.monotonicNow() - deleteStarted, scope.pace);
       const delay = throttleDelayMillis(deleted, ctx.clock.monotonicNow() - started, ctx.tuning.maxRowsPerSecond);
       if (delay > 0) await ctx.pause(delay);
     }

@@ -46,7 +46,7 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
     const rows = await copySlots(reader, target, table, slots, slotCount, {
       clock: ctx.clock,
       maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
-      pace: ctx.pace,
+      pace: scope.pace,
       onRows: (n) => {
         batch.rowsCopied! += n;
         const now = ctx.clock.monotonicNow();

@@ -15,7 +15,7 @@ import type { Topology } from '../../cluster/topology';
 import { lowerFence, raiseFence, waitForOlderTransactions } from './slot-fence';
 import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
-import { pauseAfter } from './scan-pacer';
+import { yieldAfter } from './scan-pacer';
 
 const PASS_ENTRIES = 5000;
 const MAX_PASSES = 200;
@@ -33,7 +33,7 @@ export async function catchUp(scope: BatchScope): Promise<void> {
     if (lag <= ctx.tuning.catchUpLagEntries) break;
     const started = ctx.clock.monotonicNow();
     await catchUpPass(source, target, { ...options, limit: PASS_ENTRIES, snapshot: false });
-    await pauseAfter(ctx.clock.monotonicNow() - started, ctx.pace);
+    await yieldAfter(ctx.clock.monotonicNow() - started, scope.pace);
   }
   const expected = new Map<string, Map<number, Checksum>>();
   await catchUpPass(source, target, {
@@ -41,12 +41,12 @@ export async function catchUp(scope: BatchScope): Promise<void> {
     limit: undefined,
     snapshot: true,
     inSnapshot: async (snapshot) => {
-      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, slots, slotCount, ctx.pace));
+      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, slots, slotCount, scope.pace));
     },
   });
   const differences: string[] = [];
   for (const table of tables) {
-    const actual = await slotChecksums(target, table, slots, slotCount, ctx.pace);
+    const actual = await slotChecksums(target, table, slots, slotCount, scope.pace);
     differences.push(...checksumDifferences(`${table.name} slot`, expected.get(table.name)!, actual, [`source "${batch.source}"`, `target "${batch.target}"`]));
   }
   if (differences.length > 0) {

@@ -6,6 +6,7 @@ import type { MoveBatch } from './move-record';
 import { slotBitsLiteral } from './shard-guard-sql';
 import { resolveKeyTypes, type KeyedTable } from './table-keys';
 import { slotSet, type SlotSet } from './slot-lines';
+import type { ScanPace } from './scan-pacer';
 
 /** One batch's working set. */
 export interface BatchScope {
@@ -20,6 +21,8 @@ export interface BatchScope {
   /** The batch's slots, for scans that pick rows by slot in the mover. */
   readonly slots: SlotSet;
   readonly slotCount: number;
+  /** How the batch's scans, copies and deletes yield to the app (probing its two shards). */
+  readonly pace: ScanPace;
 }
 
 /** Opens (or reuses) the sessions of a batch and resolves its tables' key types on the source. */
@@ -27,7 +30,7 @@ export async function openBatchScope(ctx: MoveContext, batch: MoveBatch): Promis
   const topology = await ctx.topology();
   const [source, target] = await Promise.all([ctx.session(batch.source, topology), ctx.session(batch.target, topology)]);
   const tables = await resolveKeyTypes(source, ctx.move.tables, batch.source);
-  return { ctx, batch, topology, source, target, tables, bits: slotBitsLiteral(batch.slots, topology.slotCount), slots: slotSet(batch.slots, topology.slotCount), slotCount: topology.slotCount };
+  return { ctx, batch, topology, source, target, tables, bits: slotBitsLiteral(batch.slots, topology.slotCount), slots: slotSet(batch.slots, topology.slotCount), pace: ctx.pace([batch.source, batch.target], topology), slotCount: topology.slotCount };
 }
 
 /** Saves the batch at `phase` (in the catalog) and reports it. */

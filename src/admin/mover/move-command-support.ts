@@ -12,6 +12,7 @@ export const MOVE_FLAGS = {
   'batch-slots': { type: 'string' },
   'fence-timeout-ms': { type: 'string' },
   'nice-ratio': { type: 'string' },
+  'probe-slow-ms': { type: 'string' },
 } as const;
 
 /** Usage lines of {@link MOVE_FLAGS}. */
@@ -22,6 +23,7 @@ export const MOVE_USAGE: readonly string[] = [
   '--batch-slots <n>                      largest batch (default 1024 slots)',
   '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
   '--nice-ratio <r>                       pause r times as long as each slice of work took (default 1; 0 = no pauses)',
+  '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3)',
 ];
 
 /** Mover options from flags; progress goes to the context's progress stream. */
@@ -36,6 +38,7 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
   const batchSlots = integerFlag(values, 'batch-slots', 1);
   const fence = integerFlag(values, 'fence-timeout-ms', 100);
   const nice = numberFlag(values, 'nice-ratio');
+  const probeSlow = integerFlag(values, 'probe-slow-ms', 1);
   const printer = progressPrinter(context.progress);
   return {
     options: {
@@ -43,7 +46,7 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
       ...(Object.keys(tables).length > 0 ? { tables } : {}),
       dryRun: values['dry-run'] === true,
       ...(max === undefined ? {} : { maxRowsPerSecond: max }),
-      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }) },
+      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
       onProgress: printer.onProgress,
     },
     stop: () => printer.stop(),

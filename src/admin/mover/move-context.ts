@@ -11,6 +11,10 @@ import type { BatchPhase, MoveBatch, MoveRecord } from './move-record';
 import { openShardSession, type ShardSession } from './shard-session';
 import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
+import { withDeadline } from '../../kernel/deadline';
+
+/** A load probe that does not answer in this time counts as saturated. */
+const PROBE_DEADLINE_MILLIS = 1000;
 
 /** One progress report; the CLI draws a bar on a terminal and prints one JSON line per second otherwise. */
 export interface MoveProgress {
@@ -50,6 +54,13 @@ export interface MoveTuning {
    * @default 1
    */
   readonly niceRatio: number;
+  /**
+   * After each slice's pause the mover times `select 1` on the batch's two shards; while that takes
+   * longer than this (the servers are saturated by other work), it keeps waiting, doubling the
+   * wait, up to 1 s more per slice (so a move on a saturated cluster still progresses, slowly).
+   * @default 3
+   */
+  readonly probeSlowMillis: number;
   /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
   readonly cleanupDelayMillis: number;
 }
@@ -64,6 +75,7 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   batchSlots: 1024,
   cleanupDelayMillis: 500,
   niceRatio: 1,
+  probeSlowMillis: 3,
 });
 
 /** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
@@ -76,6 +88,7 @@ export type PhaseHook = (batch: MoveBatch, point: HookPoint) => void | Promise<v
 export class MoveContext {
   readonly #sessions = new Map<string, Promise<ShardSession>>();
   readonly #extra: ShardSession[] = [];
+  readonly #probes = new Map<string, Promise<Client>>();
 
   constructor(
     readonly catalog: TopologyCatalog,
@@ -122,9 +135,39 @@ export class MoveContext {
     if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended); stopping before changing anything else.', { moveId: this.move.id });
   }
 
-  /** How the move's scans, copies and deletes are paced ({@link MoveTuning.niceRatio}). */
-  get pace(): ScanPace {
-    return { clock: this.clock, niceRatio: this.tuning.niceRatio, sliceMillis: PACE_SLICE_MILLIS };
+  /** How the move's scans, copies and deletes on `shardIds` are paced ({@link MoveTuning.niceRatio}, {@link MoveTuning.probeSlowMillis}). */
+  pace(shardIds: readonly string[], topology: Topology): ScanPace {
+    return {
+      clock: this.clock,
+      niceRatio: this.tuning.niceRatio,
+      sliceMillis: PACE_SLICE_MILLIS,
+      probeSlowMillis: this.tuning.probeSlowMillis,
+      probe: () => this.#probe(shardIds, topology),
+    };
+  }
+
+  /** The slowest round trip of `select 1` over `shardIds`, on probe sessions of their own (never busy with the move's work). */
+  async #probe(shardIds: readonly string[], topology: Topology): Promise<number> {
+    let slowest = 0;
+    for (const id of shardIds) {
+      let session = this.#probes.get(id);
+      if (session === undefined) {
+        session = this.extraSession(id, topology);
+        this.#probes.set(id, session);
+        session.catch(() => this.#probes.delete(id));
+      }
+      const client = await session;
+      const started = this.clock.monotonicNow();
+      try {
+        await withDeadline(client.query('select 1'), PROBE_DEADLINE_MILLIS, 'the mover\'s load probe', { clock: this.clock });
+      } catch {
+        // No answer in time (or a lost session): as slow as it gets; a new session next time.
+        this.#probes.delete(id);
+        return PROBE_DEADLINE_MILLIS;
+      }
+      slowest = Math.max(slowest, this.clock.monotonicNow() - started);
+    }
+    return slowest;
   }
 
   /** Waits `millis` on the context's clock. */

@@ -7,7 +7,7 @@ import { Pool } from 'pg';
 import { systemClock, type Clock } from '../../kernel/clock';
 import { KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
-import { requireNonNegative } from '../../kernel/validate';
+import { requireNonNegative, requirePositive } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { MoveStore } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
@@ -76,6 +76,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
       const tables = await store.tables();
       const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
       requireNonNegative('tuning.niceRatio', tuning.niceRatio);
+      requirePositive('tuning.probeSlowMillis', tuning.probeSlowMillis);
       const clock = options.clock ?? systemClock;
       return fn({
         catalog,

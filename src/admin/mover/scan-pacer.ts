@@ -1,11 +1,20 @@
 /**
- * The mover's duty cycle (gh-ost's nice ratio): after each slice of streaming work it holds the
- * stream back for `niceRatio` times as long as the slice took, so the shard's backend that
- * produces the stream (and the one consuming it) wait on full socket buffers instead of taking
- * CPU from the app's statements. At ratio 1 a scan or copy runs at most half of the time.
+ * The mover's duty cycle (gh-ost's nice ratio) and load probe (as Vitess's throttler and gh-ost's
+ * max-load): after each slice of streaming work the mover holds the stream back for `niceRatio`
+ * times as long as the slice took, so the shard backends producing and consuming it wait on full
+ * socket buffers instead of taking CPU from the app's statements. Then, when a probe is given, it
+ * times a trivial statement on the batch's shards and, while that is slower than
+ * `probeSlowMillis` (the servers are saturated by other work), keeps waiting, doubling the wait,
+ * for at most {@link MAX_YIELD_MILLIS} per slice, so a move on a saturated cluster still progresses.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Clock } from '../../kernel/clock';
+
+/** Length of a slice of work between pauses: short, so no app statement waits long behind one. */
+export const PACE_SLICE_MILLIS = 10;
+
+/** Most a slice waits for slow probes beyond its nice-ratio pause. */
+export const MAX_YIELD_MILLIS = 1000;
 
 /** How a stream of the mover is paced. */
 export interface ScanPace {
@@ -14,12 +23,13 @@ export interface ScanPace {
   readonly niceRatio: number;
   /** Length of a slice of work between pauses, in milliseconds. */
   readonly sliceMillis: number;
+  /** A probe slower than this means the servers are saturated: wait longer. */
+  readonly probeSlowMillis: number;
+  /** Round trip of a trivial statement on the shards the work runs on, in milliseconds (it has a deadline of its own). */
+  readonly probe?: () => Promise<number>;
 }
 
-/** Length of a slice of work between pauses: short, so no app statement waits long behind one. */
-export const PACE_SLICE_MILLIS = 10;
-
-/** A pass-through stream that runs in slices of `sliceMillis` and pauses `niceRatio` times each slice after it. */
+/** A pass-through stream that runs in slices of `sliceMillis` and yields after each ({@link yieldAfter}). */
 export class ScanPacer extends Transform {
   readonly #pace: ScanPace;
   #sliceStart: number | undefined;
@@ -33,15 +43,18 @@ export class ScanPacer extends Transform {
     const now = this.#pace.clock.monotonicNow();
     this.#sliceStart ??= now;
     this.push(chunk);
-    const delay = paceDelayMillis(now - this.#sliceStart, this.#pace);
-    if (delay <= 0) {
+    const busy = now - this.#sliceStart;
+    if (busy < this.#pace.sliceMillis) {
       callback();
       return;
     }
-    this.#pace.clock.setTimeout(() => {
-      this.#sliceStart = undefined; // the next slice starts with the next chunk
-      callback();
-    }, delay);
+    yieldAfter(busy, this.#pace).then(
+      () => {
+        this.#sliceStart = undefined; // the next slice starts with the next chunk
+        callback();
+      },
+      (error: unknown) => callback(error as Error),
+    );
   }
 }
 
@@ -51,8 +64,21 @@ export function paceDelayMillis(busyMillis: number, pace: Pick<ScanPace, 'niceRa
   return busyMillis * pace.niceRatio;
 }
 
-/** Waits what a finished statement of `busyMillis` owes (statements that are not streams: deletes, catch-up passes). */
-export function pauseAfter(busyMillis: number, pace: ScanPace): Promise<void> {
+/**
+ * Yields after `busyMillis` of work (a slice of a stream, or a finished statement: a delete, a
+ * catch-up pass): `niceRatio` times as long, then, while the probe is slow, longer.
+ */
+export async function yieldAfter(busyMillis: number, pace: ScanPace): Promise<void> {
+  const wait = (millis: number): Promise<void> => new Promise((resolve) => pace.clock.setTimeout(resolve, millis));
   const delay = pace.niceRatio > 0 ? busyMillis * pace.niceRatio : 0;
-  return delay <= 0 ? Promise.resolve() : new Promise((resolve) => pace.clock.setTimeout(resolve, delay));
+  if (delay > 0) await wait(delay);
+  if (pace.probe === undefined) return;
+  let extra = 0;
+  let backoff = Math.max(pace.sliceMillis, delay);
+  while (extra < MAX_YIELD_MILLIS && (await pace.probe()) > pace.probeSlowMillis) {
+    const step = Math.min(backoff, MAX_YIELD_MILLIS - extra);
+    await wait(step);
+    extra += step;
+    backoff *= 2;
+  }
 }

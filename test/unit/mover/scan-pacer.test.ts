@@ -1,4 +1,4 @@
-import { ScanPacer, paceDelayMillis, pauseAfter } from '../../../src/admin/mover/scan-pacer';
+import { MAX_YIELD_MILLIS, ScanPacer, paceDelayMillis, yieldAfter } from '../../../src/admin/mover/scan-pacer';
 import { ManualClock } from '../../../src/kernel/clock';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -13,7 +13,7 @@ describe('scan pacer', () => {
 
   test('holds the stream back after a full slice for niceRatio times the slice, then starts a new slice', async () => {
     const clock = new ManualClock();
-    const pacer = new ScanPacer({ clock, niceRatio: 2, sliceMillis: 10 });
+    const pacer = new ScanPacer({ clock, niceRatio: 2, sliceMillis: 10, probeSlowMillis: 3 });
     const passed: string[] = [];
     pacer.on('data', (c: Buffer) => passed.push(c.toString()));
     const done: boolean[] = [];
@@ -38,12 +38,46 @@ describe('scan pacer', () => {
   test('a finished statement pauses niceRatio times its time', async () => {
     const clock = new ManualClock();
     let over = false;
-    void pauseAfter(20, { clock, niceRatio: 0.5, sliceMillis: 10 }).then(() => (over = true));
+    void yieldAfter(20, { clock, niceRatio: 0.5, sliceMillis: 10, probeSlowMillis: 3 }).then(() => (over = true));
     clock.advance(9);
     await tick();
     expect(over).toBe(false);
     clock.advance(1);
     await tick();
     expect(over).toBe(true);
+  });
+
+  test('while the probe is slow it keeps waiting, doubling the wait, at most MAX_YIELD_MILLIS more', async () => {
+    const clock = new ManualClock();
+    const probes: number[] = [];
+    const latencies = [9, 9, 1];
+    let over = false;
+    const probe = async (): Promise<number> => {
+      probes.push(clock.monotonicNow());
+      return latencies.shift() ?? 9;
+    };
+    const t0 = clock.monotonicNow();
+    void yieldAfter(10, { clock, niceRatio: 1, sliceMillis: 10, probeSlowMillis: 3, probe }).then(() => (over = true));
+    for (let i = 0; i < 10; i++) {
+      clock.advance(10);
+      await tick();
+    }
+    // 10 ms nice pause, probe slow: 10 ms, slow again: 20 ms, then fast: done at 40 ms.
+    expect(probes.map((t) => t - t0)).toEqual([10, 20, 40]);
+    expect(over).toBe(true);
+
+    const always = new ManualClock();
+    let done = false;
+    void yieldAfter(10, { clock: always, niceRatio: 0, sliceMillis: 10, probeSlowMillis: 3, probe: async () => 50 }).then(() => (done = true));
+    await tick();
+    for (let i = 0; i < MAX_YIELD_MILLIS / 10 - 1; i++) {
+      always.advance(10);
+      await tick();
+    }
+    expect(done).toBe(false);
+    always.advance(10);
+    await tick();
+    await tick();
+    expect(done).toBe(true);
   });
 });
