@@ -2,18 +2,20 @@
  * The mover of the resharding benchmark's move under load, in a process of its own as an
  * operator's `kysely-scale-admin move` runs (in the app's process its copy pipe and polling would
  * share the app's event loop). Reads its move from RESHARDING_MOVE (JSON: catalog, slots, to,
- * maxRowsPerSecond); prints `{"ready":true}` once loaded, starts when a line arrives on stdin (so its
+ * maxRowsPerSecond, tuning); prints `{"ready":true}` once loaded, starts when a line arrives on stdin (so its
  * start-up is not part of the measured move), then prints one JSON line per progress report and a
  * last line with the result.
  */
 import { createInterface } from 'node:readline';
 import { moveSlots } from '../src/admin/mover/mover-operations';
+import type { MoveTuning } from '../src/admin/mover/move-context';
 
 interface MoveRequest {
   readonly catalog: string;
   readonly slots: string;
   readonly to: string;
   readonly maxRowsPerSecond: number;
+  readonly tuning?: Partial<MoveTuning>;
 }
 
 async function main(): Promise<void> {

@@ -26,7 +26,7 @@ import { moveSlots } from '../src/admin/mover/mover-operations';
 import type { MoveResult } from '../src/admin/mover/move-result';
 import { installGuard, installCapture, dropCapture } from '../src/admin/mover/shard-guard';
 import { slotBitsLiteral, slotFilterSql } from '../src/admin/mover/shard-guard-sql';
-import type { MoveProgress } from '../src/admin/mover/move-context';
+import type { MoveProgress, MoveTuning } from '../src/admin/mover/move-context';
 import { makeReport, writeReport, type BenchReport } from './bench-report';
 
 /** A move in a child process (see resharding-mover-process.ts), loaded and waiting: `start` runs it, passing its progress to `onProgress`. */
@@ -35,7 +35,7 @@ interface MoverProcess {
   start(onProgress: (p: MoveProgress) => void): Promise<MoveResult>;
 }
 
-function spawnMover(request: { catalog: string; slots: string; to: string; maxRowsPerSecond: number }): MoverProcess {
+function spawnMover(request: { catalog: string; slots: string; to: string; maxRowsPerSecond: number; tuning: Partial<MoveTuning> }): MoverProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'resharding-mover-process.ts')], {
     env: { ...process.env, RESHARDING_MOVE: JSON.stringify(request) },
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -73,6 +73,8 @@ const ROWS = Number(process.env.RESHARDING_ROWS ?? 200_000);
 // The move under load is throttled as an operator would throttle it on a busy cluster (--max-rows-per-second).
 const MOVE_ROWS_PER_SECOND = Number(process.env.RESHARDING_MAX_ROWS_PER_SECOND ?? 60_000);
 const WRITERS = 8;
+/** Experiments only: tuning of the move under load as JSON (`{"niceRatio":0}`); the committed runs use the defaults. */
+const MOVE_TUNING: Partial<MoveTuning> = JSON.parse(process.env.RESHARDING_TUNING ?? '{}') as Partial<MoveTuning>;
 /**
  * Writes per second of the app during the move-under-load part, open loop; 0 runs the writers
  * closed loop as fast as they go, which saturates this 2-core machine before the move starts
@@ -233,7 +235,7 @@ export async function run(): Promise<BenchReport> {
     const phaseStarts: [string, number][] = [];
     const t0 = performance.now();
     // The mover's process loads before the app load starts: its start-up is not part of the move.
-    const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND });
+    const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND, tuning: MOVE_TUNING });
     await mover.ready;
     // Open loop at WRITE_RATE: each writer keeps a schedule; a write that starts behind it (the one
     // before took too long) counts its latency from its scheduled time, so waiting is not hidden.
