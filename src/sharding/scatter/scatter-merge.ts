@@ -6,7 +6,7 @@
  */
 import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
 import { exactOrder, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
-import { mergeSorted, type OrderKey, rowOrder, sortRows } from './scatter-order';
+import { mergeSorted, type OrderKey, rowOrder, type RowOrder, sortRows } from './scatter-order';
 
 type Row = Record<string, unknown>;
 
@@ -45,6 +45,13 @@ export interface MergeSpec {
   readonly compareText: TextComparator;
   /** Enum labels read from the database for this merge (see {@link TypeLookup}); without it enums are refused. */
   readonly types?: TypeLookup;
+  /** The order of {@link MergeSpec.orderKeys} with these `compareText` and `types`, when built ahead (a plan's, reused by every merge). */
+  readonly order?: RowOrder;
+}
+
+/** The row order of the spec's ORDER BY keys: the one built ahead, else a new one. */
+export function orderOf(spec: MergeSpec): RowOrder {
+  return spec.order ?? rowOrder(spec.orderKeys, spec.compareText, spec.types);
 }
 
 /** Rows the merge keeps before applying offset: offset + limit, or all. */
@@ -65,7 +72,7 @@ function window(rows: Row[], spec: MergeSpec): Row[] {
 }
 
 function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, take: number): Row[] {
-  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, rowOrder(spec.orderKeys, spec.compareText, spec.types), take);
+  if (spec.orderKeys.length > 0) return mergeSorted(rowsPerShard, orderOf(spec), take);
   const out: Row[] = [];
   for (const rows of rowsPerShard) {
     for (const row of rows) {
@@ -156,7 +163,7 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
     }
     return { out, sortRow: Object.assign(sortRow, out) };
   });
-  const sorted = spec.orderKeys.length > 0 ? sortRows(merged, (m) => m.sortRow, rowOrder(spec.orderKeys, spec.compareText, spec.types)) : merged;
+  const sorted = spec.orderKeys.length > 0 ? sortRows(merged, (m) => m.sortRow, orderOf(spec)) : merged;
   return window(sorted.map((m) => m.out), spec);
 }
 

@@ -47,7 +47,7 @@ import {
 import { type AggregateKind, isAggregateKind } from './scatter-aggregate';
 import { compareCodePoints, type TextComparator, type TypeLookup } from './scatter-compare';
 import { type KeyColumn, MERGERS, type MergeSpec, type OutputSource } from './scatter-merge';
-import type { OrderKey } from './scatter-order';
+import { type OrderKey, rowOrder } from './scatter-order';
 import { mergeChunkStreams, mergeRowStreams } from './scatter-stream';
 import {
   type JoinSafety,
@@ -356,11 +356,13 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
 }
 
 function createPlan(shardNode: SelectQueryNode, spec: MergeSpec): ScatterPlan {
-  const frozen: MergeSpec = Object.freeze({ ...spec, orderKeys: Object.freeze(spec.orderKeys.map((k) => Object.freeze(k))) });
+  const orderKeys = Object.freeze(spec.orderKeys.map((k) => Object.freeze(k)));
+  // The row order is built once per plan (plans are reused, see ScatterStatements); a merge with enum labels builds its own.
+  const frozen: MergeSpec = Object.freeze({ ...spec, orderKeys, order: orderKeys.length > 0 ? rowOrder(orderKeys, spec.compareText) : undefined });
   return Object.freeze({
     shardNode,
     streamable: spec.mode === 'rows',
-    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, types === undefined ? frozen : { ...frozen, types }),
+    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, types === undefined ? frozen : { ...frozen, types, order: undefined }),
     typeColumns: Object.freeze(typeColumnsOf(frozen)),
     mergeStreams: (streams: readonly AsyncIterable<Row>[]) => mergeRowStreams(streams, frozen),
     mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number) => mergeChunkStreams(streams, frozen, chunkSize),

@@ -10,8 +10,8 @@
  *
  * @packageDocumentation
  */
-import { MERGERS, type MergeSpec, rowsToTake, stripHidden } from './scatter-merge';
-import { orderMismatch, rowOrder, type RowOrder, type SortKeys } from './scatter-order';
+import { MERGERS, type MergeSpec, orderOf, rowsToTake, stripHidden } from './scatter-merge';
+import { orderMismatch, type RowOrder, type SortKeys } from './scatter-order';
 
 type Row = Record<string, unknown>;
 type Chunk = readonly Row[];
@@ -121,7 +121,7 @@ export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[
     if (take === 0) return;
     const source =
       spec.orderKeys.length > 0
-        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false, head: undefined })), rowOrder(spec.orderKeys, spec.compareText), chunkSize)
+        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false, head: undefined })), orderOf(spec), chunkSize)
         : concatenate(iterators);
     let index = 0;
     for await (const chunk of source) {
