@@ -117,9 +117,11 @@ export class ReplicaStreamPath {
         }
         if (step.value.length === 0) return undefined;
         rowsHandedOver += step.value.length;
-        yield step.value;
+        // A merge may ask for fewer rows than a chunk (what it can still use of a LIMIT).
+        const wanted: unknown = yield step.value;
+        const size = typeof wanted === 'number' && wanted >= 1 ? Math.min(Math.floor(wanted), chunkSize) : chunkSize;
         const cursor = held.cursor!;
-        step = await attempt(() => cursor.read(chunkSize));
+        step = await attempt(() => cursor.read(size));
       }
     } finally {
       // Closing waits for the server: under the deadline too (a late one drops the client), never on a client given up.

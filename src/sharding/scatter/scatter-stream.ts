@@ -20,19 +20,26 @@ async function closeAll(iterators: readonly AsyncIterator<unknown>[]): Promise<v
   await Promise.allSettled(iterators.map((iterator) => iterator.return?.()));
 }
 
+/**
+ * A shard's chunk stream as the merge reads it: `next(wanted)` says how many more rows the merge can
+ * use at most, so a shard stream that reads with a cursor may read fewer than its chunk size
+ * (near the end of a LIMIT); one that ignores it reads full chunks.
+ */
+type ShardChunks = AsyncIterator<Chunk, unknown, number | undefined>;
+
 /** One input of the k-way merge: the chunk it holds, the position of its next row and that row's sort keys. */
 interface Source {
-  readonly iterator: AsyncIterator<Chunk>;
+  readonly iterator: ShardChunks;
   chunk: Chunk;
   at: number;
   done: boolean;
   head: SortKeys | undefined;
 }
 
-/** Loads the source's next non-empty chunk (or marks it done). */
-async function refill(source: Source): Promise<void> {
+/** Loads the source's next non-empty chunk (or marks it done); `wanted`: the most rows the merge can still use. */
+async function refill(source: Source, wanted?: number): Promise<void> {
   for (;;) {
-    const next = await source.iterator.next();
+    const next = await source.iterator.next(wanted);
     if (next.done === true) {
       source.done = true;
       return;
@@ -50,8 +57,9 @@ async function refill(source: Source): Promise<void> {
  * offset/limit; checks that each shard's rows arrive in the order's order. Each row's sort keys
  * are read once, when it becomes its source's head.
  */
-async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkSize: number): AsyncGenerator<Row[]> {
-  await Promise.all(sources.map(refill));
+async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkSize: number, take: number): AsyncGenerator<Row[]> {
+  await Promise.all(sources.map((source) => refill(source)));
+  let merged = 0;
   for (const source of sources) if (!source.done) source.head = order.keysOf(source.chunk[0]!);
   let out: Row[] = [];
   for (;;) {
@@ -75,7 +83,8 @@ async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkS
         yield out;
         out = [];
       }
-      await refill(best);
+      // Rows merged so far plus this one: a shard can give at most the rest of `take`.
+      await refill(best, Math.max(1, take - merged - 1));
     }
     if (!best.done) {
       const next = order.keysOf(best.chunk[best.at]!);
@@ -83,6 +92,7 @@ async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkS
       best.head = next;
     }
     out.push(bestRow);
+    merged++;
     if (out.length >= chunkSize) {
       yield out;
       out = [];
@@ -121,7 +131,7 @@ export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[
     if (take === 0) return;
     const source =
       spec.orderKeys.length > 0
-        ? mergeOrdered(iterators.map((iterator) => ({ iterator, chunk: [], at: 0, done: false, head: undefined })), orderOf(spec), chunkSize)
+        ? mergeOrdered(iterators.map((iterator) => ({ iterator: iterator as ShardChunks, chunk: [], at: 0, done: false, head: undefined })), orderOf(spec), chunkSize, take)
         : concatenate(iterators);
     let index = 0;
     for await (const chunk of source) {
