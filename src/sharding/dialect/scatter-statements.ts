@@ -10,7 +10,16 @@
  * compiled from (found once, by the value node it came from), or is the plan's own LIMIT n+m. A
  * statement whose parameters cannot all be traced that way is planned on every call, as before.
  */
-import { PostgresQueryCompiler, SelectQueryNode, type CompiledQuery, type OperationNode, type PrimitiveValueListNode, type RootOperationNode, type ValueNode } from 'kysely';
+import {
+  OperationNodeTransformer,
+  PostgresQueryCompiler,
+  PrimitiveValueListNode,
+  SelectQueryNode,
+  ValueNode,
+  type CompiledQuery,
+  type OperationNode,
+  type RootOperationNode,
+} from 'kysely';
 import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatter/scatter-plan';
 
 /** A scatter's plan and the statement every shard runs. */
@@ -49,6 +58,17 @@ class TracingCompiler extends PostgresQueryCompiler {
   }
 }
 
+/** A copy of a tree without its parameters' values, so a remembered statement keeps no caller's values alive. */
+class WithoutValues extends OperationNodeTransformer {
+  protected override transformValue(node: ValueNode): ValueNode {
+    return node.immediate === true ? node : ValueNode.create(undefined);
+  }
+
+  protected override transformPrimitiveValueList(node: PrimitiveValueListNode): PrimitiveValueListNode {
+    return PrimitiveValueListNode.create(node.values.map(() => undefined));
+  }
+}
+
 /** A LIMIT or OFFSET value as the cache keys it: a parameter's value, else `undefined` (the SQL text holds it). */
 function countValue(node: OperationNode | undefined): unknown {
   return node?.kind === 'ValueNode' && (node as ValueNode).immediate !== true ? (node as ValueNode).value : undefined;
@@ -79,7 +99,10 @@ export class ScatterStatements {
     if (traced === undefined) return { plan, shard: new PostgresQueryCompiler().compileQuery(plan.shardNode, compiled.queryId) };
     const { shard, sources } = traced;
     if (entry === undefined && this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
-    this.#entries.set(compiled.sql, Object.freeze({ limit, offset, plan, sql: shard.sql, query: shard.query, sources: Object.freeze(sources) }));
+    // Remembered without this call's values (its query and plan's shard node are only read for their shape).
+    const query = new WithoutValues().transformNode(plan.shardNode) as SelectQueryNode;
+    const kept = Object.freeze({ ...plan, shardNode: query });
+    this.#entries.set(compiled.sql, Object.freeze({ limit, offset, plan: kept, sql: shard.sql, query, sources: Object.freeze(sources) }));
     return { plan, shard };
   }
 

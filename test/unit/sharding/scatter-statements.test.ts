@@ -58,10 +58,23 @@ test('a cache hit skips planning: the plan object is reused', () => {
   const statements = new ScatterStatements(OPTIONS);
   const a = statements.statementFor(SHAPES['IN list']!(1).compile());
   const b = statements.statementFor(SHAPES['IN list']!(2).compile());
-  expect(b.plan).toBe(a.plan);
+  // The first call's plan is remembered without its values: the same merge, another shard node.
+  expect(b.plan.merge).toBe(a.plan.merge);
+  expect(statements.statementFor(SHAPES['IN list']!(3).compile()).plan).toBe(b.plan);
   // A list of another length is another SQL text, so another plan.
   const c = statements.statementFor(db.selectFrom('t').select('id').where('grp', 'in', ['x']).orderBy('id').limit(7).compile());
   expect(c.plan).not.toBe(a.plan);
+});
+
+test('a remembered statement keeps none of the values it was first planned with', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const query = (secret: string) => db.selectFrom('t').select('id').where('token', '=', secret).where('grp', 'in', [secret, `${secret}2`]).orderBy('id').limit(3);
+  statements.statementFor(query('first-secret').compile());
+  const { plan, shard } = statements.statementFor(query('second').compile());
+  expect(shard.parameters).toEqual(['second', 'second', 'second2', 3]);
+  const retained = new PostgresQueryCompiler().compileQuery(plan.shardNode, shard.queryId);
+  expect(retained.sql).toBe(shard.sql);
+  expect(JSON.stringify([retained.parameters, shard.query])).not.toContain('first-secret');
 });
 
 test('a refused statement stays refused on every call', () => {
