@@ -5,6 +5,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
 import { SlotLines, slotSet, unescapeCopyText } from '../../../src/admin/mover/slot-lines';
+import { slotOfTextSql } from '../../../src/admin/mover/shard-guard-sql';
 
 // The mover picks rows by slot from COPY text in Node; PostgreSQL's SQL twin decides what the guard hides. They must agree on every key.
 let cluster: TestCluster;
@@ -35,4 +36,12 @@ test('every key COPY streams gets the slot the SQL twin gives it, and comes back
   await pipeline(client.query(copyTo('copy (select k, v from keys) to stdout')), lines, new Writable({ write: (_c, _e, cb) => cb() }));
   expect(seen.size).toBe(expected.size);
   expect(new Map([...seen].sort())).toEqual(new Map([...expected].sort()));
+});
+
+test('the slot expression of the capture trigger and the hidden-slot policy is the SQL twin, written out', async () => {
+  const { rows } = await client.query<{ k: string; twin: number; written: number }>(`select k, kysely_scale_slot(k, 4096) as twin, ${slotOfTextSql('k', '4096')} as written from keys`);
+  expect(rows.length).toBeGreaterThan(300);
+  expect(rows.filter((r) => r.twin !== r.written)).toEqual([]);
+  const { rows: nulls } = await client.query<{ written: number | null }>(`select ${slotOfTextSql('null::text', '4096')} as written`);
+  expect(nulls[0]!.written).toBeNull();
 });
