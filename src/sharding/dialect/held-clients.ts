@@ -192,7 +192,8 @@ export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, sq
 }
 
 /**
- * The rows of a statement read through a cursor, `chunkSize` at a time; the cursor is closed
+ * The rows of a statement read through a cursor, `chunkSize` at a time, or fewer when the reader
+ * asks for fewer (`next(n)`: a merge that can use only n more rows of a LIMIT); the cursor is closed
  * however the reader stops, except after its connection failed (closing would wait for an answer
  * that cannot come; the broken client is not reused by its pool).
  */
@@ -202,20 +203,22 @@ export async function* cursorRows(
   sql: string,
   parameters: readonly unknown[],
   chunkSize: number,
-): AsyncGenerator<unknown[]> {
+): AsyncGenerator<unknown[], void, unknown> {
   const cursor = openCursor(Cursor, client, sql, parameters);
   let connectionLost = false;
+  let size = chunkSize;
   try {
     for (;;) {
       let rows: unknown[];
       try {
-        rows = await cursor.read(chunkSize);
+        rows = await cursor.read(size);
       } catch (error) {
         connectionLost = isConnectionFailure(error);
         throw error;
       }
       if (rows.length === 0) return;
-      yield rows;
+      const wanted: unknown = yield rows;
+      size = typeof wanted === 'number' && wanted >= 1 ? Math.min(Math.floor(wanted), chunkSize) : chunkSize;
     }
   } finally {
     if (!connectionLost) await cursor.close();

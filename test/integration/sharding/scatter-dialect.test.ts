@@ -5,6 +5,7 @@
  * fails with E_UNSUPPORTED_SCATTER before any shard runs it.
  */
 import { Kysely, sql } from 'kysely';
+import Cursor from 'pg-cursor';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { countingPool, startShardedFixture, startSingleDatabase, type DB, type ShardedFixture } from './sharded-fixture';
 import { ErrorCodes } from '../../../src/kernel/errors';
@@ -240,6 +241,29 @@ describe('stream()', () => {
   test('an ordered scatter without limit streams every row in order', async () => {
     const query = (db: Kysely<DB>) => db.selectFrom('orders').select(['id', 'status', 'created_at']).orderBy('created_at', 'desc').orderBy('id');
     expect(await collect(query(f.db).stream(50))).toEqual(await query(single).execute());
+  });
+
+  test('a shard that runs dry is read for no more rows than the LIMIT can still use', async () => {
+    const reads: number[] = [];
+    class RecordingCursor extends Cursor {
+      override read(maxRows: number, callback?: Cursor.ResultCallback<unknown>): never {
+        reads.push(maxRows);
+        return (callback === undefined ? super.read(maxRows) : super.read(maxRows, callback)) as never;
+      }
+    }
+    const dialect = new ShardedDialect({ topology: f.topology, shardKeys: { users: 'id', orders: 'user_id' }, keylessPolicy: { orders: { read: 'scatter', write: 'scatter' } }, cursor: RecordingCursor });
+    const db = new Kysely<DB>({ dialect });
+    try {
+      const query = (on: Kysely<DB>) => on.selectFrom('orders').select(['id', 'amount']).orderBy('id').limit(30);
+      expect(await collect(query(db).stream(10))).toEqual(await query(single).execute());
+      // A chunk of 10 from each shard first; the refills (these rows need some) ask only for what is left of the 30.
+      expect(reads.slice(0, SHARDS)).toEqual([10, 10, 10]);
+      const refills = reads.slice(SHARDS);
+      expect(refills.length).toBeGreaterThan(0);
+      for (const size of refills) expect(size).toBeLessThan(10);
+    } finally {
+      await db.destroy();
+    }
   });
 
   test('an aggregate scatter cannot stream and says so', async () => {
