@@ -40,8 +40,10 @@ interface Entry {
   readonly sources: readonly ParameterSource[];
 }
 
-/** Distinct statements kept per dialect; the oldest is dropped beyond this. */
+/** Distinct statements kept per dialect; the least recently used is dropped beyond this. */
 const MAX_ENTRIES = 500;
+/** Longer statements (long `in` lists, inlined values) are planned on every call: they rarely repeat, and each would keep its text. */
+const MAX_SQL_LENGTH = 16_384;
 
 /** A PostgreSQL compiler that notes which value node (and list position) each parameter came from. */
 class TracingCompiler extends PostgresQueryCompiler {
@@ -90,12 +92,15 @@ export class ScatterStatements {
     const offset = SelectQueryNode.is(node) ? countValue(node.offset?.offset) : undefined;
     const entry = this.#entries.get(compiled.sql);
     if (entry !== undefined && entry.limit === limit && entry.offset === offset) {
+      // Most recently used last: the Map's first key is the one dropped when it is full.
+      this.#entries.delete(compiled.sql);
+      this.#entries.set(compiled.sql, entry);
       const original = compiled.parameters;
       const parameters = entry.sources.map((source) => (typeof source === 'number' ? original[source] : source.value));
       return { plan: entry.plan, shard: { query: entry.query, queryId: compiled.queryId, sql: entry.sql, parameters } };
     }
     const plan = planScatter(node, this.#options);
-    const traced = this.#trace(compiled, plan);
+    const traced = compiled.sql.length > MAX_SQL_LENGTH ? undefined : this.#trace(compiled, plan);
     if (traced === undefined) return { plan, shard: new PostgresQueryCompiler().compileQuery(plan.shardNode, compiled.queryId) };
     const { shard, sources } = traced;
     if (entry === undefined && this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
@@ -108,12 +113,21 @@ export class ScatterStatements {
 
   /**
    * Compiles the shard statement and traces each of its parameters to the original's; `undefined`
-   * when the original does not compile to `compiled` again or a parameter cannot be traced.
+   * when the original does not compile to `compiled` again, a parameter cannot be traced, or one
+   * value node fills two parameters of the original (`const v = sql\`${x}\`` used twice): a later
+   * tree with the same text may hold two different values there, so tracing by node would be wrong.
    */
   #trace(compiled: CompiledQuery, plan: ScatterPlan): { shard: CompiledQuery; sources: ParameterSource[] } | undefined {
     const originalCompiler = new TracingCompiler();
     const again = originalCompiler.compileQuery(compiled.query, compiled.queryId);
     if (again.sql !== compiled.sql || originalCompiler.origins.length !== compiled.parameters.length) return undefined;
+    // Where each value node's parameters start (a list's items follow its first).
+    const starts = new Map<OperationNode, number>();
+    for (const [i, origin] of originalCompiler.origins.entries()) {
+      if (origin.index !== 0) continue;
+      if (starts.has(origin.node)) return undefined;
+      starts.set(origin.node, i);
+    }
     const shardCompiler = new TracingCompiler();
     const shard = shardCompiler.compileQuery(plan.shardNode, compiled.queryId);
     if (shardCompiler.origins.length !== shard.parameters.length) return undefined;
@@ -121,8 +135,8 @@ export class ScatterStatements {
     const planLimit = plan.shardNode.limit?.limit;
     const sources: ParameterSource[] = [];
     for (const [i, origin] of shardCompiler.origins.entries()) {
-      const from = originalCompiler.origins.findIndex((o) => o.node === origin.node && o.index === origin.index);
-      if (from >= 0) sources.push(from);
+      const start = starts.get(origin.node);
+      if (start !== undefined) sources.push(start + origin.index);
       else if (origin.node === planLimit) sources.push(Object.freeze({ value: shard.parameters[i] }));
       else return undefined;
     }

@@ -255,15 +255,25 @@ export function describeSelection(node: SelectionNode): SelectionInfo {
   return { node, expression: selection, name: undefined, all: false };
 }
 
-/** Deep structural equality of two node trees (same SQL when compiled). */
+/** Deep structural equality of two node trees (the same SQL when compiled; a bind parameter equals nothing). */
 export function sameNode(a: unknown, b: unknown): boolean {
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return a === b;
+  // PostgreSQL compares `$1` and `$2` as different expressions whatever their values (and so must the
+  // plan: it is reused for every tree with the same SQL text); an inlined value is part of the text.
+  if (isParameter(a) || isParameter(b)) return false;
   if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   const aKeys = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
   const bKeys = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
   if (aKeys.length !== bKeys.length) return false;
   return aKeys.every((k) => sameNode((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/** Whether a node is sent as bind parameters (a value that is not inlined, or a list of values). */
+function isParameter(node: object): boolean {
+  const kind = (node as { kind?: unknown }).kind;
+  return (kind === 'ValueNode' && (node as { immediate?: boolean }).immediate !== true) || kind === 'PrimitiveValueListNode';
 }
 
 /** Whether a FROM item is a plain table, optionally aliased (not a subquery, function or VALUES). */

@@ -83,3 +83,50 @@ test('a refused statement stays refused on every call', () => {
   expect(() => statements.statementFor(query())).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER' }));
   expect(() => statements.statementFor(query())).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER' }));
 });
+
+test('a value node used twice in the first statement is not traced by node: a later statement with two values gets both', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const shared = sql<number>`${10}`;
+  statements.statementFor(db.selectFrom('t').select('id').where('id', '>=', shared).where('id', '<=', shared).orderBy('id').limit(5).compile());
+  const later = () => db.selectFrom('t').select('id').where('id', '>=', sql<number>`${5}`).where('id', '<=', sql<number>`${20}`).orderBy('id').limit(5);
+  const { shard } = statements.statementFor(later().compile());
+  expect({ sql: shard.sql, parameters: shard.parameters }).toEqual(fresh(later()));
+  expect(shard.parameters).toEqual([5, 20, 5]);
+});
+
+test('an ORDER BY expression that equals a selection only by its values is ordered by itself, whichever values came first', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const query = (a: number, b: number) =>
+    db
+      .selectFrom('t')
+      .select((eb) => eb('score', '*', a).as('y'))
+      .orderBy((eb) => eb('score', '*', b))
+      .limit(2);
+  for (const [a, b] of [[1, 1], [1, -1], [2, 2]] as const) {
+    const { shard, plan } = statements.statementFor(query(a, b).compile());
+    expect({ sql: shard.sql, parameters: shard.parameters }).toEqual(fresh(query(a, b)));
+    // Shards send rows ordered by score * b; the merge must order by that, not by y.
+    const rows = (scores: number[]) => scores.map((score) => ({ y: score * a, ...Object.fromEntries(shardColumns(shard.sql, score * b)) }));
+    const ascending = b > 0;
+    const one = rows(ascending ? [1, 4] : [4, 1]);
+    const two = rows(ascending ? [2, 3] : [3, 2]);
+    expect(plan.merge([one, two]).map((r) => r.y)).toEqual(ascending ? [1 * a, 2 * a] : [4 * a, 3 * a]);
+  }
+});
+
+test('an aggregate ORDER BY that repeats a selection with bind parameters is refused on every call (order by its alias)', () => {
+  const statements = new ScatterStatements(OPTIONS);
+  const query = (a: number, b: number) =>
+    db
+      .selectFrom('t')
+      .select((eb) => ['grp', eb.fn.sum(eb('score', '*', a)).as('s')])
+      .groupBy('grp')
+      .orderBy((eb) => eb.fn.sum(eb('score', '*', b)));
+  for (const [a, b] of [[1, 1], [1, -1]] as const) expect(() => statements.statementFor(query(a, b).compile())).toThrow(/not in the select list/);
+});
+
+/** The hidden merge columns of a shard statement for an order value `v` (integer text and type). */
+function shardColumns(shardSql: string, v: number): [string, unknown][] {
+  const names = [...shardSql.matchAll(/"(__ks_[a-z]\d+)"/g)].map((m) => m[1]!);
+  return names.map((name) => [name, name.startsWith('__ks_t') ? 'integer' : String(v)]);
+}
