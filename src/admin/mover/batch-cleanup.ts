@@ -5,9 +5,8 @@
  * before published): the capture and fence go first, so the source takes writes again at once,
  * then the target's copies are deleted while still hidden, then shown (there are none left).
  */
-import { pipeline } from 'node:stream/promises';
 import type { Client } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { copyOut } from './copy-out';
 import { enterPhase, type BatchScope } from './batch-scope';
 import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
@@ -51,7 +50,7 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
 async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotCount: number, pace: ScanPace): Promise<string[]> {
   const keys = new Set<string>();
   const lines = new SlotLines({ slots, slotCount, forward: false, onRow: (_slot, key) => keys.add(unescapeCopyText(key.toString('utf8'))) });
-  await pipeline(client.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text from ${quoteTable(table.name)}) to stdout`)), new ScanPacer(pace), lines, discard());
+  await copyOut(client, `copy (select ${quoteIdentifier(table.keyColumn)}::text from ${quoteTable(table.name)}) to stdout`, [new ScanPacer(pace), lines, discard()]);
   return [...keys];
 }
 

@@ -11,6 +11,7 @@ import type { Clock } from '../../kernel/clock';
 import { pipeRows } from './slot-copy';
 import { quoteTable } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
+import { rollbackOrDrop } from './shard-session';
 
 /** Keys per chunk of a catch-up statement. */
 const KEYS_PER_STATEMENT = 1000;
@@ -65,7 +66,7 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
         }
         await target.query('commit');
       } catch (error) {
-        await target.query('rollback').catch(() => undefined);
+        await rollbackOrDrop(target, options.clock);
         throw error;
       }
     }
@@ -73,7 +74,7 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
     await source.query('commit');
     return applied;
   } catch (error) {
-    await source.query('rollback').catch(() => undefined);
+    await rollbackOrDrop(source, options.clock);
     throw error;
   }
 }

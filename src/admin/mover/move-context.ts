@@ -114,9 +114,14 @@ export class MoveContext {
     if (pending === undefined) {
       const shard = topology.shardById(shardId);
       if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
-      pending = openShardSession(shard.primary.url);
-      this.#sessions.set(shardId, pending);
-      pending.catch(() => this.#sessions.delete(shardId));
+      const opening = openShardSession(shard.primary.url);
+      pending = opening;
+      this.#sessions.set(shardId, opening);
+      // A session that failed to open, or was dropped (a failed scan), is never handed out again.
+      const forget = (): void => {
+        if (this.#sessions.get(shardId) === opening) this.#sessions.delete(shardId);
+      };
+      opening.then((s) => s.client.once('end', forget), forget);
     }
     return (await pending).client;
   }

@@ -6,6 +6,11 @@
 import { Client, type ClientConfig } from 'pg';
 import { redactText } from '../../kernel/redact';
 import { destroySocket } from '../server-client';
+import type { Clock } from '../../kernel/clock';
+import { withDeadline } from '../../kernel/deadline';
+
+/** How long a rollback may take before the session is dropped instead. */
+const ROLLBACK_DEADLINE_MILLIS = 5000;
 
 /** `application_name` of every mover session. */
 export const MOVER_APPLICATION_NAME = 'kysely-scale mover';
@@ -52,4 +57,13 @@ export async function withShardSession<T>(url: string, fn: (client: Client) => P
   } finally {
     await session.close();
   }
+}
+
+/**
+ * Rolls back `client`'s transaction after a failure; a session that does not answer in time (a
+ * server that stopped answering, a stream left half read) is dropped instead, which ends its
+ * backend and so its transaction. Never throws.
+ */
+export async function rollbackOrDrop(client: Client, clock: Clock): Promise<void> {
+  await withDeadline(client.query('rollback'), ROLLBACK_DEADLINE_MILLIS, 'a mover rollback', { clock, onLate: () => destroySocket(client) }).catch(() => undefined);
 }

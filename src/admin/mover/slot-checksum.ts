@@ -5,14 +5,13 @@
  * shard streams each row's key and hash and the mover sums them by slot ({@link SlotLines}): the
  * SQL twin of the slot hash per row would cost the shard far more CPU than the scan itself.
  */
-import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { to as copyTo } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import { quoteIdentifier, quoteTable } from './shard-guard-sql';
 import { SlotLines, slotSet, type SlotSet } from './slot-lines';
 import { ScanPacer, type ScanPace } from './scan-pacer';
 import { keyFilterSql, type KeyedTable } from './table-keys';
+import { copyOut } from './copy-out';
 
 /** Rows and their checksum. */
 export interface Checksum {
@@ -33,8 +32,8 @@ export async function slotChecksums(client: Client, table: KeyedTable, slots: Sl
       sums.set(slot, (sums.get(slot) ?? 0n) + BigInt(rest.toString('latin1')));
     },
   });
-  const out = client.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${quoteTable(table.name)} x) to stdout`));
-  await (pace === undefined ? pipeline(out, lines, discard()) : pipeline(out, new ScanPacer(pace), lines, discard()));
+  const sql = `copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${quoteTable(table.name)} x) to stdout`;
+  await copyOut(client, sql, pace === undefined ? [lines, discard()] : [new ScanPacer(pace), lines, discard()]);
   return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
 }
 

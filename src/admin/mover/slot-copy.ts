@@ -4,8 +4,7 @@
  * table on the target (a crash leaves no half table: the resumed copy starts that table again).
  * The rows of the moving slots are picked by the mover ({@link SlotLines}), not by the source.
  */
-import { pipeline } from 'node:stream/promises';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import { CopyThrottle } from './copy-throttle';
@@ -13,6 +12,8 @@ import { ScanPacer, type ScanPace } from './scan-pacer';
 import { quoteIdentifier, quoteTable, slotBitsLiteral, slotFilterSql } from './shard-guard-sql';
 import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
+import { copyOut } from './copy-out';
+import { rollbackOrDrop } from './shard-session';
 
 /** Options of {@link copySlots} and {@link pipeRows}. */
 export interface CopyRowsOptions {
@@ -30,9 +31,8 @@ export interface CopySlotsOptions extends CopyRowsOptions {
 export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions): Promise<number> {
   const t = quoteTable(table.name);
   const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
-  const out = source.query(copyTo(`copy (select * from ${t} where ${where}) to stdout`));
   const into = target.query(copyFrom(`copy ${t} from stdin`));
-  await pipeline(out, throttle, into);
+  await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into]);
   return throttle.rows;
 }
 
@@ -49,13 +49,12 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);
     const lines = new SlotLines({ slots, slotCount, forward: true });
     const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
-    const out = source.query(copyTo(`copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t}) to stdout`));
     const into = target.query(copyFrom(`copy ${t} from stdin`));
-    await pipeline(out, new ScanPacer(options.pace), lines, throttle, into);
+    await copyOut(source, `copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t}) to stdout`, [new ScanPacer(options.pace), lines, throttle, into]);
     await target.query('commit');
     return throttle.rows;
   } catch (error) {
-    await target.query('rollback').catch(() => undefined);
+    await rollbackOrDrop(target, options.clock);
     throw error;
   }
 }

@@ -1,0 +1,25 @@
+/**
+ * `COPY … TO STDOUT` through a pipeline, safe to fail. pg-copy-streams 7's reader has no destroy
+ * handling: when a later stage fails, the pipeline destroys the reader, but the client's socket
+ * stays paused and the client never sees the end of the COPY, so its next statement (a rollback
+ * of the repeatable-read snapshot the scan ran in) would wait forever while the backend holds the
+ * snapshot, blocked on a full socket. A failed scan therefore drops the session's socket: the
+ * backend ends (its transaction rolls back), later statements on the client fail at once, and
+ * the mover's context opens a new session when it needs one.
+ */
+import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import type { Client } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { destroySocket } from '../server-client';
+
+/** Streams `sql` (a `COPY … TO STDOUT`) from `client` through `stages`; on failure the client is dropped (never reused) and the error rethrown. */
+export async function copyOut(client: Client, sql: string, stages: readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Writable]): Promise<void> {
+  const reader = client.query(copyTo(sql));
+  try {
+    await pipeline([reader, ...stages]);
+  } catch (error) {
+    destroySocket(client);
+    throw error;
+  }
+}
