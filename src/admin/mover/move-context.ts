@@ -13,8 +13,8 @@ import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 import { withDeadline } from '../../kernel/deadline';
 
-/** A load probe that does not answer in this time counts as saturated. */
-const PROBE_DEADLINE_MILLIS = 1000;
+/** A load probe that does not connect and answer in this time counts as saturated (this slow). */
+export const PROBE_DEADLINE_MILLIS = 1000;
 
 /** One progress report; the CLI draws a bar on a terminal and prints one JSON line per second otherwise. */
 export interface MoveProgress {
@@ -57,7 +57,8 @@ export interface MoveTuning {
   /**
    * After each slice's pause the mover times `select 1` on the batch's two shards; while that takes
    * longer than this (the servers are saturated by other work), it keeps waiting, doubling the
-   * wait, up to 1 s more per slice (so a move on a saturated cluster still progresses, slowly).
+   * wait, up to 1 s more per slice, the probes' own time included (so a move on a saturated
+   * cluster still progresses, slowly). A probe that cannot connect or answer in time counts as slow.
    * @default 3
    */
   readonly probeSlowMillis: number;
@@ -88,7 +89,7 @@ export type PhaseHook = (batch: MoveBatch, point: HookPoint) => void | Promise<v
 export class MoveContext {
   readonly #sessions = new Map<string, Promise<ShardSession>>();
   readonly #extra: ShardSession[] = [];
-  readonly #probes = new Map<string, Promise<Client>>();
+  readonly #probes = new Map<string, Promise<ShardSession>>();
 
   constructor(
     readonly catalog: TopologyCatalog,
@@ -147,32 +148,56 @@ export class MoveContext {
       niceRatio: this.tuning.niceRatio,
       sliceMillis: PACE_SLICE_MILLIS,
       probeSlowMillis: this.tuning.probeSlowMillis,
-      probe: () => this.#probe(shardIds, topology),
+      probe: (deadlineMillis = PROBE_DEADLINE_MILLIS) => this.#probe(shardIds, topology, deadlineMillis),
     };
   }
 
-  /** The slowest round trip of `select 1` over `shardIds`, on probe sessions of their own (never busy with the move's work). */
-  async #probe(shardIds: readonly string[], topology: Topology): Promise<number> {
+  /** The slowest round trip of `select 1` over `shardIds`, on probe sessions of their own (never busy with the move's work), within `deadlineMillis` in all. */
+  async #probe(shardIds: readonly string[], topology: Topology, deadlineMillis: number): Promise<number> {
+    const budget = Math.min(PROBE_DEADLINE_MILLIS, deadlineMillis);
+    const started = this.clock.monotonicNow();
     let slowest = 0;
     for (const id of shardIds) {
-      let session = this.#probes.get(id);
-      if (session === undefined) {
-        session = this.extraSession(id, topology);
-        this.#probes.set(id, session);
-        session.catch(() => this.#probes.delete(id));
-      }
-      const client = await session;
-      const started = this.clock.monotonicNow();
-      try {
-        await withDeadline(client.query('select 1'), PROBE_DEADLINE_MILLIS, 'the mover\'s load probe', { clock: this.clock });
-      } catch {
-        // No answer in time (or a lost session): as slow as it gets; a new session next time.
-        this.#probes.delete(id);
-        return PROBE_DEADLINE_MILLIS;
-      }
-      slowest = Math.max(slowest, this.clock.monotonicNow() - started);
+      const left = budget - (this.clock.monotonicNow() - started);
+      const took = left > 0 ? await this.#probeShard(id, topology, left) : undefined;
+      if (took === undefined) return budget;
+      slowest = Math.max(slowest, took);
     }
     return slowest;
+  }
+
+  /**
+   * One shard's round trip, or undefined when the probe cannot connect or answer in
+   * `deadlineMillis` (refused connections and a full server are load too); the session is then
+   * dropped, never left open, and the next probe opens a new one.
+   */
+  async #probeShard(id: string, topology: Topology, deadlineMillis: number): Promise<number | undefined> {
+    const started = this.clock.monotonicNow();
+    try {
+      let session = this.#probes.get(id);
+      if (session === undefined) {
+        const shard = topology.shardById(id);
+        if (shard === undefined) throw new MoveFailedError(`Shard "${id}" is not in topology version ${topology.version}.`, { shardId: id });
+        session = openShardSession(shard.primary.url, PROBE_DEADLINE_MILLIS);
+        this.#probes.set(id, session);
+      }
+      await withDeadline(
+        session.then((s) => s.client.query('select 1')),
+        deadlineMillis,
+        "the mover's load probe",
+        { clock: this.clock, onLate: () => this.#dropProbe(id) },
+      );
+      return this.clock.monotonicNow() - started;
+    } catch {
+      this.#dropProbe(id);
+      return undefined;
+    }
+  }
+
+  #dropProbe(id: string): void {
+    const session = this.#probes.get(id);
+    this.#probes.delete(id);
+    session?.then((s) => s.destroy(), () => undefined);
   }
 
   /** Waits `millis` on the context's clock. */
@@ -184,6 +209,9 @@ export class MoveContext {
     const sessions = await Promise.allSettled([...this.#sessions.values()]);
     await Promise.all(sessions.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
     await Promise.all(this.#extra.map((s) => s.close()));
+    const probes = await Promise.allSettled([...this.#probes.values()]);
+    await Promise.all(probes.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));
     this.#sessions.clear();
+    this.#probes.clear();
   }
 }

@@ -5,7 +5,8 @@
  * socket buffers instead of taking CPU from the app's statements. Then, when a probe is given, it
  * times a trivial statement on the batch's shards and, while that is slower than
  * `probeSlowMillis` (the servers are saturated by other work), keeps waiting, doubling the wait,
- * for at most {@link MAX_YIELD_MILLIS} per slice, so a move on a saturated cluster still progresses.
+ * for at most {@link MAX_YIELD_MILLIS} per slice (the probes' own time included), so a move on a
+ * saturated cluster still progresses.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Clock } from '../../kernel/clock';
@@ -13,7 +14,7 @@ import type { Clock } from '../../kernel/clock';
 /** Length of a slice of work between pauses: short, so no app statement waits long behind one. */
 export const PACE_SLICE_MILLIS = 10;
 
-/** Most a slice waits for slow probes beyond its nice-ratio pause. */
+/** Most a slice waits for slow probes beyond its nice-ratio pause, the probes' own time included. */
 export const MAX_YIELD_MILLIS = 1000;
 
 /** How a stream of the mover is paced. */
@@ -25,8 +26,8 @@ export interface ScanPace {
   readonly sliceMillis: number;
   /** A probe slower than this means the servers are saturated: wait longer. */
   readonly probeSlowMillis: number;
-  /** Round trip of a trivial statement on the shards the work runs on, in milliseconds (it has a deadline of its own). */
-  readonly probe?: () => Promise<number>;
+  /** Round trip of a trivial statement on the shards the work runs on, in milliseconds; `deadlineMillis` when they do not answer in that time. */
+  readonly probe?: (deadlineMillis: number) => Promise<number>;
 }
 
 /** A pass-through stream that runs in slices of `sliceMillis` and yields after each ({@link yieldAfter}). */
@@ -73,12 +74,14 @@ export async function yieldAfter(busyMillis: number, pace: ScanPace): Promise<vo
   const delay = pace.niceRatio > 0 ? busyMillis * pace.niceRatio : 0;
   if (delay > 0) await wait(delay);
   if (pace.probe === undefined) return;
-  let extra = 0;
+  // Elapsed clock time, so a probe that takes long (a saturated server) counts against the bound.
+  const started = pace.clock.monotonicNow();
+  const left = (): number => MAX_YIELD_MILLIS - (pace.clock.monotonicNow() - started);
   let backoff = Math.max(pace.sliceMillis, delay);
-  while (extra < MAX_YIELD_MILLIS && (await pace.probe()) > pace.probeSlowMillis) {
-    const step = Math.min(backoff, MAX_YIELD_MILLIS - extra);
+  while (left() > 0 && (await pace.probe(left())) > pace.probeSlowMillis) {
+    const step = Math.min(backoff, left());
+    if (step <= 0) return;
     await wait(step);
-    extra += step;
     backoff *= 2;
   }
 }

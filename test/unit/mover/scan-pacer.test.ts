@@ -80,4 +80,26 @@ describe('scan pacer', () => {
     await tick();
     expect(done).toBe(true);
   });
+
+  test('the probes\' own time counts against MAX_YIELD_MILLIS, and the last probe gets only what is left', async () => {
+    const clock = new ManualClock();
+    const deadlines: number[] = [];
+    // A saturated server: every probe takes 300 ms of clock time (or its deadline, if shorter) and is slow.
+    const probe = (deadlineMillis: number): Promise<number> => {
+      deadlines.push(deadlineMillis);
+      const took = Math.min(300, deadlineMillis);
+      return new Promise((resolve) => clock.setTimeout(() => resolve(took), took));
+    };
+    const t0 = clock.monotonicNow();
+    let doneAt: number | undefined;
+    void yieldAfter(10, { clock, niceRatio: 0, sliceMillis: 10, probeSlowMillis: 3, probe }).then(() => (doneAt = clock.monotonicNow() - t0));
+    for (let i = 0; i < 300 && doneAt === undefined; i++) {
+      await tick();
+      clock.advance(10);
+    }
+    await tick();
+    // probe 300, wait 10, probe 300, wait 20, probe 300, wait 40, then a probe cut to the 30 ms left (the old loop counted only its waits: 7 probes, 3 s).
+    expect(deadlines).toEqual([1000, 690, 370, 30]);
+    expect(doneAt).toBe(MAX_YIELD_MILLIS);
+  });
 });
