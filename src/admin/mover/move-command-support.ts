@@ -23,7 +23,7 @@ export const MOVE_USAGE: readonly string[] = [
   '--batch-slots <n>                      largest batch (default 1024 slots)',
   '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
   '--nice-ratio <r>                       pause r times as long as each slice of work took (default 1; 0 = no pauses)',
-  '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3)',
+  '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3; 0 = no probe)',
 ];
 
 /** Mover options from flags; progress goes to the context's progress stream. */
@@ -38,7 +38,7 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
   const batchSlots = integerFlag(values, 'batch-slots', 1);
   const fence = integerFlag(values, 'fence-timeout-ms', 100);
   const nice = numberFlag(values, 'nice-ratio');
-  const probeSlow = integerFlag(values, 'probe-slow-ms', 1);
+  const probeSlow = integerFlag(values, 'probe-slow-ms', 0);
   const printer = progressPrinter(context.progress);
   return {
     options: {

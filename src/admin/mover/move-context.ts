@@ -50,7 +50,8 @@ export interface MoveTuning {
    * The mover's duty cycle (gh-ost's nice ratio): after each slice of scanning, copying or deleting
    * (about 10 ms), it pauses this many times as long as the slice took, so the shards keep CPU for
    * the app's statements. 1 = busy at most half of the time; 0 = no pauses (fastest, hardest on
-   * the app); 3 = a quarter of the time. Applies to the copy, catch-up, verification and clean-up.
+   * the app); 3 = a quarter of the time; at most 100. Applies to the copy, catch-up, verification
+   * and clean-up.
    * @default 1
    */
   readonly niceRatio: number;
@@ -58,7 +59,8 @@ export interface MoveTuning {
    * After each slice's pause the mover times `select 1` on the batch's two shards; while that takes
    * longer than this (the servers are saturated by other work), it keeps waiting, doubling the
    * wait, up to 1 s more per slice, the probes' own time included (so a move on a saturated
-   * cluster still progresses, slowly). A probe that cannot connect or answer in time counts as slow.
+   * cluster still progresses, slowly). A probe that cannot connect or answer in time counts as
+   * slow. 0 = no probe.
    * @default 3
    */
   readonly probeSlowMillis: number;
@@ -148,7 +150,8 @@ export class MoveContext {
       niceRatio: this.tuning.niceRatio,
       sliceMillis: PACE_SLICE_MILLIS,
       probeSlowMillis: this.tuning.probeSlowMillis,
-      probe: (deadlineMillis = PROBE_DEADLINE_MILLIS) => this.#probe(shardIds, topology, deadlineMillis),
+      // probeSlowMillis 0: no probe (only the nice-ratio pauses).
+      ...(this.tuning.probeSlowMillis > 0 ? { probe: (deadlineMillis = PROBE_DEADLINE_MILLIS) => this.#probe(shardIds, topology, deadlineMillis) } : {}),
     };
   }
 

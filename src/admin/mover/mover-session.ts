@@ -5,9 +5,9 @@
  */
 import { Pool } from 'pg';
 import { systemClock, type Clock } from '../../kernel/clock';
-import { KyselyScaleError } from '../../kernel/errors';
+import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
-import { requireNonNegative, requirePositive } from '../../kernel/validate';
+import { describeValue, requireNonNegative } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { MoveStore } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
@@ -63,6 +63,8 @@ export function toResultError(error: unknown): ResultError {
 
 /** Runs `fn` under the operator lock (unless `locked` is false: read-only operations) with the catalog, the store and the sharded tables. */
 export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame) => Promise<T>, locked = true): Promise<T> {
+  // Validated before anything changes (the catalog's table list included).
+  const tuning = moveTuning(options);
   const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
   const catalog = new TopologyCatalog({ url: options.catalog, schema });
   const pool = new Pool({ connectionString: options.catalog, max: 2, application_name: 'kysely-scale mover catalog' });
@@ -74,9 +76,6 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     const run = async (lost: AbortSignal): Promise<T> => {
       if (options.tables !== undefined) await store.registerTables(Object.entries(options.tables).map(([name, keyColumn]) => ({ name, keyColumn })));
       const tables = await store.tables();
-      const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
-      requireNonNegative('tuning.niceRatio', tuning.niceRatio);
-      requirePositive('tuning.probeSlowMillis', tuning.probeSlowMillis);
       const clock = options.clock ?? systemClock;
       return fn({
         catalog,
@@ -91,4 +90,16 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     await catalog.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
   }
+}
+
+/** Most pause per unit of work: beyond it one 10 ms slice would pause for over a second. */
+export const MAX_NICE_RATIO = 100;
+
+/** The move's tuning: the defaults, then `options`; refused (`E_INVALID_CONFIG`) when out of range. */
+function moveTuning(options: MoverOptions): MoveTuning {
+  const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
+  requireNonNegative('tuning.niceRatio', tuning.niceRatio);
+  if (tuning.niceRatio > MAX_NICE_RATIO) throw new ConfigError('tuning.niceRatio', `must be at most ${MAX_NICE_RATIO}, got ${describeValue(tuning.niceRatio)}`);
+  requireNonNegative('tuning.probeSlowMillis', tuning.probeSlowMillis);
+  return tuning;
 }

@@ -73,3 +73,8 @@ test('a probe that cannot connect counts as slow instead of throwing', async () 
     await ctx.close();
   }
 });
+
+test('probeSlowMillis 0 switches the probe off', () => {
+  const ctx = new MoveContext({} as TopologyCatalog, {} as MoveStore, { id: 1 } as MoveRecord, { ...MOVE_TUNING_DEFAULTS, probeSlowMillis: 0 }, systemClock, () => undefined, undefined, new AbortController().signal);
+  expect(ctx.pace(['shard0'], createTopology({ shards: [{ id: 'shard0', primary: url, replicas: [] }] })).probe).toBeUndefined();
+});

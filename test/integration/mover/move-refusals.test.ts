@@ -1,4 +1,7 @@
 import { Kysely, sql } from 'kysely';
+import { Pool } from 'pg';
+import { MoveStore } from '../../../src/admin/mover/move-store';
+import { TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
 import { startMoverFixture, SCHEMA_SQL, TABLES, type MoverFixture } from './mover-fixture';
 import { addShard, drainShard, moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, moveHistory } from '../../../src/admin/mover/move-control';
@@ -32,6 +35,21 @@ describe('requests that cannot start are refused with a code before anything cha
     const result = await moveSlots({ ...base(), slots: '0-9', to: 'nope' });
     expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.MOVE_REFUSED, context: { reason: 'unknown-shard' } } });
     expect((await latest())!.version).toBe(1);
+  });
+
+  test('a tuning refused with new tables leaves the catalog\'s table list as it was; a nice ratio over 100 is refused', async () => {
+    const result = await moveSlots({ ...base(), tables: { ...TABLES, not_registered: 'id' }, slots: '0-9', to: 'shard1', tuning: { niceRatio: -1 } });
+    expect(result.error).toMatchObject({ code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } });
+    const pool = new Pool({ connectionString: f.catalogUrl, max: 1 });
+    try {
+      const names = (await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).tables()).map((t) => t.name);
+      expect(names).not.toContain('not_registered');
+    } finally {
+      await pool.end();
+    }
+    const huge = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { niceRatio: 1e6 } });
+    expect(huge).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } } });
+    expect(huge.error!.message).toContain('at most 100');
   });
 
   test('a negative nice ratio', async () => {
