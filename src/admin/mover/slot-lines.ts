@@ -76,7 +76,10 @@ export interface SlotLinesOptions {
  */
 export class SlotLines extends Transform {
   readonly #options: SlotLinesOptions;
-  #partial: Buffer | undefined;
+  // The unfinished row: its chunks so far, joined once its newline arrives (a multi-MB row is
+  // neither copied nor searched again with every chunk).
+  #partial: Buffer[] = [];
+  #partialLength = 0;
   #scanned = 0;
   #kept = 0;
 
@@ -96,11 +99,21 @@ export class SlotLines extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const data = this.#partial === undefined ? chunk : Buffer.concat([this.#partial, chunk]);
+    const newline = chunk.indexOf(NEWLINE);
+    if (newline === -1) {
+      this.#partial.push(chunk);
+      this.#partialLength += chunk.length;
+      callback();
+      return;
+    }
+    const data = this.#partial.length === 0 ? chunk : Buffer.concat([...this.#partial, chunk]);
+    const first = this.#partialLength + newline;
+    this.#partial = [];
+    this.#partialLength = 0;
     const { slots, slotCount, forward, onRow } = this.#options;
     const out: Buffer[] = [];
     let start = 0;
-    for (let end = data.indexOf(NEWLINE); end !== -1; start = end + 1, end = data.indexOf(NEWLINE, start)) {
+    for (let end = first; end !== -1; start = end + 1, end = data.indexOf(NEWLINE, start)) {
       this.#scanned++;
       let tab = data.indexOf(TAB, start);
       if (tab === -1 || tab > end) tab = end; // a key with no other column
@@ -111,13 +124,16 @@ export class SlotLines extends Transform {
       onRow?.(slot, key, data.subarray(Math.min(tab + 1, end), end));
       if (forward) out.push(data.subarray(tab + 1, end + 1));
     }
-    this.#partial = start < data.length ? Buffer.from(data.subarray(start)) : undefined;
+    if (start < data.length) {
+      this.#partial.push(Buffer.from(data.subarray(start)));
+      this.#partialLength = data.length - start;
+    }
     if (out.length > 0) this.push(Buffer.concat(out));
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
     // COPY TO ends every row with a newline: anything left is a truncated stream.
-    callback(this.#partial === undefined ? null : new Error('COPY stream ended inside a row'));
+    callback(this.#partialLength === 0 ? null : new Error('COPY stream ended inside a row'));
   }
 }

@@ -37,6 +37,18 @@ describe('slot lines', () => {
     expect(wanted.size).toBeLessThan(100);
   });
 
+  test('a row of several MB split over many chunks comes out whole, with the rows around it', async () => {
+    const big = 'x'.repeat(4 << 20);
+    const text = `1\t1\tsmall\n2\t2\t${big}\n3\t3\tsmall\n`;
+    const buffer = Buffer.from(text);
+    const chunks = Array.from({ length: Math.ceil(buffer.length / 16384) }, (_, i) => buffer.subarray(i * 16384, i * 16384 + 16384));
+    const lines = new SlotLines({ slots: slotSet(undefined, 16), slotCount: 16, forward: true });
+    const out: Buffer[] = [];
+    await pipeline(Readable.from(chunks), lines, new Writable({ write: (c: Buffer, _e, cb) => (out.push(c), cb()) }));
+    expect(Buffer.concat(out).toString()).toBe(`1\tsmall\n2\t${big}\n3\tsmall\n`);
+    expect(lines.scanned).toBe(3);
+  });
+
   test('a stream that ends inside a row fails', async () => {
     const lines = new SlotLines({ slots: slotSet(undefined, 16), slotCount: 16, forward: true });
     await expect(pipeline(Readable.from([Buffer.from('1\ta\n2\tb')]), lines, new Writable({ write: (_c, _e, cb) => cb() }))).rejects.toThrow('inside a row');
