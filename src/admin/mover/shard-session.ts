@@ -24,12 +24,12 @@ export interface ShardSession {
 
 /** Opens a mover session on `url`; fails with a redacted message when the server cannot be reached in `connectTimeoutMillis`. */
 export async function openShardSession(url: string, connectTimeoutMillis = 10_000): Promise<ShardSession> {
+  const { connectionString, options } = withMoverOptions(url);
   const config: ClientConfig = {
-    connectionString: url,
+    connectionString,
     application_name: MOVER_APPLICATION_NAME,
     connectionTimeoutMillis: connectTimeoutMillis,
-    // No parallel workers: a mover scan must not take every core from the app's statements.
-    options: '-c kysely_scale.bypass=on -c max_parallel_workers_per_gather=0',
+    options,
     keepAlive: true,
   };
   const client = new Client(config);
@@ -47,6 +47,27 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
     close: () => client.end().catch(() => undefined),
     destroy: () => destroySocket(client),
   };
+}
+
+// No parallel workers: a mover scan must not take every core from the app's statements.
+const MOVER_OPTIONS = '-c kysely_scale.bypass=on -c max_parallel_workers_per_gather=0';
+
+/**
+ * The mover's session settings added to any `options` the shard URL carries (`?options=-c …`):
+ * pg lets the connection string's options replace the config's, which would drop the bypass. The
+ * mover's come last, so they win over the URL's for the same setting.
+ */
+function withMoverOptions(url: string): { connectionString: string; options: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { connectionString: url, options: MOVER_OPTIONS }; // not a URL: pg parses it, and it names no options here
+  }
+  const own = parsed.searchParams.get('options');
+  if (own === null) return { connectionString: url, options: MOVER_OPTIONS };
+  parsed.searchParams.delete('options');
+  return { connectionString: parsed.toString(), options: `${own} ${MOVER_OPTIONS}` };
 }
 
 /** Runs `fn` with a mover session on `url`, closing it afterwards. */
