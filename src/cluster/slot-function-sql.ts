@@ -5,7 +5,9 @@ import type { ServerSpec, Topology } from './topology';
  * The SQL twin of the slot hash (contract 5): MurmurHash3 x86 32-bit, seed 0, over
  * `convert_to(key_text, 'UTF8')`, so PostgreSQL can select, index and fence the rows of a slot.
  * Arithmetic is done in bigint with 32-bit masks; products are split in 16-bit halves so that no
- * intermediate value exceeds 2^63.
+ * intermediate value exceeds 2^63. The functions that call the others keep the search_path they
+ * were installed under (`SET search_path FROM CURRENT`), so a session whose search_path leaves out
+ * their schema (an app role's own) can still call them qualified, from a trigger or a policy.
  */
 export const SLOT_FUNCTIONS_SQL = `
 CREATE OR REPLACE FUNCTION kysely_scale_mul32(a bigint, b bigint) RETURNS bigint
@@ -19,7 +21,7 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION kysely_scale_murmur3(data bytea) RETURNS bigint
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
 DECLARE
   h bigint := 0;
   k bigint;
@@ -54,19 +56,19 @@ $$;
 
 -- UUID text is canonical in lower case (contract 1), as the TypeScript side encodes it.
 CREATE OR REPLACE FUNCTION kysely_scale_slot(key text, slot_count int DEFAULT 4096) RETURNS int
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
   SELECT (kysely_scale_murmur3(convert_to(
     CASE WHEN key ~ '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$' THEN lower(key) ELSE key END,
     'UTF8')) % slot_count)::int
 $$;
 
 CREATE OR REPLACE FUNCTION kysely_scale_slot(key bigint, slot_count int DEFAULT 4096) RETURNS int
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
   SELECT kysely_scale_slot(key::text, slot_count)
 $$;
 
 CREATE OR REPLACE FUNCTION kysely_scale_slot(key uuid, slot_count int DEFAULT 4096) RETURNS int
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path FROM CURRENT AS $$
   SELECT kysely_scale_slot(key::text, slot_count)
 $$;
 `;

@@ -60,7 +60,8 @@ const UUID_PATTERN_SQL = `'^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-F
  * about 80 µs for the murmur3 call itself. Parity with the wrapper is tested on real PostgreSQL.
  */
 export function slotOfTextSql(text: string, slotCount: string): string {
-  return `(kysely_scale_murmur3(convert_to(case when ${text} ~ ${UUID_PATTERN_SQL} then lower(${text}) else ${text} end, 'UTF8')) % ${slotCount})::int`;
+  // Qualified (the guard installs the twin in public): the trigger and the policy run under the app session's search_path.
+  return `(public.kysely_scale_murmur3(convert_to(case when ${text} ~ ${UUID_PATTERN_SQL} then lower(${text}) else ${text} end, 'UTF8')) % ${slotCount})::int`;
 }
 
 /** The shard-wide objects (idempotent). `shardId` is recorded for readable refusals. */

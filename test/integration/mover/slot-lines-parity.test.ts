@@ -45,3 +45,18 @@ test('the slot expression of the capture trigger and the hidden-slot policy is t
   const { rows: nulls } = await client.query<{ written: number | null }>(`select ${slotOfTextSql('null::text', '4096')} as written`);
   expect(nulls[0]!.written).toBeNull();
 });
+
+test('the slot expression and the twin work under a session search_path that leaves out public (an app role may set its own)', async () => {
+  await client.query('begin');
+  try {
+    await client.query('set local search_path = pg_catalog');
+    const { rows } = await client.query<{ written: number; text: number; big: number; id: number }>(
+      `select ${slotOfTextSql(`'user-42'::text`, '4096')} as written, public.kysely_scale_slot('user-42'::text, 4096) as text,
+              public.kysely_scale_slot(42::bigint, 4096) as big, public.kysely_scale_slot('42'::text, 4096) as id`,
+    );
+    expect(rows[0]!.written).toBe(rows[0]!.text);
+    expect(rows[0]!.big).toBe(rows[0]!.id);
+  } finally {
+    await client.query('rollback');
+  }
+});
