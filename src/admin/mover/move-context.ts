@@ -115,9 +115,7 @@ export class MoveContext {
   async session(shardId: string, topology: Topology): Promise<Client> {
     let pending = this.#sessions.get(shardId);
     if (pending === undefined) {
-      const shard = topology.shardById(shardId);
-      if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
-      const opening = openShardSession(shard.primary.url);
+      const opening = openShardSession(primaryUrl(topology, shardId));
       pending = opening;
       this.#sessions.set(shardId, opening);
       // A session that failed to open, or was dropped (a failed scan), is never handed out again.
@@ -131,9 +129,7 @@ export class MoveContext {
 
   /** A second session on `shardId` (a COPY pipe needs one of its own), closed with the context. */
   async extraSession(shardId: string, topology: Topology): Promise<Client> {
-    const shard = topology.shardById(shardId);
-    if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
-    const session = await openShardSession(shard.primary.url);
+    const session = await openShardSession(primaryUrl(topology, shardId));
     this.#extra.push(session);
     return session.client;
   }
@@ -179,9 +175,7 @@ export class MoveContext {
     try {
       let session = this.#probes.get(id);
       if (session === undefined) {
-        const shard = topology.shardById(id);
-        if (shard === undefined) throw new MoveFailedError(`Shard "${id}" is not in topology version ${topology.version}.`, { shardId: id });
-        session = openShardSession(shard.primary.url, PROBE_DEADLINE_MILLIS);
+        session = openShardSession(primaryUrl(topology, id), PROBE_DEADLINE_MILLIS);
         this.#probes.set(id, session);
       }
       await withDeadline(
@@ -217,4 +211,11 @@ export class MoveContext {
     this.#sessions.clear();
     this.#probes.clear();
   }
+}
+
+/** The primary URL of `shardId` in `topology`; a shard the topology does not hold fails the move. */
+function primaryUrl(topology: Topology, shardId: string): string {
+  const shard = topology.shardById(shardId);
+  if (shard === undefined) throw new MoveFailedError(`Shard "${shardId}" is not in topology version ${topology.version}.`, { shardId });
+  return shard.primary.url;
 }

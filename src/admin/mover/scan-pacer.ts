@@ -59,12 +59,6 @@ export class ScanPacer extends Transform {
   }
 }
 
-/** The pause owed after `busyMillis` of work: none until a slice is full, then `niceRatio` times the slice. */
-export function paceDelayMillis(busyMillis: number, pace: Pick<ScanPace, 'niceRatio' | 'sliceMillis'>): number {
-  if (pace.niceRatio <= 0 || busyMillis < pace.sliceMillis) return 0;
-  return busyMillis * pace.niceRatio;
-}
-
 /**
  * Yields after `busyMillis` of work (a slice of a stream, or a finished statement: a delete, a
  * catch-up pass): `niceRatio` times as long, then, while the probe is slow, longer.

@@ -1,16 +1,9 @@
-import { MAX_YIELD_MILLIS, ScanPacer, paceDelayMillis, yieldAfter } from '../../../src/admin/mover/scan-pacer';
+import { MAX_YIELD_MILLIS, ScanPacer, yieldAfter } from '../../../src/admin/mover/scan-pacer';
 import { ManualClock } from '../../../src/kernel/clock';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('scan pacer', () => {
-  test('owes nothing until a slice is full, then the slice times the nice ratio', () => {
-    expect(paceDelayMillis(9, { niceRatio: 1, sliceMillis: 10 })).toBe(0);
-    expect(paceDelayMillis(10, { niceRatio: 1, sliceMillis: 10 })).toBe(10);
-    expect(paceDelayMillis(12, { niceRatio: 3, sliceMillis: 10 })).toBe(36);
-    expect(paceDelayMillis(500, { niceRatio: 0, sliceMillis: 10 })).toBe(0);
-  });
-
   test('holds the stream back after a full slice for niceRatio times the slice, then starts a new slice', async () => {
     const clock = new ManualClock();
     const pacer = new ScanPacer({ clock, niceRatio: 2, sliceMillis: 10, probeSlowMillis: 3 });
