@@ -87,15 +87,18 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
   }
 
   #route<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const runtime = this.#runtime;
+    // Lean when no replica choice, span or metric reads the plan's table and keys (an onRoute hook gets them worked out when it reads them).
+    const lean = runtime.replicas === undefined && !runtime.telemetry.needsPlanDetails;
     let plan: RoutePlan;
     try {
-      plan = this.#plan(compiled);
+      plan = this.#plan(compiled, lean);
     } catch (error) {
-      this.#runtime.telemetry.refused(error);
+      runtime.telemetry.refused(error);
       return Promise.reject(error);
     }
     // Rows are typed by the caller's query builder, as in Kysely's own drivers.
-    const observed = this.#runtime.telemetry.begin(plan);
+    const observed = runtime.telemetry.begin(plan, lean ? compiled.query : undefined);
     if (observed !== undefined) return observed.execute(() => ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>);
     return ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>;
   }
@@ -152,12 +155,12 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     return this.#clients.release(inTransaction);
   }
 
-  #plan(compiled: CompiledQuery): RoutePlan {
+  #plan(compiled: CompiledQuery, lean = false): RoutePlan {
     let hint = routeHintOf(compiled.queryId);
     // Raw SQL inside a transaction that is already bound runs where the transaction runs.
     const bound = this.#tx?.shard;
     if (hint === undefined && bound != null && compiled.query.kind === 'RawNode') hint = { kind: 'shard', shardId: bound.id };
-    const plan = planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules);
+    const plan = planRoute(compiled.query, hint, this.#runtime.topology, this.#runtime.rules, lean);
     if (plan.statement === 'raw' || plan.statement === 'ddl') this.#session = true;
     // withPrimary() only changes where plain reads go, which matters only when replicas serve reads.
     if (plan.statement !== 'select' || plan.primaryOnly === true || this.#runtime.replicas === undefined) return plan;

@@ -13,7 +13,8 @@ import { SpanKind, SpanStatusCode, context, trace, type Span } from '@openteleme
 import type { Clock } from '../../kernel/clock';
 import { telemetryTracer, tracingActive } from '../../kernel/telemetry';
 import type { ServerSpec, Shard } from '../../cluster/topology';
-import { planMayWrite, type RoutePlan } from '../routing/route-planner';
+import type { RootOperationNode } from 'kysely';
+import { leanPlanDetails, planMayWrite, type RoutePlan, type RoutingRules } from '../routing/route-planner';
 import type { ReplicaStatus } from '../../replication/replica-router';
 import { ATTR, FAN_OUT, POOL_CONNECTIONS, POOL_PENDING, READS, REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_STALENESS, STATEMENTS, STATEMENT_DURATION, STATEMENT_ERRORS } from './statement-metrics';
 
@@ -92,11 +93,13 @@ export interface DialectGaugeSources {
 export class StatementTelemetry {
   readonly #onRoute: RouteListener | undefined;
   readonly #clock: Clock;
+  readonly #rules: RoutingRules;
   readonly #untrack: (() => void)[];
 
-  constructor(onRoute: RouteListener | undefined, clock: Clock, sources: DialectGaugeSources) {
+  constructor(onRoute: RouteListener | undefined, clock: Clock, rules: RoutingRules, sources: DialectGaugeSources) {
     this.#onRoute = onRoute;
     this.#clock = clock;
+    this.#rules = rules;
     this.#untrack = [
       POOL_CONNECTIONS.observeWith((observe) => {
         for (const pool of sources.pools()) {
@@ -129,8 +132,17 @@ export class StatementTelemetry {
     for (const untrack of this.#untrack) untrack();
   }
 
-  /** Starts observing a statement; `undefined` when no hook, span or metric would see it. */
-  begin(plan: RoutePlan): StatementObservation | undefined {
+  /** Whether a span or a metric would read a statement's table and keys now (an SDK or a metrics reader is there). */
+  get needsPlanDetails(): boolean {
+    return tracingActive() || STATEMENT_DURATION.enabled;
+  }
+
+  /**
+   * Starts observing a statement; `undefined` when no hook, span or metric would see it.
+   * `leanRoot`: the statement's tree when `plan` was made lean; the route hook's plan then works
+   * out its table and keys from it when the hook reads them.
+   */
+  begin(plan: RoutePlan, leanRoot?: RootOperationNode): StatementObservation | undefined {
     // Without an SDK not even a no-op span is made: a look at the global providers is cheaper.
     const tracing = tracingActive();
     if (!tracing && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
@@ -140,7 +152,7 @@ export class StatementTelemetry {
       if (!span.isRecording()) span = undefined;
       if (span === undefined && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
     }
-    const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock);
+    const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock, leanRoot === undefined ? undefined : { root: leanRoot, rules: this.#rules });
     (plan as ObservedPlan)[OBSERVATION] = observation;
     observing++;
     return observation;
@@ -154,15 +166,18 @@ export class StatementObservation {
   readonly #onRoute: RouteListener | undefined;
   readonly #clock: Clock;
   readonly #started: number;
+  /** Set when the plan is lean: what the route hook's plan works its table and keys out of. */
+  readonly #lean: { readonly root: RootOperationNode; readonly rules: RoutingRules } | undefined;
   readonly servers: RouteServer[] = [];
   primaryRetries = 0;
   #ended = false;
 
-  constructor(plan: RoutePlan, span: Span | undefined, onRoute: RouteListener | undefined, clock: Clock) {
+  constructor(plan: RoutePlan, span: Span | undefined, onRoute: RouteListener | undefined, clock: Clock, lean?: { readonly root: RootOperationNode; readonly rules: RoutingRules }) {
     this.#plan = plan;
     this.#span = span;
     this.#onRoute = onRoute;
     this.#clock = clock;
+    this.#lean = lean;
     this.#started = clock.monotonicNow();
     if (span !== undefined) span.setAttributes(planAttributes(plan));
   }
@@ -242,7 +257,8 @@ export class StatementObservation {
     const onRoute = this.#onRoute;
     if (onRoute === undefined) return;
     try {
-      onRoute({ plan, servers: this.servers, primaryRetries: this.primaryRetries, durationMillis, error });
+      const lean = this.#lean;
+      onRoute({ plan: lean === undefined ? plan : leanPlanDetails(plan, lean.root, lean.rules), servers: this.servers, primaryRetries: this.primaryRetries, durationMillis, error });
     } catch (hookError) {
       // A failing hook must not fail the statement it observes.
       process.emitWarning(`kysely-scale: onRoute threw: ${hookError instanceof Error ? hookError.message : String(hookError)}`, 'KyselyScaleTelemetryWarning');

@@ -52,14 +52,24 @@ type RoutePlanTarget =
   | { readonly kind: 'scatter'; readonly statement: StatementKind; readonly table: string | null; readonly shards: readonly Shard[] }
   | { readonly kind: 'broadcast'; readonly statement: StatementKind; readonly table: null; readonly shards: readonly Shard[] };
 
-/** Decides where a statement runs. Throws {@link RoutingError} when it cannot be routed safely. */
+/**
+ * Decides where a statement runs. Throws {@link RoutingError} when it cannot be routed safely.
+ *
+ * `lean`: the caller needs only where the statement runs, not what it names (no replica choice
+ * and no span or metric depends on the plan's table and keys). With one shard a plain SELECT then
+ * skips the analysis of its tree, the larger part of a point read's routing cost, and comes back
+ * with `table` and `keys` null; {@link leanPlanDetails} works them out when someone asks.
+ */
 export function planRoute(
   root: RootOperationNode,
   hint: RouteHint | undefined,
   topology: Topology,
   rules: RoutingRules,
+  lean = false,
 ): RoutePlan {
-  if (topology.shards.length === 1 && hint?.kind !== 'shard') return planOnOnlyShard(root, topology.shards[0]!, rules);
+  if (topology.shards.length === 1 && hint?.kind !== 'shard') {
+    return lean && root.kind === 'SelectQueryNode' ? leanSelect(root as SelectQueryNode, topology.shards[0]!, rules) : planOnOnlyShard(root, topology.shards[0]!, rules);
+  }
   const analysis = analyzeQuery(root, rules);
   const plan = choosePlan(root, analysis, hint, topology, rules);
   const root0 = analysis.scopes[0];
@@ -94,6 +104,66 @@ function planOnOnlyShard(root: RootOperationNode, shard: Shard, rules: RoutingRu
   const nested = analysis.nestedWrites.length > 0;
   if (!locks && !nested) return plan;
   return { ...plan, ...(nested ? { nestedWrites: analysis.nestedWrites } : {}), ...(locks ? { primaryOnly: true as const } : {}) };
+}
+
+/**
+ * A SELECT on the only shard when nobody reads its table or keys. Only a WITH clause can hold a
+ * write in a SELECT (PostgreSQL allows data-modifying statements in WITH at the top level only),
+ * so a SELECT without one is a read; with one it is analysed in full for its nested writes.
+ */
+function leanSelect(root: SelectQueryNode, shard: Shard, rules: RoutingRules): RoutePlan {
+  if (root.with !== undefined) return planOnOnlyShard(root, shard, rules);
+  const locks = (root.endModifiers?.length ?? 0) > 0;
+  return locks ? { kind: 'single', statement: 'select', table: null, shard, keys: null, primaryOnly: true } : { kind: 'single', statement: 'select', table: null, shard, keys: null };
+}
+
+/**
+ * `plan` as a full (not lean) planning of `root` would give it: for a lean one-shard SELECT, its
+ * `table` and `keys` are worked out from the tree on first read (then kept); any other plan is
+ * returned as it is.
+ */
+export function leanPlanDetails(plan: RoutePlan, root: RootOperationNode, rules: RoutingRules): RoutePlan {
+  if (plan.kind !== 'single' || plan.statement !== 'select' || plan.table !== null || plan.keys !== null || root.kind !== 'SelectQueryNode') return plan;
+  return new DetailedOnRead(plan.shard, plan.primaryOnly, root as SelectQueryNode, rules);
+}
+
+/**
+ * A lean one-shard SELECT's plan whose table and keys are read from its tree when first asked for.
+ * A class rather than an object literal with getters (which V8 builds on a slow path, ~10 µs);
+ * `toJSON` lists the worked-out fields, as a plain plan would serialise.
+ */
+class DetailedOnRead {
+  readonly kind = 'single' as const;
+  readonly statement = 'select' as const;
+  readonly shard: Shard;
+  readonly primaryOnly?: true;
+  readonly #root: SelectQueryNode;
+  readonly #rules: RoutingRules;
+  #full: RoutePlan | undefined;
+
+  constructor(shard: Shard, primaryOnly: true | undefined, root: SelectQueryNode, rules: RoutingRules) {
+    this.shard = shard;
+    if (primaryOnly === true) this.primaryOnly = true;
+    this.#root = root;
+    this.#rules = rules;
+  }
+
+  get table(): string | null {
+    return this.#details().table;
+  }
+
+  get keys(): readonly unknown[] | null {
+    const full = this.#details();
+    return full.kind === 'single' ? full.keys : null;
+  }
+
+  toJSON(): RoutePlan {
+    return { ...this.#details() };
+  }
+
+  #details(): RoutePlan {
+    return (this.#full ??= planOnOnlyShard(this.#root, this.shard, this.#rules));
+  }
 }
 
 /** Whether a statement may write: anything but a SELECT, or a SELECT with data-modifying CTEs. */

@@ -142,6 +142,23 @@ describe('onRoute', () => {
     expect(events[0]!.error).toBeUndefined();
   });
 
+  it('gets a one-shard read’s table and keys although the dialect plans it without reading its tree (nothing else needs them)', async () => {
+    const events: RouteEvent[] = [];
+    const only = shards[0]!;
+    const db = new Kysely<DB>({
+      dialect: new ShardedDialect({ topology: createTopology({ shards: [{ id: only.id, primary: only.primaryUrl }] }), shardKeys: { users: 'id' }, onRoute: (e) => events.push(e) }),
+    });
+    open.push(db);
+    await db.selectFrom('users').select('name').where('id', 'in', [2, 4]).execute();
+    await db.selectFrom('users as u').select('u.name').execute();
+    expect(events.map((e) => e.plan)).toMatchObject([
+      { kind: 'single', statement: 'select', table: 'users', keys: [2, 4], shard: { id: only.id } },
+      { kind: 'single', statement: 'select', table: 'users', keys: null },
+    ]);
+    // A hook that logs the plan as JSON sees the same fields as for any other plan.
+    expect(JSON.parse(JSON.stringify(events[0]!.plan))).toMatchObject({ kind: 'single', statement: 'select', table: 'users', keys: [2, 4] });
+  });
+
   it('turns a hook that throws into a process warning; the statement succeeds', async () => {
     const warn = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     try {

@@ -1,7 +1,7 @@
 import { offlineKysely } from '../../support/offline-kysely';
 import { PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
 import { createTopology } from '../../../src/cluster/topology';
-import { planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
+import { leanPlanDetails, planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
 import { resolveShardedConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { RoutingError } from '../../../src/sharding/sharding-errors';
@@ -123,6 +123,24 @@ describe('route planner', () => {
     const one = createTopology({ shards: [{ id: 'only', primary: 'postgres://u@h/db' }] });
     const oneRules = resolveShardedConfig({ topology: one }).rules;
     expect(planRoute(db.selectFrom('invoices').selectAll().toOperationNode(), undefined, one, oneRules)).toMatchObject({ kind: 'single', shard: { id: 'only' } });
+  });
+
+  it('plans a one-shard SELECT lean (its tree unread) only when asked to and only without WITH; the details come back on read', () => {
+    const one = createTopology({ shards: [{ id: 'only', primary: 'postgres://u@h/db' }] });
+    const oneRules = resolveShardedConfig({ topology: one, shardKeys: { users: 'id' } }).rules;
+    const node = db.selectFrom('users').select('id').where('id', '=', 5).toOperationNode();
+    expect(planRoute(node, undefined, one, oneRules)).toMatchObject({ kind: 'single', table: 'users', keys: [5] });
+    const lean = planRoute(node, undefined, one, oneRules, true);
+    expect(lean).toEqual({ kind: 'single', statement: 'select', table: null, shard: one.shards[0], keys: null });
+    expect(leanPlanDetails(lean, node, oneRules)).toMatchObject({ kind: 'single', statement: 'select', table: 'users', keys: [5] });
+    // Locks keep a read on the primary either way.
+    expect(planRoute(db.selectFrom('users').selectAll().forUpdate().toOperationNode(), undefined, one, oneRules, true)).toMatchObject({ primaryOnly: true });
+    // A WITH may hold a write (PostgreSQL allows it there only): analysed in full, its nested write found.
+    const nested = db.with('d', (qb) => qb.deleteFrom('users').where('id', '=', 5).returning('id')).selectFrom('d').selectAll().toOperationNode();
+    expect(planRoute(nested, undefined, one, oneRules, true)).toMatchObject({ kind: 'single', nestedWrites: [{ kind: 'delete', table: 'users' }] });
+    // Other statements and several shards are planned in full whatever `lean` says.
+    expect(planRoute(db.updateTable('users').set({ id: 5 }).where('id', '=', 5).toOperationNode(), undefined, one, oneRules, true)).toMatchObject({ table: 'users', keys: [5] });
+    expect(planRoute(db.selectFrom('users').selectAll().where('id', '=', a).toOperationNode(), undefined, topology, rules, true)).toMatchObject({ table: 'users', keys: [a] });
   });
 
   it('sends unsharded tables to the unsharded shard and refuses to mix them with sharded ones', () => {
