@@ -39,6 +39,11 @@ export class ReplicaMember implements BalancedInstance {
   replayTimestampMillis: number | null = null;
   /** The timeline it writes on, when its check found it promoted. */
   timeline: number | null = null;
+  /**
+   * The shard timeline it was last seen streaming on (a WAL receiver on its primary's timeline);
+   * without a receiver it stays proven only while the shard's timeline is still this one.
+   */
+  streamedTimeline: number | null = null;
   /** When its last check finished (monotonic ms). */
   checkedAt = -Infinity;
   /** When a read on it last failed: a check that began before cannot bring it back. */
@@ -76,6 +81,7 @@ export class ReplicaMember implements BalancedInstance {
     this.lagBytes = other.lagBytes;
     this.replayTimestampMillis = other.replayTimestampMillis;
     this.timeline = other.timeline;
+    this.streamedTimeline = other.streamedTimeline;
     this.checkedAt = other.checkedAt;
     this.failedAt = other.failedAt;
     this.latencyEwmaMillis = other.latencyEwmaMillis;

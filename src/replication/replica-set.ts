@@ -11,6 +11,7 @@ import type { ServerSpec, Shard } from '../cluster/topology';
 import type { Clock } from '../kernel/clock';
 import { ErrorCodes, type ErrorCode } from '../kernel/errors';
 import { redactText } from '../kernel/redact';
+import { formatLsn } from '../cluster/wal-position';
 import { CheckLoop } from './check-loop';
 import { lagProblem } from './lag-bounds';
 import { PrimaryWatch } from './primary-watch';
@@ -264,10 +265,13 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       const other = theirs.shardId === this.#shard.id ? `another primary's (written as shard "${theirs.shardId}" on another server or database)` : `the identity of shard "${theirs.shardId}"`;
       return this.#refuse(member, `streams from another primary: it replays ${other}, not that of shard "${this.#shard.id}"'s primary ${watch.server.redactedUrl}`);
     }
-    if (watch.timeline !== null && facts.receivedTimeline !== null && facts.receivedTimeline < watch.timeline) {
-      return this.#refuse(member, `streams timeline ${facts.receivedTimeline}, older than its primary's timeline ${watch.timeline}: it follows a demoted primary`);
-    }
+    const streamProblem = this.#streamProblem(member, facts);
+    if (streamProblem !== null) return streamProblem.refuse ? this.#refuse(member, streamProblem.text) : this.#setState(member, 'unverified', streamProblem.text);
     if (member.failedAt > started) return; // a read failed on it after this check began: it stays out
+    const ahead = await this.#aheadOfPrimary(facts.lsn, now);
+    if (watch.server.url !== this.#shard.primary.url) return; // the primary changed meanwhile: the next check decides
+    if (ahead !== null) return this.#refuse(member, ahead);
+    if (member.failedAt > started) return;
     if (member.state === 'ejected' && this.ejector.isEjected(member.id)) {
       if (!this.ejector.release(now).includes(member.id)) return; // a repeated ejection lasts longer than one check
     }
@@ -279,6 +283,47 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     const problem = this.#lagProblemOf(member, now);
     this.#setState(member, problem === null ? 'serving' : 'lagging', problem ?? 'proven to stream from its primary, within the lag bounds');
     if (wasOut) this.#context.strategy.onReturn?.(member.id);
+  }
+
+  /**
+   * Whether `member` (same identity as the primary) streams from this primary now: its WAL receiver
+   * must stream the primary's timeline (an older one follows a demoted primary; a newer one, a
+   * promoted copy of the shard). Without a receiver (its upstream is gone) it stays proven only while
+   * the shard's timeline is the one it was last seen streaming on: once the shard moved to another
+   * timeline it may hold WAL the new primary never had.
+   */
+  #streamProblem(member: ReplicaMember, facts: ServerFacts): { text: string; refuse: boolean } | null {
+    const timeline = this.primary.timeline;
+    if (timeline === null) return null;
+    const received = facts.receivedTimeline;
+    if (facts.receiving) {
+      if (received !== null && received < timeline) return { refuse: true, text: `streams timeline ${received}, older than its primary's timeline ${timeline}: it follows a demoted primary` };
+      if (received !== null && received > timeline) {
+        return { refuse: true, text: `streams timeline ${received}, newer than its primary's timeline ${timeline} while that primary answers: it follows a promoted copy of the shard, not its primary ${this.primary.server.redactedUrl}` };
+      }
+      // A role without pg_read_all_stats sees the receiver but not its timeline: the position check below still applies.
+      member.streamedTimeline = timeline;
+      return null;
+    }
+    if (member.streamedTimeline === timeline) return null; // its upstream is away (the primary down or restarting): lag bounds in time apply
+    const seen = member.streamedTimeline === null ? 'was never seen streaming' : `was last seen streaming on timeline ${member.streamedTimeline}`;
+    return { refuse: false, text: `has no WAL receiver (it streams from no primary) and ${seen} on its primary's timeline ${timeline}: it may hold WAL its primary never had, so it is not proven` };
+  }
+
+  /**
+   * Refusal when a standby replayed past its primary: the primary's position is read again after the
+   * standby's answer (`answeredAt`), and a standby past it holds WAL this primary never had (a
+   * branch of a dead primary, or a copy's). `null` when it is not past, or the primary cannot be read.
+   */
+  async #aheadOfPrimary(replayed: bigint, answeredAt: number): Promise<string | null> {
+    const watch = this.primary;
+    if (watch.latest === undefined || replayed <= watch.latest.lsn) return null;
+    // The primary may only have moved on since it was seen: look at it after the standby answered.
+    await this.#primaryLoop.now();
+    if ((watch.latest?.at ?? -Infinity) < answeredAt) await this.#primaryLoop.now();
+    const fresh = watch.latest;
+    if (watch.state !== 'up' || fresh === undefined || fresh.at < answeredAt || replayed <= fresh.lsn) return null;
+    return `replayed to ${formatLsn(replayed)}, past its primary ${watch.server.redactedUrl} at ${formatLsn(fresh.lsn)} read after it: it holds WAL that primary never had (a branch of a former primary, or a copy of the shard)`;
   }
 
   /** Lag bounds at `now`, moving the member between serving and lagging; asks for a check when its estimate nears a bound. */

@@ -29,6 +29,11 @@ export interface ServerFacts {
   readonly replayTimestampMillis: number | null;
   /** The timeline a standby's WAL receiver streams (null when it streams nothing, or the role may not see it). */
   readonly receivedTimeline: number | null;
+  /**
+   * A WAL receiver process runs on the standby (its pid is visible to every role; its timeline only
+   * to roles with pg_read_all_stats). False on a standby whose upstream is gone or not configured.
+   */
+  readonly receiving: boolean;
 }
 
 /** The check statement: the same for primaries and standbys (a promoted standby then shows as a primary). */
@@ -37,6 +42,7 @@ export const SERVER_CHECK_SQL = `select pg_is_in_recovery() as standby,
   case when pg_is_in_recovery() then null else substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) end as timeline,
   (extract(epoch from pg_last_xact_replay_timestamp()) * 1000)::float8 as replay_ts,
   (select received_tli from pg_stat_wal_receiver) as received_tli,
+  (select pid from pg_stat_wal_receiver) as receiver_pid,
   ${IDENTITY_SQL_EXPRESSION} as identity`;
 
 /** Reads the facts of a check's row. */
@@ -51,6 +57,7 @@ export function parseServerFacts(row: Record<string, unknown>): ServerFacts {
     identity: parseIdentity(row['identity']),
     replayTimestampMillis: typeof replay === 'number' ? replay : null,
     receivedTimeline: typeof row['received_tli'] === 'number' ? row['received_tli'] : null,
+    receiving: typeof row['receiver_pid'] === 'number',
   });
 }
 
