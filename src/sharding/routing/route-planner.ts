@@ -194,7 +194,8 @@ function choosePlan(
     if (hintShard !== undefined) return { kind: 'single', statement, table, shard: hintShard, keys: hintKeys };
     throw new RoutingError(
       ErrorCodes.NO_SHARD_KEY,
-      `${statement === 'raw' ? 'Raw SQL' : 'A MERGE statement'} cannot be routed from its text: run it through db.withPlugin(withShardKey(key)) or db.withPlugin(withShard(id)).`,
+      `${statement === 'raw' ? 'Raw SQL' : 'A MERGE statement'} cannot be routed from its text: run it through db.withPlugin(withShardKey(key)) or db.withPlugin(withShard(id)); ` +
+        `a CompiledQuery (db.executeQuery) is never seen by plugins: target it with db.executeQuery(onShardKey(compiled, key)) or onShard(compiled, id).`,
       { statement },
     );
   }
