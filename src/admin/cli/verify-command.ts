@@ -21,9 +21,14 @@ export const verifyCommand: CliCommand = {
 
 function verifyText(r: VerifyResult): string {
   if (r.error !== null) return `${r.error.code}: ${r.error.message}`;
-  const lines = [`Topology version ${r.version}: ${r.ok ? 'every row is on the shard that owns its slot' : `${plural(r.misplaced.length, 'slot')} with rows on a shard that does not own it`}`];
+  const problems = [
+    ...(r.misplaced.length > 0 ? [`${plural(r.misplaced.length, 'slot')} with rows on a shard that does not own it`] : []),
+    ...(r.unplaceable.length > 0 ? [`${plural(r.unplaceable.reduce((n, u) => n + u.rows, 0), 'row')} with a NULL shard key (no slot owns them)`] : []),
+  ];
+  const lines = [`Topology version ${r.version}: ${r.ok ? 'every row is on the shard that owns its slot' : problems.join('; ')}`];
   for (const t of r.tables) lines.push(`  ${t.name}  ${plural(t.rows, 'row')} in ${plural(t.slotsWithRows, 'slot')}`);
   for (const m of r.misplaced.slice(0, 20)) lines.push(`  misplaced: ${m.table} slot ${m.slot} on ${m.shard} (${plural(m.rows, 'row')})`);
+  for (const u of r.unplaceable) lines.push(`  NULL shard key: ${u.table} on ${u.shard} (${plural(u.rows, 'row')}): set their keys, or delete them`);
   if (r.skippedSlots > 0) lines.push(`  ${plural(r.skippedSlots, 'slot')} of an unfinished move skipped`);
   return lines.join('\n');
 }

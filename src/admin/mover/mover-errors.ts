@@ -10,6 +10,7 @@ export type MoveRefusal =
   | 'last-shard'
   | 'slot-range'
   | 'no-tables'
+  | 'null-keys'
   | 'nothing-to-move'
   | 'no-catalog'
   | 'unsharded-tables'

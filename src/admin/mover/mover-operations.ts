@@ -13,6 +13,7 @@ import { startMove } from './move-start';
 import { parseSlotRanges } from './slot-ranges';
 import { withShardSession } from './shard-session';
 import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+import { nullKeyRows } from './slot-checksum';
 
 /** Migrations `add` runs on the new shard before comparing schemas (as `migrateShards` takes them, without `shards`). */
 export type NewShardMigrations = Omit<MigrateShardsOptions, 'shards' | 'onShard'>;
@@ -56,7 +57,13 @@ export function drainShard(options: MoverOptions & { readonly shardId: string })
   return startMove('drain', options, async (frame, latest) => {
     const transfers = planDrain(latest, options.shardId);
     const shard = latest.shardById(options.shardId)!;
-    const unsharded = await withShardSession(shard.primary.url, (c) => unshardedTablesWithRows(c, frame.tables));
+    const [unsharded, nullKeys] = await withShardSession(shard.primary.url, async (c) => [await unshardedTablesWithRows(c, frame.tables), await nullKeyTables(c, frame.tables)] as const);
+    if (nullKeys.length > 0) {
+      throw new MoveRefusedError('null-keys', `Shard "${options.shardId}" holds rows whose shard key is NULL (${nullKeys.map((t) => `${t.table}: ${t.rows}`).join(', ')}); no slot owns them, so a drain would leave them behind: set their keys or delete them, then drain.`, {
+        shardId: options.shardId,
+        tables: nullKeys.map((t) => t.table),
+      });
+    }
     if (unsharded.length > 0) {
       throw new MoveRefusedError('unsharded-tables', `Shard "${options.shardId}" holds rows of tables that are not sharded (${unsharded.join(', ')}); moving unsharded tables is not automated yet: move them, then drain.`, {
         shardId: options.shardId,
@@ -92,6 +99,16 @@ function equalShareFor(topology: Topology, target: string): SlotTransfer[] {
     taken.set(giver.id, [...(taken.get(giver.id) ?? []), slot]);
   }
   return [...taken].map(([source, slots]) => Object.freeze({ source, target, slots: Object.freeze(slots.sort((a, b) => a - b)) }));
+}
+
+/** The sharded tables holding rows whose shard key is NULL, with their counts. */
+async function nullKeyTables(client: Client, sharded: readonly ShardedTableSpec[]): Promise<{ table: string; rows: number }[]> {
+  const out: { table: string; rows: number }[] = [];
+  for (const table of sharded) {
+    const rows = await nullKeyRows(client, table);
+    if (rows > 0) out.push({ table: table.name, rows });
+  }
+  return out;
 }
 
 async function unshardedTablesWithRows(client: Client, sharded: readonly ShardedTableSpec[]): Promise<string[]> {

@@ -7,7 +7,7 @@ import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions, type ResultError } from './mover-session';
 import { withShardSession } from './shard-session';
-import { slotChecksums, type Checksum } from './slot-checksum';
+import { nullKeyRows, slotChecksums, type Checksum } from './slot-checksum';
 import { resolveKeyTypes } from './table-keys';
 
 /** Rows of a slot found on a shard that does not own it. */
@@ -18,12 +18,21 @@ export interface MisplacedRows {
   readonly rows: number;
 }
 
+/** Rows of a sharded table whose shard key is NULL: they belong to no slot (see `nullKeyRows`). */
+export interface UnplaceableRows {
+  readonly table: string;
+  readonly shard: string;
+  readonly rows: number;
+}
+
 /** What `verify` found. */
 export interface VerifyResult {
   readonly ok: boolean;
   readonly version: number | null;
   readonly tables: readonly { readonly name: string; readonly rows: number; readonly slotsWithRows: number }[];
   readonly misplaced: readonly MisplacedRows[];
+  /** Rows whose shard key is NULL, per table and shard: no slot owns them, so `ok` is false while any exist. */
+  readonly unplaceable: readonly UnplaceableRows[];
   /** Per table, per slot: the owner's rows and checksum (compare two runs to prove a move lost and duplicated nothing). */
   readonly slots: Readonly<Record<string, Readonly<Record<number, Checksum>>>>;
   /** Slots skipped because a move of them is not finished. */
@@ -41,6 +50,7 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
       const open = await frame.store.open();
       const skipped = new Set(open?.batches.filter((b) => b.phase !== 'cleaned' && b.phase !== 'aborted').flatMap((b) => b.slots) ?? []);
       const misplaced: MisplacedRows[] = [];
+      const unplaceable: UnplaceableRows[] = [];
       const slots: Record<string, Record<number, Checksum>> = {};
       const totals = new Map<string, number>();
       for (const shard of topology.shards) {
@@ -48,6 +58,8 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
           const tables = await resolveKeyTypes(client, frame.tables, shard.id);
           for (const table of tables) {
             const perSlot = await slotChecksums(client, table, undefined, topology.slotCount);
+            const nulls = await nullKeyRows(client, table);
+            if (nulls > 0) unplaceable.push(Object.freeze({ table: table.name, shard: shard.id, rows: nulls }));
             const bySlot = (slots[table.name] ??= {});
             for (const [slot, sum] of perSlot) {
               if (skipped.has(slot)) continue;
@@ -61,16 +73,17 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
         });
       }
       return Object.freeze({
-        ok: misplaced.length === 0,
+        ok: misplaced.length === 0 && unplaceable.length === 0,
         version: topology.version,
         tables: frame.tables.map((t) => Object.freeze({ name: t.name, rows: totals.get(t.name) ?? 0, slotsWithRows: Object.keys(slots[t.name] ?? {}).length })),
         misplaced,
+        unplaceable,
         slots,
         skippedSlots: skipped.size,
         error: null,
       });
     });
   } catch (error) {
-    return { ok: false, version: null, tables: [], misplaced: [], slots: {}, skippedSlots: 0, error: toResultError(error) };
+    return { ok: false, version: null, tables: [], misplaced: [], unplaceable: [], slots: {}, skippedSlots: 0, error: toResultError(error) };
   }
 }

@@ -37,6 +37,16 @@ export async function slotChecksums(client: Client, table: KeyedTable, slots: Sl
   return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
 }
 
+/**
+ * Rows of `table` whose shard key is NULL. They belong to no slot (the SQL twin is STRICT): no
+ * keyed read finds them, no move takes them, and a drain would leave them behind. The router
+ * refuses NULL keys, so they were written around it.
+ */
+export async function nullKeyRows(client: Pick<Client, 'query'>, table: { readonly name: string; readonly keyColumn: string }): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from ${quoteTable(table.name)} where ${quoteIdentifier(table.keyColumn)} is null`);
+  return rows[0]?.n ?? 0;
+}
+
 /** A sink for a stream whose work is done on the way (it passes nothing on). */
 export function discard(): Writable {
   return new Writable({ write: (_chunk, _encoding, callback) => callback() });
