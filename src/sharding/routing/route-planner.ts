@@ -2,55 +2,18 @@ import type { InsertQueryNode, OperationNode, RootOperationNode, SelectQueryNode
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
 import { withInsertRows, withListSubset, withReturnedKey } from './node-rewrite';
-import { analyzeQuery, statementKindOf, type NestedWrite, type QueryAnalysis, type ScopeAnalysis, type ShardKeyLookup, type StatementKind } from './query-analysis';
+import { analyzeQuery, type QueryAnalysis, type ScopeAnalysis } from './query-analysis';
 import type { RouteHint } from './route-hint';
 import type { Shard, Topology } from '../../cluster/topology';
 import { encodeShardKey } from '../../cluster/shard-key';
-import { undeclaredTable, type ResolvedKeylessPolicy } from './table-rules';
+import { undeclaredTable } from './table-rules';
+import type { RoutePart, RoutePlan, RoutingRules } from './route-plan';
+import { leanSelect, planOnOnlyShard, writtenTable } from './one-shard-plan';
 
 export type { KeylessPolicy } from './table-rules';
-
-/** The table knowledge the planner needs, derived once from the dialect config. */
-export interface RoutingRules extends ShardKeyLookup {
-  /** The keyless policy of a sharded table (reads and writes). */
-  keylessPolicyOf(table: string): ResolvedKeylessPolicy;
-  /** Id of the shard that holds every table not listed in `shardKeys`. */
-  readonly unshardedShardId: string;
-  /**
-   * Whether a table not in `shardKeys` may be used when there are several shards: declared in
-   * `unshardedTables`, a system table, or `strictTables` is off.
-   */
-  allowsUnsharded(table: string): boolean;
-}
-
-/** One shard's share of a statement that spans several shards. */
-export interface RoutePart {
-  readonly shard: Shard;
-  /** The statement to run there (the original, or a copy narrowed to this shard's keys or rows). */
-  readonly node: RootOperationNode;
-  /** The shard keys this part covers, when known. */
-  readonly keys: readonly unknown[] | null;
-  /** For a split insert: the positions of this part's rows in the original VALUES list. */
-  readonly rowIndexes?: readonly number[];
-  /**
-   * For a split insert with RETURNING: its rows also return the shard key as a hidden column
-   * (`RETURNED_KEY`), so rows a shard skipped (ON CONFLICT DO NOTHING) can be told apart.
-   */
-  readonly returnsKey?: true;
-}
-
-/**
- * The routing decision for one statement. Cheap to build; `nestedWrites` lists writes inside it
- * (data-modifying CTEs); `primaryOnly` marks a read that must run on a primary (a locking clause
- * such as FOR UPDATE, or `withPrimary()`).
- */
-export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[]; readonly primaryOnly?: true };
-
-type RoutePlanTarget =
-  | { readonly kind: 'single'; readonly statement: StatementKind; readonly table: string | null; readonly shard: Shard; readonly keys: readonly unknown[] | null }
-  | { readonly kind: 'split'; readonly statement: StatementKind; readonly table: string | null; readonly parts: readonly RoutePart[] }
-  | { readonly kind: 'scatter'; readonly statement: StatementKind; readonly table: string | null; readonly shards: readonly Shard[] }
-  | { readonly kind: 'broadcast'; readonly statement: StatementKind; readonly table: null; readonly shards: readonly Shard[] };
+export type { RoutePart, RoutePlan, RoutingRules } from './route-plan';
+export { planMayWrite } from './route-plan';
+export { leanPlanDetails } from './one-shard-plan';
 
 /**
  * Decides where a statement runs. Throws {@link RoutingError} when it cannot be routed safely.
@@ -80,95 +43,6 @@ export function planRoute(
   const nested = analysis.nestedWrites.length > 0;
   if (!locks && !nested) return plan;
   return { ...plan, ...(nested ? { nestedWrites: analysis.nestedWrites } : {}), ...(locks ? { primaryOnly: true as const } : {}) };
-}
-
-/**
- * With one shard every statement runs there unchanged (a drop-in for PostgresDialect): raw SQL,
- * MERGE, keyless or unlinked queries, whatever tables are declared. The analysis still names the
- * written table and keys (write events), nested writes and locks (primary-only reads); when it
- * cannot read the tree (an ambiguous name, a key that is not one), the statement still runs, and
- * a read is kept on the primary since it might write.
- */
-function planOnOnlyShard(root: RootOperationNode, shard: Shard, rules: RoutingRules): RoutePlan {
-  let analysis: QueryAnalysis;
-  try {
-    analysis = analyzeQuery(root, rules);
-  } catch {
-    const statement = statementKindOf(root);
-    return statement === 'select' ? { kind: 'single', statement, table: null, shard, keys: null, primaryOnly: true } : { kind: 'single', statement, table: null, shard, keys: null };
-  }
-  const insert = analysis.insert;
-  const keys = insert !== undefined ? (insert.problem === undefined ? insert.rowKeys : null) : (analysis.scopes[0]?.keys ?? null);
-  const plan: RoutePlan = { kind: 'single', statement: analysis.statement, table: writtenTable(analysis), shard, keys };
-  const locks = root.kind === 'SelectQueryNode' && ((root as SelectQueryNode).endModifiers?.length ?? 0) > 0;
-  const nested = analysis.nestedWrites.length > 0;
-  if (!locks && !nested) return plan;
-  return { ...plan, ...(nested ? { nestedWrites: analysis.nestedWrites } : {}), ...(locks ? { primaryOnly: true as const } : {}) };
-}
-
-/**
- * A SELECT on the only shard when nobody reads its table or keys. Only a WITH clause can hold a
- * write in a SELECT (PostgreSQL allows data-modifying statements in WITH at the top level only),
- * so a SELECT without one is a read; with one it is analysed in full for its nested writes.
- */
-function leanSelect(root: SelectQueryNode, shard: Shard, rules: RoutingRules): RoutePlan {
-  if (root.with !== undefined) return planOnOnlyShard(root, shard, rules);
-  const locks = (root.endModifiers?.length ?? 0) > 0;
-  return locks ? { kind: 'single', statement: 'select', table: null, shard, keys: null, primaryOnly: true } : { kind: 'single', statement: 'select', table: null, shard, keys: null };
-}
-
-/**
- * `plan` as a full (not lean) planning of `root` would give it: for a lean one-shard SELECT, its
- * `table` and `keys` are worked out from the tree on first read (then kept); any other plan is
- * returned as it is.
- */
-export function leanPlanDetails(plan: RoutePlan, root: RootOperationNode, rules: RoutingRules): RoutePlan {
-  if (plan.kind !== 'single' || plan.statement !== 'select' || plan.table !== null || plan.keys !== null || root.kind !== 'SelectQueryNode') return plan;
-  return new DetailedOnRead(plan.shard, plan.primaryOnly, root as SelectQueryNode, rules);
-}
-
-/**
- * A lean one-shard SELECT's plan whose table and keys are read from its tree when first asked for.
- * A class rather than an object literal with getters (which V8 builds on a slow path, ~10 µs);
- * `toJSON` lists the worked-out fields, as a plain plan would serialise.
- */
-class DetailedOnRead {
-  readonly kind = 'single' as const;
-  readonly statement = 'select' as const;
-  readonly shard: Shard;
-  readonly primaryOnly?: true;
-  readonly #root: SelectQueryNode;
-  readonly #rules: RoutingRules;
-  #full: RoutePlan | undefined;
-
-  constructor(shard: Shard, primaryOnly: true | undefined, root: SelectQueryNode, rules: RoutingRules) {
-    this.shard = shard;
-    if (primaryOnly === true) this.primaryOnly = true;
-    this.#root = root;
-    this.#rules = rules;
-  }
-
-  get table(): string | null {
-    return this.#details().table;
-  }
-
-  get keys(): readonly unknown[] | null {
-    const full = this.#details();
-    return full.kind === 'single' ? full.keys : null;
-  }
-
-  toJSON(): RoutePlan {
-    return { ...this.#details() };
-  }
-
-  #details(): RoutePlan {
-    return (this.#full ??= planOnOnlyShard(this.#root, this.shard, this.#rules));
-  }
-}
-
-/** Whether a statement may write: anything but a SELECT, or a SELECT with data-modifying CTEs. */
-export function planMayWrite(plan: RoutePlan): boolean {
-  return plan.statement !== 'select' || plan.nestedWrites !== undefined;
 }
 
 function choosePlan(
@@ -449,12 +323,6 @@ function shardById(topology: Topology, id: string): Shard {
     throw new RoutingError(ErrorCodes.UNKNOWN_SHARD, `No shard "${id}" in topology version ${topology.version}; known shards: ${list(topology.shards.map((s) => s.id))}.`, { shardId: id });
   }
   return shard;
-}
-
-/** The table a write statement writes (the root scope's first table), for write events. */
-function writtenTable(analysis: QueryAnalysis): string | null {
-  const root = analysis.scopes[0];
-  return root?.shardedTables[0] ?? root?.unshardedTables[0] ?? null;
 }
 
 function list(names: readonly string[]): string {
