@@ -21,7 +21,7 @@ export interface ServerProblem {
   readonly shard: string;
   readonly role: 'primary' | 'replica';
   readonly server: string;
-  readonly check: 'unreachable' | 'not-primary' | 'not-replica' | 'not-streaming' | 'other-primary' | 'unverifiable';
+  readonly check: 'unreachable' | 'not-primary' | 'not-replica' | 'not-streaming' | 'other-primary' | 'other-database' | 'same-database' | 'unverifiable';
   readonly problem: string;
 }
 

@@ -1,6 +1,7 @@
 import { TopologyError } from './cluster-errors';
 import { redactUrl } from '../kernel/redact';
 import { DEFAULT_SLOT_COUNT, slotOf } from './slot-hash';
+import { databaseAddress } from './server-address';
 
 /** A PostgreSQL server of the topology. Its URL may hold a password, so it is kept non-enumerable. */
 export interface ServerSpec {
@@ -73,8 +74,9 @@ const MAX_SLOT_COUNT = 65536;
 
 /**
  * Builds and validates a topology. Errors ({@link TopologyError}, code `E_INVALID_TOPOLOGY`) say what
- * to fix: empty shard list, duplicate or malformed ids, malformed URLs, a bad slot count, unowned slots
- * or owners that are not shards.
+ * to fix: empty shard list, duplicate or malformed ids, malformed URLs, two servers naming the same
+ * database (same host, port and database, whatever the user or parameters), a bad slot count,
+ * unowned slots or owners that are not shards.
  */
 export function createTopology(input: TopologyInput): Topology {
   if (input === null || typeof input !== 'object') throw new TopologyError('Topology input must be an object with a `shards` list.');
@@ -95,6 +97,7 @@ export function createTopology(input: TopologyInput): Topology {
     if (byId.has(shard.id)) throw new TopologyError(`Duplicate shard id "${shard.id}": every shard needs its own id.`, { shardId: shard.id });
     byId.set(shard.id, shard);
   }
+  refuseSharedDatabases(shards);
   const owners = buildOwners(input.owners, slotCount, shards, byId);
   return freezeTopology(version, slotCount, shards, byId, owners);
 }
@@ -115,6 +118,33 @@ function buildShard(input: ShardInput, index: number): Shard {
     primary: serverSpec(input.primary, `shards[${index}].primary`),
     replicas: Object.freeze(replicas.map((url, r) => serverSpec(url, `shards[${index}].replicas[${r}]`))),
   });
+}
+
+/**
+ * Two shards on one database would each count its rows in every scatter (a doubled count, silently),
+ * and a replica naming its own shard's primary, or another shard's server, is not a replica of it.
+ */
+function refuseSharedDatabases(shards: readonly Shard[]): void {
+  const seen = new Map<string, { where: string; url: string }>();
+  for (const shard of shards) {
+    const servers = [
+      { where: `shard "${shard.id}" primary`, url: shard.primary.url, redacted: shard.primary.redactedUrl },
+      ...shard.replicas.map((r, i) => ({ where: `shard "${shard.id}" replica ${i}`, url: r.url, redacted: r.redactedUrl })),
+    ];
+    for (const server of servers) {
+      const address = databaseAddress(server.url);
+      const first = seen.get(address);
+      if (first !== undefined) {
+        throw new TopologyError(
+          `${first.where} (${redactUrl(first.url)}) and ${server.where} (${server.redacted}) are the same database ` +
+            `(${address}): every shard needs a database of its own, and a replica must be another server; ` +
+            `list each database once.`,
+          { first: first.where, second: server.where, address },
+        );
+      }
+      seen.set(address, { where: server.where, url: server.url });
+    }
+  }
 }
 
 function serverSpec(url: unknown, where: string): ServerSpec {

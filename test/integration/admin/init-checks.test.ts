@@ -70,6 +70,32 @@ describe('init checks the servers before it publishes', () => {
     expect(error.problems[0]!.problem).toMatch(/streams from 127\.0\.0\.1:\d+, not from this shard's primary/);
   });
 
+  test('refuses one database listed as two shards under two addresses (localhost and 127.0.0.1), naming both', async () => {
+    const first = shards[s0]!.primaryUrl;
+    const second = withPassword(first).replace('127.0.0.1', 'localhost');
+    const error = await refusal(
+      initCatalog(UNUSED_CATALOG, [
+        { id: 'one', primary: first, replicas: [] },
+        { id: 'two', primary: second, replicas: [] },
+        { id: 'three', primary: shards[s1]!.primaryUrl, replicas: [] },
+      ]),
+    );
+    expect(error.code).toBe(ErrorCodes.INVALID_TOPOLOGY);
+    expect(error.problems.map((p) => [p.shard, p.role, p.check])).toEqual([['two', 'primary', 'same-database']]);
+    expect(error.problems[0]!.server).toContain('@localhost:');
+    expect(error.message).toContain(`is the same database ("init_shards" on the same running server) as one primary ${first}`);
+    expect(error.message).not.toContain(SECRET);
+  });
+
+  test("refuses a replica whose URL names a database other than its primary's", async () => {
+    await cluster.createDatabase('init_other');
+    const otherDb = shards[s0]!.replicaUrls[0]!.replace(/\/init_shards$/, '/init_other');
+    expect(otherDb).toMatch(/\/init_other$/);
+    const error = await refusal(initCatalog(UNUSED_CATALOG, [{ id: 'a', primary: shards[s0]!.primaryUrl, replicas: [otherDb] }]));
+    expect(error.problems).toEqual([expect.objectContaining({ shard: 'a', role: 'replica', check: 'other-database', server: otherDb })]);
+    expect(error.problems[0]!.problem).toContain(`names database "init_other", but its primary's is "init_shards"`);
+  });
+
   test('the CLI exits 1 with the coded error and publishes nothing; --skip-checks publishes anyway', async () => {
     const catalog = withPassword(catalogDb);
     const shardArg = `swapped=${withPassword(shards[s0]!.replicaUrls[0]!)},${withPassword(shards[s0]!.primaryUrl)}`;
