@@ -3,6 +3,8 @@
  * Command-line entry of the balancing proxy: `kysely-scale-proxy --upstream http://… `.
  * A thin shell: parse, start, print, reload the upstreams on SIGHUP, stop on SIGINT/SIGTERM.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadProxyConfig, PROXY_USAGE } from './proxy-config';
 import { startProxyFromConfig } from './proxy-start';
 import { redactText } from '../../kernel/redact';
@@ -14,10 +16,16 @@ async function main(): Promise<void> {
     process.stdout.write(`${PROXY_USAGE}\n`);
     return;
   }
+  if (config === 'version') {
+    // dist/balancer/http or src/balancer/http: the package root is three folders up.
+    const pkg = JSON.parse(readFileSync(join(__dirname, '../../../package.json'), 'utf8')) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return;
+  }
   const argv = process.argv.slice(2);
   const load = async (): Promise<ProxyConfig> => {
     const again = await loadProxyConfig(argv);
-    if (again === 'help') throw new Error('--help is not a config');
+    if (again === 'help' || again === 'version') throw new Error(`--${again} is not a config`);
     return again;
   };
   const running = await startProxyFromConfig(config, { load });

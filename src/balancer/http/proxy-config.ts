@@ -28,7 +28,8 @@ export const PROXY_USAGE = `Usage: kysely-scale-proxy [--config file.json] [opti
   --fall <n>                 failures to go down (default 3)
   --no-health                no active health checks
   --max-attempts <n>         attempts of idempotent requests (default 3)
-  --help                     this text
+  -h, --help                 this text
+  --version                  the version of kysely-scale
 
 Statistics: GET /__balancer/stats (JSON), GET /__balancer/metrics (Prometheus).
 Upstreams at run time: edit the config file and send SIGHUP, or use the admin endpoint
@@ -84,10 +85,11 @@ async function readConfigFile(file: string): Promise<unknown> {
 }
 
 /**
- * Reads `--config` (if given) and applies the flags over it. Every field is checked before
+ * Reads `--config` (if given) and applies the flags over it; `'help'` for `-h`/`--help` and
+ * `'version'` for `--version` (the CLI prints those and exits 0). Every field is checked before
  * anything starts; an error names the field, and the file when the field came from it.
  */
-export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyConfig | 'help'> {
+export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyConfig | 'help' | 'version'> {
   const { values } = parseArgs({
     args: [...argv],
     options: {
@@ -103,10 +105,12 @@ export async function loadProxyConfig(argv: readonly string[]): Promise<ProxyCon
       fall: { type: 'string' },
       'no-health': { type: 'boolean' },
       'max-attempts': { type: 'string' },
-      help: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
     },
     strict: true,
   });
+  if (values.version === true) return 'version';
   if (values.help === true) return 'help';
   return loadMerged(values, values.config === undefined ? {} : await readCheckedFile(values.config));
 }
