@@ -73,7 +73,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const json = values.json === true;
   try {
-    const outcome = await command.run(values, { catalog, json, progress: process.stderr });
+    const outcome = await command.run(values, { catalog, json, progress: process.stderr, output: process.stdout });
     process.stdout.write(`${redactText(json ? JSON.stringify(outcome.result, null, 2) : outcome.text)}\n`);
     return outcome.exitCode;
   } catch (error) {

@@ -23,6 +23,12 @@ export interface CliContext {
   readonly json: boolean;
   /** Where progress lines go (stderr), so stdout stays one result. */
   readonly progress: NodeJS.WritableStream & { isTTY?: boolean };
+  /**
+   * Where the result goes (stdout). A text-mode command whose result is a line per item may write
+   * each line here as it is known (redacted) and leave it out of its `text`, so a slow command shows
+   * its lines as they come and prints each once; with `--json` it writes nothing here.
+   */
+  readonly output: NodeJS.WritableStream;
 }
 
 /** A usage error: printed with the usage text, exit code 2. */

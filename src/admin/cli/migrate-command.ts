@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { migrateCatalogShards, parseShardArgument } from '../admin-commands';
 import { migrateShards, type ShardMigrationResult, type ShardMigrationResultSet } from '../shard-migrations';
 import { migrationTableFlags, MIGRATION_TABLE_OPTIONS, MIGRATION_TABLE_USAGE } from './migration-flags';
+import { redactText } from '../../kernel/redact';
 import { CliUsageError, plural, stringFlag, stringsFlag, type CliCommand } from './cli-command';
 
 /** `migrate`: Kysely migrations on every shard, one shard after another, stopping at the first failure. */
@@ -29,16 +30,23 @@ export const migrateCommand: CliCommand = {
     if (shards.length > 0 && values.catalog !== undefined) throw new CliUsageError('Give --catalog or --shard, not both.');
     if (shards.length === 0 && context.catalog === undefined) throw new CliUsageError('migrate needs --catalog <url> (or KYSELY_SCALE_CATALOG), or the shards as --shard id=primaryUrl.');
     const to = stringFlag(values, 'to');
+    const printed = new Set<string>();
     const options = {
       migrationFolder: resolve(folder),
       ...(to === undefined ? {} : { to }),
       ...migrationTableFlags(values),
-      onShard: (r: ShardMigrationResult) => context.progress.write(`${shardLine(r)}\n`),
+      // Each shard's line is printed once, when the shard is done: on stdout as part of the result
+      // in text mode, on stderr as progress with --json (stdout then holds only the JSON).
+      onShard: (r: ShardMigrationResult) => {
+        (context.json ? context.progress : context.output).write(`${redactText(shardLine(r))}\n`);
+        printed.add(r.shardId);
+      },
     };
     const outcome =
       shards.length > 0 ? await migrateShards({ ...options, shards: shards.map((s) => ({ id: s.id, url: s.primary })) }) : await migrateCatalogShards(context.catalog!, options);
     const hint = outcome.error !== undefined && needsTypeScriptLoader(folder, outcome.error) ? TS_HINT : '';
-    return { result: printable(outcome), text: summary(outcome) + hint, exitCode: outcome.error === undefined ? 0 : 1 };
+    const text = summary(outcome, context.json ? new Set() : printed);
+    return { result: printable(outcome), text: text + hint, exitCode: outcome.error === undefined ? 0 : 1 };
   },
 };
 
@@ -65,9 +73,10 @@ function shardLine(r: ShardMigrationResult): string {
   }
 }
 
-function summary(outcome: ShardMigrationResultSet): string {
+/** The shards' lines (but those already printed) and a closing sentence. */
+function summary(outcome: ShardMigrationResultSet, printed: ReadonlySet<string>): string {
   if (outcome.shards.length === 0) return `Nothing migrated: ${errorText(outcome.error)}`;
-  const lines = outcome.shards.map(shardLine);
+  const lines = outcome.shards.filter((s) => !printed.has(s.shardId)).map(shardLine);
   const migrated = outcome.shards.filter((s) => s.status === 'migrated').length;
   lines.push(
     outcome.failedShard === undefined
