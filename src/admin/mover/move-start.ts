@@ -60,6 +60,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
         versions.push(decision.publishFirst.version);
       }
       await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount))));
+      // rowsTotal is the plan's estimate (reltuples times the slot share), not a count: progress shows it as one.
       const stored: MoveBatch[] = batches.map((b, index) => ({ index, source: b.source, target: b.target, slots: b.slots, phase: 'planned', rowsTotal: plan!.batches[index]!.estimatedRows }));
       const move = await frame.store.create(kind, frame.tables, stored, decision.removeShard);
       moveId = move.id;

@@ -1,11 +1,26 @@
 /**
  * Progress of a move for the CLI: a bar on a terminal (cli-progress: phase, rows copied / total,
  * rate, ETA), one JSON line per second otherwise (logs, CI, another program reading it).
+ *
+ * A batch's `rowsTotal` is the plan's estimate (table statistics times the batch's share of the
+ * source's slots), not a count: rows written during the move, or statistics that lag, make the copy
+ * find more or fewer. So the printers show it as such: the JSON lines carry the estimate as
+ * `rowsEstimated`, and as `rowsTotal` the best known total: the estimate, or the rows copied so far
+ * when the copy has passed it, and the rows copied once the copy is done. The ETA is unknown
+ * (null) while the copy runs past its estimate.
  */
 import { SingleBar } from 'cli-progress';
 import type { Clock } from '../../kernel/clock';
 import { systemClock } from '../../kernel/clock';
 import type { MoveProgress } from './move-context';
+
+/** The batch's rows are all copied from this phase on. */
+const COPY_DONE: ReadonlySet<MoveProgress['phase']> = new Set(['copied', 'caught-up', 'cutover', 'published', 'cleaned', 'done']);
+
+/** The best known total of a batch's rows (see the file's comment). */
+function knownTotal(p: MoveProgress): number {
+  return COPY_DONE.has(p.phase) ? p.rowsCopied : Math.max(p.rowsTotal, p.rowsCopied);
+}
 
 /** Receives progress reports; `stop()` ends the bar or prints the last line. */
 export interface ProgressPrinter {
@@ -21,7 +36,7 @@ export function progressPrinter(stream: NodeJS.WritableStream & { isTTY?: boolea
 function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
   const bar = new SingleBar({
     stream,
-    format: 'batch {batch}/{batches} {source}→{target} {phase} [{bar}] {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}',
+    format: 'batch {batch}/{batches} {source}→{target} {phase} [{bar}] {value}/{approx}{total} rows | {rate} rows/s | ETA {eta_formatted}',
     hideCursor: true,
     etaBuffer: 50,
   });
@@ -29,12 +44,21 @@ function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
   const startedAt = Date.now();
   return {
     onProgress(p) {
-      const payload = { batch: p.batch, batches: p.batches, source: p.source, target: p.target, phase: p.phase, rate: Math.round(p.rowsCopied / Math.max(0.001, (Date.now() - startedAt) / 1000)) };
+      const payload = {
+        batch: p.batch,
+        batches: p.batches,
+        source: p.source,
+        target: p.target,
+        phase: p.phase,
+        approx: COPY_DONE.has(p.phase) ? '' : '~', // the total is an estimate until the copy is done
+        rate: Math.round(p.rowsCopied / Math.max(0.001, (Date.now() - startedAt) / 1000)),
+      };
+      const total = Math.max(knownTotal(p), 1);
       if (!started) {
-        bar.start(Math.max(p.rowsTotal, p.rowsCopied, 1), p.rowsCopied, payload);
+        bar.start(total, p.rowsCopied, payload);
         started = true;
       }
-      bar.setTotal(Math.max(p.rowsTotal, p.rowsCopied, 1));
+      bar.setTotal(total);
       bar.update(p.rowsCopied, payload);
     },
     stop: () => {
@@ -51,8 +75,10 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
   const print = (p: MoveProgress): void => {
     const elapsed = (clock.monotonicNow() - startedAt) / 1000;
     const rate = elapsed > 0 ? Math.round(p.rowsCopied / elapsed) : 0;
-    const remaining = Math.max(0, p.rowsTotal - p.rowsCopied);
-    stream.write(`${JSON.stringify({ ...p, rowsPerSecond: rate, etaSeconds: rate > 0 ? Math.ceil(remaining / rate) : null })}\n`);
+    const total = knownTotal(p);
+    const pastEstimate = !COPY_DONE.has(p.phase) && p.rowsCopied > p.rowsTotal;
+    const eta = pastEstimate || rate <= 0 ? null : Math.ceil(Math.max(0, total - p.rowsCopied) / rate);
+    stream.write(`${JSON.stringify({ ...p, rowsTotal: total, rowsEstimated: p.rowsTotal, rowsPerSecond: rate, etaSeconds: eta })}\n`);
     lastPrinted = p;
   };
   return {

@@ -28,4 +28,26 @@ describe('progress printer off a terminal', () => {
     ]);
     expect(parsed[1]).toMatchObject({ rowsPerSecond: 200, etaSeconds: 4 });
   });
+
+  test('rowsTotal is an estimate: past it the copied rows are the total and the ETA is unknown; after the copy, the rows copied', () => {
+    const clock = new ManualClock();
+    const stream = new PassThrough();
+    const lines: string[] = [];
+    stream.on('data', (c: Buffer) => lines.push(...c.toString().trim().split('\n')));
+    const printer = progressPrinter(stream, clock);
+    const estimate = (phase: MoveProgress['phase'], rowsCopied: number): MoveProgress => ({ ...at(phase, rowsCopied), rowsTotal: 150 });
+    clock.advance(1000);
+    printer.onProgress(estimate('capturing', 100));
+    clock.advance(1000);
+    printer.onProgress(estimate('capturing', 209)); // more rows than the statistics said (written during the move)
+    printer.onProgress(estimate('copied', 209));
+    printer.stop();
+    const parsed = lines.map((l) => JSON.parse(l) as { rowsCopied: number; rowsTotal: number; rowsEstimated: number; etaSeconds: number | null });
+    expect(parsed.map((p) => [p.rowsCopied, p.rowsTotal, p.rowsEstimated, p.etaSeconds])).toEqual([
+      [100, 150, 150, 1],
+      [209, 209, 150, null],
+      [209, 209, 150, 0],
+    ]);
+    for (const p of parsed) expect(p.rowsCopied).toBeLessThanOrEqual(p.rowsTotal);
+  });
 });
