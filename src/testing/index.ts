@@ -66,7 +66,12 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     }
     const missing = `a Docker engine answered at ${describeEndpoint(endpoint)}, but the optional peer dependency testcontainers is not installed (${TESTCONTAINERS_INSTALL})`;
     if (resolved.backend === 'docker') {
-      throw testClusterError(`startTestCluster was asked for backend 'docker', but ${missing}.`, { backend: 'docker', install: 'testcontainers' });
+      // One "but" per sentence: the missing package is the problem, the engine only its setting.
+      throw testClusterError(
+        `startTestCluster was asked for backend 'docker' and a Docker engine answered at ${describeEndpoint(endpoint)}; ` +
+          `the optional peer dependency testcontainers is not installed: ${TESTCONTAINERS_INSTALL}.`,
+        { backend: 'docker', install: 'testcontainers' },
+      );
     }
     noticeOnce(`kysely-scale/testing: ${missing}; running local processes instead (backend: 'local' skips the Docker probe).`);
     return startLocalCluster(resolved, deadline, `(Also, ${missing}.)`);

@@ -188,6 +188,7 @@ describe('the packed package', () => {
     expect(warnings[0]!.message).toContain('npm install --save-dev testcontainers@^11');
     expect(report.dockerRefusal).toMatchObject({ code: 'E_TEST_CLUSTER' });
     expect((report.dockerRefusal as { message: string }).message).toMatch(/backend 'docker'.*testcontainers is not installed/);
+    expect((report.dockerRefusal as { message: string }).message).not.toMatch(/\bbut\b.*\bbut\b/); // one clause per fact, not "…, but…, but…"
   });
 
   test('the bins run from node_modules/.bin; kysely-scale-admin migrate runs compiled migrations on a shard', async () => {
