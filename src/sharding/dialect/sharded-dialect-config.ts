@@ -208,6 +208,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   if (topology.shardById(unshardedShardId) === undefined) {
     throw new ConfigError('unshardedShardId', `must name a shard of the topology, got "${unshardedShardId}"`);
   }
+  if (config.pool !== undefined) requireKnownKeys('pool', requireObject('pool', config.pool), Object.keys(SERVER_POOL_DEFAULTS));
   const pool = { ...SERVER_POOL_DEFAULTS, ...definedOnly(config.pool ?? {}) };
   for (const [name, min] of POOL_INTEGERS) requireInteger(`pool.${name}`, pool[name], min);
   if (config.createPool !== undefined) requireFunction('createPool', config.createPool, '(server) => PoolLike');
