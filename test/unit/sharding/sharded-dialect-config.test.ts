@@ -52,8 +52,8 @@ describe('sharded dialect config', () => {
     ['pool.max', { pool: { max: 0 } }, /`pool.max`: must be an integer >= 1, got 0/],
     ['pool.idleTimeoutMillis', { pool: { idleTimeoutMillis: 1.5 } }, /`pool.idleTimeoutMillis`: must be an integer >= 0, got 1.5/],
     // pg's own pool options (min, …) are not passed on: refused rather than silently ignored.
-    ['pool.min', { pool: { min: 2 } }, /`pool.min`: is not an option.*known options: max, idleTimeoutMillis/],
-    ['pool.maxIdle', { pool: { maxIdle: 2 } }, /`pool.maxIdle`: is not an option/],
+    ['pool.min', { pool: { min: 2 } as ShardedDialectConfig['pool'] }, /`pool.min`: is not an option.*known options: max, idleTimeoutMillis/],
+    ['pool.maxIdle', { pool: { maxIdle: 2 } as ShardedDialectConfig['pool'] }, /`pool.maxIdle`: is not an option/],
     ['createPool', { createPool: 'pg' as never }, /`createPool`: must be a function/],
     ['clock', { clock: 5 as never }, /`clock`: must be an object, got 5/],
     ['onRoute', { onRoute: 'console.log' as never }, /`onRoute`: must be a function/],
