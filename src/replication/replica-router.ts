@@ -267,6 +267,21 @@ export class ReplicaRouter {
     return new PrimaryUnavailableError(`The primary ${server.redactedUrl} of shard "${set.shard.id}" does not answer: ${message}`, { shardId: set.shard.id, server: server.redactedUrl, reason: 'down' }, error);
   }
 
+  /**
+   * One client of `shard`'s primary broke in the middle of a statement (its backend was terminated,
+   * its socket reset): the primary is checked now, and marked down only if the check fails as the
+   * README says (a refused connection, or two checks without an answer). One broken client does not
+   * refuse the shard's writes.
+   */
+  primaryClientLost(shard: Shard): void {
+    void this.#sets.get(shard.id)?.checkPrimaryNow();
+  }
+
+  /** Whether `shard`'s primary answers a check that ends after this call (see {@link ReplicaSet.primaryAnswersNow}); true when it is not watched. */
+  primaryAnswers(shard: Shard): Promise<boolean> {
+    return this.#sets.get(shard.id)?.primaryAnswersNow() ?? Promise.resolve(true);
+  }
+
   /** Checks every primary, then every replica, now (each server under its own deadline). */
   async refresh(): Promise<void> {
     await Promise.all([...this.#sets.values()].map((set) => set.refresh()));

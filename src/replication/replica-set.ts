@@ -129,6 +129,20 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     return this.#primaryLoop.now();
   }
 
+  /**
+   * Whether the primary answers a check that ends after this call (a running check is joined,
+   * then a new one runs if that one got no answer): at most about two `checkTimeoutMillis`.
+   */
+  async primaryAnswersNow(): Promise<boolean> {
+    const asked = this.#context.clock.monotonicNow();
+    const watch = this.primary;
+    await this.#primaryLoop.now();
+    if (watch.lastSeenAt >= asked) return true;
+    if (watch.state === 'down' || watch.state === 'demoted') return false;
+    await this.#primaryLoop.now();
+    return watch.lastSeenAt >= asked;
+  }
+
   /** The members that may take a plain read now: see {@link readProblem}. */
   candidates(requiredPosition?: bigint, exclude?: ReadonlySet<string>): ReplicaMember[] {
     const now = this.#context.clock.monotonicNow();

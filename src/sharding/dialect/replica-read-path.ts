@@ -12,10 +12,11 @@
 import { CompiledQuery, type QueryResult } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
-import { parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
+import { formatLsn, parseLsn, PRIMARY_WAL_END_SQL } from '../../cluster/wal-position';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
 import { UNKNOWN_POSITION, type ReadYourWritesContext } from '../../replication/read-your-writes';
+import { PrimaryUnavailableError, ReadYourWritesUnavailableError } from '../../replication/replication-errors';
 import type { RoutePlan } from '../routing/route-planner';
 import type { HeldClients } from './held-clients';
 import { attemptOnReplica, type ReplicaAttemptTarget } from './replica-attempt';
@@ -30,6 +31,10 @@ export interface ReplicaChooser extends ReplicaAttemptTarget, ReplicaRouteSource
   primaryPositionBound(shard: Shard): bigint | undefined;
   /** A statement on `server` failed to reach it: a primary is marked down (a coded error is returned for it); anything else is returned unchanged. */
   acquireFailed(server: ServerSpec, error: unknown): unknown;
+  /** A client of `shard`'s primary broke mid-statement: check the primary now (without marking it down). */
+  primaryClientLost(shard: Shard): void;
+  /** Whether `shard`'s primary answers a check that ends after this call. */
+  primaryAnswers(shard: Shard): Promise<boolean>;
 }
 
 /** What the read path needs of the dialect's runtime. */
@@ -73,16 +78,22 @@ export class ReplicaReadPath {
         if (route.retried) this.#onRetry(shard, observed);
         let result: QueryResult<R>;
         try {
-          result = await this.#clients.run<R>(shard.primary, compiled);
+          result = await this.#onPrimary<R>(replicas, shard, compiled);
         } catch (error) {
-          // The primary went down under the read (in flight when it died). A read is safe to run
-          // again: once, on a replica that may serve it, else a coded retryable error, never the
-          // driver's. The broken client is closed; the primary is marked down.
-          if (primaryLost || !isConnectionFailure(error)) throw error;
-          primaryLost = true;
+          // The primary did not answer the read: its client broke in the middle (a terminated
+          // backend, a reset socket, the server died) or it passed the read deadline and then missed
+          // a check (hung). A read is safe to run again: on a replica that may serve it, else (a
+          // broken client only, once) on the primary with a fresh client, else a coded retryable
+          // error, never the driver's. The client is closed. One broken client does not mark the
+          // primary down: it is checked now, and a refused connection or missed checks do that.
+          const hung = error instanceof PrimaryNoAnswerError;
+          if (!hung && !isConnectionFailure(error)) throw error;
           this.#clients.drop(shard.primary.url);
-          replicas.acquireFailed(shard.primary, error);
+          if (!hung) replicas.primaryClientLost(shard);
           route.primaryFailed();
+          if (route.replicaNext) continue;
+          if (hung || primaryLost) throw this.#unavailable(shard, hung ? (error as Error).message : `its client broke twice: ${(error as Error)?.message ?? String(error)}`, error);
+          primaryLost = true;
           continue;
         }
         if (context !== undefined) await this.noteSeen(replicas, shard, undefined);
@@ -96,6 +107,37 @@ export class ReplicaReadPath {
       if (attempt.outcome === 'statement') throw attempt.error;
       route.failed(attempt.outcome);
     }
+  }
+
+  /**
+   * The read on the primary. Past `readTimeoutMillis` the primary is checked: a primary that answers
+   * the check (a slow statement) keeps the read, which is checked again each further deadline; one
+   * that does not (hung, e.g. stopped) loses it: rejects with {@link PrimaryNoAnswerError}.
+   */
+  async #onPrimary<R>(replicas: ReplicaChooser, shard: Shard, compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const clock = this.#runtime.clock;
+    const timeoutMillis = replicas.options.readTimeoutMillis;
+    const work = this.#clients.run<R>(shard.primary, compiled);
+    let settled = false;
+    const done = work.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!(await settledWithin(done, clock, timeoutMillis))) {
+      const answers = await Promise.race([replicas.primaryAnswers(shard), done]);
+      if (!answers && !settled) throw new PrimaryNoAnswerError(timeoutMillis);
+    }
+    return work;
+  }
+
+  /** The coded, retryable error of a read the primary could not serve and no replica may. */
+  #unavailable(shard: Shard, why: string, cause: unknown): Error {
+    const required = this.#runtime.readYourWritesContext?.requiredPosition(shard.id);
+    if (required !== undefined) {
+      const position = required === UNKNOWN_POSITION ? 'unknown' : formatLsn(required);
+      return new ReadYourWritesUnavailableError(`The primary ${shard.primary.redactedUrl} of shard "${shard.id}" did not answer a read-your-writes read (${why}) and no replica confirmed the caller's position ${position}: the read was not served stale. Retry.`, { shardId: shard.id, requiredPosition: position }, cause);
+    }
+    return new PrimaryUnavailableError(`The primary ${shard.primary.redactedUrl} of shard "${shard.id}" did not answer a read (${why}) and no replica may serve it. Retry.`, { shardId: shard.id, server: shard.primary.redactedUrl, reason: 'no answer' }, cause);
   }
 
   /**
@@ -132,3 +174,22 @@ export class ReplicaReadPath {
   }
 }
 
+
+/** A read on the primary passed the read deadline and the primary then did not answer a check. */
+class PrimaryNoAnswerError extends Error {
+  constructor(timeoutMillis: number) {
+    super(`no answer within readTimeoutMillis (${timeoutMillis} ms), nor to a check after it`);
+    this.name = 'PrimaryNoAnswerError';
+  }
+}
+
+/** Whether `promise` settles within `millis` (on the injected clock). */
+function settledWithin(promise: Promise<unknown>, clock: Clock, millis: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const cancel = clock.setTimeout(() => resolve(false), millis);
+    void promise.then(() => {
+      cancel();
+      resolve(true);
+    });
+  });
+}

@@ -100,6 +100,11 @@ export class ReplicaReadRoute {
     return server;
   }
 
+  /** Whether the next attempt is on a replica (after {@link primaryFailed} or {@link failed}). */
+  get replicaNext(): boolean {
+    return this.#next !== undefined;
+  }
+
   /** After the primary could not answer the read (it went down): a replica that may serve it next, if any. */
   primaryFailed(): void {
     this.#retried = true;

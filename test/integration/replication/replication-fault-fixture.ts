@@ -169,7 +169,7 @@ export function summary(records: readonly ReadRecord[]): { reads: number; failed
     reads: records.length,
     failed: records.filter((r) => r.failed !== undefined).length,
     p99Millis: Math.round(percentile(millis, 99) * 10) / 10,
-    maxMillis: Math.round(Math.max(0, ...millis) * 10) / 10,
+    maxMillis: Math.round(millis.reduce((a, b) => Math.max(a, b), 0) * 10) / 10,
   };
 }
 
