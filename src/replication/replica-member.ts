@@ -103,6 +103,11 @@ export class ReplicaMember implements BalancedInstance {
     this.latencyEwmaMillis = this.latencyEwmaMillis === undefined ? latency : this.latencyEwmaMillis + LATENCY_ALPHA * (latency - this.latencyEwmaMillis);
   }
 
+  /** When it last answered a read (monotonic ms; -Infinity before its first answer). */
+  get answeredAt(): number {
+    return this.#answeredAt;
+  }
+
   /** Its reads in flight that started after its last answer (a server that stopped answering piles them up). */
   unansweredReads(now: number): number {
     let count = 0;

@@ -188,6 +188,12 @@ export class ReplicaRouter {
     };
   }
 
+  /** Whether `server` of `shard` answered a read at or after monotonic time `since`. */
+  answeredSince(shard: Shard, server: ServerSpec, since: number): boolean {
+    const member = this.#sets.get(shard.id)?.members.find((m) => m.server.url === server.url);
+    return member !== undefined && member.answeredAt >= since;
+  }
+
   /** Takes `server` of `shard` out of read service at once (a read on it failed to connect or passed its deadline). */
   markFailed(shard: Shard, server: ServerSpec, problem: string): void {
     const set = this.#sets.get(shard.id);

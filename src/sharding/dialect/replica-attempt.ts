@@ -1,9 +1,13 @@
 /**
  * One round trip of a read on a replica under the read deadline (`readTimeoutMillis`): a whole
- * statement (checkout included), or a stream's step (checkout and first chunk, a further chunk,
- * closing the cursor). A replica that passes the deadline or cannot be reached leaves rotation at
- * once and its client is closed: it may never answer, so it is never reused, and nothing waits
- * on it any longer. Every attempt counts for the replica's pending reads and its strategy.
+ * statement, or a stream's step (checkout and first chunk, a further chunk, closing the cursor).
+ * The wait for a pooled client and the wait for the server are told apart: each has the deadline.
+ * A checkout still queued at its deadline on a replica that keeps answering other reads is a full
+ * pool (`busy`): the read runs elsewhere and the replica stays in service. A replica that passes
+ * the deadline otherwise (no answer, or no connection) or cannot be reached leaves rotation at
+ * once and its client is closed: it may never answer, so it is never reused, and nothing waits on
+ * it any longer. Every attempt that reached the server counts for the replica's pending reads and
+ * its strategy.
  */
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import type { Clock } from '../../kernel/clock';
@@ -17,6 +21,8 @@ export interface ReplicaAttemptTarget {
   startRead(shard: Shard, server: ServerSpec): { end(outcome: ReadOutcome): void };
   /** Takes a replica out of read service at once. */
   markFailed(shard: Shard, server: ServerSpec, problem: string): void;
+  /** Whether the replica answered a read at or after monotonic time `since` (it is alive). */
+  answeredSince(shard: Shard, server: ServerSpec, since: number): boolean;
 }
 
 /** How an attempt ended: its value, or why not (`statement`: the statement's own error, the replica is fine). */
@@ -28,40 +34,73 @@ export function clientDropped(outcome: Exclude<ReadOutcome, 'ok'>): boolean {
 }
 
 /**
- * Runs `work` (a round trip on `server`'s held client) under the read deadline. Never rejects:
- * the outcome says what happened. Past the deadline, `work` is abandoned (its late result ignored).
+ * Runs `work` (a round trip on `server`'s held client) under the read deadline. With `checkout`
+ * (the held client's checkout, which `work` then uses), the checkout has the deadline first and
+ * `work` gets a fresh one once the client arrived. Never rejects: the outcome says what happened.
+ * Past a deadline, `work` is abandoned (its late result ignored).
  */
-export function attemptOnReplica<T>(clock: Clock, clients: HeldClients, replicas: ReplicaAttemptTarget, shard: Shard, server: ServerSpec, work: () => Promise<T>): Promise<Attempt<T>> {
+export function attemptOnReplica<T>(
+  clock: Clock,
+  clients: HeldClients,
+  replicas: ReplicaAttemptTarget,
+  shard: Shard,
+  server: ServerSpec,
+  work: () => Promise<T>,
+  checkout?: () => Promise<unknown>,
+): Promise<Attempt<T>> {
   const timeoutMillis = replicas.options.readTimeoutMillis;
-  const read = replicas.startRead(shard, server);
+  const startedAt = clock.monotonicNow();
   return new Promise<Attempt<T>>((resolve) => {
     let settled = false;
-    const cancel = clock.setTimeout(() => {
+    let read: { end(outcome: ReadOutcome): void } | undefined;
+    const onDeadline = (): void => {
       if (settled) return;
       settled = true;
-      read.end('deadline');
-      const error = new Error(`no answer to a read within readTimeoutMillis (${timeoutMillis} ms)`);
-      replicas.markFailed(shard, server, error.message);
       clients.drop(server.url);
+      if (read === undefined && replicas.answeredSince(shard, server, startedAt)) {
+        // Queued for a pooled client while the replica kept answering other reads: the pool is full, the replica is fine.
+        resolve({ outcome: 'busy', error: new Error(`no pooled client of the replica within readTimeoutMillis (${timeoutMillis} ms): its pool is full`) });
+        return;
+      }
+      read?.end('deadline');
+      const error = new Error(read === undefined ? `no connection to the replica within readTimeoutMillis (${timeoutMillis} ms), and it answered no read meanwhile` : `no answer to a read within readTimeoutMillis (${timeoutMillis} ms)`);
+      replicas.markFailed(shard, server, error.message);
       resolve({ outcome: 'deadline', error });
-    }, timeoutMillis);
-    work().then(
-      (value) => {
+    };
+    let cancel = clock.setTimeout(onDeadline, timeoutMillis);
+    const failed = (current: { end(outcome: ReadOutcome): void }, error: unknown): void => {
+      if (settled) return;
+      settled = true;
+      cancel();
+      const outcome = classifyReadFailure(error);
+      current.end(outcome);
+      if (outcome === 'unreachable') replicas.markFailed(shard, server, (error as Error)?.message ?? String(error));
+      if (outcome === 'unreachable' || outcome === 'busy') clients.drop(server.url);
+      resolve({ outcome, error });
+    };
+    const run = (): void => {
+      const current = (read = replicas.startRead(shard, server));
+      work().then(
+        (value) => {
+          if (settled) return;
+          settled = true;
+          cancel();
+          current.end('ok');
+          resolve({ value });
+        },
+        (error: unknown) => failed(current, error),
+      );
+    };
+    if (checkout === undefined) return run();
+    checkout().then(
+      () => {
         if (settled) return;
-        settled = true;
         cancel();
-        read.end('ok');
-        resolve({ value });
+        cancel = clock.setTimeout(onDeadline, timeoutMillis);
+        run();
       },
       (error: unknown) => {
-        if (settled) return;
-        settled = true;
-        cancel();
-        const outcome = classifyReadFailure(error);
-        read.end(outcome);
-        if (outcome === 'unreachable') replicas.markFailed(shard, server, (error as Error)?.message ?? String(error));
-        if (outcome === 'unreachable' || outcome === 'busy') clients.drop(server.url);
-        resolve({ outcome, error });
+        if (!settled) failed((read = replicas.startRead(shard, server)), error);
       },
     );
   });

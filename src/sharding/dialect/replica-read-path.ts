@@ -99,7 +99,7 @@ export class ReplicaReadPath {
         if (context !== undefined) await this.noteSeen(replicas, shard, undefined);
         return result;
       }
-      const attempt = await attemptOnReplica(this.#runtime.clock, this.#clients, replicas, shard, server, () => this.#clients.run<R>(server, compiled));
+      const attempt = await attemptOnReplica(this.#runtime.clock, this.#clients, replicas, shard, server, () => this.#clients.run<R>(server, compiled), () => this.#clients.client(server));
       if ('value' in attempt) {
         if (context !== undefined) await this.noteSeen(replicas, shard, server);
         return attempt.value;

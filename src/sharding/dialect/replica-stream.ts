@@ -101,7 +101,7 @@ export class ReplicaStreamPath {
   /** The stream on one replica: `undefined` when it ended (or the consumer stopped), else how it stopped short. */
   async *#onReplica(replicas: ReplicaChooser, server: ServerSpec, shard: Shard, statement: StreamStatement): AsyncGenerator<unknown[], Stopped | undefined> {
     const { compiled, Cursor, chunkSize } = statement;
-    const attempt = <T>(work: () => Promise<T>) => attemptOnReplica(this.#runtime.clock, this.#clients, replicas, shard, server, work);
+    const attempt = <T>(work: () => Promise<T>, checkout?: () => Promise<unknown>) => attemptOnReplica(this.#runtime.clock, this.#clients, replicas, shard, server, work, checkout);
     // A holder, not a variable: the first step's callback opens it.
     const held: { cursor: OpenCursor | undefined; closable: boolean } = { cursor: undefined, closable: true };
     let rowsHandedOver = 0;
@@ -109,7 +109,7 @@ export class ReplicaStreamPath {
       let step = await attempt(async () => {
         const cursor = (held.cursor = openCursor(Cursor, await this.#clients.client(server), compiled.sql, compiled.parameters));
         return cursor.read(chunkSize);
-      });
+      }, () => this.#clients.client(server));
       for (;;) {
         if (!('value' in step)) {
           if (clientDropped(step.outcome)) held.closable = false;
