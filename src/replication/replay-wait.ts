@@ -6,6 +6,7 @@
  */
 import { parseLsn } from '../cluster/wal-position';
 import type { Cancel, Clock } from '../kernel/clock';
+import { keepAliveWhile } from './keep-alive';
 import type { ReplicaMember } from './replica-member';
 import { queryWithin, type CheckPools } from './server-check';
 
@@ -42,7 +43,8 @@ export class ReplayWaiter {
     const known = this.#member.replayedTo;
     if (known !== null && known >= position) return Promise.resolve(true);
     if (waitMillis <= 0) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => {
+    // A caller awaits this: the clock's timers are unref'd, so hold the process until it settles.
+    return keepAliveWhile(new Promise<boolean>((resolve) => {
       const waiter: Waiter = {
         position,
         resolve,
@@ -50,7 +52,7 @@ export class ReplayWaiter {
       };
       this.#waiters.add(waiter);
       if (!this.#polling) void this.#poll();
-    });
+    }));
   }
 
   async #poll(): Promise<void> {
