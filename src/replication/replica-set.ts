@@ -215,7 +215,8 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       }
     } catch (error) {
       if (watch.server !== server) return;
-      if (error instanceof CheckTimeoutError && ++this.#primaryTimeouts < PRIMARY_TIMEOUTS_TO_DOWN && watch.state === 'up') return;
+      // Up or not checked yet: one check without an answer is not enough (a refused connection is).
+      if (error instanceof CheckTimeoutError && ++this.#primaryTimeouts < PRIMARY_TIMEOUTS_TO_DOWN && (watch.state === 'up' || watch.state === 'unchecked')) return;
       this.#setPrimaryState('down', `does not answer: ${this.#redact(error, server)}`);
       return;
     }

@@ -149,7 +149,9 @@ export class ReplicaReadPath {
     const context = this.#runtime.readYourWritesContext;
     if (context === undefined) return;
     let lsn: bigint;
+    let look: number | undefined;
     if (server === undefined) {
+      look = context.beginLook();
       try {
         const { rows } = await withDeadline(this.#clients.run<{ lsn: string }>(shard.primary, PRIMARY_POSITION_SQL), replicas.options.readTimeoutMillis, 'the primary', { clock: this.#runtime.clock });
         lsn = parseLsn(rows[0]!.lsn);
@@ -170,7 +172,7 @@ export class ReplicaReadPath {
         lsn = replicas.primaryPositionBound(shard) ?? UNKNOWN_POSITION;
       }
     }
-    context.noteRead(shard.id, lsn);
+    context.noteRead(shard.id, lsn, look);
   }
 }
 

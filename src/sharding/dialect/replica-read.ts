@@ -119,9 +119,10 @@ export class ReplicaReads {
   async noteWritePosition(shard: Shard): Promise<void> {
     const context = this.#runtime.readYourWritesContext;
     if (context === undefined) return;
+    const look = context.beginLook();
     try {
       const { rows } = await runOn<{ lsn: string }>(await this.#clients.client(shard.primary), `select ${PRIMARY_WAL_END_SQL} as lsn`, []);
-      context.noteWrite(shard.id, parseLsn(rows[0]!.lsn));
+      context.noteWrite(shard.id, parseLsn(rows[0]!.lsn), look);
     } catch {
       context.noteWrite(shard.id, UNKNOWN_POSITION);
     }

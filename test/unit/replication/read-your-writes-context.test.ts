@@ -33,6 +33,31 @@ describe('read-your-writes context', () => {
   });
 });
 
+describe('an unknown position and concurrent reads and writes', () => {
+  test('a read never lowers an unknown position: only a primary position looked up after it replaces it', () => {
+    const context = new ReadYourWritesContext();
+    context.noteWrite('s0', parseLsn('0/200'));
+    const before = context.beginLook(); // a concurrent read's look at the primary began before the unknown write
+    context.noteWrite('s0', UNKNOWN_POSITION);
+    context.noteRead('s0', parseLsn('0/250')); // a replica's replay position (no look at the primary)
+    expect(context.requiredPosition('s0')).toBe(UNKNOWN_POSITION);
+    context.noteRead('s0', parseLsn('0/260'), before);
+    expect(context.requiredPosition('s0')).toBe(UNKNOWN_POSITION);
+    context.noteWrite('s0', parseLsn('0/270'), before); // a concurrent write's position, looked up before
+    expect(context.requiredPosition('s0')).toBe(UNKNOWN_POSITION);
+    const after = context.beginLook();
+    context.noteRead('s0', parseLsn('0/300'), after);
+    expect(context.requiredPosition('s0')).toBe(0x300n);
+  });
+
+  test('a write position looked up after the unknown one replaces it', () => {
+    const context = new ReadYourWritesContext();
+    context.noteWrite('s0', UNKNOWN_POSITION);
+    context.noteWrite('s0', parseLsn('0/300'), context.beginLook());
+    expect(context.requiredPosition('s0')).toBe(0x300n);
+  });
+});
+
 describe('a read route with an unknown position', () => {
   const shard = createTopology({ shards: [{ id: 's0', primary: 'postgres://u@p/db', replicas: ['postgres://u@r/db'] }] }).shards[0]!;
   const source = (primaryUp: boolean): ReplicaRouteSource & { waits: number } => ({
