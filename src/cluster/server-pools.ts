@@ -46,6 +46,14 @@ export const SERVER_POOL_DEFAULTS: Readonly<Required<ServerPoolOptions>> = Objec
   applicationName: 'kysely-scale',
 });
 
+/** How long `destroy()` waits for pools to end before it destroys the sockets still open. */
+export const DESTROY_DEADLINE_MILLIS = 5000;
+
+/** What a pg client exposes of its socket. */
+interface SocketHolder {
+  readonly connection?: { readonly stream?: { destroy?(): void } };
+}
+
 /**
  * One pool per server URL, created on first use. When a new topology drops a server, its pool is
  * ended at once and leaves the map: pg's `end()` closes idle connections and lets checked-out ones
@@ -55,6 +63,8 @@ export const SERVER_POOL_DEFAULTS: Readonly<Required<ServerPoolOptions>> = Objec
  */
 export class ServerPools {
   readonly #pools = new Map<string, PoolLike>();
+  /** Connections the pools opened and have not dropped (pg's Pool; empty for pools without those events). */
+  readonly #open = new Set<SocketHolder>();
   readonly #createPool: (server: ServerSpec) => PoolLike;
   readonly #onError: (error: Error, server: ServerSpec) => void;
   #destroyed = false;
@@ -93,12 +103,26 @@ export class ServerPools {
     }
   }
 
-  /** Ends every pool. */
-  async destroy(): Promise<void> {
+  /**
+   * Ends every pool, within `deadlineMillis`: pg's `end()` waits for each connection to close,
+   * which a hung (stopped) server never does, so the sockets of the connections still open at the
+   * deadline are destroyed (pools whose clients expose pg's `connection.stream`), and it resolves.
+   */
+  async destroy(deadlineMillis = DESTROY_DEADLINE_MILLIS): Promise<void> {
     this.#destroyed = true;
-    const pools = [...this.#pools.values()].map((p) => p.end());
+    const ending = [...this.#pools.values()];
+    const pools = ending.map((p) => p.end());
     this.#pools.clear();
-    await Promise.allSettled(pools);
+    const all = Promise.allSettled(pools);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([all.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), deadlineMillis)))]);
+    clearTimeout(timer);
+    if (!late) return;
+    // Connections still being opened never emitted 'connect': pg's Pool lists them in its clients.
+    const clients = new Set(this.#open);
+    for (const pool of ending) for (const client of (pool as { _clients?: readonly SocketHolder[] })._clients ?? []) clients.add(client);
+    for (const client of clients) client.connection?.stream?.destroy?.();
+    this.#open.clear();
   }
 
   get destroyed(): boolean {
@@ -114,6 +138,14 @@ export class ServerPools {
       pool.on('error', (error) => {
         if (!this.#destroyed) this.#onError(error, server);
       });
+      // pg's Pool tells when it opens and drops a connection: what destroy() may have to cut.
+      const events = pool as unknown as { on(event: 'connect' | 'remove', listener: (client: SocketHolder) => void): unknown };
+      try {
+        events.on('connect', (client) => this.#open.add(client));
+        events.on('remove', (client) => this.#open.delete(client));
+      } catch {
+        // a custom pool without these events: destroy() then only waits for its end() up to the deadline
+      }
       this.#pools.set(server.url, pool);
     }
     return pool;
