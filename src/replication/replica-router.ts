@@ -188,10 +188,11 @@ export class ReplicaRouter {
     };
   }
 
-  /** Whether `server` of `shard` answered a read at or after monotonic time `since`. */
-  answeredSince(shard: Shard, server: ServerSpec, since: number): boolean {
+  /** Whether a checkout of `server`'s pool begun at `since` and still waiting is the pool's fault: the replica answered a read, or passed a check (on its own pool), since. */
+  poolContended(shard: Shard, server: ServerSpec, since: number): boolean {
     const member = this.#sets.get(shard.id)?.members.find((m) => m.server.url === server.url);
-    return member !== undefined && member.answeredAt >= since;
+    if (member === undefined) return false;
+    return member.answeredAt >= since || ((member.state === 'serving' || member.state === 'lagging') && member.checkedAt >= since);
   }
 
   /** Takes `server` of `shard` out of read service at once (a read on it failed to connect or passed its deadline). */

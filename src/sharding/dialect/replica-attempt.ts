@@ -2,9 +2,9 @@
  * One round trip of a read on a replica under the read deadline (`readTimeoutMillis`): a whole
  * statement, or a stream's step (checkout and first chunk, a further chunk, closing the cursor).
  * The wait for a pooled client and the wait for the server are told apart: each has the deadline.
- * A checkout still queued at its deadline on a replica that keeps answering other reads is a full
- * pool (`busy`): the read runs elsewhere and the replica stays in service. A replica that passes
- * the deadline otherwise (no answer, or no connection) or cannot be reached leaves rotation at
+ * A checkout still queued at its deadline while the replica keeps answering (reads, or its checks
+ * on their own pool) is a full pool (`busy`): the read runs elsewhere and the replica stays
+ * in service. A replica that passes the deadline otherwise (no answer, or no connection) or cannot be reached leaves rotation at
  * once and its client is closed: it may never answer, so it is never reused, and nothing waits on
  * it any longer. Every attempt that reached the server counts for the replica's pending reads and
  * its strategy.
@@ -21,8 +21,11 @@ export interface ReplicaAttemptTarget {
   startRead(shard: Shard, server: ServerSpec): { end(outcome: ReadOutcome): void };
   /** Takes a replica out of read service at once. */
   markFailed(shard: Shard, server: ServerSpec, problem: string): void;
-  /** Whether the replica answered a read at or after monotonic time `since` (it is alive). */
-  answeredSince(shard: Shard, server: ServerSpec, since: number): boolean;
+  /**
+   * Whether a checkout of the replica's pool begun at monotonic `since` and still waiting is the
+   * pool's fault, not the server's: the replica answered a read, or passed a check, since.
+   */
+  poolContended(shard: Shard, server: ServerSpec, since: number): boolean;
 }
 
 /** How an attempt ended: its value, or why not (`statement`: the statement's own error, the replica is fine). */
@@ -57,13 +60,13 @@ export function attemptOnReplica<T>(
       if (settled) return;
       settled = true;
       clients.drop(server.url);
-      if (read === undefined && replicas.answeredSince(shard, server, startedAt)) {
-        // Queued for a pooled client while the replica kept answering other reads: the pool is full, the replica is fine.
+      if (read === undefined && replicas.poolContended(shard, server, startedAt)) {
+        // Queued for a pooled client behind other reads: the pool is full, the replica is fine.
         resolve({ outcome: 'busy', error: new Error(`no pooled client of the replica within readTimeoutMillis (${timeoutMillis} ms): its pool is full`) });
         return;
       }
       read?.end('deadline');
-      const error = new Error(read === undefined ? `no connection to the replica within readTimeoutMillis (${timeoutMillis} ms), and it answered no read meanwhile` : `no answer to a read within readTimeoutMillis (${timeoutMillis} ms)`);
+      const error = new Error(read === undefined ? `no connection to the replica within readTimeoutMillis (${timeoutMillis} ms), and it answered no read or check meanwhile` : `no answer to a read within readTimeoutMillis (${timeoutMillis} ms)`);
       replicas.markFailed(shard, server, error.message);
       resolve({ outcome: 'deadline', error });
     };
