@@ -115,6 +115,8 @@ export class ReplicaReadRoute {
   failed(outcome: Exclude<ReadOutcome, 'ok' | 'statement'>): void {
     const replicas = this.#replicas;
     this.#retried = true;
-    this.#next = outcome === 'conflict' && replicas.primaryAvailable(this.#shard) ? undefined : replicas.serverForRead(this.#shard, this.#required, this.#tried);
+    // A conflict would repeat on another standby; a passed deadline may be the statement's own
+    // slowness, and another replica would only pass it too and leave rotation: both go to the primary.
+    this.#next = (outcome === 'conflict' || outcome === 'deadline') && replicas.primaryAvailable(this.#shard) ? undefined : replicas.serverForRead(this.#shard, this.#required, this.#tried);
   }
 }
