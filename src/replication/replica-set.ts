@@ -18,6 +18,7 @@ import { PrimaryWatch } from './primary-watch';
 import type { ReplicaEvents, ReplicaState, PrimaryState } from './replica-events';
 import { replicaIdentitySql } from './replica-identity';
 import { ReplicaMember } from './replica-member';
+import { streamProofProblem } from './stream-proof';
 import type { ResolvedReplicaReadOptions } from './replica-options';
 import { checkServer, CheckTimeoutError, queryWithin, type CheckPools, type ServerFacts } from './server-check';
 
@@ -280,7 +281,7 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
       const other = theirs.shardId === this.#shard.id ? `another primary's (written as shard "${theirs.shardId}" on another server or database)` : `the identity of shard "${theirs.shardId}"`;
       return this.#refuse(member, `streams from another primary: it replays ${other}, not that of shard "${this.#shard.id}"'s primary ${watch.server.redactedUrl}`);
     }
-    const streamProblem = this.#streamProblem(member, facts);
+    const streamProblem = streamProofProblem(member, facts, this.primary.timeline, this.primary.server.redactedUrl);
     if (streamProblem !== null) return streamProblem.refuse ? this.#refuse(member, streamProblem.text) : this.#setState(member, 'unverified', streamProblem.text);
     if (member.failedAt > started) return; // a read failed on it after this check began: it stays out
     const ahead = await this.#aheadOfPrimary(facts.lsn, now);
@@ -298,31 +299,6 @@ export class ReplicaSet implements CandidateSet<ReplicaMember> {
     const problem = this.#lagProblemOf(member, now);
     this.#setState(member, problem === null ? 'serving' : 'lagging', problem ?? 'proven to stream from its primary, within the lag bounds');
     if (wasOut) this.#context.strategy.onReturn?.(member.id);
-  }
-
-  /**
-   * Whether `member` (same identity as the primary) streams from this primary now: its WAL receiver
-   * must stream the primary's timeline (an older one follows a demoted primary; a newer one, a
-   * promoted copy of the shard). Without a receiver (its upstream is gone) it stays proven only while
-   * the shard's timeline is the one it was last seen streaming on: once the shard moved to another
-   * timeline it may hold WAL the new primary never had.
-   */
-  #streamProblem(member: ReplicaMember, facts: ServerFacts): { text: string; refuse: boolean } | null {
-    const timeline = this.primary.timeline;
-    if (timeline === null) return null;
-    const received = facts.receivedTimeline;
-    if (facts.receiving) {
-      if (received !== null && received < timeline) return { refuse: true, text: `streams timeline ${received}, older than its primary's timeline ${timeline}: it follows a demoted primary` };
-      if (received !== null && received > timeline) {
-        return { refuse: true, text: `streams timeline ${received}, newer than its primary's timeline ${timeline} while that primary answers: it follows a promoted copy of the shard, not its primary ${this.primary.server.redactedUrl}` };
-      }
-      // A role without pg_read_all_stats sees the receiver but not its timeline: the position check below still applies.
-      member.streamedTimeline = timeline;
-      return null;
-    }
-    if (member.streamedTimeline === timeline) return null; // its upstream is away (the primary down or restarting): lag bounds in time apply
-    const seen = member.streamedTimeline === null ? 'was never seen streaming' : `was last seen streaming on timeline ${member.streamedTimeline}`;
-    return { refuse: false, text: `has no WAL receiver (it streams from no primary) and ${seen} on its primary's timeline ${timeline}: it may hold WAL its primary never had, so it is not proven` };
   }
 
   /**
