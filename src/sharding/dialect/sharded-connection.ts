@@ -88,7 +88,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
 
   #route<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     const runtime = this.#runtime;
-    // Lean when no replica choice, span or metric reads the plan's table and keys (an onRoute hook gets them worked out when it reads them).
+    // Lean when no replica choice, span or metric reads the plan's table and keys (a lean plan works them out if an onRoute hook reads them).
     const lean = runtime.replicas === undefined && !runtime.telemetry.needsPlanDetails;
     let plan: RoutePlan;
     try {
@@ -98,7 +98,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
       return Promise.reject(error);
     }
     // Rows are typed by the caller's query builder, as in Kysely's own drivers.
-    const observed = runtime.telemetry.begin(plan, lean ? compiled.query : undefined);
+    const observed = runtime.telemetry.begin(plan);
     if (observed !== undefined) return observed.execute(() => ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>);
     return ShardedConnection.#dispatch(ShardedConnection.#execute, this, plan.kind, plan, compiled, undefined) as Promise<QueryResult<R>>;
   }

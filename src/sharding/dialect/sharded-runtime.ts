@@ -72,7 +72,7 @@ export class ShardedRuntime {
             { onTopologyChange: (effective) => this.#routeBy(effective) },
           )
         : undefined;
-    this.telemetry = new StatementTelemetry(config.onRoute, config.clock, config.rules, { pools: () => this.#pools.counts(), replicas: () => this.replicaStatus() });
+    this.telemetry = new StatementTelemetry(config.onRoute, config.clock, { pools: () => this.#pools.counts(), replicas: () => this.replicaStatus() });
   }
 
   get topology(): Topology {

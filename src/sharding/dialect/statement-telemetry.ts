@@ -13,8 +13,7 @@ import { SpanKind, SpanStatusCode, context, trace, type Span } from '@openteleme
 import type { Clock } from '../../kernel/clock';
 import { telemetryTracer, tracingActive } from '../../kernel/telemetry';
 import type { ServerSpec, Shard } from '../../cluster/topology';
-import type { RootOperationNode } from 'kysely';
-import { leanPlanDetails, planMayWrite, type RoutePlan, type RoutingRules } from '../routing/route-planner';
+import { planMayWrite, type RoutePlan } from '../routing/route-planner';
 import type { ReplicaStatus } from '../../replication/replica-router';
 import { ATTR, FAN_OUT, POOL_CONNECTIONS, POOL_PENDING, READS, REPLICA_ELIGIBLE, REPLICA_LAG, REPLICA_STALENESS, STATEMENTS, STATEMENT_DURATION, STATEMENT_ERRORS } from './statement-metrics';
 
@@ -93,13 +92,11 @@ export interface DialectGaugeSources {
 export class StatementTelemetry {
   readonly #onRoute: RouteListener | undefined;
   readonly #clock: Clock;
-  readonly #rules: RoutingRules;
   readonly #untrack: (() => void)[];
 
-  constructor(onRoute: RouteListener | undefined, clock: Clock, rules: RoutingRules, sources: DialectGaugeSources) {
+  constructor(onRoute: RouteListener | undefined, clock: Clock, sources: DialectGaugeSources) {
     this.#onRoute = onRoute;
     this.#clock = clock;
-    this.#rules = rules;
     this.#untrack = [
       POOL_CONNECTIONS.observeWith((observe) => {
         for (const pool of sources.pools()) {
@@ -137,12 +134,8 @@ export class StatementTelemetry {
     return tracingActive() || STATEMENT_DURATION.enabled;
   }
 
-  /**
-   * Starts observing a statement; `undefined` when no hook, span or metric would see it.
-   * `leanRoot`: the statement's tree when `plan` was made lean; the route hook's plan then works
-   * out its table and keys from it when the hook reads them.
-   */
-  begin(plan: RoutePlan, leanRoot?: RootOperationNode): StatementObservation | undefined {
+  /** Starts observing a statement; `undefined` when no hook, span or metric would see it. */
+  begin(plan: RoutePlan): StatementObservation | undefined {
     // Without an SDK not even a no-op span is made: a look at the global providers is cheaper.
     const tracing = tracingActive();
     if (!tracing && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
@@ -152,7 +145,7 @@ export class StatementTelemetry {
       if (!span.isRecording()) span = undefined;
       if (span === undefined && this.#onRoute === undefined && !STATEMENT_DURATION.enabled) return undefined;
     }
-    const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock, leanRoot === undefined ? undefined : { root: leanRoot, rules: this.#rules });
+    const observation = new StatementObservation(plan, span, this.#onRoute, this.#clock);
     (plan as ObservedPlan)[OBSERVATION] = observation;
     observing++;
     return observation;
@@ -166,18 +159,15 @@ export class StatementObservation {
   readonly #onRoute: RouteListener | undefined;
   readonly #clock: Clock;
   readonly #started: number;
-  /** Set when the plan is lean: what the route hook's plan works its table and keys out of. */
-  readonly #lean: { readonly root: RootOperationNode; readonly rules: RoutingRules } | undefined;
   readonly servers: RouteServer[] = [];
   primaryRetries = 0;
   #ended = false;
 
-  constructor(plan: RoutePlan, span: Span | undefined, onRoute: RouteListener | undefined, clock: Clock, lean?: { readonly root: RootOperationNode; readonly rules: RoutingRules }) {
+  constructor(plan: RoutePlan, span: Span | undefined, onRoute: RouteListener | undefined, clock: Clock) {
     this.#plan = plan;
     this.#span = span;
     this.#onRoute = onRoute;
     this.#clock = clock;
-    this.#lean = lean;
     this.#started = clock.monotonicNow();
     if (span !== undefined) span.setAttributes(planAttributes(plan));
   }
@@ -257,8 +247,7 @@ export class StatementObservation {
     const onRoute = this.#onRoute;
     if (onRoute === undefined) return;
     try {
-      const lean = this.#lean;
-      onRoute({ plan: lean === undefined ? plan : leanPlanDetails(plan, lean.root, lean.rules), servers: this.servers, primaryRetries: this.primaryRetries, durationMillis, error });
+      onRoute({ plan, servers: this.servers, primaryRetries: this.primaryRetries, durationMillis, error });
     } catch (hookError) {
       // A failing hook must not fail the statement it observes.
       process.emitWarning(`kysely-scale: onRoute threw: ${hookError instanceof Error ? hookError.message : String(hookError)}`, 'KyselyScaleTelemetryWarning');

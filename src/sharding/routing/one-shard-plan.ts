@@ -32,32 +32,25 @@ export function planOnOnlyShard(root: RootOperationNode, shard: Shard, rules: Ro
 }
 
 /**
- * A SELECT on the only shard when nobody reads its table or keys. Only a WITH clause can hold a
- * write in a SELECT (PostgreSQL allows data-modifying statements in WITH at the top level only),
- * so a SELECT without one is a read; with one it is analysed in full for its nested writes.
+ * A SELECT on the only shard planned without reading its tree: its `table` and `keys` are worked
+ * out when first read (an onRoute hook that looks at them), which on the hot path nothing does
+ * (the caller asks for a lean plan only when no replica choice, span or metric needs them). Only
+ * a WITH clause can hold a write in a SELECT (PostgreSQL allows data-modifying statements in WITH
+ * at the top level only), so a SELECT without one is a read; with one it is analysed in full for
+ * its nested writes.
  */
 export function leanSelect(root: SelectQueryNode, shard: Shard, rules: RoutingRules): RoutePlan {
   if (root.with !== undefined) return planOnOnlyShard(root, shard, rules);
-  const locks = (root.endModifiers?.length ?? 0) > 0;
-  return locks ? { kind: 'single', statement: 'select', table: null, shard, keys: null, primaryOnly: true } : { kind: 'single', statement: 'select', table: null, shard, keys: null };
-}
-
-/**
- * `plan` as a full (not lean) planning of `root` would give it: for a lean one-shard SELECT, its
- * `table` and `keys` are worked out from the tree on first read (then kept); any other plan is
- * returned as it is.
- */
-export function leanPlanDetails(plan: RoutePlan, root: RootOperationNode, rules: RoutingRules): RoutePlan {
-  if (plan.kind !== 'single' || plan.statement !== 'select' || plan.table !== null || plan.keys !== null || root.kind !== 'SelectQueryNode') return plan;
-  return new DetailedOnRead(plan.shard, plan.primaryOnly, root as SelectQueryNode, rules);
+  return new LeanSelectPlan(shard, (root.endModifiers?.length ?? 0) > 0 ? true : undefined, root, rules);
 }
 
 /**
  * A lean one-shard SELECT's plan whose table and keys are read from its tree when first asked for.
  * A class rather than an object literal with getters (which V8 builds on a slow path, ~10 µs);
- * `toJSON` lists the worked-out fields, as a plain plan would serialise.
+ * `toJSON` lists the worked-out fields, as a plain plan would serialise. Spreading it (`{ ...plan }`)
+ * would drop the getters: the dialect never does so with a lean plan (only with replicas on).
  */
-class DetailedOnRead {
+class LeanSelectPlan {
   readonly kind = 'single' as const;
   readonly statement = 'select' as const;
   readonly shard: Shard;

@@ -13,7 +13,6 @@ import { leanSelect, planOnOnlyShard, writtenTable } from './one-shard-plan';
 export type { KeylessPolicy } from './table-rules';
 export type { RoutePart, RoutePlan, RoutingRules } from './route-plan';
 export { planMayWrite } from './route-plan';
-export { leanPlanDetails } from './one-shard-plan';
 
 /**
  * Decides where a statement runs. Throws {@link RoutingError} when it cannot be routed safely.
@@ -21,7 +20,7 @@ export { leanPlanDetails } from './one-shard-plan';
  * `lean`: the caller needs only where the statement runs, not what it names (no replica choice
  * and no span or metric depends on the plan's table and keys). With one shard a plain SELECT then
  * skips the analysis of its tree, the larger part of a point read's routing cost, and comes back
- * with `table` and `keys` null; {@link leanPlanDetails} works them out when someone asks.
+ * with `table` and `keys` worked out only when read.
  */
 export function planRoute(
   root: RootOperationNode,

@@ -1,7 +1,8 @@
 import { offlineKysely } from '../../support/offline-kysely';
 import { PostgresQueryCompiler, sql, type RootOperationNode } from 'kysely';
 import { createTopology } from '../../../src/cluster/topology';
-import { leanPlanDetails, planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
+import { planRoute, type RoutePlan } from '../../../src/sharding/routing/route-planner';
+import * as queryAnalysis from '../../../src/sharding/routing/query-analysis';
 import { resolveShardedConfig } from '../../../src/sharding/dialect/sharded-dialect-config';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { RoutingError } from '../../../src/sharding/sharding-errors';
@@ -130,9 +131,19 @@ describe('route planner', () => {
     const oneRules = resolveShardedConfig({ topology: one, shardKeys: { users: 'id' } }).rules;
     const node = db.selectFrom('users').select('id').where('id', '=', 5).toOperationNode();
     expect(planRoute(node, undefined, one, oneRules)).toMatchObject({ kind: 'single', table: 'users', keys: [5] });
-    const lean = planRoute(node, undefined, one, oneRules, true);
-    expect(lean).toEqual({ kind: 'single', statement: 'select', table: null, shard: one.shards[0], keys: null });
-    expect(leanPlanDetails(lean, node, oneRules)).toMatchObject({ kind: 'single', statement: 'select', table: 'users', keys: [5] });
+    // Lean: the tree is not read until table or keys are, then once.
+    const analyze = jest.spyOn(queryAnalysis, 'analyzeQuery');
+    try {
+      const lean = planRoute(node, undefined, one, oneRules, true);
+      expect(lean).toMatchObject({ kind: 'single', statement: 'select', shard: one.shards[0] });
+      expect(lean.nestedWrites).toBeUndefined();
+      expect(analyze).not.toHaveBeenCalled();
+      expect(lean).toMatchObject({ table: 'users', keys: [5] });
+      expect(JSON.parse(JSON.stringify(lean))).toMatchObject({ kind: 'single', statement: 'select', table: 'users', keys: [5] });
+      expect(analyze).toHaveBeenCalledTimes(1);
+    } finally {
+      analyze.mockRestore();
+    }
     // Locks keep a read on the primary either way.
     expect(planRoute(db.selectFrom('users').selectAll().forUpdate().toOperationNode(), undefined, one, oneRules, true)).toMatchObject({ primaryOnly: true });
     // A WITH may hold a write (PostgreSQL allows it there only): analysed in full, its nested write found.
