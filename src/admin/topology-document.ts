@@ -15,6 +15,11 @@ export interface TopologyDocument {
   readonly shards: readonly { readonly id: string; readonly primary: string; readonly replicas: readonly string[] }[];
   /** `[firstSlot, lastSlot, shardId]`, ascending, covering every slot once. */
   readonly ranges: readonly (readonly [number, number, string])[];
+  /**
+   * The shard holding the unsharded tables (written once a drain moved them). Absent in older
+   * documents: routers then use their `unshardedShardId` option (default the first shard).
+   */
+  readonly unshardedShardId?: string;
 }
 
 /** The document of a topology. */
@@ -31,6 +36,7 @@ export function toDocument(topology: Topology): TopologyDocument {
     slotCount: topology.slotCount,
     shards: topology.shards.map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) })),
     ranges,
+    ...(topology.unshardedShardId === undefined ? {} : { unshardedShardId: topology.unshardedShardId }),
   };
 }
 
@@ -59,7 +65,9 @@ export function fromDocument(document: unknown): Topology {
     next = (last as number) + 1;
   }
   if (next !== doc.slotCount) throw new TopologyError(`The catalog's slot ranges end at slot ${next - 1}; the cluster has ${doc.slotCount} slots.`);
+  if (doc.unshardedShardId !== undefined && typeof doc.unshardedShardId !== 'string') throw malformed(`unshardedShardId must be a shard id, not ${JSON.stringify(doc.unshardedShardId)}`);
   return createTopology({
+    ...(doc.unshardedShardId === undefined ? {} : { unshardedShardId: doc.unshardedShardId }),
     version: doc.version,
     slotCount: doc.slotCount,
     shards: doc.shards.map((s) => ({ id: s.id, primary: s.primary, replicas: [...s.replicas] })),

@@ -43,6 +43,11 @@ export interface TopologyInput {
   owners?: readonly string[];
   /** Monotonic version; a running dialect only accepts a newer one. @default 1 */
   version?: number;
+  /**
+   * The shard holding the unsharded tables, when the topology records it (the catalog does once a
+   * drain moved them). Routers follow it over their `unshardedShardId` option. @default undefined
+   */
+  unshardedShardId?: string;
 }
 
 /**
@@ -53,6 +58,8 @@ export interface Topology {
   readonly version: number;
   readonly slotCount: number;
   readonly shards: readonly Shard[];
+  /** The shard holding the unsharded tables, when recorded (else routers use their `unshardedShardId` option, default the first shard). */
+  readonly unshardedShardId: string | undefined;
   /** The shard with `id`, or `undefined`. */
   shardById(id: string): Shard | undefined;
   /** The shard owning `slot`. */
@@ -67,6 +74,8 @@ export interface Topology {
   withSlotsMoved(slots: readonly number[], toShardId: string, version?: number): Topology;
   /** A new topology (version + 1 unless given) with `shard` appended; it owns no slot until slots move to it. */
   withShardAdded(shard: ShardInput, version?: number): Topology;
+  /** A new topology (version + 1 unless given) recording `shardId` as the holder of the unsharded tables. */
+  withUnshardedShard(shardId: string, version?: number): Topology;
 }
 
 const SHARD_ID = /^[A-Za-z0-9_-]{1,63}$/;
@@ -99,7 +108,11 @@ export function createTopology(input: TopologyInput): Topology {
   }
   refuseSharedDatabases(shards);
   const owners = buildOwners(input.owners, slotCount, shards, byId);
-  return freezeTopology(version, slotCount, shards, byId, owners);
+  const holder = input.unshardedShardId;
+  if (holder !== undefined && (typeof holder !== 'string' || !byId.has(holder))) {
+    throw new TopologyError(`unshardedShardId must name a shard of the topology; got ${JSON.stringify(holder)}.`, { unshardedShardId: holder });
+  }
+  return freezeTopology(version, slotCount, shards, byId, owners, holder);
 }
 
 function buildShard(input: ShardInput, index: number): Shard {
@@ -201,6 +214,7 @@ function freezeTopology(
   shards: readonly Shard[],
   byId: ReadonlyMap<string, Shard>,
   owners: Uint16Array,
+  holder: string | undefined,
 ): Topology {
   const frozenShards = Object.freeze([...shards]);
   const shardForSlot = (slot: number): Shard => {
@@ -211,10 +225,12 @@ function freezeTopology(
   const ownerIds = (): string[] => Array.from(owners, (i) => frozenShards[i]!.id);
   const inputs = (): ShardInput[] =>
     frozenShards.map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) }));
+  const kept = holder === undefined ? {} : { unshardedShardId: holder };
   const topology: Topology = {
     version,
     slotCount,
     shards: frozenShards,
+    unshardedShardId: holder,
     shardById: (id) => byId.get(id),
     shardForSlot,
     shardForKey: (key) => shardForSlot(slotOf(key, slotCount)),
@@ -235,10 +251,13 @@ function freezeTopology(
         }
         next[slot] = toShardId;
       }
-      return createTopology({ shards: inputs(), slotCount, owners: next, version: nextVersion });
+      return createTopology({ shards: inputs(), slotCount, owners: next, version: nextVersion, ...kept });
     },
     withShardAdded(shard, nextVersion = version + 1) {
-      return createTopology({ shards: [...inputs(), shard], slotCount, owners: ownerIds(), version: nextVersion });
+      return createTopology({ shards: [...inputs(), shard], slotCount, owners: ownerIds(), version: nextVersion, ...kept });
+    },
+    withUnshardedShard(shardId, nextVersion = version + 1) {
+      return createTopology({ shards: inputs(), slotCount, owners: ownerIds(), version: nextVersion, unshardedShardId: shardId });
     },
   };
   return Object.freeze(topology);

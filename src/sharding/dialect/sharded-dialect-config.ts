@@ -42,7 +42,14 @@ export interface ShardedDialectConfig {
   keylessPolicy?: Readonly<Record<string, KeylessPolicy>>;
   /** Keyless policy of sharded tables not listed in `keylessPolicy`. @default 'error' */
   defaultKeylessPolicy?: KeylessPolicy;
-  /** The shard holding every table not in `shardKeys` (an unsharded keyspace). @default the first shard */
+  /**
+   * The shard holding every table not in `shardKeys` (an unsharded keyspace), for topologies that
+   * do not record one. Once the topology records the holder (the catalog does after a drain moved
+   * the unsharded tables), the topology wins, at construction and on every `setTopology`; an option
+   * naming another shard is then overridden (with a process warning at construction), never an error,
+   * so instances restarted after a drain keep working.
+   * @default the first shard
+   */
   unshardedShardId?: string;
   /**
    * Tables kept whole on `unshardedShardId`, by name (schema-qualified or not, like `shardKeys`).
@@ -135,6 +142,8 @@ export type ShardKeyType = 'auto' | 'integer' | 'text' | 'uuid';
 export interface ResolvedShardedConfig {
   readonly topology: Topology;
   readonly rules: RoutingRules;
+  /** The holder of the unsharded tables for topologies that record none (the option, else the first shard). */
+  readonly defaultUnshardedShardId: string;
   readonly pool: Readonly<Required<ServerPoolOptions>>;
   readonly replicas: ResolvedReplicaReadOptions;
   readonly createPool: ((server: ServerSpec) => PoolLike) | undefined;
@@ -204,10 +213,18 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   }
   const strictTables = config.strictTables ?? true;
   if (typeof strictTables !== 'boolean') throw new ConfigError('strictTables', `must be true or false, got ${describeValue(strictTables)}`);
-  const unshardedShardId = requireNonEmptyString('unshardedShardId', config.unshardedShardId ?? topology.shards[0]!.id);
-  if (topology.shardById(unshardedShardId) === undefined) {
-    throw new ConfigError('unshardedShardId', `must name a shard of the topology, got "${unshardedShardId}"`);
+  const defaultUnshardedShardId = requireNonEmptyString('unshardedShardId', config.unshardedShardId ?? topology.shards[0]!.id);
+  const recorded = topology.unshardedShardId;
+  if (recorded === undefined && topology.shardById(defaultUnshardedShardId) === undefined) {
+    throw new ConfigError('unshardedShardId', `must name a shard of the topology, got "${defaultUnshardedShardId}"`);
   }
+  if (recorded !== undefined && config.unshardedShardId !== undefined && config.unshardedShardId !== recorded) {
+    process.emitWarning(
+      `kysely-scale: unshardedShardId "${config.unshardedShardId}" is overridden: topology version ${topology.version} records shard "${recorded}" as the holder of the unsharded tables (they were moved there); routing follows the topology.`,
+      'KyselyScaleConfigWarning',
+    );
+  }
+  const unshardedShardId = recorded ?? defaultUnshardedShardId;
   if (config.pool !== undefined) requireKnownKeys('pool', requireObject('pool', config.pool), Object.keys(SERVER_POOL_DEFAULTS));
   const pool = { ...SERVER_POOL_DEFAULTS, ...definedOnly(config.pool ?? {}) };
   for (const [name, min] of POOL_INTEGERS) requireInteger(`pool.${name}`, pool[name], min);
@@ -244,6 +261,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   return Object.freeze({
     topology,
     rules,
+    defaultUnshardedShardId,
     pool: Object.freeze(pool),
     replicas: resolveReplicaReadOptions(config.replicas),
     createPool: config.createPool,

@@ -20,7 +20,9 @@ import type { TopologySource } from '../../cluster/topology-catch-up';
  * routing rules, the server pools, the replica router, the clock and the write listeners.
  */
 export class ShardedRuntime {
-  readonly rules: RoutingRules;
+  #rules: RoutingRules;
+  /** Where the unsharded tables live for a topology that does not record it. */
+  readonly #defaultUnshardedShardId: string;
   readonly clock: Clock;
   /** The write listeners of the dialect. */
   readonly writes = new WriteEvents();
@@ -43,7 +45,8 @@ export class ShardedRuntime {
   readonly #startupVersions = new Map<string, number>();
 
   constructor(config: ResolvedShardedConfig) {
-    this.rules = config.rules;
+    this.#rules = config.rules;
+    this.#defaultUnshardedShardId = config.defaultUnshardedShardId;
     this.clock = config.clock;
     this.#topology = config.topology;
     this.#cursor = config.cursor;
@@ -79,6 +82,11 @@ export class ShardedRuntime {
     return this.#topology;
   }
 
+  /** The routing rules; their `unshardedShardId` follows the holder the topology records (else the option). */
+  get rules(): RoutingRules {
+    return this.#rules;
+  }
+
   /** Swaps the topology. Queries already routed finish where they were sent; pools of dropped servers end once idle. */
   setTopology(next: Topology): void {
     if (next.slotCount !== this.#topology.slotCount) {
@@ -87,11 +95,14 @@ export class ShardedRuntime {
     if (next.version <= this.#topology.version) {
       throw new TopologyError(`Topology version ${next.version} is not newer than the running version ${this.#topology.version}.`, { version: next.version });
     }
-    if (next.shardById(this.rules.unshardedShardId) === undefined) {
-      throw new TopologyError(`The new topology drops shard "${this.rules.unshardedShardId}", which holds the unsharded tables.`);
+    // The holder the topology records wins; a topology recording none keeps the option's (contract of ShardedDialectConfig.unshardedShardId).
+    const holder = next.unshardedShardId ?? this.#defaultUnshardedShardId;
+    if (next.shardById(holder) === undefined) {
+      throw new TopologyError(`The new topology drops shard "${holder}", which holds the unsharded tables, and records no other holder.`);
     }
     // With replica reads on, a standby found promoted stays its shard's primary in what routes use.
     this.#routeBy(this.replicas?.setTopology(next) ?? next);
+    if (holder !== this.#rules.unshardedShardId) this.#rules = Object.freeze({ ...this.#rules, unshardedShardId: holder });
   }
 
   /** Routes by `topology` from now on; pools of servers it no longer lists end once idle. */

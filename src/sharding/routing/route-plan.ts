@@ -11,7 +11,11 @@ import type { ResolvedKeylessPolicy } from './table-rules';
 export interface RoutingRules extends ShardKeyLookup {
   /** The keyless policy of a sharded table (reads and writes). */
   keylessPolicyOf(table: string): ResolvedKeylessPolicy;
-  /** Id of the shard that holds every table not listed in `shardKeys`. */
+  /**
+   * Id of the shard that holds every table not listed in `shardKeys`: the holder the topology
+   * records (the catalog does once a drain moved them), else the `unshardedShardId` option, else
+   * the first shard. The dialect's runtime swaps in new rules when a topology names another holder.
+   */
   readonly unshardedShardId: string;
   /**
    * Whether a table not in `shardKeys` may be used when there are several shards: declared in
