@@ -141,6 +141,7 @@ begin
 end
 $gate$;
 
+-- Called by the capture triggers of earlier versions (now each trigger writes this out itself).
 create or replace function kysely_scale.capture_key(tbl text, key text, slot_count integer) returns void
 language plpgsql as $capture$
 declare
@@ -196,24 +197,66 @@ function captureFunction(table: ShardedTableSpec): string {
   return `kysely_scale.${quoteIdentifier(`capture:${table.name}`)}`;
 }
 
-/** The change-capture and fence trigger of one table on a move's source (idempotent). */
-export function captureTriggerSql(table: ShardedTableSpec, slotCount: number): string {
+/** Key column types whose text is never a UUID: their slot needs no case test. */
+const INTEGER_KEY_TYPES = new Set(['smallint', 'integer', 'bigint']);
+
+/**
+ * The statements that capture one key (`key`: its text, an expression over OLD or NEW) in the
+ * capture trigger: its slot, then, only when the slot is in `movingBits` (every slot in
+ * `kysely_scale.slot_move` when the trigger was installed), the fence check and the change-log
+ * entry. A write outside the moving slots costs one slot computation and nothing else.
+ */
+function captureKeySql(table: ShardedTableSpec & { readonly keyType?: string }, key: string, slotCount: number, movingBits: string): string {
+  const slot = table.keyType !== undefined && INTEGER_KEY_TYPES.has(table.keyType) ? `(public.kysely_scale_murmur3(convert_to(${key}, 'UTF8')) % ${slotCount})::int` : slotOfTextSql(key, String(slotCount));
+  return `
+    s := ${slot};
+    if get_bit(${movingBits}::varbit, s) = 1 then
+      select move_id, next_version, fenced_until into m from kysely_scale.slot_move where slot = s;
+      if found then
+        if m.fenced_until is not null and m.fenced_until > clock_timestamp() then
+          raise exception using errcode = '${SLOT_FENCED_SQLSTATE}',
+            message = format('kysely-scale: slot %s is being moved off this shard; writes to it wait for topology version %s', s, m.next_version),
+            detail = json_build_object('slot', s, 'required', m.next_version)::text;
+        end if;
+        insert into kysely_scale.change_log (move_id, tbl, key) values (m.move_id, ${quoteLiteral(table.name)}, ${key});
+      end if;
+    end if;`;
+}
+
+/**
+ * The change-capture and fence trigger of one table on a move's source (idempotent). `movingSlots`
+ * are the slots of `kysely_scale.slot_move` (of every move on this source): the trigger skips the
+ * fence and log lookups for a key in any other slot. Its install ({@link installCapture}) checks,
+ * in the same transaction, that `slot_move` holds no slot outside them (a test that cannot go
+ * stale: slots are added to `slot_move` only before this trigger is installed again, and removing
+ * one only makes the set larger than needed). Everything is written out in the trigger (no nested
+ * function call but the hash): it runs for every app write to the table during a move.
+ */
+export function captureTriggerSql(table: ShardedTableSpec & { readonly keyType?: string }, slotCount: number, movingSlots: Iterable<number>): string {
   const t = quoteTable(table.name);
   const k = quoteIdentifier(table.keyColumn);
-  const name = quoteLiteral(table.name);
+  const bits = slotBitsLiteral(movingSlots, slotCount);
   return `
+do $check$ begin
+  if exists (select 1 from kysely_scale.slot_move where slot >= ${slotCount} or get_bit(${bits}::varbit, slot) = 0) then
+    raise exception 'kysely-scale: kysely_scale.slot_move changed while its capture trigger was written; install it again';
+  end if;
+end $check$;
 create or replace function ${captureFunction(table)}() returns trigger
 language plpgsql as $capture$
+declare
+  s integer;
+  m record;
 begin
   if current_setting('kysely_scale.bypass', true) = 'on' then
     if TG_OP = 'DELETE' then return OLD; end if;
     return NEW;
   end if;
   if TG_OP = 'UPDATE' or TG_OP = 'DELETE' then
-    perform kysely_scale.capture_key(${name}, OLD.${k}::text, ${slotCount});
+    if OLD.${k} is not null then${captureKeySql(table, `OLD.${k}::text`, slotCount, bits)}
+    end if;
   end if;
-  if TG_OP = 'INSERT' or (TG_OP = 'UPDATE' and NEW.${k} is distinct from OLD.${k}) then
-    perform kysely_scale.capture_key(${name}, NEW.${k}::text, ${slotCount});
+  if (TG_OP = 'INSERT' or (TG_OP = 'UPDATE' and NEW.${k} is distinct from OLD.${k})) and NEW.${k} is not null then${captureKeySql(table, `NEW.${k}::text`, slotCount, bits)}
   end if;
   if TG_OP = 'DELETE' then return OLD; end if;
   return NEW;

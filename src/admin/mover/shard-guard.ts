@@ -31,7 +31,11 @@ const DDL_RETRY_PAUSE_MILLIS = 10;
 
 /** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
-  const { rows } = await client.query<{ ok: boolean }>(`select to_regproc('kysely_scale.version_gate') is not null and to_regproc('public.kysely_scale_murmur3') is not null as ok`);
+  // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
+  const { rows } = await client.query<{ ok: boolean }>(
+    `select to_regproc('kysely_scale.version_gate') is not null
+        and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false) as ok`,
+  );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL);
     await runDdl(client, shardGuardSql(shardId));
@@ -48,9 +52,14 @@ export async function installGuard(client: Client, shardId: string, tables: read
   }
 }
 
-/** Installs the capture triggers of `tables` on a source. */
-export async function installCapture(client: Client, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
-  for (const table of tables) await runDdl(client, captureTriggerSql(table, slotCount));
+/**
+ * Installs the capture triggers of `tables` on a source, for the slots `kysely_scale.slot_move`
+ * holds now (run it again after adding slots there; the install refuses if they changed meanwhile).
+ */
+export async function installCapture(client: Client, tables: readonly (ShardedTableSpec & { readonly keyType?: string })[], slotCount: number): Promise<void> {
+  const { rows } = await client.query<{ slot: number }>('select slot from kysely_scale.slot_move');
+  const moving = rows.map((r) => r.slot);
+  for (const table of tables) await runDdl(client, captureTriggerSql(table, slotCount, moving));
 }
 
 /** Drops the capture triggers of `tables`. */

@@ -1,0 +1,93 @@
+/**
+ * The capture trigger on a move's source, on real PostgreSQL: it logs a write only when the key's
+ * slot is in `kysely_scale.slot_move` (the slot is computed in the trigger, for integer and text
+ * keys, as the TypeScript slotOf computes it), refuses writes to fenced slots with KS002, skips
+ * NULL keys, and its install refuses when `slot_move` holds a slot it was not written for. The
+ * guard replaces a murmur3 installed by an earlier version (a loop of helper calls with a SET
+ * clause) by the current one, which has none.
+ */
+import { Client } from 'pg';
+import { startTestCluster, type TestCluster } from '../../../src/testing';
+import { installCapture, installGuard, runDdl } from '../../../src/admin/mover/shard-guard';
+import { captureTriggerSql } from '../../../src/admin/mover/shard-guard-sql';
+import { slotOf } from '../../../src/cluster/slot-hash';
+import { SLOT_FENCED_SQLSTATE } from '../../../src/cluster/topology-fence';
+
+const SLOTS = 64;
+let cluster: TestCluster;
+let client: Client;
+
+const TABLES = [
+  { name: 'accounts', keyColumn: 'id', keyType: 'bigint' },
+  { name: 'notes', keyColumn: 'owner', keyType: 'text' },
+];
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 1, backend: 'local' });
+  const [shard] = await cluster.createDatabase('capture_trigger');
+  client = new Client(shard!.primaryUrl);
+  await client.connect();
+  await client.query('create table accounts (id bigint primary key, v int not null default 0)');
+  await client.query('create table notes (owner text, body text)');
+  await installGuard(client, 's0', TABLES, SLOTS);
+}, 60_000);
+
+afterAll(async () => {
+  await client?.end();
+  await cluster?.stop();
+});
+
+async function logged(): Promise<string[]> {
+  const { rows } = await client.query<{ e: string }>(`select tbl || ':' || key as e from kysely_scale.change_log order by id`);
+  return rows.map((r) => r.e);
+}
+
+test('only writes to the moving slots are logged, each once, with the key the app wrote (integer and text keys, non-ASCII included)', async () => {
+  const moving = [3, 17, 40];
+  await client.query(`insert into kysely_scale.slot_move (slot, move_id, next_version) select s, 7, 0 from unnest($1::int[]) s`, [moving]);
+  await installCapture(client, TABLES, SLOTS);
+  const ids = Array.from({ length: 400 }, (_, i) => i - 50);
+  const owners = [...Array.from({ length: 200 }, (_, i) => `owner-${i}`), 'été', '中文', '😀x', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', ''];
+  await client.query('insert into accounts (id) select unnest($1::bigint[])', [ids]);
+  await client.query(`insert into notes (owner, body) select unnest($1::text[]), 'b'`, [owners]);
+  await client.query(`insert into notes (owner, body) values (null, 'no key')`);
+  await client.query('update accounts set v = v + 1');
+  await client.query('delete from notes');
+  const inMoving = (key: number | string): boolean => moving.includes(slotOf(key, SLOTS));
+  const idsMoving = ids.filter(inMoving).map(String);
+  const ownersMoving = owners.filter(inMoving);
+  expect(idsMoving.length).toBeGreaterThan(5);
+  expect(ownersMoving.length).toBeGreaterThan(3);
+  expect(ownersMoving.length).toBeLessThan(owners.length);
+  // insert once, update once (the key did not change), delete once
+  const expected = [...idsMoving.map((k) => `accounts:${k}`), ...ownersMoving.map((k) => `notes:${k}`), ...idsMoving.map((k) => `accounts:${k}`), ...ownersMoving.map((k) => `notes:${k}`)];
+  expect((await logged()).sort()).toEqual(expected.sort());
+});
+
+test('a fenced slot refuses the write with KS002 naming the version it waits for; a slot outside the move does not', async () => {
+  await client.query(`update kysely_scale.slot_move set fenced_until = clock_timestamp() + interval '1 minute', next_version = 9`);
+  const fencedId = Array.from({ length: 1000 }, (_, i) => 10_000 + i).find((id) => slotOf(id, SLOTS) === 17)!;
+  const freeId = Array.from({ length: 1000 }, (_, i) => 10_000 + i).find((id) => slotOf(id, SLOTS) === 18)!;
+  const refused = await client.query('insert into accounts (id) values ($1)', [fencedId]).then(
+    () => undefined,
+    (error: { code?: string; detail?: string }) => error,
+  );
+  expect(refused?.code).toBe(SLOT_FENCED_SQLSTATE);
+  expect(JSON.parse(refused!.detail!)).toEqual({ slot: 17, required: 9 });
+  await client.query('insert into accounts (id) values ($1)', [freeId]);
+  await client.query(`update kysely_scale.slot_move set fenced_until = null`);
+});
+
+test('the install refuses when slot_move holds a slot the trigger would skip', async () => {
+  await expect(runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17]))).rejects.toThrow(/slot_move changed/);
+  await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]));
+});
+
+test('installGuard replaces a murmur3 of an earlier version (SET clause) with the current one', async () => {
+  await client.query('alter function public.kysely_scale_murmur3(bytea) set search_path = public');
+  await installGuard(client, 's0', TABLES, SLOTS);
+  const { rows } = await client.query<{ config: string[] | null; slot: number }>(
+    `select (select proconfig from pg_proc where oid = 'public.kysely_scale_murmur3'::regproc) as config, kysely_scale_slot('user-42'::text, ${SLOTS}) as slot`,
+  );
+  expect(rows[0]).toEqual({ config: null, slot: slotOf('user-42', SLOTS) });
+});
