@@ -79,10 +79,18 @@ function moveText(r: MoveResult): string {
   if (r.plan !== null) {
     lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, ~${r.plan.estimatedSeconds} s`);
     for (const b of r.plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);
+    const u = r.plan.unsharded;
+    if (u !== undefined) {
+      lines.push(`  then the unsharded tables ${u.source} → ${u.target} (writes to them fenced while they copy): ${u.tables.length === 0 ? 'none' : u.tables.map((t) => `${t.name} (${plural(t.rows, 'row')})`).join(', ')}`);
+    }
     if (r.plan.removeShard !== undefined) lines.push(`  then remove ${r.plan.removeShard}`);
   }
   if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
   else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, versions ${r.versions.join(', ') || 'none'} published, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
+  if (r.unsharded !== undefined && !r.dryRun) {
+    const u = r.unsharded;
+    lines.push(`Unsharded tables ${u.source} → ${u.target}: ${u.phase}, ${plural(u.rowsCopied, 'row')} copied${u.fenceMillis === null ? '' : `, writes to them fenced ${u.fenceMillis} ms`}${u.version === null ? '' : `, holder recorded in version ${u.version}`}.`);
+  }
   if (r.error !== null) {
     lines.push(`${r.error.code}: ${r.error.message}`);
     if (r.status === 'open') lines.push('The move is open: run `resume` to finish it or `abort` to roll it back.');

@@ -7,7 +7,7 @@ import type { Clock } from '../../kernel/clock';
 import type { Topology } from '../../cluster/topology';
 import type { TopologyCatalog } from '../topology-catalog';
 import type { MoveStore } from './move-store';
-import type { BatchPhase, MoveBatch, MoveRecord } from './move-record';
+import type { BatchPhase, MoveBatch, MoveRecord, UnshardedPhase } from './move-record';
 import { openShardSession, type ShardSession } from './shard-session';
 import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
@@ -23,7 +23,8 @@ export interface MoveProgress {
   readonly batches: number;
   readonly source: string;
   readonly target: string;
-  readonly phase: BatchPhase | 'done';
+  /** A batch's phase, or the phase of a drain's unsharded step (`unsharded-copied`, …; reported as the last batch). */
+  readonly phase: BatchPhase | `unsharded-${UnshardedPhase}` | 'done';
   readonly rowsCopied: number;
   readonly rowsTotal: number;
   /** Change-log entries waiting to be applied (catch-up lag). */
@@ -82,7 +83,15 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
 });
 
 /** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
-export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'cleaning';
+export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'cleaning' | UnshardedHookPoint;
+
+/**
+ * Points of a drain's unsharded step (the hook's batch is then a stand-in with index
+ * `batches.length` and no slots): before its guard is installed, when its fence is up and older
+ * transactions ended, once the tables are copied and verified, once the source switched, once the
+ * new holder is published, and before the source's copies are removed.
+ */
+export type UnshardedHookPoint = 'unsharded-planned' | 'unsharded-fenced' | 'unsharded-copied' | 'unsharded-switched' | 'unsharded-published' | 'unsharded-cleaning';
 
 /** A test hook: called at each {@link HookPoint} of a batch (crash tests kill the process there). */
 export type PhaseHook = (batch: MoveBatch, point: HookPoint) => void | Promise<void>;

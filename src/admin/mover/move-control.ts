@@ -4,15 +4,12 @@ import { MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions } from './mover-session';
 import { summarizeMove, type MoveResult, type MoveSummary } from './move-result';
 import { abortMoveBatches, runMove } from './move-runner';
-import type { MoveRecord } from './move-record';
+import { rowsOf, unshardedOf, versionsOf } from './move-result';
 
 function baseResult(operation: 'resume' | 'abort', started: number, now: number): MoveResult {
   return { ok: false, operation, dryRun: false, moveId: null, status: 'refused', plan: null, versions: [], rowsCopied: 0, durationMillis: now - started, error: null };
 }
 
-function versionsOf(move: MoveRecord): number[] {
-  return move.batches.filter((b) => b.version !== undefined && (b.phase === 'published' || b.phase === 'cleaned')).map((b) => b.version!);
-}
 
 /** Finishes the open move from where it stopped (any phase). */
 export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
@@ -25,11 +22,11 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
       const ctx = frame.context(move);
       try {
         await runMove(ctx);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, versions: versionsOf(move), rowsCopied: move.batches.reduce((n, b) => n + (b.rowsCopied ?? 0), 0) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, versions: versionsOf(move), rowsCopied: rowsOf(move), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), versions: versionsOf(move) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), versions: versionsOf(move), ...unshardedOf(move) });
       } finally {
         await ctx.close();
       }
@@ -54,7 +51,7 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
       const ctx = frame.context(move);
       try {
         const { rolledBack, completed } = await abortMoveBatches(ctx);
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, versions: versionsOf(move) });
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, versions: versionsOf(move), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);

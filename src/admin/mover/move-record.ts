@@ -41,6 +41,34 @@ export interface MoveBatch {
   prevRequired?: { source: number; target: number };
 }
 
+/**
+ * Phases of a drain's unsharded step (the holder of the unsharded tables leaving), in order.
+ * `guarded`: the source's unsharded tables carry the version policy and the write gate; `fenced`:
+ * writes to them are refused on the source while they are copied (the fence lifts itself after
+ * `fenceTimeoutMillis`); `copied`: the target holds the same rows (counts and checksums compared),
+ * the fence still up; `published`: the source was switched (permanent fence, new version required)
+ * and the topology recording the new holder published; `cleaned`: the source's copies are gone.
+ */
+export type UnshardedPhase = 'planned' | 'guarded' | 'fenced' | 'copied' | 'published' | 'cleaned' | 'aborted';
+
+/** A drain's move of the unsharded tables off the shard that holds them, after its slot batches. */
+export interface UnshardedStep {
+  readonly source: string;
+  readonly target: string;
+  /** Schema-qualified names of the tables moved. */
+  readonly tables: readonly string[];
+  phase: UnshardedPhase;
+  /** The topology version recording the new holder (fixed when the fence goes up). */
+  version?: number;
+  /** The source's required version before the switch raised it (what an abort restores). */
+  prevRequired?: number;
+  rowsCopied?: number;
+  /** Counted when the move was planned. */
+  rowsTotal?: number;
+  /** How long writes to the tables were fenced (raise to switch) in the attempt that switched. */
+  fenceMillis?: number;
+}
+
 /** What kind of operation created a move. */
 export type MoveKind = 'add' | 'drain' | 'move' | 'rebalance';
 
@@ -56,6 +84,8 @@ export interface MoveRecord {
   readonly batches: MoveBatch[];
   /** For `drain`: the shard removed from the topology once its batches are done. */
   readonly removeShard?: string;
+  /** For a drain of the shard holding the unsharded tables: their move, run after the batches. */
+  readonly unsharded?: UnshardedStep;
   /** The last error, when the move stopped on one. */
   error: string | null;
   readonly createdAt: Date;

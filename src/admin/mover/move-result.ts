@@ -1,5 +1,6 @@
 /** The result objects of mover operations: what was planned, what happened, and the error if any. */
-import type { MoveKind, MoveRecord, MoveStatus } from './move-record';
+import type { MoveKind, MoveRecord, MoveStatus, UnshardedPhase } from './move-record';
+import type { UnshardedPlan } from './unsharded-plan';
 import type { ResultError } from './mover-session';
 import { formatSlotRanges } from './slot-ranges';
 
@@ -23,6 +24,27 @@ export interface MovePlanSummary {
   readonly estimatedSeconds: number;
   /** For a drain: the shard removed at the end. */
   readonly removeShard?: string;
+  /** For a drain of the shard holding the unsharded tables: where they go, each with its rows (counted), moved after the batches. */
+  readonly unsharded?: UnshardedPlan;
+}
+
+/** How a drain's unsharded step went (in results and in `status`). */
+export interface UnshardedSummary {
+  readonly source: string;
+  readonly target: string;
+  readonly tables: readonly string[];
+  readonly phase: UnshardedPhase;
+  readonly version: number | null;
+  readonly rowsCopied: number;
+  /** How long writes to the tables were refused (fence raised to source switched), when this run switched it. */
+  readonly fenceMillis: number | null;
+}
+
+/** A stored move's unsharded step, summarised (undefined when it has none). */
+export function summarizeUnsharded(move: MoveRecord): UnshardedSummary | undefined {
+  const u = move.unsharded;
+  if (u === undefined) return undefined;
+  return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null });
 }
 
 /** Copy rate assumed for estimates when no throttle is given (a conservative figure from `npm run bench -- resharding`). */
@@ -44,6 +66,8 @@ export interface MoveResult {
   /** For abort: batches rolled back, and batches that were already published and were finished instead. */
   readonly rolledBack?: number;
   readonly completed?: number;
+  /** A drain's unsharded step, when the move has one. */
+  readonly unsharded?: UnshardedSummary;
   readonly error: ResultError | null;
 }
 
@@ -55,6 +79,7 @@ export interface MoveSummary {
   readonly createdAt: Date;
   readonly updatedAt: Date;
   readonly batches: readonly { readonly source: string; readonly target: string; readonly slots: string; readonly phase: string; readonly version: number | null; readonly rowsCopied: number }[];
+  readonly unsharded?: UnshardedSummary;
   readonly error: string | null;
 }
 
@@ -69,6 +94,25 @@ export function summarizeMove(move: MoveRecord): MoveSummary {
     batches: move.batches.map((b) =>
       Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), phase: b.phase, version: b.version ?? null, rowsCopied: b.rowsCopied ?? 0 }),
     ),
+    ...(move.unsharded === undefined ? {} : { unsharded: summarizeUnsharded(move) }),
     error: move.error,
   });
+}
+
+/** Rows copied by a move's batches and its unsharded step. */
+export function rowsOf(move: MoveRecord): number {
+  return move.batches.reduce((n, b) => n + (b.rowsCopied ?? 0), move.unsharded?.rowsCopied ?? 0);
+}
+
+/** Versions a move's batches and unsharded step published. */
+export function versionsOf(move: MoveRecord): number[] {
+  const u = move.unsharded;
+  const unsharded = u?.version !== undefined && (u.phase === 'published' || u.phase === 'cleaned') ? [u.version] : [];
+  return [...move.batches.filter((b) => b.version !== undefined && (b.phase === 'published' || b.phase === 'cleaned')).map((b) => b.version!), ...unsharded];
+}
+
+/** The `unsharded` field of a result. */
+export function unshardedOf(move: MoveRecord): { unsharded?: UnshardedSummary } {
+  const summary = summarizeUnsharded(move);
+  return summary === undefined ? {} : { unsharded: summary };
 }

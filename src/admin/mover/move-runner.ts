@@ -10,6 +10,8 @@ import { copySlotRows, startCapture } from './batch-copy';
 import { catchUp, cutover, finishCutover, revertCutover, sourceSwitched } from './batch-cutover';
 import { abortBatch, cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
+import { MoveFailedError } from './mover-errors';
+import { abortUnshardedStep, runUnshardedStep } from './unsharded-move';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
 
@@ -35,6 +37,8 @@ async function runBatches(ctx: MoveContext): Promise<void> {
     if (batch.phase === 'cleaned' || batch.phase === 'aborted') continue;
     await runBatch(ctx, batch);
   }
+  // A drain of the shard holding the unsharded tables moves them once its slots are gone.
+  if (ctx.move.unsharded !== undefined) await runUnshardedStep(ctx, ctx.move.unsharded);
   if (ctx.move.removeShard !== undefined) await removeShard(ctx, ctx.move.removeShard);
   ctx.move.status = 'done';
   ctx.move.error = null;
@@ -92,6 +96,12 @@ async function resumeCutover(scope: BatchScope): Promise<void> {
 export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: number; completed: number }> {
   let rolledBack = 0;
   let completed = 0;
+  // The unsharded step runs after the batches: undone (or finished) first.
+  if (ctx.move.unsharded !== undefined) {
+    const outcome = await abortUnshardedStep(ctx, ctx.move.unsharded);
+    if (outcome === 'rolled-back') rolledBack++;
+    if (outcome === 'completed') completed++;
+  }
   for (const batch of [...ctx.move.batches].reverse()) {
     if (batch.phase === 'aborted') continue;
     if (batch.phase === 'cleaned') {
@@ -122,12 +132,16 @@ async function removeShard(ctx: MoveContext, shardId: string): Promise<void> {
   const latest = await ctx.topology();
   if (latest.shardById(shardId) === undefined) return;
   if (latest.slotsOf(shardId).length > 0) return;
+  if (latest.unshardedShardId === shardId) {
+    throw new MoveFailedError(`Shard "${shardId}" still holds the unsharded tables (topology version ${latest.version}); it stays in the topology.`, { moveId: ctx.move.id, shardId });
+  }
   const owners = latest.ownerIds();
   const next = createTopology({
     version: latest.version + 1,
     slotCount: latest.slotCount,
     shards: latest.shards.filter((s) => s.id !== shardId).map((s) => ({ id: s.id, primary: s.primary.url, replicas: s.replicas.map((r) => r.url) })),
     owners,
+    ...(latest.unshardedShardId === undefined ? {} : { unshardedShardId: latest.unshardedShardId }),
   });
   ctx.checkLock();
   await ctx.catalog.publish(next, `move ${ctx.move.id}: shard ${shardId} drained and removed`);

@@ -9,8 +9,9 @@ import { systemClock } from '../../kernel/clock';
 import { MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverFrame, type MoverOptions } from './mover-session';
 import { splitTransfers, type SlotTransfer } from './move-plan';
-import type { MoveBatch, MoveKind } from './move-record';
-import { ASSUMED_ROWS_PER_SECOND, type MovePlanSummary, type MoveResult } from './move-result';
+import type { MoveBatch, MoveKind, UnshardedStep } from './move-record';
+import type { UnshardedPlan } from './unsharded-plan';
+import { ASSUMED_ROWS_PER_SECOND, rowsOf, unshardedOf, versionsOf, type MovePlanSummary, type MoveResult } from './move-result';
 import { openShardSession, withShardSession } from './shard-session';
 import { installGuard } from './shard-guard';
 import { describeTables, schemaDiff } from './schema-compare';
@@ -28,6 +29,8 @@ export interface MoveDecision {
   readonly removeShard?: string;
   /** Shards that must be reachable and match the schema, beyond the transfers' (add: the new shard). */
   readonly alsoCheck?: readonly string[];
+  /** A drain of the holder of the unsharded tables: where they go (moved after the batches). */
+  readonly unsharded?: UnshardedPlan;
 }
 
 /** Runs an operation that moves slots. */
@@ -50,7 +53,8 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
         throw new MoveRefusedError('nothing-to-move', 'Nothing to move: every slot is already where it was asked to be.');
       }
-      const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? [])])];
+      const unsharded = decision.unsharded;
+      const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
       await checkShards(decision.topology, involved, frame.tables);
       plan = await planSummary(decision, batches, frame.tables, options.maxRowsPerSecond);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
@@ -62,7 +66,11 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount))));
       // rowsTotal is the plan's estimate (reltuples times the slot share), not a count: progress shows it as one.
       const stored: MoveBatch[] = batches.map((b, index) => ({ index, source: b.source, target: b.target, slots: b.slots, phase: 'planned', rowsTotal: plan!.batches[index]!.estimatedRows }));
-      const move = await frame.store.create(kind, frame.tables, stored, decision.removeShard);
+      const step: UnshardedStep | undefined =
+        unsharded === undefined
+          ? undefined
+          : { source: unsharded.source, target: unsharded.target, tables: unsharded.tables.map((t) => t.name), phase: 'planned', rowsTotal: unsharded.tables.reduce((n, t) => n + t.rows, 0) };
+      const move = await frame.store.create(kind, frame.tables, stored, decision.removeShard, step);
       moveId = move.id;
       const ctx = frame.context(move);
       try {
@@ -70,25 +78,17 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return result({ status: 'open', error: toResultError(error), rowsCopied: rowsOf(move.batches), versions: [...versions, ...versionsOf(move.batches)] });
+        return result({ status: 'open', error: toResultError(error), rowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)], ...unshardedOf(move) });
       } finally {
         await ctx.close();
       }
       const final = await frame.catalog.latest();
       if (decision.removeShard !== undefined && final !== undefined && final.shardById(decision.removeShard) === undefined) versions.push(final.version);
-      return result({ ok: true, status: 'done', rowsCopied: rowsOf(move.batches), versions: [...versions, ...versionsOf(move.batches)].sort((a, b) => a - b) });
+      return result({ ok: true, status: 'done', rowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)].sort((a, b) => a - b), ...unshardedOf(move) });
     });
   } catch (error) {
     return result({ status: moveId === null ? 'refused' : 'open', error: toResultError(error) });
   }
-}
-
-function rowsOf(batches: readonly MoveBatch[]): number {
-  return batches.reduce((n, b) => n + (b.rowsCopied ?? 0), 0);
-}
-
-function versionsOf(batches: readonly MoveBatch[]): number[] {
-  return batches.filter((b) => b.version !== undefined && (b.phase === 'published' || b.phase === 'cleaned')).map((b) => b.version!);
 }
 
 /** Every involved shard answers, and its sharded tables have the same shape as the first one's. */
@@ -139,6 +139,7 @@ async function planSummary(decision: MoveDecision, batches: readonly SlotTransfe
     estimatedRows,
     estimatedSeconds: Math.ceil(estimatedRows / (maxRowsPerSecond ?? ASSUMED_ROWS_PER_SECOND)),
     ...(decision.removeShard === undefined ? {} : { removeShard: decision.removeShard }),
+    ...(decision.unsharded === undefined ? {} : { unsharded: decision.unsharded }),
   });
 }
 

@@ -4,7 +4,7 @@
  * `verify` and later moves need not be told again).
  */
 import type { Pool, PoolClient } from 'pg';
-import type { MoveBatch, MoveKind, MoveRecord, MoveStatus } from './move-record';
+import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 
 interface MoveRow {
@@ -14,6 +14,7 @@ interface MoveRow {
   tables: ShardedTableSpec[];
   batches: MoveBatch[];
   remove_shard: string | null;
+  unsharded: UnshardedStep | null;
   error: string | null;
   created_at: Date;
   updated_at: Date;
@@ -36,6 +37,8 @@ export class MoveStore {
       `create schema if not exists ${s}`,
       `create table if not exists ${s}.move (id bigserial primary key, kind text not null, status text not null, tables jsonb not null, batches jsonb not null,
         remove_shard text, error text, created_at timestamptz not null default now(), updated_at timestamptz not null default now())`,
+      // Added with the unsharded step of a drain (catalogs installed before it get the column here).
+      `alter table ${s}.move add column if not exists unsharded jsonb`,
       // At most one open move: the database refuses a second even if two operators raced past the lock.
       `create unique index if not exists move_one_open on ${s}.move ((true)) where status = 'open'`,
       `create table if not exists ${s}.sharded_table (name text primary key, key_column text not null)`,
@@ -60,10 +63,10 @@ export class MoveStore {
   }
 
   /** Stores a new open move; fails with PostgreSQL's 23505 when another move is open. */
-  async create(kind: MoveKind, tables: readonly ShardedTableSpec[], batches: readonly MoveBatch[], removeShard?: string): Promise<MoveRecord> {
+  async create(kind: MoveKind, tables: readonly ShardedTableSpec[], batches: readonly MoveBatch[], removeShard?: string, unsharded?: UnshardedStep): Promise<MoveRecord> {
     const { rows } = await this.#pool.query<MoveRow>(
-      `insert into ${this.#schema}.move (kind, status, tables, batches, remove_shard) values ($1, 'open', $2, $3, $4) returning *`,
-      [kind, JSON.stringify(tables), JSON.stringify(batches), removeShard ?? null],
+      `insert into ${this.#schema}.move (kind, status, tables, batches, remove_shard, unsharded) values ($1, 'open', $2, $3, $4, $5) returning *`,
+      [kind, JSON.stringify(tables), JSON.stringify(batches), removeShard ?? null, unsharded === undefined ? null : JSON.stringify(unsharded)],
     );
     return toRecord(rows[0]!);
   }
@@ -71,11 +74,12 @@ export class MoveStore {
   /** Saves a move's status, batches and error. */
   async save(move: MoveRecord, client?: PoolClient): Promise<void> {
     move.updatedAt = new Date();
-    await (client ?? this.#pool).query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, updated_at = now() where id = $1`, [
+    await (client ?? this.#pool).query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now() where id = $1`, [
       move.id,
       move.status,
       JSON.stringify(move.batches),
       move.error,
+      move.unsharded === undefined ? null : JSON.stringify(move.unsharded),
     ]);
   }
 
@@ -106,6 +110,7 @@ function toRecord(row: MoveRow): MoveRecord {
     tables: row.tables,
     batches: row.batches,
     ...(row.remove_shard === null ? {} : { removeShard: row.remove_shard }),
+    ...(row.unsharded == null ? {} : { unsharded: row.unsharded }),
     error: row.error,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

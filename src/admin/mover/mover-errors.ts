@@ -14,6 +14,9 @@ export type MoveRefusal =
   | 'nothing-to-move'
   | 'no-catalog'
   | 'unsharded-tables'
+  | 'unsharded-target'
+  | 'unsharded-target-not-empty'
+  | 'unsharded-holder'
   | 'not-found'
   | 'migration-failed';
 

@@ -12,7 +12,9 @@ import type { MoveResult } from './move-result';
 import { startMove } from './move-start';
 import { parseSlotRanges } from './slot-ranges';
 import { withShardSession } from './shard-session';
-import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+import type { ShardedTableSpec } from './shard-guard-sql';
+import { planUnshardedStep, tableRowCounts, unshardedHolder, unshardedTables, type UnshardedOptions } from './unsharded-plan';
+import { TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { nullKeyRows } from './slot-checksum';
 
 /** Migrations `add` runs on the new shard before comparing schemas (as `migrateShards` takes them, without `shards`). */
@@ -52,25 +54,45 @@ export function addShard(options: MoverOptions & { readonly shard: NewShard; rea
   });
 }
 
-/** Moves every slot off `shardId`, evenly over the others, then removes it from the topology. Refuses the last shard, and a shard holding rows of tables that are not sharded. */
-export function drainShard(options: MoverOptions & { readonly shardId: string }): Promise<MoveResult> {
+/**
+ * Moves every slot off `shardId`, evenly over the others, then removes it from the topology. When
+ * it holds the unsharded tables (the catalog's record, else the first shard or `unshardedFrom`),
+ * they move too, after the slots, to `unshardedTo` (default: the shard that will own the most
+ * slots), and the topology then records the new holder. Refuses the last shard, a shard holding
+ * rows whose shard key is NULL, and a shard that is not the holder yet holds rows of unsharded
+ * tables (routers do not read them: delete them first).
+ */
+export function drainShard(options: MoverOptions & UnshardedOptions & { readonly shardId: string }): Promise<MoveResult> {
   return startMove('drain', options, async (frame, latest) => {
     const transfers = planDrain(latest, options.shardId);
     const shard = latest.shardById(options.shardId)!;
-    const [unsharded, nullKeys] = await withShardSession(shard.primary.url, async (c) => [await unshardedTablesWithRows(c, frame.tables), await nullKeyTables(c, frame.tables)] as const);
-    if (nullKeys.length > 0) {
-      throw new MoveRefusedError('null-keys', `Shard "${options.shardId}" holds rows whose shard key is NULL (${nullKeys.map((t) => `${t.table}: ${t.rows}`).join(', ')}); no slot owns them, so a drain would leave them behind: set their keys or delete them, then drain.`, {
-        shardId: options.shardId,
-        tables: nullKeys.map((t) => t.table),
-      });
+    const holder = unshardedHolder(latest, options);
+    if (options.unshardedTo !== undefined && holder !== options.shardId) {
+      throw new MoveRefusedError('unsharded-target', `--unsharded-to applies to a drain of the shard holding the unsharded tables ("${holder}"), not "${options.shardId}".`, { shardId: options.shardId, holder });
     }
-    if (unsharded.length > 0) {
-      throw new MoveRefusedError('unsharded-tables', `Shard "${options.shardId}" holds rows of tables that are not sharded (${unsharded.join(', ')}); moving unsharded tables is not automated yet: move them, then drain.`, {
-        shardId: options.shardId,
-        tables: unsharded,
-      });
-    }
-    return { topology: latest, transfers, removeShard: options.shardId };
+    const catalogSchema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
+    return withShardSession(shard.primary.url, async (c) => {
+      const nullKeys = await nullKeyTables(c, frame.tables);
+      if (nullKeys.length > 0) {
+        throw new MoveRefusedError('null-keys', `Shard "${options.shardId}" holds rows whose shard key is NULL (${nullKeys.map((t) => `${t.table}: ${t.rows}`).join(', ')}); no slot owns them, so a drain would leave them behind: set their keys or delete them, then drain.`, {
+          shardId: options.shardId,
+          tables: nullKeys.map((t) => t.table),
+        });
+      }
+      if (holder === options.shardId) {
+        const unsharded = await planUnshardedStep(latest, options.shardId, c, frame.tables, catalogSchema, transfers, options);
+        return { topology: latest, transfers, removeShard: options.shardId, unsharded };
+      }
+      const stray = (await tableRowCounts(c, await unshardedTables(c, frame.tables, catalogSchema))).filter((t) => t.rows > 0).map((t) => t.name);
+      if (stray.length > 0) {
+        throw new MoveRefusedError('unsharded-tables', `Shard "${options.shardId}" holds rows of tables that are not sharded (${stray.join(', ')}), but the unsharded tables live on "${holder}", so routers never read them here: delete them (or, if your apps' unshardedShardId names "${options.shardId}", pass --unsharded-from ${options.shardId}), then drain.`, {
+          shardId: options.shardId,
+          holder,
+          tables: stray,
+        });
+      }
+      return { topology: latest, transfers, removeShard: options.shardId };
+    });
   });
 }
 
@@ -107,22 +129,6 @@ async function nullKeyTables(client: Client, sharded: readonly ShardedTableSpec[
   for (const table of sharded) {
     const rows = await nullKeyRows(client, table);
     if (rows > 0) out.push({ table: table.name, rows });
-  }
-  return out;
-}
-
-async function unshardedTablesWithRows(client: Client, sharded: readonly ShardedTableSpec[]): Promise<string[]> {
-  const { rows } = await client.query<{ name: string; schema: string }>(
-    `select c.relname as name, n.nspname as schema from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'kysely_scale') and n.nspname not like 'pg_toast%'`,
-  );
-  const shardedNames = new Set(sharded.flatMap((t) => (t.name.includes('.') ? [t.name] : [t.name, `public.${t.name}`])));
-  const out: string[] = [];
-  for (const r of rows) {
-    const qualified = `${r.schema}.${r.name}`;
-    if (shardedNames.has(qualified) || (r.schema === 'public' && shardedNames.has(r.name))) continue;
-    const { rows: any } = await client.query(`select 1 from ${quoteTable(qualified)} limit 1`);
-    if (any.length > 0) out.push(qualified);
   }
   return out;
 }

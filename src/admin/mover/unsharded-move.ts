@@ -1,0 +1,320 @@
+/**
+ * A drain's unsharded step: the tables that are not sharded leave the shard holding them, after
+ * its slot batches (so no sharded row there refers to them any more). Small reference tables by
+ * design, so they move under a brief write fence instead of with change capture:
+ *
+ * 1. `planned → guarded`: the source's unsharded tables get the write gate and the version policy
+ *    ({@link unshardedTableGuardSql}).
+ * 2. `guarded → fenced → copied`: the new version is fixed and saved, the fence goes up (writes
+ *    refused with KS002 naming that version; it lifts itself after `fenceTimeoutMillis`), the mover
+ *    waits for transactions older than the fence, copies every table in one target transaction
+ *    (COPY out, COPY in; the target's rows of them deleted first, so a repeated copy is whole),
+ *    compares counts and checksums, and moves the target's sequences up to the source's.
+ * 3. `copied → published`: the source switches in one statement (the fence becomes permanent only
+ *    if it still holds, and the source requires the new version, so stale routers' reads are
+ *    refused too: KS001), then the topology recording the new holder is published. A fence that
+ *    ran out first (writes may have gone through) sends the step back to `guarded`.
+ * 4. `published → cleaned`: after `cleanupDelayMillis`, the source's tables are truncated and the
+ *    fence row removed.
+ *
+ * Every phase is saved in the catalog before its work, so `resume` runs the step from where it
+ * stopped and `abort` undoes it (unless it was published: the new holder took writes, so abort
+ * finishes it).
+ */
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Client } from 'pg';
+import type { Topology } from '../../cluster/topology';
+import type { MoveContext } from './move-context';
+import type { MoveBatch, UnshardedPhase, UnshardedStep } from './move-record';
+import { MoveFailedError } from './mover-errors';
+import { quoteTable } from './shard-guard-sql';
+import { runDdl } from './shard-guard';
+import { serverNow, waitForOlderTransactions } from './slot-fence';
+import { requiredVersion, restoreRequiredVersion } from './guard-state';
+import { CopyThrottle } from './copy-throttle';
+import { copyOut } from './copy-out';
+import { rollbackOrDrop } from './shard-session';
+import { UNSHARDED_FENCE_SQL, UNSHARDED_GUARD_PRESENT_SQL, unshardedTableGuardSql } from './unsharded-guard-sql';
+import type { UnshardedHookPoint } from './move-context';
+
+/** The sessions and record of one unsharded step. */
+interface StepScope {
+  readonly ctx: MoveContext;
+  readonly step: UnshardedStep;
+  readonly source: Client;
+  readonly target: Client;
+}
+
+/** Runs the step from its phase to `cleaned`, trying the fenced copy up to `cutoverAttempts` times. */
+export async function runUnshardedStep(ctx: MoveContext, step: UnshardedStep): Promise<void> {
+  const scope = await openScope(ctx, step);
+  let problem = '';
+  for (let attempt = 0; ; ) {
+    ctx.checkLock();
+    switch (step.phase) {
+      case 'cleaned':
+      case 'aborted':
+        return;
+      case 'planned':
+        await installGuards(scope);
+        break;
+      case 'guarded':
+      case 'fenced': {
+        if (attempt++ >= ctx.tuning.cutoverAttempts) {
+          throw new MoveFailedError(`The unsharded tables' move (${step.source} → ${step.target}) did not settle in ${ctx.tuning.cutoverAttempts} attempts: ${problem} Resume to try again.`, {
+            moveId: ctx.move.id,
+            phase: step.phase,
+          });
+        }
+        problem = await fencedCopy(scope);
+        break;
+      }
+      case 'copied': {
+        const outcome = await switchAndPublish(scope, undefined);
+        if (outcome !== 'published') problem = outcome;
+        break;
+      }
+      case 'published':
+        await cleanUp(scope);
+        break;
+    }
+  }
+}
+
+/** Rolls the step back, or finishes it when it was published. */
+export async function abortUnshardedStep(ctx: MoveContext, step: UnshardedStep): Promise<'rolled-back' | 'completed' | 'none'> {
+  if (step.phase === 'aborted') return 'none';
+  if (step.phase === 'cleaned') return 'completed';
+  const scope = await openScope(ctx, step);
+  if ((step.phase === 'fenced' || step.phase === 'copied') && published(await ctx.topology(), step)) await enter(scope, 'published');
+  if (step.phase === 'published') {
+    await cleanUp(scope);
+    return 'completed';
+  }
+  if (step.version !== undefined && step.prevRequired !== undefined && (await sourceSwitched(scope))) await restoreRequiredVersion(scope.source, step.version, step.prevRequired);
+  await lowerFence(scope, true);
+  if (step.phase === 'fenced' || step.phase === 'copied') await clearTarget(scope);
+  await enter(scope, 'aborted');
+  return 'rolled-back';
+}
+
+async function openScope(ctx: MoveContext, step: UnshardedStep): Promise<StepScope> {
+  const topology = await ctx.topology();
+  const [source, target] = await Promise.all([ctx.session(step.source, topology), ctx.session(step.target, topology)]);
+  return { ctx, step, source, target };
+}
+
+/** planned → guarded. */
+async function installGuards(scope: StepScope): Promise<void> {
+  const { source, step } = scope;
+  await hook(scope, 'unsharded-planned');
+  const { rows } = await source.query<{ ok: boolean }>(`select to_regclass('kysely_scale.unsharded_fence') is not null and to_regproc('kysely_scale.unsharded_gate') is not null as ok`);
+  if (rows[0]?.ok !== true) await runDdl(source, UNSHARDED_FENCE_SQL);
+  for (const table of step.tables) {
+    const { rows: present } = await source.query<{ n: number; rls: boolean }>(UNSHARDED_GUARD_PRESENT_SQL, [quoteTable(table)]);
+    if (present[0]?.n !== 2) await runDdl(source, unshardedTableGuardSql(table, present[0]?.rls !== true));
+  }
+  await enter(scope, 'guarded');
+}
+
+/** guarded (or an interrupted fenced) → copied → published; back to guarded with the reason when this attempt could not settle. */
+async function fencedCopy(scope: StepScope): Promise<string> {
+  const { ctx, step, source } = scope;
+  const latest = await ctx.topology();
+  step.version = latest.version + 1;
+  step.prevRequired = await requiredVersion(source);
+  await enter(scope, 'fenced'); // saved before the fence goes up: a crash from here on finds it
+  await source.query(
+    `insert into kysely_scale.unsharded_fence (move_id, next_version, fenced_until) values ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000))
+       on conflict (only_row) do update set move_id = excluded.move_id, next_version = excluded.next_version, fenced_until = excluded.fenced_until`,
+    [ctx.move.id, step.version, ctx.tuning.fenceTimeoutMillis],
+  );
+  const fencedAt = await serverNow(source);
+  const raised = ctx.clock.monotonicNow();
+  const blockers = await waitForOlderTransactions(source, fencedAt, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
+  if (blockers.length > 0) {
+    await lowerFence(scope, false);
+    await enter(scope, 'guarded');
+    return `transactions older than the fence stayed open on "${step.source}" (backend ${blockers.map((b) => `${b.pid} "${b.applicationName}"`).join(', ')}).`;
+  }
+  await hook(scope, 'unsharded-fenced');
+  try {
+    step.rowsCopied = await copyTables(scope);
+    const differences = await compareTables(scope);
+    if (differences.length > 0) {
+      await clearTarget(scope);
+      await enter(scope, 'guarded');
+      throw new MoveFailedError(`Verification of the unsharded tables failed after the copy (${step.source} → ${step.target}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, phase: 'fenced' });
+    }
+    await syncSequences(scope);
+  } catch (error) {
+    // Writers of the tables go through again at once (a resumed step copies under a new fence).
+    await lowerFence(scope, false).catch(() => undefined);
+    throw error;
+  }
+  await enter(scope, 'copied');
+  await hook(scope, 'unsharded-copied');
+  const outcome = await switchAndPublish(scope, raised);
+  return outcome === 'published' ? '' : outcome;
+}
+
+/** copied → published: the source switches (unless it did already), then the new holder is published. */
+async function switchAndPublish(scope: StepScope, raisedAt: number | undefined): Promise<'published' | string> {
+  const { ctx, step, source } = scope;
+  const version = step.version!;
+  let latest = await ctx.topology();
+  if (published(latest, step)) {
+    await enter(scope, 'published');
+    return 'published';
+  }
+  if (!(await sourceSwitched(scope))) {
+    try {
+      await source.query(`do $switch$ declare n integer; begin
+        update kysely_scale.unsharded_fence set fenced_until = 'infinity' where move_id = ${Number(ctx.move.id)} and next_version = ${Number(version)} and fenced_until > clock_timestamp();
+        get diagnostics n = row_count;
+        if n <> 1 then raise exception using errcode = 'KS003', message = 'the fence ran out'; end if;
+        update kysely_scale.shard_guard set required_version = greatest(required_version, ${Number(version)}), updated_at = now();
+      end $switch$`);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'KS003') throw error;
+      // Writes may have gone through since the fence ran out: copy again under a new fence.
+      await lowerFence(scope, false);
+      await clearTarget(scope);
+      await enter(scope, 'guarded');
+      return 'the fence ran out before the switch (the copy took longer than fenceTimeoutMillis: raise it).';
+    }
+  }
+  if (raisedAt !== undefined) step.fenceMillis = Math.round(ctx.clock.monotonicNow() - raisedAt);
+  await hook(scope, 'unsharded-switched');
+  latest = await ctx.topology();
+  if (latest.version >= version) {
+    throw new MoveFailedError(`Topology version ${latest.version} was published by someone else while the unsharded tables moved (version ${version} was theirs); abort this move and plan again.`, { moveId: ctx.move.id, phase: 'copied' });
+  }
+  ctx.checkLock();
+  await ctx.catalog.publish(latest.withUnshardedShard(step.target, version), `move ${ctx.move.id}: unsharded tables ${step.source} → ${step.target}`);
+  await enter(scope, 'published');
+  await hook(scope, 'unsharded-published');
+  return 'published';
+}
+
+/** published → cleaned. */
+async function cleanUp(scope: StepScope): Promise<void> {
+  const { ctx, step, source } = scope;
+  await ctx.pause(ctx.tuning.cleanupDelayMillis);
+  await hook(scope, 'unsharded-cleaning');
+  if (step.tables.length > 0) await runDdl(source, `truncate ${step.tables.map(quoteTable).join(', ')}`);
+  await source.query('delete from kysely_scale.unsharded_fence where move_id = $1', [ctx.move.id]);
+  await enter(scope, 'cleaned');
+}
+
+/** Whether the topology recording the step's new holder was published. */
+function published(latest: Topology, step: UnshardedStep): boolean {
+  return step.version !== undefined && latest.version >= step.version && latest.unshardedShardId === step.target;
+}
+
+async function sourceSwitched(scope: StepScope): Promise<boolean> {
+  const { rows } = await scope.source.query<{ n: number }>(
+    `select count(*)::int as n from kysely_scale.unsharded_fence where move_id = $1 and fenced_until = 'infinity'`,
+    [scope.ctx.move.id],
+  );
+  return rows[0]?.n === 1;
+}
+
+/** Lifts the step's fence (`evenSwitched`: the permanent one too, for an abort). */
+async function lowerFence(scope: StepScope, evenSwitched: boolean): Promise<void> {
+  const exists = await scope.source.query<{ ok: boolean }>(`select to_regclass('kysely_scale.unsharded_fence') is not null as ok`);
+  if (exists.rows[0]?.ok !== true) return;
+  await scope.source.query(`delete from kysely_scale.unsharded_fence where move_id = $1${evenSwitched ? '' : ` and fenced_until <> 'infinity'`}`, [scope.ctx.move.id]);
+}
+
+/** Copies every table in one target transaction; returns the rows copied. */
+async function copyTables(scope: StepScope): Promise<number> {
+  const { ctx, step, source, target } = scope;
+  let total = 0;
+  await target.query('begin');
+  try {
+    for (const table of step.tables) await target.query(`delete from ${quoteTable(table)}`);
+    for (const table of step.tables) {
+      // Under the fence: not throttled, not paced (writers of these tables are waiting).
+      const throttle = new CopyThrottle(ctx.clock, undefined, (n) => report(scope, (total += n)));
+      const into = target.query(copyFrom(`copy ${quoteTable(table)} from stdin`));
+      await copyOut(source, `copy (select * from ${quoteTable(table)}) to stdout`, [throttle, into]);
+    }
+    await target.query('commit');
+  } catch (error) {
+    await rollbackOrDrop(target, ctx.clock);
+    throw error;
+  }
+  return total;
+}
+
+/** Counts and checksums of every table on both sides, as readable differences. */
+async function compareTables(scope: StepScope): Promise<string[]> {
+  const { step, source, target } = scope;
+  const out: string[] = [];
+  for (const table of step.tables) {
+    const sql = `select count(*)::text as n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text as h from ${quoteTable(table)} x`;
+    const [a, b] = await Promise.all([source.query<{ n: string; h: string }>(sql), target.query<{ n: string; h: string }>(sql)]);
+    const [s, t] = [a.rows[0]!, b.rows[0]!];
+    if (s.n !== t.n || s.h !== t.h) out.push(`${table}: source "${step.source}" ${s.n} rows (checksum ${s.h}), target "${step.target}" ${t.n} rows (checksum ${t.h})`);
+  }
+  return out;
+}
+
+/** Moves each serial or identity sequence of the tables on the target up to the source's (ids keep growing on the new holder). */
+async function syncSequences(scope: StepScope): Promise<void> {
+  const { step, source, target } = scope;
+  const columnsSql = `select a.attname as col, pg_get_serial_sequence($1, a.attname) as seq from pg_attribute a
+     where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped and pg_get_serial_sequence($1, a.attname) is not null`;
+  for (const table of step.tables) {
+    const { rows } = await source.query<{ col: string; seq: string }>(columnsSql, [quoteTable(table)]);
+    for (const { col, seq } of rows) {
+      const used = await lastUsed(source, seq);
+      if (used === undefined) continue;
+      const { rows: there } = await target.query<{ seq: string | null }>('select pg_get_serial_sequence($1, $2) as seq', [quoteTable(table), col]);
+      const targetSeq = there[0]?.seq;
+      if (targetSeq == null) continue;
+      const targetUsed = await lastUsed(target, targetSeq);
+      if (targetUsed === undefined || BigInt(targetUsed) < BigInt(used)) await target.query('select setval($1::regclass, $2::bigint, true)', [targetSeq, used]);
+    }
+  }
+}
+
+/** The last value a sequence handed out, or undefined when it never did. */
+async function lastUsed(client: Client, seq: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ last: string; called: boolean }>(`select last_value::text as last, is_called as called from ${seq}`);
+  return rows[0]?.called === true ? rows[0].last : undefined;
+}
+
+/** Deletes the target's rows of the tables (its copies were empty when the move was planned). */
+async function clearTarget(scope: StepScope): Promise<void> {
+  const { step, target } = scope;
+  await target.query('begin');
+  try {
+    for (const table of step.tables) await target.query(`delete from ${quoteTable(table)}`);
+    await target.query('commit');
+  } catch (error) {
+    await target.query('rollback').catch(() => undefined);
+    throw error;
+  }
+}
+
+async function enter(scope: StepScope, phase: UnshardedPhase): Promise<void> {
+  scope.step.phase = phase;
+  await scope.ctx.store.save(scope.ctx.move);
+  report(scope, scope.step.rowsCopied ?? 0);
+}
+
+function report(scope: StepScope, rowsCopied: number): void {
+  const { ctx, step } = scope;
+  const batches = ctx.move.batches.length + 1;
+  ctx.report({ moveId: ctx.move.id, batch: batches, batches, source: step.source, target: step.target, phase: `unsharded-${step.phase}`, rowsCopied, rowsTotal: step.rowsTotal ?? 0 });
+}
+
+/** Calls the test hook with a stand-in batch (index `batches.length`, no slots). */
+async function hook(scope: StepScope, point: UnshardedHookPoint): Promise<void> {
+  const { ctx, step } = scope;
+  if (ctx.hook === undefined) return;
+  const standIn: MoveBatch = { index: ctx.move.batches.length, source: step.source, target: step.target, slots: [], phase: 'planned' };
+  await ctx.hook(standIn, point);
+}
