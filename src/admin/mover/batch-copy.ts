@@ -8,16 +8,18 @@ import { enterPhase, report, type BatchScope } from './batch-scope';
 import { copySlots } from './slot-copy';
 import { hideSlots } from './guard-state';
 import { installCapture } from './shard-guard';
+import { fenceSlot } from './shard-guard-sql';
 import { serverNow, waitForOlderTransactions } from './slot-fence';
 
 /** planned → capturing. */
 export async function startCapture(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, target, tables, bits, slotCount } = scope;
   ctx.checkLock();
+  // The moving slots and the move's fence row (slot-fence.ts), unfenced.
   await source.query(
     `insert into kysely_scale.slot_move (slot, move_id, next_version) select s, $2, 0 from unnest($1::int[]) s
        on conflict (slot) do update set move_id = excluded.move_id, next_version = 0, fenced_until = null`,
-    [batch.slots, ctx.move.id],
+    [[...batch.slots, fenceSlot(ctx.move.id)], ctx.move.id],
   );
   await installCapture(source, tables, slotCount);
   await hideSlots(target, bits, slotCount);

@@ -15,6 +15,7 @@ import type { Topology } from '../../cluster/topology';
 import { lowerFence, raiseFence, waitForOlderTransactions } from './slot-fence';
 import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
+import { fenceSlot } from './shard-guard-sql';
 import { yieldAfter } from './scan-pacer';
 
 const PASS_ENTRIES = 5000;
@@ -90,9 +91,9 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   batch.version = version;
   batch.prevRequired = { source: prevSource, target: prevTarget };
   await enterPhase(scope, 'cutover');
-  const fencedAt = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
+  const fence = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
   await ctx.hook?.(batch, 'fencing');
-  const blockers = await waitForOlderTransactions(source, fencedAt, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow());
+  const blockers = await waitForOlderTransactions(source, fence.since, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow(), undefined, fence.blockers);
   if (blockers.length > 0) {
     await lowerFence(source, ctx.move.id);
     await enterPhase(scope, 'caught-up');
@@ -118,10 +119,18 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
 async function switchSource(scope: BatchScope, version: number): Promise<boolean> {
   const { ctx, batch, source, bits, slotCount } = scope;
   try {
+    const id = Number(ctx.move.id);
     await source.query(`do $switch$ declare n integer; begin
-      update kysely_scale.slot_move set fenced_until = 'infinity' where move_id = ${Number(ctx.move.id)} and fenced_until > clock_timestamp();
+      update kysely_scale.slot_move set fenced_until = 'infinity' where slot = ${fenceSlot(id)} and move_id = ${id} and fenced_until > clock_timestamp();
       get diagnostics n = row_count;
-      if n <> ${batch.slots.length} then raise exception using errcode = 'KS003', message = 'the fence ran out'; end if;
+      if n = 0 and exists (select 1 from kysely_scale.slot_move where slot = ${fenceSlot(id)} and move_id = ${id}) then
+        raise exception using errcode = 'KS003', message = 'the fence ran out';
+      end if;
+      if n = 0 then -- a move begun before fence rows existed: its fence is on every slot's row
+        update kysely_scale.slot_move set fenced_until = 'infinity' where move_id = ${id} and fenced_until > clock_timestamp();
+        get diagnostics n = row_count;
+        if n <> ${batch.slots.length} then raise exception using errcode = 'KS003', message = 'the fence ran out'; end if;
+      end if;
       update kysely_scale.shard_guard set required_version = greatest(required_version, ${Number(version)}),
         hidden = coalesce(hidden, repeat('0', ${slotCount})::varbit) | ${bits}::varbit, updated_at = now();
     end $switch$`);
@@ -138,14 +147,9 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
  * catalog's topology when the cutover began (re-read when not given).
  */
 export async function finishCutover(scope: BatchScope, latest?: Topology): Promise<'published'> {
-  const { ctx, batch, target, bits, slotCount } = scope;
+  const { ctx, batch } = scope;
   const version = batch.version!;
-  // One statement: the target shows the slots and requires the new version at the same instant.
-  await target.query(
-    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
-       hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
-    [version],
-  );
+  await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
   const current = latest ?? (await ctx.topology());
   if (current.version < version) {
@@ -154,6 +158,16 @@ export async function finishCutover(scope: BatchScope, latest?: Topology): Promi
   }
   await enterPhase(scope, 'published');
   return 'published';
+}
+
+/** Target side of the switch, in one statement: the target shows the slots and requires the new version at the same instant. */
+async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
+  const { target, bits, slotCount } = scope;
+  await target.query(
+    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
+       hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
+    [version],
+  );
 }
 
 /** Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the target and shown on the source. */
@@ -172,8 +186,13 @@ export async function revertCutover(scope: BatchScope): Promise<void> {
 
 /** Whether the source's switch happened (its fence on the batch's slots is permanent). */
 export async function sourceSwitched(scope: BatchScope): Promise<boolean> {
-  const { rows } = await scope.source.query<{ n: number }>(`select count(*)::int as n from kysely_scale.slot_move where move_id = $1 and fenced_until = 'infinity'`, [scope.ctx.move.id]);
-  return rows[0]?.n === scope.batch.slots.length;
+  const id = Number(scope.ctx.move.id);
+  const { rows } = await scope.source.query<{ fence: boolean; n: number }>(
+    `select exists (select 1 from kysely_scale.slot_move where slot = $2 and move_id = $1 and fenced_until = 'infinity') as fence,
+            (select count(*)::int from kysely_scale.slot_move where slot >= 0 and move_id = $1 and fenced_until = 'infinity') as n`,
+    [id, fenceSlot(id)],
+  );
+  return rows[0]?.fence === true || rows[0]?.n === scope.batch.slots.length;
 }
 
 async function compareKeys(scope: BatchScope, applied: AppliedKeys): Promise<string[]> {

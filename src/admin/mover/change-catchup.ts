@@ -39,13 +39,14 @@ export async function changeLag(source: Client, moveId: number): Promise<number>
 
 /** One catch-up pass from `source` to `target`. */
 export async function catchUpPass(source: Client, target: Client, options: CatchUpOptions): Promise<AppliedKeys> {
-  await source.query(options.snapshot ? 'begin isolation level repeatable read' : 'begin');
   try {
     const limit = options.limit === undefined ? '' : ` limit ${Math.floor(options.limit)}`;
-    const { rows } = await source.query<{ tbl: string; key: string }>(
-      `delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = $1 order by id${limit}) returning tbl, key`,
-      [options.moveId],
-    );
+    // One round trip (simple-query protocol, so literal values): the pass under the fence is mostly round trips.
+    const results = (await source.query(
+      `${options.snapshot ? 'begin isolation level repeatable read' : 'begin'};
+       delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = ${Math.trunc(Number(options.moveId))} order by id${limit}) returning tbl, key`,
+    )) as unknown as [unknown, { rows: { tbl: string; key: string }[] }];
+    const rows = results[1].rows;
     const applied: AppliedKeys = new Map();
     for (const row of rows) {
       const keys = applied.get(row.tbl) ?? [];

@@ -18,7 +18,8 @@
  * - during a move, on the source: a row trigger that logs the keys written in moving slots
  *   (`kysely_scale.change_log`, read by catch-up) and refuses writes to fenced slots with
  *   {@link SLOT_FENCED_SQLSTATE}. `kysely_scale.slot_move` says which slots move and until when
- *   they are fenced; a fence whose time passed no longer refuses (a dead mover's fence expires).
+ *   they are fenced (one row per move, at a negative slot, holds its fence); a fence whose time
+ *   passed no longer refuses (a dead mover's fence expires).
  *
  * Mover sessions set `kysely_scale.bypass = on`: they see every row and write through fences.
  */
@@ -46,6 +47,16 @@ export function quoteIdentifier(name: string): string {
 /** A single-quoted SQL literal. */
 export function quoteLiteral(text: string): string {
   return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** The `kysely_scale.slot_move` row that holds the fence of move `moveId` (see slot-fence.ts): a negative slot, one per move. */
+export function fenceSlot(moveId: number): number {
+  return -1 - (moveId % 2147483647);
+}
+
+/** {@link fenceSlot} as SQL over a `move_id` expression (the capture trigger joins on it). */
+export function fenceSlotSql(moveId: string): string {
+  return `(-1 - (${moveId} % 2147483647))::int`;
 }
 
 /** The SQL twin's UUID test (`kysely_scale_slot(text)` lower-cases key text that matches it). */
@@ -211,7 +222,9 @@ function captureKeySql(table: ShardedTableSpec & { readonly keyType?: string }, 
   return `
     s := ${slot};
     if get_bit(${movingBits}::varbit, s) = 1 then
-      select move_id, next_version, fenced_until into m from kysely_scale.slot_move where slot = s;
+      select r.move_id, greatest(r.next_version, f.next_version) as next_version, greatest(r.fenced_until, f.fenced_until) as fenced_until into m
+        from kysely_scale.slot_move r left join kysely_scale.slot_move f on f.slot = ${fenceSlotSql('r.move_id')} and f.move_id = r.move_id
+        where r.slot = s;
       if found then
         if m.fenced_until is not null and m.fenced_until > clock_timestamp() then
           raise exception using errcode = '${SLOT_FENCED_SQLSTATE}',
@@ -238,7 +251,7 @@ export function captureTriggerSql(table: ShardedTableSpec & { readonly keyType?:
   const bits = slotBitsLiteral(movingSlots, slotCount);
   return `
 do $check$ begin
-  if exists (select 1 from kysely_scale.slot_move where slot >= ${slotCount} or get_bit(${bits}::varbit, slot) = 0) then
+  if exists (select 1 from kysely_scale.slot_move where slot >= ${slotCount} or (slot >= 0 and get_bit(${bits}::varbit, slot) = 0)) then
     raise exception 'kysely-scale: kysely_scale.slot_move changed while its capture trigger was written; install it again';
   end if;
 end $check$;

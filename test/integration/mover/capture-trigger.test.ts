@@ -2,20 +2,24 @@
  * The capture trigger on a move's source, on real PostgreSQL: it logs a write only when the key's
  * slot is in `kysely_scale.slot_move` (the slot is computed in the trigger, for integer and text
  * keys, as the TypeScript slotOf computes it), refuses writes to fenced slots with KS002, skips
- * NULL keys, and its install refuses when `slot_move` holds a slot it was not written for. The
+ * NULL keys, and its install refuses when `slot_move` holds a slot it was not written for. A
+ * move's fence is one row (raised, read and lowered whatever the number of slots), and raising it
+ * lists the transactions older than it in the same round trip. The
  * guard replaces a murmur3 installed by an earlier version (a loop of helper calls with a SET
  * clause) by the current one, which has none.
  */
 import { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { installCapture, installGuard, runDdl } from '../../../src/admin/mover/shard-guard';
-import { captureTriggerSql } from '../../../src/admin/mover/shard-guard-sql';
+import { captureTriggerSql, fenceSlot } from '../../../src/admin/mover/shard-guard-sql';
+import { lowerFence, raiseFence, waitForOlderTransactions } from '../../../src/admin/mover/slot-fence';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { SLOT_FENCED_SQLSTATE } from '../../../src/cluster/topology-fence';
 
 const SLOTS = 64;
 let cluster: TestCluster;
 let client: Client;
+let url: string;
 
 const TABLES = [
   { name: 'accounts', keyColumn: 'id', keyType: 'bigint' },
@@ -25,7 +29,8 @@ const TABLES = [
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('capture_trigger');
-  client = new Client(shard!.primaryUrl);
+  url = shard!.primaryUrl;
+  client = new Client(url);
   await client.connect();
   await client.query('create table accounts (id bigint primary key, v int not null default 0)');
   await client.query('create table notes (owner text, body text)');
@@ -76,6 +81,34 @@ test('a fenced slot refuses the write with KS002 naming the version it waits for
   expect(JSON.parse(refused!.detail!)).toEqual({ slot: 17, required: 9 });
   await client.query('insert into accounts (id) values ($1)', [freeId]);
   await client.query(`update kysely_scale.slot_move set fenced_until = null`);
+});
+
+test("a move's fence row fences all its slots: raised in one round trip that lists the transactions older than it, then lowered", async () => {
+  await client.query(`insert into kysely_scale.slot_move (slot, move_id, next_version) values ($1, 7, 0)`, [fenceSlot(7)]);
+  const fencedId = Array.from({ length: 1000 }, (_, i) => 20_000 + i).find((id) => slotOf(id, SLOTS) === 40)!;
+  const older = new Client(url);
+  await older.connect();
+  try {
+    await older.query('begin');
+    await older.query('select 1');
+    const fence = await raiseFence(client, 7, 60_000, 12);
+    expect(fence.blockers.map((b) => b.pid)).toEqual([(older as unknown as { processID: number }).processID]);
+    const { rows } = await client.query<{ n: number }>(`select count(*)::int as n from kysely_scale.slot_move where fenced_until is not null`);
+    expect(rows[0]!.n).toBe(1); // the fence row only
+    const refused = await client.query('insert into accounts (id) values ($1)', [fencedId]).then(
+      () => undefined,
+      (error: { code?: string; detail?: string }) => error,
+    );
+    expect(refused?.code).toBe(SLOT_FENCED_SQLSTATE);
+    expect(JSON.parse(refused!.detail!)).toEqual({ slot: 40, required: 12 });
+    await older.query('commit');
+    expect(await waitForOlderTransactions(client, fence.since, 1000, async () => undefined, () => performance.now())).toEqual([]);
+  } finally {
+    await older.end();
+  }
+  await lowerFence(client, 7);
+  await client.query('insert into accounts (id) values ($1)', [fencedId]);
+  await client.query(`delete from kysely_scale.slot_move where slot = $1`, [fenceSlot(7)]);
 });
 
 test('the install refuses when slot_move holds a slot the trigger would skip', async () => {

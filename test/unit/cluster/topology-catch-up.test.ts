@@ -1,4 +1,4 @@
-import { catchUpTopology } from '../../../src/cluster/topology-catch-up';
+import { catchUpTopology, MAX_POLL_MILLIS, topologyArrived } from '../../../src/cluster/topology-catch-up';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { ManualClock } from '../../../src/kernel/clock';
 
@@ -26,5 +26,54 @@ describe('catchUpTopology', () => {
     const holder = { topology: v(1), setTopology(t: Topology) { this.topology = t; } };
     expect(await catchUpTopology(holder, { latest: async () => v(3) }, 2, { waitMillis: 1000, clock })).toBe(true);
     expect(holder.topology.version).toBe(3);
+  });
+
+  /** A source that answers `answer()` and counts its reads; `settle` lets pending promises run. */
+  const counting = (answer: () => Topology) => {
+    const source = { reads: 0, latest: async () => (source.reads++, answer()) };
+    return source;
+  };
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  test('reads the source after 2, 4, 8, 8 … ms while the version has not come (not every 2 ms)', async () => {
+    const clock = new ManualClock();
+    const holder = { topology: v(1), setTopology(t: Topology) { this.topology = t; } };
+    const source = counting(() => v(1));
+    let outcome: boolean | undefined;
+    const pending = catchUpTopology(holder, source, 2, { waitMillis: 100, clock }).then((reached) => (outcome = reached));
+    await settle();
+    expect(source.reads).toBe(1);
+    const readsAt: number[] = [];
+    for (let t = 1; t <= 40; t++) {
+      const before = source.reads;
+      clock.advance(1);
+      await settle();
+      if (source.reads > before) readsAt.push(t);
+    }
+    expect(MAX_POLL_MILLIS).toBe(8);
+    expect(readsAt).toEqual([2, 6, 14, 22, 30, 38]);
+    clock.advance(100);
+    await pending;
+    expect(outcome).toBe(false);
+  });
+
+  test('a watch of the same source that applied the version wakes the waiting router at once, with no read of its own', async () => {
+    const clock = new ManualClock();
+    const holder = { topology: v(1), setTopology(t: Topology) { this.topology = t; } };
+    const source = counting(() => v(1));
+    let outcome: boolean | undefined;
+    const pending = catchUpTopology(holder, source, 2, { waitMillis: 1000, clock }).then((reached) => (outcome = reached));
+    await settle();
+    expect(source.reads).toBe(1);
+    holder.setTopology(v(2)); // as followCatalog does on the NOTIFY, then:
+    topologyArrived({ latest: async () => undefined }); // another source wakes no one
+    await settle();
+    expect(outcome).toBeUndefined();
+    topologyArrived(source);
+    await pending;
+    expect(outcome).toBe(true);
+    expect(source.reads).toBe(1);
   });
 });
