@@ -9,8 +9,8 @@
  * and `SCATTER_ROWS` (default 40,000) change the run.
  *
  * A third side, the floor, takes turns too for the two shapes that run with execute(): the very
- * statements the dialect sends to the shards (hidden merge columns included), sent with raw pg to
- * the four shards at once, rows not merged. No scatter can cost less; sharded / floor is what the
+ * statements the dialect sends to the shards (hidden merge columns included, as prepared
+ * statements), sent with raw pg to the four shards at once, rows not merged. No scatter can cost less; sharded / floor is what the
  * dialect itself adds (Kysely, routing, the merge), single / floor what parallelism could win.
  *
  * A fourth side, the fan-out, for the same two shapes: the user's own statement (no hidden
@@ -146,7 +146,12 @@ export async function run(): Promise<BenchReport> {
     const run = (side: Side, shape: Shape): Promise<unknown> => {
       if (side === 'single') return SHAPES[shape](single);
       if (side === 'sharded') return SHAPES[shape](sharded);
-      const statement = (side === 'floor' ? floorStatements : fanOutStatements)[shape]!;
+      if (side === 'floor') {
+        // As the dialect sends them: prepared statements, parsed once per pooled connection.
+        const statement = floorStatements[shape]!;
+        return Promise.all(floorPools.map((pool) => pool.query({ name: `floor_${shape}`, text: statement.sql, values: [...statement.parameters] })));
+      }
+      const statement = fanOutStatements[shape]!;
       return Promise.all(floorPools.map((pool) => pool.query(statement.sql, [...statement.parameters])));
     };
     const time = async (side: Side, shape: Shape): Promise<number> => {

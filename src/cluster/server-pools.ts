@@ -3,9 +3,21 @@ import type { ServerSpec } from './topology';
 import { redactUrl } from '../kernel/redact';
 import { TOPOLOGY_VERSION_SETTING } from './topology-fence';
 
+/** The parts of a pg result kysely-scale reads. */
+export interface QueryResultLike {
+  readonly command: string;
+  readonly rowCount: number | null;
+  readonly rows: unknown[];
+  /** The row description: each field's type OID (pg's results have it; scatter merges need it). */
+  readonly fields?: readonly { readonly dataTypeID: number }[];
+}
+
 /** The few methods kysely-scale uses of a pooled client (pg's `PoolClient` fits). */
 export interface PoolClientLike {
-  query(text: string, values?: unknown[]): Promise<{ command: string; rowCount: number | null; rows: unknown[] }>;
+  /** A statement; a scatter reads the type OIDs of its result's fields (as pg's results have them). */
+  query(text: string, values?: unknown[]): Promise<QueryResultLike>;
+  /** A statement by config: `name` runs it as a named prepared statement (a scatter's repeated statements, see `prepareScatterStatements`). */
+  query(config: { name: string; text: string; values: unknown[] }): Promise<QueryResultLike>;
   query<T>(submittable: T): T;
   release(destroy?: boolean | Error): void;
 }

@@ -4,6 +4,7 @@
  * every shard it touched.
  */
 import type { CompiledQuery, QueryResult } from 'kysely';
+import { types as pgTypes } from 'pg';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import type { ServerSpec, Topology } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
@@ -62,7 +63,7 @@ export class HeldClients {
   run<R>(server: ServerSpec, compiled: CompiledQuery): Promise<QueryResult<R>> {
     const held = this.#heldFor(server.url);
     if (held !== undefined) {
-      return held.client !== undefined ? runOn<R>(held.client, compiled.sql, compiled.parameters) : held.pending.then((client) => runOn<R>(client, compiled.sql, compiled.parameters));
+      return held.client !== undefined ? runCompiled<R>(held.client, compiled) : held.pending.then((client) => runCompiled<R>(client, compiled));
     }
     // The common case, one statement per connection: the checkout's bookkeeping and the statement share one continuation.
     const entry = this.#hold(server);
@@ -70,7 +71,7 @@ export class HeldClients {
       (client) => {
         entry.client = client;
         noteClientServer(client, this.#source.topology, server);
-        return runOn<R>(client, compiled.sql, compiled.parameters);
+        return runCompiled<R>(client, compiled);
       },
       (error: unknown) => {
         this.#forget(entry);
@@ -169,7 +170,42 @@ export function runOn<R>(client: PoolClientLike, sql: string, parameters: readon
   return client.query(sql, [...parameters]).then(toQueryResult<R>, (error: unknown) => Promise.reject(annotateStatementError(error, client)));
 }
 
-function toQueryResult<R>({ command, rowCount, rows }: { command: string; rowCount: number | null; rows: unknown[] }): QueryResult<R> {
+/**
+ * What a scatter adds to the statement it sends one shard: the name of a prepared statement to run
+ * it as (parsed and planned once per pooled connection instead of on every call), and a sink for
+ * the type OIDs its row description gives (in field order, before the rows are handed over).
+ */
+export interface ShardStatementOptions {
+  readonly preparedName?: string;
+  readonly onFieldTypes?: (oids: readonly number[]) => void;
+}
+
+/** A compiled statement with {@link ShardStatementOptions}; runs like any other where they do not apply. */
+export interface ShardStatement extends CompiledQuery {
+  readonly shardOptions: ShardStatementOptions;
+}
+
+function shardOptionsOf(compiled: CompiledQuery): ShardStatementOptions | undefined {
+  return (compiled as Partial<ShardStatement>).shardOptions;
+}
+
+/** Runs `compiled` on `client`, as a prepared statement and reporting its field types when it is a {@link ShardStatement}. */
+export function runCompiled<R>(client: PoolClientLike, compiled: CompiledQuery): Promise<QueryResult<R>> {
+  const options = shardOptionsOf(compiled);
+  if (options === undefined) return runOn<R>(client, compiled.sql, compiled.parameters);
+  const values = [...compiled.parameters];
+  // The config form only for a name: a custom pool's client sees the plain form otherwise.
+  const result = options.preparedName === undefined ? client.query(compiled.sql, values) : client.query({ name: options.preparedName, text: compiled.sql, values });
+  return result.then(
+    (result) => {
+      if (result.fields !== undefined) options.onFieldTypes?.(result.fields.map((field) => field.dataTypeID));
+      return toQueryResult<R>(result);
+    },
+    (error: unknown) => Promise.reject(annotateStatementError(error, client)),
+  );
+}
+
+function toQueryResult<R>({ command, rowCount, rows }: { readonly command: string; readonly rowCount: number | null; readonly rows: unknown[] }): QueryResult<R> {
   const writes = command === 'INSERT' || command === 'UPDATE' || command === 'DELETE' || command === 'MERGE';
   return writes ? { numAffectedRows: BigInt(rowCount ?? 0), rows: (rows ?? []) as R[] } : { rows: (rows ?? []) as R[] };
 }
@@ -182,11 +218,29 @@ export interface OpenCursor {
   close(): Promise<void>;
 }
 
-/** Opens a cursor for a statement on `client` (sent with its first read). */
-export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, sql: string, parameters: readonly unknown[]): OpenCursor {
-  const cursor = client.query(new Cursor(sql, [...parameters]));
+/**
+ * Opens a cursor for `compiled` on `client` (sent with its first read). A {@link ShardStatement}'s
+ * field types are noted as pg-cursor asks for each field's parser (the parsers themselves are
+ * pg's, as without the option) and reported with the first rows.
+ */
+export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, compiled: CompiledQuery): OpenCursor {
+  const onFieldTypes = shardOptionsOf(compiled)?.onFieldTypes;
+  const oids: number[] = [];
+  const config = onFieldTypes === undefined ? undefined : { types: { getTypeParser: (oid: number, format?: string) => (oids.push(oid), pgTypes.getTypeParser(oid, format as 'text')) } };
+  const cursor = client.query(config === undefined ? new Cursor(compiled.sql, [...compiled.parameters]) : new Cursor(compiled.sql, [...compiled.parameters], config));
+  let reported = onFieldTypes === undefined;
   return {
-    read: (chunkSize) => cursor.read(chunkSize).catch((error: unknown) => Promise.reject(annotateStatementError(error, client))),
+    read: (chunkSize) =>
+      cursor.read(chunkSize).then(
+        (rows) => {
+          if (!reported && (oids.length > 0 || rows.length > 0)) {
+            reported = true;
+            onFieldTypes!(oids);
+          }
+          return rows;
+        },
+        (error: unknown) => Promise.reject(annotateStatementError(error, client)),
+      ),
     close: () => cursor.close(),
   };
 }
@@ -197,14 +251,8 @@ export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, sq
  * however the reader stops, except after its connection failed (closing would wait for an answer
  * that cannot come; the broken client is not reused by its pool).
  */
-export async function* cursorRows(
-  Cursor: CursorConstructor,
-  client: PoolClientLike,
-  sql: string,
-  parameters: readonly unknown[],
-  chunkSize: number,
-): AsyncGenerator<unknown[], void, unknown> {
-  const cursor = openCursor(Cursor, client, sql, parameters);
+export async function* cursorRows(Cursor: CursorConstructor, client: PoolClientLike, compiled: CompiledQuery, chunkSize: number): AsyncGenerator<unknown[], void, unknown> {
+  const cursor = openCursor(Cursor, client, compiled);
   let connectionLost = false;
   let size = chunkSize;
   try {

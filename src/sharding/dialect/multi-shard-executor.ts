@@ -4,18 +4,20 @@
  * and a write that fails on some shards only is reported with where it committed (not atomic).
  */
 import type { CompiledQuery, QueryResult, RootOperationNode } from 'kysely';
-import type { Shard } from '../../cluster/topology';
+import type { ServerSpec, Shard } from '../../cluster/topology';
+import type { PoolClientLike } from '../../cluster/server-pools';
 import { ErrorCodes } from '../../kernel/errors';
 import type { RoutePart, RoutePlan } from '../routing/route-planner';
 import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
-import { runOn, type HeldClients } from './held-clients';
+import { runOn, type HeldClients, type ShardStatement } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
-import { EnumTypeCache } from './scatter-types';
+import { ScatterTypeNames, type DescribedShard } from './scatter-types';
+import { FieldTypes } from '../scatter/scatter-field-types';
 import { ScatterStatements } from './scatter-statements';
 
 type Row = Record<string, unknown>;
@@ -34,6 +36,10 @@ export interface MultiShardRuntime {
   /** The cursor class for streams. */
   cursor(): CursorConstructor;
   readonly writes: WriteEvents;
+  /** Whether repeated scatter statements run as prepared statements (`ShardedDialectConfig.prepareScatterStatements`). */
+  readonly prepareScatterStatements: boolean;
+  /** A pooled client of `server` of its own (a catalog read while the connection's clients hold open cursors). */
+  acquire(server: ServerSpec): Promise<PoolClientLike>;
 }
 
 /** Runs one connection's statements that span shards, over its held clients. */
@@ -69,35 +75,77 @@ export class MultiShardExecutor {
     const Cursor = this.#runtime.cursor();
     // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
     const compileFor = shardStatements(this.#runtime, shard, compiled);
+    // Filled as each shard's first rows arrive, before the merge compares them. The connection's
+    // clients hold the open cursors, so a catalog read takes a pooled client of its own.
+    const types = new FieldTypes();
+    const typeNames = typeNamesOf(this.#runtime);
     const streams = parts.map((part) => {
-      const query = compileFor(part);
-      return this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[]>;
+      let oids: readonly number[] | undefined;
+      const query: ShardStatement = { ...compileFor(part), shardOptions: { onFieldTypes: (found) => (oids = found) } };
+      const rows = this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[], unknown, number | undefined>;
+      return describedFirst(rows, () =>
+        typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids: oids ?? [], read: (catalog) => this.#readAside(part.shard.primary, catalog) }),
+      );
     });
-    for await (const rows of scatter.mergeChunks(streams, chunkSize)) yield { rows };
+    for await (const rows of scatter.mergeChunks(streams, chunkSize, types)) yield { rows };
+  }
+
+  /** Runs a catalog read on a pooled client of `server` that this connection does not hold. */
+  async #readAside(server: ServerSpec, query: CompiledQuery): Promise<QueryResult<Row>> {
+    const client = await this.#runtime.acquire(server);
+    try {
+      return await runOn<Row>(client, query.sql, query.parameters);
+    } finally {
+      client.release();
+    }
   }
 
   async #scatterRead(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
-    const { plan: scatter, shard } = statementsOf(this.#runtime).statementFor(compiled);
+    const statements = statementsOf(this.#runtime);
+    const { plan: scatter, shard, preparedName } = statements.statementFor(compiled);
     // Every part settles before an error is thrown: Kysely releases the connection on the error,
     // and a client must not go back to its pool while its query still runs.
     // Each part is a plain read of its shard: under the read deadline on a replica, else again elsewhere.
     const compileFor = shardStatements(this.#runtime, shard, compiled);
+    // Prepared only outside sessions: a statement that fails inside a transaction aborts it, and a session may DISCARD ALL.
+    const name = inSession ? undefined : preparedName;
+    const oids: (readonly number[] | undefined)[] = parts.map(() => undefined);
+    // Compiled before any part starts: a part that cannot be planned fails the statement with none running.
+    const queries = parts.map(compileFor);
     const rowsPerShard = await allSettledOrThrow(
-      parts.map(async (part) => {
-        const query = compileFor(part);
-        return (await this.#reads.run<Row>(part.shard, plan, inSession, query)).rows;
+      parts.map((part, i) => {
+        const query = queries[i]!;
+        const run = (preparedName: string | undefined): Promise<Row[]> => {
+          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onFieldTypes: (found) => (oids[i] = found) } };
+          return this.#reads.run<Row>(part.shard, plan, inSession, statement).then(rowsOf);
+        };
+        if (name === undefined || query !== shard) return run(undefined);
+        return run(name).catch((error: unknown) => {
+          const stale = stalePreparedStatement(error);
+          if (stale === undefined) throw error;
+          // Nothing ran. A schema change: the statement is planned afresh under a new name. A lost
+          // statement: connections do not keep them (a pooler in transaction mode), so stop naming.
+          if (stale === 'lost') statements.stopPreparing();
+          statements.forget(compiled.sql);
+          return run(undefined);
+        });
       }),
     );
-    // Enums are merged by their labels' order, read from the first shard (the same read path: a catalog read a replica can serve).
-    const read = (labels: CompiledQuery) => this.#reads.run<Row>(parts[0]!.shard, plan, inSession, labels);
-    const enums = enumCaches.get(this.#runtime) ?? enumCaches.set(this.#runtime, new EnumTypeCache()).get(this.#runtime)!;
-    const types = await enums.lookup(scatter, rowsPerShard, read);
+    // The compared values' types come from the row descriptions of the shards that returned rows.
+    const described = parts.flatMap((part, i): DescribedShard[] => {
+      const found = oids[i];
+      if (found === undefined || rowsPerShard[i]!.length === 0) return [];
+      return [{ id: part.shard.id, database: part.shard.primary.url, oids: found, read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
+    });
+    const typeNames = typeNamesOf(this.#runtime);
+    const found = typeNames.lookup(scatter, described);
+    const types = found instanceof Promise ? await found : found;
     try {
       return { rows: scatter.merge(rowsPerShard, types) };
     } catch (error) {
       // A label added since the labels were read (ALTER TYPE … ADD VALUE): read them again, once.
       if (types === undefined || !isUnknownEnumLabel(error)) throw error;
-      return { rows: scatter.merge(rowsPerShard, await enums.lookup(scatter, rowsPerShard, read, true)) };
+      return { rows: scatter.merge(rowsPerShard, await typeNames.lookup(scatter, described, true)) };
     }
   }
 
@@ -141,14 +189,58 @@ export class MultiShardExecutor {
   }
 }
 
-const enumCaches = new WeakMap<MultiShardRuntime, EnumTypeCache>();
+const typeNameCaches = new WeakMap<MultiShardRuntime, ScatterTypeNames>();
 const statementCaches = new WeakMap<MultiShardRuntime, ScatterStatements>();
 
-/** The dialect's planned scatter statements (one cache per runtime, like its enum labels). */
+/** The dialect's planned scatter statements (one cache per runtime, like its type names). */
 function statementsOf(runtime: MultiShardRuntime): ScatterStatements {
   let statements = statementCaches.get(runtime);
-  if (statements === undefined) statementCaches.set(runtime, (statements = new ScatterStatements(SCATTER_OPTIONS)));
+  if (statements === undefined) statementCaches.set(runtime, (statements = new ScatterStatements(SCATTER_OPTIONS, runtime.prepareScatterStatements)));
   return statements;
+}
+
+function typeNamesOf(runtime: MultiShardRuntime): ScatterTypeNames {
+  let names = typeNameCaches.get(runtime);
+  if (names === undefined) typeNameCaches.set(runtime, (names = new ScatterTypeNames()));
+  return names;
+}
+
+/**
+ * PostgreSQL's refusals of a prepared statement that nothing ran under: `changed` when its result
+ * columns changed with the schema (0A000 "cached plan must not change result type"); `lost` when
+ * the server connection does not have it (26000) or has another under its name (42P05), as behind
+ * a pooler that hands a client's statements to different server connections.
+ */
+function stalePreparedStatement(error: unknown): 'changed' | 'lost' | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === '26000' || code === '42P05') return 'lost';
+  return code === '0A000' && /cached plan must not change result type/.test(String((error as Error).message)) ? 'changed' : undefined;
+}
+
+/**
+ * `rows` with `onFirst` awaited before its first non-empty chunk is handed over (the chunk the
+ * merge first compares); the reader's `next(n)` reaches `rows` unchanged.
+ */
+async function* describedFirst(rows: AsyncGenerator<Row[], unknown, number | undefined>, onFirst: () => Promise<void>): AsyncGenerator<Row[], void, number | undefined> {
+  let wanted: number | undefined;
+  let pending = true;
+  try {
+    for (;;) {
+      const next = await rows.next(wanted);
+      if (next.done === true) return;
+      if (pending && next.value.length > 0) {
+        pending = false;
+        await onFirst();
+      }
+      wanted = yield next.value;
+    }
+  } finally {
+    await rows.return(undefined);
+  }
+}
+
+function rowsOf(result: QueryResult<Row>): Row[] {
+  return result.rows;
 }
 
 function isUnknownEnumLabel(error: unknown): boolean {

@@ -99,7 +99,7 @@ export class ReplicaReads {
   }
 
   async *#primaryStream(server: ServerSpec, { compiled, Cursor, chunkSize }: StreamStatement): AsyncGenerator<unknown[]> {
-    yield* cursorRows(Cursor, await this.#clients.client(server), compiled.sql, compiled.parameters, chunkSize);
+    yield* cursorRows(Cursor, await this.#clients.client(server), compiled, chunkSize);
   }
 
   /**

@@ -79,7 +79,7 @@ export class ReplicaStreamPath {
         if (server === undefined) {
           if (route.retried) this.#hooks.onRetry(shard, statement.observed);
           seen = { server: undefined };
-          yield* cursorRows(Cursor, await this.#clients.client(shard.primary), compiled.sql, compiled.parameters, chunkSize);
+          yield* cursorRows(Cursor, await this.#clients.client(shard.primary), compiled, chunkSize);
           return;
         }
         seen = { server };
@@ -107,7 +107,7 @@ export class ReplicaStreamPath {
     let rowsHandedOver = 0;
     try {
       let step = await attempt(async () => {
-        const cursor = (held.cursor = openCursor(Cursor, await this.#clients.client(server), compiled.sql, compiled.parameters));
+        const cursor = (held.cursor = openCursor(Cursor, await this.#clients.client(server), compiled));
         return cursor.read(chunkSize);
       }, () => this.#clients.client(server));
       for (;;) {

@@ -26,12 +26,20 @@ import { planScatter, type ScatterPlan, type ScatterPlanOptions } from '../scatt
 export interface ScatterStatement {
   readonly plan: ScatterPlan;
   readonly shard: CompiledQuery;
+  /**
+   * The name to run {@link ScatterStatement.shard} under as a prepared statement, once the
+   * statement has repeated (a statement run once is not worth a name on every pooled connection).
+   */
+  readonly preparedName?: string;
 }
 
 /** Where a shard statement's parameter comes from: the index of an original parameter, or a value of the plan. */
 type ParameterSource = number | { readonly value: unknown };
 
 interface Entry {
+  /** Calls served from this entry, to name it once it repeats. */
+  uses: number;
+  preparedName: string | undefined;
   readonly limit: unknown;
   readonly offset: unknown;
   readonly plan: ScatterPlan;
@@ -44,6 +52,14 @@ interface Entry {
 const MAX_ENTRIES = 500;
 /** Longer statements (long `in` lists, inlined values) are planned on every call: they rarely repeat, and each would keep its text. */
 const MAX_SQL_LENGTH = 16_384;
+/**
+ * Prepared statement names one dialect hands out in its lifetime. A name stays prepared on each
+ * pooled connection that ran it until the connection closes (an evicted entry's too), so the
+ * names are bounded; past this many, statements run unnamed, as plain Kysely runs them.
+ */
+const MAX_PREPARED_NAMES = 1_000;
+/** Names are unique in the process: a pooled connection must never see one name for two texts. */
+let namesIssued = 0;
 
 /** A PostgreSQL compiler that notes which value node (and list position) each parameter came from. */
 class TracingCompiler extends PostgresQueryCompiler {
@@ -80,9 +96,24 @@ function countValue(node: OperationNode | undefined): unknown {
 export class ScatterStatements {
   readonly #options: ScatterPlanOptions;
   readonly #entries = new Map<string, Entry>();
+  readonly #prepare: boolean;
+  #named = 0;
+  #stopped = false;
 
-  constructor(options: ScatterPlanOptions) {
+  /** `prepare`: hand out prepared statement names for statements that repeat. */
+  constructor(options: ScatterPlanOptions, prepare = false) {
     this.#options = options;
+    this.#prepare = prepare;
+  }
+
+  /** Hands out no more prepared statement names (the connections do not keep them); names given stay. */
+  stopPreparing(): void {
+    this.#stopped = true;
+  }
+
+  /** Stops naming `sql`'s statement (its prepared statement no longer matches the schema, or a connection lost it): the next call plans it afresh, under a new name. */
+  forget(sql: string): void {
+    this.#entries.delete(sql);
   }
 
   /** The plan of `compiled` and the statement its shards run (with `compiled`'s query id and values). */
@@ -97,7 +128,11 @@ export class ScatterStatements {
       this.#entries.set(compiled.sql, entry);
       const original = compiled.parameters;
       const parameters = entry.sources.map((source) => (typeof source === 'number' ? original[source] : source.value));
-      return { plan: entry.plan, shard: { query: entry.query, queryId: compiled.queryId, sql: entry.sql, parameters } };
+      if (entry.preparedName === undefined && this.#prepare && !this.#stopped && ++entry.uses >= 2 && this.#named < MAX_PREPARED_NAMES) {
+        this.#named++;
+        entry.preparedName = `kysely_scale_${++namesIssued}`;
+      }
+      return { plan: entry.plan, shard: { query: entry.query, queryId: compiled.queryId, sql: entry.sql, parameters }, preparedName: entry.preparedName };
     }
     const plan = planScatter(node, this.#options);
     const traced = compiled.sql.length > MAX_SQL_LENGTH ? undefined : this.#trace(compiled, plan);
@@ -107,7 +142,7 @@ export class ScatterStatements {
     // Remembered without this call's values (its query and plan's shard node are only read for their shape).
     const query = new WithoutValues().transformNode(plan.shardNode) as SelectQueryNode;
     const kept = Object.freeze({ ...plan, shardNode: query });
-    this.#entries.set(compiled.sql, Object.freeze({ limit, offset, plan: kept, sql: shard.sql, query, sources: Object.freeze(sources) }));
+    this.#entries.set(compiled.sql, { uses: 1, preparedName: undefined, limit, offset, plan: kept, sql: shard.sql, query, sources: Object.freeze(sources) });
     return { plan, shard };
   }
 

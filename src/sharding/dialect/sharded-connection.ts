@@ -203,7 +203,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     const chunks =
       tx === null
         ? this.#reads.stream(shard, plan, this.#session, { compiled, observed: plan, Cursor, chunkSize })
-        : cursorRows(Cursor, await tx.client(shard, plan), compiled.sql, compiled.parameters, chunkSize);
+        : cursorRows(Cursor, await tx.client(shard, plan), compiled, chunkSize);
     let failed = false;
     try {
       for await (const rows of chunks) yield { rows };

@@ -13,7 +13,11 @@ import type { Topology, ServerSpec } from '../../cluster/topology';
 import type { RouteListener } from './statement-telemetry';
 
 /** A cursor class with pg-cursor's constructor (used by `stream()`). */
-export type CursorConstructor = new (text: string, values?: unknown[]) => {
+export type CursorConstructor = new (
+  text: string,
+  values?: unknown[],
+  config?: { types?: { getTypeParser(oid: number, format?: string): (value: string) => unknown } },
+) => {
   read(rows: number): Promise<unknown[]>;
   close(): Promise<void>;
 };
@@ -115,12 +119,23 @@ export interface ShardedDialectConfig {
    * @default true for the dialect's own pools, false for a custom `createPool`
    */
   fenceSessions?: boolean;
+  /**
+   * Run a scatter's shard statement as a prepared statement once it repeats, so each shard parses
+   * and plans it once per pooled connection instead of on every call (at most 1,000 statement
+   * texts per dialect). A statement the schema changed under is planned afresh. When a connection
+   * turns out not to keep prepared statements (a pooler in transaction mode before PgBouncer 1.21
+   * hands a client's statements to other server connections), the dialect stops preparing by itself;
+   * set `false` behind such a pooler to skip that first failed attempt.
+   * @default true
+   */
+  prepareScatterStatements?: boolean;
 }
 
 /** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
 const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
   'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId', 'unshardedTables', 'strictTables',
   'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'onRoute', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
+  'prepareScatterStatements',
 ];
 
 /** A shard key column with its type. */
@@ -155,6 +170,7 @@ export interface ResolvedShardedConfig {
   readonly fenceWaitMillis: number;
   /** Whether checked-out connections are tagged with the topology version. */
   readonly fenceSessions: boolean;
+  readonly prepareScatterStatements: boolean;
 }
 
 const KEY_CANONICALISERS: Readonly<Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown>> = Object.freeze({
@@ -238,6 +254,8 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   const fenceWaitMillis = requireInteger('fenceWaitMillis', config.fenceWaitMillis ?? 5000, 0);
   const fenceSessions = config.fenceSessions ?? config.createPool === undefined;
   if (typeof fenceSessions !== 'boolean') throw new ConfigError('fenceSessions', `must be true or false, got ${describeValue(fenceSessions)}`);
+  const prepareScatterStatements = config.prepareScatterStatements ?? true;
+  if (typeof prepareScatterStatements !== 'boolean') throw new ConfigError('prepareScatterStatements', `must be true or false, got ${describeValue(prepareScatterStatements)}`);
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,
     shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined {
@@ -272,6 +290,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     topologySource: config.topologySource,
     fenceWaitMillis,
     fenceSessions,
+    prepareScatterStatements,
   });
 }
 

@@ -39,6 +39,8 @@ export class ShardedRuntime {
   readonly topologySource: TopologySource | undefined;
   readonly fenceWaitMillis: number;
   readonly #fenceSessions: boolean;
+  /** Whether repeated scatter statements run as prepared statements. */
+  readonly prepareScatterStatements: boolean;
   /** The topology version each client's session carries (set on checkout when it differs). */
   readonly #sessionVersions = new WeakMap<PoolClientLike, number>();
   /** The version new connections of the dialect's own pool of a server start with (the pool's startup option). */
@@ -53,6 +55,7 @@ export class ShardedRuntime {
     this.topologySource = config.topologySource;
     this.fenceWaitMillis = config.fenceWaitMillis;
     this.#fenceSessions = config.fenceSessions;
+    this.prepareScatterStatements = config.prepareScatterStatements;
     const ownPools = config.createPool === undefined && config.fenceSessions;
     const createPool = config.createPool ?? pgPoolFactory(config.pool, ownPools ? () => this.#topology.version : undefined);
     this.#pools = new ServerPools(

@@ -15,7 +15,8 @@
  *
  * @packageDocumentation
  */
-import { exactOrder, type ExactOrder, incomparable, type TextComparator, type TypeLookup } from './scatter-compare';
+import { exactOrder, type ExactOrder, incomparable, type TextComparator, type TypeField, type TypeLookup } from './scatter-compare';
+import { typeNameOf } from './scatter-order';
 import {
   addDecimal,
   type Decimal,
@@ -36,8 +37,8 @@ export interface AggregateColumns {
   readonly value: string;
   /** avg: row key of the partial count. */
   readonly count?: string;
-  /** min/max: row key of `pg_typeof(...)::text`. */
-  readonly type?: string;
+  /** min/max: the field whose type (from the shards' row descriptions) is the value's. */
+  readonly typeField?: TypeField;
   /** min/max: row key of the partial value's text (`min(x)::text`), which is what is compared. */
   readonly text?: string;
 }
@@ -112,7 +113,7 @@ function extreme(direction: 1 | -1): AggregateMerger {
       add(row) {
         const text = row[textColumn];
         if (text === null || text === undefined) return;
-        order ??= exactOrder(String(columns.type === undefined ? 'unknown' : row[columns.type]), compareText, types);
+        order ??= exactOrder(typeNameOf(columns, types), compareText, types);
         const key = order.read(String(text));
         if (bestText === null || order.compare(key, bestKey) * direction < 0) {
           best = row[columns.value];

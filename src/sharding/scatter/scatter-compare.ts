@@ -1,8 +1,8 @@
 /**
  * Compares and keys values the way PostgreSQL does, so rows merged from several shards sort, group
  * and de-duplicate as they would in one database. The merge never compares the values node-postgres
- * parsed: each shard returns `pg_typeof(expr)::text` and `expr::text` beside every compared value,
- * and the type decides how that text is read (see scatter-pg-text). A type whose order or equality
+ * parsed: each shard returns `expr::text` beside every compared value, its row description gives
+ * the value's type, and the type decides how that text is read (see scatter-pg-text). A type whose order or equality
  * cannot be reproduced exactly is refused with `E_UNSUPPORTED_SCATTER`, never merged approximately.
  *
  * Text is compared in code-point order, which is PostgreSQL's order under the `C`, `C.UTF-8`
@@ -65,7 +65,7 @@ const TYPE_CLASSES: Readonly<Record<string, ValueClass>> = Object.freeze({
   cidr: 'inet',
 });
 
-/** The value class of a `pg_typeof(...)::text` result; unknown types (enums, jsonb, domains, …) are `other`. */
+/** The value class of a type name (as `format_type` prints it); unknown types (enums, jsonb, …) are `other`. */
 export function valueClassOf(typeName: string): ValueClass {
   return TYPE_CLASSES[typeName] ?? 'other';
 }
@@ -187,11 +187,20 @@ function arrayOrder(typeName: string, element: ExactOrder): ExactOrder<ArrayKey>
 }
 
 /**
- * What the database says about types the merge does not know by name: the labels of an enum type
- * in their sort order (`undefined` when the type is not an enum). The executor reads them from
- * `pg_enum` before merging.
+ * Where a compared value's type is read in a shard's row description: the visible field at that
+ * position (`>= 0`, counted from the first field), or hidden field `h` (the plan's `h`-th helper
+ * column, counted among the helper columns, which come last) as `-(h + 1)`.
+ */
+export type TypeField = number;
+
+/**
+ * What the shards' row descriptions and the database say about the compared values' types: the
+ * type name of a field (as `format_type` prints it, the same on every shard), and the labels of an
+ * enum type in their sort order (`undefined` when the type is not an enum). The executor builds it
+ * from each shard's column type OIDs before merging.
  */
 export interface TypeLookup {
+  fieldType(field: TypeField): string;
   enumLabels(typeName: string): readonly string[] | undefined;
 }
 
@@ -208,7 +217,7 @@ function enumOrder(typeName: string, labels: readonly string[]): ExactOrder<numb
 const cache = new Map<string, ExactOrder>();
 
 /**
- * The exact order of values whose PostgreSQL type is `typeName` (as `pg_typeof(...)::text` prints
+ * The exact order of values whose PostgreSQL type is `typeName` (as `format_type` prints
  * it), over their text output. Arrays of a supported element type are supported, and enums when
  * `types` knows their labels.
  */

@@ -5,8 +5,8 @@
  * @packageDocumentation
  */
 import { AGGREGATE_MERGERS, type AggregateAccumulator, type AggregateColumns, type AggregateKind } from './scatter-aggregate';
-import { exactOrder, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
-import { mergeSorted, type OrderKey, rowOrder, type RowOrder, sortRows } from './scatter-order';
+import { exactOrder, type ExactOrder, type TextComparator, type TypeField, type TypeLookup } from './scatter-compare';
+import { mergeSorted, type OrderKey, rowOrder, type RowOrder, sortRows, typeNameOf } from './scatter-order';
 
 type Row = Record<string, unknown>;
 
@@ -18,10 +18,10 @@ export type OutputSource =
   | { readonly kind: 'first'; readonly column: string }
   | { readonly kind: 'aggregate'; readonly aggregate: AggregateKind; readonly columns: AggregateColumns };
 
-/** A column compared for equality (GROUP BY key, DISTINCT column): its row key, and the row keys of its type and its text. */
+/** A column compared for equality (GROUP BY key, DISTINCT column): its row key, the field giving its type, and the row key of its text. */
 export interface KeyColumn {
   readonly column: string;
-  readonly typeColumn: string;
+  readonly typeField: TypeField;
   /** Row key of `expr::text`: equality is decided on PostgreSQL's text, never on the parsed value. */
   readonly textColumn: string;
 }
@@ -43,7 +43,7 @@ export interface MergeSpec {
   /** aggregate: true when there is no GROUP BY, so the result is always exactly one row. */
   readonly singleGroup: boolean;
   readonly compareText: TextComparator;
-  /** Enum labels read from the database for this merge (see {@link TypeLookup}); without it enums are refused. */
+  /** The compared values' types and enum labels for this merge (see {@link TypeLookup}); needed whenever a key's type is read from a field. */
   readonly types?: TypeLookup;
   /** The order of {@link MergeSpec.orderKeys} with these `compareText` and `types`, when built ahead (a plan's, reused by every merge). */
   readonly order?: RowOrder;
@@ -84,17 +84,16 @@ function orderedUnion(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec
 }
 
 /** Equality key of a row over some columns, each compared exactly with its PostgreSQL type. */
-function rowKey(row: Row, columns: readonly KeyColumn[], orders: Map<string, ExactOrder>, spec: MergeSpec): string {
+function rowKey(row: Row, columns: readonly KeyColumn[], orders: (ExactOrder | undefined)[], spec: MergeSpec): string {
   let key = '';
-  for (const { typeColumn, textColumn } of columns) {
-    const text = row[textColumn];
+  for (let i = 0; i < columns.length; i++) {
+    const text = row[columns[i]!.textColumn];
     if (text === null || text === undefined) {
       key += '\u0000\u0001'; // NULLs are one group (GROUP BY) and one row (DISTINCT)
       continue;
     }
-    const typeName = String(row[typeColumn]);
-    let order = orders.get(typeName);
-    if (order === undefined) orders.set(typeName, (order = exactOrder(typeName, spec.compareText, spec.types)));
+    // A column's type is the same in every row of a merge: its order is resolved once.
+    const order = (orders[i] ??= exactOrder(typeNameOf(columns[i]!, spec.types), spec.compareText, spec.types));
     key += `${JSON.stringify(order.equality(order.read(String(text))))}\u0001`;
   }
   return key;
@@ -106,7 +105,7 @@ function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): 
 
 function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
   const seen = new Set<string>();
-  const orders = new Map<string, ExactOrder>();
+  const orders: (ExactOrder | undefined)[] = [];
   const unique: Row[] = [];
   const take = rowsToTake(spec);
   for (const row of orderedUnion(rowsPerShard, spec, Infinity)) {
@@ -126,7 +125,7 @@ interface Group {
 
 function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
   const groups = new Map<string, Group>();
-  const orders = new Map<string, ExactOrder>();
+  const orders: (ExactOrder | undefined)[] = [];
   const aggregates = spec.outputs.flatMap(({ source }) => (source.kind === 'aggregate' ? [source] : []));
   const newGroup = (first: Row): Group => ({
     first,
@@ -146,7 +145,7 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
   // An aggregate without GROUP BY returns one row even over no rows at all.
   if (spec.singleGroup && groups.size === 0) groups.set('', newGroup({}));
 
-  // Sort on the visible values plus the first row's hidden type columns, then keep only the visible ones.
+  // Sort on the visible values plus the first row's hidden text columns, then keep only the visible ones.
   const merged = [...groups.values()].map((group) => {
     const out: Row = {};
     let next = 0;

@@ -1,25 +1,25 @@
 /**
  * ORDER BY across shards: each row's sort keys read once from PostgreSQL's text of its values
- * (with PostgreSQL's null placement), their comparison, and a k-way merge of per-shard row lists
+ * (with PostgreSQL's null placement, by the type the shards' row descriptions give), their comparison, and a k-way merge of per-shard row lists
  * that each shard already sorted.
  *
  * @packageDocumentation
  */
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
-import { exactOrder, textOf, type ExactOrder, type TextComparator, type TypeLookup } from './scatter-compare';
+import { exactOrder, incomparable, textOf, type ExactOrder, type TextComparator, type TypeField, type TypeLookup } from './scatter-compare';
 
 type Row = Record<string, unknown>;
 
-/** One ORDER BY item, resolved to the row keys that hold its value's text and its type. */
+/** One ORDER BY item, resolved to the row key that holds its value's text and to where its type is read. */
 export interface OrderKey {
   /**
    * Row key of the value's PostgreSQL text (`expr::text`, a hidden helper column), or of a value
    * the merge computed (a merged count, sum or avg, see {@link textOf}).
    */
   readonly column: string;
-  /** Row key holding `pg_typeof(expr)::text`; absent when {@link OrderKey.typeName} is known. */
-  readonly typeColumn?: string;
+  /** The field whose type (from the shards' row descriptions) is the value's; absent when {@link OrderKey.typeName} is known. */
+  readonly typeField?: TypeField;
   /** PostgreSQL type name when the plan knows it (e.g. `numeric` for count/sum/avg results). */
   readonly typeName?: string;
   readonly descending: boolean;
@@ -39,22 +39,11 @@ export interface RowOrder {
   compare(a: SortKeys, b: SortKeys): number;
 }
 
-function typeNameOf(row: Row, key: OrderKey): string {
-  return key.typeName ?? String(key.typeColumn === undefined ? 'unknown' : row[key.typeColumn]);
-}
-
-/** The exact order of a key's type, resolved from the type a row carries and cached per type name. */
-function keyOrder(key: OrderKey, compareText: TextComparator, types: TypeLookup | undefined): (row: Row) => ExactOrder {
-  let cachedName: string | undefined;
-  let cached: ExactOrder | undefined;
-  return (row) => {
-    const typeName = typeNameOf(row, key);
-    if (cached === undefined || typeName !== cachedName) {
-      cached = exactOrder(typeName, compareText, types);
-      cachedName = typeName;
-    }
-    return cached;
-  };
+/** The key's type name: known to the plan, or read from the shards' row descriptions. */
+export function typeNameOf(key: { readonly typeName?: string; readonly typeField?: TypeField }, types: TypeLookup | undefined): string {
+  if (key.typeName !== undefined) return key.typeName;
+  if (key.typeField === undefined || types === undefined) throw incomparable('a compared value whose type the shards did not describe');
+  return types.fieldType(key.typeField);
 }
 
 /**
@@ -63,7 +52,9 @@ function keyOrder(key: OrderKey, compareText: TextComparator, types: TypeLookup 
  */
 export function rowOrder(keys: readonly OrderKey[], compareText: TextComparator, types?: TypeLookup): RowOrder {
   const n = keys.length;
-  const orders = keys.map((key) => keyOrder(key, compareText, types));
+  // A key's type is the same in every row of a merge, so its order is resolved once, on first use.
+  const orders: (ExactOrder | undefined)[] = keys.map(() => undefined);
+  const orderOf = (i: number): ExactOrder => (orders[i] ??= exactOrder(typeNameOf(keys[i]!, types), compareText, types));
   const columns = keys.map((key) => key.column);
   const descending = keys.map((key) => key.descending);
   const nullsFirst = keys.map((key) => key.nullsFirst);
@@ -76,8 +67,8 @@ export function rowOrder(keys: readonly OrderKey[], compareText: TextComparator,
           out[i] = null;
           continue;
         }
-        const order = orders[i]!(row);
-        out[i] = order.read(typeof value === 'string' ? value : textOf(value, typeNameOf(row, keys[i]!)));
+        const order = orderOf(i);
+        out[i] = order.read(typeof value === 'string' ? value : textOf(value, typeNameOf(keys[i]!, types)));
         out[n + i] = order;
       }
       return out;

@@ -7,11 +7,12 @@
  *
  * How the shard query differs from the original:
  * - LIMIT n OFFSET m becomes LIMIT n+m (OFFSET applies after merging).
- * - Each value the merge compares (ORDER BY, DISTINCT, GROUP BY keys, min/max) gets two hidden
- *   columns, `pg_typeof(expr)::text` and `(expr)::text`: the merge compares PostgreSQL's text by the
- *   type's exact order (microseconds of a timestamp, digits of an int8 or numeric), never the value
- *   node-postgres parsed. ORDER BY expressions that are not selected are compared the same way
- *   (plain selects only).
+ * - Each value the merge compares (ORDER BY, DISTINCT, GROUP BY keys, min/max) gets a hidden
+ *   `(expr)::text` column: the merge compares PostgreSQL's text by the type's exact order
+ *   (microseconds of a timestamp, digits of an int8 or numeric), never the value node-postgres
+ *   parsed. The type is the one the shard's row description gives for the selected expression
+ *   (no extra column); an ORDER BY expression that is not selected (plain selects only), or any
+ *   after a `*`, also gets a hidden copy of itself whose field gives its type.
  * - avg(x) becomes sum(x) and count(x) under hidden aliases; min/max and GROUP BY keys carry their
  *   type. With aggregates or GROUP BY, ORDER BY / LIMIT / OFFSET move to the merge.
  * Hidden columns are named `__ks_*` and never appear in merged rows.
@@ -23,7 +24,8 @@
  * expressions that are not selected, `*` with DISTINCT or aggregates, raw SQL that looks like an
  * aggregate, window or subquery, non-literal LIMIT/OFFSET, non-C ORDER BY collations; and, when the
  * rows arrive, comparing values of a type whose order or equality the merge cannot reproduce
- * exactly (jsonb, enums, domains, money, ranges, …; see scatter-compare).
+ * exactly (jsonb, money, ranges, …; see scatter-compare). A domain compares as its base type (the row
+ * description names the base type), an enum by its labels' order.
  *
  * Limits of what can be detected: an aggregate that is user-defined and called through raw SQL or
  * `eb.fn(...)`, and text under a non-C database collation (the merge checks each shard's order and
@@ -33,19 +35,20 @@
  */
 import {
   AggregateFunctionNode,
-  AliasNode,
-  IdentifierNode,
   type JoinNode,
   LimitNode,
   type OperationNode,
   type OrderByItemNode,
-  RawNode,
-  SelectionNode,
+  type RawNode,
+  type SelectionNode,
   SelectQueryNode,
   ValueNode,
 } from 'kysely';
 import { type AggregateKind, isAggregateKind } from './scatter-aggregate';
-import { compareCodePoints, type TextComparator, type TypeLookup } from './scatter-compare';
+import { compareCodePoints, type TextComparator, type TypeField, type TypeLookup } from './scatter-compare';
+import { type FieldLayout, HIDDEN_PREFIX, ShardSelections } from './scatter-selections';
+
+export type { FieldLayout } from './scatter-selections';
 import { type KeyColumn, MERGERS, type MergeSpec, type OutputSource } from './scatter-merge';
 import { type OrderKey, rowOrder } from './scatter-order';
 import { mergeChunkStreams, mergeRowStreams } from './scatter-stream';
@@ -69,20 +72,23 @@ export interface ScatterPlan {
   readonly shardNode: SelectQueryNode;
   /**
    * Merges each shard's rows (in shard order) into exactly the rows one database holding all rows
-   * would return. `types` supplies enum labels for values of types the merge does not know by name.
+   * would return. `types` gives the type of each of {@link ScatterPlan.typeFields} (needed when
+   * there are any and the shards returned rows) and the labels of enum types.
    */
   merge(rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup): Row[];
-  /** Row keys holding `pg_typeof(...)` of the values the merge compares: the types it may need looked up. */
-  readonly typeColumns: readonly string[];
+  /** How many fields a shard's row description has (`visible` is `undefined` after a `*`), to find {@link ScatterPlan.typeFields} in it. */
+  readonly fields: FieldLayout;
+  /** The fields whose types (from the shards' row descriptions) the merge needs: see {@link TypeLookup}. */
+  readonly typeFields: readonly TypeField[];
   /** Whether {@link ScatterPlan.mergeStreams} streams (plain selects); otherwise it buffers every shard's rows first. */
   readonly streamable: boolean;
   /**
    * Merges per-shard row streams (each in the shard query's order) honouring LIMIT/OFFSET; stops
    * and closes every input once the limit is reached, when the consumer stops, or on an error.
    */
-  mergeStreams(streams: readonly AsyncIterable<Row>[]): AsyncIterable<Row>;
+  mergeStreams(streams: readonly AsyncIterable<Row>[], types?: TypeLookup): AsyncIterable<Row>;
   /** {@link ScatterPlan.mergeStreams} over chunks of rows (as cursors read them), yielding chunks of up to `chunkSize` rows. */
-  mergeChunks(streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number): AsyncIterable<Row[]>;
+  mergeChunks(streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number, types?: TypeLookup): AsyncIterable<Row[]>;
 }
 
 /** Options of {@link planScatter}. */
@@ -100,44 +106,7 @@ export interface ScatterPlanOptions {
   readonly isJoinSafe?: JoinSafety;
 }
 
-const HIDDEN_PREFIX = '__ks_';
 const C_COLLATIONS: ReadonlySet<string> = new Set(['c', 'posix', 'ucs_basic']);
-
-/** Builds the shard query's extra selections and their hidden names. */
-class ShardSelections {
-  readonly selections: SelectionNode[] = [];
-  readonly hidden = new Set<string>();
-  private counter = 0;
-  private readonly types = new Map<OperationNode, string>();
-  private readonly texts = new Map<OperationNode, string>();
-
-  add(expression: OperationNode, prefix: string): string {
-    const name = `${HIDDEN_PREFIX}${prefix}${this.counter++}`;
-    this.selections.push(SelectionNode.create(AliasNode.create(expression, IdentifierNode.create(name))));
-    this.hidden.add(name);
-    return name;
-  }
-
-  /** Adds `pg_typeof(expression)::text` and returns its column name. */
-  addType(expression: OperationNode): string {
-    let name = this.types.get(expression);
-    if (name === undefined) {
-      name = this.add(RawNode.create(['pg_typeof(', ')::text'], [expression]), 't');
-      this.types.set(expression, name);
-    }
-    return name;
-  }
-
-  /** Adds `(expression)::text`, PostgreSQL's own text of the value, and returns its column name. */
-  addText(expression: OperationNode): string {
-    let name = this.texts.get(expression);
-    if (name === undefined) {
-      name = this.add(RawNode.create(['(', ')::text'], [expression]), 'x');
-      this.texts.set(expression, name);
-    }
-    return name;
-  }
-}
 
 interface Selected extends SelectionInfo {
   /** The aggregate when the selection is exactly one merged aggregate call. */
@@ -234,11 +203,11 @@ function selectionForOrder(expression: OperationNode, selected: readonly Selecte
 }
 
 /** Where the merge finds a selection's comparable text, plus where its type comes from. */
-function typedColumn(selection: Selected, extra: ShardSelections, mode: Mode): { column: string; typeColumn?: string; typeName?: string } {
+function typedColumn(selection: Selected, extra: ShardSelections, mode: Mode): { column: string; typeField?: TypeField; typeName?: string } {
   const kind = selection.aggregate?.kind;
   // Merged counts, sums and averages are computed by the merge itself, as exact decimal text (or floats).
   if (mode === 'aggregate' && (kind === 'count' || kind === 'sum' || kind === 'avg')) return { column: selection.name as string, typeName: 'numeric' };
-  return { column: extra.addText(selection.expression), typeColumn: extra.addType(selection.expression) };
+  return { column: extra.addText(selection.expression), typeField: extra.typeField(selection.expression, selection.node) };
 }
 
 function planOrder(node: SelectQueryNode, selected: readonly Selected[], extra: ShardSelections, mode: Mode): OrderKey[] {
@@ -254,7 +223,7 @@ function planOrder(node: SelectQueryNode, selected: readonly Selected[], extra: 
       throw unsupportedScatter('an ORDER BY on raw SQL that is not in the select list', 'Select the expression with an alias and order by the alias');
     }
     if (scanExpression(expression).length > 0) throw unsupportedScatter('an aggregate inside an ORDER BY expression');
-    return { column: extra.addText(expression), typeColumn: extra.addType(expression), ...order };
+    return { column: extra.addText(expression), typeField: extra.typeField(expression), ...order };
   });
 }
 
@@ -287,7 +256,7 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
     if (selection === undefined) {
       throw unsupportedScatter('a GROUP BY expression that is not in the select list', 'Select every GROUP BY expression');
     }
-    return { column: selection.name as string, typeColumn: extra.addType(selection.expression), textColumn: extra.addText(selection.expression) };
+    return { column: selection.name as string, typeField: extra.typeField(selection.expression, selection.node), textColumn: extra.addText(selection.expression) };
   });
   const shardSelections: SelectionNode[] = [];
   const outputs = selected.map((s): { name: string; source: OutputSource } => {
@@ -304,7 +273,7 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
       return { name, source: { kind: 'aggregate', aggregate: kind, columns: { value: sum, count } } };
     }
     shardSelections.push(s.node);
-    const columns = kind === 'min' || kind === 'max' ? { value: name, type: extra.addType(aggregate), text: extra.addText(aggregate) } : { value: name };
+    const columns = kind === 'min' || kind === 'max' ? { value: name, typeField: extra.typeField(aggregate, s.node), text: extra.addText(aggregate) } : { value: name };
     return { name, source: { kind: 'aggregate', aggregate: kind, columns } };
   });
   return { keyColumns, outputs, shardSelections };
@@ -326,7 +295,9 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
     node.groupBy !== undefined || orderAggregates || selected.some((s) => s.aggregate !== undefined) ? 'aggregate' : distinct ? 'distinct' : 'rows';
   const limit = literalCount(node.limit?.limit, 'LIMIT');
   const offset = literalCount(node.offset?.offset, 'OFFSET') ?? 0;
-  const extra = new ShardSelections();
+  // The shard query's own fields: an aggregate query's selections less its avg()s (run as hidden sum and count).
+  const visible = selected.some((s) => s.all) ? undefined : selected.filter((s) => mode !== 'aggregate' || s.aggregate?.kind !== 'avg').map((s) => s.node);
+  const extra = new ShardSelections(visible);
 
   const keyColumns: KeyColumn[] = [];
   if (mode === 'aggregate') {
@@ -334,14 +305,14 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
     const orderKeys = planOrder(node, selected, extra, mode);
     let shard = SelectQueryNode.cloneWithoutOrderBy(SelectQueryNode.cloneWithoutOffset(SelectQueryNode.cloneWithoutLimit(node)));
     shard = SelectQueryNode.cloneWithSelections(SelectQueryNode.cloneWithoutSelections(shard), [...planned.shardSelections, ...extra.selections]);
-    return createPlan(shard, { mode, orderKeys, limit, offset, hidden: extra.hidden, keyColumns: planned.keyColumns, outputs: planned.outputs, singleGroup: node.groupBy === undefined, compareText: options.compareText ?? compareCodePoints });
+    return createPlan(shard, extra.layout(), { mode, orderKeys, limit, offset, hidden: extra.hidden, keyColumns: planned.keyColumns, outputs: planned.outputs, singleGroup: node.groupBy === undefined, compareText: options.compareText ?? compareCodePoints });
   }
   if (mode === 'distinct') {
     for (const s of selected) {
       if (s.all || s.name === undefined || selected.filter((t) => t.name === s.name).length > 1) {
         throw unsupportedScatter('DISTINCT over * or over unnamed/duplicate columns', 'Select named columns');
       }
-      keyColumns.push({ column: s.name, typeColumn: extra.addType(s.expression), textColumn: extra.addText(s.expression) });
+      keyColumns.push({ column: s.name, typeField: extra.typeField(s.expression, s.node), textColumn: extra.addText(s.expression) });
     }
   }
   const orderKeys = planOrder(node, selected, extra, mode);
@@ -352,27 +323,32 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
   if (mode === 'distinct') shardNode = SelectQueryNode.cloneWithoutLimit(shardNode);
   else if (limit !== undefined) shardNode = SelectQueryNode.cloneWithLimit(shardNode, LimitNode.create(ValueNode.create(limit + offset)));
   if (extra.selections.length > 0) shardNode = SelectQueryNode.cloneWithSelections(shardNode, extra.selections);
-  return createPlan(shardNode, { mode, orderKeys, limit, offset, hidden: extra.hidden, keyColumns, outputs: [], singleGroup: false, compareText: options.compareText ?? compareCodePoints });
+  return createPlan(shardNode, extra.layout(), { mode, orderKeys, limit, offset, hidden: extra.hidden, keyColumns, outputs: [], singleGroup: false, compareText: options.compareText ?? compareCodePoints });
 }
 
-function createPlan(shardNode: SelectQueryNode, spec: MergeSpec): ScatterPlan {
+function createPlan(shardNode: SelectQueryNode, fields: FieldLayout, spec: MergeSpec): ScatterPlan {
   const orderKeys = Object.freeze(spec.orderKeys.map((k) => Object.freeze(k)));
-  // The row order is built once per plan (plans are reused, see ScatterStatements); a merge with enum labels builds its own.
-  const frozen: MergeSpec = Object.freeze({ ...spec, orderKeys, order: orderKeys.length > 0 ? rowOrder(orderKeys, spec.compareText) : undefined });
+  const typeFields = Object.freeze(typeFieldsOf(spec));
+  // A row order whose types the plan knows is built once per plan (plans are reused, see
+  // ScatterStatements); one whose types come from the shards is built per merge.
+  const typed = orderKeys.every((key) => key.typeName !== undefined);
+  const frozen: MergeSpec = Object.freeze({ ...spec, orderKeys, order: typed && orderKeys.length > 0 ? rowOrder(orderKeys, spec.compareText) : undefined });
+  const withTypes = (types: TypeLookup | undefined): MergeSpec => (types === undefined ? frozen : { ...frozen, types, order: typed ? frozen.order : undefined });
   return Object.freeze({
     shardNode,
     streamable: spec.mode === 'rows',
-    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, types === undefined ? frozen : { ...frozen, types, order: undefined }),
-    typeColumns: Object.freeze(typeColumnsOf(frozen)),
-    mergeStreams: (streams: readonly AsyncIterable<Row>[]) => mergeRowStreams(streams, frozen),
-    mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number) => mergeChunkStreams(streams, frozen, chunkSize),
+    fields,
+    typeFields,
+    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, withTypes(types)),
+    mergeStreams: (streams: readonly AsyncIterable<Row>[], types?: TypeLookup) => mergeRowStreams(streams, withTypes(types)),
+    mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number, types?: TypeLookup) => mergeChunkStreams(streams, withTypes(types), chunkSize),
   });
 }
 
-function typeColumnsOf(spec: MergeSpec): string[] {
-  const columns = new Set<string>();
-  for (const key of spec.orderKeys) if (key.typeColumn !== undefined) columns.add(key.typeColumn);
-  for (const key of spec.keyColumns) columns.add(key.typeColumn);
-  for (const { source } of spec.outputs) if (source.kind === 'aggregate' && source.columns.type !== undefined) columns.add(source.columns.type);
-  return [...columns];
+function typeFieldsOf(spec: MergeSpec): TypeField[] {
+  const fields = new Set<TypeField>();
+  for (const key of spec.orderKeys) if (key.typeField !== undefined) fields.add(key.typeField);
+  for (const key of spec.keyColumns) fields.add(key.typeField);
+  for (const { source } of spec.outputs) if (source.kind === 'aggregate' && source.columns.typeField !== undefined) fields.add(source.columns.typeField);
+  return [...fields];
 }

@@ -1,7 +1,7 @@
 /**
  * Enums in scatter merges, through the dialect: their order is their labels' `enumsortorder`, read
  * from `pg_enum`, so ORDER BY, GROUP BY, DISTINCT, min and max over an enum equal one database
- * holding all rows, also after `ALTER TYPE … ADD VALUE … BEFORE` put a new label first.
+ * holding all rows (streamed too), also after `ALTER TYPE … ADD VALUE … BEFORE` put a new label first.
  */
 import { Kysely, sql } from 'kysely';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
@@ -50,7 +50,15 @@ const queries = (db: Kysely<Tickets>) => ({
   distinct: db.selectFrom('tickets').select('mood').distinct().orderBy('mood', (o) => o.asc().nullsFirst()).execute(),
   extremes: db.selectFrom('tickets').select((eb) => [eb.fn.min('mood').as('lo'), eb.fn.max('mood').as('hi')]).execute(),
   arrays: db.selectFrom('tickets').select(['id', 'moods']).orderBy('moods').orderBy('id').execute(),
+  // A stream's merge reads the labels as the shards' first rows arrive (the cursors hold the connection's clients).
+  streamed: collect(db.selectFrom('tickets').select(['id', 'mood']).orderBy('mood').orderBy('id').stream(7)),
 });
+
+async function collect<T>(rows: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const row of rows) out.push(row);
+  return out;
+}
 
 async function expectSame(): Promise<Record<string, unknown>> {
   const [a, b] = [queries(single), queries(sharded)];

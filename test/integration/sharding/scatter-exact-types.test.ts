@@ -13,6 +13,7 @@ import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { offlineKysely } from '../../support/offline-kysely';
 import { directPool } from '../../support/direct-pool';
+import { mergeResults } from '../../support/scatter-types';
 
 const SHARDS = 3;
 const ROWS = 96;
@@ -122,7 +123,7 @@ async function onSingle(node: SelectQueryNode): Promise<Row[]> {
 async function scattered(node: SelectQueryNode): Promise<Row[]> {
   const plan = planScatter(node);
   const compiled = compiler.compileQuery(plan.shardNode, createQueryId());
-  return plan.merge(await Promise.all(shards.map(async (pool) => (await pool.query(compiled.sql, [...compiled.parameters])).rows)));
+  return mergeResults(plan, await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters]))));
 }
 
 /** -0 and 0 are one float8 value to PostgreSQL (which of them a DISTINCT keeps is arbitrary). */

@@ -18,6 +18,7 @@ import Cursor from 'pg-cursor';
 import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { quietPool } from './sharded-fixture';
+import { builtInTypes, mergeResults } from '../../support/scatter-types';
 
 interface Items {
   id: number;
@@ -118,8 +119,7 @@ async function runSingle(node: SelectQueryNode): Promise<Record<string, unknown>
 async function runScatter(node: SelectQueryNode): Promise<Record<string, unknown>[]> {
   const plan = planScatter(node);
   const compiled = compiler.compileQuery(plan.shardNode, createQueryId());
-  const perShard = await Promise.all(shards.map(async (pool) => (await pool.query(compiled.sql, [...compiled.parameters])).rows));
-  return plan.merge(perShard);
+  return mergeResults(plan, await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters]))));
 }
 
 async function expectSameAsSingle(query: Query): Promise<Record<string, unknown>[]> {
@@ -259,7 +259,8 @@ describe('mergeStreams over pg-cursor streams', () => {
     const closed: string[] = [];
     const streams = shards.map((pool, i) => cursorRows(pool, compiled.sql, [...compiled.parameters], closed, `shard${i}`));
     const rows: Record<string, unknown>[] = [];
-    for await (const row of plan.mergeStreams(streams)) rows.push(row);
+    const described = await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters])));
+    for await (const row of plan.mergeStreams(streams, builtInTypes(plan, described))) rows.push(row);
     expect(rows).toEqual(await runSingle(node));
     expect(closed.sort()).toEqual(['shard0', 'shard1', 'shard2']);
   });
@@ -270,7 +271,8 @@ describe('mergeStreams over pg-cursor streams', () => {
     const compiled = compiler.compileQuery(plan.shardNode, createQueryId());
     const closed: string[] = [];
     const rows: Record<string, unknown>[] = [];
-    for await (const row of plan.mergeStreams(shards.map((pool, i) => cursorRows(pool, compiled.sql, [...compiled.parameters], closed, `s${i}`)))) rows.push(row);
+    const types = builtInTypes(plan, await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters]))));
+    for await (const row of plan.mergeStreams(shards.map((pool, i) => cursorRows(pool, compiled.sql, [...compiled.parameters], closed, `s${i}`)), types)) rows.push(row);
     expect(rows).toEqual(await runSingle(node));
   });
 });

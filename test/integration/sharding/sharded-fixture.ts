@@ -26,7 +26,7 @@ export class StatementLog {
 }
 
 /**
- * A real pg pool whose clients call `intercept` before each text query; an intercept that returns
+ * A real pg pool whose clients call `intercept` before each text query (or query config); an intercept that returns
  * an error makes that query fail with it (fault injection on the real client, no mock). With
  * `delayMillis`, each text query's result arrives that much later (a slow link).
  */
@@ -39,10 +39,12 @@ export function interceptingPool(url: string, intercept: (sql: string, values: u
       const client = await pool.connect();
       return {
         query: ((text: unknown, values?: unknown[]) => {
-          const injected = typeof text === 'string' ? intercept(text, values ?? []) : undefined;
+          // A statement as text, or as config (a scatter's prepared statements); a cursor passes through.
+          const config = typeof text === 'object' && text !== null && typeof (text as { text?: unknown }).text === 'string' && !('submit' in text) ? (text as { text: string; values?: unknown[] }) : undefined;
+          const injected = typeof text === 'string' ? intercept(text, values ?? []) : config !== undefined ? intercept(config.text, config.values ?? []) : undefined;
           if (injected !== undefined) return Promise.reject(injected);
           const result = (client.query as (...a: unknown[]) => unknown)(text, values);
-          if (delayMillis === 0 || typeof text !== 'string') return result;
+          if (delayMillis === 0 || (typeof text !== 'string' && config === undefined)) return result;
           return (result as Promise<unknown>).then((r) => new Promise((resolve) => setTimeout(() => resolve(r), delayMillis)));
         }) as PoolClientLike['query'],
         release: (destroy?: boolean | Error) => client.release(destroy),

@@ -2,58 +2,73 @@ import { offlineKysely } from '../../support/offline-kysely';
 import { createQueryId, PostgresQueryCompiler, sql, type SelectQueryNode } from 'kysely';
 import { RoutingError } from '../../../src/sharding/sharding-errors';
 import { planScatter, type ScatterPlan } from '../../../src/sharding/scatter/scatter-plan';
+import type { TypeLookup } from '../../../src/sharding/scatter/scatter-compare';
+import { FieldTypes, fieldPositions } from '../../../src/sharding/scatter/scatter-field-types';
 
 const db = offlineKysely();
 const compiler = new PostgresQueryCompiler();
 const shardSql = (plan: ScatterPlan): string => compiler.compileQuery(plan.shardNode, createQueryId()).sql;
 const plan = (query: { toOperationNode(): SelectQueryNode }): ScatterPlan => planScatter(query.toOperationNode());
+/** The types the shards' row descriptions would give the plan's type fields. */
+const typed = (names: Record<number, string>): TypeLookup => ({
+  fieldType: (field) => names[field] ?? fail(`no type for field ${field}`),
+  enumLabels: () => undefined,
+});
+const fail = (what: string): never => {
+  throw new Error(what);
+};
 
 describe('ordered rows', () => {
-  test('LIMIT n OFFSET m runs as LIMIT n+m with type columns, and merges in order without helpers', () => {
+  test('LIMIT n OFFSET m runs as LIMIT n+m with text columns (types from the row description), and merges in order without helpers', () => {
     const p = plan(db.selectFrom('t').select(['id', 'name']).orderBy('big', 'desc').orderBy('name').limit(2).offset(1));
     expect(shardSql(p)).toBe(
-      'select "id", "name", ("big")::text as "__ks_x0", pg_typeof("big")::text as "__ks_t1", ("name")::text as "__ks_x2", pg_typeof("name")::text as "__ks_t3" from "t" order by "big" desc, "name" limit $1',
+      'select "id", "name", ("big")::text as "__ks_x0", "big" as "__ks_v1", ("name")::text as "__ks_x2" from "t" order by "big" desc, "name" limit $1',
     );
     expect(compiler.compileQuery(p.shardNode, createQueryId()).parameters).toEqual([3]);
-    const row = (id: number, name: string, big: string | null) => ({ id, name, __ks_x0: big, __ks_t1: 'bigint', __ks_x2: name, __ks_t3: 'text' });
-    const merged = p.merge([
-      [row(1, 'a', null), row(2, 'b', '10'), row(3, 'a', '9')],
-      [row(4, 'a', '100'), row(5, 'c', '10'), row(6, 'a', '-5')],
-    ]);
+    // "big" is not selected: its hidden copy (hidden field 1) gives its type; "name" is visible field 1.
+    expect(p.typeFields).toEqual([-2, 1]);
+    const row = (id: number, name: string, big: string | null) => ({ id, name, __ks_x0: big, __ks_v1: big, __ks_x2: name });
+    const merged = p.merge(
+      [
+        [row(1, 'a', null), row(2, 'b', '10'), row(3, 'a', '9')],
+        [row(4, 'a', '100'), row(5, 'c', '10'), row(6, 'a', '-5')],
+      ],
+      typed({ [-2]: 'bigint', 1: 'text' }),
+    );
     // DESC puts NULLs first; bigint strings compare as numbers; ties on big break on name.
     expect(merged).toEqual([{ id: 4, name: 'a' }, { id: 2, name: 'b' }]);
   });
 
   test('nulls first/last in both directions, several columns', () => {
     const p = plan(db.selectFrom('t').select(['a', 'b']).orderBy('a', (o) => o.asc().nullsFirst()).orderBy('b', (o) => o.desc().nullsLast()));
-    const r = (a: number | null, b: string | null) => ({ a, b, __ks_x0: a === null ? null : String(a), __ks_t1: 'integer', __ks_x2: b, __ks_t3: 'text' });
-    const merged = p.merge([[r(null, 'x'), r(1, 'b'), r(1, null)], [r(null, null), r(0, 'z'), r(1, 'c')]]);
+    const r = (a: number | null, b: string | null) => ({ a, b, __ks_x0: a === null ? null : String(a), __ks_x1: b });
+    const merged = p.merge([[r(null, 'x'), r(1, 'b'), r(1, null)], [r(null, null), r(0, 'z'), r(1, 'c')]], typed({ 0: 'integer', 1: 'text' }));
     expect(merged.map((m) => [m.a, m.b])).toEqual([[null, 'x'], [null, null], [0, 'z'], [1, 'c'], [1, 'b'], [1, null]]);
   });
 
   test('ORDER BY an output alias uses the column, a qualified name adds a hidden column', () => {
-    expect(shardSql(plan(db.selectFrom('t').select('x as y').orderBy('y')))).toBe('select "x" as "y", ("x")::text as "__ks_x0", pg_typeof("x")::text as "__ks_t1" from "t" order by "y"');
-    expect(shardSql(plan(db.selectFrom('t').selectAll().orderBy('t.x')))).toBe(
-      'select *, ("t"."x")::text as "__ks_x0", pg_typeof("t"."x")::text as "__ks_t1" from "t" order by "t"."x"',
-    );
+    expect(shardSql(plan(db.selectFrom('t').select('x as y').orderBy('y')))).toBe('select "x" as "y", ("x")::text as "__ks_x0" from "t" order by "y"');
+    // After a `*` no visible field has a known position: the type comes from a hidden copy.
+    expect(shardSql(plan(db.selectFrom('t').selectAll().orderBy('t.x')))).toBe('select *, ("t"."x")::text as "__ks_x0", "t"."x" as "__ks_v1" from "t" order by "t"."x"');
   });
 
   test('numeric strings, text in C order and without ORDER BY plain concatenation with limit', () => {
     const p = plan(db.selectFrom('t').select('n').orderBy('n'));
-    const r = (n: string) => ({ n, __ks_x0: n, __ks_t1: 'numeric' });
-    expect(p.merge([[r('-1.5'), r('2')], [r('-10'), r('10.00')]]).map((x) => x.n)).toEqual(['-10', '-1.5', '2', '10.00']);
+    const r = (n: string) => ({ n, __ks_x0: n });
+    expect(p.merge([[r('-1.5'), r('2')], [r('-10'), r('10.00')]], typed({ 0: 'numeric' })).map((x) => x.n)).toEqual(['-10', '-1.5', '2', '10.00']);
     const q = plan(db.selectFrom('t').select('id').limit(3));
     expect(q.merge([[{ id: 1 }, { id: 2 }], [{ id: 3 }, { id: 4 }]])).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 
   test('a shard whose order disagrees with the comparator (e.g. a non-C collation) fails instead of misordering', () => {
     const p = plan(db.selectFrom('t').select('s').orderBy('s'));
-    const r = (s: string) => ({ s, __ks_x0: s, __ks_t1: 'text' });
-    expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(/shard #0 returned rows in an order/);
-    expect(() => p.merge([[r('b'), r('a')], [r('c')]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: 'order mismatch', shardIndex: 0 } }));
+    const r = (s: string) => ({ s, __ks_x0: s });
+    const types = typed({ 0: 'text' });
+    expect(() => p.merge([[r('b'), r('a')], [r('c')]], types)).toThrow(/shard #0 returned rows in an order/);
+    expect(() => p.merge([[r('b'), r('a')], [r('c')]], types)).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: 'order mismatch', shardIndex: 0 } }));
     // A matching compareText (here: case-insensitive) is accepted.
     const ci = planScatter(db.selectFrom('t').select('s').orderBy('s').toOperationNode(), { compareText: (a, b) => a.toLowerCase().localeCompare(b.toLowerCase()) });
-    expect(ci.merge([[r('a'), r('B')], [r('A2')]]).map((x) => x.s)).toEqual(['a', 'A2', 'B']);
+    expect(ci.merge([[r('a'), r('B')], [r('A2')]], types).map((x) => x.s)).toEqual(['a', 'A2', 'B']);
   });
 });
 
@@ -71,14 +86,18 @@ describe('aggregates', () => {
     );
     expect(shardSql(p)).toBe(
       'select count(*) as "n", count("x") as "nx", sum("x") as "s", min("name") as "lo", max("big") as "hi", ' +
-        'pg_typeof(min("name"))::text as "__ks_t0", (min("name"))::text as "__ks_x1", pg_typeof(max("big"))::text as "__ks_t2", (max("big"))::text as "__ks_x3", ' +
-        'sum("x") as "__ks_s4", count("x") as "__ks_c5" from "t"',
+        '(min("name"))::text as "__ks_x0", (max("big"))::text as "__ks_x1", sum("x") as "__ks_s2", count("x") as "__ks_c3" from "t"',
     );
-    const merged = p.merge([
-      [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_t0: 'text', __ks_x1: 'b', __ks_t2: 'bigint', __ks_x3: '9', __ks_s4: '1.50', __ks_c5: '2' }],
-      [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_t0: 'text', __ks_x1: 'B', __ks_t2: 'bigint', __ks_x3: '10', __ks_s4: '2.25', __ks_c5: '2' }],
-      [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_t0: 'text', __ks_x1: null, __ks_t2: 'bigint', __ks_x3: null, __ks_s4: null, __ks_c5: '0' }],
-    ]);
+    // min and max are visible fields 3 and 4 (avg runs as the hidden sum and count).
+    expect(p.typeFields).toEqual([3, 4]);
+    const merged = p.merge(
+      [
+        [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_x0: 'b', __ks_x1: '9', __ks_s2: '1.50', __ks_c3: '2' }],
+        [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_x0: 'B', __ks_x1: '10', __ks_s2: '2.25', __ks_c3: '2' }],
+        [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_x0: null, __ks_x1: null, __ks_s2: null, __ks_c3: '0' }],
+      ],
+      typed({ 3: 'text', 4: 'bigint' }),
+    );
     expect(merged).toEqual([{ n: '5', nx: '4', s: '3.75', lo: 'B', hi: '10', a: '0.93750000000000000000' }]);
   });
 
@@ -101,12 +120,15 @@ describe('aggregates', () => {
 
   test('GROUP BY merges groups by typed key (numeric 1.0 = 1.00), sorts and limits after merging', () => {
     const p = plan(db.selectFrom('t').select((eb) => ['k', eb.fn.countAll().as('n')]).groupBy('k').orderBy('n', 'desc').orderBy('k').limit(2).offset(1));
-    expect(shardSql(p)).toBe('select "k", count(*) as "n", pg_typeof("k")::text as "__ks_t0", ("k")::text as "__ks_x1" from "t" group by "k"');
-    const r = (k: string | null, n: string) => ({ k, n, __ks_t0: 'numeric', __ks_x1: k });
-    const merged = p.merge([
-      [r('1.0', '2'), r('2', '5'), r(null, '1')],
-      [r('1.00', '4'), r('3', '1'), r(null, '1')],
-    ]);
+    expect(shardSql(p)).toBe('select "k", count(*) as "n", ("k")::text as "__ks_x0" from "t" group by "k"');
+    const r = (k: string | null, n: string) => ({ k, n, __ks_x0: k });
+    const merged = p.merge(
+      [
+        [r('1.0', '2'), r('2', '5'), r(null, '1')],
+        [r('1.00', '4'), r('3', '1'), r(null, '1')],
+      ],
+      typed({ 0: 'numeric' }),
+    );
     expect(merged).toEqual([{ k: '2', n: '5' }, { k: null, n: '2' }]);
   });
 
@@ -119,9 +141,9 @@ describe('DISTINCT', () => {
   test('removes duplicates across shards and applies offset/limit after', () => {
     const p = plan(db.selectFrom('t').select(['g']).distinct().orderBy('g').limit(2).offset(1));
     // No LIMIT on the shards: with its text selected, one distinct value may be several rows.
-    expect(shardSql(p)).toBe('select distinct "g", pg_typeof("g")::text as "__ks_t0", ("g")::text as "__ks_x1" from "t" order by "g"');
-    const r = (g: string) => ({ g, __ks_t0: 'text', __ks_x1: g });
-    expect(p.merge([[r('a'), r('b'), r('c')], [r('a'), r('c')]])).toEqual([{ g: 'b' }, { g: 'c' }]);
+    expect(shardSql(p)).toBe('select distinct "g", ("g")::text as "__ks_x0" from "t" order by "g"');
+    const r = (g: string) => ({ g, __ks_x0: g });
+    expect(p.merge([[r('a'), r('b'), r('c')], [r('a'), r('c')]], typed({ 0: 'text' }))).toEqual([{ g: 'b' }, { g: 'c' }]);
     expect(p.streamable).toBe(false);
   });
 });
@@ -179,5 +201,29 @@ describe('refusals', () => {
     const p = plan(db.selectFrom('t').select('a').orderBy('a'));
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.shardNode)).toBe(true);
+  });
+});
+
+describe('types from the row description', () => {
+  test('a plan finds its type fields from the start (visible) or among the hidden columns that come last', () => {
+    const p = plan(db.selectFrom('t').select(['id', 'name']).orderBy('big').orderBy('name'));
+    expect(p.fields).toEqual({ visible: 2, hidden: 3 });
+    expect(fieldPositions(p.fields, p.typeFields, 5)).toEqual([3, 1]);
+    const star = plan(db.selectFrom('t').selectAll().orderBy('id'));
+    expect(star.fields).toEqual({ visible: undefined, hidden: 2 });
+    expect(fieldPositions(star.fields, star.typeFields, 7)).toEqual([6]);
+  });
+
+  test('a row description with other fields than the plan names (a raw selection with a comma) is refused', () => {
+    const p = plan(db.selectFrom('t').select(sql<number>`a, b`.as('x')).orderBy('x'));
+    expect(() => fieldPositions(p.fields, p.typeFields, 3)).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', message: expect.stringMatching(/its own column/) }));
+  });
+
+  test('shards that give one compared field two types are refused; a field no shard described cannot be compared', () => {
+    const types = new FieldTypes();
+    types.add('s0', [0], ['integer'], new Map());
+    types.add('s1', [0], ['integer'], new Map());
+    expect(() => types.add('s2', [0], ['bigint'], new Map())).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', message: expect.stringMatching(/integer on shard "s0" and bigint on shard "s2"/) }));
+    expect(() => types.fieldType(1)).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER' }));
   });
 });

@@ -1,10 +1,12 @@
 /** The streamed k-way merge asks a shard that ran dry for no more rows than it can still use of the LIMIT. */
 import { offlineKysely } from '../../support/offline-kysely';
 import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
+import { allOfType } from '../../support/scatter-types';
 
 const db = offlineKysely();
 type Row = Record<string, unknown>;
-const r = (v: number): Row => ({ v, __ks_x0: String(v), __ks_t1: 'integer' });
+const r = (v: number): Row => ({ v, __ks_x0: String(v) });
+const integers = allOfType('integer');
 
 /** A shard read like a cursor: chunks of `chunkSize`, or of `next(n)` rows when n is smaller; records each n asked. */
 function shard(values: number[], chunkSize: number, asked: (number | undefined)[]): AsyncIterable<Row[]> {
@@ -33,7 +35,7 @@ test('a refill asks for the rest of the LIMIT, not a whole chunk', async () => {
   const b: (number | undefined)[] = [];
   const odd = [1, 3, 5, 7, 9, 11, 13];
   const even = [2, 4, 6, 8, 10, 12, 14];
-  expect(await collect(plan.mergeChunks([shard(odd, 2, a), shard(even, 2, b)], 10))).toEqual([1, 2, 3, 4, 5, 6]);
+  expect(await collect(plan.mergeChunks([shard(odd, 2, a), shard(even, 2, b)], 10, integers))).toEqual([1, 2, 3, 4, 5, 6]);
   // A ran dry after 1, 2, 3 (3 rows merged): at most 3 more can be used; B after 4 (4 merged): at most 2.
   expect(a[0]).toBe(3);
   expect(b[0]).toBe(2);
@@ -43,7 +45,7 @@ test('without a LIMIT every refill is a whole chunk, and the merge is complete',
   const plan = planScatter(db.selectFrom('t').select('v').orderBy('v', 'desc').toOperationNode());
   const asked: (number | undefined)[] = [];
   const values = (start: number) => Array.from({ length: 9 }, (_, i) => start - 2 * i);
-  const merged = await collect(plan.mergeChunks([shard(values(100), 4, asked), shard(values(99), 4, asked)], 5));
+  const merged = await collect(plan.mergeChunks([shard(values(100), 4, asked), shard(values(99), 4, asked)], 5, integers));
   expect(merged).toEqual([...values(100), ...values(99)].sort((x, y) => y - x));
   expect(asked.filter((n) => n !== undefined && n !== Infinity)).toEqual([]);
 });
