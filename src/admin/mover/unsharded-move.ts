@@ -123,6 +123,7 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   const latest = await ctx.topology();
   step.version = latest.version + 1;
   step.prevRequired = await requiredVersion(source);
+  const sequences = await sequencesOf(scope);
   await enter(scope, 'fenced'); // saved before the fence goes up: a crash from here on finds it
   await source.query(
     `insert into kysely_scale.unsharded_fence (move_id, next_version, fenced_until) values ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000))
@@ -146,7 +147,7 @@ async function fencedCopy(scope: StepScope): Promise<string> {
       await enter(scope, 'guarded');
       throw new MoveFailedError(`Verification of the unsharded tables failed after the copy (${step.source} → ${step.target}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, phase: 'fenced' });
     }
-    await syncSequences(scope);
+    await syncSequences(scope, sequences);
   } catch (error) {
     // Writers of the tables go through again at once (a resumed step copies under a new fence).
     await lowerFence(scope, false).catch(() => undefined);
@@ -261,29 +262,36 @@ async function compareTables(scope: StepScope): Promise<string[]> {
   return out;
 }
 
-/** Moves each serial or identity sequence of the tables on the target up to the source's (ids keep growing on the new holder). */
-async function syncSequences(scope: StepScope): Promise<void> {
+/** A serial or identity sequence of a moved table, on the source and on the target. */
+interface SequencePair {
+  readonly source: string;
+  readonly target: string;
+}
+
+/** The sequences owned by the tables' columns on both sides (looked up before the fence, so it stays short). */
+async function sequencesOf(scope: StepScope): Promise<SequencePair[]> {
   const { step, source, target } = scope;
+  const out: SequencePair[] = [];
   const columnsSql = `select a.attname as col, pg_get_serial_sequence($1, a.attname) as seq from pg_attribute a
      where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped and pg_get_serial_sequence($1, a.attname) is not null`;
   for (const table of step.tables) {
     const { rows } = await source.query<{ col: string; seq: string }>(columnsSql, [quoteTable(table)]);
     for (const { col, seq } of rows) {
-      const used = await lastUsed(source, seq);
-      if (used === undefined) continue;
       const { rows: there } = await target.query<{ seq: string | null }>('select pg_get_serial_sequence($1, $2) as seq', [quoteTable(table), col]);
-      const targetSeq = there[0]?.seq;
-      if (targetSeq == null) continue;
-      const targetUsed = await lastUsed(target, targetSeq);
-      if (targetUsed === undefined || BigInt(targetUsed) < BigInt(used)) await target.query('select setval($1::regclass, $2::bigint, true)', [targetSeq, used]);
+      if (there[0]?.seq != null) out.push({ source: seq, target: there[0].seq });
     }
   }
+  return out;
 }
 
-/** The last value a sequence handed out, or undefined when it never did. */
-async function lastUsed(client: Client, seq: string): Promise<string | undefined> {
-  const { rows } = await client.query<{ last: string; called: boolean }>(`select last_value::text as last, is_called as called from ${seq}`);
-  return rows[0]?.called === true ? rows[0].last : undefined;
+/** Moves each sequence of the tables on the target up to the source's last value (ids keep growing on the new holder); one round trip per side. */
+async function syncSequences(scope: StepScope, sequences: readonly SequencePair[]): Promise<void> {
+  for (const seq of sequences) {
+    const { rows } = await scope.source.query<{ last: string | null }>('select pg_sequence_last_value($1::regclass)::text as last', [seq.source]);
+    const last = rows[0]?.last;
+    if (last == null) continue; // never used
+    await scope.target.query('select setval($1::regclass, greatest($2::bigint, coalesce(pg_sequence_last_value($1::regclass), $2::bigint)), true)', [seq.target, last]);
+  }
 }
 
 /** Deletes the target's rows of the tables (its copies were empty when the move was planned). */
