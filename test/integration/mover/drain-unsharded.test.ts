@@ -3,6 +3,8 @@
  * dry run's plan, then the drain under writes from an instance following the catalog and from a
  * stale one that never does (it can neither reload nor reach the new holder).
  */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { Client } from 'pg';
 import type { MoverFixture } from './mover-fixture';
 import { notesByShard, SHARED_NOTES, startNotesApp, startUnshardedFixture, type NoteLine, type NotesApp } from './unsharded-fixture';
@@ -11,6 +13,14 @@ import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { TABLES } from './mover-fixture';
 
 let f: MoverFixture;
+
+function admin(...args: string[]): Promise<{ code: number | null; stdout: string }> {
+  const root = resolve(__dirname, '../../..');
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'src/admin/cli/admin-cli.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] });
+  let stdout = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  return new Promise((done) => child.on('exit', (code) => done({ code, stdout })));
+}
 
 beforeAll(async () => {
   f = await startUnshardedFixture('mover_unsharded', 3);
@@ -62,6 +72,16 @@ test('bad input is refused with a coded reason before anything changes; the dry 
   const plan = await drainShard({ catalog: f.catalogUrl, shardId: 'shard0', dryRun: true });
   expect(plan.error).toBeNull();
   expect(plan.plan?.unsharded).toEqual({ source: 'shard0', target: 'shard1', tables: [{ name: 'public.countries', rows: 0 }, { name: 'public.notes', rows: SHARED_NOTES }] });
+  // The CLI: --json carries the same plan; the text names each table with its rows; a bad target exits 1 with the reason.
+  // One after another: each takes the operator lock.
+  const json = await admin('drain', '--catalog', f.catalogUrl, '--shard', 'shard0', '--unsharded-to', 'shard2', '--dry-run', '--json');
+  const text = await admin('drain', '--catalog', f.catalogUrl, '--shard', 'shard0', '--dry-run');
+  const bad = await admin('drain', '--catalog', f.catalogUrl, '--shard', 'shard0', '--unsharded-to', 'shard0', '--json');
+  expect(json.code).toBe(0);
+  expect(JSON.parse(json.stdout).plan.unsharded).toEqual({ source: 'shard0', target: 'shard2', tables: [{ name: 'public.countries', rows: 0 }, { name: 'public.notes', rows: SHARED_NOTES }] });
+  expect(text.stdout).toContain(`then the unsharded tables shard0 → shard1 (writes to them fenced while they copy): public.countries (0 rows), public.notes (${SHARED_NOTES} rows)`);
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.stdout).error).toMatchObject({ code: 'E_MOVE_REFUSED', context: { reason: 'unsharded-target' } });
   expect(await catalogState()).toEqual(before);
   expect(before).toMatchObject({ version: 1, holder: undefined, open: 0 });
 });
@@ -154,4 +174,7 @@ test('drain of the holder under writes: nothing lost or duplicated, the follower
     `unsharded drain: fence ${drained.unsharded!.fenceMillis} ms, ${drained.unsharded!.rowsCopied} rows copied, drain ${finished - started} ms; follower writes during it: ${pauses.length}, p50 ${pauses[pauses.length >> 1]} ms, p99 ${p99} ms, max ${pauses[pauses.length - 1]} ms\n`,
   );
   expect(drained.unsharded!.fenceMillis).toBeLessThan(2000);
+  // Once the catalog records the holder, --unsharded-from naming another shard is refused: routers follow the catalog.
+  const conflict = await drainShard({ catalog: f.catalogUrl, shardId: 'shard2', unshardedFrom: 'shard2', dryRun: true });
+  expect(conflict.error).toMatchObject({ code: 'E_MOVE_REFUSED', context: { reason: 'unsharded-holder', holder: 'shard1', unshardedFrom: 'shard2' } });
 }, 60_000);
