@@ -34,12 +34,16 @@ interface Source {
   at: number;
   done: boolean;
   head: SortKeys | undefined;
+  /** The next chunk, read ahead while the merge still held rows of this one. */
+  ahead: Promise<IteratorResult<Chunk, unknown>> | undefined;
 }
 
 /** Loads the source's next non-empty chunk (or marks it done); `wanted`: the most rows the merge can still use. */
 async function refill(source: Source, wanted?: number): Promise<void> {
   for (;;) {
-    const next = await source.iterator.next(wanted);
+    const ahead = source.ahead;
+    source.ahead = undefined;
+    const next = ahead !== undefined ? await ahead : await source.iterator.next(wanted);
     if (next.done === true) {
       source.done = true;
       return;
@@ -53,9 +57,26 @@ async function refill(source: Source, wanted?: number): Promise<void> {
 }
 
 /**
- * Yields the merged rows of an ordered `rows`-mode plan in chunks of up to `chunkSize`, before
- * offset/limit; checks that each shard's rows arrive in the order's order. Each row's sort keys
- * are read once, when it becomes its source's head.
+ * Starts reading the next chunk of every other source that may run dry before the merge has its
+ * rows (it holds fewer than the merge still needs), while the merge waits for `waiting` anyway: the
+ * shards' round trips overlap instead of following one another, each asking only for the rows it
+ * could still contribute.
+ */
+function readAhead(sources: readonly Source[], waiting: Source, needed: number): void {
+  for (const source of sources) {
+    if (source === waiting || source.done || source.ahead !== undefined) continue;
+    const held = source.chunk.length - source.at;
+    if (held >= needed) continue;
+    const ahead = source.iterator.next(Math.max(1, needed - held));
+    // Awaited when the source runs dry; a failure before then must not go unhandled meanwhile.
+    ahead.catch(() => undefined);
+    source.ahead = ahead;
+  }
+}
+
+/**
+ * k-way merge of sorted chunk streams, yielding merged chunks of up to `chunkSize` rows and at most
+ * `take` rows in all. Throws {@link orderMismatch} when a shard's rows are out of order.
  */
 async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkSize: number, take: number): AsyncGenerator<Row[]> {
   await Promise.all(sources.map((source) => refill(source)));
@@ -78,13 +99,21 @@ async function* mergeOrdered(sources: readonly Source[], order: RowOrder, chunkS
     const bestKeys = best.head!;
     best.at++;
     if (best.at >= best.chunk.length) {
+      if (merged + 1 >= take) {
+        // The last row of the LIMIT: nothing more is needed from any shard.
+        out.push(bestRow);
+        yield out;
+        return;
+      }
       if (out.length > 0) {
         // About to wait for a shard: hand over what is merged so far.
         yield out;
         out = [];
       }
       // Rows merged so far plus this one: a shard can give at most the rest of `take`.
-      await refill(best, Math.max(1, take - merged - 1));
+      const needed = take - merged - 1;
+      if (needed > 0) readAhead(sources, best, needed);
+      await refill(best, Math.max(1, needed));
     }
     if (!best.done) {
       const next = order.keysOf(best.chunk[best.at]!);
@@ -131,7 +160,7 @@ export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[
     if (take === 0) return;
     const source =
       spec.orderKeys.length > 0
-        ? mergeOrdered(iterators.map((iterator) => ({ iterator: iterator as ShardChunks, chunk: [], at: 0, done: false, head: undefined })), orderOf(spec), chunkSize, take)
+        ? mergeOrdered(iterators.map((iterator) => ({ iterator: iterator as ShardChunks, chunk: [], at: 0, done: false, head: undefined, ahead: undefined })), orderOf(spec), chunkSize, take)
         : concatenate(iterators);
     let index = 0;
     for await (const chunk of source) {

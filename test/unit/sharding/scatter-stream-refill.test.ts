@@ -49,3 +49,47 @@ test('without a LIMIT every refill is a whole chunk, and the merge is complete',
   expect(merged).toEqual([...values(100), ...values(99)].sort((x, y) => y - x));
   expect(asked.filter((n) => n !== undefined && n !== Infinity)).toEqual([]);
 });
+
+test('when one shard runs dry, the others that may run dry before the LIMIT read ahead at once: their round trips overlap', async () => {
+  const plan = planScatter(db.selectFrom('t').select('v').orderBy('v').limit(16).toOperationNode());
+  // Four shards with interleaved values and chunks of 4: all four run dry at about the same time.
+  const pending: { shard: number; resolve: () => void }[] = [];
+  const shardOf = (shard: number): AsyncIterable<Row[]> => {
+    const values = Array.from({ length: 8 }, (_, i) => shard + 4 * i);
+    let at = 0;
+    const iterator: AsyncIterator<Row[], unknown, number | undefined> = {
+      next(wanted) {
+        const size = Math.min(wanted ?? 4, 4);
+        return new Promise((resolve) =>
+          pending.push({
+            shard,
+            resolve: () => {
+              const chunk = values.slice(at, at + size).map(r);
+              at += chunk.length;
+              resolve(chunk.length === 0 ? { done: true, value: undefined } : { done: false, value: chunk });
+            },
+          }),
+        );
+      },
+      return: async () => ({ done: true, value: undefined }),
+    };
+    return { [Symbol.asyncIterator]: () => iterator };
+  };
+  const result = collect(plan.mergeChunks([0, 1, 2, 3].map(shardOf), 16, integers));
+  // Each round: let the merge run until it waits, note which shards it is waiting on, answer them all.
+  const rounds: number[][] = [];
+  let finished = false;
+  void result.then(() => (finished = true));
+  while (!finished) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (pending.length === 0) continue;
+    rounds.push(pending.map((p) => p.shard).sort());
+    for (const p of pending.splice(0)) p.resolve();
+  }
+  expect(await result).toEqual(Array.from({ length: 16 }, (_, i) => i));
+  // The first chunks (4 rows each, 16 merged), then one round where every shard is asked at once,
+  // not one round per shard.
+  expect(rounds[0]).toEqual([0, 1, 2, 3]);
+  expect(rounds.length).toBeLessThanOrEqual(2);
+  if (rounds.length === 2) expect(rounds[1]!.length).toBeGreaterThan(1);
+});
