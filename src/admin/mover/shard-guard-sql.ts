@@ -245,7 +245,7 @@ function captureKeySql(table: ShardedTableSpec & { readonly keyType?: string }, 
  * one only makes the set larger than needed). Everything is written out in the trigger (no nested
  * function call but the hash): it runs for every app write to the table during a move.
  */
-export function captureTriggerSql(table: ShardedTableSpec & { readonly keyType?: string }, slotCount: number, movingSlots: Iterable<number>): string {
+export function captureTriggerSql(table: ShardedTableSpec & { readonly keyType?: string }, slotCount: number, movingSlots: Iterable<number>, present?: CaptureTriggersPresent): string {
   const t = quoteTable(table.name);
   const k = quoteIdentifier(table.keyColumn);
   const bits = slotBitsLiteral(movingSlots, slotCount);
@@ -275,13 +275,24 @@ begin
   return NEW;
 end
 $capture$;
-drop trigger if exists zz_kysely_scale_capture on ${t};
-create trigger zz_kysely_scale_capture before insert or update or delete on ${t}
-  for each row execute function ${captureFunction(table)}();
-drop trigger if exists kysely_scale_truncate on ${t};
-create trigger kysely_scale_truncate before truncate on ${t}
-  for each statement execute function kysely_scale.refuse_truncate();
+${present?.capture === true ? '' : `${present === undefined ? `drop trigger if exists zz_kysely_scale_capture on ${t};
+` : ''}create trigger zz_kysely_scale_capture before insert or update or delete on ${t}
+  for each row execute function ${captureFunction(table)}();`}
+${present?.truncate === true ? '' : `${present === undefined ? `drop trigger if exists kysely_scale_truncate on ${t};
+` : ''}create trigger kysely_scale_truncate before truncate on ${t}
+  for each statement execute function kysely_scale.refuse_truncate();`}
 `;
+}
+
+/**
+ * Which capture triggers a table already has ({@link captureTriggerSql}). Given, the SQL creates
+ * only the missing ones, with no `drop trigger` (which locks the table against reads too, even when
+ * there is nothing to drop), and replacing only the function takes no lock on the table at all.
+ * Not given, it drops and creates both (idempotent whatever is there).
+ */
+export interface CaptureTriggersPresent {
+  readonly capture: boolean;
+  readonly truncate: boolean;
 }
 
 /** Removes the capture trigger of one table (idempotent). */

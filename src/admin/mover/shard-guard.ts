@@ -6,14 +6,16 @@ import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuar
 /**
  * Runs DDL with a short lock timeout, retrying with a pause when the table stays busy. A DDL lock
  * request queues every later writer of the table behind it while it waits, so the wait is what app
- * writes pause: kept at {@link DDL_LOCK_TIMEOUT_MILLIS}, and the pause between attempts lets the
- * queued writers through. Gives up (SQLSTATE 55P03) after `attempts`.
+ * writes pause: {@link DDL_FIRST_LOCK_TIMEOUT_MILLIS} at the first attempt (app transactions are
+ * short: the lock is usually free within a few milliseconds), then longer at each attempt up to
+ * {@link DDL_LOCK_TIMEOUT_MILLIS}, so long transactions do not starve it; the pause between
+ * attempts lets the queued writers through. Gives up (SQLSTATE 55P03) after `attempts`.
  */
 export async function runDdl(client: Client, sql: string, attempts = 100): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     await client.query('begin');
     try {
-      await client.query(`set local lock_timeout = '${DDL_LOCK_TIMEOUT_MILLIS}ms'`);
+      await client.query(`set local lock_timeout = '${Math.min(DDL_FIRST_LOCK_TIMEOUT_MILLIS * attempt, DDL_LOCK_TIMEOUT_MILLIS)}ms'`);
       await client.query(sql);
       await client.query('commit');
       return;
@@ -25,8 +27,10 @@ export async function runDdl(client: Client, sql: string, attempts = 100): Promi
   }
 }
 
-/** How long a DDL statement of the mover may wait for its table's lock (and so hold up writers queued behind it). */
+/** How long a DDL statement of the mover may wait for its table's lock (and so hold up writers queued behind it), at most. */
 export const DDL_LOCK_TIMEOUT_MILLIS = 20;
+/** The same at the first attempt (then this much more at each attempt, up to {@link DDL_LOCK_TIMEOUT_MILLIS}). */
+export const DDL_FIRST_LOCK_TIMEOUT_MILLIS = 5;
 const DDL_RETRY_PAUSE_MILLIS = 10;
 
 /** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
@@ -59,7 +63,14 @@ export async function installGuard(client: Client, shardId: string, tables: read
 export async function installCapture(client: Client, tables: readonly (ShardedTableSpec & { readonly keyType?: string })[], slotCount: number): Promise<void> {
   const { rows } = await client.query<{ slot: number }>('select slot from kysely_scale.slot_move');
   const moving = rows.map((r) => r.slot);
-  for (const table of tables) await runDdl(client, captureTriggerSql(table, slotCount, moving));
+  for (const table of tables) {
+    const { rows: present } = await client.query<{ capture: boolean; truncate: boolean }>(
+      `select exists (select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = 'zz_kysely_scale_capture') as capture,
+              exists (select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = 'kysely_scale_truncate') as truncate`,
+      [quoteTable(table.name)],
+    );
+    await runDdl(client, captureTriggerSql(table, slotCount, moving, present[0]));
+  }
 }
 
 /** Drops the capture triggers of `tables`. */
