@@ -167,12 +167,19 @@ export class ServerPools {
 /**
  * The default pool factory: a pg `Pool` per server with the given options. With `sessionVersion`,
  * every connection the pool opens starts with the topology version it was created under in
- * `kysely_scale.topology_version` (a startup option: no extra round trip).
+ * `kysely_scale.topology_version` (a startup option: no extra round trip). With `customPlans`,
+ * every connection plans each execution of a prepared statement afresh (`plan_cache_mode =
+ * force_custom_plan`, PostgreSQL 12+): the slot fence's checks run while a statement is planned,
+ * so a plan kept across executions would keep what an old fence said; parsing is still saved.
  */
-export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>, sessionVersion?: () => number): (server: ServerSpec) => PoolLike {
+export function pgPoolFactory(options: Readonly<Required<ServerPoolOptions>>, sessionVersion?: () => number, customPlans = false): (server: ServerSpec) => PoolLike {
   return (server) => {
+    const startup = [
+      ...(sessionVersion === undefined ? [] : [`-c ${TOPOLOGY_VERSION_SETTING}=${sessionVersion()}`]),
+      ...(customPlans ? ['-c plan_cache_mode=force_custom_plan'] : []),
+    ];
     const pool = new Pool({
-      ...(sessionVersion === undefined ? {} : { options: `-c ${TOPOLOGY_VERSION_SETTING}=${sessionVersion()}` }),
+      ...(startup.length === 0 ? {} : { options: startup.join(' ') }),
       connectionString: server.url,
       max: options.max,
       idleTimeoutMillis: options.idleTimeoutMillis,

@@ -7,6 +7,8 @@ import type { CompiledQuery, QueryResult, RootOperationNode } from 'kysely';
 import type { ServerSpec, Shard } from '../../cluster/topology';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import { ErrorCodes } from '../../kernel/errors';
+import type { Clock } from '../../kernel/clock';
+import { withDeadline } from '../../kernel/deadline';
 import type { RoutePart, RoutePlan } from '../routing/route-planner';
 import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
@@ -25,6 +27,9 @@ type Row = Record<string, unknown>;
 /** A plan that names several shards. */
 export type SpreadPlan = Exclude<RoutePlan, { kind: 'single' }>;
 
+/** How long a stream waits for a second pooled connection for a catalog read. */
+const ASIDE_READ_DEADLINE_MILLIS = 5_000;
+
 // The route planner only scatters joins of sharded tables linked by equality on their shard keys,
 // whose rows are co-located, so every join that reaches the scatter planner is safe.
 const SCATTER_OPTIONS: ScatterPlanOptions = Object.freeze({ isJoinSafe: () => true });
@@ -40,6 +45,7 @@ export interface MultiShardRuntime {
   readonly prepareScatterStatements: boolean;
   /** A pooled client of `server` of its own (a catalog read while the connection's clients hold open cursors). */
   acquire(server: ServerSpec): Promise<PoolClientLike>;
+  readonly clock: Clock;
 }
 
 /** Runs one connection's statements that span shards, over its held clients. */
@@ -76,23 +82,44 @@ export class MultiShardExecutor {
     // Each shard's stream under the read deadline on a replica; one that fails before its first row starts again elsewhere.
     const compileFor = shardStatements(this.#runtime, shard, compiled);
     // Filled as each shard's first rows arrive, before the merge compares them. The connection's
-    // clients hold the open cursors, so a catalog read takes a pooled client of its own.
+    // clients hold the open cursors, so a catalog read (a user type not seen before) takes a
+    // pooled client of its own.
     const types = new FieldTypes();
     const typeNames = typeNamesOf(this.#runtime);
     const streams = parts.map((part) => {
-      let oids: readonly number[] | undefined;
+      let oids: readonly number[] = [];
       const query: ShardStatement = { ...compileFor(part), shardOptions: { onFieldTypes: (found) => (oids = found) } };
       const rows = this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[], unknown, number | undefined>;
-      return describedFirst(rows, () =>
-        typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids: oids ?? [], read: (catalog) => this.#readAside(part.shard.primary, catalog) }),
-      );
+      return describedFirst(rows, () => typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids, read: (catalog) => this.#readAside(part.shard, catalog) }));
     });
-    for await (const rows of scatter.mergeChunks(streams, chunkSize, types)) yield { rows };
+    try {
+      for await (const rows of scatter.mergeChunks(streams, chunkSize, types)) yield { rows };
+    } catch (error) {
+      // A label added since the labels were read: the next statement reads them again.
+      if (isUnknownEnumLabel(error)) typeNames.forgetUserTypes();
+      throw error;
+    }
   }
 
-  /** Runs a catalog read on a pooled client of `server` that this connection does not hold. */
-  async #readAside(server: ServerSpec, query: CompiledQuery): Promise<QueryResult<Row>> {
-    const client = await this.#runtime.acquire(server);
+  /**
+   * Runs a catalog read on a pooled client of `shard`'s primary that this connection does not hold,
+   * waiting at most {@link ASIDE_READ_DEADLINE_MILLIS} for one.
+   */
+  async #readAside(shard: Shard, query: CompiledQuery): Promise<QueryResult<Row>> {
+    const pending = this.#runtime.acquire(shard.primary);
+    let client: PoolClientLike;
+    try {
+      client = await withDeadline(pending, ASIDE_READ_DEADLINE_MILLIS, `a second connection to shard "${shard.id}"`, {
+        clock: this.#runtime.clock,
+        onLate: () => void pending.then((late) => late.release(), () => undefined),
+      });
+    } catch (error) {
+      throw new RoutingError(
+        ErrorCodes.UNSUPPORTED_SCATTER,
+        `This ordered stream compares values of a type the dialect has not seen on shard "${shard.id}" yet (an enum); its name and labels are read on a second pooled connection while the stream's cursor holds one, and none came (${(error as Error).message}). Raise pool.max, or run the statement once with execute() first.`,
+        { unsupported: 'stream type lookup', shard: shard.id },
+      );
+    }
     try {
       return await runOn<Row>(client, query.sql, query.parameters);
     } finally {
@@ -133,9 +160,8 @@ export class MultiShardExecutor {
     );
     // The compared values' types come from the row descriptions of the shards that returned rows.
     const described = parts.flatMap((part, i): DescribedShard[] => {
-      const found = oids[i];
-      if (found === undefined || rowsPerShard[i]!.length === 0) return [];
-      return [{ id: part.shard.id, database: part.shard.primary.url, oids: found, read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
+      if (rowsPerShard[i]!.length === 0) return [];
+      return [{ id: part.shard.id, database: part.shard.primary.url, oids: oids[i] ?? [], read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
     });
     const typeNames = typeNamesOf(this.#runtime);
     const found = typeNames.lookup(scatter, described);
@@ -206,15 +232,18 @@ function typeNamesOf(runtime: MultiShardRuntime): ScatterTypeNames {
 }
 
 /**
- * PostgreSQL's refusals of a prepared statement that nothing ran under: `changed` when its result
- * columns changed with the schema (0A000 "cached plan must not change result type"); `lost` when
- * the server connection does not have it (26000) or has another under its name (42P05), as behind
- * a pooler that hands a client's statements to different server connections.
+ * Errors of a prepared statement that nothing ran under and that running it unnamed may cure:
+ * `lost` when the server connection does not have it (26000) or has another under its name
+ * (42P05), as behind a pooler that hands a client's statements to different server connections;
+ * `changed` when the schema changed under it: its result columns (0A000 "cached plan must not
+ * change result type"), or its parameters' types, fixed when it was first parsed (class 42, e.g.
+ * 42883 "operator does not exist: st = text" after a text column became an enum). An unnamed run
+ * that fails the same way is the statement's own error.
  */
 function stalePreparedStatement(error: unknown): 'changed' | 'lost' | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === '26000' || code === '42P05') return 'lost';
-  return code === '0A000' && /cached plan must not change result type/.test(String((error as Error).message)) ? 'changed' : undefined;
+  return code === '0A000' || (typeof code === 'string' && code.startsWith('42')) ? 'changed' : undefined;
 }
 
 /**

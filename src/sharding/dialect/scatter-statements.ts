@@ -54,10 +54,11 @@ const MAX_ENTRIES = 500;
 const MAX_SQL_LENGTH = 16_384;
 /**
  * Prepared statement names one dialect hands out in its lifetime. A name stays prepared on each
- * pooled connection that ran it until the connection closes (an evicted entry's too), so the
- * names are bounded; past this many, statements run unnamed, as plain Kysely runs them.
+ * pooled connection that ran it until the connection closes (an evicted or forgotten entry's too,
+ * about 13 kB of server memory each), so the names are bounded; past this many, statements run
+ * unnamed, as plain Kysely runs them.
  */
-const MAX_PREPARED_NAMES = 1_000;
+const MAX_PREPARED_NAMES = 200;
 /** Names are unique in the process: a pooled connection must never see one name for two texts. */
 let namesIssued = 0;
 
@@ -128,7 +129,10 @@ export class ScatterStatements {
       this.#entries.set(compiled.sql, entry);
       const original = compiled.parameters;
       const parameters = entry.sources.map((source) => (typeof source === 'number' ? original[source] : source.value));
-      if (entry.preparedName === undefined && this.#prepare && !this.#stopped && ++entry.uses >= 2 && this.#named < MAX_PREPARED_NAMES) {
+      // Only statements with parameters: PostgreSQL plans those afresh for every execution under
+      // force_custom_plan (the slot fence is checked while planning); one without parameters would
+      // run a plan kept from its first execution.
+      if (entry.preparedName === undefined && entry.sources.length > 0 && this.#prepare && !this.#stopped && ++entry.uses >= 2 && this.#named < MAX_PREPARED_NAMES) {
         this.#named++;
         entry.preparedName = `kysely_scale_${++namesIssued}`;
       }

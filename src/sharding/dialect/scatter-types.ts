@@ -11,6 +11,8 @@ import { CompiledQuery, type QueryResult } from 'kysely';
 import { BUILT_IN_TYPE_NAMES } from '../scatter/pg-type-oids';
 import { FieldTypes, fieldPositions } from '../scatter/scatter-field-types';
 import type { ScatterPlan } from '../scatter/scatter-plan';
+import { ErrorCodes } from '../../kernel/errors';
+import { RoutingError } from '../sharding-errors';
 
 type Row = Record<string, unknown>;
 
@@ -61,16 +63,29 @@ export class ScatterTypeNames {
 
   /**
    * Adds `shard`'s types of `plan`'s compared values to `types` (a stream's, as each shard's first
-   * rows arrive). User types are read afresh: a stream cannot read them again once merging began.
+   * rows arrive). A user type is read only the first time: a stream holds its connection's
+   * clients, so a read takes another one (see {@link forgetUserTypes} for labels added since).
    */
   async addTo(types: FieldTypes, plan: ScatterPlan, shard: DescribedShard): Promise<void> {
     if (plan.typeFields.length === 0) return;
     const oids = this.#oidsOf(plan, shard);
-    await this.#readMissing(shard, oids, true);
+    await this.#readMissing(shard, oids, false);
     noteTypes(types, plan, shard, this.#infos(shard, oids));
   }
 
+  /** Forgets every user type read (a stream met an enum label read before it was added): the next statement reads them again. */
+  forgetUserTypes(): void {
+    this.#byDatabase.clear();
+  }
+
   #oidsOf(plan: ScatterPlan, shard: DescribedShard): number[] {
+    if (shard.oids.length === 0) {
+      throw new RoutingError(
+        ErrorCodes.UNSUPPORTED_SCATTER,
+        `Shard "${shard.id}" returned rows without their row description, which a scatter merge reads its compared values' types from: a custom createPool must return pg's results (with \`fields\`), and a custom cursor class must pass its third constructor argument on to pg-cursor.`,
+        { unsupported: 'rows without a row description', shard: shard.id },
+      );
+    }
     return fieldPositions(plan.fields, plan.typeFields, shard.oids.length).map((at) => shard.oids[at]!);
   }
 

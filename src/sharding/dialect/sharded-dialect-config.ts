@@ -120,13 +120,15 @@ export interface ShardedDialectConfig {
    */
   fenceSessions?: boolean;
   /**
-   * Run a scatter's shard statement as a prepared statement once it repeats, so each shard parses
-   * and plans it once per pooled connection instead of on every call (at most 1,000 statement
-   * texts per dialect). A statement the schema changed under is planned afresh. When a connection
-   * turns out not to keep prepared statements (a pooler in transaction mode before PgBouncer 1.21
-   * hands a client's statements to other server connections), the dialect stops preparing by itself;
-   * set `false` behind such a pooler to skip that first failed attempt.
-   * @default true
+   * Run a scatter's shard statement that has parameters as a prepared statement once it repeats,
+   * so each shard parses it once per pooled connection instead of on every call (at most 200
+   * names per dialect). The dialect's own pools plan every execution afresh (`plan_cache_mode =
+   * force_custom_plan`, PostgreSQL 12+), because the slot fence is checked while a statement is
+   * planned; a custom `createPool` must do the same before setting this. A statement the schema
+   * changed under (result columns or parameter types) runs again unnamed. When a connection turns out not to keep prepared statements
+   * (a pooler in transaction mode before PgBouncer 1.21), the dialect stops preparing by itself;
+   * set `false` behind such a pooler, or for a server older than PostgreSQL 12.
+   * @default true for the dialect's own pools, false for a custom `createPool`
    */
   prepareScatterStatements?: boolean;
 }
@@ -254,7 +256,7 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   const fenceWaitMillis = requireInteger('fenceWaitMillis', config.fenceWaitMillis ?? 5000, 0);
   const fenceSessions = config.fenceSessions ?? config.createPool === undefined;
   if (typeof fenceSessions !== 'boolean') throw new ConfigError('fenceSessions', `must be true or false, got ${describeValue(fenceSessions)}`);
-  const prepareScatterStatements = config.prepareScatterStatements ?? true;
+  const prepareScatterStatements = config.prepareScatterStatements ?? config.createPool === undefined;
   if (typeof prepareScatterStatements !== 'boolean') throw new ConfigError('prepareScatterStatements', `must be true or false, got ${describeValue(prepareScatterStatements)}`);
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,

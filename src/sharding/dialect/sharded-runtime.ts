@@ -57,7 +57,7 @@ export class ShardedRuntime {
     this.#fenceSessions = config.fenceSessions;
     this.prepareScatterStatements = config.prepareScatterStatements;
     const ownPools = config.createPool === undefined && config.fenceSessions;
-    const createPool = config.createPool ?? pgPoolFactory(config.pool, ownPools ? () => this.#topology.version : undefined);
+    const createPool = config.createPool ?? pgPoolFactory(config.pool, ownPools ? () => this.#topology.version : undefined, config.prepareScatterStatements);
     this.#pools = new ServerPools(
       ownPools
         ? (server) => {

@@ -67,6 +67,24 @@ export function stripHidden(row: Row, hidden: ReadonlySet<string>): Row {
   return out;
 }
 
+/**
+ * {@link stripHidden} for the rows of one merge, which all have the same columns (one statement):
+ * the visible column names are found once, from the first row, and copied in that order.
+ */
+export function hiddenStripper(hidden: ReadonlySet<string>): (row: Row) => Row {
+  if (hidden.size === 0) return (row) => row;
+  let visible: string[] | undefined;
+  return (row) => {
+    visible ??= Object.keys(row).filter((key) => !hidden.has(key));
+    const out: Row = {};
+    for (let i = 0; i < visible.length; i++) {
+      const key = visible[i]!;
+      out[key] = row[key];
+    }
+    return out;
+  };
+}
+
 function window(rows: Row[], spec: MergeSpec): Row[] {
   return spec.offset === 0 && spec.limit === undefined ? rows : rows.slice(spec.offset, rowsToTake(spec));
 }
@@ -100,7 +118,7 @@ function rowKey(row: Row, columns: readonly KeyColumn[], orders: (ExactOrder | u
 }
 
 function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
-  return window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec).map((row) => stripHidden(row, spec.hidden));
+  return window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec).map(hiddenStripper(spec.hidden));
 }
 
 function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
@@ -115,7 +133,7 @@ function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpe
     unique.push(row);
     if (unique.length >= take) break;
   }
-  return window(unique, spec).map((row) => stripHidden(row, spec.hidden));
+  return window(unique, spec).map(hiddenStripper(spec.hidden));
 }
 
 interface Group {

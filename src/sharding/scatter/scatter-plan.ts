@@ -295,8 +295,10 @@ export function planScatter(node: OperationNode, options: ScatterPlanOptions = {
     node.groupBy !== undefined || orderAggregates || selected.some((s) => s.aggregate !== undefined) ? 'aggregate' : distinct ? 'distinct' : 'rows';
   const limit = literalCount(node.limit?.limit, 'LIMIT');
   const offset = literalCount(node.offset?.offset, 'OFFSET') ?? 0;
-  // The shard query's own fields: an aggregate query's selections less its avg()s (run as hidden sum and count).
-  const visible = selected.some((s) => s.all) ? undefined : selected.filter((s) => mode !== 'aggregate' || s.aggregate?.kind !== 'avg').map((s) => s.node);
+  // The shard query's own fields: an aggregate query's selections less its avg()s (run as hidden
+  // sum and count). Unknown after a `*` or raw SQL (`sql\`t.*\``, `sql\`a, b\``), which may be several.
+  const widthUnknown = selected.some((s) => s.all || s.expression.kind === 'RawNode');
+  const visible = widthUnknown ? undefined : selected.filter((s) => mode !== 'aggregate' || s.aggregate?.kind !== 'avg').map((s) => s.node);
   const extra = new ShardSelections(visible);
 
   const keyColumns: KeyColumn[] = [];

@@ -10,7 +10,7 @@
  *
  * @packageDocumentation
  */
-import { MERGERS, type MergeSpec, orderOf, rowsToTake, stripHidden } from './scatter-merge';
+import { hiddenStripper, MERGERS, type MergeSpec, orderOf, rowsToTake } from './scatter-merge';
 import { orderMismatch, type RowOrder, type SortKeys } from './scatter-order';
 
 type Row = Record<string, unknown>;
@@ -163,10 +163,11 @@ export async function* mergeChunkStreams(streams: readonly AsyncIterable<Chunk>[
         ? mergeOrdered(iterators.map((iterator) => ({ iterator: iterator as ShardChunks, chunk: [], at: 0, done: false, head: undefined, ahead: undefined })), orderOf(spec), chunkSize, take)
         : concatenate(iterators);
     let index = 0;
+    const strip = hiddenStripper(spec.hidden);
     for await (const chunk of source) {
       const out: Row[] = [];
       for (const row of chunk) {
-        if (index++ >= spec.offset) out.push(stripHidden(row, spec.hidden));
+        if (index++ >= spec.offset) out.push(strip(row));
         if (index >= take) break;
       }
       if (out.length > 0) yield out;

@@ -85,6 +85,26 @@ test('a label added before the others (ALTER TYPE … ADD VALUE … BEFORE) is r
     await pool.end();
   }
   for (const db of [single, sharded]) await db.updateTable('tickets').set({ mood: 'awful' }).where('user_id', 'in', [7, 8, 9]).execute();
+  // A stream cannot read the labels again once it merges: it fails with a coded error, and the next statement reads them.
+  await expect(collect(sharded.selectFrom('tickets').select(['id', 'mood']).orderBy('mood').orderBy('id').stream(7))).rejects.toMatchObject({
+    code: 'E_UNSUPPORTED_SCATTER',
+    message: expect.stringMatching(/"awful" is not one of its labels/),
+  });
   const expected = await expectSame();
   expect((expected.grouped as { mood: string | null }[]).map((g) => g.mood)).toEqual(['awful', 'sad', 'ok', 'happy', null]);
+});
+
+test('a stream meeting an enum its dialect has not read: with no second pooled connection it fails with a coded error, never hangs; once read, one connection is enough', async () => {
+  const small = new Kysely<Tickets>({
+    dialect: new ShardedDialect({ topology: f.topology, shardKeys: { tickets: 'user_id' }, keylessPolicy: { tickets: 'scatter' }, pool: { max: 1, connectionTimeoutMillis: 200 } }),
+  });
+  const streamed = (db: Kysely<Tickets>) => collect(db.selectFrom('tickets').select(['id', 'mood']).orderBy('mood').orderBy('id').stream(7));
+  try {
+    await expect(streamed(small)).rejects.toMatchObject({ code: 'E_UNSUPPORTED_SCATTER', message: expect.stringMatching(/second pooled connection.*Raise pool\.max/) });
+    // execute() reads the labels on the connection it holds; a stream then needs no other.
+    await small.selectFrom('tickets').select(['id', 'mood']).orderBy('mood').limit(1).execute();
+    expect(await streamed(small)).toEqual(await streamed(single));
+  } finally {
+    await small.destroy();
+  }
 });

@@ -8,6 +8,10 @@ import { CompiledQuery, Kysely, sql } from 'kysely';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { onShard } from '../../../src/sharding/routing/route-hint';
 import { ErrorCodes } from '../../../src/kernel/errors';
+import { Client } from 'pg';
+import Cursor from 'pg-cursor';
+import { installGuard } from '../../../src/admin/mover/shard-guard';
+import { createTopology } from '../../../src/cluster/topology';
 import { quietPool, startShardedFixture, startSingleDatabase, type ShardedFixture } from './sharded-fixture';
 
 interface DB {
@@ -72,6 +76,13 @@ test('types come from the row description: microseconds and a domain order as on
   expect(await distinct(sharded).execute()).toEqual(await distinct(single).execute());
 });
 
+test('the dialect own connections plan every execution of a prepared statement afresh (the slot fence is checked while planning)', async () => {
+  for (const shard of f.shards) {
+    const { rows } = await sharded.executeQuery<{ plan_cache_mode: string }>(onShard(CompiledQuery.raw('show plan_cache_mode'), shard.id));
+    expect(rows).toEqual([{ plan_cache_mode: 'force_custom_plan' }]);
+  }
+});
+
 test('a scatter that repeats runs as one prepared statement per shard connection; a single run prepares nothing', async () => {
   const once = (db: Kysely<DB>) => db.selectFrom('events').select(['id', 'label']).orderBy('label').orderBy('id').limit(3);
   await once(sharded).execute();
@@ -133,6 +144,87 @@ test('shards that give a compared column two different types are refused, naming
     });
   } finally {
     await drift.destroy();
+  }
+});
+
+test('a slot fence raised between executions of a prepared statement is seen by the next one; a statement without parameters is never prepared', async () => {
+  // Row security does not apply to superusers: the app connects as an ordinary role.
+  await onEveryShard(`create table fenced (id int primary key, user_id int not null, v int not null)`, false);
+  for (const shard of f.shards) {
+    const client = new Client({ connectionString: shard.primaryUrl });
+    await client.connect();
+    await installGuard(client, shard.id, [{ name: 'fenced', keyColumn: 'user_id' }], f.topology.slotCount);
+    await client.query(`do $$ begin create role scatter_app login; exception when duplicate_object then null; end $$`);
+    await client.query('grant all on fenced to scatter_app; grant usage on schema kysely_scale to scatter_app');
+    await client.end();
+  }
+  const topology = createTopology({ shards: f.shards.map((s) => ({ id: s.id, primary: s.primaryUrl.replace(/\/\/[^@/]*@/, '//scatter_app@') })) });
+  const app = new Kysely<{ fenced: { id: number; user_id: number; v: number } }>({
+    dialect: new ShardedDialect({ topology, shardKeys: { fenced: 'user_id' }, keylessPolicy: { fenced: 'scatter' }, pool: { max: 1 } }),
+  });
+  const raise = (version: number) =>
+    Promise.all(
+      f.shards.map(async (shard) => {
+        const pool = quietPool(shard.primaryUrl, 1);
+        await pool.query(`update kysely_scale.shard_guard set required_version = ${version}`);
+        await pool.end();
+      }),
+    );
+  try {
+    await app.insertInto('fenced').values(Array.from({ length: 30 }, (_, i) => ({ id: i, user_id: i, v: i }))).execute();
+    const withParameter = () => app.selectFrom('fenced').select(['id', 'v']).where('v', '>=', 0).orderBy('v').limit(10);
+    const withoutParameters = () => app.selectFrom('fenced').select(['id', 'v']).orderBy('v');
+    // Past PostgreSQL's five custom plans, where a cached generic plan would be chosen.
+    for (let i = 0; i < 8; i++) {
+      expect(await withParameter().execute()).toHaveLength(10);
+      expect(await withoutParameters().execute()).toHaveLength(30);
+    }
+    const prepared = CompiledQuery.raw('select statement from pg_prepared_statements');
+    const statements = (await app.executeQuery<{ statement: string }>(onShard(prepared, f.shards[0]!.id))).rows.map((r) => r.statement);
+    expect(statements.filter((s) => s.includes('"fenced"'))).toHaveLength(1);
+    expect(statements.find((s) => s.includes('"fenced"'))).toMatch(/where "v" >= \$1/);
+    await raise(topology.version + 5);
+    for (const query of [withParameter, withoutParameters]) await expect(query().execute()).rejects.toMatchObject({ code: ErrorCodes.STALE_TOPOLOGY });
+  } finally {
+    await raise(0);
+    await app.destroy();
+  }
+});
+
+test('a column type change that changes a prepared statement\'s parameter types: the call runs again unnamed and succeeds', async () => {
+  await onEveryShard(`create table typed (id int primary key, user_id int not null, status text not null)`);
+  const typed = new Kysely<{ typed: { id: number; user_id: number; status: string } }>({
+    dialect: new ShardedDialect({ topology: f.topology, shardKeys: { typed: 'user_id' }, keylessPolicy: { typed: 'scatter' }, pool: { max: 1 } }),
+  });
+  const reference = single as unknown as Kysely<{ typed: { id: number; user_id: number; status: string } }>;
+  try {
+    const rows = Array.from({ length: 20 }, (_, i) => ({ id: i, user_id: i, status: i % 2 === 0 ? 'paid' : 'new' }));
+    await typed.insertInto('typed').values(rows).execute();
+    await reference.insertInto('typed').values(rows).execute();
+    const paid = (db: typeof typed) => db.selectFrom('typed').select(['id', 'status']).where('status', '=', 'paid').orderBy('id').limit(5);
+    for (let i = 0; i < 3; i++) await paid(typed).execute();
+    await onEveryShard(`create type typed_status as enum ('new', 'paid')`);
+    await onEveryShard(`alter table typed alter column status type typed_status using status::typed_status`);
+    for (let i = 0; i < 3; i++) expect(await paid(typed).execute()).toEqual(await paid(reference).execute());
+  } finally {
+    await typed.destroy();
+  }
+});
+
+test('rows without their row description (a cursor class that drops pg-cursor\'s config) are refused with a coded error that says so', async () => {
+  class TwoArgumentCursor extends Cursor {
+    constructor(text: string, values?: unknown[]) {
+      super(text, values);
+    }
+  }
+  const db = new Kysely<DB>({ dialect: new ShardedDialect({ topology: f.topology, shardKeys: { events: 'user_id' }, keylessPolicy: { events: 'scatter' }, cursor: TwoArgumentCursor }) });
+  try {
+    const stream = async () => {
+      for await (const _row of db.selectFrom('events').select(['id', 'at']).orderBy('at').stream(10)) void _row;
+    };
+    await expect(stream()).rejects.toMatchObject({ code: ErrorCodes.UNSUPPORTED_SCATTER, message: expect.stringMatching(/without their row description.*cursor class/) });
+  } finally {
+    await db.destroy();
   }
 });
 
