@@ -361,6 +361,8 @@ export class ReplicaRouter {
       changed = true;
       return { id: shard.id, primary: promotion.to, replicas: input.replicas.filter((url) => url !== promotion.to) };
     });
-    return changed ? createTopology({ shards, slotCount: published.slotCount, owners: published.ownerIds(), version: published.version }) : published;
+    return changed
+      ? createTopology({ shards, slotCount: published.slotCount, owners: published.ownerIds(), version: published.version, unshardedShardId: published.unshardedShardId })
+      : published;
   }
 }

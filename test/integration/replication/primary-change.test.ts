@@ -37,7 +37,7 @@ afterAll(async () => {
 test('a promoted standby takes the writes; the old primary on its older timeline is never written to', async () => {
   const [oldPrimary, promoted, other] = [shard.primaryUrl, shard.replicaUrls[0]!, shard.replicaUrls[1]!];
   const writes = new ServerCounts((text) => text.startsWith('insert'));
-  const topology = createTopology({ shards: [{ id: shard.id, primary: oldPrimary, replicas: [promoted, other] }] });
+  const topology = createTopology({ shards: [{ id: shard.id, primary: oldPrimary, replicas: [promoted, other] }], unshardedShardId: shard.id });
   const dialect = new ShardedDialect({
     topology,
     shardKeys: { events: 'id' },
@@ -77,6 +77,8 @@ test('a promoted standby takes the writes; the old primary on its older timeline
   await until('writes on the promoted standby', () => acked().filter((o) => o.at > detectedAt).length >= 50);
   expect(dialect.topology.shards[0]!.primary.url).toBe(promoted);
   expect(dialect.topology.shards[0]!.replicas.map((r) => r.url)).toEqual([other]);
+  // The topology with the promotion applied keeps the rest of the publication (the unsharded tables' holder).
+  expect(dialect.topology.unshardedShardId).toBe(shard.id);
   writes.reset();
 
   // The old primary comes back as a primary on timeline 1: nothing is written to it.
