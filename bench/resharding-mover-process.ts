@@ -4,7 +4,7 @@
  * share the app's event loop). Reads its move from RESHARDING_MOVE (JSON: catalog, slots, to,
  * maxRowsPerSecond, tuning); prints `{"ready":true}` once loaded, starts when a line arrives on stdin (so its
  * start-up is not part of the measured move), then prints one JSON line per progress report and a
- * last line with the result.
+ * last line with the result (with RESHARDING_DEBUG, also a line per hook point with its time).
  */
 import { createInterface } from 'node:readline';
 import { moveSlots } from '../src/admin/mover/mover-operations';
@@ -23,7 +23,9 @@ async function main(): Promise<void> {
   const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   await lines.next();
-  const result = await moveSlots({ ...request, onProgress: (progress) => process.stdout.write(`${JSON.stringify({ progress })}\n`) });
+  // With RESHARDING_DEBUG: the time (ms since the epoch) of each hook point of the cutover (fence raised, older transactions ended, source switched).
+  const hook = process.env.RESHARDING_DEBUG === undefined ? undefined : (_batch: unknown, point: string) => void process.stdout.write(`${JSON.stringify({ mark: point, at: performance.timeOrigin + performance.now() })}\n`);
+  const result = await moveSlots({ ...request, ...(hook === undefined ? {} : { hook }), onProgress: (progress) => process.stdout.write(`${JSON.stringify({ progress })}\n`) });
   process.stdout.write(`${JSON.stringify({ result })}\n`);
 }
 

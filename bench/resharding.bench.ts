@@ -50,8 +50,9 @@ function spawnMover(request: { catalog: string; slots: string; to: string; maxRo
     child.on('close', (code) => (result === undefined ? reject(new Error(`the mover process exited with ${code} and no result`)) : resolve(result)));
   });
   createInterface({ input: child.stdout }).on('line', (line) => {
-    const message = JSON.parse(line) as { ready?: true; progress?: MoveProgress; result?: MoveResult };
+    const message = JSON.parse(line) as { ready?: true; progress?: MoveProgress; result?: MoveResult; mark?: string; at?: number };
     if (message.ready === true) onReady();
+    if (message.mark !== undefined) process.stderr.write(`mover ${message.mark} ${message.at!.toFixed(1)}\n`);
     if (message.progress !== undefined) report(message.progress);
     if (message.result !== undefined) result = message.result;
   });
@@ -80,7 +81,7 @@ const MOVE_TUNING: Partial<MoveTuning> = JSON.parse(process.env.RESHARDING_TUNIN
  * closed loop as fast as they go, which saturates this 2-core machine before the move starts
  * (p99 then measures the queue, and any extra work multiplies it).
  */
-const WRITE_RATE = Number(process.env.RESHARDING_WRITE_RATE ?? 2_000);
+const WRITE_RATE = Number(process.env.RESHARDING_WRITE_RATE ?? 1_000);
 const TABLES = { users: 'id' };
 const SCHEMA = 'create table users (id bigint primary key, name text not null, score integer not null default 0, payload text not null)';
 
@@ -164,13 +165,26 @@ export async function run(): Promise<BenchReport> {
     const admin = new Client(shards[1]!.primaryUrl);
     await admin.connect();
     await admin.query('set kysely_scale.bypass = on');
+    // The trigger's own cost, without the network: microseconds per update, each in a transaction
+    // of its own (PL/pgSQL sets up its expressions once per transaction), run by the server in a DO
+    // loop, for keys in the moving slots (logged) and in other slots of the same shard (skipped).
+    const otherIds = Array.from({ length: ROWS }, (_, id) => id).filter((id) => slotOf(id) >= 2304 && topology.shardForSlot(slotOf(id)).index === 1).slice(0, 500);
+    const serverRound = async (ids: readonly number[]): Promise<number> => {
+      const started = performance.now();
+      await writer.query(`do $$ declare ids bigint[] := '{${ids.join(',')}}'; begin for j in 1 .. array_length(ids, 1) loop update users set score = score + 1 where id = ids[j]; commit; end loop; end $$`);
+      return ((performance.now() - started) * 1000) / ids.length;
+    };
+    const server: Record<'off' | 'onMoving' | 'onOther', number[]> = { off: [], onMoving: [], onOther: [] };
     const off: number[] = [];
     const on: number[] = [];
     for (let r = 0; r < 6; r++) {
       off.push(...(await updateRound(400)));
+      server.off.push(await serverRound(captureIds.slice(0, 500)));
       await admin.query(`insert into kysely_scale.slot_move (slot, move_id, next_version) select s, 999999, 0 from unnest($1::int[]) s`, [captureSlots]);
       await installCapture(admin, [{ name: 'users', keyColumn: 'id' }], topology.slotCount);
       on.push(...(await updateRound(400)));
+      server.onMoving.push(await serverRound(captureIds.slice(0, 500)));
+      server.onOther.push(await serverRound(otherIds));
       await dropCapture(admin, [{ name: 'users', keyColumn: 'id' }]);
       await admin.query('delete from kysely_scale.slot_move where move_id = 999999; delete from kysely_scale.change_log where move_id = 999999');
     }
@@ -219,6 +233,8 @@ export async function run(): Promise<BenchReport> {
     const dialect = new ShardedDialect({ topology: (await catalog.latest())!, shardKeys: { users: 'id' }, createPool: appPool, fenceSessions: true, topologySource: catalog, onPoolError: () => undefined });
     const db = new Kysely<DB>({ dialect });
     const watch = await followCatalog(dialect, catalog);
+    const versionSeen: string[] = [];
+    const debugWatch = process.env.RESHARDING_DEBUG !== undefined ? await catalog.watch((t) => versionSeen.push(`notified v${t.version} ${(performance.timeOrigin + performance.now()).toFixed(1)}`)) : undefined;
     const movingB = new Set(Array.from({ length: 1024 }, (_, s) => 2048 + s));
     // A warm-up second first: new pools and first plans are not what "before" should measure.
     let phase: 'warmup' | 'before' | 'during' | 'after' = 'warmup';
@@ -228,12 +244,10 @@ export async function run(): Promise<BenchReport> {
     const acked = new Map<number, number>();
     let stop = false;
     let counter = 0;
-    const marks: string[] = [];
     const debug = process.env.RESHARDING_DEBUG !== undefined;
     // With RESHARDING_DEBUG: every write (start, latency, moving slot?) and each phase's start, to see where the latency goes.
     const samples: [number, number, number][] = [];
     const phaseStarts: [string, number][] = [];
-    const t0 = performance.now();
     // The mover's process loads before the app load starts: its start-up is not part of the move.
     const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND, tuning: MOVE_TUNING });
     await mover.ready;
@@ -271,14 +285,14 @@ export async function run(): Promise<BenchReport> {
     const onMoveProgress = (p: MoveProgress): void => {
       if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
       if (p.phase === 'published') fenceTo = Math.max(fenceTo, performance.now());
-      if (debug) marks.push(`${p.phase} ${Math.round(performance.now() - t0)}`);
+      if (debug) process.stderr.write(`progress ${p.batch}:${p.phase} ${(performance.timeOrigin + performance.now()).toFixed(1)}\n`);
       if (debug && phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
     };
-    // With RESHARDING_DEBUG: what app sessions wait for on each shard, sampled every 5 ms during the move.
+    // With RESHARDING_DEBUG (but not RESHARDING_DEBUG=phases, which only times the phases): what app sessions wait for on each shard, sampled every 5 ms during the move.
     const waits = new Map<string, number>();
     // With RESHARDING_DEBUG: the mover's statements running on each shard, sampled with the app's waits.
     const moverActive: [number, string][] = [];
-    let sampling = debug;
+    let sampling = debug && process.env.RESHARDING_DEBUG !== 'phases';
     const samplers = debug
       ? shards.map(async (s) => {
           const c = new Client(s.primaryUrl);
@@ -300,6 +314,7 @@ export async function run(): Promise<BenchReport> {
       : [];
     if (debug) phaseStarts.push(['0:start', performance.now()]);
     const moveB = await mover.start(onMoveProgress);
+    phase = 'after'; // before the debug output below, which takes the bench process's CPU from the writers
     sampling = false;
     await Promise.all(samplers);
     if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
@@ -321,20 +336,27 @@ export async function run(): Promise<BenchReport> {
     }
     const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
     if (debug) {
+      const abs = (x: number): string => (performance.timeOrigin + x).toFixed(1);
+      process.stderr.write(`fence window (progress) ${abs(fenceFrom)} .. ${abs(fenceTo)}\n`);
+      for (const [s, e] of movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom)) process.stderr.write(`paused ${abs(s)} .. ${abs(e)} (${(e - s).toFixed(1)} ms)\n`);
+      for (const m of versionSeen) process.stderr.write(`${m}\n`);
+    }
+    if (debug) {
       for (const [i, [name, from]] of phaseStarts.entries()) {
         const to = phaseStarts[i + 1]?.[1] ?? performance.now();
         const inPhase = samples.filter(([s]) => s >= from && s < to);
         const all = inPhase.map(([, l]) => l);
         const moving = inPhase.filter(([, , m]) => m === 1).map(([, l]) => l);
-        process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms\n`);
+        const slow = all.filter((l) => l > 2 * percentile(latency.before!, 0.99)).length;
+        process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms, over 2x the p99 before ${slow}\n`);
       }
     }
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
-    phase = 'after';
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await load;
     await watch.close();
+    await debugWatch?.close();
     await db.destroy();
 
     // Lost and duplicated rows against the writers' log of acknowledged writes.
@@ -362,6 +384,9 @@ export async function run(): Promise<BenchReport> {
       movedRows: moveA.rowsCopied,
       captureOffUpdateP50Ms: round(percentile(off, 0.5), 3),
       captureOnUpdateP50Ms: round(percentile(on, 0.5), 3),
+      captureServerOffMicros: round(percentile(server.off, 0.5), 1),
+      captureServerOnMovingMicros: round(percentile(server.onMoving, 0.5), 1),
+      captureServerOnOtherMicros: round(percentile(server.onOther, 0.5), 1),
       guardOffReadP50Ms: round(percentile(bare, 0.5), 3),
       guardOnReadP50Ms: round(percentile(guarded, 0.5), 3),
       appP99BeforeMs: round(p99Before),
