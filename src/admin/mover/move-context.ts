@@ -49,7 +49,7 @@ export interface MoveTuning {
   readonly batchSlots: number;
   /**
    * The mover's duty cycle (gh-ost's nice ratio): after each slice of scanning, copying or deleting
-   * (about 10 ms), it pauses this many times as long as the slice took, so the shards keep CPU for
+   * (about 3 ms), it pauses this many times as long as the slice took, so the shards keep CPU for
    * the app's statements. 1 = busy at most half of the time; 0 = no pauses (fastest, hardest on
    * the app); 3 = a quarter of the time; at most 100. Applies to the copy, catch-up, verification
    * and clean-up.

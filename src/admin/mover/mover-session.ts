@@ -92,7 +92,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
   }
 }
 
-/** Most pause per unit of work: beyond it one 10 ms slice would pause for over a second. */
+/** Most pause per unit of work: beyond it one 3 ms slice would pause for over a second. */
 export const MAX_NICE_RATIO = 100;
 
 /** The move's tuning: the defaults, then `options`; refused (`E_INVALID_CONFIG`) when out of range. */
