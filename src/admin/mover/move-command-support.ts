@@ -90,6 +90,7 @@ function moveText(r: MoveResult): string {
   if (r.unsharded !== undefined && !r.dryRun) {
     const u = r.unsharded;
     lines.push(`Unsharded tables ${u.source} → ${u.target}: ${u.phase}, ${plural(u.rowsCopied, 'row')} copied${u.fenceMillis === null ? '' : `, writes to them fenced ${u.fenceMillis} ms`}${u.version === null ? '' : `, holder recorded in version ${u.version}`}.`);
+    if (r.operation === 'abort' && u.holderMoved) lines.push(`The unsharded tables had already moved to ${u.target} (the new holder was published), so abort finished that step instead of rolling it back: ${u.target} holds them now.`);
   }
   if (r.error !== null) {
     lines.push(`${r.error.code}: ${r.error.message}`);

@@ -38,13 +38,15 @@ export interface UnshardedSummary {
   readonly rowsCopied: number;
   /** How long writes to the tables were refused (fence raised to source switched), when this run switched it. */
   readonly fenceMillis: number | null;
+  /** Whether the new holder was published (phase `published` or `cleaned`): the tables moved, and an abort finished the step instead of rolling it back. */
+  readonly holderMoved: boolean;
 }
 
 /** A stored move's unsharded step, summarised (undefined when it has none). */
 export function summarizeUnsharded(move: MoveRecord): UnshardedSummary | undefined {
   const u = move.unsharded;
   if (u === undefined) return undefined;
-  return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null });
+  return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null, holderMoved: u.phase === 'published' || u.phase === 'cleaned' });
 }
 
 /** Copy rate assumed for estimates when no throttle is given (a conservative figure from `npm run bench -- resharding`). */

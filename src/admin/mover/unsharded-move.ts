@@ -8,8 +8,9 @@
  * 2. `guarded → fenced → copied`: the new version is fixed and saved, the fence goes up (writes
  *    refused with KS002 naming that version; it lifts itself after `fenceTimeoutMillis`), the mover
  *    waits for transactions older than the fence, copies every table in one target transaction
- *    (COPY out, COPY in; the target's rows of them deleted first, so a repeated copy is whole),
- *    compares counts and checksums, and moves the target's sequences up to the source's.
+ *    (COPY out, COPY in; the target's rows of them deleted first, so a repeated copy is whole; its
+ *    foreign keys and triggers do not fire: {@link copyTables}), compares counts and checksums, and
+ *    moves the target's sequences up to the source's. A failed copy lowers the fence at once.
  * 3. `copied → published`: the source switches in one statement (the fence becomes permanent only
  *    if it still holds, and the source requires the new version, so stale routers' reads are
  *    refused too: KS001), then the topology recording the new holder is published. A fence that
@@ -21,19 +22,19 @@
  * stopped and `abort` undoes it (unless it was published: the new holder took writes, so abort
  * finishes it).
  */
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
 import type { MoveContext } from './move-context';
 import type { MoveBatch, UnshardedPhase, UnshardedStep } from './move-record';
 import { MoveFailedError } from './mover-errors';
+import { KyselyScaleError } from '../../kernel/errors';
+import { redactText } from '../../kernel/redact';
 import { quoteTable } from './shard-guard-sql';
 import { runDdl } from './shard-guard';
 import { serverNow, waitForOlderTransactions } from './slot-fence';
 import { requiredVersion, restoreRequiredVersion } from './guard-state';
-import { CopyThrottle } from './copy-throttle';
-import { copyOut } from './copy-out';
-import { rollbackOrDrop } from './shard-session';
+import { withShardSession } from './shard-session';
+import { clearTables, compareTables, copyShapes, copyTables, maySkipTriggers, sequencesOf, syncSequences, type CopyShape } from './unsharded-copy';
 import { UNSHARDED_FENCE_SQL, UNSHARDED_GUARD_PRESENT_SQL, unshardedTableGuardSql } from './unsharded-guard-sql';
 import type { UnshardedHookPoint } from './move-context';
 
@@ -43,6 +44,8 @@ interface StepScope {
   readonly step: UnshardedStep;
   readonly source: Client;
   readonly target: Client;
+  /** How each table is copied, and whether the target's session may skip its triggers (looked up once). */
+  copy?: { readonly shapes: readonly CopyShape[]; readonly skipTriggers: boolean };
 }
 
 /** Runs the step from its phase to `cleaned`, trying the fenced copy up to `cutoverAttempts` times. */
@@ -123,7 +126,7 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   const latest = await ctx.topology();
   step.version = latest.version + 1;
   step.prevRequired = await requiredVersion(source);
-  const sequences = await sequencesOf(scope);
+  const [sequences, copy] = await Promise.all([sequencesOf(source, scope.target, step.tables), copyPlan(scope)]);
   await enter(scope, 'fenced'); // saved before the fence goes up: a crash from here on finds it
   await source.query(
     `insert into kysely_scale.unsharded_fence (move_id, next_version, fenced_until) values ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000))
@@ -140,18 +143,17 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   }
   await hook(scope, 'unsharded-fenced');
   try {
-    step.rowsCopied = await copyTables(scope);
-    const differences = await compareTables(scope);
+    step.rowsCopied = 0;
+    step.rowsCopied = await copyTables(source, scope.target, copy.shapes, copy.skipTriggers, ctx.clock, (n) => report(scope, n));
+    const differences = await compareTables(source, scope.target, copy.shapes, step);
     if (differences.length > 0) {
       await clearTarget(scope);
       await enter(scope, 'guarded');
       throw new MoveFailedError(`Verification of the unsharded tables failed after the copy (${step.source} → ${step.target}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, phase: 'fenced' });
     }
-    await syncSequences(scope, sequences);
+    await syncSequences(source, scope.target, sequences);
   } catch (error) {
-    // Writers of the tables go through again at once (a resumed step copies under a new fence).
-    await lowerFence(scope, false).catch(() => undefined);
-    throw error;
+    await afterCopyFailure(scope, error);
   }
   await enter(scope, 'copied');
   await hook(scope, 'unsharded-copied');
@@ -228,83 +230,51 @@ async function lowerFence(scope: StepScope, evenSwitched: boolean): Promise<void
   await scope.source.query(`delete from kysely_scale.unsharded_fence where move_id = $1${evenSwitched ? '' : ` and fenced_until <> 'infinity'`}`, [scope.ctx.move.id]);
 }
 
-/** Copies every table in one target transaction; returns the rows copied. */
-async function copyTables(scope: StepScope): Promise<number> {
-  const { ctx, step, source, target } = scope;
-  let total = 0;
-  await target.query('begin');
-  try {
-    for (const table of step.tables) await target.query(`delete from ${quoteTable(table)}`);
-    for (const table of step.tables) {
-      // Under the fence: not throttled, not paced (writers of these tables are waiting).
-      const throttle = new CopyThrottle(ctx.clock, undefined, (n) => report(scope, (total += n)));
-      const into = target.query(copyFrom(`copy ${quoteTable(table)} from stdin`));
-      await copyOut(source, `copy (select * from ${quoteTable(table)}) to stdout`, [throttle, into]);
-    }
-    await target.query('commit');
-  } catch (error) {
-    await rollbackOrDrop(target, ctx.clock);
-    throw error;
+/** The tables' copy shapes and whether the target may skip its triggers (looked up once per step run). */
+async function copyPlan(scope: StepScope): Promise<NonNullable<StepScope['copy']>> {
+  if (scope.copy === undefined) {
+    const [shapes, skipTriggers] = await Promise.all([copyShapes(scope.source, scope.step.tables), maySkipTriggers(scope.target)]);
+    scope.copy = Object.freeze({ shapes, skipTriggers });
   }
-  return total;
+  return scope.copy;
 }
 
-/** Counts and checksums of every table on both sides, as readable differences. */
-async function compareTables(scope: StepScope): Promise<string[]> {
-  const { step, source, target } = scope;
-  const out: string[] = [];
-  for (const table of step.tables) {
-    const sql = `select count(*)::text as n, coalesce(sum(hashtextextended(x::text, 0)), 0)::text as h from ${quoteTable(table)} x`;
-    const [a, b] = await Promise.all([source.query<{ n: string; h: string }>(sql), target.query<{ n: string; h: string }>(sql)]);
-    const [s, t] = [a.rows[0]!, b.rows[0]!];
-    if (s.n !== t.n || s.h !== t.h) out.push(`${table}: source "${step.source}" ${s.n} rows (checksum ${s.h}), target "${step.target}" ${t.n} rows (checksum ${t.h})`);
-  }
-  return out;
-}
-
-/** A serial or identity sequence of a moved table, on the source and on the target. */
-interface SequencePair {
-  readonly source: string;
-  readonly target: string;
-}
-
-/** The sequences owned by the tables' columns on both sides (looked up before the fence, so it stays short). */
-async function sequencesOf(scope: StepScope): Promise<SequencePair[]> {
-  const { step, source, target } = scope;
-  const out: SequencePair[] = [];
-  const columnsSql = `select a.attname as col, pg_get_serial_sequence($1, a.attname) as seq from pg_attribute a
-     where a.attrelid = to_regclass($1) and a.attnum > 0 and not a.attisdropped and pg_get_serial_sequence($1, a.attname) is not null`;
-  for (const table of step.tables) {
-    const { rows } = await source.query<{ col: string; seq: string }>(columnsSql, [quoteTable(table)]);
-    for (const { col, seq } of rows) {
-      const { rows: there } = await target.query<{ seq: string | null }>('select pg_get_serial_sequence($1, $2) as seq', [quoteTable(table), col]);
-      if (there[0]?.seq != null) out.push({ source: seq, target: there[0].seq });
-    }
-  }
-  return out;
-}
-
-/** Moves each sequence of the tables on the target up to the source's last value (ids keep growing on the new holder); one round trip per side. */
-async function syncSequences(scope: StepScope, sequences: readonly SequencePair[]): Promise<void> {
-  for (const seq of sequences) {
-    const { rows } = await scope.source.query<{ last: string | null }>('select pg_sequence_last_value($1::regclass)::text as last', [seq.source]);
-    const last = rows[0]?.last;
-    if (last == null) continue; // never used
-    await scope.target.query('select setval($1::regclass, greatest($2::bigint, coalesce(pg_sequence_last_value($1::regclass), $2::bigint)), true)', [seq.target, last]);
-  }
-}
-
-/** Deletes the target's rows of the tables (its copies were empty when the move was planned). */
+/** Deletes the target's rows of the tables (its copies were empty when the move was planned): nothing copied is left there. */
 async function clearTarget(scope: StepScope): Promise<void> {
-  const { step, target } = scope;
-  await target.query('begin');
+  const copy = await copyPlan(scope);
+  await clearTables(scope.target, copy.shapes, copy.skipTriggers);
+  scope.step.rowsCopied = 0;
+}
+
+/**
+ * A fenced copy that failed: the fence is lowered at once on a session of its own (the copy may
+ * have dropped the source session), so writers of the tables go through again instead of waiting
+ * for `fenceTimeoutMillis`. A database error comes back as the mover's `E_MOVE_FAILED` with its SQLSTATE in
+ * `context.sqlState`. Always throws.
+ */
+async function afterCopyFailure(scope: StepScope, error: unknown): Promise<never> {
+  const { ctx, step } = scope;
+  let lowered = false;
   try {
-    for (const table of step.tables) await target.query(`delete from ${quoteTable(table)}`);
-    await target.query('commit');
-  } catch (error) {
-    await target.query('rollback').catch(() => undefined);
-    throw error;
+    const topology = await ctx.topology();
+    const shard = topology.shardById(step.source);
+    if (shard !== undefined) {
+      await withShardSession(shard.primary.url, (client) => lowerFence({ ...scope, source: client }, false));
+      lowered = true;
+    }
+  } catch {
+    // The fence lifts itself after fenceTimeoutMillis.
   }
+  // The step stays `fenced` (resume copies again, abort clears the target); `rowsCopied` says what the target holds.
+  await ctx.store.save(ctx.move).catch(() => undefined);
+  if (error instanceof KyselyScaleError) throw error;
+  const sqlState = (error as { code?: unknown }).code;
+  throw new MoveFailedError(
+    `Copying the unsharded tables failed (${step.source} → ${step.target})${typeof sqlState === 'string' ? ` with SQLSTATE ${sqlState}` : ''}: ${redactText((error as Error).message)}. ` +
+      `${lowered ? 'The fence was lowered; fix the cause, then resume (or abort).' : 'The fence lifts itself after fenceTimeoutMillis; fix the cause, then resume (or abort).'}`,
+    { moveId: ctx.move.id, phase: 'fenced', ...(typeof sqlState === 'string' ? { sqlState } : {}) },
+    error,
+  );
 }
 
 async function enter(scope: StepScope, phase: UnshardedPhase): Promise<void> {

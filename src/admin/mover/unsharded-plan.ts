@@ -9,7 +9,8 @@
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
-import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+import type { ShardedTableSpec } from './shard-guard-sql';
+import { copyShapes } from './unsharded-copy';
 import { describeTables, schemaDiff } from './schema-compare';
 import { withShardSession } from './shard-session';
 import type { SlotTransfer } from './move-plan';
@@ -57,9 +58,10 @@ export async function unshardedTables(client: Client, sharded: readonly ShardedT
 /** Rows of each table (exact counts: unsharded tables are reference data, small by design). */
 export async function tableRowCounts(client: Client, tables: readonly string[]): Promise<UnshardedTablePlan[]> {
   const out: UnshardedTablePlan[] = [];
-  for (const name of tables) {
-    const { rows } = await client.query<{ n: string }>(`select count(*) as n from ${quoteTable(name)}`);
-    out.push(Object.freeze({ name, rows: Number(rows[0]?.n ?? 0) }));
+  // A table's own rows (`only`), as the step copies them: an inheritance child's rows are its own table's.
+  for (const shape of await copyShapes(client, tables)) {
+    const { rows } = await client.query<{ n: string }>(`select count(*) as n from ${shape.from}`);
+    out.push(Object.freeze({ name: shape.table, rows: Number(rows[0]?.n ?? 0) }));
   }
   return out;
 }

@@ -81,6 +81,8 @@ test.each(cases)('killed at %s, then %s: no note lost or duplicated, no fence le
     await catalog.close();
     const finished = then === 'resume' || point === 'unsharded-published';
     expect(result.unsharded?.phase).toBe(finished ? 'cleaned' : 'aborted');
+    // An abort after the publish says the tables moved (the step was finished, not rolled back).
+    expect(result.unsharded?.holderMoved).toBe(finished);
     expect(latest.unshardedShardId).toBe(finished ? 'shard1' : undefined);
     expect(latest.shards.map((s) => s.id)).toEqual(then === 'resume' ? ['shard1'] : ['shard0', 'shard1']);
     const rows = await notesByShard(f.pools);
