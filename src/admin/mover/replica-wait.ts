@@ -7,7 +7,8 @@
  * answer in that time (frozen, overloaded) counts as not caught up, like one too slow to replay,
  * and the cutover fails naming it.
  */
-import type { ServerSpec } from '../../cluster/topology';
+import type { Client } from 'pg';
+import type { ServerSpec, Shard } from '../../cluster/topology';
 import { DeadlineError, withDeadline } from '../../kernel/deadline';
 import type { BatchScope } from './batch-scope';
 import type { MoveContext } from './move-context';
@@ -21,11 +22,20 @@ type ReplicaWait = 'replayed' | 'refused' | 'behind' | 'silent';
 
 /** Waits until every reachable replica of the batch's shards replayed past their primary's current WAL position. */
 export async function waitForReplicas(scope: BatchScope, timeoutMillis: number): Promise<void> {
-  const { ctx, batch, topology } = scope;
-  const pairs = [
+  const { batch, topology } = scope;
+  await waitForShardReplicas(scope.ctx, [
     { shard: topology.shardById(batch.source), primary: scope.source },
     { shard: topology.shardById(batch.target), primary: scope.target },
-  ];
+  ], timeoutMillis, { batch: batch.index });
+}
+
+/** Waits until every reachable replica of each shard replayed past its primary's current WAL position (`context` goes into the error). */
+export async function waitForShardReplicas(
+  ctx: MoveContext,
+  pairs: readonly { readonly shard: Shard | undefined; readonly primary: Client }[],
+  timeoutMillis: number,
+  context: Record<string, unknown>,
+): Promise<void> {
   const deadline = ctx.clock.monotonicNow() + timeoutMillis;
   for (const { shard, primary } of pairs) {
     if (shard === undefined || shard.replicas.length === 0) continue;
@@ -40,7 +50,7 @@ export async function waitForReplicas(scope: BatchScope, timeoutMillis: number):
           : `did not replay the cutover within ${timeoutMillis} ms (replicaWaitMillis).`;
       throw new MoveFailedError(`Replica ${replica.redactedUrl} of "${shard.id}" ${what}`, {
         moveId: ctx.move.id,
-        batch: batch.index,
+        ...context,
         shardId: shard.id,
         replica: replica.redactedUrl,
       });

@@ -13,7 +13,8 @@
  *    moves the target's sequences up to the source's. A failed copy lowers the fence at once.
  * 3. `copied → published`: the source switches in one statement (the fence becomes permanent only
  *    if it still holds, and the source requires the new version, so stale routers' reads are
- *    refused too: KS001), then the topology recording the new holder is published. A fence that
+ *    refused too: KS001); once the replicas of both shards replayed that (and the copy), within
+ *    `replicaWaitMillis`, the topology recording the new holder is published. A fence that
  *    ran out first (writes may have gone through) sends the step back to `guarded`.
  * 4. `published → cleaned`: after `cleanupDelayMillis`, the source's tables are truncated and the
  *    fence row removed.
@@ -34,6 +35,7 @@ import { runDdl } from './shard-guard';
 import { serverNow, waitForOlderTransactions } from './slot-fence';
 import { requiredVersion, restoreRequiredVersion } from './guard-state';
 import { withShardSession } from './shard-session';
+import { waitForShardReplicas } from './replica-wait';
 import { clearTables, compareTables, copyShapes, copyTables, maySkipTriggers, sequencesOf, syncSequences, type CopyShape } from './unsharded-copy';
 import { UNSHARDED_FENCE_SQL, UNSHARDED_GUARD_PRESENT_SQL, unshardedTableGuardSql } from './unsharded-guard-sql';
 import type { UnshardedHookPoint } from './move-context';
@@ -189,6 +191,16 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
   }
   if (raisedAt !== undefined) step.fenceMillis = Math.round(ctx.clock.monotonicNow() - raisedAt);
   await hook(scope, 'unsharded-switched');
+  // The new holder's replicas must have replayed the copy (and the source's the switch) before a router reads them by the new version.
+  await waitForShardReplicas(
+    ctx,
+    [
+      { shard: latest.shardById(step.source), primary: source },
+      { shard: latest.shardById(step.target), primary: scope.target },
+    ],
+    ctx.tuning.replicaWaitMillis,
+    { phase: 'copied', unsharded: true },
+  );
   latest = await ctx.topology();
   if (latest.version >= version) {
     throw new MoveFailedError(`Topology version ${latest.version} was published by someone else while the unsharded tables moved (version ${version} was theirs); abort this move and plan again.`, { moveId: ctx.move.id, phase: 'copied' });
