@@ -1,6 +1,7 @@
 /** The text form of a {@link LiveStatus}: one line per shard, one per server, then moves in progress and problems. */
 import type { LiveStatus, ServerHealth } from '../live-status';
 import { plural } from './cli-command';
+import { unshardedLine } from '../mover/move-result';
 
 export function formatLiveStatus(status: LiveStatus): string {
   const lines = [`Live (checked ${status.checkedAt}):`];
@@ -16,6 +17,7 @@ export function formatLiveStatus(status: LiveStatus): string {
       const done = m.batches.filter((b) => b.phase === 'cleaned').length;
       lines.push(`  move ${m.id}  ${m.kind}  ${done}/${plural(m.batches.length, 'batch', 'batches')} done`);
       for (const b of m.batches) lines.push(`    ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}  ${plural(b.rowsCopied, 'row')} copied`);
+      if (m.unsharded !== undefined) lines.push(`    ${unshardedLine(m.unsharded)}`);
     }
   }
   if (status.problems.length > 0) {

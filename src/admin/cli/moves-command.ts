@@ -1,9 +1,10 @@
 import { moveHistory } from '../mover/move-control';
+import { unshardedLine } from '../mover/move-result';
 import { integerFlag, plural, type CliCommand } from './cli-command';
 
 /** `moves`: moves in progress and past ones. */
 export const movesCommand: CliCommand = {
-  summary: 'slot moves in progress and past ones, with each batch\'s phase',
+  summary: 'slot moves in progress and past ones, with each batch\'s phase (and a drain\'s unsharded step)',
   usage: ['--history <n>                          moves to list (default 10)'],
   options: { history: { type: 'string' } },
   needsCatalog: true,
@@ -14,6 +15,7 @@ export const movesCommand: CliCommand = {
     for (const m of result.moves) {
       lines.push(`move ${m.id}  ${m.kind}  ${m.status}  ${m.createdAt.toISOString()}${m.error === null ? '' : `  last error: ${m.error}`}`);
       for (const b of m.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}${b.version === null ? '' : `  v${b.version}`}  ${plural(b.rowsCopied, 'row')}`);
+      if (m.unsharded !== undefined) lines.push(`  ${unshardedLine(m.unsharded)}`);
     }
     return { result, text: lines.join('\n'), exitCode: 0 };
   },

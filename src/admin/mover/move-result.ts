@@ -49,6 +49,13 @@ export function summarizeUnsharded(move: MoveRecord): UnshardedSummary | undefin
   return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null, holderMoved: u.phase === 'published' || u.phase === 'cleaned' });
 }
 
+/** One line of text for a drain's unsharded step (`moves` and `status`): tables, shards, phase, version, rows, write pause. */
+export function unshardedLine(u: UnshardedSummary): string {
+  const version = u.version === null ? '' : `  v${u.version}`;
+  const fence = u.fenceMillis === null ? '' : `  writes fenced ${u.fenceMillis} ms`;
+  return `unsharded tables (${u.tables.length}) ${u.source} → ${u.target}  ${u.phase}${version}  ${u.rowsCopied} row${u.rowsCopied === 1 ? '' : 's'}${fence}`;
+}
+
 /** Copy rate assumed for estimates when no throttle is given (a conservative figure from `npm run bench -- resharding`). */
 export const ASSUMED_ROWS_PER_SECOND = 50_000;
 

@@ -177,4 +177,8 @@ test('drain of the holder under writes: nothing lost or duplicated, the follower
   // Once the catalog records the holder, --unsharded-from naming another shard is refused: routers follow the catalog.
   const conflict = await drainShard({ catalog: f.catalogUrl, shardId: 'shard2', unshardedFrom: 'shard2', dryRun: true });
   expect(conflict.error).toMatchObject({ code: 'E_MOVE_REFUSED', context: { reason: 'unsharded-holder', holder: 'shard1', unshardedFrom: 'shard2' } });
+  // The operator's history shows the unsharded step beside the batches.
+  const moves = await admin('moves', '--catalog', f.catalogUrl);
+  expect(moves.code).toBe(0);
+  expect(moves.stdout).toMatch(new RegExp(`unsharded tables \\(\\d+\\) shard0 → shard1  cleaned  v${drained.unsharded!.version}  ${drained.unsharded!.rowsCopied} rows`));
 }, 60_000);
