@@ -3,6 +3,7 @@
  * the merge's types from the shards' row descriptions, for built-in types (the dialect also looks
  * up enums and other user types on each shard).
  */
+import { types as pgTypes } from 'pg';
 import { BUILT_IN_TYPE_NAMES } from '../../src/sharding/scatter/pg-type-oids';
 import { FieldTypes, fieldPositions } from '../../src/sharding/scatter/scatter-field-types';
 import type { ScatterPlan } from '../../src/sharding/scatter/scatter-plan';
@@ -14,10 +15,14 @@ interface DescribedResult {
   readonly fields: readonly { readonly dataTypeID: number }[];
 }
 
-/** The types of `plan`'s compared values in `results` (one per shard); `undefined` when it compares none. */
-export function builtInTypes(plan: ScatterPlan, results: readonly DescribedResult[]): FieldTypes | undefined {
+/**
+ * The types of `plan`'s compared values in `results` (one per shard); `undefined` when it compares
+ * none. `parserOf`: the pg type parsers the rows were parsed with (merged aggregates are handed to them).
+ */
+export function builtInTypes(plan: ScatterPlan, results: readonly DescribedResult[], parserOf?: (oid: number) => (text: string) => unknown): FieldTypes | undefined {
   if (plan.typeFields.length === 0) return undefined;
   const types = new FieldTypes();
+  types.useParsers(parserOf ?? ((oid) => pgTypes.getTypeParser(oid, 'text')));
   results.forEach((result, i) => {
     const oids = result.fields.map((field) => field.dataTypeID);
     const names = fieldPositions(plan.fields, plan.typeFields, oids.length).map((at) => BUILT_IN_TYPE_NAMES.get(oids[at]!) ?? 'a user-defined type');
@@ -26,11 +31,11 @@ export function builtInTypes(plan: ScatterPlan, results: readonly DescribedResul
   return types;
 }
 
-/** Runs `plan.merge` over pg results, with their types. */
-export function mergeResults(plan: ScatterPlan, results: readonly DescribedResult[]): Record<string, unknown>[] {
+/** Runs `plan.merge` over pg results, with their types (and the parsers they were parsed with, default pg's). */
+export function mergeResults(plan: ScatterPlan, results: readonly DescribedResult[], parserOf?: (oid: number) => (text: string) => unknown): Record<string, unknown>[] {
   return plan.merge(
     results.map((result) => result.rows as Record<string, unknown>[]),
-    builtInTypes(plan, results),
+    builtInTypes(plan, results, parserOf),
   );
 }
 

@@ -177,8 +177,21 @@ export function runOn<R>(client: PoolClientLike, sql: string, parameters: readon
  */
 export interface ShardStatementOptions {
   readonly preparedName?: string;
-  readonly onFieldTypes?: (oids: readonly number[]) => void;
+  /** Called with the type OIDs and the type parsers (by OID) the client parsed the rows with. */
+  readonly onFieldTypes?: (oids: readonly number[], parserOf: TypeParsers) => void;
 }
+
+/** A client's pg type parser for text values of a type, by OID. */
+export type TypeParsers = (oid: number) => (text: string) => unknown;
+
+/** The parsers `client` uses (pg's `getTypeParser`, its own overrides over the global ones), else pg's global ones. */
+function parsersOf(client: PoolClientLike): TypeParsers {
+  const own = (client as { getTypeParser?: (oid: number, format?: string) => (text: string) => unknown }).getTypeParser;
+  return typeof own === 'function' ? (oid) => own.call(client, oid, 'text') : globalParsers;
+}
+
+/** pg's global parsers: what pg-cursor parses with when given no `types`. */
+const globalParsers: TypeParsers = (oid) => pgTypes.getTypeParser(oid, 'text');
 
 /** A compiled statement with {@link ShardStatementOptions}; runs like any other where they do not apply. */
 export interface ShardStatement extends CompiledQuery {
@@ -198,7 +211,7 @@ export function runCompiled<R>(client: PoolClientLike, compiled: CompiledQuery):
   const result = options.preparedName === undefined ? client.query(compiled.sql, values) : client.query({ name: options.preparedName, text: compiled.sql, values });
   return result.then(
     (result) => {
-      if (result.fields !== undefined) options.onFieldTypes?.(result.fields.map((field) => field.dataTypeID));
+      if (result.fields !== undefined) options.onFieldTypes?.(result.fields.map((field) => field.dataTypeID), parsersOf(client));
       return toQueryResult<R>(result);
     },
     (error: unknown) => Promise.reject(annotateStatementError(error, client)),
@@ -235,7 +248,7 @@ export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, co
         (rows) => {
           if (!reported && (oids.length > 0 || rows.length > 0)) {
             reported = true;
-            onFieldTypes!(oids);
+            onFieldTypes!(oids, globalParsers);
           }
           return rows;
         },

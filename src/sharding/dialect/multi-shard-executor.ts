@@ -14,7 +14,7 @@ import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
-import { runOn, type HeldClients, type ShardStatement } from './held-clients';
+import { runOn, type HeldClients, type ShardStatement, type TypeParsers } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
@@ -88,9 +88,18 @@ export class MultiShardExecutor {
     const typeNames = typeNamesOf(this.#runtime);
     const streams = parts.map((part) => {
       let oids: readonly number[] = [];
-      const query: ShardStatement = { ...compileFor(part), shardOptions: { onFieldTypes: (found) => (oids = found) } };
+      let parserOf: TypeParsers | undefined;
+      const query: ShardStatement = {
+        ...compileFor(part),
+        shardOptions: {
+          onFieldTypes: (found, parsers) => {
+            oids = found;
+            parserOf = parsers;
+          },
+        },
+      };
       const rows = this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[], unknown, number | undefined>;
-      return describedFirst(rows, () => typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids, read: (catalog) => this.#readAside(part.shard, catalog) }));
+      return describedFirst(rows, () => typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids, parserOf, read: (catalog) => this.#readAside(part.shard, catalog) }));
     });
     try {
       for await (const rows of scatter.mergeChunks(streams, chunkSize, types)) yield { rows };
@@ -137,13 +146,18 @@ export class MultiShardExecutor {
     // Prepared only outside sessions: a statement that fails inside a transaction aborts it, and a session may DISCARD ALL.
     const name = inSession ? undefined : preparedName;
     const oids: (readonly number[] | undefined)[] = parts.map(() => undefined);
+    const parsers: (TypeParsers | undefined)[] = parts.map(() => undefined);
     // Compiled before any part starts: a part that cannot be planned fails the statement with none running.
     const queries = parts.map(compileFor);
     const rowsPerShard = await allSettledOrThrow(
       parts.map((part, i) => {
         const query = queries[i]!;
         const run = (preparedName: string | undefined): Promise<Row[]> => {
-          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onFieldTypes: (found) => (oids[i] = found) } };
+          const onFieldTypes = (found: readonly number[], parserOf: TypeParsers): void => {
+            oids[i] = found;
+            parsers[i] = parserOf;
+          };
+          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onFieldTypes } };
           return this.#reads.run<Row>(part.shard, plan, inSession, statement).then(rowsOf);
         };
         if (name === undefined || query !== shard) return run(undefined);
@@ -161,7 +175,7 @@ export class MultiShardExecutor {
     // The compared values' types come from the row descriptions of the shards that returned rows.
     const described = parts.flatMap((part, i): DescribedShard[] => {
       if (rowsPerShard[i]!.length === 0) return [];
-      return [{ id: part.shard.id, database: part.shard.primary.url, oids: oids[i] ?? [], read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
+      return [{ id: part.shard.id, database: part.shard.primary.url, oids: oids[i] ?? [], parserOf: parsers[i], read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
     });
     const typeNames = typeNamesOf(this.#runtime);
     const found = typeNames.lookup(scatter, described);

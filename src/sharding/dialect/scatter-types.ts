@@ -11,6 +11,7 @@ import { CompiledQuery, type QueryResult } from 'kysely';
 import { BUILT_IN_TYPE_NAMES } from '../scatter/pg-type-oids';
 import { FieldTypes, fieldPositions } from '../scatter/scatter-field-types';
 import type { ScatterPlan } from '../scatter/scatter-plan';
+import type { TypeParsers } from './held-clients';
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
 
@@ -35,6 +36,8 @@ export interface DescribedShard {
   readonly database: string;
   /** The type OIDs of its row description, in field order. */
   readonly oids: readonly number[];
+  /** The type parsers its rows were parsed with: merged aggregates are handed to them. */
+  readonly parserOf?: TypeParsers;
   /** Runs a catalog read on the shard (a replica may serve it). */
   read(query: CompiledQuery): Promise<QueryResult<Row>>;
 }
@@ -115,6 +118,7 @@ export class ScatterTypeNames {
 }
 
 function noteTypes(types: FieldTypes, plan: ScatterPlan, shard: DescribedShard, infos: readonly TypeInfo[]): void {
+  if (shard.parserOf !== undefined) types.useParsers(shard.parserOf);
   const labels = new Map<string, readonly string[]>();
   for (const info of infos) if (info.labels !== null) labels.set(info.name.endsWith('[]') ? info.name.slice(0, -2) : info.name, info.labels);
   types.add(shard.id, plan.typeFields, infos.map((info) => info.name), labels);

@@ -1,12 +1,14 @@
 /**
  * Merging of per-shard aggregate values into the value one database would return. Each kind has a
- * merger (exhaustive over {@link AggregateKind}); values keep the JS form node-postgres gave them
- * (bigint/numeric as strings, floats as numbers, or bigint when the app parses int8 so).
+ * merger (exhaustive over {@link AggregateKind}). count, sum and avg add each shard's partial as
+ * PostgreSQL printed it (a hidden `::text` column) and hand the result's text to the app's pg type
+ * parser for the result's type, so a parser that loses digits loses them once, as on one database;
+ * without the text or the parsers they add the parsed values, keeping their JS form.
  *
  * - `count`: sum of the shards' counts.
- * - `sum`: exact decimal sum for strings (scale = the larger scale, as PostgreSQL prints it);
- *   float sums add in shard order and may differ from PostgreSQL in the last bits, as PostgreSQL's
- *   own parallel plans do.
+ * - `sum`: exact decimal sum (scale = the larger scale, as PostgreSQL prints it); float sums add
+ *   in shard order and may differ from PostgreSQL in the last bits, as PostgreSQL's own parallel
+ *   plans do.
  * - `min`/`max`: each shard's value compared exactly by its text (`min(x)::text`) and PostgreSQL
  *   type (see scatter-compare); the winner is returned as node-postgres parsed it.
  * - `avg`: shards return `sum(x)` and `count(x)`; the merge divides like `numeric_div`, so the
@@ -37,9 +39,9 @@ export interface AggregateColumns {
   readonly value: string;
   /** avg: row key of the partial count. */
   readonly count?: string;
-  /** min/max: the field whose type (from the shards' row descriptions) is the value's. */
+  /** The field whose type (from the shards' row descriptions) is the partial's (for avg: its partial sum's). */
   readonly typeField?: TypeField;
-  /** min/max: row key of the partial value's text (`min(x)::text`), which is what is compared. */
+  /** Row key of the partial's PostgreSQL text (`min(x)::text`, `sum(x)::text`): what min/max compare and count/sum/avg add exactly. */
   readonly text?: string;
 }
 
@@ -75,6 +77,28 @@ class Sum {
     }
     const forms = Number(this.decimal !== undefined) + Number(this.float !== undefined) + Number(this.integer !== undefined);
     if (forms > 1) throw incomparable('shards returned one aggregate in different JS forms');
+  }
+
+  /**
+   * Adds a partial's PostgreSQL text: as an exact decimal, or as a float when the aggregate's type
+   * is `real`/`double precision` (whose text may read `1e+20`, `NaN` or `Infinity`).
+   */
+  addText(text: unknown, float: boolean): void {
+    if (text === null || text === undefined) return;
+    if (float) {
+      this.add(Number(text));
+      return;
+    }
+    const parsed = parseDecimal(String(text));
+    if (parsed === undefined || this.float !== undefined || this.integer !== undefined) throw incomparable(`the partial aggregate ${JSON.stringify(text)} is not a number`);
+    this.decimal = this.decimal === undefined ? parsed : addDecimal(this.decimal, parsed);
+  }
+
+  /** The sum as PostgreSQL would print it (decimals exactly; floats as JS prints them, which reads back to the same float). */
+  text(): string | null {
+    if (this.decimal !== undefined) return formatDecimal(this.decimal);
+    const value = this.float ?? this.integer;
+    return value === undefined ? null : String(value);
   }
 
   get empty(): boolean {
@@ -127,39 +151,80 @@ function extreme(direction: 1 | -1): AggregateMerger {
   };
 }
 
+const FLOAT_TYPES: ReadonlySet<string> = new Set(['real', 'double precision']);
+
+/**
+ * How a count, sum or avg is merged exactly: from each shard's partial as PostgreSQL printed it
+ * (its `text` column), the result handed to the app's parser for the result's type, so a parser
+ * that loses digits (int8 or numeric into JS numbers) loses them once, as on one database. `undefined`
+ * without the text column or the parsers (the merge then adds the parsed partials).
+ */
+function exactInputs(columns: AggregateColumns, types: TypeLookup | undefined): { readonly type: string; readonly parse: (typeName: string, text: string) => unknown } | undefined {
+  if (columns.text === undefined || columns.typeField === undefined || types?.parse === undefined) return undefined;
+  const parse = types.parse.bind(types);
+  return { type: types.fieldType(columns.typeField), parse };
+}
+
+/** count and sum: the shards' partials added; `empty`: the result when no shard had a row. */
+function total(empty: string | null): AggregateMerger {
+  return (columns, _compareText, types) => {
+    const sum = new Sum();
+    let exact: ReturnType<typeof exactInputs> | null = null;
+    const inputs = () => (exact === null ? (exact = exactInputs(columns, types)) : exact);
+    return {
+      add(row) {
+        const found = inputs();
+        if (found === undefined) sum.add(row[columns.value]);
+        else sum.addText(row[columns.text!], FLOAT_TYPES.has(found.type));
+      },
+      result() {
+        const found = inputs();
+        if (found === undefined) return sum.empty ? empty : sum.value();
+        const text = sum.empty ? empty : sum.text();
+        return text === null ? null : found.parse(found.type, text);
+      },
+      text: () => (sum.empty ? empty : sum.text()),
+    };
+  };
+}
+
 /** Mergers by kind; a new kind without a merger does not compile. */
 export const AGGREGATE_MERGERS: Readonly<Record<AggregateKind, AggregateMerger>> = Object.freeze({
-  count: (columns) => {
-    const sum = new Sum();
-    return {
-      add: (row) => sum.add(row[columns.value]),
-      // count over no rows at all (no shard answered) is PostgreSQL's bigint 0, a string by default.
-      result: () => (sum.empty ? '0' : sum.value()),
-    };
-  },
-  sum: (columns) => {
-    const sum = new Sum();
-    return { add: (row) => sum.add(row[columns.value]), result: () => sum.value() };
-  },
+  // count over no rows at all (no shard answered) is PostgreSQL's bigint 0.
+  count: total('0'),
+  sum: total(null),
   min: extreme(1),
   max: extreme(-1),
-  avg: (columns) => {
+  avg: (columns, _compareText, types) => {
     const sum = new Sum();
     const count = new Sum();
     const countColumn = columns.count as string;
+    const exact = exactInputs(columns, types);
+    const float = exact !== undefined && FLOAT_TYPES.has(exact.type);
+    const quotient = (): { value: unknown; text: string | null } => {
+      const n = count.count();
+      if (n < 0n) throw incomparable(`the shards' counts for avg() add up to ${n}`);
+      if (n === 0n || sum.empty) return { value: null, text: null };
+      const decimal = sum.exact();
+      if (decimal === undefined || float) {
+        const value = (sum.value() as number) / Number(n);
+        return { value, text: String(value) };
+      }
+      const text = formatDecimal(divideDecimalLikePostgres(decimal, n));
+      return { value: text, text };
+    };
     return {
       add(row) {
-        sum.add(row[columns.value]);
+        if (exact === undefined) sum.add(row[columns.value]);
+        else sum.addText(row[columns.text!], float);
         count.add(row[countColumn]);
       },
       result() {
-        const n = count.count();
-        if (n < 0n) throw incomparable(`the shards' counts for avg() add up to ${n}`);
-        if (n === 0n || sum.empty) return null;
-        const exact = sum.exact();
-        if (exact === undefined) return (sum.value() as number) / Number(n);
-        return formatDecimal(divideDecimalLikePostgres(exact, n));
+        const { value, text } = quotient();
+        // avg of integers and numerics is numeric; of floats double precision.
+        return exact === undefined || text === null ? value : exact.parse(float ? 'double precision' : 'numeric', text);
       },
+      text: () => quotient().text,
     };
   },
 });

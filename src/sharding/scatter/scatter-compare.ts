@@ -202,6 +202,12 @@ export type TypeField = number;
 export interface TypeLookup {
   fieldType(field: TypeField): string;
   enumLabels(typeName: string): readonly string[] | undefined;
+  /**
+   * A merged aggregate's value as the app's pg type parser for `typeName` gives it, from the
+   * PostgreSQL text the merge computed exactly (a sum, count or avg). Without it the merge adds
+   * the values the parsers gave.
+   */
+  parse?(typeName: string, text: string): unknown;
 }
 
 /** An enum's order: its labels' positions (PostgreSQL sorts an enum by `enumsortorder`, not text). */

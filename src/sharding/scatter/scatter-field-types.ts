@@ -10,6 +10,9 @@
 import type { TypeField, TypeLookup } from './scatter-compare';
 import type { FieldLayout } from './scatter-plan';
 import { incomparable } from './scatter-pg-text';
+import { BUILT_IN_TYPE_NAMES } from './pg-type-oids';
+
+const BUILT_IN_TYPE_OIDS: ReadonlyMap<string, number> = new Map([...BUILT_IN_TYPE_NAMES].map(([oid, name]) => [name, oid]));
 import { unsupportedScatter } from './scatter-analyze';
 
 /**
@@ -32,6 +35,17 @@ export function fieldPositions(layout: FieldLayout, fields: readonly TypeField[]
 export class FieldTypes implements TypeLookup {
   readonly #names = new Map<TypeField, { readonly name: string; readonly shard: string }>();
   readonly #labels = new Map<string, readonly string[]>();
+  /** Present once the shards' type parsers are known: see {@link TypeLookup.parse}. */
+  parse?: (typeName: string, text: string) => unknown;
+
+  /** The app's pg type parsers (by OID) the shards' rows were parsed with; merged aggregates are handed to them. */
+  useParsers(parserOf: (oid: number) => (text: string) => unknown): void {
+    this.parse ??= (typeName, text) => {
+      const oid = BUILT_IN_TYPE_OIDS.get(typeName);
+      if (oid === undefined) throw incomparable(`a merged aggregate of type ${typeName}`);
+      return parserOf(oid)(text);
+    };
+  }
 
   /**
    * Notes the type names shard `shard` gives `fields` (`names[i]` for `fields[i]`), and the labels

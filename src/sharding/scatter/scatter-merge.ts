@@ -168,6 +168,7 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
     const out: Row = {};
     let next = 0;
     const sortRow: Row = { ...group.first };
+    const merged: [string, string | null][] = [];
     for (const { name, source } of spec.outputs) {
       if (source.kind === 'first') {
         out[name] = group.first[source.column] ?? null;
@@ -175,10 +176,16 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
       }
       const accumulator = group.accumulators[next++] as AggregateAccumulator;
       out[name] = accumulator.result();
-      // min/max are ordered by the winning shard value's text, which the accumulator kept.
-      if (source.columns.text !== undefined) sortRow[source.columns.text] = accumulator.text?.() ?? null;
+      const text = accumulator.text?.() ?? null;
+      // min/max are ordered by the winning shard value's text, which the accumulator kept;
+      // count/sum/avg by their merged text (exact, whatever the app's parser made of it).
+      if (source.aggregate === 'min' || source.aggregate === 'max') {
+        if (source.columns.text !== undefined) sortRow[source.columns.text] = text;
+      } else if (accumulator.text !== undefined) merged.push([name, text]);
     }
-    return { out, sortRow: Object.assign(sortRow, out) };
+    Object.assign(sortRow, out);
+    for (const [name, text] of merged) sortRow[name] = text;
+    return { out, sortRow };
   });
   const sorted = spec.orderKeys.length > 0 ? sortRows(merged, (m) => m.sortRow, orderOf(spec)) : merged;
   return window(sorted.map((m) => m.out), spec);

@@ -267,13 +267,17 @@ function planAggregate(node: SelectQueryNode, selected: readonly Selected[], ext
     }
     const { kind, node: aggregate } = s.aggregate;
     if (kind === 'avg') {
-      // avg = sum / count, merged exactly; the count must skip the same nulls as avg does.
-      const sum = extra.add(Object.freeze({ ...aggregate, func: 'sum' }), 's');
+      // avg = sum / count, merged exactly; the count must skip the same nulls as avg does. The
+      // partial sum's own column gives its type (integer and numeric sums make a numeric avg).
+      const sumNode = Object.freeze({ ...aggregate, func: 'sum' });
+      const { name: sum, field: typeField } = extra.addTyped(sumNode, 's');
       const count = extra.add(Object.freeze({ ...aggregate, func: 'count' }), 'c');
-      return { name, source: { kind: 'aggregate', aggregate: kind, columns: { value: sum, count } } };
+      return { name, source: { kind: 'aggregate', aggregate: kind, columns: { value: sum, count, typeField, text: extra.addText(sumNode) } } };
     }
     shardSelections.push(s.node);
-    const columns = kind === 'min' || kind === 'max' ? { value: name, typeField: extra.typeField(aggregate, s.node), text: extra.addText(aggregate) } : { value: name };
+    // Partials merged from PostgreSQL's text of them: min/max compare it, sum adds it. A count
+    // needs none: any int8 parser gives a count (below 2^53) exactly.
+    const columns = kind === 'count' ? { value: name } : { value: name, typeField: extra.typeField(aggregate, s.node), text: extra.addText(aggregate) };
     return { name, source: { kind: 'aggregate', aggregate: kind, columns } };
   });
   return { keyColumns, outputs, shardSelections };

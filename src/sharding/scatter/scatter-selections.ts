@@ -37,6 +37,14 @@ class ShardSelections {
     return name;
   }
 
+  /** Adds `expression` as a hidden column that is also the field giving its type. */
+  addTyped(expression: OperationNode, prefix: string): { readonly name: string; readonly field: TypeField } {
+    const name = this.add(expression, prefix);
+    const field: TypeField = -this.selections.length;
+    this.types.set(expression, field);
+    return { name, field };
+  }
+
   /**
    * The field whose type (in the shards' row descriptions, free of charge) is `expression`'s: the
    * selection itself when it is one of the visible fields, else a hidden copy of the expression.

@@ -7,7 +7,7 @@
  * Types the merge cannot order exactly (jsonb; an enum whose labels it was not given: the dialect
  * reads them from pg_enum, see scatter-enums) are refused with E_UNSUPPORTED_SCATTER.
  */
-import { createQueryId, Kysely, PostgresQueryCompiler, type SelectQueryBuilder, type SelectQueryNode } from 'kysely';
+import { createQueryId, Kysely, PostgresQueryCompiler, sql, type SelectQueryBuilder, type SelectQueryNode } from 'kysely';
 import { Pool, types as pgTypes } from 'pg';
 import { planScatter } from '../../../src/sharding/scatter/scatter-plan';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
@@ -123,7 +123,7 @@ async function onSingle(node: SelectQueryNode): Promise<Row[]> {
 async function scattered(node: SelectQueryNode): Promise<Row[]> {
   const plan = planScatter(node);
   const compiled = compiler.compileQuery(plan.shardNode, createQueryId());
-  return mergeResults(plan, await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters]))));
+  return mergeResults(plan, await Promise.all(shards.map((pool) => pool.query(compiled.sql, [...compiled.parameters]))), (oid) => lossy.getTypeParser(oid, 'text'));
 }
 
 /** -0 and 0 are one float8 value to PostgreSQL (which of them a DISTINCT keeps is arbitrary). */
@@ -159,6 +159,14 @@ describe.each(COLUMNS)('%s', (c) => {
     if (defined) await sameAsSingle(query as unknown as Q);
     else await expect(scattered(query.toOperationNode())).rejects.toThrow(); // a shard refuses it as the single database does
   });
+});
+
+test('sum and avg of int8 and numeric with parsers that turn them into JS numbers: added from PostgreSQL text, parsed once, as in one database', async () => {
+  const finite = (c: 'big' | 'n') => db.selectFrom('ev').where(c, 'is not', null).where(sql<boolean>`${sql.ref(c)}::text <> 'NaN'`);
+  for (const c of ['big', 'n'] as const) {
+    await sameAsSingle(finite(c).select((eb) => [eb.fn.sum(c).as('total'), eb.fn.avg(c).as('mean'), eb.fn.countAll().as('cnt')]) as unknown as Q);
+    await sameAsSingle(finite(c).select((eb) => ['b', eb.fn.sum(c).as('total'), eb.fn.avg(c).as('mean')]).groupBy('b').orderBy('total').orderBy('b') as unknown as Q);
+  }
 });
 
 test('the issue’s case: microseconds on different shards order, de-duplicate and group as in one database', async () => {

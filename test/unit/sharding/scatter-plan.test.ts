@@ -86,35 +86,49 @@ describe('aggregates', () => {
     );
     expect(shardSql(p)).toBe(
       'select count(*) as "n", count("x") as "nx", sum("x") as "s", min("name") as "lo", max("big") as "hi", ' +
-        '(min("name"))::text as "__ks_x0", (max("big"))::text as "__ks_x1", sum("x") as "__ks_s2", count("x") as "__ks_c3" from "t"',
+        '(sum("x"))::text as "__ks_x0", (min("name"))::text as "__ks_x1", (max("big"))::text as "__ks_x2", ' +
+        'sum("x") as "__ks_s3", count("x") as "__ks_c4", (sum("x"))::text as "__ks_x5" from "t"',
     );
-    // min and max are visible fields 3 and 4 (avg runs as the hidden sum and count).
-    expect(p.typeFields).toEqual([3, 4]);
-    const merged = p.merge(
-      [
-        [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_x0: 'b', __ks_x1: '9', __ks_s2: '1.50', __ks_c3: '2' }],
-        [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_x0: 'B', __ks_x1: '10', __ks_s2: '2.25', __ks_c3: '2' }],
-        [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_x0: null, __ks_x1: null, __ks_s2: null, __ks_c3: '0' }],
-      ],
-      typed({ 3: 'text', 4: 'bigint' }),
-    );
-    expect(merged).toEqual([{ n: '5', nx: '4', s: '3.75', lo: 'B', hi: '10', a: '0.93750000000000000000' }]);
+    // sum, min and max are visible fields 2-4; avg's partial sum is hidden field 3 (its own column gives its type).
+    expect(p.typeFields).toEqual([2, 3, 4, -4]);
+    const rows = [
+      [{ n: '3', nx: '2', s: '1.50', lo: 'b', hi: '9', __ks_x0: '1.50', __ks_x1: 'b', __ks_x2: '9', __ks_s3: '1.50', __ks_c4: '2', __ks_x5: '1.50' }],
+      [{ n: '2', nx: '2', s: '2.25', lo: 'B', hi: '10', __ks_x0: '2.25', __ks_x1: 'B', __ks_x2: '10', __ks_s3: '2.25', __ks_c4: '2', __ks_x5: '2.25' }],
+      [{ n: '0', nx: '0', s: null, lo: null, hi: null, __ks_x0: null, __ks_x1: null, __ks_x2: null, __ks_s3: null, __ks_c4: '0', __ks_x5: null }],
+    ];
+    const names = { 2: 'numeric', 3: 'text', 4: 'bigint', [-4]: 'numeric' };
+    expect(p.merge(rows, typed(names))).toEqual([{ n: '5', nx: '4', s: '3.75', lo: 'B', hi: '10', a: '0.93750000000000000000' }]);
+    // With the app's parsers known, sum and avg are handed to them from their exact text.
+    const parsed: string[] = [];
+    const withParsers: TypeLookup = { ...typed(names), parse: (typeName, text) => (parsed.push(`${typeName} ${text}`), `parsed ${text}`) };
+    expect(p.merge(rows, withParsers)).toEqual([{ n: '5', nx: '4', s: 'parsed 3.75', lo: 'B', hi: '10', a: 'parsed 0.93750000000000000000' }]);
+    expect(parsed).toEqual(['numeric 3.75', 'numeric 0.93750000000000000000']);
+  });
+
+  test('a parser that loses digits loses them once, as on one database: partial sums are added from their text', () => {
+    const p = plan(db.selectFrom('t').select((eb) => [eb.fn.sum('x').as('s'), eb.fn.avg('x').as('a')]));
+    const lossy: TypeLookup = { ...typed({ 0: 'numeric', [-2]: 'numeric' }), parse: (_typeName, text) => Number(text) };
+    // The shards' values as a Number parser gave them: 0.1 + 0.2 added as floats is 0.30000000000000004.
+    const row = (sum: string) => ({ s: Number(sum), __ks_x0: sum, __ks_s1: Number(sum), __ks_c2: '1', __ks_x3: sum });
+    expect(p.merge([[row('0.1')], [row('0.2')]], lossy)).toEqual([{ s: 0.3, a: 0.15 }]);
+    expect(p.merge([[row('0.1')], [row('0.2')]], typed({ 0: 'numeric', [-2]: 'numeric' }))).toEqual([{ s: 0.30000000000000004, a: 0.15000000000000002 }]);
   });
 
   test('over no rows: count is 0 and the others null', () => {
     const p = plan(db.selectFrom('t').select((eb) => [eb.fn.countAll().as('n'), eb.fn.sum('x').as('s'), eb.fn.avg('x').as('a')]));
-    expect(p.merge([[{ n: '0', s: null, __ks_s0: null, __ks_c1: '0' }], [{ n: '0', s: null, __ks_s0: null, __ks_c1: '0' }]])).toEqual([{ n: '0', s: null, a: null }]);
+    const none = { n: '0', s: null, __ks_x0: null, __ks_s1: null, __ks_c2: '0', __ks_x3: null };
+    expect(p.merge([[none], [none]])).toEqual([{ n: '0', s: null, a: null }]);
     expect(p.merge([])).toEqual([{ n: '0', s: null, a: null }]);
   });
 
   test('avg over partial counts that add up below zero is refused, not divided', () => {
     const p = plan(db.selectFrom('t').select((eb) => eb.fn.avg('x').as('a')));
-    expect(() => p.merge([[{ __ks_s0: '4', __ks_c1: '-2' }]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: "the shards' counts for avg() add up to -2" } }));
+    expect(() => p.merge([[{ __ks_s0: '4', __ks_c1: '-2', __ks_x2: '4' }]])).toThrow(expect.objectContaining({ code: 'E_UNSUPPORTED_SCATTER', context: { unsupported: "the shards' counts for avg() add up to -2" } }));
   });
 
   test('floats and app-parsed bigints keep their JS form', () => {
     const p = plan(db.selectFrom('t').select((eb) => [eb.fn.sum('f').as('s'), eb.fn.avg('f').as('a'), eb.fn.countAll().as('n')]));
-    const merged = p.merge([[{ s: 1.5, __ks_s0: 1.5, __ks_c1: 1n, n: 1n }], [{ s: 2.5, __ks_s0: 2.5, __ks_c1: 3n, n: 3n }]]);
+    const merged = p.merge([[{ s: 1.5, __ks_x0: '1.5', __ks_s1: 1.5, __ks_c2: 1n, __ks_x3: '1.5', n: 1n }], [{ s: 2.5, __ks_x0: '2.5', __ks_s1: 2.5, __ks_c2: 3n, __ks_x3: '2.5', n: 3n }]]);
     expect(merged).toEqual([{ s: 4, a: 1, n: 4n }]);
   });
 
