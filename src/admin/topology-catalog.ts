@@ -121,25 +121,32 @@ export class TopologyCatalog {
    */
   async publish(topology: Topology, note?: string): Promise<void> {
     if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
-    await this.#query(`select 1 from ${this.#table} limit 0`); // a clear error when not installed
     const client = await this.#pool.connect();
+    // Three round trips, since the publish is the last step of a move's cutover, when writers of the
+    // moved slots wait: the lock (serializing publishers, so the version check and the insert see
+    // the same latest version), then the check, insert and notification in one statement (its
+    // snapshot is taken after the lock), then the commit.
     try {
-      await client.query('begin');
-      // Serializes publishers: the version check and the insert see the same latest version.
-      await client.query(`lock table ${this.#table} in exclusive mode`);
-      const { rows } = await client.query<{ latest: number | null }>(`select max(version) as latest from ${this.#table}`);
+      await client.query(`begin; lock table ${this.#table} in exclusive mode`);
+      const { rows } = await client.query<{ latest: number; inserted: number }>(
+        `with latest as (select coalesce(max(version), 0) as version from ${this.#table}),
+           inserted as (insert into ${this.#table} (version, document, note) select $1, $2, $3 from latest where latest.version < $1 returning version)
+         select (select version from latest) as latest, (select count(pg_notify($4, version::text))::int from inserted) as inserted`,
+        [topology.version, JSON.stringify(toDocument(topology)), note ?? null, this.#channel],
+      );
       const latest = rows[0]?.latest ?? 0;
-      if (topology.version <= latest) {
+      if (Number(rows[0]?.inserted) !== 1) {
         throw new TopologyConflictError(`Topology version ${topology.version} is not newer than the catalog's version ${latest}: reload the latest, apply your change to it and publish again.`, {
           latest,
           attempted: topology.version,
         });
       }
-      await client.query(`insert into ${this.#table} (version, document, note) values ($1, $2, $3)`, [topology.version, JSON.stringify(toDocument(topology)), note ?? null]);
-      await client.query('select pg_notify($1, $2)', [this.#channel, String(topology.version)]);
       await client.query('commit');
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
+      if ((error as { code?: unknown }).code === '42P01') {
+        throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
+      }
       throw error;
     } finally {
       client.release();
