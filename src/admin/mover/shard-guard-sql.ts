@@ -183,6 +183,14 @@ $refuse$;
 `;
 }
 
+/** The restrictive policy that refuses a stale session's statements on table `t` (quoted), checked once per statement. */
+export function versionPolicySql(t: string): string {
+  return `drop policy if exists kysely_scale_version on ${t};
+create policy kysely_scale_version on ${t} as restrictive for all to public
+  using (kysely_scale.version_gate())
+  with check (kysely_scale.version_gate());`;
+}
+
 /** Row security and the write gate on one sharded table (idempotent; takes a brief ACCESS EXCLUSIVE lock). */
 export function tableGuardSql(table: ShardedTableSpec, slotCount: number): string {
   const t = quoteTable(table.name);
@@ -194,10 +202,7 @@ drop policy if exists kysely_scale_guard on ${t};
 create policy kysely_scale_guard on ${t} as permissive for all to public
   using (kysely_scale.hidden_slots() is null or get_bit(kysely_scale.hidden_slots(), ${slotOfTextSql(key, String(slotCount))}) = 0)
   with check (true);
-drop policy if exists kysely_scale_version on ${t};
-create policy kysely_scale_version on ${t} as restrictive for all to public
-  using (kysely_scale.version_gate())
-  with check (kysely_scale.version_gate());
+${versionPolicySql(t)}
 drop trigger if exists kysely_scale_gate on ${t};
 create trigger kysely_scale_gate before insert or update or delete or truncate on ${t}
   for each statement execute function kysely_scale.write_gate();

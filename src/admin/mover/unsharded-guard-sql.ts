@@ -19,7 +19,7 @@
  * Mover sessions (`kysely_scale.bypass = on`) pass every check.
  */
 import { SLOT_FENCED_SQLSTATE } from '../../cluster/topology-fence';
-import { quoteTable } from './shard-guard-sql';
+import { quoteTable, versionPolicySql } from './shard-guard-sql';
 
 /** The fence table and the gate function (idempotent). */
 export const UNSHARDED_FENCE_SQL = `
@@ -61,10 +61,7 @@ drop policy if exists kysely_scale_unsharded on ${t};
 create policy kysely_scale_unsharded on ${t} as permissive for all to public using (true) with check (true);`
     : ''
 }
-drop policy if exists kysely_scale_version on ${t};
-create policy kysely_scale_version on ${t} as restrictive for all to public
-  using (kysely_scale.version_gate())
-  with check (kysely_scale.version_gate());
+${versionPolicySql(t)}
 drop trigger if exists kysely_scale_unsharded_gate on ${t};
 create trigger kysely_scale_unsharded_gate before insert or update or delete or truncate on ${t}
   for each statement execute function kysely_scale.unsharded_gate();

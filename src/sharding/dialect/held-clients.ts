@@ -172,17 +172,22 @@ export function runOn<R>(client: PoolClientLike, sql: string, parameters: readon
 
 /**
  * What a scatter adds to the statement it sends one shard: the name of a prepared statement to run
- * it as (parsed and planned once per pooled connection instead of on every call), and a sink for
- * the type OIDs its row description gives (in field order, before the rows are handed over).
+ * it as (parsed once per pooled connection instead of on every call), and a sink for its row
+ * description (before the rows are handed over).
  */
 export interface ShardStatementOptions {
   readonly preparedName?: string;
-  /** Called with the type OIDs and the type parsers (by OID) the client parsed the rows with. */
-  readonly onFieldTypes?: (oids: readonly number[], parserOf: TypeParsers) => void;
+  readonly onRowDescription?: (description: RowDescription) => void;
 }
 
 /** A client's pg type parser for text values of a type, by OID. */
 export type TypeParsers = (oid: number) => (text: string) => unknown;
+
+/** What a shard's result says of its rows: the type OIDs of its fields in order, and the parsers the client parsed them with. */
+export interface RowDescription {
+  readonly oids: readonly number[];
+  readonly parserOf: TypeParsers;
+}
 
 /** The parsers `client` uses (pg's `getTypeParser`, its own overrides over the global ones), else pg's global ones. */
 function parsersOf(client: PoolClientLike): TypeParsers {
@@ -211,7 +216,7 @@ export function runCompiled<R>(client: PoolClientLike, compiled: CompiledQuery):
   const result = options.preparedName === undefined ? client.query(compiled.sql, values) : client.query({ name: options.preparedName, text: compiled.sql, values });
   return result.then(
     (result) => {
-      if (result.fields !== undefined) options.onFieldTypes?.(result.fields.map((field) => field.dataTypeID), parsersOf(client));
+      if (result.fields !== undefined) options.onRowDescription?.({ oids: result.fields.map((field) => field.dataTypeID), parserOf: parsersOf(client) });
       return toQueryResult<R>(result);
     },
     (error: unknown) => Promise.reject(annotateStatementError(error, client)),
@@ -237,18 +242,18 @@ export interface OpenCursor {
  * pg's, as without the option) and reported with the first rows.
  */
 export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, compiled: CompiledQuery): OpenCursor {
-  const onFieldTypes = shardOptionsOf(compiled)?.onFieldTypes;
+  const onRowDescription = shardOptionsOf(compiled)?.onRowDescription;
   const oids: number[] = [];
-  const config = onFieldTypes === undefined ? undefined : { types: { getTypeParser: (oid: number, format?: string) => (oids.push(oid), pgTypes.getTypeParser(oid, format as 'text')) } };
+  const config = onRowDescription === undefined ? undefined : { types: { getTypeParser: (oid: number, format?: string) => (oids.push(oid), pgTypes.getTypeParser(oid, format as 'text')) } };
   const cursor = client.query(config === undefined ? new Cursor(compiled.sql, [...compiled.parameters]) : new Cursor(compiled.sql, [...compiled.parameters], config));
-  let reported = onFieldTypes === undefined;
+  let reported = onRowDescription === undefined;
   return {
     read: (chunkSize) =>
       cursor.read(chunkSize).then(
         (rows) => {
           if (!reported && (oids.length > 0 || rows.length > 0)) {
             reported = true;
-            onFieldTypes!(oids, globalParsers);
+            onRowDescription!({ oids, parserOf: globalParsers });
           }
           return rows;
         },

@@ -14,7 +14,7 @@ import { RETURNED_KEY } from '../routing/node-rewrite';
 import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { PartialWriteError, RoutingError } from '../sharding-errors';
-import { runOn, type HeldClients, type ShardStatement, type TypeParsers } from './held-clients';
+import { runOn, type HeldClients, type RowDescription, type ShardStatement } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import type { WriteEvents } from './write-events';
@@ -87,19 +87,10 @@ export class MultiShardExecutor {
     const types = new FieldTypes();
     const typeNames = typeNamesOf(this.#runtime);
     const streams = parts.map((part) => {
-      let oids: readonly number[] = [];
-      let parserOf: TypeParsers | undefined;
-      const query: ShardStatement = {
-        ...compileFor(part),
-        shardOptions: {
-          onFieldTypes: (found, parsers) => {
-            oids = found;
-            parserOf = parsers;
-          },
-        },
-      };
+      let description: RowDescription | undefined;
+      const query: ShardStatement = { ...compileFor(part), shardOptions: { onRowDescription: (found) => (description = found) } };
       const rows = this.#reads.stream(part.shard, plan, inSession, { compiled: query, observed: plan, Cursor, chunkSize }) as AsyncGenerator<Row[], unknown, number | undefined>;
-      return describedFirst(rows, () => typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, oids, parserOf, read: (catalog) => this.#readAside(part.shard, catalog) }));
+      return describedFirst(rows, () => typeNames.addTo(types, scatter, { id: part.shard.id, database: part.shard.primary.url, description, read: (catalog) => this.#readAside(part.shard, catalog) }));
     });
     try {
       for await (const rows of scatter.mergeChunks(streams, chunkSize, types)) yield { rows };
@@ -145,19 +136,14 @@ export class MultiShardExecutor {
     const compileFor = shardStatements(this.#runtime, shard, compiled);
     // Prepared only outside sessions: a statement that fails inside a transaction aborts it, and a session may DISCARD ALL.
     const name = inSession ? undefined : preparedName;
-    const oids: (readonly number[] | undefined)[] = parts.map(() => undefined);
-    const parsers: (TypeParsers | undefined)[] = parts.map(() => undefined);
+    const descriptions: (RowDescription | undefined)[] = parts.map(() => undefined);
     // Compiled before any part starts: a part that cannot be planned fails the statement with none running.
     const queries = parts.map(compileFor);
     const rowsPerShard = await allSettledOrThrow(
       parts.map((part, i) => {
         const query = queries[i]!;
         const run = (preparedName: string | undefined): Promise<Row[]> => {
-          const onFieldTypes = (found: readonly number[], parserOf: TypeParsers): void => {
-            oids[i] = found;
-            parsers[i] = parserOf;
-          };
-          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onFieldTypes } };
+          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onRowDescription: (found) => (descriptions[i] = found) } };
           return this.#reads.run<Row>(part.shard, plan, inSession, statement).then(rowsOf);
         };
         if (name === undefined || query !== shard) return run(undefined);
@@ -175,7 +161,7 @@ export class MultiShardExecutor {
     // The compared values' types come from the row descriptions of the shards that returned rows.
     const described = parts.flatMap((part, i): DescribedShard[] => {
       if (rowsPerShard[i]!.length === 0) return [];
-      return [{ id: part.shard.id, database: part.shard.primary.url, oids: oids[i] ?? [], parserOf: parsers[i], read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
+      return [{ id: part.shard.id, database: part.shard.primary.url, description: descriptions[i], read: (query) => this.#reads.run<Row>(part.shard, plan, inSession, query) }];
     });
     const typeNames = typeNamesOf(this.#runtime);
     const found = typeNames.lookup(scatter, described);

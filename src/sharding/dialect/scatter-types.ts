@@ -11,7 +11,7 @@ import { CompiledQuery, type QueryResult } from 'kysely';
 import { BUILT_IN_TYPE_NAMES } from '../scatter/pg-type-oids';
 import { FieldTypes, fieldPositions } from '../scatter/scatter-field-types';
 import type { ScatterPlan } from '../scatter/scatter-plan';
-import type { TypeParsers } from './held-clients';
+import type { RowDescription } from './held-clients';
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
 
@@ -28,16 +28,16 @@ const TYPES_SQL = `select t.oid::int8 as oid, format_type(t.oid, null) as name,
     where e.enumtypid = case when t.typcategory = 'A' then t.typelem else t.oid end) as labels
   from pg_type t where t.oid = any($1::oid[])`;
 
-/** One shard's part of a merge: its database (for OIDs of user types), its row description, and how to read its catalog. */
+/**
+ * One shard's part of a merge: its database (for OIDs of user types), its row description (none
+ * when its result had no `fields`: refused with a coded error), and how to read its catalog.
+ */
 export interface DescribedShard {
   /** The shard's id, named in errors. */
   readonly id: string;
   /** Identifies the shard's database (its primary's URL: replicas are copies with the same OIDs). */
   readonly database: string;
-  /** The type OIDs of its row description, in field order. */
-  readonly oids: readonly number[];
-  /** The type parsers its rows were parsed with: merged aggregates are handed to them. */
-  readonly parserOf?: TypeParsers;
+  readonly description: RowDescription | undefined;
   /** Runs a catalog read on the shard (a replica may serve it). */
   read(query: CompiledQuery): Promise<QueryResult<Row>>;
 }
@@ -82,14 +82,15 @@ export class ScatterTypeNames {
   }
 
   #oidsOf(plan: ScatterPlan, shard: DescribedShard): number[] {
-    if (shard.oids.length === 0) {
+    const oids = shard.description?.oids ?? [];
+    if (oids.length === 0) {
       throw new RoutingError(
         ErrorCodes.UNSUPPORTED_SCATTER,
         `Shard "${shard.id}" returned rows without their row description, which a scatter merge reads its compared values' types from: a custom createPool must return pg's results (with \`fields\`), and a custom cursor class must pass its third constructor argument on to pg-cursor.`,
         { unsupported: 'rows without a row description', shard: shard.id },
       );
     }
-    return fieldPositions(plan.fields, plan.typeFields, shard.oids.length).map((at) => shard.oids[at]!);
+    return fieldPositions(plan.fields, plan.typeFields, oids.length).map((at) => oids[at]!);
   }
 
   #known(shard: DescribedShard): Map<number, TypeInfo> {
@@ -118,7 +119,7 @@ export class ScatterTypeNames {
 }
 
 function noteTypes(types: FieldTypes, plan: ScatterPlan, shard: DescribedShard, infos: readonly TypeInfo[]): void {
-  if (shard.parserOf !== undefined) types.useParsers(shard.parserOf);
+  if (shard.description !== undefined) types.useParsers(shard.description.parserOf);
   const labels = new Map<string, readonly string[]>();
   for (const info of infos) if (info.labels !== null) labels.set(info.name.endsWith('[]') ? info.name.slice(0, -2) : info.name, info.labels);
   types.add(shard.id, plan.typeFields, infos.map((info) => info.name), labels);

@@ -154,7 +154,7 @@ function extreme(direction: 1 | -1): AggregateMerger {
 const FLOAT_TYPES: ReadonlySet<string> = new Set(['real', 'double precision']);
 
 /**
- * How a count, sum or avg is merged exactly: from each shard's partial as PostgreSQL printed it
+ * How a sum or avg is merged exactly: from each shard's partial as PostgreSQL printed it
  * (its `text` column), the result handed to the app's parser for the result's type, so a parser
  * that loses digits (int8 or numeric into JS numbers) loses them once, as on one database. `undefined`
  * without the text column or the parsers (the merge then adds the parsed partials).
@@ -169,19 +169,17 @@ function exactInputs(columns: AggregateColumns, types: TypeLookup | undefined): 
 function total(empty: string | null): AggregateMerger {
   return (columns, _compareText, types) => {
     const sum = new Sum();
-    let exact: ReturnType<typeof exactInputs> | null = null;
-    const inputs = () => (exact === null ? (exact = exactInputs(columns, types)) : exact);
+    const exact = exactInputs(columns, types);
+    const float = exact !== undefined && FLOAT_TYPES.has(exact.type);
     return {
       add(row) {
-        const found = inputs();
-        if (found === undefined) sum.add(row[columns.value]);
-        else sum.addText(row[columns.text!], FLOAT_TYPES.has(found.type));
+        if (exact === undefined) sum.add(row[columns.value]);
+        else sum.addText(row[columns.text!], float);
       },
       result() {
-        const found = inputs();
-        if (found === undefined) return sum.empty ? empty : sum.value();
+        if (exact === undefined) return sum.empty ? empty : sum.value();
         const text = sum.empty ? empty : sum.text();
-        return text === null ? null : found.parse(found.type, text);
+        return text === null ? null : exact.parse(exact.type, text);
       },
       text: () => (sum.empty ? empty : sum.text()),
     };

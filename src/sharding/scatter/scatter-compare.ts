@@ -66,7 +66,7 @@ const TYPE_CLASSES: Readonly<Record<string, ValueClass>> = Object.freeze({
 });
 
 /** The value class of a type name (as `format_type` prints it); unknown types (enums, jsonb, …) are `other`. */
-export function valueClassOf(typeName: string): ValueClass {
+function valueClassOf(typeName: string): ValueClass {
   return TYPE_CLASSES[typeName] ?? 'other';
 }
 

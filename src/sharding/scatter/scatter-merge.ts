@@ -59,17 +59,10 @@ export function rowsToTake(spec: MergeSpec): number {
   return spec.limit === undefined ? Infinity : spec.offset + spec.limit;
 }
 
-/** Returns a copy of the row without the plan's hidden helper columns (or the row itself when there are none). */
-export function stripHidden(row: Row, hidden: ReadonlySet<string>): Row {
-  if (hidden.size === 0) return row;
-  const out: Row = {};
-  for (const key in row) if (!hidden.has(key)) out[key] = row[key];
-  return out;
-}
-
 /**
- * {@link stripHidden} for the rows of one merge, which all have the same columns (one statement):
- * the visible column names are found once, from the first row, and copied in that order.
+ * Copies rows without the plan's hidden helper columns (or returns them as they are when there are
+ * none). The rows of one merge all have the same columns (one statement): the visible column
+ * names are found once, from the first row, and copied in that order.
  */
 export function hiddenStripper(hidden: ReadonlySet<string>): (row: Row) => Row {
   if (hidden.size === 0) return (row) => row;
