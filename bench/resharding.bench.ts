@@ -7,6 +7,7 @@
  * writers' own log of acknowledged writes.
  */
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -351,6 +352,8 @@ export async function run(): Promise<BenchReport> {
         process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms, over 2x the p99 before ${slow}\n`);
       }
     }
+    // With RESHARDING_SAMPLES=<file> (and RESHARDING_DEBUG): every write [start, latency, moving slot?] and the phase starts, as JSON, for a timeline.
+    if (debug && process.env.RESHARDING_SAMPLES !== undefined) writeFileSync(process.env.RESHARDING_SAMPLES, JSON.stringify({ p99Before: percentile(latency.before!, 0.99), samples, phaseStarts }));
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
     await new Promise((r) => setTimeout(r, 500));
     stop = true;

@@ -1,0 +1,13 @@
+import { nextChunk } from '../../../src/admin/mover/batch-cleanup';
+
+test('clean-up deletes are sized toward one pacing slice, growing at most twofold and within bounds', () => {
+  // 200 keys took 12 ms against a 3 ms slice: a quarter as many next time.
+  expect(nextChunk(200, 12, 3)).toBe(50);
+  // Fast deletes grow, but at most double per step, and never past 2,000 keys.
+  expect(nextChunk(200, 0.5, 3)).toBe(400);
+  expect(nextChunk(1500, 1, 3)).toBe(2000);
+  expect(nextChunk(200, 0, 3)).toBe(400);
+  // A very slow delete never shrinks the chunk below 20 keys.
+  expect(nextChunk(50, 500, 3)).toBe(20);
+  expect(nextChunk(200, 3, 3)).toBe(200);
+});
