@@ -122,18 +122,23 @@ export class TopologyCatalog {
   async publish(topology: Topology, note?: string): Promise<void> {
     if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
     const client = await this.#pool.connect();
-    // Three round trips, since the publish is the last step of a move's cutover, when writers of the
-    // moved slots wait: the lock (serializing publishers, so the version check and the insert see
-    // the same latest version), then the check, insert and notification in one statement (its
-    // snapshot is taken after the lock), then the commit.
+    // One round trip, since the publish is the last step of a move's cutover, when writers of the
+    // moved slots wait: a multi-statement simple query (so no bind parameters: the values are
+    // inlined as base64, which holds no quote or backslash). The lock serializes publishers, so the
+    // version check and the insert, one statement whose snapshot is taken after the lock, see the
+    // same latest version; the notification goes out at the commit.
     try {
-      await client.query(`begin; lock table ${this.#table} in exclusive mode`);
-      const { rows } = await client.query<{ latest: number; inserted: number }>(
-        `with latest as (select coalesce(max(version), 0) as version from ${this.#table}),
-           inserted as (insert into ${this.#table} (version, document, note) select $1, $2, $3 from latest where latest.version < $1 returning version)
-         select (select version from latest) as latest, (select count(pg_notify($4, version::text))::int from inserted) as inserted`,
-        [topology.version, JSON.stringify(toDocument(topology)), note ?? null, this.#channel],
-      );
+      const literal = (text: string): string => `convert_from(decode('${Buffer.from(text, 'utf8').toString('base64')}', 'base64'), 'UTF8')`;
+      const version = Number(topology.version);
+      const results = (await client.query(
+        `begin; lock table ${this.#table} in exclusive mode;
+         with latest as (select coalesce(max(version), 0) as version from ${this.#table}),
+           inserted as (insert into ${this.#table} (version, document, note)
+             select ${version}, ${literal(JSON.stringify(toDocument(topology)))}::jsonb, ${note === undefined ? 'null' : literal(note)} from latest where latest.version < ${version} returning version)
+         select (select version from latest) as latest, (select count(pg_notify(${literal(this.#channel)}, version::text))::int from inserted) as inserted;
+         commit`,
+      )) as unknown as { rows: { latest: number; inserted: number }[] }[];
+      const rows = results[2]?.rows ?? [];
       const latest = rows[0]?.latest ?? 0;
       if (Number(rows[0]?.inserted) !== 1) {
         throw new TopologyConflictError(`Topology version ${topology.version} is not newer than the catalog's version ${latest}: reload the latest, apply your change to it and publish again.`, {
@@ -141,10 +146,9 @@ export class TopologyCatalog {
           attempted: topology.version,
         });
       }
-      await client.query('commit');
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
-      if ((error as { code?: unknown }).code === '42P01') {
+      if (isNotInstalled(error)) {
         throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
       }
       throw error;
@@ -267,7 +271,7 @@ export class TopologyCatalog {
     try {
       return await this.#pool.query<R>(sql, values);
     } catch (error) {
-      if ((error as { code?: unknown }).code === '42P01') {
+      if (isNotInstalled(error)) {
         throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
       }
       throw error;
@@ -320,4 +324,10 @@ export class TopologyCatalog {
   close(): Promise<void> {
     return this.#pool.end();
   }
+}
+
+/** The catalog's table (42P01) or its schema (3F000: `lock table` names the schema first) does not exist. */
+function isNotInstalled(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '42P01' || code === '3F000';
 }

@@ -48,13 +48,14 @@ describe('topology catalog', () => {
     const v1 = twoShards();
     await c.publish(v1, 'initial');
     const moved = v1.withSlotsMoved([0, 1, 2, 4095], shards[1]!.id);
-    await c.publish(moved, 'move four slots');
+    // The publish inlines its values in one multi-statement query: quotes, backslashes, dollar quotes and non-ASCII come back unchanged.
+    await c.publish(moved, `move four slots: it's \\ $$ $x$ "ok" — ✓`);
     const latest = (await c.latest())!;
     expect(latest.version).toBe(2);
     expect(latest.ownerIds()).toEqual(moved.ownerIds());
     expect(latest.shards.map((s) => [s.id, s.primary.url, s.replicas.map((r) => r.url)])).toEqual(moved.shards.map((s) => [s.id, s.primary.url, s.replicas.map((r) => r.url)]));
     expect((await c.history()).map((h) => [h.version, h.note])).toEqual([
-      [2, 'move four slots'],
+      [2, `move four slots: it's \\ $$ $x$ "ok" — ✓`],
       [1, 'initial'],
     ]);
   });
@@ -173,6 +174,15 @@ describe('topology catalog', () => {
     const error = await c.watch(() => undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TopologyError);
     expect((error as Error).message).toMatch(/is not installed: run catalog.install\(\)/);
+    // So does a publish, and the catalog's connection is usable afterwards (its transaction was rolled back).
+    for (let i = 0; i < 2; i++) {
+      const refused = await c.publish(twoShards()).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(TopologyError);
+      expect((refused as Error).message).toMatch(/is not installed: run catalog.install\(\)/);
+    }
+    await c.install();
+    await c.publish(twoShards(), 'after install');
+    expect((await c.latest())?.version).toBe(1);
     const pool = directPool({ connectionString: catalogUrl });
     try {
       await eventually('no watch connection left', async () =>
