@@ -3,8 +3,8 @@
  * inside one repeatable-read snapshot of the source after which the target must equal that
  * snapshot: counts and checksums per slot per table are compared (no fence needed). `cutover`: the
  * fence goes up, older transactions end, a last pass applies the few remaining keys and those keys
- * are compared; then the shards switch (the source hides the slots and requires the new version,
- * the target shows them), replicas replay it, and the new version is published.
+ * are compared; then the shards switch (source hides and refuses, target shows; both require the
+ * new version), replicas replay it, and the new version is published.
  */
 import { MoveFailedError } from './mover-errors';
 import { enterPhase, report, type BatchScope } from './batch-scope';
@@ -153,7 +153,7 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
 export async function finishCutover(scope: BatchScope, latest?: Topology): Promise<'published'> {
   const { ctx, batch } = scope;
   const version = batch.version!;
-  await showOnTarget(scope);
+  await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
   const current = latest ?? (await ctx.topology());
   if (current.version < version) {
@@ -165,16 +165,19 @@ export async function finishCutover(scope: BatchScope, latest?: Topology): Promi
 }
 
 /**
- * Target side of the switch: the target shows the slots. It does not require the new version:
- * only the source must refuse older routers. A router older than this version never sends the
- * target a moved slot's statement (it routes those to the source, or to an earlier owner, and
- * every shard that lost slots requires the version that took them), and a scatter of it also
- * reaches the source, which refuses it. So the target's own slots keep serving older routers
- * while they catch up: only the source's statements wait for the new version.
+ * Target side of the switch, in one statement: the target shows the slots and requires the new
+ * version at the same instant. Showing them to older sessions too would count moved rows twice in
+ * an older router's scatter whose source part ran before the switch (each part is a statement
+ * with its own snapshot, maybe on a replica), and let its keyless or `or`-keyed writes, which
+ * reach every shard unchanged, write moved rows here.
  */
-async function showOnTarget(scope: BatchScope): Promise<void> {
+async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
   const { target, bits, slotCount } = scope;
-  await unhideSlots(target, bits, slotCount);
+  await target.query(
+    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
+       hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
+    [version],
+  );
 }
 
 /** Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the target and shown on the source. */
