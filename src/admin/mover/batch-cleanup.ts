@@ -35,13 +35,14 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
   for (const table of tables) {
     const keys = await slotKeys(source, table, slots, slotCount, scope.pace);
     let chunk = FIRST_KEYS_PER_DELETE;
-    for (let i = 0; i < keys.length; i += chunk) {
+    for (let i = 0; i < keys.length; ) {
       if (!announced) {
         announced = true;
         await ctx.hook?.(batch, 'cleaning');
       }
       const deleteStarted = ctx.clock.monotonicNow();
       const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
+      i += chunk; // before the next chunk's size is chosen
       deleted += rowCount ?? 0;
       const took = ctx.clock.monotonicNow() - deleteStarted;
       await yieldAfter(took, scope.pace);

@@ -15,7 +15,8 @@ afterAll(() => f?.close());
 
 test('moving slots copies their rows to the target, publishes the new owner once its replica replayed them, and leaves no row behind', async () => {
   const v1 = await f.init(2);
-  await f.seed(v1, 0, 400);
+  // Enough rows that the clean-up deletes the moved keys in several chunks of changing size.
+  await f.seed(v1, 0, 2000);
   const before = await verifyShards({ catalog: f.catalogUrl, tables: TABLES });
   expect(before.ok).toBe(true);
   const result = await moveSlots({ catalog: f.catalogUrl, slots: '0-511', to: 'shard1' });
@@ -29,7 +30,7 @@ test('moving slots copies their rows to the target, publishes the new owner once
   expect(after.ok).toBe(true);
   expect(after.slots).toEqual(before.slots);
   const users = await f.rowsOf('users');
-  expect(users).toHaveLength(400);
+  expect(users).toHaveLength(2000);
   for (const u of users) expect(latest.shardForSlot(slotOf(BigInt(u.key))).index).toBe(u.shard);
   // The new owner's replica had replayed the moved rows before the version was published.
   const replica = directPool({ connectionString: f.shards[1]!.replicaUrls[0]!, max: 1 });
