@@ -71,7 +71,7 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
  * re-tagged within `fenceWaitMillis` (at least {@link MIN_RETAG_MILLIS}); one that does not answer
  * fails the retry, naming its server, and is closed when the connection is released.
  */
-export async function refreshHeldSessions(runtime: ShardedRuntime, clients: HeldClients): Promise<void> {
+export async function refreshHeldSessions(runtime: Pick<ShardedRuntime, 'topology' | 'fenceWaitMillis' | 'retag'>, clients: HeldClients): Promise<void> {
   const primaries = new Map(runtime.topology.shards.map((shard) => [shard.primary.url, shard]));
   clients.dropArrived((url) => !primaries.has(url));
   const millis = Math.max(runtime.fenceWaitMillis, MIN_RETAG_MILLIS);

@@ -10,17 +10,15 @@ import { ErrorCodes } from '../../kernel/errors';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
 import type { RoutePart, RoutePlan } from '../routing/route-planner';
-import { RETURNED_KEY } from '../routing/node-rewrite';
-import { encodeShardKey } from '../../cluster/shard-key';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
-import { PartialWriteError, RoutingError } from '../sharding-errors';
+import { RoutingError } from '../sharding-errors';
 import { runOn, type HeldClients, type RowDescription, type ShardStatement } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
-import type { WriteEvents } from './write-events';
 import { ScatterTypeNames, type DescribedShard } from './scatter-types';
 import { FieldTypes } from '../scatter/scatter-field-types';
 import { ScatterStatements } from './scatter-statements';
+import { runSplitWrite, type SplitWriteRuntime } from './split-write';
 
 type Row = Record<string, unknown>;
 
@@ -35,12 +33,9 @@ const ASIDE_READ_DEADLINE_MILLIS = 5_000;
 const SCATTER_OPTIONS: ScatterPlanOptions = Object.freeze({ isJoinSafe: () => true });
 
 /** What the executor needs of the dialect's runtime. */
-export interface MultiShardRuntime {
-  /** Compiles a rewritten node with the original query's id. */
-  compile(node: RootOperationNode, original: CompiledQuery): CompiledQuery;
+export interface MultiShardRuntime extends SplitWriteRuntime {
   /** The cursor class for streams. */
   cursor(): CursorConstructor;
-  readonly writes: WriteEvents;
   /** Whether repeated scatter statements run as prepared statements (`ShardedDialectConfig.prepareScatterStatements`). */
   readonly prepareScatterStatements: boolean;
   /** A pooled client of `server` of its own (a catalog read while the connection's clients hold open cursors). */
@@ -175,43 +170,8 @@ export class MultiShardExecutor {
     }
   }
 
-  async #splitWrite(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
-    const settled = await Promise.allSettled(
-      parts.map(async (part) => {
-        const query = part.node === compiled.query ? compiled : this.#runtime.compile(part.node, compiled);
-        const client = await this.#clients.client(this.#reads.serverFor(part.shard, plan, inSession));
-        return runOn<unknown>(client, query.sql, query.parameters);
-      }),
-    );
-    const committed: string[] = [];
-    const failed: string[] = [];
-    const positions: Promise<void>[] = [];
-    let firstError: unknown;
-    settled.forEach((outcome, i) => {
-      const part = parts[i]!;
-      if (outcome.status === 'fulfilled') {
-        // A shard may run several parts (a split insert's runs): each id once.
-        if (!committed.includes(part.shard.id)) committed.push(part.shard.id);
-        this.#runtime.writes.record(plan, part.shard, part.keys, null);
-        if (this.#reads.tracksWrites) positions.push(this.#reads.noteWritePosition(part.shard));
-      } else {
-        if (!failed.includes(part.shard.id)) failed.push(part.shard.id);
-        firstError ??= outcome.reason;
-      }
-    });
-    await Promise.all(positions);
-    if (failed.length > 0) {
-      // All failed: nothing was written, PostgreSQL's error is the whole story.
-      if (committed.length === 0) throw firstError;
-      throw new PartialWriteError(
-        `This ${plan.statement} committed on ${quoted(committed)} and failed on ${quoted(failed)} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
-        firstError,
-        { committed, failed },
-      );
-    }
-    const results = settled.map((o) => (o as PromiseFulfilledResult<QueryResult<unknown>>).value);
-    if (plan.kind === 'broadcast') return results[0]!;
-    return mergeWriteResults(parts, results);
+  #splitWrite(compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
+    return runSplitWrite(this.#runtime, this.#clients, this.#reads, compiled, plan, parts, inSession);
   }
 }
 
@@ -290,63 +250,10 @@ function shardStatements(runtime: MultiShardRuntime, shard: CompiledQuery, compi
   return (part) => (part.node === compiled.query ? shard : runtime.compile(planScatter(part.node, SCATTER_OPTIONS).shardNode, compiled));
 }
 
-/**
- * Sums affected rows and concatenates RETURNING rows. A split insert's rows come back in VALUES
- * order: a part that returned one row per inserted row is placed by position; one that returned
- * fewer (a shard skipped rows: ON CONFLICT DO NOTHING) is placed by the keys its rows returned.
- */
-function mergeWriteResults(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): QueryResult<unknown> {
-  let affected: bigint | undefined;
-  for (const r of results) if (r.numAffectedRows !== undefined) affected = (affected ?? 0n) + r.numAffectedRows;
-  const placed = parts.every((p) => p.rowIndexes !== undefined) ? placeInValuesOrder(parts, results) : undefined;
-  const rows = placed ?? results.flatMap((r, i) => (parts[i]!.returnsKey === true ? r.rows.map(withoutReturnedKey) : r.rows));
-  return affected === undefined ? { rows } : { numAffectedRows: affected, rows };
-}
-
-/** The rows of a split insert's parts in VALUES order; `undefined` if a returned row matches no row of its part. */
-function placeInValuesOrder(parts: readonly RoutePart[], results: readonly QueryResult<unknown>[]): unknown[] | undefined {
-  const slots: unknown[] = [];
-  const filled: boolean[] = [];
-  for (const [i, part] of parts.entries()) {
-    const rows = results[i]!.rows;
-    const indexes = part.rowIndexes!;
-    if (rows.length === indexes.length) {
-      rows.forEach((row, j) => {
-        slots[indexes[j]!] = part.returnsKey === true ? withoutReturnedKey(row) : row;
-        filled[indexes[j]!] = true;
-      });
-      continue;
-    }
-    if (part.returnsKey !== true || part.keys === null) return undefined;
-    // Returned rows keep VALUES order and skip some: each takes the next row of its part with its key.
-    let next = 0;
-    for (const row of rows) {
-      const key = encodeShardKey((row as Record<string, unknown>)[RETURNED_KEY]);
-      while (next < indexes.length && encodeShardKey(part.keys[next]) !== key) next++;
-      if (next === indexes.length) return undefined;
-      slots[indexes[next]!] = withoutReturnedKey(row);
-      filled[indexes[next]!] = true;
-      next++;
-    }
-  }
-  const out: unknown[] = [];
-  for (let at = 0; at < filled.length; at++) if (filled[at] === true) out.push(slots[at]);
-  return out;
-}
-
-function withoutReturnedKey(row: unknown): unknown {
-  const { [RETURNED_KEY]: _key, ...rest } = row as Record<string, unknown>;
-  return rest;
-}
-
 /** The values of `promises` once all settled; the first rejection's reason if any failed. */
 async function allSettledOrThrow<T>(promises: readonly Promise<T>[]): Promise<T[]> {
   const settled = await Promise.allSettled(promises);
   const failed = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
   return settled.map((o) => (o as PromiseFulfilledResult<T>).value);
-}
-
-function quoted(ids: readonly string[]): string {
-  return ids.map((id) => `"${id}"`).join(', ');
 }
