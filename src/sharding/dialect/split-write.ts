@@ -1,12 +1,20 @@
 /**
- * A write split over several shards (a multi-row insert, an update or delete of a key list), one
- * statement per shard, outside a transaction: affected rows summed, RETURNING rows in VALUES order
- * for inserts. Parts that a shard refused for a slot move (its fence: nothing was written there)
- * while other parts committed are run again, once, after the topology is brought up to the version
- * the shard asked for, on their keys' new owners; the caller sees success as it would for a
- * statement on one shard. A part without keys (a keyless or `or`-keyed write sent unchanged to
- * every shard) cannot be narrowed to what the refusing shard lost, so it is not run again: such a
- * write fails with {@link PartialWriteError}, as does any split write with another failure.
+ * A write split over several shards (a multi-row insert, an update or delete of a key list, a
+ * keyless write sent to every shard), one statement per shard, outside a transaction: affected
+ * rows summed, RETURNING rows in VALUES order for inserts. A slot move's fence refuses parts on
+ * some shards (nothing is written there) while others commit; callers following the catalog must
+ * still see success:
+ *
+ * - A part narrowed to its own keys (an insert's rows, a key list's subset) that was refused while
+ *   other parts committed runs again, once, after the topology reaches the version the shard asked
+ *   for, on its keys' new owners.
+ * - A statement sent unchanged to several shards (keyless, or keys in `or`-ed conditions) cannot
+ *   be narrowed to what the refusing shard lost, so it runs in a transaction per shard, committed
+ *   only once every part ran: a refusal rolls every part back and the connection runs the whole
+ *   statement again (any other error also leaves nothing written). Two round trips more.
+ *
+ * Only a part that fails for another reason, or a COMMIT that fails, leaves a partial write
+ * ({@link PartialWriteError}).
  */
 import { InsertQueryNode, type CompiledQuery, type QueryResult, type RootOperationNode } from 'kysely';
 import type { Topology } from '../../cluster/topology';
@@ -38,6 +46,8 @@ export interface SplitWriteRuntime {
   retag(client: PoolClientLike): Promise<void>;
 }
 
+const DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'merge']);
+
 /** One part and how it ended. */
 interface PartOutcome {
   readonly part: RoutePart;
@@ -56,6 +66,10 @@ export async function runSplitWrite(runtime: SplitWriteRuntime, clients: HeldCli
     );
     return settled.map((outcome, i) => ({ part: list[i]!, outcome }));
   };
+  // DDL and raw statements broadcast to every shard stay out of transactions (CREATE INDEX CONCURRENTLY, VACUUM).
+  if (plan.kind !== 'broadcast' && DML.has(plan.statement) && parts.some((part) => part.node === compiled.query)) {
+    return runInTransactions(runtime, clients, reads, compiled, plan, parts, inSession);
+  }
   let outcomes = await run(parts);
   const refused = outcomes.filter(isRetryableRefusal);
   // All refused: the connection's retry runs the whole statement again. Another failure: nothing to save.
@@ -66,9 +80,51 @@ export async function runSplitWrite(runtime: SplitWriteRuntime, clients: HeldCli
   return combine(runtime, reads, plan, outcomes);
 }
 
-/** A part its shard refused for a slot move, with keys to route again. */
+/** A part its shard refused for a slot move, narrowed to keys that can be routed again. */
 function isRetryableRefusal(o: PartOutcome): boolean {
   return o.outcome.status === 'rejected' && o.part.keys !== null && fenceRefusalOf(o.outcome.reason) !== undefined;
+}
+
+/**
+ * The unchanged statement on several shards, each in a transaction committed once every part ran;
+ * see the module comment. A client whose transaction may still be open is not pooled again.
+ */
+async function runInTransactions(runtime: SplitWriteRuntime, clients: HeldClients, reads: ReplicaReads, compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
+  const opened: PoolClientLike[] = [];
+  const settled = await Promise.allSettled(
+    parts.map(async (part) => {
+      const query = part.node === compiled.query ? compiled : runtime.compile(part.node, compiled);
+      const client = await clients.client(reads.serverFor(part.shard, plan, inSession));
+      await runOn(client, 'begin', []);
+      opened.push(client);
+      return runOn<unknown>(client, query.sql, query.parameters);
+    }),
+  );
+  const failure = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  const end = async (sql: 'commit' | 'rollback', client: PoolClientLike): Promise<void> => {
+    try {
+      await runOn(client, sql, []);
+    } catch (error) {
+      clients.discardOnRelease();
+      throw error;
+    }
+  };
+  if (failure !== undefined) {
+    await Promise.allSettled(opened.map((client) => end('rollback', client)));
+    // Nothing was written: a fence refusal goes to the connection, which reloads and runs it all again.
+    throw failure.reason;
+  }
+  const outcomes = await Promise.all(
+    parts.map(async (part, i): Promise<PartOutcome> => {
+      const ran = settled[i] as PromiseFulfilledResult<QueryResult<unknown>>;
+      const client = await clients.client(reads.serverFor(part.shard, plan, inSession));
+      return end('commit', client).then(
+        () => ({ part, outcome: ran }),
+        (reason: unknown) => ({ part, outcome: { status: 'rejected', reason } }),
+      );
+    }),
+  );
+  return combine(runtime, reads, plan, outcomes);
 }
 
 /**
