@@ -1,20 +1,16 @@
 /**
  * A write split over several shards (a multi-row insert, an update or delete of a key list, a
- * keyless write sent to every shard), one statement per shard, outside a transaction: affected
- * rows summed, RETURNING rows in VALUES order for inserts. A slot move's fence refuses parts on
- * some shards (nothing is written there) while others commit; callers following the catalog must
- * still see success:
- *
- * - A part narrowed to its own keys (an insert's rows, a key list's subset) that was refused while
- *   other parts committed runs again, once, after the topology reaches the version the shard asked
- *   for, on its keys' new owners.
- * - A statement sent unchanged to several shards (keyless, or keys in `or`-ed conditions) cannot
- *   be narrowed to what the refusing shard lost, so it runs in a transaction per shard, committed
- *   only once every part ran: a refusal rolls every part back and the connection runs the whole
- *   statement again (any other error also leaves nothing written). Two round trips more.
- *
- * Only a part that fails for another reason, or a COMMIT that fails, leaves a partial write
- * ({@link PartialWriteError}).
+ * keyless or `or`-keyed write sent unchanged to every shard), one statement per shard, outside a
+ * transaction: affected rows summed, RETURNING rows in VALUES order for inserts. A part narrowed to
+ * its own keys (an insert's rows, a key list's subset) that a shard refused for a slot move (its
+ * fence: nothing was written there) while other parts committed runs again, once, after the
+ * topology reaches the version the shard asked for, on its keys' new owners: the caller sees
+ * success as for a statement on one shard. A statement sent unchanged to several shards cannot be
+ * narrowed to what the refusing shard lost (running it again would write the committed shards
+ * twice), so it fails with {@link PartialWriteError}, as does any split write with another failure.
+ * (Running such parts in a transaction per shard until all ran was tried and dropped: two of them
+ * touching the same rows on two shards wait on each other forever, each server seeing only half of
+ * the cycle.)
  */
 import { InsertQueryNode, type CompiledQuery, type QueryResult, type RootOperationNode } from 'kysely';
 import type { Topology } from '../../cluster/topology';
@@ -46,8 +42,6 @@ export interface SplitWriteRuntime {
   retag(client: PoolClientLike): Promise<void>;
 }
 
-const DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'merge']);
-
 /** One part and how it ended. */
 interface PartOutcome {
   readonly part: RoutePart;
@@ -66,14 +60,10 @@ export async function runSplitWrite(runtime: SplitWriteRuntime, clients: HeldCli
     );
     return settled.map((outcome, i) => ({ part: list[i]!, outcome }));
   };
-  // DDL and raw statements broadcast to every shard stay out of transactions (CREATE INDEX CONCURRENTLY, VACUUM).
-  if (plan.kind !== 'broadcast' && DML.has(plan.statement) && parts.some((part) => part.node === compiled.query)) {
-    return runInTransactions(runtime, clients, reads, compiled, plan, parts, inSession);
-  }
   let outcomes = await run(parts);
-  const refused = outcomes.filter(isRetryableRefusal);
+  const refused = outcomes.filter((o) => isRetryableRefusal(o, compiled));
   // All refused: the connection's retry runs the whole statement again. Another failure: nothing to save.
-  if (refused.length > 0 && outcomes.some((o) => o.outcome.status === 'fulfilled') && outcomes.every((o) => o.outcome.status === 'fulfilled' || isRetryableRefusal(o))) {
+  if (refused.length > 0 && outcomes.some((o) => o.outcome.status === 'fulfilled') && outcomes.every((o) => o.outcome.status === 'fulfilled' || isRetryableRefusal(o, compiled))) {
     const again = await reroute(runtime, clients, compiled, refused);
     if (again !== undefined) outcomes = [...outcomes.filter((o) => !refused.includes(o)), ...(await run(again))];
   }
@@ -81,50 +71,8 @@ export async function runSplitWrite(runtime: SplitWriteRuntime, clients: HeldCli
 }
 
 /** A part its shard refused for a slot move, narrowed to keys that can be routed again. */
-function isRetryableRefusal(o: PartOutcome): boolean {
-  return o.outcome.status === 'rejected' && o.part.keys !== null && fenceRefusalOf(o.outcome.reason) !== undefined;
-}
-
-/**
- * The unchanged statement on several shards, each in a transaction committed once every part ran;
- * see the module comment. A client whose transaction may still be open is not pooled again.
- */
-async function runInTransactions(runtime: SplitWriteRuntime, clients: HeldClients, reads: ReplicaReads, compiled: CompiledQuery, plan: SpreadPlan, parts: readonly RoutePart[], inSession: boolean): Promise<QueryResult<unknown>> {
-  const opened: PoolClientLike[] = [];
-  const settled = await Promise.allSettled(
-    parts.map(async (part) => {
-      const query = part.node === compiled.query ? compiled : runtime.compile(part.node, compiled);
-      const client = await clients.client(reads.serverFor(part.shard, plan, inSession));
-      await runOn(client, 'begin', []);
-      opened.push(client);
-      return runOn<unknown>(client, query.sql, query.parameters);
-    }),
-  );
-  const failure = settled.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  const end = async (sql: 'commit' | 'rollback', client: PoolClientLike): Promise<void> => {
-    try {
-      await runOn(client, sql, []);
-    } catch (error) {
-      clients.discardOnRelease();
-      throw error;
-    }
-  };
-  if (failure !== undefined) {
-    await Promise.allSettled(opened.map((client) => end('rollback', client)));
-    // Nothing was written: a fence refusal goes to the connection, which reloads and runs it all again.
-    throw failure.reason;
-  }
-  const outcomes = await Promise.all(
-    parts.map(async (part, i): Promise<PartOutcome> => {
-      const ran = settled[i] as PromiseFulfilledResult<QueryResult<unknown>>;
-      const client = await clients.client(reads.serverFor(part.shard, plan, inSession));
-      return end('commit', client).then(
-        () => ({ part, outcome: ran }),
-        (reason: unknown) => ({ part, outcome: { status: 'rejected', reason } }),
-      );
-    }),
-  );
-  return combine(runtime, reads, plan, outcomes);
+function isRetryableRefusal(o: PartOutcome, compiled: CompiledQuery): boolean {
+  return o.outcome.status === 'rejected' && o.part.keys !== null && o.part.node !== compiled.query && fenceRefusalOf(o.outcome.reason) !== undefined;
 }
 
 /**
