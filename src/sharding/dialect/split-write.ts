@@ -63,7 +63,8 @@ export async function runSplitWrite(runtime: SplitWriteRuntime, clients: HeldCli
   let outcomes = await run(parts);
   const refused = outcomes.filter((o) => isRetryableRefusal(o, compiled));
   // All refused: the connection's retry runs the whole statement again. Another failure: nothing to save.
-  if (refused.length > 0 && outcomes.some((o) => o.outcome.status === 'fulfilled') && outcomes.every((o) => o.outcome.status === 'fulfilled' || isRetryableRefusal(o, compiled))) {
+  // Not in a session: its statements may run inside a transaction the caller began with raw SQL, which the refusal aborted.
+  if (!inSession && refused.length > 0 && outcomes.some((o) => o.outcome.status === 'fulfilled') && outcomes.every((o) => o.outcome.status === 'fulfilled' || isRetryableRefusal(o, compiled))) {
     const again = await reroute(runtime, clients, compiled, refused);
     if (again !== undefined) outcomes = [...outcomes.filter((o) => !refused.includes(o)), ...(await run(again))];
   }
