@@ -8,7 +8,7 @@
 import type { Client } from 'pg';
 import { copyOut } from './copy-out';
 import { enterPhase, type BatchScope } from './batch-scope';
-import { foldPending, unhideSlots } from './guard-state';
+import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
 import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
@@ -29,9 +29,6 @@ const MAX_KEYS_PER_DELETE = 2000;
 export async function cleanUp(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, tables, bits, slots, slotCount } = scope;
   await ctx.pause(ctx.tuning.cleanupDelayMillis);
-  // Routers following the catalog have the new version by now: the target requires it, and shows
-  // the moved slots to every session it still serves.
-  await foldPending(scope.target);
   const started = ctx.clock.monotonicNow();
   let deleted = 0;
   let announced = false;

@@ -3,15 +3,14 @@
  * inside one repeatable-read snapshot of the source after which the target must equal that
  * snapshot: counts and checksums per slot per table are compared (no fence needed). `cutover`: the
  * fence goes up, older transactions end, a last pass applies the few remaining keys and those keys
- * are compared; then the shards switch (the source hides the slots and requires the new version;
- * the target shows them to sessions of the new version), replicas replay it, and the new version
- * is published.
+ * are compared; then the shards switch (source hides and refuses, target shows; both require the
+ * new version), replicas replay it, and the new version is published.
  */
 import { MoveFailedError } from './mover-errors';
 import { enterPhase, report, type BatchScope } from './batch-scope';
 import { catchUpPass, changeLag, type AppliedKeys } from './change-catchup';
 import { checksumDifferences, keyChecksums, slotChecksums, type Checksum } from './slot-checksum';
-import { hideSlots, requiredVersion, restoreRequiredVersion, showFromVersion, unhideSlots, unpendSlots } from './guard-state';
+import { hideSlots, requiredVersion, restoreRequiredVersion, unhideSlots } from './guard-state';
 import type { Topology } from '../../cluster/topology';
 import { lowerFence, raiseFence, waitForOlderTransactions } from './slot-fence';
 import { waitForReplicas } from './replica-wait';
@@ -166,16 +165,19 @@ export async function finishCutover(scope: BatchScope, latest?: Topology): Promi
 }
 
 /**
- * Target side of the switch, in one statement: the target shows the slots to sessions routing by
- * the new version only. Older sessions go on here (the target's own slots keep their traffic while
- * routers catch up) but do not see the moved rows: an older router's scatter whose source part ran
- * before the switch must not count them twice, and its keyless or `or`-keyed writes, which reach
- * every shard unchanged, must not write them here. The clean-up folds them (this shard then
- * requires the new version); the source requires it from its switch on, so an older router's
- * statements on the moved slots are refused there.
+ * Target side of the switch, in one statement: the target shows the slots and requires the new
+ * version at the same instant. Showing them to older sessions too would count moved rows twice in
+ * an older router's scatter whose source part ran before the switch (each part is a statement
+ * with its own snapshot, maybe on a replica), and let its keyless or `or`-keyed writes, which
+ * reach every shard unchanged, write moved rows here.
  */
 async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
-  await showFromVersion(scope.target, scope.bits, scope.slotCount, version);
+  const { target, bits, slotCount } = scope;
+  await target.query(
+    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
+       hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
+    [version],
+  );
 }
 
 /** Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the target and shown on the source. */
@@ -184,7 +186,6 @@ export async function revertCutover(scope: BatchScope): Promise<void> {
   if (batch.version === undefined || batch.prevRequired === undefined) return;
   await target.query('begin');
   await hideSlots(target, bits, slotCount);
-  await unpendSlots(target, bits, slotCount);
   await restoreRequiredVersion(target, batch.version, batch.prevRequired.target);
   await target.query('commit');
   await source.query('begin');

@@ -1,8 +1,7 @@
 /**
  * Before a new version is published, the replicas of the batch's two shards must have replayed
  * the switch (the guard rows and the copied rows), so a replica read routed by the new version
- * finds the rows, and a stale router is refused on the source's replicas and does not see the
- * moved rows on the target's. A replica that refuses connections is
+ * finds the rows and a stale router is refused there too. A replica that refuses connections is
  * skipped: it replays the switch before it can serve anything newer. The whole wait, connecting,
  * each query and closing included, lasts at most `replicaWaitMillis`: a replica that does not
  * answer in that time (frozen, overloaded) counts as not caught up, like one too slow to replay,

@@ -3,10 +3,8 @@
  * routers it cannot trust (stale, or not following the catalog at all):
  *
  * - `kysely_scale.shard_guard` (one row): the oldest topology version a versioned session may route
- *   by here (`required_version`), `hidden`, the slots whose rows here app reads must not see
- *   (copies arriving on a target; rows left on a source after cutover until they are cleaned up),
- *   and `pending`, slots a target just took, hidden only from sessions routing by a version older
- *   than `pending_version` (the move's), until its clean-up requires that version here.
+ *   by here (`required_version`), and `hidden`, the slots whose rows here app reads must not see
+ *   (copies arriving on a target; rows left on a source after cutover until they are cleaned up).
  * - two row-security policies on each sharded table: a restrictive one whose
  *   `kysely_scale.version_gate()` runs once while each statement is planned (even a read that
  *   matches no row) and raises {@link STALE_TOPOLOGY_SQLSTATE} for a stale session; and a
@@ -88,7 +86,6 @@ create table if not exists kysely_scale.shard_guard (
   hidden varbit,
   updated_at timestamptz not null default now()
 );
-alter table kysely_scale.shard_guard add column if not exists pending varbit, add column if not exists pending_version integer;
 insert into kysely_scale.shard_guard (shard_id) values (${quoteLiteral(shardId)}) on conflict (only_row) do update set shard_id = excluded.shard_id;
 create table if not exists kysely_scale.slot_move (
   slot integer primary key,
@@ -139,19 +136,11 @@ $gate$;
 
 -- IMMUTABLE for the same reason: evaluated once while planning, so when nothing is hidden the whole
 -- visibility check folds to true and costs nothing per row.
--- Slots in pending stay hidden from sessions routing by a version older than pending_version.
 create or replace function kysely_scale.hidden_slots() returns varbit
 language plpgsql immutable as $hidden$
-declare
-  g record;
-  v text;
 begin
   if current_setting('kysely_scale.bypass', true) = 'on' then return null; end if;
-  select hidden, pending, pending_version into g from kysely_scale.shard_guard;
-  if g.pending is null then return g.hidden; end if;
-  v := current_setting('${TOPOLOGY_VERSION_SETTING}', true);
-  if v is null or v = '' or v::int >= g.pending_version then return g.hidden; end if;
-  return coalesce(g.hidden, repeat('0', length(g.pending))::varbit) | g.pending;
+  return (select hidden from kysely_scale.shard_guard);
 end
 $hidden$;
 

@@ -35,12 +35,10 @@ const DDL_RETRY_PAUSE_MILLIS = 10;
 
 /** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
-  // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by
-  // the faster one; a guard without the pending columns (an earlier version) is brought up to date.
+  // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null
-        and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false)
-        and exists (select 1 from pg_attribute where attrelid = to_regclass('kysely_scale.shard_guard') and attname = 'pending_version') as ok`,
+        and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false) as ok`,
   );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL);

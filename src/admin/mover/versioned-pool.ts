@@ -1,9 +1,8 @@
 /**
  * A pg pool for `ShardedDialectConfig.createPool` whose connections tell the shard which topology
  * version they route by (the session setting `kysely_scale.topology_version`), set once per
- * connection per version, so a shard that slots moved from refuses a stale router's reads and
- * writes instead of answering them wrongly (and one they moved to hides them from it until the
- * move's clean-up, then refuses it too).
+ * connection per version, so a shard that a slot moved to or from refuses a stale router's reads
+ * and writes instead of answering them wrongly.
  */
 import { Pool, type PoolClient } from 'pg';
 import { SET_TOPOLOGY_VERSION_SQL } from '../../cluster/topology-fence';
