@@ -90,6 +90,8 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   }
   const latest = await ctx.topology();
   const version = latest.version + 1;
+  // Built now (a few milliseconds for every slot), not while writers of the moving slots wait.
+  const next = latest.withSlotsMoved(batch.slots, batch.target, version);
   // Saved before the fence goes up, so nothing but the switch itself runs while writers wait.
   const [prevSource, prevTarget] = await Promise.all([requiredVersion(source), requiredVersion(target)]);
   batch.version = version;
@@ -116,7 +118,7 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
     return 'the fence ran out before the switch (raise fenceTimeoutMillis?).';
   }
   await ctx.hook?.(batch, 'switched');
-  return finishCutover(scope, latest);
+  return finishCutover(scope, { latest, next });
 }
 
 /** Source side of the switch, in one round trip: the fence becomes permanent (only if it still holds), the slots hidden, the new version required. */
@@ -147,18 +149,19 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
 
 /**
  * Target side of the switch, replicas, publish. Also where a resumed `cutover` continues once the
- * source switched (its fence is permanent), since every step is idempotent. `latest` is the
- * catalog's topology when the cutover began (re-read when not given).
+ * source switched (its fence is permanent), since every step is idempotent. `planned` holds the
+ * catalog's topology when the cutover began and the one to publish (re-read when not given).
  */
-export async function finishCutover(scope: BatchScope, latest?: Topology): Promise<'published'> {
+export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
   const { ctx, batch } = scope;
   const version = batch.version!;
   await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
-  const current = latest ?? (await ctx.topology());
+  const current = planned?.latest ?? (await ctx.topology());
   if (current.version < version) {
     ctx.checkLock();
-    await ctx.catalog.publish(current.withSlotsMoved(batch.slots, batch.target, version), `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`);
+    const next = planned?.next ?? current.withSlotsMoved(batch.slots, batch.target, version);
+    await ctx.catalog.publish(next, `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`);
   }
   await enterPhase(scope, 'published');
   return 'published';
