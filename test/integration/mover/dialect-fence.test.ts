@@ -143,11 +143,16 @@ test('an or-keyed write across shards refused on the fenced source is not run ag
   const onTarget = ids.find((id) => v.shardForSlot(slotOf(id)).id === 'shard1')!;
   const score = async (id: number): Promise<number> => (await Promise.all(f.pools.map((p) => p.query<{ score: number }>('select score from users where id = $1', [id])))).flatMap((r) => r.rows)[0]!.score;
   const before = { moving: await score(moving), onTarget: await score(onTarget) };
-  // The move goes on while the statement runs: were it run again after the publish, shard1's row would change twice.
-  const following = kysely(v, { topologySource: catalog });
+  // Runs under the fence; the move goes on once the statement ended or began waiting for the new
+  // version (were it run again after the publish, shard1's row would change twice).
+  let caughtUp: () => void = () => undefined;
+  const catchingUp = new Promise<void>((resolve) => (caughtUp = resolve));
+  const following = kysely(v, { topologySource: { latest: () => (caughtUp(), catalog.latest()) } });
   let orKeyed: Promise<unknown> | undefined;
   const hook = async (_batch: unknown, point: string): Promise<void> => {
-    if (point === 'fenced') orKeyed = following.db.updateTable('users').set((eb) => ({ score: eb('score', '+', 10) })).where((eb) => eb.or([eb('id', '=', moving), eb('id', '=', onTarget)])).execute().catch((e: unknown) => e);
+    if (point !== 'fenced') return;
+    orKeyed = following.db.updateTable('users').set((eb) => ({ score: eb('score', '+', 10) })).where((eb) => eb.or([eb('id', '=', moving), eb('id', '=', onTarget)])).execute().catch((e: unknown) => e);
+    await Promise.race([orKeyed, catchingUp]);
   };
   const result = await moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots: '768-1023', to: 'shard1', hook });
   expect(result.error).toBeNull();
