@@ -31,10 +31,12 @@ export class TransactionAbortedError extends KyselyScaleError<typeof ErrorCodes.
 
 /**
  * A write split over several shards outside a transaction committed on `context.committed` and
- * failed on `context.failed`; `cause` is the first failure, PostgreSQL's error unchanged.
+ * failed on `context.failed`; `cause` is the first failure, PostgreSQL's error unchanged. For a
+ * multi-row insert, `context.failedRows` lists the positions (in the VALUES list, from 0) of the
+ * rows that were not inserted, so exactly those can be sent again.
  */
 export class PartialWriteError extends KyselyScaleError<typeof ErrorCodes.PARTIAL_WRITE> {
-  constructor(message: string, cause: unknown, context: { committed: string[]; failed: string[] }) {
+  constructor(message: string, cause: unknown, context: { committed: string[]; failed: string[]; failedRows?: number[] }) {
     super(ErrorCodes.PARTIAL_WRITE, message, { cause, context });
   }
 }

@@ -112,6 +112,8 @@ function partsOnNewOwners(runtime: SplitWriteRuntime, compiled: CompiledQuery, p
 function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPlan, outcomes: readonly PartOutcome[]): Promise<QueryResult<unknown>> {
   const committed: string[] = [];
   const failed: string[] = [];
+  // VALUES positions of an insert's rows that were not written (every failed part of a split insert knows its rows).
+  const failedRows: number[] | undefined = outcomes.every((o) => o.part.rowIndexes !== undefined) ? [] : undefined;
   const positions: Promise<void>[] = [];
   let firstError: unknown;
   for (const { part, outcome } of outcomes) {
@@ -122,6 +124,7 @@ function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPl
       if (reads.tracksWrites) positions.push(reads.noteWritePosition(part.shard));
     } else {
       if (!failed.includes(part.shard.id)) failed.push(part.shard.id);
+      failedRows?.push(...part.rowIndexes!);
       firstError ??= outcome.reason;
     }
   }
@@ -132,7 +135,7 @@ function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPl
       throw new PartialWriteError(
         `This ${plan.statement} committed on ${quoted(committed)} and failed on ${quoted(failed)} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
         firstError,
-        { committed, failed },
+        { committed, failed, ...(failedRows === undefined ? {} : { failedRows: failedRows.sort((a, b) => a - b) }) },
       );
     }
     const results = outcomes.map((o) => (o.outcome as PromiseFulfilledResult<QueryResult<unknown>>).value);

@@ -20,23 +20,26 @@ function keyOn(index: number, from: number): number {
 }
 
 describe('statements over several shards, outside transactions', () => {
-  it('a split write that fails on one shard reports which shards committed, and emits events for them only', async () => {
+  it('a split write that fails on one shard reports which shards committed and which VALUES rows were not written, and emits events for them only', async () => {
     const a = keyOn(0, 8000);
     const b = keyOn(1, 8000);
+    const c = keyOn(1, b + 1);
     await f.db.insertInto('users').values({ id: b, name: 'taken', email: 'taken@example.com' }).execute();
     const events: WriteEvent[] = [];
     const off = f.dialect.onWrite((e) => events.push(...e));
     const error = await f.db
       .insertInto('users')
       .values([
-        { id: a, name: 'new', email: 'new@example.com' },
         { id: b, name: 'dup', email: 'dup8000@example.com' },
+        { id: a, name: 'new', email: 'new@example.com' },
+        { id: c, name: 'after', email: 'after8000@example.com' },
       ])
       .execute()
       .catch((e) => e);
     off();
     expect(error).toBeInstanceOf(PartialWriteError);
-    expect(error.context).toEqual({ committed: [f.shards[0]!.id], failed: [f.shards[1]!.id] });
+    // Shard 1's part (rows 0 and 2) failed as a whole on row 0's duplicate; shard 0's row 1 was written.
+    expect(error.context).toEqual({ committed: [f.shards[0]!.id], failed: [f.shards[1]!.id], failedRows: [0, 2] });
     expect((error.cause as { code: string }).code).toBe('23505');
     expect((await f.direct[0]!.query('select 1 from users where id = $1', [a])).rowCount).toBe(1);
     expect(events).toEqual([{ kind: 'insert', table: 'users', shardId: f.shards[0]!.id, keys: [a] }]);
