@@ -84,6 +84,7 @@ function moveText(r: MoveResult): string {
       lines.push(`  then the unsharded tables ${u.source} → ${u.target} (writes to them fenced while they copy): ${u.tables.length === 0 ? 'none' : u.tables.map((t) => `${t.name} (${plural(t.rows, 'row')})`).join(', ')}`);
     }
     if (r.plan.removeShard !== undefined) lines.push(`  then remove ${r.plan.removeShard}`);
+    if (r.plan.migrationsPending !== undefined) lines.push(`  first the migrations on ${r.plan.migrationsPending} (not run by the dry run; its schema is compared with the others' after them)`);
   }
   if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
   else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, versions ${r.versions.join(', ') || 'none'} published, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);

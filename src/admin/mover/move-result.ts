@@ -26,6 +26,8 @@ export interface MovePlanSummary {
   readonly removeShard?: string;
   /** For a drain of the shard holding the unsharded tables: where they go, each with its rows (counted), moved after the batches. */
   readonly unsharded?: UnshardedPlan;
+  /** A dry run of an add with migrations: the new shard they would run on first (not run, and its schema not compared, by the dry run). */
+  readonly migrationsPending?: string;
 }
 
 /** How a drain's unsharded step went (in results and in `status`). */

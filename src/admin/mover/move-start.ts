@@ -29,6 +29,8 @@ export interface MoveDecision {
   readonly removeShard?: string;
   /** Shards that must be reachable and match the schema, beyond the transfers' (add: the new shard). */
   readonly alsoCheck?: readonly string[];
+  /** A dry run of an add with migrations: the new shard they would run on (its schema is compared after them, so only reached now). */
+  readonly migrationsPending?: string;
   /** A drain of the holder of the unsharded tables: where they go (moved after the batches). */
   readonly unsharded?: UnshardedPlan;
 }
@@ -55,7 +57,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       }
       const unsharded = decision.unsharded;
       const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
-      await checkShards(decision.topology, involved, frame.tables);
+      await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
       plan = await planSummary(decision, batches, frame.tables, options.maxRowsPerSecond);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
@@ -91,8 +93,8 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
   }
 }
 
-/** Every involved shard answers, and its sharded tables have the same shape as the first one's. */
-async function checkShards(topology: Topology, shardIds: readonly string[], tables: readonly ShardedTableSpec[]): Promise<void> {
+/** Every involved shard answers, and its sharded tables have the same shape as the first one's (but `unmigrated`'s, whose migrations have not run). */
+async function checkShards(topology: Topology, shardIds: readonly string[], tables: readonly ShardedTableSpec[], unmigrated?: string): Promise<void> {
   const described: { id: string; lines: string[] }[] = [];
   for (const id of shardIds) {
     const shard = topology.shardById(id);
@@ -104,7 +106,7 @@ async function checkShards(topology: Topology, shardIds: readonly string[], tabl
       throw new MoveRefusedError('unreachable', `Shard "${id}" (${shard.primary.redactedUrl}) cannot be reached: ${(error as Error).message}`, { shardId: id });
     }
     try {
-      described.push({ id, lines: await describeTables(session.client, tables) });
+      if (id !== unmigrated) described.push({ id, lines: await describeTables(session.client, tables) });
     } finally {
       await session.close();
     }
@@ -140,6 +142,7 @@ async function planSummary(decision: MoveDecision, batches: readonly SlotTransfe
     estimatedSeconds: Math.ceil(estimatedRows / (maxRowsPerSecond ?? ASSUMED_ROWS_PER_SECOND)),
     ...(decision.removeShard === undefined ? {} : { removeShard: decision.removeShard }),
     ...(decision.unsharded === undefined ? {} : { unsharded: decision.unsharded }),
+    ...(decision.migrationsPending === undefined ? {} : { migrationsPending: decision.migrationsPending }),
   });
 }
 

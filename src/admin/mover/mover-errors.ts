@@ -18,7 +18,8 @@ export type MoveRefusal =
   | 'unsharded-target-not-empty'
   | 'unsharded-holder'
   | 'not-found'
-  | 'migration-failed';
+  | 'migration-failed'
+  | 'shard-exists';
 
 /** A move request that cannot start; `context.reason` says why, and nothing was changed. */
 export class MoveRefusedError extends KyselyScaleError<typeof ErrorCodes.MOVE_REFUSED> {

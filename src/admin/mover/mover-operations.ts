@@ -36,7 +36,12 @@ export interface NewShard {
 export function addShard(options: MoverOptions & { readonly shard: NewShard; readonly slots?: string; readonly migrations?: NewShardMigrations }): Promise<MoveResult> {
   return startMove('add', options, async (_frame, latest) => {
     const existing = latest.shardById(options.shard.id);
-    if (options.migrations !== undefined && existing === undefined) {
+    // An add run again (after an abort, say) names the shard as before; another URL means another database.
+    if (existing !== undefined && !sameUrl(existing.primary.url, options.shard.primary)) {
+      throw new MoveRefusedError('shard-exists', `Shard "${options.shard.id}" is already in the topology, at ${existing.primary.redactedUrl}, not at the URL given: choose another id for a new shard (or give the URL it has to move slots to it).`, { shardId: options.shard.id });
+    }
+    const pending = options.migrations !== undefined && existing === undefined && options.dryRun === true;
+    if (options.migrations !== undefined && existing === undefined && !pending) {
       // The new shard is not part of the cluster yet: bringing its schema up is no change to the cluster.
       const run = await migrateShards({ ...options.migrations, shards: [{ id: options.shard.id, url: options.shard.primary }] });
       if (run.error !== undefined) {
@@ -50,6 +55,7 @@ export function addShard(options: MoverOptions & { readonly shard: NewShard; rea
       transfers,
       ...(existing === undefined ? { publishFirst: topology } : {}),
       alsoCheck: [latest.shards[0]!.id, options.shard.id],
+      ...(pending ? { migrationsPending: options.shard.id } : {}),
     };
   });
 }
@@ -131,4 +137,13 @@ async function nullKeyTables(client: Client, sharded: readonly ShardedTableSpec[
     if (rows > 0) out.push({ table: table.name, rows });
   }
   return out;
+}
+
+/** Whether two connection URLs name the same server, database and user (spelling aside). */
+function sameUrl(a: string, b: string): boolean {
+  try {
+    return new URL(a).href === new URL(b).href;
+  } catch {
+    return a === b;
+  }
 }

@@ -123,6 +123,14 @@ describe('add with the shards\' migrations', () => {
     expect((await latest())!.shardById('shard2')).toBeUndefined();
 
     const schema = { getMigrations: async () => ({ '001_schema': { up: async (db: Kysely<unknown>) => void (await sql.raw(SCHEMA_SQL).execute(db)) } }) };
+    // A dry run neither runs the migrations nor registers the shard; its plan says they would run first.
+    const tables = async (): Promise<string[]> => (await f.pools[2]!.query<{ t: string }>(`select tablename as t from pg_tables where schemaname = 'public' order by 1`)).rows.map((r) => r.t);
+    const before = await tables();
+    const dry = await addShard({ ...base(), dryRun: true, shard: { id: 'shard2', primary: f.shards[2]!.primaryUrl }, migrations: { provider: schema, migrationTableName: 'shard_migrations' } });
+    expect(dry).toMatchObject({ ok: true, status: 'planned', plan: { migrationsPending: 'shard2', slots: 1365 } });
+    expect(await tables()).toEqual(before);
+    expect(before).not.toContain('shard_migrations');
+    expect((await latest())!.shardById('shard2')).toBeUndefined();
     const added = await addShard({ ...base(), shard: { id: 'shard2', primary: f.shards[2]!.primaryUrl }, migrations: { provider: schema, migrationTableName: 'shard_migrations' } });
     expect(added.error).toBeNull();
     const topology = (await latest())!;
@@ -130,5 +138,10 @@ describe('add with the shards\' migrations', () => {
     const rows = Number((await f.pools[2]!.query('select count(*) as n from users')).rows[0].n);
     expect(rows).toBeGreaterThan(0);
     expect((await f.pools[2]!.query('select count(*)::int as n from shard_migrations')).rows[0].n).toBe(1);
+    // Adding under an id the topology has, with another URL, is refused: that URL was never reached.
+    const other = await addShard({ ...base(), shard: { id: 'shard2', primary: 'postgres://postgres:Secret1@127.0.0.1:1/elsewhere' }, slots: '0-9' });
+    expect(other.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'shard-exists', shardId: 'shard2' } });
+    expect(JSON.stringify(other)).not.toContain('Secret1');
+    expect((await latest())!.slotsOf('shard2')).toHaveLength(1365);
   });
 });
