@@ -1,6 +1,11 @@
 import { isAbsolute } from 'node:path';
 import { ConfigError } from '../kernel/errors';
+import { requireKnownKeys } from '../kernel/validate';
 import type { TestClusterOptions } from './test-cluster-types';
+
+/** The options of {@link TestClusterOptions}, for refusing unknown (misspelt) ones. */
+const OPTION_KEYS: readonly (keyof TestClusterOptions)[] = ['shards', 'replicasPerShard', 'redis', 'backend', 'dockerProbeTimeoutMillis', 'startTimeoutMillis', 'baseTempDir'];
+const REDIS_KEYS: readonly string[] = ['standalone', 'clusterMasters'];
 
 /** Defaults of {@link TestClusterOptions}, one place for the docs and the code. */
 export const TEST_CLUSTER_DEFAULTS = Object.freeze({
@@ -61,6 +66,7 @@ export function resolveTestClusterOptions(options: TestClusterOptions = {}): Res
   if (typeof options !== 'object' || options === null) {
     throw new ConfigError('options', 'must be an object');
   }
+  requireKnownKeys('', options, OPTION_KEYS);
   const d = TEST_CLUSTER_DEFAULTS;
   const redis = options.redis ?? d.redis;
   let redisStandalone: number;
@@ -69,6 +75,7 @@ export function resolveTestClusterOptions(options: TestClusterOptions = {}): Res
     redisStandalone = redis ? d.redisStandalone : 0;
     redisClusterMasters = 0;
   } else if (typeof redis === 'object' && redis !== null) {
+    requireKnownKeys('redis', redis, REDIS_KEYS);
     redisStandalone = count('redis.standalone', redis.standalone, d.redisStandalone);
     redisClusterMasters = count('redis.clusterMasters', redis.clusterMasters, d.redisClusterMasters);
   } else {

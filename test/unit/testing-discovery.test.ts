@@ -93,6 +93,9 @@ describe('options', () => {
     [{ backend: 'podman' }, 'backend'],
     [{ startTimeoutMillis: 0 }, 'startTimeoutMillis'],
     [{ baseTempDir: 'relative/dir' }, 'baseTempDir'],
+    // A misspelt option is refused, not ignored (it would start a default cluster).
+    [{ shard: 2 }, 'shard'],
+    [{ redis: { masters: 3 } }, 'redis.masters'],
   ])('%j is refused naming %s', (options, option) => {
     expect(() => resolveTestClusterOptions(options as never)).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_CONFIG, context: { option } }));
   });
