@@ -52,7 +52,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: { ...GLOBAL_OPTIONS, ...(command?.options ?? {}) } });
   } catch (error) {
-    return usage((error as Error).message);
+    return usage((error as Error).message, commandName);
   }
   const { values, positionals } = parsed;
   if (values.version === true) {
@@ -65,11 +65,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (commandName === undefined) return usage('Give a command.');
   if (command === undefined || !Object.hasOwn(CLI_COMMANDS, commandName)) return usage(`Unknown command "${commandName}".`);
-  if (positionals.length > 1) return usage(`Unexpected argument "${positionals[1]}".`);
+  if (positionals.length > 1) return usage(`Unexpected argument "${positionals[1]}".`, commandName);
   const catalog = (values.catalog as string | undefined) ?? process.env.KYSELY_SCALE_CATALOG;
   if (command.needsCatalog) {
-    if (catalog === undefined || catalog === '') return usage('--catalog <url> (or KYSELY_SCALE_CATALOG) is required.');
-    if (!/^postgres(ql)?:\/\//.test(catalog)) return usage('--catalog takes a postgres:// URL.');
+    if (catalog === undefined || catalog === '') return usage('--catalog <url> (or KYSELY_SCALE_CATALOG) is required.', commandName);
+    if (!/^postgres(ql)?:\/\//.test(catalog)) return usage('--catalog takes a postgres:// URL.', commandName);
   }
   const json = values.json === true;
   try {
@@ -77,14 +77,22 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${redactText(json ? JSON.stringify(outcome.result, null, 2) : outcome.text)}\n`);
     return outcome.exitCode;
   } catch (error) {
-    if (error instanceof CliUsageError) return usage(error.message);
-    throw error;
+    if (error instanceof CliUsageError) return usage(error.message, commandName);
+    if (!json) throw error;
+    // --json promises JSON on stdout, failures included, as the move commands' results give it.
+    const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? (error as { code: string }).code : 'E_FAILED';
+    const message = error instanceof Error ? error.message : String(error);
+    process.stdout.write(`${redactText(JSON.stringify({ ok: false, error: { code, message } }, null, 2))}\n`);
+    process.stderr.write(`${code}: ${redactText(message)}\n`);
+    return 1;
   }
 }
 
-function usage(problem: string): number {
+/** A usage error: the problem, then the full usage only when no command was recognised (a command's mistake names its help instead of burying the reason). */
+function usage(problem: string, commandName?: string): number {
   // A problem may quote an argument, and an argument may be a URL with a password.
-  process.stderr.write(`${redactText(problem)}\n\n${adminUsage()}\n`);
+  const known = commandName !== undefined && Object.hasOwn(CLI_COMMANDS, commandName);
+  process.stderr.write(`${redactText(problem)}\n${known ? `Run \`kysely-scale-admin ${commandName} --help\` for its options.` : `\n${adminUsage()}`}\n`);
   return 2;
 }
 

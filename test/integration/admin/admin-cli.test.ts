@@ -61,7 +61,14 @@ describe('kysely-scale-admin', () => {
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/ECONNREFUSED/);
     expect(unreachable.stderr).toContain('catalog postgres://postgres:***@127.0.0.1:1/nothing');
-    for (const run of [noCommand, badShard, badSlots, urlAsCommand, unreachable]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+    // With --json a failure is JSON on stdout too.
+    const unreachableJson = await admin('status', '--json', '--catalog', `postgres://postgres:${SECRET}@127.0.0.1:1/nothing`);
+    expect(unreachableJson.code).toBe(1);
+    expect(JSON.parse(unreachableJson.stdout)).toMatchObject({ ok: false, error: { code: 'ECONNREFUSED', message: expect.stringContaining('postgres://postgres:***@127.0.0.1:1/nothing') } });
+    // A command's usage error names the reason and its help, without the whole usage text after it.
+    expect(badShard.stderr).toContain('Run `kysely-scale-admin init --help` for its options.');
+    expect(badShard.stderr).not.toContain('Usage: kysely-scale-admin');
+    for (const run of [noCommand, badShard, badSlots, urlAsCommand, unreachable, unreachableJson]) expect(run.stdout + run.stderr).not.toContain(SECRET);
   }, 60_000);
 
   test('-h, --help and --version answer without a catalog; an unknown command is a usage error, not a missing --catalog', async () => {
