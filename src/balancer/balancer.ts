@@ -4,6 +4,7 @@
  */
 import { systemClock, type Clock } from '../kernel/clock';
 import { NoInstanceAvailableError, RequestTimeoutError } from './balancer-errors';
+import { keepAliveWhile } from '../kernel/keep-alive';
 import { TypedEmitter } from '../kernel/typed-emitter';
 import type { BalancerEventMap } from './balancer-events';
 import { isNonEmpty, type BalancedInstance, type InstanceMetadata, type InstanceSpec } from './balancer-instance';
@@ -305,7 +306,7 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
     let outcome: CallResult = 'failure';
     try {
       const work = Promise.resolve().then(() => fn(record, controller.signal));
-      const value = await new Promise<T>((resolve, reject) => {
+      const settled = new Promise<T>((resolve, reject) => {
         if (timeoutMillis !== 0) {
           cancelTimer = this.clock.setTimeout(() => {
             const error = new RequestTimeoutError(record.id, timeoutMillis);
@@ -325,6 +326,9 @@ export class Balancer extends TypedEmitter<BalancerEventMap> {
         }
         work.then(resolve, reject);
       });
+      // The clock's timers never keep the process alive; a deadline the caller awaits must, or a
+      // script whose fn waits on nothing that holds the event loop exits (code 13) instead of timing out.
+      const value = await (timeoutMillis !== 0 ? keepAliveWhile(settled) : settled);
       outcome = options.isFailure?.(value) === true ? 'failure' : 'success';
       return value;
     } catch (error) {

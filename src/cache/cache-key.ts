@@ -26,6 +26,6 @@ export function cacheKey(key: unknown): string {
  * @internal
  */
 export function cacheKeys(keys: readonly unknown[]): string[] {
-  if (!Array.isArray(keys)) throw new CacheKeyError(keys, 'expected an array of keys');
+  if (!Array.isArray(keys)) throw new CacheKeyError(keys, 'getMany, warmUp and invalidate take their keys as an array (one key: [key]); delete takes them as arguments');
   return keys.map(cacheKey);
 }

@@ -6,7 +6,7 @@
  */
 import { parseLsn } from '../cluster/wal-position';
 import type { Cancel, Clock } from '../kernel/clock';
-import { keepAliveWhile } from './keep-alive';
+import { keepAliveWhile } from '../kernel/keep-alive';
 import type { ReplicaMember } from './replica-member';
 import { queryWithin, type CheckPools } from './server-check';
 
