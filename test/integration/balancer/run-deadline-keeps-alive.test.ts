@@ -5,17 +5,11 @@
  * exited in the middle of the await (code 13, "unsettled top-level await"), skipping its error
  * handling. Found by an outside-in test of the packed library.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { spawn } from 'node:child_process';
+import { runTsxScript, srcModule } from '../../support/tsx-script';
 
 test("a run() whose function hangs on nothing keeps the process alive until its deadline rejects it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kysely-scale-run-alive-'));
-  const script = join(dir, 'run-hangs.ts');
-  writeFileSync(
-    script,
-    `import { Balancer } from ${JSON.stringify(resolve(__dirname, '../../../src/balancer/balancer'))};
+  const { stdout, stderr, code } = await runTsxScript(
+    `import { Balancer } from ${srcModule('balancer/balancer')};
 const balancer = new Balancer({ instances: [{ id: 'a', address: 'x' }] });
 void (async () => {
   const started = performance.now();
@@ -23,19 +17,8 @@ void (async () => {
   process.stdout.write(JSON.stringify({ code: (error as { code?: string }).code, tookAtLeast300: performance.now() - started >= 299 }) + '\\n');
 })();
 `,
+    30_000,
   );
-  try {
-    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: resolve(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    const code = await new Promise<number | null>((done) => child.on('close', done));
-    clearTimeout(timer);
-    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(JSON.parse(stdout)).toEqual({ code: 'E_REQUEST_TIMEOUT', tookAtLeast300: true });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  expect(JSON.parse(stdout)).toEqual({ code: 'E_REQUEST_TIMEOUT', tookAtLeast300: true });
 }, 40_000);

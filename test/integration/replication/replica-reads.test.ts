@@ -1,7 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Kysely, sql } from 'kysely';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
@@ -15,6 +12,7 @@ import { countingPool, interceptingPool, StatementLog } from '../sharding/sharde
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import { eventually, waitForReplay, withPg } from '../../support/postgres-replication';
 import { replicatedShard } from './replication-fault-fixture';
+import { runTsxScript, srcModule } from '../../support/tsx-script';
 
 interface DB {
   users: { id: number; name: string };
@@ -259,34 +257,19 @@ describe('reads from streaming replicas', () => {
   });
 
   test('a process that never destroys its dialect still exits: lag checks keep nothing alive', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kysely-scale-exit-'));
-    const script = join(dir, 'forget-destroy.ts');
-    const src = (file: string) => JSON.stringify(resolve(__dirname, '../../../src', file));
-    writeFileSync(
-      script,
+    // Generous: starting tsx and a first replica check take seconds on a loaded 2-core machine.
+    const { stdout, stderr, code, signal } = await runTsxScript(
       `import { Kysely } from ${JSON.stringify(require.resolve('kysely'))};
-import { ShardedDialect } from ${src('sharding/dialect/sharded-dialect')};
-import { createTopology } from ${src('cluster/topology')};
+import { ShardedDialect } from ${srcModule('sharding/dialect/sharded-dialect')};
+import { createTopology } from ${srcModule('cluster/topology')};
 const topology = createTopology(${JSON.stringify({ shards: [{ id: shard.id, primary: shard.primaryUrl, replicas: shard.replicaUrls }] })});
 const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, replicas: { readFrom: 'replica', lagCheckIntervalMillis: 50 } });
 const db = new Kysely<any>({ dialect });
 void db.selectFrom('users').select('name').where('id', '=', 1).execute().then(() => process.stdout.write('read\\n'));
 `,
+      45_000,
     );
-    try {
-      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: resolve(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      // Generous: starting tsx and a first replica check take seconds on a loaded 2-core machine.
-      const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((done) => child.on('exit', (c, s) => done([c, s])));
-      clearTimeout(timer);
-      expect({ stdout, code, signal, stderr: stderr.slice(0, 2000) }).toEqual({ stdout: 'read\n', code: 0, signal: null, stderr: '' });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect({ stdout, code, signal, stderr: stderr.slice(0, 2000) }).toEqual({ stdout: 'read\n', code: 0, signal: null, stderr: '' });
   }, 50_000);
 
   test('in db.connection(), reads after raw SQL stay on the primary, where the session state lives', async () => {
