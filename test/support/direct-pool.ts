@@ -11,3 +11,10 @@ export function directPool(config: PoolConfig): Pool {
   pool.on('error', () => undefined);
   return pool;
 }
+
+/** A {@link directPool} to `url` connecting as `user` instead (an app role, so row security applies to it), for a dialect's `createPool`. */
+export function poolAsRole(url: string, user: string, max: number): Pool {
+  const asRole = new URL(url);
+  asRole.username = user;
+  return directPool({ connectionString: asRole.toString(), max });
+}

@@ -9,7 +9,7 @@ import { StaleTopologyError } from '../../../src/cluster/topology-fence';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { ServerSpec, Topology } from '../../../src/cluster/topology';
-import { directPool } from '../../support/direct-pool';
+import { poolAsRole } from '../../support/direct-pool';
 
 interface DB {
   users: { id: number; name: string; score: number };
@@ -32,11 +32,7 @@ afterAll(async () => {
 
 /** A pool connecting as the app role, so row security applies to it. */
 function appPool(server: ServerSpec): PoolLike {
-  const url = new URL(server.url);
-  url.username = APP_ROLE;
-  const pool = directPool({ connectionString: url.toString(), max: 2 });
-  pool.on('error', () => undefined);
-  return pool as unknown as PoolLike;
+  return poolAsRole(server.url, APP_ROLE, 2) as unknown as PoolLike;
 }
 
 function kysely(topology: Topology, extra: Partial<ConstructorParameters<typeof ShardedDialect>[0]> = {}): { db: Kysely<DB>; dialect: ShardedDialect } {

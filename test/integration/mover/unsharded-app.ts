@@ -15,7 +15,7 @@ import { followCatalog } from '../../../src/admin/follow-catalog';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import { StaleTopologyError } from '../../../src/cluster/topology-fence';
 import type { ServerSpec } from '../../../src/cluster/topology';
-import { directPool } from '../../support/direct-pool';
+import { poolAsRole } from '../../support/direct-pool';
 
 interface DB {
   notes: { id: Generated<number>; author: string; body: number };
@@ -26,11 +26,7 @@ const shared = Number(sharedText);
 const out = (line: object): boolean => process.stdout.write(`${JSON.stringify(line)}\n`);
 
 function appPool(server: ServerSpec): PoolLike {
-  const url = new URL(server.url);
-  url.username = appUser;
-  const pool = directPool({ connectionString: url.toString(), max: 3 });
-  pool.on('error', () => undefined);
-  return pool as unknown as PoolLike;
+  return poolAsRole(server.url, appUser, 3) as unknown as PoolLike;
 }
 
 async function main(): Promise<void> {
