@@ -9,7 +9,7 @@ import type { PoolClientLike } from '../../cluster/server-pools';
 import { ErrorCodes } from '../../kernel/errors';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
-import type { RoutePart, RoutePlan } from '../routing/route-planner';
+import type { RoutePart, SpreadPlan } from '../routing/route-planner';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { RoutingError } from '../sharding-errors';
 import { runOn, type HeldClients, type RowDescription, type ShardStatement } from './held-clients';
@@ -22,8 +22,6 @@ import { runSplitWrite, type SplitWriteRuntime } from './split-write';
 
 type Row = Record<string, unknown>;
 
-/** A plan that names several shards. */
-export type SpreadPlan = Exclude<RoutePlan, { kind: 'single' }>;
 
 /** How long a stream waits for a second pooled connection for a catalog read. */
 const ASIDE_READ_DEADLINE_MILLIS = 5_000;

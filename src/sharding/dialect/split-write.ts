@@ -19,15 +19,13 @@ import { catchUpTopology, type TopologySource } from '../../cluster/topology-cat
 import { fenceRefusalOf } from '../../cluster/topology-fence';
 import type { PoolClientLike } from '../../cluster/server-pools';
 import { systemClock } from '../../kernel/clock';
-import { planRoute, type RoutePart, type RoutePlan, type RoutingRules } from '../routing/route-planner';
+import { planRoute, type RoutePart, type RoutingRules, type SpreadPlan } from '../routing/route-planner';
 import { RETURNED_KEY, withInsertRows } from '../routing/node-rewrite';
 import { PartialWriteError } from '../sharding-errors';
 import { runOn, type HeldClients } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { WriteEvents } from './write-events';
 import { refreshHeldSessions } from './fence-retry';
-
-type SpreadPlan = Extract<RoutePlan, { readonly kind: 'split' | 'scatter' | 'broadcast' }>;
 
 /** What a split write needs of the dialect's runtime (a `ShardedRuntime` fits). */
 export interface SplitWriteRuntime {
@@ -109,7 +107,7 @@ function partsOnNewOwners(runtime: SplitWriteRuntime, compiled: CompiledQuery, p
   return plan.parts.map((sub) => (insertRows === undefined || sub.rowIndexes === undefined ? sub : { ...sub, rowIndexes: sub.rowIndexes.map((i) => insertRows[i]!) }));
 }
 
-function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPlan, outcomes: readonly PartOutcome[]): Promise<QueryResult<unknown>> {
+async function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPlan, outcomes: readonly PartOutcome[]): Promise<QueryResult<unknown>> {
   const committed: string[] = [];
   const failed: string[] = [];
   // VALUES positions of an insert's rows that were not written (every failed part of a split insert knows its rows).
@@ -128,20 +126,19 @@ function combine(runtime: SplitWriteRuntime, reads: ReplicaReads, plan: SpreadPl
       firstError ??= outcome.reason;
     }
   }
-  return Promise.all(positions).then(() => {
-    if (failed.length > 0) {
-      // All failed: nothing was written, PostgreSQL's error is the whole story.
-      if (committed.length === 0) throw firstError;
-      throw new PartialWriteError(
-        `This ${plan.statement} committed on ${quoted(committed)} and failed on ${quoted(failed)} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
-        firstError,
-        { committed, failed, ...(failedRows === undefined ? {} : { failedRows: failedRows.sort((a, b) => a - b) }) },
-      );
-    }
-    const results = outcomes.map((o) => (o.outcome as PromiseFulfilledResult<QueryResult<unknown>>).value);
-    if (plan.kind === 'broadcast') return results[0]!;
-    return mergeWriteResults(outcomes.map((o) => o.part), results);
-  });
+  await Promise.all(positions);
+  if (failed.length > 0) {
+    // All failed: nothing was written, PostgreSQL's error is the whole story.
+    if (committed.length === 0) throw firstError;
+    throw new PartialWriteError(
+      `This ${plan.statement} committed on ${quoted(committed)} and failed on ${quoted(failed)} (${(firstError as Error).message}). Writes split over shards outside a transaction are not atomic.`,
+      firstError,
+      { committed, failed, ...(failedRows === undefined ? {} : { failedRows: failedRows.sort((a, b) => a - b) }) },
+    );
+  }
+  const results = outcomes.map((o) => (o.outcome as PromiseFulfilledResult<QueryResult<unknown>>).value);
+  if (plan.kind === 'broadcast') return results[0]!;
+  return mergeWriteResults(outcomes.map((o) => o.part), results);
 }
 
 /**

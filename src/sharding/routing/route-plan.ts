@@ -47,6 +47,9 @@ export interface RoutePart {
  */
 export type RoutePlan = RoutePlanTarget & { readonly nestedWrites?: readonly NestedWrite[]; readonly primaryOnly?: true };
 
+/** A plan that names several shards. */
+export type SpreadPlan = Exclude<RoutePlan, { kind: 'single' }>;
+
 type RoutePlanTarget =
   | { readonly kind: 'single'; readonly statement: StatementKind; readonly table: string | null; readonly shard: Shard; readonly keys: readonly unknown[] | null }
   | { readonly kind: 'split'; readonly statement: StatementKind; readonly table: string | null; readonly parts: readonly RoutePart[] }

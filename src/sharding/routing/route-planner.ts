@@ -11,7 +11,7 @@ import type { RoutePart, RoutePlan, RoutingRules } from './route-plan';
 import { leanSelect, planOnOnlyShard, writtenTable } from './one-shard-plan';
 
 export type { KeylessPolicy } from './table-rules';
-export type { RoutePart, RoutePlan, RoutingRules } from './route-plan';
+export type { RoutePart, RoutePlan, RoutingRules, SpreadPlan } from './route-plan';
 export { planMayWrite } from './route-plan';
 
 /**
