@@ -78,14 +78,17 @@ async function main(argv: readonly string[]): Promise<number> {
     return outcome.exitCode;
   } catch (error) {
     if (error instanceof CliUsageError) return usage(error.message, commandName);
-    if (!json) throw error;
-    // --json promises JSON on stdout, failures included, as the move commands' results give it.
-    const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? (error as { code: string }).code : 'E_FAILED';
-    const message = error instanceof Error ? error.message : String(error);
-    process.stdout.write(`${redactText(JSON.stringify({ ok: false, error: { code, message } }, null, 2))}\n`);
-    process.stderr.write(`${code}: ${redactText(message)}\n`);
-    return 1;
+    return failure(error, json);
   }
+}
+
+/** A command that failed: its code and message on stderr and, with --json, as JSON on stdout (the move commands' results give failures that way too). */
+function failure(error: unknown, json: boolean): number {
+  const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? (error as { code: string }).code : undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  if (json) process.stdout.write(`${redactText(JSON.stringify({ ok: false, error: { code: code ?? 'E_FAILED', message } }, null, 2))}\n`);
+  process.stderr.write(`${code === undefined ? '' : `${code}: `}${redactText(message)}\n`);
+  return 1;
 }
 
 /** A usage error: the problem, then the full usage only when no command was recognised (a command's mistake names its help instead of burying the reason). */
@@ -98,9 +101,5 @@ function usage(problem: string, commandName?: string): number {
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (error: unknown) => {
-    const code = typeof (error as { code?: unknown } | null)?.code === 'string' ? `${(error as { code: string }).code}: ` : '';
-    process.stderr.write(`${code}${redactText(error instanceof Error ? error.message : String(error))}\n`);
-    process.exit(1);
-  },
+  (error: unknown) => process.exit(failure(error, false)),
 );
