@@ -6,6 +6,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
+import { ConfigError } from '../../kernel/errors';
 
 interface MoveRow {
   id: string;
@@ -55,10 +56,10 @@ export class MoveStore {
     return rows.map((r) => Object.freeze({ name: r.name, keyColumn: r.key_column }));
   }
 
-  /** Registers (or updates) sharded tables. */
+  /** Registers sharded tables not registered yet (a registered table's key column never changes here: see {@link withGivenTables}). */
   async registerTables(tables: readonly ShardedTableSpec[]): Promise<void> {
     for (const t of tables) {
-      await this.#pool.query(`insert into ${this.#schema}.sharded_table (name, key_column) values ($1, $2) on conflict (name) do update set key_column = excluded.key_column`, [t.name, t.keyColumn]);
+      await this.#pool.query(`insert into ${this.#schema}.sharded_table (name, key_column) values ($1, $2) on conflict (name) do nothing`, [t.name, t.keyColumn]);
     }
   }
 
@@ -115,4 +116,24 @@ function toRecord(row: MoveRow): MoveRecord {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+/**
+ * The registered tables with the `given` ones added. A given table that is registered under another
+ * key column is refused (`E_INVALID_CONFIG`): its rows are placed by the registered column, and
+ * moving or verifying them by another one would put rows where no router looks for them.
+ */
+export function withGivenTables(registered: readonly ShardedTableSpec[], given: readonly ShardedTableSpec[]): ShardedTableSpec[] {
+  const byName = new Map(registered.map((t) => [t.name, t]));
+  for (const t of given) {
+    const known = byName.get(t.name);
+    if (known === undefined) byName.set(t.name, Object.freeze({ name: t.name, keyColumn: t.keyColumn }));
+    else if (known.keyColumn !== t.keyColumn) {
+      throw new ConfigError(
+        `tables.${t.name}`,
+        `"${t.name}" is registered with shard key column "${known.keyColumn}", not "${t.keyColumn}": its rows are placed by "${known.keyColumn}", so the key cannot change in place. Leave the table out (registered tables need not be given again) or give "${t.name}=${known.keyColumn}"`,
+      );
+    }
+  }
+  return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

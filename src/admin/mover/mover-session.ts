@@ -9,7 +9,7 @@ import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
 import { describeValue, requireNonNegative } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
-import { MoveStore } from './move-store';
+import { MoveStore, withGivenTables } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
 import type { MoveRecord } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
@@ -72,10 +72,14 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
   const store = new MoveStore(pool, schema);
   try {
     if (!(await catalog.installed())) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
+    const dryRun = options.dryRun === true;
+    // Idempotent bookkeeping tables, also for a dry run (its plan reads them; they hold no state until a move).
     await store.install();
     const run = async (lost: AbortSignal): Promise<T> => {
-      if (options.tables !== undefined) await store.registerTables(Object.entries(options.tables).map(([name, keyColumn]) => ({ name, keyColumn })));
-      const tables = await store.tables();
+      const given = Object.entries(options.tables ?? {}).map(([name, keyColumn]) => ({ name, keyColumn }));
+      // A dry run plans with the tables it is given but registers none of them.
+      const tables = withGivenTables(await store.tables(), given);
+      if (!dryRun && given.length > 0) await store.registerTables(given);
       const clock = options.clock ?? systemClock;
       return fn({
         catalog,

@@ -30,6 +30,15 @@ async function latest() {
 
 const base = () => ({ catalog: f.catalogUrl, tables: TABLES });
 
+async function registeredTables() {
+  const pool = new Pool({ connectionString: f.catalogUrl, max: 1 });
+  try {
+    return await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).tables();
+  } finally {
+    await pool.end();
+  }
+}
+
 describe('requests that cannot start are refused with a code before anything changes', () => {
   test('an unknown target shard', async () => {
     const result = await moveSlots({ ...base(), slots: '0-9', to: 'nope' });
@@ -56,6 +65,26 @@ describe('requests that cannot start are refused with a code before anything cha
     const result = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { niceRatio: -1 } });
     expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } } });
     expect((await latest())!.version).toBe(1);
+  });
+
+  test('a registered table given with another key column (a typo) is refused, even in a dry run, and its key stays', async () => {
+    await moveSlots({ ...base(), slots: '0-9', to: 'shard1', dryRun: true }); // registers nothing new: TABLES are registered by init
+    for (const dryRun of [true, false]) {
+      const result = await moveSlots({ ...base(), tables: { ...TABLES, orders: 'amount' }, slots: '0-9', to: 'shard1', dryRun });
+      expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tables.orders' } } });
+      expect(result.error!.message).toContain('"user_id"');
+    }
+    expect(await registeredTables()).toEqual([
+      { name: 'orders', keyColumn: 'user_id' },
+      { name: 'users', keyColumn: 'id' },
+    ]);
+    expect((await latest())!.version).toBe(1);
+  });
+
+  test('a dry run plans with a new table but does not register it', async () => {
+    const result = await moveSlots({ ...base(), tables: { ...TABLES, countries: 'code' }, slots: '0-9', to: 'shard1', dryRun: true });
+    expect(result).toMatchObject({ ok: true, dryRun: true, status: 'planned' });
+    expect((await registeredTables()).map((t) => t.name)).toEqual(['orders', 'users']);
   });
 
   test('slots out of range', async () => {
