@@ -18,17 +18,21 @@ const GLOBAL_OPTIONS = {
   version: { type: 'boolean' },
 } as const;
 
-/** The usage text: every command with its flags. */
-export function adminUsage(): string {
-  const width = Math.max(...Object.keys(CLI_COMMANDS).map((n) => n.length)) + 2;
-  const commands = Object.entries(CLI_COMMANDS).flatMap(([name, c]) => [
-    `  ${name.padEnd(width)} ${c.summary}`,
-    ...c.usage.map((line) => `  ${''.padEnd(width)}   ${line}`),
-  ]);
+const WIDTH = Math.max(...Object.keys(CLI_COMMANDS).map((n) => n.length)) + 2;
+
+/** One command's lines of the usage text: its summary, then its flags. */
+function commandLines(name: string, command: CliCommand): string[] {
+  return [`  ${name.padEnd(WIDTH)} ${command.summary}`, ...command.usage.map((line) => `  ${''.padEnd(WIDTH)}   ${line}`)];
+}
+
+/** The usage text: every command with its flags, or only `commandName`'s (`add --help`). */
+export function adminUsage(commandName?: string): string {
+  const one = commandName !== undefined && Object.hasOwn(CLI_COMMANDS, commandName) ? commandName : undefined;
+  const commands = one === undefined ? Object.entries(CLI_COMMANDS).flatMap(([name, c]) => commandLines(name, c)) : commandLines(one, CLI_COMMANDS[one]!);
   return [
-    'Usage: kysely-scale-admin <command> [options]',
+    `Usage: kysely-scale-admin ${one ?? '<command>'} [options]`,
     '',
-    'Commands:',
+    one === undefined ? 'Commands:' : 'Command:',
     ...commands,
     '',
     'Options:',
@@ -60,7 +64,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (values.help === true) {
-    process.stdout.write(`${adminUsage()}\n`);
+    process.stdout.write(`${adminUsage(commandName)}\n`);
     return 0;
   }
   if (commandName === undefined) return usage('Give a command.');

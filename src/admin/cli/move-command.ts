@@ -1,5 +1,5 @@
 import { moveSlots } from '../mover/mover-operations';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag, slotsFlag } from '../mover/move-command-support';
 import type { CliCommand } from './cli-command';
 
 /** `move`: move slot ranges to a shard. */
@@ -9,7 +9,7 @@ export const moveCommand: CliCommand = {
   options: { ...MOVE_FLAGS, slots: { type: 'string' }, to: { type: 'string' } },
   needsCatalog: true,
   async run(values, context) {
-    const slots = requiredFlag(values, 'slots', 'move');
+    const slots = slotsFlag(values) ?? requiredFlag(values, 'slots', 'move');
     const to = requiredFlag(values, 'to', 'move');
     const { options, stop } = moverOptions(values, context);
     try {

@@ -3,6 +3,7 @@ import { CliUsageError, integerFlag, plural, stringFlag, stringsFlag, type CliCo
 import type { MoverOptions } from './mover-session';
 import type { MoveResult } from './move-result';
 import { progressPrinter } from './progress-printer';
+import { slotRangesSyntaxProblem } from './slot-ranges';
 
 /** Flags of add, drain, move, rebalance, resume and abort. */
 export const MOVE_FLAGS = {
@@ -69,6 +70,15 @@ export function requiredFlag(values: CliValues, name: string, command: string): 
   return v;
 }
 
+/** `--slots`, checked for shape (a usage error naming the bad part); whether the slots exist is the cluster's to say. */
+export function slotsFlag(values: CliValues): string | undefined {
+  const text = stringFlag(values, 'slots');
+  if (text === undefined) return undefined;
+  const problem = slotRangesSyntaxProblem(text);
+  if (problem !== undefined) throw new CliUsageError(`--slots: ${problem}`);
+  return text;
+}
+
 /** The CLI outcome of a move result. */
 export function moveOutcome(result: MoveResult): CliOutcome {
   return { result, text: moveText(result), exitCode: result.ok ? 0 : 1 };
@@ -76,6 +86,7 @@ export function moveOutcome(result: MoveResult): CliOutcome {
 
 function moveText(r: MoveResult): string {
   const lines: string[] = [];
+  if (r.nothingToMove !== undefined) return `${r.operation}: ${r.nothingToMove}${r.dryRun ? ' Dry run: nothing changed.' : ''}`;
   if (r.plan !== null) {
     lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, ~${r.plan.estimatedSeconds} s`);
     for (const b of r.plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);

@@ -79,6 +79,8 @@ export interface MoveResult {
   readonly completed?: number;
   /** A drain's unsharded step, when the move has one. */
   readonly unsharded?: UnshardedSummary;
+  /** Set when there was nothing to move and that counts as done (rebalance of a balanced cluster): why. `ok` is true, no batch, no move stored. */
+  readonly nothingToMove?: string;
   readonly error: ResultError | null;
 }
 

@@ -33,6 +33,8 @@ export interface MoveDecision {
   readonly migrationsPending?: string;
   /** A drain of the holder of the unsharded tables: where they go (moved after the batches). */
   readonly unsharded?: UnshardedPlan;
+  /** When nothing needs to move, succeed with this message instead of refusing (rebalance: a scheduled job must not fail on a balanced cluster). */
+  readonly nothingToMoveIsDone?: string;
 }
 
 /** Runs an operation that moves slots. */
@@ -53,6 +55,10 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const decision = await decide(frame, latest);
       const batches = splitTransfers(decision.transfers, { ...MOVE_TUNING_DEFAULTS, ...options.tuning }.batchSlots);
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
+        if (decision.nothingToMoveIsDone !== undefined) {
+          plan = Object.freeze({ batches: [], slots: 0, estimatedRows: 0, estimatedSeconds: 0 });
+          return result({ ok: true, status: options.dryRun === true ? 'planned' : 'done', nothingToMove: decision.nothingToMoveIsDone });
+        }
         throw new MoveRefusedError('nothing-to-move', 'Nothing to move: every slot is already where it was asked to be.');
       }
       const unsharded = decision.unsharded;

@@ -107,9 +107,13 @@ export function moveSlots(options: MoverOptions & { readonly slots: string; read
   return startMove('move', options, async (_frame, latest) => ({ topology: latest, transfers: planMoveSlots(latest, parseSlotRanges(options.slots, latest.slotCount), options.to) }));
 }
 
-/** Evens out slot counts over every shard. */
+/** Evens out slot counts over every shard; a cluster already balanced is a success with nothing moved (`nothingToMove`). */
 export function rebalanceShards(options: MoverOptions): Promise<MoveResult> {
-  return startMove('rebalance', options, async (_frame, latest) => ({ topology: latest, transfers: planRebalance(latest) }));
+  return startMove('rebalance', options, async (_frame, latest) => ({
+    topology: latest,
+    transfers: planRebalance(latest),
+    nothingToMoveIsDone: 'Already balanced: every shard owns its even share of slots; nothing to move.',
+  }));
 }
 
 /** Slots for `target` to reach its equal share, taken from the shards owning the most. */

@@ -1,20 +1,40 @@
 /** Slot lists as operators write them: `0-1023,2048,4000-4095`. */
 import { MoveRefusedError } from './mover-errors';
 
+const PART = /^(\d+)(?:\s*-\s*(\d+))?$/;
+
+/**
+ * What is wrong with the shape of `text` (not a comma-separated list of whole numbers and
+ * `first-last` ranges), naming the bad part; undefined when it is well formed. Needs no slot count,
+ * so the CLI can call it a usage error before reading the catalog.
+ */
+export function slotRangesSyntaxProblem(text: string): string | undefined {
+  if (text.trim() === '') return 'No slots given.';
+  for (const raw of text.split(',')) {
+    const part = raw.trim();
+    if (part === '') return `${JSON.stringify(text)} has an empty part between commas (write slots as 0-1023,2048).`;
+    const match = PART.exec(part);
+    if (match === null) return `"${part}" is not a slot or a range of slots: slots are whole numbers in decimal (e.g. 0-1023,2048).`;
+    if (match[2] !== undefined && BigInt(match[2]) < BigInt(match[1]!)) return `The range "${part}" ends before it starts.`;
+  }
+  return undefined;
+}
+
 /** Parses `first-last` ranges and single slots, comma-separated; refuses anything outside 0..slotCount-1. */
 export function parseSlotRanges(text: string, slotCount: number): number[] {
+  const problem = slotRangesSyntaxProblem(text);
+  if (problem !== undefined) throw new MoveRefusedError('slot-range', problem, { slots: text });
   const slots = new Set<number>();
   for (const raw of text.split(',')) {
     const part = raw.trim();
-    const match = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(part);
-    if (match === null) throw new MoveRefusedError('slot-range', `"${part}" is not a slot or a range of slots (e.g. 0-1023,2048).`, { slots: text });
+    const match = PART.exec(part)!;
+    // Compared as written (BigInt): a slot past 2^53 must not be rounded before it is quoted back.
+    const lastText = match[2] ?? match[1]!;
+    if (BigInt(lastText) >= BigInt(slotCount)) throw new MoveRefusedError('slot-range', `Slot ${lastText} is out of range: this cluster has slots 0..${slotCount - 1}.`, { slots: text, slotCount });
     const first = Number(match[1]);
-    const last = match[2] === undefined ? first : Number(match[2]);
-    if (last < first) throw new MoveRefusedError('slot-range', `The range "${part}" ends before it starts.`, { slots: text });
-    if (last >= slotCount) throw new MoveRefusedError('slot-range', `Slot ${last} is out of range: this cluster has slots 0..${slotCount - 1}.`, { slots: text, slotCount });
+    const last = Number(lastText);
     for (let s = first; s <= last; s++) slots.add(s);
   }
-  if (slots.size === 0) throw new MoveRefusedError('slot-range', 'No slots given.', { slots: text });
   return [...slots].sort((a, b) => a - b);
 }
 
