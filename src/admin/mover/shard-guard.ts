@@ -1,6 +1,7 @@
 /** Installs the guard objects of {@link shardGuardSql} and {@link tableGuardSql} on a shard, only where missing. */
 import type { Client } from 'pg';
 import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
+import { ddlLockFailure, type DdlTarget } from './ddl-lock-failure';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
 
 /**
@@ -9,9 +10,11 @@ import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuar
  * writes pause: {@link DDL_FIRST_LOCK_TIMEOUT_MILLIS} at the first attempt (app transactions are
  * short: the lock is usually free within a few milliseconds), then longer at each attempt up to
  * {@link DDL_LOCK_TIMEOUT_MILLIS}, so long transactions do not starve it; the pause between
- * attempts lets the queued writers through. Gives up (SQLSTATE 55P03) after `attempts`.
+ * attempts lets the queued writers through. After `attempts` it fails with a `MoveFailedError`
+ * naming the shard and the backends holding `target`'s tables ({@link ddlLockFailure}).
  */
-export async function runDdl(client: Client, sql: string, attempts = 100): Promise<void> {
+export async function runDdl(client: Client, sql: string, target: DdlTarget, attempts = 100): Promise<void> {
+  const started = performance.now();
   for (let attempt = 1; ; attempt++) {
     await client.query('begin');
     try {
@@ -21,7 +24,8 @@ export async function runDdl(client: Client, sql: string, attempts = 100): Promi
       return;
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
-      if ((error as { code?: unknown }).code !== '55P03' || attempt >= attempts) throw error;
+      if ((error as { code?: unknown }).code !== '55P03') throw error;
+      if (attempt >= attempts) throw await ddlLockFailure(client, target, attempts, performance.now() - started, error);
     }
     await new Promise((resolve) => setTimeout(resolve, DDL_RETRY_PAUSE_MILLIS * Math.min(attempt, 5)));
   }
@@ -41,8 +45,8 @@ export async function installGuard(client: Client, shardId: string, tables: read
         and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false) as ok`,
   );
   if (rows[0]?.ok !== true) {
-    await runDdl(client, SLOT_FUNCTIONS_SQL);
-    await runDdl(client, shardGuardSql(shardId));
+    await runDdl(client, SLOT_FUNCTIONS_SQL, { purpose: 'install the slot functions', tables: [] });
+    await runDdl(client, shardGuardSql(shardId), { purpose: 'install the shard guard', tables: [] });
   } else {
     await client.query(`update kysely_scale.shard_guard set shard_id = $1 where shard_id <> $1`, [shardId]);
   }
@@ -52,7 +56,7 @@ export async function installGuard(client: Client, shardId: string, tables: read
             + (select count(*) from pg_trigger where tgrelid = to_regclass($1) and tgname = 'kysely_scale_gate')::int as n`,
       [quoteTable(table.name)],
     );
-    if (present[0]?.n !== 3) await runDdl(client, tableGuardSql(table, slotCount));
+    if (present[0]?.n !== 3) await runDdl(client, tableGuardSql(table, slotCount), { purpose: 'install the fence policies', tables: [table.name] });
   }
 }
 
@@ -69,11 +73,11 @@ export async function installCapture(client: Client, tables: readonly (ShardedTa
               exists (select 1 from pg_trigger where tgrelid = to_regclass($1) and tgname = 'kysely_scale_truncate') as truncate`,
       [quoteTable(table.name)],
     );
-    await runDdl(client, captureTriggerSql(table, slotCount, moving, present[0]));
+    await runDdl(client, captureTriggerSql(table, slotCount, moving, present[0]), { purpose: 'install the change capture', tables: [table.name] });
   }
 }
 
 /** Drops the capture triggers of `tables`. */
 export async function dropCapture(client: Client, tables: readonly ShardedTableSpec[]): Promise<void> {
-  for (const table of tables) await runDdl(client, dropCaptureSql(table));
+  for (const table of tables) await runDdl(client, dropCaptureSql(table), { purpose: 'drop the change capture', tables: [table.name] });
 }

@@ -114,10 +114,10 @@ async function installGuards(scope: StepScope): Promise<void> {
   const { source, step } = scope;
   await hook(scope, 'unsharded-planned');
   const { rows } = await source.query<{ ok: boolean }>(`select to_regclass('kysely_scale.unsharded_fence') is not null and to_regproc('kysely_scale.unsharded_gate') is not null as ok`);
-  if (rows[0]?.ok !== true) await runDdl(source, UNSHARDED_FENCE_SQL);
+  if (rows[0]?.ok !== true) await runDdl(source, UNSHARDED_FENCE_SQL, { purpose: 'install the unsharded tables\' fence', tables: [] });
   for (const table of step.tables) {
     const { rows: present } = await source.query<{ n: number; rls: boolean }>(UNSHARDED_GUARD_PRESENT_SQL, [quoteTable(table)]);
-    if (present[0]?.n !== 2) await runDdl(source, unshardedTableGuardSql(table, present[0]?.rls !== true));
+    if (present[0]?.n !== 2) await runDdl(source, unshardedTableGuardSql(table, present[0]?.rls !== true), { purpose: 'install the unsharded tables\' fence', tables: [table] });
   }
   await enter(scope, 'guarded');
 }
@@ -217,7 +217,7 @@ async function cleanUp(scope: StepScope): Promise<void> {
   const { ctx, step, source } = scope;
   await ctx.pause(ctx.tuning.cleanupDelayMillis);
   await hook(scope, 'unsharded-cleaning');
-  if (step.tables.length > 0) await runDdl(source, `truncate ${step.tables.map(quoteTable).join(', ')}`);
+  if (step.tables.length > 0) await runDdl(source, `truncate ${step.tables.map(quoteTable).join(', ')}`, { purpose: 'remove the moved unsharded tables\' rows', tables: step.tables });
   await source.query('delete from kysely_scale.unsharded_fence where move_id = $1', [ctx.move.id]);
   await enter(scope, 'cleaned');
 }

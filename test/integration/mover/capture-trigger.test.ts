@@ -15,6 +15,8 @@ import { captureTriggerSql, fenceSlot } from '../../../src/admin/mover/shard-gua
 import { lowerFence, raiseFence, waitForOlderTransactions } from '../../../src/admin/mover/slot-fence';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { SLOT_FENCED_SQLSTATE } from '../../../src/cluster/topology-fence';
+import { MoveFailedError } from '../../../src/admin/mover/mover-errors';
+import { ErrorCodes } from '../../../src/kernel/errors';
 
 const SLOTS = 64;
 let cluster: TestCluster;
@@ -111,9 +113,33 @@ test("a move's fence row fences all its slots: raised in one round trip that lis
   await client.query(`delete from kysely_scale.slot_move where slot = $1`, [fenceSlot(7)]);
 });
 
+const CAPTURE = { purpose: 'install the change capture', tables: ['accounts'] };
+
 test('the install refuses when slot_move holds a slot the trigger would skip', async () => {
-  await expect(runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17]))).rejects.toThrow(/slot_move changed/);
-  await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]));
+  await expect(runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17]), CAPTURE)).rejects.toThrow(/slot_move changed/);
+  await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]), CAPTURE);
+});
+
+test('DDL that never gets its lock fails with E_MOVE_FAILED naming the shard and the transaction holding the table, not a bare 55P03', async () => {
+  const holder = new Client({ connectionString: url, application_name: 'report job' });
+  await holder.connect();
+  try {
+    await holder.query('begin');
+    await holder.query('select count(*) from accounts'); // an open transaction that read the table
+    const failure = await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]), CAPTURE, 3).then(
+      () => undefined,
+      (error: unknown) => error as MoveFailedError,
+    );
+    const pid = (holder as unknown as { processID: number }).processID;
+    expect(failure).toBeInstanceOf(MoveFailedError);
+    expect(failure).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { shard: 's0', tables: ['accounts'], pids: [pid], sqlState: '55P03' } });
+    expect(failure!.message).toContain(`backend ${pid} "report job" idle in transaction`);
+    expect(failure!.message).toMatch(/^Could not install the change capture on shard "s0": the lock it needs on "accounts" stayed taken for 3 attempts/);
+  } finally {
+    await holder.query('rollback');
+    await holder.end();
+  }
+  await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]), CAPTURE, 3);
 });
 
 test('installGuard replaces a murmur3 of an earlier version (SET clause) with the current one', async () => {
