@@ -84,6 +84,13 @@ export function moveOutcome(result: MoveResult): CliOutcome {
   return { result, text: moveText(result), exitCode: result.ok ? 0 : 1 };
 }
 
+/** "versions 26 published (24, 25 by the interrupted run)": only this run's versions are credited to it. */
+function publishedText(r: MoveResult): string {
+  const own = r.versions.length === 0 ? 'no version published' : `${r.versions.length === 1 ? 'version' : 'versions'} ${r.versions.join(', ')} published`;
+  const earlier = r.earlierVersions ?? [];
+  return earlier.length === 0 ? own : `${own} (${earlier.join(', ')} by the interrupted run)`;
+}
+
 function moveText(r: MoveResult): string {
   const lines: string[] = [];
   if (r.nothingToMove !== undefined) return `${r.operation}: ${r.nothingToMove}${r.dryRun ? ' Dry run: nothing changed.' : ''}`;
@@ -98,10 +105,10 @@ function moveText(r: MoveResult): string {
     if (r.plan.migrationsPending !== undefined) lines.push(`  first the migrations on ${r.plan.migrationsPending} (not run by the dry run; its schema is compared with the others' after them)`);
   }
   if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
-  else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, versions ${r.versions.join(', ') || 'none'} published, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
+  else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, ${publishedText(r)}, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
   if (r.unsharded !== undefined && !r.dryRun) {
     const u = r.unsharded;
-    lines.push(`Unsharded tables ${u.source} → ${u.target}: ${u.phase}, ${plural(u.rowsCopied, 'row')} copied${u.fenceMillis === null ? '' : `, writes to them fenced ${u.fenceMillis} ms`}${u.version === null ? '' : `, holder recorded in version ${u.version}`}.`);
+    lines.push(`Unsharded tables ${u.source} → ${u.target}: ${u.phase}, ${plural(u.rowsCopied, 'row')} copied${u.fenceMillis === null ? '' : `, writes to them fenced ${u.fenceMillis} ms`}${u.version === null || !u.holderMoved ? '' : `, holder recorded in version ${u.version}`}.`);
     if (r.operation === 'abort' && u.holderMoved) lines.push(`The unsharded tables had already moved to ${u.target} (the new holder was published), so abort finished that step instead of rolling it back: ${u.target} holds them now.`);
   }
   if (r.error !== null) {

@@ -5,11 +5,28 @@ import { toResultError, withMover, type MoverOptions } from './mover-session';
 import { summarizeMove, type MoveResult, type MoveSummary } from './move-result';
 import { abortMoveBatches, runMove } from './move-runner';
 import { rowsOf, unshardedOf, versionsOf } from './move-result';
+import type { TopologyCatalog } from '../topology-catalog';
 
 function baseResult(operation: 'resume' | 'abort', started: number, now: number): MoveResult {
   return { ok: false, operation, dryRun: false, moveId: null, status: 'refused', plan: null, versions: [], rowsCopied: 0, durationMillis: now - started, error: null };
 }
 
+/** The catalog's latest version (0 when it holds none). */
+async function latestVersion(catalog: TopologyCatalog): Promise<number> {
+  return (await catalog.latest())?.version ?? 0;
+}
+
+/**
+ * Versions published by this run (under the operator lock nobody else publishes: every version
+ * after `before`), and those the move's earlier, interrupted run(s) had published, so a summary
+ * does not credit this run with them.
+ */
+async function publishedBy(catalog: TopologyCatalog, before: number, earlier: readonly number[]): Promise<{ versions: number[]; earlierVersions: number[] }> {
+  const after = await latestVersion(catalog).catch(() => before);
+  const versions: number[] = [];
+  for (let v = before + 1; v <= after; v++) versions.push(v);
+  return { versions, earlierVersions: [...earlier].sort((a, b) => a - b) };
+}
 
 /** Finishes the open move from where it stopped (any phase). */
 export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
@@ -19,14 +36,16 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
     return await withMover(options, async (frame) => {
       const move = await frame.store.open();
       if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to resume.');
+      const before = await latestVersion(frame.catalog);
+      const earlier = versionsOf(move);
       const ctx = frame.context(move);
       try {
         await runMove(ctx);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, versions: versionsOf(move), rowsCopied: rowsOf(move), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, ...(await publishedBy(frame.catalog, before, earlier)), rowsCopied: rowsOf(move), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), versions: versionsOf(move), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), ...(await publishedBy(frame.catalog, before, earlier)), ...unshardedOf(move) });
       } finally {
         await ctx.close();
       }
@@ -48,10 +67,12 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
     return await withMover(options, async (frame) => {
       const move = await frame.store.open();
       if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to abort.');
+      const before = await latestVersion(frame.catalog);
+      const earlier = versionsOf(move);
       const ctx = frame.context(move);
       try {
         const { rolledBack, completed } = await abortMoveBatches(ctx);
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, versions: versionsOf(move), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, ...(await publishedBy(frame.catalog, before, earlier)), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);

@@ -36,6 +36,7 @@ export interface UnshardedSummary {
   readonly target: string;
   readonly tables: readonly string[];
   readonly phase: UnshardedPhase;
+  /** The version that records (once `holderMoved`), or would have recorded, the new holder; fixed when the fence goes up. */
   readonly version: number | null;
   readonly rowsCopied: number;
   /** How long writes to the tables were refused (fence raised to source switched), when this run switched it. */
@@ -53,7 +54,8 @@ export function summarizeUnsharded(move: MoveRecord): UnshardedSummary | undefin
 
 /** One line of text for a drain's unsharded step (`moves` and `status`): tables, shards, phase, version, rows, write pause. */
 export function unshardedLine(u: UnshardedSummary): string {
-  const version = u.version === null ? '' : `  v${u.version}`;
+  // The version is fixed when the fence goes up; it is only a version of the catalog once the holder moved.
+  const version = u.version === null || !u.holderMoved ? '' : `  v${u.version}`;
   const fence = u.fenceMillis === null ? '' : `  writes fenced ${u.fenceMillis} ms`;
   return `unsharded tables (${u.tables.length}) ${u.source} → ${u.target}  ${u.phase}${version}  ${u.rowsCopied} row${u.rowsCopied === 1 ? '' : 's'}${fence}`;
 }
@@ -72,6 +74,8 @@ export interface MoveResult {
   readonly plan: MovePlanSummary | null;
   /** Topology versions published by this run. */
   readonly versions: readonly number[];
+  /** For resume and abort: versions the move's earlier, interrupted run(s) had published (not counted in `versions`). */
+  readonly earlierVersions?: readonly number[];
   readonly rowsCopied: number;
   readonly durationMillis: number;
   /** For abort: batches rolled back, and batches that were already published and were finished instead. */
