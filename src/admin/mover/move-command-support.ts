@@ -95,7 +95,7 @@ function moveText(r: MoveResult): string {
   const lines: string[] = [];
   if (r.nothingToMove !== undefined) return `${r.operation}: ${r.nothingToMove}${r.dryRun ? ' Dry run: nothing changed.' : ''}`;
   if (r.plan !== null) {
-    lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, ~${r.plan.estimatedSeconds} s`);
+    lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, estimated ~${r.plan.estimatedSeconds} s (an estimate: the servers' load changes it)`);
     for (const b of r.plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);
     const u = r.plan.unsharded;
     if (u !== undefined) {

@@ -20,7 +20,7 @@ export interface MovePlanSummary {
   readonly batches: readonly PlannedBatch[];
   readonly slots: number;
   readonly estimatedRows: number;
-  /** At `maxRowsPerSecond`, or at {@link ASSUMED_ROWS_PER_SECOND} without a throttle. */
+  /** An estimate, not a measurement: copy and clean-up (throttled), the scans, the pacing and each batch's fixed costs (see `move-estimate.ts`). */
   readonly estimatedSeconds: number;
   /** For a drain: the shard removed at the end. */
   readonly removeShard?: string;
@@ -59,9 +59,6 @@ export function unshardedLine(u: UnshardedSummary): string {
   const fence = u.fenceMillis === null ? '' : `  writes fenced ${u.fenceMillis} ms`;
   return `unsharded tables (${u.tables.length}) ${u.source} → ${u.target}  ${u.phase}${version}  ${u.rowsCopied} row${u.rowsCopied === 1 ? '' : 's'}${fence}`;
 }
-
-/** Copy rate assumed for estimates when no throttle is given (a conservative figure from `npm run bench -- resharding`). */
-export const ASSUMED_ROWS_PER_SECOND = 50_000;
 
 /** What add, drain, move, rebalance, resume and abort return. */
 export interface MoveResult {

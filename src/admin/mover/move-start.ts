@@ -11,14 +11,15 @@ import { toResultError, withMover, type MoverFrame, type MoverOptions } from './
 import { splitTransfers, type SlotTransfer } from './move-plan';
 import type { MoveBatch, MoveKind, UnshardedStep } from './move-record';
 import type { UnshardedPlan } from './unsharded-plan';
-import { ASSUMED_ROWS_PER_SECOND, rowsOf, unshardedOf, versionsOf, type MovePlanSummary, type MoveResult } from './move-result';
+import { rowsOf, unshardedOf, versionsOf, type MovePlanSummary, type MoveResult } from './move-result';
 import { openShardSession, withShardSession } from './shard-session';
 import { installGuard } from './shard-guard';
 import { describeTables, schemaDiff } from './schema-compare';
 import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
 import { formatSlotRanges } from './slot-ranges';
 import { runMove } from './move-runner';
-import { MOVE_TUNING_DEFAULTS } from './move-context';
+import { MOVE_TUNING_DEFAULTS, type MoveTuning } from './move-context';
+import { estimateMoveSeconds } from './move-estimate';
 
 /** What an operation decided: the transfers, on which topology, and what to publish first or remove last. */
 export interface MoveDecision {
@@ -53,7 +54,8 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const latest = await frame.catalog.latest();
       if (latest === undefined) throw new MoveRefusedError('no-catalog', 'The catalog holds no topology: run init first.');
       const decision = await decide(frame, latest);
-      const batches = splitTransfers(decision.transfers, { ...MOVE_TUNING_DEFAULTS, ...options.tuning }.batchSlots);
+      const tuning: MoveTuning = { ...MOVE_TUNING_DEFAULTS, ...options.tuning, ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) };
+      const batches = splitTransfers(decision.transfers, tuning.batchSlots);
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
         if (decision.nothingToMoveIsDone !== undefined) {
           plan = Object.freeze({ batches: [], slots: 0, estimatedRows: 0, estimatedSeconds: 0 });
@@ -64,7 +66,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const unsharded = decision.unsharded;
       const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
       await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
-      plan = await planSummary(decision, batches, frame.tables, options.maxRowsPerSecond);
+      plan = await planSummary(decision, batches, frame.tables, tuning);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
       if (decision.publishFirst !== undefined) {
@@ -129,23 +131,27 @@ async function checkShards(topology: Topology, shardIds: readonly string[], tabl
   }
 }
 
-async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], maxRowsPerSecond: number | undefined): Promise<MovePlanSummary> {
-  const rowsPerSlot = new Map<string, number>();
-  for (const id of new Set(batches.map((b) => b.source))) {
-    const shard = decision.topology.shardById(id)!;
-    const owned = Math.max(1, decision.topology.slotsOf(id).length);
-    const total = await withShardSession(shard.primary.url, (c) => tableRows(c, tables));
-    rowsPerSlot.set(id, total / owned);
+async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], tuning: MoveTuning): Promise<MovePlanSummary> {
+  const shardRows = new Map<string, number>();
+  for (const id of new Set(batches.flatMap((b) => [b.source, b.target]))) {
+    const shard = decision.topology.shardById(id);
+    shardRows.set(id, shard === undefined ? 0 : await withShardSession(shard.primary.url, (c) => tableRows(c, tables)));
   }
+  const rowsPerSlot = (id: string): number => (shardRows.get(id) ?? 0) / Math.max(1, decision.topology.slotsOf(id).length);
   const planned = batches.map((b) =>
-    Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), slotCount: b.slots.length, estimatedRows: Math.round((rowsPerSlot.get(b.source) ?? 0) * b.slots.length) }),
+    Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), slotCount: b.slots.length, estimatedRows: Math.round(rowsPerSlot(b.source) * b.slots.length) }),
   );
   const estimatedRows = planned.reduce((n, b) => n + b.estimatedRows, 0);
+  const unshardedRows = decision.unsharded?.tables.reduce((n, t) => n + t.rows, 0);
   return Object.freeze({
     batches: planned,
     slots: planned.reduce((n, b) => n + b.slotCount, 0),
     estimatedRows,
-    estimatedSeconds: Math.ceil(estimatedRows / (maxRowsPerSecond ?? ASSUMED_ROWS_PER_SECOND)),
+    estimatedSeconds: estimateMoveSeconds(
+      planned.map((b) => ({ rows: b.estimatedRows, sourceRows: shardRows.get(b.source) ?? 0, targetRows: shardRows.get(b.target) ?? 0 })),
+      tuning,
+      unshardedRows,
+    ),
     ...(decision.removeShard === undefined ? {} : { removeShard: decision.removeShard }),
     ...(decision.unsharded === undefined ? {} : { unsharded: decision.unsharded }),
     ...(decision.migrationsPending === undefined ? {} : { migrationsPending: decision.migrationsPending }),

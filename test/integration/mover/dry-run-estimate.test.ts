@@ -1,0 +1,46 @@
+/**
+ * The --dry-run estimate against a real move of a few thousand rows: throttled (the copy and the
+ * clean-up both take rows / throttle), and unthrottled (the per-batch costs dominate). Bounds are
+ * generous (a shared machine's load changes the real time), but the old estimate (rows / throttle,
+ * or rows / 50,000) fell below them.
+ */
+import { moveSlots } from '../../../src/admin/mover/mover-operations';
+import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+
+let f: MoverFixture;
+
+beforeAll(async () => {
+  f = await startMoverFixture('mover_estimate', 2);
+  await f.seed(await f.init(2), 0, 3000);
+  for (const pool of f.pools) await pool.query('analyze users; analyze orders');
+}, 150_000);
+
+afterAll(() => f?.close());
+
+async function estimateAndRun(slots: string, to: string, maxRowsPerSecond?: number, batchSlots?: number): Promise<{ estimated: number; actual: number; rows: number }> {
+  const options = { catalog: f.catalogUrl, tables: TABLES, slots, to, ...(maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond }), ...(batchSlots === undefined ? {} : { tuning: { batchSlots } }) };
+  const plan = await moveSlots({ ...options, dryRun: true });
+  expect(plan.error).toBeNull();
+  const started = performance.now();
+  const done = await moveSlots(options);
+  const actual = (performance.now() - started) / 1000;
+  expect(done.error).toBeNull();
+  return { estimated: plan.plan!.estimatedSeconds, actual, rows: done.rowsCopied };
+}
+
+// The time is dominated by the throttle: copy and clean-up each take rows / 500 s (rows / throttle alone, the old estimate, was half of it).
+test('throttled at 500 rows/s, the estimate counts the clean-up too: within 0.7x-3x of the real time', async () => {
+  const { estimated, actual, rows } = await estimateAndRun('0-1023', 'shard1', 500);
+  process.stdout.write(`throttled: ${rows} rows, estimated ${estimated} s, actual ${actual.toFixed(1)} s\n`);
+  expect(rows).toBeGreaterThan(1500);
+  expect(estimated).toBeGreaterThanOrEqual(0.7 * actual);
+  expect(estimated).toBeLessThanOrEqual(3 * actual);
+}, 90_000);
+
+// Four batches of 256 slots: each batch's fixed costs dominate (rows / 50,000, the old estimate, said ~1 s).
+test('unthrottled, the estimate counts each batch\'s fixed costs and the pacing: within 0.3x-3x of the real time', async () => {
+  const { estimated, actual, rows } = await estimateAndRun('1024-2047', 'shard1', undefined, 256);
+  process.stdout.write(`unthrottled: ${rows} rows, estimated ${estimated} s, actual ${actual.toFixed(1)} s\n`);
+  expect(estimated).toBeGreaterThanOrEqual(0.3 * actual);
+  expect(estimated).toBeLessThanOrEqual(3 * actual);
+}, 90_000);
