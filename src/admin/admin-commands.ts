@@ -5,6 +5,7 @@ import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
 import { checkShardServers } from './server-checks';
+import { writeShardIdentities, type IdentityProblem } from './replica-identities';
 import { nameServer, isServerFailure } from './server-client';
 import type { ServerClientOptions } from './server-client-options';
 import { shardMigrationStatus, type MigrationStatus } from './migration-status';
@@ -54,6 +55,12 @@ export interface InitResult {
   readonly version: number;
   readonly shards: number;
   readonly slotCount: number;
+  /**
+   * Primaries of shards with replicas whose replica identity (`kysely_scale.replica_identity`)
+   * could not be written; their replicas serve reads only once a role that may create it has
+   * written it (a dialect does on its first check).
+   */
+  readonly identityProblems: readonly IdentityProblem[];
 }
 
 /**
@@ -82,7 +89,9 @@ export async function initCatalog(catalogUrl: string, shards: readonly ShardArgu
         });
       }
       await catalog.publish(topology, 'init');
-      return Object.freeze({ catalog: catalog.redactedUrl, version: topology.version, shards: topology.shards.length, slotCount: topology.slotCount });
+      // As the operator role: app roles usually may not create it, and their replicas would stay unverified.
+      const identityProblems = await writeShardIdentities(shards, options);
+      return Object.freeze({ catalog: catalog.redactedUrl, version: topology.version, shards: topology.shards.length, slotCount: topology.slotCount, identityProblems });
     });
   } finally {
     await catalog.close();

@@ -24,7 +24,10 @@ export const initCommand: CliCommand = {
     const result = await initCatalog(context.catalog!, shards, { ...(slotCount === undefined ? {} : { slotCount }), checkServers: values['skip-checks'] !== true });
     return {
       result,
-      text: `Catalog ${result.catalog}: published topology version ${result.version} (${plural(result.shards, 'shard')}, ${plural(result.slotCount, 'slot')}).`,
+      text: [
+        `Catalog ${result.catalog}: published topology version ${result.version} (${plural(result.shards, 'shard')}, ${plural(result.slotCount, 'slot')}).`,
+        ...result.identityProblems.map((p) => `Warning: the replica identity of shard "${p.shard}" could not be written on its primary (${p.problem}); its replicas serve no reads until a role with CREATE on the database writes it: every move's start does, as does a dialect's first check when its role may (README: Identity).`),
+      ].join('\n'),
       exitCode: 0,
     };
   },

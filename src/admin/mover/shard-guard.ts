@@ -2,6 +2,7 @@
 import type { Client } from 'pg';
 import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
 import { ddlLockFailure, type DdlTarget } from './ddl-lock-failure';
+import { writeReplicaIdentity } from '../../replication/replica-identity';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
 
 /**
@@ -37,8 +38,10 @@ export const DDL_LOCK_TIMEOUT_MILLIS = 20;
 export const DDL_FIRST_LOCK_TIMEOUT_MILLIS = 5;
 const DDL_RETRY_PAUSE_MILLIS = 10;
 
-/** Installs the slot function twin, the shard guard and every table's policy and write gate (idempotent; DDL only where missing). */
+/** Installs the slot function twin, the shard guard, every table's policy and write gate, and the replica identity (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
+  // The replica identity too: the operator's role may create it where the app's usually may not (replicas would stay unverified).
+  await writeReplicaIdentity(client, shardId);
   // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null

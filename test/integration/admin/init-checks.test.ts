@@ -3,6 +3,7 @@ import { catalogStatus, initCatalog } from '../../../src/admin/admin-commands';
 import { ServerCheckError } from '../../../src/admin/admin-errors';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { admin, SECRET, withPassword } from './admin-cli-process';
+import { waitForReplay, withPg } from '../../support/postgres-replication';
 
 // Two shards, each a primary with a real streaming replica: init publishes only a topology whose
 // servers are what it says they are.
@@ -37,6 +38,32 @@ describe('init checks the servers before it publishes', () => {
     const [{ primaryUrl: catalog }] = (await cluster.createDatabase('init_catalog_ok')) as [TestShardUrls];
     const result = await initCatalog(catalog, shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })));
     expect(result).toMatchObject({ version: 1, shards: 2 });
+  });
+
+  test("writes each shard's replica identity on its primary as the operator role and the standby replays it; a primary whose role may not create it is reported (init still publishes), password hidden", async () => {
+    // Databases made with plain SQL (the test cluster's createDatabase writes the identity itself).
+    for (const shard of cluster.shards) await withPg(shard.primary.url, (c) => c.query('create database init_bare'));
+    const url = (base: string): string => Object.assign(new URL(base), { pathname: '/init_bare' }).toString();
+    const bare = cluster.shards.map((s) => ({ id: s.id, primary: url(s.primary.url), replicas: s.replicas.map((r) => url(r.url)) }));
+    const [{ primaryUrl: catalog }] = (await cluster.createDatabase('init_catalog_identity')) as [TestShardUrls];
+    const result = await initCatalog(catalog, bare);
+    expect(result.identityProblems).toEqual([]);
+    for (const shard of bare) {
+      await waitForReplay(shard.primary, shard.replicas[0]!);
+      const replayed = await withPg(shard.replicas[0]!, (c) => c.query<{ shard_id: string }>('select shard_id from kysely_scale.replica_identity'));
+      expect(replayed.rows).toEqual([{ shard_id: shard.id }]);
+    }
+
+    await withPg(cluster.shards[0]!.primary.url, (c) => c.query("do $$ begin if not exists (select 1 from pg_roles where rolname = 'no_create') then create role no_create login; end if; end $$"));
+    const asNoCreate = (text: string): string => Object.assign(new URL(text), { username: 'no_create', password: SECRET }).toString();
+    for (const shard of cluster.shards) await withPg(shard.primary.url, (c) => c.query('create database init_refused'));
+    const refusedShards = cluster.shards.map((s) => ({ id: s.id, primary: asNoCreate(Object.assign(new URL(s.primary.url), { pathname: '/init_refused' }).toString()), replicas: [s.replicas[0]!.url] }));
+    const [{ primaryUrl: catalog2 }] = (await cluster.createDatabase('init_catalog_refused')) as [TestShardUrls];
+    const refused = await initCatalog(catalog2, refusedShards, { checkServers: false });
+    expect(refused.version).toBe(1); // published: the identity is not part of the topology
+    expect(refused.identityProblems.map((p) => p.shard)).toEqual(cluster.shards.map((s) => s.id));
+    expect(refused.identityProblems[0]!.problem).toMatch(/permission denied/);
+    expect(JSON.stringify(refused)).not.toContain(SECRET);
   });
 
   test('refuses a standby listed as a primary, a primary listed as a replica and a server that does not answer, naming each, password hidden; nothing published', async () => {
