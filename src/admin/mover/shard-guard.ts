@@ -2,7 +2,7 @@
 import type { Client } from 'pg';
 import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
 import { ddlLockFailure, type DdlTarget } from './ddl-lock-failure';
-import { writeReplicaIdentity } from '../../replication/replica-identity';
+import { IDENTITY_SQL_EXPRESSION, writeReplicaIdentity } from '../../replication/replica-identity';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
 
 /**
@@ -40,8 +40,11 @@ const DDL_RETRY_PAUSE_MILLIS = 10;
 
 /** Installs the slot function twin, the shard guard, every table's policy and write gate, and the replica identity (idempotent; DDL only where missing). */
 export async function installGuard(client: Client, shardId: string, tables: readonly ShardedTableSpec[], slotCount: number): Promise<void> {
-  // The replica identity too: the operator's role may create it where the app's usually may not (replicas would stay unverified).
-  await writeReplicaIdentity(client, shardId);
+  // The replica identity too: the operator's role may create it where the app's usually may not
+  // (replicas would stay unverified). Written only when missing: its GRANTs rewrite catalog rows,
+  // which makes every app session of the shard reload its caches.
+  const { rows: identity } = await client.query<{ value: string | null }>(`select ${IDENTITY_SQL_EXPRESSION} as value`);
+  if (identity[0]?.value == null) await writeReplicaIdentity(client, shardId);
   // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null

@@ -142,6 +142,15 @@ test('DDL that never gets its lock fails with E_MOVE_FAILED naming the shard and
   await runDdl(client, captureTriggerSql(TABLES[0]!, SLOTS, [3, 17, 40, 41]), CAPTURE, 3);
 });
 
+test('installGuard writes the replica identity when the shard has none (as the operator: app roles usually may not) and keeps one that exists', async () => {
+  await client.query('drop table kysely_scale.replica_identity');
+  await installGuard(client, 's0', TABLES, SLOTS);
+  const first = await client.query<{ shard_id: string; token: string }>('select shard_id, token from kysely_scale.replica_identity');
+  expect(first.rows.map((r) => r.shard_id)).toEqual(['s0']);
+  await installGuard(client, 's0', TABLES, SLOTS);
+  expect((await client.query('select shard_id, token from kysely_scale.replica_identity')).rows).toEqual(first.rows);
+});
+
 test('installGuard replaces a murmur3 of an earlier version (SET clause) with the current one', async () => {
   await client.query('alter function public.kysely_scale_murmur3(bytea) set search_path = public');
   await installGuard(client, 's0', TABLES, SLOTS);
