@@ -7,7 +7,7 @@
  */
 import type { Client } from 'pg';
 import { copyOut } from './copy-out';
-import { enterPhase, type BatchScope } from './batch-scope';
+import { enterPhase, report, type BatchScope } from './batch-scope';
 import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
 import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
@@ -32,6 +32,8 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
   const started = ctx.clock.monotonicNow();
   let deleted = 0;
   let announced = false;
+  let reportedAt = -Infinity;
+  report(scope, undefined, 0);
   for (const table of tables) {
     const keys = await slotKeys(source, table, slots, slotCount, scope.pace);
     let chunk = FIRST_KEYS_PER_DELETE;
@@ -44,6 +46,10 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
       const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
       i += chunk; // before the next chunk's size is chosen
       deleted += rowCount ?? 0;
+      if (ctx.clock.monotonicNow() - reportedAt >= 200) {
+        reportedAt = ctx.clock.monotonicNow();
+        report(scope, undefined, deleted);
+      }
       const took = ctx.clock.monotonicNow() - deleteStarted;
       await yieldAfter(took, scope.pace);
       chunk = nextChunk(chunk, took, scope.pace.sliceMillis);

@@ -41,7 +41,7 @@ export async function enterPhase(scope: BatchScope, phase: MoveBatch['phase']): 
 }
 
 /** Reports the batch's progress. */
-export function report(scope: BatchScope, lag?: number): void {
+export function report(scope: BatchScope, lag?: number, rowsCleaned?: number): void {
   const { ctx, batch } = scope;
   ctx.report({
     moveId: ctx.move.id,
@@ -53,5 +53,6 @@ export function report(scope: BatchScope, lag?: number): void {
     rowsCopied: batch.rowsCopied ?? 0,
     rowsTotal: batch.rowsTotal ?? 0,
     ...(lag === undefined ? {} : { lag }),
+    ...(rowsCleaned === undefined ? {} : { rowsCleaned }),
   });
 }

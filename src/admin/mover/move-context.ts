@@ -29,6 +29,8 @@ export interface MoveProgress {
   readonly rowsTotal: number;
   /** Change-log entries waiting to be applied (catch-up lag). */
   readonly lag?: number;
+  /** During the clean-up (phase `published`): the source's rows of the moved slots deleted so far (of `rowsCopied`). */
+  readonly rowsCleaned?: number;
 }
 
 /** Tuning of a move. */

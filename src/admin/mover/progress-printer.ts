@@ -7,7 +7,11 @@
  * find more or fewer. So the printers show it as such: the JSON lines carry the estimate as
  * `rowsEstimated`, and as `rowsTotal` the best known total: the estimate, or the rows copied so far
  * when the copy has passed it, and the rows copied once the copy is done. The ETA is unknown
- * (null) while the copy runs past its estimate.
+ * (null) while the copy runs past its estimate. During the clean-up (phase `published`, with
+ * `rowsCleaned`) the ETA is the rows left to delete at the clean-up's rate so far.
+ *
+ * The batch's stored phase `capturing` is the phase in which the rows are copied (the capture runs
+ * beside the copy): the JSON keeps it (programs read it), the bar says `copying`.
  */
 import { SingleBar } from 'cli-progress';
 import type { Clock } from '../../kernel/clock';
@@ -49,7 +53,7 @@ function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
         batches: p.batches,
         source: p.source,
         target: p.target,
-        phase: p.phase,
+        phase: p.phase === 'capturing' ? 'copying' : p.phase === 'published' && p.rowsCleaned !== undefined ? 'cleaning' : p.phase,
         approx: COPY_DONE.has(p.phase) ? '' : '~', // the total is an estimate until the copy is done
         rate: Math.round(p.rowsCopied / Math.max(0.001, (Date.now() - startedAt) / 1000)),
       };
@@ -71,29 +75,46 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
   let last: MoveProgress | undefined;
   let lastPrinted: MoveProgress | undefined;
   let lastAt = -Infinity;
+  let cancelTick: (() => void) | undefined;
+  let stopped = false;
+  // When the current batch's clean-up started (its first report with rowsCleaned), for its rate.
+  let cleaning: { batch: number; at: number } | undefined;
   const startedAt = clock.monotonicNow();
   const print = (p: MoveProgress): void => {
-    const elapsed = (clock.monotonicNow() - startedAt) / 1000;
+    const now = clock.monotonicNow();
+    const elapsed = (now - startedAt) / 1000;
     const rate = elapsed > 0 ? Math.round(p.rowsCopied / elapsed) : 0;
     const total = knownTotal(p);
     const pastEstimate = !COPY_DONE.has(p.phase) && p.rowsCopied > p.rowsTotal;
-    const eta = pastEstimate || rate <= 0 ? null : Math.ceil(Math.max(0, total - p.rowsCopied) / rate);
-    stream.write(`${JSON.stringify({ ...p, rowsTotal: total, rowsEstimated: p.rowsTotal, rowsPerSecond: rate, etaSeconds: eta })}\n`);
+    let eta = pastEstimate || rate <= 0 ? null : Math.ceil(Math.max(0, total - p.rowsCopied) / rate);
+    if (p.phase === 'published' && p.rowsCleaned !== undefined) {
+      if (cleaning?.batch !== p.batch) cleaning = { batch: p.batch, at: now };
+      const cleanRate = p.rowsCleaned / Math.max(0.001, (now - cleaning.at) / 1000);
+      eta = p.rowsCleaned > 0 ? Math.ceil(Math.max(0, p.rowsCopied - p.rowsCleaned) / cleanRate) : null;
+    }
+    stream.write(`${JSON.stringify({ ...p, rowsTotal: total, rowsEstimated: p.rowsTotal, rowsPerSecond: rate, etaSeconds: eta, elapsedSeconds: Math.round(elapsed) })}\n`);
     lastPrinted = p;
+    lastAt = now;
+  };
+  // Once per interval the latest known state is printed, whether or not the mover reported since
+  // (a long scan, the clean-up, a wait), so a reader sees one line per second.
+  const tick = (): void => {
+    if (stopped) return;
+    if (last !== undefined && clock.monotonicNow() - lastAt >= intervalMillis) print(last);
+    cancelTick = clock.setTimeout(tick, intervalMillis);
   };
   return {
     onProgress(p) {
       last = p;
-      const now = clock.monotonicNow();
+      if (cancelTick === undefined && !stopped) cancelTick = clock.setTimeout(tick, intervalMillis);
       // A phase change is printed at once; rows at most once per interval.
-      if (now - lastAt >= intervalMillis || p.phase !== lastPrinted?.phase || p.batch !== lastPrinted?.batch) {
-        lastAt = now;
-        print(p);
-      }
+      if (clock.monotonicNow() - lastAt >= intervalMillis || p.phase !== lastPrinted?.phase || p.batch !== lastPrinted?.batch) print(p);
     },
     stop() {
+      stopped = true;
+      cancelTick?.();
       // The last report, unless the last printed line already said the same.
-      if (last !== undefined && (last.phase !== lastPrinted?.phase || last.batch !== lastPrinted.batch || last.rowsCopied !== lastPrinted.rowsCopied)) print(last);
+      if (last !== undefined && (last.phase !== lastPrinted?.phase || last.batch !== lastPrinted.batch || last.rowsCopied !== lastPrinted.rowsCopied || last.rowsCleaned !== lastPrinted.rowsCleaned)) print(last);
     },
   };
 }

@@ -14,8 +14,8 @@ describe('progress printer off a terminal', () => {
     const printer = progressPrinter(stream, clock);
     printer.onProgress(at('capturing', 0));
     clock.advance(500);
-    printer.onProgress(at('capturing', 100)); // within the second: not printed
-    clock.advance(500);
+    printer.onProgress(at('capturing', 100)); // within the second: not printed at once…
+    clock.advance(500); // …but the second's timer prints the latest state
     printer.onProgress(at('capturing', 200));
     printer.onProgress(at('copied', 200)); // a new phase: printed at once
     printer.onProgress(at('copied', 200));
@@ -23,10 +23,10 @@ describe('progress printer off a terminal', () => {
     const parsed = lines.map((l) => JSON.parse(l) as { phase: string; rowsCopied: number; rowsPerSecond: number; etaSeconds: number | null });
     expect(parsed.map((p) => [p.phase, p.rowsCopied])).toEqual([
       ['capturing', 0],
-      ['capturing', 200],
+      ['capturing', 100],
       ['copied', 200],
     ]);
-    expect(parsed[1]).toMatchObject({ rowsPerSecond: 200, etaSeconds: 4 });
+    expect(parsed[1]).toMatchObject({ rowsPerSecond: 100, etaSeconds: 9 });
   });
 
   test('rowsTotal is an estimate: past it the copied rows are the total and the ETA is unknown; after the copy, the rows copied', () => {
@@ -38,8 +38,9 @@ describe('progress printer off a terminal', () => {
     const estimate = (phase: MoveProgress['phase'], rowsCopied: number): MoveProgress => ({ ...at(phase, rowsCopied), rowsTotal: 150 });
     clock.advance(1000);
     printer.onProgress(estimate('capturing', 100));
-    clock.advance(1000);
+    clock.advance(999);
     printer.onProgress(estimate('capturing', 209)); // more rows than the statistics said (written during the move)
+    clock.advance(1); // printed by the second's timer
     printer.onProgress(estimate('copied', 209));
     printer.stop();
     const parsed = lines.map((l) => JSON.parse(l) as { rowsCopied: number; rowsTotal: number; rowsEstimated: number; etaSeconds: number | null });
@@ -49,5 +50,41 @@ describe('progress printer off a terminal', () => {
       [209, 209, 150, 0],
     ]);
     for (const p of parsed) expect(p.rowsCopied).toBeLessThanOrEqual(p.rowsTotal);
+  });
+
+  test('with no report from the mover (a long scan, the clean-up) the latest state is still printed once per second, until stop()', () => {
+    const clock = new ManualClock();
+    const stream = new PassThrough();
+    const lines: string[] = [];
+    stream.on('data', (c: Buffer) => lines.push(...c.toString().trim().split('\n')));
+    const printer = progressPrinter(stream, clock);
+    printer.onProgress(at('caught-up', 1000));
+    for (let i = 0; i < 5; i++) clock.advance(1000);
+    expect(lines).toHaveLength(6);
+    expect(lines.map((l) => (JSON.parse(l) as { elapsedSeconds: number }).elapsedSeconds)).toEqual([0, 1, 2, 3, 4, 5]);
+    printer.stop();
+    clock.advance(5000);
+    expect(lines).toHaveLength(6);
+  });
+
+  test('the clean-up reports rows cleaned, and its ETA is the rows left at the clean-up\'s rate (not a frozen 0)', () => {
+    const clock = new ManualClock();
+    const stream = new PassThrough();
+    const lines: string[] = [];
+    stream.on('data', (c: Buffer) => lines.push(...c.toString().trim().split('\n')));
+    const printer = progressPrinter(stream, clock);
+    printer.onProgress({ ...at('published', 1000), rowsCleaned: 0 });
+    clock.advance(999);
+    printer.onProgress({ ...at('published', 1000), rowsCleaned: 250 });
+    clock.advance(1); // the second's line: 250 rows in 1 s, 750 left
+    clock.advance(1000); // no report since: 250 rows in 2 s
+
+    printer.stop();
+    const parsed = lines.map((l) => JSON.parse(l) as { phase: string; rowsCleaned: number; etaSeconds: number | null });
+    expect(parsed.map((p) => [p.phase, p.rowsCleaned, p.etaSeconds])).toEqual([
+      ['published', 0, null],
+      ['published', 250, 3],
+      ['published', 250, 6],
+    ]);
   });
 });
