@@ -37,7 +37,12 @@ test('add --dry-run prints the plan and changes nothing; add moves an equal shar
   expect(planned.plan.batches.map((b: { source: string; target: string }) => `${b.source}>${b.target}`)).toEqual(['shard0>shard2', 'shard1>shard2']);
   expect(planned.plan.estimatedRows).toBeGreaterThan(0);
 
-  const added = await admin('add', '--catalog', catalog, '--shard', `shard2=${shard2.toString()}`);
+  // The dry run registered no table: the first real command names them.
+  const unregistered = await admin('verify', '--catalog', catalog);
+  expect(unregistered.code).toBe(1);
+  expect(unregistered.stdout).toContain('No sharded tables are registered');
+
+  const added = await admin('add', '--catalog', catalog, '--shard', `shard2=${shard2.toString()}`, '--table', 'users=id', '--table', 'orders=user_id');
   expect(added.stderr).not.toContain(SECRET);
   expect(added.stdout).not.toContain(SECRET);
   expect(added.code).toBe(0);
