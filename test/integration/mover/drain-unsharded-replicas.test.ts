@@ -39,7 +39,8 @@ test("the new holder is published only after its replicas replayed the copy", as
     catalog: f.catalogUrl,
     tables: TABLES,
     shardId: 'shard0',
-    tuning: { cleanupDelayMillis: 10, replicaWaitMillis: 300 },
+    // Long enough that a replica slowed by a loaded machine still answers (else the error says it did not answer, not that it did not replay).
+    tuning: { cleanupDelayMillis: 10, replicaWaitMillis: 1500 },
     hook: async (_batch, point) => {
       if (point !== 'unsharded-planned') return; // the slot batches are done: only the unsharded step's wait is tested
       await replica!.query('select pg_wal_replay_pause()');
