@@ -3,23 +3,13 @@
  * no note lost or duplicated, no fence left up, and the holder is where the outcome says (resume
  * finishes; abort rolls back unless the new holder was published, then it finishes the step).
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { Client } from 'pg';
 import type { MoverFixture } from './mover-fixture';
-import { notesByShard, startUnshardedFixture } from './unsharded-fixture';
+import { notesByShard, startUnshardedFixture, crashUnshardedDrainAt } from './unsharded-fixture';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { TOPOLOGY_VERSION_SETTING } from '../../../src/cluster/topology-fence';
 
-/** Runs the drain in a child process that kills itself at `point`. */
-function crashAt(catalogUrl: string, point: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'unsharded-crash-child.ts'), catalogUrl, point], { cwd: join(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  return new Promise((resolve, reject) => child.on('exit', (_code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`the mover did not die at ${point}: ${output}`)))));
-}
 
 /** An app-role session on shard `i` tagged with topology `version` (as the dialect's sessions are). */
 async function appSession(f: MoverFixture, i: number, version: number): Promise<Client> {
@@ -50,7 +40,7 @@ test.each(cases)('killed at %s, then %s: no note lost or duplicated, no fence le
   try {
     const v1 = await f.init(2, 32);
     await f.seed(v1, 0, 60);
-    await crashAt(f.catalogUrl, point);
+    await crashUnshardedDrainAt(f.catalogUrl, point);
     const catalog = new TopologyCatalog({ url: f.catalogUrl });
     const atCrash = (await catalog.latest())!;
     const extra: number[] = [];

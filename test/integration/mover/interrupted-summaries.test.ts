@@ -3,21 +3,12 @@
  * the versions this run published are credited to it (the killed run's are labelled as its), and
  * the holder's version is printed only when the holder moved.
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { startUnshardedFixture } from './unsharded-fixture';
+import { startUnshardedFixture, crashUnshardedDrainAt } from './unsharded-fixture';
 import { abortMove, moveHistory, resumeMove } from '../../../src/admin/mover/move-control';
 import { moveOutcome } from '../../../src/admin/mover/move-command-support';
 import { unshardedLine } from '../../../src/admin/mover/move-result';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 
-function crashAt(catalogUrl: string, point: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'unsharded-crash-child.ts'), catalogUrl, point], { cwd: join(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  return new Promise((resolve, reject) => child.on('exit', (_code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`the mover did not die at ${point}: ${output}`)))));
-}
 
 async function latestVersion(catalogUrl: string): Promise<number> {
   const catalog = new TopologyCatalog({ url: catalogUrl });
@@ -32,7 +23,7 @@ test('killed with the unsharded fence up, then abort: no version credited, no ho
   const f = await startUnshardedFixture('mover_summary_abort', 2);
   try {
     await f.seed(await f.init(2, 32), 0, 60);
-    await crashAt(f.catalogUrl, 'unsharded-fenced');
+    await crashUnshardedDrainAt(f.catalogUrl, 'unsharded-fenced');
     const atCrash = await latestVersion(f.catalogUrl);
     const result = await abortMove({ catalog: f.catalogUrl });
     expect(result.error).toBeNull();
@@ -56,7 +47,7 @@ test('killed after the switch, then resume: only the versions the resume publish
   const f = await startUnshardedFixture('mover_summary_resume', 2);
   try {
     await f.seed(await f.init(2, 32), 0, 60);
-    await crashAt(f.catalogUrl, 'unsharded-switched');
+    await crashUnshardedDrainAt(f.catalogUrl, 'unsharded-switched');
     const atCrash = await latestVersion(f.catalogUrl);
     const result = await resumeMove({ catalog: f.catalogUrl });
     expect(result.error).toBeNull();

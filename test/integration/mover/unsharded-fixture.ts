@@ -94,3 +94,12 @@ export async function startNotesApp(role: 'follower' | 'stale', catalogUrl: stri
     },
   };
 }
+
+/** Runs a drain of the holder of the unsharded tables in a child process (unsharded-crash-child.ts) that kills itself (SIGKILL) at `point`. */
+export function crashUnshardedDrainAt(catalogUrl: string, point: string): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'unsharded-crash-child.ts'), catalogUrl, point], { cwd: join(__dirname, '../../..'), stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  return new Promise((resolve, reject) => child.on('exit', (_code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`the mover did not die at ${point}: ${output}`)))));
+}
