@@ -34,6 +34,7 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
   const started = clock.monotonicNow();
   try {
     return await withMover(options, async (frame) => {
+      await frame.registerGivenTables(); // for later commands: a resume moves the tables its move recorded
       const move = await frame.store.open();
       if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to resume.');
       const before = await latestVersion(frame.catalog);

@@ -12,6 +12,7 @@ import { splitTransfers, type SlotTransfer } from './move-plan';
 import type { MoveBatch, MoveKind, UnshardedStep } from './move-record';
 import type { UnshardedPlan } from './unsharded-plan';
 import { rowsOf, unshardedOf, versionsOf, type MovePlanSummary, type MoveResult } from './move-result';
+import { requireDistinctTables } from './table-identity';
 import { openShardSession, withShardSession } from './shard-session';
 import { installGuard } from './shard-guard';
 import { describeTables, schemaDiff } from './schema-compare';
@@ -58,6 +59,10 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const batches = splitTransfers(decision.transfers, tuning.batchSlots);
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
         if (decision.nothingToMoveIsDone !== undefined) {
+          // Tables given for later commands are still checked (names of tables, each once) and registered.
+          const first = decision.topology.shards[0]!;
+          await withShardSession(first.primary.url, (client) => requireDistinctTables(client, first.id, frame.tables));
+          await frame.registerGivenTables();
           plan = Object.freeze({ batches: [], slots: 0, estimatedRows: 0, estimatedSeconds: 0 });
           return result({ ok: true, status: options.dryRun === true ? 'planned' : 'done', nothingToMove: decision.nothingToMoveIsDone });
         }
@@ -66,6 +71,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const unsharded = decision.unsharded;
       const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
       await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
+      await frame.registerGivenTables();
       plan = await planSummary(decision, batches, frame.tables, tuning);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
@@ -114,7 +120,10 @@ async function checkShards(topology: Topology, shardIds: readonly string[], tabl
       throw new MoveRefusedError('unreachable', `Shard "${id}" (${shard.primary.redactedUrl}) cannot be reached: ${(error as Error).message}`, { shardId: id });
     }
     try {
-      if (id !== unmigrated) described.push({ id, lines: await describeTables(session.client, tables) });
+      if (id !== unmigrated) {
+        await requireDistinctTables(session.client, id, tables);
+        described.push({ id, lines: await describeTables(session.client, tables) });
+      }
     } finally {
       await session.close();
     }

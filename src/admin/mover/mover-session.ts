@@ -49,6 +49,8 @@ export interface MoverFrame {
   readonly catalog: TopologyCatalog;
   readonly store: MoveStore;
   readonly tables: readonly ShardedTableSpec[];
+  /** Remembers the tables given with `tables` in the catalog (not in a dry run); call it once they were checked on the shards. */
+  registerGivenTables(): Promise<void>;
   readonly lost: AbortSignal;
   /** A context to run `move` in. */
   context(move: MoveRecord): MoveContext;
@@ -77,14 +79,14 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     await store.install();
     const run = async (lost: AbortSignal): Promise<T> => {
       const given = Object.entries(options.tables ?? {}).map(([name, keyColumn]) => ({ name, keyColumn }));
-      // A dry run plans with the tables it is given but registers none of them.
       const tables = withGivenTables(await store.tables(), given);
-      if (!dryRun && given.length > 0) await store.registerTables(given);
       const clock = options.clock ?? systemClock;
       return fn({
         catalog,
         store,
         tables,
+        // Registered once the operation checked them on the shards; a dry run registers none.
+        registerGivenTables: () => (dryRun || given.length === 0 ? Promise.resolve() : store.registerTables(given)),
         lost,
         context: (move) => new MoveContext(catalog, store, move, tuning, clock, options.onProgress ?? (() => undefined), options.hook, lost),
       });
@@ -102,7 +104,10 @@ export const MAX_NICE_RATIO = 100;
 /** The move's tuning: the defaults, then `options`; refused (`E_INVALID_CONFIG`) when out of range. */
 function moveTuning(options: MoverOptions): MoveTuning {
   const tuning: MoveTuning = Object.freeze({ ...MOVE_TUNING_DEFAULTS, ...(options.tuning ?? {}), ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) });
-  requireNonNegative('tuning.niceRatio', tuning.niceRatio);
+  if (tuning.maxRowsPerSecond !== undefined && !(Number.isFinite(tuning.maxRowsPerSecond) && tuning.maxRowsPerSecond > 0)) {
+    throw new ConfigError('maxRowsPerSecond', `must be a number of rows per second above 0 (leave it out for no throttle), got ${describeValue(tuning.maxRowsPerSecond)}`);
+  }
+    requireNonNegative('tuning.niceRatio', tuning.niceRatio);
   if (tuning.niceRatio > MAX_NICE_RATIO) throw new ConfigError('tuning.niceRatio', `must be at most ${MAX_NICE_RATIO}, got ${describeValue(tuning.niceRatio)}`);
   requireNonNegative('tuning.probeSlowMillis', tuning.probeSlowMillis);
   return tuning;

@@ -6,6 +6,7 @@
 import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions, type ResultError } from './mover-session';
+import { requireDistinctTables } from './table-identity';
 import { withShardSession } from './shard-session';
 import { nullKeyRows, slotChecksums, type Checksum } from './slot-checksum';
 import { resolveKeyTypes } from './table-keys';
@@ -55,6 +56,7 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
       const totals = new Map<string, number>();
       for (const shard of topology.shards) {
         await withShardSession(shard.primary.url, async (client) => {
+          await requireDistinctTables(client, shard.id, frame.tables);
           const tables = await resolveKeyTypes(client, frame.tables, shard.id);
           for (const table of tables) {
             const perSlot = await slotChecksums(client, table, undefined, topology.slotCount);
@@ -72,6 +74,7 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
           }
         });
       }
+      await frame.registerGivenTables();
       return Object.freeze({
         ok: misplaced.length === 0 && unplaceable.length === 0,
         version: topology.version,

@@ -9,6 +9,7 @@ import { Client } from 'pg';
 import type { MoverFixture } from './mover-fixture';
 import { notesByShard, SHARED_NOTES, startNotesApp, startUnshardedFixture, type NoteLine, type NotesApp } from './unsharded-fixture';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
+import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { TABLES } from './mover-fixture';
 
@@ -26,6 +27,8 @@ beforeAll(async () => {
   f = await startUnshardedFixture('mover_unsharded', 3);
   const v1 = await f.init(3, 64);
   await f.seed(v1, 0, 150);
+  // Registers the sharded tables (a refused move registers none).
+  expect((await verifyShards({ catalog: f.catalogUrl, tables: TABLES })).ok).toBe(true);
 }, 60_000);
 
 afterAll(() => f?.close());
@@ -53,7 +56,7 @@ test('bad input is refused with a coded reason before anything changes; the dry 
   expect(await refusal({ shardId: 'shard1', unshardedTo: 'shard2' })).toBe('unsharded-target'); // shard1 does not hold them
   await f.pools[2]!.query('alter table notes add column extra text');
   try {
-    const result = await drainShard({ catalog: f.catalogUrl, shardId: 'shard0', unshardedTo: 'shard2' });
+    const result = await drainShard({ catalog: f.catalogUrl, tables: TABLES, shardId: 'shard0', unshardedTo: 'shard2' });
     expect(result.error).toMatchObject({ code: 'E_MOVE_REFUSED', context: { reason: 'schema-mismatch' } });
     expect(result.error!.message).toContain('+ shard2: public.notes column 4: extra text');
   } finally {

@@ -5,6 +5,7 @@ import { TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
 import { startMoverFixture, SCHEMA_SQL, TABLES, type MoverFixture } from './mover-fixture';
 import { addShard, drainShard, moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, moveHistory } from '../../../src/admin/mover/move-control';
+import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { createTopology } from '../../../src/cluster/topology';
@@ -15,6 +16,8 @@ beforeAll(async () => {
   f = await startMoverFixture('mover_refusals', 3);
   await f.init(2);
   await f.seed((await latest())!, 0, 100);
+  // Registers the sharded tables (a refused move registers none).
+  expect((await verifyShards({ catalog: f.catalogUrl, tables: TABLES })).ok).toBe(true);
 }, 60_000);
 
 afterAll(() => f?.close());
@@ -68,7 +71,6 @@ describe('requests that cannot start are refused with a code before anything cha
   });
 
   test('a registered table given with another key column (a typo) is refused, even in a dry run, and its key stays', async () => {
-    await moveSlots({ ...base(), slots: '0-9', to: 'shard1', dryRun: true }); // registers nothing new: TABLES are registered by init
     for (const dryRun of [true, false]) {
       const result = await moveSlots({ ...base(), tables: { ...TABLES, orders: 'amount' }, slots: '0-9', to: 'shard1', dryRun });
       expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tables.orders' } } });
@@ -78,6 +80,20 @@ describe('requests that cannot start are refused with a code before anything cha
       { name: 'orders', keyColumn: 'user_id' },
       { name: 'users', keyColumn: 'id' },
     ]);
+    expect((await latest())!.version).toBe(1);
+  });
+
+  test('another name of a registered table (schema-qualified), or a name no shard has (case differs), is refused before anything is registered or moved', async () => {
+    for (const [tables, option, text] of [
+      [{ 'public.orders': 'id' }, 'tables.public.orders', 'name the same table'],
+      [{ 'public.orders': 'user_id' }, 'tables.public.orders', 'name the same table'],
+      [{ Orders: 'user_id' }, 'tables.Orders', 'has no table "Orders"'],
+    ] as const) {
+      const result = await moveSlots({ catalog: f.catalogUrl, tables, slots: '19', to: 'shard1' });
+      expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option } } });
+      expect(result.error!.message).toContain(text);
+    }
+    expect((await registeredTables()).map((t) => t.name)).toEqual(['orders', 'users']);
     expect((await latest())!.version).toBe(1);
   });
 
