@@ -5,6 +5,7 @@
  */
 import { MoveFailedError } from './mover-errors';
 import { enterPhase, report, type BatchScope } from './batch-scope';
+import type { MoveContext } from './move-context';
 import { copySlots } from './slot-copy';
 import { hideSlots } from './guard-state';
 import { installCapture } from './shard-guard';
@@ -34,17 +35,48 @@ export async function startCapture(scope: BatchScope): Promise<void> {
   await enterPhase(scope, 'capturing');
 }
 
+/** How often the rows copied so far are saved while a table copies (what `moves` and `status` show). */
+export const LIVE_SAVE_MILLIS = 1000;
+
+/**
+ * Saves the move every `millis` until stopped; `stop()` waits for a save in flight, so no save of
+ * this copy lands after the phase's own. A failed save is skipped: the count is informational, and
+ * the phase's save reports a catalog that stopped answering.
+ */
+function saveEvery(ctx: MoveContext, millis: number): { stop(): Promise<void> } {
+  let stopped = false;
+  let inFlight: Promise<void> = Promise.resolve();
+  let cancel: () => void = () => undefined;
+  const tick = (): void => {
+    inFlight = ctx.store.save(ctx.move).catch(() => undefined).then(() => {
+      if (!stopped) cancel = ctx.clock.setTimeout(tick, millis);
+    });
+  };
+  cancel = ctx.clock.setTimeout(tick, millis);
+  return {
+    async stop() {
+      stopped = true;
+      cancel();
+      await inFlight;
+    },
+  };
+}
+
 /** capturing → copied. `restarted`: an earlier run may have left a partial table on the target. */
 export async function copySlotRows(scope: BatchScope, restarted: boolean): Promise<void> {
   const { ctx, batch, tables, slots, slotCount, target, topology } = scope;
   const reader = await ctx.extraSession(batch.source, topology);
   batch.copiedTables ??= [];
-  batch.rowsCopied ??= 0;
+  // A table whose copy was interrupted starts over: count from the finished tables' rows (set
+  // before the first live save; a record saved before the field existed held only those in rowsCopied).
+  batch.rowsCopiedDone ??= batch.rowsCopied ?? 0;
+  batch.rowsCopied = batch.rowsCopiedDone;
   let lastReport = ctx.clock.monotonicNow();
   for (const table of tables) {
     if (batch.copiedTables.includes(table.name)) continue;
     ctx.checkLock();
     const before: number = batch.rowsCopied;
+    const saver = saveEvery(ctx, LIVE_SAVE_MILLIS);
     const rows = await copySlots(reader, target, table, slots, slotCount, {
       clock: ctx.clock,
       maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
@@ -57,8 +89,9 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
           report(scope);
         }
       },
-    }, restarted);
+    }, restarted).finally(() => saver.stop());
     batch.rowsCopied = before + rows;
+    batch.rowsCopiedDone = batch.rowsCopied;
     batch.copiedTables.push(table.name);
     await ctx.store.save(ctx.move);
     report(scope);

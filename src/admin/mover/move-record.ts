@@ -33,8 +33,10 @@ export interface MoveBatch {
   version?: number;
   /** Tables whose copy finished (a resumed copy skips them). */
   copiedTables?: string[];
-  /** Rows copied so far. */
+  /** Rows copied so far (saved every few seconds while a table copies, so `moves` shows it live). */
   rowsCopied?: number;
+  /** Rows of the tables in {@link MoveBatch.copiedTables} (a resumed copy counts from here: the table it was copying starts over). Absent in records saved before it: `rowsCopied` then held only those. */
+  rowsCopiedDone?: number;
   /** Rows expected (estimated when the move was planned, exact once counted). */
   rowsTotal?: number;
   /** The shards' required versions before the cutover raised them (what an abort of the cutover restores). */

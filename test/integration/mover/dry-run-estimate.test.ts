@@ -5,6 +5,8 @@
  * or rows / 50,000) fell below them.
  */
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
+import { moveHistory } from '../../../src/admin/mover/move-control';
+import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 
 let f: MoverFixture;
@@ -44,4 +46,26 @@ test('unthrottled, the estimate counts each batch\'s fixed costs and the pacing:
   expect(estimated).toBeGreaterThanOrEqual(0.3 * actual);
   // A quiet machine runs small batches faster than the assumed fixed costs: the estimate errs long.
   expect(estimated).toBeLessThanOrEqual(4 * actual);
+}, 90_000);
+
+// `moves` (and `status`) read the stored record: while a table copies, its rows copied so far are saved every LIVE_SAVE_MILLIS.
+test('while a throttled copy runs, moves shows its rows copied so far, not 0', async () => {
+  const before = await verifyShards({ catalog: f.catalogUrl, tables: TABLES });
+  const firstTable = Object.entries(before.slots.orders!).filter(([slot]) => Number(slot) >= 2048 && Number(slot) <= 3071).reduce((n, [, c]) => n + c.rows, 0);
+  expect(firstTable).toBeGreaterThan(0);
+  const seen: { phase: string; rows: number }[] = [];
+  let running = true;
+  const move = moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots: '2048-3071', to: 'shard0', maxRowsPerSecond: 200 }).finally(() => (running = false));
+  while (running) {
+    const history = await moveHistory({ catalog: f.catalogUrl, limit: 1 });
+    const batch = history.moves[0]?.batches[0];
+    if (history.moves[0]?.status === 'open' && batch !== undefined) seen.push({ phase: batch.phase, rows: batch.rowsCopied });
+    await new Promise((resolve) => setTimeout(resolve, 250)); // polling a running process, not waiting for time to pass
+  }
+  const done = await move;
+  expect(done.error).toBeNull();
+  expect(done.rowsCopied).toBeGreaterThan(400);
+  // Saved only when a table finished, the copy showed no count but the first table's rows (orders, copied first) between 0 and the total.
+  const partial = seen.filter((s) => s.phase === 'capturing' && s.rows > 0 && s.rows < done.rowsCopied && s.rows !== firstTable).map((s) => s.rows);
+  expect(partial.length).toBeGreaterThan(0);
 }, 90_000);
