@@ -31,23 +31,50 @@ export class MoveStore {
     this.#schema = `"${schema}"`;
   }
 
-  /** Creates the mover's tables if missing (idempotent). */
+  /**
+   * Creates the mover's tables if missing (idempotent). Every command calls it, so a catalog
+   * already in shape is only read: the DDL would take an exclusive lock on `move` each time (a
+   * `status` in a loop would hold up the running mover's saves). Installs run one at a time (an
+   * advisory lock): two commands started at once on a new catalog (a move and a `moves`) raced on
+   * `create table if not exists` and one failed with 42P07.
+   */
   async install(): Promise<void> {
+    if (await this.#installed()) return;
     const s = this.#schema;
-    for (const sql of [
-      `create schema if not exists ${s}`,
-      `create table if not exists ${s}.move (id bigserial primary key, kind text not null, status text not null, tables jsonb not null, batches jsonb not null,
-        remove_shard text, error text, created_at timestamptz not null default now(), updated_at timestamptz not null default now())`,
-      // Added with the unsharded step of a drain (catalogs installed before it get the column here).
-      `alter table ${s}.move add column if not exists unsharded jsonb`,
-      // At most one open move: the database refuses a second even if two operators raced past the lock.
-      `create unique index if not exists move_one_open on ${s}.move ((true)) where status = 'open'`,
-      `create table if not exists ${s}.sharded_table (name text primary key, key_column text not null)`,
-    ]) {
-      await this.#pool.query(sql).catch((error: unknown) => {
-        if ((error as { code?: unknown }).code !== '23505') throw error; // a concurrent install made it
-      });
+    const client = await this.#pool.connect();
+    try {
+      await client.query('begin');
+      await client.query(`select pg_advisory_xact_lock(hashtext('kysely_scale move store install'))`);
+      for (const sql of [
+        `create schema if not exists ${s}`,
+        `create table if not exists ${s}.move (id bigserial primary key, kind text not null, status text not null, tables jsonb not null, batches jsonb not null,
+          remove_shard text, error text, created_at timestamptz not null default now(), updated_at timestamptz not null default now())`,
+        // Added with the unsharded step of a drain (catalogs installed before it get the column here).
+        `alter table ${s}.move add column if not exists unsharded jsonb`,
+        // At most one open move: the database refuses a second even if two operators raced past the lock.
+        `create unique index if not exists move_one_open on ${s}.move ((true)) where status = 'open'`,
+        `create table if not exists ${s}.sharded_table (name text primary key, key_column text not null)`,
+      ]) {
+        await client.query(sql);
+      }
+      await client.query('commit');
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
     }
+  }
+
+  /** Whether every object {@link install} makes is there. */
+  async #installed(): Promise<boolean> {
+    const s = this.#schema;
+    const { rows } = await this.#pool.query<{ ok: boolean }>(
+      `select to_regclass($1) is not null and to_regclass($2) is not null
+          and exists (select 1 from pg_attribute where attrelid = to_regclass($3) and attname = 'unsharded' and not attisdropped) as ok`,
+      [`${s}.sharded_table`, `${s}.move_one_open`, `${s}.move`],
+    );
+    return rows[0]?.ok === true;
   }
 
   /** The registered sharded tables. */
