@@ -32,7 +32,7 @@ export async function ddlLockFailure(client: Client, target: DdlTarget, attempts
   return new MoveFailedError(
     `Could not ${target.purpose} on shard "${shard}": the lock it needs${what} stayed taken for ${attempts} attempts (${(millis / 1000).toFixed(1)} s)` +
       (named.length > 0 ? ` by ${named.join(', ')}` : '') +
-      '. End those transactions (or wait for them), then resume; nothing of this step was applied.',
+      '. End those transactions (or wait for them), then run the command again (`resume` when it left a move open); nothing of this step was applied.',
     { shard, tables: [...target.tables], pids: holders.map((h) => h.pid), sqlState: '55P03' },
     cause,
   );

@@ -87,8 +87,7 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
     const total = knownTotal(p);
     const pastEstimate = !COPY_DONE.has(p.phase) && p.rowsCopied > p.rowsTotal;
     let eta = pastEstimate || rate <= 0 ? null : Math.ceil(Math.max(0, total - p.rowsCopied) / rate);
-    if (p.phase === 'published' && p.rowsCleaned !== undefined) {
-      if (cleaning?.batch !== p.batch) cleaning = { batch: p.batch, at: now };
+    if (p.phase === 'published' && p.rowsCleaned !== undefined && cleaning?.batch === p.batch) {
       const cleanRate = p.rowsCleaned / Math.max(0.001, (now - cleaning.at) / 1000);
       eta = p.rowsCleaned > 0 ? Math.ceil(Math.max(0, p.rowsCopied - p.rowsCleaned) / cleanRate) : null;
     }
@@ -100,12 +99,15 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
   // (a long scan, the clean-up, a wait), so a reader sees one line per second.
   const tick = (): void => {
     if (stopped) return;
-    if (last !== undefined && clock.monotonicNow() - lastAt >= intervalMillis) print(last);
+    // Half an interval: a line a report printed just before this tick does not leave a gap of almost two.
+    if (last !== undefined && clock.monotonicNow() - lastAt >= intervalMillis / 2) print(last);
     cancelTick = clock.setTimeout(tick, intervalMillis);
   };
   return {
     onProgress(p) {
       last = p;
+      // The clean-up's rate counts from its first report, not from the first line printed of it.
+      if (p.phase === 'published' && p.rowsCleaned !== undefined && cleaning?.batch !== p.batch) cleaning = { batch: p.batch, at: clock.monotonicNow() };
       if (cancelTick === undefined && !stopped) cancelTick = clock.setTimeout(tick, intervalMillis);
       // A phase change is printed at once; rows at most once per interval.
       if (clock.monotonicNow() - lastAt >= intervalMillis || p.phase !== lastPrinted?.phase || p.batch !== lastPrinted?.batch) print(p);

@@ -44,7 +44,12 @@ export async function installGuard(client: Client, shardId: string, tables: read
   // (replicas would stay unverified). Written only when missing: its GRANTs rewrite catalog rows,
   // which makes every app session of the shard reload its caches.
   const { rows: identity } = await client.query<{ value: string | null }>(`select ${IDENTITY_SQL_EXPRESSION} as value`);
-  if (identity[0]?.value == null) await writeReplicaIdentity(client, shardId);
+  if (identity[0]?.value == null) {
+    // A dialect's first check may create it at the same moment: its row is as good as ours.
+    await writeReplicaIdentity(client, shardId).catch((error: unknown) => {
+      if (!['23505', '42P07', '42710'].includes(String((error as { code?: unknown }).code))) throw error;
+    });
+  }
   // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null

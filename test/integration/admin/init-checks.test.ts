@@ -4,6 +4,7 @@ import { ServerCheckError } from '../../../src/admin/admin-errors';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { admin, SECRET, withPassword } from './admin-cli-process';
 import { waitForReplay, withPg } from '../../support/postgres-replication';
+import { replicaIdentitySql } from '../../../src/replication/replica-identity';
 
 // Two shards, each a primary with a real streaming replica: init publishes only a topology whose
 // servers are what it says they are.
@@ -64,6 +65,15 @@ describe('init checks the servers before it publishes', () => {
     expect(refused.identityProblems.map((p) => p.shard)).toEqual(cluster.shards.map((s) => s.id));
     expect(refused.identityProblems[0]!.problem).toMatch(/permission denied/);
     expect(JSON.stringify(refused)).not.toContain(SECRET);
+
+    // A primary whose identity row names another shard (a restored copy of it): kept, and reported.
+    for (const shard of cluster.shards) await withPg(shard.primary.url, (c) => c.query('create database init_clone'));
+    const clone = cluster.shards.map((s) => ({ id: s.id, primary: Object.assign(new URL(s.primary.url), { pathname: '/init_clone' }).toString(), replicas: [] as string[] }));
+    await withPg(clone[1]!.primary, (c) => c.query(replicaIdentitySql(clone[0]!.id)));
+    const withReplica = clone.map((s, i) => ({ ...s, replicas: [Object.assign(new URL(cluster.shards[i]!.replicas[0]!.url), { pathname: '/init_clone' }).toString()] }));
+    const [{ primaryUrl: catalog3 }] = (await cluster.createDatabase('init_catalog_clone')) as [TestShardUrls];
+    const cloned = await initCatalog(catalog3, withReplica, { checkServers: false });
+    expect(cloned.identityProblems).toEqual([{ shard: clone[1]!.id, problem: expect.stringContaining(`names shard "${clone[0]!.id}"`) }]);
   });
 
   test('refuses a standby listed as a primary, a primary listed as a replica and a server that does not answer, naming each, password hidden; nothing published', async () => {

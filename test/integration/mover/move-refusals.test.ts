@@ -67,6 +67,10 @@ describe('requests that cannot start are refused with a code before anything cha
   test('a negative nice ratio', async () => {
     const result = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { niceRatio: -1 } });
     expect(result).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } } });
+    for (const maxRowsPerSecond of [0, -5, Number.NaN]) {
+      const throttle = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', maxRowsPerSecond });
+      expect(throttle).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'maxRowsPerSecond' } } });
+    }
     expect((await latest())!.version).toBe(1);
   });
 

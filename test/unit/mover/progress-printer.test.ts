@@ -87,4 +87,27 @@ describe('progress printer off a terminal', () => {
       ['published', 250, 6],
     ]);
   });
+
+  test("the clean-up's rate counts from its first report, even when that report was not printed; lines keep a one-second rhythm", () => {
+    const clock = new ManualClock();
+    const stream = new PassThrough();
+    const lines: { at: number; line: string }[] = [];
+    stream.on('data', (c: Buffer) => lines.push(...c.toString().trim().split('\n').map((line) => ({ at: clock.monotonicNow(), line }))));
+    const printer = progressPrinter(stream, clock);
+    const big = (rowsCleaned?: number): MoveProgress => ({ ...at('published', 100_000), ...(rowsCleaned === undefined ? {} : { rowsCleaned }) });
+    printer.onProgress(big()); // the publish: printed at once
+    clock.advance(500);
+    printer.onProgress(big(0)); // the clean-up starts (within the second: not printed)
+    for (let t = 0; t < 10; t++) {
+      clock.advance(200);
+      printer.onProgress(big((t + 1) * 200)); // 1,000 rows/s
+    }
+    printer.stop();
+    const parsed = lines.map(({ at, line }) => ({ at, ...(JSON.parse(line) as { rowsCleaned?: number; etaSeconds: number | null }) }));
+    const lastLine = parsed.at(-1)!;
+    // 2,000 rows cleaned in 2 s: 98,000 left at 1,000 rows/s (counted from the first printed line, the rate looked twice as high).
+    expect(lastLine).toMatchObject({ rowsCleaned: 2000, etaSeconds: 98 });
+    const gaps = parsed.slice(1).map((p, i) => p.at - parsed[i]!.at);
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(1000);
+  });
 });
