@@ -77,7 +77,8 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error) });
+        // Versions it published before failing (a batch already published is finished, not undone) are still its own.
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, ...(await publishedBy(frame.catalog, before, earlier)), error: toResultError(error) });
       } finally {
         await ctx.close();
       }
