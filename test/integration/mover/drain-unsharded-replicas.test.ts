@@ -52,7 +52,9 @@ test("the new holder is published only after its replicas replayed the copy", as
   });
   expect(paused.status).toBe('open');
   expect(paused.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { shardId: 'shard1' } });
-  expect(paused.error!.message).toContain('did not replay');
+  // Usually "did not replay"; in about one loaded run in three the paused replica also missed the
+  // wait's deadline on a poll ("did not answer"): either way it counts as not caught up.
+  expect(paused.error!.message).toMatch(/did not (replay|answer)/);
   expect(paused.unsharded?.holderMoved).toBe(false);
   expect(await holder()).toBeUndefined();
 
