@@ -29,16 +29,39 @@ export class CopyThrottle extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#pass(chunk, 0, callback);
+  }
+
+  /**
+   * Passes the rows of `chunk` from byte `from` on, a slice of at most {@link THROTTLE_SLICE_MILLIS}
+   * worth of rows at a time, waiting after each slice as the rate requires: a chunk (often hundreds
+   * of rows) passed whole and then waited for reached the target in bursts, each a burst of work
+   * for the shards while the app writes.
+   */
+  #pass(chunk: Buffer, from: number, callback: TransformCallback): void {
+    const max = this.#maxRowsPerSecond;
+    const slice = max === undefined ? Infinity : Math.max(1, Math.ceil((max * THROTTLE_SLICE_MILLIS) / 1000));
     let rows = 0;
-    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) rows++;
+    let end = chunk.length;
+    for (let at = chunk.indexOf(10, from); at !== -1; at = chunk.indexOf(10, at + 1)) {
+      rows++;
+      if (rows >= slice) {
+        end = at + 1;
+        break;
+      }
+    }
     this.#rows += rows;
-    this.push(chunk);
+    this.push(from === 0 && end === chunk.length ? chunk : chunk.subarray(from, end));
     if (rows > 0) this.#onRows(rows);
-    const delay = throttleDelayMillis(this.#rows, this.#clock.monotonicNow() - this.#startedAt, this.#maxRowsPerSecond);
-    if (delay <= 0) callback();
-    else this.#clock.setTimeout(() => callback(), delay);
+    const next = (): void => (end >= chunk.length ? callback() : this.#pass(chunk, end, callback));
+    const delay = throttleDelayMillis(this.#rows, this.#clock.monotonicNow() - this.#startedAt, max);
+    if (delay <= 0) next();
+    else this.#clock.setTimeout(next, delay);
   }
 }
+
+/** Longest burst of rows the throttle passes at once, in milliseconds of its rate. */
+export const THROTTLE_SLICE_MILLIS = 20;
 
 /** How long to wait so that `rows` rows after `elapsedMillis` stay within `maxRowsPerSecond` (0: no wait). */
 export function throttleDelayMillis(rows: number, elapsedMillis: number, maxRowsPerSecond: number | undefined): number {
