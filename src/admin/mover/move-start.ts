@@ -19,7 +19,7 @@ import { describeTables, schemaDiff } from './schema-compare';
 import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
 import { formatSlotRanges } from './slot-ranges';
 import { runMove } from './move-runner';
-import { MOVE_TUNING_DEFAULTS, type MoveTuning } from './move-context';
+import type { MoveTuning } from './move-context';
 import { estimateMoveSeconds } from './move-estimate';
 
 /** What an operation decided: the transfers, on which topology, and what to publish first or remove last. */
@@ -55,7 +55,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const latest = await frame.catalog.latest();
       if (latest === undefined) throw new MoveRefusedError('no-catalog', 'The catalog holds no topology: run init first.');
       const decision = await decide(frame, latest);
-      const tuning: MoveTuning = { ...MOVE_TUNING_DEFAULTS, ...options.tuning, ...(options.maxRowsPerSecond === undefined ? {} : { maxRowsPerSecond: options.maxRowsPerSecond }) };
+      const { tuning } = frame;
       const batches = splitTransfers(decision.transfers, tuning.batchSlots);
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
         if (decision.nothingToMoveIsDone !== undefined) {

@@ -49,6 +49,8 @@ export interface MoverFrame {
   readonly catalog: TopologyCatalog;
   readonly store: MoveStore;
   readonly tables: readonly ShardedTableSpec[];
+  /** The move's tuning: the defaults, then the options' (validated). */
+  readonly tuning: MoveTuning;
   /** Remembers the tables given with `tables` in the catalog (not in a dry run); call it once they were checked on the shards. */
   registerGivenTables(): Promise<void>;
   readonly lost: AbortSignal;
@@ -85,6 +87,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
         catalog,
         store,
         tables,
+        tuning,
         // Registered once the operation checked them on the shards; a dry run registers none.
         registerGivenTables: () => (dryRun || given.length === 0 ? Promise.resolve() : store.registerTables(given)),
         lost,
