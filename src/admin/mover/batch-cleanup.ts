@@ -6,7 +6,6 @@
  * then the target's copies are deleted while still hidden, then shown (there are none left).
  */
 import type { Client } from 'pg';
-import { copyOut } from './copy-out';
 import { enterPhase, report, type BatchScope } from './batch-scope';
 import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
@@ -14,7 +13,8 @@ import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { SlotLines, unescapeCopyText, type SlotSet } from './slot-lines';
 import { discard } from './slot-checksum';
-import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
+import { yieldAfter, type ScanPace } from './scan-pacer';
+import { pagedCopyOut } from './paged-scan';
 import { throttleDelayMillis } from './copy-throttle';
 
 // Keys per delete: the first chunk's size, then sized so each delete takes about one pacing slice
@@ -72,7 +72,8 @@ export function nextChunk(chunk: number, tookMillis: number, sliceMillis: number
 async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotCount: number, pace: ScanPace): Promise<string[]> {
   const keys = new Set<string>();
   const lines = new SlotLines({ slots, slotCount, forward: false, onRow: (_slot, key) => keys.add(unescapeCopyText(key.toString('utf8'))) });
-  await copyOut(client, `copy (select ${quoteIdentifier(table.keyColumn)}::text from ${quoteTable(table.name)}) to stdout`, [new ScanPacer(pace), lines, discard()]);
+  const t = quoteTable(table.name);
+  await pagedCopyOut(client, { table: t, copySql: (filter) => `copy (select ${quoteIdentifier(table.keyColumn)}::text from ${t} where ${filter}) to stdout`, pace, inTransaction: false }, [lines, discard()]);
   return [...keys];
 }
 

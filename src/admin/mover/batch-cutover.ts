@@ -46,12 +46,12 @@ export async function catchUp(scope: BatchScope): Promise<void> {
     limit: undefined,
     snapshot: true,
     inSnapshot: async (snapshot) => {
-      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, slots, slotCount, scope.pace));
+      for (const table of tables) expected.set(table.name, await slotChecksums(snapshot, table, slots, slotCount, { pace: scope.pace, inTransaction: true }));
     },
   });
   const differences: string[] = [];
   for (const table of tables) {
-    const actual = await slotChecksums(target, table, slots, slotCount, scope.pace);
+    const actual = await slotChecksums(target, table, slots, slotCount, { pace: scope.pace, inTransaction: false });
     differences.push(...checksumDifferences(`${table.name} slot`, expected.get(table.name)!, actual, [`source "${batch.source}"`, `target "${batch.target}"`]));
   }
   if (differences.length > 0) {

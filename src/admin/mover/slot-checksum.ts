@@ -9,7 +9,8 @@ import { Writable } from 'node:stream';
 import type { Client } from 'pg';
 import { quoteIdentifier, quoteTable } from './shard-guard-sql';
 import { SlotLines, slotSet, type SlotSet } from './slot-lines';
-import { ScanPacer, type ScanPace } from './scan-pacer';
+import type { ScanPace } from './scan-pacer';
+import { pagedCopyOut } from './paged-scan';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { copyOut } from './copy-out';
 
@@ -19,8 +20,18 @@ export interface Checksum {
   readonly sum: string;
 }
 
-/** Per-slot figures of `table`'s rows in the slots of `slots` (or every slot when `slots` is undefined); the scan paced by `pace` when given. */
-export async function slotChecksums(client: Client, table: KeyedTable, slots: SlotSet | undefined, slotCount: number, pace?: ScanPace): Promise<Map<number, Checksum>> {
+/**
+ * Per-slot figures of `table`'s rows in the slots of `slots` (or every slot when `slots` is
+ * undefined). Given `paced`, the scan runs in paced ranges of pages in one snapshot (the client's
+ * transaction's when `paced.inTransaction`); otherwise as one statement.
+ */
+export async function slotChecksums(
+  client: Client,
+  table: KeyedTable,
+  slots: SlotSet | undefined,
+  slotCount: number,
+  paced?: { readonly pace: ScanPace; readonly inTransaction: boolean },
+): Promise<Map<number, Checksum>> {
   const rows = new Map<number, number>();
   const sums = new Map<number, bigint>();
   const lines = new SlotLines({
@@ -32,8 +43,10 @@ export async function slotChecksums(client: Client, table: KeyedTable, slots: Sl
       sums.set(slot, (sums.get(slot) ?? 0n) + BigInt(rest.toString('latin1')));
     },
   });
-  const sql = `copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${quoteTable(table.name)} x) to stdout`;
-  await copyOut(client, sql, pace === undefined ? [lines, discard()] : [new ScanPacer(pace), lines, discard()]);
+  const t = quoteTable(table.name);
+  const copySql = (filter: string): string => `copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${t} x where ${filter}) to stdout`;
+  if (paced === undefined) await copyOut(client, copySql('true'), [lines, discard()]);
+  else await pagedCopyOut(client, { table: t, copySql, ...paced }, [lines, discard()]);
   return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
 }
 

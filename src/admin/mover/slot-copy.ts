@@ -8,7 +8,8 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import { CopyThrottle } from './copy-throttle';
-import { ScanPacer, type ScanPace } from './scan-pacer';
+import type { ScanPace } from './scan-pacer';
+import { pagedCopyOut } from './paged-scan';
 import { quoteIdentifier, quoteTable, slotBitsLiteral, slotFilterSql } from './shard-guard-sql';
 import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
@@ -39,7 +40,8 @@ export async function pipeRows(source: Client, target: Client, table: KeyedTable
 /**
  * Copies `table`'s rows of the slots in `slots` from `source` to `target`, in one target
  * transaction (`clearTarget`: that first deletes what an earlier attempt left there). The source
- * streams the whole table; the mover keeps the rows of `slots`. Returns the rows copied.
+ * streams the whole table, in paced ranges of pages, in one snapshot; the mover keeps the rows of
+ * `slots`. Returns the rows copied.
  */
 export async function copySlots(source: Client, target: Client, table: KeyedTable, slots: SlotSet, slotCount: number, options: CopySlotsOptions, clearTarget: boolean): Promise<number> {
   const t = quoteTable(table.name);
@@ -50,7 +52,8 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     const lines = new SlotLines({ slots, slotCount, forward: true });
     const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
     const into = target.query(copyFrom(`copy ${t} from stdin`));
-    await copyOut(source, `copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t}) to stdout`, [new ScanPacer(options.pace), lines, throttle, into]);
+    const copySql = (filter: string): string => `copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t} where ${filter}) to stdout`;
+    await pagedCopyOut(source, { table: t, copySql, pace: options.pace, inTransaction: false }, [lines, throttle, into]);
     await target.query('commit');
     return throttle.rows;
   } catch (error) {

@@ -60,7 +60,7 @@ test('a paced checksum scan whose probe fails mid-stream rejects, and its sessio
   const { client } = await snapshotSession();
   const refused = Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
   const pace = { clock: systemClock, niceRatio: 0, sliceMillis: 0, probeSlowMillis: 3, probe: () => Promise.reject(refused) };
-  await expect(slotChecksums(client, users, undefined, 4096, pace)).rejects.toBe(refused);
+  await expect(slotChecksums(client, users, undefined, 4096, { pace, inTransaction: true })).rejects.toBe(refused);
   expect(await settled(client.query('rollback'), 3000)).toBe('rejected');
 });
 
