@@ -4,8 +4,11 @@
  * full speed whatever its reader does). Checked on a real shard: the rows equal one COPY's, a
  * scan does not see rows written while it runs (nor one row twice when an update moves it to a
  * page not yet read), its backend is idle while the reader pauses, a failing stage drops the
- * session, and a partitioned table is read by one statement.
+ * session, a table growing during the scan is not read past its pages at the start, ranges stay
+ * large when each statement has a long round trip, TID range scans are used even where the
+ * session turned them off, and partitioned or inherited tables are read by one statement.
  */
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Transform, Writable } from 'node:stream';
 import { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
@@ -66,12 +69,24 @@ function collect(into: string[]): Writable {
   });
 }
 
-const usersScan = (p: ScanPace, inTransaction = false): PagedScan => ({
+const usersScan = (p: ScanPace, inTransaction = false, filters: string[] = []): PagedScan => ({
   table: '"users"',
-  copySql: (filter) => `copy (select id, name from users where ${filter}) to stdout`,
+  copySql: (filter) => (filters.push(filter), `copy (select id, name from users where ${filter}) to stdout`),
   pace: p,
   inTransaction,
 });
+
+/** The page numbers of a range filter `ctid >= '(a,0)'::tid and ctid < '(b,0)'::tid`. */
+function rangeOf(filter: string): [number, number] {
+  const m = /^ctid >= '\((\d+),0\)'::tid and ctid < '\((\d+),0\)'::tid$/.exec(filter);
+  if (m === null) throw new Error(`not a bounded page range: ${filter}`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+async function pagesOf(table: string): Promise<number> {
+  const { rows } = await admin.query<{ pages: number }>(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int as pages`, [table]);
+  return rows[0]!.pages;
+}
 
 async function allRows(): Promise<string[]> {
   const rows: string[] = [];
@@ -153,4 +168,106 @@ test('a partitioned table is read by one statement, with every row', async () =>
   }, [collect(rows)]);
   expect(rows).toHaveLength(2000);
   expect(pauses).toBe(0);
+});
+
+test('a table growing during the scan is read only up to its pages at the start, in bounded ranges, with every row of the snapshot', async () => {
+  const before = await allRows();
+  const pages = await pagesOf('users');
+  const { client } = await session();
+  let grown = false;
+  const filters: string[] = [];
+  const rows: string[] = [];
+  await pagedCopyOut(client, usersScan(pace(async () => {
+    if (grown) return;
+    grown = true;
+    await admin.query(`insert into users select g, 'late ' || g from generate_series(${ROWS + 1}, ${ROWS + 100_000}) g`);
+  }), false, filters), [collect(rows)]);
+  expect(await pagesOf('users')).toBeGreaterThan(pages * 2);
+  expect(rows.sort()).toEqual(before);
+  const ranges = filters.map(rangeOf);
+  // Consecutive, from page 0 to the pages counted at the start, none past them.
+  expect(ranges[0]![0]).toBe(0);
+  for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0]).toBe(ranges[i - 1]![1]);
+  expect(ranges.at(-1)![1]).toBe(pages);
+  await admin.query(`delete from users where id > ${ROWS}`);
+});
+
+test('a scan in the caller\'s transaction needs one snapshot: read committed is refused', async () => {
+  const { client } = await session();
+  await client.query('begin');
+  await expect(pagedCopyOut(client, usersScan(pace(), true), [discard()])).rejects.toThrow(/repeatable read or serializable, not read committed/);
+});
+
+test('ranges use TID range scans and no idle timeout even where the session set them otherwise', async () => {
+  const u = new URL(url);
+  u.searchParams.set('options', '-c enable_tidscan=off -c idle_in_transaction_session_timeout=200');
+  const s = await openShardSession(u.toString(), 5000);
+  sessions.push(s);
+  let seen: { plan: string; idle: string } | undefined;
+  await pagedCopyOut(s.client, usersScan(pace(async () => {
+    if (seen !== undefined) return;
+    // Between ranges the scan's own session is idle: ask it how a range is planned.
+    const { rows } = await s.client.query<{ 'QUERY PLAN': string }>(`explain select * from users where ctid >= '(8,0)'::tid and ctid < '(16,0)'::tid`);
+    const { rows: [idle] } = await s.client.query<{ t: string }>(`select current_setting('idle_in_transaction_session_timeout') as t`);
+    seen = { plan: rows.map((r) => r['QUERY PLAN']).join('\n'), idle: idle!.t };
+  })), [discard()]);
+  expect(seen?.plan).toMatch(/^Tid Range Scan on users/);
+  expect(seen?.idle).toBe('0');
+});
+
+/** A TCP proxy to `port` that holds every chunk `delayMillis` in each direction. */
+async function slowProxy(port: number, delayMillis: number): Promise<Server> {
+  const server = createServer((down) => {
+    const up = connect(port, '127.0.0.1');
+    // No Nagle: the delay is the proxy's, not delayed ACKs'.
+    up.setNoDelay(true);
+    down.setNoDelay(true);
+    const relay = (from: Socket, to: Socket): void => {
+      from.on('data', (chunk) => setTimeout(() => to.write(chunk), delayMillis));
+      from.on('close', () => setTimeout(() => to.destroy(), delayMillis));
+      from.on('error', () => undefined);
+    };
+    relay(down, up);
+    relay(up, down);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+test('with a long round trip per statement, ranges are sized on the shard\'s work, not the round trip', async () => {
+  const proxy = await slowProxy(Number(new URL(url).port), 2);
+  try {
+    const u = new URL(url);
+    u.port = String((proxy.address() as AddressInfo).port);
+    const s = await openShardSession(u.toString(), 5000);
+    sessions.push(s);
+    const filters: string[] = [];
+    const rows: string[] = [];
+    await pagedCopyOut(s.client, usersScan(pace(), false, filters), [collect(rows)]);
+    expect(rows).toHaveLength(ROWS);
+    // 4 ms of round trip against a 3 ms slice: sized on the round trip, every range would be the smallest.
+    const pages = await pagesOf('users');
+    expect(filters.length).toBeLessThan(pages / 8 / 4);
+    s.destroy();
+  } finally {
+    await new Promise((resolve) => proxy.close(resolve));
+  }
+});
+
+test('an inheritance parent is read by one statement, with its children\'s rows', async () => {
+  await admin.query('create table archive (id bigint, note text)');
+  await admin.query('create table archive_2020 () inherits (archive)');
+  await admin.query(`insert into archive select g, 'parent' from generate_series(1, 100) g`);
+  await admin.query(`insert into archive_2020 select g, repeat('child', 20) from generate_series(101, 30100) g`);
+  const { client } = await session();
+  const rows: string[] = [];
+  const filters: string[] = [];
+  await pagedCopyOut(client, {
+    table: '"archive"',
+    copySql: (filter) => (filters.push(filter), `copy (select id from archive where ${filter}) to stdout`),
+    pace: pace(),
+    inTransaction: false,
+  }, [collect(rows)]);
+  expect(rows).toHaveLength(30_100);
+  expect(filters).toEqual(['true']);
 });
