@@ -73,7 +73,7 @@ async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotC
   const keys = new Set<string>();
   const lines = new SlotLines({ slots, slotCount, forward: false, onRow: (_slot, key) => keys.add(unescapeCopyText(key.toString('utf8'))) });
   const t = quoteTable(table.name);
-  await pagedCopyOut(client, { table: t, copySql: (filter) => `copy (select ${quoteIdentifier(table.keyColumn)}::text from ${t} where ${filter}) to stdout`, pace, inTransaction: false }, [lines, discard()]);
+  await pagedCopyOut(client, { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text`, pace, inTransaction: false }, [lines, discard()]);
   return [...keys];
 }
 

@@ -12,28 +12,35 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import type { Clock } from '../../kernel/clock';
 import { destroySocket } from '../server-client';
 import { copyOut } from './copy-out';
+import { MoveFailedError } from './mover-errors';
 import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
 
-/** Pages of the first range (then sized toward the pacing slice). */
-export const FIRST_RANGE_PAGES = 8;
-/** Fewest pages in a range (64 kB of 8 kB pages): below that, the statement's fixed cost is most of its time. */
-export const MIN_RANGE_PAGES = 8;
+/** Pages of the first range (then sized toward the pacing slice; a page of wide rows can be most of a slice). */
+export const FIRST_RANGE_PAGES = 1;
 /** Most pages in one range (128 MB of 8 kB pages): a bound, in case the work per page is tiny. */
 export const MAX_RANGE_PAGES = 16_384;
+/**
+ * How long a scan waits for its table's `ACCESS SHARE` lock: only an `ACCESS EXCLUSIVE` request
+ * (a migration's `ALTER TABLE`, held up by a long app transaction) makes it wait.
+ */
+export const SCAN_LOCK_TIMEOUT_MILLIS = 5000;
+/** How often, at most, a scan checks between ranges whether its lock holds up another session. */
+export const BLOCKING_CHECK_MILLIS = 100;
 
 /** A paced scan of one table. */
 export interface PagedScan {
-  /** The table, quoted (as in SQL). */
+  /** The table, quoted (as in SQL); `x` is its alias in `columns`. */
   readonly table: string;
-  /** The `COPY (select … from table where <filter>) TO STDOUT` statement for a row filter. */
-  readonly copySql: (filter: string) => string;
+  /** The select list, such as `"id"::text, *`. */
+  readonly columns: string;
   readonly pace: ScanPace;
   /**
    * The client is in a repeatable-read (or serializable) transaction, whose snapshot the scan
-   * reads (its `SET LOCAL`s stay for the rest of it); otherwise the scan runs in a read-only
-   * repeatable-read transaction of its own.
+   * reads (its `SET LOCAL`s and its lock stay for the rest of it); otherwise the scan runs in a
+   * read-only repeatable-read transaction of its own.
    */
   readonly inTransaction: boolean;
 }
@@ -48,14 +55,15 @@ type Stages = readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Wri
  * error rethrown.
  */
 export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stages): Promise<void> {
+  const { clock } = scan.pace;
   try {
     if (!scan.inTransaction) await client.query('begin isolation level repeatable read read only');
     // Before a snapshot of our own is taken (by the next query): no rewrite or truncation of the
     // table's tail while the scan runs, so every row the snapshot shows lies within the pages
     // counted below. TID range scans even where the shard or role turned them off (each range
     // would be a full scan); no idle-in-transaction timeout between ranges.
-    await client.query(`lock table ${scan.table} in access share mode; set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0`);
-    const started = scan.pace.clock.monotonicNow();
+    await lockTable(client, scan.table);
+    const started = clock.monotonicNow();
     const { rows } = await client.query<{ isolation: string; paged: boolean | null; pages: number }>(
       `select current_setting('transaction_isolation') as isolation,
               current_setting('server_version_num')::int >= 140000 and c.relkind = 'r' and a.amname = 'heap' and not c.relhassubclass as paged,
@@ -63,14 +71,12 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
          from pg_class c left join pg_am a on a.oid = c.relam where c.oid = $1::regclass`,
       [scan.table],
     );
-    // A statement's fixed cost (round trip, parse, plan): not the shard's work on the range.
-    const fixedMillis = scan.pace.clock.monotonicNow() - started;
     const info = rows[0]!;
     if (info.isolation !== 'repeatable read' && info.isolation !== 'serializable') {
       throw new Error(`A paged scan reads one snapshot: its transaction must be repeatable read or serializable, not ${info.isolation}.`);
     }
-    if (info.paged === true) await copyRanges(client, scan, info.pages, fixedMillis, stages);
-    else await copyOut(client, scan.copySql('true'), [new ScanPacer(scan.pace), ...stages]);
+    if (info.paged === true) await copyRanges(client, scan, info.pages, clock.monotonicNow() - started, stages);
+    else await copyOut(client, `copy (select ${scan.columns} from ${scan.table} x) to stdout`, [new ScanPacer(scan.pace), ...stages]);
     if (!scan.inTransaction) await client.query('commit');
   } catch (error) {
     destroySocket(client);
@@ -78,7 +84,22 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
   }
 }
 
-async function copyRanges(client: Client, scan: PagedScan, tablePages: number, fixedMillis: number, stages: Stages): Promise<void> {
+async function lockTable(client: Client, table: string): Promise<void> {
+  try {
+    await client.query(
+      `set local lock_timeout = '${SCAN_LOCK_TIMEOUT_MILLIS}ms'; lock table ${table} in access share mode; set local lock_timeout = 0; set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0`,
+    );
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== '55P03') throw error;
+    throw new MoveFailedError(
+      `The scan of ${table} could not lock it for reading within ${SCAN_LOCK_TIMEOUT_MILLIS} ms: an ACCESS EXCLUSIVE lock (a migration's ALTER TABLE, perhaps waiting for a long transaction) holds or awaits it. Let it finish, then resume.`,
+      { table },
+      error,
+    );
+  }
+}
+
+async function copyRanges(client: Client, scan: PagedScan, tablePages: number, firstQueryMillis: number, stages: Stages): Promise<void> {
   const { clock } = scan.pace;
   const head = new PassThrough();
   const done = pipeline([head, ...stages]);
@@ -86,16 +107,33 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
     throw new Error('the scan pipeline ended before the scan');
   });
   downstreamEnded.catch(() => undefined);
+  // A statement's fixed cost (round trip, parse, plan), not the shard's work on its range: the
+  // shortest statement seen (the first query's time only until a range is timed).
+  let fixedMillis = firstQueryMillis;
+  let checkedAt = clock.monotonicNow();
+  let unpaced = false;
   try {
     let pages = FIRST_RANGE_PAGES;
     for (let from = 0; from < tablePages; ) {
       const to = Math.min(from + pages, tablePages);
       const started = clock.monotonicNow();
-      const waited = await forward(client.query(copyTo(scan.copySql(`ctid >= '(${from},0)'::tid and ctid < '(${to},0)'::tid`))), head, clock, downstreamEnded);
+      // `only`: a child table attached during the scan is not part of the table it counted.
+      const sql = `copy (select ${scan.columns} from only ${scan.table} x where ctid >= '(${from},0)'::tid and ctid < '(${to},0)'::tid) to stdout`;
+      const waited = await forward(client.query(copyTo(sql)), head, clock, downstreamEnded);
       from = to;
       if (from >= tablePages) break;
-      // The shard's work: the range's time less the statement's fixed cost and the time the stages held the stream back (a throttle).
-      const work = Math.max(0, clock.monotonicNow() - started - waited - fixedMillis);
+      const took = clock.monotonicNow() - started - waited; // less the time the stages held the stream back (a throttle)
+      fixedMillis = Math.min(fixedMillis, took);
+      const work = Math.max(0, took - fixedMillis);
+      if (!unpaced && clock.monotonicNow() - checkedAt >= BLOCKING_CHECK_MILLIS) {
+        checkedAt = clock.monotonicNow();
+        unpaced = await blocksOthers(client);
+      }
+      // A session waits for our lock (a migration, and the app queued behind it): no pauses now, so the lock goes soonest.
+      if (unpaced) {
+        pages = Math.min(MAX_RANGE_PAGES, pages * 2);
+        continue;
+      }
       await yieldAfter(work, scan.pace);
       pages = nextRangePages(pages, work, scan.pace.sliceMillis);
     }
@@ -107,8 +145,16 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
   }
 }
 
+/** Whether a session waits for a lock this session holds. */
+async function blocksOthers(client: Client): Promise<boolean> {
+  const { rows } = await client.query<{ blocking: boolean }>(
+    `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and pg_backend_pid() = any (pg_blocking_pids(pid))) as blocking`,
+  );
+  return rows[0]?.blocking === true;
+}
+
 /** Writes `reader` into `head` (not ending it); resolves with the milliseconds `head` held the reader back. */
-async function forward(reader: Readable, head: PassThrough, clock: ScanPace['clock'], downstreamEnded: Promise<never>): Promise<number> {
+async function forward(reader: Readable, head: PassThrough, clock: Clock, downstreamEnded: Promise<never>): Promise<number> {
   let waited = 0;
   reader.on('data', (chunk: Buffer) => {
     if (head.write(chunk)) return;
@@ -126,5 +172,5 @@ async function forward(reader: Readable, head: PassThrough, clock: ScanPace['clo
 /** The next range's pages: this one's scaled toward `sliceMillis` of work (at most doubled), within bounds. */
 export function nextRangePages(pages: number, workMillis: number, sliceMillis: number): number {
   const scaled = workMillis > 0 ? Math.floor((pages * sliceMillis) / workMillis) : pages * 2;
-  return Math.max(MIN_RANGE_PAGES, Math.min(MAX_RANGE_PAGES, pages * 2, scaled));
+  return Math.max(1, Math.min(MAX_RANGE_PAGES, pages * 2, scaled));
 }

@@ -44,9 +44,9 @@ export async function slotChecksums(
     },
   });
   const t = quoteTable(table.name);
-  const copySql = (filter: string): string => `copy (select ${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0) from ${t} x where ${filter}) to stdout`;
-  if (paced === undefined) await copyOut(client, copySql('true'), [lines, discard()]);
-  else await pagedCopyOut(client, { table: t, copySql, ...paced }, [lines, discard()]);
+  const columns = `${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0)`;
+  if (paced === undefined) await copyOut(client, `copy (select ${columns} from ${t} x) to stdout`, [lines, discard()]);
+  else await pagedCopyOut(client, { table: t, columns, ...paced }, [lines, discard()]);
   return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
 }
 

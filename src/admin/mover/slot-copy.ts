@@ -52,8 +52,7 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     const lines = new SlotLines({ slots, slotCount, forward: true });
     const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
     const into = target.query(copyFrom(`copy ${t} from stdin`));
-    const copySql = (filter: string): string => `copy (select ${quoteIdentifier(table.keyColumn)}::text, * from ${t} where ${filter}) to stdout`;
-    await pagedCopyOut(source, { table: t, copySql, pace: options.pace, inTransaction: false }, [lines, throttle, into]);
+    await pagedCopyOut(source, { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false }, [lines, throttle, into]);
     await target.query('commit');
     return throttle.rows;
   } catch (error) {

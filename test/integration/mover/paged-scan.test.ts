@@ -5,19 +5,22 @@
  * scan does not see rows written while it runs (nor one row twice when an update moves it to a
  * page not yet read), its backend is idle while the reader pauses, a failing stage drops the
  * session, a table growing during the scan is not read past its pages at the start, ranges stay
- * large when each statement has a long round trip, TID range scans are used even where the
- * session turned them off, and partitioned or inherited tables are read by one statement.
+ * large when each statement has a long round trip (or the first one was slow), TID range scans are
+ * used even where the session turned them off, partitioned or inherited tables are read by one
+ * statement, the table's lock is waited for at most SCAN_LOCK_TIMEOUT_MILLIS, and a session
+ * queued behind that lock ends the pauses.
  */
-import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { Transform, Writable } from 'node:stream';
 import { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { copyOut } from '../../../src/admin/mover/copy-out';
-import { pagedCopyOut, type PagedScan } from '../../../src/admin/mover/paged-scan';
+import { BLOCKING_CHECK_MILLIS, pagedCopyOut, SCAN_LOCK_TIMEOUT_MILLIS, type PagedScan } from '../../../src/admin/mover/paged-scan';
 import { discard } from '../../../src/admin/mover/slot-checksum';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import type { ScanPace } from '../../../src/admin/mover/scan-pacer';
-import { systemClock } from '../../../src/kernel/clock';
+import { systemClock, type Clock } from '../../../src/kernel/clock';
+import { eventually } from '../../support/postgres-replication';
 
 let cluster: TestCluster;
 let url: string;
@@ -69,18 +72,27 @@ function collect(into: string[]): Writable {
   });
 }
 
-const usersScan = (p: ScanPace, inTransaction = false, filters: string[] = []): PagedScan => ({
-  table: '"users"',
-  copySql: (filter) => (filters.push(filter), `copy (select id, name from users where ${filter}) to stdout`),
-  pace: p,
-  inTransaction,
-});
+const usersScan = (p: ScanPace, inTransaction = false): PagedScan => ({ table: '"users"', columns: 'id, name', pace: p, inTransaction });
 
-/** The page numbers of a range filter `ctid >= '(a,0)'::tid and ctid < '(b,0)'::tid`. */
-function rangeOf(filter: string): [number, number] {
-  const m = /^ctid >= '\((\d+),0\)'::tid and ctid < '\((\d+),0\)'::tid$/.exec(filter);
-  if (m === null) throw new Error(`not a bounded page range: ${filter}`);
-  return [Number(m[1]), Number(m[2])];
+/** The COPY statements `client` runs from now on. */
+function copiesOf(client: Client): string[] {
+  const texts: string[] = [];
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: unknown }).query = (q: unknown, ...rest: unknown[]) => {
+    const text = (q as { text?: unknown } | null)?.text;
+    if (typeof text === 'string' && /^copy /i.test(text)) texts.push(text);
+    return query(q, ...rest);
+  };
+  return texts;
+}
+
+/** The page ranges of the COPY statements in `texts` (each must be one). */
+function rangesOf(texts: readonly string[]): [number, number][] {
+  return texts.map((text) => {
+    const m = /where ctid >= '\((\d+),0\)'::tid and ctid < '\((\d+),0\)'::tid\) to stdout$/.exec(text);
+    if (m === null) throw new Error(`not a bounded page range: ${text}`);
+    return [Number(m[1]), Number(m[2])];
+  });
 }
 
 async function pagesOf(table: string): Promise<number> {
@@ -125,6 +137,7 @@ test('a paged scan reads one snapshot: writes during the scan are not seen, and 
   await admin.query(`delete from users where id > ${ROWS}`);
   await admin.query(`insert into users select g, 'user ' || g from generate_series(${ROWS - 499}, ${ROWS}) g`);
   await admin.query(`update users set name = 'user ' || id where id <= 2000`);
+  await admin.query('vacuum users');
 });
 
 test('between ranges the shard\'s backend is idle: pausing the reader pauses the scan on the server', async () => {
@@ -160,12 +173,9 @@ test('a partitioned table is read by one statement, with every row', async () =>
   const { client } = await session();
   let pauses = 0;
   const rows: string[] = [];
-  await pagedCopyOut(client, {
-    table: '"events"',
-    copySql: (filter) => `copy (select id, at from events where ${filter}) to stdout`,
-    pace: { ...pace(async () => void pauses++), sliceMillis: 60_000 },
-    inTransaction: false,
-  }, [collect(rows)]);
+  const copies = copiesOf(client);
+  await pagedCopyOut(client, { table: '"events"', columns: 'id, at', pace: { ...pace(async () => void pauses++), sliceMillis: 60_000 }, inTransaction: false }, [collect(rows)]);
+  expect(copies).toEqual(['copy (select id, at from "events" x) to stdout']);
   expect(rows).toHaveLength(2000);
   expect(pauses).toBe(0);
 });
@@ -175,21 +185,22 @@ test('a table growing during the scan is read only up to its pages at the start,
   const pages = await pagesOf('users');
   const { client } = await session();
   let grown = false;
-  const filters: string[] = [];
+  const copies = copiesOf(client);
   const rows: string[] = [];
   await pagedCopyOut(client, usersScan(pace(async () => {
     if (grown) return;
     grown = true;
     await admin.query(`insert into users select g, 'late ' || g from generate_series(${ROWS + 1}, ${ROWS + 100_000}) g`);
-  }), false, filters), [collect(rows)]);
+  })), [collect(rows)]);
   expect(await pagesOf('users')).toBeGreaterThan(pages * 2);
   expect(rows.sort()).toEqual(before);
-  const ranges = filters.map(rangeOf);
+  const ranges = rangesOf(copies);
   // Consecutive, from page 0 to the pages counted at the start, none past them.
   expect(ranges[0]![0]).toBe(0);
   for (let i = 1; i < ranges.length; i++) expect(ranges[i]![0]).toBe(ranges[i - 1]![1]);
   expect(ranges.at(-1)![1]).toBe(pages);
   await admin.query(`delete from users where id > ${ROWS}`);
+  await admin.query('vacuum users'); // empty pages at the end would make later scans' ranges grow
 });
 
 test('a scan in the caller\'s transaction needs one snapshot: read committed is refused', async () => {
@@ -215,13 +226,17 @@ test('ranges use TID range scans and no idle timeout even where the session set 
   expect(seen?.idle).toBe('0');
 });
 
-/** A TCP proxy to `port` that holds every chunk `delayMillis` in each direction. */
-async function slowProxy(port: number, delayMillis: number): Promise<Server> {
+/** A TCP proxy to `port` that holds every chunk `delayMillis` in each direction; `close` ends every connection. */
+async function slowProxy(port: number, delayMillis: number): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
   const server = createServer((down) => {
     const up = connect(port, '127.0.0.1');
-    // No Nagle: the delay is the proxy's, not delayed ACKs'.
-    up.setNoDelay(true);
-    down.setNoDelay(true);
+    for (const socket of [up, down]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      // No Nagle: the delay is the proxy's, not delayed ACKs'.
+      socket.setNoDelay(true);
+    }
     const relay = (from: Socket, to: Socket): void => {
       from.on('data', (chunk) => setTimeout(() => to.write(chunk), delayMillis));
       from.on('close', () => setTimeout(() => to.destroy(), delayMillis));
@@ -231,26 +246,30 @@ async function slowProxy(port: number, delayMillis: number): Promise<Server> {
     relay(up, down);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server;
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 test('with a long round trip per statement, ranges are sized on the shard\'s work, not the round trip', async () => {
   const proxy = await slowProxy(Number(new URL(url).port), 2);
   try {
     const u = new URL(url);
-    u.port = String((proxy.address() as AddressInfo).port);
+    u.port = String(proxy.port);
     const s = await openShardSession(u.toString(), 5000);
     sessions.push(s);
-    const filters: string[] = [];
+    const copies = copiesOf(s.client);
     const rows: string[] = [];
-    await pagedCopyOut(s.client, usersScan(pace(), false, filters), [collect(rows)]);
+    await pagedCopyOut(s.client, usersScan({ ...pace(), sliceMillis: 3 }), [collect(rows)]);
     expect(rows).toHaveLength(ROWS);
-    // 4 ms of round trip against a 3 ms slice: sized on the round trip, every range would be the smallest.
-    const pages = await pagesOf('users');
-    expect(filters.length).toBeLessThan(pages / 8 / 4);
-    s.destroy();
+    // 4 ms of round trip against a 3 ms slice: sized on the round trip, every range would be one page.
+    expect(copies.length).toBeLessThan((await pagesOf('users')) / 4);
   } finally {
-    await new Promise((resolve) => proxy.close(resolve));
+    await proxy.close();
   }
 });
 
@@ -261,13 +280,89 @@ test('an inheritance parent is read by one statement, with its children\'s rows'
   await admin.query(`insert into archive_2020 select g, repeat('child', 20) from generate_series(101, 30100) g`);
   const { client } = await session();
   const rows: string[] = [];
-  const filters: string[] = [];
-  await pagedCopyOut(client, {
-    table: '"archive"',
-    copySql: (filter) => (filters.push(filter), `copy (select id from archive where ${filter}) to stdout`),
-    pace: pace(),
-    inTransaction: false,
-  }, [collect(rows)]);
+  const copies = copiesOf(client);
+  await pagedCopyOut(client, { table: '"archive"', columns: 'id', pace: pace(), inTransaction: false }, [collect(rows)]);
   expect(rows).toHaveLength(30_100);
-  expect(filters).toEqual(['true']);
+  expect(copies).toEqual(['copy (select id from "archive" x) to stdout']);
+});
+
+/** The system clock, `offset` milliseconds ahead (a test moves it to make a statement look slow, or time pass). */
+function offsetClock(): Clock & { offset: number } {
+  const clock = {
+    offset: 0,
+    now: () => Date.now() + clock.offset,
+    monotonicNow: () => performance.now() + clock.offset,
+    setTimeout: (callback: () => void, millis: number) => systemClock.setTimeout(callback, millis),
+  };
+  return clock;
+}
+
+test('a slow first statement does not inflate the ranges: the fixed cost is the shortest statement seen', async () => {
+  const { client } = await session();
+  const clock = offsetClock();
+  // The scan's first query (the table's pages) seems to take 150 ms more than it does.
+  const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  (client as unknown as { query: unknown }).query = (q: unknown, ...rest: unknown[]) => {
+    const result = query(q, ...rest);
+    if (typeof q === 'string' && q.includes('pg_relation_size')) return result.then((r) => ((clock.offset += 150), r));
+    return result;
+  };
+  const copies = copiesOf(client);
+  await pagedCopyOut(client, usersScan({ ...pace(), clock, sliceMillis: 0.5 }), [discard()]);
+  // Taking 150 ms as every statement's fixed cost, each range would look like no work and double.
+  const largest = Math.max(...rangesOf(copies).map(([a, b]) => b - a));
+  expect(largest).toBeLessThan(32);
+});
+
+test('the table\'s lock is waited for at most SCAN_LOCK_TIMEOUT_MILLIS, then a coded error says what holds it', async () => {
+  const holder = new Client(url);
+  const migration = new Client(url);
+  await holder.connect();
+  await migration.connect();
+  try {
+    await holder.query('begin');
+    await holder.query('select 1 from users limit 1');
+    // A migration queues behind the open transaction, and every later lock request behind it.
+    const altered = migration.query('alter table users add column note text');
+    await eventually('the migration waits for its lock', async () => (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1);
+    const { client } = await session();
+    const started = performance.now();
+    const error = await pagedCopyOut(client, usersScan(pace()), [discard()]).then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 'E_MOVE_FAILED', context: { table: '"users"' } });
+    expect((error as Error).message).toMatch(/could not lock it for reading within 5000 ms/);
+    expect(performance.now() - started).toBeLessThan(SCAN_LOCK_TIMEOUT_MILLIS + 2000);
+    await holder.query('rollback');
+    await altered;
+    await admin.query('alter table users drop column note');
+  } finally {
+    await holder.end();
+    await migration.end();
+  }
+});
+
+test('a session queued behind the scan\'s lock ends its pauses: the rest runs at once, so the lock goes soonest', async () => {
+  const migration = new Client(url);
+  await migration.connect();
+  try {
+    const { client } = await session();
+    const clock = offsetClock();
+    let pauses = 0;
+    let altered: Promise<unknown> | undefined;
+    await pagedCopyOut(client, usersScan({
+      ...pace(async () => {
+        pauses++;
+        if (altered !== undefined) return;
+        altered = migration.query('alter table users add column note text');
+        await eventually('the migration waits for the scan', async () => (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1);
+        clock.offset += BLOCKING_CHECK_MILLIS; // the next check is due
+      }),
+      clock,
+    }), [discard()]);
+    // One pause (while the migration queued), none after the scan saw it waiting.
+    expect(pauses).toBe(1);
+    await altered;
+    await admin.query('alter table users drop column note');
+  } finally {
+    await migration.end();
+  }
 });

@@ -1,5 +1,5 @@
 import { nextChunk } from '../../../src/admin/mover/batch-cleanup';
-import { MAX_RANGE_PAGES, MIN_RANGE_PAGES, nextRangePages } from '../../../src/admin/mover/paged-scan';
+import { MAX_RANGE_PAGES, nextRangePages } from '../../../src/admin/mover/paged-scan';
 
 test('clean-up deletes are sized toward one pacing slice, growing at most twofold and within bounds', () => {
   // 200 keys took 12 ms against a 3 ms slice: a quarter as many next time.
@@ -16,9 +16,10 @@ test('clean-up deletes are sized toward one pacing slice, growing at most twofol
 test('scan ranges are sized toward one pacing slice of the shard\'s work, growing at most twofold and within bounds', () => {
   // 64 pages took 6 ms of work against a 3 ms slice: half as many next time.
   expect(nextRangePages(64, 6, 3)).toBe(32);
-  // Fast ranges grow, at most twofold, never past MAX_RANGE_PAGES; never below MIN_RANGE_PAGES.
+  // Fast ranges grow, at most twofold, never past MAX_RANGE_PAGES; slow ones shrink down to one page (wide rows).
   expect(nextRangePages(16, 0.1, 3)).toBe(32);
   expect(nextRangePages(16, 0, 3)).toBe(32);
   expect(nextRangePages(MAX_RANGE_PAGES, 0.1, 3)).toBe(MAX_RANGE_PAGES);
-  expect(nextRangePages(32, 500, 3)).toBe(MIN_RANGE_PAGES);
+  expect(nextRangePages(32, 500, 3)).toBe(1);
+  expect(nextRangePages(1, 50, 3)).toBe(1);
 });
