@@ -285,7 +285,8 @@ export async function run(): Promise<BenchReport> {
     // as it reports them (the cutover phase just before the fence goes up, published just after).
     const onMoveProgress = (p: MoveProgress): void => {
       if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
-      if (p.phase === 'published') fenceTo = Math.max(fenceTo, performance.now());
+      // The first report of the published phase ends the fence (the clean-up keeps reporting that phase with its progress).
+      if (p.phase === 'published' && fenceTo < fenceFrom) fenceTo = performance.now();
       if (debug) process.stderr.write(`progress ${p.batch}:${p.phase} ${(performance.timeOrigin + performance.now()).toFixed(1)}\n`);
       if (debug && phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
     };
