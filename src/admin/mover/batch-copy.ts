@@ -3,6 +3,8 @@
  * slots and the target hides them, then the mover waits for transactions that began before the
  * capture (they might write without logging). `copySlotRows`: each table's rows are copied.
  */
+import { KyselyScaleError } from '../../kernel/errors';
+import { redactText } from '../../kernel/redact';
 import { MoveFailedError } from './mover-errors';
 import { enterPhase, report, type BatchScope } from './batch-scope';
 import type { MoveContext } from './move-context';
@@ -33,6 +35,24 @@ export async function startCapture(scope: BatchScope): Promise<void> {
     );
   }
   await enterPhase(scope, 'capturing');
+}
+
+/**
+ * A database error of a table's copy as the mover's `E_MOVE_FAILED`, naming the shards and the
+ * table, with the SQLSTATE in `context.sqlState`. The likeliest cause of one (such as 22P04, extra
+ * data after the last column) is a migration run on one shard during the move, around the
+ * operator lock (by the app's own migrator, or psql): the copy of the other rows stays safe.
+ */
+function copyFailure(scope: BatchScope, table: string, error: unknown): unknown {
+  const sqlState = (error as { code?: unknown } | null)?.code;
+  if (error instanceof KyselyScaleError || typeof sqlState !== 'string') return error;
+  const { ctx, batch } = scope;
+  return new MoveFailedError(
+    `Copying table ${table} from "${batch.source}" to "${batch.target}" failed with SQLSTATE ${sqlState}: ${redactText((error as Error).message)}. ` +
+      'If a migration changed the table on some shards during the move, finish it on every shard; then resume (or abort).',
+    { moveId: ctx.move.id, batch: batch.index, phase: 'capturing', table, source: batch.source, target: batch.target, sqlState },
+    error,
+  );
 }
 
 /** How often the rows copied so far are saved while a table copies (what `moves` and `status` show). */
@@ -89,7 +109,11 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
           report(scope);
         }
       },
-    }, restarted).finally(() => saver.stop());
+    }, restarted)
+      .catch((error: unknown) => {
+        throw copyFailure(scope, table.name, error);
+      })
+      .finally(() => saver.stop());
     batch.rowsCopied = before + rows;
     batch.rowsCopiedDone = batch.rowsCopied;
     batch.copiedTables.push(table.name);

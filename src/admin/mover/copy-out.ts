@@ -10,7 +10,7 @@
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { destroySocket } from '../server-client';
 
 /** Streams `sql` (a `COPY … TO STDOUT`) from `client` through `stages`; on failure the client is dropped (never reused) and the error rethrown. */
@@ -22,4 +22,16 @@ export async function copyOut(client: Client, sql: string, stages: readonly [...
     destroySocket(client);
     throw error;
   }
+}
+
+/**
+ * `COPY … FROM STDIN` on `target`, as a stream to pipe rows into. It listens for its own errors:
+ * when the scan feeding it fails before the pipe is set up (a lock timeout, a dropped source), the
+ * caller's rollback drops the target's connection and the stream reports that with nobody
+ * listening, which would crash the process; the scan's error is the one the caller throws.
+ */
+export function copyIn(target: Client, sql: string): Writable {
+  const into = target.query(copyFrom(sql));
+  into.on('error', () => undefined);
+  return into;
 }

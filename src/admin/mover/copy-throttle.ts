@@ -9,7 +9,9 @@ import type { Clock } from '../../kernel/clock';
 /** Counts COPY text rows and throttles them. */
 export class CopyThrottle extends Transform {
   readonly #clock: Clock;
-  readonly #maxRowsPerSecond: number | undefined;
+  #maxRowsPerSecond: number | undefined;
+  /** The wait in progress: its cancel, and what runs after it. */
+  #waiting: { readonly cancel: () => void; readonly next: () => void } | undefined;
   readonly #onRows: (rows: number) => void;
   readonly #startedAt: number;
   #rows = 0;
@@ -21,6 +23,16 @@ export class CopyThrottle extends Transform {
     this.#maxRowsPerSecond = maxRowsPerSecond;
     this.#onRows = onRows;
     this.#startedAt = clock.monotonicNow();
+  }
+
+  /** Passes every row from now on without waiting, a wait in progress included. */
+  lift(): void {
+    this.#maxRowsPerSecond = undefined;
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    if (waiting === undefined) return;
+    waiting.cancel();
+    waiting.next();
   }
 
   /** Rows passed so far. */
@@ -55,8 +67,18 @@ export class CopyThrottle extends Transform {
     if (rows > 0) this.#onRows(rows);
     const next = (): void => (end >= chunk.length ? callback() : this.#pass(chunk, end, callback));
     const delay = throttleDelayMillis(this.#rows, this.#clock.monotonicNow() - this.#startedAt, max);
-    if (delay <= 0) next();
-    else this.#clock.setTimeout(next, delay);
+    if (delay <= 0) {
+      next();
+      return;
+    }
+    const waiting = {
+      cancel: this.#clock.setTimeout(() => {
+        if (this.#waiting === waiting) this.#waiting = undefined;
+        next();
+      }, delay),
+      next,
+    };
+    this.#waiting = waiting;
   }
 }
 

@@ -43,6 +43,8 @@ export interface PagedScan {
    * read-only repeatable-read transaction of its own.
    */
   readonly inTransaction: boolean;
+  /** Called once another session waits for the scan's lock (the scan stops pausing): lift what else holds the stream back. */
+  readonly onBlocking?: () => void;
 }
 
 type Stages = readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Writable];
@@ -116,6 +118,7 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
     let pages = FIRST_RANGE_PAGES;
     for (let from = 0; from < tablePages; ) {
       const to = Math.min(from + pages, tablePages);
+      const rangePages = to - from;
       const started = clock.monotonicNow();
       // `only`: a child table attached during the scan is not part of the table it counted.
       const sql = `copy (select ${scan.columns} from only ${scan.table} x where ctid >= '(${from},0)'::tid and ctid < '(${to},0)'::tid) to stdout`;
@@ -128,6 +131,7 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
       if (!unpaced && clock.monotonicNow() - checkedAt >= BLOCKING_CHECK_MILLIS) {
         checkedAt = clock.monotonicNow();
         unpaced = await blocksOthers(client);
+        if (unpaced) scan.onBlocking?.();
       }
       // A session waits for our lock (a migration, and the app queued behind it): no pauses now, so the lock goes soonest.
       if (unpaced) {
@@ -136,6 +140,9 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
       }
       await yieldAfter(work, scan.pace);
       pages = nextRangePages(pages, work, scan.pace.sliceMillis);
+      // A range the stages held back (a throttle) holds the table's lock as long, unchecked: keep
+      // each within about one check's interval, so a migration queued behind it is seen in time.
+      if (waited > BLOCKING_CHECK_MILLIS) pages = Math.max(1, Math.min(pages, Math.floor((rangePages * BLOCKING_CHECK_MILLIS) / (took + waited))));
     }
     head.end();
     await done;

@@ -4,7 +4,6 @@
  * table on the target (a crash leaves no half table: the resumed copy starts that table again).
  * The rows of the moving slots are picked by the mover ({@link SlotLines}), not by the source.
  */
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import { CopyThrottle } from './copy-throttle';
@@ -13,7 +12,7 @@ import { pagedCopyOut } from './paged-scan';
 import { quoteIdentifier, quoteTable, slotBitsLiteral, slotFilterSql } from './shard-guard-sql';
 import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
-import { copyOut } from './copy-out';
+import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
 
 /** Options of {@link copySlots} and {@link pipeRows}. */
@@ -32,7 +31,7 @@ export interface CopySlotsOptions extends CopyRowsOptions {
 export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions): Promise<number> {
   const t = quoteTable(table.name);
   const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
-  const into = target.query(copyFrom(`copy ${t} from stdin`));
+  const into = copyIn(target, `copy ${t} from stdin`);
   await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into]);
   return throttle.rows;
 }
@@ -51,8 +50,10 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);
     const lines = new SlotLines({ slots, slotCount, forward: true });
     const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
-    const into = target.query(copyFrom(`copy ${t} from stdin`));
-    await pagedCopyOut(source, { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false }, [lines, throttle, into]);
+    const into = copyIn(target, `copy ${t} from stdin`);
+    // A migration queued behind the scan's lock lifts the throttle too: the lock is held until the last row passes.
+    const scan = { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false, onBlocking: () => throttle.lift() };
+    await pagedCopyOut(source, scan, [lines, throttle, into]);
     await target.query('commit');
     return throttle.rows;
   } catch (error) {

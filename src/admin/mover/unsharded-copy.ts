@@ -15,12 +15,11 @@
  * - Sequences moved up on the target: those owned by a column of a moved table (serial, identity)
  *   and those a column default of a moved table names (`default nextval('s')`), each once.
  */
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import { quoteTable } from './shard-guard-sql';
 import { CopyThrottle } from './copy-throttle';
-import { copyOut } from './copy-out';
+import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
 
 /** How one table is read on the source and written on the target. */
@@ -74,7 +73,7 @@ export async function copyTables(source: Client, target: Client, shapes: readonl
       // Under the fence: not throttled, not paced (writers of these tables are waiting).
       const throttle = new CopyThrottle(clock, undefined, (n) => onRows((total += n)));
       const list = shape.columns === '' ? '' : ` (${shape.columns})`;
-      const into = target.query(copyFrom(`copy ${quoteTable(shape.table)}${list} from stdin`));
+      const into = copyIn(target, `copy ${quoteTable(shape.table)}${list} from stdin`);
       await copyOut(source, `copy (select ${shape.columns} from ${shape.from}) to stdout`, [throttle, into]);
     }
     await target.query('commit');

@@ -1,0 +1,106 @@
+/**
+ * A batch copy and its table lock, on real shards: when the scan cannot lock the source table (a
+ * migration queued behind an open transaction), the copy fails with E_MOVE_FAILED and the process
+ * survives (the target's COPY stream used to emit an unhandled error once the rollback dropped its
+ * connection, crashing the CLI); and a migration queued behind a throttled copy's lock lifts the
+ * throttle, so it waits about one check's interval, not the rest of the throttled copy.
+ */
+import { Client } from 'pg';
+import { startTestCluster, type TestCluster } from '../../../src/testing';
+import { copySlots } from '../../../src/admin/mover/slot-copy';
+import { slotSet } from '../../../src/admin/mover/slot-lines';
+import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
+import type { KeyedTable } from '../../../src/admin/mover/table-keys';
+import { systemClock } from '../../../src/kernel/clock';
+import { eventually } from '../../support/postgres-replication';
+
+const ROWS = 40_000;
+const SLOTS = 4096;
+const users = { name: 'users', keyColumn: 'id', keyType: 'bigint' } as KeyedTable;
+let cluster: TestCluster;
+let sourceUrl: string;
+let targetUrl: string;
+let admin: Client;
+const sessions: ShardSession[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ shards: 2, backend: 'local' });
+  const [source, target] = await cluster.createDatabase('copy_lock');
+  sourceUrl = source!.primaryUrl;
+  targetUrl = target!.primaryUrl;
+  for (const url of [sourceUrl, targetUrl]) {
+    const c = new Client(url);
+    await c.connect();
+    await c.query('create table users (id bigint primary key, name text)');
+    await c.end();
+  }
+  admin = new Client(sourceUrl);
+  await admin.connect();
+  await admin.query(`insert into users select g, 'user ' || g from generate_series(1, ${ROWS}) g`);
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of sessions) s.destroy();
+  await admin?.end();
+  await cluster?.stop();
+});
+
+async function session(url: string): Promise<ShardSession> {
+  const s = await openShardSession(url, 5000);
+  sessions.push(s);
+  return s;
+}
+
+const pace = { clock: systemClock, niceRatio: 0, sliceMillis: 3, probeSlowMillis: 0 };
+const migrationWaits = async (): Promise<boolean> =>
+  (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1;
+
+test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED, and nothing crashes', async () => {
+  const holder = new Client(sourceUrl);
+  const migration = new Client(sourceUrl);
+  await holder.connect();
+  await migration.connect();
+  try {
+    await holder.query('begin');
+    await holder.query('select 1 from users limit 1');
+    const altered = migration.query(`alter table users alter column name set default 'y'`);
+    await eventually('the migration waits for its lock', migrationWaits);
+    const [source, target] = [await session(sourceUrl), await session(targetUrl)];
+    const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: undefined, onRows: () => undefined, pace }, false);
+    await expect(copy).rejects.toMatchObject({ code: 'E_MOVE_FAILED', context: { table: '"users"' } });
+    await holder.query('rollback');
+    await altered;
+    // The target's copy rolled back: nothing half-written.
+    const check = new Client(targetUrl);
+    await check.connect();
+    expect((await check.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n).toBe(0);
+    await check.end();
+  } finally {
+    await holder.end();
+    await migration.end();
+  }
+});
+
+test('a migration queued behind a throttled copy lifts the throttle: it waits about a check\'s interval, and every row is copied', async () => {
+  const [source, target] = [await session(sourceUrl), await session(targetUrl)];
+  let started!: () => void;
+  const copying = new Promise<void>((resolve) => (started = resolve));
+  // 2,000 rows/s: 20 s for the table at the throttle's pace.
+  const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: 2000, onRows: () => started(), pace }, false);
+  await copying;
+  const migration = new Client(sourceUrl);
+  await migration.connect();
+  try {
+    const queued = performance.now();
+    await migration.query(`alter table users alter column name set default 'z'`);
+    const waited = performance.now() - queued;
+    expect(await copy).toBe(ROWS);
+    expect(waited).toBeLessThan(3000);
+  } finally {
+    await migration.end();
+  }
+  const check = new Client(targetUrl);
+  await check.connect();
+  expect((await check.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n).toBe(ROWS);
+  await check.end();
+});
