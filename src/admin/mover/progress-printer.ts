@@ -40,7 +40,7 @@ export function progressPrinter(stream: NodeJS.WritableStream & { isTTY?: boolea
 function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
   const bar = new SingleBar({
     stream,
-    format: 'batch {batch}/{batches} {source}→{target} {phase} [{bar}] {value}/{approx}{total} rows | {rate} rows/s | ETA {eta_formatted}',
+    format: 'batch {batch}/{batches} {source}→{target} {phase} [{bar}] {value}/{approx}{total} rows | {rate} rows/s | ETA {etaText}',
     hideCursor: true,
     etaBuffer: 50,
   });
@@ -56,8 +56,12 @@ function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
         phase: p.phase === 'capturing' ? 'copying' : p.phase === 'published' && p.rowsCleaned !== undefined ? 'cleaning' : p.phase,
         approx: COPY_DONE.has(p.phase) ? '' : '~', // the total is an estimate until the copy is done
         rate: Math.round(p.rowsCopied / Math.max(0.001, (Date.now() - startedAt) / 1000)),
+        etaText: '',
       };
       const total = Math.max(knownTotal(p), 1);
+      // Our own: the bar's rendered an unknown ETA (no rate yet, a new batch) as "NFs".
+      const left = total - p.rowsCopied;
+      payload.etaText = payload.rate > 0 && left > 0 && !COPY_DONE.has(p.phase) ? formatSeconds(Math.ceil(left / payload.rate)) : '–';
       if (!started) {
         bar.start(total, p.rowsCopied, payload);
         started = true;
@@ -69,6 +73,13 @@ function barPrinter(stream: NodeJS.WritableStream): ProgressPrinter {
       if (started) bar.stop();
     },
   };
+}
+
+/** `42s`, `3m05s`, `1h02m`. */
+export function formatSeconds(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(seconds % 60).padStart(2, '0')}s`;
+  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMillis: number): ProgressPrinter {

@@ -1,5 +1,5 @@
-import { PassThrough } from 'node:stream';
-import { progressPrinter } from '../../../src/admin/mover/progress-printer';
+import { PassThrough, Writable } from 'node:stream';
+import { formatSeconds, progressPrinter } from '../../../src/admin/mover/progress-printer';
 import { ManualClock } from '../../../src/kernel/clock';
 import type { MoveProgress } from '../../../src/admin/mover/move-context';
 
@@ -109,5 +109,20 @@ describe('progress printer off a terminal', () => {
     expect(lastLine).toMatchObject({ rowsCleaned: 2000, etaSeconds: 98 });
     const gaps = parsed.slice(1).map((p, i) => p.at - parsed[i]!.at);
     expect(Math.max(...gaps)).toBeLessThanOrEqual(1000);
+  });
+});
+
+describe('bar on a terminal', () => {
+  test('an unknown ETA (no rate yet, or the copy done) shows as "–", never an infinite time ("NFs")', () => {
+    let out = '';
+    const stream = Object.assign(new Writable({ write: (chunk: Buffer, _e, cb) => ((out += chunk.toString()), cb()) }), { isTTY: true, columns: 200 });
+    const printer = progressPrinter(stream as unknown as NodeJS.WritableStream & { isTTY: boolean });
+    printer.onProgress({ moveId: 1, batch: 1, batches: 2, source: 'shard0', target: 'shard1', phase: 'capturing', rowsCopied: 0, rowsTotal: 1000 });
+    printer.stop();
+    expect(out).toMatch(/ETA –/);
+    expect(out).not.toMatch(/NF/);
+    expect(formatSeconds(42)).toBe('42s');
+    expect(formatSeconds(185)).toBe('3m05s');
+    expect(formatSeconds(3720)).toBe('1h02m');
   });
 });
