@@ -13,6 +13,7 @@ export type MoveRefusal =
   | 'null-keys'
   | 'nothing-to-move'
   | 'no-catalog'
+  | 'catalog-unreachable'
   | 'unsharded-tables'
   | 'unsharded-target'
   | 'unsharded-target-not-empty'

@@ -14,6 +14,7 @@ import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, 
 import type { MoveRecord } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { MoveRefusedError } from './mover-errors';
+import { isServerFailure } from '../server-client';
 
 /** Options shared by every mover operation. */
 export interface MoverOptions {
@@ -75,7 +76,13 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
   pool.on('error', () => undefined);
   const store = new MoveStore(pool, schema);
   try {
-    if (!(await catalog.installed())) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
+    const installed = await catalog.installed().catch((error: unknown) => {
+      // Reaching or logging in to the catalog (not a statement of ours): a coded refusal saying what to check.
+      if (!isServerFailure(error)) throw error;
+      const why = redactText(error instanceof Error ? error.message : String(error));
+      throw new MoveRefusedError('catalog-unreachable', `The catalog at ${catalog.redactedUrl} cannot be reached (${why}): check --catalog and that its server is up.`, { sqlState: (error as { code?: unknown }).code });
+    });
+    if (!installed) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
     const dryRun = options.dryRun === true;
     // Idempotent bookkeeping tables, also for a dry run (its plan reads them; they hold no state until a move).
     await store.install();

@@ -194,3 +194,13 @@ describe('add with the shards\' migrations', () => {
     expect((await latest())!.slotsOf('shard2')).toHaveLength(1365);
   });
 });
+
+test('an unreachable catalog is a coded refusal naming it (password hidden) and saying what to check', async () => {
+  const closed = 'postgres://mover:s3cret-pw@127.0.0.1:1/catalog';
+  for (const result of [await moveSlots({ catalog: closed, tables: TABLES, slots: '0-9', to: 'shard1' }), await verifyShards({ catalog: closed, tables: TABLES })]) {
+    expect(result.ok).toBe(false);
+    expect(result.error).toMatchObject({ code: 'E_MOVE_REFUSED', context: { reason: 'catalog-unreachable' } });
+    expect(result.error!.message).toMatch(/cannot be reached .*check --catalog and that its server is up/);
+    expect(JSON.stringify(result)).not.toContain('s3cret-pw');
+  }
+});
