@@ -81,7 +81,7 @@ test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED, a
   }
 });
 
-test('a migration queued behind a throttled copy lifts the throttle: it waits about a check\'s interval, and every row is copied', async () => {
+test('a migration queued behind a throttled copy lifts the throttle: it waits for the rest of the copy at full speed, not at the throttle\'s pace, and every row is copied', async () => {
   const [source, target] = [await session(sourceUrl), await session(targetUrl)];
   let started!: () => void;
   const copying = new Promise<void>((resolve) => (started = resolve));
