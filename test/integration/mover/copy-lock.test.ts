@@ -12,7 +12,7 @@ import { slotSet } from '../../../src/admin/mover/slot-lines';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import type { KeyedTable } from '../../../src/admin/mover/table-keys';
 import { systemClock } from '../../../src/kernel/clock';
-import { eventually } from '../../support/postgres-replication';
+import { untilWaitingForLock } from '../../support/lock-waits';
 
 const ROWS = 40_000;
 const SLOTS = 4096;
@@ -52,8 +52,6 @@ async function session(url: string): Promise<ShardSession> {
 }
 
 const pace = { clock: systemClock, niceRatio: 0, sliceMillis: 3, probeSlowMillis: 0 };
-const migrationWaits = async (): Promise<boolean> =>
-  (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1;
 
 test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED, and nothing crashes', async () => {
   const holder = new Client(sourceUrl);
@@ -64,7 +62,7 @@ test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED, a
     await holder.query('begin');
     await holder.query('select 1 from users limit 1');
     const altered = migration.query(`alter table users alter column name set default 'y'`);
-    await eventually('the migration waits for its lock', migrationWaits);
+    await untilWaitingForLock(admin, 'alter table users');
     const [source, target] = [await session(sourceUrl), await session(targetUrl)];
     const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: undefined, onRows: () => undefined, pace }, false);
     await expect(copy).rejects.toMatchObject({ code: 'E_MOVE_FAILED', context: { table: '"users"' } });

@@ -20,7 +20,7 @@ import { discard } from '../../../src/admin/mover/slot-checksum';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import type { ScanPace } from '../../../src/admin/mover/scan-pacer';
 import { systemClock, type Clock } from '../../../src/kernel/clock';
-import { eventually } from '../../support/postgres-replication';
+import { untilWaitingForLock } from '../../support/lock-waits';
 
 let cluster: TestCluster;
 let url: string;
@@ -325,7 +325,7 @@ test('the table\'s lock is waited for at most SCAN_LOCK_TIMEOUT_MILLIS, then a c
     await holder.query('select 1 from users limit 1');
     // A migration queues behind the open transaction, and every later lock request behind it.
     const altered = migration.query('alter table users add column note text');
-    await eventually('the migration waits for its lock', async () => (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1);
+    await untilWaitingForLock(admin, 'alter table users');
     const { client } = await session();
     const started = performance.now();
     const error = await pagedCopyOut(client, usersScan(pace()), [discard()]).then(() => undefined, (e: unknown) => e);
@@ -354,7 +354,7 @@ test('a session queued behind the scan\'s lock ends its pauses: the rest runs at
         pauses++;
         if (altered !== undefined) return;
         altered = migration.query('alter table users add column note text');
-        await eventually('the migration waits for the scan', async () => (await admin.query(`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'alter table users%'`)).rowCount === 1);
+        await untilWaitingForLock(admin, 'alter table users');
         clock.offset += BLOCKING_CHECK_MILLIS; // the next check is due
       }),
       clock,
