@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
@@ -249,6 +250,10 @@ export async function run(): Promise<BenchReport> {
     // With RESHARDING_DEBUG: every write (start, latency, moving slot?) and each phase's start, to see where the latency goes.
     const samples: [number, number, number][] = [];
     const phaseStarts: [string, number][] = [];
+    // With RESHARDING_DEBUG: the app process's garbage collections [start, duration], to tell its own pauses from the shards'.
+    const gcs: [number, number][] = [];
+    const gcObserver = debug ? new PerformanceObserver((list) => list.getEntries().forEach((e) => gcs.push([e.startTime, e.duration]))) : undefined;
+    gcObserver?.observe({ entryTypes: ['gc'] });
     // The mover's process loads before the app load starts: its start-up is not part of the move.
     const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND, tuning: MOVE_TUNING });
     await mover.ready;
@@ -354,11 +359,12 @@ export async function run(): Promise<BenchReport> {
       }
     }
     // With RESHARDING_SAMPLES=<file> (and RESHARDING_DEBUG): every write [start, latency, moving slot?] and the phase starts, as JSON, for a timeline.
-    if (debug && process.env.RESHARDING_SAMPLES !== undefined) writeFileSync(process.env.RESHARDING_SAMPLES, JSON.stringify({ p99Before: percentile(latency.before!, 0.99), samples, phaseStarts }));
+    if (debug && process.env.RESHARDING_SAMPLES !== undefined) writeFileSync(process.env.RESHARDING_SAMPLES, JSON.stringify({ p99Before: percentile(latency.before!, 0.99), samples, phaseStarts, gcs }));
     if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await load;
+    gcObserver?.disconnect();
     await watch.close();
     await debugWatch?.close();
     await db.destroy();
