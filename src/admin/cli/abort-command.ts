@@ -1,5 +1,5 @@
 import { abortMove } from '../mover/move-control';
-import { moveOutcome, moverOptions } from '../mover/move-command-support';
+import { runMoveCommand } from '../mover/move-command-support';
 import type { CliCommand } from './cli-command';
 
 /** `abort`: roll the open move back (batches already published are finished instead). */
@@ -9,11 +9,6 @@ export const abortCommand: CliCommand = {
   options: {},
   needsCatalog: true,
   async run(values, context) {
-    const { options, stop } = moverOptions(values, context);
-    try {
-      return moveOutcome(await abortMove(options));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, abortMove);
   },
 };

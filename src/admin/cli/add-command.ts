@@ -1,6 +1,6 @@
 import { parseShardArgument } from '../admin-commands';
 import { addShard } from '../mover/mover-operations';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag, slotsFlag } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, runMoveCommand, requiredFlag, slotsFlag } from '../mover/move-command-support';
 import { CliUsageError, stringFlag, type CliCommand } from './cli-command';
 import { MIGRATION_TABLE_OPTIONS, MIGRATION_TABLE_USAGE, migrationTableFlags } from './migration-flags';
 
@@ -24,13 +24,8 @@ export const addCommand: CliCommand = {
       throw new CliUsageError((error as Error).message);
     }
     const slots = slotsFlag(values);
-    const { options, stop } = moverOptions(values, context);
     const folder = stringFlag(values, 'migrations');
     const migrations = folder === undefined ? {} : { migrations: { migrationFolder: folder, ...migrationTableFlags(values) } };
-    try {
-      return moveOutcome(await addShard({ ...options, shard, ...(slots === undefined ? {} : { slots }), ...migrations }));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, (options) => addShard({ ...options, shard, ...(slots === undefined ? {} : { slots }), ...migrations }));
   },
 };

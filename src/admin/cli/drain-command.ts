@@ -1,5 +1,5 @@
 import { drainShard } from '../mover/mover-operations';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, runMoveCommand, requiredFlag } from '../mover/move-command-support';
 import { stringFlag, type CliCommand } from './cli-command';
 
 /** `drain`: move every slot (and the unsharded tables, when it holds them) off a shard, then remove it. */
@@ -17,11 +17,6 @@ export const drainCommand: CliCommand = {
     const shardId = requiredFlag(values, 'shard', 'drain');
     const unshardedTo = stringFlag(values, 'unsharded-to');
     const unshardedFrom = stringFlag(values, 'unsharded-from');
-    const { options, stop } = moverOptions(values, context);
-    try {
-      return moveOutcome(await drainShard({ ...options, shardId, ...(unshardedTo === undefined ? {} : { unshardedTo }), ...(unshardedFrom === undefined ? {} : { unshardedFrom }) }));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, (options) => drainShard({ ...options, shardId, ...(unshardedTo === undefined ? {} : { unshardedTo }), ...(unshardedFrom === undefined ? {} : { unshardedFrom }) }));
   },
 };

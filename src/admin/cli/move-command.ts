@@ -1,5 +1,5 @@
 import { moveSlots } from '../mover/mover-operations';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions, requiredFlag, slotsFlag } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, runMoveCommand, requiredFlag, slotsFlag } from '../mover/move-command-support';
 import type { CliCommand } from './cli-command';
 
 /** `move`: move slot ranges to a shard. */
@@ -11,11 +11,6 @@ export const moveCommand: CliCommand = {
   async run(values, context) {
     const slots = slotsFlag(values) ?? requiredFlag(values, 'slots', 'move');
     const to = requiredFlag(values, 'to', 'move');
-    const { options, stop } = moverOptions(values, context);
-    try {
-      return moveOutcome(await moveSlots({ ...options, slots, to }));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, (options) => moveSlots({ ...options, slots, to }));
   },
 };

@@ -1,5 +1,5 @@
 import { rebalanceShards } from '../mover/mover-operations';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, runMoveCommand } from '../mover/move-command-support';
 import type { CliCommand } from './cli-command';
 
 /** `rebalance`: even out slot counts. */
@@ -9,11 +9,6 @@ export const rebalanceCommand: CliCommand = {
   options: { ...MOVE_FLAGS },
   needsCatalog: true,
   async run(values, context) {
-    const { options, stop } = moverOptions(values, context);
-    try {
-      return moveOutcome(await rebalanceShards(options));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, rebalanceShards);
   },
 };

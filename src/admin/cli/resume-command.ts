@@ -1,5 +1,5 @@
 import { resumeMove } from '../mover/move-control';
-import { MOVE_FLAGS, MOVE_USAGE, moveOutcome, moverOptions } from '../mover/move-command-support';
+import { MOVE_FLAGS, MOVE_USAGE, runMoveCommand } from '../mover/move-command-support';
 import type { CliCommand } from './cli-command';
 
 /** `resume`: finish the open move from where it stopped. */
@@ -9,11 +9,6 @@ export const resumeCommand: CliCommand = {
   options: { ...MOVE_FLAGS },
   needsCatalog: true,
   async run(values, context) {
-    const { options, stop } = moverOptions(values, context);
-    try {
-      return moveOutcome(await resumeMove(options));
-    } finally {
-      stop();
-    }
+    return runMoveCommand(values, context, resumeMove);
   },
 };

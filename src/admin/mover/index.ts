@@ -5,8 +5,8 @@
 export { addShard, drainShard, moveSlots, rebalanceShards, type NewShard } from './mover-operations';
 export { resumeMove, abortMove, moveHistory } from './move-control';
 export { verifyShards, type VerifyResult, type MisplacedRows } from './shard-verify';
-export type { MoverOptions, ResultError } from './mover-session';
-export type { MoveResult, MovePlanSummary, PlannedBatch, MoveSummary } from './move-result';
+export type { MoverOptions } from './mover-session';
+export type { MoveResult, MovePlanSummary, PlannedBatch, MoveSummary, ResultError } from './move-result';
 export { MOVE_TUNING_DEFAULTS, type MoveProgress, type MoveTuning, type PhaseHook, type HookPoint } from './move-context';
 export type { BatchPhase, MoveKind, MoveStatus } from './move-record';
 export { MoveRefusedError, MoveFailedError, type MoveRefusal } from './mover-errors';

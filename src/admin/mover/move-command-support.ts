@@ -1,7 +1,8 @@
-/** What the move commands of the CLI share: their flags, turning flags into mover options, and the result text. */
+/** What the move commands of the CLI share: their flags, running the operation (plan first, then progress, then the result), and the result text. */
 import { CliUsageError, integerFlag, plural, stringFlag, stringsFlag, type CliContext, type CliOutcome, type CliValues } from '../cli/cli-command';
+import { redactText } from '../../kernel/redact';
 import type { MoverOptions } from './mover-session';
-import type { MoveResult } from './move-result';
+import type { MovePlanSummary, MoveResult } from './move-result';
 import { progressPrinter } from './progress-printer';
 import { slotRangesSyntaxProblem } from './slot-ranges';
 
@@ -27,8 +28,29 @@ export const MOVE_USAGE: readonly string[] = [
   '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3; 0 = no probe)',
 ];
 
-/** Mover options from flags; progress goes to the context's progress stream. */
-export function moverOptions(values: CliValues, context: CliContext): { options: MoverOptions; stop: () => void } {
+/**
+ * Runs a move operation for a CLI command: its plan is printed as soon as it is made (text on
+ * stdout, or with `--json` the first JSON line on stderr: `{"type":"plan","plan":{…}}`), then its
+ * progress on stderr, then its result; the result's text leaves out the plan printed before it.
+ */
+export async function runMoveCommand(values: CliValues, context: CliContext, operation: (options: MoverOptions) => Promise<MoveResult>): Promise<CliOutcome> {
+  const printer = progressPrinter(context.progress);
+  let planPrinted = false;
+  const onPlan = (plan: MovePlanSummary): void => {
+    planPrinted = true;
+    if (context.json) context.progress.write(`${JSON.stringify({ type: 'plan', plan })}\n`);
+    else context.output.write(`${redactText(planLines(plan).join('\n'))}\n`);
+  };
+  try {
+    const result = await operation({ ...moverOptions(values, context.catalog!), onPlan, onProgress: printer.onProgress });
+    return moveOutcome(result, { planPrinted });
+  } finally {
+    printer.stop();
+  }
+}
+
+/** Mover options from flags (without the callbacks). */
+function moverOptions(values: CliValues, catalog: string): MoverOptions {
   const tables: Record<string, string> = {};
   for (const text of stringsFlag(values, 'table')) {
     const eq = text.indexOf('=');
@@ -40,17 +62,12 @@ export function moverOptions(values: CliValues, context: CliContext): { options:
   const fence = integerFlag(values, 'fence-timeout-ms', 100);
   const nice = numberFlag(values, 'nice-ratio');
   const probeSlow = integerFlag(values, 'probe-slow-ms', 0);
-  const printer = progressPrinter(context.progress);
   return {
-    options: {
-      catalog: context.catalog!,
-      ...(Object.keys(tables).length > 0 ? { tables } : {}),
-      dryRun: values['dry-run'] === true,
-      ...(max === undefined ? {} : { maxRowsPerSecond: max }),
-      tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
-      onProgress: printer.onProgress,
-    },
-    stop: () => printer.stop(),
+    catalog,
+    ...(Object.keys(tables).length > 0 ? { tables } : {}),
+    dryRun: values['dry-run'] === true,
+    ...(max === undefined ? {} : { maxRowsPerSecond: max }),
+    tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
   };
 }
 
@@ -79,9 +96,22 @@ export function slotsFlag(values: CliValues): string | undefined {
   return text;
 }
 
-/** The CLI outcome of a move result. */
-export function moveOutcome(result: MoveResult): CliOutcome {
-  return { result, text: moveText(result), exitCode: result.ok ? 0 : 1 };
+/** The CLI outcome of a move result; `planPrinted`: its plan was printed already (by {@link runMoveCommand}), so its text leaves it out. */
+export function moveOutcome(result: MoveResult, { planPrinted = false }: { readonly planPrinted?: boolean } = {}): CliOutcome {
+  return { result, text: moveText(result, planPrinted), exitCode: result.ok ? 0 : 1 };
+}
+
+/** The plan as text: a line of totals, a line per batch, then what follows the batches. */
+export function planLines(plan: MovePlanSummary): string[] {
+  const lines = [`Plan: ${plural(plan.batches.length, 'batch', 'batches')}, ${plural(plan.slots, 'slot')}, ~${plural(plan.estimatedRows, 'row')}, estimated ~${plan.estimatedSeconds} s (an estimate: the servers' load changes it)`];
+  for (const b of plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);
+  const u = plan.unsharded;
+  if (u !== undefined) {
+    lines.push(`  then the unsharded tables ${u.source} → ${u.target} (writes to them fenced while they copy): ${u.tables.length === 0 ? 'none' : u.tables.map((t) => `${t.name} (${plural(t.rows, 'row')})`).join(', ')}`);
+  }
+  if (plan.removeShard !== undefined) lines.push(`  then remove ${plan.removeShard}`);
+  if (plan.migrationsPending !== undefined) lines.push(`  first the migrations on ${plan.migrationsPending} (not run by the dry run; its schema is compared with the others' after them)`);
+  return lines;
 }
 
 /** "versions 26 published (24, 25 by the interrupted run)": only this run's versions are credited to it. */
@@ -91,19 +121,10 @@ function publishedText(r: MoveResult): string {
   return earlier.length === 0 ? own : `${own} (${earlier.join(', ')} by the interrupted run)`;
 }
 
-function moveText(r: MoveResult): string {
+function moveText(r: MoveResult, planPrinted: boolean): string {
   const lines: string[] = [];
   if (r.nothingToMove !== undefined) return `${r.operation}: ${r.nothingToMove}${r.dryRun ? ' Dry run: nothing changed.' : ''}`;
-  if (r.plan !== null) {
-    lines.push(`Plan: ${plural(r.plan.batches.length, 'batch', 'batches')}, ${plural(r.plan.slots, 'slot')}, ~${plural(r.plan.estimatedRows, 'row')}, estimated ~${r.plan.estimatedSeconds} s (an estimate: the servers' load changes it)`);
-    for (const b of r.plan.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots} (${b.slotCount})  ~${plural(b.estimatedRows, 'row')}`);
-    const u = r.plan.unsharded;
-    if (u !== undefined) {
-      lines.push(`  then the unsharded tables ${u.source} → ${u.target} (writes to them fenced while they copy): ${u.tables.length === 0 ? 'none' : u.tables.map((t) => `${t.name} (${plural(t.rows, 'row')})`).join(', ')}`);
-    }
-    if (r.plan.removeShard !== undefined) lines.push(`  then remove ${r.plan.removeShard}`);
-    if (r.plan.migrationsPending !== undefined) lines.push(`  first the migrations on ${r.plan.migrationsPending} (not run by the dry run; its schema is compared with the others' after them)`);
-  }
+  if (r.plan !== null && !planPrinted) lines.push(...planLines(r.plan));
   if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
   else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, ${publishedText(r)}, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
   if (r.unsharded !== undefined && !r.dryRun) {

@@ -1,8 +1,14 @@
 /** The result objects of mover operations: what was planned, what happened, and the error if any. */
 import type { MoveKind, MoveRecord, MoveStatus, UnshardedPhase } from './move-record';
 import type { UnshardedPlan } from './unsharded-plan';
-import type { ResultError } from './mover-session';
 import { formatSlotRanges } from './slot-ranges';
+
+/** An error as a result carries it. */
+export interface ResultError {
+  readonly code: string;
+  readonly message: string;
+  readonly context: Readonly<Record<string, unknown>>;
+}
 
 /** One batch of a plan. */
 export interface PlannedBatch {

@@ -73,6 +73,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
       await frame.registerGivenTables();
       plan = await planSummary(decision, batches, frame.tables, tuning);
+      options.onPlan?.(plan);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
       if (decision.publishFirst !== undefined) {

@@ -15,6 +15,7 @@ import type { MoveRecord } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { MoveRefusedError } from './mover-errors';
 import { isServerFailure } from '../server-client';
+import type { MovePlanSummary, ResultError } from './move-result';
 
 /** Options shared by every mover operation. */
 export interface MoverOptions {
@@ -32,17 +33,17 @@ export interface MoverOptions {
   readonly tuning?: Partial<MoveTuning>;
   /** @default systemClock */
   readonly clock?: Clock;
+  /**
+   * Called once with the plan (batches, slots, estimated rows and time) when an operation that
+   * moves slots has planned its move, before it changes anything and before the first progress
+   * report; a dry run calls it too. Not called when nothing needs to move, nor by `resume`,
+   * `abort` and `verify`. The result's `plan` is the same object.
+   */
+  readonly onPlan?: (plan: MovePlanSummary) => void;
   /** Called with progress reports (phase, rows copied, lag). */
   readonly onProgress?: (progress: MoveProgress) => void;
   /** Test hook called at each phase of each batch. */
   readonly hook?: PhaseHook;
-}
-
-/** An error as a result carries it. */
-export interface ResultError {
-  readonly code: string;
-  readonly message: string;
-  readonly context: Readonly<Record<string, unknown>>;
 }
 
 /** What the operation frame hands an operation. */

@@ -1,6 +1,7 @@
 /**
  * Progress of a move for the CLI: a bar on a terminal (cli-progress: phase, rows copied / total,
- * rate, ETA), one JSON line per second otherwise (logs, CI, another program reading it).
+ * rate, ETA), one JSON line per second otherwise (logs, CI, another program reading it), each
+ * with `type: 'progress'` (the CLI writes the plan before them as a line of `type: 'plan'`).
  *
  * A batch's `rowsTotal` is the plan's estimate (table statistics times the batch's share of the
  * source's slots), not a count: rows written during the move, or statistics that lag, make the copy
@@ -102,7 +103,7 @@ function jsonLinePrinter(stream: NodeJS.WritableStream, clock: Clock, intervalMi
       const cleanRate = p.rowsCleaned / Math.max(0.001, (now - cleaning.at) / 1000);
       eta = p.rowsCleaned > 0 ? Math.ceil(Math.max(0, p.rowsCopied - p.rowsCleaned) / cleanRate) : null;
     }
-    stream.write(`${JSON.stringify({ ...p, rowsTotal: total, rowsEstimated: p.rowsTotal, rowsPerSecond: rate, etaSeconds: eta, elapsedSeconds: Math.round(elapsed) })}\n`);
+    stream.write(`${JSON.stringify({ type: 'progress', ...p, rowsTotal: total, rowsEstimated: p.rowsTotal, rowsPerSecond: rate, etaSeconds: eta, elapsedSeconds: Math.round(elapsed) })}\n`);
     lastPrinted = p;
     lastAt = now;
   };

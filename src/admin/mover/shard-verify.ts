@@ -5,7 +5,8 @@
  */
 import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
-import { toResultError, withMover, type MoverOptions, type ResultError } from './mover-session';
+import { toResultError, withMover, type MoverOptions } from './mover-session';
+import type { ResultError } from './move-result';
 import { requireDistinctTables } from './table-identity';
 import { withShardSession } from './shard-session';
 import { nullKeyRows, slotChecksums, type Checksum } from './slot-checksum';
