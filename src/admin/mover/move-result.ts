@@ -17,7 +17,7 @@ export interface PlannedBatch {
   /** Slot ranges (`0-1023`). */
   readonly slots: string;
   readonly slotCount: number;
-  /** From the source's table statistics. */
+  /** An estimate: the source's rows (as PostgreSQL's planner estimates them, see `table-estimate.ts`) times the batch's share of its slots. */
   readonly estimatedRows: number;
 }
 

@@ -16,11 +16,12 @@ import { requireDistinctTables } from './table-identity';
 import { openShardSession, withShardSession } from './shard-session';
 import { installGuard } from './shard-guard';
 import { describeTables, schemaDiff } from './schema-compare';
-import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
+import type { ShardedTableSpec } from './shard-guard-sql';
 import { formatSlotRanges } from './slot-ranges';
 import { runMove } from './move-runner';
 import type { MoveTuning } from './move-context';
 import { estimateMoveSeconds } from './move-estimate';
+import { estimateTableRows } from './table-estimate';
 
 /** What an operation decided: the transfers, on which topology, and what to publish first or remove last. */
 export interface MoveDecision {
@@ -81,7 +82,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
         versions.push(decision.publishFirst.version);
       }
       await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount))));
-      // rowsTotal is the plan's estimate (reltuples times the slot share), not a count: progress shows it as one.
+      // rowsTotal is the plan's estimate (table-estimate.ts, times the slot share), not a count: progress shows it as one.
       const stored: MoveBatch[] = batches.map((b, index) => ({ index, source: b.source, target: b.target, slots: b.slots, phase: 'planned', rowsTotal: plan!.batches[index]!.estimatedRows }));
       const step: UnshardedStep | undefined =
         unsharded === undefined
@@ -170,12 +171,6 @@ async function planSummary(decision: MoveDecision, batches: readonly SlotTransfe
 
 async function tableRows(client: Client, tables: readonly ShardedTableSpec[]): Promise<number> {
   let total = 0;
-  for (const t of tables) {
-    const { rows } = await client.query<{ n: number | null }>(`select reltuples::float8 as n from pg_class where oid = to_regclass($1)`, [quoteTable(t.name)]);
-    let n = rows[0]?.n ?? 0;
-    // Never analysed (-1): count, which is what the statistics would have said.
-    if (n < 0) n = Number((await client.query<{ n: string }>(`select count(*) as n from ${quoteTable(t.name)}`)).rows[0]?.n ?? 0);
-    total += n;
-  }
+  for (const t of tables) total += await estimateTableRows(client, t.name);
   return total;
 }
