@@ -116,6 +116,7 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
       .finally(() => saver.stop());
     batch.rowsCopied = before + rows;
     batch.rowsCopiedDone = batch.rowsCopied;
+    ctx.countCopied(rows);
     batch.copiedTables.push(table.name);
     await ctx.store.save(ctx.move);
     report(scope);

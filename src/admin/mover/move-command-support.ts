@@ -121,12 +121,18 @@ function publishedText(r: MoveResult): string {
   return earlier.length === 0 ? own : `${own} (${earlier.join(', ')} by the interrupted run)`;
 }
 
+/** "120 rows copied", or for a resume or abort (or a run that copied a table twice) "120 rows copied by this run (480 by the move in all)". */
+function copiedText(r: MoveResult): string {
+  const own = `${plural(r.rowsCopied, 'row')} copied`;
+  return r.operation === 'resume' || r.operation === 'abort' || r.rowsCopied !== r.moveRowsCopied ? `${own} by this run (${r.moveRowsCopied} by the move in all)` : own;
+}
+
 function moveText(r: MoveResult, planPrinted: boolean): string {
   const lines: string[] = [];
   if (r.nothingToMove !== undefined) return `${r.operation}: ${r.nothingToMove}${r.dryRun ? ' Dry run: nothing changed.' : ''}`;
   if (r.plan !== null && !planPrinted) lines.push(...planLines(r.plan));
   if (r.dryRun && r.ok) lines.push('Dry run: nothing changed.');
-  else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${plural(r.rowsCopied, 'row')} copied, ${publishedText(r)}, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
+  else if (r.ok) lines.push(`${r.operation} ${r.moveId === null ? '' : `(move ${r.moveId}) `}${r.status}: ${copiedText(r)}, ${publishedText(r)}, ${Math.round(r.durationMillis)} ms.${r.rolledBack === undefined ? '' : ` Rolled back ${plural(r.rolledBack, 'batch', 'batches')}, finished ${r.completed ?? 0} already published.`}`);
   if (r.unsharded !== undefined && !r.dryRun) {
     const u = r.unsharded;
     lines.push(`Unsharded tables ${u.source} → ${u.target}: ${u.phase}, ${plural(u.rowsCopied, 'row')} copied${u.fenceMillis === null ? '' : `, writes to them fenced ${u.fenceMillis} ms`}${u.version === null || !u.holderMoved ? '' : `, holder recorded in version ${u.version}`}.`);

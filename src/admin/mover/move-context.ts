@@ -103,6 +103,7 @@ export class MoveContext {
   readonly #sessions = new Map<string, Promise<ShardSession>>();
   readonly #extra: ShardSession[] = [];
   readonly #probes = new Map<string, Promise<ShardSession>>();
+  #rowsCopied = 0;
 
   constructor(
     readonly catalog: TopologyCatalog,
@@ -114,6 +115,16 @@ export class MoveContext {
     readonly hook: PhaseHook | undefined,
     readonly lost: AbortSignal,
   ) {}
+
+  /** Rows this run copied: each table copy it finished counts (one started over counts again); a resume does not count the earlier runs'. */
+  get rowsCopied(): number {
+    return this.#rowsCopied;
+  }
+
+  /** Counts `rows` of a table copy this run finished. */
+  countCopied(rows: number): void {
+    this.#rowsCopied += rows;
+  }
 
   /** The catalog's latest topology (every phase re-reads it: the map may have moved on). */
   async topology(): Promise<Topology> {

@@ -6,14 +6,21 @@ import { summarizeMove, type MoveResult, type MoveSummary } from './move-result'
 import { abortMoveBatches, runMove } from './move-runner';
 import { rowsOf, unshardedOf, versionsOf } from './move-result';
 import type { TopologyCatalog } from '../topology-catalog';
+import type { MoveContext } from './move-context';
+import type { MoveRecord } from './move-record';
 
 function baseResult(operation: 'resume' | 'abort', started: number, now: number): MoveResult {
-  return { ok: false, operation, dryRun: false, moveId: null, status: 'refused', plan: null, versions: [], rowsCopied: 0, durationMillis: now - started, error: null };
+  return { ok: false, operation, dryRun: false, moveId: null, status: 'refused', plan: null, versions: [], rowsCopied: 0, moveRowsCopied: 0, durationMillis: now - started, error: null };
 }
 
 /** The catalog's latest version (0 when it holds none). */
 async function latestVersion(catalog: TopologyCatalog): Promise<number> {
   return (await catalog.latest())?.version ?? 0;
+}
+
+/** This run's rows copied, and the move's over all its runs. */
+function rowsCopied(ctx: MoveContext, move: MoveRecord): Pick<MoveResult, 'rowsCopied' | 'moveRowsCopied'> {
+  return { rowsCopied: ctx.rowsCopied, moveRowsCopied: rowsOf(move) };
 }
 
 /**
@@ -42,11 +49,11 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
       const ctx = frame.context(move);
       try {
         await runMove(ctx);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, ...(await publishedBy(frame.catalog, before, earlier)), rowsCopied: rowsOf(move), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), ...(await publishedBy(frame.catalog, before, earlier)), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, error: toResultError(error), ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
       } finally {
         await ctx.close();
       }
@@ -73,12 +80,12 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
       const ctx = frame.context(move);
       try {
         const { rolledBack, completed } = await abortMoveBatches(ctx);
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, ...(await publishedBy(frame.catalog, before, earlier)), ...unshardedOf(move) });
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
         // Versions it published before failing (a batch already published is finished, not undone) are still its own.
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, ...(await publishedBy(frame.catalog, before, earlier)), error: toResultError(error) });
+        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), error: toResultError(error) });
       } finally {
         await ctx.close();
       }

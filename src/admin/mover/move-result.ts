@@ -79,7 +79,10 @@ export interface MoveResult {
   readonly versions: readonly number[];
   /** For resume and abort: versions the move's earlier, interrupted run(s) had published (not counted in `versions`). */
   readonly earlierVersions?: readonly number[];
+  /** Rows this run copied (a table copied again, by a retry or a resume, counts again); a resume does not count what the earlier runs copied. */
   readonly rowsCopied: number;
+  /** Rows the move's targets hold from it, over all its runs (what `moves` shows): for resume and abort, the earlier runs' copies included. */
+  readonly moveRowsCopied: number;
   readonly durationMillis: number;
   /** For abort: batches rolled back, and batches that were already published and were finished instead. */
   readonly rolledBack?: number;

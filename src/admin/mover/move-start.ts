@@ -47,7 +47,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
   let plan: MovePlanSummary | null = null;
   let moveId: number | null = null;
   const result = (fields: Partial<MoveResult>): MoveResult =>
-    Object.freeze({ ok: false, operation: kind, dryRun: options.dryRun === true, moveId, status: 'refused', plan, versions: [], rowsCopied: 0, durationMillis: clock.monotonicNow() - started, error: null, ...fields });
+    Object.freeze({ ok: false, operation: kind, dryRun: options.dryRun === true, moveId, status: 'refused', plan, versions: [], rowsCopied: 0, moveRowsCopied: 0, durationMillis: clock.monotonicNow() - started, error: null, ...fields });
   try {
     return await withMover(options, async (frame) => {
       const open = await frame.store.open();
@@ -96,13 +96,13 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
-        return result({ status: 'open', error: toResultError(error), rowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)], ...unshardedOf(move) });
+        return result({ status: 'open', error: toResultError(error), rowsCopied: ctx.rowsCopied, moveRowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)], ...unshardedOf(move) });
       } finally {
         await ctx.close();
       }
       const final = await frame.catalog.latest();
       if (decision.removeShard !== undefined && final !== undefined && final.shardById(decision.removeShard) === undefined) versions.push(final.version);
-      return result({ ok: true, status: 'done', rowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)].sort((a, b) => a - b), ...unshardedOf(move) });
+      return result({ ok: true, status: 'done', rowsCopied: ctx.rowsCopied, moveRowsCopied: rowsOf(move), versions: [...versions, ...versionsOf(move)].sort((a, b) => a - b), ...unshardedOf(move) });
     });
   } catch (error) {
     return result({ status: moveId === null ? 'refused' : 'open', error: toResultError(error) });

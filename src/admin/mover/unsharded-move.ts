@@ -147,6 +147,7 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   try {
     step.rowsCopied = 0;
     step.rowsCopied = await copyTables(source, scope.target, copy.shapes, copy.skipTriggers, ctx.clock, (n) => report(scope, n));
+    ctx.countCopied(step.rowsCopied);
     const differences = await compareTables(source, scope.target, copy.shapes, step);
     if (differences.length > 0) {
       await clearTarget(scope);

@@ -2,6 +2,7 @@ import { Pool } from 'pg';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { slotOf } from '../../../src/cluster/slot-hash';
+import { parseSlotRanges } from '../../../src/admin/mover/slot-ranges';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
 import { directPool } from '../../support/direct-pool';
@@ -18,6 +19,14 @@ export const TABLES = Object.freeze({ users: 'id', orders: 'user_id' });
 
 /** The role app processes use: row security applies to it (it does not to superusers). */
 export const APP_ROLE = 'mover_app';
+
+/** Rows (users, and their two orders each) that `seed(topology, from, to)` wrote in the slots of `slots` (`0-99,200`). */
+export function seededRowsIn(slots: string, from: number, to: number, slotCount = 4096): number {
+  const wanted = new Set(parseSlotRanges(slots, slotCount));
+  let users = 0;
+  for (let id = from; id < to; id++) if (wanted.has(slotOf(id, slotCount))) users++;
+  return users * 3;
+}
 
 /** A cluster, databases named `name` on every shard plus a catalog database, schema, an app role and seeded rows. */
 export interface MoverFixture {

@@ -10,9 +10,7 @@
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { openShardSession } from '../../../src/admin/mover/shard-session';
 import { ESTIMATE_LOCK_TIMEOUT_MILLIS, SAMPLE_PAGES, estimateTableRows } from '../../../src/admin/mover/table-estimate';
-import { parseSlotRanges } from '../../../src/admin/mover/slot-ranges';
-import { slotOf } from '../../../src/cluster/slot-hash';
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { seededRowsIn, startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 
 const USERS = 40_000;
 const TOLERANCE = 0.1;
@@ -26,13 +24,7 @@ beforeAll(async () => {
 
 afterAll(() => f?.close());
 
-/** The rows of users and orders (two per user) whose keys fall in `slots`. */
-function trueRows(slots: string): number {
-  const wanted = new Set(parseSlotRanges(slots, 4096));
-  let users = 0;
-  for (let id = 0; id < USERS; id++) if (wanted.has(slotOf(id))) users++;
-  return users * 3;
-}
+const trueRows = (slots: string): number => seededRowsIn(slots, 0, USERS);
 
 async function planned(slots: string, to: string): Promise<number> {
   const plan = await moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots, to, dryRun: true });
