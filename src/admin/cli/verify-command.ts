@@ -1,11 +1,14 @@
 import { verifyShards, type VerifyResult } from '../mover/shard-verify';
-import { CliUsageError, plural, stringsFlag, type CliCommand } from './cli-command';
+import { CliUsageError, integerFlag, plural, stringsFlag, type CliCommand } from './cli-command';
 
 /** `verify`: every row on the shard that owns its slot; counts and checksums per slot per table. */
 export const verifyCommand: CliCommand = {
   summary: 'check that every row is on the shard owning its slot (counts and checksums per slot per table)',
-  usage: ['--table name=keyColumn                 a sharded table (once each; remembered in the catalog)'],
-  options: { table: { type: 'string', multiple: true } },
+  usage: [
+    '--table name=keyColumn                 a sharded table (once each; remembered in the catalog)',
+    "--lock-timeout-ms <n>                  wait at most this for a table's lock (a migration's), then stop naming who holds it (default 5000)",
+  ],
+  options: { table: { type: 'string', multiple: true }, 'lock-timeout-ms': { type: 'string' } },
   needsCatalog: true,
   async run(values, context) {
     const tables: Record<string, string> = {};
@@ -14,7 +17,8 @@ export const verifyCommand: CliCommand = {
       if (eq <= 0) throw new CliUsageError(`--table takes name=keyColumn; got ${JSON.stringify(text)}.`);
       tables[text.slice(0, eq)] = text.slice(eq + 1);
     }
-    const result = await verifyShards({ catalog: context.catalog!, ...(Object.keys(tables).length > 0 ? { tables } : {}) });
+    const lockTimeoutMillis = integerFlag(values, 'lock-timeout-ms', 1);
+    const result = await verifyShards({ catalog: context.catalog!, ...(Object.keys(tables).length > 0 ? { tables } : {}), ...(lockTimeoutMillis === undefined ? {} : { lockTimeoutMillis }) });
     return { result, text: verifyText(result), exitCode: result.ok ? 0 : 1 };
   },
 };

@@ -20,7 +20,8 @@ export type MoveRefusal =
   | 'unsharded-holder'
   | 'not-found'
   | 'migration-failed'
-  | 'shard-exists';
+  | 'shard-exists'
+  | 'table-locked';
 
 /** A move request that cannot start; `context.reason` says why, and nothing was changed. */
 export class MoveRefusedError extends KyselyScaleError<typeof ErrorCodes.MOVE_REFUSED> {

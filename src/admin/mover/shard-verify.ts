@@ -1,8 +1,10 @@
 /**
  * `verify`: every row of every sharded table is where the topology says (no row of a slot on a
  * shard that does not own it), with row counts and checksums per slot per table. Slots of an
- * unfinished move are left out (their rows are on both shards by design, hidden on one).
+ * unfinished move are left out (their rows are on both shards by design, hidden on one). Every
+ * wait has a deadline: shard connections (10 s), each table's lock (`lockTimeoutMillis`).
  */
+import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
 import { MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions } from './mover-session';
@@ -10,7 +12,11 @@ import type { ResultError } from './move-result';
 import { requireDistinctTables } from './table-identity';
 import { withShardSession } from './shard-session';
 import { nullKeyRows, slotChecksums, type Checksum } from './slot-checksum';
-import { resolveKeyTypes } from './table-keys';
+import { resolveKeyTypes, type KeyedTable } from './table-keys';
+import { blockersContext, describeBlockers, lockForReading } from './lock-blockers';
+import { quoteTable } from './shard-guard-sql';
+import { SCAN_LOCK_TIMEOUT_MILLIS } from './paged-scan';
+import { requirePositive } from '../../kernel/validate';
 
 /** Rows of a slot found on a shard that does not own it. */
 export interface MisplacedRows {
@@ -42,9 +48,22 @@ export interface VerifyResult {
   readonly error: ResultError | null;
 }
 
+/** Options of {@link verifyShards}. */
+export interface VerifyOptions extends MoverOptions {
+  /**
+   * How long the scan of a table waits for its `ACCESS SHARE` lock (only an `ACCESS EXCLUSIVE`
+   * request, such as a migration's `ALTER TABLE`, makes it wait); past it `verify` stops with
+   * `E_MOVE_REFUSED` (reason `table-locked`) naming the table, the shard and the backends keeping
+   * the lock. @default 5000 (the mover's scans' {@link SCAN_LOCK_TIMEOUT_MILLIS})
+   */
+  readonly lockTimeoutMillis?: number;
+}
+
 /** Checks every shard of the catalog's latest topology. */
-export async function verifyShards(options: MoverOptions): Promise<VerifyResult> {
+export async function verifyShards(options: VerifyOptions): Promise<VerifyResult> {
+  const lockTimeoutMillis = options.lockTimeoutMillis ?? SCAN_LOCK_TIMEOUT_MILLIS;
   try {
+    requirePositive('lockTimeoutMillis', lockTimeoutMillis);
     return await withMover(options, async (frame) => {
       const topology: Topology | undefined = await frame.catalog.latest();
       if (topology === undefined) throw new MoveRefusedError('no-catalog', 'The catalog holds no topology: run init first.');
@@ -60,8 +79,7 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
           await requireDistinctTables(client, shard.id, frame.tables);
           const tables = await resolveKeyTypes(client, frame.tables, shard.id);
           for (const table of tables) {
-            const perSlot = await slotChecksums(client, table, undefined, topology.slotCount);
-            const nulls = await nullKeyRows(client, table);
+            const { perSlot, nulls } = await scanTable(client, shard.id, table, topology.slotCount, lockTimeoutMillis);
             if (nulls > 0) unplaceable.push(Object.freeze({ table: table.name, shard: shard.id, rows: nulls }));
             const bySlot = (slots[table.name] ??= {});
             for (const [slot, sum] of perSlot) {
@@ -89,5 +107,33 @@ export async function verifyShards(options: MoverOptions): Promise<VerifyResult>
     });
   } catch (error) {
     return { ok: false, version: null, tables: [], misplaced: [], unplaceable: [], slots: {}, skippedSlots: 0, error: toResultError(error) };
+  }
+}
+
+/**
+ * One table's per-slot figures and NULL-key rows, in one snapshot, once its lock is had within
+ * `lockTimeoutMillis` (a verify queued behind a migration would otherwise wait for it forever, and
+ * every app statement on the table would queue behind the verify).
+ */
+async function scanTable(client: Client, shardId: string, table: KeyedTable, slotCount: number, lockTimeoutMillis: number): Promise<{ perSlot: Map<number, Checksum>; nulls: number }> {
+  await client.query('begin isolation level repeatable read read only');
+  try {
+    const blockers = await lockForReading(client, quoteTable(table.name), lockTimeoutMillis);
+    if (blockers !== undefined) {
+      throw new MoveRefusedError(
+        'table-locked',
+        `verify could not read table ${table.name} on shard "${shardId}": its lock stayed taken for ${lockTimeoutMillis} ms` +
+          (blockers.length > 0 ? ` by ${describeBlockers(blockers)}` : ' (an ACCESS EXCLUSIVE lock, a migration\'s, held or awaited it)') +
+          '. Let the migration finish (or end the transactions it waits for), then run verify again.',
+        { table: table.name, shard: shardId, ...blockersContext(blockers) },
+      );
+    }
+    const perSlot = await slotChecksums(client, table, undefined, slotCount);
+    const nulls = await nullKeyRows(client, table);
+    await client.query('commit');
+    return { perSlot, nulls };
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
   }
 }

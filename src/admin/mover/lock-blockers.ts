@@ -1,0 +1,106 @@
+/**
+ * Who keeps a table's lock from the mover (or from `verify`): the backends that hold a
+ * conflicting lock on it, those queued for one ahead of us (a migration's `ACCESS EXCLUSIVE`
+ * request), and the transactions those wait for (`pg_blocking_pids`), each named by pid,
+ * application, state, transaction age and the first part of its statement with its literals
+ * hidden, so an error can say whom to end instead of PostgreSQL's bare 55P03 "lock timeout".
+ */
+import type { Client } from 'pg';
+import { redactText } from '../../kernel/redact';
+
+/** A backend holding or awaiting a lock that keeps us waiting. */
+export interface LockBlocker {
+  readonly pid: number;
+  readonly applicationName: string;
+  /** `pg_stat_activity.state`: `active`, `idle in transaction`, … */
+  readonly state: string;
+  /** Age of its transaction, in seconds. */
+  readonly seconds: number;
+  /** The table whose lock it holds or awaits. */
+  readonly table: string;
+  /** Whether it waits for the lock itself (queued ahead of us) rather than holding it. */
+  readonly waiting: boolean;
+  /** The first part of its statement (its last one when idle), every literal and comment hidden: see {@link statementStart}. */
+  readonly statement: string;
+}
+
+/** Most blockers named (the oldest transactions first). */
+const MOST_BLOCKERS = 5;
+
+/**
+ * The backends keeping a lock on `tables` (quoted, as in SQL) from this session: with `mode` (a lock
+ * mode, such as `AccessExclusiveLock`, the only one that conflicts with a read's `ACCESS SHARE`),
+ * those holding or awaiting that mode and those the waiters wait for; without it, those holding
+ * any lock on them (what a DDL statement, which conflicts with every mode, waits for).
+ */
+export async function lockBlockers(client: Client, tables: readonly string[], mode?: string): Promise<LockBlocker[]> {
+  const { rows } = await client.query<LockBlocker>(
+    `with conflicting as (
+       select l.pid, l.granted, c.relname
+         from pg_locks l join pg_class c on c.oid = l.relation
+        where l.relation in (select to_regclass(t) from unnest($1::text[]) t) and l.pid <> pg_backend_pid()
+          and (l.mode = $2 or ($2 is null and l.granted))
+     ), named as (
+       select pid, not granted as waiting, relname from conflicting
+       union
+       select b.pid, false, c.relname from conflicting c, unnest(pg_blocking_pids(c.pid)) b(pid) where not c.granted and b.pid <> pg_backend_pid()
+     )
+     select * from (
+       select distinct on (a.pid) a.pid, coalesce(a.application_name, '') as "applicationName", coalesce(a.state, 'unknown') as state,
+              coalesce(extract(epoch from clock_timestamp() - a.xact_start), 0)::int as seconds, n.relname as table, n.waiting, left(a.query, 1000) as statement
+         from named n join pg_stat_activity a on a.pid = n.pid
+        order by a.pid, n.waiting
+     ) x order by seconds desc, pid limit ${MOST_BLOCKERS}`,
+    [tables, mode ?? null],
+  );
+  return rows.map((r) => Object.freeze({ ...r, statement: statementStart(r.statement) }));
+}
+
+/** `backend 123 "psql" idle in transaction for 12 s on orders: "select … where id = ?"`, one per blocker, comma-separated. */
+export function describeBlockers(blockers: readonly LockBlocker[]): string {
+  return blockers
+    .map((b) => `backend ${b.pid} "${b.applicationName}" ${b.state}${b.seconds > 0 ? ` for ${b.seconds} s` : ''}${b.waiting ? ', waiting for' : ', holding'} its lock on ${b.table}${b.statement === '' ? '' : `: "${b.statement}"`}`)
+    .join('; ');
+}
+
+/** The blockers as an error's context holds them (no statement text: it is in the message, shortened). */
+export function blockersContext(blockers: readonly LockBlocker[]): { pids: number[]; blockers: { pid: number; applicationName: string; state: string; waiting: boolean }[] } {
+  return { pids: blockers.map((b) => b.pid), blockers: blockers.map((b) => ({ pid: b.pid, applicationName: b.applicationName, state: b.state, waiting: b.waiting })) };
+}
+
+/** Most characters of a statement shown. */
+const STATEMENT_CHARS = 80;
+
+// Comments, string literals (standard, E'…' and dollar-quoted; an unterminated one runs to the
+// end, since the text may be cut) and numbers: where passwords, tokens and personal data sit.
+const LITERALS = /--[^\n]*|\/\*[\s\S]*?(?:\*\/|$)|[eE]?'(?:[^'\\]|''|\\[\s\S])*(?:'|$)|\$([A-Za-z_]\w*)?\$[\s\S]*?(?:\$\1\$|$)|(?<![\w$."])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+/** The start of `sql` for an error message: comments dropped, every literal shown as `?`, whitespace collapsed, at most 80 characters. */
+export function statementStart(sql: string): string {
+  const hidden = sql.replace(LITERALS, (match) => (match.startsWith('--') || match.startsWith('/*') ? ' ' : '?')).replace(/\s+/g, ' ').trim();
+  return redactText(hidden.length > STATEMENT_CHARS ? `${hidden.slice(0, STATEMENT_CHARS - 1)}…` : hidden);
+}
+
+/** The shard id the guard recorded on `client`'s database, else the database's name. */
+export async function shardName(client: Client): Promise<string> {
+  const { rows } = await client.query<{ guarded: boolean; db: string }>(`select to_regclass('kysely_scale.shard_guard') is not null as guarded, current_database() as db`);
+  if (rows[0]?.guarded !== true) return rows[0]?.db ?? 'unknown';
+  const { rows: guard } = await client.query<{ id: string }>('select shard_id as id from kysely_scale.shard_guard limit 1');
+  return guard[0]?.id ?? rows[0].db;
+}
+
+/**
+ * Takes `table`'s (quoted) `ACCESS SHARE` lock in `client`'s transaction, waiting at most
+ * `timeoutMillis`. Resolves with undefined once locked (for the rest of the transaction), or with
+ * the backends that kept it (the transaction stays usable: the wait ran in a savepoint).
+ */
+export async function lockForReading(client: Client, table: string, timeoutMillis: number): Promise<readonly LockBlocker[] | undefined> {
+  try {
+    await client.query(`savepoint kysely_scale_read_lock; set local lock_timeout = '${Math.max(1, Math.round(timeoutMillis))}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0`);
+    return undefined;
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== '55P03') throw error;
+    await client.query('rollback to savepoint kysely_scale_read_lock');
+    return lockBlockers(client, [table], 'AccessExclusiveLock');
+  }
+}
