@@ -91,12 +91,15 @@ export async function shardName(client: Client): Promise<string> {
 
 /**
  * Takes `table`'s (quoted) `ACCESS SHARE` lock in `client`'s transaction, waiting at most
- * `timeoutMillis`. Resolves with undefined once locked (for the rest of the transaction), or with
- * the backends that kept it (the transaction stays usable: the wait ran in a savepoint).
+ * `timeoutMillis`, then runs `andThen` (more `SET LOCAL`s, in the same round trip). Resolves with
+ * undefined once locked (for the rest of the transaction), or with the backends that kept it (the
+ * transaction stays usable: the wait ran in a savepoint).
  */
-export async function lockForReading(client: Client, table: string, timeoutMillis: number): Promise<readonly LockBlocker[] | undefined> {
+export async function lockForReading(client: Client, table: string, timeoutMillis: number, andThen = ''): Promise<readonly LockBlocker[] | undefined> {
   try {
-    await client.query(`savepoint kysely_scale_read_lock; set local lock_timeout = '${Math.max(1, Math.round(timeoutMillis))}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0`);
+    await client.query(
+      `savepoint kysely_scale_read_lock; set local lock_timeout = '${Math.max(1, Math.round(timeoutMillis))}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0${andThen === '' ? '' : `; ${andThen}`}`,
+    );
     return undefined;
   } catch (error) {
     if ((error as { code?: unknown }).code !== '55P03') throw error;

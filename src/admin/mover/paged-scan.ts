@@ -17,6 +17,7 @@ import { destroySocket } from '../server-client';
 import { copyOut } from './copy-out';
 import { MoveFailedError } from './mover-errors';
 import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
+import { blockersContext, describeBlockers, lockForReading, shardName } from './lock-blockers';
 
 /** Pages of the first range (then sized toward the pacing slice; a page of wide rows can be most of a slice). */
 export const FIRST_RANGE_PAGES = 1;
@@ -87,18 +88,15 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
 }
 
 async function lockTable(client: Client, table: string): Promise<void> {
-  try {
-    await client.query(
-      `set local lock_timeout = '${SCAN_LOCK_TIMEOUT_MILLIS}ms'; lock table ${table} in access share mode; set local lock_timeout = 0; set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0`,
-    );
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== '55P03') throw error;
-    throw new MoveFailedError(
-      `The scan of ${table} could not lock it for reading within ${SCAN_LOCK_TIMEOUT_MILLIS} ms: an ACCESS EXCLUSIVE lock (a migration's ALTER TABLE, perhaps waiting for a long transaction) holds or awaits it. Let it finish, then resume.`,
-      { table },
-      error,
-    );
-  }
+  const blockers = await lockForReading(client, table, SCAN_LOCK_TIMEOUT_MILLIS, 'set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0');
+  if (blockers === undefined) return;
+  const shard = await shardName(client);
+  throw new MoveFailedError(
+    `The scan of ${table} on shard "${shard}" could not lock it for reading within ${SCAN_LOCK_TIMEOUT_MILLIS} ms: ` +
+      (blockers.length > 0 ? describeBlockers(blockers) : 'an ACCESS EXCLUSIVE lock (a migration\'s ALTER TABLE, perhaps waiting for a long transaction) holds or awaits it') +
+      '. Let the migration finish (or end the transactions it waits for), then resume.',
+    { table, shard, sqlState: '55P03', ...blockersContext(blockers) },
+  );
 }
 
 async function copyRanges(client: Client, scan: PagedScan, tablePages: number, firstQueryMillis: number, stages: Stages): Promise<void> {

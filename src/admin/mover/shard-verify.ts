@@ -125,7 +125,7 @@ async function scanTable(client: Client, shardId: string, table: KeyedTable, slo
         `verify could not read table ${table.name} on shard "${shardId}": its lock stayed taken for ${lockTimeoutMillis} ms` +
           (blockers.length > 0 ? ` by ${describeBlockers(blockers)}` : ' (an ACCESS EXCLUSIVE lock, a migration\'s, held or awaited it)') +
           '. Let the migration finish (or end the transactions it waits for), then run verify again.',
-        { table: table.name, shard: shardId, ...blockersContext(blockers) },
+        { table: table.name, shard: shardId, sqlState: '55P03', ...blockersContext(blockers) },
       );
     }
     const perSlot = await slotChecksums(client, table, undefined, slotCount);

@@ -1,7 +1,7 @@
 /**
  * A batch copy and its table lock, on real shards: when the scan cannot lock the source table (a
- * migration queued behind an open transaction), the copy fails with E_MOVE_FAILED and the process
- * survives (the target's COPY stream used to emit an unhandled error once the rollback dropped its
+ * migration queued behind an open transaction), the copy fails with E_MOVE_FAILED naming both
+ * backends (pid, application, state, statement with its literals hidden) and the process survives (the target's COPY stream used to emit an unhandled error once the rollback dropped its
  * connection, crashing the CLI); and a migration queued behind a throttled copy's lock lifts the
  * throttle, so it waits for the rest of the copy at full speed (under 6 s on a loaded machine), not at the throttled pace (20 s).
  */
@@ -53,19 +53,27 @@ async function session(url: string): Promise<ShardSession> {
 
 const pace = { clock: systemClock, niceRatio: 0, sliceMillis: 3, probeSlowMillis: 0 };
 
-test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED, and nothing crashes', async () => {
-  const holder = new Client(sourceUrl);
-  const migration = new Client(sourceUrl);
+test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED naming the migration and the transaction it waits for, and nothing crashes', async () => {
+  const holder = new Client({ connectionString: sourceUrl, application_name: 'report job' });
+  const migration = new Client({ connectionString: sourceUrl, application_name: 'schema migration' });
   await holder.connect();
   await migration.connect();
   try {
     await holder.query('begin');
-    await holder.query('select 1 from users limit 1');
+    await holder.query(`select 1 from users where name <> 'tok-Sekret-42' limit 1`);
     const altered = migration.query(`alter table users alter column name set default 'y'`);
     await untilWaitingForLock(admin, 'alter table users');
     const [source, target] = [await session(sourceUrl), await session(targetUrl)];
     const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: undefined, onRows: () => undefined, pace }, false);
-    await expect(copy).rejects.toMatchObject({ code: 'E_MOVE_FAILED', context: { table: '"users"' } });
+    const failure = await copy.then(() => undefined, (error: unknown) => error as Error & { context: Record<string, unknown> });
+    const pid = (c: Client): number => (c as unknown as { processID: number }).processID;
+    expect(failure).toMatchObject({ code: 'E_MOVE_FAILED', context: { table: '"users"', shard: 'copy_lock', pids: expect.arrayContaining([pid(holder), pid(migration)]) } });
+    expect(failure!.message).toMatch(/^The scan of "users" on shard "copy_lock" could not lock it for reading within 5000 ms: /);
+    expect(failure!.message).toContain(`backend ${pid(migration)} "schema migration" active`);
+    expect(failure!.message).toContain('waiting for its lock on users: "alter table users alter column name set default ?"');
+    expect(failure!.message).toContain(`backend ${pid(holder)} "report job" idle in transaction`);
+    expect(failure!.message).toContain('holding its lock on users: "select ? from users where name <> ? limit ?"');
+    expect(failure!.message).not.toContain('Sekret');
     await holder.query('rollback');
     await altered;
     // The target's copy rolled back: nothing half-written.
