@@ -53,10 +53,16 @@ export const migrateCommand: CliCommand = {
 const TS_HINT =
   '\nThe folder holds TypeScript migrations: run the command under tsx (npx tsx node_modules/.bin/kysely-scale-admin migrate …), or point --folder at compiled JavaScript.';
 
-function errorText(error: unknown): string {
+/** An error's code (a SQLSTATE, a kysely-scale code, a Node code) and message. */
+function errorParts(error: unknown): { code: string | undefined; message: string } {
   const e = error as { code?: unknown; message?: unknown } | null;
-  const message = typeof e?.message === 'string' ? e.message : String(error);
-  return typeof e?.code === 'string' ? `${message} [${e.code}]` : message;
+  return { code: typeof e?.code === 'string' ? e.code : undefined, message: typeof e?.message === 'string' ? e.message : String(error) };
+}
+
+/** `42P07: relation "accounts" already exists`: the code first, as every command prints a failure. */
+function errorText(error: unknown): string {
+  const { code, message } = errorParts(error);
+  return code === undefined ? message : `${code}: ${message}`;
 }
 
 function shardLine(r: ShardMigrationResult): string {
@@ -75,7 +81,7 @@ function shardLine(r: ShardMigrationResult): string {
 
 /** The shards' lines (but those already printed) and a closing sentence. */
 function summary(outcome: ShardMigrationResultSet, printed: ReadonlySet<string>): string {
-  if (outcome.shards.length === 0) return `Nothing migrated: ${errorText(outcome.error)}`;
+  if (outcome.shards.length === 0) return `${errorText(outcome.error)}\nNothing migrated: fix the cause and run migrate again.`;
   const lines = outcome.shards.filter((s) => !printed.has(s.shardId)).map(shardLine);
   const migrated = outcome.shards.filter((s) => s.status === 'migrated').length;
   lines.push(
@@ -88,7 +94,7 @@ function summary(outcome: ShardMigrationResultSet, printed: ReadonlySet<string>)
 
 /** The result as JSON can hold it: errors as { message, code }. */
 function printable(outcome: ShardMigrationResultSet): unknown {
-  const error = (e: unknown): unknown => (e === undefined ? undefined : { message: errorText(e).replace(/ \[[^\]]*\]$/, ''), code: (e as { code?: unknown } | null)?.code });
+  const error = (e: unknown): unknown => (e === undefined ? undefined : errorParts(e));
   return {
     ok: outcome.error === undefined,
     failedShard: outcome.failedShard ?? null,

@@ -77,9 +77,17 @@ describe('kysely-scale-admin migrate and status', () => {
     ]);
     // With --json, stdout is the JSON alone and the shard lines are progress on stderr.
     expect(run.stderr.trim().split('\n')).toHaveLength(3);
-    expect(run.stderr).toMatch(/shard0 {2}FAILED {4}at \(none\); migration 0002_accounts failed: relation "accounts" already exists \[42P07\]/);
+    // The code first, as every command prints a failure.
+    expect(run.stderr).toMatch(/shard0 {2}FAILED {4}at \(none\); migration 0002_accounts failed: 42P07: relation "accounts" already exists\n/);
     noSecret(run);
   }, 60_000);
+
+  test('a catalog that cannot be reached: the code first, then the message, then what to do (as the other commands print failures)', async () => {
+    const run = await admin('migrate', '--catalog', withPassword('postgres://admin@127.0.0.1:1/catalog'), '--folder', folder);
+    expect(run.code).toBe(1);
+    expect(run.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^ECONNREFUSED: catalog postgres:\/\/admin:\*+@127\.0\.0\.1:1\/catalog: /), 'Nothing migrated: fix the cause and run migrate again.']);
+    noSecret(run);
+  }, 30_000);
 
   test('usage errors: no folder, no shards, both --catalog and --shard', async () => {
     const noFolder = await admin('migrate', '--catalog', catalogUrl);
