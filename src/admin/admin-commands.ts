@@ -4,6 +4,7 @@ import { TopologyConflictError } from './admin-errors';
 import { redactText } from '../kernel/redact';
 import { createTopology, type Topology } from '../cluster/topology';
 import { TopologyCatalog, type PublishedTopology } from './topology-catalog';
+import { CatalogTimeoutError } from './catalog-connections';
 import { checkShardServers } from './server-checks';
 import { writeShardIdentities, type IdentityProblem } from './replica-identities';
 import { nameServer, isServerFailure } from './server-client';
@@ -78,7 +79,7 @@ export async function initCatalog(catalogUrl: string, shards: readonly ShardArgu
   const catalog = new TopologyCatalog({ url: catalogUrl });
   try {
     await catalog.install().catch((error: unknown) => {
-      throw isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error;
+      throw catalogFailure(error, catalogUrl);
     });
     return await catalog.withOperatorLock(async () => {
       const existing = await catalog.latest();
@@ -104,7 +105,7 @@ export async function catalogStatus(catalogUrl: string, options: CatalogStatusOp
   try {
     // A catalog not installed yet has no topology rather than an error.
     const installed = await catalog.installed().catch((error: unknown) => {
-      throw isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error;
+      throw catalogFailure(error, catalogUrl);
     });
     const latest: Topology | undefined = installed ? await catalog.latest() : undefined;
     const history = latest === undefined ? [] : await catalog.history(options.historyLimit ?? 5);
@@ -145,10 +146,16 @@ export async function migrateCatalogShards(catalogUrl: string, options: Omit<Mig
       return migrateShards({ ...options, shards: latest });
     });
   } catch (error) {
-    return Object.freeze({ error: isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error, shards: Object.freeze([]) });
+    return Object.freeze({ error: catalogFailure(error, catalogUrl), shards: Object.freeze([]) });
   } finally {
     await catalog?.close();
   }
+}
+
+/** A failure to reach or log in to the catalog, named once (a {@link CatalogTimeoutError} names it already); others unchanged. */
+function catalogFailure(error: unknown, catalogUrl: string): unknown {
+  if (error instanceof CatalogTimeoutError) return error;
+  return isServerFailure(error) ? nameServer(error, 'catalog', catalogUrl) : error;
 }
 
 /** Parses `id=primaryUrl[,replicaUrl…]`. */

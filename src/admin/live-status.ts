@@ -85,7 +85,7 @@ export interface LiveStatus {
 export async function liveStatus(catalogUrl: string, options: LiveStatusOptions = {}): Promise<LiveStatus> {
   const timeoutMillis = options.timeoutMillis ?? LIVE_STATUS_DEFAULTS.timeoutMillis;
   const checkedAt = new Date().toISOString();
-  const catalog = new TopologyCatalog({ url: catalogUrl });
+  const catalog = new TopologyCatalog({ url: catalogUrl, connectionTimeoutMillis: timeoutMillis, statementTimeoutMillis: timeoutMillis });
   const base = { catalog: catalog.redactedUrl, checkedAt };
   let topology: Topology | undefined;
   try {

@@ -1,34 +1,49 @@
-import { Client, Pool, type PoolClient, type QueryResult } from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
 import { ConfigError } from '../kernel/errors';
+import { requireInteger } from '../kernel/validate';
 import { OperatorBusyError, TopologyConflictError } from './admin-errors';
 import { TopologyError } from '../cluster/cluster-errors';
 import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
+import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines, type CatalogSession } from './catalog-connections';
+import { startWatch, type TopologyWatch } from './catalog-watch';
 
-/** Options of {@link TopologyCatalog}. */
-export interface TopologyCatalogOptions {
+export type { TopologyWatch } from './catalog-watch';
+
+/**
+ * Options of {@link TopologyCatalog}. Every wait on the catalog has a deadline: connecting
+ * (`connectionTimeoutMillis`), each statement (`statementTimeoutMillis`), a watch's heartbeat; a
+ * catalog that does not answer in time fails the call with a `CatalogTimeoutError` (`code`
+ * `ETIMEDOUT`) naming it, its password redacted.
+ */
+export interface TopologyCatalogOptions extends CatalogDeadlines {
   /** Connection URL of the catalog database (any PostgreSQL database every instance can reach). */
   url: string;
   /** Schema holding the catalog's table. @default 'kysely_scale' */
   schema?: string;
-  /** Wait before reconnecting a watch whose connection failed. @default 1000 */
+  /** Wait before a watch's first reconnect attempt (then doubled per failed attempt, up to `maxReconnectDelayMillis`; each wait randomly shortened by up to half). @default 1000 */
   reconnectDelayMillis?: number;
+  /** Longest wait between a watch's reconnect attempts. @default 30000 */
+  maxReconnectDelayMillis?: number;
+  /** How often a watch proves its connection alive (`select 1`, under `statementTimeoutMillis`); one that does not answer is dropped and reconnected. @default 10000 */
+  heartbeatIntervalMillis?: number;
 }
 
 /** Defaults of {@link TopologyCatalogOptions}. */
-export const TOPOLOGY_CATALOG_DEFAULTS = Object.freeze({ schema: 'kysely_scale', reconnectDelayMillis: 1000 });
+export const TOPOLOGY_CATALOG_DEFAULTS = Object.freeze({
+  schema: 'kysely_scale',
+  reconnectDelayMillis: 1000,
+  maxReconnectDelayMillis: 30_000,
+  heartbeatIntervalMillis: 10_000,
+  ...CATALOG_DEADLINE_DEFAULTS,
+});
 
 /** One published version, as {@link TopologyCatalog.history} lists it. */
 export interface PublishedTopology {
   readonly version: number;
   readonly publishedAt: Date;
   readonly note: string | null;
-}
-
-/** A running watch; `close()` stops it. */
-export interface TopologyWatch {
-  close(): Promise<void>;
 }
 
 // At most 54 characters: the NOTIFY channel `<schema>_topology` must stay under PostgreSQL's 64.
@@ -48,7 +63,10 @@ export class TopologyCatalog {
   readonly #table: string;
   readonly #channel: string;
   readonly #reconnectDelayMillis: number;
-  readonly #pool: Pool;
+  readonly #maxReconnectDelayMillis: number;
+  readonly #heartbeatIntervalMillis: number;
+  readonly #deadlines: Required<CatalogDeadlines>;
+  readonly #pool: CatalogPool;
   /** One operator lock per catalog (schema): two slot moves at once could publish over each other. */
   readonly #lockKey: string;
   readonly #schema: string;
@@ -59,14 +77,18 @@ export class TopologyCatalog {
     if (!IDENTIFIER.test(schema)) throw new ConfigError('schema', `must be a lower-case SQL identifier of at most 54 characters; got ${JSON.stringify(schema)}`);
     const reconnectDelayMillis = options.reconnectDelayMillis ?? TOPOLOGY_CATALOG_DEFAULTS.reconnectDelayMillis;
     if (!Number.isInteger(reconnectDelayMillis) || reconnectDelayMillis < 0) throw new ConfigError('reconnectDelayMillis', `must be an integer ≥ 0; got ${String(reconnectDelayMillis)}`);
+    const maxReconnectDelayMillis = options.maxReconnectDelayMillis ?? Math.max(reconnectDelayMillis, TOPOLOGY_CATALOG_DEFAULTS.maxReconnectDelayMillis);
+    requireInteger('maxReconnectDelayMillis', maxReconnectDelayMillis, reconnectDelayMillis);
+    this.#heartbeatIntervalMillis = requireInteger('heartbeatIntervalMillis', options.heartbeatIntervalMillis ?? TOPOLOGY_CATALOG_DEFAULTS.heartbeatIntervalMillis, 1);
+    this.#deadlines = catalogDeadlines(options);
+    this.#maxReconnectDelayMillis = maxReconnectDelayMillis;
     this.#url = options.url;
     this.#table = `"${schema}"."topology"`;
     this.#channel = `${schema}_topology`;
     this.#reconnectDelayMillis = reconnectDelayMillis;
     this.#lockKey = `kysely_scale_operator ${schema}`;
     this.#schema = schema;
-    this.#pool = new Pool({ connectionString: options.url, max: 2, allowExitOnIdle: true, application_name: 'kysely-scale catalog' });
-    this.#pool.on('error', () => undefined); // idle catalog connections may drop; the next call reconnects
+    this.#pool = new CatalogPool(options.url, this.#deadlines, 'kysely-scale catalog');
   }
 
   /** The catalog database's URL with its password redacted. */
@@ -121,7 +143,8 @@ export class TopologyCatalog {
    */
   async publish(topology: Topology, note?: string): Promise<void> {
     if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
-    const client = await this.#pool.connect();
+    const session = await this.#pool.connect();
+    let broken = false;
     // One round trip, since the publish is the last step of a move's cutover, when writers of the
     // moved slots wait: a multi-statement simple query (so no bind parameters: the values are
     // inlined as base64, which holds no quote or backslash). The lock serializes publishers, so the
@@ -130,7 +153,7 @@ export class TopologyCatalog {
     try {
       const literal = (text: string): string => `convert_from(decode('${Buffer.from(text, 'utf8').toString('base64')}', 'base64'), 'UTF8')`;
       const version = Number(topology.version);
-      const results = (await client.query(
+      const results = (await session.query(
         `begin; lock table ${this.#table} in exclusive mode;
          with latest as (select coalesce(max(version), 0) as version from ${this.#table}),
            inserted as (insert into ${this.#table} (version, document, note)
@@ -147,113 +170,43 @@ export class TopologyCatalog {
         });
       }
     } catch (error) {
-      await client.query('rollback').catch(() => undefined);
+      await session.query('rollback').catch(() => {
+        broken = true; // a session that did not roll back (a catalog that stopped answering) is not reused
+      });
       if (isNotInstalled(error)) {
         throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
       }
       throw error;
     } finally {
-      client.release();
+      session.release(broken);
     }
   }
 
   /**
    * Calls `listener` with the latest topology now (if any), then with every newer version once it
    * is published, one at a time and in increasing order of version, none twice. The watch survives
-   * lost connections: it reconnects after `reconnectDelayMillis` and delivers every version it
-   * missed meanwhile. Errors (lost connections, a listener that threw) go to `onError`; the watch
-   * goes on. It fails only when its first connection or load fails, and then leaves nothing open.
+   * lost connections and a catalog that stops answering (a heartbeat every
+   * `heartbeatIntervalMillis` proves its connection alive): it reconnects after
+   * `reconnectDelayMillis`, doubling the wait after each failed attempt up to
+   * `maxReconnectDelayMillis`, and delivers every version it missed meanwhile. Errors (lost
+   * connections, failed attempts, a listener that threw) go to `onError`; the watch goes on. It
+   * fails only when its first connection or load fails, and then leaves nothing open.
    */
-  async watch(listener: (topology: Topology) => void, onError: (error: Error) => void = () => undefined): Promise<TopologyWatch> {
-    let seen = 0;
-    let closed = false;
-    let started = false;
-    let current: Client | undefined;
-    let retry: ReturnType<typeof setTimeout> | undefined;
-    let queue: Promise<void> = Promise.resolve();
-    const report = (error: unknown): void => {
-      try {
-        onError(error as Error);
-      } catch {
-        // A reporter that throws must not stop the watch.
-      }
-    };
-    // Deliveries run one after another, so versions arrive in order even when notifications overlap.
-    const deliverNewer = (): Promise<void> => {
-      const step = queue.then(async () => {
-        if (closed) return;
-        for (const topology of await this.#newerThan(seen)) {
-          if (closed) return;
-          seen = topology.version;
-          try {
-            listener(topology);
-          } catch (error) {
-            report(error);
-          }
-        }
-      });
-      queue = step.catch(() => undefined);
-      return step;
-    };
-    const detach = (client: Client): void => {
-      client.removeAllListeners();
-      client.on('error', () => undefined);
-      void client.end().catch(() => undefined);
-    };
-    const lost = (client: Client, error: Error): void => {
-      if (client !== current || !started || closed) return; // the first connection's failure is watch()'s own error
-      current = undefined;
-      report(error);
-      detach(client);
-      scheduleReconnect();
-    };
-    const connect = async (): Promise<void> => {
-      const next = new Client({ connectionString: this.#url, application_name: `kysely-scale catalog watch (${this.#schema})`, keepAlive: true });
-      current = next;
-      next.on('error', (error) => lost(next, error));
-      next.on('end', () => lost(next, new Error('the catalog connection ended')));
-      next.on('notification', () => void deliverNewer().catch(report));
-      try {
-        await next.connect();
-        await next.query(`listen "${this.#channel}"`);
-        await deliverNewer(); // versions published while we were not listening
-      } catch (error) {
-        if (current === next) current = undefined;
-        detach(next);
-        throw error;
-      }
-      if (closed) {
-        // close() ran while this connection was being made.
-        current = undefined;
-        detach(next);
-      }
-    };
-    const scheduleReconnect = (): void => {
-      if (closed || retry !== undefined) return;
-      retry = setTimeout(() => {
-        retry = undefined;
-        connect().catch((error: unknown) => {
-          if (closed) return;
-          report(error);
-          scheduleReconnect();
-        });
-      }, this.#reconnectDelayMillis);
-      retry.unref();
-    };
-
-    await connect();
-    started = true;
-    return {
-      close: async () => {
-        closed = true;
-        if (retry !== undefined) clearTimeout(retry);
-        retry = undefined;
-        const last = current;
-        current = undefined;
-        if (last !== undefined) detach(last);
-        await queue;
+  watch(listener: (topology: Topology) => void, onError: (error: Error) => void = () => undefined): Promise<TopologyWatch> {
+    return startWatch(
+      {
+        url: this.#url,
+        channel: this.#channel,
+        applicationName: `kysely-scale catalog watch (${this.#schema})`,
+        deadlines: this.#deadlines,
+        heartbeatIntervalMillis: this.#heartbeatIntervalMillis,
+        reconnectDelayMillis: this.#reconnectDelayMillis,
+        maxReconnectDelayMillis: this.#maxReconnectDelayMillis,
+        newerThan: (version) => this.#newerThan(version),
       },
-    };
+      listener,
+      onError,
+    );
   }
 
   /** Published topologies newer than `version`, oldest first. */
@@ -267,7 +220,7 @@ export class TopologyCatalog {
   }
 
   /** Runs a catalog query; a catalog that was never installed is reported as such. */
-  async #query<R extends object>(sql: string, values: unknown[] = []): Promise<QueryResult<R>> {
+  async #query<R extends QueryResultRow>(sql: string, values: unknown[] = []): Promise<QueryResult<R>> {
     try {
       return await this.#pool.query<R>(sql, values);
     } catch (error) {
@@ -285,18 +238,20 @@ export class TopologyCatalog {
    * `fn` runs, the lock is gone: `lost` is aborted, and `fn` should stop before publishing.
    */
   async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
-    const client: PoolClient = await this.#pool.connect();
+    const session: CatalogSession = await this.#pool.connect();
+    const { client } = session;
     const lost = new AbortController();
     // pg-pool does not listen on checked-out clients: a dropped session would otherwise crash the process.
     const onError = (error: Error): void => lost.abort(error);
     client.on('error', onError);
     let locked = false;
-    let broken = false;
+    let broken = true; // until the lock was asked for: a session whose statement failed is not reused
     try {
-      const { rows } = await client.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [this.#lockKey]);
+      const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [this.#lockKey]);
       locked = rows[0]?.locked === true;
+      broken = false;
       if (!locked) {
-        const holder = await client.query<{ pid: number; application_name: string }>(
+        const holder = await session.query<{ pid: number; application_name: string }>(
           `select a.pid, a.application_name from pg_locks l join pg_stat_activity a using (pid)
            where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
              and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
@@ -311,12 +266,12 @@ export class TopologyCatalog {
       return await fn(lost.signal);
     } finally {
       if (locked) {
-        await client.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
+        await session.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
           broken = true; // never hand a session that may still hold the lock back to the pool
         });
       }
       client.off('error', onError);
-      client.release(broken || lost.signal.aborted);
+      session.release(broken || lost.signal.aborted);
     }
   }
 

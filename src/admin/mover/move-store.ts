@@ -3,7 +3,7 @@
  * its batches as JSON) and `sharded_table` (the sharded tables and their key columns, so `resume`,
  * `verify` and later moves need not be told again).
  */
-import type { Pool, PoolClient } from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { ConfigError } from '../../kernel/errors';
@@ -21,12 +21,22 @@ interface MoveRow {
   updated_at: Date;
 }
 
+/** Statements on the catalog (a `CatalogPool`, with its deadlines, or a pg `Pool`). */
+export interface StoreQueries {
+  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+/** Connections to the catalog: statements, and a session of its own (released afterwards; `true` drops it). */
+export interface StorePool extends StoreQueries {
+  connect(): Promise<StoreQueries & { release(destroy?: boolean): void }>;
+}
+
 /** Reads and writes move records in the catalog's schema. */
 export class MoveStore {
-  readonly #pool: Pool;
+  readonly #pool: StorePool;
   readonly #schema: string;
 
-  constructor(pool: Pool, schema: string) {
+  constructor(pool: StorePool, schema: string) {
     this.#pool = pool;
     this.#schema = `"${schema}"`;
   }
@@ -42,6 +52,7 @@ export class MoveStore {
     if (await this.#installed()) return;
     const s = this.#schema;
     const client = await this.#pool.connect();
+    let broken = false;
     try {
       await client.query('begin');
       await client.query(`select pg_advisory_xact_lock(hashtext('kysely_scale move store install'))`);
@@ -59,10 +70,12 @@ export class MoveStore {
       }
       await client.query('commit');
     } catch (error) {
-      await client.query('rollback').catch(() => undefined);
+      await client.query('rollback').catch(() => {
+        broken = true;
+      });
       throw error;
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
@@ -100,9 +113,9 @@ export class MoveStore {
   }
 
   /** Saves a move's status, batches and error. */
-  async save(move: MoveRecord, client?: PoolClient): Promise<void> {
+  async save(move: MoveRecord): Promise<void> {
     move.updatedAt = new Date();
-    await (client ?? this.#pool).query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now() where id = $1`, [
+    await this.#pool.query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now() where id = $1`, [
       move.id,
       move.status,
       JSON.stringify(move.batches),

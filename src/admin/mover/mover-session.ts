@@ -3,12 +3,12 @@
  * registered sharded tables, and one result object whatever happens (operational failures are
  * results with a code, never throws).
  */
-import { Pool } from 'pg';
 import { systemClock, type Clock } from '../../kernel/clock';
 import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
 import { describeValue, requireNonNegative } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
+import { CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
 import { MoveStore, withGivenTables } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
 import type { MoveRecord } from './move-record';
@@ -73,15 +73,16 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
   const tuning = moveTuning(options);
   const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
   const catalog = new TopologyCatalog({ url: options.catalog, schema });
-  const pool = new Pool({ connectionString: options.catalog, max: 2, application_name: 'kysely-scale mover catalog' });
-  pool.on('error', () => undefined);
+  // The move store's connections to the catalog have the catalog's deadlines (defaults): a catalog that stops answering fails the step, never holds it.
+  const pool = new CatalogPool(options.catalog, catalogDeadlines({}), 'kysely-scale mover catalog');
   const store = new MoveStore(pool, schema);
   try {
     const installed = await catalog.installed().catch((error: unknown) => {
       // Reaching or logging in to the catalog (not a statement of ours): a coded refusal saying what to check.
       if (!isServerFailure(error)) throw error;
       const why = redactText(error instanceof Error ? error.message : String(error));
-      throw new MoveRefusedError('catalog-unreachable', `The catalog at ${catalog.redactedUrl} cannot be reached (${why}): check --catalog and that its server is up.`, { sqlState: (error as { code?: unknown }).code });
+      const what = error instanceof CatalogTimeoutError ? why.replace(/: is its server up and reachable\?$/, '') : `The catalog at ${catalog.redactedUrl} cannot be reached (${why})`;
+      throw new MoveRefusedError('catalog-unreachable', `${what}: check --catalog and that its server is up.`, { sqlState: (error as { code?: unknown }).code });
     });
     if (!installed) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
     const dryRun = options.dryRun === true;
