@@ -8,7 +8,7 @@ export interface QueryResultLike {
   readonly command: string;
   readonly rowCount: number | null;
   readonly rows: unknown[];
-  /** The row description: each field's type OID and name (pg's results have them; scatter merges need them). */
+  /** The row description: each field's type OID (pg's results have it; scatter merges need it). */
   readonly fields?: readonly { readonly dataTypeID: number; readonly name?: string }[];
 }
 
@@ -16,12 +16,8 @@ export interface QueryResultLike {
 export interface PoolClientLike {
   /** A statement; a scatter reads the type OIDs of its result's fields (as pg's results have them). */
   query(text: string, values?: unknown[]): Promise<QueryResultLike>;
-  /**
-   * A statement by config: `name` runs it as a named prepared statement (a scatter's repeated
-   * statements, see `prepareScatterStatements`); `types` leaves its values as text (a scatter
-   * that picks rows, see `parseReturnedRowsOnly`).
-   */
-  query(config: { name?: string; text: string; values: unknown[]; types?: { getTypeParser(oid: number, format?: string): (value: never) => unknown } }): Promise<QueryResultLike>;
+  /** A statement by config: `name` runs it as a named prepared statement (a scatter's repeated statements, see `prepareScatterStatements`). */
+  query(config: { name: string; text: string; values: unknown[] }): Promise<QueryResultLike>;
   query<T>(submittable: T): T;
   release(destroy?: boolean | Error): void;
 }

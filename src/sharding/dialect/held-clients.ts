@@ -10,10 +10,7 @@ import type { ServerSpec, Topology } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
 import { annotateConnectionError, annotateStatementError, identifyServer, isBroken, noteClientServer } from './server-errors';
 import type { CursorConstructor } from './sharded-dialect-config';
-import { parseByPosition, textTypes, type TextTypes } from './deferred-parse';
-import type { RowDescription, TypeParsers } from './row-description';
-import { ErrorCodes } from '../../kernel/errors';
-import { RoutingError } from '../sharding-errors';
+import { rawTypes, type RowDescription, type TypeParsers } from './deferred-parse';
 
 /** Where held clients come from: the dialect's server pools (a destroyed dialect refuses), and the topology naming their servers. */
 export interface ClientSource {
@@ -183,31 +180,24 @@ export interface ShardStatementOptions {
   readonly preparedName?: string;
   readonly onRowDescription?: (description: RowDescription) => void;
   /**
-   * Ask for the values as PostgreSQL's text ({@link RowDescription.valuesAreText} says whether
-   * they came so): the caller parses the rows it keeps (deferred-parse.ts). Only asked of clients
-   * that tell their parsers (pg's `getTypeParser`) and do not read in binary.
+   * Leave the values as PostgreSQL's text ({@link RowDescription.unparsed} says whether they were):
+   * the caller parses the rows it keeps (see deferred-parse.ts). Only on clients with pg's
+   * `getTypeParser` (the parsers to use then), and only where the client passes the option on.
    */
-  readonly textValues?: boolean;
+  readonly unparsed?: boolean;
 }
+
+export type { RowDescription, TypeParsers } from './deferred-parse';
 
 /** The parsers `client` uses (pg's `getTypeParser`, its own overrides over the global ones), else pg's global ones. */
 function parsersOf(client: PoolClientLike): TypeParsers {
   return ownParsers(client) ?? globalParsers;
 }
 
-type GetTypeParser = (oid: number, format?: string) => (value: never) => unknown;
-
 /** `client`'s own parsers when it has pg's `getTypeParser` (its overrides over the global ones). */
 function ownParsers(client: PoolClientLike): TypeParsers | undefined {
-  const own = (client as { getTypeParser?: GetTypeParser }).getTypeParser;
-  return typeof own === 'function' ? (oid) => own.call(client, oid, 'text') as (text: string) => unknown : undefined;
-}
-
-/** Types for a query whose values stay text, when `client` can parse them afterwards (it tells its parsers and reads text). */
-function textTypesFor(client: PoolClientLike): TextTypes | undefined {
-  const own = (client as { getTypeParser?: GetTypeParser; binary?: unknown }).getTypeParser;
-  if (typeof own !== 'function' || (client as { binary?: unknown }).binary === true) return undefined;
-  return textTypes((oid, format) => own.call(client, oid, format));
+  const own = (client as { getTypeParser?: (oid: number, format?: string) => (text: string) => unknown }).getTypeParser;
+  return typeof own === 'function' ? (oid) => own.call(client, oid, 'text') : undefined;
 }
 
 /** pg's global parsers: what pg-cursor parses with when given no `types`. */
@@ -227,39 +217,22 @@ export function runCompiled<R>(client: PoolClientLike, compiled: CompiledQuery):
   const options = shardOptionsOf(compiled);
   if (options === undefined) return runOn<R>(client, compiled.sql, compiled.parameters);
   const values = [...compiled.parameters];
-  const types = options.textValues === true ? textTypesFor(client) : undefined;
+  // The config form only for a name or raw values: a custom pool's client sees the plain form otherwise.
+  // Raw values only from a client that tells its parsers (pg's does), so they parse the rows kept.
+  const raw = options.unparsed === true && ownParsers(client) !== undefined ? rawTypes() : undefined;
   const name = options.preparedName;
-  // The config form only for a name or text values: a custom pool's client sees the plain form otherwise.
-  const result = name === undefined && types === undefined ? client.query(compiled.sql, values) : client.query({ ...(name === undefined ? {} : { name }), text: compiled.sql, values, ...(types === undefined ? {} : { types }) });
+  const result =
+    name === undefined && raw === undefined
+      ? client.query(compiled.sql, values)
+      : (client.query({ ...(name === undefined ? {} : { name }), text: compiled.sql, values, ...(raw === undefined ? {} : { types: raw }) } as { name: string; text: string; values: unknown[] }) as Promise<QueryResultLike>);
   return result.then(
     (result) => {
-      const text = types?.valuesAreText === true;
-      const description = result.fields === undefined ? undefined : describe(client, result.fields, text);
-      if (text && (description === undefined || description.names.some((n) => n === ''))) {
-        // A custom client's result without field names: its text rows are parsed here, by position.
-        if (description === undefined || parseByPosition(result.rows as Record<string, unknown>[], description.oids, description.parserOf) === undefined) throw unnamedFields(client);
-        options.onRowDescription?.({ ...description, valuesAreText: false });
-      } else if (description !== undefined) options.onRowDescription?.(description);
+      if (result.fields !== undefined) {
+        options.onRowDescription?.({ oids: result.fields.map((field) => field.dataTypeID), names: result.fields.map((field) => field.name ?? ''), parserOf: parsersOf(client), unparsed: raw?.asked === true });
+      }
       return toQueryResult<R>(result);
     },
     (error: unknown) => Promise.reject(annotateStatementError(error, client)),
-  );
-}
-
-function describe(client: PoolClientLike, fields: NonNullable<QueryResultLike['fields']>, valuesAreText: boolean): RowDescription {
-  return {
-    oids: fields.map((field) => field.dataTypeID),
-    names: fields.map((field) => field.name ?? ''),
-    parserOf: parsersOf(client),
-    valuesAreText,
-    annotate: (error) => annotateStatementError(error, client),
-  };
-}
-
-function unnamedFields(client: PoolClientLike): unknown {
-  return annotateStatementError(
-    new RoutingError(ErrorCodes.UNSUPPORTED_SCATTER, 'A client of the custom createPool returned text values (parseReturnedRowsOnly) without the fields\' names and types to parse them: return pg\'s `fields`, or set parseReturnedRowsOnly: false.', { unsupported: 'result fields without names' }),
-    client,
   );
 }
 

@@ -12,8 +12,7 @@ import { withDeadline } from '../../kernel/deadline';
 import type { RoutePart, SpreadPlan } from '../routing/route-planner';
 import { planScatter, type ScatterPlanOptions } from '../scatter/scatter-plan';
 import { RoutingError } from '../sharding-errors';
-import { runOn, type HeldClients, type ShardStatement } from './held-clients';
-import type { RowDescription } from './row-description';
+import { runOn, type HeldClients, type RowDescription, type ShardStatement } from './held-clients';
 import type { ReplicaReads } from './replica-read';
 import type { CursorConstructor } from './sharded-dialect-config';
 import { ScatterTypeNames, type DescribedShard } from './scatter-types';
@@ -38,8 +37,6 @@ export interface MultiShardRuntime extends SplitWriteRuntime {
   cursor(): CursorConstructor;
   /** Whether repeated scatter statements run as prepared statements (`ShardedDialectConfig.prepareScatterStatements`). */
   readonly prepareScatterStatements: boolean;
-  /** Whether a scatter that picks rows reads them as text and parses only those it returns (`ShardedDialectConfig.parseReturnedRowsOnly`). */
-  readonly parseReturnedRowsOnly: boolean;
   /** A pooled client of `server` of its own (a catalog read while the connection's clients hold open cursors). */
   acquire(server: ServerSpec): Promise<PoolClientLike>;
   readonly clock: Clock;
@@ -134,14 +131,13 @@ export class MultiShardExecutor {
     // Prepared only outside sessions: a statement that fails inside a transaction aborts it, and a session may DISCARD ALL.
     const name = inSession ? undefined : preparedName;
     const descriptions: (RowDescription | undefined)[] = parts.map(() => undefined);
-    const textValues = scatter.picksRows && this.#runtime.parseReturnedRowsOnly;
     // Compiled before any part starts: a part that cannot be planned fails the statement with none running.
     const queries = parts.map(compileFor);
     const rowsPerShard = await allSettledOrThrow(
       parts.map((part, i) => {
         const query = queries[i]!;
         const run = (preparedName: string | undefined): Promise<Row[]> => {
-          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onRowDescription: (found) => (descriptions[i] = found), textValues } };
+          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onRowDescription: (found) => (descriptions[i] = found), unparsed: scatter.picksRows } };
           return this.#reads.run<Row>(part.shard, plan, inSession, statement).then(rowsOf);
         };
         if (name === undefined || query !== shard) return run(undefined);
@@ -164,7 +160,7 @@ export class MultiShardExecutor {
     const typeNames = typeNamesOf(this.#runtime);
     const found = typeNames.lookup(scatter, described);
     const types = found instanceof Promise ? await found : found;
-    const parse = textValues ? parsePicked(rowsPerShard, descriptions, scatter.hidden) : undefined;
+    const parse = scatter.picksRows ? parsePicked(rowsPerShard, descriptions, scatter.hidden) : undefined;
     try {
       return { rows: scatter.merge(rowsPerShard, types, parse) };
     } catch (error) {

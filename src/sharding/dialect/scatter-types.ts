@@ -11,7 +11,7 @@ import { CompiledQuery, type QueryResult } from 'kysely';
 import { BUILT_IN_TYPE_NAMES } from '../scatter/pg-type-oids';
 import { FieldTypes, fieldPositions } from '../scatter/scatter-field-types';
 import type { ScatterPlan } from '../scatter/scatter-plan';
-import type { RowDescription } from './row-description';
+import type { RowDescription } from './held-clients';
 import { ErrorCodes } from '../../kernel/errors';
 import { RoutingError } from '../sharding-errors';
 

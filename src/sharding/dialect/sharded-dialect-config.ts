@@ -131,23 +131,13 @@ export interface ShardedDialectConfig {
    * @default true for the dialect's own pools, false for a custom `createPool`
    */
   prepareScatterStatements?: boolean;
-  /**
-   * Let a scatter that picks rows (a plain select with LIMIT over several shards) read the shards'
-   * rows as PostgreSQL's text and parse only the rows it returns, with each client's own parsers
-   * (pg's `getTypeParser`, pool-level `types` included): it reads up to shards × LIMIT rows and
-   * returns LIMIT. Clients then get `query({ text, values, types })` (and `name` when prepared);
-   * a custom `createPool`'s clients must pass `types` on to pg (or drop it: rows then arrive
-   * parsed, and are not parsed again) and expose `getTypeParser`. Not for clients in binary mode.
-   * @default true for the dialect's own pools, false for a custom `createPool`
-   */
-  parseReturnedRowsOnly?: boolean;
 }
 
 /** The options of {@link ShardedDialectConfig}, for refusing unknown (misspelt) ones. */
 const CONFIG_KEYS: readonly (keyof ShardedDialectConfig)[] = [
   'topology', 'shardKeys', 'defaultSchema', 'keylessPolicy', 'defaultKeylessPolicy', 'unshardedShardId', 'unshardedTables', 'strictTables',
   'pool', 'createPool', 'cursor', 'onPoolError', 'replicas', 'clock', 'onRoute', 'topologySource', 'fenceWaitMillis', 'fenceSessions',
-  'prepareScatterStatements', 'parseReturnedRowsOnly',
+  'prepareScatterStatements',
 ];
 
 /** A shard key column with its type. */
@@ -183,7 +173,6 @@ export interface ResolvedShardedConfig {
   /** Whether checked-out connections are tagged with the topology version. */
   readonly fenceSessions: boolean;
   readonly prepareScatterStatements: boolean;
-  readonly parseReturnedRowsOnly: boolean;
 }
 
 const KEY_CANONICALISERS: Readonly<Record<ShardKeyType, (value: unknown, table: string, column: string) => unknown>> = Object.freeze({
@@ -269,8 +258,6 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
   if (typeof fenceSessions !== 'boolean') throw new ConfigError('fenceSessions', `must be true or false, got ${describeValue(fenceSessions)}`);
   const prepareScatterStatements = config.prepareScatterStatements ?? config.createPool === undefined;
   if (typeof prepareScatterStatements !== 'boolean') throw new ConfigError('prepareScatterStatements', `must be true or false, got ${describeValue(prepareScatterStatements)}`);
-  const parseReturnedRowsOnly = config.parseReturnedRowsOnly ?? config.createPool === undefined;
-  if (typeof parseReturnedRowsOnly !== 'boolean') throw new ConfigError('parseReturnedRowsOnly', `must be true or false, got ${describeValue(parseReturnedRowsOnly)}`);
   const rules: RoutingRules = Object.freeze({
     unshardedShardId,
     shardKeyOf(table: string, schema: string | undefined): ShardKeySpec | undefined {
@@ -306,7 +293,6 @@ export function resolveShardedConfig(config: ShardedDialectConfig): ResolvedShar
     fenceWaitMillis,
     fenceSessions,
     prepareScatterStatements,
-    parseReturnedRowsOnly,
   });
 }
 

@@ -41,8 +41,6 @@ export class ShardedRuntime {
   readonly #fenceSessions: boolean;
   /** Whether repeated scatter statements run as prepared statements. */
   readonly prepareScatterStatements: boolean;
-  /** Whether a scatter that picks rows parses only those it returns (`ShardedDialectConfig.parseReturnedRowsOnly`). */
-  readonly parseReturnedRowsOnly: boolean;
   /** The topology version each client's session carries (set on checkout when it differs). */
   readonly #sessionVersions = new WeakMap<PoolClientLike, number>();
   /** The version new connections of the dialect's own pool of a server start with (the pool's startup option). */
@@ -58,7 +56,6 @@ export class ShardedRuntime {
     this.fenceWaitMillis = config.fenceWaitMillis;
     this.#fenceSessions = config.fenceSessions;
     this.prepareScatterStatements = config.prepareScatterStatements;
-    this.parseReturnedRowsOnly = config.parseReturnedRowsOnly;
     const ownPools = config.createPool === undefined && config.fenceSessions;
     const createPool = config.createPool ?? pgPoolFactory(config.pool, ownPools ? () => this.#topology.version : undefined, config.prepareScatterStatements);
     this.#pools = new ServerPools(

@@ -110,14 +110,14 @@ function rowKey(row: Row, columns: readonly KeyColumn[], orders: (ExactOrder | u
   return key;
 }
 
-/** `finishRow` runs on each returned row (one of the shards' rows) before its hidden columns are dropped (see ScatterPlan.picksRows). */
+/** `finishRow` runs on each returned row before its hidden columns are dropped (see ScatterPlan.picksRows). */
 function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, finishRow?: (row: Row) => Row): Row[] {
   const strip = hiddenStripper(spec.hidden);
   const picked = window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec);
   return finishRow === undefined ? picked.map(strip) : picked.map((row) => strip(finishRow(row)));
 }
 
-function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, finishRow?: (row: Row) => Row): Row[] {
+function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
   const seen = new Set<string>();
   const orders: (ExactOrder | undefined)[] = [];
   const unique: Row[] = [];
@@ -129,8 +129,7 @@ function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpe
     unique.push(row);
     if (unique.length >= take) break;
   }
-  const strip = hiddenStripper(spec.hidden);
-  return finishRow === undefined ? window(unique, spec).map(strip) : window(unique, spec).map((row) => strip(finishRow(row)));
+  return window(unique, spec).map(hiddenStripper(spec.hidden));
 }
 
 interface Group {
@@ -190,12 +189,4 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
 
 /** Mergers by mode; a new mode without a merger does not compile. */
 export const MERGERS: Readonly<Record<MergeMode, (rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, finishRow?: (row: Row) => Row) => Row[]>> =
-  Object.freeze({
-    rows: mergeRows,
-    distinct: mergeDistinct,
-    aggregate: (rowsPerShard, spec, finishRow) => {
-      // Its rows are built from the shards' values, which must arrive parsed.
-      if (finishRow !== undefined) throw new Error('kysely-scale: an aggregate merge reads its rows\' values; they cannot be parsed after it');
-      return mergeAggregates(rowsPerShard, spec);
-    },
-  });
+  Object.freeze({ rows: mergeRows, distinct: mergeDistinct, aggregate: mergeAggregates });

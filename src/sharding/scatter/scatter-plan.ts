@@ -78,9 +78,8 @@ export interface ScatterPlan {
   merge(rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup, finishRow?: (row: Row) => Row): Row[];
   /**
    * Whether the merge only picks rows (a plain select with LIMIT): it reads none of their values
-   * but the hidden text columns, so they may arrive as text and be parsed by `finishRow` (of
-   * {@link ScatterPlan.merge}), which runs on each row returned (one of the shards' rows) before
-   * the hidden columns are dropped. An aggregate merge refuses a `finishRow`.
+   * but the hidden text columns, and `finishRow` (of {@link ScatterPlan.merge}) runs on each row it
+   * returns, before the hidden columns are dropped, so the rows can be parsed once picked.
    */
   readonly picksRows: boolean;
   /** The helper columns added to the shard query (dropped from merged rows). */

@@ -90,8 +90,6 @@ export async function startShardedFixture(
     shardKeys: { users: 'id', orders: 'user_id' },
     unshardedTables: ['countries'],
     createPool: (server) => countingPool(server.url, log),
-    // As the dialect's own pools: the differential scatter tests run the LIMIT path that parses only returned rows.
-    parseReturnedRowsOnly: true,
     ...config,
   });
   const db = new Kysely<DB>({ dialect });
