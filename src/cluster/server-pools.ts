@@ -9,7 +9,7 @@ export interface QueryResultLike {
   readonly rowCount: number | null;
   readonly rows: unknown[];
   /** The row description: each field's type OID (pg's results have it; scatter merges need it). */
-  readonly fields?: readonly { readonly dataTypeID: number; readonly name?: string }[];
+  readonly fields?: readonly { readonly dataTypeID: number }[];
 }
 
 /** The few methods kysely-scale uses of a pooled client (pg's `PoolClient` fits). */

@@ -5,12 +5,11 @@
  */
 import type { CompiledQuery, QueryResult } from 'kysely';
 import { types as pgTypes } from 'pg';
-import type { PoolClientLike, QueryResultLike } from '../../cluster/server-pools';
+import type { PoolClientLike } from '../../cluster/server-pools';
 import type { ServerSpec, Topology } from '../../cluster/topology';
 import { isConnectionFailure } from '../../cluster/connection-failure';
 import { annotateConnectionError, annotateStatementError, identifyServer, isBroken, noteClientServer } from './server-errors';
 import type { CursorConstructor } from './sharded-dialect-config';
-import { rawTypes, type RowDescription, type TypeParsers } from './deferred-parse';
 
 /** Where held clients come from: the dialect's server pools (a destroyed dialect refuses), and the topology naming their servers. */
 export interface ClientSource {
@@ -179,25 +178,21 @@ export function runOn<R>(client: PoolClientLike, sql: string, parameters: readon
 export interface ShardStatementOptions {
   readonly preparedName?: string;
   readonly onRowDescription?: (description: RowDescription) => void;
-  /**
-   * Leave the values as PostgreSQL's text ({@link RowDescription.unparsed} says whether they were):
-   * the caller parses the rows it keeps (see deferred-parse.ts). Only on clients with pg's
-   * `getTypeParser` (the parsers to use then), and only where the client passes the option on.
-   */
-  readonly unparsed?: boolean;
 }
 
-export type { RowDescription, TypeParsers } from './deferred-parse';
+/** A client's pg type parser for text values of a type, by OID. */
+export type TypeParsers = (oid: number) => (text: string) => unknown;
+
+/** What a shard's result says of its rows: the type OIDs of its fields in order, and the parsers the client parsed them with. */
+export interface RowDescription {
+  readonly oids: readonly number[];
+  readonly parserOf: TypeParsers;
+}
 
 /** The parsers `client` uses (pg's `getTypeParser`, its own overrides over the global ones), else pg's global ones. */
 function parsersOf(client: PoolClientLike): TypeParsers {
-  return ownParsers(client) ?? globalParsers;
-}
-
-/** `client`'s own parsers when it has pg's `getTypeParser` (its overrides over the global ones). */
-function ownParsers(client: PoolClientLike): TypeParsers | undefined {
   const own = (client as { getTypeParser?: (oid: number, format?: string) => (text: string) => unknown }).getTypeParser;
-  return typeof own === 'function' ? (oid) => own.call(client, oid, 'text') : undefined;
+  return typeof own === 'function' ? (oid) => own.call(client, oid, 'text') : globalParsers;
 }
 
 /** pg's global parsers: what pg-cursor parses with when given no `types`. */
@@ -217,19 +212,11 @@ export function runCompiled<R>(client: PoolClientLike, compiled: CompiledQuery):
   const options = shardOptionsOf(compiled);
   if (options === undefined) return runOn<R>(client, compiled.sql, compiled.parameters);
   const values = [...compiled.parameters];
-  // The config form only for a name or raw values: a custom pool's client sees the plain form otherwise.
-  // Raw values only from a client that tells its parsers (pg's does), so they parse the rows kept.
-  const raw = options.unparsed === true && ownParsers(client) !== undefined ? rawTypes() : undefined;
-  const name = options.preparedName;
-  const result =
-    name === undefined && raw === undefined
-      ? client.query(compiled.sql, values)
-      : (client.query({ ...(name === undefined ? {} : { name }), text: compiled.sql, values, ...(raw === undefined ? {} : { types: raw }) } as { name: string; text: string; values: unknown[] }) as Promise<QueryResultLike>);
+  // The config form only for a name: a custom pool's client sees the plain form otherwise.
+  const result = options.preparedName === undefined ? client.query(compiled.sql, values) : client.query({ name: options.preparedName, text: compiled.sql, values });
   return result.then(
     (result) => {
-      if (result.fields !== undefined) {
-        options.onRowDescription?.({ oids: result.fields.map((field) => field.dataTypeID), names: result.fields.map((field) => field.name ?? ''), parserOf: parsersOf(client), unparsed: raw?.asked === true });
-      }
+      if (result.fields !== undefined) options.onRowDescription?.({ oids: result.fields.map((field) => field.dataTypeID), parserOf: parsersOf(client) });
       return toQueryResult<R>(result);
     },
     (error: unknown) => Promise.reject(annotateStatementError(error, client)),
@@ -266,7 +253,7 @@ export function openCursor(Cursor: CursorConstructor, client: PoolClientLike, co
         (rows) => {
           if (!reported && (oids.length > 0 || rows.length > 0)) {
             reported = true;
-            onRowDescription!({ oids, names: [], parserOf: globalParsers });
+            onRowDescription!({ oids, parserOf: globalParsers });
           }
           return rows;
         },

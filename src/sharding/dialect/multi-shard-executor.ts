@@ -19,7 +19,6 @@ import { ScatterTypeNames, type DescribedShard } from './scatter-types';
 import { FieldTypes } from '../scatter/scatter-field-types';
 import { ScatterStatements } from './scatter-statements';
 import { runSplitWrite, type SplitWriteRuntime } from './split-write';
-import { rowParser } from './deferred-parse';
 
 type Row = Record<string, unknown>;
 
@@ -137,7 +136,7 @@ export class MultiShardExecutor {
       parts.map((part, i) => {
         const query = queries[i]!;
         const run = (preparedName: string | undefined): Promise<Row[]> => {
-          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onRowDescription: (found) => (descriptions[i] = found), unparsed: scatter.picksRows } };
+          const statement: ShardStatement = { ...query, shardOptions: { preparedName, onRowDescription: (found) => (descriptions[i] = found) } };
           return this.#reads.run<Row>(part.shard, plan, inSession, statement).then(rowsOf);
         };
         if (name === undefined || query !== shard) return run(undefined);
@@ -160,13 +159,12 @@ export class MultiShardExecutor {
     const typeNames = typeNamesOf(this.#runtime);
     const found = typeNames.lookup(scatter, described);
     const types = found instanceof Promise ? await found : found;
-    const parse = scatter.picksRows ? parsePicked(rowsPerShard, descriptions, scatter.hidden) : undefined;
     try {
-      return { rows: scatter.merge(rowsPerShard, types, parse) };
+      return { rows: scatter.merge(rowsPerShard, types) };
     } catch (error) {
       // A label added since the labels were read (ALTER TYPE … ADD VALUE): read them again, once.
       if (types === undefined || !isUnknownEnumLabel(error)) throw error;
-      return { rows: scatter.merge(rowsPerShard, await typeNames.lookup(scatter, described, true), parse) };
+      return { rows: scatter.merge(rowsPerShard, await typeNames.lookup(scatter, described, true)) };
     }
   }
 
@@ -226,16 +224,6 @@ async function* describedFirst(rows: AsyncGenerator<Row[], unknown, number | und
   } finally {
     await rows.return(undefined);
   }
-}
-
-/** Parses each picked row that arrived as text with its own shard's parsers (undefined: every shard's rows arrived parsed). */
-function parsePicked(rowsPerShard: readonly (readonly Row[])[], descriptions: readonly (RowDescription | undefined)[], hidden: ReadonlySet<string>): ((row: Row) => Row) | undefined {
-  const parserOf = new Map<Row, (row: Row) => Row>();
-  rowsPerShard.forEach((rows, i) => {
-    const parse = rowParser(descriptions[i], hidden);
-    if (parse !== undefined) for (const row of rows) parserOf.set(row, parse);
-  });
-  return parserOf.size === 0 ? undefined : (row) => parserOf.get(row)?.(row) ?? row;
 }
 
 function rowsOf(result: QueryResult<Row>): Row[] {

@@ -110,11 +110,8 @@ function rowKey(row: Row, columns: readonly KeyColumn[], orders: (ExactOrder | u
   return key;
 }
 
-/** `finishRow` runs on each returned row before its hidden columns are dropped (see ScatterPlan.picksRows). */
-function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, finishRow?: (row: Row) => Row): Row[] {
-  const strip = hiddenStripper(spec.hidden);
-  const picked = window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec);
-  return finishRow === undefined ? picked.map(strip) : picked.map((row) => strip(finishRow(row)));
+function mergeRows(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
+  return window(orderedUnion(rowsPerShard, spec, rowsToTake(spec)), spec).map(hiddenStripper(spec.hidden));
 }
 
 function mergeDistinct(rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec): Row[] {
@@ -188,5 +185,5 @@ function mergeAggregates(rowsPerShard: readonly (readonly Row[])[], spec: MergeS
 }
 
 /** Mergers by mode; a new mode without a merger does not compile. */
-export const MERGERS: Readonly<Record<MergeMode, (rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec, finishRow?: (row: Row) => Row) => Row[]>> =
+export const MERGERS: Readonly<Record<MergeMode, (rowsPerShard: readonly (readonly Row[])[], spec: MergeSpec) => Row[]>> =
   Object.freeze({ rows: mergeRows, distinct: mergeDistinct, aggregate: mergeAggregates });

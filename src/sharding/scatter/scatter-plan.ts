@@ -75,15 +75,7 @@ export interface ScatterPlan {
    * would return. `types` gives the type of each of {@link ScatterPlan.typeFields} (needed when
    * there are any and the shards returned rows) and the labels of enum types.
    */
-  merge(rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup, finishRow?: (row: Row) => Row): Row[];
-  /**
-   * Whether the merge only picks rows (a plain select with LIMIT): it reads none of their values
-   * but the hidden text columns, and `finishRow` (of {@link ScatterPlan.merge}) runs on each row it
-   * returns, before the hidden columns are dropped, so the rows can be parsed once picked.
-   */
-  readonly picksRows: boolean;
-  /** The helper columns added to the shard query (dropped from merged rows). */
-  readonly hidden: ReadonlySet<string>;
+  merge(rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup): Row[];
   /** How many fields a shard's row description has (`visible` is `undefined` after a `*`), to find {@link ScatterPlan.typeFields} in it. */
   readonly fields: FieldLayout;
   /** The fields whose types (from the shards' row descriptions) the merge needs: see {@link TypeLookup}. */
@@ -353,9 +345,7 @@ function createPlan(shardNode: SelectQueryNode, fields: FieldLayout, spec: Merge
     streamable: spec.mode === 'rows',
     fields,
     typeFields,
-    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup, finishRow?: (row: Row) => Row) => MERGERS[frozen.mode](rowsPerShard, withTypes(types), finishRow),
-    picksRows: spec.mode === 'rows' && spec.limit !== undefined,
-    hidden: spec.hidden,
+    merge: (rowsPerShard: readonly (readonly Row[])[], types?: TypeLookup) => MERGERS[frozen.mode](rowsPerShard, withTypes(types)),
     mergeStreams: (streams: readonly AsyncIterable<Row>[], types?: TypeLookup) => mergeRowStreams(streams, withTypes(types)),
     mergeChunks: (streams: readonly AsyncIterable<readonly Row[]>[], chunkSize: number, types?: TypeLookup) => mergeChunkStreams(streams, withTypes(types), chunkSize),
   });

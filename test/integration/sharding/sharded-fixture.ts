@@ -48,9 +48,7 @@ export function interceptingPool(url: string, intercept: (sql: string, values: u
           return (result as Promise<unknown>).then((r) => new Promise((resolve) => setTimeout(() => resolve(r), delayMillis)));
         }) as PoolClientLike['query'],
         release: (destroy?: boolean | Error) => client.release(destroy),
-        // pg's own parsers, told as pg's clients tell them (a scatter then parses only the rows it keeps).
-        getTypeParser: (oid: number, format?: 'text' | 'binary') => client.getTypeParser(oid, format),
-      } as PoolClientLike;
+      };
     },
   };
 }
