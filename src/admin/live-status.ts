@@ -1,15 +1,19 @@
 /**
  * The live state of a cluster, asked of every server now: each shard's primary and replicas
- * (reachable, actual role, replication lag in bytes and seconds), the slots each shard owns, a
- * row estimate, its latest migration, and the moves in progress. Every wait has a deadline: a
+ * (reachable, actual role, replication lag in bytes and seconds), the slots each shard owns, its
+ * rows measured now at a bounded cost (`table-estimate.ts`: about `rowSamplePages` pages read per
+ * shard per call, whatever its tables, since a dashboard may call this every few seconds), its
+ * latest migration, and the moves in progress. Every wait has a deadline: a
  * server that does not answer within `timeoutMillis` is reported unreachable, never waited for.
- * Never throws: what cannot be read is reported in the result (`error`, `problems`).
+ * Never throws for what it reads (only for invalid options, `E_INVALID_CONFIG`): what cannot be
+ * read is reported in the result (`error`, `problems`).
  *
  * The CLI's `status` and the dashboard's JSON API are thin shells over {@link liveStatus}.
  */
 import { parseLsn } from '../cluster/wal-position';
 import type { Topology } from '../cluster/topology';
 import { withDeadline } from '../kernel/deadline';
+import { requireInteger } from '../kernel/validate';
 import { redactText, redactUrl } from '../kernel/redact';
 import { shardMigrationStatus } from './migration-status';
 import { withServerClient, type ServerQueries } from './server-client';
@@ -17,6 +21,7 @@ import { TopologyCatalog } from './topology-catalog';
 import { moveHistory } from './mover/move-control';
 import type { MoveSummary } from './mover/move-result';
 import { formatSlotRanges } from './mover/slot-ranges';
+import { estimateDatabaseRows } from './mover/table-estimate';
 
 /** Options of {@link liveStatus}. */
 export interface LiveStatusOptions {
@@ -24,10 +29,20 @@ export interface LiveStatusOptions {
   readonly timeoutMillis?: number;
   /** Read each shard's latest Kysely migration. @default true */
   readonly migrations?: boolean;
+  /**
+   * About how many 8 kB pages of its tables each shard's row figure reads per call, in all
+   * (`TABLESAMPLE SYSTEM`, the same share of each table, the same pages each call); a shard whose
+   * tables hold fewer is counted exactly. 0: `pg_class.reltuples` only (no table read; stale after
+   * a move until ANALYZE). @default 500
+   */
+  readonly rowSamplePages?: number;
 }
 
 /** Defaults of {@link LiveStatusOptions}. */
-export const LIVE_STATUS_DEFAULTS = Object.freeze({ timeoutMillis: 2000, migrations: true });
+export const LIVE_STATUS_DEFAULTS = Object.freeze({ timeoutMillis: 2000, migrations: true, rowSamplePages: 500 });
+
+/** How long a shard's row figure waits for a table's lock (a migration's) before it gives the statistics instead. */
+const ROWS_LOCK_TIMEOUT_MILLIS = 200;
 
 /** What one server answered. */
 export interface ServerHealth {
@@ -57,7 +72,11 @@ export interface ShardLiveStatus {
   readonly slots: number;
   /** Slots owned, as ranges (`0-1023,2048-2100`). */
   readonly slotRanges: string;
-  /** Estimated rows of its user tables (`pg_class.reltuples`, from the primary); null when unreachable. */
+  /**
+   * Rows of its user tables, measured on the primary now: counted, or from a sample of about
+   * `rowSamplePages` pages of them (`pg_class.reltuples` when a table stays locked past 200 ms or
+   * cannot be read); null when unreachable.
+   */
   readonly rowEstimate: number | null;
   /** Its latest Kysely migration; null when none ran or it could not be read. */
   readonly migration: string | null;
@@ -84,6 +103,7 @@ export interface LiveStatus {
 /** Checks every server of the catalog's latest topology now (see the module comment). */
 export async function liveStatus(catalogUrl: string, options: LiveStatusOptions = {}): Promise<LiveStatus> {
   const timeoutMillis = options.timeoutMillis ?? LIVE_STATUS_DEFAULTS.timeoutMillis;
+  const rowSamplePages = requireInteger('rowSamplePages', options.rowSamplePages ?? LIVE_STATUS_DEFAULTS.rowSamplePages, 0);
   const checkedAt = new Date().toISOString();
   const catalog = new TopologyCatalog({ url: catalogUrl, connectionTimeoutMillis: timeoutMillis, statementTimeoutMillis: timeoutMillis });
   const base = { catalog: catalog.redactedUrl, checkedAt };
@@ -99,7 +119,7 @@ export async function liveStatus(catalogUrl: string, options: LiveStatusOptions 
   if (topology === undefined) return Object.freeze({ ...base, version: null, slotCount: null, shards: [], moves: [], problems: ['no topology published yet (run init)'], error: null });
   const latest = topology;
   const [shards, migrations, moves] = await Promise.all([
-    Promise.all(latest.shards.map((shard) => checkShard(latest, shard.id, timeoutMillis))),
+    Promise.all(latest.shards.map((shard) => checkShard(latest, shard.id, timeoutMillis, rowSamplePages))),
     options.migrations === false
       ? Promise.resolve(undefined)
       : withDeadline(
@@ -134,24 +154,26 @@ interface PrimaryAnswer {
   readonly inRecovery: boolean;
   readonly lsn: bigint | null;
   readonly rows: number;
+  /** When it answered the check (the row figure comes after). */
+  readonly answeredAt: number;
 }
 
-async function checkShard(topology: Topology, shardId: string, timeoutMillis: number): Promise<Omit<ShardLiveStatus, 'migration'>> {
+async function checkShard(topology: Topology, shardId: string, timeoutMillis: number, rowSamplePages: number): Promise<Omit<ShardLiveStatus, 'migration'>> {
   const shard = topology.shardById(shardId)!;
   const slots = topology.slotsOf(shardId);
   const started = performance.now();
   const primary = await check(shard.primary.url, `${shardId} primary`, timeoutMillis, async (client) => {
-    const { rows } = await client.query<{ recovery: boolean; lsn: string | null; rows: string }>(
-      `select pg_is_in_recovery() as recovery,
-              case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as lsn,
-              (select coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'kysely_scale') and n.nspname not like 'pg_toast%')::text as rows`,
+    const { rows } = await client.query<{ recovery: boolean; lsn: string | null }>(
+      `select pg_is_in_recovery() as recovery, case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as lsn`,
     );
+    const answeredAt = performance.now();
     const row = rows[0]!;
-    return { inRecovery: row.recovery, lsn: row.lsn === null ? null : parseLsn(row.lsn), rows: Number(row.rows) } satisfies PrimaryAnswer;
+    // Not pg_class.reltuples, which a move leaves stale until ANALYZE (its target's too low, its cleaned source's too high).
+    const estimated = await estimateDatabaseRows(client, rowSamplePages, ROWS_LOCK_TIMEOUT_MILLIS);
+    return { inRecovery: row.recovery, lsn: row.lsn === null ? null : parseLsn(row.lsn), rows: estimated, answeredAt } satisfies PrimaryAnswer;
   });
   const servers: ServerHealth[] = [
-    health('primary', shard.primary.redactedUrl, started, primary, (a) => ({ inRecovery: a.inRecovery, roleMatches: !a.inRecovery, lagBytes: null, lagSeconds: null })),
+    health('primary', shard.primary.redactedUrl, started, primary, (a) => ({ inRecovery: a.inRecovery, roleMatches: !a.inRecovery, lagBytes: null, lagSeconds: null }), primary.ok ? primary.value.answeredAt : undefined),
   ];
   const replicas = await Promise.all(
     shard.replicas.map(async (replica) => {
@@ -198,8 +220,9 @@ function health<T>(
   started: number,
   answer: Checked<T>,
   fields: (value: T) => Pick<ServerHealth, 'inRecovery' | 'roleMatches' | 'lagBytes' | 'lagSeconds'>,
+  answeredAt = performance.now(),
 ): ServerHealth {
-  const latencyMillis = Math.round((performance.now() - started) * 10) / 10;
+  const latencyMillis = Math.round((answeredAt - started) * 10) / 10;
   if (!answer.ok) return Object.freeze({ role, server, reachable: false, inRecovery: null, roleMatches: null, lagBytes: null, lagSeconds: null, latencyMillis, error: answer.error });
   return Object.freeze({ role, server, reachable: true, ...fields(answer.value), latencyMillis, error: null });
 }

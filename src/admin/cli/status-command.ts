@@ -6,7 +6,7 @@ import { formatLiveStatus } from './live-status-text';
 
 /** `status`: the latest topology, its shards, their migrations and recent versions, and every server checked now. */
 export const statusCommand: CliCommand = {
-  summary: "the latest topology: shards, servers, slots owned, each shard's latest migration (drift flagged), recent versions; each server checked now (reachable, role, lag, rows estimated from table statistics, moves in progress)",
+  summary: `the latest topology: shards, servers, slots owned, each shard's latest migration (drift flagged), recent versions; each server checked now (reachable, role, lag, rows counted or sampled now from about ${LIVE_STATUS_DEFAULTS.rowSamplePages} pages a shard, moves in progress)`,
   usage: [
     '--history <n>                          versions to list (default 5)',
     `--timeout <ms>                         deadline of each server's check (default ${LIVE_STATUS_DEFAULTS.timeoutMillis})`,

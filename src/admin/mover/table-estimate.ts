@@ -1,69 +1,156 @@
 /**
- * Row estimates of a table for a move's plan: the density of live rows in a sample of the table's
- * pages now times its size in pages now. That is the formula of PostgreSQL's planner
- * (`table_block_relation_estimate_size`: density × current pages) with the density ANALYZE would
- * measure today instead of the one `pg_class` kept from the last ANALYZE, which a move makes
- * stale: density × current pages does count rows a move copied into its target, but not the rows
- * its clean-up deleted from the source (their pages stay until a vacuum), and the cumulative
- * statistics' `n_live_tup` drifts (a backend's counts flushed after an ANALYZE are counted twice).
- * A table of at most {@link SAMPLE_PAGES} pages is counted (an exact figure; tables never
- * analysed need no statistics); a larger one is sampled (`TABLESAMPLE SYSTEM`: about that many
- * pages, read at random). A partitioned or inherited table is the sum of its partitions or children.
+ * Row estimates of a table for a move's plan, and of a shard's user tables for `status`: the
+ * density of live rows in a sample of the tables' pages now times their size in pages now. That
+ * is the formula of PostgreSQL's planner (`table_block_relation_estimate_size`: density × current
+ * pages) with the density ANALYZE would measure today instead of the one `pg_class` kept from the
+ * last ANALYZE, which a move makes stale: density × current pages does count rows a move copied
+ * into its target, but not the rows its clean-up deleted from the source (their pages stay until a
+ * vacuum), and the cumulative statistics' `n_live_tup` drifts (a backend's counts flushed after an
+ * ANALYZE are counted twice). Tables within the budget of pages are counted (an exact figure;
+ * tables never analysed need no statistics); a larger one is sampled: its live rows in the pages
+ * read, per page read, times its pages. The pages read are a known number, in up to 16 ranges
+ * spread evenly over the table (TID range scans, PostgreSQL 14+; the same pages each time, so a
+ * figure does not jitter between calls); a table that cannot be read by ranges (another storage
+ * method, an older server) is sampled with `TABLESAMPLE SYSTEM` (about that many pages, at random)
+ * and its rows scaled by the share read. Each table is scaled by its own density: a shard's dense
+ * small tables and sparse large ones do not blur into one average. A partitioned or inherited
+ * table is the sum of its partitions or children.
  */
-import type { Client } from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
 import { quoteTable } from './shard-guard-sql';
 
-/** About how many pages the estimate reads per table (16 MB of 8 kB pages); a smaller table is counted. */
+/** About how many pages a plan's estimate reads per table (16 MB of 8 kB pages); a smaller table is counted. */
 export const SAMPLE_PAGES = 2000;
 
 /**
- * How long the estimate waits for the table's `ACCESS SHARE` lock (its size and the sample take
- * one); past it (a migration's `ACCESS EXCLUSIVE` holds or awaits it) the estimate is
- * `pg_class.reltuples` as it is, and the copy reports the lock if it still waits.
+ * How long a plan's estimate waits for the table's `ACCESS SHARE` lock (its size and the sample
+ * take one); past it (a migration's `ACCESS EXCLUSIVE` holds or awaits it) the estimate is
+ * `pg_class.reltuples` as it is, and the copy reports the lock if it still waits. So it is when a
+ * table cannot be read (no privilege) or the server cancels the sample (`statement_timeout`).
  */
 export const ESTIMATE_LOCK_TIMEOUT_MILLIS = 1000;
+
+/** What the estimate runs its statements on (a pg `Client`, or an operator command's session). */
+export interface EstimateQueries {
+  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
 
 /** The table `$1` names and its partitions and inheritance children, read without taking a lock. */
 const TREE_SQL = `with recursive tree(oid) as (
   select to_regclass($1)::oid union all select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.oid
 ) select oid from tree where oid is not null`;
 
+/** Every user table of the database (what `status` counts): not PostgreSQL's, not kysely-scale's. */
+const USER_TABLES_SQL = `select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where n.nspname not in ('pg_catalog', 'information_schema', 'kysely_scale') and n.nspname not like 'pg\\_%'`;
+
+/** How many pages an estimate reads, and how long it waits for a table's lock. */
+interface Budget {
+  /** About how many pages to read: of each table (`'each'`), or of all of them together (`'all'`, shared in proportion to their sizes, at least a page each). */
+  readonly pages: number;
+  readonly per: 'each' | 'all';
+  readonly lockTimeoutMillis: number;
+}
+
 /** Estimated rows of `table` (as registered: `name` or `schema.name`) on `client`'s shard. */
-export async function estimateTableRows(client: Client, table: string): Promise<number> {
+export function estimateTableRows(client: EstimateQueries, table: string): Promise<number> {
+  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, per: 'each', lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS });
+}
+
+/**
+ * Estimated rows of every user table of `client`'s database (outside `pg_catalog`,
+ * `information_schema`, `pg_*` and `kysely_scale`), reading about `samplePages` pages in all,
+ * whatever the size of the tables (at least a page per table): a database of at most that many
+ * pages is counted, a larger one sampled (the pages shared among its tables in proportion to
+ * their sizes); none when `samplePages` is 0 (the statistics only). A table locked for more than
+ * `lockTimeoutMillis` (or one the role may not read) makes the whole figure the statistics'
+ * (`reltuples`).
+ */
+export function estimateDatabaseRows(client: EstimateQueries, samplePages: number, lockTimeoutMillis: number): Promise<number> {
+  if (samplePages <= 0) return statisticsOnly(client, USER_TABLES_SQL, []);
+  return estimate(client, USER_TABLES_SQL, [], { pages: samplePages, per: 'all', lockTimeoutMillis });
+}
+
+async function estimate(client: EstimateQueries, tablesSql: string, values: unknown[], budget: Budget): Promise<number> {
   await client.query('begin isolation level read committed read only');
   try {
-    await client.query(`set local lock_timeout = '${ESTIMATE_LOCK_TIMEOUT_MILLIS}ms'`);
-    const { rows } = await client.query<{ name: string; pages: number }>(
-      `select c.oid::regclass::text as name, (pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 as pages
-         from (${TREE_SQL}) tree join pg_class c on c.oid = tree.oid
+    // TID range scans even where the shard or role turned them off (each range would be a full scan).
+    await client.query(`set local lock_timeout = '${Math.max(1, Math.round(budget.lockTimeoutMillis))}ms'; set local enable_tidscan = on`);
+    // Each table's size takes its ACCESS SHARE lock, kept to the end: its pages stay as counted.
+    const { rows } = await client.query<Leaf>(
+      `select c.oid::regclass::text as name, (pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 as pages,
+              current_setting('server_version_num')::int >= 140000 and a.amname = 'heap' as ranged
+         from (${tablesSql}) tables join pg_class c on c.oid = tables.oid left join pg_am a on a.oid = c.relam
         where c.relkind = 'r'`,
-      [quoteTable(table)],
+      values,
     );
-    let total = 0;
-    for (const relation of rows) total += await sampledRows(client, relation.name, relation.pages);
+    const leaves = rows.filter((r) => r.pages > 0);
+    const all = leaves.reduce((n, r) => n + r.pages, 0);
+    // Per table, or the budget shared in proportion to size (at least a page each).
+    const allotted = (leaf: Leaf): number => (budget.per === 'each' ? budget.pages : all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
+    const total = await sampledRows(client, leaves.map((leaf) => samplePlan(leaf, allotted(leaf))));
     await client.query('commit');
     return total;
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
-    if ((error as { code?: unknown }).code !== '55P03') throw error;
-    return statisticsOnly(client, table);
+    if (!UNREADABLE_NOW.has((error as { code?: unknown }).code)) throw error;
+    return statisticsOnly(client, tablesSql, values);
   }
 }
 
-/** Rows of `relation` (quoted) of `pages` pages: counted, or from a sample of about {@link SAMPLE_PAGES} pages scaled to the whole. */
-async function sampledRows(client: Client, relation: string, pages: number): Promise<number> {
-  if (pages === 0) return 0;
-  const percent = Math.min(100, (100 * SAMPLE_PAGES) / pages);
-  const sample = percent >= 100 ? '' : ` tablesample system (${percent}) repeatable (0)`;
-  const { rows } = await client.query<{ n: number }>(`select count(*)::float8 as n from only ${relation}${sample}`);
-  return Math.round(((rows[0]?.n ?? 0) * 100) / percent);
+/** A leaf table (a table with its own pages): its quoted name, its size, whether it can be read by TID ranges. */
+interface Leaf {
+  readonly name: string;
+  readonly pages: number;
+  readonly ranged: boolean;
 }
 
-/** `reltuples` of the table and its partitions (taking no lock), when it is locked. */
-async function statisticsOnly(client: Client, table: string): Promise<number> {
+/** What is read of a table: the statements' `from … where …` parts, and the factor from the rows found to the table's. */
+interface SamplePlan {
+  readonly sources: readonly string[];
+  readonly scale: number;
+}
+
+/** Most page ranges of one table a sample reads (its pages spread over the table in this many runs). */
+const SAMPLE_RANGES = 16;
+
+/** How `leaf` is read with `pages` pages to spend: whole, by evenly spread ranges of pages, or by `TABLESAMPLE SYSTEM`. */
+export function samplePlan(leaf: Leaf, pages: number): SamplePlan {
+  const { name, pages: size } = leaf;
+  if (pages >= size) return { sources: [`only ${name}`], scale: 1 };
+  if (!leaf.ranged) return { sources: [`only ${name} tablesample system (${(100 * pages) / size}) repeatable (0)`], scale: size / pages };
+  const runs = Math.min(SAMPLE_RANGES, pages);
+  const length = Math.floor(pages / runs);
+  const stripe = size / runs;
+  const sources: string[] = [];
+  for (let run = 0; run < runs; run++) {
+    // The middle of each of `runs` equal stripes of the table.
+    const from = Math.min(size - length, Math.floor(run * stripe + (stripe - length) / 2));
+    sources.push(`only ${name} where ctid >= '(${from},0)'::tid and ctid < '(${from + length},0)'::tid`);
+  }
+  return { sources, scale: size / (runs * length) };
+}
+
+/** Live rows of the tables as their plans read them, each table's rows scaled to its size; one statement. */
+async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]): Promise<number> {
+  const parts = plans.flatMap((plan, index) => plan.sources.map((from) => `select ${index} as leaf, count(*) as n from ${from}`));
+  if (parts.length === 0) return 0;
+  const { rows } = await client.query<{ leaf: number; n: number }>(`select leaf, sum(n)::float8 as n from (${parts.join(' union all ')}) parts group by leaf`);
+  return Math.round(rows.reduce((total, r) => total + r.n * plans[r.leaf]!.scale, 0));
+}
+
+/**
+ * The tables cannot be read now, so the statistics stand in: a lock held past the lock timeout
+ * (55P03), a table the role may not read (42501), a statement past the session's
+ * `statement_timeout` (57014: the server is too busy for a sample now).
+ */
+const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014']);
+
+/** `reltuples` of the tables (taking no lock), when one is locked. */
+async function statisticsOnly(client: EstimateQueries, tablesSql: string, values: unknown[]): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
-    `select coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 as n from (${TREE_SQL}) tree join pg_class c on c.oid = tree.oid where c.relkind = 'r'`,
-    [quoteTable(table)],
+    `select coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 as n from (${tablesSql}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r'`,
+    values,
   );
   return Math.round(rows[0]?.n ?? 0);
 }

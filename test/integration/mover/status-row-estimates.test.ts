@@ -1,0 +1,105 @@
+/**
+ * `status`'s (and the dashboard's) row figure per shard right after a move, with no ANALYZE in
+ * between (autovacuum is off for the tables): `pg_class.reltuples`, which it showed before, is
+ * stale on both shards of the move; the figure measured now is right. Its cost is bounded, since a
+ * dashboard may ask every few seconds: about `rowSamplePages` pages of a shard's tables read per
+ * call, whatever their size (measured with the shard's own block counters); and a table a
+ * migration keeps locked neither holds it nor makes the primary look unreachable.
+ */
+import { liveStatus } from '../../../src/admin/live-status';
+import { moveSlots } from '../../../src/admin/mover/mover-operations';
+import { startMoverFixture, seededRowsIn, TABLES, type MoverFixture } from './mover-fixture';
+import { eventually } from '../../support/postgres-replication';
+
+const USERS = 20_000;
+const SAMPLE_PAGES = 100;
+let f: MoverFixture;
+
+beforeAll(async () => {
+  f = await startMoverFixture('status_estimates', 2);
+  for (const pool of f.pools) await pool.query('alter table users set (autovacuum_enabled = false); alter table orders set (autovacuum_enabled = false)');
+  await f.seed(await f.init(2), 0, USERS);
+  for (const pool of f.pools) await pool.query('analyze users; analyze orders');
+}, 150_000);
+
+afterAll(() => f?.close());
+
+/** The rows of every user table on shard `i`, counted, and the statistics' figure (what status showed before). */
+async function truth(i: number): Promise<{ rows: number; statistics: number }> {
+  const { rows } = await f.pools[i]!.query<{ rows: number; statistics: number }>(
+    `select (select count(*) from users) + (select count(*) from orders) + (select count(*) from countries) as rows,
+            (select sum(greatest(reltuples, 0)) from pg_class where relname in ('users', 'orders', 'countries') and relkind = 'r')::float8 as statistics`,
+  );
+  return { rows: Number(rows[0]!.rows), statistics: rows[0]!.statistics };
+}
+
+test('right after a move, each shard shows its true rows (counted: its tables are within the budget) where the statistics are over 30% off', async () => {
+  const moved = await moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots: '0-1023', to: 'shard1', tuning: { niceRatio: 0, cleanupDelayMillis: 0 } });
+  expect(moved.error).toBeNull();
+  const status = await liveStatus(f.catalogUrl);
+  expect(status.problems).toEqual([]);
+  const expected = [seededRowsIn('1024-2047', 0, USERS), seededRowsIn('0-1023,2048-4095', 0, USERS)];
+  for (const i of [0, 1]) {
+    const { rows, statistics } = await truth(i);
+    expect(rows).toBe(expected[i]);
+    process.stdout.write(`shard${i}: status ${status.shards[i]!.rowEstimate}, true ${rows}, statistics ${statistics}\n`);
+    expect(status.shards[i]!.rowEstimate).toBe(rows);
+    expect(Math.abs(statistics - rows)).toBeGreaterThan(0.3 * rows); // what status showed before
+  }
+}, 120_000);
+
+test('a shard larger than rowSamplePages: about that many pages read per call (its own block counters), the figure within 10%', async () => {
+  const pool = f.pools[0]!;
+  // Wide rows (7 a page), 8 × the budget in pages, half of them deleted and not vacuumed.
+  await pool.query('create table wide (id integer primary key, pad text not null) with (autovacuum_enabled = false)');
+  await pool.query(`insert into wide select g, repeat('x', 1000) from generate_series(1, ${7 * 8 * SAMPLE_PAGES}) g`);
+  await pool.query('delete from wide where id % 2 = 0');
+  const counters = async (): Promise<{ pages: number; blocks: number }> => {
+    const { rows } = await pool.query<{ pages: number; blocks: number }>(
+      `select sum(pg_relation_size(relid) / 8192)::float8 as pages, sum(heap_blks_read + heap_blks_hit)::float8 as blocks from pg_statio_user_tables`,
+    );
+    return rows[0]!;
+  };
+  // Settled: the writes above counted (a backend flushes its counts when idle, within a second).
+  let before = await counters();
+  await eventually('block counters settled', async () => {
+    const now = await counters();
+    const settled = now.blocks === before.blocks;
+    before = now;
+    return settled;
+  });
+  expect(before.pages).toBeGreaterThan(8 * SAMPLE_PAGES);
+  const status = await liveStatus(f.catalogUrl, { rowSamplePages: SAMPLE_PAGES });
+  // The status's session flushed its counts when it ended.
+  let read = 0;
+  await eventually('the status session counted', async () => {
+    read = (await counters()).blocks - before.blocks;
+    return read > 0;
+  });
+  const { rows } = await truth(0);
+  const live = rows + Number((await pool.query<{ n: string }>('select count(*) as n from wide')).rows[0]!.n);
+  const estimate = status.shards[0]!.rowEstimate!;
+  process.stdout.write(`shard0 of ${before.pages} pages: status read ${read} pages, estimated ${estimate}, true ${live}\n`);
+  expect(read).toBeLessThanOrEqual(2 * SAMPLE_PAGES);
+  expect(Math.abs(estimate - live)).toBeLessThanOrEqual(0.1 * live);
+  await pool.query('drop table wide');
+}, 60_000);
+
+test('a table a migration keeps locked: status neither waits for it nor calls the primary unreachable; the figure is the statistics\' meanwhile', async () => {
+  const { statistics } = await truth(1);
+  const migration = await f.pools[1]!.connect();
+  try {
+    await migration.query('begin');
+    await migration.query('lock table orders in access exclusive mode');
+    const started = performance.now();
+    const status = await liveStatus(f.catalogUrl, { timeoutMillis: 2000 });
+    const millis = performance.now() - started;
+    expect(status.problems).toEqual([]);
+    expect(status.shards[1]!.servers[0]).toMatchObject({ role: 'primary', reachable: true });
+    expect(status.shards[1]!.rowEstimate).toBe(statistics);
+    expect(millis).toBeLessThan(2000);
+  } finally {
+    await migration.query('rollback');
+    migration.release();
+  }
+}, 30_000);
