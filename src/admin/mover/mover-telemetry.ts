@@ -46,7 +46,7 @@ const rowsGauge = (name: string, prometheusName: string, description: string, ro
   });
 };
 rowsGauge('kysely_scale.move.rows.copied', 'kysely_scale_move_rows_copied', 'Rows the slot moves this process runs have copied so far.', (b) => b.rowsCopied ?? 0);
-rowsGauge('kysely_scale.move.rows.expected', 'kysely_scale_move_rows_expected', 'Rows the slot moves this process runs expect to copy (estimated from table statistics when the move was planned).', (b) => b.rowsTotal ?? 0);
+rowsGauge('kysely_scale.move.rows.expected', 'kysely_scale_move_rows_expected', 'Rows the slot moves this process runs expect to copy (their source shards\' rows measured when the moves were planned, times each batch\'s share of its source\'s slots).', (b) => b.rowsTotal ?? 0);
 
 /** Reports `move`'s batches while `run` runs. */
 export async function observeMove<T>(move: MoveRecord, run: () => Promise<T>): Promise<T> {

@@ -3,8 +3,9 @@
  * rate, ETA), one JSON line per second otherwise (logs, CI, another program reading it), each
  * with `type: 'progress'` (the CLI writes the plan before them as a line of `type: 'plan'`).
  *
- * A batch's `rowsTotal` is the plan's estimate (table statistics times the batch's share of the
- * source's slots), not a count: rows written during the move, or statistics that lag, make the copy
+ * A batch's `rowsTotal` is the plan's estimate (the source's rows measured when planned, see
+ * `table-estimate.ts`, times the batch's share of the source's slots), not a count: rows written
+ * during the move, or slots holding more or fewer rows than the source's average, make the copy
  * find more or fewer. So the printers show it as such: the JSON lines carry the estimate as
  * `rowsEstimated`, and as `rowsTotal` the best known total: the estimate, or the rows copied so far
  * when the copy has passed it, and the rows copied once the copy is done. The ETA is unknown
