@@ -1,5 +1,6 @@
 import { verifyShards, type VerifyResult } from '../mover/shard-verify';
 import { CliUsageError, integerFlag, plural, stringsFlag, type CliCommand } from './cli-command';
+import { DEADLINE_FLAGS, DEADLINE_USAGE, deadlineTuning } from '../mover/move-command-support';
 
 /** `verify`: every row on the shard that owns its slot; counts and checksums per slot per table. */
 export const verifyCommand: CliCommand = {
@@ -7,8 +8,9 @@ export const verifyCommand: CliCommand = {
   usage: [
     '--table name=keyColumn                 a sharded table (once each; remembered in the catalog)',
     "--lock-timeout-ms <n>                  wait at most this for a table's lock (a migration's), then stop naming who holds it (default 5000)",
+    ...DEADLINE_USAGE,
   ],
-  options: { table: { type: 'string', multiple: true }, 'lock-timeout-ms': { type: 'string' } },
+  options: { table: { type: 'string', multiple: true }, 'lock-timeout-ms': { type: 'string' }, ...DEADLINE_FLAGS },
   needsCatalog: true,
   async run(values, context) {
     const tables: Record<string, string> = {};
@@ -18,7 +20,12 @@ export const verifyCommand: CliCommand = {
       tables[text.slice(0, eq)] = text.slice(eq + 1);
     }
     const lockTimeoutMillis = integerFlag(values, 'lock-timeout-ms', 1);
-    const result = await verifyShards({ catalog: context.catalog!, ...(Object.keys(tables).length > 0 ? { tables } : {}), ...(lockTimeoutMillis === undefined ? {} : { lockTimeoutMillis }) });
+    const result = await verifyShards({
+      catalog: context.catalog!,
+      ...(Object.keys(tables).length > 0 ? { tables } : {}),
+      ...(lockTimeoutMillis === undefined ? {} : { lockTimeoutMillis }),
+      tuning: deadlineTuning(values),
+    });
     return { result, text: verifyText(result), exitCode: result.ok ? 0 : 1 };
   },
 };

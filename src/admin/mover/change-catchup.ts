@@ -5,6 +5,8 @@
  * target's transaction did, so a crash in between leaves them to be applied again (re-applying a
  * key is harmless: it copies the current rows). Order does not matter, since every pass reads the
  * rows as they are now, and an entry committed after a pass read its key stays for the next pass.
+ * Every statement of a pass is short (a thousand keys at most), so each must answer within the
+ * session's `statementTimeoutMillis` (`shard-deadlines.ts`).
  */
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
@@ -12,6 +14,7 @@ import { pipeRows } from './slot-copy';
 import { quoteTable } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { rollbackOrDrop } from './shard-session';
+import { timedQuery } from './shard-deadlines';
 
 /** Keys per chunk of a catch-up statement. */
 const KEYS_PER_STATEMENT = 1000;
@@ -33,7 +36,7 @@ export interface CatchUpOptions {
 
 /** Entries waiting in the source's change log for `moveId`. */
 export async function changeLag(source: Client, moveId: number): Promise<number> {
-  const { rows } = await source.query<{ n: string }>('select count(*) as n from kysely_scale.change_log where move_id = $1', [moveId]);
+  const { rows } = await timedQuery<{ n: string }>(source, 'select count(*) as n from kysely_scale.change_log where move_id = $1', [moveId]);
   return Number(rows[0]?.n ?? 0);
 }
 
@@ -42,7 +45,8 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
   try {
     const limit = options.limit === undefined ? '' : ` limit ${Math.floor(options.limit)}`;
     // One round trip (simple-query protocol, so literal values): the pass under the fence is mostly round trips.
-    const results = (await source.query(
+    const results = (await timedQuery(
+      source,
       `${options.snapshot ? 'begin isolation level repeatable read' : 'begin'};
        delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = ${Math.trunc(Number(options.moveId))} order by id${limit}) returning tbl, key`,
     )) as unknown as [unknown, { rows: { tbl: string; key: string }[] }];
@@ -55,24 +59,24 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
     }
     for (const [name, keys] of applied) applied.set(name, [...new Set(keys)]);
     if (applied.size > 0) {
-      await target.query('begin');
+      await timedQuery(target, 'begin');
       try {
         for (const table of options.tables) {
           const keys = applied.get(table.name) ?? [];
           for (let i = 0; i < keys.length; i += KEYS_PER_STATEMENT) {
             const where = keyFilterSql(table, keys.slice(i, i + KEYS_PER_STATEMENT));
-            await target.query(`delete from ${quoteTable(table.name)} where ${where}`);
+            await timedQuery(target, `delete from ${quoteTable(table.name)} where ${where}`);
             await pipeRows(source, target, table, where, { clock: options.clock, maxRowsPerSecond: undefined, onRows: () => undefined });
           }
         }
-        await target.query('commit');
+        await timedQuery(target, 'commit');
       } catch (error) {
         await rollbackOrDrop(target, options.clock);
         throw error;
       }
     }
     if (options.inSnapshot !== undefined) await options.inSnapshot(source);
-    await source.query('commit');
+    await timedQuery(source, 'commit');
     return applied;
   } catch (error) {
     await rollbackOrDrop(source, options.clock);

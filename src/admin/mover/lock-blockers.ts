@@ -5,7 +5,7 @@
  * application, state, transaction age and the first part of its statement with its literals
  * hidden, so an error can say whom to end instead of PostgreSQL's bare 55P03 "lock timeout".
  */
-import type { Client } from 'pg';
+import type { ShardQueries } from './shard-deadlines';
 import { redactText } from '../../kernel/redact';
 
 /** A backend holding or awaiting a lock that keeps us waiting. */
@@ -33,7 +33,7 @@ const MOST_BLOCKERS = 5;
  * those holding or awaiting that mode and those the waiters wait for; without it, those holding
  * any lock on them (what a DDL statement, which conflicts with every mode, waits for).
  */
-export async function lockBlockers(client: Client, tables: readonly string[], mode?: string): Promise<LockBlocker[]> {
+export async function lockBlockers(client: ShardQueries, tables: readonly string[], mode?: string): Promise<LockBlocker[]> {
   const { rows } = await client.query<LockBlocker>(
     `with conflicting as (
        select l.pid, l.granted, c.relname
@@ -82,7 +82,7 @@ export function statementStart(sql: string): string {
 }
 
 /** The shard id the guard recorded on `client`'s database, else the database's name. */
-export async function shardName(client: Client): Promise<string> {
+export async function shardName(client: ShardQueries): Promise<string> {
   const { rows } = await client.query<{ guarded: boolean; db: string }>(`select to_regclass('kysely_scale.shard_guard') is not null as guarded, current_database() as db`);
   if (rows[0]?.guarded !== true) return rows[0]?.db ?? 'unknown';
   const { rows: guard } = await client.query<{ id: string }>('select shard_id as id from kysely_scale.shard_guard limit 1');
@@ -95,7 +95,7 @@ export async function shardName(client: Client): Promise<string> {
  * undefined once locked (for the rest of the transaction), or with the backends that kept it (the
  * transaction stays usable: the wait ran in a savepoint).
  */
-export async function lockForReading(client: Client, table: string, timeoutMillis: number, andThen = ''): Promise<readonly LockBlocker[] | undefined> {
+export async function lockForReading(client: ShardQueries, table: string, timeoutMillis: number, andThen = ''): Promise<readonly LockBlocker[] | undefined> {
   try {
     await client.query(
       `savepoint kysely_scale_read_lock; set local lock_timeout = '${Math.max(1, Math.round(timeoutMillis))}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0${andThen === '' ? '' : `; ${andThen}`}`,

@@ -6,6 +6,25 @@ import type { MovePlanSummary, MoveResult } from './move-result';
 import { progressPrinter } from './progress-printer';
 import { slotRangesSyntaxProblem } from './slot-ranges';
 
+/** Flags of the client-side deadlines on shards (the move commands and verify). */
+export const DEADLINE_FLAGS = {
+  'statement-timeout-ms': { type: 'string' },
+  'copy-idle-timeout-ms': { type: 'string' },
+} as const;
+
+/** Usage lines of {@link DEADLINE_FLAGS}. */
+export const DEADLINE_USAGE: readonly string[] = [
+  "--statement-timeout-ms <n>             a shard that does not answer a short statement (a scan's range, a catch-up or clean-up statement) in this long stops the command (default 30000)",
+  '--copy-idle-timeout-ms <n>             a COPY during which a shard sends or takes nothing for this long stops the command (default 60000)',
+];
+
+/** The tuning {@link DEADLINE_FLAGS} give. */
+export function deadlineTuning(values: CliValues): { statementTimeoutMillis?: number; copyIdleTimeoutMillis?: number } {
+  const statement = integerFlag(values, 'statement-timeout-ms', 1);
+  const copyIdle = integerFlag(values, 'copy-idle-timeout-ms', 1);
+  return { ...(statement === undefined ? {} : { statementTimeoutMillis: statement }), ...(copyIdle === undefined ? {} : { copyIdleTimeoutMillis: copyIdle }) };
+}
+
 /** Flags of add, drain, move, rebalance, resume and abort. */
 export const MOVE_FLAGS = {
   table: { type: 'string', multiple: true },
@@ -15,6 +34,7 @@ export const MOVE_FLAGS = {
   'fence-timeout-ms': { type: 'string' },
   'nice-ratio': { type: 'string' },
   'probe-slow-ms': { type: 'string' },
+  ...DEADLINE_FLAGS,
 } as const;
 
 /** Usage lines of {@link MOVE_FLAGS}. */
@@ -26,6 +46,7 @@ export const MOVE_USAGE: readonly string[] = [
   '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
   '--nice-ratio <r>                       pause r times as long as each slice of work took (default 1; 0 = no pauses)',
   '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3; 0 = no probe)',
+  ...DEADLINE_USAGE,
 ];
 
 /**
@@ -67,7 +88,7 @@ function moverOptions(values: CliValues, catalog: string): MoverOptions {
     ...(Object.keys(tables).length > 0 ? { tables } : {}),
     dryRun: values['dry-run'] === true,
     ...(max === undefined ? {} : { maxRowsPerSecond: max }),
-    tuning: { ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
+    tuning: { ...deadlineTuning(values), ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
   };
 }
 

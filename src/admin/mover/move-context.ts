@@ -8,10 +8,11 @@ import type { Topology } from '../../cluster/topology';
 import type { TopologyCatalog } from '../topology-catalog';
 import type { MoveStore } from './move-store';
 import type { BatchPhase, MoveBatch, MoveRecord, UnshardedPhase } from './move-record';
-import { openShardSession, type ShardSession } from './shard-session';
+import { openShardSession, type ShardSession, type ShardSessionOptions } from './shard-session';
 import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 import { withDeadline } from '../../kernel/deadline';
+import { SHARD_DEADLINE_DEFAULTS } from './shard-deadlines';
 
 /** A load probe that does not connect and answer in this time counts as saturated (this slow). */
 export const PROBE_DEADLINE_MILLIS = 1000;
@@ -69,6 +70,20 @@ export interface MoveTuning {
   readonly probeSlowMillis: number;
   /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
   readonly cleanupDelayMillis: number;
+  /**
+   * Client-side deadline of the mover's statements that are short by design: each range of a paged
+   * scan (~3 ms of work), each catch-up and clean-up statement. A shard that does not answer one in
+   * time (frozen, cut off) fails the move with `E_MOVE_FAILED` naming it; resume once it answers.
+   * @default 30000
+   */
+  readonly statementTimeoutMillis: number;
+  /**
+   * A COPY (a table read in one statement: partitioned, inherited, another storage method; the
+   * target's side of a table's copy) fails the move when the shard sends nothing, or takes none of
+   * what it is sent, for this long while the mover waits on it; time the mover holds the stream back
+   * (throttle, pacing) does not count. @default 60000
+   */
+  readonly copyIdleTimeoutMillis: number;
 }
 
 /** Defaults of {@link MoveTuning}. */
@@ -82,6 +97,7 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   cleanupDelayMillis: 500,
   niceRatio: 1,
   probeSlowMillis: 3,
+  ...SHARD_DEADLINE_DEFAULTS,
 });
 
 /** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
@@ -137,7 +153,7 @@ export class MoveContext {
   async session(shardId: string, topology: Topology): Promise<Client> {
     let pending = this.#sessions.get(shardId);
     if (pending === undefined) {
-      const opening = openShardSession(primaryUrl(topology, shardId));
+      const opening = openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId));
       pending = opening;
       this.#sessions.set(shardId, opening);
       // A session that failed to open, or was dropped (a failed scan), is never handed out again.
@@ -151,9 +167,15 @@ export class MoveContext {
 
   /** A second session on `shardId` (a COPY pipe needs one of its own), closed with the context. */
   async extraSession(shardId: string, topology: Topology): Promise<Client> {
-    const session = await openShardSession(primaryUrl(topology, shardId));
+    const session = await openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId));
     this.#extra.push(session);
     return session.client;
+  }
+
+  /** A session's owner: its shard and the move's statement deadlines. */
+  #owner(shardId: string): ShardSessionOptions {
+    const { statementTimeoutMillis, copyIdleTimeoutMillis } = this.tuning;
+    return { shard: shardId, deadlines: { statementTimeoutMillis, copyIdleTimeoutMillis }, clock: this.clock };
   }
 
   /** Stops with an error when the operator lock was lost (another operator may now act). */

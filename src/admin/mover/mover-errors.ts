@@ -38,3 +38,28 @@ export class MoveFailedError extends KyselyScaleError<typeof ErrorCodes.MOVE_FAI
     super(ErrorCodes.MOVE_FAILED, message, { context, ...(cause === undefined ? {} : { cause }) });
   }
 }
+
+/**
+ * A shard did not answer within a deadline of the mover's (`statementTimeoutMillis`, or
+ * `copyIdleTimeoutMillis` of silence in a COPY): frozen, overloaded or cut off. The session was
+ * dropped (its transaction ends with it); the move stopped where it was: resume once the shard
+ * answers. `verify` reports it as a refusal (`unreachable`). `context`: `shard`, `waitedFor`,
+ * `millis`, `option`.
+ */
+export class ShardSilentError extends MoveFailedError {
+  readonly shard: string;
+  readonly waitedFor: string;
+  readonly millis: number;
+  readonly option: string;
+
+  constructor(shard: string, waitedFor: string, millis: number, option: string) {
+    super(
+      `Shard "${shard}" did not answer ${waitedFor} within ${millis} ms (${option}; frozen, overloaded or unreachable?): the mover dropped its session and stopped. Resume once the shard answers (or abort).`,
+      { shard, waitedFor, millis, option },
+    );
+    this.shard = shard;
+    this.waitedFor = waitedFor;
+    this.millis = millis;
+    this.option = option;
+  }
+}

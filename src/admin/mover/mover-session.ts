@@ -6,7 +6,7 @@
 import { systemClock, type Clock } from '../../kernel/clock';
 import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
-import { describeValue, requireNonNegative } from '../../kernel/validate';
+import { describeValue, requireNonNegative, requirePositive } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
 import { MoveStore, withGivenTables } from './move-store';
@@ -119,8 +119,10 @@ function moveTuning(options: MoverOptions): MoveTuning {
   if (tuning.maxRowsPerSecond !== undefined && !(Number.isFinite(tuning.maxRowsPerSecond) && tuning.maxRowsPerSecond > 0)) {
     throw new ConfigError('maxRowsPerSecond', `must be a number of rows per second above 0 (leave it out for no throttle), got ${describeValue(tuning.maxRowsPerSecond)}`);
   }
-    requireNonNegative('tuning.niceRatio', tuning.niceRatio);
+  requireNonNegative('tuning.niceRatio', tuning.niceRatio);
   if (tuning.niceRatio > MAX_NICE_RATIO) throw new ConfigError('tuning.niceRatio', `must be at most ${MAX_NICE_RATIO}, got ${describeValue(tuning.niceRatio)}`);
   requireNonNegative('tuning.probeSlowMillis', tuning.probeSlowMillis);
+  requirePositive('tuning.statementTimeoutMillis', tuning.statementTimeoutMillis);
+  requirePositive('tuning.copyIdleTimeoutMillis', tuning.copyIdleTimeoutMillis);
   return tuning;
 }

@@ -6,7 +6,10 @@
  * writes at the start of each scan in the resharding benchmark). Here a scan is a series of
  * statements over ranges of heap pages (TID range scans, PostgreSQL 14+), all in one snapshot,
  * each sized toward one pacing slice of the shard's work, with the pacer's pause between them: a
- * pause between statements is a pause of the backend.
+ * pause between statements is a pause of the backend. Each statement of a paged scan must answer
+ * within the session's `statementTimeoutMillis` (its range's COPY: no byte for that long while the
+ * mover reads), the one statement of an unpaged table keep moving (`copyIdleTimeoutMillis`): a
+ * shard that stops answering fails the scan with `ShardSilentError` (`shard-deadlines.ts`).
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -18,6 +21,7 @@ import { copyOut } from './copy-out';
 import { MoveFailedError } from './mover-errors';
 import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
 import { blockersContext, describeBlockers, lockForReading, shardName } from './lock-blockers';
+import { statementTimeoutOf, timed, timedQuery, watchCopy } from './shard-deadlines';
 
 /** Pages of the first range (then sized toward the pacing slice; a page of wide rows can be most of a slice). */
 export const FIRST_RANGE_PAGES = 1;
@@ -60,14 +64,15 @@ type Stages = readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Wri
 export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stages): Promise<void> {
   const { clock } = scan.pace;
   try {
-    if (!scan.inTransaction) await client.query('begin isolation level repeatable read read only');
+    if (!scan.inTransaction) await timedQuery(client, 'begin isolation level repeatable read read only');
     // Before a snapshot of our own is taken (by the next query): no rewrite or truncation of the
     // table's tail while the scan runs, so every row the snapshot shows lies within the pages
     // counted below. TID range scans even where the shard or role turned them off (each range
     // would be a full scan); no idle-in-transaction timeout between ranges.
     await lockTable(client, scan.table);
     const started = clock.monotonicNow();
-    const { rows } = await client.query<{ isolation: string; paged: boolean | null; pages: number }>(
+    const { rows } = await timedQuery<{ isolation: string; paged: boolean | null; pages: number }>(
+      client,
       `select current_setting('transaction_isolation') as isolation,
               current_setting('server_version_num')::int >= 140000 and c.relkind = 'r' and a.amname = 'heap' and not c.relhassubclass as paged,
               (pg_relation_size(c.oid) / current_setting('block_size')::int)::int as pages
@@ -80,7 +85,7 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
     }
     if (info.paged === true) await copyRanges(client, scan, info.pages, clock.monotonicNow() - started, stages);
     else await copyOut(client, `copy (select ${scan.columns} from ${scan.table} x) to stdout`, [new ScanPacer(scan.pace), ...stages]);
-    if (!scan.inTransaction) await client.query('commit');
+    if (!scan.inTransaction) await timedQuery(client, 'commit');
   } catch (error) {
     destroySocket(client);
     throw error;
@@ -88,9 +93,10 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
 }
 
 async function lockTable(client: Client, table: string): Promise<void> {
-  const blockers = await lockForReading(client, table, SCAN_LOCK_TIMEOUT_MILLIS, 'set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0');
+  const queries = timed(client);
+  const blockers = await lockForReading(queries, table, SCAN_LOCK_TIMEOUT_MILLIS, 'set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0');
   if (blockers === undefined) return;
-  const shard = await shardName(client);
+  const shard = await shardName(queries);
   throw new MoveFailedError(
     `The scan of ${table} on shard "${shard}" could not lock it for reading within ${SCAN_LOCK_TIMEOUT_MILLIS} ms: ` +
       (blockers.length > 0 ? describeBlockers(blockers) : 'an ACCESS EXCLUSIVE lock (a migration\'s ALTER TABLE, perhaps waiting for a long transaction) holds or awaits it') +
@@ -120,7 +126,12 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
       const started = clock.monotonicNow();
       // `only`: a child table attached during the scan is not part of the table it counted.
       const sql = `copy (select ${scan.columns} from only ${scan.table} x where ctid >= '(${from},0)'::tid and ctid < '(${to},0)'::tid) to stdout`;
-      const waited = await forward(client.query(copyTo(sql)), head, clock, downstreamEnded);
+      const reader = client.query(copyTo(sql));
+      // ~3 ms of the shard's work by design: a statement's deadline (time the stages hold it back does not count).
+      const watch = watchCopy(client, reader, 'out', statementTimeoutOf(client));
+      const waited = await forward(reader, head, clock, downstreamEnded).catch((error: unknown) => {
+        throw watch.error() ?? error;
+      });
       from = to;
       if (from >= tablePages) break;
       const took = clock.monotonicNow() - started - waited; // less the time the stages held the stream back (a throttle)
@@ -152,7 +163,8 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
 
 /** Whether a session waits for a lock this session holds. */
 async function blocksOthers(client: Client): Promise<boolean> {
-  const { rows } = await client.query<{ blocking: boolean }>(
+  const { rows } = await timedQuery<{ blocking: boolean }>(
+    client,
     `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and pg_backend_pid() = any (pg_blocking_pids(pid))) as blocking`,
   );
   return rows[0]?.blocking === true;

@@ -8,9 +8,20 @@ import { redactText } from '../../kernel/redact';
 import { destroySocket } from '../server-client';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
+import { setShardDeadlines, type ShardDeadlines } from './shard-deadlines';
 
 /** How long a rollback may take before the session is dropped instead. */
 const ROLLBACK_DEADLINE_MILLIS = 5000;
+
+/** How long a close waits for the server to take its goodbye (a frozen one never does) before the socket goes: the server ends the backend either way. */
+const CLOSE_DEADLINE_MILLIS = 1000;
+
+/** Whose session it is: its shard's name (for errors) and its statements' deadlines (see `shard-deadlines.ts`). */
+export interface ShardSessionOptions {
+  readonly shard: string;
+  readonly deadlines?: Partial<ShardDeadlines>;
+  readonly clock?: Clock;
+}
 
 /** `application_name` of every mover session. */
 export const MOVER_APPLICATION_NAME = 'kysely-scale mover';
@@ -23,7 +34,7 @@ export interface ShardSession {
 }
 
 /** Opens a mover session on `url`; fails with a redacted message when the server cannot be reached in `connectTimeoutMillis`. */
-export async function openShardSession(url: string, connectTimeoutMillis = 10_000): Promise<ShardSession> {
+export async function openShardSession(url: string, connectTimeoutMillis = 10_000, owner?: ShardSessionOptions): Promise<ShardSession> {
   const { connectionString, options } = withMoverOptions(url);
   const config: ClientConfig = {
     connectionString,
@@ -33,6 +44,7 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
     keepAlive: true,
   };
   const client = new Client(config);
+  if (owner !== undefined) setShardDeadlines(client, owner.shard, owner.deadlines, owner.clock);
   // A session lost while idle must not crash the process; the next query reports it.
   client.on('error', () => undefined);
   try {
@@ -44,7 +56,8 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
   }
   return {
     client,
-    close: () => client.end().catch(() => undefined),
+    // A goodbye, unless the server does not take it in time (a frozen one never acknowledges it): then the socket goes.
+    close: () => withDeadline(client.end(), CLOSE_DEADLINE_MILLIS, 'a mover session close', { onLate: () => destroySocket(client) }).catch(() => undefined),
     destroy: () => destroySocket(client),
   };
 }
@@ -71,8 +84,8 @@ function withMoverOptions(url: string): { connectionString: string; options: str
 }
 
 /** Runs `fn` with a mover session on `url`, closing it afterwards. */
-export async function withShardSession<T>(url: string, fn: (client: Client) => Promise<T>): Promise<T> {
-  const session = await openShardSession(url);
+export async function withShardSession<T>(url: string, fn: (client: Client) => Promise<T>, owner?: ShardSessionOptions): Promise<T> {
+  const session = await openShardSession(url, undefined, owner);
   try {
     return await fn(session.client);
   } finally {

@@ -2,16 +2,21 @@
  * `verify`: every row of every sharded table is where the topology says (no row of a slot on a
  * shard that does not own it), with row counts and checksums per slot per table. Slots of an
  * unfinished move are left out (their rows are on both shards by design, hidden on one). Every
- * wait has a deadline: shard connections (10 s), each table's lock (`lockTimeoutMillis`).
+ * wait has a deadline: shard connections (10 s), each table's lock (`lockTimeoutMillis`), each
+ * short statement (`tuning.statementTimeoutMillis`) and each table's scan, one COPY that may run
+ * as long as it keeps moving (`tuning.copyIdleTimeoutMillis` of silence at most). A shard that
+ * stops answering stops verify with `E_MOVE_REFUSED`, reason `unreachable`, naming it.
  */
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
-import { MoveRefusedError } from './mover-errors';
+import { MoveRefusedError, ShardSilentError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions } from './mover-session';
 import type { ResultError } from './move-result';
 import { requireDistinctTables } from './table-identity';
-import { withShardSession } from './shard-session';
-import { nullKeyRows, slotChecksums, type Checksum } from './slot-checksum';
+import { rollbackOrDrop, withShardSession } from './shard-session';
+import { slotFigures, type Checksum } from './slot-checksum';
+import { timed, timedQuery } from './shard-deadlines';
+import { systemClock } from '../../kernel/clock';
 import { resolveKeyTypes, type KeyedTable } from './table-keys';
 import { blockersContext, describeBlockers, lockForReading } from './lock-blockers';
 import { quoteTable } from './shard-guard-sql';
@@ -26,7 +31,7 @@ export interface MisplacedRows {
   readonly rows: number;
 }
 
-/** Rows of a sharded table whose shard key is NULL: they belong to no slot (see `nullKeyRows`). */
+/** Rows of a sharded table whose shard key is NULL: they belong to no slot (see `nullKeyRows` in `slot-checksum.ts`). */
 export interface UnplaceableRows {
   readonly table: string;
   readonly shard: string;
@@ -74,10 +79,12 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
       const unplaceable: UnplaceableRows[] = [];
       const slots: Record<string, Record<number, Checksum>> = {};
       const totals = new Map<string, number>();
+      const { statementTimeoutMillis, copyIdleTimeoutMillis } = frame.tuning;
+      const owner = (shard: string) => ({ shard, deadlines: { statementTimeoutMillis, copyIdleTimeoutMillis }, ...(options.clock === undefined ? {} : { clock: options.clock }) });
       for (const shard of topology.shards) {
         await withShardSession(shard.primary.url, async (client) => {
-          await requireDistinctTables(client, shard.id, frame.tables);
-          const tables = await resolveKeyTypes(client, frame.tables, shard.id);
+          await requireDistinctTables(timed(client), shard.id, frame.tables);
+          const tables = await resolveKeyTypes(timed(client), frame.tables, shard.id);
           for (const table of tables) {
             const { perSlot, nulls } = await scanTable(client, shard.id, table, topology.slotCount, lockTimeoutMillis);
             if (nulls > 0) unplaceable.push(Object.freeze({ table: table.name, shard: shard.id, rows: nulls }));
@@ -91,6 +98,8 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
               }
             }
           }
+        }, owner(shard.id)).catch((error: unknown) => {
+          throw error instanceof ShardSilentError ? silentShard(error) : error;
         });
       }
       await frame.registerGivenTables();
@@ -110,15 +119,24 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
   }
 }
 
+/** A shard that stopped answering, as verify reports it: a refusal (nothing was changed), to run again. */
+function silentShard(error: ShardSilentError): MoveRefusedError {
+  return new MoveRefusedError(
+    'unreachable',
+    `verify stopped: shard "${error.shard}" did not answer ${error.waitedFor} within ${error.millis} ms (${error.option}; frozen, overloaded or unreachable?). Nothing was changed; run verify again once it answers.`,
+    { ...error.context },
+  );
+}
+
 /**
- * One table's per-slot figures and NULL-key rows, in one snapshot, once its lock is had within
- * `lockTimeoutMillis` (a verify queued behind a migration would otherwise wait for it forever, and
- * every app statement on the table would queue behind the verify).
+ * One table's per-slot figures and NULL-key rows (from the same scan), in one snapshot, once its
+ * lock is had within `lockTimeoutMillis` (a verify queued behind a migration would otherwise wait
+ * for it forever, and every app statement on the table would queue behind the verify).
  */
 async function scanTable(client: Client, shardId: string, table: KeyedTable, slotCount: number, lockTimeoutMillis: number): Promise<{ perSlot: Map<number, Checksum>; nulls: number }> {
-  await client.query('begin isolation level repeatable read read only');
+  await timedQuery(client, 'begin isolation level repeatable read read only');
   try {
-    const blockers = await lockForReading(client, quoteTable(table.name), lockTimeoutMillis);
+    const blockers = await lockForReading(timed(client), quoteTable(table.name), lockTimeoutMillis);
     if (blockers !== undefined) {
       throw new MoveRefusedError(
         'table-locked',
@@ -128,12 +146,11 @@ async function scanTable(client: Client, shardId: string, table: KeyedTable, slo
         { table: table.name, shard: shardId, sqlState: '55P03', ...blockersContext(blockers) },
       );
     }
-    const perSlot = await slotChecksums(client, table, undefined, slotCount);
-    const nulls = await nullKeyRows(client, table);
-    await client.query('commit');
-    return { perSlot, nulls };
+    const { perSlot, nullKeys } = await slotFigures(client, table, undefined, slotCount);
+    await timedQuery(client, 'commit');
+    return { perSlot, nulls: nullKeys };
   } catch (error) {
-    await client.query('rollback').catch(() => undefined);
+    await rollbackOrDrop(client, systemClock);
     throw error;
   }
 }

@@ -32,6 +32,17 @@ export async function slotChecksums(
   slotCount: number,
   paced?: { readonly pace: ScanPace; readonly inTransaction: boolean },
 ): Promise<Map<number, Checksum>> {
+  return (await slotFigures(client, table, slots, slotCount, paced)).perSlot;
+}
+
+/** {@link slotChecksums}, and the rows of the same scan whose shard key is NULL (see {@link nullKeyRows}). */
+export async function slotFigures(
+  client: Client,
+  table: KeyedTable,
+  slots: SlotSet | undefined,
+  slotCount: number,
+  paced?: { readonly pace: ScanPace; readonly inTransaction: boolean },
+): Promise<{ perSlot: Map<number, Checksum>; nullKeys: number }> {
   const rows = new Map<number, number>();
   const sums = new Map<number, bigint>();
   const lines = new SlotLines({
@@ -47,7 +58,7 @@ export async function slotChecksums(
   const columns = `${quoteIdentifier(table.keyColumn)}::text, hashtextextended(x::text, 0)`;
   if (paced === undefined) await copyOut(client, `copy (select ${columns} from ${t} x) to stdout`, [lines, discard()]);
   else await pagedCopyOut(client, { table: t, columns, ...paced }, [lines, discard()]);
-  return new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }]));
+  return { perSlot: new Map([...rows].map(([slot, n]) => [slot, { rows: n, sum: sums.get(slot)!.toString() }])), nullKeys: lines.nullKeys };
 }
 
 /**

@@ -14,6 +14,7 @@ import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
 import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
+import { statementTimeoutOf, timedQuery } from './shard-deadlines';
 
 /** Options of {@link copySlots} and {@link pipeRows}. */
 export interface CopyRowsOptions {
@@ -27,12 +28,16 @@ export interface CopySlotsOptions extends CopyRowsOptions {
   readonly pace: ScanPace;
 }
 
-/** Pipes the rows selected by `where` from `source` into `target` (inside whatever transaction `target` is in). */
+/**
+ * Pipes the rows selected by `where` (a catch-up's keys: a short statement on each side) from
+ * `source` into `target` (inside whatever transaction `target` is in), each side silent for at most
+ * its session's `statementTimeoutMillis`.
+ */
 export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions): Promise<number> {
   const t = quoteTable(table.name);
   const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
-  const into = copyIn(target, `copy ${t} from stdin`);
-  await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into]);
+  const into = copyIn(target, `copy ${t} from stdin`, statementTimeoutOf(target));
+  await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into], statementTimeoutOf(source));
   return throttle.rows;
 }
 
@@ -44,7 +49,7 @@ export async function pipeRows(source: Client, target: Client, table: KeyedTable
  */
 export async function copySlots(source: Client, target: Client, table: KeyedTable, slots: SlotSet, slotCount: number, options: CopySlotsOptions, clearTarget: boolean): Promise<number> {
   const t = quoteTable(table.name);
-  await target.query('begin');
+  await timedQuery(target, 'begin');
   try {
     // A resumed copy only: the SQL twin runs per row here, once.
     if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);
@@ -54,7 +59,7 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     // A migration queued behind the scan's lock lifts the throttle too: the lock is held until the last row passes.
     const scan = { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false, onBlocking: () => throttle.lift() };
     await pagedCopyOut(source, scan, [lines, throttle, into]);
-    await target.query('commit');
+    await timedQuery(target, 'commit');
     return throttle.rows;
   } catch (error) {
     await rollbackOrDrop(target, options.clock);

@@ -82,6 +82,7 @@ export class SlotLines extends Transform {
   #partialLength = 0;
   #scanned = 0;
   #kept = 0;
+  #nullKeys = 0;
 
   constructor(options: SlotLinesOptions) {
     super();
@@ -96,6 +97,11 @@ export class SlotLines extends Transform {
   /** Rows kept so far. */
   get kept(): number {
     return this.#kept;
+  }
+
+  /** Rows read whose key is NULL (no slot owns them), so far. */
+  get nullKeys(): number {
+    return this.#nullKeys;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -119,6 +125,7 @@ export class SlotLines extends Transform {
       if (tab === -1 || tab > end) tab = end; // a key with no other column
       const key = data.subarray(start, tab);
       const slot = slotOfKeyField(key, slotCount);
+      if (slot === undefined) this.#nullKeys++;
       if (slot === undefined || slots[slot] !== 1) continue;
       this.#kept++;
       onRow?.(slot, key, data.subarray(Math.min(tab + 1, end), end));

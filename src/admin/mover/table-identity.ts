@@ -4,12 +4,12 @@
  * its tables by the name given, so a second name for a registered table would be registered with
  * its own key column and moved twice or by the wrong column (rows on shards that do not own them).
  */
-import type { Client } from 'pg';
+import type { ShardQueries } from './shard-deadlines';
 import { ConfigError } from '../../kernel/errors';
 import { quoteTable, type ShardedTableSpec } from './shard-guard-sql';
 
 /** Refuses (`E_INVALID_CONFIG`, before anything changes) a name that is no table on `shardId`, or two names of one table. */
-export async function requireDistinctTables(client: Client, shardId: string, tables: readonly ShardedTableSpec[]): Promise<void> {
+export async function requireDistinctTables(client: ShardQueries, shardId: string, tables: readonly ShardedTableSpec[]): Promise<void> {
   const { rows } = await client.query<{ oid: string | null; regclass: string | null }>(
     `select to_regclass(t)::oid::text as oid, to_regclass(t)::text as regclass from unnest($1::text[]) with ordinality as u(t, i) order by i`,
     [tables.map((t) => quoteTable(t.name))],

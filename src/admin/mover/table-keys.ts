@@ -1,5 +1,5 @@
 /** Sharded tables with their key column's SQL type, and key lists written as SQL literals. */
-import type { Client } from 'pg';
+import type { ShardQueries } from './shard-deadlines';
 import { MoveRefusedError } from './mover-errors';
 import { quoteIdentifier, quoteLiteral, quoteTable, type ShardedTableSpec } from './shard-guard-sql';
 
@@ -9,7 +9,7 @@ export interface KeyedTable extends ShardedTableSpec {
 }
 
 /** Looks up each table's key column type on `client`'s shard; a missing table or column is refused. */
-export async function resolveKeyTypes(client: Client, tables: readonly ShardedTableSpec[], shardId: string): Promise<KeyedTable[]> {
+export async function resolveKeyTypes(client: ShardQueries, tables: readonly ShardedTableSpec[], shardId: string): Promise<KeyedTable[]> {
   const out: KeyedTable[] = [];
   for (const table of tables) {
     const { rows } = await client.query<{ type: string | null }>(

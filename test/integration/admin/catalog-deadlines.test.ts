@@ -15,6 +15,7 @@ import { followCatalog } from '../../../src/admin/follow-catalog';
 import { CatalogTimeoutError } from '../../../src/admin/catalog-connections';
 import { freeze, until } from '../replication/replication-fault-fixture';
 import { SECRET, admin, withPassword } from './admin-cli-process';
+import { within } from '../mover/within-deadline';
 
 let cluster: TestCluster;
 let shard: TestShardUrls;
@@ -40,12 +41,8 @@ afterAll(async () => {
 });
 
 /** `promise`'s outcome (its error when it fails), or a failure once `millis` passed: the old code waited forever. */
-function within<T>(millis: number, what: string, promise: Promise<T>): Promise<T | Error> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${millis} ms`)), millis);
-  });
-  return Promise.race([promise.catch((error: unknown) => error as Error), late]).finally(() => clearTimeout(timer));
+function settledWithin<T>(millis: number, what: string, promise: Promise<T>): Promise<T | Error> {
+  return within(millis, what, promise.catch((error: unknown) => error as Error));
 }
 
 function redactedCatalog(url: string): string {
@@ -72,13 +69,13 @@ test('a host that accepts connections and never answers: each call fails at conn
   try {
     for (const call of [(): Promise<unknown> => catalog.latest(), (): Promise<unknown> => catalog.watch(() => undefined)]) {
       const started = performance.now();
-      const error = await within(5000, 'a call on a silent catalog', call());
+      const error = await settledWithin(5000, 'a call on a silent catalog', call());
       const millis = performance.now() - started;
       expectCatalogTimeout(error, url, /while connecting within 500 ms \(connectionTimeoutMillis\)/);
       expect(millis).toBeGreaterThanOrEqual(490);
       expect(millis).toBeLessThan(2000);
     }
-    expect(await within(3000, 'closing the catalog', catalog.close())).toBeUndefined();
+    expect(await settledWithin(3000, 'closing the catalog', catalog.close())).toBeUndefined();
   } finally {
     for (const socket of sockets) socket.destroy();
     blackhole.close();
@@ -94,7 +91,7 @@ test('a catalog frozen (SIGSTOP) under an open connection: a statement fails at 
   let error: unknown;
   try {
     const started = performance.now();
-    error = await within(8000, 'a statement on a frozen catalog', catalog.latest());
+    error = await settledWithin(8000, 'a statement on a frozen catalog', catalog.latest());
     millis = performance.now() - started;
   } finally {
     thaw();
