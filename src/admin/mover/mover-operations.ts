@@ -16,6 +16,7 @@ import type { ShardedTableSpec } from './shard-guard-sql';
 import { planUnshardedStep, tableRowCounts, unshardedHolder, unshardedTables, type UnshardedOptions } from './unsharded-plan';
 import { TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { nullKeyRows } from './slot-checksum';
+import { readLocked } from './plan-reads';
 
 /** Migrations `add` runs on the new shard before comparing schemas (as `migrateShards` takes them, without `shards`). */
 export type NewShardMigrations = Omit<MigrateShardsOptions, 'shards' | 'onShard'>;
@@ -78,7 +79,7 @@ export function drainShard(options: MoverOptions & UnshardedOptions & { readonly
     }
     const catalogSchema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
     return withShardSession(shard.primary.url, async (c) => {
-      const nullKeys = await nullKeyTables(c, frame.tables);
+      const nullKeys = await nullKeyTables(c, options.shardId, frame.tables);
       if (nullKeys.length > 0) {
         throw new MoveRefusedError('null-keys', `Shard "${options.shardId}" holds rows whose shard key is NULL (${nullKeys.map((t) => `${t.table}: ${t.rows}`).join(', ')}); no slot owns them, so a drain would leave them behind: set their keys or delete them, then drain.`, {
           shardId: options.shardId,
@@ -89,7 +90,7 @@ export function drainShard(options: MoverOptions & UnshardedOptions & { readonly
         const unsharded = await planUnshardedStep(latest, options.shardId, c, frame.tables, catalogSchema, transfers, options);
         return { topology: latest, transfers, removeShard: options.shardId, unsharded };
       }
-      const stray = (await tableRowCounts(c, await unshardedTables(c, frame.tables, catalogSchema))).filter((t) => t.rows > 0).map((t) => t.name);
+      const stray = (await tableRowCounts(c, options.shardId, await unshardedTables(c, frame.tables, catalogSchema))).filter((t) => t.rows > 0).map((t) => t.name);
       if (stray.length > 0) {
         throw new MoveRefusedError('unsharded-tables', `Shard "${options.shardId}" holds rows of tables that are not sharded (${stray.join(', ')}), but the unsharded tables live on "${holder}", so routers never read them here: delete them (or, if your apps' unshardedShardId names "${options.shardId}", pass --unsharded-from ${options.shardId}), then drain.`, {
           shardId: options.shardId,
@@ -133,11 +134,11 @@ function equalShareFor(topology: Topology, target: string): SlotTransfer[] {
   return [...taken].map(([source, slots]) => Object.freeze({ source, target, slots: Object.freeze(slots.sort((a, b) => a - b)) }));
 }
 
-/** The sharded tables holding rows whose shard key is NULL, with their counts. */
-async function nullKeyTables(client: Client, sharded: readonly ShardedTableSpec[]): Promise<{ table: string; rows: number }[]> {
+/** The sharded tables of `shardId` holding rows whose shard key is NULL, with their counts (each read once its lock is had in time: `plan-reads.ts`). */
+async function nullKeyTables(client: Client, shardId: string, sharded: readonly ShardedTableSpec[]): Promise<{ table: string; rows: number }[]> {
   const out: { table: string; rows: number }[] = [];
   for (const table of sharded) {
-    const rows = await nullKeyRows(client, table);
+    const rows = await readLocked(client, { shardId, table: table.name, purpose: 'count the rows whose shard key is NULL', read: () => nullKeyRows(client, table) });
     if (rows > 0) out.push({ table: table.name, rows });
   }
   return out;

@@ -14,6 +14,7 @@ import { copyShapes } from './unsharded-copy';
 import { describeTables, schemaDiff } from './schema-compare';
 import { withShardSession } from './shard-session';
 import type { SlotTransfer } from './move-plan';
+import { readLocked } from './plan-reads';
 
 /** Per-shard bookkeeping tables Kysely's migrator keeps (every shard has its own; never moved). */
 const MIGRATION_TABLES: ReadonlySet<string> = new Set(['kysely_migration', 'kysely_migration_lock']);
@@ -55,13 +56,18 @@ export async function unshardedTables(client: Client, sharded: readonly ShardedT
   return rows.filter((r) => !shardedNames.has(`${r.schema}.${r.name}`) && !MIGRATION_TABLES.has(r.name)).map((r) => `${r.schema}.${r.name}`);
 }
 
-/** Rows of each table (exact counts: unsharded tables are reference data, small by design). */
-export async function tableRowCounts(client: Client, tables: readonly string[]): Promise<UnshardedTablePlan[]> {
+/**
+ * Rows of each table on `shardId` (exact counts: unsharded tables are reference data, small by
+ * design), each counted once its lock is had in time (`plan-reads.ts`: a migration's lock refuses
+ * the drain, naming who holds it).
+ */
+export async function tableRowCounts(client: Client, shardId: string, tables: readonly string[]): Promise<UnshardedTablePlan[]> {
   const out: UnshardedTablePlan[] = [];
   // A table's own rows (`only`), as the step copies them: an inheritance child's rows are its own table's.
   for (const shape of await copyShapes(client, tables)) {
-    const { rows } = await client.query<{ n: string }>(`select count(*) as n from ${shape.from}`);
-    out.push(Object.freeze({ name: shape.table, rows: Number(rows[0]?.n ?? 0) }));
+    const read = async (): Promise<number> => Number((await client.query<{ n: string }>(`select count(*) as n from ${shape.from}`)).rows[0]?.n ?? 0);
+    const rows = await readLocked(client, { shardId, table: shape.table, purpose: 'count the rows of the unsharded tables', read });
+    out.push(Object.freeze({ name: shape.table, rows }));
   }
   return out;
 }
@@ -123,7 +129,7 @@ export async function planUnshardedStep(
   }
   const tables = await unshardedTables(sourceClient, sharded, catalogSchema);
   const specs = tables.map((name) => ({ name, keyColumn: '' }));
-  const counts = await tableRowCounts(sourceClient, tables);
+  const counts = await tableRowCounts(sourceClient, drained, tables);
   await withShardSession(targetShard.primary.url, async (targetClient) => {
     const diff = schemaDiff({ id: drained, lines: await describeTables(sourceClient, specs) }, { id: target, lines: await describeTables(targetClient, specs) });
     if (diff.length > 0) {
@@ -132,7 +138,7 @@ export async function planUnshardedStep(
         diff,
       });
     }
-    const occupied = (await tableRowCounts(targetClient, tables)).filter((t) => t.rows > 0);
+    const occupied = (await tableRowCounts(targetClient, target, tables)).filter((t) => t.rows > 0);
     if (occupied.length > 0) {
       throw new MoveRefusedError(
         'unsharded-target-not-empty',
@@ -145,7 +151,7 @@ export async function planUnshardedStep(
   if (topology.unshardedShardId === undefined && options.unshardedFrom === undefined) {
     for (const shard of topology.shards) {
       if (shard.id === drained || shard.id === target) continue;
-      const occupied = await withShardSession(shard.primary.url, async (c) => (await tableRowCounts(c, tables)).filter((t) => t.rows > 0));
+      const occupied = await withShardSession(shard.primary.url, async (c) => (await tableRowCounts(c, shard.id, tables)).filter((t) => t.rows > 0));
       if (occupied.length > 0) {
         throw new MoveRefusedError(
           'unsharded-holder',

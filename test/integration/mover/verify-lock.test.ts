@@ -9,8 +9,8 @@ import { Client } from 'pg';
 import { admin } from '../admin/admin-cli-process';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { withDeadline } from '../../../src/kernel/deadline';
-import { untilWaitingForLock } from '../../support/lock-waits';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { queueMigration } from './queued-migration';
 
 let f: MoverFixture;
 
@@ -51,14 +51,9 @@ test('a migration holding ACCESS EXCLUSIVE: verify stops after lockTimeoutMillis
 }, 60_000);
 
 test('a migration queued behind a long transaction (CLI, default deadline): exit 1 with the code first, both backends named, no literal shown', async () => {
-  const reader = await session('report job');
-  const migration = await session('schema migration');
+  const queued = await queueMigration(f.shards[1]!.primaryUrl, 'orders', f.pools[1]!);
+  const { reader, migration } = queued;
   try {
-    await reader.query('begin');
-    await reader.query(`select count(*) from orders where amount > 0 and 'tok-Sekret-42' <> ''`);
-    const altered = migration.query(`alter table orders add column note text default 'hush-hush'`);
-    altered.catch(() => undefined);
-    await untilWaitingForLock(f.pools[1]!, 'alter table orders');
     const run = await admin('verify', '--catalog', f.catalogUrl);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/^E_MOVE_REFUSED: verify could not read table orders on shard "shard1": its lock stayed taken for 5000 ms by /);
@@ -68,10 +63,8 @@ test('a migration queued behind a long transaction (CLI, default deadline): exit
     expect(run.stdout).toContain('holding its lock on orders: "select count(*) from orders where amount > ? and ? <> ?"');
     expect(run.stdout).not.toContain('Sekret');
     expect(run.stdout).not.toContain('hush');
-    await reader.query('rollback');
-    await altered;
+    await queued.finish();
   } finally {
-    await reader.end();
-    await migration.end();
+    await queued.close();
   }
 }, 60_000);
