@@ -22,6 +22,7 @@ import { runMove } from './move-runner';
 import type { MoveTuning } from './move-context';
 import { estimateMoveSeconds } from './move-estimate';
 import { estimateTableRows } from './table-estimate';
+import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 
 /** What an operation decided: the transfers, on which topology, and what to publish first or remove last. */
 export interface MoveDecision {
@@ -73,7 +74,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
       await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
       await frame.registerGivenTables();
-      plan = await planSummary(decision, batches, frame.tables, tuning);
+      plan = await planSummary(decision, batches, frame.tables, tuning, { clock, niceRatio: tuning.niceRatio, sliceMillis: PACE_SLICE_MILLIS, probeSlowMillis: 0 });
       options.onPlan?.(plan);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
@@ -142,11 +143,12 @@ async function checkShards(topology: Topology, shardIds: readonly string[], tabl
   }
 }
 
-async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], tuning: MoveTuning): Promise<MovePlanSummary> {
+/** The plan the operator sees first; its row estimates read the shards paced by `pace` (the app is running). */
+async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], tuning: MoveTuning, pace: ScanPace): Promise<MovePlanSummary> {
   const shardRows = new Map<string, number>();
   for (const id of new Set(batches.flatMap((b) => [b.source, b.target]))) {
     const shard = decision.topology.shardById(id);
-    shardRows.set(id, shard === undefined ? 0 : await withShardSession(shard.primary.url, (c) => tableRows(c, tables)));
+    shardRows.set(id, shard === undefined ? 0 : await withShardSession(shard.primary.url, (c) => tableRows(c, tables, pace)));
   }
   const rowsPerSlot = (id: string): number => (shardRows.get(id) ?? 0) / Math.max(1, decision.topology.slotsOf(id).length);
   const planned = batches.map((b) =>
@@ -169,8 +171,8 @@ async function planSummary(decision: MoveDecision, batches: readonly SlotTransfe
   });
 }
 
-async function tableRows(client: Client, tables: readonly ShardedTableSpec[]): Promise<number> {
+async function tableRows(client: Client, tables: readonly ShardedTableSpec[], pace: ScanPace): Promise<number> {
   let total = 0;
-  for (const t of tables) total += await estimateTableRows(client, t.name);
+  for (const t of tables) total += await estimateTableRows(client, t.name, pace);
   return total;
 }

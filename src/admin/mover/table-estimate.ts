@@ -15,9 +15,15 @@
  * and its rows scaled by the share read. Each table is scaled by its own density: a shard's dense
  * small tables and sparse large ones do not blur into one average. A partitioned or inherited
  * table is the sum of its partitions or children.
+ *
+ * A move's plan reads while the app runs, so it is paced like the move's scans: one statement per
+ * range of at most {@link RANGE_PAGES} pages (a counted table is read in such ranges too), each
+ * followed by the move's nice-ratio pause: read in one statement, up to 2,000 pages of each table
+ * on each source and target were one burst of shard work, unpaced, while the app writes.
  */
 import type { QueryResult, QueryResultRow } from 'pg';
 import { quoteTable } from './shard-guard-sql';
+import { yieldAfter, type ScanPace } from './scan-pacer';
 
 /** About how many pages a plan's estimate reads per table (16 MB of 8 kB pages); a smaller table is counted. */
 export const SAMPLE_PAGES = 2000;
@@ -50,11 +56,19 @@ interface Budget {
   readonly pages: number;
   readonly per: 'each' | 'all';
   readonly lockTimeoutMillis: number;
+  /** Paced: one statement per range, each followed by its pause; else one statement for all. */
+  readonly pace?: ScanPace;
 }
 
-/** Estimated rows of `table` (as registered: `name` or `schema.name`) on `client`'s shard. */
-export function estimateTableRows(client: EstimateQueries, table: string): Promise<number> {
-  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, per: 'each', lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS });
+/** Most pages one statement of a paced estimate reads (1 MB: a few milliseconds of a shard's work, as a slice of the move's scans). */
+export const RANGE_PAGES = 128;
+
+/**
+ * Estimated rows of `table` (as registered: `name` or `schema.name`) on `client`'s shard; with
+ * `pace`, read in ranges of at most {@link RANGE_PAGES} pages, each followed by its pause.
+ */
+export function estimateTableRows(client: EstimateQueries, table: string, pace?: ScanPace): Promise<number> {
+  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, per: 'each', lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace }) });
 }
 
 /**
@@ -88,7 +102,8 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
     const all = leaves.reduce((n, r) => n + r.pages, 0);
     // Per table, or the budget shared in proportion to size (at least a page each).
     const allotted = (leaf: Leaf): number => (budget.per === 'each' ? budget.pages : all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
-    const total = await sampledRows(client, leaves.map((leaf) => samplePlan(leaf, allotted(leaf))));
+    const plans = leaves.map((leaf) => samplePlan(leaf, allotted(leaf), budget.pace === undefined ? undefined : RANGE_PAGES));
+    const total = budget.pace === undefined ? await sampledRows(client, plans) : await pacedRows(client, plans, budget.pace);
     await client.query('commit');
     return total;
   } catch (error) {
@@ -114,9 +129,20 @@ interface SamplePlan {
 /** Most page ranges of one table a sample reads (its pages spread over the table in this many runs). */
 const SAMPLE_RANGES = 16;
 
-/** How `leaf` is read with `pages` pages to spend: whole, by evenly spread ranges of pages, or by `TABLESAMPLE SYSTEM`. */
-export function samplePlan(leaf: Leaf, pages: number): SamplePlan {
+/**
+ * How `leaf` is read with `pages` pages to spend: whole, by evenly spread ranges of pages, or by
+ * `TABLESAMPLE SYSTEM`. With `rangePages`, a table read whole by TID ranges is read in ranges of
+ * at most that many pages (the last one open-ended: pages added since its size was read count too).
+ */
+export function samplePlan(leaf: Leaf, pages: number, rangePages?: number): SamplePlan {
   const { name, pages: size } = leaf;
+  if (pages >= size && leaf.ranged && rangePages !== undefined && size > rangePages) {
+    const sources: string[] = [];
+    for (let from = 0; from < size; from += rangePages) {
+      sources.push(from + rangePages >= size ? `only ${name} where ctid >= '(${from},0)'::tid` : `only ${name} where ctid >= '(${from},0)'::tid and ctid < '(${from + rangePages},0)'::tid`);
+    }
+    return { sources, scale: 1 };
+  }
   if (pages >= size) return { sources: [`only ${name}`], scale: 1 };
   if (!leaf.ranged) return { sources: [`only ${name} tablesample system (${(100 * pages) / size}) repeatable (0)`], scale: size / pages };
   const runs = Math.min(SAMPLE_RANGES, pages);
@@ -137,6 +163,22 @@ async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]
   if (parts.length === 0) return 0;
   const { rows } = await client.query<{ leaf: number; n: number }>(`select leaf, sum(n)::float8 as n from (${parts.join(' union all ')}) parts group by leaf`);
   return Math.round(rows.reduce((total, r) => total + r.n * plans[r.leaf]!.scale, 0));
+}
+
+/** The same as {@link sampledRows}, one statement per range, each followed by `pace`'s pause for the time it took. */
+async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace): Promise<number> {
+  let total = 0;
+  for (const plan of plans) {
+    let rows = 0;
+    for (const from of plan.sources) {
+      const started = pace.clock.monotonicNow();
+      const { rows: counted } = await client.query<{ n: number }>(`select count(*)::float8 as n from ${from}`);
+      rows += counted[0]?.n ?? 0;
+      await yieldAfter(pace.clock.monotonicNow() - started, pace);
+    }
+    total += rows * plan.scale;
+  }
+  return Math.round(total);
 }
 
 /**

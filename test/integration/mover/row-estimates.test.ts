@@ -9,7 +9,8 @@
  */
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { openShardSession } from '../../../src/admin/mover/shard-session';
-import { ESTIMATE_LOCK_TIMEOUT_MILLIS, SAMPLE_PAGES, estimateTableRows } from '../../../src/admin/mover/table-estimate';
+import { ESTIMATE_LOCK_TIMEOUT_MILLIS, RANGE_PAGES, SAMPLE_PAGES, estimateTableRows, type EstimateQueries } from '../../../src/admin/mover/table-estimate';
+import { systemClock, type Clock } from '../../../src/kernel/clock';
 import { seededRowsIn, startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 
 const USERS = 40_000;
@@ -70,7 +71,51 @@ test('a table larger than the sample, half of its rows deleted and not vacuumed:
   expect(rows[0]!.reltuples).toBeGreaterThan(1.9 * rows[0]!.live); // the statistics still count the deleted rows
   const session = await openShardSession(f.shards[0]!.primaryUrl);
   try {
-    expectWithinTolerance('sampled table', await estimateTableRows(session.client, 'wide'), rows[0]!.live);
+    const unpaced = await estimateTableRows(session.client, 'wide');
+    expectWithinTolerance('sampled table', unpaced, rows[0]!.live);
+    // Paced as a move's plan reads it: the same pages, so the same figure.
+    expect((await pacedEstimate(session.client, 'wide')).rows).toBe(unpaced);
+  } finally {
+    await session.close();
+  }
+}, 60_000);
+
+/** A move plan's estimate of `table`: its counting statements and the pauses asked for after each, recorded (pauses run at once). */
+async function pacedEstimate(client: EstimateQueries, table: string): Promise<{ rows: number; counts: string[]; pauses: number[] }> {
+  const counts: string[] = [];
+  const pauses: number[] = [];
+  const recording: EstimateQueries = {
+    query: (text, values) => {
+      if (text.startsWith('select count(*)')) counts.push(text);
+      return client.query(text, values);
+    },
+  };
+  const clock: Clock = { ...systemClock, setTimeout: (callback, millis) => (pauses.push(millis), systemClock.setTimeout(callback, 0)) };
+  const rows = await estimateTableRows(recording, table, { clock, niceRatio: 1, sliceMillis: 3, probeSlowMillis: 0 });
+  return { rows, counts, pauses };
+}
+
+test('a move plan reads paced: at most RANGE_PAGES pages a statement, each followed by a pause as long as it took; the count is exact', async () => {
+  const pool = f.pools[1]!;
+  // More pages than a range, fewer than the sample budget: counted whole, in ranges.
+  await pool.query('create table counted (id integer primary key, pad text not null) with (autovacuum_enabled = false)');
+  await pool.query(`insert into counted select g, repeat('x', 1000) from generate_series(1, ${7 * 3 * RANGE_PAGES + 5}) g`);
+  const { rows } = await pool.query<{ pages: number }>(`select (pg_relation_size('counted') / 8192)::int as pages`);
+  const session = await openShardSession(f.shards[1]!.primaryUrl);
+  try {
+    const paced = await pacedEstimate(session.client, 'counted');
+    expect(paced.rows).toBe(7 * 3 * RANGE_PAGES + 5);
+    expect(paced.counts).toHaveLength(Math.ceil(rows[0]!.pages / RANGE_PAGES));
+    expect(paced.pauses).toHaveLength(paced.counts.length);
+    expect(paced.pauses.every((millis) => millis > 0)).toBe(true);
+    // Each statement reads one range of at most RANGE_PAGES pages.
+    const SPAN = new RegExp(`ctid >= '\\((\\d+),0\\)'::tid(?: and ctid < '\\((\\d+),0\\)'::tid)?`);
+    for (const text of paced.counts) {
+      const m = SPAN.exec(text);
+      expect(m).not.toBeNull();
+      if (m![2] !== undefined) expect(Number(m![2]) - Number(m![1])).toBeLessThanOrEqual(RANGE_PAGES);
+      else expect(rows[0]!.pages - Number(m![1])).toBeLessThanOrEqual(RANGE_PAGES);
+    }
   } finally {
     await session.close();
   }

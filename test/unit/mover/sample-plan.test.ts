@@ -34,3 +34,16 @@ test('few pages to spend: one-page ranges, as many as pages; the end of the tabl
 test('a table that cannot be read by TID ranges is sampled by TABLESAMPLE SYSTEM, scaled by the share asked for', () => {
   expect(samplePlan({ name: '"t"', pages: 8000, ranged: false }, 2000)).toEqual({ sources: ['only "t" tablesample system (25) repeatable (0)'], scale: 4 });
 });
+
+test('paced (a move plan): a table read whole by TID ranges is read in ranges of at most rangePages, the last one open-ended', () => {
+  const plan = samplePlan({ name: '"t"', pages: 300, ranged: true }, 2000, 128);
+  expect(plan).toEqual({
+    sources: [`only "t" where ctid >= '(0,0)'::tid and ctid < '(128,0)'::tid`, `only "t" where ctid >= '(128,0)'::tid and ctid < '(256,0)'::tid`, `only "t" where ctid >= '(256,0)'::tid`],
+    scale: 1,
+  });
+  // Within one range, or not readable by ranges: one statement, as unpaced.
+  expect(samplePlan({ name: '"t"', pages: 128, ranged: true }, 2000, 128)).toEqual({ sources: ['only "t"'], scale: 1 });
+  expect(samplePlan({ name: '"t"', pages: 300, ranged: false }, 2000, 128)).toEqual({ sources: ['only "t"'], scale: 1 });
+  // A sampled table's ranges are already shorter than that: unchanged.
+  expect(samplePlan({ name: '"t"', pages: 8000, ranged: true }, 2000, 128)).toEqual(samplePlan({ name: '"t"', pages: 8000, ranged: true }, 2000));
+});
