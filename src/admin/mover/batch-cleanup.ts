@@ -3,9 +3,9 @@
  * of the moved slots are deleted in throttled chunks (nothing reads them: they are hidden, and
  * stale sessions are refused), then its fence, capture and hidden bits go. `abortBatch` (any phase
  * before published): the capture and fence go first, so the source takes writes again at once,
- * then the target's copies are deleted while still hidden, then shown (there are none left). The
- * clean-up's statements are short by design (a paced key scan, deletes of ~3 ms): each must answer
- * within the session's `statementTimeoutMillis`, or the move stops (`shard-deadlines.ts`).
+ * then the target's copies are deleted while still hidden, then shown (there are none left). Every
+ * statement runs under the session's deadline (`shard-deadlines.ts`): a shard that stops answering
+ * stops the move, a delete that is only long (a key with millions of rows) is let finish.
  */
 import type { Client } from 'pg';
 import { enterPhase, report, type BatchScope } from './batch-scope';
@@ -18,7 +18,6 @@ import { discard } from './slot-checksum';
 import { yieldAfter, type ScanPace } from './scan-pacer';
 import { pagedCopyOut } from './paged-scan';
 import { throttleDelayMillis } from './copy-throttle';
-import { timedQuery } from './shard-deadlines';
 
 // Keys per delete: the first chunk's size, then sized so each delete takes about one pacing slice
 // (PACE_SLICE_MILLIS), within bounds. A fixed 1,000 keys took 10-20 ms per delete on a busy
@@ -46,7 +45,7 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
         await ctx.hook?.(batch, 'cleaning');
       }
       const deleteStarted = ctx.clock.monotonicNow();
-      const { rowCount } = await timedQuery(source, `delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
+      const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
       i += chunk; // before the next chunk's size is chosen
       deleted += rowCount ?? 0;
       if (ctx.clock.monotonicNow() - reportedAt >= 200) {
@@ -92,8 +91,8 @@ export async function abortBatch(scope: BatchScope): Promise<void> {
 /** Drops the source's per-move state: fence rows, change log, and the capture triggers once no slot moves. */
 async function releaseSource(scope: BatchScope): Promise<void> {
   const { ctx, source, tables } = scope;
-  await timedQuery(source, 'delete from kysely_scale.slot_move where move_id = $1', [ctx.move.id]);
-  await timedQuery(source, 'delete from kysely_scale.change_log where move_id = $1', [ctx.move.id]);
-  const { rows } = await timedQuery<{ busy: boolean }>(source, 'select exists (select 1 from kysely_scale.slot_move) as busy');
+  await source.query('delete from kysely_scale.slot_move where move_id = $1', [ctx.move.id]);
+  await source.query('delete from kysely_scale.change_log where move_id = $1', [ctx.move.id]);
+  const { rows } = await source.query<{ busy: boolean }>('select exists (select 1 from kysely_scale.slot_move) as busy');
   if (rows[0]?.busy !== true) await dropCapture(source, tables);
 }

@@ -5,8 +5,8 @@
  * target's transaction did, so a crash in between leaves them to be applied again (re-applying a
  * key is harmless: it copies the current rows). Order does not matter, since every pass reads the
  * rows as they are now, and an entry committed after a pass read its key stays for the next pass.
- * Every statement of a pass is short (a thousand keys at most), so each must answer within the
- * session's `statementTimeoutMillis` (`shard-deadlines.ts`).
+ * Every statement of a pass runs under the session's deadline (`shard-deadlines.ts`): a shard that
+ * stops answering stops the move; one whose keys have many rows takes the time it needs.
  */
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
@@ -14,7 +14,6 @@ import { pipeRows } from './slot-copy';
 import { quoteTable } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { rollbackOrDrop } from './shard-session';
-import { timedQuery } from './shard-deadlines';
 
 /** Keys per chunk of a catch-up statement. */
 const KEYS_PER_STATEMENT = 1000;
@@ -36,7 +35,7 @@ export interface CatchUpOptions {
 
 /** Entries waiting in the source's change log for `moveId`. */
 export async function changeLag(source: Client, moveId: number): Promise<number> {
-  const { rows } = await timedQuery<{ n: string }>(source, 'select count(*) as n from kysely_scale.change_log where move_id = $1', [moveId]);
+  const { rows } = await source.query<{ n: string }>('select count(*) as n from kysely_scale.change_log where move_id = $1', [moveId]);
   return Number(rows[0]?.n ?? 0);
 }
 
@@ -45,9 +44,7 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
   try {
     const limit = options.limit === undefined ? '' : ` limit ${Math.floor(options.limit)}`;
     // One round trip (simple-query protocol, so literal values): the pass under the fence is mostly round trips.
-    const results = (await timedQuery(
-      source,
-      `${options.snapshot ? 'begin isolation level repeatable read' : 'begin'};
+    const results = (await source.query(`${options.snapshot ? 'begin isolation level repeatable read' : 'begin'};
        delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = ${Math.trunc(Number(options.moveId))} order by id${limit}) returning tbl, key`,
     )) as unknown as [unknown, { rows: { tbl: string; key: string }[] }];
     const rows = results[1].rows;
@@ -59,24 +56,24 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
     }
     for (const [name, keys] of applied) applied.set(name, [...new Set(keys)]);
     if (applied.size > 0) {
-      await timedQuery(target, 'begin');
+      await target.query('begin');
       try {
         for (const table of options.tables) {
           const keys = applied.get(table.name) ?? [];
           for (let i = 0; i < keys.length; i += KEYS_PER_STATEMENT) {
             const where = keyFilterSql(table, keys.slice(i, i + KEYS_PER_STATEMENT));
-            await timedQuery(target, `delete from ${quoteTable(table.name)} where ${where}`);
+            await target.query(`delete from ${quoteTable(table.name)} where ${where}`);
             await pipeRows(source, target, table, where, { clock: options.clock, maxRowsPerSecond: undefined, onRows: () => undefined });
           }
         }
-        await timedQuery(target, 'commit');
+        await target.query('commit');
       } catch (error) {
         await rollbackOrDrop(target, options.clock);
         throw error;
       }
     }
     if (options.inSnapshot !== undefined) await options.inSnapshot(source);
-    await timedQuery(source, 'commit');
+    await source.query('commit');
     return applied;
   } catch (error) {
     await rollbackOrDrop(source, options.clock);

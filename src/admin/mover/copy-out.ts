@@ -7,28 +7,50 @@
  * backend ends (its transaction rolls back), later statements on the client fail at once, and
  * the mover's context opens a new session when it needs one. Both directions are watched
  * (`shard-deadlines.ts`): a shard that stops sending, or stops taking what it is sent, for the
- * idle deadline fails the COPY with `ShardSilentError` naming it.
+ * idle deadline is probed; a silent one fails the COPY with `ShardSilentError` naming it, one
+ * waiting for a lock too long with `ShardLockError` naming who keeps it, one at work goes on.
  */
 import { pipeline } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { destroySocket } from '../server-client';
-import { watchCopy } from './shard-deadlines';
+import { watchCopy, type CopyWatch } from './shard-deadlines';
+import { ShardLockError, ShardSilentError } from './mover-errors';
+
+type Stages = readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Writable];
+
+/** The watch of each {@link copyIn} stream. */
+const inWatches = new WeakMap<object, CopyWatch>();
+
+/**
+ * The error a failed COPY pipeline reports: a deadline's own (a shard found silent, or waiting on a
+ * lock, by the watch of a COPY out or of a {@link copyIn} stage) rather than what dropping the
+ * session made of it (`Connection terminated unexpectedly`: a COPY in destroyed before the shard
+ * took it reports the dropped socket, not the error it was destroyed with).
+ */
+export function copyFailure(error: unknown, stages: Stages): unknown {
+  if (error instanceof ShardSilentError || error instanceof ShardLockError) return error;
+  for (const stage of stages) {
+    const watched = inWatches.get(stage)?.error();
+    if (watched !== undefined) return watched;
+  }
+  return error;
+}
 
 /**
  * Streams `sql` (a `COPY … TO STDOUT`) from `client` through `stages`; on failure the client is
  * dropped (never reused) and the error rethrown. The shard may stay silent for `idleMillis` at
  * most (default: the session's `copyIdleTimeoutMillis`) while the stages wait for it.
  */
-export async function copyOut(client: Client, sql: string, stages: readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Writable], idleMillis?: number): Promise<void> {
+export async function copyOut(client: Client, sql: string, stages: Stages, idleMillis?: number): Promise<void> {
   const reader = client.query(copyTo(sql));
   const watch = watchCopy(client, reader, 'out', idleMillis);
   try {
     await pipeline([reader, ...stages]);
   } catch (error) {
     destroySocket(client);
-    throw watch.error() ?? error;
+    throw watch.error() ?? copyFailure(error, stages);
   }
 }
 
@@ -37,12 +59,13 @@ export async function copyOut(client: Client, sql: string, stages: readonly [...
  * when the scan feeding it fails before the pipe is set up (a lock timeout, a dropped source), the
  * caller's rollback drops the target's connection and the stream reports that with nobody
  * listening, which would crash the process; the scan's error is the one the caller throws. A
- * target that takes nothing of what it is sent for `idleMillis` (default: the session's
- * `copyIdleTimeoutMillis`) fails the stream, and so the pipeline, with `ShardSilentError`.
+ * target that takes nothing of what it is sent, or does not finish the COPY, for `idleMillis`
+ * (default: the session's `copyIdleTimeoutMillis`) is probed: silent, or waiting for a lock too
+ * long, it fails the stream, and so the pipeline; at work (its triggers, its checks) it goes on.
  */
 export function copyIn(target: Client, sql: string, idleMillis?: number): Writable {
   const into = target.query(copyFrom(sql));
   into.on('error', () => undefined);
-  watchCopy(target, into, 'in', idleMillis);
+  inWatches.set(into, watchCopy(target, into, 'in', idleMillis));
   return into;
 }

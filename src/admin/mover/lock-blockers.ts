@@ -5,8 +5,15 @@
  * application, state, transaction age and the first part of its statement with its literals
  * hidden, so an error can say whom to end instead of PostgreSQL's bare 55P03 "lock timeout".
  */
-import type { ShardQueries } from './shard-deadlines';
+import { withOwnLockTimeout, type ShardQueries } from './shard-queries';
 import { redactText } from '../../kernel/redact';
+
+/**
+ * How long the mover waits for a lock: a scan's `ACCESS SHARE` on its table (only an `ACCESS
+ * EXCLUSIVE` request, a migration's, makes it wait), and any statement of a mover session found
+ * waiting on a lock by its deadline's probe (`shard-liveness.ts`).
+ */
+export const LOCK_WAIT_MILLIS = 5000;
 
 /** A backend holding or awaiting a lock that keeps us waiting. */
 export interface LockBlocker {
@@ -56,6 +63,34 @@ export async function lockBlockers(client: ShardQueries, tables: readonly string
   return rows.map((r) => Object.freeze({ ...r, statement: statementStart(r.statement) }));
 }
 
+/**
+ * The backends `pid` waits for, asked from another session (a deadline's probe): those holding or
+ * queued ahead for a lock it wants (`pg_blocking_pids`), and the ones those queued wait for, each
+ * named with the table `pid` waits on (or `the rows it waits for`, a row lock).
+ */
+export async function backendBlockers(client: ShardQueries, pid: number): Promise<LockBlocker[]> {
+  const { rows } = await client.query<LockBlocker>(
+    `with direct as (select unnest(pg_blocking_pids($1)) as pid),
+     named as (
+       select d.pid, exists (select 1 from pg_locks l where l.pid = d.pid and not l.granted) as waiting from direct d
+       union
+       select b.pid, false from direct d, unnest(pg_blocking_pids(d.pid)) b(pid)
+     ), wanted as (
+       select coalesce((select l.relation::regclass::text from pg_locks l where l.pid = $1 and l.relation is not null and (not l.granted or l.locktype = 'tuple')
+                         order by l.granted limit 1), 'the rows it waits for') as relname
+     )
+     select * from (
+       select distinct on (a.pid) a.pid, coalesce(a.application_name, '') as "applicationName", coalesce(a.state, 'unknown') as state,
+              coalesce(extract(epoch from clock_timestamp() - a.xact_start), 0)::int as seconds, w.relname as table, n.waiting, left(a.query, 1000) as statement
+         from named n join pg_stat_activity a on a.pid = n.pid cross join wanted w
+        where n.pid <> $1
+        order by a.pid, n.waiting
+     ) x order by seconds desc, pid limit ${MOST_BLOCKERS}`,
+    [pid],
+  );
+  return rows.map((r) => Object.freeze({ ...r, statement: statementStart(r.statement) }));
+}
+
 /** `backend 123 "psql" idle in transaction for 12 s on orders: "select … where id = ?"`, one per blocker, comma-separated. */
 export function describeBlockers(blockers: readonly LockBlocker[]): string {
   return blockers
@@ -97,8 +132,12 @@ export async function shardName(client: ShardQueries): Promise<string> {
  */
 export async function lockForReading(client: ShardQueries, table: string, timeoutMillis: number, andThen = ''): Promise<readonly LockBlocker[] | undefined> {
   try {
-    await client.query(
-      `savepoint kysely_scale_read_lock; set local lock_timeout = '${Math.max(1, Math.round(timeoutMillis))}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0${andThen === '' ? '' : `; ${andThen}`}`,
+    const millis = Math.max(1, Math.round(timeoutMillis));
+    // The wait is this statement's own (lock_timeout): the session's deadline leaves it to it.
+    await withOwnLockTimeout(millis, () =>
+      client.query(
+        `savepoint kysely_scale_read_lock; set local lock_timeout = '${millis}ms'; lock table ${table} in access share mode; release savepoint kysely_scale_read_lock; set local lock_timeout = 0${andThen === '' ? '' : `; ${andThen}`}`,
+      ),
     );
     return undefined;
   } catch (error) {

@@ -14,8 +14,8 @@ export const DEADLINE_FLAGS = {
 
 /** Usage lines of {@link DEADLINE_FLAGS}. */
 export const DEADLINE_USAGE: readonly string[] = [
-  "--statement-timeout-ms <n>             a shard that does not answer a short statement (a scan's range, a catch-up or clean-up statement) in this long stops the command (default 30000)",
-  '--copy-idle-timeout-ms <n>             a COPY during which a shard sends or takes nothing for this long stops the command (default 60000)',
+  '--statement-timeout-ms <n>             a statement without an answer this long has its shard probed: silent, the command stops; at work, it goes on (default 30000)',
+  '--copy-idle-timeout-ms <n>             the same for a COPY during which a shard sends or takes nothing this long (default 60000)',
 ];
 
 /** The tuning {@link DEADLINE_FLAGS} give. */

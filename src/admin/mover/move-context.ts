@@ -71,17 +71,20 @@ export interface MoveTuning {
   /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
   readonly cleanupDelayMillis: number;
   /**
-   * Client-side deadline of the mover's statements that are short by design: each range of a paged
-   * scan (~3 ms of work), each catch-up and clean-up statement. A shard that does not answer one in
-   * time (frozen, cut off) fails the move with `E_MOVE_FAILED` naming it; resume once it answers.
+   * How long any statement of the mover (and each range of a paged scan, each COPY of a catch-up)
+   * may go without an answer before its shard is probed from a fresh connection: a shard that does
+   * not answer the probe either (frozen, cut off), or whose session's backend is gone or idle (the
+   * path to it dropped), fails the move with `E_MOVE_FAILED` naming it (resume once it answers); a
+   * backend at work (a delete of a key with millions of rows, triggers at a COPY's end) is let
+   * finish, however long; one waiting for a lock past 5 s fails the move naming who keeps it.
    * @default 30000
    */
   readonly statementTimeoutMillis: number;
   /**
-   * A COPY (a table read in one statement: partitioned, inherited, another storage method; the
-   * target's side of a table's copy) fails the move when the shard sends nothing, or takes none of
-   * what it is sent, for this long while the mover waits on it; time the mover holds the stream back
-   * (throttle, pacing) does not count. @default 60000
+   * The same for a COPY (a table read in one statement: partitioned, inherited, another storage
+   * method; the target's side of a table's copy, its end included): the shard is probed once it
+   * sent nothing, or took none of what it is sent, for this long while the mover waits on it; time
+   * the mover holds the stream back (throttle, pacing) does not count. @default 60000
    */
   readonly copyIdleTimeoutMillis: number;
 }

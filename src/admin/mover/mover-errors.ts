@@ -39,27 +39,65 @@ export class MoveFailedError extends KyselyScaleError<typeof ErrorCodes.MOVE_FAI
   }
 }
 
+/** The deadline option a {@link ShardSilentError} ran into, as the library and the CLI name it. */
+export type DeadlineOption = 'statementTimeoutMillis' | 'copyIdleTimeoutMillis';
+
+const DEADLINE_FLAGS: Record<DeadlineOption, string> = { statementTimeoutMillis: '--statement-timeout-ms', copyIdleTimeoutMillis: '--copy-idle-timeout-ms' };
+
 /**
- * A shard did not answer within a deadline of the mover's (`statementTimeoutMillis`, or
- * `copyIdleTimeoutMillis` of silence in a COPY): frozen, overloaded or cut off. The session was
- * dropped (its transaction ends with it); the move stopped where it was: resume once the shard
- * answers. `verify` reports it as a refusal (`unreachable`). `context`: `shard`, `waitedFor`,
- * `millis`, `option`.
+ * A shard stopped answering: a statement (or a COPY's stream) got no answer within a deadline of the
+ * mover's (`statementTimeoutMillis`, or `copyIdleTimeoutMillis` of silence in a COPY), and a probe
+ * from a fresh connection found it silent too (no connection or answer in time, or the session's
+ * backend idle or gone: the path to it dropped). The session was dropped (its transaction ends with
+ * it); the move stopped where it was: resume once the shard answers. `verify` reports it as a
+ * refusal (`unreachable`). `context`: `shard`, `waitedFor`, `millis`, `option`, `flag`, `finding`.
  */
 export class ShardSilentError extends MoveFailedError {
   readonly shard: string;
   readonly waitedFor: string;
   readonly millis: number;
-  readonly option: string;
+  readonly option: DeadlineOption;
+  /** The CLI flag of {@link option}. */
+  readonly flag: string;
+  /** What the probe found: `a new connection to it failed too (no answer to the login in 1000 ms): …`, … */
+  readonly finding: string;
 
-  constructor(shard: string, waitedFor: string, millis: number, option: string) {
+  constructor(shard: string, waitedFor: string, millis: number, option: DeadlineOption, finding: string, context: Record<string, unknown> = {}) {
+    const flag = DEADLINE_FLAGS[option];
     super(
-      `Shard "${shard}" did not answer ${waitedFor} within ${millis} ms (${option}; frozen, overloaded or unreachable?): the mover dropped its session and stopped. Resume once the shard answers (or abort).`,
-      { shard, waitedFor, millis, option },
+      `Shard "${shard}" did not answer ${waitedFor} within ${millis} ms (${option}, ${flag}), and ${finding}. The mover dropped its session and stopped. ` +
+        `Resume once the shard answers (or abort). If it is only slow to answer, give it longer with ${flag}.`,
+      { shard, waitedFor, millis, option, flag, finding, ...context },
     );
     this.shard = shard;
     this.waitedFor = waitedFor;
     this.millis = millis;
     this.option = option;
+    this.flag = flag;
+    this.finding = finding;
+  }
+}
+
+/**
+ * A statement of the mover's (or a COPY) waited on a shard for a lock longer than the mover waits
+ * for one (`LOCK_WAIT_MILLIS`), found by its deadline's probe: the error names the table and the
+ * backends keeping the lock (a migration, a long transaction) instead of calling the shard silent.
+ * The session was dropped (its backend ended, so its queued lock request goes too); end those
+ * transactions, then resume. `context`: `shard`, `waitedFor`, `table`, `waitedMillis`, `millis`,
+ * `sqlState` (55P03), `pids`, `blockers`.
+ */
+export class ShardLockError extends MoveFailedError {
+  readonly shard: string;
+  readonly table: string;
+
+  constructor(shard: string, waitedFor: string, table: string, waitedMillis: number, millis: number, blockers: string, context: Record<string, unknown>) {
+    super(
+      `Shard "${shard}": ${waitedFor} waited ${(waitedMillis / 1000).toFixed(1)} s for a lock on ${table}` +
+        (blockers === '' ? ' (its holder ended before it could be named)' : `, kept by ${blockers}`) +
+        `. The mover waits at most ${millis} ms for a lock: it dropped its session and stopped. End those transactions (or let them finish), then resume (or abort).`,
+      { shard, waitedFor, table, waitedMillis: Math.round(waitedMillis), millis, sqlState: '55P03', ...context },
+    );
+    this.shard = shard;
+    this.table = table;
   }
 }

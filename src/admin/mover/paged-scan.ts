@@ -6,10 +6,10 @@
  * writes at the start of each scan in the resharding benchmark). Here a scan is a series of
  * statements over ranges of heap pages (TID range scans, PostgreSQL 14+), all in one snapshot,
  * each sized toward one pacing slice of the shard's work, with the pacer's pause between them: a
- * pause between statements is a pause of the backend. Each statement of a paged scan must answer
- * within the session's `statementTimeoutMillis` (its range's COPY: no byte for that long while the
- * mover reads), the one statement of an unpaged table keep moving (`copyIdleTimeoutMillis`): a
- * shard that stops answering fails the scan with `ShardSilentError` (`shard-deadlines.ts`).
+ * pause between statements is a pause of the backend. A range's COPY that sends no byte for the
+ * session's `statementTimeoutMillis` while the mover reads, or the one COPY of an unpaged table for
+ * `copyIdleTimeoutMillis`, has its shard probed: a shard that stops answering fails the scan with
+ * `ShardSilentError`, one at work goes on (`shard-deadlines.ts`).
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
@@ -17,11 +17,11 @@ import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Clock } from '../../kernel/clock';
 import { destroySocket } from '../server-client';
-import { copyOut } from './copy-out';
+import { copyFailure, copyOut } from './copy-out';
 import { MoveFailedError } from './mover-errors';
 import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
-import { blockersContext, describeBlockers, lockForReading, shardName } from './lock-blockers';
-import { statementTimeoutOf, timed, timedQuery, watchCopy } from './shard-deadlines';
+import { blockersContext, describeBlockers, LOCK_WAIT_MILLIS, lockForReading, shardName } from './lock-blockers';
+import { statementTimeoutOf, watchCopy } from './shard-deadlines';
 
 /** Pages of the first range (then sized toward the pacing slice; a page of wide rows can be most of a slice). */
 export const FIRST_RANGE_PAGES = 1;
@@ -29,9 +29,10 @@ export const FIRST_RANGE_PAGES = 1;
 export const MAX_RANGE_PAGES = 16_384;
 /**
  * How long a scan waits for its table's `ACCESS SHARE` lock: only an `ACCESS EXCLUSIVE` request
- * (a migration's `ALTER TABLE`, held up by a long app transaction) makes it wait.
+ * (a migration's `ALTER TABLE`, held up by a long app transaction) makes it wait. The mover's lock
+ * bound ({@link LOCK_WAIT_MILLIS}), which its deadlines apply to any statement waiting on a lock.
  */
-export const SCAN_LOCK_TIMEOUT_MILLIS = 5000;
+export const SCAN_LOCK_TIMEOUT_MILLIS = LOCK_WAIT_MILLIS;
 /** How often, at most, a scan checks between ranges whether its lock holds up another session. */
 export const BLOCKING_CHECK_MILLIS = 100;
 
@@ -64,15 +65,14 @@ type Stages = readonly [...(NodeJS.ReadWriteStream | Readable | Writable)[], Wri
 export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stages): Promise<void> {
   const { clock } = scan.pace;
   try {
-    if (!scan.inTransaction) await timedQuery(client, 'begin isolation level repeatable read read only');
+    if (!scan.inTransaction) await client.query('begin isolation level repeatable read read only');
     // Before a snapshot of our own is taken (by the next query): no rewrite or truncation of the
     // table's tail while the scan runs, so every row the snapshot shows lies within the pages
     // counted below. TID range scans even where the shard or role turned them off (each range
     // would be a full scan); no idle-in-transaction timeout between ranges.
     await lockTable(client, scan.table);
     const started = clock.monotonicNow();
-    const { rows } = await timedQuery<{ isolation: string; paged: boolean | null; pages: number }>(
-      client,
+    const { rows } = await client.query<{ isolation: string; paged: boolean | null; pages: number }>(
       `select current_setting('transaction_isolation') as isolation,
               current_setting('server_version_num')::int >= 140000 and c.relkind = 'r' and a.amname = 'heap' and not c.relhassubclass as paged,
               (pg_relation_size(c.oid) / current_setting('block_size')::int)::int as pages
@@ -85,18 +85,17 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
     }
     if (info.paged === true) await copyRanges(client, scan, info.pages, clock.monotonicNow() - started, stages);
     else await copyOut(client, `copy (select ${scan.columns} from ${scan.table} x) to stdout`, [new ScanPacer(scan.pace), ...stages]);
-    if (!scan.inTransaction) await timedQuery(client, 'commit');
+    if (!scan.inTransaction) await client.query('commit');
   } catch (error) {
     destroySocket(client);
-    throw error;
+    throw copyFailure(error, stages);
   }
 }
 
 async function lockTable(client: Client, table: string): Promise<void> {
-  const queries = timed(client);
-  const blockers = await lockForReading(queries, table, SCAN_LOCK_TIMEOUT_MILLIS, 'set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0');
+  const blockers = await lockForReading(client, table, SCAN_LOCK_TIMEOUT_MILLIS, 'set local enable_tidscan = on; set local idle_in_transaction_session_timeout = 0');
   if (blockers === undefined) return;
-  const shard = await shardName(queries);
+  const shard = await shardName(client);
   throw new MoveFailedError(
     `The scan of ${table} on shard "${shard}" could not lock it for reading within ${SCAN_LOCK_TIMEOUT_MILLIS} ms: ` +
       (blockers.length > 0 ? describeBlockers(blockers) : 'an ACCESS EXCLUSIVE lock (a migration\'s ALTER TABLE, perhaps waiting for a long transaction) holds or awaits it') +
@@ -163,8 +162,7 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
 
 /** Whether a session waits for a lock this session holds. */
 async function blocksOthers(client: Client): Promise<boolean> {
-  const { rows } = await timedQuery<{ blocking: boolean }>(
-    client,
+  const { rows } = await client.query<{ blocking: boolean }>(
     `select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' and pg_backend_pid() = any (pg_blocking_pids(pid))) as blocking`,
   );
   return rows[0]?.blocking === true;

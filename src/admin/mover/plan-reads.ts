@@ -5,6 +5,8 @@
  * transaction) waited for it forever, with the operator's command hanging; now the drain is refused
  * (`E_MOVE_REFUSED`, reason `table-locked`, nothing changed) naming the table, the shard and the
  * backends keeping the lock, as `verify` and the mover's scans name them (`lock-blockers.ts`).
+ * Every statement runs under the session's deadline (`shard-deadlines.ts`: a shard that stops
+ * answering fails the read with `ShardSilentError`), and its rollback on the session's clock.
  */
 import type { Client } from 'pg';
 import { MoveRefusedError } from './mover-errors';
@@ -12,7 +14,6 @@ import { quoteTable } from './shard-guard-sql';
 import { blockersContext, describeBlockers, lockForReading } from './lock-blockers';
 import { SCAN_LOCK_TIMEOUT_MILLIS } from './paged-scan';
 import { rollbackOrDrop } from './shard-session';
-import { systemClock } from '../../kernel/clock';
 
 /** How long a plan's read waits for its table's lock: as long as the mover's scans do. */
 export const PLAN_LOCK_TIMEOUT_MILLIS = SCAN_LOCK_TIMEOUT_MILLIS;
@@ -44,7 +45,7 @@ export async function readLocked<T>(client: Client, { shardId, table, purpose, r
     await client.query('commit');
     return value;
   } catch (error) {
-    await rollbackOrDrop(client, systemClock);
+    await rollbackOrDrop(client); // on the session's clock
     throw error;
   }
 }

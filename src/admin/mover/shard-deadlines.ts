@@ -1,137 +1,199 @@
 /**
- * Deadlines of the mover's and `verify`'s statements on a shard that stops answering mid-statement
- * (frozen, a hung host, a dropped network path): such a shard enforces no `statement_timeout` and
- * never closes the socket, so the mover keeps time itself. Its work has two shapes, so two
- * deadlines, both client-side, both ending in {@link ShardSilentError} naming the shard, the
- * session dropped (its socket destroyed; the backend's transaction ends with it):
- * - a statement that is short by design (a paged scan's range, ~3 ms of work; a catch-up or
- *   clean-up statement) must answer within `statementTimeoutMillis`;
- * - a COPY may run as long as it keeps moving (a table read by one statement: partitioned, …):
- *   it fails only when the shard sends nothing (or takes none of what the mover sends it) for
- *   `copyIdleTimeoutMillis` while the mover waits on it. Time the mover itself holds the stream
- *   back (a throttle, the pacing) does not count.
- * Each session carries its shard's name and deadlines, set when it is opened ({@link setShardDeadlines}).
+ * Deadlines of every statement a mover, plan or `verify` session runs on a shard, for a shard that
+ * stops answering mid-statement (frozen, a hung host, a dropped network path): such a shard
+ * enforces no `statement_timeout` and never closes the socket, so the mover keeps time itself. A
+ * deadline does not measure how long the work takes, only how long the shard shows no sign of life:
+ * past it the session's backend is probed from a fresh connection (`shard-watchdog.ts`), and the
+ * session is dropped with {@link ShardSilentError} only when the shard is silent (or the path to
+ * it dropped), with {@link ShardLockError} naming who keeps a lock it waits for, and let be when
+ * it is at work (the end of a COPY, a delete of a key with many rows).
+ * - Each statement of a session ({@link registerShardSession} wraps its `query`): probed after
+ *   `statementTimeoutMillis` without an answer.
+ * - A COPY ({@link watchCopy}): probed after `copyIdleTimeoutMillis` without a byte read (or taken,
+ *   on the target side) while the mover waits on it; time the mover holds the stream back (a
+ *   throttle, the pacing) does not count.
+ * Each session carries its shard's name, URL, deadlines and clock, set when it is opened.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { Client, QueryResult, QueryResultRow } from 'pg';
-import { systemClock, type Cancel, type Clock } from '../../kernel/clock';
-import { DeadlineError, withDeadline } from '../../kernel/deadline';
+import type { Client, ClientConfig, QueryResult } from 'pg';
+import { systemClock, type Clock } from '../../kernel/clock';
 import { destroySocket } from '../server-client';
-import { ShardSilentError } from './mover-errors';
+import type { ShardLockError, ShardSilentError } from './mover-errors';
+import { LOCK_WAIT_MILLIS, statementStart } from './lock-blockers';
+import { ownLockTimeoutOfThisStatement } from './shard-queries';
+import { watchWait, type WatchedSession } from './shard-watchdog';
+
+export type { ShardQueries } from './shard-queries';
 
 /** The client-side deadlines of a shard session's statements. */
 export interface ShardDeadlines {
-  /** A statement short by design (a paged scan's range, a catch-up or clean-up statement) fails when not answered within this. */
+  /** A statement without an answer for this long has its shard probed: silent, it fails; at work, it goes on. */
   readonly statementTimeoutMillis: number;
-  /** A COPY fails when the shard sends nothing (or takes none of what it is sent) for this long while the mover waits on it. */
+  /** A COPY during which the shard sends nothing (or takes none of what it is sent) for this long while the mover waits on it has its shard probed. */
   readonly copyIdleTimeoutMillis: number;
 }
 
 /** Defaults of {@link ShardDeadlines}: ten thousand times a paged statement's ~3 ms; a minute of silence in a COPY. */
 export const SHARD_DEADLINE_DEFAULTS: ShardDeadlines = Object.freeze({ statementTimeoutMillis: 30_000, copyIdleTimeoutMillis: 60_000 });
 
-interface SessionDeadlines extends ShardDeadlines {
+/** Who a session is, for its deadlines. */
+export interface ShardSessionIdentity {
+  /** The shard's name (as the topology names it) for errors. */
   readonly shard: string;
-  readonly clock: Clock;
+  /** Its URL: probes connect with it. */
+  readonly url: string;
+  readonly deadlines?: Partial<ShardDeadlines>;
+  readonly clock?: Clock;
+}
+
+interface SessionDeadlines extends ShardDeadlines {
+  readonly session: WatchedSession;
 }
 
 const sessions = new WeakMap<Client, SessionDeadlines>();
 
-/** Names `client`'s shard (as the topology does) and sets its deadlines (the defaults for those not given). */
-export function setShardDeadlines(client: Client, shard: string, deadlines: Partial<ShardDeadlines> = {}, clock: Clock = systemClock): void {
-  sessions.set(client, { ...SHARD_DEADLINE_DEFAULTS, ...deadlines, shard, clock });
+/** Names `client`'s shard, sets its deadlines (the defaults for those not given) and puts every statement of it under them. */
+export function registerShardSession(client: Client, identity: ShardSessionIdentity): void {
+  const config: ClientConfig = { connectionString: identity.url };
+  sessions.set(client, { ...SHARD_DEADLINE_DEFAULTS, ...identity.deadlines, session: watchedSession(client, identity.shard, identity.clock ?? systemClock, () => config) });
+  guardStatements(client);
 }
 
-/** `client`'s shard and deadlines: those set, else the defaults and its server's address. */
+function watchedSession(client: Client, shard: string, clock: Clock, probeConfig: () => ClientConfig): WatchedSession {
+  return { shard, clock, lockWaitMillis: LOCK_WAIT_MILLIS, probeConfig, pid: () => (client as unknown as { processID?: number | null }).processID ?? undefined };
+}
+
+/** `client`'s deadlines: those registered, else the defaults, its server's address and its own connection parameters. */
 function deadlinesOf(client: Client): SessionDeadlines {
-  return sessions.get(client) ?? { ...SHARD_DEADLINE_DEFAULTS, shard: `${client.host}:${client.port}/${client.database ?? ''}`, clock: systemClock };
+  const known = sessions.get(client);
+  if (known !== undefined) return known;
+  const params = (client as unknown as { connectionParameters?: ClientConfig }).connectionParameters ?? {};
+  const config: ClientConfig = { host: params.host, port: params.port, user: params.user, password: params.password, database: params.database, ssl: params.ssl };
+  return { ...SHARD_DEADLINE_DEFAULTS, session: watchedSession(client, `${client.host}:${client.port}/${client.database ?? ''}`, systemClock, () => config) };
 }
 
-/** The statements a helper runs, each under the session's statement deadline (see {@link timed}). */
-export interface ShardQueries {
-  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+/** The clock `client`'s session was given (the system clock when none was). */
+export function sessionClock(client: Client): Clock {
+  return deadlinesOf(client).session.clock;
 }
 
-/** `client` with every statement under its session's `statementTimeoutMillis` (for helpers that take a {@link ShardQueries}). */
-export function timed(client: Client): ShardQueries {
-  return { query: (text, values) => timedQuery(client, text, values) };
+/** The statement deadline of `client`'s session (a paged scan's range and a catch-up's pipe pass it to {@link watchCopy}). */
+export function statementTimeoutOf(client: Client): number {
+  return deadlinesOf(client).statementTimeoutMillis;
 }
 
-/** One statement on `client` (short by design) within its session's `statementTimeoutMillis`; past it the session is dropped. */
-export async function timedQuery<R extends QueryResultRow = QueryResultRow>(client: Client, text: string, values?: unknown[]): Promise<QueryResult<R>> {
+type AnyQuery = (...args: unknown[]) => unknown;
+const raw = new WeakMap<Client, AnyQuery>();
+
+/**
+ * Puts every promise-returning statement of `client` under its session's statement deadline. A
+ * submittable (a COPY stream: {@link watchCopy} watches it) and the callback form pass as they are.
+ */
+function guardStatements(client: Client): void {
+  if (raw.has(client)) return;
+  const query = client.query.bind(client) as AnyQuery;
+  raw.set(client, query);
+  const guarded: AnyQuery = (...args) => {
+    const first = args[0] as { submit?: unknown } | null | undefined;
+    if (typeof first?.submit === 'function' || typeof args.at(-1) === 'function') return query(...args);
+    const text = typeof first === 'string' ? first : (first as { text?: unknown } | null | undefined)?.text;
+    return underDeadline(client, query(...args) as Promise<QueryResult>, typeof text === 'string' ? text : '', ownLockTimeoutOfThisStatement());
+  };
+  (client as unknown as { query: AnyQuery }).query = guarded;
+}
+
+/** `client`'s `query` as pg has it, without the deadline (a rollback that has a deadline of its own). */
+export function rawQuery(client: Client): AnyQuery {
+  return raw.get(client) ?? (client.query.bind(client) as AnyQuery);
+}
+
+function underDeadline<T>(client: Client, pending: Promise<T>, text: string, ownLockTimeoutMillis: number | undefined): Promise<T> {
   const d = deadlinesOf(client);
-  try {
-    return await withDeadline(client.query<R>(text, values), d.statementTimeoutMillis, 'a statement', { clock: d.clock, onLate: () => destroySocket(client) });
-  } catch (error) {
-    if (error instanceof DeadlineError) throw new ShardSilentError(d.shard, 'a statement', d.statementTimeoutMillis, 'statementTimeoutMillis');
-    throw error;
-  }
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const stop = watchWait(d.session, {
+      what: () => `a statement ("${statementStart(text)}")`,
+      millis: d.statementTimeoutMillis,
+      option: 'statementTimeoutMillis',
+      ownLockTimeoutMillis,
+      fail: (error) => {
+        if (settled) return;
+        settled = true;
+        destroySocket(client);
+        reject(error);
+      },
+    });
+    pending.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        resolve(value);
+      },
+      (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        stop();
+        reject(error as Error);
+      },
+    );
+  });
 }
 
-/** A COPY's watch; `error()` is the {@link ShardSilentError} it failed the stream with, if it did. */
+/** A COPY's watch; `error()` is the error it failed the stream with, if it did. */
 export interface CopyWatch {
-  error(): ShardSilentError | undefined;
+  error(): ShardSilentError | ShardLockError | undefined;
+}
+
+interface SocketLike {
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  readonly readableLength: number;
+  readonly writableLength: number;
 }
 
 /**
  * Watches `stream`, a COPY on `client` (`'out'`: `COPY … TO STDOUT`, read by the mover; `'in'`:
  * `COPY … FROM STDIN`, written by it), until it ends: when the shard makes no progress for
- * `idleMillis` (default the session's `copyIdleTimeoutMillis`; a paged scan's range passes
- * `statementTimeoutMillis`) while the mover waits on it, the session is dropped and the stream
- * destroyed with a {@link ShardSilentError}. The mover waits on a COPY out while it is ready to read
- * and nothing is buffered unread; on a COPY in while bytes it wrote wait to be taken, or the COPY's
- * end waits for the shard's answer.
+ * `idleMillis` (default the session's `copyIdleTimeoutMillis`; a paged scan's range and a
+ * catch-up's pipe pass `statementTimeoutMillis`) while the mover waits on it, the shard is probed
+ * (`shard-watchdog.ts`); a silent shard or a lock waited for too long drops the session and
+ * destroys the stream with the error. The mover waits on a COPY out while it is ready to read and
+ * nothing is buffered unread; on a COPY in while what it wrote waits to be sent or taken, or the
+ * COPY's end waits for the shard's answer (its AFTER triggers, its checks). Progress: bytes read
+ * from the socket, and bytes the kernel took from it (`bytesWritten − writableLength`). A client
+ * without a socket to measure is probed at each `idleMillis` of waiting all the same.
  */
 export function watchCopy(client: Client, stream: Readable | Writable, direction: 'out' | 'in', idleMillis?: number): CopyWatch {
   const d = deadlinesOf(client);
-  const millis = idleMillis ?? d.copyIdleTimeoutMillis;
-  const socket = (client as unknown as { connection?: { stream?: { bytesRead: number; readableLength: number; writableLength: number } } }).connection?.stream;
-  let failed: ShardSilentError | undefined;
-  if (socket === undefined) return { error: () => failed };
+  const socket = (client as unknown as { connection?: { stream?: SocketLike } }).connection?.stream;
+  let failed: ShardSilentError | ShardLockError | undefined;
+  const reader = stream as Readable;
+  const writer = stream as Writable;
   const waiting =
     direction === 'out'
-      ? (): boolean => {
-          const reader = stream as Readable;
-          return !reader.isPaused() && !reader.readableEnded && socket.readableLength === 0;
-        }
-      : (): boolean => {
-          const writer = stream as Writable;
-          return socket.writableLength > 0 || (writer.writableEnded && !writer.writableFinished);
-        };
-  const progress = (): string => `${socket.bytesRead}/${socket.writableLength}`;
+      ? (): boolean => !reader.isPaused() && !reader.readableEnded && (socket?.readableLength ?? 0) === 0
+      : (): boolean => (socket?.writableLength ?? 0) > 0 || writer.writableLength > 0 || (writer.writableEnded && !writer.writableFinished);
+  const progress = (): string => (socket === undefined ? '' : `${socket.bytesRead}/${socket.bytesWritten - socket.writableLength}`);
   let seen = progress();
-  let since = d.clock.monotonicNow();
-  let cancel: Cancel = () => undefined;
-  let done = false;
-  const interval = Math.max(10, Math.min(1000, millis / 10));
-  const tick = (): void => {
-    if (done) return;
-    const now = d.clock.monotonicNow();
-    const current = progress();
-    if (current !== seen || !waiting()) {
+  const stop = watchWait(d.session, {
+    what: () => (direction === 'out' ? 'a COPY it reads' : writer.writableEnded ? 'the end of a COPY it writes' : 'a COPY it writes'),
+    millis: idleMillis ?? d.copyIdleTimeoutMillis,
+    option: idleMillis === undefined ? 'copyIdleTimeoutMillis' : 'statementTimeoutMillis',
+    stalled: () => {
+      const current = progress();
+      const moved = current !== seen;
       seen = current;
-      since = now;
-    } else if (now - since >= millis) {
-      done = true;
-      failed = new ShardSilentError(d.shard, direction === 'out' ? 'a COPY it reads' : 'a COPY it writes', millis, idleMillis === undefined ? 'copyIdleTimeoutMillis' : 'statementTimeoutMillis');
-      stream.destroy(failed); // first, so the stream's consumers see this error rather than the dropped socket's
+      return !moved && waiting();
+    },
+    fail: (error) => {
+      failed = error;
+      stream.destroy(error); // first, so the stream's consumers see this error rather than the dropped socket's
       destroySocket(client);
-      return;
-    }
-    cancel = d.clock.setTimeout(tick, interval);
-  };
-  cancel = d.clock.setTimeout(tick, interval);
-  const stop = (): void => {
-    done = true;
-    cancel();
-  };
+    },
+  });
   stream.once('close', stop);
   stream.once('error', stop);
   stream.once(direction === 'out' ? 'end' : 'finish', stop);
   return { error: () => failed };
-}
-
-/** The statement deadline of `client`'s session (a paged scan's range passes it to {@link watchCopy}). */
-export function statementTimeoutOf(client: Client): number {
-  return deadlinesOf(client).statementTimeoutMillis;
 }

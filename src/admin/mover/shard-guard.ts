@@ -4,6 +4,7 @@ import { SLOT_FUNCTIONS_SQL } from '../../cluster/slot-function-sql';
 import { ddlLockFailure, type DdlTarget } from './ddl-lock-failure';
 import { IDENTITY_SQL_EXPRESSION, writeReplicaIdentity } from '../../replication/replica-identity';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
+import { sessionClock } from './shard-deadlines';
 
 /**
  * Runs DDL with a short lock timeout, retrying with a pause when the table stays busy. A DDL lock
@@ -12,10 +13,12 @@ import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuar
  * short: the lock is usually free within a few milliseconds), then longer at each attempt up to
  * {@link DDL_LOCK_TIMEOUT_MILLIS}, so long transactions do not starve it; the pause between
  * attempts lets the queued writers through. After `attempts` it fails with a `MoveFailedError`
- * naming the shard and the backends holding `target`'s tables ({@link ddlLockFailure}).
+ * naming the shard and the backends holding `target`'s tables ({@link ddlLockFailure}). Timed on
+ * the session's clock; each statement under the session's deadline (`shard-deadlines.ts`).
  */
 export async function runDdl(client: Client, sql: string, target: DdlTarget, attempts = 100): Promise<void> {
-  const started = performance.now();
+  const clock = sessionClock(client);
+  const started = clock.monotonicNow();
   for (let attempt = 1; ; attempt++) {
     await client.query('begin');
     try {
@@ -26,9 +29,9 @@ export async function runDdl(client: Client, sql: string, target: DdlTarget, att
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
       if ((error as { code?: unknown }).code !== '55P03') throw error;
-      if (attempt >= attempts) throw await ddlLockFailure(client, target, attempts, performance.now() - started, error);
+      if (attempt >= attempts) throw await ddlLockFailure(client, target, attempts, clock.monotonicNow() - started, error);
     }
-    await new Promise((resolve) => setTimeout(resolve, DDL_RETRY_PAUSE_MILLIS * Math.min(attempt, 5)));
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, DDL_RETRY_PAUSE_MILLIS * Math.min(attempt, 5)));
   }
 }
 

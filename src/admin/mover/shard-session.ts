@@ -8,7 +8,7 @@ import { redactText } from '../../kernel/redact';
 import { destroySocket } from '../server-client';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
-import { setShardDeadlines, type ShardDeadlines } from './shard-deadlines';
+import { rawQuery, registerShardSession, sessionClock, type ShardDeadlines } from './shard-deadlines';
 
 /** How long a rollback may take before the session is dropped instead. */
 const ROLLBACK_DEADLINE_MILLIS = 5000;
@@ -16,7 +16,7 @@ const ROLLBACK_DEADLINE_MILLIS = 5000;
 /** How long a close waits for the server to take its goodbye (a frozen one never does) before the socket goes: the server ends the backend either way. */
 const CLOSE_DEADLINE_MILLIS = 1000;
 
-/** Whose session it is: its shard's name (for errors) and its statements' deadlines (see `shard-deadlines.ts`). */
+/** Whose session it is: its shard's name (for errors), its statements' deadlines (see `shard-deadlines.ts`) and the clock they run on. */
 export interface ShardSessionOptions {
   readonly shard: string;
   readonly deadlines?: Partial<ShardDeadlines>;
@@ -33,7 +33,11 @@ export interface ShardSession {
   destroy(): void;
 }
 
-/** Opens a mover session on `url`; fails with a redacted message when the server cannot be reached in `connectTimeoutMillis`. */
+/**
+ * Opens a mover session on `url`; fails with a redacted message when the server cannot be reached
+ * in `connectTimeoutMillis`. Every statement of it runs under its deadlines (`shard-deadlines.ts`:
+ * `owner`'s, else the defaults, naming the server by its address).
+ */
 export async function openShardSession(url: string, connectTimeoutMillis = 10_000, owner?: ShardSessionOptions): Promise<ShardSession> {
   const { connectionString, options } = withMoverOptions(url);
   const config: ClientConfig = {
@@ -44,7 +48,12 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
     keepAlive: true,
   };
   const client = new Client(config);
-  if (owner !== undefined) setShardDeadlines(client, owner.shard, owner.deadlines, owner.clock);
+  registerShardSession(client, {
+    shard: owner?.shard ?? `${client.host}:${client.port}/${client.database ?? ''}`,
+    url,
+    ...(owner?.deadlines === undefined ? {} : { deadlines: owner.deadlines }),
+    ...(owner?.clock === undefined ? {} : { clock: owner.clock }),
+  });
   // A session lost while idle must not crash the process; the next query reports it.
   client.on('error', () => undefined);
   try {
@@ -57,7 +66,7 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
   return {
     client,
     // A goodbye, unless the server does not take it in time (a frozen one never acknowledges it): then the socket goes.
-    close: () => withDeadline(client.end(), CLOSE_DEADLINE_MILLIS, 'a mover session close', { onLate: () => destroySocket(client) }).catch(() => undefined),
+    close: () => withDeadline(client.end(), CLOSE_DEADLINE_MILLIS, 'a mover session close', { clock: sessionClock(client), onLate: () => destroySocket(client) }).catch(() => undefined),
     destroy: () => destroySocket(client),
   };
 }
@@ -96,8 +105,9 @@ export async function withShardSession<T>(url: string, fn: (client: Client) => P
 /**
  * Rolls back `client`'s transaction after a failure; a session that does not answer in time (a
  * server that stopped answering, a stream left half read) is dropped instead, which ends its
- * backend and so its transaction. Never throws.
+ * backend and so its transaction. Timed on `clock`, else the session's. Never throws.
  */
-export async function rollbackOrDrop(client: Client, clock: Clock): Promise<void> {
-  await withDeadline(client.query('rollback'), ROLLBACK_DEADLINE_MILLIS, 'a mover rollback', { clock, onLate: () => destroySocket(client) }).catch(() => undefined);
+export async function rollbackOrDrop(client: Client, clock: Clock = sessionClock(client)): Promise<void> {
+  const rollback = rawQuery(client)('rollback') as Promise<unknown>;
+  await withDeadline(rollback, ROLLBACK_DEADLINE_MILLIS, 'a mover rollback', { clock, onLate: () => destroySocket(client) }).catch(() => undefined);
 }

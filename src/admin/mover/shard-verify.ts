@@ -3,20 +3,19 @@
  * shard that does not own it), with row counts and checksums per slot per table. Slots of an
  * unfinished move are left out (their rows are on both shards by design, hidden on one). Every
  * wait has a deadline: shard connections (10 s), each table's lock (`lockTimeoutMillis`), each
- * short statement (`tuning.statementTimeoutMillis`) and each table's scan, one COPY that may run
- * as long as it keeps moving (`tuning.copyIdleTimeoutMillis` of silence at most). A shard that
- * stops answering stops verify with `E_MOVE_REFUSED`, reason `unreachable`, naming it.
+ * statement (`tuning.statementTimeoutMillis` without an answer) and each table's scan, one COPY
+ * (`tuning.copyIdleTimeoutMillis` of silence), past which the shard is probed (`shard-deadlines.ts`).
+ * A shard that stops answering stops verify with `E_MOVE_REFUSED`, reason `unreachable`, naming it;
+ * a statement held up by a lock, reason `table-locked`, naming who keeps it.
  */
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
-import { MoveRefusedError, ShardSilentError } from './mover-errors';
+import { MoveRefusedError, ShardLockError, ShardSilentError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions } from './mover-session';
 import type { ResultError } from './move-result';
 import { requireDistinctTables } from './table-identity';
 import { rollbackOrDrop, withShardSession } from './shard-session';
 import { slotFigures, type Checksum } from './slot-checksum';
-import { timed, timedQuery } from './shard-deadlines';
-import { systemClock } from '../../kernel/clock';
 import { resolveKeyTypes, type KeyedTable } from './table-keys';
 import { blockersContext, describeBlockers, lockForReading } from './lock-blockers';
 import { quoteTable } from './shard-guard-sql';
@@ -83,8 +82,8 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
       const owner = (shard: string) => ({ shard, deadlines: { statementTimeoutMillis, copyIdleTimeoutMillis }, ...(options.clock === undefined ? {} : { clock: options.clock }) });
       for (const shard of topology.shards) {
         await withShardSession(shard.primary.url, async (client) => {
-          await requireDistinctTables(timed(client), shard.id, frame.tables);
-          const tables = await resolveKeyTypes(timed(client), frame.tables, shard.id);
+          await requireDistinctTables(client, shard.id, frame.tables);
+          const tables = await resolveKeyTypes(client, frame.tables, shard.id);
           for (const table of tables) {
             const { perSlot, nulls } = await scanTable(client, shard.id, table, topology.slotCount, lockTimeoutMillis);
             if (nulls > 0) unplaceable.push(Object.freeze({ table: table.name, shard: shard.id, rows: nulls }));
@@ -99,7 +98,7 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
             }
           }
         }, owner(shard.id)).catch((error: unknown) => {
-          throw error instanceof ShardSilentError ? silentShard(error) : error;
+          throw error instanceof ShardSilentError ? silentShard(error) : error instanceof ShardLockError ? lockedShard(error) : error;
         });
       }
       await frame.registerGivenTables();
@@ -123,9 +122,16 @@ export async function verifyShards(options: VerifyOptions): Promise<VerifyResult
 function silentShard(error: ShardSilentError): MoveRefusedError {
   return new MoveRefusedError(
     'unreachable',
-    `verify stopped: shard "${error.shard}" did not answer ${error.waitedFor} within ${error.millis} ms (${error.option}; frozen, overloaded or unreachable?). Nothing was changed; run verify again once it answers.`,
+    `verify stopped: shard "${error.shard}" did not answer ${error.waitedFor} within ${error.millis} ms (${error.option}, ${error.flag}), and ${error.finding}. ` +
+      `Nothing was changed; run verify again once it answers (if it is only slow, give it longer with ${error.flag}).`,
     { ...error.context },
   );
+}
+
+/** A statement of verify's held up by a lock past the mover's bound: a refusal naming who keeps it. */
+function lockedShard(error: ShardLockError): MoveRefusedError {
+  const message = error.message.replace(/: it dropped its session and stopped\. .*$/, '');
+  return new MoveRefusedError('table-locked', `verify stopped: ${message}. Nothing was changed; end those transactions (or let them finish), then run verify again.`, { ...error.context, table: error.table });
 }
 
 /**
@@ -134,9 +140,9 @@ function silentShard(error: ShardSilentError): MoveRefusedError {
  * for it forever, and every app statement on the table would queue behind the verify).
  */
 async function scanTable(client: Client, shardId: string, table: KeyedTable, slotCount: number, lockTimeoutMillis: number): Promise<{ perSlot: Map<number, Checksum>; nulls: number }> {
-  await timedQuery(client, 'begin isolation level repeatable read read only');
+  await client.query('begin isolation level repeatable read read only');
   try {
-    const blockers = await lockForReading(timed(client), quoteTable(table.name), lockTimeoutMillis);
+    const blockers = await lockForReading(client, quoteTable(table.name), lockTimeoutMillis);
     if (blockers !== undefined) {
       throw new MoveRefusedError(
         'table-locked',
@@ -147,10 +153,10 @@ async function scanTable(client: Client, shardId: string, table: KeyedTable, slo
       );
     }
     const { perSlot, nullKeys } = await slotFigures(client, table, undefined, slotCount);
-    await timedQuery(client, 'commit');
+    await client.query('commit');
     return { perSlot, nulls: nullKeys };
   } catch (error) {
-    await rollbackOrDrop(client, systemClock);
+    await rollbackOrDrop(client);
     throw error;
   }
 }

@@ -14,7 +14,7 @@ import { SlotLines, type SlotSet } from './slot-lines';
 import type { KeyedTable } from './table-keys';
 import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
-import { statementTimeoutOf, timedQuery } from './shard-deadlines';
+import { statementTimeoutOf } from './shard-deadlines';
 
 /** Options of {@link copySlots} and {@link pipeRows}. */
 export interface CopyRowsOptions {
@@ -29,9 +29,10 @@ export interface CopySlotsOptions extends CopyRowsOptions {
 }
 
 /**
- * Pipes the rows selected by `where` (a catch-up's keys: a short statement on each side) from
- * `source` into `target` (inside whatever transaction `target` is in), each side silent for at most
- * its session's `statementTimeoutMillis`.
+ * Pipes the rows selected by `where` (a catch-up's keys) from `source` into `target` (inside
+ * whatever transaction `target` is in); a side that shows no progress for its session's
+ * `statementTimeoutMillis` has its shard probed (`shard-deadlines.ts`): silent, the pipe fails; at
+ * work (a key with many rows, the target's triggers), it goes on.
  */
 export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions): Promise<number> {
   const t = quoteTable(table.name);
@@ -49,7 +50,7 @@ export async function pipeRows(source: Client, target: Client, table: KeyedTable
  */
 export async function copySlots(source: Client, target: Client, table: KeyedTable, slots: SlotSet, slotCount: number, options: CopySlotsOptions, clearTarget: boolean): Promise<number> {
   const t = quoteTable(table.name);
-  await timedQuery(target, 'begin');
+  await target.query('begin');
   try {
     // A resumed copy only: the SQL twin runs per row here, once.
     if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);
@@ -59,7 +60,7 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     // A migration queued behind the scan's lock lifts the throttle too: the lock is held until the last row passes.
     const scan = { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false, onBlocking: () => throttle.lift() };
     await pagedCopyOut(source, scan, [lines, throttle, into]);
-    await timedQuery(target, 'commit');
+    await target.query('commit');
     return throttle.rows;
   } catch (error) {
     await rollbackOrDrop(target, options.clock);

@@ -2,17 +2,24 @@
  * A batch copy and its table lock, on real shards: when the scan cannot lock the source table (a
  * migration queued behind an open transaction), the copy fails with E_MOVE_FAILED naming both
  * backends (pid, application, state, statement with its literals hidden) and the process survives (the target's COPY stream used to emit an unhandled error once the rollback dropped its
- * connection, crashing the CLI); and a migration queued behind a throttled copy's lock lifts the
+ * connection, crashing the CLI); when the target's COPY FROM waits for a lock another session
+ * holds, the copy fails once it waited the mover's lock bound, naming that session (ShardLockError:
+ * the shard's probe found it waiting, not silent; it was reported as a frozen shard, or waited
+ * forever); and a migration queued behind a throttled copy's lock lifts the
  * throttle, so it waits for the rest of the copy at full speed (under 6 s on a loaded machine), not at the throttled pace (20 s).
  */
 import { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { copySlots } from '../../../src/admin/mover/slot-copy';
 import { slotSet } from '../../../src/admin/mover/slot-lines';
-import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
+import { MOVER_APPLICATION_NAME, openShardSession, type ShardSession, type ShardSessionOptions } from '../../../src/admin/mover/shard-session';
+import { ShardLockError, ShardSilentError } from '../../../src/admin/mover/mover-errors';
+import { LOCK_WAIT_MILLIS } from '../../../src/admin/mover/lock-blockers';
 import type { KeyedTable } from '../../../src/admin/mover/table-keys';
 import { systemClock } from '../../../src/kernel/clock';
 import { untilWaitingForLock } from '../../support/lock-waits';
+import { eventually } from '../../support/postgres-replication';
+import { within } from './within-deadline';
 
 const ROWS = 40_000;
 const SLOTS = 4096;
@@ -45,8 +52,8 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-async function session(url: string): Promise<ShardSession> {
-  const s = await openShardSession(url, 5000);
+async function session(url: string, owner?: ShardSessionOptions): Promise<ShardSession> {
+  const s = await openShardSession(url, 5000, owner);
   sessions.push(s);
   return s;
 }
@@ -84,6 +91,45 @@ test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED na
   } finally {
     await holder.end();
     await migration.end();
+  }
+});
+
+test("a target's COPY FROM waiting for a lock another session holds fails once it waited the mover's lock bound, naming that session, not as a silent shard", async () => {
+  const holder = new Client({ connectionString: targetUrl, application_name: 'lock holder' });
+  await holder.connect();
+  const pid = (c: Client): number => (c as unknown as { processID: number }).processID;
+  try {
+    await holder.query('begin');
+    await holder.query('lock table users in share mode'); // conflicts with the COPY's ROW EXCLUSIVE
+    // 1 s deadlines: the target is probed after 1 s without taking a byte, found waiting for the lock, and let wait up to the bound.
+    const deadlines = { statementTimeoutMillis: 1000, copyIdleTimeoutMillis: 1000 };
+    const [source, target] = [await session(sourceUrl, { shard: 'source', deadlines }), await session(targetUrl, { shard: 'target', deadlines })];
+    const started = performance.now();
+    const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: undefined, onRows: () => undefined, pace }, false);
+    const failure = await within(30_000, 'a copy into a locked table', copy.then(() => undefined, (error: unknown) => error as Error & { context: Record<string, unknown> }));
+    const failedAfterMillis = Math.round(performance.now() - started);
+    console.log(JSON.stringify({ copyInLocked: { failedAfterMillis, error: failure?.message } }));
+    expect(failure).toBeInstanceOf(ShardLockError);
+    expect(failure).not.toBeInstanceOf(ShardSilentError);
+    expect(failure).toMatchObject({ code: 'E_MOVE_FAILED', context: { shard: 'target', table: 'users', sqlState: '55P03', pids: [pid(holder)] } });
+    expect(failure!.message).toMatch(/^Shard "target": (the end of )?a COPY it writes waited \d+\.\d s for a lock on users, kept by backend \d+ "lock holder" idle in transaction/);
+    expect(failure!.message).toContain(`backend ${pid(holder)} "lock holder" idle in transaction`);
+    expect(failure!.message).toContain('holding its lock on users: "lock table users in share mode"');
+    expect(failedAfterMillis).toBeGreaterThanOrEqual(LOCK_WAIT_MILLIS - 100);
+    expect(failedAfterMillis).toBeLessThan(LOCK_WAIT_MILLIS + 3000);
+    // The target's backend was ended with its session: nothing of the mover stays queued for the lock.
+    await eventually('the mover leaves the lock queue', async () => (await admin.query(`select 1 from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`, [MOVER_APPLICATION_NAME])).rowCount === 0);
+    const queued = new Client(targetUrl);
+    await queued.connect();
+    try {
+      expect((await queued.query(`select count(*)::int as n from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`, [MOVER_APPLICATION_NAME])).rows[0].n).toBe(0);
+      await holder.query('rollback');
+      expect((await queued.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n).toBe(0);
+    } finally {
+      await queued.end();
+    }
+  } finally {
+    await holder.end();
   }
 });
 

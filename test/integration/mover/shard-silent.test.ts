@@ -1,12 +1,13 @@
 /**
  * A shard that stops answering mid-statement (its postmaster and backends frozen with SIGSTOP: TCP
  * stays open and acknowledged, no answer, no statement_timeout) no longer holds the mover or
- * `verify` forever. A paged scan's range and the clean-up's statements (short by design) fail at
- * `statementTimeoutMillis`; a table read by one COPY (partitioned) fails after
- * `copyIdleTimeoutMillis` of silence; each with `E_MOVE_FAILED` naming the shard, and `resume`
- * finishes the move once it answers again (SIGCONT), rows intact. `verify` stops with
+ * `verify` forever. Past `statementTimeoutMillis` without an answer (a paged scan's range, the
+ * clean-up's statements, the cutover's on a frozen target), or `copyIdleTimeoutMillis` of silence
+ * in a table read by one COPY (partitioned), the shard is probed from a fresh connection, which
+ * gets no answer either (within the same deadline): the move stops with `E_MOVE_FAILED` naming the
+ * shard, and `resume` finishes it once it answers again (SIGCONT), rows intact. `verify` stops with
  * `E_MOVE_REFUSED`, reason `unreachable`. Two shards, no replicas; the catalog lives on shard0's
- * server, so the frozen one is always shard1.
+ * server, so the frozen one is always shard1 (a source, or a target).
  */
 import { slotOf } from '../../../src/cluster/slot-hash';
 import type { Topology } from '../../../src/cluster/topology';
@@ -69,19 +70,24 @@ function freezer(index: number): { freeze(): void; thaw(): void; at(): number } 
   };
 }
 
-/** Moves `slots` to shard0 from shard1, which `freezeWhen` freezes (given the freeze) mid-move; thawed afterwards. */
-async function moveWhileFrozen(name: string, options: Omit<Parameters<typeof moveSlots>[0], 'catalog' | 'to'>, freezeWhen: (freeze: () => void) => Pick<Parameters<typeof moveSlots>[0], 'onProgress' | 'hook'>): Promise<{ result: MoveResult; failedAfterMillis: number }> {
-  const source = freezer(1);
+/** Moves `slots` to shard0 from shard1 (or, with `to: 'shard1'`, the other way), shard1 frozen by `freezeWhen` (given the freeze) mid-move; thawed afterwards. */
+async function moveWhileFrozen(name: string, options: Omit<Parameters<typeof moveSlots>[0], 'catalog' | 'to'> & { to?: string }, freezeWhen: (freeze: () => void) => Pick<Parameters<typeof moveSlots>[0], 'onProgress' | 'hook'>): Promise<{ result: MoveResult; failedAfterMillis: number }> {
+  const frozen = freezer(1);
   let result: MoveResult;
   try {
-    result = await within(30_000, `a move whose source froze (${name})`, moveSlots({ catalog: f.catalogUrl, to: 'shard0', ...options, ...freezeWhen(() => source.freeze()) }));
+    result = await within(30_000, `a move whose source froze (${name})`, moveSlots({ catalog: f.catalogUrl, to: 'shard0', ...options, ...freezeWhen(() => frozen.freeze()) }));
   } finally {
-    source.thaw();
+    frozen.thaw();
   }
-  expect(source.at()).toBeGreaterThan(0);
-  const failedAfterMillis = Math.round(performance.now() - source.at());
+  expect(frozen.at()).toBeGreaterThan(0);
+  const failedAfterMillis = Math.round(performance.now() - frozen.at());
   console.log(JSON.stringify({ [name]: { failedAfterMillis, error: result.error?.message } }));
   return { result, failedAfterMillis };
+}
+
+/** The start of a ShardSilentError's message: `waitedFor` (a pattern) not answered within `millis` (`options`), and the probe's connection not answered either (within the same deadline). */
+function silentAnswer(waitedFor: string, millis: number, options: string): RegExp {
+  return new RegExp(`^Shard "shard1" did not answer ${waitedFor} within ${millis} ms \\(${options}\\), and a new connection to it failed too \\(no answer to the (login|question) in ${millis} ms\\): the shard is frozen, overloaded or unreachable\\. `);
 }
 
 /** The move stopped naming the shard, as the mover reports it; then `resume` (the shard answering again) finishes it and every row is in place. */
@@ -90,6 +96,7 @@ async function expectSilentThenResumed(result: MoveResult, shard: string, answer
   expect(result.error).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { shard } });
   expect(result.error!.message).toMatch(answer);
   expect(result.error!.message).toContain('Resume once the shard answers (or abort).');
+  expect(result.error!.message).toContain('give it longer with --');
   // The interrupted command's tuning is not stored with the move: unpaced, as the moves here ran.
   const resumed = await within(60_000, 'resume', resumeMove({ catalog: f.catalogUrl, tuning: { niceRatio: 0, probeSlowMillis: 0 } }));
   expect(resumed.error).toBeNull();
@@ -104,9 +111,9 @@ test('the source frozen during a paged copy: the scan fails at statementTimeoutM
     { tables: TABLES, slots: '2048-2559', maxRowsPerSecond: 1000, tuning: { statementTimeoutMillis: 1000, probeSlowMillis: 0 } },
     (freeze) => ({ onProgress: (p) => p.phase === 'capturing' && p.rowsCopied > 0 && freeze() }),
   );
-  // The deadline, the rows the throttle still held (about 100 ms of them), the watch's tick, closing the sessions (1 s at most).
-  expect(failedAfterMillis).toBeLessThan(4000);
-  await expectSilentThenResumed(result, 'shard1', /^Shard "shard1" did not answer (a statement|a COPY it reads) within 1000 ms \(statementTimeoutMillis; /, TABLES);
+  // The deadline, the probe's (1 s), the rows the throttle still held (about 100 ms of them), the watch's tick, closing the sessions (1 s at most).
+  expect(failedAfterMillis).toBeLessThan(5000);
+  await expectSilentThenResumed(result, 'shard1', silentAnswer('(a statement \\(".*"\\)|a COPY it reads)', 1000, 'statementTimeoutMillis, --statement-timeout-ms'), TABLES);
 }, 120_000);
 
 test('the source frozen as the clean-up deletes: the delete fails at statementTimeoutMillis naming the shard; resume cleans up', async () => {
@@ -115,8 +122,22 @@ test('the source frozen as the clean-up deletes: the delete fails at statementTi
     { tables: TABLES, slots: '2560-2815', tuning: { statementTimeoutMillis: 1000, probeSlowMillis: 0, cleanupDelayMillis: 0 } },
     (freeze) => ({ hook: (_batch, point) => void (point === 'cleaning' && freeze()) }),
   );
-  expect(failedAfterMillis).toBeLessThan(3000);
-  await expectSilentThenResumed(result, 'shard1', /^Shard "shard1" did not answer a statement within 1000 ms \(statementTimeoutMillis; /, TABLES);
+  expect(failedAfterMillis).toBeLessThan(4000);
+  await expectSilentThenResumed(result, 'shard1', silentAnswer('a statement \\("delete from .*"\\)', 1000, 'statementTimeoutMillis, --statement-timeout-ms'), TABLES);
+}, 120_000);
+
+test("the target frozen in the cutover, after the source's switch: the target's statement fails at statementTimeoutMillis plus the probe's naming the shard; resume finishes the cutover", async () => {
+  const { result, failedAfterMillis } = await moveWhileFrozen(
+    'cutoverTargetFrozen',
+    // Slots the first test moved to shard0 go back to shard1: shard1 is the target now.
+    { to: 'shard1', tables: TABLES, slots: '2048-2303', tuning: { statementTimeoutMillis: 1000, probeSlowMillis: 0, niceRatio: 0 } },
+    (freeze) => ({ hook: (_batch, point) => void (point === 'switched' && freeze()) }),
+  );
+  expect(failedAfterMillis).toBeLessThan(4000);
+  await expectSilentThenResumed(result, 'shard1', silentAnswer('a statement \\("update kysely_scale.shard_guard set required_version = .*"\\)', 1000, 'statementTimeoutMillis, --statement-timeout-ms'), TABLES);
+  const owners = (await f.rowsOf('users')).filter((r) => { const slot = slotOf(Number(r.key)); return slot >= 2048 && slot <= 2303; });
+  expect(owners.length).toBeGreaterThan(0);
+  expect(owners.every((r) => r.shard === 1)).toBe(true);
 }, 120_000);
 
 test('the source frozen mid-COPY of a table read in one statement (partitioned): it fails after copyIdleTimeoutMillis of silence; resume finishes the move', async () => {
@@ -126,9 +147,9 @@ test('the source frozen mid-COPY of a table read in one statement (partitioned):
     { tables: WITH_EVENTS, slots: '2816-3071', tuning: { copyIdleTimeoutMillis: 1500, niceRatio: 0, probeSlowMillis: 0 } },
     (freeze) => ({ onProgress: (p) => p.phase === 'capturing' && p.rowsCopied > 0 && freeze() }),
   );
-  // The rows already in the socket buffers, then the deadline.
-  expect(failedAfterMillis).toBeLessThan(6000);
-  await expectSilentThenResumed(result, 'shard1', /^Shard "shard1" did not answer a COPY it reads within 1500 ms \(copyIdleTimeoutMillis; /, WITH_EVENTS);
+  // The rows already in the socket buffers, then the deadline and the probe's.
+  expect(failedAfterMillis).toBeLessThan(7500);
+  await expectSilentThenResumed(result, 'shard1', silentAnswer('a COPY it reads', 1500, 'copyIdleTimeoutMillis, --copy-idle-timeout-ms'), WITH_EVENTS);
 }, 120_000);
 
 test('verify with a shard frozen mid-scan stops with E_MOVE_REFUSED (unreachable) naming it, at its COPY or statement deadline', async () => {
@@ -155,8 +176,10 @@ test('verify with a shard frozen mid-scan stops with E_MOVE_REFUSED (unreachable
   expect(outcome.ok).toBe(false);
   expect(outcome.error).toMatchObject({ code: ErrorCodes.MOVE_REFUSED, context: { reason: 'unreachable', shard: 'shard1' } });
   // Frozen mid-COPY, or (the shard having sent the rest of its COPY just before) at the next statement.
-  expect(outcome.error!.message).toMatch(/^verify stopped: shard "shard1" did not answer (a COPY it reads within 1500 ms \(copyIdleTimeoutMillis|a statement within 1000 ms \(statementTimeoutMillis); .*run verify again once it answers\.$/);
-  expect(failedAfterMillis).toBeLessThan(6000);
+  expect(outcome.error!.message).toMatch(
+    /^verify stopped: shard "shard1" did not answer (a COPY it reads within 1500 ms \(copyIdleTimeoutMillis, --copy-idle-timeout-ms\)|a statement \(".*"\) within 1000 ms \(statementTimeoutMillis, --statement-timeout-ms\)), and a new connection to it failed too \(no answer to the (login|question) in 1[05]00 ms\): the shard is frozen, overloaded or unreachable\. .*run verify again once it answers \(if it is only slow, give it longer with --[a-z-]+\)\.$/,
+  );
+  expect(failedAfterMillis).toBeLessThan(7500);
   // Once it answers, verify runs through.
   expect(await verifyShards({ catalog: f.catalogUrl, tables: WITH_EVENTS })).toMatchObject({ ok: true, misplaced: [], error: null });
 }, 120_000);
