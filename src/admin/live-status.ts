@@ -12,7 +12,7 @@
  */
 import { parseLsn } from '../cluster/wal-position';
 import type { Topology } from '../cluster/topology';
-import { withDeadline } from '../kernel/deadline';
+import { DeadlineError, withDeadline } from '../kernel/deadline';
 import { requireInteger } from '../kernel/validate';
 import { redactText, redactUrl } from '../kernel/redact';
 import { shardMigrationStatus } from './migration-status';
@@ -21,7 +21,7 @@ import { TopologyCatalog } from './topology-catalog';
 import { moveHistory } from './mover/move-control';
 import type { MoveSummary } from './mover/move-result';
 import { formatSlotRanges } from './mover/slot-ranges';
-import { estimateDatabaseRows } from './mover/table-estimate';
+import { DATABASE_STATISTICS_SQL, estimateDatabaseRows } from './mover/table-estimate';
 
 /** Options of {@link liveStatus}. */
 export interface LiveStatusOptions {
@@ -30,10 +30,10 @@ export interface LiveStatusOptions {
   /** Read each shard's latest Kysely migration. @default true */
   readonly migrations?: boolean;
   /**
-   * About how many 8 kB pages of its tables each shard's row figure reads per call, in all
-   * (`TABLESAMPLE SYSTEM`, the same share of each table, the same pages each call); a shard whose
-   * tables hold fewer is counted exactly. 0: `pg_class.reltuples` only (no table read; stale after
-   * a move until ANALYZE). @default 500
+   * About how many 8 kB pages of its tables each shard's row figure reads per call, in all, shared
+   * among its tables in proportion to their sizes (short runs of pages spread evenly over each,
+   * the same pages each call); a shard whose tables hold fewer is counted exactly. 0:
+   * `pg_class.reltuples` only (no table read; stale after a move until ANALYZE). @default 500
    */
   readonly rowSamplePages?: number;
 }
@@ -74,10 +74,17 @@ export interface ShardLiveStatus {
   readonly slotRanges: string;
   /**
    * Rows of its user tables, measured on the primary now: counted, or from a sample of about
-   * `rowSamplePages` pages of them (`pg_class.reltuples` when a table stays locked past 200 ms or
-   * cannot be read); null when unreachable.
+   * `rowSamplePages` pages of them; `pg_class.reltuples` when the sample could not be read in time
+   * (see {@link rowEstimateSource}); null when unreachable.
    */
   readonly rowEstimate: number | null;
+  /**
+   * Where {@link rowEstimate} comes from: `measured` (counted or sampled now; the statistics stand in
+   * for a table locked past 200 ms, and beyond a shard's 64 largest tables), `statistics` (the
+   * sample did not finish within `timeoutMillis` of the health answer, or could not be read:
+   * `pg_class.reltuples`, stale after a move until ANALYZE); null when unreachable.
+   */
+  readonly rowEstimateSource: 'measured' | 'statistics' | null;
   /** Its latest Kysely migration; null when none ran or it could not be read. */
   readonly migration: string | null;
   readonly servers: readonly ServerHealth[];
@@ -154,6 +161,7 @@ interface PrimaryAnswer {
   readonly inRecovery: boolean;
   readonly lsn: bigint | null;
   readonly rows: number;
+  readonly rowsSource: 'measured' | 'statistics';
   /** When it answered the check (the row figure comes after). */
   readonly answeredAt: number;
 }
@@ -162,16 +170,22 @@ async function checkShard(topology: Topology, shardId: string, timeoutMillis: nu
   const shard = topology.shardById(shardId)!;
   const slots = topology.slotsOf(shardId);
   const started = performance.now();
+  // The row figure has a deadline of its own after the health answer: a slow sample (a slow link,
+  // a busy server) gives the statistics, never an unreachable primary.
   const primary = await check(shard.primary.url, `${shardId} primary`, timeoutMillis, async (client) => {
-    const { rows } = await client.query<{ recovery: boolean; lsn: string | null }>(
-      `select pg_is_in_recovery() as recovery, case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as lsn`,
+    const { rows } = await client.query<{ recovery: boolean; lsn: string | null; statistics: number }>(
+      `select pg_is_in_recovery() as recovery, case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end as lsn, ${DATABASE_STATISTICS_SQL} as statistics`,
     );
     const answeredAt = performance.now();
     const row = rows[0]!;
+    if (answeredAt - started > timeoutMillis + CHECK_GRACE_MILLIS) throw new DeadlineError(`${shardId} primary`, timeoutMillis + CHECK_GRACE_MILLIS);
     // Not pg_class.reltuples, which a move leaves stale until ANALYZE (its target's too low, its cleaned source's too high).
-    const estimated = await estimateDatabaseRows(client, rowSamplePages, ROWS_LOCK_TIMEOUT_MILLIS);
-    return { inRecovery: row.recovery, lsn: row.lsn === null ? null : parseLsn(row.lsn), rows: estimated, answeredAt } satisfies PrimaryAnswer;
-  });
+    const estimated = await withDeadline(estimateDatabaseRows(client, rowSamplePages, ROWS_LOCK_TIMEOUT_MILLIS), timeoutMillis, 'the row estimate').then(
+      (n) => ({ rows: n, rowsSource: rowSamplePages > 0 ? ('measured' as const) : ('statistics' as const) }),
+      () => ({ rows: Math.round(row.statistics), rowsSource: 'statistics' as const }),
+    );
+    return { inRecovery: row.recovery, lsn: row.lsn === null ? null : parseLsn(row.lsn), ...estimated, answeredAt } satisfies PrimaryAnswer;
+  }, timeoutMillis + CHECK_GRACE_MILLIS);
   const servers: ServerHealth[] = [
     health('primary', shard.primary.redactedUrl, started, primary, (a) => ({ inRecovery: a.inRecovery, roleMatches: !a.inRecovery, lagBytes: null, lagSeconds: null }), primary.ok ? primary.value.answeredAt : undefined),
   ];
@@ -196,15 +210,18 @@ async function checkShard(topology: Topology, shardId: string, timeoutMillis: nu
     }),
   );
   servers.push(...replicas);
-  return { id: shardId, slots: slots.length, slotRanges: formatSlotRanges(slots), rowEstimate: primary.ok ? primary.value.rows : null, servers };
+  return { id: shardId, slots: slots.length, slotRanges: formatSlotRanges(slots), rowEstimate: primary.ok ? primary.value.rows : null, rowEstimateSource: primary.ok ? primary.value.rowsSource : null, servers };
 }
 
 type Checked<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
-/** Runs `fn` on a fresh connection to `url` within `timeoutMillis` (connection and statements). */
-async function check<T>(url: string, label: string, timeoutMillis: number, fn: (client: ServerQueries) => Promise<T>): Promise<Checked<T>> {
+/** What a check's deadline allows beyond `timeoutMillis` (the server's own statement timeout answers first). */
+const CHECK_GRACE_MILLIS = 500;
+
+/** Runs `fn` on a fresh connection to `url` within `timeoutMillis` (connection and statements), and `extraMillis` more for work after its health answer. */
+async function check<T>(url: string, label: string, timeoutMillis: number, fn: (client: ServerQueries) => Promise<T>, extraMillis = 0): Promise<Checked<T>> {
   try {
-    const value = await withDeadline(withServerClient(url, label, fn, { connectionTimeoutMillis: timeoutMillis, statementTimeoutMillis: timeoutMillis }), timeoutMillis + 500, label);
+    const value = await withDeadline(withServerClient(url, label, fn, { connectionTimeoutMillis: timeoutMillis, statementTimeoutMillis: timeoutMillis }), timeoutMillis + CHECK_GRACE_MILLIS + extraMillis, label);
     return { ok: true, value };
   } catch (error) {
     // The server is named beside the error already: drop the prefix withServerClient gave it (one URL per line of output).

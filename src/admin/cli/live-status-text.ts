@@ -7,7 +7,7 @@ export function formatLiveStatus(status: LiveStatus): string {
   const lines = [`Live (checked ${status.checkedAt}):`];
   if (status.error !== null) lines.push(`  catalog unreadable: ${status.error}`);
   for (const shard of status.shards) {
-    const rows = shard.rowEstimate === null ? 'rows unknown' : `~${shard.rowEstimate} rows`;
+    const rows = shard.rowEstimate === null ? 'rows unknown' : `~${shard.rowEstimate} rows${shard.rowEstimateSource === 'statistics' ? ' (statistics)' : ''}`;
     lines.push(`  ${shard.id}  ${plural(shard.slots, 'slot')} (${shard.slotRanges === '' ? 'none' : shard.slotRanges})  ${rows}${shard.migration === null ? '' : `  migration ${shard.migration}`}`);
     for (const server of shard.servers) lines.push(`    ${server.role.padEnd(7)}  ${server.server}  ${serverState(server)}`);
   }

@@ -8,13 +8,14 @@
  * vacuum), and the cumulative statistics' `n_live_tup` drifts (a backend's counts flushed after an
  * ANALYZE are counted twice). Tables within the budget of pages are counted (an exact figure;
  * tables never analysed need no statistics); a larger one is sampled: its live rows in the pages
- * read, per page read, times its pages. The pages read are a known number, in up to 16 ranges
+ * read, per page read, times its pages. The pages read are a known number, in up to 256 ranges
  * spread evenly over the table (TID range scans, PostgreSQL 14+; the same pages each time, so a
  * figure does not jitter between calls); a table that cannot be read by ranges (another storage
  * method, an older server) is sampled with `TABLESAMPLE SYSTEM` (about that many pages, at random)
  * and its rows scaled by the share read. Each table is scaled by its own density: a shard's dense
  * small tables and sparse large ones do not blur into one average. A partitioned or inherited
- * table is the sum of its partitions or children.
+ * table is the sum of its partitions or children, the pages shared among them; of many tables, the
+ * {@link MAX_SAMPLED_TABLES} largest are sampled and the others counted by their statistics.
  *
  * A move's plan reads while the app runs, so it is paced like the move's scans: one statement per
  * range of at most {@link RANGE_PAGES} pages (a counted table is read in such ranges too), each
@@ -52,13 +53,23 @@ const USER_TABLES_SQL = `select c.oid from pg_class c join pg_namespace n on n.o
 
 /** How many pages an estimate reads, and how long it waits for a table's lock. */
 interface Budget {
-  /** About how many pages to read: of each table (`'each'`), or of all of them together (`'all'`, shared in proportion to their sizes, at least a page each). */
+  /** About how many pages to read in all, shared among the tables in proportion to their sizes (at least a page each). */
   readonly pages: number;
-  readonly per: 'each' | 'all';
   readonly lockTimeoutMillis: number;
   /** Paced: one statement per range, each followed by its pause; else one statement for all. */
   readonly pace?: ScanPace;
 }
+
+/**
+ * Most tables (partitions, children) one estimate samples, the largest by `pg_class.relpages`; the
+ * others count with their statistics (`reltuples`). Each sampled table takes a lock (its size) and a
+ * branch of the statement: thousands of partitions read each made one estimate take thousands of
+ * locks and, past about 5,000, fail the statement (out of shared memory, stack depth).
+ */
+export const MAX_SAMPLED_TABLES = 64;
+
+/** Most page ranges one unpaced estimate's statement reads, over all its tables (its `union all` branches). */
+const MAX_BRANCHES = 256;
 
 /** Most pages one statement of a paced estimate reads (1 MB: a few milliseconds of a shard's work, as a slice of the move's scans). */
 export const RANGE_PAGES = 128;
@@ -68,7 +79,7 @@ export const RANGE_PAGES = 128;
  * `pace`, read in ranges of at most {@link RANGE_PAGES} pages, each followed by its pause.
  */
 export function estimateTableRows(client: EstimateQueries, table: string, pace?: ScanPace): Promise<number> {
-  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, per: 'each', lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace }) });
+  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace }) });
 }
 
 /**
@@ -82,30 +93,30 @@ export function estimateTableRows(client: EstimateQueries, table: string, pace?:
  */
 export function estimateDatabaseRows(client: EstimateQueries, samplePages: number, lockTimeoutMillis: number): Promise<number> {
   if (samplePages <= 0) return statisticsOnly(client, USER_TABLES_SQL, []);
-  return estimate(client, USER_TABLES_SQL, [], { pages: samplePages, per: 'all', lockTimeoutMillis });
+  return estimate(client, USER_TABLES_SQL, [], { pages: samplePages, lockTimeoutMillis });
 }
 
+/** An expression: the statistics' rows (`reltuples`) of every user table of the database, read from the catalog alone (no table lock). */
+export const DATABASE_STATISTICS_SQL = `(select coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 from (${USER_TABLES_SQL}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r')`;
+
 async function estimate(client: EstimateQueries, tablesSql: string, values: unknown[], budget: Budget): Promise<number> {
-  await client.query('begin isolation level read committed read only');
+  // TID range scans even where the shard or role turned them off (each range would be a full scan).
+  const setup = `begin isolation level read committed read only; set local lock_timeout = '${Math.max(1, Math.round(budget.lockTimeoutMillis))}ms'; set local enable_tidscan = on`;
   try {
-    // TID range scans even where the shard or role turned them off (each range would be a full scan).
-    await client.query(`set local lock_timeout = '${Math.max(1, Math.round(budget.lockTimeoutMillis))}ms'; set local enable_tidscan = on`);
-    // Each table's size takes its ACCESS SHARE lock, kept to the end: its pages stay as counted.
-    const { rows } = await client.query<Leaf>(
-      `select c.oid::regclass::text as name, (pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 as pages,
-              current_setting('server_version_num')::int >= 140000 and a.amname = 'heap' as ranged
-         from (${tablesSql}) tables join pg_class c on c.oid = tables.oid left join pg_am a on a.oid = c.relam
-        where c.relkind = 'r'`,
-      values,
-    );
-    const leaves = rows.filter((r) => r.pages > 0);
-    const all = leaves.reduce((n, r) => n + r.pages, 0);
-    // Per table, or the budget shared in proportion to size (at least a page each).
-    const allotted = (leaf: Leaf): number => (budget.per === 'each' ? budget.pages : all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
-    const plans = leaves.map((leaf) => samplePlan(leaf, allotted(leaf), budget.pace === undefined ? undefined : RANGE_PAGES));
-    const total = budget.pace === undefined ? await sampledRows(client, plans) : await pacedRows(client, plans, budget.pace);
+    // Without parameters (status), the set-up and the tables' sizes go in one round trip.
+    const leaves = values.length === 0 ? lastResult(await client.query<Leaf>(`${setup}; ${leavesSql(tablesSql)}`)).rows : (await client.query(setup), (await client.query<Leaf>(leavesSql(tablesSql), values)).rows);
+    const sampled = leaves.filter((leaf): leaf is SizedLeaf => leaf.pages !== null && leaf.pages > 0);
+    const all = sampled.reduce((n, leaf) => n + leaf.pages, 0);
+    const allotted = (leaf: SizedLeaf): number => (all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
+    const runs = Math.max(1, Math.min(SAMPLE_RANGES, Math.floor(MAX_BRANCHES / Math.max(1, sampled.length))));
+    const plans = sampled.map((leaf) => samplePlan(leaf, allotted(leaf), budget.pace === undefined ? undefined : RANGE_PAGES, runs));
+    const found = budget.pace === undefined ? await sampledRows(client, plans) : await pacedRows(client, plans, budget.pace);
     await client.query('commit');
-    return total;
+    // A sample that found no row of a table the statistics say has some (its live rows all in pages
+    // between the ranges read: a large delete that left a cluster) takes the statistics' live count.
+    const rows = sampled.reduce((n, leaf, i) => n + (found[i] === 0 && plans[i]!.scale > 1 ? leaf.live : found[i]! * plans[i]!.scale), 0);
+    const unsampled = leaves.filter((leaf) => leaf.pages === null).reduce((n, leaf) => n + leaf.reltuples, 0);
+    return Math.round(rows + unsampled);
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
     if (!UNREADABLE_NOW.has((error as { code?: unknown }).code)) throw error;
@@ -113,12 +124,45 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
   }
 }
 
-/** A leaf table (a table with its own pages): its quoted name, its size, whether it can be read by TID ranges. */
+/**
+ * The leaf tables of `tablesSql` with their statistics; the {@link MAX_SAMPLED_TABLES} largest (by
+ * `relpages`) not locked in `ACCESS EXCLUSIVE` mode (a migration's: their statistics stand in)
+ * also with their size in pages now, which takes their `ACCESS SHARE` lock, kept to the end (their
+ * pages stay as counted); the others with `pages` null (no lock taken).
+ */
+function leavesSql(tablesSql: string): string {
+  return `with leaves as (
+      select c.oid, c.oid::regclass::text as name, greatest(c.reltuples, 0)::float8 as reltuples, pg_stat_get_live_tuples(c.oid)::float8 as live,
+             current_setting('server_version_num')::int >= 140000 and a.amname = 'heap' as ranged,
+             row_number() over (order by c.relpages desc, c.oid) as rank,
+             exists (select 1 from pg_locks l where l.locktype = 'relation' and l.relation = c.oid and l.mode = 'AccessExclusiveLock'
+                       and l.database = (select oid from pg_database where datname = current_database())) as locked
+        from (${tablesSql}) tables join pg_class c on c.oid = tables.oid left join pg_am a on a.oid = c.relam
+       where c.relkind = 'r'
+    )
+    select name, reltuples, live, ranged,
+           case when rank <= ${MAX_SAMPLED_TABLES} and not locked then (pg_relation_size(oid) / current_setting('block_size')::int)::float8 end as pages
+      from leaves order by rank`;
+}
+
+/** The last statement's result of a query of several statements (pg answers one result per statement). */
+function lastResult<R extends QueryResultRow>(result: QueryResult<R> | QueryResult<R>[]): QueryResult<R> {
+  return Array.isArray(result) ? result[result.length - 1]! : result;
+}
+
+/** A leaf table (a table with its own pages): its quoted name, its size (null: not sampled), whether it can be read by TID ranges, its statistics. */
 interface Leaf {
   readonly name: string;
-  readonly pages: number;
+  readonly pages: number | null;
   readonly ranged: boolean;
+  /** `pg_class.reltuples` (0 when never analysed). */
+  readonly reltuples: number;
+  /** The cumulative statistics' live rows (`n_live_tup`). */
+  readonly live: number;
 }
+
+/** A leaf to sample: its size read now. */
+type SizedLeaf = Leaf & { readonly pages: number };
 
 /** What is read of a table: the statements' `from … where …` parts, and the factor from the rows found to the table's. */
 interface SamplePlan {
@@ -126,15 +170,19 @@ interface SamplePlan {
   readonly scale: number;
 }
 
-/** Most page ranges of one table a sample reads (its pages spread over the table in this many runs). */
-const SAMPLE_RANGES = 16;
+/**
+ * Most page ranges of one table a sample reads (its pages spread over the table in this many
+ * runs). Many short runs, not a few long ones: with 16 runs of a 5,335-page table whose live rows
+ * were all in its last 2% (a large delete), the sample found none of them.
+ */
+const SAMPLE_RANGES = 256;
 
 /**
  * How `leaf` is read with `pages` pages to spend: whole, by evenly spread ranges of pages, or by
  * `TABLESAMPLE SYSTEM`. With `rangePages`, a table read whole by TID ranges is read in ranges of
  * at most that many pages (the last one open-ended: pages added since its size was read count too).
  */
-export function samplePlan(leaf: Leaf, pages: number, rangePages?: number): SamplePlan {
+export function samplePlan(leaf: Pick<SizedLeaf, 'name' | 'ranged' | 'pages'>, pages: number, rangePages?: number, maxRuns = SAMPLE_RANGES): SamplePlan {
   const { name, pages: size } = leaf;
   if (pages >= size && leaf.ranged && rangePages !== undefined && size > rangePages) {
     const sources: string[] = [];
@@ -145,7 +193,7 @@ export function samplePlan(leaf: Leaf, pages: number, rangePages?: number): Samp
   }
   if (pages >= size) return { sources: [`only ${name}`], scale: 1 };
   if (!leaf.ranged) return { sources: [`only ${name} tablesample system (${(100 * pages) / size}) repeatable (0)`], scale: size / pages };
-  const runs = Math.min(SAMPLE_RANGES, pages);
+  const runs = Math.min(maxRuns, pages);
   const length = Math.floor(pages / runs);
   const stripe = size / runs;
   const sources: string[] = [];
@@ -157,17 +205,19 @@ export function samplePlan(leaf: Leaf, pages: number, rangePages?: number): Samp
   return { sources, scale: size / (runs * length) };
 }
 
-/** Live rows of the tables as their plans read them, each table's rows scaled to its size; one statement. */
-async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]): Promise<number> {
+/** Live rows each plan's ranges hold (not scaled); one statement. */
+async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]): Promise<number[]> {
+  const found = plans.map(() => 0);
   const parts = plans.flatMap((plan, index) => plan.sources.map((from) => `select ${index} as leaf, count(*) as n from ${from}`));
-  if (parts.length === 0) return 0;
+  if (parts.length === 0) return found;
   const { rows } = await client.query<{ leaf: number; n: number }>(`select leaf, sum(n)::float8 as n from (${parts.join(' union all ')}) parts group by leaf`);
-  return Math.round(rows.reduce((total, r) => total + r.n * plans[r.leaf]!.scale, 0));
+  for (const r of rows) found[r.leaf] = r.n;
+  return found;
 }
 
 /** The same as {@link sampledRows}, one statement per range, each followed by `pace`'s pause for the time it took. */
-async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace): Promise<number> {
-  let total = 0;
+async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace): Promise<number[]> {
+  const found: number[] = [];
   for (const plan of plans) {
     let rows = 0;
     for (const from of plan.sources) {
@@ -176,17 +226,18 @@ async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], 
       rows += counted[0]?.n ?? 0;
       await yieldAfter(pace.clock.monotonicNow() - started, pace);
     }
-    total += rows * plan.scale;
+    found.push(rows);
   }
-  return Math.round(total);
+  return found;
 }
 
 /**
  * The tables cannot be read now, so the statistics stand in: a lock held past the lock timeout
  * (55P03), a table the role may not read (42501), a statement past the session's
- * `statement_timeout` (57014: the server is too busy for a sample now).
+ * `statement_timeout` (57014: the server is too busy for a sample now), a server short of lock
+ * memory (53200) or of stack for the statement (54001).
  */
-const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014']);
+const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014', '53200', '54001']);
 
 /** `reltuples` of the tables (taking no lock), when one is locked. */
 async function statisticsOnly(client: EstimateQueries, tablesSql: string, values: unknown[]): Promise<number> {

@@ -10,6 +10,12 @@ import { liveStatus } from '../../../src/admin/live-status';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { startMoverFixture, seededRowsIn, TABLES, type MoverFixture } from './mover-fixture';
 import { eventually } from '../../support/postgres-replication';
+import { startTcpProxy } from '../../support/tcp-proxy';
+import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import { createTopology } from '../../../src/cluster/topology';
+import { MAX_SAMPLED_TABLES, estimateDatabaseRows } from '../../../src/admin/mover/table-estimate';
+import { openShardSession } from '../../../src/admin/mover/shard-session';
+import { directPool } from '../../support/direct-pool';
 
 const USERS = 20_000;
 const SAMPLE_PAGES = 100;
@@ -85,8 +91,11 @@ test('a shard larger than rowSamplePages: about that many pages read per call (i
   await pool.query('drop table wide');
 }, 60_000);
 
-test('a table a migration keeps locked: status neither waits for it nor calls the primary unreachable; the figure is the statistics\' meanwhile', async () => {
-  const { statistics } = await truth(1);
+test('a table a migration keeps locked: status neither waits for it nor calls the primary unreachable; that table counts by its statistics, the others measured', async () => {
+  const { rows: counted } = await f.pools[1]!.query<{ n: number; orders: number }>(
+    `select ((select count(*) from users) + (select count(*) from countries))::float8 as n,
+            (select greatest(reltuples, 0) from pg_class where oid = 'orders'::regclass)::float8 as orders`,
+  );
   const migration = await f.pools[1]!.connect();
   try {
     await migration.query('begin');
@@ -96,10 +105,86 @@ test('a table a migration keeps locked: status neither waits for it nor calls th
     const millis = performance.now() - started;
     expect(status.problems).toEqual([]);
     expect(status.shards[1]!.servers[0]).toMatchObject({ role: 'primary', reachable: true });
-    expect(status.shards[1]!.rowEstimate).toBe(statistics);
+    expect(status.shards[1]!.rowEstimate).toBe(Math.round(counted[0]!.n + counted[0]!.orders));
+    expect(status.shards[1]!.rowEstimateSource).toBe('measured');
     expect(millis).toBeLessThan(2000);
   } finally {
     await migration.query('rollback');
     migration.release();
   }
 }, 30_000);
+
+test('over a slow link (400 ms round trips) the primary is reachable: its health answered in time, its rows from the statistics when the sample does not finish within timeoutMillis', async () => {
+  const { statistics } = await truth(0);
+  const proxy = await startTcpProxy(Number(new URL(f.shards[0]!.primaryUrl).port));
+  const catalogUrl = (await f.cluster.createDatabase('status_slow_catalog'))[0]!.primaryUrl;
+  const viaProxy = new URL(f.shards[0]!.primaryUrl);
+  viaProxy.port = String(proxy.port);
+  const catalog = new TopologyCatalog({ url: catalogUrl });
+  try {
+    await catalog.install();
+    await catalog.publish(createTopology({ shards: [{ id: 'shard0', primary: viaProxy.toString() }] }), 'init');
+    proxy.delayMillis = 200;
+    const started = performance.now();
+    const status = await liveStatus(catalogUrl, { timeoutMillis: 1000, migrations: false });
+    const millis = performance.now() - started;
+    process.stdout.write(`slow link: status in ${Math.round(millis)} ms, primary ${JSON.stringify(status.shards[0]!.servers[0])}\n`);
+    expect(status.shards[0]!.servers[0]).toMatchObject({ role: 'primary', reachable: true, error: null });
+    expect(status.shards[0]!).toMatchObject({ rowEstimate: Math.round(statistics), rowEstimateSource: 'statistics' });
+    // Health within timeoutMillis (+ grace), the row figure within as much again.
+    expect(millis).toBeLessThan(2 * 1000 + 1000);
+  } finally {
+    await catalog.close();
+    await proxy.close();
+  }
+}, 60_000);
+
+test('more tables than MAX_SAMPLED_TABLES: the largest are measured, the others counted by their statistics (no lock, no statement branch for them)', async () => {
+  const pool = f.pools[0]!;
+  const extra = MAX_SAMPLED_TABLES + 9;
+  // One-page tables, analysed (their statistics: 10 rows), then 10 rows more each, not analysed.
+  for (let i = 0; i < extra; i++) await pool.query(`create table many_${i} (id integer) with (autovacuum_enabled = false); insert into many_${i} select generate_series(1, 10); analyze many_${i}`);
+  for (let i = 0; i < extra; i++) await pool.query(`insert into many_${i} select generate_series(11, 20)`);
+  try {
+    const { rows } = await truth(0);
+    // Past the largest MAX_SAMPLED_TABLES (by relpages, then oid): each of those shows its statistics, 10 rows short.
+    const { rows: beyond } = await pool.query<{ name: string; statistics: number }>(
+      `select c.oid::regclass::text as name, greatest(c.reltuples, 0)::float8 as statistics from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema', 'kysely_scale') and n.nspname not like 'pg\\_%'
+        order by c.relpages desc, c.oid offset ${MAX_SAMPLED_TABLES}`,
+    );
+    expect(beyond.filter((t) => t.name.startsWith('many_')).length).toBeGreaterThanOrEqual(9);
+    let short = 0;
+    for (const t of beyond) short += Number((await pool.query<{ n: string }>(`select count(*) as n from ${t.name}`)).rows[0]!.n) - t.statistics;
+    expect(short).toBeGreaterThanOrEqual(90);
+    const status = await liveStatus(f.catalogUrl, { migrations: false });
+    expect(status.shards[0]!.rowEstimate).toBe(rows + extra * 20 - short);
+    expect(status.shards[0]!.rowEstimateSource).toBe('measured');
+  } finally {
+    for (let i = 0; i < extra; i++) await pool.query(`drop table many_${i}`);
+  }
+}, 120_000);
+
+test('live rows left in a cluster by a large delete: 2% at the end of a 5,335-page table is found (500 pages read); a sample that finds none takes n_live_tup', async () => {
+  const url = (await f.cluster.createDatabase('status_clustered'))[0]!.primaryUrl;
+  const pool = directPool({ connectionString: url, max: 2 });
+  const session = await openShardSession(url);
+  try {
+    // 7 rows a page; all deleted but the last 2%, not vacuumed.
+    const total = 7 * 5335;
+    const kept = Math.round(total * 0.02);
+    await pool.query('create table clustered (id integer primary key, pad text not null) with (autovacuum_enabled = false)');
+    await pool.query(`insert into clustered select g, repeat('x', 1000) from generate_series(1, ${total}) g`);
+    await pool.query(`delete from clustered where id <= ${total - kept}`);
+    const tail = await estimateDatabaseRows(session.client, 500, 200);
+    process.stdout.write(`2% tail: estimated ${tail}, true ${kept}\n`);
+    expect(Math.abs(tail - kept)).toBeLessThanOrEqual(0.25 * kept);
+    // Now only the rows of the first 5 pages: between the sample's ranges (the first starts at page 9).
+    await pool.query(`delete from clustered; insert into clustered select g, repeat('x', 1000) from generate_series(1, 35) g`);
+    await eventually('n_live_tup counted the writes', async () => (await pool.query<{ n: number }>(`select n_live_tup::int as n from pg_stat_user_tables where relname = 'clustered'`)).rows[0]!.n === 35);
+    expect(await estimateDatabaseRows(session.client, 500, 200)).toBe(35);
+  } finally {
+    await session.close();
+    await pool.end();
+  }
+}, 120_000);

@@ -13,8 +13,19 @@ test('a table within the pages to spend is counted whole', () => {
   expect(samplePlan({ name: '"t"', pages: 3, ranged: false }, 500)).toEqual({ sources: ['only "t"'], scale: 1 });
 });
 
-test('a larger one: 16 disjoint ranges in order, one in the middle of each sixteenth, the pages read known and scaled to the whole', () => {
+test('a larger one: 256 short disjoint ranges in order, one in the middle of each 256th, the pages read known and scaled to the whole', () => {
   const plan = samplePlan({ name: '"public"."big"', pages: 8000, ranged: true }, 2000);
+  const read = ranges(plan.sources);
+  expect(read).toHaveLength(256);
+  expect(read.every(([from, to]) => to - from === 7 && from >= 0 && to <= 8000)).toBe(true);
+  for (let i = 1; i < read.length; i++) expect(read[i]![0]).toBeGreaterThanOrEqual(read[i - 1]![1]);
+  expect(read[0]).toEqual([12, 19]);
+  expect(read[255]).toEqual([7980, 7987]);
+  expect(plan.scale).toBe(8000 / (256 * 7));
+});
+
+test('fewer runs when asked (many tables share a statement): 16 ranges, one in the middle of each sixteenth', () => {
+  const plan = samplePlan({ name: '"public"."big"', pages: 8000, ranged: true }, 2000, undefined, 16);
   const read = ranges(plan.sources);
   expect(read).toHaveLength(16);
   expect(read.every(([from, to]) => to - from === 125 && from >= 0 && to <= 8000)).toBe(true);
@@ -28,7 +39,8 @@ test('few pages to spend: one-page ranges, as many as pages; the end of the tabl
   const plan = samplePlan({ name: '"t"', pages: 10, ranged: true }, 3);
   expect(ranges(plan.sources)).toEqual([[1, 2], [4, 5], [7, 8]]);
   expect(plan.scale).toBe(10 / 3);
-  expect(ranges(samplePlan({ name: '"t"', pages: 101, ranged: true }, 100).sources).every(([from, to]) => to <= 101 && to - from === 6)).toBe(true);
+  expect(ranges(samplePlan({ name: '"t"', pages: 101, ranged: true }, 100).sources).every(([from, to]) => to <= 101 && to - from === 1)).toBe(true);
+  expect(ranges(samplePlan({ name: '"t"', pages: 101, ranged: true }, 100, undefined, 16).sources).every(([from, to]) => to <= 101 && to - from === 6)).toBe(true);
 });
 
 test('a table that cannot be read by TID ranges is sampled by TABLESAMPLE SYSTEM, scaled by the share asked for', () => {
