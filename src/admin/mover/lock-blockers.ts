@@ -6,7 +6,9 @@
  * hidden, so an error can say whom to end instead of PostgreSQL's bare 55P03 "lock timeout".
  */
 import { withOwnLockTimeout, type ShardQueries } from './shard-queries';
-import { redactText } from '../../kernel/redact';
+import { statementStart } from './statement-start';
+
+export { statementStart } from './statement-start';
 
 /**
  * How long the mover waits for a lock: a scan's `ACCESS SHARE` on its table (only an `ACCESS
@@ -101,19 +103,6 @@ export function describeBlockers(blockers: readonly LockBlocker[]): string {
 /** The blockers as an error's context holds them (no statement text: it is in the message, shortened). */
 export function blockersContext(blockers: readonly LockBlocker[]): { pids: number[]; blockers: { pid: number; applicationName: string; state: string; waiting: boolean }[] } {
   return { pids: blockers.map((b) => b.pid), blockers: blockers.map((b) => ({ pid: b.pid, applicationName: b.applicationName, state: b.state, waiting: b.waiting })) };
-}
-
-/** Most characters of a statement shown. */
-const STATEMENT_CHARS = 80;
-
-// Comments, string literals (standard, E'…' and dollar-quoted; an unterminated one runs to the
-// end, since the text may be cut) and numbers: where passwords, tokens and personal data sit.
-const LITERALS = /--[^\n]*|\/\*[\s\S]*?(?:\*\/|$)|[eE]?'(?:[^'\\]|''|\\[\s\S])*(?:'|$)|\$([A-Za-z_]\w*)?\$[\s\S]*?(?:\$\1\$|$)|(?<![\w$."])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-
-/** The start of `sql` for an error message: comments dropped, every literal shown as `?`, whitespace collapsed, at most 80 characters. */
-export function statementStart(sql: string): string {
-  const hidden = sql.replace(LITERALS, (match) => (match.startsWith('--') || match.startsWith('/*') ? ' ' : '?')).replace(/\s+/g, ' ').trim();
-  return redactText(hidden.length > STATEMENT_CHARS ? `${hidden.slice(0, STATEMENT_CHARS - 1)}…` : hidden);
 }
 
 /** The shard id the guard recorded on `client`'s database, else the database's name. */
