@@ -9,7 +9,7 @@
  * published meanwhile, so a missed notification is never a missed version.
  */
 import { Client } from 'pg';
-import { mathRandom, systemClock, type Cancel, type RandomSource } from '../kernel/clock';
+import { mathRandom, type Cancel, type Clock, type RandomSource } from '../kernel/clock';
 import { withDeadline } from '../kernel/deadline';
 import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
@@ -31,6 +31,10 @@ export interface WatchSettings {
   readonly heartbeatIntervalMillis: number;
   readonly reconnectDelayMillis: number;
   readonly maxReconnectDelayMillis: number;
+  /** Schedules the heartbeats and the reconnect waits (deadlines run on real time). */
+  readonly clock: Clock;
+  /** Shortens each reconnect wait (see {@link reconnectDelay}). */
+  readonly random: RandomSource;
   /** Published topologies newer than `version`, oldest first. */
   readonly newerThan: (version: number) => Promise<Topology[]>;
 }
@@ -49,7 +53,7 @@ export function reconnectDelay(failures: number, baseMillis: number, maxMillis: 
 export async function startWatch(settings: WatchSettings, listener: (topology: Topology) => void, onError: (error: Error) => void): Promise<TopologyWatch> {
   const { deadlines } = settings;
   const catalog = redactUrl(settings.url);
-  const clock = systemClock;
+  const { clock } = settings;
   let seen = 0;
   let closed = false;
   let current: Client | undefined;
@@ -157,7 +161,7 @@ export async function startWatch(settings: WatchSettings, listener: (topology: T
           scheduleReconnect();
         });
       },
-      reconnectDelay(failures++, settings.reconnectDelayMillis, settings.maxReconnectDelayMillis),
+      reconnectDelay(failures++, settings.reconnectDelayMillis, settings.maxReconnectDelayMillis, settings.random),
     );
   };
 

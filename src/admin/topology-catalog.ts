@@ -1,21 +1,24 @@
 import type { QueryResult, QueryResultRow } from 'pg';
+import { mathRandom, systemClock, type Clock, type RandomSource } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 import { requireInteger } from '../kernel/validate';
-import { OperatorBusyError, TopologyConflictError } from './admin-errors';
+import { OperatorBusyError } from './admin-errors';
 import { TopologyError } from '../cluster/cluster-errors';
 import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
 import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines, type CatalogSession } from './catalog-connections';
 import { startWatch, type TopologyWatch } from './catalog-watch';
+import { publishOn } from './topology-catalog-publish';
 
 export type { TopologyWatch } from './catalog-watch';
+export { PublishOutcomeUnknownError } from './topology-catalog-publish';
 
 /**
  * Options of {@link TopologyCatalog}. Every wait on the catalog has a deadline: connecting
  * (`connectionTimeoutMillis`), each statement (`statementTimeoutMillis`), a watch's heartbeat; a
  * catalog that does not answer in time fails the call with a `CatalogTimeoutError` (`code`
- * `ETIMEDOUT`) naming it, its password redacted.
+ * `E_CATALOG_UNAVAILABLE`) naming it, its password redacted.
  */
 export interface TopologyCatalogOptions extends CatalogDeadlines {
   /** Connection URL of the catalog database (any PostgreSQL database every instance can reach). */
@@ -28,6 +31,14 @@ export interface TopologyCatalogOptions extends CatalogDeadlines {
   maxReconnectDelayMillis?: number;
   /** How often a watch proves its connection alive (`select 1`, under `statementTimeoutMillis`); one that does not answer is dropped and reconnected. @default 10000 */
   heartbeatIntervalMillis?: number;
+  /**
+   * Schedules a watch's heartbeats and reconnect waits. The deadlines of connections and
+   * statements run on real time whatever the clock, so a test's `ManualClock` never holds a call.
+   * @default systemClock
+   */
+  clock?: Clock;
+  /** Shortens each reconnect wait by a random part of up to half. @default Math.random */
+  random?: RandomSource;
 }
 
 /** Defaults of {@link TopologyCatalogOptions}. */
@@ -50,6 +61,8 @@ export interface PublishedTopology {
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,53}$/;
 // The largest version the catalog's integer column holds.
 const MAX_VERSION = 2 ** 31 - 1;
+// The application name of the catalog's pooled sessions (a lost publish's server process is found by it).
+const APPLICATION_NAME = 'kysely-scale catalog';
 
 /**
  * The shared, versioned record of the cluster's topology, in a PostgreSQL table. Operators publish
@@ -66,6 +79,8 @@ export class TopologyCatalog {
   readonly #maxReconnectDelayMillis: number;
   readonly #heartbeatIntervalMillis: number;
   readonly #deadlines: Required<CatalogDeadlines>;
+  readonly #clock: Clock;
+  readonly #random: RandomSource;
   readonly #pool: CatalogPool;
   /** One operator lock per catalog (schema): two slot moves at once could publish over each other. */
   readonly #lockKey: string;
@@ -81,6 +96,8 @@ export class TopologyCatalog {
     requireInteger('maxReconnectDelayMillis', maxReconnectDelayMillis, reconnectDelayMillis);
     this.#heartbeatIntervalMillis = requireInteger('heartbeatIntervalMillis', options.heartbeatIntervalMillis ?? TOPOLOGY_CATALOG_DEFAULTS.heartbeatIntervalMillis, 1);
     this.#deadlines = catalogDeadlines(options);
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? mathRandom;
     this.#maxReconnectDelayMillis = maxReconnectDelayMillis;
     this.#url = options.url;
     this.#table = `"${schema}"."topology"`;
@@ -88,7 +105,7 @@ export class TopologyCatalog {
     this.#reconnectDelayMillis = reconnectDelayMillis;
     this.#lockKey = `kysely_scale_operator ${schema}`;
     this.#schema = schema;
-    this.#pool = new CatalogPool(options.url, this.#deadlines, 'kysely-scale catalog');
+    this.#pool = new CatalogPool(options.url, this.#deadlines, APPLICATION_NAME);
   }
 
   /** The catalog database's URL with its password redacted. */
@@ -137,48 +154,35 @@ export class TopologyCatalog {
   }
 
   /**
-   * Publishes `topology` as the newest version and notifies every watcher. It must be newer than
-   * the latest version, else {@link TopologyConflictError} (nothing is written): another operator
-   * published meanwhile, so reload and plan again.
+   * Publishes `topology` as the newest version and notifies every watcher, in one round trip. It
+   * must be newer than the latest version, else {@link TopologyConflictError} (nothing is
+   * written): another operator published meanwhile, so reload and plan again.
+   *
+   * A publish whose answer does not come (no answer within `statementTimeoutMillis` + 500 ms, or
+   * its connection broke after it was sent) may have committed, or may still commit once bytes
+   * held on the wire or by a frozen server arrive. Before it reports anything, a fresh connection
+   * (within `connectionTimeoutMillis` + `statementTimeoutMillis`) ends the publish's server process
+   * (`pg_terminate_backend`, after which it can never commit), waits until it is gone, and reads
+   * the version:
+   * - committed: `publish` returns, as for any publish;
+   * - not in the catalog: it never will be; `publish` fails with a `CatalogTimeoutError` (or the
+   *   connection's error), retryable, nothing published;
+   * - another topology holds the version: {@link TopologyConflictError};
+   * - the catalog could not be asked, or a connection pooler hides the process:
+   *   {@link PublishOutcomeUnknownError} (`outcomeUnknown: true`, code `E_CATALOG_UNAVAILABLE`):
+   *   the version may be published now or later; act on neither outcome (see the class).
    */
   async publish(topology: Topology, note?: string): Promise<void> {
     if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
     const session = await this.#pool.connect();
-    let broken = false;
-    // One round trip, since the publish is the last step of a move's cutover, when writers of the
-    // moved slots wait: a multi-statement simple query (so no bind parameters: the values are
-    // inlined as base64, which holds no quote or backslash). The lock serializes publishers, so the
-    // version check and the insert, one statement whose snapshot is taken after the lock, see the
-    // same latest version; the notification goes out at the commit.
+    const target = { url: this.#url, catalog: this.redactedUrl, table: this.#table, channel: this.#channel, applicationName: APPLICATION_NAME, deadlines: this.#deadlines };
     try {
-      const literal = (text: string): string => `convert_from(decode('${Buffer.from(text, 'utf8').toString('base64')}', 'base64'), 'UTF8')`;
-      const version = Number(topology.version);
-      const results = (await session.query(
-        `begin; lock table ${this.#table} in exclusive mode;
-         with latest as (select coalesce(max(version), 0) as version from ${this.#table}),
-           inserted as (insert into ${this.#table} (version, document, note)
-             select ${version}, ${literal(JSON.stringify(toDocument(topology)))}::jsonb, ${note === undefined ? 'null' : literal(note)} from latest where latest.version < ${version} returning version)
-         select (select version from latest) as latest, (select count(pg_notify(${literal(this.#channel)}, version::text))::int from inserted) as inserted;
-         commit`,
-      )) as unknown as { rows: { latest: number; inserted: number }[] }[];
-      const rows = results[2]?.rows ?? [];
-      const latest = rows[0]?.latest ?? 0;
-      if (Number(rows[0]?.inserted) !== 1) {
-        throw new TopologyConflictError(`Topology version ${topology.version} is not newer than the catalog's version ${latest}: reload the latest, apply your change to it and publish again.`, {
-          latest,
-          attempted: topology.version,
-        });
-      }
+      await publishOn(session, target, { version: Number(topology.version), document: JSON.stringify(toDocument(topology)), note });
     } catch (error) {
-      await session.query('rollback').catch(() => {
-        broken = true; // a session that did not roll back (a catalog that stopped answering) is not reused
-      });
       if (isNotInstalled(error)) {
         throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
       }
       throw error;
-    } finally {
-      session.release(broken);
     }
   }
 
@@ -202,6 +206,8 @@ export class TopologyCatalog {
         heartbeatIntervalMillis: this.#heartbeatIntervalMillis,
         reconnectDelayMillis: this.#reconnectDelayMillis,
         maxReconnectDelayMillis: this.#maxReconnectDelayMillis,
+        clock: this.#clock,
+        random: this.#random,
         newerThan: (version) => this.#newerThan(version),
       },
       listener,
@@ -239,11 +245,8 @@ export class TopologyCatalog {
    */
   async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
     const session: CatalogSession = await this.#pool.connect();
-    const { client } = session;
-    const lost = new AbortController();
-    // pg-pool does not listen on checked-out clients: a dropped session would otherwise crash the process.
-    const onError = (error: Error): void => lost.abort(error);
-    client.on('error', onError);
+    // Aborted when the lock's connection fails or a statement on it passes its deadline.
+    const { lost } = session;
     let locked = false;
     let broken = true; // until the lock was asked for: a session whose statement failed is not reused
     try {
@@ -263,15 +266,15 @@ export class TopologyCatalog {
           who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
         );
       }
-      return await fn(lost.signal);
+      return await fn(lost);
     } finally {
-      if (locked) {
+      // A lost session's connection was dropped (its server process, and the lock, end with it): nothing more is sent on it.
+      if (locked && !lost.aborted) {
         await session.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
           broken = true; // never hand a session that may still hold the lock back to the pool
         });
       }
-      client.off('error', onError);
-      session.release(broken || lost.signal.aborted);
+      session.release(broken);
     }
   }
 

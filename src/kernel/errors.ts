@@ -66,6 +66,8 @@ export const ErrorCodes = {
   REPLICA_REFUSED: 'E_REPLICA_REFUSED',
   /** A stream reading a replica lost it (no answer within `readTimeoutMillis`, or the connection broke) after it had handed over rows: stopped rather than repeat or miss rows elsewhere. Retryable. */
   REPLICA_STREAM_INTERRUPTED: 'E_REPLICA_STREAM_INTERRUPTED',
+  /** The topology catalog did not answer in time (connecting, a statement, a watch's heartbeat), or a publish's outcome could not be learnt (`outcomeUnknown`). */
+  CATALOG_UNAVAILABLE: 'E_CATALOG_UNAVAILABLE',
 } as const;
 
 /** One of the stable error codes in {@link ErrorCodes}. */

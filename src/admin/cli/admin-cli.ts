@@ -8,11 +8,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { redactText } from '../../kernel/redact';
-import { CliUsageError, type CliCommand } from './cli-command';
+import { CATALOG_DEADLINE_DEFAULTS, CATALOG_DEADLINE_ENVIRONMENT } from '../catalog-connections';
+import { CliUsageError, integerFlag, type CliCommand, type CliValues } from './cli-command';
 import { CLI_COMMANDS } from './cli-commands';
 
 const GLOBAL_OPTIONS = {
   catalog: { type: 'string' },
+  'catalog-timeout-ms': { type: 'string' },
+  'catalog-connect-timeout-ms': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
@@ -36,10 +39,12 @@ export function adminUsage(commandName?: string): string {
     ...commands,
     '',
     'Options:',
-    '  --catalog <url>   catalog database (or KYSELY_SCALE_CATALOG)',
-    '  --json            print the result as JSON',
-    '  -h, --help        this text',
-    '  --version         the version of kysely-scale',
+    '  --catalog <url>                    catalog database (or KYSELY_SCALE_CATALOG)',
+    `  --catalog-timeout-ms <n>           a catalog statement without an answer this long (+ 500 ms) fails the command (default ${CATALOG_DEADLINE_DEFAULTS.statementTimeoutMillis}, or ${CATALOG_DEADLINE_ENVIRONMENT.statementTimeoutMillis})`,
+    `  --catalog-connect-timeout-ms <n>   the same for connecting to the catalog (default ${CATALOG_DEADLINE_DEFAULTS.connectionTimeoutMillis}, or ${CATALOG_DEADLINE_ENVIRONMENT.connectionTimeoutMillis})`,
+    '  --json                             print the result as JSON',
+    '  -h, --help                         this text',
+    '  --version                          the version of kysely-scale',
   ].join('\n');
 }
 
@@ -77,6 +82,11 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const json = values.json === true;
   try {
+    catalogDeadlineFlags(values);
+  } catch (error) {
+    return usage((error as Error).message, commandName);
+  }
+  try {
     const outcome = await command.run(values, { catalog, json, progress: process.stderr, output: process.stdout });
     process.stdout.write(`${redactText(json ? JSON.stringify(outcome.result, null, 2) : outcome.text)}\n`);
     return outcome.exitCode;
@@ -84,6 +94,18 @@ async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof CliUsageError) return usage(error.message, commandName);
     return failure(error, json);
   }
+}
+
+/**
+ * `--catalog-timeout-ms` and `--catalog-connect-timeout-ms`: every catalog connection the command
+ * makes (the move store's too) takes its deadlines from their environment variables when not
+ * given in code, so the flags set those.
+ */
+function catalogDeadlineFlags(values: CliValues): void {
+  const statement = integerFlag(values, 'catalog-timeout-ms', 1);
+  const connect = integerFlag(values, 'catalog-connect-timeout-ms', 1);
+  if (statement !== undefined) process.env[CATALOG_DEADLINE_ENVIRONMENT.statementTimeoutMillis] = String(statement);
+  if (connect !== undefined) process.env[CATALOG_DEADLINE_ENVIRONMENT.connectionTimeoutMillis] = String(connect);
 }
 
 /** A command that failed: its code and message on stderr and, with --json, as JSON on stdout (the move commands' results give failures that way too). */

@@ -26,9 +26,13 @@ export interface StoreQueries {
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
 }
 
-/** Connections to the catalog: statements, and a session of its own (released afterwards; `true` drops it). */
+/**
+ * Connections to the catalog: statements, and a session of its own (released afterwards; `true`
+ * drops it). A `CatalogPool`'s session says when it is `lost` (its connection failed, or a
+ * statement passed its deadline and the connection was dropped): nothing more is sent on it.
+ */
 export interface StorePool extends StoreQueries {
-  connect(): Promise<StoreQueries & { release(destroy?: boolean): void }>;
+  connect(): Promise<StoreQueries & { release(destroy?: boolean): void; readonly lost?: AbortSignal }>;
 }
 
 /** Reads and writes move records in the catalog's schema. */
@@ -70,9 +74,13 @@ export class MoveStore {
       }
       await client.query('commit');
     } catch (error) {
-      await client.query('rollback').catch(() => {
-        broken = true;
-      });
+      // Never a rollback over a dropped connection (its server process rolls back as it ends).
+      if (client.lost?.aborted === true) broken = true;
+      else {
+        await client.query('rollback').catch(() => {
+          broken = true;
+        });
+      }
       throw error;
     } finally {
       client.release(broken);

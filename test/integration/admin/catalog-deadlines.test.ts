@@ -4,18 +4,22 @@
  * SIGSTOP, which acknowledges TCP but never answers) held every admin command and every
  * instance's watch for the OS's TCP timeout: forever, since the packets are acknowledged. Now
  * connecting, each statement and a watch's heartbeat fail with a `CatalogTimeoutError` (code
- * `ETIMEDOUT`) naming the catalog with its password hidden, and a watch keeps trying, with
- * backoff, and reports each failure until the catalog answers again.
+ * `E_CATALOG_UNAVAILABLE`) naming the catalog with its password hidden and the option to raise,
+ * and a watch keeps trying, with backoff, and reports each failure until the catalog answers
+ * again. The CLI's `--catalog-connect-timeout-ms` and `--catalog-timeout-ms` set the deadlines of
+ * every catalog connection a command makes.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { followCatalog } from '../../../src/admin/follow-catalog';
-import { CatalogTimeoutError } from '../../../src/admin/catalog-connections';
+import { CatalogTimeoutError, CATALOG_DEADLINE_ENVIRONMENT } from '../../../src/admin/catalog-connections';
+import { ErrorCodes } from '../../../src/kernel/errors';
 import { freeze, until } from '../replication/replication-fault-fixture';
 import { SECRET, admin, withPassword } from './admin-cli-process';
 import { within } from '../mover/within-deadline';
+import { withPg } from '../../support/postgres-replication';
 
 let cluster: TestCluster;
 let shard: TestShardUrls;
@@ -53,9 +57,12 @@ function redactedCatalog(url: string): string {
 
 function expectCatalogTimeout(error: unknown, url: string, waitedFor: RegExp): void {
   expect(error).toBeInstanceOf(CatalogTimeoutError);
-  expect(error).toMatchObject({ code: 'ETIMEDOUT', catalog: redactedCatalog(url) });
+  expect(error).toMatchObject({ code: ErrorCodes.CATALOG_UNAVAILABLE, catalog: redactedCatalog(url) });
   expect((error as Error).message).toContain(`The catalog ${redactedCatalog(url)} did not answer`);
   expect((error as Error).message).toMatch(waitedFor);
+  // What to check, and what to raise.
+  expect((error as Error).message).toMatch(/: check that its server is up and reachable from here; if it is only slow, raise (connectionTimeoutMillis \(the admin CLI's --catalog-connect-timeout-ms\)|statementTimeoutMillis \(the admin CLI's --catalog-timeout-ms\))\.$/);
+  expect((error as CatalogTimeoutError).cause).toBeDefined();
   expect((error as Error).message).not.toContain(SECRET);
 }
 
@@ -148,8 +155,71 @@ test('CLI verify and status on a frozen catalog exit 1 within the default deadli
   // The default connectionTimeoutMillis (5 s), plus tsx's start.
   expect(millis).toBeLessThan(15_000);
   expect(verify.code).toBe(1);
-  expect(verify.stdout).toContain(`E_MOVE_REFUSED: The catalog ${redactedCatalog(catalogUrl)} did not answer while connecting within 5000 ms (connectionTimeoutMillis): check --catalog and that its server is up.`);
+  expect(verify.stdout).toContain(
+    `E_MOVE_REFUSED: The catalog ${redactedCatalog(catalogUrl)} did not answer while connecting within 5000 ms (connectionTimeoutMillis): check --catalog and that its server is up; if it is only slow, raise connectionTimeoutMillis (--catalog-connect-timeout-ms).`,
+  );
   expect(status.code).toBe(1);
-  expect(status.stderr).toContain(`ETIMEDOUT: The catalog ${redactedCatalog(catalogUrl)} did not answer while connecting within 5000 ms`);
+  expect(status.stderr).toContain(`E_CATALOG_UNAVAILABLE: The catalog ${redactedCatalog(catalogUrl)} did not answer while connecting within 5000 ms`);
   for (const run of runs) expect(run.stdout + run.stderr).not.toContain(SECRET);
 }, 60_000);
+
+test('CLI --catalog-connect-timeout-ms and --catalog-timeout-ms set the deadlines of every catalog connection of the command (the move store\'s too)', async () => {
+  const thaw = freeze(cluster.shards[0]!.primary);
+  let runs;
+  const started = performance.now();
+  try {
+    runs = await Promise.all([
+      admin('verify', '--catalog', catalogUrl, '--catalog-connect-timeout-ms', '1000'),
+      admin('status', '--no-live', '--catalog', catalogUrl, '--catalog-connect-timeout-ms', '1000'),
+      admin('moves', '--catalog', catalogUrl, '--catalog-connect-timeout-ms', '1000'),
+    ]);
+  } finally {
+    thaw();
+  }
+  const millis = performance.now() - started;
+  console.log(JSON.stringify({ cliWithCatalogConnectTimeout1000Millis: Math.round(millis), runs: runs.map((r) => r.stdout + r.stderr) }));
+  const [verify, status, moves] = runs;
+  // 1 s instead of the 5 s default (plus tsx's start); 1b11861 refused the flags (exit 2).
+  expect(millis).toBeLessThan(4500);
+  expect(verify.code).toBe(1);
+  expect(verify.stdout).toContain('did not answer while connecting within 1000 ms (connectionTimeoutMillis)');
+  expect(status.code).toBe(1);
+  expect(status.stderr).toContain('E_CATALOG_UNAVAILABLE: ');
+  expect(status.stderr).toContain('did not answer while connecting within 1000 ms (connectionTimeoutMillis)');
+  expect(moves.code).toBe(1);
+  expect(moves.stdout).toContain('did not answer while connecting within 1000 ms (connectionTimeoutMillis)');
+  for (const run of runs) expect(run.stdout + run.stderr).not.toContain(SECRET);
+
+  // The statement deadline: the move table locked by a migration, so listing moves waits on it.
+  expect((await admin('moves', '--catalog', catalogUrl)).code).toBe(0); // the move store installed
+  const slow = await withPg(catalogUrl, async (holder) => {
+    await holder.query('begin');
+    await holder.query('lock table kysely_scale.move in access exclusive mode');
+    const run = await admin('moves', '--catalog', catalogUrl, '--catalog-timeout-ms', '300');
+    await holder.query('rollback');
+    return run;
+  });
+  console.log(JSON.stringify({ movesBehindLockWithCatalogTimeout300: slow.stdout + slow.stderr }));
+  expect(slow.code).toBe(1);
+  expect(slow.stdout).toContain('E_CATALOG_UNAVAILABLE: ');
+  expect(slow.stdout).toContain('did not answer a statement within 800 ms (statementTimeoutMillis + 500 ms)');
+  // A bad value is a usage error naming the flag.
+  const bad = await admin('status', '--catalog', catalogUrl, '--catalog-timeout-ms', '0');
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toContain('--catalog-timeout-ms takes a whole number ≥ 1; got "0".');
+}, 60_000);
+
+test('the deadlines left out of the options come from the environment, validated naming the variable', () => {
+  const name = CATALOG_DEADLINE_ENVIRONMENT.statementTimeoutMillis;
+  const saved = process.env[name];
+  try {
+    process.env[name] = 'soon';
+    expect(() => new TopologyCatalog({ url: catalogUrl })).toThrow(expect.objectContaining({ code: ErrorCodes.INVALID_CONFIG, context: { option: 'statementTimeoutMillis', environment: name } }));
+    process.env[name] = '2500';
+    expect(() => new TopologyCatalog({ url: catalogUrl })).not.toThrow();
+    expect(() => new TopologyCatalog({ url: catalogUrl, statementTimeoutMillis: 3000 })).not.toThrow();
+  } finally {
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
+  }
+});
