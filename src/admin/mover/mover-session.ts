@@ -8,7 +8,7 @@ import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
 import { describeValue, requireNonNegative, requirePositive } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
-import { CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
+import { CATALOG_DEADLINE_FLAGS, CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
 import { MoveStore, withGivenTables } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
 import type { MoveRecord } from './move-record';
@@ -72,17 +72,17 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
   // Validated before anything changes (the catalog's table list included).
   const tuning = moveTuning(options);
   const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
-  const catalog = new TopologyCatalog({ url: options.catalog, schema });
+  const catalog = new TopologyCatalog({ url: options.catalog, schema, clock: options.clock ?? systemClock });
   // The move store's connections to the catalog have the catalog's deadlines (defaults): a catalog that stops answering fails the step, never holds it.
   const pool = new CatalogPool(options.catalog, catalogDeadlines({}), 'kysely-scale mover catalog');
   const store = new MoveStore(pool, schema);
   try {
     const installed = await catalog.installed().catch((error: unknown) => {
       // Reaching or logging in to the catalog (not a statement of ours): a coded refusal saying what to check.
-      if (!isServerFailure(error)) throw error;
+      if (!isServerFailure(error) && !(error instanceof CatalogTimeoutError)) throw error;
       const why = redactText(error instanceof Error ? error.message : String(error));
-      const what = error instanceof CatalogTimeoutError ? why.replace(/: is its server up and reachable\?$/, '') : `The catalog at ${catalog.redactedUrl} cannot be reached (${why})`;
-      throw new MoveRefusedError('catalog-unreachable', `${what}: check --catalog and that its server is up.`, { sqlState: (error as { code?: unknown }).code });
+      const what = error instanceof CatalogTimeoutError ? `${redactText(error.summary)}: check --catalog and that its server is up; if it is only slow, raise ${error.option} (${CATALOG_DEADLINE_FLAGS[error.option]})` : `The catalog at ${catalog.redactedUrl} cannot be reached (${why}): check --catalog and that its server is up`;
+      throw new MoveRefusedError('catalog-unreachable', `${what}.`, { sqlState: (error as { code?: unknown }).code });
     });
     if (!installed) throw new MoveRefusedError('no-catalog', `The catalog at ${catalog.redactedUrl} is not installed: run \`kysely-scale-admin init\` first.`);
     const dryRun = options.dryRun === true;
