@@ -13,7 +13,8 @@ import type { MoveBatch, MoveKind, UnshardedStep } from './move-record';
 import type { UnshardedPlan } from './unsharded-plan';
 import { rowsOf, unshardedOf, versionsOf, type MovePlanSummary, type MoveResult } from './move-result';
 import { requireDistinctTables } from './table-identity';
-import { openShardSession, withShardSession } from './shard-session';
+import { withShardSession } from './shard-session';
+import { planSessions, type PlanSessions } from './plan-sessions';
 import { installGuard } from './shard-guard';
 import { describeTables, schemaDiff } from './schema-compare';
 import type { ShardedTableSpec } from './shard-guard-sql';
@@ -42,7 +43,7 @@ export interface MoveDecision {
 }
 
 /** Runs an operation that moves slots. */
-export async function startMove(kind: MoveKind, options: MoverOptions, decide: (frame: MoverFrame, topology: Topology) => Promise<MoveDecision>): Promise<MoveResult> {
+export async function startMove(kind: MoveKind, options: MoverOptions, decide: (frame: MoverFrame, topology: Topology, planning: PlanSessions) => Promise<MoveDecision>): Promise<MoveResult> {
   const clock = options.clock ?? systemClock;
   const started = clock.monotonicNow();
   let plan: MovePlanSummary | null = null;
@@ -56,14 +57,16 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       if (frame.tables.length === 0) throw new MoveRefusedError('no-tables', 'No sharded tables are registered: pass them (--table orders=user_id) once.');
       const latest = await frame.catalog.latest();
       if (latest === undefined) throw new MoveRefusedError('no-catalog', 'The catalog holds no topology: run init first.');
-      const decision = await decide(frame, latest);
       const { tuning } = frame;
+      // Until the plan is made nothing changes: a shard that stops answering refuses the operation (plan-sessions.ts).
+      const planning = planSessions(kind, tuning, clock);
+      const decision = await decide(frame, latest, planning);
       const batches = splitTransfers(decision.transfers, tuning.batchSlots);
       if (batches.length === 0 && decision.removeShard === undefined && decision.publishFirst === undefined) {
         if (decision.nothingToMoveIsDone !== undefined) {
           // Tables given for later commands are still checked (names of tables, each once) and registered.
           const first = decision.topology.shards[0]!;
-          await withShardSession(first.primary.url, (client) => requireDistinctTables(client, first.id, frame.tables));
+          await planning.run(first, (client) => requireDistinctTables(client, first.id, frame.tables));
           await frame.registerGivenTables();
           plan = Object.freeze({ batches: [], slots: 0, estimatedRows: 0, estimatedSeconds: 0 });
           return result({ ok: true, status: options.dryRun === true ? 'planned' : 'done', nothingToMove: decision.nothingToMoveIsDone });
@@ -72,9 +75,9 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
       }
       const unsharded = decision.unsharded;
       const involved = [...new Set([...batches.flatMap((b) => [b.source, b.target]), ...(decision.alsoCheck ?? []), ...(unsharded === undefined ? [] : [unsharded.source, unsharded.target])])];
-      await checkShards(decision.topology, involved, frame.tables, decision.migrationsPending);
+      await checkShards(decision.topology, involved, frame.tables, planning, decision.migrationsPending);
       await frame.registerGivenTables();
-      plan = await planSummary(decision, batches, frame.tables, tuning, { clock, niceRatio: tuning.niceRatio, sliceMillis: PACE_SLICE_MILLIS, probeSlowMillis: 0 });
+      plan = await planSummary(decision, batches, frame.tables, tuning, planning, { clock, niceRatio: tuning.niceRatio, sliceMillis: PACE_SLICE_MILLIS, probeSlowMillis: 0 });
       options.onPlan?.(plan);
       if (options.dryRun === true) return result({ ok: true, status: 'planned' });
       const versions: number[] = [];
@@ -82,7 +85,7 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
         await frame.catalog.publish(decision.publishFirst, `${kind}: shard ${decision.alsoCheck?.join(', ') ?? ''} registered`);
         versions.push(decision.publishFirst.version);
       }
-      await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount))));
+      await Promise.all(decision.topology.shards.map((s) => withShardSession(s.primary.url, (c) => installGuard(c, s.id, frame.tables, decision.topology.slotCount), planning.owner(s.id))));
       // rowsTotal is the plan's estimate (table-estimate.ts, times the slot share), not a count: progress shows it as one.
       const stored: MoveBatch[] = batches.map((b, index) => ({ index, source: b.source, target: b.target, slots: b.slots, phase: 'planned', rowsTotal: plan!.batches[index]!.estimatedRows }));
       const step: UnshardedStep | undefined =
@@ -111,25 +114,17 @@ export async function startMove(kind: MoveKind, options: MoverOptions, decide: (
 }
 
 /** Every involved shard answers, and its sharded tables have the same shape as the first one's (but `unmigrated`'s, whose migrations have not run). */
-async function checkShards(topology: Topology, shardIds: readonly string[], tables: readonly ShardedTableSpec[], unmigrated?: string): Promise<void> {
+async function checkShards(topology: Topology, shardIds: readonly string[], tables: readonly ShardedTableSpec[], planning: PlanSessions, unmigrated?: string): Promise<void> {
   const described: { id: string; lines: string[] }[] = [];
   for (const id of shardIds) {
     const shard = topology.shardById(id);
     if (shard === undefined) throw new MoveRefusedError('unknown-shard', `No shard "${id}" in the topology.`, { shardId: id });
-    let session;
-    try {
-      session = await openShardSession(shard.primary.url, 5_000);
-    } catch (error) {
-      throw new MoveRefusedError('unreachable', `Shard "${id}" (${shard.primary.redactedUrl}) cannot be reached: ${(error as Error).message}`, { shardId: id });
-    }
-    try {
+    await planning.run(shard, async (client) => {
       if (id !== unmigrated) {
-        await requireDistinctTables(session.client, id, tables);
-        described.push({ id, lines: await describeTables(session.client, tables) });
+        await requireDistinctTables(client, id, tables);
+        described.push({ id, lines: await describeTables(client, tables) });
       }
-    } finally {
-      await session.close();
-    }
+    });
   }
   const [first, ...rest] = described;
   for (const other of rest) {
@@ -144,11 +139,11 @@ async function checkShards(topology: Topology, shardIds: readonly string[], tabl
 }
 
 /** The plan the operator sees first; its row estimates read the shards paced by `pace` (the app is running). */
-async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], tuning: MoveTuning, pace: ScanPace): Promise<MovePlanSummary> {
+async function planSummary(decision: MoveDecision, batches: readonly SlotTransfer[], tables: readonly ShardedTableSpec[], tuning: MoveTuning, planning: PlanSessions, pace: ScanPace): Promise<MovePlanSummary> {
   const shardRows = new Map<string, number>();
   for (const id of new Set(batches.flatMap((b) => [b.source, b.target]))) {
     const shard = decision.topology.shardById(id);
-    shardRows.set(id, shard === undefined ? 0 : await withShardSession(shard.primary.url, (c) => tableRows(c, tables, pace)));
+    shardRows.set(id, shard === undefined ? 0 : await planning.run(shard, (c) => tableRows(c, tables, pace)));
   }
   const rowsPerSlot = (id: string): number => (shardRows.get(id) ?? 0) / Math.max(1, decision.topology.slotsOf(id).length);
   const planned = batches.map((b) =>

@@ -11,7 +11,6 @@ import { evenShares, planDrain, planMoveSlots, planRebalance, type SlotTransfer 
 import type { MoveResult } from './move-result';
 import { startMove } from './move-start';
 import { parseSlotRanges } from './slot-ranges';
-import { withShardSession } from './shard-session';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { planUnshardedStep, tableRowCounts, unshardedHolder, unshardedTables, type UnshardedOptions } from './unsharded-plan';
 import { TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
@@ -70,7 +69,7 @@ export function addShard(options: MoverOptions & { readonly shard: NewShard; rea
  * tables (routers do not read them: delete them first).
  */
 export function drainShard(options: MoverOptions & UnshardedOptions & { readonly shardId: string }): Promise<MoveResult> {
-  return startMove('drain', options, async (frame, latest) => {
+  return startMove('drain', options, async (frame, latest, planning) => {
     const transfers = planDrain(latest, options.shardId);
     const shard = latest.shardById(options.shardId)!;
     const holder = unshardedHolder(latest, options);
@@ -78,7 +77,7 @@ export function drainShard(options: MoverOptions & UnshardedOptions & { readonly
       throw new MoveRefusedError('unsharded-target', `--unsharded-to applies to a drain of the shard holding the unsharded tables ("${holder}"), not "${options.shardId}".`, { shardId: options.shardId, holder });
     }
     const catalogSchema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
-    return withShardSession(shard.primary.url, async (c) => {
+    return planning.run(shard, async (c) => {
       const nullKeys = await nullKeyTables(c, options.shardId, frame.tables);
       if (nullKeys.length > 0) {
         throw new MoveRefusedError('null-keys', `Shard "${options.shardId}" holds rows whose shard key is NULL (${nullKeys.map((t) => `${t.table}: ${t.rows}`).join(', ')}); no slot owns them, so a drain would leave them behind: set their keys or delete them, then drain.`, {
@@ -87,7 +86,7 @@ export function drainShard(options: MoverOptions & UnshardedOptions & { readonly
         });
       }
       if (holder === options.shardId) {
-        const unsharded = await planUnshardedStep(latest, options.shardId, c, frame.tables, catalogSchema, transfers, options);
+        const unsharded = await planUnshardedStep(latest, options.shardId, c, frame.tables, catalogSchema, transfers, options, planning);
         return { topology: latest, transfers, removeShard: options.shardId, unsharded };
       }
       const stray = (await tableRowCounts(c, options.shardId, await unshardedTables(c, frame.tables, catalogSchema))).filter((t) => t.rows > 0).map((t) => t.name);

@@ -6,7 +6,8 @@
  * (`E_MOVE_REFUSED`, reason `table-locked`, nothing changed) naming the table, the shard and the
  * backends keeping the lock, as `verify` and the mover's scans name them (`lock-blockers.ts`).
  * Every statement runs under the session's deadline (`shard-deadlines.ts`: a shard that stops
- * answering fails the read with `ShardSilentError`), and its rollback on the session's clock.
+ * answering fails the read with `ShardSilentError`, which the plan's session, `plan-sessions.ts`,
+ * turns into a refusal), and its rollback on the session's clock.
  */
 import type { Client } from 'pg';
 import { MoveRefusedError } from './mover-errors';

@@ -12,7 +12,7 @@ import { MoveRefusedError } from './mover-errors';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { copyShapes } from './unsharded-copy';
 import { describeTables, schemaDiff } from './schema-compare';
-import { withShardSession } from './shard-session';
+import type { PlanSessions } from './plan-sessions';
 import type { SlotTransfer } from './move-plan';
 import { readLocked } from './plan-reads';
 
@@ -108,7 +108,8 @@ export function defaultUnshardedTarget(topology: Topology, drained: string, tran
 /**
  * The unsharded step of draining `drained`, which holds the unsharded tables (`sourceClient` is a
  * session on it): the target checked, schemas compared, the target's copies empty, and no other
- * shard holding rows when the catalog records no holder and none was named.
+ * shard holding rows when the catalog records no holder and none was named; the other shards are
+ * read through `planning`'s sessions (a shard that stops answering refuses the drain).
  */
 export async function planUnshardedStep(
   topology: Topology,
@@ -118,6 +119,7 @@ export async function planUnshardedStep(
   catalogSchema: string,
   transfers: readonly SlotTransfer[],
   options: UnshardedOptions,
+  planning: PlanSessions,
 ): Promise<UnshardedPlan> {
   const target = options.unshardedTo ?? defaultUnshardedTarget(topology, drained, transfers);
   const targetShard = topology.shardById(target);
@@ -130,7 +132,7 @@ export async function planUnshardedStep(
   const tables = await unshardedTables(sourceClient, sharded, catalogSchema);
   const specs = tables.map((name) => ({ name, keyColumn: '' }));
   const counts = await tableRowCounts(sourceClient, drained, tables);
-  await withShardSession(targetShard.primary.url, async (targetClient) => {
+  await planning.run(targetShard, async (targetClient) => {
     const diff = schemaDiff({ id: drained, lines: await describeTables(sourceClient, specs) }, { id: target, lines: await describeTables(targetClient, specs) });
     if (diff.length > 0) {
       throw new MoveRefusedError('schema-mismatch', `The unsharded tables of "${drained}" and "${target}" differ; bring them to the same schema (run the migrations) first:\n${diff.join('\n')}`, {
@@ -151,7 +153,7 @@ export async function planUnshardedStep(
   if (topology.unshardedShardId === undefined && options.unshardedFrom === undefined) {
     for (const shard of topology.shards) {
       if (shard.id === drained || shard.id === target) continue;
-      const occupied = await withShardSession(shard.primary.url, async (c) => (await tableRowCounts(c, shard.id, tables)).filter((t) => t.rows > 0));
+      const occupied = await planning.run(shard, async (c) => (await tableRowCounts(c, shard.id, tables)).filter((t) => t.rows > 0));
       if (occupied.length > 0) {
         throw new MoveRefusedError(
           'unsharded-holder',
