@@ -67,8 +67,8 @@ export function asRefusal(operation: string, error: unknown): unknown {
     );
   }
   if (error instanceof ShardLockError) {
-    const held = error.message.replace(/: it dropped its session and stopped\. .*$/s, '');
-    return new MoveRefusedError('table-locked', `The ${operation}'s plan stopped: ${held}. Nothing was changed; end those transactions (or let them finish), then run the ${operation} again.`, {
+    const held = error.message.replace(/^Shard "[^"]*": /, '').replace(/: it dropped its session and stopped\. .*$/s, '');
+    return new MoveRefusedError('table-locked', `The ${operation}'s plan stopped on shard "${error.shard}": ${held}. Nothing was changed; end those transactions (or let them finish), then run the ${operation} again.`, {
       ...error.context,
       shardId: error.shard,
     });
