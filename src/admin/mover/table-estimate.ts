@@ -68,6 +68,9 @@ interface Budget {
  */
 export const MAX_SAMPLED_TABLES = 64;
 
+/** Rows a page, to rank tables whose `relpages` is not yet known (never vacuumed nor analysed) by their rows instead: an order, not a figure. */
+const ROWS_PER_PAGE_GUESS = 50;
+
 /** Most page ranges one unpaced estimate's statement reads, over all its tables (its `union all` branches). */
 const MAX_BRANCHES = 256;
 
@@ -96,8 +99,15 @@ export function estimateDatabaseRows(client: EstimateQueries, samplePages: numbe
   return estimate(client, USER_TABLES_SQL, [], { pages: samplePages, lockTimeoutMillis });
 }
 
+/**
+ * A table's rows by the statistics alone (table `c` of `pg_class`; no lock): `reltuples`, or,
+ * until the first VACUUM or ANALYZE gives it (-1 until then: a table a move's COPY just filled
+ * would count as empty), the cumulative statistics' live rows.
+ */
+const STATISTICS_ROWS_SQL = 'case when c.reltuples < 0 then pg_stat_get_live_tuples(c.oid) else c.reltuples end';
+
 /** An expression: the statistics' rows (`reltuples`) of every user table of the database, read from the catalog alone (no table lock). */
-export const DATABASE_STATISTICS_SQL = `(select coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 from (${USER_TABLES_SQL}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r')`;
+export const DATABASE_STATISTICS_SQL = `(select coalesce(sum(${STATISTICS_ROWS_SQL}), 0)::float8 from (${USER_TABLES_SQL}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r')`;
 
 async function estimate(client: EstimateQueries, tablesSql: string, values: unknown[], budget: Budget): Promise<number> {
   // TID range scans even where the shard or role turned them off (each range would be a full scan).
@@ -110,8 +120,17 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
     const allotted = (leaf: SizedLeaf): number => (all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
     const runs = Math.max(1, Math.min(SAMPLE_RANGES, Math.floor(MAX_BRANCHES / Math.max(1, sampled.length))));
     const plans = sampled.map((leaf) => samplePlan(leaf, allotted(leaf), budget.pace === undefined ? undefined : RANGE_PAGES, runs));
-    const found = budget.pace === undefined ? await sampledRows(client, plans) : await pacedRows(client, plans, budget.pace);
-    await client.query('commit');
+    let found: number[];
+    if (budget.pace === undefined) {
+      found = await sampledRows(client, plans);
+      await client.query('commit');
+    } else {
+      // Paced, the tables' locks are not held across the pauses (a migration queued behind one
+      // would queue the app's writes behind it): the sizes' transaction ends here and each range
+      // is read in a transaction of its own, under the same lock timeout.
+      await client.query('commit');
+      found = await pacedRows(client, plans, budget.pace, setup);
+    }
     // A sample that found no row of a table the statistics say has some (its live rows all in pages
     // between the ranges read: a large delete that left a cluster) takes the statistics' live count.
     const rows = sampled.reduce((n, leaf, i) => n + (found[i] === 0 && plans[i]!.scale > 1 ? leaf.live : found[i]! * plans[i]!.scale), 0);
@@ -126,15 +145,16 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
 
 /**
  * The leaf tables of `tablesSql` with their statistics; the {@link MAX_SAMPLED_TABLES} largest (by
- * `relpages`) not locked in `ACCESS EXCLUSIVE` mode (a migration's: their statistics stand in)
+ * `relpages`, or their live and dead rows at {@link ROWS_PER_PAGE_GUESS} a page when that is more:
+ * `relpages` is 0 until the first VACUUM or ANALYZE) not locked in `ACCESS EXCLUSIVE` mode (a migration's: their statistics stand in)
  * also with their size in pages now, which takes their `ACCESS SHARE` lock, kept to the end (their
  * pages stay as counted); the others with `pages` null (no lock taken).
  */
 function leavesSql(tablesSql: string): string {
   return `with leaves as (
-      select c.oid, c.oid::regclass::text as name, greatest(c.reltuples, 0)::float8 as reltuples, pg_stat_get_live_tuples(c.oid)::float8 as live,
+      select c.oid, c.oid::regclass::text as name, (${STATISTICS_ROWS_SQL})::float8 as reltuples, pg_stat_get_live_tuples(c.oid)::float8 as live,
              current_setting('server_version_num')::int >= 140000 and a.amname = 'heap' as ranged,
-             row_number() over (order by c.relpages desc, c.oid) as rank,
+             row_number() over (order by greatest(c.relpages, (pg_stat_get_live_tuples(c.oid) + pg_stat_get_dead_tuples(c.oid)) / ${ROWS_PER_PAGE_GUESS}) desc, c.oid) as rank,
              exists (select 1 from pg_locks l where l.locktype = 'relation' and l.relation = c.oid and l.mode = 'AccessExclusiveLock'
                        and l.database = (select oid from pg_database where datname = current_database())) as locked
         from (${tablesSql}) tables join pg_class c on c.oid = tables.oid left join pg_am a on a.oid = c.relam
@@ -155,7 +175,7 @@ interface Leaf {
   readonly name: string;
   readonly pages: number | null;
   readonly ranged: boolean;
-  /** `pg_class.reltuples` (0 when never analysed). */
+  /** The statistics' rows: `pg_class.reltuples`, or `n_live_tup` when never vacuumed nor analysed. */
   readonly reltuples: number;
   /** The cumulative statistics' live rows (`n_live_tup`). */
   readonly live: number;
@@ -205,7 +225,7 @@ export function samplePlan(leaf: Pick<SizedLeaf, 'name' | 'ranged' | 'pages'>, p
   return { sources, scale: size / (runs * length) };
 }
 
-/** Live rows each plan's ranges hold (not scaled); one statement. */
+/** Live rows each plan's ranges hold (not scaled); one statement, in the sizes' transaction (their locks keep the pages as counted). */
 async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]): Promise<number[]> {
   const found = plans.map(() => 0);
   const parts = plans.flatMap((plan, index) => plan.sources.map((from) => `select ${index} as leaf, count(*) as n from ${from}`));
@@ -215,14 +235,15 @@ async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]
   return found;
 }
 
-/** The same as {@link sampledRows}, one statement per range, each followed by `pace`'s pause for the time it took. */
-async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace): Promise<number[]> {
+/** The same as {@link sampledRows}, one range per transaction (`setup`, the count, commit: one round trip), each followed by `pace`'s pause for the time it took. */
+async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace, setup: string): Promise<number[]> {
   const found: number[] = [];
   for (const plan of plans) {
     let rows = 0;
     for (const from of plan.sources) {
       const started = pace.clock.monotonicNow();
-      const { rows: counted } = await client.query<{ n: number }>(`select count(*)::float8 as n from ${from}`);
+      const results = await client.query<{ n: number }>(`${setup}; select count(*)::float8 as n from ${from}; commit`);
+      const counted = Array.isArray(results) ? (results as QueryResult<{ n: number }>[]).at(-2)!.rows : results.rows;
       rows += counted[0]?.n ?? 0;
       await yieldAfter(pace.clock.monotonicNow() - started, pace);
     }
@@ -242,7 +263,7 @@ const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014',
 /** `reltuples` of the tables (taking no lock), when one is locked. */
 async function statisticsOnly(client: EstimateQueries, tablesSql: string, values: unknown[]): Promise<number> {
   const { rows } = await client.query<{ n: number }>(
-    `select coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 as n from (${tablesSql}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r'`,
+    `select coalesce(sum(${STATISTICS_ROWS_SQL}), 0)::float8 as n from (${tablesSql}) tables join pg_class c on c.oid = tables.oid where c.relkind = 'r'`,
     values,
   );
   return Math.round(rows[0]?.n ?? 0);

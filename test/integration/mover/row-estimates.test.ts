@@ -80,17 +80,27 @@ test('a table larger than the sample, half of its rows deleted and not vacuumed:
   }
 }, 60_000);
 
-/** A move plan's estimate of `table`: its counting statements and the pauses asked for after each, recorded (pauses run at once). */
-async function pacedEstimate(client: EstimateQueries, table: string): Promise<{ rows: number; counts: string[]; pauses: number[] }> {
+/**
+ * A move plan's estimate of `table`: its counting statements and the pauses asked for after each,
+ * recorded; at each pause, `duringPause` runs before the estimate goes on.
+ */
+async function pacedEstimate(client: EstimateQueries, table: string, duringPause: () => Promise<void> = async () => undefined): Promise<{ rows: number; counts: string[]; pauses: number[] }> {
   const counts: string[] = [];
   const pauses: number[] = [];
   const recording: EstimateQueries = {
     query: (text, values) => {
-      if (text.startsWith('select count(*)')) counts.push(text);
+      if (text.includes('select count(*)')) counts.push(text);
       return client.query(text, values);
     },
   };
-  const clock: Clock = { ...systemClock, setTimeout: (callback, millis) => (pauses.push(millis), systemClock.setTimeout(callback, 0)) };
+  const clock: Clock = {
+    ...systemClock,
+    setTimeout: (callback, millis) => {
+      pauses.push(millis);
+      void duringPause().then(callback, callback);
+      return () => undefined;
+    },
+  };
   const rows = await estimateTableRows(recording, table, { clock, niceRatio: 1, sliceMillis: 3, probeSlowMillis: 0 });
   return { rows, counts, pauses };
 }
@@ -103,7 +113,15 @@ test('a move plan reads paced: at most RANGE_PAGES pages a statement, each follo
   const { rows } = await pool.query<{ pages: number }>(`select (pg_relation_size('counted') / 8192)::int as pages`);
   const session = await openShardSession(f.shards[1]!.primaryUrl);
   try {
-    const paced = await pacedEstimate(session.client, 'counted');
+    // No lock of the estimate's is held while it pauses: a migration queued behind one would queue the app's writes.
+    const locksInPauses: number[] = [];
+    const locksHeld = async (): Promise<void> => {
+      const { rows: held } = await pool.query<{ n: number }>(`select count(*)::int as n from pg_locks where pid = $1 and relation = 'counted'::regclass`, [(session.client as unknown as { processID: number }).processID]);
+      locksInPauses.push(held[0]!.n);
+    };
+    const paced = await pacedEstimate(session.client, 'counted', locksHeld);
+    expect(locksInPauses.length).toBe(paced.pauses.length);
+    expect(locksInPauses.every((n) => n === 0)).toBe(true);
     expect(paced.rows).toBe(7 * 3 * RANGE_PAGES + 5);
     expect(paced.counts).toHaveLength(Math.ceil(rows[0]!.pages / RANGE_PAGES));
     expect(paced.pauses).toHaveLength(paced.counts.length);

@@ -188,3 +188,24 @@ test('live rows left in a cluster by a large delete: 2% at the end of a 5,335-pa
     await pool.end();
   }
 }, 120_000);
+
+test('a large table never vacuumed nor analysed (relpages 0, reltuples -1) among more than MAX_SAMPLED_TABLES: ranked by its rows, sampled, not counted as empty', async () => {
+  const url = (await f.cluster.createDatabase('status_unanalysed'))[0]!.primaryUrl;
+  const pool = directPool({ connectionString: url, max: 2 });
+  const session = await openShardSession(url);
+  try {
+    for (let i = 0; i < MAX_SAMPLED_TABLES + 6; i++) await pool.query(`create table small_${i} (id integer); insert into small_${i} select generate_series(1, 10); analyze small_${i}`);
+    await pool.query('create table big (id integer primary key, pad text not null) with (autovacuum_enabled = false)');
+    await pool.query(`insert into big select g, 'p' from generate_series(1, 200000) g`);
+    const { rows } = await pool.query<{ pages: number; reltuples: number }>(`select relpages as pages, reltuples::float8 as reltuples from pg_class where oid = 'big'::regclass`);
+    expect(rows[0]).toEqual({ pages: 0, reltuples: -1 });
+    await eventually('n_live_tup counted the insert', async () => (await pool.query<{ n: number }>(`select n_live_tup::int as n from pg_stat_user_tables where relname = 'big'`)).rows[0]!.n === 200_000);
+    const truth = 200_000 + (MAX_SAMPLED_TABLES + 6) * 10;
+    const estimate = await estimateDatabaseRows(session.client, 500, 200);
+    process.stdout.write(`never analysed among ${MAX_SAMPLED_TABLES + 7} tables: estimated ${estimate}, true ${truth}\n`);
+    expect(Math.abs(estimate - truth)).toBeLessThanOrEqual(0.1 * truth);
+  } finally {
+    await session.close();
+    await pool.end();
+  }
+}, 120_000);
