@@ -25,12 +25,19 @@ export interface LockBlocker {
   readonly state: string;
   /** Age of its transaction, in seconds. */
   readonly seconds: number;
-  /** The table whose lock it holds or awaits. */
+  /** The table whose lock it holds or awaits ('' when the lock is on no table: rows, an advisory lock). */
   readonly table: string;
   /** Whether it waits for the lock itself (queued ahead of us) rather than holding it. */
   readonly waiting: boolean;
-  /** The first part of its statement (its last one when idle), every literal and comment hidden: see {@link statementStart}. */
+  /** The first part of its statement (its last one when idle), every literal and comment hidden: see {@link statementStart}; {@link HIDDEN_STATEMENT} for another role's. */
   readonly statement: string;
+}
+
+/** A blocker's statement the mover's role may not see (another role's backend: `<insufficient privilege>`). */
+export const HIDDEN_STATEMENT = '(statement hidden: another role)';
+
+function named(row: LockBlocker): LockBlocker {
+  return Object.freeze({ ...row, statement: row.statement === '<insufficient privilege>' ? HIDDEN_STATEMENT : statementStart(row.statement) });
 }
 
 /** Most blockers named (the oldest transactions first). */
@@ -62,13 +69,13 @@ export async function lockBlockers(client: ShardQueries, tables: readonly string
      ) x order by seconds desc, pid limit ${MOST_BLOCKERS}`,
     [tables, mode ?? null],
   );
-  return rows.map((r) => Object.freeze({ ...r, statement: statementStart(r.statement) }));
+  return rows.map(named);
 }
 
 /**
  * The backends `pid` waits for, asked from another session (a deadline's probe): those holding or
  * queued ahead for a lock it wants (`pg_blocking_pids`), and the ones those queued wait for, each
- * named with the table `pid` waits on (or `the rows it waits for`, a row lock).
+ * named with the table `pid` waits on ('' for a lock on no table: rows, an advisory lock).
  */
 export async function backendBlockers(client: ShardQueries, pid: number): Promise<LockBlocker[]> {
   const { rows } = await client.query<LockBlocker>(
@@ -79,7 +86,7 @@ export async function backendBlockers(client: ShardQueries, pid: number): Promis
        select b.pid, false from direct d, unnest(pg_blocking_pids(d.pid)) b(pid)
      ), wanted as (
        select coalesce((select l.relation::regclass::text from pg_locks l where l.pid = $1 and l.relation is not null and (not l.granted or l.locktype = 'tuple')
-                         order by l.granted limit 1), 'the rows it waits for') as relname
+                         order by l.granted limit 1), '') as relname
      )
      select * from (
        select distinct on (a.pid) a.pid, coalesce(a.application_name, '') as "applicationName", coalesce(a.state, 'unknown') as state,
@@ -90,13 +97,17 @@ export async function backendBlockers(client: ShardQueries, pid: number): Promis
      ) x order by seconds desc, pid limit ${MOST_BLOCKERS}`,
     [pid],
   );
-  return rows.map((r) => Object.freeze({ ...r, statement: statementStart(r.statement) }));
+  return rows.map(named);
 }
 
-/** `backend 123 "psql" idle in transaction for 12 s on orders: "select … where id = ?"`, one per blocker, comma-separated. */
+/** `backend 123 "psql" idle in transaction for 12 s, holding its lock on orders: "select … where id = ?"`, one per blocker, semicolon-separated (`holding it` for a lock on no table). */
 export function describeBlockers(blockers: readonly LockBlocker[]): string {
   return blockers
-    .map((b) => `backend ${b.pid} "${b.applicationName}" ${b.state}${b.seconds > 0 ? ` for ${b.seconds} s` : ''}${b.waiting ? ', waiting for' : ', holding'} its lock on ${b.table}${b.statement === '' ? '' : `: "${b.statement}"`}`)
+    .map((b) => {
+      const lock = `${b.waiting ? ', waiting for' : ', holding'} ${b.table === '' ? 'it' : `its lock on ${b.table}`}`;
+      const statement = b.statement === '' ? '' : b.statement === HIDDEN_STATEMENT ? ` ${HIDDEN_STATEMENT}` : `: "${b.statement}"`;
+      return `backend ${b.pid} "${b.applicationName}" ${b.state}${b.seconds > 0 ? ` for ${b.seconds} s` : ''}${lock}${statement}`;
+    })
     .join('; ');
 }
 

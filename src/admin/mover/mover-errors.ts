@@ -90,9 +90,10 @@ export class ShardLockError extends MoveFailedError {
   readonly shard: string;
   readonly table: string;
 
-  constructor(shard: string, waitedFor: string, table: string, waitedMillis: number, millis: number, blockers: string, context: Record<string, unknown>) {
+  /** `lock`: how the message names the lock (`a lock on rows of orders`, `an advisory lock`); by default `a lock on <table>`. */
+  constructor(shard: string, waitedFor: string, table: string, waitedMillis: number, millis: number, blockers: string, context: Record<string, unknown>, lock = `a lock on ${table}`) {
     super(
-      `Shard "${shard}": ${waitedFor} waited ${(waitedMillis / 1000).toFixed(1)} s for a lock on ${table}` +
+      `Shard "${shard}": ${waitedFor} waited ${(waitedMillis / 1000).toFixed(1)} s for ${lock}` +
         (blockers === '' ? ' (its holder ended before it could be named)' : `, kept by ${blockers}`) +
         `. The mover waits at most ${millis} ms for a lock: it dropped its session and stopped. End those transactions (or let them finish), then resume (or abort).`,
       { shard, waitedFor, table, waitedMillis: Math.round(waitedMillis), millis, sqlState: '55P03', ...context },

@@ -3,25 +3,29 @@
  * stops answering mid-statement (frozen, a hung host, a dropped network path): such a shard
  * enforces no `statement_timeout` and never closes the socket, so the mover keeps time itself. A
  * deadline does not measure how long the work takes, only how long the shard shows no sign of life:
- * past it the session's backend is probed from a fresh connection (`shard-watchdog.ts`), and the
+ * past it the session's backend is probed over a probe connection of the session's (`shard-watchdog.ts`), and the
  * session is dropped with {@link ShardSilentError} only when the shard is silent (or the path to
  * it dropped), with {@link ShardLockError} naming who keeps a lock it waits for, and let be when
  * it is at work (the end of a COPY, a delete of a key with many rows).
  * - Each statement of a session ({@link registerShardSession} wraps its `query`): probed after
- *   `statementTimeoutMillis` without an answer.
+ *   `statementTimeoutMillis` without an answer, or a byte of one (a large answer the mover is
+ *   still reading is progress).
  * - A COPY ({@link watchCopy}): probed after `copyIdleTimeoutMillis` without a byte read (or taken,
  *   on the target side) while the mover waits on it; time the mover holds the stream back (a
  *   throttle, the pacing) does not count.
- * Each session carries its shard's name, URL, deadlines and clock, set when it is opened.
+ * Each session carries its shard's name, URL, deadlines and clock, set when it is opened, and its
+ * backend's pid as the server tells it ({@link learnBackendPid}: a pooler hands out pids of its own).
  */
 import type { Readable, Writable } from 'node:stream';
 import type { Client, ClientConfig, QueryResult } from 'pg';
 import { systemClock, type Clock } from '../../kernel/clock';
+import { withDeadline } from '../../kernel/deadline';
 import { destroySocket } from '../server-client';
 import type { ShardLockError, ShardSilentError } from './mover-errors';
 import { LOCK_WAIT_MILLIS, statementStart } from './lock-blockers';
 import { ownLockTimeoutOfThisStatement } from './shard-queries';
 import { watchWait, type WatchedSession } from './shard-watchdog';
+import { backendProber } from './shard-liveness';
 
 export type { ShardQueries } from './shard-queries';
 
@@ -51,6 +55,8 @@ interface SessionDeadlines extends ShardDeadlines {
 }
 
 const sessions = new WeakMap<Client, SessionDeadlines>();
+/** Each session's backend pid, as its server told it. */
+const backendPids = new WeakMap<Client, number>();
 
 /** Names `client`'s shard, sets its deadlines (the defaults for those not given) and puts every statement of it under them. */
 export function registerShardSession(client: Client, identity: ShardSessionIdentity): void {
@@ -60,16 +66,33 @@ export function registerShardSession(client: Client, identity: ShardSessionIdent
 }
 
 function watchedSession(client: Client, shard: string, clock: Clock, probeConfig: () => ClientConfig): WatchedSession {
-  return { shard, clock, lockWaitMillis: LOCK_WAIT_MILLIS, probeConfig, pid: () => (client as unknown as { processID?: number | null }).processID ?? undefined };
+  const prober = backendProber(probeConfig, clock);
+  // The probe connection lives as long as the session.
+  client.once('end', () => prober.close());
+  return { shard, clock, lockWaitMillis: LOCK_WAIT_MILLIS, prober, pid: () => backendPids.get(client) };
 }
 
-/** `client`'s deadlines: those registered, else the defaults, its server's address and its own connection parameters. */
+/**
+ * Asks the server for `client`'s backend pid (`pg_backend_pid()`), which its deadlines' probes ask
+ * about and end: behind a session pooler the pid of the login's BackendKeyData is the pooler's.
+ * Within `millis` on the session's clock, else the socket is dropped and this rejects.
+ */
+export async function learnBackendPid(client: Client, millis: number): Promise<void> {
+  const pending = rawQuery(client)('select pg_backend_pid() as pid') as Promise<QueryResult<{ pid: number }>>;
+  const { rows } = await withDeadline(pending, millis, 'the backend pid', { clock: sessionClock(client), onLate: () => destroySocket(client) });
+  const pid = rows[0]?.pid;
+  if (typeof pid === 'number') backendPids.set(client, pid);
+}
+
+/** `client`'s deadlines: those registered, else the defaults, its server's address and its own connection parameters (its probe connection then closes with it). */
 function deadlinesOf(client: Client): SessionDeadlines {
   const known = sessions.get(client);
   if (known !== undefined) return known;
   const params = (client as unknown as { connectionParameters?: ClientConfig }).connectionParameters ?? {};
   const config: ClientConfig = { host: params.host, port: params.port, user: params.user, password: params.password, database: params.database, ssl: params.ssl };
-  return { ...SHARD_DEADLINE_DEFAULTS, session: watchedSession(client, `${client.host}:${client.port}/${client.database ?? ''}`, systemClock, () => config) };
+  const made = { ...SHARD_DEADLINE_DEFAULTS, session: watchedSession(client, `${client.host}:${client.port}/${client.database ?? ''}`, systemClock, () => config) };
+  sessions.set(client, made);
+  return made;
 }
 
 /** The clock `client`'s session was given (the system clock when none was). */
@@ -109,6 +132,9 @@ export function rawQuery(client: Client): AnyQuery {
 
 function underDeadline<T>(client: Client, pending: Promise<T>, text: string, ownLockTimeoutMillis: number | undefined): Promise<T> {
   const d = deadlinesOf(client);
+  const socket = socketOf(client);
+  // Progress: bytes of the answer read (a large one takes the mover a while to read), or of the statement taken.
+  let seen = socketProgress(socket);
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const stop = watchWait(d.session, {
@@ -116,6 +142,16 @@ function underDeadline<T>(client: Client, pending: Promise<T>, text: string, own
       millis: d.statementTimeoutMillis,
       option: 'statementTimeoutMillis',
       ownLockTimeoutMillis,
+      ...(socket === undefined
+        ? {}
+        : {
+            stalled: () => {
+              const current = socketProgress(socket);
+              const moved = current !== seen;
+              seen = current;
+              return !moved;
+            },
+          }),
       fail: (error) => {
         if (settled) return;
         settled = true;
@@ -152,6 +188,15 @@ interface SocketLike {
   readonly writableLength: number;
 }
 
+function socketOf(client: Client): SocketLike | undefined {
+  return (client as unknown as { connection?: { stream?: SocketLike } }).connection?.stream;
+}
+
+/** Bytes read from the socket, and bytes the kernel took from it. */
+function socketProgress(socket: SocketLike | undefined): string {
+  return socket === undefined ? '' : `${socket.bytesRead}/${socket.bytesWritten - socket.writableLength}`;
+}
+
 /**
  * Watches `stream`, a COPY on `client` (`'out'`: `COPY … TO STDOUT`, read by the mover; `'in'`:
  * `COPY … FROM STDIN`, written by it), until it ends: when the shard makes no progress for
@@ -166,7 +211,7 @@ interface SocketLike {
  */
 export function watchCopy(client: Client, stream: Readable | Writable, direction: 'out' | 'in', idleMillis?: number): CopyWatch {
   const d = deadlinesOf(client);
-  const socket = (client as unknown as { connection?: { stream?: SocketLike } }).connection?.stream;
+  const socket = socketOf(client);
   let failed: ShardSilentError | ShardLockError | undefined;
   const reader = stream as Readable;
   const writer = stream as Writable;
@@ -174,7 +219,7 @@ export function watchCopy(client: Client, stream: Readable | Writable, direction
     direction === 'out'
       ? (): boolean => !reader.isPaused() && !reader.readableEnded && (socket?.readableLength ?? 0) === 0
       : (): boolean => (socket?.writableLength ?? 0) > 0 || writer.writableLength > 0 || (writer.writableEnded && !writer.writableFinished);
-  const progress = (): string => (socket === undefined ? '' : `${socket.bytesRead}/${socket.bytesWritten - socket.writableLength}`);
+  const progress = (): string => socketProgress(socket);
   let seen = progress();
   const stop = watchWait(d.session, {
     what: () => (direction === 'out' ? 'a COPY it reads' : writer.writableEnded ? 'the end of a COPY it writes' : 'a COPY it writes'),

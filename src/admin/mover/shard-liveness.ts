@@ -1,15 +1,21 @@
 /**
- * Whether a shard session's backend is alive, asked from a separate, fresh connection (the same
- * connection settings, connect and question within one short deadline): what a deadline of the
+ * Whether a shard session's backend is alive, asked over a probe connection of the session's own
+ * (the same connection settings; opened when a deadline first passes and kept, closed with the
+ * session, so a server at its connection limit later cannot refuse it): what a deadline of the
  * mover's (`shard-watchdog.ts`) asks before it drops a session that is slow to answer. A slow
  * answer alone does not say the shard is silent: PostgreSQL may be running the end of a COPY (its
  * AFTER ROW triggers, foreign key checks), a delete of a key with millions of rows, or waiting for
- * a lock. `pg_stat_activity` on the session's backend tells them apart:
+ * a lock. `pg_stat_activity` on the session's backend (its pid as the server tells it,
+ * `pg_backend_pid()`, not the pid a pooler may hand out) tells them apart:
  * - no connection or no answer in time: the shard is silent (frozen, cut off);
- * - no such backend, or idle while the mover still waits for its answer: the path to it dropped;
+ * - an error from the server instead (too many connections, a role's connection limit, a password
+ *   changed, starting up): the server is alive but cannot be asked: ask again later;
+ * - no such backend, or idle (or waiting to read, with `track_activities` off) while the mover
+ *   still waits for its answer: the path to it dropped;
  * - active but waiting on the mover's socket (`Client` waits) while the mover waits on it: the same;
  * - waiting for a lock: how long (`pg_locks.waitstart`), and past a bound who keeps it;
- * - otherwise active: working.
+ * - otherwise at work.
+ * Every wait is timed on the session's clock (`withDeadline`), none on the system's.
  */
 import { Client, type ClientConfig } from 'pg';
 import type { Clock } from '../../kernel/clock';
@@ -21,22 +27,44 @@ import { backendBlockers, type LockBlocker } from './lock-blockers';
 /** What a probe found about a session's backend. */
 export type BackendFinding =
   | { readonly kind: 'unreachable'; readonly why: string }
+  | { readonly kind: 'refused'; readonly why: string }
   | { readonly kind: 'gone' }
   | { readonly kind: 'idle'; readonly state: string }
   | { readonly kind: 'client'; readonly waitEvent: string }
-  | { readonly kind: 'lock'; readonly waitedMillis: number; readonly table: string; readonly blockers?: readonly LockBlocker[] }
+  | LockFinding
   | { readonly kind: 'working'; readonly waitEvent: string };
 
-/** How to probe a backend. */
+/** The backend waits for a lock. */
+export interface LockFinding {
+  readonly kind: 'lock';
+  /** Since when the server says it waits (`pg_locks.waitstart`, PostgreSQL 14+); undefined when it does not say. */
+  readonly waitedMillis: number | undefined;
+  /** The table it waits on, if any: `orders`. */
+  readonly table: string | undefined;
+  /** The lock as a message names it: `a lock on orders`, `a lock on rows of orders`, `an advisory lock`. */
+  readonly lock: string;
+  readonly blockers?: readonly LockBlocker[];
+}
+
+/** One question about a backend. */
 export interface ProbeRequest {
-  /** The session's connection settings (its URL, or its client's parameters). */
-  readonly config: ClientConfig;
   readonly pid: number;
-  /** Connect and answer within this, in all. */
+  /** Connect (if need be) and answer within this, in all. */
   readonly deadlineMillis: number;
-  readonly clock: Clock;
   /** Name the backends keeping a lock the backend has waited for at least this long (by the server's count: `pg_locks.waitstart`; 0: whatever it says). */
   readonly blockersAfterMillis: number;
+}
+
+/** A session's probe connection: opened at its first question, kept until {@link close}. */
+export interface BackendProber {
+  /**
+   * Asks about `request.pid`'s backend and hands the finding to `decide`; never throws. When
+   * `decide` returns true (it dropped the session), the backend is ended (`pg_terminate_backend`):
+   * a dropped session must not stay queued for a lock, nor keep its transaction open on a path
+   * that dropped.
+   */
+  probe(request: ProbeRequest, decide: (finding: BackendFinding) => boolean): Promise<void>;
+  close(): void;
 }
 
 /** `application_name` of the probe's connections. */
@@ -44,33 +72,75 @@ export const PROBE_APPLICATION_NAME = 'kysely-scale mover probe';
 
 const CLOSE_MILLIS = 1000;
 
-/**
- * Probes `request.pid`'s backend and hands the finding to `decide` (a probe that fails finds the
- * shard unreachable); never throws. When `decide` returns true (it dropped the session), the
- * backend is ended (`pg_terminate_backend`) over the probe's connection: a dropped session must not
- * stay queued for a lock, nor keep its transaction open on a path that dropped.
- */
-export async function probeBackend(request: ProbeRequest, decide: (finding: BackendFinding) => boolean): Promise<void> {
-  const { clock, deadlineMillis } = request;
-  const started = clock.monotonicNow();
-  const probe = new Client({ ...request.config, application_name: PROBE_APPLICATION_NAME, connectionTimeoutMillis: Math.max(1, Math.ceil(deadlineMillis)) });
-  probe.on('error', () => undefined);
-  const timely = <T>(promise: Promise<T>, what: string): Promise<T> =>
-    withDeadline(promise, Math.max(1, Math.ceil(deadlineMillis - (clock.monotonicNow() - started))), what, { clock, onLate: () => destroySocket(probe) });
-  let finding: BackendFinding;
-  try {
-    await timely(probe.connect(), 'the login');
-    finding = await timely(ask(probe, request), 'the question');
-  } catch (error) {
-    // pg's own connect timeout says "timeout expired"; ours names what got no answer.
-    const late = error instanceof DeadlineError ? error.what : error instanceof Error && error.message === 'timeout expired' ? 'the login' : undefined;
-    finding = { kind: 'unreachable', why: late !== undefined ? `no answer to ${late} in ${deadlineMillis} ms` : redactText(error instanceof Error ? error.message : String(error)) };
-  }
-  try {
-    if (decide(finding) && finding.kind !== 'unreachable') await timely(probe.query('select pg_terminate_backend($1)', [request.pid]), 'the termination').catch(() => undefined);
-  } finally {
-    void withDeadline(probe.end(), CLOSE_MILLIS, 'the probe close', { clock, onLate: () => destroySocket(probe) }).catch(() => undefined);
-  }
+/** A prober connecting with `config()`, timed on `clock`. */
+export function backendProber(config: () => ClientConfig, clock: Clock): BackendProber {
+  let kept: Promise<Client> | undefined;
+  let current: Client | undefined;
+  let closed = false;
+  const drop = (client: Client | undefined): void => {
+    if (client === undefined) return;
+    if (current === client) {
+      current = undefined;
+      kept = undefined;
+    }
+    destroySocket(client);
+  };
+  const open = (): Promise<Client> => {
+    if (kept !== undefined) return kept;
+    const client = new Client({ ...config(), application_name: PROBE_APPLICATION_NAME, keepAlive: true });
+    current = client;
+    client.on('error', () => undefined);
+    client.once('end', () => {
+      if (current === client) {
+        current = undefined;
+        kept = undefined;
+      }
+    });
+    const connecting = client.connect().then(
+      () => client,
+      (error: unknown) => {
+        drop(client);
+        throw error;
+      },
+    );
+    kept = connecting;
+    return connecting;
+  };
+  return {
+    async probe(request, decide) {
+      const started = clock.monotonicNow();
+      const timely = <T>(promise: Promise<T>, what: string): Promise<T> =>
+        withDeadline(promise, Math.max(1, Math.ceil(request.deadlineMillis - (clock.monotonicNow() - started))), what, { clock, onLate: () => drop(current) });
+      let finding: BackendFinding;
+      let probe: Client | undefined;
+      try {
+        if (closed) throw new Error('the session is closed');
+        probe = await timely(open(), 'the login');
+        finding = await timely(ask(probe, request), 'the question');
+      } catch (error) {
+        finding = failure(error, request.deadlineMillis);
+      }
+      if (decide(finding) && probe !== undefined && finding.kind !== 'unreachable' && finding.kind !== 'refused') {
+        await timely(probe.query('select pg_terminate_backend($1)', [request.pid]), 'the termination').catch(() => undefined);
+      }
+      if (closed) this.close();
+    },
+    close() {
+      closed = true;
+      const client = current;
+      current = undefined;
+      kept = undefined;
+      if (client !== undefined) void withDeadline(client.end(), CLOSE_MILLIS, 'the probe close', { clock, onLate: () => destroySocket(client) }).catch(() => undefined);
+    },
+  };
+}
+
+/** What a failed probe says: an error the server answered with (a SQLSTATE) says it is alive; anything else (no answer in time, no connection), that it is not. */
+function failure(error: unknown, deadlineMillis: number): BackendFinding {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = redactText(error instanceof Error ? error.message : String(error));
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (error as { severity?: unknown }).severity === 'string') return { kind: 'refused', why: `${message} (${code})` };
+  return { kind: 'unreachable', why: error instanceof DeadlineError ? `no answer to ${error.what} in ${deadlineMillis} ms` : message };
 }
 
 interface ActivityRow {
@@ -78,6 +148,7 @@ interface ActivityRow {
   readonly type: string | null;
   readonly event: string | null;
   readonly lockMillis: number | null;
+  readonly lockType: string | null;
   readonly table: string | null;
 }
 
@@ -87,6 +158,7 @@ async function ask(probe: Client, request: ProbeRequest): Promise<BackendFinding
     `select a.state, a.wait_event_type as type, a.wait_event as event,
             (select (extract(epoch from clock_timestamp() - min((to_jsonb(l) ->> 'waitstart')::timestamptz)) * 1000)::float8
                from pg_locks l where l.pid = a.pid and not l.granted) as "lockMillis",
+            (select l.locktype from pg_locks l where l.pid = a.pid and not l.granted limit 1) as "lockType",
             (select l.relation::regclass::text from pg_locks l where l.pid = a.pid and l.relation is not null and (not l.granted or l.locktype = 'tuple')
               order by l.granted limit 1) as table
        from pg_stat_activity a where a.pid = $1`,
@@ -94,14 +166,31 @@ async function ask(probe: Client, request: ProbeRequest): Promise<BackendFinding
   );
   const row = rows[0];
   if (row === undefined) return { kind: 'gone' };
-  if (row.state !== null && row.state.startsWith('idle')) return { kind: 'idle', state: row.state };
-  if (row.state !== 'active') return { kind: 'working', waitEvent: row.state ?? 'unknown' };
-  if (row.type === 'Client') return { kind: 'client', waitEvent: row.event ?? 'Client' };
-  if (row.type !== 'Lock') return { kind: 'working', waitEvent: row.event ?? 'on CPU' };
-  const waitedMillis = row.lockMillis ?? 0;
-  const table = row.table ?? 'the rows it waits for';
-  if (waitedMillis < request.blockersAfterMillis) return { kind: 'lock', waitedMillis, table };
-  return { kind: 'lock', waitedMillis, table, blockers: await backendBlockers(probe, request.pid) };
+  // With track_activities off the state reads 'disabled' (null: another role's backend), but the wait event is still shown.
+  const known = row.state !== null && row.state !== 'disabled';
+  if (known && row.state!.startsWith('idle')) return { kind: 'idle', state: row.state! };
+  if (known && row.state !== 'active') return { kind: 'working', waitEvent: row.state! };
+  if (row.type === 'Client') {
+    if (!known && row.event === 'ClientRead') return { kind: 'idle', state: `waiting for a statement (ClientRead; its state hidden: ${row.state ?? 'another role'})` };
+    return { kind: 'client', waitEvent: row.event ?? 'Client' };
+  }
+  if (row.type !== 'Lock') {
+    if (!known && row.type === null) return { kind: 'refused', why: `its state is hidden (${row.state ?? 'another role'}) and it waits on nothing` };
+    return { kind: 'working', waitEvent: row.event ?? 'on CPU' };
+  }
+  const waitedMillis = row.lockMillis ?? undefined;
+  const lock = lockPhrase(row.lockType ?? row.event, row.table);
+  const finding = { kind: 'lock' as const, waitedMillis, table: row.table ?? undefined, lock };
+  if ((waitedMillis ?? 0) < request.blockersAfterMillis) return finding;
+  return { ...finding, blockers: await backendBlockers(probe, request.pid) };
+}
+
+/** `a lock on orders`, `a lock on rows of orders`, `an advisory lock`, … */
+function lockPhrase(lockType: string | null, table: string | null): string {
+  if (lockType === 'advisory') return 'an advisory lock';
+  if (lockType === 'relation' || lockType === 'extend') return table === null ? 'a lock on a table' : `a lock on ${table}`;
+  if (lockType === 'tuple' || lockType === 'transactionid') return table === null ? 'a lock on rows' : `a lock on rows of ${table}`;
+  return table === null ? `a lock (${lockType ?? 'unknown'})` : `a lock on ${table}`;
 }
 
 /** A finding as the error's text: "a new connection to it failed too (no answer to the login in 1000 ms): …". */
@@ -115,6 +204,8 @@ export function describeFinding(finding: BackendFinding, pid: number): string {
       return `its backend (pid ${pid}) is ${finding.state}, its answer never came: the connection to it was lost`;
     case 'client':
       return `its backend (pid ${pid}) waits on the connection (${finding.waitEvent}) while the mover waits on it: the connection was lost`;
+    case 'refused':
+      return `the shard answered but could not be asked about its backend (pid ${pid}): ${finding.why}`;
     case 'lock':
     case 'working':
       return `its backend (pid ${pid}) is still at work`;

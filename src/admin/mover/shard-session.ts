@@ -8,7 +8,7 @@ import { redactText } from '../../kernel/redact';
 import { destroySocket } from '../server-client';
 import type { Clock } from '../../kernel/clock';
 import { withDeadline } from '../../kernel/deadline';
-import { rawQuery, registerShardSession, sessionClock, type ShardDeadlines } from './shard-deadlines';
+import { learnBackendPid, rawQuery, registerShardSession, sessionClock, type ShardDeadlines } from './shard-deadlines';
 
 /** How long a rollback may take before the session is dropped instead. */
 const ROLLBACK_DEADLINE_MILLIS = 5000;
@@ -58,6 +58,8 @@ export async function openShardSession(url: string, connectTimeoutMillis = 10_00
   client.on('error', () => undefined);
   try {
     await client.connect();
+    // The pid its deadlines' probes ask about: the server's, not a pooler's (one statement at login).
+    await learnBackendPid(client, connectTimeoutMillis);
   } catch (error) {
     await client.end().catch(() => undefined);
     const message = redactText((error as Error).message);

@@ -1,7 +1,7 @@
 /**
  * The deadline of one wait on a shard session (a statement, or a COPY's stream), checked for
  * liveness instead of cut at a duration: when the mover has waited on the shard for the deadline
- * without a sign of progress, the session's backend is probed from a fresh connection
+ * without a sign of progress, the session's backend is probed over the session's probe connection
  * (`shard-liveness.ts`), and
  * - a shard that does not answer the probe, or a backend gone, or idle or waiting on the
  *   connection while the mover waits on it (seen twice), is silent: the wait fails with
@@ -10,13 +10,17 @@
  *   lock, once it waited the mover's lock bound (`LOCK_WAIT_MILLIS`; a statement that bounds its own
  *   wait with `lock_timeout` is left to it, and a second more);
  * - a backend at work (a long delete, triggers at the end of a COPY) is let be, and probed again
- *   after another interval: no duration cap on work (the operator can stop the command).
+ *   after another interval: no duration cap on work (the operator can stop the command);
+ * - a server that answers the probe with an error (no connection slot, a role's connection limit)
+ *   is alive: the wait goes on and the backend is probed again after another interval.
+ * A lock wait is timed by the server's count (`pg_locks.waitstart`, so a new wait starts from
+ * zero); only a server that keeps none (before PostgreSQL 14) is timed from the first probe that
+ * found it waiting.
  * Probes come every `min(deadline, lock bound)` of waiting, so a lock wait is named soon.
  */
-import type { ClientConfig } from 'pg';
 import type { Cancel, Clock } from '../../kernel/clock';
 import { ShardLockError, ShardSilentError, type DeadlineOption } from './mover-errors';
-import { describeFinding, probeBackend, type BackendFinding } from './shard-liveness';
+import { describeFinding, type BackendFinding, type BackendProber } from './shard-liveness';
 import { blockersContext, describeBlockers } from './lock-blockers';
 
 /** The session a wait is on. */
@@ -25,9 +29,9 @@ export interface WatchedSession {
   readonly clock: Clock;
   /** How long a statement may wait for a lock (unless it bounds the wait itself). */
   readonly lockWaitMillis: number;
-  /** The settings a probe connects with. */
-  readonly probeConfig: () => ClientConfig;
-  /** The session's backend pid (undefined before it logged in). */
+  /** The session's probe connection. */
+  readonly prober: BackendProber;
+  /** The session's backend pid as its server tells it (`pg_backend_pid()`; undefined before it was read). */
   readonly pid: () => number | undefined;
 }
 
@@ -66,7 +70,7 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
   let alive = clock.monotonicNow();
   let nextProbeAt = alive + probeEvery;
   let suspicions = 0;
-  // When a probe first found the backend waiting for a lock (a server that keeps no lock wait start, before PostgreSQL 14, is timed from it).
+  // When a probe first found the backend waiting for a lock, for a server that keeps no lock wait start (before PostgreSQL 14).
   let lockSeenAt: number | undefined;
 
   const schedule = (millis: number): void => {
@@ -89,6 +93,7 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
     const deadlinePassed = now - alive >= wait.millis;
     switch (finding.kind) {
       case 'working':
+      case 'refused':
         alive = now;
         suspicions = 0;
         lockSeenAt = undefined;
@@ -97,10 +102,13 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
       case 'lock': {
         alive = now;
         suspicions = 0;
-        lockSeenAt ??= now;
-        const waited = Math.max(finding.waitedMillis, now - lockSeenAt);
+        // The server's count alone when it keeps one: it starts again with each new wait.
+        if (finding.waitedMillis !== undefined) lockSeenAt = undefined;
+        else lockSeenAt ??= now;
+        const waited = finding.waitedMillis ?? now - (lockSeenAt ?? now);
         if (waited >= lockLimit && finding.blockers !== undefined) {
-          fail(new ShardLockError(session.shard, wait.what(), finding.table, waited, lockLimit, describeBlockers(finding.blockers), { pid, ...blockersContext(finding.blockers) }));
+          const table = finding.table ?? finding.lock;
+          fail(new ShardLockError(session.shard, wait.what(), table, waited, lockLimit, describeBlockers(finding.blockers), { pid, ...blockersContext(finding.blockers) }, finding.lock));
           return true;
         }
         nextProbeAt = now + Math.max(interval, Math.min(probeEvery, lockLimit - waited));
@@ -132,7 +140,7 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
     }
     // The blockers are asked for once the lock wait reached the bound (by the server's count, or by the probes').
     const blockersAfterMillis = lockSeenAt === undefined ? lockLimit : Math.max(0, lockLimit - (clock.monotonicNow() - lockSeenAt));
-    void probeBackend({ config: session.probeConfig(), pid, deadlineMillis: probeMillis, clock, blockersAfterMillis }, (finding) => decide(finding, pid));
+    void session.prober.probe({ pid, deadlineMillis: probeMillis, blockersAfterMillis }, (finding) => decide(finding, pid));
   };
 
   function tick(): void {
