@@ -17,6 +17,8 @@ import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
 import { fenceSlot } from './shard-guard-sql';
 import { yieldAfter } from './scan-pacer';
+import { PublishOutcomeUnknownError } from '../topology-catalog';
+import { TopologyConflictError } from '../admin-errors';
 
 // Entries per catch-up pass before the fence: a pass replaces each key's rows on the target in one
 // transaction, a burst of work on both shards while the app writes; 5,000 made the catch-up after a
@@ -151,6 +153,13 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
  * Target side of the switch, replicas, publish. Also where a resumed `cutover` continues once the
  * source switched (its fence is permanent), since every step is idempotent. `planned` holds the
  * catalog's topology when the cutover began and the one to publish (re-read when not given).
+ *
+ * The publish's outcome decides what may follow. Committed (or found committed): `published`.
+ * Certainly not committed (its server process ended, version absent; the catalog's own error):
+ * thrown as it is, and the caller may revert, unless an earlier publish of the same version is
+ * still unsettled ({@link MoveBatch.publishPending}). Unknown ({@link PublishOutcomeUnknownError}):
+ * the version is recorded as pending and the move stops ({@link MoveFailedError}) with the shards
+ * switched: nothing is reverted or cleaned up until the version is settled (see {@link cutoverState}).
  */
 export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
   const { ctx, batch } = scope;
@@ -158,13 +167,111 @@ export async function finishCutover(scope: BatchScope, planned?: { readonly late
   await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
   const current = planned?.latest ?? (await ctx.topology());
-  if (current.version < version) {
-    ctx.checkLock();
-    const next = planned?.next ?? current.withSlotsMoved(batch.slots, batch.target, version);
-    await ctx.catalog.publish(next, `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`);
+  if (current.version >= version) return settleTaken(scope, current);
+  ctx.checkLock();
+  const next = planned?.next ?? current.withSlotsMoved(batch.slots, batch.target, version);
+  try {
+    await ctx.catalog.publish(next, publishNote(scope));
+  } catch (error) {
+    if (error instanceof PublishOutcomeUnknownError) throw await outcomeUnknown(scope, error);
+    if (error instanceof TopologyConflictError) return settleTaken(scope, await ctx.topology());
+    if (batch.publishPending === undefined) throw error; // nothing of this version can commit any more: revert is safe
+    throw new MoveFailedError(
+      `The publish of topology version ${version} (batch ${batch.index + 1}) failed, and an earlier publish of that version may still commit, so the cutover stays as it is (both shards require version ${version}); resume once the catalog answers: ${(error as Error | null)?.message ?? String(error)}`,
+      { moveId: ctx.move.id, batch: batch.index, phase: 'cutover', version, outcomeUnknown: true },
+      error,
+    );
   }
-  await enterPhase(scope, 'published');
+  await enterPublished(scope);
   return 'published';
+}
+
+/** The note a batch's version is published with: how {@link versionState} recognizes it. */
+function publishNote(scope: BatchScope): string {
+  const { ctx, batch } = scope;
+  return `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`;
+}
+
+async function enterPublished(scope: BatchScope): Promise<void> {
+  delete scope.batch.publishPending;
+  await enterPhase(scope, 'published');
+}
+
+/** The catalog holds the batch's version (or a newer one): published if it is this cutover's, else a failure (the caller reverts: nothing of this version can commit any more). */
+async function settleTaken(scope: BatchScope, latest: Topology): Promise<'published'> {
+  const { ctx, batch } = scope;
+  if ((await versionState(scope, latest)) === 'published') {
+    await enterPublished(scope);
+    return 'published';
+  }
+  delete batch.publishPending;
+  throw new MoveFailedError(`Topology version ${batch.version} was published by another change (the catalog's latest is ${latest.version}) before this cutover's: the cutover is rolled back; resume to try again.`, {
+    moveId: ctx.move.id,
+    batch: batch.index,
+    phase: 'cutover',
+    version: batch.version,
+  });
+}
+
+/** Records the pending version (if the store can be written) and says what to do. */
+async function outcomeUnknown(scope: BatchScope, error: PublishOutcomeUnknownError): Promise<MoveFailedError> {
+  const { ctx, batch } = scope;
+  const version = batch.version!;
+  batch.publishPending = version;
+  await ctx.store.save(ctx.move).catch(() => undefined);
+  return new MoveFailedError(
+    `The publish of topology version ${version} (batch ${batch.index + 1}, slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}) was not confirmed and the catalog could not tell whether it committed (${error.message}). ` +
+      `Nothing was rolled back or cleaned up: both shards require version ${version} (routers at older versions are refused, retryable) until it is settled. Resume (or abort) once the catalog answers: version ${version} is settled first.`,
+    { moveId: ctx.move.id, batch: batch.index, phase: 'cutover', version, outcomeUnknown: true },
+    error,
+  );
+}
+
+/**
+ * Whether the batch's version is published, judged by the version number: a publish of `v` only
+ * commits while the catalog's latest version is below `v`. `open`: latest < v (a publish sent
+ * earlier may still commit); otherwise row `v` is read: this cutover's (its note, and when it is
+ * the latest, the batch's slots owned by the target) → `published`, else `not-published` (and
+ * never will be).
+ */
+export async function versionState(scope: BatchScope, known?: Topology): Promise<'published' | 'not-published' | 'open'> {
+  const { ctx, batch } = scope;
+  const version = batch.version!;
+  const latest = known ?? (await ctx.topology());
+  if (latest.version < version) return 'open';
+  const row = (await ctx.catalog.history(latest.version - version + 1)).find((h) => h.version === version);
+  const ours = row?.note === publishNote(scope) && (latest.version !== version || batch.slots.every((s) => latest.shardForSlot(s).id === batch.target));
+  return ours ? 'published' : 'not-published';
+}
+
+/**
+ * Where a `cutover` found by `resume` or `abort` stands. `published` / `not-published`: settled by
+ * {@link versionState}. Otherwise (version not in the catalog yet) the shards tell: `unswitched`
+ * (the source never switched, or was reverted: no publish was ever sent); `switched` (the source
+ * switched, the target still hides the slots: the publish comes after the target shows them, so
+ * none was sent); `outstanding` (the target shows them, or a publish was recorded pending: one may
+ * have been sent and may still commit: recorded as pending; only a commit of the version, or a
+ * newer version, settles it).
+ */
+export async function cutoverState(scope: BatchScope): Promise<'published' | 'not-published' | 'unswitched' | 'switched' | 'outstanding'> {
+  const { batch } = scope;
+  if (batch.version === undefined) return 'unswitched';
+  const state = await versionState(scope);
+  if (state !== 'open') {
+    delete batch.publishPending;
+    return state;
+  }
+  if (!(await sourceSwitched(scope))) return 'unswitched';
+  if (batch.publishPending === undefined && !(await targetShows(scope))) return 'switched';
+  batch.publishPending = batch.version;
+  return 'outstanding';
+}
+
+/** Whether the target shows every slot of the batch (the last step before the publish). */
+async function targetShows(scope: BatchScope): Promise<boolean> {
+  const { target, bits, slotCount } = scope;
+  const { rows } = await target.query<{ shows: boolean }>(`select hidden is null or (hidden & ${bits}::varbit) = repeat('0', ${slotCount})::varbit as shows from kysely_scale.shard_guard`);
+  return rows[0]?.shows === true;
 }
 
 /**
@@ -183,18 +290,25 @@ async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
   );
 }
 
-/** Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the target and shown on the source. */
+/**
+ * Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the
+ * target and shown on the source, the move's fence lifted. Only once no publish of the batch's
+ * version can commit any more ({@link cutoverState}). The source's part is one transaction, so a
+ * source still marked switched (permanent fence) is never also shown to older routers.
+ */
 export async function revertCutover(scope: BatchScope): Promise<void> {
-  const { batch, source, target, bits, slotCount } = scope;
+  const { ctx, batch, source, target, bits, slotCount } = scope;
   if (batch.version === undefined || batch.prevRequired === undefined) return;
   await target.query('begin');
   await hideSlots(target, bits, slotCount);
   await restoreRequiredVersion(target, batch.version, batch.prevRequired.target);
   await target.query('commit');
   await source.query('begin');
+  await source.query('update kysely_scale.slot_move set fenced_until = null where move_id = $1', [ctx.move.id]);
   await unhideSlots(source, bits, slotCount);
   await restoreRequiredVersion(source, batch.version, batch.prevRequired.source);
   await source.query('commit');
+  delete batch.publishPending;
 }
 
 /** Whether the source's switch happened (its fence on the batch's slots is permanent). */

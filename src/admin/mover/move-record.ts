@@ -39,6 +39,12 @@ export interface MoveBatch {
   rowsCopiedDone?: number;
   /** Rows expected (estimated when the move was planned, exact once counted). */
   rowsTotal?: number;
+  /**
+   * Set when a publish of {@link MoveBatch.version} was sent and its outcome is unknown (its
+   * answer never came and the catalog could not be asked): it may still commit, so the cutover is
+   * neither reverted nor finished until the version is settled (the catalog holds it or a newer one).
+   */
+  publishPending?: number;
   /** The shards' required versions before the cutover raised them (what an abort of the cutover restores). */
   prevRequired?: { source: number; target: number };
 }

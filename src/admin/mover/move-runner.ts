@@ -7,7 +7,7 @@ import type { MoveContext } from './move-context';
 import type { BatchPhase, MoveBatch } from './move-record';
 import { openBatchScope, enterPhase, type BatchScope } from './batch-scope';
 import { copySlotRows, startCapture } from './batch-copy';
-import { catchUp, cutover, finishCutover, revertCutover, sourceSwitched } from './batch-cutover';
+import { catchUp, cutover, cutoverState, finishCutover, revertCutover, versionState } from './batch-cutover';
 import { abortBatch, cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
 import { MoveFailedError } from './mover-errors';
@@ -62,33 +62,37 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
   }
 }
 
-/** A cutover interrupted in this process: put the shards back so routers of the current version work, unless it was published. */
+/**
+ * A cutover interrupted in this process: put the shards back so routers of the current version
+ * work, unless it was published, or a publish of its version may still commit (its outcome
+ * unknown: then everything stays as it is, the source switched and the target showing, and
+ * `resume` or `abort` settles the version first). A catalog that cannot be read leaves it as it is too.
+ */
 async function backOutOfCutover(scope: BatchScope): Promise<void> {
-  const latest = await scope.ctx.topology();
-  if (latest.version >= scope.batch.version! && scope.batch.slots.every((s) => latest.shardForSlot(s).id === scope.batch.target)) {
+  if (scope.batch.publishPending !== undefined) return;
+  const state = await versionState(scope);
+  if (state === 'published') {
     await enterPhase(scope, 'published');
     return;
   }
   await revertCutover(scope);
-  await scope.source.query(`update kysely_scale.slot_move set fenced_until = null where move_id = $1`, [scope.ctx.move.id]);
   scope.batch.phase = 'copied'; // writes go through again: catch up and verify before the next fence
   await scope.ctx.store.save(scope.ctx.move);
 }
 
-/** A `cutover` found on resume: published already, switched on the source (finish it), or not (fence again). */
+/**
+ * A `cutover` found on resume, settled by its version ({@link cutoverState}): published (clean
+ * up); not published and never to be, or never switched (revert, catch up again); switched, or a
+ * publish outstanding (finish it: publish the same topology as that version again).
+ */
 async function resumeCutover(scope: BatchScope): Promise<void> {
-  const { ctx, batch } = scope;
-  const latest = await ctx.topology();
-  if (batch.version !== undefined && latest.version >= batch.version && batch.slots.every((s) => latest.shardForSlot(s).id === batch.target)) {
-    await enterPhase(scope, 'published');
-    return;
-  }
-  if (await sourceSwitched(scope)) {
+  const state = await cutoverState(scope);
+  if (state === 'published') return enterPhase(scope, 'published');
+  if (state === 'switched' || state === 'outstanding') {
     await finishCutover(scope);
     return;
   }
   await revertCutover(scope);
-  await scope.source.query(`update kysely_scale.slot_move set fenced_until = null where move_id = $1`, [ctx.move.id]);
   await enterPhase(scope, 'copied'); // catch up again: writes may have gone through since the fence expired
 }
 
@@ -110,8 +114,17 @@ export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: 
     }
     const scope = await openBatchScope(ctx, batch);
     if (batch.phase === 'cutover') {
-      const latest = await ctx.topology();
-      if (batch.version !== undefined && latest.version >= batch.version && batch.slots.every((s) => latest.shardForSlot(s).id === batch.target)) batch.phase = 'published';
+      // Settled first. A publish that may still commit is finished (published again), never rolled
+      // back under it: once it may be published, the batch is treated as a published one is.
+      const state = await cutoverState(scope);
+      if (state === 'published') batch.phase = 'published';
+      else if (state === 'outstanding') {
+        await finishCutover(scope).catch(async (error: unknown) => {
+          // Still unsettled (or published after all): the abort stops here; another version holds it: roll back.
+          if (batch.publishPending !== undefined || batch.phase !== 'cutover') throw error;
+          await revertCutover(scope);
+        });
+      }
       else await revertCutover(scope);
     }
     if (batch.phase === 'published') {
