@@ -276,7 +276,7 @@ export async function run(): Promise<BenchReport> {
         const end = performance.now();
         acked.set(id, value);
         latency[phase]!.push(end - s);
-        if (debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
+        if (phase === 'during' || debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
         if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
       }
     }));
@@ -293,7 +293,7 @@ export async function run(): Promise<BenchReport> {
       // The first report of the published phase ends the fence (the clean-up keeps reporting that phase with its progress).
       if (p.phase === 'published' && fenceTo < fenceFrom) fenceTo = performance.now();
       if (debug) process.stderr.write(`progress ${p.batch}:${p.phase} ${(performance.timeOrigin + performance.now()).toFixed(1)}\n`);
-      if (debug && phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
+      if (phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
     };
     // With RESHARDING_DEBUG (but not RESHARDING_DEBUG=phases, which only times the phases): what app sessions wait for on each shard, sampled every 5 ms during the move.
     const waits = new Map<string, number>();
@@ -319,8 +319,9 @@ export async function run(): Promise<BenchReport> {
           await c.end();
         })
       : [];
-    if (debug) phaseStarts.push(['0:start', performance.now()]);
+    phaseStarts.push(['0:start', performance.now()]);
     const moveB = await mover.start(onMoveProgress);
+    const moveEnd = performance.now();
     phase = 'after'; // before the debug output below, which takes the bench process's CPU from the writers
     sampling = false;
     await Promise.all(samplers);
@@ -385,6 +386,22 @@ export async function run(): Promise<BenchReport> {
 
     const p99Before = percentile(latency.before!, 0.99);
     const p99During = percentile(latency.during!, 0.99);
+    // Where the slow writes of the move were: per phase of the move (batches summed), the writes
+    // that started in it, their p99 and how many took over twice the p99 before the move. The
+    // one-off steps (the capture trigger's install at the start of "capturing", the fence in
+    // "cutover") and the sustained ones (the copy, the clean-up) show apart.
+    const byPhase: Record<string, number> = {};
+    const phaseWrites = new Map<string, number[]>();
+    for (const [i, [name, from]] of phaseStarts.entries()) {
+      const to = phaseStarts[i + 1]?.[1] ?? moveEnd;
+      const key = name.replace(/^\d+:/, '');
+      phaseWrites.set(key, [...(phaseWrites.get(key) ?? []), ...samples.filter(([st]) => st >= from && st < to).map(([, l]) => l)]);
+    }
+    for (const [key, ls] of phaseWrites) {
+      byPhase[`phase_${key}_writes`] = ls.length;
+      byPhase[`phase_${key}_p99Ms`] = round(percentile(ls, 0.99));
+      byPhase[`phase_${key}_overTwiceP99Before`] = ls.filter((l) => l > 2 * p99Before).length;
+    }
     const results = {
       loadAverageAtStart: round(loadAtStart),
       loadAverageAtEnd: round(loadavg()[0]!),
@@ -403,6 +420,8 @@ export async function run(): Promise<BenchReport> {
       appP99DuringMs: round(p99During),
       appOpsBefore: latency.before!.length,
       appOpsDuring: latency.during!.length,
+      appOverTwiceP99BeforeDuring: latency.during!.filter((l) => l > 2 * p99Before).length,
+      ...byPhase,
       cutoverPausedWrites: pauses.length,
       cutoverPauseP50Ms: round(percentile(pauses, 0.5)),
       cutoverPauseP99Ms: round(percentile(pauses, 0.99)),
