@@ -14,6 +14,7 @@ import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { CATALOG_DEADLINE_ENVIRONMENT } from '../../../src/admin/catalog-connections';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
+import type { MoveResult } from '../../../src/admin/mover/move-result';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { verifyShards, type VerifyResult } from '../../../src/admin/mover/shard-verify';
 import { PublishOutcomeUnknownError } from '../../../src/admin';
@@ -128,7 +129,11 @@ async function expectSwitched(p: ReturnType<typeof plan>, old: number, version: 
   expect(await routed(p.to, version, 'select id from users where id = $1', [p.user])).toBe('1 row(s)');
 }
 
-test('publish held, its outcome check refused while the catalog stays readable: the move stops without reverting; the held publish commits; resume finishes the move', async () => {
+/**
+ * Moves 64 slots with the cutover's publish held by the proxy and its outcome check refused: the
+ * move must stop open (E_MOVE_FAILED, outcome unknown) with the shards switched, nothing reverted.
+ */
+async function moveWithPublishHeld(): Promise<{ before: VerifyResult; start: Topology; p: ReturnType<typeof plan>; version: number; result: MoveResult }> {
   const before = await verifyShards({ catalog: catalogUrl, tables: TABLES });
   expect(before.ok).toBe(true);
   const start = await latest();
@@ -143,13 +148,18 @@ test('publish held, its outcome check refused while the catalog stays readable: 
       if (at === 'switched') proxy.arm('in exclusive mode', 'publish check');
     },
   });
+  expect(result).toMatchObject({ ok: false, status: 'open', error: { code: ErrorCodes.MOVE_FAILED, context: { outcomeUnknown: true, version } } });
+  await expectSwitched(p, start.version, version);
+  return { before, start, p, version, result };
+}
+
+test('publish held, its outcome check refused while the catalog stays readable: the move stops without reverting; the held publish commits; resume finishes the move', async () => {
+  const { before, start, p, version, result } = await moveWithPublishHeld();
   expect(proxy.holding).toBe(true);
   expect(proxy.refused).toBeGreaterThan(0);
-  expect(result).toMatchObject({ ok: false, status: 'open', error: { code: ErrorCodes.MOVE_FAILED, context: { outcomeUnknown: true, version } } });
   expect(result.error!.message).toContain('Resume (or abort) once the catalog answers');
   // The catalog was readable all along: the old code read version < v here and reverted.
   expect((await latest()).version).toBe(start.version);
-  await expectSwitched(p, start.version, version);
   // The held publish reaches the catalog and commits.
   await proxy.release(true);
   await until(`version ${version} committed`, async () => (await latest()).version === version, 10_000);
@@ -165,21 +175,7 @@ test('publish held, its outcome check refused while the catalog stays readable: 
 }, 90_000);
 
 test('publish held and then dropped (it never commits): abort settles by publishing the same topology as that version, and finishes the batch', async () => {
-  const before = await verifyShards({ catalog: catalogUrl, tables: TABLES });
-  const start = await latest();
-  const p = plan(start);
-  const version = start.version + 1;
-  const result = await moveSlots({
-    catalog: proxy.via(catalogUrl),
-    tables: TABLES,
-    slots: `${p.slots[0]}-${p.slots[63]}`,
-    to: p.to,
-    hook: (_batch, at) => {
-      if (at === 'switched') proxy.arm('in exclusive mode', 'publish check');
-    },
-  });
-  expect(result).toMatchObject({ status: 'open', error: { code: ErrorCodes.MOVE_FAILED, context: { outcomeUnknown: true, version } } });
-  await expectSwitched(p, start.version, version);
+  const { before, start, p, version } = await moveWithPublishHeld();
   await proxy.release(false);
   // Nothing commits: the catalog stays at the old version.
   expect((await latest()).version).toBe(start.version);
@@ -194,21 +190,7 @@ test('publish held and then dropped (it never commits): abort settles by publish
 }, 90_000);
 
 test('publish held and then dropped (it never commits): resume settles by publishing the same topology as that version again, and finishes the move', async () => {
-  const before = await verifyShards({ catalog: catalogUrl, tables: TABLES });
-  const start = await latest();
-  const p = plan(start);
-  const version = start.version + 1;
-  const result = await moveSlots({
-    catalog: proxy.via(catalogUrl),
-    tables: TABLES,
-    slots: `${p.slots[0]}-${p.slots[63]}`,
-    to: p.to,
-    hook: (_batch, at) => {
-      if (at === 'switched') proxy.arm('in exclusive mode', 'publish check');
-    },
-  });
-  expect(result).toMatchObject({ status: 'open', error: { code: ErrorCodes.MOVE_FAILED, context: { outcomeUnknown: true, version } } });
-  await expectSwitched(p, start.version, version);
+  const { before, start, p, version } = await moveWithPublishHeld();
   await proxy.release(false);
   expect((await latest()).version).toBe(start.version);
   const resumed = await resumeMove({ catalog: catalogUrl });
