@@ -88,9 +88,19 @@ export async function abortBatch(scope: BatchScope): Promise<void> {
   await enterPhase(scope, 'aborted');
 }
 
-/** Drops the source's per-move state: fence rows, change log, and the capture triggers once no slot moves. */
+/**
+ * Drops the source's state of the batch: its slots' rows of `kysely_scale.slot_move`; and once no
+ * other batch of the move holds state on this source (one past `planned` and not yet cleaned or
+ * aborted: an abort walks the batches in reverse, so a later batch is aborted while an earlier one
+ * may still be switched), the move's fence row, its change log and the capture triggers once no slot moves.
+ */
 async function releaseSource(scope: BatchScope): Promise<void> {
-  const { ctx, source, tables } = scope;
+  const { ctx, batch, source, tables } = scope;
+  const holding = ctx.move.batches.some((b) => b !== batch && b.source === batch.source && b.phase !== 'planned' && b.phase !== 'cleaned' && b.phase !== 'aborted');
+  if (holding) {
+    await source.query('delete from kysely_scale.slot_move where move_id = $1 and slot = any($2::int[])', [ctx.move.id, [...batch.slots]]);
+    return;
+  }
   await source.query('delete from kysely_scale.slot_move where move_id = $1', [ctx.move.id]);
   await source.query('delete from kysely_scale.change_log where move_id = $1', [ctx.move.id]);
   const { rows } = await source.query<{ busy: boolean }>('select exists (select 1 from kysely_scale.slot_move) as busy');

@@ -261,10 +261,13 @@ export async function cutoverState(scope: BatchScope): Promise<'published' | 'no
     delete batch.publishPending;
     return state;
   }
-  if (!(await sourceSwitched(scope))) return 'unswitched';
-  if (batch.publishPending === undefined && !(await targetShows(scope))) return 'switched';
-  batch.publishPending = batch.version;
-  return 'outstanding';
+  // Asked before the source: a publish may have been sent once the target shows the slots, and
+  // then only the version settles it, whatever became of the source's fence rows.
+  if (batch.publishPending !== undefined || (await targetShows(scope))) {
+    batch.publishPending = batch.version;
+    return 'outstanding';
+  }
+  return (await sourceSwitched(scope)) ? 'switched' : 'unswitched';
 }
 
 /** Whether the target shows every slot of the batch (the last step before the publish). */

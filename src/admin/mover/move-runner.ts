@@ -33,6 +33,10 @@ export async function runMove(ctx: MoveContext): Promise<void> {
 }
 
 async function runBatches(ctx: MoveContext): Promise<void> {
+  // A batch is rolled back only by an abort: one found in an open move is an abort that stopped part-way.
+  if (ctx.move.batches.some((b) => b.phase === 'aborted') || ctx.move.unsharded?.phase === 'aborted') {
+    throw new MoveFailedError(`An abort of move ${ctx.move.id} stopped part-way (some of its batches are rolled back): it cannot be resumed; run abort again to finish rolling it back.`, { moveId: ctx.move.id, reason: 'abort-unfinished' });
+  }
   for (const batch of ctx.move.batches) {
     if (batch.phase === 'cleaned' || batch.phase === 'aborted') continue;
     await runBatch(ctx, batch);
@@ -96,8 +100,16 @@ async function resumeCutover(scope: BatchScope): Promise<void> {
   await enterPhase(scope, 'copied'); // catch up again: writes may have gone through since the fence expired
 }
 
-/** Rolls back every batch that was not published; finishes (cleans up) those that were. Returns how many of each. */
+/**
+ * Rolls back every batch that was not published; finishes (cleans up) those that were. Returns how
+ * many of each. Every `cutover` is settled before any batch is rolled back: one whose publish is
+ * still unsettled stops the abort with nothing else changed (the move stays open and can be
+ * resumed or aborted again), so no later batch is rolled back around a version that may commit.
+ */
 export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: number; completed: number }> {
+  for (const batch of ctx.move.batches) {
+    if (batch.phase === 'cutover') await settleCutoverForAbort(await openBatchScope(ctx, batch));
+  }
   let rolledBack = 0;
   let completed = 0;
   // The unsharded step runs after the batches: undone (or finished) first.
@@ -113,20 +125,7 @@ export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: 
       continue;
     }
     const scope = await openBatchScope(ctx, batch);
-    if (batch.phase === 'cutover') {
-      // Settled first. A publish that may still commit is finished (published again), never rolled
-      // back under it: once it may be published, the batch is treated as a published one is.
-      const state = await cutoverState(scope);
-      if (state === 'published') batch.phase = 'published';
-      else if (state === 'outstanding') {
-        await finishCutover(scope).catch(async (error: unknown) => {
-          // Still unsettled (or published after all): the abort stops here; another version holds it: roll back.
-          if (batch.publishPending !== undefined || batch.phase !== 'cutover') throw error;
-          await revertCutover(scope);
-        });
-      }
-      else await revertCutover(scope);
-    }
+    if (batch.phase === 'cutover') await settleCutoverForAbort(scope);
     if (batch.phase === 'published') {
       await cleanUp(scope);
       completed++;
@@ -138,6 +137,28 @@ export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: 
   ctx.move.status = 'aborted';
   await ctx.store.save(ctx.move);
   return { rolledBack, completed };
+}
+
+/**
+ * A `cutover` found by an abort, settled ({@link cutoverState}): published → `published` (the
+ * abort finishes it); a publish that may still commit is finished (published again), never rolled
+ * back under it; otherwise reverted (shards back as before, the batch `copied`, rolled back next).
+ */
+async function settleCutoverForAbort(scope: BatchScope): Promise<void> {
+  const { batch } = scope;
+  const state = await cutoverState(scope);
+  if (state === 'published') await enterPhase(scope, 'published');
+  else if (state === 'outstanding') {
+    await finishCutover(scope).catch(async (error: unknown) => {
+      // Still unsettled (or published after all): the abort stops here; another version holds it: roll back.
+      if (batch.publishPending !== undefined || batch.phase !== 'cutover') throw error;
+      await revertCutover(scope);
+      await enterPhase(scope, 'copied');
+    });
+  } else {
+    await revertCutover(scope);
+    await enterPhase(scope, 'copied'); // as a cutover backed out of: resumed, it catches up again
+  }
 }
 
 /** Publishes the topology without `shardId` once it owns no slot. */
