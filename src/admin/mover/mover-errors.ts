@@ -47,8 +47,10 @@ const DEADLINE_FLAGS: Record<DeadlineOption, string> = { statementTimeoutMillis:
 /**
  * A shard stopped answering: a statement (or a COPY's stream) got no answer within a deadline of the
  * mover's (`statementTimeoutMillis`, or `copyIdleTimeoutMillis` of silence in a COPY), and a probe
- * from a fresh connection found it silent too (no connection or answer in time, or the session's
- * backend idle or gone: the path to it dropped). The session was dropped (its transaction ends with
+ * found it silent too (neither the session's kept probe connection nor a new connection answered in
+ * time, or the session's backend idle or gone: the path to it dropped), or the shard could not be
+ * inspected (every probe refused, or the backend's state hidden) for `UNINSPECTED_DEADLINES` (5)
+ * times the deadline with no progress. The session was dropped (its transaction ends with
  * it); the move stopped where it was: resume once the shard answers. `verify` reports it as a
  * refusal (`unreachable`). `context`: `shard`, `waitedFor`, `millis`, `option`, `flag`, `finding`.
  */

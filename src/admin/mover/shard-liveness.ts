@@ -7,7 +7,8 @@
  * AFTER ROW triggers, foreign key checks), a delete of a key with millions of rows, or waiting for
  * a lock. `pg_stat_activity` on the session's backend (its pid as the server tells it,
  * `pg_backend_pid()`, not the pid a pooler may hand out) tells them apart:
- * - no connection or no answer in time: the shard is silent (frozen, cut off);
+ * - no connection or no answer in time: the shard is silent (frozen, cut off); when the kept
+ *   connection got no answer, a new one is asked first (the kept one may have gone stale);
  * - an error from the server instead (too many connections, a role's connection limit, a password
  *   changed, starting up): the server is alive but cannot be asked: ask again later;
  * - no such backend, or idle (or waiting to read, with `track_activities` off) while the mover
@@ -26,7 +27,8 @@ import { backendBlockers, type LockBlocker } from './lock-blockers';
 
 /** What a probe found about a session's backend. */
 export type BackendFinding =
-  | { readonly kind: 'unreachable'; readonly why: string }
+  /** `kept`: why the session's kept probe connection failed first (then `why` is the new connection's). */
+  | { readonly kind: 'unreachable'; readonly why: string; readonly kept?: string }
   | { readonly kind: 'refused'; readonly why: string }
   | { readonly kind: 'gone' }
   | { readonly kind: 'idle'; readonly state: string }
@@ -106,22 +108,50 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
     kept = connecting;
     return connecting;
   };
+  /** Asks on the kept connection (or a new one) until `end`: its client (when one was connected) and the finding; throws what failed. */
+  const attempt = async (request: ProbeRequest, end: number): Promise<{ client: Client; finding: BackendFinding }> => {
+    if (closed) throw new Error('the session is closed');
+    const connecting = open();
+    const client = current;
+    const timely = <T>(promise: Promise<T>, what: string): Promise<T> =>
+      withDeadline(promise, Math.max(1, Math.ceil(end - clock.monotonicNow())), what, { clock, onLate: () => drop(client) });
+    const connected = await timely(connecting, 'the login');
+    try {
+      return { client: connected, finding: await timely(ask(connected, request), 'the question') };
+    } catch (error) {
+      drop(connected);
+      throw error;
+    }
+  };
   return {
     async probe(request, decide) {
       const started = clock.monotonicNow();
-      const timely = <T>(promise: Promise<T>, what: string): Promise<T> =>
-        withDeadline(promise, Math.max(1, Math.ceil(request.deadlineMillis - (clock.monotonicNow() - started))), what, { clock, onLate: () => drop(current) });
+      const end = started + request.deadlineMillis;
       let finding: BackendFinding;
       let probe: Client | undefined;
+      // A connection kept from an earlier probe gets half the time (an open connection to a live
+      // server answers in milliseconds); no answer (it went stale: a NAT or firewall forgot it),
+      // it is dropped and a new connection asks within the rest, before the shard is called silent.
+      const reused = kept !== undefined && !closed;
+      const half = Math.round(request.deadlineMillis / 2);
       try {
-        if (closed) throw new Error('the session is closed');
-        probe = await timely(open(), 'the login');
-        finding = await timely(ask(probe, request), 'the question');
+        ({ client: probe, finding } = await attempt(request, reused ? started + half : end));
       } catch (error) {
-        finding = failure(error, request.deadlineMillis);
+        const first = failure(error, reused ? half : request.deadlineMillis);
+        if (!reused) finding = first;
+        else {
+          try {
+            ({ client: probe, finding } = await attempt(request, end));
+          } catch (again) {
+            finding = failure(again, request.deadlineMillis - half);
+          }
+          finding = afterKept(finding, first);
+        }
       }
       if (decide(finding) && probe !== undefined && finding.kind !== 'unreachable' && finding.kind !== 'refused') {
-        await timely(probe.query('select pg_terminate_backend($1)', [request.pid]), 'the termination').catch(() => undefined);
+        const terminating = probe.query('select pg_terminate_backend($1)', [request.pid]);
+        const late = probe;
+        await withDeadline(terminating, Math.max(1, Math.ceil(end - clock.monotonicNow())), 'the termination', { clock, onLate: () => drop(late) }).catch(() => undefined);
       }
       if (closed) this.close();
     },
@@ -135,12 +165,24 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
   };
 }
 
-/** What a failed probe says: an error the server answered with (a SQLSTATE) says it is alive; anything else (no answer in time, no connection), that it is not. */
-function failure(error: unknown, deadlineMillis: number): BackendFinding {
+/**
+ * What a failed probe says: an error the server answered with (a SQLSTATE) says it is alive;
+ * anything else (no answer in time, no connection), that it is not. `millis`: the time the probe
+ * had (as messages name it: the deadline, not what was left of it by the time the timer was set).
+ */
+function failure(error: unknown, millis: number): BackendFinding {
   const code = (error as { code?: unknown } | null)?.code;
   const message = redactText(error instanceof Error ? error.message : String(error));
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof (error as { severity?: unknown }).severity === 'string') return { kind: 'refused', why: `${message} (${code})` };
-  return { kind: 'unreachable', why: error instanceof DeadlineError ? `no answer to ${error.what} in ${deadlineMillis} ms` : message };
+  return { kind: 'unreachable', why: error instanceof DeadlineError ? `no answer to ${error.what} in ${millis} ms` : message };
+}
+
+/** `finding` of a new connection, asked after the kept one failed with `kept`: it says so. */
+function afterKept(finding: BackendFinding, kept: BackendFinding): BackendFinding {
+  const keptWhy = kept.kind === 'unreachable' || kept.kind === 'refused' ? kept.why : kept.kind;
+  if (finding.kind === 'unreachable') return { ...finding, kept: keptWhy };
+  if (finding.kind === 'refused') return { ...finding, why: `${finding.why}, on a new connection (its kept probe connection: ${keptWhy})` };
+  return finding;
 }
 
 interface ActivityRow {
@@ -197,7 +239,10 @@ function lockPhrase(lockType: string | null, table: string | null): string {
 export function describeFinding(finding: BackendFinding, pid: number): string {
   switch (finding.kind) {
     case 'unreachable':
-      return `a new connection to it failed too (${finding.why}): the shard is frozen, overloaded or unreachable`;
+      return (
+        (finding.kept === undefined ? '' : `its kept probe connection got no answer (${finding.kept}); `) +
+        `a new connection to it failed too (${finding.why}): the shard is frozen, overloaded or unreachable`
+      );
     case 'gone':
       return `its backend (pid ${pid}) no longer exists: the connection to it was lost`;
     case 'idle':

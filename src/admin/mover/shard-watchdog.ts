@@ -12,7 +12,12 @@
  * - a backend at work (a long delete, triggers at the end of a COPY) is let be, and probed again
  *   after another interval: no duration cap on work (the operator can stop the command);
  * - a server that answers the probe with an error (no connection slot, a role's connection limit)
- *   is alive: the wait goes on and the backend is probed again after another interval.
+ *   or hides the backend's state is alive: the wait goes on and the backend is probed again after
+ *   another interval, but not without bound: once such answers (and no progress, no finding of
+ *   work) lasted {@link UNINSPECTED_DEADLINES} times the deadline, the wait fails with
+ *   {@link ShardSilentError} (the shard "could not be inspected"; the message names the option
+ *   to raise). The session's own backend may take the role's only slot while the path to it
+ *   dropped: nothing else would end that wait.
  * A lock wait is timed by the server's count (`pg_locks.waitstart`, so a new wait starts from
  * zero); only a server that keeps none (before PostgreSQL 14) is timed from the first probe that
  * found it waiting.
@@ -54,6 +59,13 @@ export interface WatchedWait {
 
 /** Most time one probe may take to connect and answer. */
 export const PROBE_MILLIS = 5000;
+/**
+ * How many deadlines a wait goes on while every probe is refused or cannot see the backend, with no
+ * progress meanwhile: 5, so that a statement that runs a few deadlines long on a server that
+ * refuses the probe (the session's own backend at its role's connection limit) still completes,
+ * while one whose path dropped stops after 5 × the deadline (2.5 minutes at the default 30 s).
+ */
+export const UNINSPECTED_DEADLINES = 5;
 /** How long after its own `lock_timeout` a statement's lock wait is still left to it. */
 const OWN_LOCK_GRACE_MILLIS = 1000;
 
@@ -68,6 +80,8 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
   let cancel: Cancel = () => undefined;
   // The last sign of life: progress, the mover not waiting on the shard, or a probe finding the backend at work.
   let alive = clock.monotonicNow();
+  // The last sign of life but a refused probe: progress, the mover not waiting, a finding of work or a lock wait.
+  let inspected = alive;
   let nextProbeAt = alive + probeEvery;
   let suspicions = 0;
   // When a probe first found the backend waiting for a lock, for a server that keeps no lock wait start (before PostgreSQL 14).
@@ -86,21 +100,34 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
     return true;
   };
 
+  const uninspected = (finding: BackendFinding & { kind: 'refused' }, pid: number, millis: number): true => {
+    const text = `${describeFinding(finding, pid)}; the shard could not be inspected for ${Math.round(millis)} ms (${UNINSPECTED_DEADLINES} × ${wait.option}) while the session showed no progress, so the mover gave up: raise ${wait.option} if the shard is only busy`;
+    fail(new ShardSilentError(session.shard, wait.what(), wait.millis, wait.option, text, { pid, uninspectedMillis: Math.round(millis) }));
+    return true;
+  };
+
   /** Acts on `finding`; true when the wait failed (the session is dropped: its backend is ended too). */
   const decide = (finding: BackendFinding, pid: number): boolean => {
     if (stopped) return false;
     const now = clock.monotonicNow();
     const deadlinePassed = now - alive >= wait.millis;
     switch (finding.kind) {
-      case 'working':
       case 'refused':
+        if (now - inspected >= UNINSPECTED_DEADLINES * wait.millis) return uninspected(finding, pid, now - inspected);
         alive = now;
+        suspicions = 0;
+        nextProbeAt = now + probeEvery;
+        break;
+      case 'working':
+        alive = now;
+        inspected = now;
         suspicions = 0;
         lockSeenAt = undefined;
         nextProbeAt = now + probeEvery;
         break;
       case 'lock': {
         alive = now;
+        inspected = now;
         suspicions = 0;
         // The server's count alone when it keeps one: it starts again with each new wait.
         if (finding.waitedMillis !== undefined) lockSeenAt = undefined;
@@ -148,6 +175,7 @@ export function watchWait(session: WatchedSession, wait: WatchedWait): () => voi
     const now = clock.monotonicNow();
     if (wait.stalled !== undefined && !wait.stalled()) {
       alive = now;
+      inspected = now;
       suspicions = 0;
       nextProbeAt = now + probeEvery;
       return schedule(interval);
