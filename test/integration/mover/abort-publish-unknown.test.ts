@@ -9,97 +9,35 @@
  * with nothing changed), a batch's release drops only its own slots' fence rows while another batch
  * of the move holds state on that source, and `resume` refuses a move whose abort stopped part-way.
  */
-import { Client, Pool } from 'pg';
-import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { createTopology, type Topology } from '../../../src/cluster/topology';
-import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
-import { CATALOG_DEADLINE_ENVIRONMENT } from '../../../src/admin/catalog-connections';
+import { Pool } from 'pg';
+import type { Topology } from '../../../src/cluster/topology';
+import { TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { MoveStore } from '../../../src/admin/mover/move-store';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { slotOf } from '../../../src/cluster/slot-hash';
-import { until } from '../replication/replication-fault-fixture';
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
-import { startHeldPublishProxy, type HeldPublishProxy } from './held-publish-proxy';
+import { TABLES, type MoverFixture } from './mover-fixture';
+import type { HeldPublishProxy } from './held-publish-proxy';
+import { startPublishHeldFixture, type GuardState, type PublishHeldFixture } from './publish-held-fixture';
 
+let x: PublishHeldFixture;
 let f: MoverFixture;
-let catalogCluster: TestCluster;
 let catalogUrl: string;
 let proxy: HeldPublishProxy;
-const savedEnvironment: Record<string, string | undefined> = {};
 
 beforeAll(async () => {
-  // Short catalog deadlines for every catalog connection of the mover (publish, its check, the store).
-  for (const [option, millis] of [['connectionTimeoutMillis', '1000'], ['statementTimeoutMillis', '1000']] as const) {
-    const name = CATALOG_DEADLINE_ENVIRONMENT[option];
-    savedEnvironment[name] = process.env[name];
-    process.env[name] = millis;
-  }
-  f = await startMoverFixture('abort_unknown', 3);
-  // The catalog has a server of its own, so freezing it freezes no shard.
-  catalogCluster = await startTestCluster({ shards: 1, backend: 'local' });
-  catalogUrl = (await catalogCluster.createDatabase('abort_unknown_catalog'))[0]!.primaryUrl;
-  const v1 = createTopology({ shards: f.shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })) });
-  const catalog = new TopologyCatalog({ url: catalogUrl });
-  await catalog.install();
-  await catalog.publish(v1, 'init');
-  await catalog.close();
-  await f.seed(v1, 0, 300);
-  proxy = await startHeldPublishProxy(Number(new URL(catalogUrl).port));
+  x = await startPublishHeldFixture('abort_unknown', 3);
+  ({ f, catalogUrl, proxy } = x);
 }, 120_000);
 
-afterAll(async () => {
-  await proxy?.close();
-  await f?.close();
-  await catalogCluster?.stop();
-  for (const [name, value] of Object.entries(savedEnvironment)) {
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
-});
+afterAll(() => x?.close());
 
-async function latest(): Promise<Topology> {
-  const catalog = new TopologyCatalog({ url: catalogUrl });
-  try {
-    return (await catalog.latest())!;
-  } finally {
-    await catalog.close();
-  }
-}
-
-/** 64 slots of the shard owning slot 0's neighbourhood, to the other shard. */
-function plan(start: Topology): { from: string; to: string; slots: number[]; user: number } {
-  const from = start.slotsOf('shard0').length >= 64 ? 'shard0' : 'shard1';
-  const to = from === 'shard0' ? 'shard1' : 'shard0';
-  const slots = start.slotsOf(from).slice(0, 64);
-  const user = [...Array(300).keys()].find((id) => slots.includes(slotOf(id)))!;
-  return { from, to, slots, user };
-}
-
-async function guard(shard: string, slots: readonly number[]): Promise<{ required: number; hidesBatch: boolean; hidesAny: boolean; fence: string | null }> {
-  const pool = f.pools[Number(shard.replace('shard', ''))]!;
-  const { rows } = await pool.query<{ required: number; hidden: string | null }>('select required_version as required, hidden::text as hidden from kysely_scale.shard_guard');
-  const hidden = rows[0]!.hidden;
-  const { rows: fences } = await pool.query<{ until: string }>('select fenced_until::text as until from kysely_scale.slot_move where slot < 0');
-  return { required: rows[0]!.required, hidesBatch: hidden !== null && slots.every((s) => hidden[s] === '1'), hidesAny: hidden !== null && hidden.includes('1'), fence: fences[0]?.until ?? null };
-}
-
-/** A statement of a router at `version` on `shard`: its rows, or its SQLSTATE. */
-async function routed(shard: string, version: number, sql: string, values: unknown[]): Promise<string> {
-  const client = new Client({ connectionString: f.appUrl(Number(shard.replace('shard', ''))), options: `-c kysely_scale.topology_version=${version}` });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await client.query(sql, values).then(
-      (r) => `${r.rowCount} row(s)`,
-      (e: { code?: string }) => `error ${e.code}`,
-    );
-  } finally {
-    await client.end();
-  }
-}
+const latest = (): Promise<Topology> => x.latest();
+const plan = (start: Topology): ReturnType<PublishHeldFixture['plan']> => x.plan(start);
+const guard = (shard: string, slots: readonly number[]): Promise<GuardState> => x.guard(shard, slots);
+const routed = (shard: string, version: number, sql: string, values: unknown[]): Promise<string> => x.routed(shard, version, sql, values);
 
 function owner(t: Topology, slot: number): string {
   return t.shardForSlot(slot).id;
