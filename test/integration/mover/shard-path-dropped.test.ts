@@ -8,12 +8,10 @@
  * keeps its server side open when the client goes, as a path that drops packets does.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import { ShardSilentError } from '../../../src/admin/mover/mover-errors';
-import { eventually } from '../../support/postgres-replication';
-import { within } from './within-deadline';
+import { expectBackendGone, within } from './within-deadline';
 
 let cluster: TestCluster;
 let serverUrl: URL;
@@ -69,12 +67,5 @@ test('a statement whose answer is lost on the way fails with ShardSilentError (b
   expect(failedAfterMillis).toBeGreaterThanOrEqual(1000);
   expect(failedAfterMillis).toBeLessThan(3000);
   // The backend is gone, and with it its transaction's lock.
-  const check = new Client(serverUrl.toString());
-  await check.connect();
-  try {
-    await eventually('the backend ends', async () => (await check.query('select 1 from pg_stat_activity where pid = $1', [pid])).rowCount === 0);
-    expect((await check.query(`select count(*)::int as n from pg_locks where pid = $1`, [pid])).rows[0].n).toBe(0);
-  } finally {
-    await check.end();
-  }
+  await expectBackendGone(serverUrl.toString(), pid);
 });

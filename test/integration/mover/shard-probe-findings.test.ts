@@ -20,7 +20,7 @@ import { PROBE_APPLICATION_NAME } from '../../../src/admin/mover/shard-liveness'
 import { ShardLockError, ShardSilentError } from '../../../src/admin/mover/mover-errors';
 import { ManualClock } from '../../../src/kernel/clock';
 import { freeze } from '../replication/replication-fault-fixture';
-import { within } from './within-deadline';
+import { outcome, within } from './within-deadline';
 
 let cluster: TestCluster;
 let url: URL;
@@ -42,14 +42,6 @@ async function session(u: string, options: { clock?: ManualClock } = {}): Promis
   return s;
 }
 
-/** How `p` settled and after how long. */
-async function outcome(name: string, p: Promise<unknown>, limit = 30_000): Promise<{ ms: number; error: Error | undefined }> {
-  const started = performance.now();
-  const error = await within(limit, name, p).then(() => undefined, (e: unknown) => e as Error);
-  const ms = Math.round(performance.now() - started);
-  console.log(JSON.stringify({ [name]: { ms, error: error?.message ?? null } }));
-  return { ms, error };
-}
 
 async function probes(): Promise<number> {
   return (await admin.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity where application_name = $1`, [PROBE_APPLICATION_NAME])).rows[0]!.n;

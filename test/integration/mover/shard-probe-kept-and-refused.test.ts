@@ -18,7 +18,7 @@ import { UNINSPECTED_DEADLINES } from '../../../src/admin/mover/shard-watchdog';
 import { ShardSilentError } from '../../../src/admin/mover/mover-errors';
 import { freeze } from '../replication/replication-fault-fixture';
 import { startTcpProxy } from '../../support/tcp-proxy';
-import { within } from './within-deadline';
+import { outcome, within } from './within-deadline';
 
 let cluster: TestCluster;
 let url: URL;
@@ -31,14 +31,6 @@ async function session(u: string): Promise<ShardSession> {
   return s;
 }
 
-/** How `p` settled and after how long. */
-async function outcome(name: string, p: Promise<unknown>, limit = 30_000): Promise<{ ms: number; error: Error | undefined }> {
-  const started = performance.now();
-  const error = await within(limit, name, p).then(() => undefined, (e: unknown) => e as Error);
-  const ms = Math.round(performance.now() - started);
-  console.log(JSON.stringify({ [name]: { ms, error: error?.message ?? null } }));
-  return { ms, error };
-}
 
 async function probePids(): Promise<number[]> {
   return (await admin.query<{ pid: number }>(`select pid from pg_stat_activity where application_name = $1`, [PROBE_APPLICATION_NAME])).rows.map((r) => r.pid);
