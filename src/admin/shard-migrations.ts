@@ -146,6 +146,7 @@ async function migrateOne(target: ShardTarget, provider: MigrationProvider, opti
     application_name: 'kysely-scale migrate',
   });
   pool.on('error', () => undefined); // an idle connection that drops is replaced on the next checkout
+  pool.on('connect', (client) => client.on('error', () => undefined)); // a checked-out one's statement fails with the error
   // Migrator takes a Kysely of any schema.
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
   const migrator = new Migrator({

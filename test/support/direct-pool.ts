@@ -1,4 +1,4 @@
-import { Pool, type PoolConfig } from 'pg';
+import { Client, Pool, type ClientConfig, type PoolConfig } from 'pg';
 
 /**
  * A pg pool for a test's direct connections, with an `error` listener: pg-pool re-emits an idle
@@ -10,6 +10,19 @@ export function directPool(config: PoolConfig): Pool {
   const pool = new Pool(config);
   pool.on('error', () => undefined);
   return pool;
+}
+
+/**
+ * A pg client for a test's direct connection, with an `error` listener. A client without one
+ * crashes the Jest worker when its server goes away while no statement is pending on it (a
+ * fault the test injects, or a cluster stopped in `afterAll` before the client ended), and the
+ * crash is blamed on whichever test file that worker runs at the time. A statement pending on
+ * the client still fails with the error, so nothing a test asserts is hidden.
+ */
+export function directClient(config: string | ClientConfig): Client {
+  const client = new Client(config);
+  client.on('error', () => undefined);
+  return client;
 }
 
 /** A {@link directPool} to `url` connecting as `user` instead (an app role, so row security applies to it), for a dialect's `createPool`. */

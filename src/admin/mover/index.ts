@@ -11,5 +11,4 @@ export { MOVE_TUNING_DEFAULTS, type MoveProgress, type MoveTuning, type PhaseHoo
 export type { BatchPhase, MoveKind, MoveStatus } from './move-record';
 export { MoveRefusedError, MoveFailedError, ShardSilentError, ShardLockError, type MoveRefusal, type DeadlineOption } from './mover-errors';
 export { parseSlotRanges, formatSlotRanges } from './slot-ranges';
-export { topologyVersionPool } from './versioned-pool';
 export { retryOnFence, type FenceRetryOptions } from './fence-retry';

@@ -11,6 +11,7 @@ import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { moveHistory } from '../../../src/admin/mover/move-control';
 import { PGBOUNCER_STARTUP_PARAMETERS, startCatalogProxy, type CatalogProxy } from './catalog-proxy';
 import { until } from '../replication/replication-fault-fixture';
+import { directClient } from '../../support/direct-pool';
 import { admin, withPassword } from './admin-cli-process';
 
 let cluster: TestCluster;
@@ -33,8 +34,7 @@ afterAll(async () => {
 });
 
 test('the proxy refuses a login as PgBouncer 1.18 does (the check itself can fail)', async () => {
-  const { Client } = await import('pg');
-  const client = new Client({ connectionString: proxy.via(directUrl), statement_timeout: 1000 });
+  const client = directClient({ connectionString: proxy.via(directUrl), statement_timeout: 1000 });
   client.on('error', () => undefined);
   await expect(client.connect()).rejects.toMatchObject({ code: '08P01', message: 'unsupported startup parameter: statement_timeout' });
 });

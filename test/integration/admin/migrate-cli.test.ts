@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { admin, SECRET, withPassword, type CliRun } from './admin-cli-process';
 
@@ -21,7 +21,7 @@ const noSecret = (...runs: CliRun[]): void => {
 };
 
 async function exec(url: string, text: string): Promise<void> {
-  const client = new Client({ connectionString: url });
+  const client = directClient({ connectionString: url });
   await client.connect();
   await client.query(text).finally(() => client.end());
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { migrateShards, type ShardTarget } from '../../../src/admin/shard-migrations';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -22,7 +22,7 @@ async function shardsOf(database: string): Promise<ShardTarget[]> {
 }
 
 async function query<R extends Record<string, unknown>>(url: string, text: string): Promise<R[]> {
-  const client = new Client({ connectionString: url });
+  const client = directClient({ connectionString: url });
   await client.connect();
   try {
     return (await client.query<R>(text)).rows;

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 
 // `npm run demo` against a cluster it did not start (KYSELY_SCALE_SHARDS) must not drop tables
@@ -31,7 +31,7 @@ function demo(...args: string[]): Promise<{ code: number | null; stdout: string;
 }
 
 async function query(url: string, text: string): Promise<unknown[]> {
-  const client = new Client({ connectionString: url });
+  const client = directClient({ connectionString: url });
   await client.connect();
   try {
     return (await client.query(text)).rows;

@@ -9,7 +9,7 @@
  * with nothing changed), a batch's release drops only its own slots' fence rows while another batch
  * of the move holds state on that source, and `resume` refuses a move whose abort stopped part-way.
  */
-import { Pool } from 'pg';
+import { directPool } from '../../support/direct-pool';
 import type { Topology } from '../../../src/cluster/topology';
 import { TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
@@ -48,7 +48,7 @@ async function usersOn(shard: string, id: number): Promise<number> {
 }
 
 async function openMoveBatches(): Promise<string[]> {
-  const pool = new Pool({ connectionString: catalogUrl, max: 1 });
+  const pool = directPool({ connectionString: catalogUrl, max: 1 });
   try {
     return ((await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).open())?.batches ?? []).map((b) => b.phase);
   } finally {

@@ -8,7 +8,8 @@
  * guard replaces a murmur3 installed by an earlier version (a loop of helper calls with a SET
  * clause) by the current one, which has none.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { installCapture, installGuard, runDdl } from '../../../src/admin/mover/shard-guard';
 import { captureTriggerSql, fenceSlot } from '../../../src/admin/mover/shard-guard-sql';
@@ -32,7 +33,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('capture_trigger');
   url = shard!.primaryUrl;
-  client = new Client(url);
+  client = directClient(url);
   await client.connect();
   await client.query('create table accounts (id bigint primary key, v int not null default 0)');
   await client.query('create table notes (owner text, body text)');
@@ -88,7 +89,7 @@ test('a fenced slot refuses the write with KS002 naming the version it waits for
 test("a move's fence row fences all its slots: raised in one round trip that lists the transactions older than it, then lowered", async () => {
   await client.query(`insert into kysely_scale.slot_move (slot, move_id, next_version) values ($1, 7, 0)`, [fenceSlot(7)]);
   const fencedId = Array.from({ length: 1000 }, (_, i) => 20_000 + i).find((id) => slotOf(id, SLOTS) === 40)!;
-  const older = new Client(url);
+  const older = directClient(url);
   await older.connect();
   try {
     await older.query('begin');
@@ -121,7 +122,7 @@ test('the install refuses when slot_move holds a slot the trigger would skip', a
 });
 
 test('DDL that never gets its lock fails with E_MOVE_FAILED naming the shard and the transaction holding the table, not a bare 55P03', async () => {
-  const holder = new Client({ connectionString: url, application_name: 'report job' });
+  const holder = directClient({ connectionString: url, application_name: 'report job' });
   await holder.connect();
   try {
     await holder.query('begin');

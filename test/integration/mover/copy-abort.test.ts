@@ -7,7 +7,7 @@
  * opens a new session in its place.
  */
 import { Transform } from 'node:stream';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { slotChecksums, discard } from '../../../src/admin/mover/slot-checksum';
 import { copyOut } from '../../../src/admin/mover/copy-out';
@@ -30,7 +30,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('copy_abort');
   url = shard!.primaryUrl;
-  const admin = new Client(url);
+  const admin = directClient(url);
   await admin.connect();
   await admin.query('create table users (id bigint primary key, name text)');
   await admin.query(`insert into users select g, repeat('x', 100) from generate_series(1, 200000) g`);

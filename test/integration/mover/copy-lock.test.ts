@@ -8,7 +8,8 @@
  * forever); and a migration queued behind a throttled copy's lock lifts the
  * throttle, so it waits for the rest of the copy at full speed (under 6 s on a loaded machine), not at the throttled pace (20 s).
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { copySlots } from '../../../src/admin/mover/slot-copy';
 import { slotSet } from '../../../src/admin/mover/slot-lines';
@@ -36,12 +37,12 @@ beforeAll(async () => {
   sourceUrl = source!.primaryUrl;
   targetUrl = target!.primaryUrl;
   for (const url of [sourceUrl, targetUrl]) {
-    const c = new Client(url);
+    const c = directClient(url);
     await c.connect();
     await c.query('create table users (id bigint primary key, name text)');
     await c.end();
   }
-  admin = new Client(sourceUrl);
+  admin = directClient(sourceUrl);
   await admin.connect();
   await admin.query(`insert into users select g, 'user ' || g from generate_series(1, ${ROWS}) g`);
 }, 60_000);
@@ -61,8 +62,8 @@ async function session(url: string, owner?: ShardSessionOptions): Promise<ShardS
 const pace = { clock: systemClock, niceRatio: 0, sliceMillis: 3, probeSlowMillis: 0 };
 
 test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED naming the migration and the transaction it waits for, and nothing crashes', async () => {
-  const holder = new Client({ connectionString: sourceUrl, application_name: 'report job' });
-  const migration = new Client({ connectionString: sourceUrl, application_name: 'schema migration' });
+  const holder = directClient({ connectionString: sourceUrl, application_name: 'report job' });
+  const migration = directClient({ connectionString: sourceUrl, application_name: 'schema migration' });
   await holder.connect();
   await migration.connect();
   try {
@@ -84,7 +85,7 @@ test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED na
     await holder.query('rollback');
     await altered;
     // The target's copy rolled back: nothing half-written.
-    const check = new Client(targetUrl);
+    const check = directClient(targetUrl);
     await check.connect();
     expect((await check.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n).toBe(0);
     await check.end();
@@ -95,7 +96,7 @@ test('a copy whose scan cannot lock the source table fails with E_MOVE_FAILED na
 });
 
 test("a target's COPY FROM waiting for a lock another session holds fails once it waited the mover's lock bound, naming that session, not as a silent shard", async () => {
-  const holder = new Client({ connectionString: targetUrl, application_name: 'lock holder' });
+  const holder = directClient({ connectionString: targetUrl, application_name: 'lock holder' });
   await holder.connect();
   const pid = (c: Client): number => (c as unknown as { processID: number }).processID;
   try {
@@ -119,7 +120,7 @@ test("a target's COPY FROM waiting for a lock another session holds fails once i
     expect(failedAfterMillis).toBeLessThan(LOCK_WAIT_MILLIS + 3000);
     // The target's backend was ended with its session: nothing of the mover stays queued for the lock.
     await eventually('the mover leaves the lock queue', async () => (await admin.query(`select 1 from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`, [MOVER_APPLICATION_NAME])).rowCount === 0);
-    const queued = new Client(targetUrl);
+    const queued = directClient(targetUrl);
     await queued.connect();
     try {
       expect((await queued.query(`select count(*)::int as n from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'`, [MOVER_APPLICATION_NAME])).rows[0].n).toBe(0);
@@ -140,7 +141,7 @@ test('a migration queued behind a throttled copy lifts the throttle: it waits fo
   // 2,000 rows/s: 20 s for the table at the throttle's pace.
   const copy = copySlots(source.client, target.client, users, slotSet(undefined, SLOTS), SLOTS, { clock: systemClock, maxRowsPerSecond: 2000, onRows: () => started(), pace }, false);
   await copying;
-  const migration = new Client(sourceUrl);
+  const migration = directClient(sourceUrl);
   await migration.connect();
   try {
     const queued = performance.now();
@@ -152,7 +153,7 @@ test('a migration queued behind a throttled copy lifts the throttle: it waits fo
   } finally {
     await migration.end();
   }
-  const check = new Client(targetUrl);
+  const check = directClient(targetUrl);
   await check.connect();
   expect((await check.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n).toBe(ROWS);
   await check.end();

@@ -7,7 +7,7 @@
  * guard requires a newer version, which the catalog publishes).
  */
 import { Kysely, sql } from 'kysely';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, type MoverFixture } from './mover-fixture';
 import { installGuard } from '../../../src/admin/mover/shard-guard';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
@@ -35,7 +35,7 @@ beforeAll(async () => {
   f = await startMoverFixture('fence_frozen', 2, 1);
   topology = await f.init(2);
   for (let i = 0; i < 2; i++) {
-    const client = new Client({ connectionString: f.shards[i]!.primaryUrl });
+    const client = directClient({ connectionString: f.shards[i]!.primaryUrl });
     await client.connect();
     await installGuard(client, f.shards[i]!.id, [{ name: 'users', keyColumn: 'id' }], topology.slotCount);
     await client.end();

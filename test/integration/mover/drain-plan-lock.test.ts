@@ -6,7 +6,8 @@
  * then the drain is refused (E_MOVE_REFUSED, reason `table-locked`, nothing changed) naming the
  * table, the shard and the backends keeping the lock; once the lock is gone the drain plans.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
 import { PLAN_LOCK_TIMEOUT_MILLIS } from '../../../src/admin/mover/plan-reads';
 import { ErrorCodes } from '../../../src/kernel/errors';
@@ -25,7 +26,7 @@ beforeAll(async () => {
 afterAll(() => f?.close());
 
 async function session(shard: number, applicationName: string): Promise<Client> {
-  const client = new Client({ connectionString: f.shards[shard]!.primaryUrl, application_name: applicationName });
+  const client = directClient({ connectionString: f.shards[shard]!.primaryUrl, application_name: applicationName });
   await client.connect();
   return client;
 }

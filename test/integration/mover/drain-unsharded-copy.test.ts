@@ -5,7 +5,7 @@
  * out (the result then says no row is on the target), and a copy that fails: the fence is lowered
  * at once, the error carries the mover's code with the SQLSTATE; fixed, `resume` finishes the step.
  */
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, TABLES, APP_ROLE, type MoverFixture } from './mover-fixture';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
@@ -81,7 +81,7 @@ test('foreign keys, triggers, generated columns, default sequences and inheritan
   const catalog = new TopologyCatalog({ url: f.catalogUrl });
   const current = (await catalog.latest())!;
   await catalog.close();
-  const app = new Client({ connectionString: f.appUrl(0) });
+  const app = directClient({ connectionString: f.appUrl(0) });
   await app.connect();
   try {
     await app.query('select set_config($1, $2, false)', [TOPOLOGY_VERSION_SETTING, String(current.version)]);

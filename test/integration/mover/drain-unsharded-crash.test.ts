@@ -3,7 +3,8 @@
  * no note lost or duplicated, no fence left up, and the holder is where the outcome says (resume
  * finishes; abort rolls back unless the new holder was published, then it finishes the step).
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import type { MoverFixture } from './mover-fixture';
 import { notesByShard, startUnshardedFixture, crashUnshardedDrainAt } from './unsharded-fixture';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
@@ -13,7 +14,7 @@ import { TOPOLOGY_VERSION_SETTING } from '../../../src/cluster/topology-fence';
 
 /** An app-role session on shard `i` tagged with topology `version` (as the dialect's sessions are). */
 async function appSession(f: MoverFixture, i: number, version: number): Promise<Client> {
-  const c = new Client({ connectionString: f.appUrl(i) });
+  const c = directClient({ connectionString: f.appUrl(i) });
   await c.connect();
   await c.query('select set_config($1, $2, false)', [TOPOLOGY_VERSION_SETTING, String(version)]);
   return c;

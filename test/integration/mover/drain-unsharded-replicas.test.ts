@@ -4,7 +4,8 @@
  * replica, after `replicaWaitMillis`); once replay goes on, `resume` publishes and the replica
  * holds the rows.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
@@ -33,7 +34,7 @@ test("the new holder is published only after its replicas replayed the copy", as
   await f.pools[0]!.query(`insert into countries values ('FR', 'France'), ('DE', 'Germany')`);
   const v1 = await f.init(2, 32);
   await f.seed(v1, 0, 20);
-  replica = new Client({ connectionString: f.shards[1]!.replicaUrls[0]! });
+  replica = directClient({ connectionString: f.shards[1]!.replicaUrls[0]! });
   await replica.connect();
   const paused = await drainShard({
     catalog: f.catalogUrl,

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import type { MoverFixture } from './mover-fixture';
 import { notesByShard, SHARED_NOTES, startNotesApp, startUnshardedFixture, type NoteLine, type NotesApp } from './unsharded-fixture';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
@@ -37,7 +37,7 @@ async function catalogState(): Promise<{ version: number; holder: string | undef
   const catalog = new TopologyCatalog({ url: f.catalogUrl });
   const latest = (await catalog.latest())!;
   await catalog.close();
-  const c = new Client({ connectionString: f.catalogUrl });
+  const c = directClient({ connectionString: f.catalogUrl });
   await c.connect();
   const open = (await c.query(`select count(*)::int as n from kysely_scale.move where status = 'open'`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n as number;
   await c.end();

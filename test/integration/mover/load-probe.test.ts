@@ -4,7 +4,8 @@
  * move then waited on the hung backend), and a probe that cannot connect counts as slow instead
  * of failing the stream it paces.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { MoveContext, MOVE_TUNING_DEFAULTS, PROBE_DEADLINE_MILLIS } from '../../../src/admin/mover/move-context';
 import { MOVER_APPLICATION_NAME } from '../../../src/admin/mover/shard-session';
@@ -23,7 +24,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('load_probe');
   url = shard!.primaryUrl;
-  watch = new Client(url);
+  watch = directClient(url);
   await watch.connect();
 }, 60_000);
 

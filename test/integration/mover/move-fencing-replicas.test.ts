@@ -1,4 +1,5 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -16,7 +17,7 @@ afterAll(() => f?.close());
 async function connect(url: string, version?: number): Promise<Client> {
   const u = new URL(url);
   if (version !== undefined) u.username = APP_ROLE;
-  const c = new Client({ connectionString: u.toString(), ...(version === undefined ? {} : { options: `-c kysely_scale.topology_version=${version}` }) });
+  const c = directClient({ connectionString: u.toString(), ...(version === undefined ? {} : { options: `-c kysely_scale.topology_version=${version}` }) });
   c.on('error', () => undefined);
   await c.connect();
   return c;

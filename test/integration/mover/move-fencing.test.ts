@@ -1,4 +1,5 @@
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -15,7 +16,7 @@ afterAll(() => f?.close());
 
 /** An app-role session on shard `i` routing by `version` (undefined: an unversioned session). */
 async function appSession(i: number, version: number | undefined): Promise<Client> {
-  const client = new Client({ connectionString: f.appUrl(i), ...(version === undefined ? {} : { options: `-c kysely_scale.topology_version=${version}` }) });
+  const client = directClient({ connectionString: f.appUrl(i), ...(version === undefined ? {} : { options: `-c kysely_scale.topology_version=${version}` }) });
   client.on('error', () => undefined);
   await client.connect();
   return client;

@@ -1,5 +1,5 @@
 import { Kysely, sql } from 'kysely';
-import { Pool } from 'pg';
+import { directPool } from '../../support/direct-pool';
 import { MoveStore } from '../../../src/admin/mover/move-store';
 import { TOPOLOGY_CATALOG_DEFAULTS } from '../../../src/admin/topology-catalog';
 import { startMoverFixture, SCHEMA_SQL, TABLES, type MoverFixture } from './mover-fixture';
@@ -34,7 +34,7 @@ async function latest() {
 const base = () => ({ catalog: f.catalogUrl, tables: TABLES });
 
 async function registeredTables() {
-  const pool = new Pool({ connectionString: f.catalogUrl, max: 1 });
+  const pool = directPool({ connectionString: f.catalogUrl, max: 1 });
   try {
     return await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).tables();
   } finally {
@@ -52,7 +52,7 @@ describe('requests that cannot start are refused with a code before anything cha
   test('a tuning refused with new tables leaves the catalog\'s table list as it was; a nice ratio over 100 is refused', async () => {
     const result = await moveSlots({ ...base(), tables: { ...TABLES, not_registered: 'id' }, slots: '0-9', to: 'shard1', tuning: { niceRatio: -1 } });
     expect(result.error).toMatchObject({ code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.niceRatio' } });
-    const pool = new Pool({ connectionString: f.catalogUrl, max: 1 });
+    const pool = directPool({ connectionString: f.catalogUrl, max: 1 });
     try {
       const names = (await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).tables()).map((t) => t.name);
       expect(names).not.toContain('not_registered');

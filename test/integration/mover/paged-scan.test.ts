@@ -12,7 +12,8 @@
  */
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { Transform, Writable } from 'node:stream';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { copyOut } from '../../../src/admin/mover/copy-out';
 import { BLOCKING_CHECK_MILLIS, pagedCopyOut, SCAN_LOCK_TIMEOUT_MILLIS, type PagedScan } from '../../../src/admin/mover/paged-scan';
@@ -32,7 +33,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('paged_scan');
   url = shard!.primaryUrl;
-  admin = new Client(url);
+  admin = directClient(url);
   await admin.connect();
   await admin.query('create table users (id bigint primary key, name text)');
   await admin.query(`insert into users select g, 'user ' || g from generate_series(1, ${ROWS}) g`);
@@ -316,8 +317,8 @@ test('a slow first statement does not inflate the ranges: the fixed cost is the 
 });
 
 test('the table\'s lock is waited for at most SCAN_LOCK_TIMEOUT_MILLIS, then a coded error says what holds it', async () => {
-  const holder = new Client(url);
-  const migration = new Client(url);
+  const holder = directClient(url);
+  const migration = directClient(url);
   await holder.connect();
   await migration.connect();
   try {
@@ -342,7 +343,7 @@ test('the table\'s lock is waited for at most SCAN_LOCK_TIMEOUT_MILLIS, then a c
 });
 
 test('a session queued behind the scan\'s lock ends its pauses: the rest runs at once, so the lock goes soonest', async () => {
-  const migration = new Client(url);
+  const migration = directClient(url);
   await migration.connect();
   try {
     const { client } = await session();

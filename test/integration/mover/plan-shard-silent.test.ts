@@ -13,7 +13,8 @@
  * processes are frozen (SIGSTOP) while the plan's statement waits for a lock, and shard1 is frozen
  * before a drain of shard0 needs it as the unsharded tables' target (its login never answers).
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { createTopology } from '../../../src/cluster/topology';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
@@ -46,7 +47,7 @@ beforeAll(async () => {
   expect((await moveHistory({ catalog: f.catalogUrl })).error).toBeNull(); // installs the move store
   await f.seed(topology, 0, 200);
   await f.pools[0]!.query(`insert into countries values ('fr', 'France')`); // shard0 holds the unsharded tables
-  catalogClient = new Client(f.catalogUrl);
+  catalogClient = directClient(f.catalogUrl);
   catalogClient.on('error', () => undefined);
   await catalogClient.connect();
 }, 150_000);
@@ -113,7 +114,7 @@ test('every connection to the drained shard stalls at its first lock statement: 
 }, 60_000);
 
 test("the drained shard freezes while the plan's NULL-key count waits for a lock: refused (unreachable) about two seconds later, the catalog unchanged, the lock free", async () => {
-  const holder = new Client({ connectionString: f.shards[1]!.primaryUrl, application_name: 'lock holder' });
+  const holder = directClient({ connectionString: f.shards[1]!.primaryUrl, application_name: 'lock holder' });
   holder.on('error', () => undefined);
   await holder.connect();
   const before = await catalogState();

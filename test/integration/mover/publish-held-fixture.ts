@@ -5,7 +5,7 @@
  * catalog connection of the mover, and what the tests read: the latest topology, a shard's guard,
  * a statement of a router at a given version.
  */
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
@@ -83,7 +83,7 @@ export async function startPublishHeldFixture(name: string, shardCount: number):
       return { required: rows[0]!.required, hidesBatch: hidden !== null && slots.every((s) => hidden[s] === '1'), hidesAny: hidden !== null && hidden.includes('1'), fence: fences[0]?.until ?? null };
     },
     async routed(shard, version, sql, values) {
-      const client = new Client({ connectionString: f.appUrl(Number(shard.replace('shard', ''))), options: `-c kysely_scale.topology_version=${version}` });
+      const client = directClient({ connectionString: f.appUrl(Number(shard.replace('shard', ''))), options: `-c kysely_scale.topology_version=${version}` });
       client.on('error', () => undefined);
       await client.connect();
       try {

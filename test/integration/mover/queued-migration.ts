@@ -4,7 +4,8 @@
  * transaction that read the table (application "report job", a literal `'tok-Sekret-42'` in its
  * statement), so every later lock request on the table queues behind both.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { untilWaitingForLock } from '../../support/lock-waits';
 
 export interface QueuedMigration {
@@ -18,8 +19,8 @@ export interface QueuedMigration {
 
 /** Queues the migration of `table` (`orders`: the statements read `amount`) on the server of `url`; `admin` watches it queue. */
 export async function queueMigration(url: string, table: string, admin: Pick<Client, 'query'>): Promise<QueuedMigration> {
-  const reader = new Client({ connectionString: url, application_name: 'report job' });
-  const migration = new Client({ connectionString: url, application_name: 'schema migration' });
+  const reader = directClient({ connectionString: url, application_name: 'report job' });
+  const migration = directClient({ connectionString: url, application_name: 'schema migration' });
   await reader.connect();
   await migration.connect();
   await reader.query('begin');

@@ -5,7 +5,7 @@
  * out, nothing is published, and `resume` publishes once it answers again. Two shards, each a
  * primary with a real streaming replica; small moves, no load.
  */
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
@@ -96,7 +96,7 @@ test('a replica frozen before the wait: the cutover fails within replicaWaitMill
 
 test('a replica that freezes while the mover polls it (replay paused, its session connected): the poll fails at the deadline instead of waiting forever', async () => {
   const before = await latestVersion();
-  const watcher = new Client({ connectionString: target().url, connectionTimeoutMillis: 5000 });
+  const watcher = directClient({ connectionString: target().url, connectionTimeoutMillis: 5000 });
   watcher.on('error', () => undefined);
   await watcher.connect();
   let thaw: (() => void) | undefined;

@@ -13,7 +13,8 @@
  * - An advisory lock held by another role's session: the message names it so.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import { PROBE_APPLICATION_NAME } from '../../../src/admin/mover/shard-liveness';
@@ -84,7 +85,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('probe_findings');
   url = new URL(shard!.primaryUrl);
-  admin = new Client(url.toString());
+  admin = directClient(url.toString());
   await admin.connect();
   for (const role of ['mover_one', 'mover_plain', 'app_other']) await admin.query(`create role ${role} login password 'Pw_${role}_S3cret'`);
   await admin.query(`alter role mover_one connection limit 1`);
@@ -136,7 +137,7 @@ test("behind a session pooler (the login's pid is the pooler's), a healthy 3 s s
 });
 
 test('many short lock waits in one statement are not summed into one: it completes', async () => {
-  const contenders = [new Client(url.toString()), new Client(url.toString())];
+  const contenders = [directClient(url.toString()), directClient(url.toString())];
   for (const c of contenders) await c.connect();
   let run = true;
   const loops = Promise.all(contenders.map(async (c) => {
@@ -206,7 +207,7 @@ test('on a ManualClock the probe keeps no real time: a frozen shard fails the st
 }, 30_000);
 
 test("a lock wait on another role's advisory lock names the lock and hides the statement", async () => {
-  const other = new Client(as('app_other'));
+  const other = directClient(as('app_other'));
   await other.connect();
   try {
     await other.query('begin');

@@ -10,7 +10,8 @@
  *   after UNINSPECTED_DEADLINES × the deadline with no progress it fails with ShardSilentError,
  *   "could not be inspected", naming the option to raise.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import { PROBE_APPLICATION_NAME } from '../../../src/admin/mover/shard-liveness';
@@ -50,7 +51,7 @@ beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('probe_kept_refused');
   url = new URL(shard!.primaryUrl);
-  admin = new Client(url.toString());
+  admin = directClient(url.toString());
   await admin.connect();
   await admin.query(`create role mover_one login password 'Pw_mover_one_S3cret' connection limit 1`);
 }, 60_000);

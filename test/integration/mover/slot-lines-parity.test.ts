@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { to as copyTo } from 'pg-copy-streams';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { SLOT_FUNCTIONS_SQL } from '../../../src/cluster/slot-function-sql';
@@ -14,7 +15,7 @@ let client: Client;
 beforeAll(async () => {
   cluster = await startTestCluster({ shards: 1, backend: 'local' });
   const [shard] = await cluster.createDatabase('slot_lines_parity');
-  client = new Client(shard!.primaryUrl);
+  client = directClient(shard!.primaryUrl);
   await client.connect();
   await client.query(SLOT_FUNCTIONS_SQL);
   await client.query('create table keys (k text primary key, v int)');

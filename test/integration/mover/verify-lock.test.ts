@@ -5,7 +5,8 @@
  * and the backends keeping the lock: the migration holding or awaiting ACCESS EXCLUSIVE, and the
  * transaction it waits for, with their statements' literals hidden.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { admin } from '../admin/admin-cli-process';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { withDeadline } from '../../../src/kernel/deadline';
@@ -23,7 +24,7 @@ beforeAll(async () => {
 afterAll(() => f?.close());
 
 async function session(applicationName: string): Promise<Client> {
-  const client = new Client({ connectionString: f.shards[1]!.primaryUrl, application_name: applicationName });
+  const client = directClient({ connectionString: f.shards[1]!.primaryUrl, application_name: applicationName });
   await client.connect();
   return client;
 }

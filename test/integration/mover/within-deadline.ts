@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { eventually } from '../../support/postgres-replication';
 
 /** `promise`, or a failure once `millis` passed: what a test of a deadline waits at most (code without one waited forever). */
@@ -21,7 +21,7 @@ export async function outcome(name: string, promise: Promise<unknown>, limit = 3
 
 /** Checks from a connection of its own (to `url`) that backend `pid` ends, and with it every lock it held. */
 export async function expectBackendGone(url: string, pid: number): Promise<void> {
-  const check = new Client(url);
+  const check = directClient(url);
   await check.connect();
   try {
     await eventually('the backend ends', async () => (await check.query('select 1 from pg_stat_activity where pid = $1', [pid])).rowCount === 0);

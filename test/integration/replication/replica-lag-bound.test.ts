@@ -8,7 +8,8 @@
  */
 import { setTimeout as pace } from 'node:timers/promises';
 import { Kysely, sql } from 'kysely';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { parseLsn } from '../../../src/cluster/wal-position';
@@ -55,7 +56,7 @@ function connect(replicas: ReplicaReadOptions): { db: Kysely<DB>; dialect: Shard
 /** Runs `step` in a loop on its own connection to the primary until stopped. */
 function loop(step: (client: Client) => Promise<void>): { stop(): Promise<void> } {
   let running = true;
-  const client = new Client({ connectionString: shard.primaryUrl });
+  const client = directClient({ connectionString: shard.primaryUrl });
   client.on('error', () => undefined);
   const done = (async () => {
     await client.connect();

@@ -8,7 +8,7 @@ import { CompiledQuery, Kysely, sql } from 'kysely';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { onShard } from '../../../src/sharding/routing/route-hint';
 import { ErrorCodes } from '../../../src/kernel/errors';
-import { Client } from 'pg';
+import { directClient } from '../../support/direct-pool';
 import Cursor from 'pg-cursor';
 import { installGuard } from '../../../src/admin/mover/shard-guard';
 import { createTopology } from '../../../src/cluster/topology';
@@ -151,7 +151,7 @@ test('a slot fence raised between executions of a prepared statement is seen by 
   // Row security does not apply to superusers: the app connects as an ordinary role.
   await onEveryShard(`create table fenced (id int primary key, user_id int not null, v int not null)`, false);
   for (const shard of f.shards) {
-    const client = new Client({ connectionString: shard.primaryUrl });
+    const client = directClient({ connectionString: shard.primaryUrl });
     await client.connect();
     await installGuard(client, shard.id, [{ name: 'fenced', keyColumn: 'user_id' }], f.topology.slotCount);
     await client.query(`do $$ begin create role scatter_app login; exception when duplicate_object then null; end $$`);
