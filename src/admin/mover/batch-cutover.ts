@@ -17,8 +17,7 @@ import { waitForReplicas } from './replica-wait';
 import { formatSlotRanges } from './slot-ranges';
 import { fenceSlot } from './shard-guard-sql';
 import { yieldAfter } from './scan-pacer';
-import { PublishOutcomeUnknownError } from '../topology-catalog';
-import { TopologyConflictError } from '../admin-errors';
+import { claimState, publishClaim, type PublishSubject, type VersionClaim, type VersionState } from './publish-settle';
 
 // Entries per catch-up pass before the fence: a pass replaces each key's rows on the target in one
 // transaction, a burst of work on both shards while the app writes; 5,000 made the catch-up after a
@@ -154,12 +153,12 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
  * source switched (its fence is permanent), since every step is idempotent. `planned` holds the
  * catalog's topology when the cutover began and the one to publish (re-read when not given).
  *
- * The publish's outcome decides what may follow. Committed (or found committed): `published`.
- * Certainly not committed (its server process ended, version absent; the catalog's own error):
- * thrown as it is, and the caller may revert, unless an earlier publish of the same version is
- * still unsettled ({@link MoveBatch.publishPending}). Unknown ({@link PublishOutcomeUnknownError}):
- * the version is recorded as pending and the move stops ({@link MoveFailedError}) with the shards
- * switched: nothing is reverted or cleaned up until the version is settled (see {@link cutoverState}).
+ * The publish's outcome decides what may follow ({@link publishClaim}). Committed (or found
+ * committed): `published`. Certainly not committed (its server process ended, version absent; the
+ * catalog's own error): thrown as it is, and the caller may revert, unless an earlier publish of
+ * the same version is still unsettled ({@link MoveBatch.publishPending}). Unknown: the version is
+ * recorded as pending and the move stops ({@link MoveFailedError}) with the shards switched:
+ * nothing is reverted or cleaned up until the version is settled (see {@link cutoverState}).
  */
 export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
   const { ctx, batch } = scope;
@@ -170,26 +169,29 @@ export async function finishCutover(scope: BatchScope, planned?: { readonly late
   if (current.version >= version) return settleTaken(scope, current);
   ctx.checkLock();
   const next = planned?.next ?? current.withSlotsMoved(batch.slots, batch.target, version);
-  try {
-    await ctx.catalog.publish(next, publishNote(scope));
-  } catch (error) {
-    if (error instanceof PublishOutcomeUnknownError) throw await outcomeUnknown(scope, error);
-    if (error instanceof TopologyConflictError) return settleTaken(scope, await ctx.topology());
-    if (batch.publishPending === undefined) throw error; // nothing of this version can commit any more: revert is safe
-    throw new MoveFailedError(
-      `The publish of topology version ${version} (batch ${batch.index + 1}) failed, and an earlier publish of that version may still commit, so the cutover stays as it is (both shards require version ${version}); resume once the catalog answers: ${(error as Error | null)?.message ?? String(error)}`,
-      { moveId: ctx.move.id, batch: batch.index, phase: 'cutover', version, outcomeUnknown: true },
-      error,
-    );
-  }
+  if ((await publishClaim(ctx, batch, claimOf(scope), next, subjectOf(scope))) === 'not-published') return settleTaken(scope, await ctx.topology());
   await enterPublished(scope);
   return 'published';
 }
 
-/** The note a batch's version is published with: how {@link versionState} recognizes it. */
-function publishNote(scope: BatchScope): string {
+/** The batch's claim on its version: its note, and the batch's slots owned by the target. */
+function claimOf(scope: BatchScope): VersionClaim {
   const { ctx, batch } = scope;
-  return `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`;
+  return {
+    version: batch.version!,
+    note: `move ${ctx.move.id}: slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`,
+    holds: (latest) => batch.slots.every((s) => latest.shardForSlot(s).id === batch.target),
+  };
+}
+
+/** How a publish failure of the batch names it, and what stays as it is meanwhile. */
+function subjectOf(scope: BatchScope): PublishSubject {
+  const { ctx, batch } = scope;
+  return {
+    what: `batch ${batch.index + 1}, slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}`,
+    held: `both shards require version ${batch.version} (routers at older versions are refused, retryable)`,
+    context: { moveId: ctx.move.id, batch: batch.index, phase: 'cutover' },
+  };
 }
 
 async function enterPublished(scope: BatchScope): Promise<void> {
@@ -213,35 +215,9 @@ async function settleTaken(scope: BatchScope, latest: Topology): Promise<'publis
   });
 }
 
-/** Records the pending version (if the store can be written) and says what to do. */
-async function outcomeUnknown(scope: BatchScope, error: PublishOutcomeUnknownError): Promise<MoveFailedError> {
-  const { ctx, batch } = scope;
-  const version = batch.version!;
-  batch.publishPending = version;
-  await ctx.store.save(ctx.move).catch(() => undefined);
-  return new MoveFailedError(
-    `The publish of topology version ${version} (batch ${batch.index + 1}, slots ${formatSlotRanges(batch.slots)} ${batch.source} → ${batch.target}) was not confirmed and the catalog could not tell whether it committed (${error.message}). ` +
-      `Nothing was rolled back or cleaned up: both shards require version ${version} (routers at older versions are refused, retryable) until it is settled. Resume (or abort) once the catalog answers: version ${version} is settled first.`,
-    { moveId: ctx.move.id, batch: batch.index, phase: 'cutover', version, outcomeUnknown: true },
-    error,
-  );
-}
-
-/**
- * Whether the batch's version is published, judged by the version number: a publish of `v` only
- * commits while the catalog's latest version is below `v`. `open`: latest < v (a publish sent
- * earlier may still commit); otherwise row `v` is read: this cutover's (its note, and when it is
- * the latest, the batch's slots owned by the target) → `published`, else `not-published` (and
- * never will be).
- */
-export async function versionState(scope: BatchScope, known?: Topology): Promise<'published' | 'not-published' | 'open'> {
-  const { ctx, batch } = scope;
-  const version = batch.version!;
-  const latest = known ?? (await ctx.topology());
-  if (latest.version < version) return 'open';
-  const row = (await ctx.catalog.history(latest.version - version + 1)).find((h) => h.version === version);
-  const ours = row?.note === publishNote(scope) && (latest.version !== version || batch.slots.every((s) => latest.shardForSlot(s).id === batch.target));
-  return ours ? 'published' : 'not-published';
+/** Whether the batch's version is published ({@link claimState}: by the version number, then row `v`'s note and, when it is the latest, the batch's slots on the target). */
+export async function versionState(scope: BatchScope, known?: Topology): Promise<VersionState> {
+  return claimState(scope.ctx, claimOf(scope), known);
 }
 
 /**

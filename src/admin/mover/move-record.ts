@@ -70,6 +70,13 @@ export interface UnshardedStep {
   version?: number;
   /** The source's required version before the switch raised it (what an abort restores). */
   prevRequired?: number;
+  /**
+   * Set (and saved) just before the publish of {@link UnshardedStep.version} is sent, kept when its
+   * outcome is unknown: a publish of that version may still commit, so the step is neither rolled
+   * back nor finished until the version is settled (the catalog holds it or a newer one). Dropped
+   * when the publish commits or certainly did not.
+   */
+  publishPending?: number;
   rowsCopied?: number;
   /** Counted when the move was planned. */
   rowsTotal?: number;

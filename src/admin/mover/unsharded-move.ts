@@ -21,7 +21,10 @@
  *
  * Every phase is saved in the catalog before its work, so `resume` runs the step from where it
  * stopped and `abort` undoes it (unless it was published: the new holder took writes, so abort
- * finishes it).
+ * finishes it). The publish is recorded pending before it is sent; one whose outcome is unknown
+ * stops the move with nothing reverted, and `resume` and `abort` settle its version first
+ * ({@link publishClaim}): an abort never clears the target or lowers the fence while that version
+ * could still commit.
  */
 import type { Client } from 'pg';
 import type { Topology } from '../../cluster/topology';
@@ -39,6 +42,7 @@ import { waitForShardReplicas } from './replica-wait';
 import { clearTables, compareTables, copyShapes, copyTables, maySkipTriggers, sequencesOf, syncSequences, type CopyShape } from './unsharded-copy';
 import { UNSHARDED_FENCE_SQL, UNSHARDED_GUARD_PRESENT_SQL, unshardedTableGuardSql } from './unsharded-guard-sql';
 import type { UnshardedHookPoint } from './move-context';
+import { claimState, publishClaim, type PublishSubject, type VersionClaim } from './publish-settle';
 
 /** The sessions and record of one unsharded step. */
 interface StepScope {
@@ -91,7 +95,7 @@ export async function abortUnshardedStep(ctx: MoveContext, step: UnshardedStep):
   if (step.phase === 'aborted') return 'none';
   if (step.phase === 'cleaned') return 'completed';
   const scope = await openScope(ctx, step);
-  if ((step.phase === 'fenced' || step.phase === 'copied') && published(await ctx.topology(), step)) await enter(scope, 'published');
+  if (step.phase === 'fenced' || step.phase === 'copied') await settleForAbort(scope);
   if (step.phase === 'published') {
     await cleanUp(scope);
     return 'completed';
@@ -101,6 +105,26 @@ export async function abortUnshardedStep(ctx: MoveContext, step: UnshardedStep):
   if (step.phase === 'fenced' || step.phase === 'copied') await clearTarget(scope);
   await enter(scope, 'aborted');
   return 'rolled-back';
+}
+
+/**
+ * A `fenced` or `copied` step found by an abort, settled by its version before anything is undone
+ * ({@link claimState}): published → `published` (the abort finishes it); certainly not published,
+ * or never sent (no publish pending) → left for the rollback; a publish that may still commit is
+ * sent again as that version and the step finished, never rolled back under it (a failure to
+ * settle stops the abort with nothing changed).
+ */
+async function settleForAbort(scope: StepScope): Promise<void> {
+  const { ctx, step } = scope;
+  if (step.version === undefined) return;
+  const latest = await ctx.topology();
+  const state = await claimState(ctx, claimOf(scope), latest);
+  if (state === 'published') return enterPublished(scope);
+  if (state === 'open' && step.publishPending !== undefined) {
+    ctx.checkLock();
+    if ((await publishClaim(ctx, step, claimOf(scope), latest.withUnshardedShard(step.target, step.version), subjectOf(scope))) === 'published') return enterPublished(scope);
+  }
+  delete step.publishPending; // nothing of the version can commit any more: the rollback is safe
 }
 
 async function openScope(ctx: MoveContext, step: UnshardedStep): Promise<StepScope> {
@@ -164,15 +188,15 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   return outcome === 'published' ? '' : outcome;
 }
 
-/** copied → published: the source switches (unless it did already), then the new holder is published. */
+/**
+ * copied → published: the source switches (unless it did already), then the new holder is
+ * published. The version is settled first ({@link settled}), so a publish recorded pending by an
+ * earlier run is found committed or sent again as that version, never misjudged.
+ */
 async function switchAndPublish(scope: StepScope, raisedAt: number | undefined): Promise<'published' | string> {
   const { ctx, step, source } = scope;
   const version = step.version!;
-  let latest = await ctx.topology();
-  if (published(latest, step)) {
-    await enter(scope, 'published');
-    return 'published';
-  }
+  if (await settled(scope, await ctx.topology())) return 'published';
   if (!(await sourceSwitched(scope))) {
     try {
       await source.query(`do $switch$ declare n integer; begin
@@ -182,7 +206,8 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
         update kysely_scale.shard_guard set required_version = greatest(required_version, ${Number(version)}), updated_at = now();
       end $switch$`);
     } catch (error) {
-      if ((error as { code?: unknown }).code !== 'KS003') throw error;
+      // A publish of the version may be outstanding: the target's copies stay (settle it first).
+      if ((error as { code?: unknown }).code !== 'KS003' || step.publishPending !== undefined) throw error;
       // Writes may have gone through since the fence ran out: copy again under a new fence.
       await lowerFence(scope, false);
       await clearTarget(scope);
@@ -192,25 +217,79 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
   }
   if (raisedAt !== undefined) step.fenceMillis = Math.round(ctx.clock.monotonicNow() - raisedAt);
   await hook(scope, 'unsharded-switched');
+  const topology = await ctx.topology();
   // The new holder's replicas must have replayed the copy (and the source's the switch) before a router reads them by the new version.
   await waitForShardReplicas(
     ctx,
     [
-      { shard: latest.shardById(step.source), primary: source },
-      { shard: latest.shardById(step.target), primary: scope.target },
+      { shard: topology.shardById(step.source), primary: source },
+      { shard: topology.shardById(step.target), primary: scope.target },
     ],
     ctx.tuning.replicaWaitMillis,
     { phase: 'copied', unsharded: true },
   );
-  latest = await ctx.topology();
-  if (latest.version >= version) {
-    throw new MoveFailedError(`Topology version ${latest.version} was published by someone else while the unsharded tables moved (version ${version} was theirs); abort this move and plan again.`, { moveId: ctx.move.id, phase: 'copied' });
-  }
+  const latest = await ctx.topology();
+  if (await settled(scope, latest)) return 'published';
   ctx.checkLock();
-  await ctx.catalog.publish(latest.withUnshardedShard(step.target, version), `move ${ctx.move.id}: unsharded tables ${step.source} → ${step.target}`);
-  await enter(scope, 'published');
+  // Saved before it is sent: from here on a publish of the version may commit, whatever becomes of this process.
+  const earlier = step.publishPending !== undefined;
+  step.publishPending = version;
+  await ctx.store.save(ctx.move);
+  const outcome = await publishClaim(ctx, step, claimOf(scope), latest.withUnshardedShard(step.target, version), subjectOf(scope), earlier).catch(async (error: unknown) => {
+    if (step.publishPending === undefined) await ctx.store.save(ctx.move).catch(() => undefined); // certainly not committed: abort may roll back
+    throw error;
+  });
+  if (outcome === 'not-published') return takenByOther(scope, await ctx.topology());
+  await enterPublished(scope);
   await hook(scope, 'unsharded-published');
   return 'published';
+}
+
+/**
+ * Settles the step's version by the catalog's `latest` ({@link claimState}): `true` once published
+ * (the step entered `published`), `false` while open; another change's version fails the step
+ * (nothing of this version can commit any more: abort rolls it back).
+ */
+async function settled(scope: StepScope, latest: Topology): Promise<boolean> {
+  const state = await claimState(scope.ctx, claimOf(scope), latest);
+  if (state === 'open') return false;
+  if (state === 'published') {
+    await enterPublished(scope);
+    return true;
+  }
+  return takenByOther(scope, latest);
+}
+
+/** The step's version was published by another change: nothing of it can commit any more (abort rolls the step back). */
+async function takenByOther(scope: StepScope, latest: Topology): Promise<never> {
+  const { ctx, step } = scope;
+  delete step.publishPending;
+  await ctx.store.save(ctx.move).catch(() => undefined);
+  throw new MoveFailedError(`Topology version ${latest.version} was published by someone else while the unsharded tables moved (version ${step.version} was theirs); abort this move and plan again.`, {
+    moveId: ctx.move.id,
+    phase: 'copied',
+  });
+}
+
+/** The step's claim on its version: its note, and the target recorded as the holder. */
+function claimOf(scope: StepScope): VersionClaim {
+  const { ctx, step } = scope;
+  return { version: step.version!, note: `move ${ctx.move.id}: unsharded tables ${step.source} → ${step.target}`, holds: (latest) => latest.unshardedShardId === step.target };
+}
+
+/** How a publish failure of the step names it, and what stays as it is meanwhile. */
+function subjectOf(scope: StepScope): PublishSubject {
+  const { ctx, step } = scope;
+  return {
+    what: `unsharded tables ${step.source} → ${step.target}`,
+    held: `the source "${step.source}" requires version ${step.version} and its fence on the unsharded tables stays up (routers at older versions are refused there, retryable), and the target "${step.target}" keeps its copies`,
+    context: { moveId: ctx.move.id, phase: 'copied', unsharded: true },
+  };
+}
+
+async function enterPublished(scope: StepScope): Promise<void> {
+  delete scope.step.publishPending;
+  await enter(scope, 'published');
 }
 
 /** published → cleaned. */
@@ -221,11 +300,6 @@ async function cleanUp(scope: StepScope): Promise<void> {
   if (step.tables.length > 0) await runDdl(source, `truncate ${step.tables.map(quoteTable).join(', ')}`, { purpose: 'remove the moved unsharded tables\' rows', tables: step.tables });
   await source.query('delete from kysely_scale.unsharded_fence where move_id = $1', [ctx.move.id]);
   await enter(scope, 'cleaned');
-}
-
-/** Whether the topology recording the step's new holder was published. */
-function published(latest: Topology, step: UnshardedStep): boolean {
-  return step.version !== undefined && latest.version >= step.version && latest.unshardedShardId === step.target;
 }
 
 async function sourceSwitched(scope: StepScope): Promise<boolean> {

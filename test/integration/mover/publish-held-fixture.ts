@@ -3,7 +3,8 @@
  * of `shardCount` shards seeded with 300 users, a catalog on a server of its own (freezing it
  * freezes no shard) behind a proxy that can hold a publish, short catalog deadlines (1 s) for every
  * catalog connection of the mover, and what the tests read: the latest topology, a shard's guard,
- * a statement of a router at a given version.
+ * a statement of a router at a given version. With `unsharded`, the shards also have the
+ * unsharded `notes` table (its shared rows on the first shard, the holder), for drains.
  */
 import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
@@ -13,6 +14,13 @@ import { CATALOG_DEADLINE_ENVIRONMENT } from '../../../src/admin/catalog-connect
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { startMoverFixture, type MoverFixture } from './mover-fixture';
 import { startHeldPublishProxy, type HeldPublishProxy } from './held-publish-proxy';
+import { startUnshardedFixture } from './unsharded-fixture';
+
+/** What else the fixture sets up: the unsharded `notes` table, and the topology's slot count (default 4096). */
+export interface PublishHeldOptions {
+  readonly unsharded?: boolean;
+  readonly slotCount?: number;
+}
 
 /** A shard's guard as the tests check it. */
 export interface GuardState {
@@ -37,17 +45,17 @@ export interface PublishHeldFixture {
   close(): Promise<void>;
 }
 
-export async function startPublishHeldFixture(name: string, shardCount: number): Promise<PublishHeldFixture> {
+export async function startPublishHeldFixture(name: string, shardCount: number, options: PublishHeldOptions = {}): Promise<PublishHeldFixture> {
   const saved: Record<string, string | undefined> = {};
   for (const [option, millis] of [['connectionTimeoutMillis', '1000'], ['statementTimeoutMillis', '1000']] as const) {
     const variable = CATALOG_DEADLINE_ENVIRONMENT[option];
     saved[variable] = process.env[variable];
     process.env[variable] = millis;
   }
-  const f = await startMoverFixture(name, shardCount);
+  const f = options.unsharded === true ? await startUnshardedFixture(name, shardCount) : await startMoverFixture(name, shardCount);
   const catalogCluster = await startTestCluster({ shards: 1, backend: 'local' });
   const catalogUrl = (await catalogCluster.createDatabase(`${name}_catalog`))[0]!.primaryUrl;
-  const v1 = createTopology({ shards: f.shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })) });
+  const v1 = createTopology({ shards: f.shards.map((s) => ({ id: s.id, primary: s.primaryUrl, replicas: [...s.replicaUrls] })), ...(options.slotCount === undefined ? {} : { slotCount: options.slotCount }) });
   const catalog = new TopologyCatalog({ url: catalogUrl });
   await catalog.install();
   await catalog.publish(v1, 'init');
