@@ -12,7 +12,9 @@
  * - an error from the server instead (too many connections, a role's connection limit, a password
  *   changed, starting up): the server is alive but cannot be asked: ask again later;
  * - no such backend, or idle (or waiting to read, with `track_activities` off) while the mover
- *   still waits for its answer: the path to it dropped;
+ *   still waits for its answer: the path to it dropped (with `track_activities` off the state reads
+ *   `disabled` but the wait event is still shown: ClientRead when idle, none on the CPU: at work;
+ *   another role's backend shows neither: the shard cannot be inspected);
  * - active but waiting on the mover's socket (`Client` waits) while the mover waits on it: the same;
  * - waiting for a lock: how long (`pg_locks.waitstart`), and past a bound who keeps it;
  * - otherwise at work.
@@ -208,7 +210,8 @@ async function ask(probe: Client, request: ProbeRequest): Promise<BackendFinding
   );
   const row = rows[0];
   if (row === undefined) return { kind: 'gone' };
-  // With track_activities off the state reads 'disabled' (null: another role's backend), but the wait event is still shown.
+  // With track_activities off the state reads 'disabled' but the wait event is still shown (ClientRead
+  // when idle, none on the CPU); another role's backend shows neither (null).
   const known = row.state !== null && row.state !== 'disabled';
   if (known && row.state!.startsWith('idle')) return { kind: 'idle', state: row.state! };
   if (known && row.state !== 'active') return { kind: 'working', waitEvent: row.state! };
@@ -217,8 +220,8 @@ async function ask(probe: Client, request: ProbeRequest): Promise<BackendFinding
     return { kind: 'client', waitEvent: row.event ?? 'Client' };
   }
   if (row.type !== 'Lock') {
-    if (!known && row.type === null) return { kind: 'refused', why: `its state is hidden (${row.state ?? 'another role'}) and it waits on nothing` };
-    return { kind: 'working', waitEvent: row.event ?? 'on CPU' };
+    if (row.state === null && row.type === null) return { kind: 'refused', why: `its state is hidden (another role) and so is its wait` };
+    return { kind: 'working', waitEvent: row.event ?? (known ? 'on CPU' : `on CPU (its state hidden: ${row.state})`) };
   }
   const waitedMillis = row.lockMillis ?? undefined;
   const lock = lockPhrase(row.lockType ?? row.event, row.table);
