@@ -241,7 +241,11 @@ export class TopologyCatalog {
    * Runs `fn` holding the catalog's operator lock (a PostgreSQL advisory lock on a session of its
    * own), so two operators never change the topology at once. Fails at once with
    * {@link OperatorBusyError} when another session holds it. If the lock's session is lost while
-   * `fn` runs, the lock is gone: `lost` is aborted, and `fn` should stop before publishing.
+   * `fn` runs, the lock is gone: `lost` is aborted, and `fn` should stop before publishing. The
+   * session is checked every `heartbeatIntervalMillis` (`select 1` under the statement deadline), so
+   * a path to the catalog that went silent (a catalog host that died or failed over, whose server
+   * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
+   * that closes.
    */
   async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
     const session: CatalogSession = await this.#pool.connect();
@@ -266,7 +270,12 @@ export class TopologyCatalog {
           who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
         );
       }
-      return await fn(lost);
+      const heartbeat = this.#lockHeartbeat(session);
+      try {
+        return await fn(lost);
+      } finally {
+        await heartbeat.stop();
+      }
     } finally {
       // A lost session's connection was dropped (its server process, and the lock, end with it): nothing more is sent on it.
       if (locked && !lost.aborted) {
@@ -276,6 +285,28 @@ export class TopologyCatalog {
       }
       session.release(broken);
     }
+  }
+
+  /** Runs `select 1` on the lock's session every heartbeat interval until stopped or lost (a failed or late one aborts `lost`). */
+  #lockHeartbeat(session: CatalogSession): { stop(): Promise<void> } {
+    let stopped = false;
+    let beating: Promise<unknown> = Promise.resolve();
+    let cancel = (): void => undefined;
+    const schedule = (): void => {
+      if (stopped) return;
+      cancel = this.#clock.setTimeout(() => {
+        if (stopped || session.lost.aborted) return;
+        beating = session.query('select 1').then(schedule, () => undefined); // the session aborted `lost` already
+      }, this.#heartbeatIntervalMillis);
+    };
+    schedule();
+    return {
+      stop: async () => {
+        stopped = true;
+        cancel();
+        await beating; // the unlock goes after it on the same session
+      },
+    };
   }
 
   /** Closes the catalog's connections (watches are closed by their own `close()`). */
