@@ -105,4 +105,6 @@ export interface MoveRecord {
   error: string | null;
   readonly createdAt: Date;
   updatedAt: Date;
+  /** How many times the record was saved (the store's guard against a late or concurrent save). */
+  revision: number;
 }

@@ -3,10 +3,12 @@
  * its batches as JSON) and `sharded_table` (the sharded tables and their key columns, so `resume`,
  * `verify` and later moves need not be told again).
  */
+import { randomUUID } from 'node:crypto';
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { ConfigError } from '../../kernel/errors';
+import { MoveFailedError } from './mover-errors';
 
 interface MoveRow {
   id: string;
@@ -19,6 +21,7 @@ interface MoveRow {
   error: string | null;
   created_at: Date;
   updated_at: Date;
+  revision: string;
 }
 
 /** Statements on the catalog (a `CatalogPool`, with its deadlines, or a pg `Pool`). */
@@ -35,10 +38,19 @@ export interface StorePool extends StoreQueries {
   connect(): Promise<StoreQueries & { release(destroy?: boolean): void; readonly lost?: AbortSignal }>;
 }
 
-/** Reads and writes move records in the catalog's schema. */
+/**
+ * Reads and writes move records in the catalog's schema. Each save is guarded: it applies only
+ * over the revision this store last read or wrote, or over a save of its own (`writer`, one per
+ * store). So a save held on the wire or by a frozen catalog that commits late (its command gave
+ * up on it) never overwrites what a later command saved since, and a second command acting on the
+ * same move (the operator lock lost unnoticed) is stopped at its next save.
+ */
 export class MoveStore {
   readonly #pool: StorePool;
   readonly #schema: string;
+  readonly #writer = randomUUID();
+  /** Numbers this store's saves in the order it sends them. */
+  #saves = 0;
 
   constructor(pool: StorePool, schema: string) {
     this.#pool = pool;
@@ -66,6 +78,10 @@ export class MoveStore {
           remove_shard text, error text, created_at timestamptz not null default now(), updated_at timestamptz not null default now())`,
         // Added with the unsharded step of a drain (catalogs installed before it get the column here).
         `alter table ${s}.move add column if not exists unsharded jsonb`,
+        // Added with the guarded save (see MoveStore).
+        `alter table ${s}.move add column if not exists revision bigint not null default 0`,
+        `alter table ${s}.move add column if not exists writer text`,
+        `alter table ${s}.move add column if not exists writer_seq bigint not null default 0`,
         // At most one open move: the database refuses a second even if two operators raced past the lock.
         `create unique index if not exists move_one_open on ${s}.move ((true)) where status = 'open'`,
         `create table if not exists ${s}.sharded_table (name text primary key, key_column text not null)`,
@@ -92,7 +108,7 @@ export class MoveStore {
     const s = this.#schema;
     const { rows } = await this.#pool.query<{ ok: boolean }>(
       `select to_regclass($1) is not null and to_regclass($2) is not null
-          and exists (select 1 from pg_attribute where attrelid = to_regclass($3) and attname = 'unsharded' and not attisdropped) as ok`,
+          and (select count(*) from pg_attribute where attrelid = to_regclass($3) and attname in ('unsharded', 'revision', 'writer', 'writer_seq') and not attisdropped) = 4 as ok`,
       [`${s}.sharded_table`, `${s}.move_one_open`, `${s}.move`],
     );
     return rows[0]?.ok === true;
@@ -114,22 +130,33 @@ export class MoveStore {
   /** Stores a new open move; fails with PostgreSQL's 23505 when another move is open. */
   async create(kind: MoveKind, tables: readonly ShardedTableSpec[], batches: readonly MoveBatch[], removeShard?: string, unsharded?: UnshardedStep): Promise<MoveRecord> {
     const { rows } = await this.#pool.query<MoveRow>(
-      `insert into ${this.#schema}.move (kind, status, tables, batches, remove_shard, unsharded) values ($1, 'open', $2, $3, $4, $5) returning *`,
-      [kind, JSON.stringify(tables), JSON.stringify(batches), removeShard ?? null, unsharded === undefined ? null : JSON.stringify(unsharded)],
+      `insert into ${this.#schema}.move (kind, status, tables, batches, remove_shard, unsharded, writer) values ($1, 'open', $2, $3, $4, $5, $6) returning *`,
+      [kind, JSON.stringify(tables), JSON.stringify(batches), removeShard ?? null, unsharded === undefined ? null : JSON.stringify(unsharded), this.#writer],
     );
     return toRecord(rows[0]!);
   }
 
-  /** Saves a move's status, batches and error. */
+  /**
+   * Saves a move's status, batches and error, over the revision `move` was read or last saved at,
+   * or over an earlier save of this store (one whose answer never came may have committed; a later
+   * one is never overwritten by it). Fails with `E_MOVE_FAILED` (`context.reason`
+   * `record-changed`) when another command saved it since.
+   */
   async save(move: MoveRecord): Promise<void> {
     move.updatedAt = new Date();
-    await this.#pool.query(`update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now() where id = $1`, [
-      move.id,
-      move.status,
-      JSON.stringify(move.batches),
-      move.error,
-      move.unsharded === undefined ? null : JSON.stringify(move.unsharded),
-    ]);
+    const seq = ++this.#saves;
+    const { rows } = await this.#pool.query<{ revision: string }>(
+      `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
+         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`,
+      [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq],
+    );
+    if (rows[0] === undefined) {
+      throw new MoveFailedError(
+        `Move ${move.id} was saved by another command since this one read it (another mover or abort acts on it, or a save of an earlier command committed late): this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`,
+        { moveId: move.id, reason: 'record-changed' },
+      );
+    }
+    move.revision = Number(rows[0].revision);
   }
 
   /** The open move, if any. */
@@ -163,6 +190,7 @@ function toRecord(row: MoveRow): MoveRecord {
     error: row.error,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
+    revision: Number(row.revision),
   };
 }
 
