@@ -120,7 +120,9 @@ async function settleForAbort(scope: StepScope): Promise<void> {
   const latest = await ctx.topology();
   const state = await claimState(ctx, claimOf(scope), latest);
   if (state === 'published') return enterPublished(scope);
-  if (state === 'open' && step.publishPending !== undefined) {
+  // A publish is sent only after the source's switch, and only a rollback (after settling) or the
+  // clean-up lowers a switched fence: a pending mark on a source not switched is stale, none can be out.
+  if (state === 'open' && step.publishPending !== undefined && (await sourceSwitched(scope))) {
     ctx.checkLock();
     if ((await publishClaim(ctx, step, claimOf(scope), latest.withUnshardedShard(step.target, step.version), subjectOf(scope))) === 'published') return enterPublished(scope);
   }
@@ -198,6 +200,11 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
   const version = step.version!;
   if (await settled(scope, await ctx.topology())) return 'published';
   if (!(await sourceSwitched(scope))) {
+    if (step.publishPending !== undefined) {
+      // Stale (see settleForAbort): no publish is sent before the switch.
+      delete step.publishPending;
+      await ctx.store.save(ctx.move);
+    }
     try {
       await source.query(`do $switch$ declare n integer; begin
         update kysely_scale.unsharded_fence set fenced_until = 'infinity' where move_id = ${Number(ctx.move.id)} and next_version = ${Number(version)} and fenced_until > clock_timestamp();
@@ -206,8 +213,7 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
         update kysely_scale.shard_guard set required_version = greatest(required_version, ${Number(version)}), updated_at = now();
       end $switch$`);
     } catch (error) {
-      // A publish of the version may be outstanding: the target's copies stay (settle it first).
-      if ((error as { code?: unknown }).code !== 'KS003' || step.publishPending !== undefined) throw error;
+      if ((error as { code?: unknown }).code !== 'KS003') throw error;
       // Writes may have gone through since the fence ran out: copy again under a new fence.
       await lowerFence(scope, false);
       await clearTarget(scope);
@@ -235,6 +241,7 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
   const earlier = step.publishPending !== undefined;
   step.publishPending = version;
   await ctx.store.save(ctx.move);
+  ctx.checkLock(); // the lock may have gone during the save: another operator may be settling this step now
   const outcome = await publishClaim(ctx, step, claimOf(scope), latest.withUnshardedShard(step.target, version), subjectOf(scope), earlier).catch(async (error: unknown) => {
     if (step.publishPending === undefined) await ctx.store.save(ctx.move).catch(() => undefined); // certainly not committed: abort may roll back
     throw error;
