@@ -7,8 +7,9 @@
  * AFTER ROW triggers, foreign key checks), a delete of a key with millions of rows, or waiting for
  * a lock. `pg_stat_activity` on the session's backend (its pid as the server tells it,
  * `pg_backend_pid()`, not the pid a pooler may hand out) tells them apart:
- * - no connection or no answer in time: the shard is silent (frozen, cut off); when the kept
- *   connection got no answer, a new one is asked first (the kept one may have gone stale);
+ * - no connection or no answer in time: the shard is silent (frozen, cut off); a kept connection
+ *   is asked for the whole time, and from half of it a new connection too (the kept one may have
+ *   gone stale): the first answer counts;
  * - an error from the server instead (too many connections, a role's connection limit, a password
  *   changed, starting up): the server is alive but cannot be asked: ask again later;
  * - no such backend, or idle (or waiting to read, with `track_activities` off) while the mover
@@ -76,6 +77,18 @@ export const PROBE_APPLICATION_NAME = 'kysely-scale mover probe';
 
 const CLOSE_MILLIS = 1000;
 
+/** One probe connection asking: its client (destroyed to abandon it) and what it found (rejects with what failed). */
+interface Attempt {
+  readonly client: Client | undefined;
+  readonly result: Promise<{ readonly client: Client; readonly finding: BackendFinding }>;
+}
+
+/** How a probe ended: its finding, and the connection that answered (none when none did). */
+interface Answer {
+  readonly client?: Client;
+  readonly finding: BackendFinding;
+}
+
 /** A prober connecting with `config()`, timed on `clock`. */
 export function backendProber(config: () => ClientConfig, clock: Clock): BackendProber {
   let kept: Promise<Client> | undefined;
@@ -89,10 +102,13 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
     }
     destroySocket(client);
   };
-  const open = (): Promise<Client> => {
-    if (kept !== undefined) return kept;
-    const client = new Client({ ...config(), application_name: PROBE_APPLICATION_NAME, keepAlive: true });
+  const keep = (client: Client, connecting: Promise<Client>): void => {
     current = client;
+    kept = connecting;
+  };
+  /** A new connection (kept only once {@link keep} is called with it). */
+  const connect = (): { client: Client; connecting: Promise<Client> } => {
+    const client = new Client({ ...config(), application_name: PROBE_APPLICATION_NAME, keepAlive: true });
     client.on('error', () => undefined);
     client.once('end', () => {
       if (current === client) {
@@ -107,53 +123,97 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
         throw error;
       },
     );
-    kept = connecting;
-    return connecting;
+    return { client, connecting };
   };
-  /** Asks on the kept connection (or a new one) until `end`: its client (when one was connected) and the finding; throws what failed. */
-  const attempt = async (request: ProbeRequest, end: number): Promise<{ client: Client; finding: BackendFinding }> => {
-    if (closed) throw new Error('the session is closed');
-    const connecting = open();
-    const client = current;
+  /** Asks until `end` on the kept connection (one is opened and kept if there is none), or on a new one when `fresh`. */
+  const attempt = (request: ProbeRequest, end: number, fresh: boolean): Attempt => {
+    if (closed) return { client: undefined, result: Promise.reject(new Error('the session is closed')) };
+    let client: Client;
+    let connecting: Promise<Client>;
+    if (!fresh && kept !== undefined && current !== undefined) ({ client, connecting } = { client: current, connecting: kept });
+    else {
+      ({ client, connecting } = connect());
+      if (!fresh) keep(client, connecting);
+    }
     const timely = <T>(promise: Promise<T>, what: string): Promise<T> =>
       withDeadline(promise, Math.max(1, Math.ceil(end - clock.monotonicNow())), what, { clock, onLate: () => drop(client) });
-    const connected = await timely(connecting, 'the login');
-    try {
-      return { client: connected, finding: await timely(ask(connected, request), 'the question') };
-    } catch (error) {
-      drop(connected);
-      throw error;
-    }
+    const asking = async (): Promise<{ client: Client; finding: BackendFinding }> => {
+      const connected = await timely(connecting, 'the login');
+      try {
+        return { client: connected, finding: await timely(ask(connected, request), 'the question') };
+      } catch (error) {
+        drop(connected);
+        throw error;
+      }
+    };
+    return { client, result: asking() };
   };
+  /**
+   * A connection kept from an earlier probe asks for the whole probe time (a live but overloaded
+   * server may answer it late); from half of it (or once it failed) a new connection asks as well,
+   * in case the kept one went stale (a NAT or firewall forgot it). The first answer counts and the
+   * other connection is dropped; the new one, when it answered, is kept instead.
+   */
+  const race = (request: ProbeRequest, started: number, end: number): Promise<Answer> =>
+    new Promise<Answer>((resolve) => {
+      const millis = request.deadlineMillis;
+      const first = attempt(request, end, false);
+      let second: Attempt | undefined;
+      let keptFailed: BackendFinding | undefined;
+      let newFailed: BackendFinding | undefined;
+      let done = false;
+      const settle = (winner: Attempt, answer: Answer): void => {
+        if (done) return;
+        done = true;
+        cancel();
+        if (winner === first) drop(second?.client);
+        else {
+          drop(first.client);
+          keep(answer.client!, Promise.resolve(answer.client!));
+        }
+        resolve(answer);
+      };
+      const bothFailed = (): void => {
+        if (done || keptFailed === undefined || newFailed === undefined) return;
+        done = true;
+        resolve({ finding: afterKept(newFailed, keptFailed) });
+      };
+      const half = Math.round(millis / 2);
+      /** `budget`: the new connection's time as messages name it (the half, or what the kept one's failure left). */
+      const askNew = (budget: number): void => {
+        if (done || second !== undefined) return;
+        cancel();
+        const attempting = attempt(request, end, true);
+        second = attempting;
+        attempting.result.then(
+          (answer) => settle(attempting, answer),
+          (error: unknown) => {
+            newFailed = failure(error, budget);
+            bothFailed();
+          },
+        );
+      };
+      const cancel = clock.setTimeout(() => askNew(millis - half), Math.max(1, started + half - clock.monotonicNow()));
+      first.result.then(
+        (answer) => settle(first, answer),
+        (error: unknown) => {
+          keptFailed = failure(error, millis);
+          askNew(Math.max(1, Math.round(end - clock.monotonicNow())));
+          bothFailed();
+        },
+      );
+    });
   return {
     async probe(request, decide) {
       const started = clock.monotonicNow();
       const end = started + request.deadlineMillis;
-      let finding: BackendFinding;
-      let probe: Client | undefined;
-      // A connection kept from an earlier probe gets half the time (an open connection to a live
-      // server answers in milliseconds); no answer (it went stale: a NAT or firewall forgot it),
-      // it is dropped and a new connection asks within the rest, before the shard is called silent.
-      const reused = kept !== undefined && !closed;
-      const half = Math.round(request.deadlineMillis / 2);
-      try {
-        ({ client: probe, finding } = await attempt(request, reused ? started + half : end));
-      } catch (error) {
-        const first = failure(error, reused ? half : request.deadlineMillis);
-        if (!reused) finding = first;
-        else {
-          try {
-            ({ client: probe, finding } = await attempt(request, end));
-          } catch (again) {
-            finding = failure(again, request.deadlineMillis - half);
-          }
-          finding = afterKept(finding, first);
-        }
-      }
+      let answer: Answer;
+      if (kept !== undefined && !closed) answer = await race(request, started, end);
+      else answer = await attempt(request, end, false).result.catch((error: unknown) => ({ finding: failure(error, request.deadlineMillis) }));
+      const { client: probe, finding } = answer;
       if (decide(finding) && probe !== undefined && finding.kind !== 'unreachable' && finding.kind !== 'refused') {
         const terminating = probe.query('select pg_terminate_backend($1)', [request.pid]);
-        const late = probe;
-        await withDeadline(terminating, Math.max(1, Math.ceil(end - clock.monotonicNow())), 'the termination', { clock, onLate: () => drop(late) }).catch(() => undefined);
+        await withDeadline(terminating, Math.max(1, Math.ceil(end - clock.monotonicNow())), 'the termination', { clock, onLate: () => drop(probe) }).catch(() => undefined);
       }
       if (closed) this.close();
     },

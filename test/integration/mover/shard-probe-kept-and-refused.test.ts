@@ -90,9 +90,9 @@ test('the whole server frozen while a probe connection is kept: silent, and the 
   }
   expect(result.error).toBeInstanceOf(ShardSilentError);
   expect(result.error!.message).toMatch(
-    /^Shard "s" did not answer a statement \("select \?"\) within 1000 ms \(statementTimeoutMillis, --statement-timeout-ms\), and its kept probe connection got no answer \(no answer to the question in 500 ms\); a new connection to it failed too \(no answer to the login in 500 ms\): the shard is frozen, overloaded or unreachable\. /,
+    /^Shard "s" did not answer a statement \("select \?"\) within 1000 ms \(statementTimeoutMillis, --statement-timeout-ms\), and its kept probe connection got no answer \(no answer to the question in 1000 ms\); a new connection to it failed too \(no answer to the login in 500 ms\): the shard is frozen, overloaded or unreachable\. /,
   );
-  // The deadline and one probe's time, the kept connection's half and the new one's half of it.
+  // The deadline and one probe's time: the kept connection asks for all of it, a new one from its half.
   expect(result.ms).toBeGreaterThanOrEqual(2000 - 50);
   expect(result.ms).toBeLessThan(3500);
 });
