@@ -20,10 +20,12 @@
  * A move's plan reads while the app runs, so it is paced like the move's scans: one statement per
  * range of at most {@link RANGE_PAGES} pages (a counted table is read in such ranges too), each
  * followed by the move's nice-ratio pause: read in one statement, up to 2,000 pages of each table
- * on each source and target were one burst of shard work, unpaced, while the app writes.
+ * on each source and target were one burst of shard work, unpaced, while the app writes. No lock
+ * is held between its ranges, so each table is followed by its oid: renamed meanwhile, it is read
+ * under its new name; dropped, it counts no row.
  */
 import type { QueryResult, QueryResultRow } from 'pg';
-import { quoteTable } from './shard-guard-sql';
+import { quoteLiteral, quoteTable } from './shard-guard-sql';
 import { yieldAfter, type ScanPace } from './scan-pacer';
 
 /** About how many pages a plan's estimate reads per table (16 MB of 8 kB pages); a smaller table is counted. */
@@ -120,7 +122,7 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
     const allotted = (leaf: SizedLeaf): number => (all <= budget.pages ? leaf.pages : Math.max(1, Math.round((budget.pages * leaf.pages) / all)));
     const runs = Math.max(1, Math.min(SAMPLE_RANGES, Math.floor(MAX_BRANCHES / Math.max(1, sampled.length))));
     const plans = sampled.map((leaf) => samplePlan(leaf, allotted(leaf), budget.pace === undefined ? undefined : RANGE_PAGES, runs));
-    let found: number[];
+    let found: (number | null)[];
     if (budget.pace === undefined) {
       found = await sampledRows(client, plans);
       await client.query('commit');
@@ -129,11 +131,12 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
       // would queue the app's writes behind it): the sizes' transaction ends here and each range
       // is read in a transaction of its own, under the same lock timeout.
       await client.query('commit');
-      found = await pacedRows(client, plans, budget.pace, setup);
+      found = await pacedRows(client, sampled, plans, budget.pace, setup);
     }
     // A sample that found no row of a table the statistics say has some (its live rows all in pages
-    // between the ranges read: a large delete that left a cluster) takes the statistics' live count.
-    const rows = sampled.reduce((n, leaf, i) => n + (found[i] === 0 && plans[i]!.scale > 1 ? leaf.live : found[i]! * plans[i]!.scale), 0);
+    // between the ranges read: a large delete that left a cluster) takes the statistics' live count;
+    // a table dropped while it was read (null) counts none: its rows are gone.
+    const rows = sampled.reduce((n, leaf, i) => n + (found[i] === null ? 0 : found[i] === 0 && plans[i]!.scale > 1 ? leaf.live : found[i]! * plans[i]!.scale), 0);
     const unsampled = leaves.filter((leaf) => leaf.pages === null).reduce((n, leaf) => n + leaf.reltuples, 0);
     return Math.round(rows + unsampled);
   } catch (error) {
@@ -152,7 +155,7 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
  */
 function leavesSql(tablesSql: string): string {
   return `with leaves as (
-      select c.oid, c.oid::regclass::text as name, (${STATISTICS_ROWS_SQL})::float8 as reltuples, pg_stat_get_live_tuples(c.oid)::float8 as live,
+      select c.oid, c.oid::int8::float8 as relid, c.oid::regclass::text as name, (${STATISTICS_ROWS_SQL})::float8 as reltuples, pg_stat_get_live_tuples(c.oid)::float8 as live,
              current_setting('server_version_num')::int >= 140000 and a.amname = 'heap' as ranged,
              row_number() over (order by greatest(c.relpages, (pg_stat_get_live_tuples(c.oid) + pg_stat_get_dead_tuples(c.oid)) / ${ROWS_PER_PAGE_GUESS}) desc, c.oid) as rank,
              exists (select 1 from pg_locks l where l.locktype = 'relation' and l.relation = c.oid and l.mode = 'AccessExclusiveLock'
@@ -160,7 +163,7 @@ function leavesSql(tablesSql: string): string {
         from (${tablesSql}) tables join pg_class c on c.oid = tables.oid left join pg_am a on a.oid = c.relam
        where c.relkind = 'r'
     )
-    select name, reltuples, live, ranged,
+    select relid, name, reltuples, live, ranged,
            case when rank <= ${MAX_SAMPLED_TABLES} and not locked then (pg_relation_size(oid) / current_setting('block_size')::int)::float8 end as pages
       from leaves order by rank`;
 }
@@ -172,6 +175,8 @@ function lastResult<R extends QueryResultRow>(result: QueryResult<R> | QueryResu
 
 /** A leaf table (a table with its own pages): its quoted name, its size (null: not sampled), whether it can be read by TID ranges, its statistics. */
 interface Leaf {
+  /** Its oid: what names it once no lock keeps its name (a paced estimate's ranges). */
+  readonly relid: number;
   readonly name: string;
   readonly pages: number | null;
   readonly ranged: boolean;
@@ -235,30 +240,72 @@ async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]
   return found;
 }
 
-/** The same as {@link sampledRows}, one range per transaction (`setup`, the count, commit: one round trip), each followed by `pace`'s pause for the time it took. */
-async function pacedRows(client: EstimateQueries, plans: readonly SamplePlan[], pace: ScanPace, setup: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const plan of plans) {
-    let rows = 0;
+/**
+ * The same as {@link sampledRows}, one range per transaction (`setup`, the count, commit: one round
+ * trip), each followed by `pace`'s pause for the time it took; null for a leaf dropped meanwhile.
+ * No lock is held between ranges, so a leaf is followed by its oid: each range checks that the
+ * name still names it (renamed, it is read under its new name; a new table that took its name is
+ * not counted).
+ */
+async function pacedRows(client: EstimateQueries, leaves: readonly SizedLeaf[], plans: readonly SamplePlan[], pace: ScanPace, setup: string): Promise<(number | null)[]> {
+  const found: (number | null)[] = [];
+  for (const [index, plan] of plans.entries()) {
+    const leaf = { relid: leaves[index]!.relid, name: leaves[index]!.name };
+    let rows: number | null = 0;
     for (const from of plan.sources) {
       const started = pace.clock.monotonicNow();
-      const results = await client.query<{ n: number }>(`${setup}; select count(*)::float8 as n from ${from}; commit`);
-      const counted = Array.isArray(results) ? (results as QueryResult<{ n: number }>[]).at(-2)!.rows : results.rows;
-      rows += counted[0]?.n ?? 0;
+      const counted = await rangeRows(client, leaf, from.slice(`only ${leaves[index]!.name}`.length), setup);
       await yieldAfter(pace.clock.monotonicNow() - started, pace);
+      if (counted === null) {
+        rows = null;
+        break;
+      }
+      rows += counted;
     }
     found.push(rows);
   }
   return found;
 }
 
+/** Most times one range is asked again after its leaf was renamed (then the statistics stand in). */
+const RENAMED_TRIES = 3;
+
+/**
+ * Live rows of `leaf` in the range `rest` (`where …`, after `only <name>`), null when the leaf was
+ * dropped. The count and the check that its name names the leaf (`relid`) are one statement: the
+ * count's lock keeps the name from changing between them. A name that no longer names it (42P01,
+ * or another table took it) is looked up again by its oid.
+ */
+async function rangeRows(client: EstimateQueries, leaf: { readonly relid: number; name: string }, rest: string, setup: string): Promise<number | null> {
+  let missing: unknown;
+  for (let tries = 0; tries < RENAMED_TRIES; tries++) {
+    try {
+      const sql = `${setup}; select count(*)::float8 as n, ${quoteLiteral(leaf.name)}::regclass::oid = ${leaf.relid}::oid as same from only ${leaf.name}${rest}; commit`;
+      const results = await client.query<{ n: number; same: boolean }>(sql);
+      const row = (Array.isArray(results) ? (results as QueryResult<{ n: number; same: boolean }>[]).at(-2)! : results).rows[0];
+      if (row?.same === true) return row.n;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== UNDEFINED_TABLE) throw error;
+      missing = error;
+      await client.query('rollback');
+    }
+    const { rows } = await client.query<{ name: string }>('select oid::regclass::text as name from pg_class where oid = $1', [leaf.relid]);
+    if (rows[0] === undefined) return null;
+    leaf.name = rows[0].name;
+  }
+  throw missing ?? Object.assign(new Error(`the table ${leaf.name} was renamed ${RENAMED_TRIES} times while its rows were estimated`), { code: UNDEFINED_TABLE });
+}
+
+const UNDEFINED_TABLE = '42P01';
+
 /**
  * The tables cannot be read now, so the statistics stand in: a lock held past the lock timeout
  * (55P03), a table the role may not read (42501), a statement past the session's
  * `statement_timeout` (57014: the server is too busy for a sample now), a server short of lock
- * memory (53200) or of stack for the statement (54001).
+ * memory (53200) or of stack for the statement (54001), a table renamed again at every range it
+ * was read (42P01: the ranges of a paced estimate hold no lock between them).
  */
-const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014', '53200', '54001']);
+const UNREADABLE_NOW: ReadonlySet<unknown> = new Set(['55P03', '42501', '57014', '53200', '54001', UNDEFINED_TABLE]);
 
 /** `reltuples` of the tables (taking no lock), when one is locked. */
 async function statisticsOnly(client: EstimateQueries, tablesSql: string, values: unknown[]): Promise<number> {
