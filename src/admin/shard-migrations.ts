@@ -2,16 +2,22 @@
  * Kysely migrations on every shard: Kysely's own `Migrator` runs on each shard's primary in turn,
  * each shard keeping its own migration table, so a shard is migrated exactly as a single database
  * would be. The run stops at the first shard that fails and reports where every shard stands.
+ * Every statement on a shard runs under the mover's client-side deadline (`mover/shard-deadlines.ts`):
+ * a shard that stops answering (frozen, a dropped path) fails the shard instead of holding the run.
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, sql, type MigrationProvider, type MigrationResult, type MigratorProps, type NoMigrations } from 'kysely';
-import { Pool } from 'pg';
+import { Pool, type Client, type ClientBase } from 'pg';
 import { SLOT_FUNCTIONS_SQL } from '../cluster/slot-function-sql';
 import type { Topology } from '../cluster/topology';
 import { ConfigError } from '../kernel/errors';
-import { redactUrl } from '../kernel/redact';
-import { isServerFailure, nameServer } from './server-client';
+import { DeadlineError, withDeadline } from '../kernel/deadline';
+import { redactText, redactUrl } from '../kernel/redact';
+import { destroySocket, isServerFailure, nameServer } from './server-client';
+import { ShardLockError, ShardSilentError } from './mover/mover-errors';
+import { learnBackendPid, registerShardSession, SHARD_DEADLINE_DEFAULTS } from './mover/shard-deadlines';
+import { withOwnLockTimeout } from './mover/shard-queries';
 
 /** A shard to migrate: its id and its primary's URL. */
 export interface ShardTarget {
@@ -36,12 +42,26 @@ export interface MigrateShardsOptions extends MigrationTableOptions, Pick<Migrat
   installSlotFunctions?: boolean;
   /** Wait for a connection to a shard. @default 10000 */
   connectionTimeoutMillis?: number;
+  /**
+   * A statement without an answer for this long has its shard probed from another connection
+   * (`pg_stat_activity`, as the slot mover does): a backend at work is let finish however long it
+   * takes (a `CREATE INDEX` on a big table); a shard that does not answer the probe either
+   * (frozen, overloaded, unreachable) or whose backend is idle or gone (the path to it dropped)
+   * fails the shard with `ShardSilentError` (`E_MOVE_FAILED`), its connection dropped, so its
+   * migrations of the run roll back. A statement waiting for a lock longer than the mover's lock
+   * bound (5 s) fails it with `ShardLockError` naming who keeps the lock, so a migration's
+   * `ALTER TABLE` does not queue the app's statements behind a long transaction; the wait for
+   * Kysely's own migration lock (another `migrate` running) is left to Kysely's `lock_timeout`.
+   * No server-side `statement_timeout` is set. CLI: `--statement-timeout-ms`.
+   * @default 30000 (the mover's `statementTimeoutMillis`)
+   */
+  statementTimeoutMillis?: number;
   /** Called after each shard, e.g. to print progress. */
   onShard?: (result: ShardMigrationResult) => void;
 }
 
 /** Defaults of {@link MigrateShardsOptions}. */
-export const MIGRATE_SHARDS_DEFAULTS = Object.freeze({ installSlotFunctions: true, connectionTimeoutMillis: 10_000 });
+export const MIGRATE_SHARDS_DEFAULTS = Object.freeze({ installSlotFunctions: true, connectionTimeoutMillis: 10_000, statementTimeoutMillis: SHARD_DEADLINE_DEFAULTS.statementTimeoutMillis });
 
 /** What happened on one shard. */
 export interface ShardMigrationResult {
@@ -52,7 +72,11 @@ export interface ShardMigrationResult {
   readonly status: 'migrated' | 'failed' | 'skipped';
   /** Kysely's result of each migration the run meant to execute on this shard (absent when skipped or when it failed before planning). */
   readonly results?: readonly MigrationResult[];
-  /** Why this shard failed. Kysely's and pg's errors as they are (SQLSTATE fields kept); a server that cannot be reached is named in the message. */
+  /**
+   * Why this shard failed. Kysely's and pg's errors as they are (SQLSTATE fields kept); a server that
+   * cannot be reached is named in the message; a shard that stopped answering a statement, or a
+   * lock waited for too long: `ShardSilentError` / `ShardLockError` (`E_MOVE_FAILED`, `context.shard`).
+   */
   readonly error?: unknown;
   /** The last migration executed on the shard after the run; null for none; undefined when it could not be read. */
   readonly current: string | null | undefined;
@@ -85,6 +109,10 @@ function validate(options: MigrateShardsOptions): { targets: readonly ShardTarge
   }
   if (new Set(targets.map((t) => t.id)).size !== targets.length) throw new ConfigError('shards', 'lists a shard id twice');
   if ((options.provider === undefined) === (options.migrationFolder === undefined)) throw new ConfigError('provider', 'give either `provider` or `migrationFolder`');
+  for (const name of ['connectionTimeoutMillis', 'statementTimeoutMillis'] as const) {
+    const value = options[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) throw new ConfigError(name, 'must be a whole number of milliseconds ≥ 1');
+  }
   const provider = options.provider ?? new FileMigrationProvider({ fs, path, migrationFolder: path.resolve(options.migrationFolder!) });
   return { targets, provider };
 }
@@ -139,14 +167,16 @@ export async function migrateShards(options: MigrateShardsOptions): Promise<Shar
 }
 
 async function migrateOne(target: ShardTarget, provider: MigrationProvider, options: MigrateShardsOptions, skip: boolean): Promise<ShardMigrationResult> {
+  const connectMillis = options.connectionTimeoutMillis ?? MIGRATE_SHARDS_DEFAULTS.connectionTimeoutMillis;
+  const sessions = deadlineSessions(target, options.statementTimeoutMillis ?? MIGRATE_SHARDS_DEFAULTS.statementTimeoutMillis, connectMillis);
   const pool = new Pool({
     connectionString: target.url,
     max: 2,
-    connectionTimeoutMillis: options.connectionTimeoutMillis ?? MIGRATE_SHARDS_DEFAULTS.connectionTimeoutMillis,
+    connectionTimeoutMillis: connectMillis,
     application_name: 'kysely-scale migrate',
+    onConnect: sessions.onConnect,
   });
   pool.on('error', () => undefined); // an idle connection that drops is replaced on the next checkout
-  pool.on('connect', (client) => client.on('error', () => undefined)); // a checked-out one's statement fails with the error
   // Migrator takes a Kysely of any schema.
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
   const migrator = new Migrator({
@@ -159,7 +189,8 @@ async function migrateOne(target: ShardTarget, provider: MigrationProvider, opti
     ...(options.disableTransactions === undefined ? {} : { disableTransactions: options.disableTransactions }),
   });
   const base = { shardId: target.id, server: redactUrl(target.url) };
-  const named = (error: unknown): unknown => (isServerFailure(error) ? nameServer(error, `${target.id} primary`, target.url) : error);
+  // A statement that failed its deadline is why the shard failed, not what failed after (the rollback, the lock's release on the dropped connection).
+  const named = (error: unknown): unknown => sessions.failure() ?? (isServerFailure(error) || error instanceof DeadlineError ? nameServer(error, `${target.id} primary`, target.url) : error);
   // Where the shard stands, read after the run (a failed run rolls back); undefined if that fails too.
   const readStanding = (): Promise<{ current: string | null | undefined; pending: string[] }> =>
     standing(migrator).catch(() => ({ current: undefined, pending: [] }));
@@ -182,6 +213,80 @@ async function migrateOne(target: ShardTarget, provider: MigrationProvider, opti
       ...after,
     });
   } finally {
-    await db.destroy().catch(() => undefined);
+    // A goodbye a frozen server never takes: past the deadline the sockets go (the server ends the backends either way).
+    await withDeadline(db.destroy(), CLOSE_MILLIS, 'closing the migration connections', { onLate: sessions.destroyAll }).catch(() => undefined);
   }
+}
+
+/** How long closing a shard's connections may take before their sockets are dropped. */
+const CLOSE_MILLIS = 1000;
+
+/** Kysely's migration lock statement (`PostgresAdapter.acquireMigrationLock`): it bounds its own lock wait with `set_config('lock_timeout', …)`. */
+const OWN_LOCK_TIMEOUT = /set_config\('lock_timeout',\s*'(\d+)'/;
+
+/** Kysely's statements after a failure that a connection dropped for a deadline has done by going: its rollback, its migration lock's release. */
+const GONE_WITH_THE_SESSION = /^\s*rollback\s*$|pg_advisory_unlock\(/i;
+
+/**
+ * The deadlines of a shard's migration connections: each pooled connection, before Kysely gets it,
+ * is registered as a shard session of the mover's (`shard-deadlines.ts`: every statement under
+ * `statementTimeoutMillis`, probed when late) and its backend pid learnt (what the probe asks about).
+ * None of the mover's session settings (`kysely_scale.bypass`) apply. `failure()` is the first
+ * deadline error, its message worded for migrations.
+ */
+function deadlineSessions(target: ShardTarget, statementTimeoutMillis: number, connectMillis: number) {
+  const clients = new Set<Client>();
+  let failure: ShardSilentError | ShardLockError | undefined;
+  const record = (error: unknown): void => {
+    if (failure === undefined && (error instanceof ShardSilentError || error instanceof ShardLockError)) failure = forMigrations(error, target.url);
+  };
+  const onConnect = async (pooled: ClientBase): Promise<void> => {
+    const client = pooled as unknown as Client;
+    client.on('error', () => undefined); // a checked-out one's statement fails with the error
+    clients.add(client);
+    const ended = new Promise<void>((resolve) => client.once('end', resolve)).then(() => void clients.delete(client));
+    registerShardSession(client, { shard: target.id, url: target.url, deadlines: { statementTimeoutMillis } });
+    const guarded = client.query.bind(client) as (...args: unknown[]) => unknown;
+    let dropped = false;
+    (client as unknown as { query: typeof guarded }).query = (...args) => {
+      const first = args[0] as { text?: unknown } | string | null | undefined;
+      const text = typeof first === 'string' ? first : typeof first?.text === 'string' ? first.text : '';
+      // Dropped for a deadline, the connection's transaction can only roll back and its session lock goes with it: Kysely's
+      // rollback and release of its migration lock are answered so, and Kysely reports its results (the migration that failed).
+      // Answered once the client saw its socket close, so the pool does not take it back.
+      if (dropped && GONE_WITH_THE_SESSION.test(text)) return withDeadline(ended, CLOSE_MILLIS, 'the dropped connection').catch(() => undefined).then(() => ({ command: '', rowCount: 0, oid: 0, rows: [], fields: [] }));
+      const own = OWN_LOCK_TIMEOUT.exec(text);
+      // Kysely's wait for its migration lock (another migrate at work) is Kysely's to end, at its own lock_timeout (0: none).
+      const pending = own === null ? guarded(...args) : withOwnLockTimeout(Number(own[1]) || Number.MAX_SAFE_INTEGER, () => guarded(...args));
+      if (pending instanceof Promise) {
+        pending.catch((error: unknown) => {
+          if (error instanceof ShardSilentError || error instanceof ShardLockError) dropped = true;
+          record(error);
+        });
+      }
+      return pending;
+    };
+    await learnBackendPid(client, connectMillis);
+  };
+  return {
+    onConnect,
+    failure: () => failure,
+    destroyAll: () => {
+      for (const client of clients) destroySocket(client);
+    },
+  };
+}
+
+/** `error` (the mover's wording: resume, abort) as a migration's. */
+function forMigrations<E extends ShardSilentError | ShardLockError>(error: E, url: string): E {
+  error.message = redactText(
+    error.message
+      .replace('The mover dropped its session and stopped. Resume once the shard answers (or abort).', 'The migration connection was dropped, so the shard\'s migrations of this run rolled back (unless run without transactions): run migrate again once the shard answers.')
+      .replace(
+        /The mover waits at most (\d+) ms for a lock: it dropped its session and stopped\. End those transactions \(or let them finish\), then resume \(or abort\)\./,
+        'A migration waits at most $1 ms for a lock (the app\'s statements queue behind it): the migration connection was dropped, so the shard\'s migrations of this run rolled back. End those transactions (or let them finish), then run migrate again.',
+      ),
+    [url],
+  );
+  return error;
 }

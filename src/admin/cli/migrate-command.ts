@@ -1,10 +1,10 @@
 import { readdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { migrateCatalogShards, parseShardArgument } from '../admin-commands';
-import { migrateShards, type ShardMigrationResult, type ShardMigrationResultSet } from '../shard-migrations';
+import { migrateShards, MIGRATE_SHARDS_DEFAULTS, type ShardMigrationResult, type ShardMigrationResultSet } from '../shard-migrations';
 import { migrationTableFlags, MIGRATION_TABLE_OPTIONS, MIGRATION_TABLE_USAGE } from './migration-flags';
 import { redactText } from '../../kernel/redact';
-import { CliUsageError, plural, stringFlag, stringsFlag, type CliCommand } from './cli-command';
+import { CliUsageError, integerFlag, plural, stringFlag, stringsFlag, type CliCommand } from './cli-command';
 
 /** `migrate`: Kysely migrations on every shard, one shard after another, stopping at the first failure. */
 export const migrateCommand: CliCommand = {
@@ -13,9 +13,10 @@ export const migrateCommand: CliCommand = {
     '--folder <dir>                         migrations (compiled .js; .ts when run under tsx)',
     '--to <name>                            migrate up or down to this migration (default: the latest)',
     '--shard id=primaryUrl                  the shards, in order, instead of --catalog (repeatable)',
+    `--statement-timeout-ms <n>             a statement without an answer this long has its shard probed: silent, the shard fails; at work, it goes on (default ${MIGRATE_SHARDS_DEFAULTS.statementTimeoutMillis})`,
     ...MIGRATION_TABLE_USAGE,
   ],
-  options: { folder: { type: 'string' }, to: { type: 'string' }, shard: { type: 'string', multiple: true }, ...MIGRATION_TABLE_OPTIONS },
+  options: { folder: { type: 'string' }, to: { type: 'string' }, shard: { type: 'string', multiple: true }, 'statement-timeout-ms': { type: 'string' }, ...MIGRATION_TABLE_OPTIONS },
   needsCatalog: false,
   async run(values, context) {
     const folder = stringFlag(values, 'folder');
@@ -30,10 +31,12 @@ export const migrateCommand: CliCommand = {
     if (shards.length > 0 && values.catalog !== undefined) throw new CliUsageError('Give --catalog or --shard, not both.');
     if (shards.length === 0 && context.catalog === undefined) throw new CliUsageError('migrate needs --catalog <url> (or KYSELY_SCALE_CATALOG), or the shards as --shard id=primaryUrl.');
     const to = stringFlag(values, 'to');
+    const statementTimeoutMillis = integerFlag(values, 'statement-timeout-ms', 1);
     const printed = new Set<string>();
     const options = {
       migrationFolder: resolve(folder),
       ...(to === undefined ? {} : { to }),
+      ...(statementTimeoutMillis === undefined ? {} : { statementTimeoutMillis }),
       ...migrationTableFlags(values),
       // Each shard's line is printed once, when the shard is done: on stdout as part of the result
       // in text mode, on stderr as progress with --json (stdout then holds only the JSON).

@@ -43,7 +43,9 @@ export function addShard(options: MoverOptions & { readonly shard: NewShard; rea
     const pending = options.migrations !== undefined && existing === undefined && options.dryRun === true;
     if (options.migrations !== undefined && existing === undefined && !pending) {
       // The new shard is not part of the cluster yet: bringing its schema up is no change to the cluster.
-      const run = await migrateShards({ ...options.migrations, shards: [{ id: options.shard.id, url: options.shard.primary }] });
+      // Under the move's statement deadline, unless the migrations name their own.
+      const statementTimeoutMillis = options.migrations.statementTimeoutMillis ?? options.tuning?.statementTimeoutMillis;
+      const run = await migrateShards({ ...options.migrations, ...(statementTimeoutMillis === undefined ? {} : { statementTimeoutMillis }), shards: [{ id: options.shard.id, url: options.shard.primary }] });
       if (run.error !== undefined) {
         throw new MoveRefusedError('migration-failed', `The migrations failed on the new shard "${options.shard.id}": ${(run.error as Error).message ?? String(run.error)}`, { shardId: options.shard.id });
       }
