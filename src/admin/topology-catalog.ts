@@ -249,10 +249,15 @@ export class TopologyCatalog {
    */
   async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
     const session: CatalogSession = await this.#pool.connect();
-    // Aborted when the lock's connection fails or a statement on it passes its deadline.
-    const { lost } = session;
+    // Aborted when the lock's connection fails or a statement on it passes its deadline, or a heartbeat fails otherwise.
+    const lockLost = new AbortController();
+    const lost = lockLost.signal;
+    const onSessionLost = (): void => lockLost.abort(session.lost.reason);
+    if (session.lost.aborted) onSessionLost();
+    else session.lost.addEventListener('abort', onSessionLost, { once: true });
     let locked = false;
     let broken = true; // until the lock was asked for: a session whose statement failed is not reused
+    let beatPending = false;
     try {
       const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [this.#lockKey]);
       locked = rows[0]?.locked === true;
@@ -270,41 +275,56 @@ export class TopologyCatalog {
           who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
         );
       }
-      const heartbeat = this.#lockHeartbeat(session);
+      const heartbeat = this.#lockHeartbeat(session, lockLost);
       try {
         return await fn(lost);
       } finally {
-        await heartbeat.stop();
+        beatPending = heartbeat.stop();
       }
     } finally {
+      session.lost.removeEventListener('abort', onSessionLost);
       // A lost session's connection was dropped (its server process, and the lock, end with it): nothing more is sent on it.
-      if (locked && !lost.aborted) {
+      // Nor is anything sent behind a heartbeat still unanswered (a silent path would hold the unlock to its deadline):
+      // the session is dropped instead, and its server process ends with the lock.
+      if (locked && !session.lost.aborted && !lockLost.signal.aborted && !beatPending) {
         await session.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
           broken = true; // never hand a session that may still hold the lock back to the pool
         });
       }
-      session.release(broken);
+      session.release(broken || beatPending || lockLost.signal.aborted);
     }
   }
 
-  /** Runs `select 1` on the lock's session every heartbeat interval until stopped or lost (a failed or late one aborts `lost`). */
-  #lockHeartbeat(session: CatalogSession): { stop(): Promise<void> } {
+  /** Runs `select 1` on the lock's session every heartbeat interval until stopped or lost; one that fails or is late aborts `lockLost`. */
+  #lockHeartbeat(session: CatalogSession, lockLost: AbortController): { stop(): boolean } {
     let stopped = false;
-    let beating: Promise<unknown> = Promise.resolve();
+    let beating = false;
     let cancel = (): void => undefined;
     const schedule = (): void => {
       if (stopped) return;
       cancel = this.#clock.setTimeout(() => {
-        if (stopped || session.lost.aborted) return;
-        beating = session.query('select 1').then(schedule, () => undefined); // the session aborted `lost` already
+        if (stopped || lockLost.signal.aborted) return;
+        // Any failure, a server error on a session still open (a cancel) included: the lock can no longer be vouched for.
+        beating = true;
+        session.query('select 1').then(
+          () => {
+            beating = false;
+            schedule();
+          },
+          (error: unknown) => {
+            beating = false;
+            lockLost.abort(error);
+          },
+        );
       }, this.#heartbeatIntervalMillis);
     };
     schedule();
     return {
-      stop: async () => {
+      /** Stops the beats; true when one is still unanswered. */
+      stop: () => {
         stopped = true;
         cancel();
-        await beating; // the unlock goes after it on the same session
+        return beating;
       },
     };
   }

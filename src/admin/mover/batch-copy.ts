@@ -101,6 +101,8 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
       clock: ctx.clock,
       maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
       pace: scope.pace,
+      // A command that took the move over (resume, abort after a lost lock) may be clearing the target: no rows of this copy may land after it.
+      beforeCommit: () => ctx.store.claim(ctx.move),
       onRows: (n) => {
         batch.rowsCopied! += n;
         const now = ctx.clock.monotonicNow();

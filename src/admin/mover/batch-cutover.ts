@@ -163,12 +163,19 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
 export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
   const { ctx, batch } = scope;
   const version = batch.version!;
+  // A guarded save before the publish goes out (sent beside the target's switch: it adds no wait to
+  // the fence): a command that took the move over since (after a lost operator lock) stops this one
+  // before it publishes anything.
+  const claim = ctx.store.claim(ctx.move);
+  claim.catch(() => undefined); // awaited below; a rejection before then is not unhandled
   await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
+  await claim;
   const current = planned?.latest ?? (await ctx.topology());
   if (current.version >= version) return settleTaken(scope, current);
   ctx.checkLock();
   const next = planned?.next ?? current.withSlotsMoved(batch.slots, batch.target, version);
+  await ctx.hook?.(batch, 'publishing');
   if ((await publishClaim(ctx, batch, claimOf(scope), next, subjectOf(scope))) === 'not-published') return settleTaken(scope, await ctx.topology());
   await enterPublished(scope);
   return 'published';

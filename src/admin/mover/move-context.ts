@@ -103,8 +103,8 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   ...SHARD_DEADLINE_DEFAULTS,
 });
 
-/** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`) and when the source switched; during clean-up. */
-export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'cleaning' | UnshardedHookPoint;
+/** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`), when the source switched and just before the publish is sent (`publishing`, after the move's guarded save); during clean-up. */
+export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'publishing' | 'cleaning' | UnshardedHookPoint;
 
 /**
  * Points of a drain's unsharded step (the hook's batch is then a stand-in with index

@@ -44,6 +44,7 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
       await frame.registerGivenTables(); // for later commands: a resume moves the tables its move recorded
       const move = await frame.store.open();
       if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to resume.');
+      await frame.store.claim(move);
       const before = await latestVersion(frame.catalog);
       const earlier = versionsOf(move);
       const ctx = frame.context(move);
@@ -75,6 +76,7 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
     return await withMover(options, async (frame) => {
       const move = await frame.store.open();
       if (move === undefined) throw new MoveRefusedError('not-found', 'No move is open: nothing to abort.');
+      await frame.store.claim(move);
       const before = await latestVersion(frame.catalog);
       const earlier = versionsOf(move);
       const ctx = frame.context(move);

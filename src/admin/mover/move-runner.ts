@@ -11,6 +11,7 @@ import { catchUp, cutover, cutoverState, finishCutover, revertCutover, versionSt
 import { abortBatch, cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
 import { MoveFailedError } from './mover-errors';
+import { isRecordChanged } from './move-store';
 import { abortUnshardedStep, runUnshardedStep } from './unsharded-move';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
@@ -60,7 +61,8 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
     try {
       await observePhase(ctx.move, batch, () => step(scope, entered));
     } catch (error) {
-      if (batch.phase === 'cutover') await backOutOfCutover(scope).catch(() => undefined);
+      // A move another command took over is theirs to settle: nothing more is done to its shards here.
+      if (batch.phase === 'cutover' && !isRecordChanged(error)) await backOutOfCutover(scope).catch(() => undefined);
       throw error;
     }
   }

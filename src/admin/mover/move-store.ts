@@ -38,6 +38,11 @@ export interface StorePool extends StoreQueries {
   connect(): Promise<StoreQueries & { release(destroy?: boolean): void; readonly lost?: AbortSignal }>;
 }
 
+/** Whether `error` is a save refused because another command saved the move since ({@link MoveStore.save}). */
+export function isRecordChanged(error: unknown): boolean {
+  return error instanceof MoveFailedError && error.context.reason === 'record-changed';
+}
+
 /**
  * Reads and writes move records in the catalog's schema. Each save is guarded: it applies only
  * over the revision this store last read or wrote, or over a save of its own (`writer`, one per
@@ -157,6 +162,16 @@ export class MoveStore {
       );
     }
     move.revision = Number(rows[0].revision);
+  }
+
+  /**
+   * Claims `move` for this command before it changes anything on a shard: a guarded save of the
+   * record as read. A command that acts on a move (resume, abort) claims it first, so a mover still
+   * running on a lost operator lock is stopped at its next save (the one before its next publish),
+   * and if that mover saved since the read, this command stops here, having changed nothing.
+   */
+  claim(move: MoveRecord): Promise<void> {
+    return this.save(move);
   }
 
   /** The open move, if any. */

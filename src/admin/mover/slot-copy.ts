@@ -26,6 +26,8 @@ export interface CopyRowsOptions {
 /** Options of {@link copySlots}. */
 export interface CopySlotsOptions extends CopyRowsOptions {
   readonly pace: ScanPace;
+  /** Runs just before the target's transaction commits; a rejection rolls the table's copy back (the move was taken over by another command). */
+  readonly beforeCommit?: () => Promise<void>;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function copySlots(source: Client, target: Client, table: KeyedTabl
     // A migration queued behind the scan's lock lifts the throttle too: the lock is held until the last row passes.
     const scan = { table: t, columns: `${quoteIdentifier(table.keyColumn)}::text, *`, pace: options.pace, inTransaction: false, onBlocking: () => throttle.lift() };
     await pagedCopyOut(source, scan, [lines, throttle, into]);
+    await options.beforeCommit?.();
     await target.query('commit');
     return throttle.rows;
   } catch (error) {

@@ -154,7 +154,7 @@ test('catalog frozen (SIGSTOP) during the publish: E_MOVE_FAILED, no revert, the
       to: p.to,
       tuning: { fenceTimeoutMillis: 1000 },
       hook: (_batch, at) => {
-        if (at === 'switched') {
+        if (at === 'publishing') {
           thaw = freeze(catalogCluster.shards[0]!.primary);
           frozenAt = performance.now();
         }
