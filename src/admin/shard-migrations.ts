@@ -221,8 +221,10 @@ async function migrateOne(target: ShardTarget, provider: MigrationProvider, opti
 /** How long closing a shard's connections may take before their sockets are dropped. */
 const CLOSE_MILLIS = 1000;
 
-/** Kysely's migration lock statement (`PostgresAdapter.acquireMigrationLock`): it bounds its own lock wait with `set_config('lock_timeout', …)`. */
+/** Kysely's migration lock statement (`PostgresAdapter.acquireMigrationLock`, 0.28.18+): it bounds its own lock wait with `set_config('lock_timeout', …)`. */
 const OWN_LOCK_TIMEOUT = /set_config\('lock_timeout',\s*'(\d+)'/;
+/** The same before 0.28.18 (`select pg_advisory_xact_lock(…)`, no lock_timeout): Kysely waits for the lock as long as it takes. */
+const MIGRATION_LOCK = /^\s*select\s+pg_advisory(_xact)?_lock\(/i;
 
 /** Kysely's statements after a failure that a connection dropped for a deadline has done by going: its rollback, its migration lock's release. */
 const GONE_WITH_THE_SESSION = /^\s*rollback\s*$|pg_advisory_unlock\(/i;
@@ -256,8 +258,9 @@ function deadlineSessions(target: ShardTarget, statementTimeoutMillis: number, c
       // Answered once the client saw its socket close, so the pool does not take it back.
       if (dropped && GONE_WITH_THE_SESSION.test(text)) return withDeadline(ended, CLOSE_MILLIS, 'the dropped connection').catch(() => undefined).then(() => ({ command: '', rowCount: 0, oid: 0, rows: [], fields: [] }));
       const own = OWN_LOCK_TIMEOUT.exec(text);
-      // Kysely's wait for its migration lock (another migrate at work) is Kysely's to end, at its own lock_timeout (0: none).
-      const pending = own === null ? guarded(...args) : withOwnLockTimeout(Number(own[1]) || Number.MAX_SAFE_INTEGER, () => guarded(...args));
+      // Kysely's wait for its migration lock (another migrate at work) is Kysely's to end, at its own lock_timeout (0 or none: no bound).
+      const ownMillis = own !== null ? Number(own[1]) || Number.MAX_SAFE_INTEGER : MIGRATION_LOCK.test(text) ? Number.MAX_SAFE_INTEGER : undefined;
+      const pending = ownMillis === undefined ? guarded(...args) : withOwnLockTimeout(ownMillis, () => guarded(...args));
       if (pending instanceof Promise) {
         pending.catch((error: unknown) => {
           if (error instanceof ShardSilentError || error instanceof ShardLockError) dropped = true;
@@ -284,7 +287,7 @@ function forMigrations<E extends ShardSilentError | ShardLockError>(error: E, ur
       .replace('The mover dropped its session and stopped. Resume once the shard answers (or abort).', 'The migration connection was dropped, so the shard\'s migrations of this run rolled back (unless run without transactions): run migrate again once the shard answers.')
       .replace(
         /The mover waits at most (\d+) ms for a lock: it dropped its session and stopped\. End those transactions \(or let them finish\), then resume \(or abort\)\./,
-        'A migration waits at most $1 ms for a lock (the app\'s statements queue behind it): the migration connection was dropped, so the shard\'s migrations of this run rolled back. End those transactions (or let them finish), then run migrate again.',
+        'A migration waits at most $1 ms for a lock (the app\'s statements queue behind it): the migration connection was dropped, so the shard\'s migrations of this run rolled back (unless run without transactions). End those transactions (or let them finish), then run migrate again.',
       ),
     [url],
   );

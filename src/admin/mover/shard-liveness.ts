@@ -103,6 +103,8 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
     destroySocket(client);
   };
   const keep = (client: Client, connecting: Promise<Client>): void => {
+    // The one kept before goes (two probes at once on one session may each replace it).
+    if (current !== undefined && current !== client) drop(current);
     current = client;
     kept = connecting;
   };
@@ -283,6 +285,9 @@ async function ask(probe: Client, request: ProbeRequest): Promise<BackendFinding
     if (row.state === null && row.type === null) return { kind: 'refused', why: `its state is hidden (another role) and so is its wait` };
     return { kind: 'working', waitEvent: row.event ?? (known ? 'on CPU' : `on CPU (its state hidden: ${row.state})`) };
   }
+  // Waiting for older transactions to end (CREATE INDEX CONCURRENTLY and its kin): no statement
+  // queues behind such a wait, so it is work however long, not a lock wait to bound.
+  if (row.lockType === 'virtualxid') return { kind: 'working', waitEvent: 'waiting for older transactions to end (Lock:virtualxid)' };
   const waitedMillis = row.lockMillis ?? undefined;
   const lock = lockPhrase(row.lockType ?? row.event, row.table);
   const finding = { kind: 'lock' as const, waitedMillis, table: row.table ?? undefined, lock };

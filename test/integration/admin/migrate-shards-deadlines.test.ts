@@ -253,3 +253,40 @@ test("a second migrate waiting for Kysely's migration lock past the lock bound i
   expect(one!.shards[0]!.results?.map((r) => r.status)).toEqual(['Success']);
   expect(two!.shards[0]).toMatchObject({ status: 'migrated', current: '0001_gated', results: [] });
 }, 60_000);
+
+test("waits that queue nobody are work, not lock waits: CREATE INDEX CONCURRENTLY behind an app transaction, and Kysely's lock statement before 0.28.18 (pg_advisory_xact_lock, no lock_timeout), each held past the lock bound, complete", async () => {
+  // Review 59: both failed at 5 s with ShardLockError; the concurrent index was left INVALID.
+  const [cic] = await shardsOf('mig_wait_cic');
+  const [adv] = await shardsOf('mig_wait_advisory');
+  await query(cic!.url, 'create table events (id serial primary key, user_id int); insert into events (user_id) select g from generate_series(1, 1000) g');
+  const app = directClient({ connectionString: cic!.url, application_name: 'app writer' });
+  const holder = directClient({ connectionString: adv!.url, application_name: 'lock holder' });
+  await app.connect();
+  await holder.connect();
+  try {
+    await app.query('begin');
+    await app.query('insert into events (user_id) values (1)'); // an app write transaction left open
+    await holder.query('select pg_advisory_lock(4242)');
+    const concurrently: MigrationProvider = { getMigrations: async () => ({ '0001_cic': { up: (db: Kysely<unknown>) => sql`create index concurrently events_user_idx on events (user_id)`.execute(db).then(() => undefined) } }) };
+    const oldLock: MigrationProvider = { getMigrations: async () => ({ '0001_lock': { up: (db: Kysely<unknown>) => sql`select pg_advisory_xact_lock(4242)`.execute(db).then(() => undefined) } }) };
+    const runs = Promise.all([
+      migrateShards({ shards: [cic!], provider: concurrently, disableTransactions: true, statementTimeoutMillis: 1000 }),
+      migrateShards({ shards: [adv!], provider: oldLock, statementTimeoutMillis: 1000 }),
+    ]);
+    // Held until each migration's wait passed the lock bound by the server's own count.
+    const waitedPastBound = (url: string) => async () =>
+      (await query<{ n: number }>(url, `select count(*)::int as n from pg_locks l join pg_stat_activity a using (pid)
+         where not l.granted and a.datname = current_database() and l.waitstart < now() - interval '${LOCK_WAIT_MILLIS + 500} milliseconds'`))[0]!.n > 0;
+    await eventually('the concurrent index waiting past the bound', waitedPastBound(cic!.url), 20_000);
+    await eventually('the advisory lock waiting past the bound', waitedPastBound(adv!.url), 20_000);
+    await app.query('commit');
+    await holder.query('select pg_advisory_unlock(4242)');
+    const [byIndex, byLock] = await within(20_000, 'the migrations', runs);
+    expect(byIndex.error).toBeUndefined();
+    expect(byLock.error).toBeUndefined();
+    expect(await query(cic!.url, `select indisvalid from pg_index where indexrelid = to_regclass('events_user_idx')`)).toEqual([{ indisvalid: true }]);
+  } finally {
+    await app.end();
+    await holder.end();
+  }
+}, 60_000);
