@@ -84,6 +84,15 @@ const MOVE_TUNING: Partial<MoveTuning> = JSON.parse(process.env.RESHARDING_TUNIN
  * (p99 then measures the queue, and any extra work multiplies it).
  */
 const WRITE_RATE = Number(process.env.RESHARDING_WRITE_RATE ?? 1_000);
+/**
+ * How the app's writes arrive (`RESHARDING_ARRIVALS`). `writers` (the default, the committed runs):
+ * 8 sequential writers, each on its own schedule: one write held by the fence also delays its
+ * writer's next ones, to other slots too. `independent` (experiments): each write is a request of
+ * its own, issued at its scheduled time whatever the others wait for (the open-loop load of wrk2
+ * or k6's arrival-rate executors). Both count a write from its scheduled time once it starts over
+ * 2 ms late.
+ */
+const ARRIVALS = process.env.RESHARDING_ARRIVALS ?? 'writers';
 const TABLES = { users: 'id' };
 const SCHEMA = 'create table users (id bigint primary key, name text not null, score integer not null default 0, payload text not null)';
 
@@ -257,10 +266,17 @@ export async function run(): Promise<BenchReport> {
     // The mover's process loads before the app load starts: its start-up is not part of the move.
     const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND, tuning: MOVE_TUNING });
     await mover.ready;
-    // Open loop at WRITE_RATE: each writer keeps a schedule; a write that starts behind it (the one
-    // before took too long) counts its latency from its scheduled time, so waiting is not hidden.
+    // Open loop at WRITE_RATE (see ARRIVALS): every write's latency counts from its scheduled time, so waiting is not hidden.
     const interval = WRITE_RATE > 0 ? (WRITERS * 1000) / WRITE_RATE : 0;
-    const load = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
+    const write = async (id: number, value: number, s: number): Promise<void> => {
+      await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
+      const end = performance.now();
+      if ((acked.get(id) ?? -1) < value) acked.set(id, value);
+      latency[phase]!.push(end - s);
+      if (phase === 'during' || debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
+      if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
+    };
+    const load = ARRIVALS === 'independent' ? independentArrivals() : Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
       let next = performance.now() + (w * interval) / WRITERS;
       while (!stop) {
         const id = ROWS + w * 1_000_000 + (counter++ % 5000);
@@ -272,14 +288,36 @@ export async function run(): Promise<BenchReport> {
         const started = performance.now();
         const s = interval > 0 && started - next > 2 ? next : started;
         next += interval;
-        await db.insertInto('users').values({ id, name: 'load', score: value, payload: 'x' }).onConflict((oc) => oc.column('id').doUpdateSet({ score: value })).execute();
-        const end = performance.now();
-        acked.set(id, value);
-        latency[phase]!.push(end - s);
-        if (phase === 'during' || debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
-        if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
+        await write(id, value, s);
       }
     }));
+    /**
+     * Requests arriving on a schedule of their own, each issued at its time whatever the others
+     * are waiting for (an app serving independent requests), over the same keys as the writers'
+     * lanes; each counted from its scheduled time, waits for a pooled connection included.
+     */
+    async function independentArrivals(): Promise<void> {
+      const gap = 1000 / WRITE_RATE;
+      const inFlight = new Set<Promise<void>>();
+      let next = performance.now();
+      while (!stop) {
+        const wait = next - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        // Every request due by now starts now (a timer late by a few ms must not thin the load).
+        while (next <= performance.now() && !stop && inFlight.size < 1000) {
+          const n = counter++;
+          const id = ROWS + (n % WRITERS) * 1_000_000 + (Math.floor(n / WRITERS) % 5000);
+          // As the writers do: counted from the scheduled time once the start is over 2 ms late (a timer a
+          // millisecond late is the load generator's, not the app's), from the start otherwise.
+          const issued = performance.now();
+          const p = write(id, n, issued - next > 2 ? next : issued).finally(() => inFlight.delete(p));
+          inFlight.add(p);
+          next += gap;
+        }
+        if (inFlight.size >= 1000) await Promise.race(inFlight); // bounded: a stall does not pile up requests without limit
+      }
+      await Promise.all(inFlight);
+    }
     await new Promise((r) => setTimeout(r, 1000));
     phase = 'before';
     await new Promise((r) => setTimeout(r, 3000));
@@ -429,6 +467,7 @@ export async function run(): Promise<BenchReport> {
       moveUnderLoadMillis: Math.round(moveB.durationMillis),
       moveMaxRowsPerSecond: MOVE_ROWS_PER_SECOND,
       appWriteRatePerSecond: WRITE_RATE,
+      appIndependentArrivals: ARRIVALS === 'independent' ? 1 : 0,
       lost,
       duplicated,
     };
