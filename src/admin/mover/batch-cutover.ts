@@ -163,14 +163,13 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
 export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
   const { ctx, batch } = scope;
   const version = batch.version!;
-  // A guarded save before the publish goes out (sent beside the target's switch: it adds no wait to
-  // the fence): a command that took the move over since (after a lost operator lock) stops this one
-  // before it publishes anything.
-  const claim = ctx.store.claim(ctx.move);
-  claim.catch(() => undefined); // awaited below; a rejection before then is not unhandled
+  // A guarded save before the target switches (one catalog round trip while the fence is up): a
+  // command that took the move over since (after a lost operator lock) stops this one before it
+  // shows the slots on the target or publishes; sent beside the switch, a refused claim still left
+  // the target requiring a version nobody would publish (review 60).
+  await ctx.store.claim(ctx.move);
   await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
-  await claim;
   const current = planned?.latest ?? (await ctx.topology());
   if (current.version >= version) return settleTaken(scope, current);
   ctx.checkLock();

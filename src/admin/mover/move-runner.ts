@@ -136,9 +136,27 @@ export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: 
       rolledBack++;
     }
   }
+  await lowerUnpublishedRequirements(ctx);
   ctx.move.status = 'aborted';
   await ctx.store.save(ctx.move);
   return { rolledBack, completed };
+}
+
+/**
+ * Once an abort settled everything, no shard of the move may require a version newer than the
+ * catalog's latest: no router could ever satisfy it, and the whole shard would refuse every app
+ * statement (KS001). A mover that lost its operator lock and went on while this abort ran could
+ * leave one so (its target switch landing after the abort's revert); it is put back to the latest.
+ */
+async function lowerUnpublishedRequirements(ctx: MoveContext): Promise<void> {
+  const latest = await ctx.topology();
+  const ids = new Set(ctx.move.batches.flatMap((b) => [b.source, b.target]));
+  if (ctx.move.unsharded !== undefined) for (const id of [ctx.move.unsharded.source, ctx.move.unsharded.target]) ids.add(id);
+  for (const id of ids) {
+    if (latest.shardById(id) === undefined) continue;
+    const session = await ctx.session(id, latest);
+    await session.query('update kysely_scale.shard_guard set required_version = $1, updated_at = now() where required_version > $1', [latest.version]);
+  }
 }
 
 /**

@@ -87,6 +87,8 @@ interface Attempt {
 interface Answer {
   readonly client?: Client;
   readonly finding: BackendFinding;
+  /** The answering connection is not kept (another probe's is): closed once this probe is done with it. */
+  readonly closeAfterUse?: boolean;
 }
 
 /** A prober connecting with `config()`, timed on `clock`. */
@@ -103,8 +105,6 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
     destroySocket(client);
   };
   const keep = (client: Client, connecting: Promise<Client>): void => {
-    // The one kept before goes (two probes at once on one session may each replace it).
-    if (current !== undefined && current !== client) drop(current);
     current = client;
     kept = connecting;
   };
@@ -164,14 +164,20 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
       let keptFailed: BackendFinding | undefined;
       let newFailed: BackendFinding | undefined;
       let done = false;
-      const settle = (winner: Attempt, answer: Answer): void => {
+      const settle = (winner: Attempt, won: Answer): void => {
+        let answer = won;
         if (done) return;
         done = true;
         cancel();
         if (winner === first) drop(second?.client);
         else {
+          // The stale kept connection goes; the new one is kept unless a probe racing at the same
+          // time kept its own since (then this one is closed once used: kept, it would leak, and
+          // dropping the other's could cut a probe still asking on it).
+          const replaceable = current === undefined || current === first.client;
           drop(first.client);
-          keep(answer.client!, Promise.resolve(answer.client!));
+          if (replaceable) keep(answer.client!, Promise.resolve(answer.client!));
+          else answer = { ...answer, closeAfterUse: true };
         }
         resolve(answer);
       };
@@ -217,6 +223,7 @@ export function backendProber(config: () => ClientConfig, clock: Clock): Backend
         const terminating = probe.query('select pg_terminate_backend($1)', [request.pid]);
         await withDeadline(terminating, Math.max(1, Math.ceil(end - clock.monotonicNow())), 'the termination', { clock, onLate: () => drop(probe) }).catch(() => undefined);
       }
+      if (answer.closeAfterUse === true) drop(probe);
       if (closed) this.close();
     },
     close() {
