@@ -156,12 +156,14 @@ test('verify with a shard frozen mid-scan stops with E_MOVE_REFUSED (unreachable
   const shard = freezer(1);
   let outcome;
   try {
-    const running = verifyShards({ catalog: f.catalogUrl, tables: WITH_EVENTS, tuning: { copyIdleTimeoutMillis: 1500, statementTimeoutMillis: 1000 } });
-    // Frozen once verify's COPY of events runs on shard1 (shard0's tables come first).
+    // Paced (nice ratio 3), so the scan of events lasts: a fast one could end between two looks.
+    const running = verifyShards({ catalog: f.catalogUrl, tables: WITH_EVENTS, tuning: { copyIdleTimeoutMillis: 1500, statementTimeoutMillis: 1000, niceRatio: 3 } });
+    // Frozen once verify's COPY of events began on shard1 (shard0's tables come first): running, or
+    // paused between its ranges (its last statement still shows), the next thing it asks goes unanswered.
     const shard1 = f.pools[1]!;
     await until('verify scanning events on shard1', async () => {
       const { rows } = await shard1.query<{ n: number }>(
-        `select count(*)::int as n from pg_stat_activity where application_name = $1 and state = 'active' and query like 'copy (select "user_id"::text%events%'`,
+        `select count(*)::int as n from pg_stat_activity where application_name = $1 and query like 'copy (select "user_id"::text%events%'`,
         [MOVER_APPLICATION_NAME],
       );
       return rows[0]!.n > 0;
