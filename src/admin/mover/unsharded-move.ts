@@ -198,7 +198,8 @@ async function fencedCopy(scope: StepScope): Promise<string> {
 async function switchAndPublish(scope: StepScope, raisedAt: number | undefined): Promise<'published' | string> {
   const { ctx, step, source } = scope;
   const version = step.version!;
-  if (await settled(scope, await ctx.topology())) return 'published';
+  const topology = await ctx.topology();
+  if (await settled(scope, topology)) return 'published';
   if (!(await sourceSwitched(scope))) {
     if (step.publishPending !== undefined) {
       // Stale (see settleForAbort): no publish is sent before the switch.
@@ -223,7 +224,6 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
   }
   if (raisedAt !== undefined) step.fenceMillis = Math.round(ctx.clock.monotonicNow() - raisedAt);
   await hook(scope, 'unsharded-switched');
-  const topology = await ctx.topology();
   // The new holder's replicas must have replayed the copy (and the source's the switch) before a router reads them by the new version.
   await waitForShardReplicas(
     ctx,
