@@ -103,7 +103,7 @@ test('a probe the server refuses (the role at its CONNECTION LIMIT) is an answer
   const s = await session(as('mover_one'));
   const { ms, error } = await outcome('connectionLimit', s.client.query('select pg_sleep(4)'));
   expect(error).toBeUndefined();
-  expect(ms).toBeGreaterThanOrEqual(4000);
+  expect(ms).toBeGreaterThanOrEqual(3950); // ran to its end (pg_sleep times on the server's wall clock: a few ms short on ours)
 });
 
 test('one probe connection per session, kept while it lives and closed with it', async () => {
@@ -133,7 +133,7 @@ test("behind a session pooler (the login's pid is the pooler's), a healthy 3 s s
   expect((s.client as unknown as { processID: number }).processID).toBe(900_000);
   const { ms, error } = await outcome('pooled', s.client.query('select pg_sleep(3)'));
   expect(error).toBeUndefined();
-  expect(ms).toBeGreaterThanOrEqual(3000);
+  expect(ms).toBeGreaterThanOrEqual(2950); // ran to its end (pg_sleep times on the server's wall clock: a few ms short on ours)
 });
 
 test('many short lock waits in one statement are not summed into one: it completes', async () => {

@@ -68,7 +68,7 @@ test('a kept probe connection gone stale (its backend stopped, the shard healthy
   try {
     const { ms, error } = await outcome('staleKeptProbe', s.client.query('select pg_sleep(3)'));
     expect(error).toBeUndefined();
-    expect(ms).toBeGreaterThanOrEqual(3000);
+    expect(ms).toBeGreaterThanOrEqual(2950); // ran to its end (pg_sleep times on the server's wall clock: a few ms short on ours)
     // The stale connection was dropped; a new one is kept in its place.
     const now = await probePids();
     expect(now).toContain(probePid); // stopped, its backend has not seen the socket close yet

@@ -64,7 +64,7 @@ test('the kept probe connection answers after 0.7 s of its 1 s while new connect
   try {
     const { ms, error } = await outcome('slowServer', running, 20_000);
     expect(error).toBeUndefined();
-    expect(ms).toBeGreaterThanOrEqual(4000);
+    expect(ms).toBeGreaterThanOrEqual(3950); // ran to its end (pg_sleep times on the server's wall clock: a few ms short on ours)
   } finally {
     for (const timer of timers) clearTimeout(timer);
     resume(probePid);
