@@ -7,7 +7,7 @@
 export { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS, type PublishedTopology, type TopologyCatalogOptions, type TopologyWatch } from './topology-catalog';
 export { followCatalog, type TopologyFollower } from './follow-catalog';
 export { CatalogTimeoutError, CATALOG_DEADLINE_DEFAULTS, type CatalogDeadlines } from './catalog-connections';
-export { PublishOutcomeUnknownError } from './topology-catalog';
+export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog';
 export { fromDocument, toDocument, type TopologyDocument } from './topology-document';
 export {
   catalogStatus,

@@ -69,6 +69,19 @@ export interface PublishedVersion {
   readonly note: string | undefined;
 }
 
+/**
+ * A condition a publish commits under, checked in its transaction after the catalog's lock (the
+ * mover's: no other command saved the move since this mover's last save). Rows it reads should be
+ * locked (`for share`): a writer that would make it false then waits for the publish to end, so
+ * once that writer's statement returns, a publish not in the catalog never will be.
+ */
+export interface PublishPrecondition {
+  /** A boolean SQL expression on the catalog's database, inlined in the publish (no bind parameters). */
+  readonly sql: string;
+  /** The error the publish fails with when the condition is false (nothing was published). */
+  refused(): Error;
+}
+
 /** SQL text of a literal: base64 (which holds no quote or backslash) decoded by the server. */
 function literal(text: string): string {
   return `convert_from(decode('${Buffer.from(text, 'utf8').toString('base64')}', 'base64'), 'UTF8')`;
@@ -79,7 +92,7 @@ function literal(text: string): string {
  * ({@link TopologyConflictError}), or the catalog's own error (nothing written), or, when the
  * answer never came, whatever {@link settleLostPublish} learns.
  */
-export async function publishOn(session: CatalogSession, target: PublishTarget, next: PublishedVersion): Promise<void> {
+export async function publishOn(session: CatalogSession, target: PublishTarget, next: PublishedVersion, precondition?: PublishPrecondition): Promise<void> {
   const { table, deadlines } = target;
   // One round trip, since the publish is the last step of a move's cutover, when writers of the
   // moved slots wait: a multi-statement simple query (so no bind parameters). The transaction runs
@@ -87,16 +100,19 @@ export async function publishOn(session: CatalogSession, target: PublishTarget, 
   // PgBouncer refuses), so a catalog that answers but is slow cancels it itself, nothing written.
   // The lock serializes publishers, so the version check and the insert, one statement whose
   // snapshot is taken after the lock, see the same latest version; the notification goes out at
-  // the commit.
+  // the commit. The precondition is checked after the lock too, in the same statement.
   const sql = `begin; set local statement_timeout = ${deadlines.statementTimeoutMillis}; lock table ${table} in exclusive mode;
      with latest as (select coalesce(max(version), 0) as version from ${table}),
+       allowed as (select ${precondition === undefined ? 'true' : `(${precondition.sql})`} as ok),
        inserted as (insert into ${table} (version, document, note)
-         select ${next.version}, ${literal(next.document)}::jsonb, ${next.note === undefined ? 'null' : literal(next.note)} from latest where latest.version < ${next.version} returning version)
-     select (select version from latest) as latest, (select count(pg_notify(${literal(target.channel)}, version::text))::int from inserted) as inserted;
+         select ${next.version}, ${literal(next.document)}::jsonb, ${next.note === undefined ? 'null' : literal(next.note)} from latest, allowed
+         where latest.version < ${next.version} and allowed.ok returning version)
+     select (select version from latest) as latest, (select count(pg_notify(${literal(target.channel)}, version::text))::int from inserted) as inserted,
+       (select ok from allowed) as allowed;
      commit`;
-  let rows: { latest: number; inserted: number }[];
+  let rows: { latest: number; inserted: number; allowed: boolean }[];
   try {
-    const results = (await session.query(sql)) as unknown as { rows: { latest: number; inserted: number }[] }[];
+    const results = (await session.query(sql)) as unknown as { rows: { latest: number; inserted: number; allowed: boolean }[] }[];
     rows = results[3]?.rows ?? [];
   } catch (error) {
     if (session.lost.aborted || isConnectionFailure(error)) {
@@ -111,6 +127,7 @@ export async function publishOn(session: CatalogSession, target: PublishTarget, 
     throw error;
   }
   session.release();
+  if (precondition !== undefined && rows[0]?.allowed !== true) throw precondition.refused();
   const latest = rows[0]?.latest ?? 0;
   if (Number(rows[0]?.inserted) !== 1) {
     throw new TopologyConflictError(`Topology version ${next.version} is not newer than the catalog's version ${latest}: reload the latest, apply your change to it and publish again.`, {

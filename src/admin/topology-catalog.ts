@@ -9,10 +9,10 @@ import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
 import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines, type CatalogSession } from './catalog-connections';
 import { startWatch, type TopologyWatch } from './catalog-watch';
-import { publishOn } from './topology-catalog-publish';
+import { publishOn, type PublishPrecondition } from './topology-catalog-publish';
 
 export type { TopologyWatch } from './catalog-watch';
-export { PublishOutcomeUnknownError } from './topology-catalog-publish';
+export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog-publish';
 
 /**
  * Options of {@link TopologyCatalog}. Every wait on the catalog has a deadline: connecting
@@ -171,13 +171,16 @@ export class TopologyCatalog {
    * - the catalog could not be asked, or a connection pooler hides the process:
    *   {@link PublishOutcomeUnknownError} (`outcomeUnknown: true`, code `E_CATALOG_UNAVAILABLE`):
    *   the version may be published now or later; act on neither outcome (see the class).
+   *
+   * With a `precondition`, the version is published only if it holds at the publish (checked in the
+   * publish's transaction), else `precondition.refused()` is thrown and nothing is published.
    */
-  async publish(topology: Topology, note?: string): Promise<void> {
+  async publish(topology: Topology, note?: string, precondition?: PublishPrecondition): Promise<void> {
     if (topology.version > MAX_VERSION) throw new TopologyError(`Topology version ${topology.version} is beyond the catalog's largest version ${MAX_VERSION}.`);
     const session = await this.#pool.connect();
     const target = { url: this.#url, catalog: this.redactedUrl, table: this.#table, channel: this.#channel, applicationName: APPLICATION_NAME, deadlines: this.#deadlines };
     try {
-      await publishOn(session, target, { version: Number(topology.version), document: JSON.stringify(toDocument(topology)), note });
+      await publishOn(session, target, { version: Number(topology.version), document: JSON.stringify(toDocument(topology)), note }, precondition);
     } catch (error) {
       if (isNotInstalled(error)) {
         throw new TopologyError(`The catalog at ${this.redactedUrl} is not installed: run catalog.install() or \`kysely-scale-admin init\` first.`, { catalog: this.redactedUrl });
@@ -275,6 +278,9 @@ export class TopologyCatalog {
           who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
         );
       }
+      // Once lost, the session is dropped at once (its server process, and the lock, end with it),
+      // so the pool has a connection for what `fn` does next (a mover takes the lock again to back out).
+      lost.addEventListener('abort', () => session.release(true), { once: true });
       const heartbeat = this.#lockHeartbeat(session, lockLost);
       try {
         return await fn(lost);

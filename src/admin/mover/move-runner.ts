@@ -73,9 +73,21 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
  * work, unless it was published, or a publish of its version may still commit (its outcome
  * unknown: then everything stays as it is, the source switched and the target showing, and
  * `resume` or `abort` settles the version first). A catalog that cannot be read leaves it as it is too.
+ *
+ * Only while no other command acts on the move: it is claimed first (a command that took it over
+ * since has saved it: then it is theirs), and with the operator lock lost the lock is taken again
+ * around the back-out (held by another operator: left as it is for them to settle). Before, a mover
+ * that noticed its lock gone still reverted, and its revert could undo a resume's switch (review 61, M1).
  */
 async function backOutOfCutover(scope: BatchScope): Promise<void> {
   if (scope.batch.publishPending !== undefined) return;
+  const { ctx } = scope;
+  if (ctx.lost.aborted) return ctx.catalog.withOperatorLock(() => backOut(scope));
+  return backOut(scope);
+}
+
+async function backOut(scope: BatchScope): Promise<void> {
+  await scope.ctx.store.claim(scope.ctx.move);
   const state = await versionState(scope);
   if (state === 'published') {
     await enterPhase(scope, 'published');
@@ -198,5 +210,5 @@ async function removeShard(ctx: MoveContext, shardId: string): Promise<void> {
     ...(latest.unshardedShardId === undefined ? {} : { unshardedShardId: latest.unshardedShardId }),
   });
   ctx.checkLock();
-  await ctx.catalog.publish(next, `move ${ctx.move.id}: shard ${shardId} drained and removed`);
+  await ctx.catalog.publish(next, `move ${ctx.move.id}: shard ${shardId} drained and removed`, ctx.store.publishPrecondition(ctx.move));
 }

@@ -8,6 +8,7 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { ConfigError } from '../../kernel/errors';
+import type { PublishPrecondition } from '../topology-catalog';
 import { MoveFailedError } from './mover-errors';
 
 interface MoveRow {
@@ -155,13 +156,22 @@ export class MoveStore {
          where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`,
       [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq],
     );
-    if (rows[0] === undefined) {
-      throw new MoveFailedError(
-        `Move ${move.id} was saved by another command since this one read it (another mover or abort acts on it, or a save of an earlier command committed late): this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`,
-        { moveId: move.id, reason: 'record-changed' },
-      );
-    }
+    if (rows[0] === undefined) throw recordChanged(move.id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
     move.revision = Number(rows[0].revision);
+  }
+
+  /**
+   * What a publish of this command for `move` commits under: no other command saved the move since
+   * this one's last save or read (its own later saves, such as the one recording a publish's
+   * unknown outcome, leave it true). The record's row is locked for share until the publish ends,
+   * so once another command's claim returns, a publish of this command not in the catalog never
+   * will be: a mover that lost its operator lock unnoticed cannot publish over an abort (review 61).
+   */
+  publishPrecondition(move: MoveRecord): PublishPrecondition {
+    return {
+      sql: `exists (select 1 from ${this.#schema}.move where id = ${Number(move.id)} and (revision = ${Number(move.revision)} or writer = '${this.#writer}') for share)`,
+      refused: () => recordChanged(move.id, 'since this one last saved it (another command took the move over): this publish was refused, nothing was published, and'),
+    };
   }
 
   /**
@@ -191,6 +201,14 @@ export class MoveStore {
     const { rows } = await this.#pool.query<MoveRow>(`select * from ${this.#schema}.move order by id desc limit $1`, [limit]);
     return rows.map(toRecord);
   }
+}
+
+/** The refusal of a save (or publish) over a move record another command saved since (`since`: when, and why). */
+function recordChanged(id: number, since: string): MoveFailedError {
+  return new MoveFailedError(
+    `Move ${id} was saved by another command ${since} this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`,
+    { moveId: id, reason: 'record-changed' },
+  );
 }
 
 function toRecord(row: MoveRow): MoveRecord {

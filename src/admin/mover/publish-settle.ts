@@ -9,6 +9,7 @@
 import type { Topology } from '../../cluster/topology';
 import type { MoveContext } from './move-context';
 import { MoveFailedError } from './mover-errors';
+import { isRecordChanged, type MoveStore } from './move-store';
 import { PublishOutcomeUnknownError } from '../topology-catalog';
 import { TopologyConflictError } from '../admin-errors';
 
@@ -56,6 +57,8 @@ export async function claimState(ctx: MoveContext, claim: VersionClaim, known?: 
  * (outcomeUnknown). Unknown ({@link PublishOutcomeUnknownError}): the version is recorded pending
  * (saved if the catalog takes the write) and a {@link MoveFailedError} (outcomeUnknown) says to
  * resume or abort once the catalog answers: nothing may be reverted until the version is settled.
+ * Refused because another command saved the move since (its claim: see
+ * {@link MoveStore.publishPrecondition}): thrown as it is (`record-changed`), nothing reverted.
  */
 export async function publishClaim(
   ctx: MoveContext,
@@ -68,7 +71,7 @@ export async function publishClaim(
   const { version } = claim;
   const context = { ...subject.context, version, outcomeUnknown: true };
   try {
-    await ctx.catalog.publish(next, claim.note);
+    await ctx.catalog.publish(next, claim.note, ctx.store.publishPrecondition(ctx.move));
     return 'published';
   } catch (error) {
     if (error instanceof PublishOutcomeUnknownError) {
@@ -81,6 +84,9 @@ export async function publishClaim(
         error,
       );
     }
+    // Refused because another command took the move over (its claim came first): nothing of this
+    // publish can commit; the move is that command's to settle, so nothing is reverted here either.
+    if (isRecordChanged(error)) throw error;
     if (error instanceof TopologyConflictError) {
       const state = await claimState(ctx, claim);
       if (state !== 'open') return state;

@@ -8,8 +8,9 @@
  */
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
-import { abortMove } from '../../../src/admin/mover/move-control';
+import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import type { Topology } from '../../../src/cluster/topology';
 import { directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
 
@@ -44,25 +45,128 @@ test('an abort taking over between the switch and the publish: the first mover s
     expect(aborted?.error).toBeNull();
     expect(aborted?.status).toBe('aborted');
     expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { reason: 'record-changed' } });
-    const catalog = new TopologyCatalog({ url: f.catalogUrl });
-    const latest = (await catalog.latest())!;
-    await catalog.close();
+    const latest = await latestTopology();
     for (const pool of f.pools) {
       const { rows } = await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
       expect(rows[0]!.required_version).toBeLessThanOrEqual(latest.version);
       expect(rows[0]!.hidden).toBeNull();
     }
     // An app session routing by the latest version reads every row, from the owners the catalog names.
-    let total = 0;
-    for (let i = 0; i < f.pools.length; i++) {
-      const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
-      try {
-        total += (await app.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
-      } finally {
-        await app.end();
-      }
+    expect(await rowsAtLatest()).toBe(200);
+  } finally {
+    await catalogPool.end();
+  }
+}, 120_000);
+
+/** Ends the mover's operator lock session (the mover notices: its connection errs) and waits until the lock is free. */
+async function endLockSession(catalogPool: ReturnType<typeof directPool>): Promise<void> {
+  const { rows } = await catalogPool.query<{ pid: number }>(
+    `select a.pid from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted and a.datname = current_database()`,
+  );
+  expect(rows).toHaveLength(1);
+  await catalogPool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+  await until('the lock free', async () => (await catalogPool.query<{ n: number }>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and granted`)).rows[0]!.n === 0, 10_000);
+}
+
+/** The catalog's latest topology. */
+async function latestTopology(): Promise<Topology> {
+  const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  try {
+    return (await catalog.latest())!;
+  } finally {
+    await catalog.close();
+  }
+}
+
+/** Required version, and whether the shard hides slots 0-15, on each shard (shard0, shard1). */
+async function guards(): Promise<{ required: number; hides: boolean }[]> {
+  const out: { required: number; hides: boolean }[] = [];
+  for (const pool of f.pools) {
+    const { rows } = await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
+    out.push({ required: rows[0]!.required_version, hides: rows[0]!.hidden !== null && rows[0]!.hidden.slice(0, 16) === '1'.repeat(16) });
+  }
+  return out;
+}
+
+/** Rows an app session at the catalog's latest version reads on every shard, in all. */
+async function rowsAtLatest(): Promise<number> {
+  const latest = await latestTopology();
+  let total = 0;
+  for (let i = 0; i < f.pools.length; i++) {
+    const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
+    try {
+      total += (await app.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
+    } finally {
+      await app.end();
     }
-    expect(total).toBe(200);
+  }
+  return total;
+}
+
+test('a mover that notices its lock gone mid-cutover while another operator holds the lock leaves the shards for that operator (review 61, M1); that operator then settles the move', async () => {
+  const catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  const other = directPool({ connectionString: f.catalogUrl, max: 1 });
+  const otherOperator = await other.connect();
+  try {
+    const before = await rowsAtLatest();
+    const from = (await latestTopology()).shardForSlot(0).id;
+    const result = await moveSlots({
+      catalog: f.catalogUrl,
+      slots: '0-15',
+      to: from === 'shard0' ? 'shard1' : 'shard0',
+      tables: TABLES,
+      hook: async (_batch, at) => {
+        if (at !== 'switched') return;
+        await endLockSession(catalogPool);
+        // Another operator's command holds the lock now (it may be settling this move).
+        await otherOperator.query(`select pg_advisory_lock(hashtext('kysely_scale_operator kysely_scale'))`);
+      },
+    });
+    expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', message: expect.stringContaining('operator lock was lost') });
+    // Left as the switch left it: the source switched (hiding the slots), the target showing them,
+    // both requiring the unpublished version. The old code reverted the target here.
+    const [source, target] = from === 'shard0' ? await guards() : (await guards()).reverse();
+    expect(source).toMatchObject({ hides: true });
+    expect(target).toMatchObject({ hides: false, required: source!.required });
+    await otherOperator.query(`select pg_advisory_unlock(hashtext('kysely_scale_operator kysely_scale'))`);
+    const resumed = await resumeMove({ catalog: f.catalogUrl });
+    expect(resumed.error).toBeNull();
+    expect(resumed.status).toBe('done');
+    expect(await rowsAtLatest()).toBe(before);
+  } finally {
+    otherOperator.release();
+    await other.end();
+    await catalogPool.end();
+  }
+}, 120_000);
+
+test('a mover that notices its lock gone mid-cutover with the lock free takes it again and backs out: the owner serves routers at the latest version again', async () => {
+  const catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  try {
+    const before = await rowsAtLatest();
+    const start = await latestTopology();
+    const from = start.shardForSlot(0).id;
+    const result = await moveSlots({
+      catalog: f.catalogUrl,
+      slots: '0-15',
+      to: from === 'shard0' ? 'shard1' : 'shard0',
+      tables: TABLES,
+      hook: async (_batch, at) => {
+        if (at === 'switched') await endLockSession(catalogPool);
+      },
+    });
+    expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', message: expect.stringContaining('operator lock was lost') });
+    // Backed out: the owner shows the slots again (the target's copies stay hidden until abort or
+    // resume), and no shard requires an unpublished version.
+    const [source, target] = from === 'shard0' ? await guards() : (await guards()).reverse();
+    expect(source!.hides).toBe(false);
+    expect(target!.hides).toBe(true);
+    for (const g of [source!, target!]) expect(g.required).toBeLessThanOrEqual(start.version);
+    expect(await rowsAtLatest()).toBe(before);
+    const aborted = await abortMove({ catalog: f.catalogUrl });
+    expect(aborted.error).toBeNull();
+    for (const g of await guards()) expect(g.hides).toBe(false);
+    expect(await rowsAtLatest()).toBe(before);
   } finally {
     await catalogPool.end();
   }

@@ -71,8 +71,17 @@ function processTree(server: TestServer): number[] {
 
 /** Freezes a server and its backends: connections stay open, nothing answers. Returns the thaw function. */
 export function freeze(server: TestServer): () => void {
+  // The postmaster first, so no backend is forked after the children are listed; a child that
+  // ended between the listing and its signal needs no stopping (it failed a CI run with ESRCH).
+  process.kill(server.pid ?? processTree(server)[0]!, 'SIGSTOP');
   const pids = processTree(server);
-  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  for (const pid of pids.slice(1)) {
+    try {
+      process.kill(pid, 'SIGSTOP');
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ESRCH') throw error;
+    }
+  }
   return () => {
     for (const pid of pids) {
       try {
