@@ -76,7 +76,10 @@ export interface PublishedVersion {
  * once that writer's statement returns, a publish not in the catalog never will be.
  */
 export interface PublishPrecondition {
-  /** A boolean SQL expression on the catalog's database, inlined in the publish (no bind parameters). */
+  /**
+   * One boolean SQL expression on the catalog's database, inlined in the publish's multi-statement
+   * query (no bind parameters): from trusted code only, never built from input.
+   */
   readonly sql: string;
   /** The error the publish fails with when the condition is false (nothing was published). */
   refused(): Error;
@@ -119,7 +122,7 @@ export async function publishOn(session: CatalogSession, target: PublishTarget, 
       // Sent, and no answer: never a rollback over that connection (it is dropped).
       const processId = session.processId;
       session.release(true);
-      return settleLostPublish(target, next, processId, error);
+      return settleLostPublish(target, next, processId, error, precondition);
     }
     // The catalog answered with an error: nothing was written; end the aborted transaction.
     await session.query('rollback').catch(() => undefined);
@@ -138,7 +141,12 @@ export async function publishOn(session: CatalogSession, target: PublishTarget, 
 }
 
 /** What the outcome check found: the version committed, is another topology's, is absent for good, or is absent for now. */
-type Outcome = { readonly kind: 'committed' } | { readonly kind: 'taken'; readonly latest: number } | { readonly kind: 'absent' } | { readonly kind: 'unknown'; readonly reason: string };
+type Outcome =
+  | { readonly kind: 'committed' }
+  | { readonly kind: 'taken'; readonly latest: number }
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'refused' }
+  | { readonly kind: 'unknown'; readonly reason: string };
 
 /**
  * The outcome of a publish whose answer never came (`failure`), learnt on a fresh connection
@@ -146,10 +154,11 @@ type Outcome = { readonly kind: 'committed' } | { readonly kind: 'taken'; readon
  * ended (`pg_terminate_backend`, only a process of the publish's role and application name) and
  * waited for until gone, then version `next.version` is read. Committed: returns (published).
  * Another topology holds the version: {@link TopologyConflictError}. Not there, the process gone:
- * it never will be; the publish's own failure is thrown (a {@link CatalogTimeoutError} saying so,
- * or the connection error), retryable. Otherwise {@link PublishOutcomeUnknownError}.
+ * it never will be; `precondition.refused()` is thrown if the precondition is false now, else the
+ * publish's own failure (a {@link CatalogTimeoutError} saying so, or the connection error),
+ * retryable. Otherwise {@link PublishOutcomeUnknownError}.
  */
-export async function settleLostPublish(target: PublishTarget, next: PublishedVersion, processId: number | undefined, failure: unknown): Promise<void> {
+export async function settleLostPublish(target: PublishTarget, next: PublishedVersion, processId: number | undefined, failure: unknown, precondition?: PublishPrecondition): Promise<void> {
   const { deadlines } = target;
   const budget = deadlines.connectionTimeoutMillis + deadlines.statementTimeoutMillis;
   const client = new Client(sessionConfig(target.url, deadlines, 'kysely-scale catalog publish check'));
@@ -158,7 +167,7 @@ export async function settleLostPublish(target: PublishTarget, next: PublishedVe
   let outcome: Outcome;
   try {
     // Real time on purpose: a test's ManualClock must not hold a publish.
-    outcome = await withDeadline(checkOutcome(client, target, next, processId), budget, 'the publish outcome check', { clock: systemClock, onLate: () => destroySocket(client) });
+    outcome = await withDeadline(checkOutcome(client, target, next, processId, precondition), budget, 'the publish outcome check', { clock: systemClock, onLate: () => destroySocket(client) });
   } catch (error) {
     const why = error instanceof CatalogTimeoutError ? error.summary.replace(`The catalog ${target.catalog} `, 'it ') : ((error as Error | null)?.message ?? String(error));
     outcome = { kind: 'unknown', reason: `asked on a fresh connection, ${why}` };
@@ -173,6 +182,8 @@ export async function settleLostPublish(target: PublishTarget, next: PublishedVe
         `Topology version ${next.version} was published by someone else while this publish went unanswered (the catalog's latest is ${outcome.latest}): reload the latest, apply your change to it and publish again.`,
         { latest: outcome.latest, attempted: next.version },
       );
+    case 'refused':
+      throw precondition!.refused();
     case 'absent':
       if (failure instanceof CatalogTimeoutError) {
         throw new CatalogTimeoutError(target.catalog, `the publish of topology version ${next.version}`, failure.millis, 'statementTimeoutMillis', failure, {
@@ -185,7 +196,7 @@ export async function settleLostPublish(target: PublishTarget, next: PublishedVe
   }
 }
 
-async function checkOutcome(client: Client, target: PublishTarget, next: PublishedVersion, processId: number | undefined): Promise<Outcome> {
+async function checkOutcome(client: Client, target: PublishTarget, next: PublishedVersion, processId: number | undefined, precondition: PublishPrecondition | undefined): Promise<Outcome> {
   const { deadlines } = target;
   await connectCatalogClient(client, target.url, deadlines);
   const query = <R extends object>(text: string, values: unknown[]) => timedQuery<R & Record<string, unknown>>(client, text, values, target.catalog, deadlines.statementTimeoutMillis);
@@ -210,6 +221,13 @@ async function checkOutcome(client: Client, target: PublishTarget, next: Publish
   const row = rows[0];
   if (row?.ours === true) return { kind: 'committed' };
   if (row?.ours === false) return { kind: 'taken', latest: Number(row.latest) };
-  if (direct) return { kind: 'absent' };
+  if (direct) {
+    // Absent for good: say why when the precondition is false now (the likeliest reason it was not published).
+    if (precondition !== undefined) {
+      const { rows: allowed } = await query<{ ok: boolean }>(`select (${precondition.sql}) as ok`, []);
+      if (allowed[0]?.ok !== true) return { kind: 'refused' };
+    }
+    return { kind: 'absent' };
+  }
   return { kind: 'unknown', reason: `its server process is not known (a connection pooler between this process and the catalog?), and version ${next.version} is not in the catalog yet` };
 }

@@ -2,16 +2,17 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import { mathRandom, systemClock, type Clock, type RandomSource } from '../kernel/clock';
 import { ConfigError } from '../kernel/errors';
 import { requireInteger } from '../kernel/validate';
-import { OperatorBusyError } from './admin-errors';
 import { TopologyError } from '../cluster/cluster-errors';
 import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
-import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines, type CatalogSession } from './catalog-connections';
+import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines } from './catalog-connections';
+import { holdOperatorLock, type OperatorLockBody } from './operator-lock';
 import { startWatch, type TopologyWatch } from './catalog-watch';
 import { publishOn, type PublishPrecondition } from './topology-catalog-publish';
 
 export type { TopologyWatch } from './catalog-watch';
+export type { OperatorLockBody } from './operator-lock';
 export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog-publish';
 
 /**
@@ -85,6 +86,8 @@ export class TopologyCatalog {
   /** One operator lock per catalog (schema): two slot moves at once could publish over each other. */
   readonly #lockKey: string;
   readonly #schema: string;
+  /** Server processes of this catalog's lost lock sessions that may still hold the lock at the server. */
+  readonly #orphanedLockSessions = new Set<number>();
 
   constructor(options: TopologyCatalogOptions) {
     if (typeof options.url !== 'string' || !/^postgres(ql)?:\/\//.test(options.url)) throw new ConfigError('url', 'must be a postgres:// connection URL');
@@ -248,91 +251,23 @@ export class TopologyCatalog {
    * session is checked every `heartbeatIntervalMillis` (`select 1` under the statement deadline), so
    * a path to the catalog that went silent (a catalog host that died or failed over, whose server
    * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
-   * that closes.
+   * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}). A
+   * lost session whose server process may live on (a silent path) is ended when this catalog asks
+   * for the lock again and when `fn` ends, so it never keeps the lock from the next operator.
    */
-  async withOperatorLock<T>(fn: (lost: AbortSignal) => Promise<T>): Promise<T> {
-    const session: CatalogSession = await this.#pool.connect();
-    // Aborted when the lock's connection fails or a statement on it passes its deadline, or a heartbeat fails otherwise.
-    const lockLost = new AbortController();
-    const lost = lockLost.signal;
-    const onSessionLost = (): void => lockLost.abort(session.lost.reason);
-    if (session.lost.aborted) onSessionLost();
-    else session.lost.addEventListener('abort', onSessionLost, { once: true });
-    let locked = false;
-    let broken = true; // until the lock was asked for: a session whose statement failed is not reused
-    let beatPending = false;
-    try {
-      const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [this.#lockKey]);
-      locked = rows[0]?.locked === true;
-      broken = false;
-      if (!locked) {
-        const holder = await session.query<{ pid: number; application_name: string }>(
-          `select a.pid, a.application_name from pg_locks l join pg_stat_activity a using (pid)
-           where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
-             and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
-          [this.#lockKey],
-        );
-        const who = holder.rows[0];
-        throw new OperatorBusyError(
-          `Another operator is changing the topology${who === undefined ? '' : ` (PostgreSQL backend ${who.pid}, application "${who.application_name}")`}: wait until it finishes.`,
-          who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
-        );
-      }
-      // Once lost, the session is dropped at once (its server process, and the lock, end with it),
-      // so the pool has a connection for what `fn` does next (a mover takes the lock again to back out).
-      lost.addEventListener('abort', () => session.release(true), { once: true });
-      const heartbeat = this.#lockHeartbeat(session, lockLost);
-      try {
-        return await fn(lost);
-      } finally {
-        beatPending = heartbeat.stop();
-      }
-    } finally {
-      session.lost.removeEventListener('abort', onSessionLost);
-      // A lost session's connection was dropped (its server process, and the lock, end with it): nothing more is sent on it.
-      // Nor is anything sent behind a heartbeat still unanswered (a silent path would hold the unlock to its deadline):
-      // the session is dropped instead, and its server process ends with the lock.
-      if (locked && !session.lost.aborted && !lockLost.signal.aborted && !beatPending) {
-        await session.query('select pg_advisory_unlock(hashtext($1))', [this.#lockKey]).catch(() => {
-          broken = true; // never hand a session that may still hold the lock back to the pool
-        });
-      }
-      session.release(broken || beatPending || lockLost.signal.aborted);
-    }
-  }
-
-  /** Runs `select 1` on the lock's session every heartbeat interval until stopped or lost; one that fails or is late aborts `lockLost`. */
-  #lockHeartbeat(session: CatalogSession, lockLost: AbortController): { stop(): boolean } {
-    let stopped = false;
-    let beating = false;
-    let cancel = (): void => undefined;
-    const schedule = (): void => {
-      if (stopped) return;
-      cancel = this.#clock.setTimeout(() => {
-        if (stopped || lockLost.signal.aborted) return;
-        // Any failure, a server error on a session still open (a cancel) included: the lock can no longer be vouched for.
-        beating = true;
-        session.query('select 1').then(
-          () => {
-            beating = false;
-            schedule();
-          },
-          (error: unknown) => {
-            beating = false;
-            lockLost.abort(error);
-          },
-        );
-      }, this.#heartbeatIntervalMillis);
-    };
-    schedule();
-    return {
-      /** Stops the beats; true when one is still unanswered. */
-      stop: () => {
-        stopped = true;
-        cancel();
-        return beating;
+  withOperatorLock<T>(fn: OperatorLockBody<T>): Promise<T> {
+    return holdOperatorLock(
+      {
+        pool: this.#pool,
+        key: this.#lockKey,
+        applicationName: APPLICATION_NAME,
+        heartbeatIntervalMillis: this.#heartbeatIntervalMillis,
+        statementTimeoutMillis: this.#deadlines.statementTimeoutMillis,
+        clock: this.#clock,
+        orphans: this.#orphanedLockSessions,
       },
-    };
+      fn,
+    );
   }
 
   /** Closes the catalog's connections (watches are closed by their own `close()`). */

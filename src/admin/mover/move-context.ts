@@ -5,7 +5,7 @@
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
 import type { Topology } from '../../cluster/topology';
-import type { TopologyCatalog } from '../topology-catalog';
+import type { OperatorLockBody, TopologyCatalog } from '../topology-catalog';
 import type { MoveStore } from './move-store';
 import type { BatchPhase, MoveBatch, MoveRecord, UnshardedPhase } from './move-record';
 import { openShardSession, type ShardSession, type ShardSessionOptions } from './shard-session';
@@ -133,6 +133,8 @@ export class MoveContext {
     readonly report: (progress: MoveProgress) => void,
     readonly hook: PhaseHook | undefined,
     readonly lost: AbortSignal,
+    /** Proves the operator lock held now (see {@link OperatorLockBody}); fails with `E_MOVE_FAILED` otherwise. */
+    readonly confirmLock: () => Promise<void> = async () => undefined,
   ) {}
 
   /** Rows this run copied: each table copy it finished counts (one started over counts again); a resume does not count the earlier runs'. */
@@ -183,7 +185,7 @@ export class MoveContext {
 
   /** Stops with an error when the operator lock was lost (another operator may now act). */
   checkLock(): void {
-    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended); stopping before changing anything else.', { moveId: this.move.id });
+    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended or stopped answering); stopping before changing anything else.', { moveId: this.move.id });
   }
 
   /** How the move's scans, copies and deletes on `shardIds` are paced ({@link MoveTuning.niceRatio}, {@link MoveTuning.probeSlowMillis}). */

@@ -75,24 +75,27 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
  * `resume` or `abort` settles the version first). A catalog that cannot be read leaves it as it is too.
  *
  * Only while no other command acts on the move: it is claimed first (a command that took it over
- * since has saved it: then it is theirs), and with the operator lock lost the lock is taken again
- * around the back-out (held by another operator: left as it is for them to settle). Before, a mover
- * that noticed its lock gone still reverted, and its revert could undo a resume's switch (review 61, M1).
+ * since has saved it: then it is theirs), and the lock is confirmed held after the claim (a
+ * command that could take the move over needs the lock first); with the operator lock lost it is
+ * taken again around the back-out (held by another operator: left as it is for them to settle).
+ * Before, a mover that noticed its lock gone still reverted, and its revert could undo a resume's
+ * switch (review 61, M1).
  */
 async function backOutOfCutover(scope: BatchScope): Promise<void> {
   if (scope.batch.publishPending !== undefined) return;
   const { ctx } = scope;
-  if (ctx.lost.aborted) return ctx.catalog.withOperatorLock(() => backOut(scope));
-  return backOut(scope);
+  if (ctx.lost.aborted) return ctx.catalog.withOperatorLock((_lost, confirm) => backOut(scope, confirm));
+  return backOut(scope, ctx.confirmLock);
 }
 
-async function backOut(scope: BatchScope): Promise<void> {
+async function backOut(scope: BatchScope, confirmLock: () => Promise<void>): Promise<void> {
   await scope.ctx.store.claim(scope.ctx.move);
   const state = await versionState(scope);
   if (state === 'published') {
     await enterPhase(scope, 'published');
     return;
   }
+  await confirmLock();
   await revertCutover(scope);
   scope.batch.phase = 'copied'; // writes go through again: catch up and verify before the next fence
   await scope.ctx.store.save(scope.ctx.move);

@@ -13,7 +13,7 @@ import { MoveStore, withGivenTables } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
 import type { MoveRecord } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
-import { MoveRefusedError } from './mover-errors';
+import { MoveFailedError, MoveRefusedError } from './mover-errors';
 import { isServerFailure } from '../server-client';
 import type { MovePlanSummary, ResultError } from './move-result';
 
@@ -92,7 +92,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     const dryRun = options.dryRun === true;
     // Idempotent bookkeeping tables, also for a dry run (its plan reads them; they hold no state until a move).
     await store.install();
-    const run = async (lost: AbortSignal): Promise<T> => {
+    const run = async (lost: AbortSignal, confirm: () => Promise<void>): Promise<T> => {
       const given = Object.entries(options.tables ?? {}).map(([name, keyColumn]) => ({ name, keyColumn }));
       const tables = withGivenTables(await store.tables(), given);
       const clock = options.clock ?? systemClock;
@@ -104,10 +104,15 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
         // Registered once the operation checked them on the shards; a dry run registers none.
         registerGivenTables: () => (dryRun || given.length === 0 ? Promise.resolve() : store.registerTables(given)),
         lost,
-        context: (move) => new MoveContext(catalog, store, move, tuning, clock, options.onProgress ?? (() => undefined), options.hook, lost),
+        context: (move) =>
+          new MoveContext(catalog, store, move, tuning, clock, options.onProgress ?? (() => undefined), options.hook, lost, async () => {
+            await confirm().catch((error: unknown) => {
+              throw new MoveFailedError(`The operator lock could not be confirmed (${(error as Error).message}); stopping before changing anything else.`, { moveId: move.id }, error);
+            });
+          }),
       });
     };
-    return await (locked ? catalog.withOperatorLock(run) : run(new AbortController().signal));
+    return await (locked ? catalog.withOperatorLock(run) : run(new AbortController().signal, async () => undefined));
   } finally {
     await catalog.close().catch(() => undefined);
     await pool.end().catch(() => undefined);

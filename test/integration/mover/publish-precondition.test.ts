@@ -34,7 +34,7 @@ beforeAll(async () => {
   catalogUrl = shard.primaryUrl;
   proxy = await startHeldPublishProxy(Number(new URL(catalogUrl).port));
   storePool = new CatalogPool(catalogUrl, catalogDeadlines({}), 'store test');
-  direct = directPool({ connectionString: catalogUrl, max: 2 });
+  direct = directPool({ connectionString: catalogUrl, max: 3 });
   const catalog = new TopologyCatalog({ url: catalogUrl });
   await catalog.install();
   await catalog.publish(createTopology({ shards: [0, 1].map((i) => ({ id: `shard${i}`, primary: `postgres://app@127.0.0.1:1/s${i}` })) }), 'init');
@@ -44,6 +44,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await proxy.release(false);
+  await direct.query(`drop trigger if exists slow on ${SCHEMA}.topology`);
   await direct.query(`update ${SCHEMA}.move set status = 'aborted' where status = 'open'`);
 });
 
@@ -150,4 +151,69 @@ test('a publish held on the wire while its own command saves the move (the pendi
     await mover.save(move);
   });
   expect(published).toBe(1);
+}, 30_000);
+
+/** Whether a statement containing `needle` waits for a lock. */
+const waitingOnLock = async (needle: string) =>
+  (await direct.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like $1`, [`%${needle}%`])).rows[0]!.n > 0;
+
+test('a claim not yet committed when the publish checks: the publish waits for it, re-checks the new row version and is refused (found sound by review 62)', async () => {
+  const mover = new MoveStore(storePool, SCHEMA);
+  const move = await mover.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+  const claimer = await direct.connect();
+  const catalog = new TopologyCatalog({ url: catalogUrl });
+  try {
+    await claimer.query('begin');
+    await claimer.query(`update ${SCHEMA}.move set revision = revision + 1, writer = 'other', writer_seq = 1 where id = $1`, [move.id]);
+    const before = (await latest()).version;
+    const publishing = catalog.publish(await nextVersion(), 'stale', mover.publishPrecondition(move)).catch((e: unknown) => e);
+    await until('the publish waits on the move row', () => waitingOnLock('for share'), 10_000);
+    await claimer.query('commit');
+    expect(isRecordChanged(await publishing)).toBe(true);
+    expect((await latest()).version).toBe(before);
+  } finally {
+    claimer.release();
+    await catalog.close();
+  }
+}, 30_000);
+
+test('a claim sent while the publish holds the move row (for share): it returns only after the publish committed, so a version absent after a claim never commits (found sound by review 62)', async () => {
+  const mover = new MoveStore(storePool, SCHEMA);
+  const move = await mover.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+  // Holds the publish's transaction open after its check (a slow catalog), to send the claim meanwhile.
+  await direct.query(`create or replace function ${SCHEMA}.slow() returns trigger language plpgsql as $$ begin perform pg_sleep(1.5); return null; end $$`);
+  await direct.query(`create trigger slow after insert on ${SCHEMA}.topology for each row execute function ${SCHEMA}.slow()`);
+  const catalog = new TopologyCatalog({ url: catalogUrl });
+  try {
+    const target = await nextVersion();
+    const publishing = catalog.publish(target, 'mover', mover.publishPrecondition(move));
+    await until('the publish sleeps in its trigger', async () => (await direct.query<{ n: number }>(`select count(*)::int as n from pg_stat_activity where query like '%in exclusive mode%' and wait_event = 'PgSleep'`)).rows[0]!.n > 0, 10_000);
+    const other = new MoveStore(storePool, SCHEMA);
+    const claiming = other.claim((await other.get(move.id))!);
+    await until('the claim waits on the row', () => waitingOnLock('update'), 10_000);
+    await publishing;
+    await claiming;
+    const { rows } = await direct.query<{ v: number }>(`select max(version)::int as v from ${SCHEMA}.topology`);
+    expect(rows[0]!.v).toBe(target.version);
+  } finally {
+    await catalog.close();
+  }
+}, 30_000);
+
+test('a refused publish whose answer never came is reported as refused (record-changed), not as a retryable timeout', async () => {
+  const mover = new MoveStore(storePool, SCHEMA);
+  const move = await mover.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+  const other = new MoveStore(storePool, SCHEMA);
+  await other.claim((await other.get(move.id))!);
+  const before = await latest();
+  const catalog = proxiedCatalog();
+  try {
+    // The publish's bytes are held (its answer never comes); its outcome check gets through.
+    proxy.arm('in exclusive mode', 'no such application');
+    const failure = await catalog.publish(await nextVersion(), 'stale mover', mover.publishPrecondition(move)).catch((error: unknown) => error);
+    expect(isRecordChanged(failure)).toBe(true);
+    expect((await latest()).version).toBe(before.version);
+  } finally {
+    await catalog.close();
+  }
 }, 30_000);

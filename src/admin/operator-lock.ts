@@ -1,0 +1,188 @@
+/**
+ * The catalog's operator lock: a PostgreSQL advisory lock on a catalog session of its own, held
+ * while an operator's command changes the topology, so two commands never do at once. The session
+ * is proven alive by a heartbeat; once it is lost, the command is told (`lost`) and should stop
+ * before changing anything else.
+ *
+ * A session lost here may live on at the server: when only the path went silent (a dropped NAT
+ * entry, a load balancer's state), the server never sees the connection close and its process
+ * keeps the lock until TCP keepalive ends it, by default after two hours. So the lost session's
+ * server process is remembered, and ended (`pg_terminate_backend`, only a process of this role and
+ * application name) when this catalog needs the lock again and when the command ends: no command
+ * of this process leaves the lock held by a session nobody uses.
+ */
+import { systemClock, type Clock } from '../kernel/clock';
+import { OperatorBusyError } from './admin-errors';
+import type { CatalogPool, CatalogSession } from './catalog-connections';
+
+/** Where the lock lives, and what a lock session needs. */
+export interface OperatorLockSite {
+  readonly pool: CatalogPool;
+  /** The lock's key (hashed by the server: `hashtext`). */
+  readonly key: string;
+  /** The application name of the pool's sessions (an orphaned lock session is ended only under it). */
+  readonly applicationName: string;
+  readonly heartbeatIntervalMillis: number;
+  /** How long ending an orphaned lock session may wait for it to go. */
+  readonly statementTimeoutMillis: number;
+  /** Schedules the heartbeats. */
+  readonly clock: Clock;
+  /** Server processes of this catalog's lost lock sessions that may still run (and hold the lock) at the server. */
+  readonly orphans: Set<number>;
+}
+
+/**
+ * What a command runs while it holds the lock. `lost` is aborted once the lock's session is lost.
+ * `confirm()` proves the lock held now (its session answers `select 1`: an advisory lock is only
+ * let go by its session or with it) and fails, aborting `lost`, otherwise: a command confirms
+ * before a step that must not race another operator.
+ */
+export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>) => Promise<T>;
+
+/** Runs `fn` holding the lock; fails at once with {@link OperatorBusyError} when another session holds it. */
+export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLockBody<T>): Promise<T> {
+  const session: CatalogSession = await site.pool.connect();
+  // Aborted when the lock's connection fails or a statement on it passes its deadline, or a heartbeat fails otherwise.
+  const lockLost = new AbortController();
+  const lost = lockLost.signal;
+  const onSessionLost = (): void => lockLost.abort(session.lost.reason);
+  if (session.lost.aborted) onSessionLost();
+  else session.lost.addEventListener('abort', onSessionLost, { once: true });
+  let locked = false;
+  let broken = true; // until the lock was asked for: a session whose statement failed is not reused
+  let beatPending = false;
+  try {
+    locked = await takeLock(site, session);
+    broken = false;
+    // Once lost, the session is dropped at once (a pool connection for what `fn` does next: a mover
+    // takes the lock again to back out), and its server process is remembered as a possible orphan.
+    lost.addEventListener(
+      'abort',
+      () => {
+        if (session.processId !== undefined) site.orphans.add(session.processId);
+        session.release(true);
+      },
+      { once: true },
+    );
+    const confirm = async (): Promise<void> => {
+      if (lost.aborted) throw lostError(lost);
+      await session.query('select 1').catch((error: unknown) => {
+        lockLost.abort(error);
+        throw lostError(lost);
+      });
+    };
+    const heartbeat = lockHeartbeat(site, session, lockLost);
+    try {
+      return await fn(lost, confirm);
+    } finally {
+      beatPending = heartbeat.stop();
+    }
+  } finally {
+    session.lost.removeEventListener('abort', onSessionLost);
+    // A lost session's connection was dropped (its server process, and the lock, end with it, or
+    // are ended below): nothing more is sent on it. Nor is anything sent behind a heartbeat still
+    // unanswered (a silent path would hold the unlock to its deadline): the session is dropped.
+    if (locked && !session.lost.aborted && !lost.aborted && !beatPending) {
+      await session.query('select pg_advisory_unlock(hashtext($1))', [site.key]).catch(() => {
+        broken = true; // never hand a session that may still hold the lock back to the pool
+      });
+    }
+    session.release(broken || beatPending || lost.aborted);
+    if (locked && (lost.aborted || beatPending) && session.processId !== undefined) {
+      site.orphans.add(session.processId);
+      await endOrphans(site).catch(() => undefined);
+    }
+  }
+}
+
+/** Asks for the lock on `session`: taken, or (held by an orphan of this catalog) taken once it is ended, or {@link OperatorBusyError}. */
+async function takeLock(site: OperatorLockSite, session: CatalogSession): Promise<true> {
+  for (let attempt = 1; ; attempt++) {
+    const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [site.key]);
+    if (rows[0]?.locked === true) return true;
+    const holder = await session.query<{ pid: number; application_name: string }>(
+      `select a.pid, a.application_name from pg_locks l join pg_stat_activity a using (pid)
+       where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
+         and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
+      [site.key],
+    );
+    const who = holder.rows[0];
+    if (attempt === 1 && who !== undefined && site.orphans.has(who.pid)) {
+      await endOrphan(site, session, who.pid);
+      continue;
+    }
+    throw new OperatorBusyError(
+      `Another operator is changing the topology${who === undefined ? '' : ` (PostgreSQL backend ${who.pid}, application "${who.application_name}")`}: wait until it finishes.`,
+      who === undefined ? {} : { pid: who.pid, applicationName: who.application_name },
+    );
+  }
+}
+
+/** Ends every remembered orphan on a fresh session of the pool. */
+async function endOrphans(site: OperatorLockSite): Promise<void> {
+  if (site.orphans.size === 0) return;
+  const session = await site.pool.connect();
+  let failed = false;
+  try {
+    for (const pid of [...site.orphans]) await endOrphan(site, session, pid);
+  } catch (error) {
+    failed = true;
+    throw error;
+  } finally {
+    session.release(failed);
+  }
+}
+
+/** Ends server process `pid` (only one of this role and application name) and waits, at most `statementTimeoutMillis`, until it is gone. */
+async function endOrphan(site: OperatorLockSite, session: CatalogSession, pid: number): Promise<void> {
+  const ours = 'pid = $1 and usename = current_user and application_name = $2';
+  await session.query(`select pg_terminate_backend(pid) from pg_stat_activity where ${ours}`, [pid, site.applicationName]);
+  const started = performance.now();
+  for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+    const { rows } = await session.query<{ alive: boolean }>(`select exists (select 1 from pg_stat_activity where ${ours}) as alive`, [pid, site.applicationName]);
+    if (rows[0]?.alive !== true) break;
+    if (performance.now() - started > site.statementTimeoutMillis) return; // still there: the lock stays busy
+    // Real time on purpose: a test's ManualClock must not hold it.
+    await new Promise<void>((resolve) => systemClock.setTimeout(resolve, pause));
+  }
+  site.orphans.delete(pid);
+}
+
+function lostError(lost: AbortSignal): Error {
+  const reason = (lost.reason as Error | undefined)?.message;
+  return new Error(`the operator lock's catalog session was lost${reason === undefined ? '' : ` (${reason})`}`);
+}
+
+/** Runs `select 1` on the lock's session every heartbeat interval until stopped or lost; one that fails or is late aborts `lockLost`. */
+function lockHeartbeat(site: OperatorLockSite, session: CatalogSession, lockLost: AbortController): { stop(): boolean } {
+  let stopped = false;
+  let beating = false;
+  let cancel = (): void => undefined;
+  const schedule = (): void => {
+    if (stopped) return;
+    cancel = site.clock.setTimeout(() => {
+      if (stopped || lockLost.signal.aborted) return;
+      // Any failure, a server error on a session still open (a cancel) included: the lock can no longer be vouched for.
+      beating = true;
+      session.query('select 1').then(
+        () => {
+          beating = false;
+          schedule();
+        },
+        (error: unknown) => {
+          beating = false;
+          lockLost.abort(error);
+        },
+      );
+    }, site.heartbeatIntervalMillis);
+  };
+  schedule();
+  return {
+    /** Stops the beats; true when one is still unanswered. */
+    stop: () => {
+      stopped = true;
+      cancel();
+      return beating;
+    },
+  };
+}
