@@ -144,10 +144,17 @@ begin
 end
 $hidden$;
 
+-- Also calls the slot hash once per session: its first call in a session compiles it (about a
+-- millisecond), which a move's capture trigger would otherwise cost every app session of the source
+-- at the same moment, just as the trigger's own first calls do.
 create or replace function kysely_scale.write_gate() returns trigger
 language plpgsql as $gate$
 begin
   perform kysely_scale.check_version();
+  if current_setting('kysely_scale.hash_ready', true) is distinct from 'on' then
+    perform public.kysely_scale_murmur3(convert_to('1234567', 'UTF8')); -- a block and a tail: every statement set up
+    perform set_config('kysely_scale.hash_ready', 'on', false);
+  end if;
   return null;
 end
 $gate$;
@@ -227,10 +234,15 @@ function captureKeySql(table: ShardedTableSpec & { readonly keyType?: string }, 
   return `
     s := ${slot};
     if get_bit(${movingBits}::varbit, s) = 1 then
-      select r.move_id, greatest(r.next_version, f.next_version) as next_version, greatest(r.fenced_until, f.fenced_until) as fenced_until into m
-        from kysely_scale.slot_move r left join kysely_scale.slot_move f on f.slot = ${fenceSlotSql('r.move_id')} and f.move_id = r.move_id
-        where r.slot = s;
+      select move_id, next_version, fenced_until into m from kysely_scale.slot_move where slot = s;
       if found then
+        -- The move's fence row: a second lookup, not a join (each session plans it in half the time,
+        -- and it runs faster); read after the slot's row, so it is at least as recent as that.
+        select next_version, fenced_until into f from kysely_scale.slot_move where slot = ${fenceSlotSql('m.move_id')} and move_id = m.move_id;
+        if found then
+          m.next_version := greatest(m.next_version, f.next_version);
+          m.fenced_until := greatest(m.fenced_until, f.fenced_until);
+        end if;
         if m.fenced_until is not null and m.fenced_until > clock_timestamp() then
           raise exception using errcode = '${SLOT_FENCED_SQLSTATE}',
             message = format('kysely-scale: slot %s is being moved off this shard; writes to it wait for topology version %s', s, m.next_version),
@@ -265,6 +277,7 @@ language plpgsql as $capture$
 declare
   s integer;
   m record;
+  f record;
 begin
   if current_setting('kysely_scale.bypass', true) = 'on' then
     if TG_OP = 'DELETE' then return OLD; end if;

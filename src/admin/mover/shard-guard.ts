@@ -53,10 +53,12 @@ export async function installGuard(client: Client, shardId: string, tables: read
       if (!['23505', '42P07', '42710'].includes(String((error as { code?: unknown }).code))) throw error;
     });
   }
-  // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced by the faster one.
+  // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced
+  // by the faster one, and a write gate that does not warm the slot hash up by one that does.
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null
-        and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false) as ok`,
+        and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false)
+        and coalesce((select prosrc like '%hash_ready%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok`,
   );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL, { purpose: 'install the slot functions', tables: [] });

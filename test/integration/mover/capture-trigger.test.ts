@@ -6,7 +6,8 @@
  * move's fence is one row (raised, read and lowered whatever the number of slots), and raising it
  * lists the transactions older than it in the same round trip. The
  * guard replaces a murmur3 installed by an earlier version (a loop of helper calls with a SET
- * clause) by the current one, which has none.
+ * clause) by the current one, which has none, and a write gate that does not set up the slot hash
+ * at a session's first write by one that does.
  */
 import type { Client } from 'pg';
 import { directClient } from '../../support/direct-pool';
@@ -159,4 +160,24 @@ test('installGuard replaces a murmur3 of an earlier version (SET clause) with th
     `select (select proconfig from pg_proc where oid = 'public.kysely_scale_murmur3'::regproc) as config, kysely_scale_slot('user-42'::text, ${SLOTS}) as slot`,
   );
   expect(rows[0]).toEqual({ config: null, slot: slotOf('user-42', SLOTS) });
+});
+
+test("the write gate sets up the slot hash at a session's first write (a move's capture then does not compile it in every app session at once); installGuard upgrades a gate without it", async () => {
+  // An earlier version's gate: the version check only.
+  await client.query(`create or replace function kysely_scale.write_gate() returns trigger language plpgsql as $gate$ begin perform kysely_scale.check_version(); return null; end $gate$`);
+  await installGuard(client, 's0', TABLES, SLOTS);
+  const session = directClient(url);
+  await session.connect();
+  try {
+    const ready = async () => (await session.query<{ v: string | null }>(`select current_setting('kysely_scale.hash_ready', true) as v`)).rows[0]!.v;
+    expect(await ready()).toBeNull();
+    await session.query('insert into accounts (id) values (990001)');
+    expect(await ready()).toBe('on');
+    // Once: a later write does not call the hash again (the setting stays; nothing else to see).
+    await session.query('update accounts set v = v + 1 where id = 990001');
+    expect(await ready()).toBe('on');
+  } finally {
+    await session.query('delete from accounts where id = 990001').catch(() => undefined);
+    await session.end();
+  }
 });
