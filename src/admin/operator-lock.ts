@@ -6,10 +6,13 @@
  *
  * A session lost here may live on at the server: when only the path went silent (a dropped NAT
  * entry, a load balancer's state), the server never sees the connection close and its process
- * keeps the lock until TCP keepalive ends it, by default after two hours. So the lost session's
- * server process is remembered, and ended (`pg_terminate_backend`, only a process of this role and
- * application name) when this catalog needs the lock again and when the command ends: no command
- * of this process leaves the lock held by a session nobody uses.
+ * keeps the lock until TCP keepalive ends it, by default after two hours. So every lock session
+ * dropped after it asked for the lock (lost, its unlock or its lock request unanswered) is
+ * remembered by its server process's identity (pid and start time, read before the lock is asked
+ * for: a pid alone may be reused by another session) and ended (`pg_terminate_backend`) when the
+ * command ends and when this catalog asks for the lock again. Ending it needs the catalog to answer
+ * then, and a direct connection (behind a pooler the process is not known): otherwise the orphan
+ * keeps the lock until the server notices.
  */
 import { systemClock, type Clock } from '../kernel/clock';
 import { OperatorBusyError } from './admin-errors';
@@ -27,8 +30,17 @@ export interface OperatorLockSite {
   readonly statementTimeoutMillis: number;
   /** Schedules the heartbeats. */
   readonly clock: Clock;
-  /** Server processes of this catalog's lost lock sessions that may still run (and hold the lock) at the server. */
-  readonly orphans: Set<number>;
+  /** Server processes of this catalog's dropped lock sessions that may still run (and hold the lock) at the server, by {@link ServerProcess.key}. */
+  readonly orphans: Map<string, ServerProcess>;
+}
+
+/** A server process, told apart from a later one that reuses its pid by its start time. */
+export interface ServerProcess {
+  readonly pid: number;
+  /** `backend_start`, as the server's text. */
+  readonly started: string;
+  /** `pid@started`. */
+  readonly key: string;
 }
 
 /**
@@ -51,15 +63,20 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
   let locked = false;
   let broken = true; // until the lock was asked for: a session whose statement failed is not reused
   let beatPending = false;
+  let self: ServerProcess | undefined; // known once read, before the lock is asked for
   try {
-    locked = await takeLock(site, session);
+    self = await identify(session);
+    locked = await takeLock(site, session).catch((error: unknown) => {
+      if (error instanceof OperatorBusyError) broken = false; // answered: the session holds nothing
+      throw error;
+    });
     broken = false;
     // Once lost, the session is dropped at once (a pool connection for what `fn` does next: a mover
     // takes the lock again to back out), and its server process is remembered as a possible orphan.
     lost.addEventListener(
       'abort',
       () => {
-        if (session.processId !== undefined) site.orphans.add(session.processId);
+        if (self !== undefined) site.orphans.set(self.key, self);
         session.release(true);
       },
       { once: true },
@@ -79,20 +96,29 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
     }
   } finally {
     session.lost.removeEventListener('abort', onSessionLost);
-    // A lost session's connection was dropped (its server process, and the lock, end with it, or
-    // are ended below): nothing more is sent on it. Nor is anything sent behind a heartbeat still
-    // unanswered (a silent path would hold the unlock to its deadline): the session is dropped.
+    // A lost session's connection was dropped: nothing more is sent on it. Nor is anything sent
+    // behind a heartbeat still unanswered (a silent path would hold the unlock to its deadline).
     if (locked && !session.lost.aborted && !lost.aborted && !beatPending) {
       await session.query('select pg_advisory_unlock(hashtext($1))', [site.key]).catch(() => {
         broken = true; // never hand a session that may still hold the lock back to the pool
       });
     }
-    session.release(broken || beatPending || lost.aborted);
-    if (locked && (lost.aborted || beatPending) && session.processId !== undefined) {
-      site.orphans.add(session.processId);
+    const dropped = broken || beatPending || lost.aborted;
+    session.release(dropped);
+    // Dropped after the lock was asked for (lost, the unlock or the lock request unanswered): its
+    // server process may live on holding the lock.
+    if (dropped && self !== undefined) {
+      site.orphans.set(self.key, self);
       await endOrphans(site).catch(() => undefined);
     }
   }
+}
+
+/** The session's server process (one round trip, before the lock is asked for). */
+async function identify(session: CatalogSession): Promise<ServerProcess> {
+  const { rows } = await session.query<{ pid: number; started: string }>('select pid, backend_start::text as started from pg_stat_activity where pid = pg_backend_pid()');
+  const row = rows[0]!;
+  return { pid: row.pid, started: row.started, key: `${row.pid}@${row.started}` };
 }
 
 /** Asks for the lock on `session`: taken, or (held by an orphan of this catalog) taken once it is ended, or {@link OperatorBusyError}. */
@@ -100,15 +126,16 @@ async function takeLock(site: OperatorLockSite, session: CatalogSession): Promis
   for (let attempt = 1; ; attempt++) {
     const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [site.key]);
     if (rows[0]?.locked === true) return true;
-    const holder = await session.query<{ pid: number; application_name: string }>(
-      `select a.pid, a.application_name from pg_locks l join pg_stat_activity a using (pid)
+    const holder = await session.query<{ pid: number; application_name: string; started: string }>(
+      `select a.pid, a.application_name, a.backend_start::text as started from pg_locks l join pg_stat_activity a using (pid)
        where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
          and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
       [site.key],
     );
     const who = holder.rows[0];
-    if (attempt === 1 && who !== undefined && site.orphans.has(who.pid)) {
-      await endOrphan(site, session, who.pid);
+    const orphan = who === undefined ? undefined : site.orphans.get(`${who.pid}@${who.started}`);
+    if (attempt === 1 && orphan !== undefined) {
+      await endOrphan(site, session, orphan);
       continue;
     }
     throw new OperatorBusyError(
@@ -124,7 +151,7 @@ async function endOrphans(site: OperatorLockSite): Promise<void> {
   const session = await site.pool.connect();
   let failed = false;
   try {
-    for (const pid of [...site.orphans]) await endOrphan(site, session, pid);
+    for (const orphan of [...site.orphans.values()]) await endOrphan(site, session, orphan);
   } catch (error) {
     failed = true;
     throw error;
@@ -133,19 +160,20 @@ async function endOrphans(site: OperatorLockSite): Promise<void> {
   }
 }
 
-/** Ends server process `pid` (only one of this role and application name) and waits, at most `statementTimeoutMillis`, until it is gone. */
-async function endOrphan(site: OperatorLockSite, session: CatalogSession, pid: number): Promise<void> {
-  const ours = 'pid = $1 and usename = current_user and application_name = $2';
-  await session.query(`select pg_terminate_backend(pid) from pg_stat_activity where ${ours}`, [pid, site.applicationName]);
+/** Ends server process `orphan` (that very process: pid, start time, role and application name) and waits, at most `statementTimeoutMillis`, until it is gone. */
+async function endOrphan(site: OperatorLockSite, session: CatalogSession, orphan: ServerProcess): Promise<void> {
+  const it = 'pid = $1 and backend_start::text = $2 and usename = current_user and application_name = $3';
+  const values = [orphan.pid, orphan.started, site.applicationName];
+  await session.query(`select pg_terminate_backend(pid) from pg_stat_activity where ${it}`, values);
   const started = performance.now();
   for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
-    const { rows } = await session.query<{ alive: boolean }>(`select exists (select 1 from pg_stat_activity where ${ours}) as alive`, [pid, site.applicationName]);
+    const { rows } = await session.query<{ alive: boolean }>(`select exists (select 1 from pg_stat_activity where ${it}) as alive`, values);
     if (rows[0]?.alive !== true) break;
     if (performance.now() - started > site.statementTimeoutMillis) return; // still there: the lock stays busy
     // Real time on purpose: a test's ManualClock must not hold it.
     await new Promise<void>((resolve) => systemClock.setTimeout(resolve, pause));
   }
-  site.orphans.delete(pid);
+  site.orphans.delete(orphan.key); // gone (or never there: another server, after a failover)
 }
 
 function lostError(lost: AbortSignal): Error {

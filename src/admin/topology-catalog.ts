@@ -7,7 +7,7 @@ import { redactUrl } from '../kernel/redact';
 import type { Topology } from '../cluster/topology';
 import { fromDocument, toDocument } from './topology-document';
 import { CATALOG_DEADLINE_DEFAULTS, CatalogPool, catalogDeadlines, type CatalogDeadlines } from './catalog-connections';
-import { holdOperatorLock, type OperatorLockBody } from './operator-lock';
+import { holdOperatorLock, type OperatorLockBody, type ServerProcess } from './operator-lock';
 import { startWatch, type TopologyWatch } from './catalog-watch';
 import { publishOn, type PublishPrecondition } from './topology-catalog-publish';
 
@@ -86,8 +86,8 @@ export class TopologyCatalog {
   /** One operator lock per catalog (schema): two slot moves at once could publish over each other. */
   readonly #lockKey: string;
   readonly #schema: string;
-  /** Server processes of this catalog's lost lock sessions that may still hold the lock at the server. */
-  readonly #orphanedLockSessions = new Set<number>();
+  /** Server processes of this catalog's dropped lock sessions that may still hold the lock at the server. */
+  readonly #orphanedLockSessions = new Map<string, ServerProcess>();
 
   constructor(options: TopologyCatalogOptions) {
     if (typeof options.url !== 'string' || !/^postgres(ql)?:\/\//.test(options.url)) throw new ConfigError('url', 'must be a postgres:// connection URL');
@@ -252,8 +252,9 @@ export class TopologyCatalog {
    * a path to the catalog that went silent (a catalog host that died or failed over, whose server
    * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
    * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}). A
-   * lost session whose server process may live on (a silent path) is ended when this catalog asks
-   * for the lock again and when `fn` ends, so it never keeps the lock from the next operator.
+   * lock session dropped after it asked for the lock, whose server process may live on holding it
+   * (a silent path), is ended when `fn` ends and when this catalog asks for the lock again, if the
+   * catalog answers then and the connection is direct (see operator-lock.ts).
    */
   withOperatorLock<T>(fn: OperatorLockBody<T>): Promise<T> {
     return holdOperatorLock(
