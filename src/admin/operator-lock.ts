@@ -34,10 +34,13 @@ export interface OperatorLockSite {
   readonly orphans: Map<string, ServerProcess>;
 }
 
+/** A server process's start time (`pg_stat_activity.backend_start`) in microseconds since the epoch, as text. */
+const STARTED = `(extract(epoch from backend_start) * 1000000)::bigint::text`;
+
 /** A server process, told apart from a later one that reuses its pid by its start time. */
 export interface ServerProcess {
   readonly pid: number;
-  /** `backend_start`, as the server's text. */
+  /** `backend_start`, in microseconds since the epoch (as text: exact, whatever the session's time zone or date style). */
   readonly started: string;
   /** `pid@started`. */
   readonly key: string;
@@ -116,7 +119,7 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
 
 /** The session's server process (one round trip, before the lock is asked for). */
 async function identify(session: CatalogSession): Promise<ServerProcess> {
-  const { rows } = await session.query<{ pid: number; started: string }>('select pid, backend_start::text as started from pg_stat_activity where pid = pg_backend_pid()');
+  const { rows } = await session.query<{ pid: number; started: string }>(`select pid, ${STARTED} as started from pg_stat_activity where pid = pg_backend_pid()`);
   const row = rows[0]!;
   return { pid: row.pid, started: row.started, key: `${row.pid}@${row.started}` };
 }
@@ -127,7 +130,7 @@ async function takeLock(site: OperatorLockSite, session: CatalogSession): Promis
     const { rows } = await session.query<{ locked: boolean }>('select pg_try_advisory_lock(hashtext($1)) as locked', [site.key]);
     if (rows[0]?.locked === true) return true;
     const holder = await session.query<{ pid: number; application_name: string; started: string }>(
-      `select a.pid, a.application_name, a.backend_start::text as started from pg_locks l join pg_stat_activity a using (pid)
+      `select a.pid, a.application_name, ${STARTED} as started from pg_locks l join pg_stat_activity a using (pid)
        where l.locktype = 'advisory' and l.granted and l.database = (select oid from pg_database where datname = current_database())
          and l.objsubid = 1 and l.objid = (hashtext($1)::bigint & 4294967295)::oid`,
       [site.key],
@@ -162,7 +165,7 @@ async function endOrphans(site: OperatorLockSite): Promise<void> {
 
 /** Ends server process `orphan` (that very process: pid, start time, role and application name) and waits, at most `statementTimeoutMillis`, until it is gone. */
 async function endOrphan(site: OperatorLockSite, session: CatalogSession, orphan: ServerProcess): Promise<void> {
-  const it = 'pid = $1 and backend_start::text = $2 and usename = current_user and application_name = $3';
+  const it = `pid = $1 and ${STARTED} = $2 and usename = current_user and application_name = $3`;
   const values = [orphan.pid, orphan.started, site.applicationName];
   await session.query(`select pg_terminate_backend(pid) from pg_stat_activity where ${it}`, values);
   const started = performance.now();

@@ -58,7 +58,7 @@ export async function installGuard(client: Client, shardId: string, tables: read
   const { rows } = await client.query<{ ok: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null
         and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false)
-        and coalesce((select prosrc like '%hash_ready%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok`,
+        and coalesce((select prosrc like '%has_function_privilege%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok`,
   );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL, { purpose: 'install the slot functions', tables: [] });

@@ -9,6 +9,7 @@
  * is known by pid and start time, read before the lock is asked for, and every lock session
  * dropped after asking is ended when its command ends.
  */
+import { writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
@@ -45,10 +46,14 @@ afterAll(async () => {
 interface Conn { client: Socket; upstream: Socket; dark: boolean }
 
 async function proxy(targetPort: number) {
-  const state = { darkOn: undefined as { text: string; passFirst: boolean } | undefined };
+  const state = { refuse: false, darkOn: undefined as { text: string; passFirst: boolean } | undefined };
   const conns = new Set<Conn>();
   const server = createServer((client) => {
     client.on('error', () => undefined);
+    if (state.refuse) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(targetPort, '127.0.0.1');
     upstream.on('error', () => undefined);
     const c: Conn = { client, upstream, dark: false };
@@ -114,11 +119,11 @@ test('a remembered orphan is ended only if it is that very server process: a pid
   try {
     await b.withOperatorLock(async (lostB) => {
       const { rows } = await direct.query<{ pid: number; started: string }>(
-        `select a.pid, a.backend_start::text as started from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted`,
+        `select a.pid, (extract(epoch from a.backend_start) * 1000000)::bigint::text as started from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted`,
       );
       const { pid, started } = rows[0]!;
       // An orphan remembered with B's pid but an earlier start: a process that ended, its pid reused by B.
-      const earlier = { pid, started: '2000-01-01 00:00:00+00', key: `${pid}@2000-01-01 00:00:00+00` };
+      const earlier = { pid, started: '946684800000000', key: `${pid}@946684800000000` };
       const refused = await holdOperatorLock(siteWith(pool, [earlier]), async () => 'ran').catch((error: unknown) => error);
       expect(refused).toBeInstanceOf(OperatorBusyError);
       expect(lostB.aborted).toBe(false);
@@ -131,6 +136,42 @@ test('a remembered orphan is ended only if it is that very server process: a pid
   } finally {
     await b.close();
     await pool.end();
+  }
+}, 60_000);
+
+test('a catalog whose orphan could not be ended (catalog unreachable at the command\'s end) leaves alone the live lock session of another operator that got the same pid (review 63, D1)', async () => {
+  const p = await proxy(Number(new URL(catalogUrl).port));
+  const a = new TopologyCatalog({ url: p.via(catalogUrl), statementTimeoutMillis: 1000, connectionTimeoutMillis: 1000 });
+  const b = new TopologyCatalog({ url: catalogUrl }); // another operator (another process in real life)
+  try {
+    let orphan = 0;
+    await a.withOperatorLock(async (lost) => {
+      orphan = (await lockHolder())!;
+      p.state.refuse = true; // new connections to the catalog fail (a failover under way): the orphan stays remembered
+      await direct.query('select pg_terminate_backend($1)', [orphan]);
+      await until('lost', () => lost.aborted, 10_000);
+    });
+    p.state.refuse = false;
+    await until('the old lock process gone', async () => (await direct.query('select 1 from pg_stat_activity where pid = $1', [orphan])).rows.length === 0, 10_000);
+    // The kernel hands out the orphan's pid to the next process forked: operator B's lock session
+    // (set-up, tried a few times: another fork on the machine may take the pid first).
+    let outcome: { aResult: unknown; bLost: boolean } | undefined;
+    for (let attempt = 0; attempt < 5 && outcome === undefined; attempt++) {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', String(orphan - 1));
+      outcome = await b.withOperatorLock(async (lostB) => {
+        if ((await lockHolder()) !== orphan) return undefined;
+        const aResult = await a.withOperatorLock(async () => 'A ran while B held the lock').catch((e: { code?: string }) => e.code);
+        return { aResult, bLost: lostB.aborted };
+      });
+      await b.close(); // B's next lock session must be a fresh process
+    }
+    expect(outcome).toBeDefined(); // the pid was reused by B's lock session
+    expect(outcome).toEqual({ aResult: 'E_OPERATOR_BUSY', bLost: false });
+  } finally {
+    p.state.refuse = false;
+    await a.close();
+    await b.close();
+    await p.close();
   }
 }, 60_000);
 

@@ -12,7 +12,7 @@
 import type { Client } from 'pg';
 import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
-import { installCapture, installGuard, runDdl } from '../../../src/admin/mover/shard-guard';
+import { dropCapture, installCapture, installGuard, runDdl } from '../../../src/admin/mover/shard-guard';
 import { captureTriggerSql, fenceSlot } from '../../../src/admin/mover/shard-guard-sql';
 import { lowerFence, raiseFence, waitForOlderTransactions } from '../../../src/admin/mover/slot-fence';
 import { slotOf } from '../../../src/cluster/slot-hash';
@@ -179,5 +179,28 @@ test("the write gate sets up the slot hash at a session's first write (a move's 
   } finally {
     await session.query('delete from accounts where id = 990001').catch(() => undefined);
     await session.end();
+  }
+});
+
+test('a role that may not run the slot hash still writes outside a move (the gate sets the hash up only where allowed)', async () => {
+  await client.query(`do $$ begin if not exists (select 1 from pg_roles where rolname = 'no_hash_app') then create role no_hash_app login; end if; end $$`);
+  await client.query('grant select, insert, update, delete on accounts to no_hash_app');
+  // No move on this shard: no capture trigger, nothing hidden (the earlier tests' moves undone).
+  await dropCapture(client, TABLES);
+  await client.query('update kysely_scale.shard_guard set hidden = null');
+  await client.query('delete from kysely_scale.slot_move');
+  await client.query('revoke execute on function public.kysely_scale_murmur3(bytea) from public');
+  const app = new URL(url);
+  app.username = 'no_hash_app';
+  app.password = '';
+  const session = directClient(app.toString());
+  await session.connect();
+  try {
+    await session.query('insert into accounts (id) values (990002)');
+    expect((await client.query('select count(*)::int as n from accounts where id = 990002')).rows[0].n).toBe(1);
+  } finally {
+    await session.end();
+    await client.query('grant execute on function public.kysely_scale_murmur3(bytea) to public');
+    await client.query('delete from accounts where id = 990002');
   }
 });

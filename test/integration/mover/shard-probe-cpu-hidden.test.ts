@@ -30,16 +30,21 @@ afterAll(async () => {
 /** A plpgsql loop of `n` additions: pure CPU, no wait event. */
 const loop = (n: number): string => `do $$ declare x bigint := 0; begin for i in 1..${n} loop x := x + i; end loop; end $$`;
 
-test('track_activities off: a healthy CPU-bound statement of 7 s (beyond UNINSPECTED_DEADLINES × the 1 s deadline) completes', async () => {
+test('track_activities off: a healthy CPU-bound statement of about 9 s (beyond UNINSPECTED_DEADLINES × the 1 s deadline) completes', async () => {
   const via = new URL(url);
   via.searchParams.set('options', '-c track_activities=off');
   const s = await openShardSession(via.toString(), 5000, { shard: 's', deadlines: { statementTimeoutMillis: 1000, copyIdleTimeoutMillis: 1000 } });
   opened.push(s);
-  // Calibrated on this machine: the time of 2,000,000 iterations (well under the deadline).
-  const started = performance.now();
-  await s.client.query(loop(2_000_000));
-  const perIteration = (performance.now() - started) / 2_000_000;
-  const iterations = Math.round(7000 / perIteration);
+  // Calibrated on this machine: the faster of two timings of 2,000,000 iterations (well under the
+  // deadline), aiming at 9 s: a calibration slowed by other work made a 7 s aim run 5.9 s in CI,
+  // short of the UNINSPECTED_DEADLINES + 1 deadlines the test must outlast.
+  let perIteration = Infinity;
+  for (let i = 0; i < 2; i++) {
+    const started = performance.now();
+    await s.client.query(loop(2_000_000));
+    perIteration = Math.min(perIteration, (performance.now() - started) / 2_000_000);
+  }
+  const iterations = Math.round(9000 / perIteration);
   const { ms, error } = await outcome('cpuHidden', s.client.query(loop(iterations)), 30_000);
   expect(error).toBeUndefined();
   expect(ms).toBeGreaterThanOrEqual((UNINSPECTED_DEADLINES + 1) * 1000);
