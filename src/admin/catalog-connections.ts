@@ -179,9 +179,13 @@ export class CatalogPool implements CatalogQueries {
       release: (destroy = false) => {
         if (released) return;
         released = true;
-        // pg-pool listens again from here on (and drops a destroyed client quietly).
         client.off('error', onError);
-        client.release(destroy || lost.signal.aborted);
+        const drop = destroy || lost.signal.aborted;
+        // A dropped client ends asynchronously and pg-pool no longer listens to it: an error that
+        // arrives meanwhile (its server process ended, by the operator lock's orphan clean-up or a
+        // restart) would otherwise crash the process. A client handed back is pg-pool's to watch.
+        if (drop) client.on('error', () => undefined);
+        client.release(drop);
       },
     };
   }

@@ -153,7 +153,13 @@ export class ServerPools {
       // pg's Pool tells when it opens and drops a connection: what destroy() may have to cut.
       const events = pool as unknown as { on(event: 'connect' | 'remove', listener: (client: SocketHolder) => void): unknown };
       try {
-        events.on('connect', (client) => this.#open.add(client));
+        events.on('connect', (client) => {
+          this.#open.add(client);
+          // A custom pool's clients too: pg-pool listens only to idle ones, and a checked-out client
+          // between statements (in a transaction) whose server goes away would crash the process.
+          // The statement sent on it next fails with the error, so nothing is hidden.
+          (client as { on?(event: 'error', listener: () => void): unknown }).on?.('error', ignoreError);
+        });
         events.on('remove', (client) => this.#open.delete(client));
       } catch {
         // a custom pool without these events: destroy() then only waits for its end() up to the deadline

@@ -4,11 +4,14 @@ import { Client, Pool, type ClientConfig, type PoolConfig } from 'pg';
  * A pg pool for a test's direct connections, with an `error` listener: pg-pool re-emits an idle
  * client's error on the pool, and `end()` resolves before its clients' sockets close, so a server
  * stopped right after (the next test's fault, or `afterAll`) can make a pool without a listener
- * throw an unhandled 57P01 into whichever test is running.
+ * throw an unhandled 57P01 into whichever test is running. Each client listens too: pg-pool
+ * listens only to idle ones, and a checked-out client between statements whose server goes away
+ * crashed the load tests' app processes when a timed-out test's clusters were stopped.
  */
 export function directPool(config: PoolConfig): Pool {
   const pool = new Pool(config);
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

@@ -21,7 +21,7 @@ import type { Pool } from 'pg';
 import { holdOperatorLock, type ServerProcess } from '../../../src/admin/operator-lock';
 import { CatalogPool, catalogDeadlines } from '../../../src/admin/catalog-connections';
 import { OperatorBusyError } from '../../../src/admin/admin-errors';
-import { systemClock } from '../../../src/kernel/clock';
+import { ManualClock, systemClock } from '../../../src/kernel/clock';
 
 let cluster: TestCluster;
 let catalogUrl: string;
@@ -214,3 +214,28 @@ test('the lock request\'s answer lost: the command fails (E_CATALOG_UNAVAILABLE)
     await p.close();
   }
 }, 60_000);
+
+test('a command that ends while a heartbeat is unanswered: its lock session is dropped and ended, and the late error of that ending session does not crash the process', async () => {
+  const clock = new ManualClock();
+  const a = new TopologyCatalog({ url: catalogUrl, clock, heartbeatIntervalMillis: 1000 });
+  const crashes: unknown[] = [];
+  const onUncaught = (error: unknown): void => void crashes.push(error);
+  process.on('uncaughtException', onUncaught);
+  try {
+    let pid = 0;
+    await a.withOperatorLock(async () => {
+      pid = (await lockHolder())!;
+      clock.advance(1000); // a heartbeat is sent; the command ends before its answer comes
+    });
+    // The session was dropped (a beat unanswered) and its server process ended: the lock is free.
+    await until('the lock session gone', async () => (await direct.query('select 1 from pg_stat_activity where pid = $1', [pid])).rows.length === 0, 10_000);
+    expect(await lockHolder()).toBeUndefined();
+    // A round trip more, so a late error event of the dropped client has had its turn.
+    await direct.query('select 1');
+    expect(crashes).toEqual([]);
+    expect(await a.withOperatorLock(async () => 'ran')).toBe('ran');
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    await a.close();
+  }
+}, 30_000);

@@ -21,8 +21,8 @@ export interface AppLine {
 export interface AppProcess {
   readonly role: string;
   readonly lines: AppLine[];
-  /** Resolves once the process printed `count` more acknowledged writes (or reads, for a reader) than now. */
-  progress(count: number): Promise<void>;
+  /** Resolves once the process printed `count` more acknowledged writes (or reads, for a reader) than now; fails after `withinMillis`, naming the process and its last lines. */
+  progress(count: number, withinMillis?: number): Promise<void>;
   stop(): Promise<AppLine['done']>;
 }
 
@@ -53,9 +53,23 @@ export async function startApp(role: 'writer' | 'reader' | 'stale', catalogUrl: 
   return {
     role,
     lines,
-    progress(count) {
+    progress(count, withinMillis = 30_000) {
       const target = events + count;
-      return events >= target ? Promise.resolve() : new Promise((resolve) => waiters.push({ target, resolve }));
+      if (events >= target) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`${role} ${index} made ${count - (target - events)} of ${count} more events in ${withinMillis} ms; last lines: ${JSON.stringify(lines.slice(-5))}`));
+        }, withinMillis);
+        const waiter = {
+          target,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
+        waiters.push(waiter);
+      });
     },
     async stop() {
       child.stdin!.write('stop\n');

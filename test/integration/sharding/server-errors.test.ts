@@ -9,6 +9,9 @@ import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { createTopology } from '../../../src/cluster/topology';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { identifyServer } from '../../../src/sharding/dialect/server-errors';
+import type { Pool } from 'pg';
+import { directPool } from '../../support/direct-pool';
+import { until } from '../replication/replication-fault-fixture';
 
 interface DB {
   accounts: { id: number; email: string };
@@ -111,3 +114,45 @@ test('replicas are named as replicas', () => {
   expect(identifyServer(topology, topology.shards[0]!.replicas[0]!)).toEqual({ shardId: 's0', serverRole: 'replica', server: 'postgres://u:***@h1/db' });
   expect(identifyServer(topology, topology.shards[0]!.primary)).toEqual({ shardId: 's0', serverRole: 'primary', server: 'postgres://u:***@h0/db' });
 });
+
+test('a custom pool whose server ends a connection checked out in a transaction: the next statement fails, the process does not crash', async () => {
+  const admin = directPool({ connectionString: shardUrl, max: 1 });
+  // As many apps write a pool: a listener on the pool only (pg-pool listens to idle clients only).
+  const pools: Pool[] = [];
+  const db = new Kysely<DB>({
+    dialect: new ShardedDialect({
+      topology: createTopology({ shards: [{ id: 'shard0', primary: shardUrl }] }),
+      createPool: (server) => {
+        const pool = directPool({ connectionString: server.url, max: 2 });
+        pool.removeAllListeners('connect'); // no listener on its clients
+        pools.push(pool);
+        return pool as never;
+      },
+    }),
+  });
+  const crashes: unknown[] = [];
+  const onUncaught = (error: unknown): void => void crashes.push(error);
+  process.on('uncaughtException', onUncaught);
+  try {
+    const failure = await db
+      .transaction()
+      .execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+        await admin.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+        // Until the server's 57P01 has reached the idle checked-out client.
+        await until('the connection ended', async () => (await admin.query('select 1 from pg_stat_activity where pid = $1', [rows[0]!.pid])).rows.length === 0, 5000);
+        await new Promise((resolve) => setImmediate(resolve));
+        await sql`select 1`.execute(trx);
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    expect(failure).toBeInstanceOf(Error);
+    expect(crashes).toEqual([]);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    await db.destroy();
+    await admin.end();
+  }
+}, 30_000);
