@@ -4,6 +4,8 @@ import { addShard, drainShard } from '../../../src/admin/mover/mover-operations'
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { slotOf } from '../../../src/cluster/slot-hash';
+import type { MoveProgress } from '../../../src/admin/mover/move-context';
+import { within } from './within-deadline';
 
 const STATIC_USERS = 2000;
 let f: MoverFixture;
@@ -39,14 +41,27 @@ test('add a 4th shard, then drain another, under load: 3 writers, a reader and a
   ]) as [AppProcess, AppProcess, ...AppProcess[]];
   await Promise.all([...apps, reader, stale].map((a) => a.progress(30)));
 
-  const result = await addShard({ catalog: f.catalogUrl, tables: TABLES, shard: { id: 'shard3', primary: f.shards[3]!.primaryUrl }, tuning: { batchSlots: 512 } });
+  // Each command within 50 s, or a failure naming the phase it was in (CI once timed the whole test out).
+  let last = 'not started';
+  const onProgress = (p: MoveProgress): void => {
+    last = `batch ${p.batch}, phase ${p.phase}`;
+  };
+  const t0 = performance.now();
+  const result = await within(50_000, 'add', addShard({ catalog: f.catalogUrl, tables: TABLES, shard: { id: 'shard3', primary: f.shards[3]!.primaryUrl }, tuning: { batchSlots: 512 }, onProgress })).catch((error: Error) => {
+    throw new Error(`${error.message}; last progress: ${last}`);
+  });
   expect(result.error).toBeNull();
   expect(result.status).toBe('done');
   // Every app keeps working on the new topology.
   await Promise.all([...apps, reader].map((a) => a.progress(30)));
 
   // Then drain shard1 under the same load: its slots go to the other three and it leaves the topology.
-  const drained = await drainShard({ catalog: f.catalogUrl, shardId: 'shard1' });
+  const t1 = performance.now();
+  last = 'not started';
+  const drained = await within(50_000, 'drain', drainShard({ catalog: f.catalogUrl, shardId: 'shard1', onProgress })).catch((error: Error) => {
+    throw new Error(`${error.message}; last progress: ${last}`);
+  });
+  console.log(JSON.stringify({ addMillis: Math.round(t1 - t0), drainMillis: Math.round(performance.now() - t1), addPhases: result.durationMillis, drainPhases: drained.durationMillis }));
   expect(drained.error).toBeNull();
   expect(drained.status).toBe('done');
   await Promise.all([...apps, reader].map((a) => a.progress(30)));

@@ -73,7 +73,15 @@ export async function startApp(role: 'writer' | 'reader' | 'stale', catalogUrl: 
     },
     async stop() {
       child.stdin!.write('stop\n');
-      await exited;
+      // Within 20 s, or killed and a failure naming the process and its last lines.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`${role} ${index} did not stop within 20 s of being asked; last lines: ${JSON.stringify(lines.slice(-5))}`));
+        }, 20_000);
+      });
+      await Promise.race([exited, late]).finally(() => clearTimeout(timer));
       return lines.find((l) => l.done !== undefined)?.done;
     },
   };
