@@ -41,13 +41,14 @@ test('add a 4th shard, then drain another, under load: 3 writers, a reader and a
   ]) as [AppProcess, AppProcess, ...AppProcess[]];
   await Promise.all([...apps, reader, stale].map((a) => a.progress(30)));
 
-  // Each command within 50 s, or a failure naming the phase it was in (CI once timed the whole test out).
+  // Each command within 90 s, or a failure naming the phase it was in (two CI runs on a slow machine
+  // timed the whole test out at 120 s; it takes 16-37 s). The test's own limit is above its steps' sum.
   let last = 'not started';
   const onProgress = (p: MoveProgress): void => {
     last = `batch ${p.batch}, phase ${p.phase}`;
   };
   const t0 = performance.now();
-  const result = await within(50_000, 'add', addShard({ catalog: f.catalogUrl, tables: TABLES, shard: { id: 'shard3', primary: f.shards[3]!.primaryUrl }, tuning: { batchSlots: 512 }, onProgress })).catch((error: Error) => {
+  const result = await within(90_000, 'add', addShard({ catalog: f.catalogUrl, tables: TABLES, shard: { id: 'shard3', primary: f.shards[3]!.primaryUrl }, tuning: { batchSlots: 512 }, onProgress })).catch((error: Error) => {
     throw new Error(`${error.message}; last progress: ${last}`);
   });
   expect(result.error).toBeNull();
@@ -58,7 +59,7 @@ test('add a 4th shard, then drain another, under load: 3 writers, a reader and a
   // Then drain shard1 under the same load: its slots go to the other three and it leaves the topology.
   const t1 = performance.now();
   last = 'not started';
-  const drained = await within(50_000, 'drain', drainShard({ catalog: f.catalogUrl, shardId: 'shard1', onProgress })).catch((error: Error) => {
+  const drained = await within(90_000, 'drain', drainShard({ catalog: f.catalogUrl, shardId: 'shard1', onProgress })).catch((error: Error) => {
     throw new Error(`${error.message}; last progress: ${last}`);
   });
   console.log(JSON.stringify({ addMillis: Math.round(t1 - t0), drainMillis: Math.round(performance.now() - t1), addPhases: result.durationMillis, drainPhases: drained.durationMillis }));
@@ -107,4 +108,4 @@ test('add a 4th shard, then drain another, under load: 3 writers, a reader and a
   expect(latest.shards.map((s) => s.id)).toEqual(['shard0', 'shard2', 'shard3']);
   expect(latest.shards.map((s) => latest.slotsOf(s.id).length)).toEqual([1366, 1365, 1365]);
   expect((await f.pools[1]!.query('select count(*)::int as n from users')).rows[0].n).toBe(0);
-}, 120_000);
+}, 300_000);
