@@ -9,6 +9,7 @@
  * application name) and the lock taken; when the command ends no orphan keeps the lock.
  */
 import { createServer, connect, type Socket } from 'node:net';
+import type { Pool } from 'pg';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
@@ -69,6 +70,18 @@ async function proxy(targetPort: number) {
   };
 }
 
+/** A shard's required version and hidden slots. */
+async function guardOf(pool: Pool): Promise<{ required_version: number; hidden: string | null }> {
+  return (await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard')).rows[0]!;
+}
+
+/** Rows of users on all shards, copies included (read directly, as the operator). */
+async function rowsOnShards(): Promise<number> {
+  let total = 0;
+  for (const pool of f.pools) total += (await pool.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
+  return total;
+}
+
 async function latestVersion(): Promise<number> {
   const catalog = new TopologyCatalog({ url: f.catalogUrl });
   try {
@@ -102,8 +115,8 @@ test('lock session path silent mid-cutover: the mover ends its orphaned lock ses
     // Backed out: no shard requires a version above the catalog's, and the owner shows the slots again.
     const guards = [];
     for (const pool of f.pools) {
-      const { rows } = await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
-      guards.push({ required: rows[0]!.required_version, hides0to15: rows[0]!.hidden?.slice(0, 16) === '1'.repeat(16) });
+      const guard = await guardOf(pool);
+      guards.push({ required: guard.required_version, hides0to15: guard.hidden?.slice(0, 16) === '1'.repeat(16) });
     }
     for (const g of guards) expect(g.required).toBeLessThanOrEqual(latest);
     expect(guards[0]!.hides0to15).toBe(false);
@@ -113,9 +126,7 @@ test('lock session path silent mid-cutover: the mover ends its orphaned lock ses
     const resumed = await resumeMove({ catalog: f.catalogUrl });
     expect(resumed.error).toBeNull();
     expect(resumed.status).toBe('done');
-    let total = 0;
-    for (const pool of f.pools) total += (await pool.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
-    expect(total).toBe(200);
+    expect(await rowsOnShards()).toBe(200);
   } finally {
     await catalogPool.end();
     await p.close();
@@ -150,18 +161,16 @@ test('lock lost unnoticed (path silent, server process ended) when a cutover fai
     expect(result.error?.message).toContain('the cutover failed after the switch');
     // Not backed out: the source (shard1) hides the slots, the target (shard0) shows them, both require the unpublished version.
     const latest = await latestVersion();
-    const { rows: source } = await f.pools[1]!.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
-    const { rows: target } = await f.pools[0]!.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
-    expect(source[0]!.hidden?.slice(0, 16)).toBe('1'.repeat(16));
-    expect(target[0]!.hidden?.slice(0, 16) ?? '0'.repeat(16)).toBe('0'.repeat(16));
-    expect(target[0]!.required_version).toBe(latest + 1);
+    const source = await guardOf(f.pools[1]!);
+    const target = await guardOf(f.pools[0]!);
+    expect(source.hidden?.slice(0, 16)).toBe('1'.repeat(16));
+    expect(target.hidden?.slice(0, 16) ?? '0'.repeat(16)).toBe('0'.repeat(16));
+    expect(target.required_version).toBe(latest + 1);
     await otherOperator.query(`select pg_advisory_unlock(hashtext('kysely_scale_operator kysely_scale'))`);
     const resumed = await resumeMove({ catalog: f.catalogUrl });
     expect(resumed.error).toBeNull();
     expect(resumed.status).toBe('done');
-    let total = 0;
-    for (const pool of f.pools) total += (await pool.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
-    expect(total).toBe(200);
+    expect(await rowsOnShards()).toBe(200);
   } finally {
     if (saved === undefined) delete process.env.KYSELY_SCALE_CATALOG_TIMEOUT_MS;
     else process.env.KYSELY_SCALE_CATALOG_TIMEOUT_MS = saved;
