@@ -388,12 +388,13 @@ export async function run(): Promise<BenchReport> {
       for (const m of versionSeen) process.stderr.write(`${m}\n`);
     }
     if (debug) {
+      const slowOver = 2 * percentile(latency.before!, 0.99);
       for (const [i, [name, from]] of phaseStarts.entries()) {
         const to = phaseStarts[i + 1]?.[1] ?? performance.now();
         const inPhase = samples.filter(([s]) => s >= from && s < to);
         const all = inPhase.map(([, l]) => l);
         const moving = inPhase.filter(([, , m]) => m === 1).map(([, l]) => l);
-        const slow = all.filter((l) => l > 2 * percentile(latency.before!, 0.99)).length;
+        const slow = all.filter((l) => l > slowOver).length;
         process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms, over 2x the p99 before ${slow}\n`);
       }
     }
