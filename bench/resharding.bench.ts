@@ -7,7 +7,7 @@
  * writers' own log of acknowledged writes.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { join } from 'node:path';
@@ -101,6 +101,22 @@ const percentile = (xs: number[], p: number): number => {
   return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
 };
 const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+
+/** The machine's CPU time so far, in clock ticks: all of it and what the hypervisor gave other guests (steal); undefined off Linux. */
+function cpuTicks(): { total: number; steal: number } | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { total: fields.slice(0, 8).reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Percentage of CPU time stolen by the hypervisor between two readings (-1 when unknown): a figure taken while it is high measures the neighbours. */
+function stealPercent(from: ReturnType<typeof cpuTicks>, to: ReturnType<typeof cpuTicks>): number {
+  if (from === undefined || to === undefined || to.total === from.total) return -1;
+  return round((100 * (to.steal - from.steal)) / (to.total - from.total), 1);
+}
 
 export async function run(): Promise<BenchReport> {
   // Shared 2-core machines: the load average says how much of a figure is the neighbours'.
@@ -320,8 +336,10 @@ export async function run(): Promise<BenchReport> {
     }
     await new Promise((r) => setTimeout(r, 1000));
     phase = 'before';
+    const ticksBefore = cpuTicks();
     await new Promise((r) => setTimeout(r, 3000));
     phase = 'during';
+    const ticksDuring = cpuTicks();
     let fenceFrom = Infinity;
     let fenceTo = -Infinity;
     // The mover runs in its own process, as the operator's CLI does; its progress lines arrive here
@@ -360,7 +378,8 @@ export async function run(): Promise<BenchReport> {
     phaseStarts.push(['0:start', performance.now()]);
     const moveB = await mover.start(onMoveProgress);
     const moveEnd = performance.now();
-    phase = 'after'; // before the debug output below, which takes the bench process's CPU from the writers
+    phase = 'after';
+    const ticksAfter = cpuTicks(); // before the debug output below, which takes the bench process's CPU from the writers
     sampling = false;
     await Promise.all(samplers);
     if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
@@ -444,6 +463,8 @@ export async function run(): Promise<BenchReport> {
     const results = {
       loadAverageAtStart: round(loadAtStart),
       loadAverageAtEnd: round(loadavg()[0]!),
+      cpuStealPercentBefore: stealPercent(ticksBefore, ticksDuring),
+      cpuStealPercentDuring: stealPercent(ticksDuring, ticksAfter),
       rows: ROWS,
       baselineCopyRowsPerSecond: Math.round(baselineRowsPerSecond),
       moverCopyRowsPerSecond: Math.round(moverRowsPerSecond),

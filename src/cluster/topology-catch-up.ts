@@ -98,11 +98,14 @@ export async function catchUpTopology(holder: TopologyHolder, source: TopologySo
     if (latest !== undefined && latest.version > holder.topology.version) {
       try {
         holder.setTopology(latest);
+        // Routers refused at the same cutover and sleeping between their reads retry now too, not at their next poll.
+        topologyArrived(source);
       } catch {
         // Another path (a catalog watch) may have applied it meanwhile.
       }
-      if (holder.topology.version >= version) return true;
     }
+    // Also when another router or a watch applied the version while this read was on its way (a wake then finds no sleeper).
+    if (holder.topology.version >= version) return true;
     const left = deadline - clock.monotonicNow();
     if (left <= 0) return false;
     await pauseOrArrival(source, clock, Math.min(poll, left));

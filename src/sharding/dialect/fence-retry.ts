@@ -64,14 +64,22 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
 
 /**
  * Brings the sessions a connection holds to the runtime's (new) topology version before a refused
- * statement runs again. Replica clients are dropped instead: they carry no session state
+ * statement runs again. A connection whose clients carry no session state (no raw SQL or DDL ran
+ * on it, no transaction, no open stream: `holdsSessionState` false) gives them back to their pools
+ * instead: the statement usually runs again on another shard, and a re-tag would put one more round
+ * trip between the new version's arrival and the retry, while writers of the moved slots wait.
+ * Otherwise replica clients are dropped instead: they carry no session state
  * (session reads stay on primaries) and the next read checks out a client tagged under the read
  * deadline, so a frozen replica the connection happens to hold cannot hold up a statement that
  * does not read it. Primary clients, which may carry session state (`SET`, temp tables), are
  * re-tagged within `fenceWaitMillis` (at least {@link MIN_RETAG_MILLIS}); one that does not answer
  * fails the retry, naming its server, and is closed when the connection is released.
  */
-export async function refreshHeldSessions(runtime: Pick<ShardedRuntime, 'topology' | 'fenceWaitMillis' | 'retag'>, clients: HeldClients): Promise<void> {
+export async function refreshHeldSessions(runtime: Pick<ShardedRuntime, 'topology' | 'fenceWaitMillis' | 'retag'>, clients: HeldClients, holdsSessionState: boolean): Promise<void> {
+  if (!holdsSessionState) {
+    clients.giveBackArrived();
+    return;
+  }
   const primaries = new Map(runtime.topology.shards.map((shard) => [shard.primary.url, shard]));
   clients.dropArrived((url) => !primaries.has(url));
   const millis = Math.max(runtime.fenceWaitMillis, MIN_RETAG_MILLIS);

@@ -102,6 +102,22 @@ export class HeldClients {
     }
   }
 
+  /**
+   * Returns every arrived client to its pool and stops holding it (it is checked out anew, and
+   * tagged with the version then current, if a later statement needs its server). Only for a
+   * connection whose clients carry no session state and are idle.
+   */
+  giveBackArrived(): void {
+    const destroy = this.#discardOnRelease ? true : undefined;
+    const held = this.#held;
+    for (let i = held.length - 1; i >= 0; i--) {
+      const entry = held[i]!;
+      if (entry.client === undefined) continue;
+      held.splice(i, 1);
+      giveBack(entry.client, destroy);
+    }
+  }
+
   /** Stops holding the client of `url`, closing it rather than returning it to its pool (it may be broken). */
   drop(url: string): void {
     const entry = this.#heldFor(url);

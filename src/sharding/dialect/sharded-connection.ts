@@ -62,6 +62,8 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
    * until it is released, its reads stay on the primaries, where that session state lives.
    */
   #session = false;
+  /** Streams of this connection still reading: their clients must stay held. */
+  #openStreams = 0;
 
   constructor(runtime: ShardedRuntime) {
     this.#runtime = runtime;
@@ -80,7 +82,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     return this.#route<R>(compiled).catch((error: unknown) =>
       retryAfterRefusal(this.#runtime, error, {
         inTransaction: this.#tx !== null,
-        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients),
+        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients, this.#tx !== null || this.#session || this.#openStreams > 0),
         rerun: () => this.#route<R>(compiled),
       }),
     );
@@ -107,7 +109,12 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     requireInteger('chunkSize', chunkSize, 1);
     const plan = this.#plan(compiled);
     const chunks = ShardedConnection.#dispatch(ShardedConnection.#stream, this, plan.kind, plan, compiled, chunkSize) as AsyncGenerator<QueryResult<R>>;
-    yield* this.#runtime.telemetry.begin(plan)?.stream(chunks) ?? chunks;
+    this.#openStreams++;
+    try {
+      yield* this.#runtime.telemetry.begin(plan)?.stream(chunks) ?? chunks;
+    } finally {
+      this.#openStreams--;
+    }
   }
 
   /**

@@ -86,7 +86,8 @@ async function reroute(runtime: SplitWriteRuntime, clients: HeldClients, compile
   // Real time on purpose, as in retryAfterRefusal: a test's ManualClock must not hold a router here.
   if (!(await catchUpTopology(runtime, source, version, { waitMillis: runtime.fenceWaitMillis, clock: systemClock }))) return undefined;
   try {
-    await refreshHeldSessions(runtime, clients);
+    // Re-tagged, not given back: a stream of this connection may still read through a held client.
+    await refreshHeldSessions(runtime, clients, true);
   } catch {
     return undefined;
   }

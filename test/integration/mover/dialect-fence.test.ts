@@ -5,7 +5,7 @@ import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { withShard } from '../../../src/sharding/routing/route-hint';
-import { StaleTopologyError } from '../../../src/cluster/topology-fence';
+import { SET_TOPOLOGY_VERSION_SQL, StaleTopologyError } from '../../../src/cluster/topology-fence';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import type { PoolLike } from '../../../src/cluster/server-pools';
 import type { ServerSpec, Topology } from '../../../src/cluster/topology';
@@ -72,6 +72,28 @@ test('a router refused by a shard after a move reloads the topology and runs the
   expect({ name: (tx as Error).name, message: (tx as Error).message }).toEqual({ name: 'StaleTopologyError', message: expect.stringContaining('roll it back and run it again') });
   expect((await f.pools[1]!.query('select score from users where id = $1', [moved])).rows).toEqual([{ score: 7 }]);
 });
+
+/** Every statement the dialect's pools run, as `shardId: <verb, or the function a select calls>` (`shardId: tag` for the topology version's), in order. */
+function recordingPools(log: string[]): (server: ServerSpec) => PoolLike {
+  return (server) => {
+    const pool = appPool(server);
+    const shardId = f.shards.find((s) => s.primaryUrl === server.url)?.id ?? server.redactedUrl;
+    return {
+      connect: async () => {
+        const client = await pool.connect();
+        const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+        (client as { query: unknown }).query = (text: unknown, ...rest: unknown[]) => {
+          const statement = typeof text === 'string' ? text : (text as { text: string }).text;
+          log.push(`${shardId}: ${statement === SET_TOPOLOGY_VERSION_SQL ? 'tag' : statement.split(/[\s(]+/)[statement.startsWith('select') ? 1 : 0]}`);
+          return query(text, ...rest);
+        };
+        return client;
+      },
+      end: () => pool.end(),
+      on: (event, listener) => pool.on(event, listener),
+    };
+  };
+}
 
 test("the dialect's own pools start every connection with its topology version (no extra statement)", async () => {
   const latest = (await catalog.latest())!;
@@ -154,4 +176,30 @@ test('an or-keyed write across shards refused on the fenced source is not run ag
   expect(result.error).toBeNull();
   expect(await orKeyed).toMatchObject({ code: ErrorCodes.PARTIAL_WRITE, context: { committed: ['shard1'], failed: ['shard0'] } });
   expect({ moving: await score(moving), onTarget: await score(onTarget) }).toEqual({ moving: before.moving, onTarget: before.onTarget + 10 });
+});
+
+test('a refused statement retried on the new owner puts no statement on the old owner\'s client first when the connection carries no session state (it goes back to its pool); with session state (raw SQL ran) that client is re-tagged', async () => {
+  const v1 = (await catalog.latest())!;
+  // Slots 1024-1279 of shard0 (the tests above moved lower ones); users 0-199 were seeded by the first test.
+  const moved = [...Array(200).keys()].find((id) => slotOf(id) >= 1024 && slotOf(id) < 1280)!;
+  expect(v1.shardForSlot(slotOf(moved)).id).toBe('shard0');
+  const log: string[] = [];
+  const plain = kysely(v1, { topologySource: catalog, createPool: recordingPools(log) });
+  const withSession = kysely(v1, { topologySource: catalog, createPool: recordingPools(log) });
+  const result = await moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots: '1024-1279', to: 'shard1' });
+  expect(result.error).toBeNull();
+
+  await plain.db.updateTable('users').set({ score: 11 }).where('id', '=', moved).execute();
+  // shard0 (tagged with version 1 at checkout) refuses; the retry goes straight to shard1: a checkout there, tagged with the new version, and the update.
+  expect(log.splice(0)).toEqual(['shard0: tag', 'shard0: update', 'shard1: tag', 'shard1: update']);
+  expect((await f.pools[1]!.query('select score from users where id = $1', [moved])).rows).toEqual([{ score: 11 }]);
+
+  await withSession.db.connection().execute(async (conn) => {
+    await sql`select set_config('app.note', 'kept', false)`.execute(conn.withPlugin(withShard('shard0')));
+    await conn.updateTable('users').set({ score: 12 }).where('id', '=', moved).execute();
+    expect((await sql<{ note: string }>`select current_setting('app.note') as note`.execute(conn.withPlugin(withShard('shard0')))).rows).toEqual([{ note: 'kept' }]);
+  });
+  // The shard0 client keeps the session's setting, so it is re-tagged before the retry and stays held.
+  expect(log.splice(0)).toEqual(['shard0: tag', 'shard0: set_config', 'shard0: update', 'shard0: tag', 'shard1: tag', 'shard1: update', 'shard0: current_setting']);
+  expect((await f.pools[1]!.query('select score from users where id = $1', [moved])).rows).toEqual([{ score: 12 }]);
 });

@@ -76,4 +76,38 @@ describe('catchUpTopology', () => {
     expect(outcome).toBe(true);
     expect(source.reads).toBe(1);
   });
+  test('a router whose own read applied the version wakes the others waiting on the same source: they retry at once, not at their next read', async () => {
+    const clock = new ManualClock();
+    const holder = { topology: v(1), setTopology(t: Topology) { this.topology = t; } };
+    let published = v(1);
+    const source = counting(() => published);
+    const outcomes: (boolean | undefined)[] = [undefined, undefined];
+    const first = catchUpTopology(holder, source, 2, { waitMillis: 1000, clock }).then((reached) => (outcomes[0] = reached));
+    await settle();
+    clock.advance(1);
+    const second = catchUpTopology(holder, source, 2, { waitMillis: 1000, clock }).then((reached) => (outcomes[1] = reached));
+    await settle();
+    expect(source.reads).toBe(2); // each read once; the second's next read is due at 3 ms
+    published = v(2);
+    clock.advance(1); // 2 ms: only the first one's read is due
+    await settle();
+    expect(source.reads).toBe(3);
+    expect(outcomes).toEqual([true, true]);
+    await Promise.all([first, second]);
+  });
+  test('a version applied elsewhere while this router\'s read was on its way (the read answers older) ends the wait at that answer, not at the next read', async () => {
+    const clock = new ManualClock();
+    const holder = { topology: v(1), setTopology(t: Topology) { this.topology = t; } };
+    let answer: (t: Topology) => void = () => undefined;
+    const source = { latest: () => new Promise<Topology>((resolve) => (answer = resolve)) };
+    let outcome: boolean | undefined;
+    const pending = catchUpTopology(holder, source, 2, { waitMillis: 1000, clock }).then((reached) => (outcome = reached));
+    await settle();
+    holder.setTopology(v(2)); // a watch, or another router's read
+    topologyArrived(source); // finds no sleeper: this router is reading
+    answer(v(1)); // read before the publish
+    await settle();
+    expect(outcome).toBe(true);
+    await pending;
+  });
 });
