@@ -34,6 +34,7 @@ export const MOVE_FLAGS = {
   'fence-timeout-ms': { type: 'string' },
   'nice-ratio': { type: 'string' },
   'probe-slow-ms': { type: 'string' },
+  'lock-heartbeat-ms': { type: 'string' },
   ...DEADLINE_FLAGS,
 } as const;
 
@@ -46,6 +47,7 @@ export const MOVE_USAGE: readonly string[] = [
   '--fence-timeout-ms <n>                 a fence left up longer lifts itself (default 15000)',
   '--nice-ratio <r>                       pause r times as long as each slice of work took (default 1; 0 = no pauses)',
   '--probe-slow-ms <n>                    wait longer while select 1 on the shards takes more than this (default 3; 0 = no probe)',
+  '--lock-heartbeat-ms <n>                check the operator lock\'s catalog session this often; a lock lost unnoticed stops the command at its next step (default 2000)',
   ...DEADLINE_USAGE,
 ];
 
@@ -83,12 +85,13 @@ function moverOptions(values: CliValues, catalog: string): MoverOptions {
   const fence = integerFlag(values, 'fence-timeout-ms', 100);
   const nice = numberFlag(values, 'nice-ratio');
   const probeSlow = integerFlag(values, 'probe-slow-ms', 0);
+  const heartbeat = integerFlag(values, 'lock-heartbeat-ms', 1);
   return {
     catalog,
     ...(Object.keys(tables).length > 0 ? { tables } : {}),
     dryRun: values['dry-run'] === true,
     ...(max === undefined ? {} : { maxRowsPerSecond: max }),
-    tuning: { ...deadlineTuning(values), ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }) },
+    tuning: { ...deadlineTuning(values), ...(batchSlots === undefined ? {} : { batchSlots }), ...(fence === undefined ? {} : { fenceTimeoutMillis: fence }), ...(nice === undefined ? {} : { niceRatio: nice }), ...(probeSlow === undefined ? {} : { probeSlowMillis: probeSlow }), ...(heartbeat === undefined ? {} : { lockHeartbeatMillis: heartbeat }) },
   };
 }
 

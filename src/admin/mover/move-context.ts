@@ -68,6 +68,14 @@ export interface MoveTuning {
    * @default 3
    */
   readonly probeSlowMillis: number;
+  /**
+   * How often the mover checks that its operator lock's catalog session still answers (`select 1`
+   * under the catalog's statement deadline). A lock lost where no error can reach the mover (the
+   * catalog's host died, a dropped path) is noticed at the next check, and the mover stops at its
+   * next step: shorter finds it sooner, at one catalog round trip per check.
+   * @default 2000
+   */
+  readonly lockHeartbeatMillis: number;
   /** Wait after a publish before the source's clean-up starts, so routers retrying at the cutover do not compete with its scan. @default 500 */
   readonly cleanupDelayMillis: number;
   /**
@@ -98,6 +106,7 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   replicaWaitMillis: 5_000,
   batchSlots: 1024,
   cleanupDelayMillis: 500,
+  lockHeartbeatMillis: 2000,
   niceRatio: 1,
   probeSlowMillis: 3,
   ...SHARD_DEADLINE_DEFAULTS,

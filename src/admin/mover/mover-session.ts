@@ -67,16 +67,13 @@ export function toResultError(error: unknown): ResultError {
   return Object.freeze({ code, message: redactText(error instanceof Error ? error.message : String(error)), context: {} });
 }
 
-/** How often a mover checks that its operator lock's catalog session still answers. */
-export const MOVER_LOCK_HEARTBEAT_MILLIS = 2000;
-
 /** Runs `fn` under the operator lock (unless `locked` is false: read-only operations) with the catalog, the store and the sharded tables. */
 export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame) => Promise<T>, locked = true): Promise<T> {
   // Validated before anything changes (the catalog's table list included).
   const tuning = moveTuning(options);
   const schema = options.schema ?? TOPOLOGY_CATALOG_DEFAULTS.schema;
-  // The operator lock's heartbeat every 2 s (the catalog's default is 10 s): a mover that lost its lock unnoticed stops sooner.
-  const catalog = new TopologyCatalog({ url: options.catalog, schema, clock: options.clock ?? systemClock, heartbeatIntervalMillis: MOVER_LOCK_HEARTBEAT_MILLIS });
+  // The operator lock's heartbeat every tuning.lockHeartbeatMillis (2 s; the catalog's default is 10 s): a mover that lost its lock unnoticed stops sooner.
+  const catalog = new TopologyCatalog({ url: options.catalog, schema, clock: options.clock ?? systemClock, heartbeatIntervalMillis: tuning.lockHeartbeatMillis });
   // The move store's connections to the catalog have the catalog's deadlines (defaults): a catalog that stops answering fails the step, never holds it.
   const pool = new CatalogPool(options.catalog, catalogDeadlines({}), 'kysely-scale mover catalog');
   const store = new MoveStore(pool, schema);
@@ -133,5 +130,6 @@ function moveTuning(options: MoverOptions): MoveTuning {
   requireNonNegative('tuning.probeSlowMillis', tuning.probeSlowMillis);
   requirePositive('tuning.statementTimeoutMillis', tuning.statementTimeoutMillis);
   requirePositive('tuning.copyIdleTimeoutMillis', tuning.copyIdleTimeoutMillis);
+  requirePositive('tuning.lockHeartbeatMillis', tuning.lockHeartbeatMillis);
   return tuning;
 }

@@ -9,6 +9,7 @@ import { verifyShards } from '../../../src/admin/mover/shard-verify';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { ErrorCodes } from '../../../src/kernel/errors';
 import { createTopology } from '../../../src/cluster/topology';
+import { systemClock } from '../../../src/kernel/clock';
 
 let f: MoverFixture;
 
@@ -71,6 +72,24 @@ describe('requests that cannot start are refused with a code before anything cha
       const throttle = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', maxRowsPerSecond });
       expect(throttle).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'maxRowsPerSecond' } } });
     }
+    expect((await latest())!.version).toBe(1);
+  });
+
+  test('the operator lock is checked every lockHeartbeatMillis (2000 by default); 0 is refused before anything changes', async () => {
+    // The real clock, recording each wait it is asked for: the lock's heartbeat is one of them.
+    const delaysOf = async (tuning: { lockHeartbeatMillis?: number }): Promise<number[]> => {
+      const delays: number[] = [];
+      const clock = { ...systemClock, setTimeout: (callback: () => void, millis: number) => (delays.push(millis), systemClock.setTimeout(callback, millis)) };
+      const result = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', dryRun: true, clock, tuning });
+      expect(result).toMatchObject({ ok: true, status: 'planned' });
+      return delays;
+    };
+    expect(await delaysOf({})).toContain(2000);
+    const quick = await delaysOf({ lockHeartbeatMillis: 750 });
+    expect(quick).toContain(750);
+    expect(quick).not.toContain(2000);
+    const zero = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { lockHeartbeatMillis: 0 } });
+    expect(zero).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.lockHeartbeatMillis' } } });
     expect((await latest())!.version).toBe(1);
   });
 
