@@ -27,8 +27,8 @@ import { destroySocket } from './server-client';
  * Do not act as if it was not published (a slot move must not revert its cutover on it), nor as if
  * it was. The outcome becomes known through the version number: a publish of `version` commits
  * only while the catalog's latest version is below it, so once any version at or above `version`
- * is in the catalog, the lost one can never commit; then read `version`'s row (`history()`, or
- * `latest()` when nothing newer was published) to see which topology holds it.
+ * is in the catalog, the lost one can never commit; then read `version` (`catalog.version(n)`)
+ * to see which topology holds it.
  */
 export class PublishOutcomeUnknownError extends KyselyScaleError<typeof ErrorCodes.CATALOG_UNAVAILABLE> {
   readonly outcomeUnknown = true as const;

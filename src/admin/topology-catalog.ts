@@ -139,12 +139,19 @@ export class TopologyCatalog {
 
   /** The newest published topology, or `undefined` when none was published. */
   async latest(): Promise<Topology | undefined> {
-    const { rows } = await this.#query<{ version: number; document: unknown }>(`select version, document from ${this.#table} order by version desc limit 1`);
-    const row = rows[0];
-    if (row === undefined) return undefined;
-    const topology = fromDocument(row.document);
-    if (topology.version !== row.version) throw new TopologyError(`The catalog's row for version ${row.version} holds a document of version ${topology.version}.`);
-    return topology;
+    const { rows } = await this.#query<DocumentRow>(`select version, document from ${this.#table} order by version desc limit 1`);
+    return rows[0] === undefined ? undefined : topologyOf(rows[0]);
+  }
+
+  /**
+   * The topology published as `version`, or `undefined` when the catalog holds no such version
+   * (not published yet, or a publish that did not commit): to see what an older version routed,
+   * or whether a publish whose outcome was unknown ({@link PublishOutcomeUnknownError}) holds it.
+   */
+  async version(version: number): Promise<Topology | undefined> {
+    requireInteger('version', version, 1);
+    const { rows } = await this.#query<DocumentRow>(`select version, document from ${this.#table} where version = $1`, [version]);
+    return rows[0] === undefined ? undefined : topologyOf(rows[0]);
   }
 
   /** Published versions, newest first. */
@@ -223,12 +230,8 @@ export class TopologyCatalog {
 
   /** Published topologies newer than `version`, oldest first. */
   async #newerThan(version: number): Promise<Topology[]> {
-    const { rows } = await this.#query<{ version: number; document: unknown }>(`select version, document from ${this.#table} where version > $1 order by version`, [version]);
-    return rows.map((row) => {
-      const topology = fromDocument(row.document);
-      if (topology.version !== row.version) throw new TopologyError(`The catalog's row for version ${row.version} holds a document of version ${topology.version}.`);
-      return topology;
-    });
+    const { rows } = await this.#query<DocumentRow>(`select version, document from ${this.#table} where version > $1 order by version`, [version]);
+    return rows.map(topologyOf);
   }
 
   /** Runs a catalog query; a catalog that was never installed is reported as such. */
@@ -281,4 +284,17 @@ export class TopologyCatalog {
 function isNotInstalled(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '42P01' || code === '3F000';
+}
+
+/** A row of the topology table, as the readers select it. */
+interface DocumentRow {
+  readonly version: number;
+  readonly document: unknown;
+}
+
+/** The topology a row holds; a document whose version is not its row's is a {@link TopologyError}. */
+function topologyOf(row: DocumentRow): Topology {
+  const topology = fromDocument(row.document);
+  if (topology.version !== row.version) throw new TopologyError(`The catalog's row for version ${row.version} holds a document of version ${topology.version}.`);
+  return topology;
 }

@@ -58,6 +58,11 @@ describe('topology catalog', () => {
       [2, `move four slots: it's \\ $$ $x$ "ok" — ✓`],
       [1, 'initial'],
     ]);
+    // One version, older ones included; none for a version not published.
+    expect((await c.version(1))!.ownerIds()).toEqual(v1.ownerIds());
+    expect((await c.version(2))!.ownerIds()).toEqual(moved.ownerIds());
+    expect(await c.version(3)).toBeUndefined();
+    await expect(c.version(0)).rejects.toMatchObject({ code: ErrorCodes.INVALID_CONFIG });
   });
 
   test('a version that is not newer is refused and writes nothing; of two racing publishers one wins', async () => {
