@@ -44,9 +44,15 @@ export interface EstimateQueries {
   query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
 }
 
-/** The table `$1` names and its partitions and inheritance children, read without taking a lock. */
-const TREE_SQL = `with recursive tree(oid) as (
-  select to_regclass($1)::oid union all select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.oid
+/**
+ * The table `root` names (SQL text of a regclass) and its partitions and inheritance children,
+ * read without taking a lock; not a partition being detached (`DETACH PARTITION … CONCURRENTLY`,
+ * PostgreSQL 14+: queries of the table no longer read it; read through `to_jsonb`, since older
+ * servers lack the column).
+ */
+const treeSql = (root: string): string => `with recursive tree(oid) as (
+  select to_regclass(${root})::oid union all select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.oid
+   where not coalesce((to_jsonb(i) ->> 'inhdetachpending')::boolean, false)
 ) select oid from tree where oid is not null`;
 
 /** Every user table of the database (what `status` counts): not PostgreSQL's, not kysely-scale's. */
@@ -60,6 +66,8 @@ interface Budget {
   readonly lockTimeoutMillis: number;
   /** Paced: one statement per range, each followed by its pause; else one statement for all. */
   readonly pace?: ScanPace;
+  /** Paced: a query (no parameters) of the oids of the tables estimated now; a leaf no longer among them counts no row. */
+  readonly members?: string;
 }
 
 /**
@@ -84,7 +92,8 @@ export const RANGE_PAGES = 128;
  * `pace`, read in ranges of at most {@link RANGE_PAGES} pages, each followed by its pause.
  */
 export function estimateTableRows(client: EstimateQueries, table: string, pace?: ScanPace): Promise<number> {
-  return estimate(client, TREE_SQL, [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace }) });
+  // Paced, no lock holds the tree between ranges: each range checks its leaf is still in it (a partition detached meanwhile counts none).
+  return estimate(client, treeSql('$1'), [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace, members: treeSql(quoteLiteral(quoteTable(table))) }) });
 }
 
 /**
@@ -131,7 +140,7 @@ async function estimate(client: EstimateQueries, tablesSql: string, values: unkn
       // would queue the app's writes behind it): the sizes' transaction ends here and each range
       // is read in a transaction of its own, under the same lock timeout.
       await client.query('commit');
-      found = await pacedRows(client, sampled, plans, budget.pace, setup);
+      found = await pacedRows(client, sampled, plans, budget.pace, setup, budget.members);
     }
     // A sample that found no row of a table the statistics say has some (its live rows all in pages
     // between the ranges read: a large delete that left a cluster) takes the statistics' live count;
@@ -245,16 +254,17 @@ async function sampledRows(client: EstimateQueries, plans: readonly SamplePlan[]
  * trip), each followed by `pace`'s pause for the time it took; null for a leaf dropped meanwhile.
  * No lock is held between ranges, so a leaf is followed by its oid: each range checks that the
  * name still names it (renamed, it is read under its new name; a new table that took its name is
- * not counted).
+ * not counted), and, with `members`, that it is still among them (a partition detached meanwhile:
+ * null from then on).
  */
-async function pacedRows(client: EstimateQueries, leaves: readonly SizedLeaf[], plans: readonly SamplePlan[], pace: ScanPace, setup: string): Promise<(number | null)[]> {
+async function pacedRows(client: EstimateQueries, leaves: readonly SizedLeaf[], plans: readonly SamplePlan[], pace: ScanPace, setup: string, members?: string): Promise<(number | null)[]> {
   const found: (number | null)[] = [];
   for (const [index, plan] of plans.entries()) {
     const leaf = { relid: leaves[index]!.relid, name: leaves[index]!.name };
     let rows: number | null = 0;
     for (const from of plan.sources) {
       const started = pace.clock.monotonicNow();
-      const counted = await rangeRows(client, leaf, from.slice(`only ${leaves[index]!.name}`.length), setup);
+      const counted = await rangeRows(client, leaf, from.slice(`only ${leaves[index]!.name}`.length), setup, members);
       await yieldAfter(pace.clock.monotonicNow() - started, pace);
       if (counted === null) {
         rows = null;
@@ -272,18 +282,20 @@ const RENAMED_TRIES = 3;
 
 /**
  * Live rows of `leaf` in the range `rest` (`where …`, after `only <name>`), null when the leaf was
- * dropped. The count and the check that its name names the leaf (`relid`) are one statement: the
+ * dropped or is no longer among `members`. The count and the check that its name names the leaf (`relid`) are one statement: the
  * count's lock keeps the name from changing between them. A name that no longer names it (42P01,
  * or another table took it) is looked up again by its oid.
  */
-async function rangeRows(client: EstimateQueries, leaf: { readonly relid: number; name: string }, rest: string, setup: string): Promise<number | null> {
+async function rangeRows(client: EstimateQueries, leaf: { readonly relid: number; name: string }, rest: string, setup: string, members?: string): Promise<number | null> {
   let missing: unknown;
   for (let tries = 0; tries < RENAMED_TRIES; tries++) {
     try {
-      const sql = `${setup}; select count(*)::float8 as n, ${quoteLiteral(leaf.name)}::regclass::oid = ${leaf.relid}::oid as same from only ${leaf.name}${rest}; commit`;
-      const results = await client.query<{ n: number; same: boolean }>(sql);
-      const row = (Array.isArray(results) ? (results as QueryResult<{ n: number; same: boolean }>[]).at(-2)! : results).rows[0];
-      if (row?.same === true) return row.n;
+      const member = members === undefined ? 'true' : `${leaf.relid}::oid in (${members})`;
+      const sql = `${setup}; select count(*)::float8 as n, ${quoteLiteral(leaf.name)}::regclass::oid = ${leaf.relid}::oid as same, ${member} as member from only ${leaf.name}${rest}; commit`;
+      type Row = { n: number; same: boolean; member: boolean };
+      const results = await client.query<Row>(sql);
+      const row = (Array.isArray(results) ? (results as QueryResult<Row>[]).at(-2)! : results).rows[0];
+      if (row?.same === true) return row.member ? row.n : null;
     } catch (error) {
       if ((error as { code?: unknown }).code !== UNDEFINED_TABLE) throw error;
       missing = error;
