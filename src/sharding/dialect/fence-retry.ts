@@ -64,10 +64,11 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
 
 /**
  * Brings the sessions a connection holds to the runtime's (new) topology version before a refused
- * statement runs again. A connection whose clients carry no session state (no raw SQL or DDL ran
- * on it, no transaction, no open stream: `holdsSessionState` false) gives them back to their pools
- * instead: the statement usually runs again on another shard, and a re-tag would put one more round
- * trip between the new version's arrival and the retry, while writers of the moved slots wait.
+ * statement runs again. A connection whose clients carry no session state (the refused statement
+ * was the first one sent on it, outside a transaction: `holdsSessionState` false) gives them all
+ * back to their pools instead: the statement usually runs again on another shard, and a re-tag
+ * would put one more round trip between the new version's arrival and the retry, while writers of
+ * the moved slots wait.
  * Otherwise replica clients are dropped instead: they carry no session state
  * (session reads stay on primaries) and the next read checks out a client tagged under the read
  * deadline, so a frozen replica the connection happens to hold cannot hold up a statement that

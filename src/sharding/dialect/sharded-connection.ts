@@ -62,8 +62,13 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
    * until it is released, its reads stay on the primaries, where that session state lives.
    */
   #session = false;
-  /** Streams of this connection still reading: their clients must stay held. */
-  #openStreams = 0;
+  /**
+   * Statements and streams sent on this connection since it was acquired. Only a refused first
+   * one may give the held clients back instead of re-tagging them: after any other, a client may
+   * carry session state a query-builder statement set (`set_config`, an advisory lock, `currval`)
+   * or a stream may still read through it.
+   */
+  #statements = 0;
 
   constructor(runtime: ShardedRuntime) {
     this.#runtime = runtime;
@@ -77,12 +82,13 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     // BEGIN, COMMIT, ROLLBACK and savepoints from the driver (sent here so Kysely's `log` sees them).
     const control = compiled.query.kind === 'RawNode' ? transactionControlOf(compiled) : undefined;
     if (control !== undefined) return runTransactionControl(this, control);
+    const first = this.#statements++ === 0;
     // Not async: the common single-shard read runs as one promise chain, without extra async frames.
     // A shard's fence refusal (a slot moved) reloads the topology and runs the statement once more.
     return this.#route<R>(compiled).catch((error: unknown) =>
       retryAfterRefusal(this.#runtime, error, {
         inTransaction: this.#tx !== null,
-        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients, this.#tx !== null || this.#session || this.#openStreams > 0),
+        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients, !first || this.#tx !== null || this.#session),
         rerun: () => this.#route<R>(compiled),
       }),
     );
@@ -109,12 +115,8 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     requireInteger('chunkSize', chunkSize, 1);
     const plan = this.#plan(compiled);
     const chunks = ShardedConnection.#dispatch(ShardedConnection.#stream, this, plan.kind, plan, compiled, chunkSize) as AsyncGenerator<QueryResult<R>>;
-    this.#openStreams++;
-    try {
-      yield* this.#runtime.telemetry.begin(plan)?.stream(chunks) ?? chunks;
-    } finally {
-      this.#openStreams--;
-    }
+    this.#statements++;
+    yield* this.#runtime.telemetry.begin(plan)?.stream(chunks) ?? chunks;
   }
 
   /**
@@ -159,6 +161,7 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     const inTransaction = this.#tx !== null;
     this.#tx = null;
     this.#session = false;
+    this.#statements = 0;
     return this.#clients.release(inTransaction);
   }
 
