@@ -499,8 +499,13 @@ export async function run(): Promise<BenchReport> {
       guardReadOverhead: round(percentile(guarded, 0.5) / percentile(bare, 0.5)),
       appP99DuringVsBefore: round(p99During / p99Before),
     };
-    const targets = { copyRateVsPlainCopyMin: 0.5, cutoverPauseP99MaxMs: 50, appP99DuringVsBeforeMax: 2, lost: 0, duplicated: 0 };
+    // Not a target of the mover: a run whose CPU the hypervisor gave to other guests (steal) measured
+    // them, not the move (one run here had 22% steal before the move and a p99 "before" of 16 ms,
+    // so "during" came out lower than "before"); it cannot pass whatever its ratios.
+    const targets = { copyRateVsPlainCopyMin: 0.5, cutoverPauseP99MaxMs: 50, appP99DuringVsBeforeMax: 2, lost: 0, duplicated: 0, cpuStealPercentMax: 5 };
     const pass =
+      results.cpuStealPercentBefore <= targets.cpuStealPercentMax &&
+      results.cpuStealPercentDuring <= targets.cpuStealPercentMax &&
       ratios.copyRateVsPlainCopy >= targets.copyRateVsPlainCopyMin &&
       results.cutoverPauseP99Ms <= targets.cutoverPauseP99MaxMs &&
       ratios.appP99DuringVsBefore <= targets.appP99DuringVsBeforeMax &&
