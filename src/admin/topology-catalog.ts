@@ -149,7 +149,7 @@ export class TopologyCatalog {
    * or whether a publish whose outcome was unknown ({@link PublishOutcomeUnknownError}) holds it.
    */
   async version(version: number): Promise<Topology | undefined> {
-    requireInteger('version', version, 1);
+    requireInteger('version', version, 1, MAX_VERSION);
     const { rows } = await this.#query<DocumentRow>(`select version, document from ${this.#table} where version = $1`, [version]);
     return rows[0] === undefined ? undefined : topologyOf(rows[0]);
   }

@@ -6,7 +6,7 @@
 import { systemClock, type Clock } from '../../kernel/clock';
 import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
-import { describeValue, requireNonNegative, requirePositive } from '../../kernel/validate';
+import { describeValue, requireInteger, requireNonNegative, requirePositive } from '../../kernel/validate';
 import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
 import { CATALOG_DEADLINE_FLAGS, CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
 import { MoveStore, withGivenTables } from './move-store';
@@ -130,6 +130,7 @@ function moveTuning(options: MoverOptions): MoveTuning {
   requireNonNegative('tuning.probeSlowMillis', tuning.probeSlowMillis);
   requirePositive('tuning.statementTimeoutMillis', tuning.statementTimeoutMillis);
   requirePositive('tuning.copyIdleTimeoutMillis', tuning.copyIdleTimeoutMillis);
-  requirePositive('tuning.lockHeartbeatMillis', tuning.lockHeartbeatMillis);
+  // A timer's longest delay: past it Node fires after 1 ms, a heartbeat every millisecond (review 66).
+  requireInteger('tuning.lockHeartbeatMillis', tuning.lockHeartbeatMillis, 1, 2 ** 31 - 1);
   return tuning;
 }

@@ -45,13 +45,13 @@ export interface EstimateQueries {
 }
 
 /**
- * The table `root` names (SQL text of a regclass) and its partitions and inheritance children,
- * read without taking a lock; not a partition being detached (`DETACH PARTITION … CONCURRENTLY`,
- * PostgreSQL 14+: queries of the table no longer read it; read through `to_jsonb`, since older
- * servers lack the column).
+ * The table `root` (SQL of its oid) and its partitions and inheritance children, read without
+ * taking a lock; not a partition being detached (`DETACH PARTITION … CONCURRENTLY`, PostgreSQL
+ * 14+: queries of the table no longer read it; read through `to_jsonb`, since older servers lack
+ * the column).
  */
 const treeSql = (root: string): string => `with recursive tree(oid) as (
-  select to_regclass(${root})::oid union all select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.oid
+  select ${root} union all select i.inhrelid from pg_inherits i join tree on i.inhparent = tree.oid
    where not coalesce((to_jsonb(i) ->> 'inhdetachpending')::boolean, false)
 ) select oid from tree where oid is not null`;
 
@@ -91,9 +91,15 @@ export const RANGE_PAGES = 128;
  * Estimated rows of `table` (as registered: `name` or `schema.name`) on `client`'s shard; with
  * `pace`, read in ranges of at most {@link RANGE_PAGES} pages, each followed by its pause.
  */
-export function estimateTableRows(client: EstimateQueries, table: string, pace?: ScanPace): Promise<number> {
-  // Paced, no lock holds the tree between ranges: each range checks its leaf is still in it (a partition detached meanwhile counts none).
-  return estimate(client, treeSql('$1'), [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, ...(pace === undefined ? {} : { pace, members: treeSql(quoteLiteral(quoteTable(table))) }) });
+export async function estimateTableRows(client: EstimateQueries, table: string, pace?: ScanPace): Promise<number> {
+  const tree = treeSql('to_regclass($1)::oid');
+  if (pace === undefined) return estimate(client, tree, [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS });
+  // Paced, no lock holds the tree between ranges: each range checks its leaf is still in it (a
+  // partition detached meanwhile counts none), from the root's oid, as the leaves are followed
+  // (a table renamed meanwhile keeps its tree: review 66).
+  const { rows } = await client.query<{ oid: string | null }>('select to_regclass($1)::oid::text as oid', [quoteTable(table)]);
+  const root = rows[0]?.oid;
+  return estimate(client, tree, [quoteTable(table)], { pages: SAMPLE_PAGES, lockTimeoutMillis: ESTIMATE_LOCK_TIMEOUT_MILLIS, pace, members: treeSql(root == null ? 'null::oid' : `${Number(root)}::oid`) });
 }
 
 /**

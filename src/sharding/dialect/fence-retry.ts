@@ -65,7 +65,8 @@ export async function retryAfterRefusal<T>(runtime: ShardedRuntime, error: unkno
 /**
  * Brings the sessions a connection holds to the runtime's (new) topology version before a refused
  * statement runs again. A connection whose clients carry no session state (the refused statement
- * was the first one sent on it, outside a transaction: `holdsSessionState` false) gives them all
+ * was the first one sent on it, to one server, outside a transaction, not raw SQL:
+ * `holdsSessionState` false) gives them all
  * back to their pools instead: the statement usually runs again on another shard, and a re-tag
  * would put one more round trip between the new version's arrival and the retry, while writers of
  * the moved slots wait.

@@ -64,9 +64,9 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
   #session = false;
   /**
    * Statements and streams sent on this connection since it was acquired. Only a refused first
-   * one may give the held clients back instead of re-tagging them: after any other, a client may
-   * carry session state a query-builder statement set (`set_config`, an advisory lock, `currval`)
-   * or a stream may still read through it.
+   * one, sent to one server, may give the held clients back instead of re-tagging them: after any
+   * other, a client may carry session state a query-builder statement set (`set_config`, an
+   * advisory lock, `currval`) or a stream may still read through it.
    */
   #statements = 0;
 
@@ -88,7 +88,8 @@ export class ShardedConnection implements DatabaseConnection, TransactionControl
     return this.#route<R>(compiled).catch((error: unknown) =>
       retryAfterRefusal(this.#runtime, error, {
         inTransaction: this.#tx !== null,
-        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients, !first || this.#tx !== null || this.#session),
+        // A first statement that reached several shards may have run on some of them (review 66): their clients may carry what it set.
+        refreshSessions: () => refreshHeldSessions(this.#runtime, this.#clients, !first || this.#tx !== null || this.#session || this.#clients.arrived().length > 1),
         rerun: () => this.#route<R>(compiled),
       }),
     );

@@ -56,6 +56,10 @@ describe('kysely-scale-admin', () => {
     const badHeartbeat = await admin('move', '--catalog', catalogUrl, '--slots', '0-9', '--to', 'shard1', '--lock-heartbeat-ms', '0');
     expect(badHeartbeat.code).toBe(2);
     expect(badHeartbeat.stderr).toMatch(/--lock-heartbeat-ms/);
+    // abort takes the tuning flags too (review 66), not --dry-run.
+    expect((await admin('abort', '--help')).stdout).toContain('--lock-heartbeat-ms');
+    const abortDryRun = await admin('abort', '--catalog', catalogUrl, '--dry-run');
+    expect(abortDryRun.code).toBe(2);
     // A URL pasted where the command belongs is quoted back redacted.
     const urlAsCommand = await admin(`postgres://postgres:${SECRET}@127.0.0.1:1/db`, '--catalog', catalogUrl);
     expect(urlAsCommand.code).toBe(2);
@@ -71,7 +75,7 @@ describe('kysely-scale-admin', () => {
     // A command's usage error names the reason and its help, without the whole usage text after it.
     expect(badShard.stderr).toContain('Run `kysely-scale-admin init --help` for its options.');
     expect(badShard.stderr).not.toContain('Usage: kysely-scale-admin');
-    for (const run of [noCommand, badShard, badSlots, badHeartbeat, urlAsCommand, unreachable, unreachableJson]) expect(run.stdout + run.stderr).not.toContain(SECRET);
+    for (const run of [noCommand, badShard, badSlots, badHeartbeat, abortDryRun, urlAsCommand, unreachable, unreachableJson]) expect(run.stdout + run.stderr).not.toContain(SECRET);
   }, 60_000);
 
   test('-h, --help and --version answer without a catalog; an unknown command is a usage error, not a missing --catalog', async () => {

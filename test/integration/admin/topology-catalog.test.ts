@@ -62,7 +62,7 @@ describe('topology catalog', () => {
     expect((await c.version(1))!.ownerIds()).toEqual(v1.ownerIds());
     expect((await c.version(2))!.ownerIds()).toEqual(moved.ownerIds());
     expect(await c.version(3)).toBeUndefined();
-    await expect(c.version(0)).rejects.toMatchObject({ code: ErrorCodes.INVALID_CONFIG });
+    for (const bad of [0, 1.5, 2 ** 31]) await expect(c.version(bad)).rejects.toMatchObject({ code: ErrorCodes.INVALID_CONFIG });
   });
 
   test('a version that is not newer is refused and writes nothing; of two racing publishers one wins', async () => {

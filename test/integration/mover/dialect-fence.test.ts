@@ -1,7 +1,8 @@
 import { Kysely, sql } from 'kysely';
-import { startMoverFixture, APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
+import { APP_ROLE, TABLES, type MoverFixture } from './mover-fixture';
+import { fenceTestHooks } from './fence-test-hooks';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
-import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import type { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { ShardedDialect } from '../../../src/sharding/dialect/sharded-dialect';
 import { slotOf } from '../../../src/cluster/slot-hash';
 import { withShard } from '../../../src/sharding/routing/route-hint';
@@ -17,17 +18,9 @@ interface DB {
 
 let f: MoverFixture;
 let catalog: TopologyCatalog;
-const closers: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  f = await startMoverFixture('mover_dialect', 2);
-  catalog = new TopologyCatalog({ url: f.catalogUrl });
-}, 60_000);
-
-afterAll(async () => {
-  for (const close of closers) await close().catch(() => undefined);
-  await catalog?.close();
-  await f?.close();
+const closeLater = fenceTestHooks('mover_dialect', 2, (fixture, c) => {
+  f = fixture;
+  catalog = c;
 });
 
 /** A pool connecting as the app role, so row security applies to it. */
@@ -38,7 +31,7 @@ function appPool(server: ServerSpec): PoolLike {
 function kysely(topology: Topology, extra: Partial<ConstructorParameters<typeof ShardedDialect>[0]> = {}): { db: Kysely<DB>; dialect: ShardedDialect } {
   const dialect = new ShardedDialect({ topology, shardKeys: { users: 'id' }, createPool: appPool, fenceSessions: true, onPoolError: () => undefined, ...extra });
   const db = new Kysely<DB>({ dialect });
-  closers.push(() => db.destroy());
+  closeLater(() => db.destroy());
   return { db, dialect };
 }
 
@@ -99,7 +92,7 @@ test("the dialect's own pools start every connection with its topology version (
   const latest = (await catalog.latest())!;
   const dialect = new ShardedDialect({ topology: latest, shardKeys: { users: 'id' }, onPoolError: () => undefined });
   const db = new Kysely<DB>({ dialect });
-  closers.push(() => db.destroy());
+  closeLater(() => db.destroy());
   const { rows } = await sql<{ v: string }>`select current_setting('kysely_scale.topology_version') as v`.execute(db.withPlugin(withShard('shard0')));
   expect(rows).toEqual([{ v: String(latest.version) }]);
 });

@@ -35,7 +35,7 @@ afterAll(async () => {
 
 /** The paced estimate of `events`, `change` run at its first pause (after the first range of events_1, the leaf read first). */
 async function estimateChangedAtFirstPause(change: string): Promise<number> {
-  await pool.query('drop table if exists events, events_2_old, events_2 cascade');
+  await pool.query('drop table if exists events, events_renamed, events_2_old, events_2 cascade');
   await pool.query('create table events (id integer not null, pad text not null) partition by range (id)');
   await pool.query('create table events_1 partition of events for values from (0) to (100000)');
   await pool.query('create table events_2 partition of events for values from (100000) to (200000)');
@@ -100,4 +100,9 @@ test('a partition being detached concurrently (pending: queries of the table no 
     blocker.release();
     detacher.release();
   }
+});
+
+test('the table itself renamed between two ranges (review 66): its tree is followed by its oid, as its partitions are, so every row counts', async () => {
+  expect(await estimateChangedAtFirstPause('alter table events rename to events_renamed')).toBe(2 * ROWS);
+  await pool.query('alter table events_renamed rename to events');
 });

@@ -75,7 +75,7 @@ describe('requests that cannot start are refused with a code before anything cha
     expect((await latest())!.version).toBe(1);
   });
 
-  test('the operator lock is checked every lockHeartbeatMillis (2000 by default); 0 is refused before anything changes', async () => {
+  test('the operator lock is checked every lockHeartbeatMillis (2000 by default); 0, fractions and values past a timer\'s range are refused before anything changes', async () => {
     // The real clock, recording each wait it is asked for: the lock's heartbeat is one of them.
     const delaysOf = async (tuning: { lockHeartbeatMillis?: number }): Promise<number[]> => {
       const delays: number[] = [];
@@ -88,8 +88,11 @@ describe('requests that cannot start are refused with a code before anything cha
     const quick = await delaysOf({ lockHeartbeatMillis: 750 });
     expect(quick).toContain(750);
     expect(quick).not.toContain(2000);
-    const zero = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { lockHeartbeatMillis: 0 } });
-    expect(zero).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.lockHeartbeatMillis' } } });
+    // 0, a fraction, and past a timer's longest delay (Node would fire it every millisecond: review 66).
+    for (const lockHeartbeatMillis of [0, 1.5, 2 ** 31]) {
+      const refused = await moveSlots({ ...base(), slots: '0-9', to: 'shard1', tuning: { lockHeartbeatMillis } });
+      expect(refused).toMatchObject({ ok: false, status: 'refused', moveId: null, error: { code: ErrorCodes.INVALID_CONFIG, context: { option: 'tuning.lockHeartbeatMillis' } } });
+    }
     expect((await latest())!.version).toBe(1);
   });
 
