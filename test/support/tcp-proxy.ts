@@ -25,24 +25,12 @@ export interface TcpProxy {
    * those connections dropped, for good.
    */
   stallReplies(): void;
-  /**
-   * Resets the connection whose client's bytes next contain `marker` (both sides closed): before
-   * those bytes pass (`after: false`, the server never sees them), or just after (`after: true`:
-   * the server runs them, the client gets no answer). Resolves then.
-   */
-  resetOn(marker: string, options?: { readonly after?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
-  const state = {
-    delayMillis: 0,
-    stalled: false,
-    closed: false,
-    marker: undefined as { text: Buffer; reached: () => void } | undefined,
-    reset: undefined as { text: Buffer; after: boolean; reached: () => void } | undefined,
-  };
+  const state = { delayMillis: 0, stalled: false, closed: false, marker: undefined as { text: Buffer; reached: () => void } | undefined };
   const replyStalls: (() => void)[] = [];
   // Held chunks wait here for their direction to flow again; each re-checks when woken.
   const waiters = new Set<() => void>();
@@ -73,17 +61,6 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     const pipe = (from: Socket, to: Socket, stalled: () => boolean, fromClient: boolean): void => {
       let chain = Promise.resolve();
       from.on('data', (chunk: Buffer) => {
-        const reset = state.reset;
-        if (fromClient && reset !== undefined && chunk.includes(reset.text)) {
-          state.reset = undefined;
-          if (reset.after) to.write(chunk);
-          // The server side ends only once what was written has gone out; the client is cut at once.
-          if (reset.after) to.end();
-          else to.destroy();
-          from.destroy();
-          reset.reached();
-          return;
-        }
         const marker = state.marker;
         if (fromClient && marker !== undefined && chunk.includes(marker.text)) {
           state.marker = undefined;
@@ -123,7 +100,6 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       if (!stalled) wake();
     },
     stallOn: (marker) => new Promise<void>((resolve) => (state.marker = { text: Buffer.from(marker), reached: resolve })),
-    resetOn: (marker, options) => new Promise<void>((resolve) => (state.reset = { text: Buffer.from(marker), after: options?.after === true, reached: resolve })),
     stallReplies: () => {
       for (const stall of replyStalls.splice(0)) stall();
     },

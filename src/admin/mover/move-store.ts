@@ -145,28 +145,17 @@ export class MoveStore {
   /**
    * Saves a move's status, batches and error, over the revision `move` was read or last saved at,
    * or over an earlier save of this store (one whose answer never came may have committed; a later
-   * one is never overwritten by it). A save whose connection broke under it is sent once more on a
-   * fresh connection (as a later save of this store). Fails with `E_MOVE_FAILED` (`context.reason`
+   * one is never overwritten by it). Fails with `E_MOVE_FAILED` (`context.reason`
    * `record-changed`) when another command saved it since.
    */
   async save(move: MoveRecord): Promise<void> {
     move.updatedAt = new Date();
-    const send = (): Promise<{ rows: { revision: string }[] }> =>
-      this.#pool.query<{ revision: string }>(
-        `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
-           where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`,
-        [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, ++this.#saves],
-      );
-    let rows: { revision: string }[];
-    try {
-      ({ rows } = await send());
-    } catch (error) {
-      // A connection that broke (a catalog restart or failover, a reset path) under the save: once
-      // more on a fresh one, as a later save of this store, so it goes over the first if that one
-      // committed unseen. A catalog that cannot be reached, or does not answer in time, is not asked twice.
-      if (!brokeUnderStatement(error)) throw error;
-      ({ rows } = await send());
-    }
+    const seq = ++this.#saves;
+    const { rows } = await this.#pool.query<{ revision: string }>(
+      `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
+         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`,
+      [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq],
+    );
     if (rows[0] === undefined) throw recordChanged(move.id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
     move.revision = Number(rows[0].revision);
   }
@@ -256,12 +245,4 @@ export function withGivenTables(registered: readonly ShardedTableSpec[], given: 
     }
   }
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** Whether `error` is an open connection breaking (reset, closed by the server) rather than a failure to connect or a statement's own error. */
-function brokeUnderStatement(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'ECONNRESET' || code === 'EPIPE' || code === '57P01' || code === '57P02' || code === '08006' || code === '08003') return true;
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && /Connection terminated unexpectedly/i.test(message);
 }

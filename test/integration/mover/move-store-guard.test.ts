@@ -115,36 +115,3 @@ test("a save whose answer never came but that committed does not stop its own co
     await pool.end();
   }
 }, 30_000);
-
-test('a save whose connection breaks under it (reset before its bytes reach the catalog, or after, its answer lost) is sent once more on a fresh connection and succeeds; a later command\'s save still stops it', async () => {
-  const { store, pool } = proxiedStore('store reset save');
-  try {
-    const move = await store.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
-    const revision = (await stored(move.id)).revision;
-    // Before: the catalog never saw the first save; the second commits.
-    const reset = proxy.resetOn(`update "${SCHEMA}".move set status`);
-    move.batches[0]!.phase = 'capturing';
-    await store.save(move);
-    await reset;
-    expect(await stored(move.id)).toMatchObject({ revision: revision + 1, batches: [{ phase: 'capturing' }] });
-    // After: the first save committed unseen; the second goes over it (this store's own).
-    const resetAfter = proxy.resetOn(`update "${SCHEMA}".move set status`, { after: true });
-    move.batches[0]!.phase = 'copied';
-    await store.save(move);
-    await resetAfter;
-    expect((await stored(move.id)).batches[0]!.phase).toBe('copied');
-    expect(move.revision).toBe((await stored(move.id)).revision);
-    // Another command saves the move; this store's next save, reset and sent again, is still refused.
-    const other = new MoveStore(direct, SCHEMA);
-    const read = (await other.get(move.id))!;
-    read.batches[0]!.phase = 'aborted';
-    await other.save(read);
-    const refusedReset = proxy.resetOn(`update "${SCHEMA}".move set status`);
-    move.batches[0]!.phase = 'caught-up';
-    expect(await store.save(move).catch((e: unknown) => e)).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { reason: 'record-changed' } });
-    await refusedReset;
-    expect((await stored(move.id)).batches[0]!.phase).toBe('aborted');
-  } finally {
-    await pool.end();
-  }
-}, 30_000);
