@@ -288,8 +288,8 @@ const RENAMED_TRIES = 3;
 
 /**
  * Live rows of `leaf` in the range `rest` (`where …`, after `only <name>`), null when the leaf was
- * dropped or is no longer among `members`. The count and the check that its name names the leaf (`relid`) are one statement: the
- * count's lock keeps the name from changing between them. A name that no longer names it (42P01,
+ * dropped or is no longer among `members`. The count and the check that its name names the leaf
+ * (`relid`) are one statement: the count's lock keeps the name from changing between them. A name that no longer names it (42P01,
  * or another table took it) is looked up again by its oid.
  */
 async function rangeRows(client: EstimateQueries, leaf: { readonly relid: number; name: string }, rest: string, setup: string, members?: string): Promise<number | null> {
