@@ -32,6 +32,13 @@ export interface OperatorLockSite {
   readonly clock: Clock;
   /** Server processes of this catalog's dropped lock sessions that may still run (and hold the lock) at the server, by {@link ServerProcess.key}. */
   readonly orphans: Map<string, ServerProcess>;
+  /**
+   * A sequence (a quoted, qualified name) the lock hands each holder an epoch from: drawn on the
+   * lock's own session once the lock is held (an answer from that session proves its server process,
+   * and so the lock, alive at the draw), so every later holder draws a larger one. Created when
+   * missing. Without it, the body gets no epoch.
+   */
+  readonly epochSequence?: string;
 }
 
 /** A server process's start time (`pg_stat_activity.backend_start`) in microseconds since the epoch, as text. */
@@ -50,9 +57,10 @@ export interface ServerProcess {
  * What a command runs while it holds the lock. `lost` is aborted once the lock's session is lost.
  * `confirm()` proves the lock held now (its session answers `select 1`: an advisory lock is only
  * let go by its session or with it) and fails, aborting `lost`, otherwise: a command confirms
- * before a step that must not race another operator.
+ * before a step that must not race another operator. `epoch`: the holder's fencing token, drawn
+ * from {@link OperatorLockSite.epochSequence} (undefined without one).
  */
-export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>) => Promise<T>;
+export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint | undefined) => Promise<T>;
 
 /** Runs `fn` holding the lock; fails at once with {@link OperatorBusyError} when another session holds it. */
 export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLockBody<T>): Promise<T> {
@@ -74,6 +82,7 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
       throw error;
     });
     broken = false;
+    const epoch = site.epochSequence === undefined ? undefined : await drawEpoch(session, site.epochSequence);
     // Once lost, the session is dropped at once (a pool connection for what `fn` does next: a mover
     // takes the lock again to back out), and its server process is remembered as a possible orphan.
     lost.addEventListener(
@@ -93,7 +102,7 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
     };
     const heartbeat = lockHeartbeat(site, session, lockLost);
     try {
-      return await fn(lost, confirm);
+      return await fn(lost, confirm, epoch);
     } finally {
       beatPending = heartbeat.stop();
     }
@@ -122,6 +131,20 @@ async function identify(session: CatalogSession): Promise<ServerProcess> {
   const { rows } = await session.query<{ pid: number; started: string }>(`select pid, ${STARTED} as started from pg_stat_activity where pid = pg_backend_pid()`);
   const row = rows[0]!;
   return { pid: row.pid, started: row.started, key: `${row.pid}@${row.started}` };
+}
+
+/** The next value of `sequence`, drawn on the lock's session (the sequence created first on a catalog installed before it existed). */
+async function drawEpoch(session: CatalogSession, sequence: string): Promise<bigint> {
+  const draw = async (): Promise<bigint> => BigInt((await session.query<{ epoch: string }>(`select nextval('${sequence}')::text as epoch`)).rows[0]!.epoch);
+  try {
+    return await draw();
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== '42P01') throw error;
+    await session.query(`create sequence if not exists ${sequence}`).catch((race: unknown) => {
+      if (!['23505', '42P07'].includes(String((race as { code?: unknown }).code))) throw race;
+    });
+    return draw();
+  }
 }
 
 /** Asks for the lock on `session`: taken, or (held by an orphan of this catalog) taken once it is ended, or {@link OperatorBusyError}. */

@@ -13,6 +13,15 @@ import { publishOn, type PublishPrecondition } from './topology-catalog-publish'
 
 export type { TopologyWatch } from './catalog-watch';
 export type { OperatorLockBody } from './operator-lock';
+
+/**
+ * What a command runs while it holds the operator lock ({@link TopologyCatalog.withOperatorLock}):
+ * `lost` and `confirm` as in {@link OperatorLockBody}, and `epoch`, this command's fencing token:
+ * drawn from the catalog's sequence `operator_epoch` on the lock's own session once the lock is
+ * held, so every later holder of the lock has a larger one. Shards keep the largest epoch that acted on them and refuse older ones
+ * (`mover/mover-epoch.ts`), so a command that lost its lock cannot change them after a newer one did.
+ */
+export type OperatorCommandBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint) => Promise<T>;
 export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog-publish';
 
 /**
@@ -75,6 +84,8 @@ const APPLICATION_NAME = 'kysely-scale catalog';
 export class TopologyCatalog {
   readonly #url: string;
   readonly #table: string;
+  /** The sequence the operator lock's epochs come from. */
+  readonly #epochSequence: string;
   readonly #channel: string;
   readonly #reconnectDelayMillis: number;
   readonly #maxReconnectDelayMillis: number;
@@ -104,6 +115,7 @@ export class TopologyCatalog {
     this.#maxReconnectDelayMillis = maxReconnectDelayMillis;
     this.#url = options.url;
     this.#table = `"${schema}"."topology"`;
+    this.#epochSequence = `"${schema}"."operator_epoch"`;
     this.#channel = `${schema}_topology`;
     this.#reconnectDelayMillis = reconnectDelayMillis;
     this.#lockKey = `kysely_scale_operator ${schema}`;
@@ -122,11 +134,12 @@ export class TopologyCatalog {
     const statements = [
       `create schema if not exists ${schema}`,
       `create table if not exists ${this.#table} (version integer primary key check (version > 0), document jsonb not null, note text, published_at timestamptz not null default now())`,
+      `create sequence if not exists ${this.#epochSequence}`,
     ];
     for (const sql of statements) {
       // Two installs at once can both pass "if not exists" and collide in the catalog (23505): the other one made it.
       await this.#pool.query(sql).catch((error: unknown) => {
-        if ((error as { code?: unknown }).code !== '23505') throw error;
+        if (!['23505', '42P07'].includes(String((error as { code?: unknown }).code))) throw error;
       });
     }
   }
@@ -254,12 +267,13 @@ export class TopologyCatalog {
    * session is checked every `heartbeatIntervalMillis` (`select 1` under the statement deadline), so
    * a path to the catalog that went silent (a catalog host that died or failed over, whose server
    * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
-   * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}). A
+   * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}), and
+   * `epoch` is the command's fencing token ({@link OperatorCommandBody}). A
    * lock session dropped after it asked for the lock, whose server process may live on holding it
    * (a silent path), is ended when `fn` ends and when this catalog asks for the lock again, if the
    * catalog answers then and the connection is direct (see operator-lock.ts).
    */
-  withOperatorLock<T>(fn: OperatorLockBody<T>): Promise<T> {
+  withOperatorLock<T>(fn: OperatorCommandBody<T>): Promise<T> {
     return holdOperatorLock(
       {
         pool: this.#pool,
@@ -269,8 +283,9 @@ export class TopologyCatalog {
         statementTimeoutMillis: this.#deadlines.statementTimeoutMillis,
         clock: this.#clock,
         orphans: this.#orphanedLockSessions,
+        epochSequence: this.#epochSequence,
       },
-      fn,
+      (lost, confirm, epoch) => fn(lost, confirm, epoch!),
     );
   }
 

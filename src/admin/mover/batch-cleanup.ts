@@ -18,6 +18,7 @@ import { discard } from './slot-checksum';
 import { yieldAfter, type ScanPace } from './scan-pacer';
 import { pagedCopyOut } from './paged-scan';
 import { throttleDelayMillis } from './copy-throttle';
+import { queryChecked } from './mover-epoch';
 
 // Keys per delete: the first chunk's size, then sized so each delete takes about one pacing slice
 // (PACE_SLICE_MILLIS), within bounds. A fixed 1,000 keys took 10-20 ms per delete on a busy
@@ -45,7 +46,7 @@ export async function cleanUp(scope: BatchScope): Promise<void> {
         await ctx.hook?.(batch, 'cleaning');
       }
       const deleteStarted = ctx.clock.monotonicNow();
-      const { rowCount } = await source.query(`delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
+      const { rowCount } = await queryChecked(source, `delete from ${quoteTable(table.name)} where ${keyFilterSql(table, keys.slice(i, i + chunk))}`);
       i += chunk; // before the next chunk's size is chosen
       deleted += rowCount ?? 0;
       if (ctx.clock.monotonicNow() - reportedAt >= 200) {
@@ -83,7 +84,7 @@ async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotC
 export async function abortBatch(scope: BatchScope): Promise<void> {
   const { target, tables, bits, slotCount } = scope;
   await releaseSource(scope);
-  for (const table of tables) await target.query(`delete from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
+  for (const table of tables) await queryChecked(target, `delete from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
   await unhideSlots(target, bits, slotCount);
   await enterPhase(scope, 'aborted');
 }
@@ -97,12 +98,13 @@ export async function abortBatch(scope: BatchScope): Promise<void> {
 async function releaseSource(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, tables } = scope;
   const holding = ctx.move.batches.some((b) => b !== batch && b.source === batch.source && b.phase !== 'planned' && b.phase !== 'cleaned' && b.phase !== 'aborted');
+  const id = Math.trunc(Number(ctx.move.id));
   if (holding) {
-    await source.query('delete from kysely_scale.slot_move where move_id = $1 and slot = any($2::int[])', [ctx.move.id, [...batch.slots]]);
+    await queryChecked(source, `delete from kysely_scale.slot_move where move_id = ${id} and slot = any('{${batch.slots.map((n) => Math.trunc(Number(n))).join(',')}}'::int[])`);
     return;
   }
-  await source.query('delete from kysely_scale.slot_move where move_id = $1', [ctx.move.id]);
-  await source.query('delete from kysely_scale.change_log where move_id = $1', [ctx.move.id]);
+  // One implicit transaction, checked against the command's epoch (mover-epoch.ts).
+  await queryChecked(source, `delete from kysely_scale.slot_move where move_id = ${id}; delete from kysely_scale.change_log where move_id = ${id};`);
   const { rows } = await source.query<{ busy: boolean }>('select exists (select 1 from kysely_scale.slot_move) as busy');
   if (rows[0]?.busy !== true) await dropCapture(source, tables);
 }

@@ -13,16 +13,18 @@ import { hideSlots } from './guard-state';
 import { installCapture } from './shard-guard';
 import { fenceSlot } from './shard-guard-sql';
 import { serverNow, waitForOlderTransactions } from './slot-fence';
+import { queryChecked } from './mover-epoch';
 
 /** planned → capturing. */
 export async function startCapture(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, target, tables, bits, slotCount } = scope;
   ctx.checkLock();
   // The moving slots and the move's fence row (slot-fence.ts), unfenced.
-  await source.query(
-    `insert into kysely_scale.slot_move (slot, move_id, next_version) select s, $2, 0 from unnest($1::int[]) s
+  const slots = [...batch.slots, fenceSlot(ctx.move.id)].map((n) => Math.trunc(Number(n)));
+  await queryChecked(
+    source,
+    `insert into kysely_scale.slot_move (slot, move_id, next_version) select s, ${Math.trunc(Number(ctx.move.id))}, 0 from unnest('{${slots.join(',')}}'::int[]) s
        on conflict (slot) do update set move_id = excluded.move_id, next_version = 0, fenced_until = null`,
-    [[...batch.slots, fenceSlot(ctx.move.id)], ctx.move.id],
   );
   await installCapture(source, tables, slotCount);
   await hideSlots(target, bits, slotCount);
@@ -102,7 +104,10 @@ export async function copySlotRows(scope: BatchScope, restarted: boolean): Promi
       maxRowsPerSecond: ctx.tuning.maxRowsPerSecond,
       pace: scope.pace,
       // A command that took the move over (resume, abort after a lost lock) may be clearing the target: no rows of this copy may land after it.
-      beforeCommit: () => ctx.store.claim(ctx.move),
+      beforeCommit: async () => {
+        await ctx.store.claim(ctx.move);
+        ctx.checkLock(); // a claim can succeed on a failed-over catalog whose lock session already ended
+      },
       onRows: (n) => {
         batch.rowsCopied! += n;
         const now = ctx.clock.monotonicNow();

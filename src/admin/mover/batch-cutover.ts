@@ -18,6 +18,8 @@ import { formatSlotRanges } from './slot-ranges';
 import { fenceSlot } from './shard-guard-sql';
 import { yieldAfter } from './scan-pacer';
 import { claimState, publishClaim, type PublishSubject, type VersionClaim, type VersionState } from './publish-settle';
+import { beginChecked, queryChecked } from './mover-epoch';
+import { rollbackOrDrop } from './shard-session';
 
 // Entries per catch-up pass before the fence: a pass replaces each key's rows on the target in one
 // transaction, a burst of work on both shards while the app writes; 5,000 made the catch-up after a
@@ -127,7 +129,7 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
   const { ctx, batch, source, bits, slotCount } = scope;
   try {
     const id = Number(ctx.move.id);
-    await source.query(`do $switch$ declare n integer; begin
+    await queryChecked(source, `do $switch$ declare n integer; begin
       update kysely_scale.slot_move set fenced_until = 'infinity' where slot = ${fenceSlot(id)} and move_id = ${id} and fenced_until > clock_timestamp();
       get diagnostics n = row_count;
       if n = 0 and exists (select 1 from kysely_scale.slot_move where slot = ${fenceSlot(id)} and move_id = ${id}) then
@@ -168,6 +170,8 @@ export async function finishCutover(scope: BatchScope, planned?: { readonly late
   // shows the slots on the target or publishes; sent beside the switch, a refused claim still left
   // the target requiring a version nobody would publish (review 60).
   await ctx.store.claim(ctx.move);
+  ctx.checkLock(); // a claim can succeed on a failed-over catalog whose lock session already ended
+  await ctx.hook?.(batch, 'showing');
   await showOnTarget(scope, version);
   await waitForReplicas(scope, ctx.tuning.replicaWaitMillis);
   const current = planned?.latest ?? (await ctx.topology());
@@ -268,10 +272,10 @@ async function targetShows(scope: BatchScope): Promise<boolean> {
  */
 async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
   const { target, bits, slotCount } = scope;
-  await target.query(
-    `update kysely_scale.shard_guard set required_version = greatest(required_version, $1),
+  await queryChecked(
+    target,
+    `update kysely_scale.shard_guard set required_version = greatest(required_version, ${Math.trunc(Number(version))}),
        hidden = nullif(coalesce(hidden, repeat('0', ${slotCount})::varbit) & ~${bits}::varbit, repeat('0', ${slotCount})::varbit), updated_at = now()`,
-    [version],
   );
 }
 
@@ -284,16 +288,30 @@ async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
 export async function revertCutover(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, target, bits, slotCount } = scope;
   if (batch.version === undefined || batch.prevRequired === undefined) return;
-  await target.query('begin');
-  await hideSlots(target, bits, slotCount);
-  await restoreRequiredVersion(target, batch.version, batch.prevRequired.target);
-  await target.query('commit');
-  await source.query('begin');
-  await source.query('update kysely_scale.slot_move set fenced_until = null where move_id = $1', [ctx.move.id]);
-  await unhideSlots(source, bits, slotCount);
-  await restoreRequiredVersion(source, batch.version, batch.prevRequired.source);
-  await source.query('commit');
+  // Each side in one transaction that checks the command's epoch first (mover-epoch.ts): after a
+  // newer command acted on a shard, nothing of this revert lands there.
+  await inTransaction(target, async () => {
+    await hideSlots(target, bits, slotCount);
+    await restoreRequiredVersion(target, batch.version!, batch.prevRequired!.target);
+  });
+  await inTransaction(source, async () => {
+    await source.query('update kysely_scale.slot_move set fenced_until = null where move_id = $1', [ctx.move.id]);
+    await unhideSlots(source, bits, slotCount);
+    await restoreRequiredVersion(source, batch.version!, batch.prevRequired!.source);
+  });
   delete batch.publishPending;
+}
+
+/** Runs `fn` in a transaction of `client` that checks the command's epoch first; rolled back (or the session dropped) on failure. */
+async function inTransaction(client: BatchScope['source'], fn: () => Promise<void>): Promise<void> {
+  await beginChecked(client);
+  try {
+    await fn();
+    await client.query('commit');
+  } catch (error) {
+    await rollbackOrDrop(client);
+    throw error;
+  }
 }
 
 /** Whether the source's switch happened (its fence on the batch's slots is permanent). */

@@ -14,6 +14,7 @@ import { pipeRows } from './slot-copy';
 import { quoteTable } from './shard-guard-sql';
 import { keyFilterSql, type KeyedTable } from './table-keys';
 import { rollbackOrDrop } from './shard-session';
+import { beginChecked, epochCheck } from './mover-epoch';
 
 /** Keys per chunk of a catch-up statement. */
 const KEYS_PER_STATEMENT = 1000;
@@ -44,10 +45,17 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
   try {
     const limit = options.limit === undefined ? '' : ` limit ${Math.floor(options.limit)}`;
     // One round trip (simple-query protocol, so literal values): the pass under the fence is mostly round trips.
-    const results = (await source.query(`${options.snapshot ? 'begin isolation level repeatable read' : 'begin'};
+    // The source's change-log delete is a change too: checked against the command's epoch (mover-epoch.ts) in the same message.
+    const check = await epochCheck(source);
+    const results = (await source
+      .query(
+        `${options.snapshot ? 'begin isolation level repeatable read' : 'begin'}; ${check.sql}
        delete from kysely_scale.change_log where id in (select id from kysely_scale.change_log where move_id = ${Math.trunc(Number(options.moveId))} order by id${limit}) returning tbl, key`,
-    )) as unknown as [unknown, { rows: { tbl: string; key: string }[] }];
-    const rows = results[1].rows;
+      )
+      .catch((error: unknown) => {
+        throw check.map(error);
+      })) as unknown as { rows: { tbl: string; key: string }[] }[];
+    const rows = results.at(-1)!.rows;
     const applied: AppliedKeys = new Map();
     for (const row of rows) {
       const keys = applied.get(row.tbl) ?? [];
@@ -56,7 +64,7 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
     }
     for (const [name, keys] of applied) applied.set(name, [...new Set(keys)]);
     if (applied.size > 0) {
-      await target.query('begin');
+      await beginChecked(target);
       try {
         for (const table of options.tables) {
           const keys = applied.get(table.name) ?? [];

@@ -1,5 +1,6 @@
-/** Changes to a shard's guard row: hidden slots and the required topology version. */
+/** Changes to a shard's guard row: hidden slots and the required topology version (each checked against the command's epoch: `mover-epoch.ts`). */
 import type { Client } from 'pg';
+import { queryChecked } from './mover-epoch';
 
 function zeros(slotCount: number): string {
   return `repeat('0', ${slotCount})::varbit`;
@@ -7,12 +8,12 @@ function zeros(slotCount: number): string {
 
 /** Hides the rows of the slots in `bits` from app reads on this shard. */
 export async function hideSlots(client: Client, bits: string, slotCount: number): Promise<void> {
-  await client.query(`update kysely_scale.shard_guard set hidden = coalesce(hidden, ${zeros(slotCount)}) | ${bits}::varbit, updated_at = now()`);
+  await queryChecked(client, `update kysely_scale.shard_guard set hidden = coalesce(hidden, ${zeros(slotCount)}) | ${bits}::varbit, updated_at = now()`);
 }
 
 /** Shows the rows of the slots in `bits` again (null when nothing stays hidden, so reads skip the per-row check). */
 export async function unhideSlots(client: Client, bits: string, slotCount: number): Promise<void> {
-  await client.query(`update kysely_scale.shard_guard set hidden = nullif(coalesce(hidden, ${zeros(slotCount)}) & ~${bits}::varbit, ${zeros(slotCount)}), updated_at = now()`);
+  await queryChecked(client, `update kysely_scale.shard_guard set hidden = nullif(coalesce(hidden, ${zeros(slotCount)}) & ~${bits}::varbit, ${zeros(slotCount)}), updated_at = now()`);
 }
 
 /** The shard's required version. */
@@ -23,10 +24,16 @@ export async function requiredVersion(client: Client): Promise<number> {
 
 /** Raises the required version to at least `version`. */
 export async function requireVersion(client: Client, version: number): Promise<void> {
-  await client.query('update kysely_scale.shard_guard set required_version = greatest(required_version, $1), updated_at = now()', [version]);
+  await queryChecked(client, `update kysely_scale.shard_guard set required_version = greatest(required_version, ${Math.trunc(Number(version))}), updated_at = now()`);
 }
 
 /** Puts the required version back to `previous` if it is still `version` (an aborted cutover). */
 export async function restoreRequiredVersion(client: Client, version: number, previous: number): Promise<void> {
-  await client.query('update kysely_scale.shard_guard set required_version = $2, updated_at = now() where required_version = $1', [version, previous]);
+  await queryChecked(client, `update kysely_scale.shard_guard set required_version = ${Math.trunc(Number(previous))}, updated_at = now() where required_version = ${Math.trunc(Number(version))}`);
+}
+
+/** Lowers the required version to `latest` where it is above it (an abort's last step: no router could satisfy a newer one). */
+export async function lowerRequiredVersion(client: Client, latest: number): Promise<void> {
+  const v = Math.trunc(Number(latest));
+  await queryChecked(client, `update kysely_scale.shard_guard set required_version = ${v}, updated_at = now() where required_version > ${v}`);
 }

@@ -8,7 +8,8 @@ import type { Topology } from '../../cluster/topology';
 import type { OperatorLockBody, TopologyCatalog } from '../topology-catalog';
 import type { MoveStore } from './move-store';
 import type { BatchPhase, MoveBatch, MoveRecord, UnshardedPhase } from './move-record';
-import { openShardSession, type ShardSession, type ShardSessionOptions } from './shard-session';
+import { openShardSession, withShardSession, type ShardSession, type ShardSessionOptions } from './shard-session';
+import { bindEpoch, CommandEpoch } from './mover-epoch';
 import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 import { withDeadline } from '../../kernel/deadline';
@@ -112,8 +113,15 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
   ...SHARD_DEADLINE_DEFAULTS,
 });
 
-/** Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when the fence is raised (`fencing`), when older transactions ended (`fenced`), when the source switched and just before the publish is sent (`publishing`, after the move's guarded save); during clean-up. */
-export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'publishing' | 'cleaning' | UnshardedHookPoint;
+/**
+ * Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when
+ * the fence is raised (`fencing`), when older transactions ended (`fenced`), when the source
+ * switched, just before the target shows the slots (`showing`, after the move's claim and a lock
+ * check) and just before the publish is sent (`publishing`, after the move's guarded save); when a
+ * cutover interrupted in this process is about to be reverted (`reverting`, after the lock was
+ * confirmed); during clean-up.
+ */
+export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'showing' | 'publishing' | 'reverting' | 'cleaning' | UnshardedHookPoint;
 
 /**
  * Points of a drain's unsharded step (the hook's batch is then a stand-in with index
@@ -131,6 +139,8 @@ export class MoveContext {
   readonly #sessions = new Map<string, Promise<ShardSession>>();
   readonly #extra: ShardSession[] = [];
   readonly #probes = new Map<string, Promise<ShardSession>>();
+  /** This command's fencing token on the shards (`mover-epoch.ts`); none for a command without the operator lock. */
+  readonly #epoch: CommandEpoch | undefined;
   #rowsCopied = 0;
 
   constructor(
@@ -144,7 +154,39 @@ export class MoveContext {
     readonly lost: AbortSignal,
     /** Proves the operator lock held now (see {@link OperatorLockBody}); fails with `E_MOVE_FAILED` otherwise. */
     readonly confirmLock: () => Promise<void> = async () => undefined,
-  ) {}
+    /** The command's epoch from the operator lock: every change of a session of this context is checked against the shard's. */
+    epoch?: bigint,
+  ) {
+    this.#epoch = epoch === undefined ? undefined : new CommandEpoch(epoch);
+  }
+
+  /** The command's current epoch (undefined without the operator lock). */
+  get epoch(): bigint | undefined {
+    return this.#epoch?.value;
+  }
+
+  /** The command took the operator lock again (a back-out after its lock was lost): its changes carry `epoch` from now on, raising each shard again. */
+  renewEpoch(epoch: bigint): void {
+    this.#epoch?.renew(epoch);
+  }
+
+  /** A mover session opened for this context: bound to the command's epoch. */
+  #bound(shardId: string, session: ShardSession): ShardSession {
+    if (this.#epoch !== undefined) bindEpoch(session.client, shardId, this.#epoch);
+    return session;
+  }
+
+  /** Runs `fn` on a fresh session of `shardId` (bound to the command's epoch), closed afterwards. */
+  withFreshSession<T>(shardId: string, topology: Topology, fn: (client: Client) => Promise<T>): Promise<T> {
+    return withShardSession(
+      primaryUrl(topology, shardId),
+      (client) => {
+        if (this.#epoch !== undefined) bindEpoch(client, shardId, this.#epoch);
+        return fn(client);
+      },
+      this.#owner(shardId),
+    );
+  }
 
   /** Rows this run copied: each table copy it finished counts (one started over counts again); a resume does not count the earlier runs'. */
   get rowsCopied(): number {
@@ -167,7 +209,7 @@ export class MoveContext {
   async session(shardId: string, topology: Topology): Promise<Client> {
     let pending = this.#sessions.get(shardId);
     if (pending === undefined) {
-      const opening = openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId));
+      const opening = openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId)).then((s) => this.#bound(shardId, s));
       pending = opening;
       this.#sessions.set(shardId, opening);
       // A session that failed to open, or was dropped (a failed scan), is never handed out again.
@@ -181,7 +223,7 @@ export class MoveContext {
 
   /** A second session on `shardId` (a COPY pipe needs one of its own), closed with the context. */
   async extraSession(shardId: string, topology: Topology): Promise<Client> {
-    const session = await openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId));
+    const session = this.#bound(shardId, await openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId)));
     this.#extra.push(session);
     return session.client;
   }
@@ -192,9 +234,9 @@ export class MoveContext {
     return { shard: shardId, deadlines: { statementTimeoutMillis, copyIdleTimeoutMillis }, clock: this.clock };
   }
 
-  /** Stops with an error when the operator lock was lost (another operator may now act). */
+  /** Stops with an error (`E_MOVE_FAILED`, `context.reason` `lock-lost`) when the operator lock was lost (another operator may now act). */
   checkLock(): void {
-    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended or stopped answering); stopping before changing anything else.', { moveId: this.move.id });
+    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended or stopped answering); stopping before changing anything else.', { moveId: this.move.id, reason: 'lock-lost' });
   }
 
   /** How the move's scans, copies and deletes on `shardIds` are paced ({@link MoveTuning.niceRatio}, {@link MoveTuning.probeSlowMillis}). */

@@ -49,6 +49,7 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
       const earlier = versionsOf(move);
       const ctx = frame.context(move);
       try {
+        ctx.checkLock(); // the claim can succeed on a failed-over catalog whose lock session already ended
         await runMove(ctx);
         return Object.freeze({ ...baseResult('resume', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
       } catch (error) {
@@ -81,6 +82,7 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
       const earlier = versionsOf(move);
       const ctx = frame.context(move);
       try {
+        ctx.checkLock(); // the claim can succeed on a failed-over catalog whose lock session already ended
         const { rolledBack, completed } = await abortMoveBatches(ctx);
         return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
       } catch (error) {

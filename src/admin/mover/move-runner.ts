@@ -10,8 +10,9 @@ import { copySlotRows, startCapture } from './batch-copy';
 import { catchUp, cutover, cutoverState, finishCutover, revertCutover, versionState } from './batch-cutover';
 import { abortBatch, cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
-import { MoveFailedError } from './mover-errors';
+import { isSuperseded, MoveFailedError } from './mover-errors';
 import { isRecordChanged } from './move-store';
+import { lowerRequiredVersion } from './guard-state';
 import { abortUnshardedStep, runUnshardedStep } from './unsharded-move';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
@@ -61,8 +62,13 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
     try {
       await observePhase(ctx.move, batch, () => step(scope, entered));
     } catch (error) {
-      // A move another command took over is theirs to settle: nothing more is done to its shards here.
-      if (batch.phase === 'cutover' && !isRecordChanged(error)) await backOutOfCutover(scope).catch(() => undefined);
+      // A move another command took over (its save, or a shard's newer epoch, says so) is theirs to settle: nothing more is done to its shards here.
+      if (batch.phase === 'cutover' && !isRecordChanged(error) && !isSuperseded(error)) {
+        await backOutOfCutover(scope).catch((backOutError: unknown) => {
+          // A back-out a shard refused for a newer command's epoch: that command owns the move now, say so.
+          if (isSuperseded(backOutError)) throw backOutError;
+        });
+      }
       throw error;
     }
   }
@@ -84,7 +90,13 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
 async function backOutOfCutover(scope: BatchScope): Promise<void> {
   if (scope.batch.publishPending !== undefined) return;
   const { ctx } = scope;
-  if (ctx.lost.aborted) return ctx.catalog.withOperatorLock((_lost, confirm) => backOut(scope, confirm));
+  if (ctx.lost.aborted) {
+    // The lock taken again is a new command's: the back-out's changes carry its epoch.
+    return ctx.catalog.withOperatorLock((_lost, confirm, epoch) => {
+      ctx.renewEpoch(epoch);
+      return backOut(scope, confirm);
+    });
+  }
   return backOut(scope, ctx.confirmLock);
 }
 
@@ -96,6 +108,7 @@ async function backOut(scope: BatchScope, confirmLock: () => Promise<void>): Pro
     return;
   }
   await confirmLock();
+  await scope.ctx.hook?.(scope.batch, 'reverting');
   await revertCutover(scope);
   scope.batch.phase = 'copied'; // writes go through again: catch up and verify before the next fence
   await scope.ctx.store.save(scope.ctx.move);
@@ -169,8 +182,7 @@ async function lowerUnpublishedRequirements(ctx: MoveContext): Promise<void> {
   if (ctx.move.unsharded !== undefined) for (const id of [ctx.move.unsharded.source, ctx.move.unsharded.target]) ids.add(id);
   for (const id of ids) {
     if (latest.shardById(id) === undefined) continue;
-    const session = await ctx.session(id, latest);
-    await session.query('update kysely_scale.shard_guard set required_version = $1, updated_at = now() where required_version > $1', [latest.version]);
+    await lowerRequiredVersion(await ctx.session(id, latest), latest.version);
   }
 }
 

@@ -104,3 +104,30 @@ export class ShardLockError extends MoveFailedError {
     this.table = table;
   }
 }
+
+/**
+ * A shard refused a statement of this command because a newer operator command acted on it since
+ * (its mover epoch, the fencing token each lock-holding command gets from the catalog, is larger
+ * than this command's: `mover-epoch.ts`). This command lost its operator lock and another
+ * command (a `resume`, an `abort`) took the move over: nothing of this statement landed, and the
+ * command stops. `context`: `reason` `superseded`, `shard`, `epoch` (this command's), `shardEpoch`
+ * (the shard's), `sqlState` (KS004).
+ */
+export class MoverSupersededError extends MoveFailedError {
+  readonly shard: string;
+
+  constructor(shard: string, epoch: bigint, shardEpoch: string | undefined, context: Record<string, unknown> = {}, cause?: unknown) {
+    super(
+      `Shard "${shard}" was taken over by a newer operator command (its mover epoch is ${shardEpoch ?? 'newer'}, this command's ${epoch}): this command lost its operator lock and another ` +
+        'command (resume, abort) acts on the move now. Nothing more was changed there and this command stops. Run `status` to see where the move stands.',
+      { reason: 'superseded', shard, epoch: String(epoch), ...(shardEpoch === undefined ? {} : { shardEpoch }), sqlState: 'KS004', ...context },
+      cause,
+    );
+    this.shard = shard;
+  }
+}
+
+/** Whether `error` says a newer operator command took the shards over ({@link MoverSupersededError}). */
+export function isSuperseded(error: unknown): boolean {
+  return error instanceof MoveFailedError && error.context.reason === 'superseded';
+}

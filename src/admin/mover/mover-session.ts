@@ -89,7 +89,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     const dryRun = options.dryRun === true;
     // Idempotent bookkeeping tables, also for a dry run (its plan reads them; they hold no state until a move).
     await store.install();
-    const run = async (lost: AbortSignal, confirm: () => Promise<void>): Promise<T> => {
+    const run = async (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint | undefined): Promise<T> => {
       const given = Object.entries(options.tables ?? {}).map(([name, keyColumn]) => ({ name, keyColumn }));
       const tables = withGivenTables(await store.tables(), given);
       const clock = options.clock ?? systemClock;
@@ -104,12 +104,12 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
         context: (move) =>
           new MoveContext(catalog, store, move, tuning, clock, options.onProgress ?? (() => undefined), options.hook, lost, async () => {
             await confirm().catch((error: unknown) => {
-              throw new MoveFailedError(`The operator lock could not be confirmed (${(error as Error).message}); stopping before changing anything else.`, { moveId: move.id }, error);
+              throw new MoveFailedError(`The operator lock could not be confirmed (${(error as Error).message}); stopping before changing anything else.`, { moveId: move.id, reason: 'lock-lost' }, error);
             });
-          }),
+          }, epoch),
       });
     };
-    return await (locked ? catalog.withOperatorLock(run) : run(new AbortController().signal, async () => undefined));
+    return await (locked ? catalog.withOperatorLock(run) : run(new AbortController().signal, async () => undefined, undefined));
   } finally {
     await catalog.close().catch(() => undefined);
     await pool.end().catch(() => undefined);

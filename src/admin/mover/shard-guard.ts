@@ -5,6 +5,7 @@ import { ddlLockFailure, type DdlTarget } from './ddl-lock-failure';
 import { IDENTITY_SQL_EXPRESSION, writeReplicaIdentity } from '../../replication/replica-identity';
 import { captureTriggerSql, dropCaptureSql, quoteTable, shardGuardSql, tableGuardSql, type ShardedTableSpec } from './shard-guard-sql';
 import { sessionClock } from './shard-deadlines';
+import { beginChecked, MOVER_EPOCH_SQL } from './mover-epoch';
 
 /**
  * Runs DDL with a short lock timeout, retrying with a pause when the table stays busy. A DDL lock
@@ -14,13 +15,14 @@ import { sessionClock } from './shard-deadlines';
  * {@link DDL_LOCK_TIMEOUT_MILLIS}, so long transactions do not starve it; the pause between
  * attempts lets the queued writers through. After `attempts` it fails with a `MoveFailedError`
  * naming the shard and the backends holding `target`'s tables ({@link ddlLockFailure}). Timed on
- * the session's clock; each statement under the session's deadline (`shard-deadlines.ts`).
+ * the session's clock; each statement under the session's deadline (`shard-deadlines.ts`). A
+ * session of a move checks its command's epoch at the transaction's start (`mover-epoch.ts`).
  */
 export async function runDdl(client: Client, sql: string, target: DdlTarget, attempts = 100): Promise<void> {
   const clock = sessionClock(client);
   const started = clock.monotonicNow();
   for (let attempt = 1; ; attempt++) {
-    await client.query('begin');
+    await beginChecked(client);
     try {
       await client.query(`set local lock_timeout = '${Math.min(DDL_FIRST_LOCK_TIMEOUT_MILLIS * attempt, DDL_LOCK_TIMEOUT_MILLIS)}ms'`);
       await client.query(sql);
@@ -55,10 +57,11 @@ export async function installGuard(client: Client, shardId: string, tables: read
   }
   // A murmur3 installed by an earlier version (a loop of helper calls, with a SET clause) is replaced
   // by the faster one, and a write gate that does not warm the slot hash up by one that does.
-  const { rows } = await client.query<{ ok: boolean }>(
+  const { rows } = await client.query<{ ok: boolean; epoch: boolean }>(
     `select to_regproc('kysely_scale.version_gate') is not null
         and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false)
-        and coalesce((select prosrc like '%has_function_privilege%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok`,
+        and coalesce((select prosrc like '%has_function_privilege%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok,
+            to_regproc('kysely_scale.check_mover_epoch') is not null as epoch`,
   );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL, { purpose: 'install the slot functions', tables: [] });
@@ -66,6 +69,8 @@ export async function installGuard(client: Client, shardId: string, tables: read
   } else {
     await client.query(`update kysely_scale.shard_guard set shard_id = $1 where shard_id <> $1`, [shardId]);
   }
+  // The mover's fencing token (mover-epoch.ts), on shards guarded before it existed too.
+  if (rows[0]?.epoch !== true) await runDdl(client, MOVER_EPOCH_SQL, { purpose: 'install the mover epoch', tables: [] });
   for (const table of tables) {
     const { rows: present } = await client.query<{ n: number }>(
       `select (select count(*) from pg_policy where polrelid = to_regclass($1) and polname in ('kysely_scale_guard', 'kysely_scale_version'))::int

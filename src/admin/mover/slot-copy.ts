@@ -15,6 +15,7 @@ import type { KeyedTable } from './table-keys';
 import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
 import { statementTimeoutOf } from './shard-deadlines';
+import { beginChecked } from './mover-epoch';
 
 /** Options of {@link copySlots} and {@link pipeRows}. */
 export interface CopyRowsOptions {
@@ -52,7 +53,7 @@ export async function pipeRows(source: Client, target: Client, table: KeyedTable
  */
 export async function copySlots(source: Client, target: Client, table: KeyedTable, slots: SlotSet, slotCount: number, options: CopySlotsOptions, clearTarget: boolean): Promise<number> {
   const t = quoteTable(table.name);
-  await target.query('begin');
+  await beginChecked(target); // the command's epoch, held until the commit (mover-epoch.ts)
   try {
     // A resumed copy only: the SQL twin runs per row here, once.
     if (clearTarget) await target.query(`delete from ${t} where ${slotFilterSql(table, slotBitsLiteral(slotsIn(slots), slotCount), slotCount)}`);

@@ -13,6 +13,7 @@
 import type { Client } from 'pg';
 import { MOVER_APPLICATION_NAME } from './shard-session';
 import { fenceSlot, quoteLiteral } from './shard-guard-sql';
+import { epochCheck, queryChecked } from './mover-epoch';
 
 /** A session that kept the fence (or the capture) from settling: the operator may need to end it. */
 export interface Blocker {
@@ -45,7 +46,8 @@ export async function raiseFence(client: Client, moveId: number, ttlMillis: numb
   const until = `clock_timestamp() + make_interval(secs => ${Number(ttlMillis)}::float8 / 1000)`;
   const set = `set fenced_until = ${until}, next_version = ${Math.trunc(Number(nextVersion))}`;
   // Simple-query protocol: the statements run in order in one message; the commit makes the fence visible before the time is read.
-  const sql = `begin;
+  const check = await epochCheck(client);
+  const sql = `begin; ${check.sql}
     update kysely_scale.slot_move ${set} where slot = ${fenceSlot(id)} and move_id = ${id};
     update kysely_scale.slot_move ${set} where move_id = ${id} and not exists (select 1 from kysely_scale.slot_move where slot = ${fenceSlot(id)} and move_id = ${id});
     commit;
@@ -55,7 +57,7 @@ export async function raiseFence(client: Client, moveId: number, ttlMillis: numb
     results = (await client.query(sql)) as unknown as { rows: BlockerRow[] }[];
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
-    throw error;
+    throw check.map(error);
   }
   const rows = results.at(-1)!.rows;
   return { since: rows[0]!.now, blockers: rows.filter((r) => r.pid !== null).map(toBlocker) };
@@ -86,7 +88,7 @@ function toBlocker(r: BlockerRow): Blocker {
 
 /** Lifts the fence of `moveId`'s slots (writes go through again, and are captured). */
 export async function lowerFence(client: Client, moveId: number): Promise<void> {
-  await client.query(`update kysely_scale.slot_move set fenced_until = null where move_id = $1 and fenced_until <> 'infinity'`, [moveId]);
+  await queryChecked(client, `update kysely_scale.slot_move set fenced_until = null where move_id = ${Math.trunc(Number(moveId))} and fenced_until <> 'infinity'`);
 }
 
 /** Sessions of this database (other than the mover's) inside a transaction that began before `since` (or in the same millisecond). */

@@ -17,7 +17,8 @@
  */
 import type { Client } from 'pg';
 import type { Clock } from '../../kernel/clock';
-import { quoteTable } from './shard-guard-sql';
+import { quoteLiteral, quoteTable } from './shard-guard-sql';
+import { beginChecked, queryChecked } from './mover-epoch';
 import { CopyThrottle } from './copy-throttle';
 import { copyIn, copyOut } from './copy-out';
 import { rollbackOrDrop } from './shard-session';
@@ -59,8 +60,8 @@ export async function maySkipTriggers(client: Client): Promise<boolean> {
 
 /** Begins a target transaction that fires no foreign key or user trigger when allowed. */
 async function beginQuiet(target: Client, skipTriggers: boolean): Promise<void> {
-  await target.query('begin');
-  if (skipTriggers) await target.query('set local session_replication_role = replica');
+  // The command's epoch is checked first (mover-epoch.ts); the setting rides in the same message.
+  await beginChecked(target, skipTriggers ? 'begin; set local session_replication_role = replica' : 'begin');
 }
 
 /** Copies every table in one target transaction (its rows of them deleted first); returns the rows copied. */
@@ -91,7 +92,7 @@ export async function clearTables(target: Client, shapes: readonly CopyShape[], 
     for (const shape of shapes) await target.query(`delete from ${shape.from}`);
     await target.query('commit');
   } catch (error) {
-    await target.query('rollback').catch(() => undefined);
+    await rollbackOrDrop(target);
     throw error;
   }
 }
@@ -153,8 +154,11 @@ export async function syncSequences(source: Client, target: Client, sequences: r
   const { rows } = await source.query<{ last: string | null }>('select pg_sequence_last_value(s::regclass)::text as last from unnest($1::text[]) with ordinality u(s, o) order by o', [sequences.map((s) => s.source)]);
   const pairs = sequences.map((s, i) => ({ target: s.target, last: rows[i]?.last ?? null })).filter((p) => p.last !== null);
   if (pairs.length === 0) return; // never used
-  await target.query(
-    `select setval(s::regclass, greatest(l::bigint, coalesce(pg_sequence_last_value(s::regclass), l::bigint)), true) from unnest($1::text[], $2::text[]) u(s, l)`,
-    [pairs.map((p) => p.target), pairs.map((p) => p.last)],
+  // setval is not transactional: the epoch check comes first in the same message, so a refused check sets nothing.
+  const names = pairs.map((p) => quoteLiteral(p.target)).join(', ');
+  const lasts = pairs.map((p) => quoteLiteral(p.last!)).join(', ');
+  await queryChecked(
+    target,
+    `select setval(s::regclass, greatest(l::bigint, coalesce(pg_sequence_last_value(s::regclass), l::bigint)), true) from unnest(array[${names}]::text[], array[${lasts}]::text[]) u(s, l)`,
   );
 }

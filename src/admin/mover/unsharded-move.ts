@@ -37,7 +37,7 @@ import { quoteTable } from './shard-guard-sql';
 import { runDdl } from './shard-guard';
 import { serverNow, waitForOlderTransactions } from './slot-fence';
 import { requiredVersion, restoreRequiredVersion } from './guard-state';
-import { withShardSession } from './shard-session';
+import { queryChecked } from './mover-epoch';
 import { waitForShardReplicas } from './replica-wait';
 import { clearTables, compareTables, copyShapes, copyTables, maySkipTriggers, sequencesOf, syncSequences, type CopyShape } from './unsharded-copy';
 import { UNSHARDED_FENCE_SQL, UNSHARDED_GUARD_PRESENT_SQL, unshardedTableGuardSql } from './unsharded-guard-sql';
@@ -156,10 +156,11 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   step.prevRequired = await requiredVersion(source);
   const [sequences, copy] = await Promise.all([sequencesOf(source, scope.target, step.tables), copyPlan(scope)]);
   await enter(scope, 'fenced'); // saved before the fence goes up: a crash from here on finds it
-  await source.query(
-    `insert into kysely_scale.unsharded_fence (move_id, next_version, fenced_until) values ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000))
+  await queryChecked(
+    source,
+    `insert into kysely_scale.unsharded_fence (move_id, next_version, fenced_until)
+       values (${Math.trunc(Number(ctx.move.id))}, ${Math.trunc(Number(step.version))}, clock_timestamp() + make_interval(secs => ${Number(ctx.tuning.fenceTimeoutMillis)}::float8 / 1000))
        on conflict (only_row) do update set move_id = excluded.move_id, next_version = excluded.next_version, fenced_until = excluded.fenced_until`,
-    [ctx.move.id, step.version, ctx.tuning.fenceTimeoutMillis],
   );
   const fencedAt = await serverNow(source);
   const raised = ctx.clock.monotonicNow();
@@ -207,7 +208,7 @@ async function switchAndPublish(scope: StepScope, raisedAt: number | undefined):
       await ctx.store.save(ctx.move);
     }
     try {
-      await source.query(`do $switch$ declare n integer; begin
+      await queryChecked(source, `do $switch$ declare n integer; begin
         update kysely_scale.unsharded_fence set fenced_until = 'infinity' where move_id = ${Number(ctx.move.id)} and next_version = ${Number(version)} and fenced_until > clock_timestamp();
         get diagnostics n = row_count;
         if n <> 1 then raise exception using errcode = 'KS003', message = 'the fence ran out'; end if;
@@ -305,7 +306,7 @@ async function cleanUp(scope: StepScope): Promise<void> {
   await ctx.pause(ctx.tuning.cleanupDelayMillis);
   await hook(scope, 'unsharded-cleaning');
   if (step.tables.length > 0) await runDdl(source, `truncate ${step.tables.map(quoteTable).join(', ')}`, { purpose: 'remove the moved unsharded tables\' rows', tables: step.tables });
-  await source.query('delete from kysely_scale.unsharded_fence where move_id = $1', [ctx.move.id]);
+  await queryChecked(source, `delete from kysely_scale.unsharded_fence where move_id = ${Math.trunc(Number(ctx.move.id))}`);
   await enter(scope, 'cleaned');
 }
 
@@ -321,7 +322,7 @@ async function sourceSwitched(scope: StepScope): Promise<boolean> {
 async function lowerFence(scope: StepScope, evenSwitched: boolean): Promise<void> {
   const exists = await scope.source.query<{ ok: boolean }>(`select to_regclass('kysely_scale.unsharded_fence') is not null as ok`);
   if (exists.rows[0]?.ok !== true) return;
-  await scope.source.query(`delete from kysely_scale.unsharded_fence where move_id = $1${evenSwitched ? '' : ` and fenced_until <> 'infinity'`}`, [scope.ctx.move.id]);
+  await queryChecked(scope.source, `delete from kysely_scale.unsharded_fence where move_id = ${Math.trunc(Number(scope.ctx.move.id))}${evenSwitched ? '' : ` and fenced_until <> 'infinity'`}`);
 }
 
 /** The tables' copy shapes and whether the target may skip its triggers (looked up once per step run). */
@@ -351,9 +352,8 @@ async function afterCopyFailure(scope: StepScope, error: unknown): Promise<never
   let lowered = false;
   try {
     const topology = await ctx.topology();
-    const shard = topology.shardById(step.source);
-    if (shard !== undefined) {
-      await withShardSession(shard.primary.url, (client) => lowerFence({ ...scope, source: client }, false));
+    if (topology.shardById(step.source) !== undefined) {
+      await ctx.withFreshSession(step.source, topology, (client) => lowerFence({ ...scope, source: client }, false));
       lowered = true;
     }
   } catch {

@@ -123,11 +123,14 @@ test('a mover that notices its lock gone mid-cutover while another operator hold
       },
     });
     expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', message: expect.stringContaining('operator lock was lost') });
-    // Left as the switch left it: the source switched (hiding the slots), the target showing them,
-    // both requiring the unpublished version. The old code reverted the target here.
+    // Left as the switch left it: the source switched (hiding the slots, requiring the unpublished
+    // version); the target not switched, since the mover checks its lock right after the claim that
+    // precedes the target's switch (it still hides the slots and requires an older version). The
+    // code before review 61 reverted the target here; the code before the epoch fence switched it.
     const [source, target] = from === 'shard0' ? await guards() : (await guards()).reverse();
     expect(source).toMatchObject({ hides: true });
-    expect(target).toMatchObject({ hides: false, required: source!.required });
+    expect(target!.hides).toBe(true);
+    expect(target!.required).toBeLessThan(source!.required);
     await otherOperator.query(`select pg_advisory_unlock(hashtext('kysely_scale_operator kysely_scale'))`);
     const resumed = await resumeMove({ catalog: f.catalogUrl });
     expect(resumed.error).toBeNull();
