@@ -1,0 +1,178 @@
+/**
+ * The fencing token (mover epoch, `mover-epoch.ts`) closes the windows the operator lock's checks
+ * leave: a mover paused just after its lock check (or its claim and lock check) and before its
+ * next change to a shard, whose lock's catalog session then ends, while another operator's
+ * `resume` or `abort` takes the lock and settles the move. When the first mover goes on, the shard
+ * refuses its change (`E_MOVE_FAILED`, reason `superseded`, SQLSTATE KS004), and the shards hold
+ * exactly what the other command left: every row once, where the catalog's latest version routes it.
+ *
+ * 1. A revert right after its lock was confirmed (a cutover backed out of): before, it landed after
+ *    the other command published the batch and cleaned the source up, hiding the moved rows on
+ *    their new owner (rows lost to every router).
+ * 2. A target switch right after its claim and lock check: before, it landed after an abort
+ *    finished, leaving the target requiring a version nobody publishes (every app statement there
+ *    refused, KS001).
+ * Also: a move begun on shards without the epoch table, resumed by this version (the table comes
+ * with the first raise), and a catalog without the epoch sequence.
+ */
+import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { moveSlots } from '../../../src/admin/mover/mover-operations';
+import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
+import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import type { Topology } from '../../../src/cluster/topology';
+import type { MoveResult } from '../../../src/admin/mover/move-result';
+import { directPool } from '../../support/direct-pool';
+import { until } from '../replication/replication-fault-fixture';
+
+const USERS = 200;
+let f: MoverFixture;
+let catalogPool: ReturnType<typeof directPool>;
+beforeAll(async () => {
+  f = await startMoverFixture('epoch_takeover', 2);
+  const v1 = await f.init(2, 64);
+  await f.seed(v1, 0, USERS);
+  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+}, 60_000);
+afterAll(async () => {
+  await catalogPool?.end();
+  await f?.close();
+});
+
+/** Ends the operator lock's catalog session (as a catalog restart or failover would) and waits until the lock is free. */
+async function endLockSession(): Promise<void> {
+  const { rows } = await catalogPool.query<{ pid: number }>(
+    `select a.pid from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted and a.datname = current_database()`,
+  );
+  expect(rows).toHaveLength(1);
+  await catalogPool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
+  await until('the lock free', async () => (await catalogPool.query<{ n: number }>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and granted`)).rows[0]!.n === 0, 10_000);
+}
+
+async function latestTopology(): Promise<Topology> {
+  const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  try {
+    return (await catalog.latest())!;
+  } finally {
+    await catalog.close();
+  }
+}
+
+/** Users an app session at the catalog's latest version reads on every shard, in all. */
+async function usersAtLatest(): Promise<number> {
+  const latest = await latestTopology();
+  let total = 0;
+  for (let i = 0; i < f.pools.length; i++) {
+    const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
+    try {
+      total += (await app.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
+    } finally {
+      await app.end();
+    }
+  }
+  return total;
+}
+
+/** Checked directly on the shards: every user once and every order once, each on the shard the latest version routes its key to; no slot hidden, no version required past the latest, no move state left. */
+async function expectSettled(): Promise<void> {
+  const latest = await latestTopology();
+  const ids = f.shards.map((s) => s.id);
+  for (const table of ['users', 'orders'] as const) {
+    const rows = await f.rowsOf(table);
+    const perKey = table === 'users' ? 1 : 2;
+    const copies = new Map<string, number>();
+    for (const r of rows) copies.set(r.key, (copies.get(r.key) ?? 0) + 1);
+    expect(copies.size).toBe(USERS); // none lost
+    expect([...copies.values()].filter((n) => n !== perKey)).toEqual([]); // none duplicated
+    const misplaced = rows.filter((r) => ids[r.shard] !== latest.shardForKey(BigInt(r.key)).id);
+    expect(misplaced).toEqual([]);
+  }
+  for (const pool of f.pools) {
+    const { rows } = await pool.query<{ required_version: number; hidden: string | null; moving: number }>(
+      'select required_version, hidden::text as hidden, (select count(*)::int from kysely_scale.slot_move) as moving from kysely_scale.shard_guard',
+    );
+    expect(rows[0]!.required_version).toBeLessThanOrEqual(latest.version);
+    expect(rows[0]!.hidden).toBeNull();
+    expect(rows[0]!.moving).toBe(0);
+  }
+  expect(await usersAtLatest()).toBe(USERS);
+}
+
+/** Slots 0-15 to the shard that does not own them now. */
+async function nextMove(): Promise<{ from: string; to: string }> {
+  const from = (await latestTopology()).shardForSlot(0).id;
+  return { from, to: from === 'shard0' ? 'shard1' : 'shard0' };
+}
+
+const SUPERSEDED = { code: 'E_MOVE_FAILED', context: { reason: 'superseded', sqlState: 'KS004' } };
+
+for (const other of ['resume', 'abort'] as const) {
+  test(`window 1, ${other}: a revert right after its lock was confirmed, once another operator's ${other} settled the move, is refused by the shard; the shards hold the ${other}'s outcome`, async () => {
+    const { to } = await nextMove();
+    let settled: MoveResult | undefined;
+    const result = await moveSlots({
+      catalog: f.catalogUrl,
+      slots: '0-15',
+      to,
+      tables: TABLES,
+      hook: async (_batch, at) => {
+        // The cutover fails before its publish: this mover backs out (claim, lock confirmed, revert).
+        if (at === 'publishing') throw new Error('injected: the publish could not be sent');
+        if (at !== 'reverting') return;
+        await endLockSession();
+        settled = other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
+      },
+    });
+    expect(settled?.error).toBeNull();
+    // The target showed the slots, so a publish may have been sent: resume and abort alike finish the batch.
+    expect(settled?.status).toBe(other === 'resume' ? 'done' : 'aborted');
+    expect((await latestTopology()).shardForSlot(0).id).toBe(to);
+    await expectSettled();
+    expect(result.error).toMatchObject({ ...SUPERSEDED, context: { ...SUPERSEDED.context, shard: to } });
+  }, 120_000);
+}
+
+for (const other of ['abort', 'resume'] as const) {
+  test(`window 2, ${other}: a target switch right after its claim and lock check, once another operator's ${other} finished, is refused by the shard; the shards hold the ${other}'s outcome`, async () => {
+    const { from, to } = await nextMove();
+    let settled: MoveResult | undefined;
+    const result = await moveSlots({
+      catalog: f.catalogUrl,
+      slots: '0-15',
+      to,
+      tables: TABLES,
+      hook: async (_batch, at) => {
+        if (at !== 'showing') return;
+        await endLockSession();
+        settled = other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
+      },
+    });
+    expect(settled?.error).toBeNull();
+    expect(settled?.status).toBe(other === 'resume' ? 'done' : 'aborted');
+    // abort rolled the batch back (the source keeps the slots), resume finished it.
+    expect((await latestTopology()).shardForSlot(0).id).toBe(other === 'abort' ? from : to);
+    await expectSettled();
+    expect(result.error).toMatchObject({ ...SUPERSEDED, context: { ...SUPERSEDED.context, shard: to } });
+  }, 120_000);
+}
+
+test('a move begun on shards without the epoch table and a catalog without the epoch sequence (an older version) is resumed by this one', async () => {
+  const { to } = await nextMove();
+  const stopped = await moveSlots({
+    catalog: f.catalogUrl,
+    slots: '0-15',
+    to,
+    tables: TABLES,
+    hook: (_batch, at) => {
+      if (at === 'copied') throw new Error('injected: stop after the copy');
+    },
+  });
+  expect(stopped.status).toBe('open');
+  for (const pool of f.pools) await pool.query('drop table kysely_scale.mover_epoch cascade; drop function kysely_scale.raise_mover_epoch(bigint); drop function kysely_scale.check_mover_epoch(bigint)');
+  await catalogPool.query('drop sequence kysely_scale.operator_epoch');
+  const resumed = await resumeMove({ catalog: f.catalogUrl });
+  expect(resumed.error).toBeNull();
+  expect(resumed.status).toBe('done');
+  // Both shards carry the resume's epoch now, the sequence's first value.
+  for (const pool of f.pools) expect((await pool.query<{ epoch: string }>('select epoch::text as epoch from kysely_scale.mover_epoch')).rows).toEqual([{ epoch: '1' }]);
+  await expectSettled();
+}, 120_000);
