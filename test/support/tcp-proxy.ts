@@ -4,7 +4,9 @@
  * stalled direction passes nothing and stops reading (so the sender's socket buffers fill, as on a
  * link that stopped); what it held passes, in order, once it flows again. A connection whose
  * client goes while its bytes are held keeps its server side open until then, as a dropped path
- * does (nothing tells the server).
+ * does (nothing tells the server). One-shot rules act on the first client chunk that contains a
+ * marker (a statement's text or a parameter's), in the order they were set: reset its connection
+ * before or just after the chunk passes, or hold the chunk until the test releases or resets it.
  */
 import { connect, createServer, type Socket } from 'node:net';
 
@@ -25,13 +27,40 @@ export interface TcpProxy {
    * those connections dropped, for good.
    */
   stallReplies(): void;
+  /**
+   * Resets the connection whose client's next chunk contains `marker`: the client gets a TCP reset
+   * (ECONNRESET), and the server either never sees the chunk (`after: false`) or gets it followed by
+   * the end of its connection (`after: true`: it runs what the chunk asks, and its answer goes
+   * nowhere). Resolves then.
+   */
+  resetOn(marker: string, options?: { readonly after?: boolean }): Promise<void>;
+  /** Holds the client chunk that next contains `marker` (and what its connection sends after it) in the proxy. */
+  holdOn(marker: string): HeldChunk;
+  /** How many client connections the proxy accepted so far. */
+  readonly accepted: number;
   close(): Promise<void>;
 }
+
+/** A chunk held by {@link TcpProxy.holdOn}. */
+export interface HeldChunk {
+  /** Resolves once a chunk with the marker is held. */
+  readonly reached: Promise<void>;
+  /** Lets it (and its connection) through. */
+  release(): void;
+  /** Resets its connection instead, as {@link TcpProxy.resetOn} before the chunk passes. */
+  reset(): void;
+}
+
+type Rule =
+  | { readonly act: 'reset'; readonly text: Buffer; readonly after: boolean; readonly reached: () => void }
+  | { readonly act: 'hold'; readonly text: Buffer; readonly reached: () => void; readonly decided: Promise<'release' | 'reset'> };
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   const state = { delayMillis: 0, stalled: false, closed: false, marker: undefined as { text: Buffer; reached: () => void } | undefined };
   const replyStalls: (() => void)[] = [];
+  const rules: Rule[] = [];
+  let accepted = 0;
   // Held chunks wait here for their direction to flow again; each re-checks when woken.
   const waiters = new Set<() => void>();
   const wake = (): void => {
@@ -49,6 +78,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       check();
     });
   const server = createServer((client) => {
+    accepted++;
     const upstream = connect(targetPort, targetHost);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -58,9 +88,51 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     replyStalls.push(() => (repliesStalled = true));
     // While a direction is stalled, neither side's going away is passed on: nothing tells the other side.
     const lost = (): boolean => state.stalled || repliesStalled;
+    // A client reset by a rule: its going away is not passed on (an `after` reset lets the server end its side when done).
+    let cut = false;
+    const reset = (serverToo: boolean): void => {
+      cut = true;
+      client.resetAndDestroy();
+      if (serverToo) upstream.destroy();
+    };
+    /** Applies the first rule whose marker `chunk` holds: the chunk's place in its connection's chain, or undefined when no rule took it. */
+    const ruled = (chunk: Buffer, chain: Promise<void>): Promise<void> | undefined => {
+      const at = rules.findIndex((r) => chunk.includes(r.text));
+      const rule = rules[at];
+      if (rule === undefined) return undefined;
+      rules.splice(at, 1);
+      rule.reached();
+      if (rule.act === 'reset' && !rule.after) {
+        reset(true);
+        return chain;
+      }
+      if (rule.act === 'reset') {
+        return chain.then(() => {
+          upstream.end(chunk);
+          reset(false);
+        });
+      }
+      const decided = rule.decided;
+      client.pause(); // what the client sends next waits behind the held chunk
+      return chain
+        .then(() => decided)
+        .then((decision) => {
+          if (decision === 'reset') reset(true);
+          else {
+            if (!upstream.destroyed) upstream.write(chunk);
+            client.resume();
+          }
+        });
+    };
     const pipe = (from: Socket, to: Socket, stalled: () => boolean, fromClient: boolean): void => {
       let chain = Promise.resolve();
       from.on('data', (chunk: Buffer) => {
+        if (cut) return;
+        const taken = fromClient ? ruled(chunk, chain) : undefined;
+        if (taken !== undefined) {
+          chain = taken;
+          return;
+        }
         const marker = state.marker;
         if (fromClient && marker !== undefined && chunk.includes(marker.text)) {
           state.marker = undefined;
@@ -76,9 +148,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
           if (from.isPaused() && !from.destroyed && !stalled()) from.resume();
         });
       });
-      from.on('end', () => void chain.then(() => flowing(lost)).then(() => to.end()));
-      from.on('error', () => void flowing(lost).then(() => to.destroy()));
-      from.on('close', () => void chain.then(() => flowing(lost)).then(() => to.destroy()));
+      from.on('end', () => void chain.then(() => flowing(lost)).then(() => (fromClient && cut ? undefined : to.end())));
+      from.on('error', () => void flowing(lost).then(() => (fromClient && cut ? undefined : to.destroy())));
+      from.on('close', () => void chain.then(() => flowing(lost)).then(() => (fromClient && cut ? undefined : to.destroy())));
     };
     pipe(client, upstream, () => state.stalled, true);
     pipe(upstream, client, () => state.stalled || repliesStalled, false);
@@ -100,6 +172,18 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       if (!stalled) wake();
     },
     stallOn: (marker) => new Promise<void>((resolve) => (state.marker = { text: Buffer.from(marker), reached: resolve })),
+    resetOn: (marker, options) =>
+      new Promise<void>((resolve) => rules.push({ act: 'reset', text: Buffer.from(marker), after: options?.after === true, reached: resolve })),
+    holdOn: (marker) => {
+      let reached: () => void = () => undefined;
+      let decide: (decision: 'release' | 'reset') => void = () => undefined;
+      const held = new Promise<void>((resolve) => (reached = resolve));
+      rules.push({ act: 'hold', text: Buffer.from(marker), reached, decided: new Promise((resolve) => (decide = resolve)) });
+      return { reached: held, release: () => decide('release'), reset: () => decide('reset') };
+    },
+    get accepted() {
+      return accepted;
+    },
     stallReplies: () => {
       for (const stall of replyStalls.splice(0)) stall();
     },

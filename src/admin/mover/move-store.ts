@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
+import { DeadlineError } from '../../kernel/deadline';
 import { ConfigError } from '../../kernel/errors';
 import type { PublishPrecondition } from '../topology-catalog';
 import { MoveFailedError } from './mover-errors';
@@ -49,7 +50,8 @@ export function isRecordChanged(error: unknown): boolean {
  * over the revision this store last read or wrote, or over a save of its own (`writer`, one per
  * store). So a save held on the wire or by a frozen catalog that commits late (its command gave
  * up on it) never overwrites what a later command saved since, and a second command acting on the
- * same move (the operator lock lost unnoticed) is stopped at its next save.
+ * same move (the operator lock lost unnoticed) is stopped at its next save. A store is one
+ * command's, and saves that command's one record object.
  */
 export class MoveStore {
   readonly #pool: StorePool;
@@ -145,19 +147,57 @@ export class MoveStore {
   /**
    * Saves a move's status, batches and error, over the revision `move` was read or last saved at,
    * or over an earlier save of this store (one whose answer never came may have committed; a later
-   * one is never overwritten by it). Fails with `E_MOVE_FAILED` (`context.reason`
-   * `record-changed`) when another command saved it since.
+   * one is never overwritten by it). A save refused because a later save of this store is in
+   * already succeeds: saves of one command may be in flight together (a live progress save beside
+   * a table copy's claim), and the later one wrote the whole record from newer state.
+   *
+   * A save whose connection broke under it (a reset path, a terminated server process, a catalog
+   * restart or failover) is sent once more on another connection (the broken one is dropped), as
+   * the same save (same `writer_seq`): a first attempt that committed unseen is then found in and
+   * counted once, and the resend can neither overtake a later save of this store nor be taken for
+   * another command's. A catalog that cannot be reached, or does not answer in time, is not asked
+   * twice: its error (`E_CATALOG_UNAVAILABLE` for a deadline) is thrown as before.
+   *
+   * Fails with `E_MOVE_FAILED` (`context.reason` `record-changed`) when another command saved it since.
    */
   async save(move: MoveRecord): Promise<void> {
     move.updatedAt = new Date();
+    // Numbered and serialized together (no await in between): a higher writer_seq of this store
+    // always carries newer state of the record (a command saves one record object), and every save
+    // writes the same columns, whole. So a save found overtaken by a later one of this store is in.
     const seq = ++this.#saves;
-    const { rows } = await this.#pool.query<{ revision: string }>(
-      `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
-         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`,
-      [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq],
-    );
-    if (rows[0] === undefined) throw recordChanged(move.id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
-    move.revision = Number(rows[0].revision);
+    const values = [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq];
+    const text = `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
+         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`;
+    let rows: { revision: string }[];
+    try {
+      ({ rows } = await this.#pool.query<{ revision: string }>(text, values));
+    } catch (error) {
+      if (!connectionBroke(error)) throw error;
+      // The same values: the same writer_seq, so it applies only where the first attempt would have.
+      ({ rows } = await this.#pool.query<{ revision: string }>(text, values));
+    }
+    const revision = rows[0]?.revision ?? (await this.#inSince(move.id, seq));
+    // Answers of saves in flight together may come back in any order.
+    move.revision = Math.max(move.revision, Number(revision));
+  }
+
+  /**
+   * The revision of `id` when this store's save `seq` (its first attempt, committed unseen) or a
+   * later save of this store is in, read after that save was refused; else `record-changed`. A
+   * statement of its own, after the refusal: within the update's statement, a save of this store
+   * committed while the update waited for the row would be missing from the snapshot.
+   */
+  async #inSince(id: number, seq: number): Promise<string> {
+    let rows: { revision: string }[];
+    try {
+      ({ rows } = await this.#pool.query<{ revision: string }>(`select revision from ${this.#schema}.move where id = $1 and writer = $2 and writer_seq >= $3`, [id, this.#writer, seq]));
+    } catch (error) {
+      // Refused for certain; whether a save of this store is in is unknown: as refused.
+      throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late), or the catalog could not say:', error);
+    }
+    if (rows[0] === undefined) throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
+    return rows[0].revision;
   }
 
   /**
@@ -204,11 +244,29 @@ export class MoveStore {
 }
 
 /** The refusal of a save (or publish) over a move record another command saved since (`since`: when, and why). */
-function recordChanged(id: number, since: string): MoveFailedError {
+function recordChanged(id: number, since: string, cause?: unknown): MoveFailedError {
   return new MoveFailedError(
     `Move ${id} was saved by another command ${since} this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`,
     { moveId: id, reason: 'record-changed' },
+    cause,
   );
+}
+
+/** SQLSTATEs of a server process that ended under a statement: terminated (57P01: pg_terminate_backend, a fast shutdown), crashed (57P02), a connection failure. */
+const ENDED_UNDER_STATEMENT = new Set(['57P01', '57P02', '08006', '08003']);
+
+/**
+ * Whether `error` is an open connection that broke under a statement (reset, its server process
+ * terminated or crashed, the connection ended), or one found broken before it was used. Not a
+ * deadline that passed (`E_CATALOG_UNAVAILABLE`), a catalog that refuses or does not accept
+ * connections (ECONNREFUSED, 57P03), an unreachable host, or a statement's own error.
+ */
+function connectionBroke(error: unknown): boolean {
+  if (error instanceof DeadlineError) return false;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ECONNRESET' || code === 'EPIPE' || (typeof code === 'string' && ENDED_UNDER_STATEMENT.has(code))) return true;
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && /^(Connection terminated unexpectedly|Client has encountered a connection error and is not queryable)$/.test(message);
 }
 
 function toRecord(row: MoveRow): MoveRecord {

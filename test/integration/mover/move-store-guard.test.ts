@@ -4,13 +4,21 @@
  * committed whenever its bytes arrived, over whatever a later command had saved since (the move
  * put back to an older phase), and two commands acting on one move overwrote each other silently.
  * The catalog is real; a loopback proxy holds a save's bytes, or drops its answer.
+ *
+ * A save whose connection breaks under it is sent once more, as the same save (same writer_seq).
+ * Before, it failed (the claim before a target's switch or a table copy's commit with it); a first
+ * version of the retry (e7db242, reverted) sent it as a later save, which put the record back to
+ * older state over a later save of the same command, counted a save that had committed unseen
+ * twice, and made that later save, sent before the retry but arriving after it, fail as
+ * `record-changed` (review 67). The proxy resets a connection before or just after a save's bytes
+ * pass, or holds them; each save's `error` text is its marker.
  */
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { CatalogPool, catalogDeadlines } from '../../../src/admin/catalog-connections';
 import { MoveStore } from '../../../src/admin/mover/move-store';
 import type { MoveRecord } from '../../../src/admin/mover/move-record';
 import { ErrorCodes } from '../../../src/kernel/errors';
-import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy';
+import { startTcpProxy, type HeldChunk, type TcpProxy } from '../../support/tcp-proxy';
 import { directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
 
@@ -45,11 +53,11 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-/** A store whose connections go through the proxy, with 300 ms statement deadlines, under its own application name. */
-function proxiedStore(applicationName: string): { store: MoveStore; pool: CatalogPool } {
+/** A store whose connections go through the proxy, with 300 ms statement deadlines (or `statementTimeoutMillis`), under its own application name. */
+function proxiedStore(applicationName: string, statementTimeoutMillis = 300): { store: MoveStore; pool: CatalogPool } {
   const url = new URL(catalogUrl);
   url.port = String(proxy.port);
-  const pool = new CatalogPool(url.toString(), catalogDeadlines({ statementTimeoutMillis: 300, connectionTimeoutMillis: 1000 }), applicationName);
+  const pool = new CatalogPool(url.toString(), catalogDeadlines({ statementTimeoutMillis, connectionTimeoutMillis: 1000 }), applicationName);
   return { store: new MoveStore(pool, SCHEMA), pool };
 }
 
@@ -115,3 +123,204 @@ test("a save whose answer never came but that committed does not stop its own co
     await pool.end();
   }
 }, 30_000);
+
+/** Sets the move's next save apart: its phase, and its `error` text (`marker`, what the proxy's rules look for). */
+function next(move: MoveRecord, phase: MoveRecord['batches'][number]['phase'], marker: string): MoveRecord {
+  move.batches[0]!.phase = phase;
+  move.error = marker;
+  return move;
+}
+
+/**
+ * Runs `body` with a store whose connections go through the proxy (5 s statement deadlines) and a
+ * move it created (`revision` as stored); the store's pool ends after.
+ */
+async function withMove(applicationName: string, body: (store: MoveStore, move: MoveRecord, revision: number) => Promise<void>): Promise<void> {
+  const { store, pool } = proxiedStore(applicationName, 5000);
+  try {
+    const move = await store.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+    await body(store, move, (await stored(move.id)).revision);
+  } finally {
+    await pool.end();
+  }
+}
+
+/** The move as stored (and as its command knows it) holds the save marked `marker`, at `revision`. */
+async function expectSaved(move: MoveRecord, revision: number, phase: MoveRecord['batches'][number]['phase'], marker: string): Promise<void> {
+  expect(await stored(move.id)).toMatchObject({ revision, batches: [{ phase }], error: marker });
+  expect(move.revision).toBe(revision);
+}
+
+/** A save's outcome: undefined, or what it threw. */
+function saving(store: MoveStore, move: MoveRecord): Promise<unknown> {
+  return store.save(move).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+}
+
+/** Waits for `reached` (the proxy caught a chunk); fails at once when `pending` returned first (the code under test sent nothing more). */
+async function caught(reached: Promise<void>, pending: Promise<unknown>): Promise<void> {
+  const first = await Promise.race([reached.then(() => 'caught' as const), pending.then((outcome) => ({ outcome }))]);
+  if (first !== 'caught') throw new Error(`the save returned (${String(first.outcome)}) before the proxy caught the bytes the test waits for`);
+}
+
+/** Sends the save marked `marker` of `move` at `phase`, its bytes held in the proxy once they get there. */
+async function sendHeld(store: MoveStore, move: MoveRecord, phase: MoveRecord['batches'][number]['phase'], marker: string): Promise<{ held: HeldChunk; outcome: Promise<unknown> }> {
+  const held = proxy.holdOn(marker);
+  const outcome = saving(store, next(move, phase, marker));
+  await caught(held.reached, outcome);
+  return { held, outcome };
+}
+
+/**
+ * Sends the save marked `marker` of `move` at `phase`; its connection is reset just after its bytes
+ * pass. Returns once it committed unseen, its resend held in the proxy.
+ */
+async function sendCommittedUnseen(store: MoveStore, move: MoveRecord, phase: MoveRecord['batches'][number]['phase'], marker: string): Promise<{ resend: HeldChunk; outcome: Promise<unknown> }> {
+  const reset = proxy.resetOn(marker, { after: true });
+  const resend = proxy.holdOn(marker);
+  const outcome = saving(store, next(move, phase, marker));
+  await caught(reset, outcome);
+  await until('the first attempt committed', async () => (await stored(move.id)).error === marker);
+  await caught(resend.reached, outcome);
+  return { resend, outcome };
+}
+
+describe('a save whose catalog connection breaks under it', () => {
+  test('reset before its bytes reach the catalog: sent once more, it lands', () =>
+    withMove('store reset before', async (store, move, revision) => {
+      const reset = proxy.resetOn('reset before A');
+      expect(await saving(store, next(move, 'capturing', 'reset before A'))).toBeUndefined();
+      await reset;
+      await expectSaved(move, revision + 1, 'capturing', 'reset before A');
+    }), 30_000);
+
+  test('reset just after its bytes passed (committed, its answer lost): sent once more, it is found in and counted once', () =>
+    withMove('store reset after', async (store, move, revision) => {
+      // The first attempt commits unseen before the resend reaches the catalog.
+      const { resend, outcome: a } = await sendCommittedUnseen(store, move, 'capturing', 'reset after A');
+      resend.release();
+      expect(await a).toBeUndefined();
+      await expectSaved(move, revision + 1, 'capturing', 'reset after A');
+    }), 30_000);
+
+  test('its first attempt lost, a later save of the same command commits before the resend: the resend is obsolete, the record keeps the later save', () =>
+    withMove('store resend obsolete', async (store, move, revision) => {
+      const { held: first, outcome: a } = await sendHeld(store, move, 'capturing', 'obsolete A');
+      const resend = proxy.holdOn('obsolete A');
+      first.reset(); // it never reached the catalog
+      await caught(resend.reached, a);
+      // The later save (a table copy's claim beside a live progress save) commits.
+      expect(await saving(store, next(move, 'copied', 'obsolete B'))).toBeUndefined();
+      resend.release();
+      expect(await a).toBeUndefined();
+      await expectSaved(move, revision + 1, 'copied', 'obsolete B');
+    }), 30_000);
+
+  test('review 67: a later save of the same command sent before the resend but arriving after it is not refused, and the record holds it', () =>
+    withMove('store resend overtaken', async (store, move, revision) => {
+      const { held: first, outcome: a } = await sendHeld(store, move, 'capturing', 'overtaken A');
+      const { held: later, outcome: b } = await sendHeld(store, move, 'copied', 'overtaken B');
+      first.reset(); // A's first attempt lost: its resend goes ahead of B
+      expect(await a).toBeUndefined();
+      expect((await stored(move.id)).revision).toBe(revision + 1); // the resend is in, B still held
+      later.release();
+      expect(await b).toBeUndefined();
+      await expectSaved(move, revision + 2, 'copied', 'overtaken B');
+    }), 30_000);
+
+  test('another command saving the move in between still makes the resend fail with record-changed, its save kept', async () => {
+    const other = new MoveStore(direct, SCHEMA);
+    // Lost before the catalog saw it.
+    await withMove('store resend other', async (store, move) => {
+      const { held: first, outcome: a } = await sendHeld(store, move, 'capturing', 'other A');
+      await other.save(next((await other.get(move.id))!, 'aborted', 'other wrote'));
+      first.reset();
+      expect(await a).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { moveId: move.id, reason: 'record-changed' } });
+      expect(await stored(move.id)).toMatchObject({ batches: [{ phase: 'aborted' }], error: 'other wrote' });
+      await direct.query(`update ${SCHEMA}.move set status = 'aborted' where id = $1`, [move.id]);
+    });
+    // Committed unseen, then another command saved: the resend is refused and overwrites nothing.
+    await withMove('store resend other 2', async (store, move) => {
+      const { resend, outcome: c } = await sendCommittedUnseen(store, move, 'capturing', 'other C');
+      await other.save(next((await other.get(move.id))!, 'aborted', 'other wrote again'));
+      resend.release();
+      expect(await c).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { moveId: move.id, reason: 'record-changed' } });
+      expect(await stored(move.id)).toMatchObject({ batches: [{ phase: 'aborted' }], error: 'other wrote again' });
+    });
+  }, 30_000);
+
+  test('its server process terminated while it waited for the row (57P01): sent once more, it lands once', async () => {
+    const pool = new CatalogPool(catalogUrl, catalogDeadlines({ statementTimeoutMillis: 10_000, connectionTimeoutMillis: 5000 }), 'store terminated');
+    const locker = directPool({ connectionString: catalogUrl, max: 1 });
+    const holder = await locker.connect();
+    try {
+      const store = new MoveStore(pool, SCHEMA);
+      const move = await store.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+      const revision = (await stored(move.id)).revision;
+      await holder.query('begin');
+      await holder.query(`select 1 from ${SCHEMA}.move where id = $1 for update`, [move.id]);
+      const a = saving(store, next(move, 'capturing', 'terminated A'));
+      let returned = false;
+      void a.then(() => (returned = true));
+      const waiting = async (): Promise<number[]> => {
+        if (returned) throw new Error(`the save returned (${String(await a)}) while the row was locked`);
+        const { rows } = await direct.query<{ pid: number }>(`select pid from pg_stat_activity where application_name = 'store terminated' and wait_event_type = 'Lock'`);
+        return rows.map((r) => r.pid);
+      };
+      await until('the save waits for the row', async () => (await waiting()).length === 1);
+      const [pid] = await waiting();
+      await direct.query('select pg_terminate_backend($1)', [pid]);
+      await until('the resend waits for the row', async () => (await waiting()).some((p) => p !== pid));
+      await holder.query('commit');
+      expect(await a).toBeUndefined();
+      await expectSaved(move, revision + 1, 'capturing', 'terminated A');
+    } finally {
+      holder.release();
+      await locker.end();
+      await pool.end();
+    }
+  }, 30_000);
+});
+
+test('a save overtaken by a later save of the same command (no connection broken) is not a conflict', () =>
+  withMove('store overtaken', async (store, move, revision) => {
+    const { held, outcome: a } = await sendHeld(store, move, 'capturing', 'late A'); // a table copy's claim, say, on a slow connection
+    expect(await saving(store, next(move, 'copied', 'early B'))).toBeUndefined(); // a live progress save sent after it, in first
+    held.release();
+    expect(await a).toBeUndefined();
+    await expectSaved(move, revision + 1, 'copied', 'early B');
+  }), 30_000);
+
+describe('a catalog that does not answer in time is not asked twice', () => {
+  test('a statement past its deadline fails with E_CATALOG_UNAVAILABLE, no resend', async () => {
+    const { store, pool } = proxiedStore('store statement timeout');
+    try {
+      const move = await store.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]); // its connection stays in the pool
+      const accepted = proxy.accepted;
+      const stalled = proxy.stallOn('timeout A');
+      expect(await saving(store, next(move, 'capturing', 'timeout A'))).toMatchObject({ code: ErrorCodes.CATALOG_UNAVAILABLE, option: 'statementTimeoutMillis' });
+      await stalled;
+      expect(proxy.accepted).toBe(accepted);
+      // The held save reaches the catalog now and runs (its connection then ends): before the next test aborts the move.
+      proxy.stalled = false;
+      await until('the held save run', async () => (await backends('store statement timeout')) === 0, 10_000);
+    } finally {
+      await pool.end();
+    }
+  }, 30_000);
+
+  test('a catalog that cannot be reached fails with E_CATALOG_UNAVAILABLE, one connection attempt', async () => {
+    const move = await new MoveStore(direct, SCHEMA).create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+    const { store, pool } = proxiedStore('store unreachable'); // no connection yet
+    try {
+      proxy.stalled = true; // new connections are accepted and never answered
+      const accepted = proxy.accepted;
+      expect(await saving(store, next(move, 'capturing', 'unreachable A'))).toMatchObject({ code: ErrorCodes.CATALOG_UNAVAILABLE, option: 'connectionTimeoutMillis' });
+      expect(proxy.accepted).toBe(accepted + 1);
+    } finally {
+      await pool.end();
+    }
+  }, 30_000);
+});
