@@ -23,9 +23,15 @@ const DOLLAR_QUOTE = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$
 /** Where a literal ends (the index after it), or why the lexer stops there. */
 type LiteralEnd = number | 'open' | 'unsure';
 
-/** The start of `sql` for an error message: comments dropped, every literal shown as `?` (the rest hidden as `…` where unsure), whitespace collapsed, at most 80 characters. */
+/**
+ * The mover's epoch check (`mover-epoch.ts`) where it leads a message of several statements: left
+ * out, so the statement it guards is named (a message that is only the check keeps it).
+ */
+const EPOCH_CHECK = /select kysely_scale\.check_mover_epoch\(\?::bigint\); (?=\S)/g;
+
+/** The start of `sql` for an error message: comments dropped, every literal shown as `?` (the rest hidden as `…` where unsure), the mover's epoch check left out, whitespace collapsed, at most 80 characters. */
 export function statementStart(sql: string): string {
-  const hidden = hideLiterals(sql).replace(/\s+/g, ' ').trim();
+  const hidden = hideLiterals(sql).replace(/\s+/g, ' ').trim().replace(EPOCH_CHECK, '');
   return redactText(hidden.length > STATEMENT_CHARS ? `${hidden.slice(0, STATEMENT_CHARS - 1)}…` : hidden);
 }
 

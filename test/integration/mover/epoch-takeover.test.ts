@@ -103,36 +103,21 @@ async function nextMove(): Promise<{ from: string; to: string }> {
   return { from, to: from === 'shard0' ? 'shard1' : 'shard0' };
 }
 
-const SUPERSEDED = { code: 'E_MOVE_FAILED', context: { reason: 'superseded', sqlState: 'KS004' } };
+/**
+ * The two windows: where the first mover pauses (after its last lock check, before its change), and
+ * the slots' owner once the other command settled (window 1: the target showed the slots, so a
+ * publish may have been sent, and resume and abort alike finish the batch; window 2: abort rolls it
+ * back, resume finishes it).
+ */
+const WINDOWS = [
+  { window: 1, other: 'resume', what: 'a revert right after its lock was confirmed', pause: 'reverting', owner: 'target' },
+  { window: 1, other: 'abort', what: 'a revert right after its lock was confirmed', pause: 'reverting', owner: 'target' },
+  { window: 2, other: 'abort', what: 'a target switch right after its claim and lock check', pause: 'showing', owner: 'source' },
+  { window: 2, other: 'resume', what: 'a target switch right after its claim and lock check', pause: 'showing', owner: 'target' },
+] as const;
 
-for (const other of ['resume', 'abort'] as const) {
-  test(`window 1, ${other}: a revert right after its lock was confirmed, once another operator's ${other} settled the move, is refused by the shard; the shards hold the ${other}'s outcome`, async () => {
-    const { to } = await nextMove();
-    let settled: MoveResult | undefined;
-    const result = await moveSlots({
-      catalog: f.catalogUrl,
-      slots: '0-15',
-      to,
-      tables: TABLES,
-      hook: async (_batch, at) => {
-        // The cutover fails before its publish: this mover backs out (claim, lock confirmed, revert).
-        if (at === 'publishing') throw new Error('injected: the publish could not be sent');
-        if (at !== 'reverting') return;
-        await endLockSession();
-        settled = other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
-      },
-    });
-    expect(settled?.error).toBeNull();
-    // The target showed the slots, so a publish may have been sent: resume and abort alike finish the batch.
-    expect(settled?.status).toBe(other === 'resume' ? 'done' : 'aborted');
-    expect((await latestTopology()).shardForSlot(0).id).toBe(to);
-    await expectSettled();
-    expect(result.error).toMatchObject({ ...SUPERSEDED, context: { ...SUPERSEDED.context, shard: to } });
-  }, 120_000);
-}
-
-for (const other of ['abort', 'resume'] as const) {
-  test(`window 2, ${other}: a target switch right after its claim and lock check, once another operator's ${other} finished, is refused by the shard; the shards hold the ${other}'s outcome`, async () => {
+for (const w of WINDOWS) {
+  test(`window ${w.window}, ${w.other}: ${w.what}, once another operator's ${w.other} settled the move, is refused by the shard; the shards hold the ${w.other}'s outcome`, async () => {
     const { from, to } = await nextMove();
     let settled: MoveResult | undefined;
     const result = await moveSlots({
@@ -141,17 +126,18 @@ for (const other of ['abort', 'resume'] as const) {
       to,
       tables: TABLES,
       hook: async (_batch, at) => {
-        if (at !== 'showing') return;
+        // Window 1: the cutover fails before its publish, so this mover backs out (claim, lock confirmed, revert).
+        if (w.window === 1 && at === 'publishing') throw new Error('injected: the publish could not be sent');
+        if (at !== w.pause) return;
         await endLockSession();
-        settled = other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
+        settled = w.other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
       },
     });
     expect(settled?.error).toBeNull();
-    expect(settled?.status).toBe(other === 'resume' ? 'done' : 'aborted');
-    // abort rolled the batch back (the source keeps the slots), resume finished it.
-    expect((await latestTopology()).shardForSlot(0).id).toBe(other === 'abort' ? from : to);
+    expect(settled?.status).toBe(w.other === 'resume' ? 'done' : 'aborted');
+    expect((await latestTopology()).shardForSlot(0).id).toBe(w.owner === 'source' ? from : to);
     await expectSettled();
-    expect(result.error).toMatchObject({ ...SUPERSEDED, context: { ...SUPERSEDED.context, shard: to } });
+    expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { reason: 'superseded', sqlState: 'KS004', shard: to } });
   }, 120_000);
 }
 
