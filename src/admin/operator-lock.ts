@@ -36,7 +36,7 @@ export interface OperatorLockSite {
    * A sequence (a quoted, qualified name) the lock hands each holder an epoch from: drawn on the
    * lock's own session once the lock is held (an answer from that session proves its server process,
    * and so the lock, alive at the draw), so every later holder draws a larger one. Created when
-   * missing. Without it, the body gets no epoch.
+   * missing. Without it (or without its schema: a catalog not installed), the body gets no epoch.
    */
   readonly epochSequence?: string;
 }
@@ -58,7 +58,8 @@ export interface ServerProcess {
  * `confirm()` proves the lock held now (its session answers `select 1`: an advisory lock is only
  * let go by its session or with it) and fails, aborting `lost`, otherwise: a command confirms
  * before a step that must not race another operator. `epoch`: the holder's fencing token, drawn
- * from {@link OperatorLockSite.epochSequence} (undefined without one).
+ * from {@link OperatorLockSite.epochSequence} once the lock is held, so every later holder has a
+ * larger one (undefined without a sequence, or on a catalog not installed).
  */
 export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint | undefined) => Promise<T>;
 
@@ -133,13 +134,19 @@ async function identify(session: CatalogSession): Promise<ServerProcess> {
   return { pid: row.pid, started: row.started, key: `${row.pid}@${row.started}` };
 }
 
-/** The next value of `sequence`, drawn on the lock's session (the sequence created first on a catalog installed before it existed). */
-async function drawEpoch(session: CatalogSession, sequence: string): Promise<bigint> {
+/**
+ * The next value of `sequence`, drawn on the lock's session (the sequence created first on a catalog
+ * installed before it existed); undefined when its schema does not exist (a catalog not installed:
+ * nothing there to fence).
+ */
+async function drawEpoch(session: CatalogSession, sequence: string): Promise<bigint | undefined> {
   const draw = async (): Promise<bigint> => BigInt((await session.query<{ epoch: string }>(`select nextval('${sequence}')::text as epoch`)).rows[0]!.epoch);
   try {
     return await draw();
   } catch (error) {
-    if ((error as { code?: unknown }).code !== '42P01') throw error;
+    const code = (error as { code?: unknown }).code;
+    if (code === '3F000') return undefined;
+    if (code !== '42P01') throw error;
     await session.query(`create sequence if not exists ${sequence}`).catch((race: unknown) => {
       if (!['23505', '42P07'].includes(String((race as { code?: unknown }).code))) throw race;
     });

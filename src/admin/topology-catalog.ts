@@ -13,15 +13,6 @@ import { publishOn, type PublishPrecondition } from './topology-catalog-publish'
 
 export type { TopologyWatch } from './catalog-watch';
 export type { OperatorLockBody } from './operator-lock';
-
-/**
- * What a command runs while it holds the operator lock ({@link TopologyCatalog.withOperatorLock}):
- * `lost` and `confirm` as in {@link OperatorLockBody}, and `epoch`, this command's fencing token:
- * drawn from the catalog's sequence `operator_epoch` on the lock's own session once the lock is
- * held, so every later holder of the lock has a larger one. Shards keep the largest epoch that acted on them and refuse older ones
- * (`mover/mover-epoch.ts`), so a command that lost its lock cannot change them after a newer one did.
- */
-export type OperatorCommandBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint) => Promise<T>;
 export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog-publish';
 
 /**
@@ -268,12 +259,14 @@ export class TopologyCatalog {
    * a path to the catalog that went silent (a catalog host that died or failed over, whose server
    * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
    * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}), and
-   * `epoch` is the command's fencing token ({@link OperatorCommandBody}). A
+   * `epoch` is the command's fencing token: drawn from the catalog's sequence `operator_epoch` on the
+   * lock's own session once the lock is held, so every later holder has a larger one (the slot
+   * mover's shards refuse changes of an older one: `mover/mover-epoch.ts`). A
    * lock session dropped after it asked for the lock, whose server process may live on holding it
    * (a silent path), is ended when `fn` ends and when this catalog asks for the lock again, if the
    * catalog answers then and the connection is direct (see operator-lock.ts).
    */
-  withOperatorLock<T>(fn: OperatorCommandBody<T>): Promise<T> {
+  withOperatorLock<T>(fn: OperatorLockBody<T>): Promise<T> {
     return holdOperatorLock(
       {
         pool: this.#pool,
@@ -285,7 +278,7 @@ export class TopologyCatalog {
         orphans: this.#orphanedLockSessions,
         epochSequence: this.#epochSequence,
       },
-      (lost, confirm, epoch) => fn(lost, confirm, epoch!),
+      fn,
     );
   }
 

@@ -162,3 +162,15 @@ test('a move begun on shards without the epoch table and a catalog without the e
   for (const pool of f.pools) expect((await pool.query<{ epoch: string }>('select epoch::text as epoch from kysely_scale.mover_epoch')).rows).toEqual([{ epoch: '1' }]);
   await expectSettled();
 }, 120_000);
+
+test('every holder of the operator lock draws a larger epoch than the holders before it', async () => {
+  const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  try {
+    const first = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => epoch);
+    const second = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => epoch);
+    expect(typeof first).toBe('bigint');
+    expect(second! > first!).toBe(true);
+  } finally {
+    await catalog.close();
+  }
+});
