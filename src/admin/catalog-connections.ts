@@ -73,17 +73,21 @@ export class CatalogTimeoutError extends DeadlineError {
   /** `{ catalog, waitedFor, millis, option }`, as a `KyselyScaleError`'s. */
   readonly context: Readonly<Record<string, unknown>>;
 
-  /** @param settled what became of a write that went unanswered, when that was learnt (a publish's outcome). */
-  constructor(catalog: string, waitedFor: string, millis: number, option: DeadlineOption, cause?: unknown, settled?: { readonly outcome: string }) {
+  /**
+   * @param details `outcome`: what became of a write that went unanswered, when that was learnt (a
+   * publish's outcome); `within`: how `millis` is made up, when not one `option` (a move-record save's budget).
+   */
+  constructor(catalog: string, waitedFor: string, millis: number, option: DeadlineOption, cause?: unknown, details: { readonly outcome?: string; readonly within?: string } = {}) {
     super(`The catalog ${catalog}`, millis);
     this.name = 'CatalogTimeoutError';
     this.catalog = catalog;
     this.option = option;
     if (cause !== undefined) this.cause = cause;
-    this.context = Object.freeze({ catalog, waitedFor, millis, option, ...(settled === undefined ? {} : { outcome: settled.outcome }) });
-    const within = option === 'statementTimeoutMillis' ? `${millis} ms (statementTimeoutMillis + ${GRACE_MILLIS} ms)` : `${millis} ms (${option})`;
+    const { outcome } = details;
+    this.context = Object.freeze({ catalog, waitedFor, millis, option, ...(outcome === undefined ? {} : { outcome }) });
+    const within = `${millis} ms (${details.within ?? (option === 'statementTimeoutMillis' ? `statementTimeoutMillis + ${GRACE_MILLIS} ms` : option)})`;
     this.message =
-      `The catalog ${catalog} did not answer ${waitedFor} within ${within}${settled === undefined ? '' : `; ${settled.outcome}`}: check that its server is up and reachable from here; ` +
+      `The catalog ${catalog} did not answer ${waitedFor} within ${within}${outcome === undefined ? '' : `; ${outcome}`}: check that its server is up and reachable from here; ` +
       `if it is only slow, raise ${option} (the admin CLI's ${CATALOG_DEADLINE_FLAGS[option]}).`;
   }
 
@@ -141,6 +145,8 @@ const CONNECT_TIMEOUT = /timeout exceeded when trying to connect|connection time
 export class CatalogPool implements CatalogQueries {
   readonly #pool: Pool;
   readonly #clients = new Set<Client>();
+  /** Connections opened before the last {@link renew}: dropped when next checked out. */
+  readonly #stale = new WeakSet<Client>();
   readonly #catalog: string;
   readonly #deadlines: Required<CatalogDeadlines>;
 
@@ -153,17 +159,42 @@ export class CatalogPool implements CatalogQueries {
     this.#pool.on('remove', (client) => this.#clients.delete(client));
   }
 
+  /** The deadlines its connections and statements run under. */
+  get deadlines(): Required<CatalogDeadlines> {
+    return this.#deadlines;
+  }
+
+  /** The catalog's URL, password redacted. */
+  get redactedUrl(): string {
+    return this.#catalog;
+  }
+
+  /**
+   * Opens new connections from now on: those opened before are dropped when next checked out (idle
+   * ones at once, as they are picked). Call it when a connection broke under a statement: a catalog
+   * restart or a failover behind its address broke the others with it, unseen until used.
+   */
+  renew(): void {
+    for (const client of this.#clients) this.#stale.add(client);
+  }
+
   /** Checks out a connection within `connectionTimeoutMillis`. */
   async connect(): Promise<CatalogSession> {
     const { connectionTimeoutMillis } = this.#deadlines;
-    const pending = this.#pool.connect();
     let client: PoolClient;
-    try {
-      // pg-pool times the attempt out itself; this is the backstop should it not.
-      client = await withDeadline(pending, connectionTimeoutMillis + GRACE_MILLIS, 'a catalog connection', { onLate: () => void pending.then((c) => c.release(true), () => undefined) });
-    } catch (error) {
-      if (error instanceof DeadlineError || CONNECT_TIMEOUT.test((error as Error | undefined)?.message ?? '')) throw this.#connectTimeout(error);
-      throw error;
+    for (;;) {
+      const pending = this.#pool.connect();
+      try {
+        // pg-pool times the attempt out itself; this is the backstop should it not.
+        client = await withDeadline(pending, connectionTimeoutMillis + GRACE_MILLIS, 'a catalog connection', { onLate: () => void pending.then((c) => c.release(true), () => undefined) });
+      } catch (error) {
+        if (error instanceof DeadlineError || CONNECT_TIMEOUT.test((error as Error | undefined)?.message ?? '')) throw this.#connectTimeout(error);
+        throw error;
+      }
+      if (!this.#stale.has(client)) break;
+      // An idle one from before a renew (a stale one is never handed out again, so this ends).
+      client.on('error', () => undefined);
+      client.release(true);
     }
     const lost = new AbortController();
     const onError = (error: Error): void => {

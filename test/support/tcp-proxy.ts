@@ -7,6 +7,7 @@
  * does (nothing tells the server). One-shot rules act on the first client chunk that contains a
  * marker (a statement's text or a parameter's), in the order they were set: reset its connection
  * before or just after the chunk passes, or hold the chunk until the test releases or resets it.
+ * A failover resets every connection open at that moment when its client next sends.
  */
 import { connect, createServer, type Socket } from 'node:net';
 
@@ -34,6 +35,13 @@ export interface TcpProxy {
    * nowhere). Resolves then.
    */
   resetOn(marker: string, options?: { readonly after?: boolean }): Promise<void>;
+  /**
+   * A failover behind the server's address: every connection open now is reset (the client gets
+   * ECONNRESET, the server's side is closed) when its client next sends a byte, as the new host,
+   * which knows no such connection, answers it; until then nothing tells either side. New
+   * connections pass as before.
+   */
+  failover(): void;
   /** Holds the client chunk that next contains `marker` (and what its connection sends after it) in the proxy. */
   holdOn(marker: string): HeldChunk;
   /** How many client connections the proxy accepted so far. */
@@ -59,6 +67,8 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
   const sockets = new Set<Socket>();
   const state = { delayMillis: 0, stalled: false, closed: false, marker: undefined as { text: Buffer; reached: () => void } | undefined };
   const replyStalls: (() => void)[] = [];
+  // Marks each open connection as failed over (see TcpProxy.failover).
+  const failovers = new Set<() => void>();
   const rules: Rule[] = [];
   let accepted = 0;
   // Held chunks wait here for their direction to flow again; each re-checks when woken.
@@ -86,6 +96,12 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     }
     let repliesStalled = false;
     replyStalls.push(() => (repliesStalled = true));
+    let failedOver = false;
+    const failOver = (): void => {
+      failedOver = true;
+    };
+    failovers.add(failOver);
+    client.on('close', () => failovers.delete(failOver));
     // While a direction is stalled, neither side's going away is passed on: nothing tells the other side.
     const lost = (): boolean => state.stalled || repliesStalled;
     // A client reset by a rule: its going away is not passed on (an `after` reset lets the server end its side when done).
@@ -128,6 +144,10 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       let chain = Promise.resolve();
       from.on('data', (chunk: Buffer) => {
         if (cut) return;
+        if (fromClient && failedOver) {
+          reset(true);
+          return;
+        }
         const taken = fromClient ? ruled(chunk, chain) : undefined;
         if (taken !== undefined) {
           chain = taken;
@@ -174,6 +194,10 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     stallOn: (marker) => new Promise<void>((resolve) => (state.marker = { text: Buffer.from(marker), reached: resolve })),
     resetOn: (marker, options) =>
       new Promise<void>((resolve) => rules.push({ act: 'reset', text: Buffer.from(marker), after: options?.after === true, reached: resolve })),
+    failover: () => {
+      for (const failOver of failovers) failOver();
+      failovers.clear();
+    },
     holdOn: (marker) => {
       let reached: () => void = () => undefined;
       let decide: (decision: 'release' | 'reset') => void = () => undefined;

@@ -7,8 +7,10 @@ import { randomUUID } from 'node:crypto';
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
-import { DeadlineError } from '../../kernel/deadline';
+import { systemClock, type Clock } from '../../kernel/clock';
+import { DeadlineError, withDeadline } from '../../kernel/deadline';
 import { ConfigError } from '../../kernel/errors';
+import { CatalogTimeoutError, GRACE_MILLIS, type CatalogDeadlines } from '../catalog-connections';
 import type { PublishPrecondition } from '../topology-catalog';
 import { MoveFailedError } from './mover-errors';
 
@@ -38,6 +40,24 @@ export interface StoreQueries {
  */
 export interface StorePool extends StoreQueries {
   connect(): Promise<StoreQueries & { release(destroy?: boolean): void; readonly lost?: AbortSignal }>;
+  /** A `CatalogPool`'s deadlines: one save's budget ({@link MoveStore.save}). Without them and {@link redactedUrl} (a pg `Pool`), a save has no budget of its own. */
+  readonly deadlines?: Required<CatalogDeadlines>;
+  /** The catalog's URL, password redacted (named when a save's budget runs out). */
+  readonly redactedUrl?: string;
+  /** Opens new connections from now on (a `CatalogPool`'s `renew`): called once one broke under a statement. */
+  renew?(): void;
+}
+
+/** Options of a {@link MoveStore}. */
+export interface MoveStoreOptions {
+  /** Times each save's budget. @default systemClock */
+  readonly clock?: Clock;
+}
+
+/** A save's answer: the row's revision and the `writer_seq` of the save of this store it holds. */
+interface SavedRow {
+  revision: string;
+  writer_seq: string;
 }
 
 /** Whether `error` is a save refused because another command saved the move since ({@link MoveStore.save}). */
@@ -57,12 +77,16 @@ export class MoveStore {
   readonly #pool: StorePool;
   readonly #schema: string;
   readonly #writer = randomUUID();
+  readonly #clock: Clock;
   /** Numbers this store's saves in the order it sends them. */
   #saves = 0;
+  /** Per record: the highest `writer_seq` answered (its revision is the record's `revision`). */
+  readonly #answered = new WeakMap<MoveRecord, number>();
 
-  constructor(pool: StorePool, schema: string) {
+  constructor(pool: StorePool, schema: string, options: MoveStoreOptions = {}) {
     this.#pool = pool;
     this.#schema = `"${schema}"`;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /**
@@ -145,18 +169,29 @@ export class MoveStore {
   }
 
   /**
-   * Saves a move's status, batches and error, over the revision `move` was read or last saved at,
-   * or over an earlier save of this store (one whose answer never came may have committed; a later
-   * one is never overwritten by it). A save refused because a later save of this store is in
-   * already succeeds: saves of one command may be in flight together (a live progress save beside
-   * a table copy's claim), and the later one wrote the whole record from newer state.
+   * Saves a move's status, batches and error, over the revision `move` was read at, or over an
+   * earlier save of this store (one whose answer never came may have committed; a later one is
+   * never overwritten by it). Once a save of `move` was answered, only this store's own saves are
+   * saved over: on a catalog that lost acknowledged commits (an asynchronous standby promoted),
+   * another command's saves can bring the revision round to the one this command holds. A save
+   * refused because a later save of this store is in already succeeds: saves of one command may be
+   * in flight together (a live progress save beside a table copy's claim), and the later one wrote
+   * the whole record from newer state. `move.revision` becomes the revision of the latest save of
+   * this store answered (answers may come back in any order).
    *
-   * A save whose connection broke under it (a reset path, a terminated server process, a catalog
-   * restart or failover) is sent once more on another connection (the broken one is dropped), as
-   * the same save (same `writer_seq`): a first attempt that committed unseen is then found in and
-   * counted once, and the resend can neither overtake a later save of this store nor be taken for
-   * another command's. A catalog that cannot be reached, or does not answer in time, is not asked
-   * twice: its error (`E_CATALOG_UNAVAILABLE` for a deadline) is thrown as before.
+   * A save whose connection broke under a statement (a reset path, a terminated server process, a
+   * catalog restart or failover) is sent once more on a new connection (the pool's older ones,
+   * likely broken by the same event, are dropped when next picked), as the same save (same
+   * `writer_seq`): a first attempt that committed unseen is then found in and counted once, and the
+   * resend can neither overtake a later save of this store nor be taken for another command's. A
+   * connect that fails (a catalog that cannot be reached, or accepts and closes) is not retried.
+   * Refused, one more statement reads the row; a read that fails throws its own error, never
+   * `record-changed` (no other command is known to exist).
+   *
+   * Bound: the whole save, resend and read included, takes at most one connection's and one
+   * statement's deadline, `connectionTimeoutMillis + statementTimeoutMillis + 2 × 500 ms` (16 s with
+   * the defaults), as before the resend; the resend and the read get what is left of it. Past it the
+   * save fails with `E_CATALOG_UNAVAILABLE`.
    *
    * Fails with `E_MOVE_FAILED` (`context.reason` `record-changed`) when another command saved it since.
    */
@@ -166,38 +201,68 @@ export class MoveStore {
     // always carries newer state of the record (a command saves one record object), and every save
     // writes the same columns, whole. So a save found overtaken by a later one of this store is in.
     const seq = ++this.#saves;
-    const values = [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), move.revision, this.#writer, seq];
+    const over = this.#answered.has(move) ? null : move.revision; // null: never equal
+    const values = [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), over, this.#writer, seq];
     const text = `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
-         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision`;
-    let rows: { revision: string }[];
-    try {
-      ({ rows } = await this.#pool.query<{ revision: string }>(text, values));
-    } catch (error) {
-      if (!connectionBroke(error)) throw error;
-      // The same values: the same writer_seq, so it applies only where the first attempt would have.
-      ({ rows } = await this.#pool.query<{ revision: string }>(text, values));
+         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision, writer_seq`;
+    const budget = this.#budget();
+    let sent = await this.#send<SavedRow>(budget, text, values);
+    // The same values: the same writer_seq, so it applies only where the first attempt would have.
+    if ('failed' in sent && connectionBroke(sent.failed)) sent = await this.#send<SavedRow>(budget, text, values, sent.failed);
+    if ('failed' in sent) throw sent.failed;
+    const row = sent.rows[0] ?? (await this.#inSince(budget, move.id, seq));
+    if (Number(row.writer_seq) > (this.#answered.get(move) ?? 0)) {
+      this.#answered.set(move, Number(row.writer_seq));
+      move.revision = Number(row.revision);
     }
-    const revision = rows[0]?.revision ?? (await this.#inSince(move.id, seq));
-    // Answers of saves in flight together may come back in any order.
-    move.revision = Math.max(move.revision, Number(revision));
   }
 
   /**
-   * The revision of `id` when this store's save `seq` (its first attempt, committed unseen) or a
-   * later save of this store is in, read after that save was refused; else `record-changed`. A
-   * statement of its own, after the refusal: within the update's statement, a save of this store
-   * committed while the update waited for the row would be missing from the snapshot.
+   * The row when this store's save `seq` (its first attempt, committed unseen) or a later save of
+   * this store is in, read after that save was refused; else `record-changed`. A statement of its
+   * own, after the refusal: within the update's statement, a save of this store committed while
+   * the update waited for the row would be missing from the snapshot. A read that fails is no
+   * evidence of another command: its error is thrown as it is (a cutover's caller then backs out,
+   * its own claim deciding whose the move is).
    */
-  async #inSince(id: number, seq: number): Promise<string> {
-    let rows: { revision: string }[];
+  async #inSince(budget: SaveBudget, id: number, seq: number): Promise<SavedRow> {
+    const read = await this.#send<SavedRow>(budget, `select revision, writer_seq from ${this.#schema}.move where id = $1 and writer = $2 and writer_seq >= $3`, [id, this.#writer, seq]);
+    if ('failed' in read) throw read.failed;
+    if (read.rows[0] === undefined) throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
+    return read.rows[0];
+  }
+
+  /**
+   * `text` on a connection of its own, within what is left of `budget`. A failed connect is thrown
+   * (never retried); a statement's error is returned, its connection dropped (and, broken, the
+   * pool's older connections with it). `cause`: why this is a second statement (a late one names it).
+   */
+  async #send<R extends QueryResultRow>(budget: SaveBudget, text: string, values: unknown[], cause?: unknown): Promise<{ rows: R[] } | { failed: unknown }> {
+    const session = await budget(() => this.#pool.connect(), (pending) => void pending.then((s) => s.release(true), () => undefined), cause);
+    let released = false;
+    const release = (destroy: boolean): void => {
+      if (released) return;
+      released = true;
+      session.release(destroy || session.lost?.aborted === true);
+    };
     try {
-      ({ rows } = await this.#pool.query<{ revision: string }>(`select revision from ${this.#schema}.move where id = $1 and writer = $2 and writer_seq >= $3`, [id, this.#writer, seq]));
+      const { rows } = await budget(() => session.query<R>(text, values), () => release(true), cause);
+      release(false);
+      return { rows };
     } catch (error) {
-      // Refused for certain; whether a save of this store is in is unknown: as refused.
-      throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late), or the catalog could not say:', error);
+      release(true);
+      if (connectionBroke(error)) this.#pool.renew?.();
+      return { failed: error };
     }
-    if (rows[0] === undefined) throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
-    return rows[0].revision;
+  }
+
+  /** The budget of one save: one connection's and one statement's deadline (none for a pool without deadlines). */
+  #budget(): SaveBudget {
+    const { deadlines, redactedUrl } = this.#pool;
+    if (deadlines === undefined || redactedUrl === undefined) return saveBudget(this.#clock, 0);
+    const millis = deadlines.connectionTimeoutMillis + deadlines.statementTimeoutMillis + 2 * GRACE_MILLIS;
+    const within = `connectionTimeoutMillis + statementTimeoutMillis + 2 × ${GRACE_MILLIS} ms: one save, its resend and read included`;
+    return saveBudget(this.#clock, millis, (cause) => new CatalogTimeoutError(redactedUrl, 'a move-record save', millis, 'statementTimeoutMillis', cause, { within }));
   }
 
   /**
@@ -209,7 +274,8 @@ export class MoveStore {
    */
   publishPrecondition(move: MoveRecord): PublishPrecondition {
     return {
-      sql: `exists (select 1 from ${this.#schema}.move where id = ${Number(move.id)} and (revision = ${Number(move.revision)} or writer = '${this.#writer}') for share)`,
+      // Over the revision only until a save of `move` was answered, as a save ({@link save}).
+      sql: `exists (select 1 from ${this.#schema}.move where id = ${Number(move.id)} and (${this.#answered.has(move) ? '' : `revision = ${Number(move.revision)} or `}writer = '${this.#writer}') for share)`,
       refused: () => recordChanged(move.id, 'since this one last saved it (another command took the move over): this publish was refused, nothing was published, and'),
     };
   }
@@ -244,22 +310,45 @@ export class MoveStore {
 }
 
 /** The refusal of a save (or publish) over a move record another command saved since (`since`: when, and why). */
-function recordChanged(id: number, since: string, cause?: unknown): MoveFailedError {
-  return new MoveFailedError(
-    `Move ${id} was saved by another command ${since} this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`,
-    { moveId: id, reason: 'record-changed' },
-    cause,
-  );
+function recordChanged(id: number, since: string): MoveFailedError {
+  return new MoveFailedError(`Move ${id} was saved by another command ${since} this command stops here. Run \`status\` to see where the move stands, then resume or abort it.`, {
+    moveId: id,
+    reason: 'record-changed',
+  });
+}
+
+/** Runs `start()` within what is left of a save's budget (not at all once nothing is); past it, `onLate` gets what it started and the budget's error is thrown (`cause`: why this step runs). */
+type SaveBudget = <T>(start: () => Promise<T>, onLate: (pending: Promise<T>) => void, cause?: unknown) => Promise<T>;
+
+/** The budget of one save, `millis` from now on `clock`; `fail` makes its error. Without `fail`, no limit. */
+function saveBudget(clock: Clock, millis: number, fail?: (cause: unknown) => Error): SaveBudget {
+  const end = clock.monotonicNow() + millis;
+  return async (start, onLate, cause) => {
+    if (fail === undefined) return start();
+    const left = end - clock.monotonicNow();
+    if (left <= 0) throw fail(cause);
+    const pending = start();
+    let passed = false;
+    try {
+      const late = (): void => {
+        passed = true;
+        onLate(pending);
+      };
+      return await withDeadline(pending, left, 'a move-record save', { clock, onLate: late });
+    } catch (error) {
+      throw passed ? fail(cause ?? error) : error;
+    }
+  };
 }
 
 /** SQLSTATEs of a server process that ended under a statement: terminated (57P01: pg_terminate_backend, a fast shutdown), crashed (57P02), a connection failure. */
 const ENDED_UNDER_STATEMENT = new Set(['57P01', '57P02', '08006', '08003']);
 
 /**
- * Whether `error` is an open connection that broke under a statement (reset, its server process
- * terminated or crashed, the connection ended), or one found broken before it was used. Not a
- * deadline that passed (`E_CATALOG_UNAVAILABLE`), a catalog that refuses or does not accept
- * connections (ECONNREFUSED, 57P03), an unreachable host, or a statement's own error.
+ * Whether a statement's `error` is its open connection breaking under it (reset, its server process
+ * terminated or crashed, the connection ended), or that connection found broken when used. Not a
+ * deadline that passed (`E_CATALOG_UNAVAILABLE`), or a statement's own error. (A connect's error is
+ * never retried, whatever it is: a catalog that refuses, or accepts and closes, is asked once.)
  */
 function connectionBroke(error: unknown): boolean {
   if (error instanceof DeadlineError) return false;

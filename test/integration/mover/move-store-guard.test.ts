@@ -10,14 +10,22 @@
  * version of the retry (e7db242, reverted) sent it as a later save, which put the record back to
  * older state over a later save of the same command, counted a save that had committed unseen
  * twice, and made that later save, sent before the retry but arriving after it, fail as
- * `record-changed` (review 67). The proxy resets a connection before or just after a save's bytes
- * pass, or holds them; each save's `error` text is its marker.
+ * `record-changed` (review 67). Then (review 70): the resend went on the pool's other idle
+ * connection, dead from the same failover; a connect that failed (a proxy that accepts and closes)
+ * was retried too; a read that failed after a refused resend was reported as `record-changed` (see
+ * move-store-retry-cutover.test.ts for what that did to a cutover); the save kept the highest
+ * revision answered, stale after the catalog lost acknowledged saves, and overwrote another
+ * command's claim; and a save could take three deadlines. The proxy resets a connection before or
+ * just after a save's bytes pass, holds them, or fails every open connection over; each save's
+ * `error` text is its marker. An injected clock times a save's budget.
  */
+import { createServer } from 'node:net';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
 import { CatalogPool, catalogDeadlines } from '../../../src/admin/catalog-connections';
-import { MoveStore } from '../../../src/admin/mover/move-store';
+import { MoveStore, isRecordChanged } from '../../../src/admin/mover/move-store';
 import type { MoveRecord } from '../../../src/admin/mover/move-record';
 import { ErrorCodes } from '../../../src/kernel/errors';
+import { ManualClock } from '../../../src/kernel/clock';
 import { startTcpProxy, type HeldChunk, type TcpProxy } from '../../support/tcp-proxy';
 import { directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
@@ -53,12 +61,16 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-/** A store whose connections go through the proxy, with 300 ms statement deadlines (or `statementTimeoutMillis`), under its own application name. */
-function proxiedStore(applicationName: string, statementTimeoutMillis = 300): { store: MoveStore; pool: CatalogPool } {
+/**
+ * A store whose connections go through the proxy (or `port`), with 300 ms statement deadlines (or
+ * `statementTimeoutMillis`) and 1 s connect deadlines, under its own application name; its saves'
+ * budgets timed by `clock` (the system's by default).
+ */
+function proxiedStore(applicationName: string, statementTimeoutMillis = 300, clock?: ManualClock, port = proxy.port): { store: MoveStore; pool: CatalogPool } {
   const url = new URL(catalogUrl);
-  url.port = String(proxy.port);
+  url.port = String(port);
   const pool = new CatalogPool(url.toString(), catalogDeadlines({ statementTimeoutMillis, connectionTimeoutMillis: 1000 }), applicationName);
-  return { store: new MoveStore(pool, SCHEMA), pool };
+  return { store: new MoveStore(pool, SCHEMA, clock === undefined ? {} : { clock }), pool };
 }
 
 async function stored(id: number): Promise<MoveRecord> {
@@ -132,18 +144,25 @@ function next(move: MoveRecord, phase: MoveRecord['batches'][number]['phase'], m
 }
 
 /**
- * Runs `body` with a store whose connections go through the proxy (5 s statement deadlines) and a
- * move it created (`revision` as stored); the store's pool ends after.
+ * Runs `body` with a store whose connections go through the proxy (1 s connect and 5 s statement
+ * deadlines: a save's budget is {@link BUDGET}, timed by `clock` when given) and a move it created
+ * (`revision` as stored); the store's pool ends after.
  */
-async function withMove(applicationName: string, body: (store: MoveStore, move: MoveRecord, revision: number) => Promise<void>): Promise<void> {
-  const { store, pool } = proxiedStore(applicationName, 5000);
+async function withMove(applicationName: string, body: (store: MoveStore, move: MoveRecord, revision: number, pool: CatalogPool) => Promise<void>, clock?: ManualClock): Promise<void> {
+  const { store, pool } = proxiedStore(applicationName, 5000, clock);
   try {
     const move = await store.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
-    await body(store, move, (await stored(move.id)).revision);
+    await body(store, move, (await stored(move.id)).revision, pool);
   } finally {
     await pool.end();
   }
 }
+
+/** A save's budget in {@link withMove}: 1 s to connect, 5 s for the statement, 500 ms grace each. */
+const BUDGET = 1000 + 5000 + 2 * 500;
+
+/** Text of the read after a refused save (its marker). */
+const READ = 'and writer = $2 and writer_seq >= $3';
 
 /** The move as stored (and as its command knows it) holds the save marked `marker`, at `revision`. */
 async function expectSaved(move: MoveRecord, revision: number, phase: MoveRecord['batches'][number]['phase'], marker: string): Promise<void> {
@@ -251,6 +270,33 @@ describe('a save whose catalog connection breaks under it', () => {
     });
   }, 30_000);
 
+  test('review 70: a failover behind the catalog address, a second connection idle in the pool (both dead, unnoticed): the resend goes on a new connection and lands', () =>
+    withMove('store failover', async (store, move, revision, pool) => {
+      // Two connections in the pool, as a table copy's claim beside a live progress save leaves it.
+      const sessions = [await pool.connect(), await pool.connect()];
+      for (const session of sessions) session.release();
+      const accepted = proxy.accepted;
+      proxy.failover();
+      expect(await saving(store, next(move, 'capturing', 'failover A'))).toBeUndefined();
+      await expectSaved(move, revision + 1, 'capturing', 'failover A');
+      expect(proxy.accepted).toBe(accepted + 1); // the resend's: the older idle one was not tried
+    }), 30_000);
+
+  test("review 70: committed unseen, its resend refused, and the read after it broken too: the read's error is thrown, not record-changed, and the command's next save lands", () =>
+    withMove('store read broken', async (store, move, revision) => {
+      const { resend, outcome: a } = await sendCommittedUnseen(store, move, 'capturing', 'unconfirmed A');
+      const read = proxy.resetOn(READ);
+      resend.release();
+      const failed = await a;
+      await read;
+      expect(failed).toMatchObject({ code: 'ECONNRESET' });
+      expect(isRecordChanged(failed)).toBe(false);
+      expect(await stored(move.id)).toMatchObject({ revision: revision + 1, error: 'unconfirmed A' });
+      // A cutover's back-out claims the move next: over its own save, it lands.
+      expect(await saving(store, next(move, 'copied', 'unconfirmed B'))).toBeUndefined();
+      await expectSaved(move, revision + 2, 'copied', 'unconfirmed B');
+    }), 30_000);
+
   test('its server process terminated while it waited for the row (57P01): sent once more, it lands once', async () => {
     const pool = new CatalogPool(catalogUrl, catalogDeadlines({ statementTimeoutMillis: 10_000, connectionTimeoutMillis: 5000 }), 'store terminated');
     const locker = directPool({ connectionString: catalogUrl, max: 1 });
@@ -293,7 +339,105 @@ test('a save overtaken by a later save of the same command (no connection broken
     await expectSaved(move, revision + 1, 'copied', 'early B');
   }), 30_000);
 
-describe('a catalog that does not answer in time is not asked twice', () => {
+/**
+ * A move that a command (`mine`) saved three times; `promote()` is then a failover to a standby
+ * that had replayed only the first save (the row as after it: the other two, acknowledged, lost).
+ */
+async function savedThrice(): Promise<{ mine: MoveStore; move: MoveRecord; promote(): Promise<void>; promotedRevision: number }> {
+  const mine = new MoveStore(direct, SCHEMA);
+  const move = await mine.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+  await mine.save(next(move, 'capturing', 'mine 1'));
+  const { rows } = await direct.query(`select revision, batches, error, writer, writer_seq from ${SCHEMA}.move where id = $1`, [move.id]);
+  const row = rows[0]!;
+  await mine.save(next(move, 'copied', 'mine 2'));
+  await mine.save(next(move, 'caught-up', 'mine 3'));
+  const promote = async (): Promise<void> => {
+    await direct.query(`update ${SCHEMA}.move set revision = $2, batches = $3, error = $4, writer = $5, writer_seq = $6 where id = $1`, [move.id, row.revision, JSON.stringify(row.batches), row.error, row.writer, row.writer_seq]);
+  };
+  return { mine, move, promote, promotedRevision: Number(row.revision) };
+}
+
+/** Whether a publish of `store`'s command for `move` would commit now ({@link MoveStore.publishPrecondition}). */
+async function publishable(store: MoveStore, move: MoveRecord): Promise<boolean> {
+  return (await direct.query<{ ok: boolean }>(`select ${store.publishPrecondition(move).sql} as ok`)).rows[0]!.ok;
+}
+
+describe('review 70: a catalog that lost acknowledged saves (an asynchronous standby promoted)', () => {
+  test("the command's own save after the loss: its revision is that save's, so another command's claim then stops its next save and publish", async () => {
+    const { mine, move, promote, promotedRevision } = await savedThrice();
+    await promote();
+    await mine.save(next(move, 'caught-up', 'mine 4')); // over its own save: in
+    expect(move.revision).toBe(promotedRevision + 1); // not the higher one answered before the loss
+    // Its operator lock went with the old primary; another operator's abort claims the move.
+    const other = new MoveStore(direct, SCHEMA);
+    await other.claim(next((await other.get(move.id))!, 'caught-up', 'other claimed'));
+    expect(await publishable(mine, move)).toBe(false);
+    expect(await saving(mine, next(move, 'cutover', 'mine 5'))).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { reason: 'record-changed' } });
+    expect((await stored(move.id)).error).toBe('other claimed');
+  });
+
+  test("another command's saves after the loss bring the revision round to the one this command holds: its next save and publish are still refused", async () => {
+    const { mine, move, promote } = await savedThrice();
+    expect(await publishable(mine, move)).toBe(true);
+    await promote();
+    const other = new MoveStore(direct, SCHEMA);
+    const read = (await other.get(move.id))!;
+    await other.claim(next(read, 'caught-up', 'other claimed'));
+    await other.save(next(read, 'aborted', 'other saved'));
+    expect((await stored(move.id)).revision).toBe(move.revision); // the same number, another command's save
+    expect(await publishable(mine, move)).toBe(false);
+    expect(await saving(mine, next(move, 'cutover', 'mine 4'))).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { reason: 'record-changed' } });
+    expect((await stored(move.id)).error).toBe('other saved');
+  });
+});
+
+describe('review 70: one budget for the whole save (a connection and a statement), its resend and read included', () => {
+  test('its connection breaks with 1 ms of the budget left: the resend gets that 1 ms, then the save fails with E_CATALOG_UNAVAILABLE', () => {
+    const clock = new ManualClock();
+    return withMove(
+      'store budget resend',
+      async (store, move, revision) => {
+        const { held: first, outcome: a } = await sendHeld(store, move, 'capturing', 'budget A');
+        clock.advance(BUDGET - 1); // the catalog was slow to take the row
+        const resend = proxy.holdOn('budget A');
+        first.reset();
+        await caught(resend.reached, a);
+        clock.advance(1);
+        expect(await a).toMatchObject({
+          code: ErrorCodes.CATALOG_UNAVAILABLE,
+          context: { waitedFor: 'a move-record save', millis: BUDGET },
+          message: expect.stringContaining('connectionTimeoutMillis + statementTimeoutMillis + 2 × 500 ms'),
+        });
+        resend.reset();
+        expect(await stored(move.id)).toMatchObject({ revision, batches: [{ phase: 'planned' }] });
+      },
+      clock,
+    );
+  }, 30_000);
+
+  test('committed unseen, its resend refused with 1 ms of the budget left: the read gets that 1 ms, then E_CATALOG_UNAVAILABLE (not record-changed)', () => {
+    const clock = new ManualClock();
+    return withMove(
+      'store budget read',
+      async (store, move, revision) => {
+        const { resend, outcome: a } = await sendCommittedUnseen(store, move, 'capturing', 'budget B');
+        clock.advance(BUDGET - 1);
+        const read = proxy.holdOn(READ);
+        resend.release();
+        await caught(read.reached, a);
+        clock.advance(1);
+        expect(await a).toMatchObject({ code: ErrorCodes.CATALOG_UNAVAILABLE, context: { waitedFor: 'a move-record save', millis: BUDGET } });
+        read.reset();
+        // The first attempt is in; the command's next save lands over it.
+        expect(await saving(store, next(move, 'copied', 'budget C'))).toBeUndefined();
+        await expectSaved(move, revision + 2, 'copied', 'budget C');
+      },
+      clock,
+    );
+  }, 30_000);
+});
+
+describe('a catalog that cannot be reached or does not answer in time is not asked twice', () => {
   test('a statement past its deadline fails with E_CATALOG_UNAVAILABLE, no resend', async () => {
     const { store, pool } = proxiedStore('store statement timeout');
     try {
@@ -321,6 +465,24 @@ describe('a catalog that does not answer in time is not asked twice', () => {
       expect(proxy.accepted).toBe(accepted + 1);
     } finally {
       await pool.end();
+    }
+  }, 30_000);
+
+  test('review 70: a catalog behind a proxy that accepts, then closes (nothing listens behind it): one connection attempt', async () => {
+    // A port nothing listens on, behind a proxy that accepts first (as HAProxy or a virtual IP does).
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const deadPort = (probe.address() as { port: number }).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const front = await startTcpProxy(deadPort);
+    const move = await new MoveStore(direct, SCHEMA).create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+    const { store, pool } = proxiedStore('store accepts and closes', 300, undefined, front.port);
+    try {
+      expect(await saving(store, next(move, 'capturing', 'closed A'))).toMatchObject({ message: 'Connection terminated unexpectedly' });
+      expect(front.accepted).toBe(1);
+    } finally {
+      await pool.end();
+      await front.close();
     }
   }, 30_000);
 });
