@@ -7,7 +7,8 @@
  * does (nothing tells the server). One-shot rules act on the first client chunk that contains a
  * marker (a statement's text or a parameter's), in the order they were set: reset its connection
  * before or just after the chunk passes, or hold the chunk until the test releases or resets it.
- * A failover resets every connection open at that moment when its client next sends.
+ * A failover resets every connection open at that moment when its client next sends. `clear()`
+ * (after each test) drops what a test left armed.
  */
 import { connect, createServer, type Socket } from 'node:net';
 
@@ -44,6 +45,17 @@ export interface TcpProxy {
   failover(): void;
   /** Holds the client chunk that next contains `marker` (and what its connection sends after it) in the proxy. */
   holdOn(marker: string): HeldChunk;
+  /**
+   * While true, new connections are accepted and closed at once (the client sees its connection
+   * end before the server's first byte), as a proxy or virtual IP with nothing behind it does.
+   */
+  closingNew: boolean;
+  /**
+   * Drops what a test left armed: one-shot rules that never fired ({@link resetOn}, {@link holdOn},
+   * {@link stallOn}), chunks still held (their connections reset), {@link stalled} and
+   * {@link closingNew}. Returns how many armed rules it dropped.
+   */
+  clear(): number;
   /** How many client connections the proxy accepted so far. */
   readonly accepted: number;
   close(): Promise<void>;
@@ -65,11 +77,13 @@ type Rule =
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
-  const state = { delayMillis: 0, stalled: false, closed: false, marker: undefined as { text: Buffer; reached: () => void } | undefined };
+  const state = { delayMillis: 0, stalled: false, closingNew: false, closed: false, marker: undefined as { text: Buffer; reached: () => void } | undefined };
   const replyStalls: (() => void)[] = [];
   // Marks each open connection as failed over (see TcpProxy.failover).
   const failovers = new Set<() => void>();
   const rules: Rule[] = [];
+  // Held chunks not decided yet (see clear()).
+  const undecided = new Set<(decision: 'release' | 'reset') => void>();
   let accepted = 0;
   // Held chunks wait here for their direction to flow again; each re-checks when woken.
   const waiters = new Set<() => void>();
@@ -89,6 +103,13 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     });
   const server = createServer((client) => {
     accepted++;
+    if (state.closingNew) {
+      sockets.add(client);
+      client.on('close', () => sockets.delete(client));
+      client.on('error', () => undefined);
+      client.end();
+      return;
+    }
     const upstream = connect(targetPort, targetHost);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -203,7 +224,27 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       let decide: (decision: 'release' | 'reset') => void = () => undefined;
       const held = new Promise<void>((resolve) => (reached = resolve));
       rules.push({ act: 'hold', text: Buffer.from(marker), reached, decided: new Promise((resolve) => (decide = resolve)) });
-      return { reached: held, release: () => decide('release'), reset: () => decide('reset') };
+      const decideOnce = (decision: 'release' | 'reset'): void => {
+        undecided.delete(decideOnce);
+        decide(decision);
+      };
+      undecided.add(decideOnce);
+      return { reached: held, release: () => decideOnce('release'), reset: () => decideOnce('reset') };
+    },
+    get closingNew() {
+      return state.closingNew;
+    },
+    set closingNew(closing: boolean) {
+      state.closingNew = closing;
+    },
+    clear: () => {
+      const armed = rules.splice(0).length + (state.marker === undefined ? 0 : 1);
+      state.marker = undefined;
+      for (const decide of [...undecided]) decide('reset');
+      state.closingNew = false;
+      state.stalled = false;
+      wake();
+      return armed;
     },
     get accepted() {
       return accepted;

@@ -4,15 +4,15 @@
  * `verify` and later moves need not be told again).
  */
 import { randomUUID } from 'node:crypto';
-import type { QueryResult, QueryResultRow } from 'pg';
 import type { MoveBatch, MoveKind, MoveRecord, MoveStatus, UnshardedStep } from './move-record';
 import type { ShardedTableSpec } from './shard-guard-sql';
 import { systemClock, type Clock } from '../../kernel/clock';
-import { DeadlineError, withDeadline } from '../../kernel/deadline';
 import { ConfigError } from '../../kernel/errors';
-import { CatalogTimeoutError, GRACE_MILLIS, type CatalogDeadlines } from '../catalog-connections';
 import type { PublishPrecondition } from '../topology-catalog';
 import { MoveFailedError } from './mover-errors';
+import { connectionBroke, saveBudget, saveUnconfirmed, sendAlone, type SaveBudget, type StorePool, type UnconfirmedStep } from './move-store-send';
+
+export type { StorePool, StoreQueries } from './move-store-send';
 
 interface MoveRow {
   id: string;
@@ -26,26 +26,8 @@ interface MoveRow {
   created_at: Date;
   updated_at: Date;
   revision: string;
-}
-
-/** Statements on the catalog (a `CatalogPool`, with its deadlines, or a pg `Pool`). */
-export interface StoreQueries {
-  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
-}
-
-/**
- * Connections to the catalog: statements, and a session of its own (released afterwards; `true`
- * drops it). A `CatalogPool`'s session says when it is `lost` (its connection failed, or a
- * statement passed its deadline and the connection was dropped): nothing more is sent on it.
- */
-export interface StorePool extends StoreQueries {
-  connect(): Promise<StoreQueries & { release(destroy?: boolean): void; readonly lost?: AbortSignal }>;
-  /** A `CatalogPool`'s deadlines: one save's budget ({@link MoveStore.save}). Without them and {@link redactedUrl} (a pg `Pool`), a save has no budget of its own. */
-  readonly deadlines?: Required<CatalogDeadlines>;
-  /** The catalog's URL, password redacted (named when a save's budget runs out). */
-  readonly redactedUrl?: string;
-  /** Opens new connections from now on (a `CatalogPool`'s `renew`): called once one broke under a statement. */
-  renew?(): void;
+  writer: string | null;
+  writer_seq: string;
 }
 
 /** Options of a {@link MoveStore}. */
@@ -60,6 +42,14 @@ interface SavedRow {
   writer_seq: string;
 }
 
+/**
+ * Per record, the save it was read at or last saved as: the row's `writer` and `writer_seq`. Unlike
+ * a revision number, this pair names one save even after the catalog lost acknowledged saves (an
+ * asynchronous standby promoted), when other saves can bring the revision back round. Kept for
+ * every store (a record read by one store may be saved by another).
+ */
+const readAt = new WeakMap<MoveRecord, { readonly writer: string | null; readonly seq: string }>();
+
 /** Whether `error` is a save refused because another command saved the move since ({@link MoveStore.save}). */
 export function isRecordChanged(error: unknown): boolean {
   return error instanceof MoveFailedError && error.context.reason === 'record-changed';
@@ -67,11 +57,11 @@ export function isRecordChanged(error: unknown): boolean {
 
 /**
  * Reads and writes move records in the catalog's schema. Each save is guarded: it applies only
- * over the revision this store last read or wrote, or over a save of its own (`writer`, one per
- * store). So a save held on the wire or by a frozen catalog that commits late (its command gave
- * up on it) never overwrites what a later command saved since, and a second command acting on the
- * same move (the operator lock lost unnoticed) is stopped at its next save. A store is one
- * command's, and saves that command's one record object.
+ * over the save the record was read at (its revision, `writer` and `writer_seq`), or over a save of
+ * this store (`writer`, one per store). So a save held on the wire or by a frozen catalog that
+ * commits late (its command gave up on it) never overwrites what a later command saved since, and a
+ * second command acting on the same move (the operator lock lost unnoticed) is stopped at its next
+ * save. A store is one command's, and saves that command's one record object.
  */
 export class MoveStore {
   readonly #pool: StorePool;
@@ -169,15 +159,15 @@ export class MoveStore {
   }
 
   /**
-   * Saves a move's status, batches and error, over the revision `move` was read at, or over an
-   * earlier save of this store (one whose answer never came may have committed; a later one is
-   * never overwritten by it). Once a save of `move` was answered, only this store's own saves are
-   * saved over: on a catalog that lost acknowledged commits (an asynchronous standby promoted),
-   * another command's saves can bring the revision round to the one this command holds. A save
-   * refused because a later save of this store is in already succeeds: saves of one command may be
-   * in flight together (a live progress save beside a table copy's claim), and the later one wrote
-   * the whole record from newer state. `move.revision` becomes the revision of the latest save of
-   * this store answered (answers may come back in any order).
+   * Saves a move's status, batches and error, over the save `move` was read at (the row's revision,
+   * `writer` and `writer_seq` as read: a revision alone can come round again after the catalog lost
+   * acknowledged saves, to another command's save), or over an earlier save of this store (one whose
+   * answer never came may have committed; a later one is never overwritten by it). Once a save of
+   * `move` was answered, only this store's own saves are saved over. A save refused because a later
+   * save of this store is in already succeeds: saves of one command may be in flight together (a live
+   * progress save beside a table copy's claim), and the later one wrote the whole record from newer
+   * state. `move.revision` becomes the revision of the latest save of this store answered (answers
+   * may come back in any order). A record not read through a store is saved over its revision alone.
    *
    * A save whose connection broke under a statement (a reset path, a terminated server process, a
    * catalog restart or failover) is sent once more on a new connection (the pool's older ones,
@@ -185,8 +175,10 @@ export class MoveStore {
    * `writer_seq`): a first attempt that committed unseen is then found in and counted once, and the
    * resend can neither overtake a later save of this store nor be taken for another command's. A
    * connect that fails (a catalog that cannot be reached, or accepts and closes) is not retried.
-   * Refused, one more statement reads the row; a read that fails throws its own error, never
-   * `record-changed` (no other command is known to exist).
+   * Refused, one more statement reads the row. When the resend cannot connect or breaks too, or that
+   * read fails, the save's outcome is unknown: `E_MOVE_FAILED` with `context.reason`
+   * `save-unconfirmed` (the catalog named, the socket's error as `cause`), never `record-changed`
+   * (no other command is known to exist).
    *
    * Bound: the whole save, resend and read included, takes at most one connection's and one
    * statement's deadline, `connectionTimeoutMillis + statementTimeoutMillis + 2 × 500 ms` (16 s with
@@ -201,20 +193,40 @@ export class MoveStore {
     // always carries newer state of the record (a command saves one record object), and every save
     // writes the same columns, whole. So a save found overtaken by a later one of this store is in.
     const seq = ++this.#saves;
-    const over = this.#answered.has(move) ? null : move.revision; // null: never equal
-    const values = [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), over, this.#writer, seq];
+    const answered = this.#answered.has(move);
+    const at = answered ? undefined : readAt.get(move);
+    const over = answered ? null : move.revision; // null: never equal
+    const values = [move.id, move.status, JSON.stringify(move.batches), move.error, move.unsharded === undefined ? null : JSON.stringify(move.unsharded), over, this.#writer, seq, at?.writer ?? null, at?.seq ?? null];
     const text = `update ${this.#schema}.move set status = $2, batches = $3, error = $4, unsharded = $5, updated_at = now(), revision = revision + 1, writer = $7, writer_seq = $8
-         where id = $1 and (revision = $6 or (writer = $7 and writer_seq < $8)) returning revision, writer_seq`;
-    const budget = this.#budget();
-    let sent = await this.#send<SavedRow>(budget, text, values);
+         where id = $1 and ((revision = $6 and ($10::bigint is null or (writer is not distinct from $9::text and writer_seq = $10::bigint))) or (writer = $7 and writer_seq < $8))
+         returning revision, writer_seq`;
+    const budget = saveBudget(this.#pool, this.#clock);
+    const sent = await sendAlone<SavedRow>(this.#pool, budget, text, values);
+    let row: SavedRow;
     // The same values: the same writer_seq, so it applies only where the first attempt would have.
-    if ('failed' in sent && connectionBroke(sent.failed)) sent = await this.#send<SavedRow>(budget, text, values, sent.failed);
-    if ('failed' in sent) throw sent.failed;
-    const row = sent.rows[0] ?? (await this.#inSince(budget, move.id, seq));
+    if ('failed' in sent && connectionBroke(sent.failed)) row = await this.#resend(budget, move.id, seq, text, values, sent.failed);
+    else if ('failed' in sent) throw sent.failed;
+    else row = sent.rows[0] ?? (await this.#inSince(budget, move.id, seq));
     if (Number(row.writer_seq) > (this.#answered.get(move) ?? 0)) {
       this.#answered.set(move, Number(row.writer_seq));
       move.revision = Number(row.revision);
+      readAt.set(move, { writer: this.#writer, seq: row.writer_seq });
     }
+  }
+
+  /**
+   * Sends save `seq` once more after its first attempt's connection broke (`first`), and reads the
+   * row when it is refused. A failure of either leaves the save's outcome unknown ({@link saveUnconfirmed}).
+   */
+  async #resend(budget: SaveBudget, id: number, seq: number, text: string, values: unknown[], first: unknown): Promise<SavedRow> {
+    const unconfirmed =
+      (step: UnconfirmedStep) =>
+      (error: unknown): never => {
+        throw saveUnconfirmed(this.#pool, id, step, error);
+      };
+    const sent = await sendAlone<SavedRow>(this.#pool, budget, text, values, first).catch(unconfirmed('resend-connect'));
+    if ('failed' in sent) return unconfirmed('resend')(sent.failed);
+    return sent.rows[0] ?? (await this.#inSince(budget, id, seq).catch(unconfirmed('read')));
   }
 
   /**
@@ -222,47 +234,14 @@ export class MoveStore {
    * this store is in, read after that save was refused; else `record-changed`. A statement of its
    * own, after the refusal: within the update's statement, a save of this store committed while
    * the update waited for the row would be missing from the snapshot. A read that fails is no
-   * evidence of another command: its error is thrown as it is (a cutover's caller then backs out,
-   * its own claim deciding whose the move is).
+   * evidence of another command: its error is thrown, never `record-changed` (a cutover's caller
+   * then backs out, its own claim deciding whose the move is).
    */
   async #inSince(budget: SaveBudget, id: number, seq: number): Promise<SavedRow> {
-    const read = await this.#send<SavedRow>(budget, `select revision, writer_seq from ${this.#schema}.move where id = $1 and writer = $2 and writer_seq >= $3`, [id, this.#writer, seq]);
+    const read = await sendAlone<SavedRow>(this.#pool, budget, `select revision, writer_seq from ${this.#schema}.move where id = $1 and writer = $2 and writer_seq >= $3`, [id, this.#writer, seq]);
     if ('failed' in read) throw read.failed;
     if (read.rows[0] === undefined) throw recordChanged(id, 'since this one read it (another mover or abort acts on it, or a save of an earlier command committed late):');
     return read.rows[0];
-  }
-
-  /**
-   * `text` on a connection of its own, within what is left of `budget`. A failed connect is thrown
-   * (never retried); a statement's error is returned, its connection dropped (and, broken, the
-   * pool's older connections with it). `cause`: why this is a second statement (a late one names it).
-   */
-  async #send<R extends QueryResultRow>(budget: SaveBudget, text: string, values: unknown[], cause?: unknown): Promise<{ rows: R[] } | { failed: unknown }> {
-    const session = await budget(() => this.#pool.connect(), (pending) => void pending.then((s) => s.release(true), () => undefined), cause);
-    let released = false;
-    const release = (destroy: boolean): void => {
-      if (released) return;
-      released = true;
-      session.release(destroy || session.lost?.aborted === true);
-    };
-    try {
-      const { rows } = await budget(() => session.query<R>(text, values), () => release(true), cause);
-      release(false);
-      return { rows };
-    } catch (error) {
-      release(true);
-      if (connectionBroke(error)) this.#pool.renew?.();
-      return { failed: error };
-    }
-  }
-
-  /** The budget of one save: one connection's and one statement's deadline (none for a pool without deadlines). */
-  #budget(): SaveBudget {
-    const { deadlines, redactedUrl } = this.#pool;
-    if (deadlines === undefined || redactedUrl === undefined) return saveBudget(this.#clock, 0);
-    const millis = deadlines.connectionTimeoutMillis + deadlines.statementTimeoutMillis + 2 * GRACE_MILLIS;
-    const within = `connectionTimeoutMillis + statementTimeoutMillis + 2 × ${GRACE_MILLIS} ms: one save, its resend and read included`;
-    return saveBudget(this.#clock, millis, (cause) => new CatalogTimeoutError(redactedUrl, 'a move-record save', millis, 'statementTimeoutMillis', cause, { within }));
   }
 
   /**
@@ -274,8 +253,8 @@ export class MoveStore {
    */
   publishPrecondition(move: MoveRecord): PublishPrecondition {
     return {
-      // Over the revision only until a save of `move` was answered, as a save ({@link save}).
-      sql: `exists (select 1 from ${this.#schema}.move where id = ${Number(move.id)} and (${this.#answered.has(move) ? '' : `revision = ${Number(move.revision)} or `}writer = '${this.#writer}') for share)`,
+      // Over the save `move` was read at only until a save of it was answered, as a save ({@link save}).
+      sql: `exists (select 1 from ${this.#schema}.move where id = ${Number(move.id)} and (${this.#answered.has(move) ? '' : `${readAtSql(move)} or `}writer = '${this.#writer}') for share)`,
       refused: () => recordChanged(move.id, 'since this one last saved it (another command took the move over): this publish was refused, nothing was published, and'),
     };
   }
@@ -317,49 +296,19 @@ function recordChanged(id: number, since: string): MoveFailedError {
   });
 }
 
-/** Runs `start()` within what is left of a save's budget (not at all once nothing is); past it, `onLate` gets what it started and the budget's error is thrown (`cause`: why this step runs). */
-type SaveBudget = <T>(start: () => Promise<T>, onLate: (pending: Promise<T>) => void, cause?: unknown) => Promise<T>;
-
-/** The budget of one save, `millis` from now on `clock`; `fail` makes its error. Without `fail`, no limit. */
-function saveBudget(clock: Clock, millis: number, fail?: (cause: unknown) => Error): SaveBudget {
-  const end = clock.monotonicNow() + millis;
-  return async (start, onLate, cause) => {
-    if (fail === undefined) return start();
-    const left = end - clock.monotonicNow();
-    if (left <= 0) throw fail(cause);
-    const pending = start();
-    let passed = false;
-    try {
-      const late = (): void => {
-        passed = true;
-        onLate(pending);
-      };
-      return await withDeadline(pending, left, 'a move-record save', { clock, onLate: late });
-    } catch (error) {
-      throw passed ? fail(cause ?? error) : error;
-    }
-  };
+/** The guard of a save over the save `move` was read at, as SQL (a record not read through a store: its revision alone). */
+function readAtSql(move: MoveRecord): string {
+  const at = readAt.get(move);
+  const revision = `revision = ${Number(move.revision)}`;
+  if (at === undefined) return revision;
+  // `writer` is a store's UUID as read from the row: quoted all the same.
+  const writer = at.writer === null ? 'null' : `'${at.writer.replace(/'/g, "''")}'`;
+  return `(${revision} and writer is not distinct from ${writer} and writer_seq = ${BigInt(at.seq).toString()})`;
 }
 
-/** SQLSTATEs of a server process that ended under a statement: terminated (57P01: pg_terminate_backend, a fast shutdown), crashed (57P02), a connection failure. */
-const ENDED_UNDER_STATEMENT = new Set(['57P01', '57P02', '08006', '08003']);
-
-/**
- * Whether a statement's `error` is its open connection breaking under it (reset, its server process
- * terminated or crashed, the connection ended), or that connection found broken when used. Not a
- * deadline that passed (`E_CATALOG_UNAVAILABLE`), or a statement's own error. (A connect's error is
- * never retried, whatever it is: a catalog that refuses, or accepts and closes, is asked once.)
- */
-function connectionBroke(error: unknown): boolean {
-  if (error instanceof DeadlineError) return false;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (code === 'ECONNRESET' || code === 'EPIPE' || (typeof code === 'string' && ENDED_UNDER_STATEMENT.has(code))) return true;
-  const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && /^(Connection terminated unexpectedly|Client has encountered a connection error and is not queryable)$/.test(message);
-}
-
+/** A record as read from its row, the save it was read at kept ({@link readAt}). */
 function toRecord(row: MoveRow): MoveRecord {
-  return {
+  const record: MoveRecord = {
     id: Number(row.id),
     kind: row.kind,
     status: row.status,
@@ -372,6 +321,8 @@ function toRecord(row: MoveRow): MoveRecord {
     updatedAt: row.updated_at,
     revision: Number(row.revision),
   };
+  readAt.set(record, { writer: row.writer, seq: String(row.writer_seq) });
+  return record;
 }
 
 /**

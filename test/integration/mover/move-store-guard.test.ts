@@ -15,9 +15,14 @@
  * was retried too; a read that failed after a refused resend was reported as `record-changed` (see
  * move-store-retry-cutover.test.ts for what that did to a cutover); the save kept the highest
  * revision answered, stale after the catalog lost acknowledged saves, and overwrote another
- * command's claim; and a save could take three deadlines. The proxy resets a connection before or
- * just after a save's bytes pass, holds them, or fails every open connection over; each save's
- * `error` text is its marker. An injected clock times a save's budget.
+ * command's claim; and a save could take three deadlines. Then (review 73): a command's first save
+ * (a resume's or abort's claim) and its publish before any answered save were guarded by the
+ * revision number alone, which another command's saves reach again after the catalog lost
+ * acknowledged saves (the claim overwrote an abort's rolled-back record); and a save whose resend or
+ * read failed threw the bare socket error (`Error: read ECONNRESET` as the move's last error). The
+ * proxy resets a connection before or just after a save's bytes pass, holds them, closes new
+ * connections, or fails every open connection over; each save's `error` text is its marker. An
+ * injected clock times a save's budget.
  */
 import { createServer } from 'node:net';
 import { startTestCluster, type TestCluster, type TestShardUrls } from '../../../src/testing';
@@ -33,6 +38,7 @@ import { until } from '../replication/replication-fault-fixture';
 const SCHEMA = 'kysely_scale';
 const TABLES = [{ name: 'users', keyColumn: 'id' }];
 const BATCH = { index: 0, source: 'shard0', target: 'shard1', slots: [1, 2, 3] };
+const PASSWORD = 'store-secret-pw';
 
 let cluster: TestCluster;
 let catalogUrl: string;
@@ -49,7 +55,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterEach(async () => {
-  proxy.stalled = false;
+  proxy.clear(); // a rule a failed test left armed must not act on the next test's statements
   const pool = directPool({ connectionString: catalogUrl });
   await pool.query(`update ${SCHEMA}.move set status = 'aborted' where status = 'open'`);
   await pool.end();
@@ -64,11 +70,13 @@ afterAll(async () => {
 /**
  * A store whose connections go through the proxy (or `port`), with 300 ms statement deadlines (or
  * `statementTimeoutMillis`) and 1 s connect deadlines, under its own application name; its saves'
- * budgets timed by `clock` (the system's by default).
+ * budgets timed by `clock` (the system's by default). Its URL carries {@link PASSWORD} (the test
+ * servers trust loopback, so it is never asked for): errors must not show it.
  */
 function proxiedStore(applicationName: string, statementTimeoutMillis = 300, clock?: ManualClock, port = proxy.port): { store: MoveStore; pool: CatalogPool } {
   const url = new URL(catalogUrl);
   url.port = String(port);
+  url.password = PASSWORD;
   const pool = new CatalogPool(url.toString(), catalogDeadlines({ statementTimeoutMillis, connectionTimeoutMillis: 1000 }), applicationName);
   return { store: new MoveStore(pool, SCHEMA, clock === undefined ? {} : { clock }), pool };
 }
@@ -178,6 +186,22 @@ function saving(store: MoveStore, move: MoveRecord): Promise<unknown> {
   );
 }
 
+/**
+ * `failed` is a save of `move` whose outcome is unknown after `step` failed with `cause`: coded,
+ * naming the catalog with its password hidden, saying what to do, the socket's error as its cause.
+ */
+function expectUnconfirmed(failed: unknown, move: MoveRecord, pool: CatalogPool, step: string, cause: Record<string, unknown>): void {
+  expect(failed).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { moveId: move.id, reason: 'save-unconfirmed', step, catalog: pool.redactedUrl }, cause });
+  expect(pool.redactedUrl).toContain(':***@');
+  const { message } = failed as Error;
+  expect(message).toContain(pool.redactedUrl);
+  expect(message).toContain('unknown');
+  expect(message).toContain('run `status`');
+  expect(message).toContain('resume or abort');
+  expect(`${message} ${JSON.stringify((failed as { context: unknown }).context)}`).not.toContain(PASSWORD);
+  expect(isRecordChanged(failed)).toBe(false);
+}
+
 /** Waits for `reached` (the proxy caught a chunk); fails at once when `pending` returned first (the code under test sent nothing more). */
 async function caught(reached: Promise<void>, pending: Promise<unknown>): Promise<void> {
   const first = await Promise.race([reached.then(() => 'caught' as const), pending.then((outcome) => ({ outcome }))]);
@@ -282,19 +306,45 @@ describe('a save whose catalog connection breaks under it', () => {
       expect(proxy.accepted).toBe(accepted + 1); // the resend's: the older idle one was not tried
     }), 30_000);
 
-  test("review 70: committed unseen, its resend refused, and the read after it broken too: the read's error is thrown, not record-changed, and the command's next save lands", () =>
-    withMove('store read broken', async (store, move, revision) => {
+  test("review 70: committed unseen, its resend refused, and the read after it broken too: the save's outcome is unknown (save-unconfirmed, not record-changed), and the command's next save lands", () =>
+    withMove('store read broken', async (store, move, revision, pool) => {
       const { resend, outcome: a } = await sendCommittedUnseen(store, move, 'capturing', 'unconfirmed A');
       const read = proxy.resetOn(READ);
       resend.release();
       const failed = await a;
       await read;
-      expect(failed).toMatchObject({ code: 'ECONNRESET' });
+      expectUnconfirmed(failed, move, pool, 'read', { code: 'ECONNRESET' });
       expect(isRecordChanged(failed)).toBe(false);
       expect(await stored(move.id)).toMatchObject({ revision: revision + 1, error: 'unconfirmed A' });
       // A cutover's back-out claims the move next: over its own save, it lands.
       expect(await saving(store, next(move, 'copied', 'unconfirmed B'))).toBeUndefined();
       await expectSaved(move, revision + 2, 'copied', 'unconfirmed B');
+    }), 30_000);
+
+  test("review 73: its resend breaks too: save-unconfirmed, naming the catalog (no password), and the command's next save lands", () =>
+    withMove('store resend broken', async (store, move, revision, pool) => {
+      const first = proxy.resetOn('resend broken A');
+      const again = proxy.resetOn('resend broken A');
+      const failed = await saving(store, next(move, 'capturing', 'resend broken A'));
+      await first;
+      await again;
+      expectUnconfirmed(failed, move, pool, 'resend', { code: 'ECONNRESET' });
+      expect(await stored(move.id)).toMatchObject({ revision, batches: [{ phase: 'planned' }] }); // neither reached the catalog
+      expect(await saving(store, next(move, 'copied', 'resend broken B'))).toBeUndefined();
+      await expectSaved(move, revision + 1, 'copied', 'resend broken B');
+    }), 30_000);
+
+  test('review 73: its resend cannot connect (a proxy that accepts, then closes): save-unconfirmed, one connection attempt for the resend', () =>
+    withMove('store resend connect', async (store, move, revision, pool) => {
+      const { held, outcome: a } = await sendHeld(store, move, 'capturing', 'resend connect A');
+      const accepted = proxy.accepted;
+      proxy.closingNew = true;
+      held.reset();
+      const failed = await a;
+      proxy.closingNew = false;
+      expectUnconfirmed(failed, move, pool, 'resend-connect', { message: 'Connection terminated unexpectedly' });
+      expect(proxy.accepted).toBe(accepted + 1);
+      expect(await stored(move.id)).toMatchObject({ revision, batches: [{ phase: 'planned' }] });
     }), 30_000);
 
   test('its server process terminated while it waited for the row (57P01): sent once more, it lands once', async () => {
@@ -388,6 +438,71 @@ describe('review 70: a catalog that lost acknowledged saves (an asynchronous sta
     expect(await publishable(mine, move)).toBe(false);
     expect(await saving(mine, next(move, 'cutover', 'mine 4'))).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { reason: 'record-changed' } });
     expect((await stored(move.id)).error).toBe('other saved');
+  });
+});
+
+describe('review 73: a first save (a claim) or a publish before any answered save, after the catalog lost acknowledged saves', () => {
+  test("a resume that read the move before the loss claims it after an abort claimed and saved it up to the same revision: refused, the abort's record kept", async () => {
+    const { move, promote } = await savedThrice();
+    const resume = new MoveStore(direct, SCHEMA);
+    const readByResume = (await resume.get(move.id))!; // on the old primary
+    await promote(); // the move's second and third saves lost
+    // On the new primary an abort takes the operator lock, claims the move and rolls the batch back.
+    const abort = new MoveStore(direct, SCHEMA);
+    const readByAbort = (await abort.get(move.id))!;
+    await abort.claim(next(readByAbort, 'copied', 'abort claimed'));
+    await abort.save(next(readByAbort, 'aborted', 'abort rolled back'));
+    expect((await stored(move.id)).revision).toBe(readByResume.revision); // the same number, the abort's save
+    // The resume's claim, from its read before the loss, reaches the new primary now.
+    expect(await saving(resume, next(readByResume, 'caught-up', 'resume claimed'))).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { moveId: move.id, reason: 'record-changed' } });
+    expect(await stored(move.id)).toMatchObject({ batches: [{ phase: 'aborted' }], error: 'abort rolled back' });
+  });
+
+  test("an abort that read the move before the loss claims it after the mover's own saves after the loss reached the same revision: refused, the mover's record kept", async () => {
+    const { mine, move, promote } = await savedThrice();
+    const abort = new MoveStore(direct, SCHEMA);
+    const readByAbort = (await abort.get(move.id))!; // 'caught-up', on the old primary
+    await promote();
+    // The mover, until its heartbeat finds its lock gone, saves twice more on the new primary.
+    await mine.save(next(move, 'cutover', 'mine 4'));
+    await mine.save(next(move, 'published', 'mine 5'));
+    expect((await stored(move.id)).revision).toBe(readByAbort.revision);
+    expect(await saving(abort, next(readByAbort, 'caught-up', 'abort claimed'))).toMatchObject({ code: ErrorCodes.MOVE_FAILED, context: { moveId: move.id, reason: 'record-changed' } });
+    expect(await stored(move.id)).toMatchObject({ batches: [{ phase: 'published' }], error: 'mine 5' });
+  });
+
+  test('a publish before any save of the command was answered, after the loss and another command reaching the same revision: refused', async () => {
+    const { move, promote } = await savedThrice();
+    const resume = new MoveStore(direct, SCHEMA);
+    const readByResume = (await resume.get(move.id))!;
+    expect(await publishable(resume, readByResume)).toBe(true); // as read
+    await promote();
+    const abort = new MoveStore(direct, SCHEMA);
+    const readByAbort = (await abort.get(move.id))!;
+    await abort.claim(next(readByAbort, 'copied', 'abort claimed'));
+    await abort.save(next(readByAbort, 'aborted', 'abort rolled back'));
+    expect((await stored(move.id)).revision).toBe(readByResume.revision);
+    expect(await publishable(resume, readByResume)).toBe(false);
+  });
+
+  test('a row saved before the guard (no writer, writer_seq 0) is claimed and published over as read', async () => {
+    const move = await new MoveStore(direct, SCHEMA).create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+    await direct.query(`update ${SCHEMA}.move set writer = null, writer_seq = 0, revision = 3 where id = $1`, [move.id]);
+    const resume = new MoveStore(direct, SCHEMA);
+    const read = (await resume.get(move.id))!;
+    expect(await publishable(resume, read)).toBe(true);
+    expect(await saving(resume, next(read, 'capturing', 'old row claimed'))).toBeUndefined();
+    expect(await stored(move.id)).toMatchObject({ revision: 4, batches: [{ phase: 'capturing' }], error: 'old row claimed' });
+  });
+
+  test('a record saved by one store is saved over by another store as last saved', async () => {
+    const first = new MoveStore(direct, SCHEMA);
+    const move = await first.create('move', TABLES, [{ ...BATCH, phase: 'planned' }]);
+    await first.save(next(move, 'capturing', 'first saved'));
+    const second = new MoveStore(direct, SCHEMA);
+    expect(await publishable(second, move)).toBe(true);
+    expect(await saving(second, next(move, 'copied', 'second saved'))).toBeUndefined();
+    expect((await stored(move.id)).error).toBe('second saved');
   });
 });
 

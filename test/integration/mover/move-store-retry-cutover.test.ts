@@ -4,9 +4,10 @@
  * is in), and the read that would say so breaks too (review 70, D1). Before, that save failed as
  * `record-changed` although no other command existed; the cutover's caller took it for another
  * command owning the move and skipped its back-out, so the source went on requiring a version
- * nobody would publish and refused every app statement until an operator acted. Now the read's own
- * error is thrown: the mover backs out (its back-out's claim lands, over its own save), and every
- * row is served at the latest version. Shards, catalog and proxy are real.
+ * nobody would publish and refused every app statement until an operator acted. Now the save fails
+ * as `save-unconfirmed` (review 73; before, the bare socket error, `Error: read ECONNRESET`, was the
+ * command's error and the move's last error): the mover backs out (its back-out's claim lands, over
+ * its own save), and every row is served at the latest version. Shards, catalog and proxy are real.
  */
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
@@ -28,11 +29,12 @@ afterAll(async () => {
   await f?.close();
 });
 
-/** The open move's batch phases, as the catalog holds them. */
-async function openPhases(): Promise<string[]> {
+/** The open move's batch phases and last error, as the catalog holds them. */
+async function openMove(): Promise<{ phases: string[]; error: string | null }> {
   const pool = directPool({ connectionString: f.catalogUrl, max: 1 });
   try {
-    return ((await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).open())?.batches ?? []).map((b) => b.phase);
+    const move = await new MoveStore(pool, TOPOLOGY_CATALOG_DEFAULTS.schema).open();
+    return { phases: (move?.batches ?? []).map((b) => b.phase), error: move?.error ?? null };
   } finally {
     await pool.end();
   }
@@ -67,10 +69,12 @@ test('the claim after the source switched commits unseen, its resend is refused 
     const { rows } = await pool.query<{ required_version: number }>('select required_version from kysely_scale.shard_guard');
     expect(rows[0]!.required_version).toBeLessThanOrEqual(latest.version);
   }
-  expect(await openPhases()).toEqual(['copied']);
+  expect((await openMove()).phases).toEqual(['copied']);
   expect(await usersAtLatest(f)).toBe(200);
-  // The save failed with the read's own error (the connection reset), not record-changed.
-  expect(result).toMatchObject({ ok: false, status: 'open', error: { code: 'ECONNRESET' } });
+  // The save failed as unconfirmed (its read's connection reset), not record-changed: coded, the catalog named.
+  expect(result).toMatchObject({ ok: false, status: 'open', error: { code: 'E_MOVE_FAILED', context: { reason: 'save-unconfirmed', step: 'read', causeCode: 'ECONNRESET', catalog: via.toString() } } });
+  expect(result.error?.message).toMatch(/whether that save is in is unknown.*run `status`.*resume or abort/);
+  expect((await openMove()).error).toBe(result.error?.message); // what `moves` and `status` show as its last error
   // And the move resumes to the end.
   const resumed = await resumeMove({ catalog: f.catalogUrl });
   expect(resumed.error).toBeNull();
