@@ -41,17 +41,23 @@ export function copyFailure(error: unknown, stages: Stages): unknown {
 /**
  * Streams `sql` (a `COPY … TO STDOUT`) from `client` through `stages`; on failure the client is
  * dropped (never reused) and the error rethrown. The shard may stay silent for `idleMillis` at
- * most (default: the session's `copyIdleTimeoutMillis`) while the stages wait for it.
+ * most (default: the session's `copyIdleTimeoutMillis`) while the stages wait for it. `signal`
+ * aborted: the stream stops at once, failing with its reason.
  */
-export async function copyOut(client: Client, sql: string, stages: Stages, idleMillis?: number): Promise<void> {
+export async function copyOut(client: Client, sql: string, stages: Stages, idleMillis?: number, signal?: AbortSignal): Promise<void> {
   const reader = client.query(copyTo(sql));
   const watch = watchCopy(client, reader, 'out', idleMillis);
   try {
-    await pipeline([reader, ...stages]);
+    await pipeline([reader, ...stages], signal === undefined ? {} : { signal });
   } catch (error) {
     destroySocket(client);
-    throw watch.error() ?? copyFailure(error, stages);
+    throw stoppedBy(signal) ?? watch.error() ?? copyFailure(error, stages);
   }
+}
+
+/** `signal`'s reason once it was aborted (a stream stopped on purpose fails with it, not with what stopping it made of the pipe). */
+export function stoppedBy(signal: AbortSignal | undefined): unknown {
+  return signal?.aborted === true ? signal.reason : undefined;
 }
 
 /**

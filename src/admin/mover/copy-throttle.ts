@@ -44,6 +44,13 @@ export class CopyThrottle extends Transform {
     this.#pass(chunk, 0, callback);
   }
 
+  /** A wait in progress ends with the stream (a pipeline aborted): nothing is pushed after it. */
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#waiting?.cancel();
+    this.#waiting = undefined;
+    callback(error);
+  }
+
   /**
    * Passes the rows of `chunk` from byte `from` on, a slice of at most {@link THROTTLE_SLICE_MILLIS}
    * worth of rows at a time, waiting after each slice as the rate requires: a chunk (often hundreds

@@ -17,7 +17,7 @@ import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Clock } from '../../kernel/clock';
 import { destroySocket } from '../server-client';
-import { copyFailure, copyOut } from './copy-out';
+import { copyFailure, copyOut, stoppedBy } from './copy-out';
 import { MoveFailedError } from './mover-errors';
 import { ScanPacer, yieldAfter, type ScanPace } from './scan-pacer';
 import { blockersContext, describeBlockers, LOCK_WAIT_MILLIS, lockForReading, shardName } from './lock-blockers';
@@ -84,11 +84,11 @@ export async function pagedCopyOut(client: Client, scan: PagedScan, stages: Stag
       throw new Error(`A paged scan reads one snapshot: its transaction must be repeatable read or serializable, not ${info.isolation}.`);
     }
     if (info.paged === true) await copyRanges(client, scan, info.pages, clock.monotonicNow() - started, stages);
-    else await copyOut(client, `copy (select ${scan.columns} from ${scan.table} x) to stdout`, [new ScanPacer(scan.pace), ...stages]);
+    else await copyOut(client, `copy (select ${scan.columns} from ${scan.table} x) to stdout`, [new ScanPacer(scan.pace), ...stages], undefined, scan.pace.signal);
     if (!scan.inTransaction) await client.query('commit');
   } catch (error) {
     destroySocket(client);
-    throw copyFailure(error, stages);
+    throw stoppedBy(scan.pace.signal) ?? copyFailure(error, stages);
   }
 }
 
@@ -107,7 +107,9 @@ async function lockTable(client: Client, table: string): Promise<void> {
 async function copyRanges(client: Client, scan: PagedScan, tablePages: number, firstQueryMillis: number, stages: Stages): Promise<void> {
   const { clock } = scan.pace;
   const head = new PassThrough();
-  const done = pipeline([head, ...stages]);
+  const { signal } = scan.pace;
+  // Aborted (the command's lock lost): every stage is destroyed at once, a throttle's wait included.
+  const done = pipeline([head, ...stages], signal === undefined ? {} : { signal });
   const downstreamEnded = done.then(() => {
     throw new Error('the scan pipeline ended before the scan');
   });
@@ -120,6 +122,7 @@ async function copyRanges(client: Client, scan: PagedScan, tablePages: number, f
   try {
     let pages = FIRST_RANGE_PAGES;
     for (let from = 0; from < tablePages; ) {
+      signal?.throwIfAborted();
       const to = Math.min(from + pages, tablePages);
       const rangePages = to - from;
       const started = clock.monotonicNow();

@@ -32,6 +32,11 @@ export interface ScanPace {
   readonly probeSlowMillis: number;
   /** Round trip of a trivial statement on the shards the work runs on, in milliseconds; `deadlineMillis` when they do not answer in that time. */
   readonly probe?: (deadlineMillis: number) => Promise<number>;
+  /**
+   * Aborted when the work can never commit any more (the command's operator lock was lost): a
+   * stream fails at its next chunk, a pause ends at once, each with the signal's reason.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A pass-through stream that runs in slices of `sliceMillis` and yields after each ({@link yieldAfter}). */
@@ -45,6 +50,10 @@ export class ScanPacer extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#pace.signal?.aborted === true) {
+      callback(this.#pace.signal.reason as Error);
+      return;
+    }
     const now = this.#pace.clock.monotonicNow();
     this.#sliceStart ??= now;
     this.push(chunk);
@@ -68,7 +77,23 @@ export class ScanPacer extends Transform {
  * catch-up pass): `niceRatio` times as long, then, while the probe is slow, longer.
  */
 export async function yieldAfter(busyMillis: number, pace: ScanPace): Promise<void> {
-  const wait = (millis: number): Promise<void> => new Promise((resolve) => pace.clock.setTimeout(resolve, millis));
+  const { signal } = pace;
+  signal?.throwIfAborted();
+  const wait = async (millis: number): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      const cancel = pace.clock.setTimeout(done, millis);
+      signal?.addEventListener('abort', stop, { once: true });
+      function done(): void {
+        signal?.removeEventListener('abort', stop);
+        resolve();
+      }
+      function stop(): void {
+        cancel();
+        done();
+      }
+    });
+    signal?.throwIfAborted();
+  };
   const delay = pace.niceRatio > 0 ? busyMillis * pace.niceRatio : 0;
   if (delay > 0) await wait(delay);
   if (pace.probe === undefined) return;
