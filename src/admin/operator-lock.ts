@@ -34,9 +34,10 @@ export interface OperatorLockSite {
   readonly orphans: Map<string, ServerProcess>;
   /**
    * A sequence (a quoted, qualified name) the lock hands each holder an epoch from: drawn on the
-   * lock's own session once the lock is held (an answer from that session proves its server process,
-   * and so the lock, alive at the draw), so every later holder draws a larger one. Created when
-   * missing. Without it (or without its schema: a catalog not installed), the body gets no epoch.
+   * lock's own session while the lock is held, when the holder asks (an answer from that session
+   * proves its server process, and so the lock, alive at the draw), so every later holder draws a
+   * larger one. Created when missing. Without it (or without its schema: a catalog not installed),
+   * the holder draws no epoch.
    */
   readonly epochSequence?: string;
 }
@@ -57,11 +58,24 @@ export interface ServerProcess {
  * What a command runs while it holds the lock. `lost` is aborted once the lock's session is lost.
  * `confirm()` proves the lock held now (its session answers `select 1`: an advisory lock is only
  * let go by its session or with it) and fails, aborting `lost`, otherwise: a command confirms
- * before a step that must not race another operator. `epoch`: the holder's fencing token, drawn
- * from {@link OperatorLockSite.epochSequence} once the lock is held, so every later holder has a
- * larger one (undefined without a sequence, or on a catalog not installed).
+ * before a step that must not race another operator. `epoch`: the holder's fencing token
+ * ({@link OperatorEpoch}), drawn only when asked for.
  */
-export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint | undefined) => Promise<T>;
+export type OperatorLockBody<T> = (lost: AbortSignal, confirm: () => Promise<void>, epoch: OperatorEpoch) => Promise<T>;
+
+/**
+ * A lock holder's fencing token. `draw()` takes it from {@link OperatorLockSite.epochSequence} on the
+ * lock's own session (once: later calls give the same), so every later holder that draws has a
+ * larger one; undefined without a sequence, or on a catalog not installed. Drawn on demand: a
+ * command that changes no shard through the slot mover (init, migrate) never touches the sequence,
+ * so an operator role without rights on it still runs them. `latest()` reads the sequence's last
+ * value drawn (by anyone), `sequence` is its quoted name.
+ */
+export interface OperatorEpoch {
+  draw(): Promise<bigint | undefined>;
+  latest(): Promise<bigint | undefined>;
+  readonly sequence: string | undefined;
+}
 
 /** Runs `fn` holding the lock; fails at once with {@link OperatorBusyError} when another session holds it. */
 export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLockBody<T>): Promise<T> {
@@ -83,7 +97,6 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
       throw error;
     });
     broken = false;
-    const epoch = site.epochSequence === undefined ? undefined : await drawEpoch(session, site.epochSequence);
     // Once lost, the session is dropped at once (a pool connection for what `fn` does next: a mover
     // takes the lock again to back out), and its server process is remembered as a possible orphan.
     lost.addEventListener(
@@ -101,6 +114,7 @@ export async function holdOperatorLock<T>(site: OperatorLockSite, fn: OperatorLo
         throw lostError(lost);
       });
     };
+    const epoch = operatorEpoch(session, site.epochSequence, lost);
     const heartbeat = lockHeartbeat(site, session, lockLost);
     try {
       return await fn(lost, confirm, epoch);
@@ -132,6 +146,25 @@ async function identify(session: CatalogSession): Promise<ServerProcess> {
   const { rows } = await session.query<{ pid: number; started: string }>(`select pid, ${STARTED} as started from pg_stat_activity where pid = pg_backend_pid()`);
   const row = rows[0]!;
   return { pid: row.pid, started: row.started, key: `${row.pid}@${row.started}` };
+}
+
+/** The holder's {@link OperatorEpoch} on the lock's `session` (a lost lock draws nothing: its epoch would prove nothing). */
+function operatorEpoch(session: CatalogSession, sequence: string | undefined, lost: AbortSignal): OperatorEpoch {
+  let drawn: Promise<bigint | undefined> | undefined;
+  return {
+    sequence,
+    draw: () => {
+      if (lost.aborted) return Promise.reject(lostError(lost));
+      drawn ??= sequence === undefined ? Promise.resolve(undefined) : drawEpoch(session, sequence);
+      return drawn;
+    },
+    latest: async () => {
+      if (sequence === undefined || lost.aborted) return undefined;
+      const { rows } = await session.query<{ last: string; called: boolean }>(`select last_value::text as last, is_called as called from ${sequence}`);
+      const row = rows[0];
+      return row === undefined ? undefined : BigInt(row.last) - (row.called ? 0n : 1n);
+    },
+  };
 }
 
 /**

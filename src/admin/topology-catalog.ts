@@ -12,7 +12,7 @@ import { startWatch, type TopologyWatch } from './catalog-watch';
 import { publishOn, type PublishPrecondition } from './topology-catalog-publish';
 
 export type { TopologyWatch } from './catalog-watch';
-export type { OperatorLockBody } from './operator-lock';
+export type { OperatorEpoch, OperatorLockBody } from './operator-lock';
 export { PublishOutcomeUnknownError, type PublishPrecondition } from './topology-catalog-publish';
 
 /**
@@ -259,9 +259,10 @@ export class TopologyCatalog {
    * a path to the catalog that went silent (a catalog host that died or failed over, whose server
    * let the lock go while no packet came back) aborts `lost` too, rather than only a connection
    * that closes. `confirm()` proves the lock held at that moment (see {@link OperatorLockBody}), and
-   * `epoch` is the command's fencing token: drawn from the catalog's sequence `operator_epoch` on the
-   * lock's own session once the lock is held, so every later holder has a larger one (the slot
-   * mover's shards refuse changes of an older one: `mover/mover-epoch.ts`). A
+   * `epoch` gives the command's fencing token on demand (`epoch.draw()`): drawn from the catalog's
+   * sequence `operator_epoch` on the lock's own session, so every later holder that draws has a
+   * larger one (the slot mover's shards refuse changes of an older one: `mover/mover-epoch.ts`);
+   * a command that never draws never touches the sequence. A
    * lock session dropped after it asked for the lock, whose server process may live on holding it
    * (a silent path), is ended when `fn` ends and when this catalog asks for the lock again, if the
    * catalog answers then and the connection is direct (see operator-lock.ts).

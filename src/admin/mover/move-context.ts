@@ -9,7 +9,7 @@ import type { OperatorLockBody, TopologyCatalog } from '../topology-catalog';
 import type { MoveStore } from './move-store';
 import type { BatchPhase, MoveBatch, MoveRecord, UnshardedPhase } from './move-record';
 import { openShardSession, withShardSession, type ShardSession, type ShardSessionOptions } from './shard-session';
-import { bindEpoch, CommandEpoch } from './mover-epoch';
+import { bindEpoch, CommandEpoch, type EpochSource } from './mover-epoch';
 import { MoveFailedError } from './mover-errors';
 import { PACE_SLICE_MILLIS, type ScanPace } from './scan-pacer';
 import { withDeadline } from '../../kernel/deadline';
@@ -141,6 +141,7 @@ export class MoveContext {
   readonly #probes = new Map<string, Promise<ShardSession>>();
   /** This command's fencing token on the shards (`mover-epoch.ts`); none for a command without the operator lock. */
   readonly #epoch: CommandEpoch | undefined;
+  readonly #stopped: AbortSignal;
   #rowsCopied = 0;
 
   constructor(
@@ -154,20 +155,32 @@ export class MoveContext {
     readonly lost: AbortSignal,
     /** Proves the operator lock held now (see {@link OperatorLockBody}); fails with `E_MOVE_FAILED` otherwise. */
     readonly confirmLock: () => Promise<void> = async () => undefined,
-    /** The command's epoch from the operator lock: every change of a session of this context is checked against the shard's. */
-    epoch?: bigint,
+    /** The command's epoch from the operator lock (drawn when the command first opens a session of a shard): every change of a session of this context is checked against the shard's. */
+    epoch?: EpochSource,
   ) {
     this.#epoch = epoch === undefined ? undefined : new CommandEpoch(epoch);
+    // Aborted with the lock-lost error once the lock is lost: the move's long streams (copies,
+    // scans, catch-up passes, clean-up) stop at once, since nothing they do could commit any more.
+    const stop = new AbortController();
+    this.#stopped = stop.signal;
+    const onLost = (): void => stop.abort(this.#lockLost());
+    if (lost.aborted) onLost();
+    else lost.addEventListener('abort', onLost, { once: true });
   }
 
-  /** The command's current epoch (undefined without the operator lock). */
-  get epoch(): bigint | undefined {
-    return this.#epoch?.value;
-  }
-
-  /** The command took the operator lock again (a back-out after its lock was lost): its changes carry `epoch` from now on, raising each shard again. */
-  renewEpoch(epoch: bigint): void {
+  /** The command took the operator lock again (a back-out after its lock was lost): its changes carry that lock's epoch from now on, raising each shard again. */
+  renewEpoch(epoch: EpochSource): void {
     this.#epoch?.renew(epoch);
+  }
+
+  /**
+   * Raises `shardId`'s epoch through `client` before anything of the shard is read: a command
+   * decides from what it reads there (cutoverState, sourceSwitched, the unsharded step's state), so
+   * a command that lost its lock must change nothing there after this one read it (review 72).
+   */
+  async #raise(shardId: string, client: Client): Promise<Client> {
+    await this.#epoch?.raised(shardId, client);
+    return client;
   }
 
   /** A mover session opened for this context: bound to the command's epoch. */
@@ -176,13 +189,13 @@ export class MoveContext {
     return session;
   }
 
-  /** Runs `fn` on a fresh session of `shardId` (bound to the command's epoch), closed afterwards. */
+  /** Runs `fn` on a fresh session of `shardId` (bound to the command's epoch, the shard raised), closed afterwards. */
   withFreshSession<T>(shardId: string, topology: Topology, fn: (client: Client) => Promise<T>): Promise<T> {
     return withShardSession(
       primaryUrl(topology, shardId),
-      (client) => {
+      async (client) => {
         if (this.#epoch !== undefined) bindEpoch(client, shardId, this.#epoch);
-        return fn(client);
+        return fn(await this.#raise(shardId, client));
       },
       this.#owner(shardId),
     );
@@ -205,7 +218,7 @@ export class MoveContext {
     return latest;
   }
 
-  /** The mover's session on `shardId`'s primary (opened once per move). */
+  /** The mover's session on `shardId`'s primary (opened once per move), the shard's epoch raised to the command's. */
   async session(shardId: string, topology: Topology): Promise<Client> {
     let pending = this.#sessions.get(shardId);
     if (pending === undefined) {
@@ -218,14 +231,14 @@ export class MoveContext {
       };
       opening.then((s) => s.client.once('end', forget), forget);
     }
-    return (await pending).client;
+    return this.#raise(shardId, (await pending).client);
   }
 
-  /** A second session on `shardId` (a COPY pipe needs one of its own), closed with the context. */
+  /** A second session on `shardId` (a COPY pipe needs one of its own; the shard raised), closed with the context. */
   async extraSession(shardId: string, topology: Topology): Promise<Client> {
     const session = this.#bound(shardId, await openShardSession(primaryUrl(topology, shardId), undefined, this.#owner(shardId)));
     this.#extra.push(session);
-    return session.client;
+    return this.#raise(shardId, session.client);
   }
 
   /** A session's owner: its shard and the move's statement deadlines. */
@@ -236,7 +249,11 @@ export class MoveContext {
 
   /** Stops with an error (`E_MOVE_FAILED`, `context.reason` `lock-lost`) when the operator lock was lost (another operator may now act). */
   checkLock(): void {
-    if (this.lost.aborted) throw new MoveFailedError('The operator lock was lost (its catalog session ended or stopped answering); stopping before changing anything else.', { moveId: this.move.id, reason: 'lock-lost' });
+    if (this.lost.aborted) throw this.#lockLost();
+  }
+
+  #lockLost(): MoveFailedError {
+    return new MoveFailedError('The operator lock was lost (its catalog session ended or stopped answering); stopping before changing anything else.', { moveId: this.move.id, reason: 'lock-lost' });
   }
 
   /** How the move's scans, copies and deletes on `shardIds` are paced ({@link MoveTuning.niceRatio}, {@link MoveTuning.probeSlowMillis}). */
@@ -246,6 +263,7 @@ export class MoveContext {
       niceRatio: this.tuning.niceRatio,
       sliceMillis: PACE_SLICE_MILLIS,
       probeSlowMillis: this.tuning.probeSlowMillis,
+      signal: this.#stopped,
       // probeSlowMillis 0: no probe (only the nice-ratio pauses).
       ...(this.tuning.probeSlowMillis > 0 ? { probe: (deadlineMillis = PROBE_DEADLINE_MILLIS) => this.#probe(shardIds, topology, deadlineMillis) } : {}),
     };

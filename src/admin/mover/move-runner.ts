@@ -93,7 +93,7 @@ async function backOutOfCutover(scope: BatchScope): Promise<void> {
   if (ctx.lost.aborted) {
     // The lock taken again is a new command's: the back-out's changes carry its epoch.
     return ctx.catalog.withOperatorLock((_lost, confirm, epoch) => {
-      if (epoch !== undefined) ctx.renewEpoch(epoch);
+      ctx.renewEpoch(epoch);
       return backOut(scope, confirm);
     });
   }

@@ -23,7 +23,8 @@
  * ({@link bindEpoch}); a session bound to none (a plan's, `verify`'s) runs its statements unchecked.
  */
 import type { Client, QueryResult } from 'pg';
-import { MoverSupersededError } from './mover-errors';
+import { randomUUID } from 'node:crypto';
+import { EpochSequenceBehindError, MoverSupersededError } from './mover-errors';
 import { rollbackOrDrop } from './shard-session';
 
 /** SQLSTATE of a statement refused because a newer operator command acted on the shard. */
@@ -37,24 +38,28 @@ create table if not exists kysely_scale.mover_epoch (
   epoch bigint not null default 0,
   raised_at timestamptz not null default now()
 );
+-- The command that raised the epoch (a random id drawn with it): an equal epoch of another command
+-- (a catalog whose sequence went back) is refused. Added to shards installed before it.
+alter table kysely_scale.mover_epoch add column if not exists holder text;
 insert into kysely_scale.mover_epoch (only_row) values (true) on conflict (only_row) do nothing;
 
 -- A plain update (never an upsert, which locks the row even when its condition fails): a raise to
 -- the epoch the shard already holds takes no lock, so it never waits for its own command.
-create or replace function kysely_scale.raise_mover_epoch(e bigint) returns bigint
+create or replace function kysely_scale.raise_mover_epoch(e bigint, h text) returns bigint
 language plpgsql volatile as $raise$
 declare
   cur bigint;
+  cur_holder text;
 begin
-  update kysely_scale.mover_epoch set epoch = e, raised_at = now() where epoch < e;
-  select epoch into cur from kysely_scale.mover_epoch;
+  update kysely_scale.mover_epoch set epoch = e, holder = h, raised_at = now() where epoch < e;
+  select epoch, holder into cur, cur_holder from kysely_scale.mover_epoch;
   if not found then
-    insert into kysely_scale.mover_epoch (epoch) values (e) on conflict (only_row) do nothing;
-    select epoch into cur from kysely_scale.mover_epoch;
+    insert into kysely_scale.mover_epoch (epoch, holder) values (e, h) on conflict (only_row) do nothing;
+    select epoch, holder into cur, cur_holder from kysely_scale.mover_epoch;
   end if;
-  if cur > e then
+  if cur > e or (cur = e and cur_holder is distinct from h) then
     raise exception using errcode = '${SUPERSEDED_SQLSTATE}',
-      message = format('kysely-scale: a newer operator command (mover epoch %s) acted on this shard; this command''s epoch is %s', cur, e),
+      message = format('kysely-scale: another operator command (mover epoch %s) acted on this shard; this command''s epoch is %s', cur, e),
       detail = json_build_object('epoch', cur::text)::text;
   end if;
   return cur;
@@ -62,47 +67,78 @@ end
 $raise$;
 
 -- FOR SHARE until the transaction ends: a newer command's raise waits for it, and after that raise
--- no transaction of an older command passes here.
-create or replace function kysely_scale.check_mover_epoch(e bigint) returns void
+-- no transaction of an older command (nor of another with the same epoch) passes here.
+create or replace function kysely_scale.check_mover_epoch(e bigint, h text) returns void
 language plpgsql volatile as $check$
 declare
   cur bigint;
+  cur_holder text;
 begin
-  select epoch into cur from kysely_scale.mover_epoch for share;
-  if not found or cur > e then
+  select epoch, holder into cur, cur_holder from kysely_scale.mover_epoch for share;
+  if not found or cur > e or (cur = e and cur_holder is distinct from h) then
     raise exception using errcode = '${SUPERSEDED_SQLSTATE}',
-      message = format('kysely-scale: a newer operator command (mover epoch %s) acted on this shard; this command''s epoch is %s', coalesce(cur::text, 'unknown'), e),
+      message = format('kysely-scale: another operator command (mover epoch %s) acted on this shard; this command''s epoch is %s', coalesce(cur::text, 'unknown'), e),
       detail = json_build_object('epoch', cur::text)::text;
   end if;
 end
 $check$;
 `;
 
+/**
+ * Where a command's epoch comes from: the operator lock (`OperatorLockBody`'s `epoch`), drawn when
+ * the command first acts on a shard, so commands that never do (init, migrate, status) need no
+ * sequence. `latest` and `sequence` tell a shard ahead of the catalog's sequence (a restored
+ * catalog) from a newer command's epoch.
+ */
+export interface EpochSource {
+  /** This holder's epoch (drawn once); undefined when the catalog has none to give (not installed). */
+  draw(): Promise<bigint | undefined>;
+  /** The catalog sequence's name, quoted and qualified. */
+  readonly sequence?: string | undefined;
+  /** The catalog sequence's latest value drawn. */
+  latest?(): Promise<bigint | undefined>;
+}
+
+/** A command's epoch and its holder identity (a random id drawn with it: an equal epoch of another command is refused). */
+export interface EpochToken {
+  readonly value: bigint;
+  readonly holder: string;
+}
+
 /** The epoch of one operator command, and the shards it raised (each once; a new epoch raises again). */
 export class CommandEpoch {
-  #value: bigint;
-  #raised = new Map<string, Promise<void>>();
+  #source: EpochSource;
+  #token: Promise<EpochToken | undefined> | undefined;
+  #raised = new Map<string, Promise<EpochToken | undefined>>();
 
-  constructor(value: bigint) {
-    this.#value = value;
+  /** `source`: where the epoch is drawn from (a bigint: that epoch, as tests give it), `holder`: its identity (default: random). */
+  constructor(source: EpochSource | bigint, holder?: string) {
+    this.#source = typeof source === 'bigint' ? { draw: async () => source } : source;
+    if (holder !== undefined) this.#token = this.#source.draw().then((value) => (value === undefined ? undefined : { value, holder }));
   }
 
-  get value(): bigint {
-    return this.#value;
+  /** The command's epoch, drawn on first use (undefined: none, its changes are unchecked). */
+  token(): Promise<EpochToken | undefined> {
+    this.#token ??= this.#source.draw().then((value) => (value === undefined ? undefined : { value, holder: randomUUID() }));
+    return this.#token;
   }
 
-  /** The command took the operator lock again (a back-out after a lost lock): its changes carry the new epoch from now on. */
-  renew(value: bigint): void {
-    this.#value = value;
+  /** The command took the operator lock again (a back-out after a lost lock): its changes carry that lock's epoch from now on. */
+  renew(source: EpochSource): void {
+    this.#source = source;
+    this.#token = undefined;
     this.#raised.clear();
   }
 
-  /** Raises `shard`'s epoch (through `client`, a session of it) once per epoch; a failed raise is tried again next time. */
-  raised(shard: string, client: Client): Promise<void> {
+  /** Raises `shard`'s epoch (through `client`, a session of it) once per epoch; a failed raise is tried again next time. Resolves with the epoch raised. */
+  raised(shard: string, client: Client): Promise<EpochToken | undefined> {
     let pending = this.#raised.get(shard);
     if (pending === undefined) {
-      const epoch = this.#value;
-      pending = raiseEpoch(client, shard, epoch);
+      const source = this.#source;
+      pending = this.token().then(async (token) => {
+        if (token !== undefined) await raiseEpoch(client, shard, token, source);
+        return token;
+      });
       this.#raised.set(shard, pending);
       const forget = (): void => {
         if (this.#raised.get(shard) === pending) this.#raised.delete(shard);
@@ -138,19 +174,36 @@ export async function installEpoch(client: Client): Promise<void> {
   }
 }
 
-/** Raises `shard`'s epoch to `epoch` (installing the epoch objects first on a shard set up by an older version). */
-async function raiseEpoch(client: Client, shard: string, epoch: bigint): Promise<void> {
-  const raise = (): Promise<unknown> => client.query(`select kysely_scale.raise_mover_epoch(${epoch}::bigint)`);
+/** Raises `shard`'s epoch to `token` (installing the epoch objects first on a shard set up by an older version). */
+async function raiseEpoch(client: Client, shard: string, token: EpochToken, source: EpochSource): Promise<void> {
+  const raise = (): Promise<unknown> => client.query(`select kysely_scale.raise_mover_epoch(${token.value}::bigint, '${token.holder}')`);
   try {
-    await raise();
-  } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code !== '42883' && code !== '42P01') throw superseded(error, shard, epoch);
-    await installEpoch(client);
-    await raise().catch((again: unknown) => {
-      throw superseded(again, shard, epoch);
+    await raise().catch(async (error: unknown) => {
+      const code = (error as { code?: unknown }).code;
+      if (code !== '42883' && code !== '42P01') throw error;
+      await installEpoch(client);
+      await raise();
     });
+  } catch (error) {
+    const refused = superseded(error, shard, token.value);
+    if (refused instanceof MoverSupersededError) throw await behindOrSuperseded(refused, shard, token, source);
+    throw refused;
   }
+}
+
+/**
+ * A raise refused: by a newer command, or because the catalog's sequence went back (restored from a
+ * backup, re-created) below the shards' epochs: the shard then holds this very epoch from another
+ * command, or one the sequence has not reached. That is said as such, with the fix.
+ */
+async function behindOrSuperseded(refused: MoverSupersededError, shard: string, token: EpochToken, source: EpochSource): Promise<Error> {
+  const held = refused.context.shardEpoch;
+  if (typeof held !== 'string' || !/^\d+$/.test(held)) return refused;
+  const shardEpoch = BigInt(held);
+  let latest: bigint | undefined;
+  if (shardEpoch !== token.value) latest = await source.latest?.().catch(() => undefined);
+  if (shardEpoch !== token.value && (latest === undefined || shardEpoch <= latest)) return refused;
+  return new EpochSequenceBehindError(shard, token.value, shardEpoch, source.sequence ?? 'operator_epoch', refused);
 }
 
 /** `error` as {@link MoverSupersededError} when the shard refused this command's epoch; else as it is. */
@@ -173,10 +226,11 @@ function superseded(error: unknown, shard: string, epoch: bigint): unknown {
 export async function epochCheck(client: Client): Promise<EpochCheck> {
   const binding = bindings.get(client);
   if (binding === undefined) return { sql: '', map: (error) => error };
-  await binding.command.raised(binding.shard, client);
-  const epoch = binding.command.value;
+  const token = await binding.command.raised(binding.shard, client);
+  if (token === undefined) return { sql: '', map: (error) => error };
+  const epoch = token.value;
   return {
-    sql: `select kysely_scale.check_mover_epoch(${epoch}::bigint);`,
+    sql: `select kysely_scale.check_mover_epoch(${epoch}::bigint, '${token.holder}');`,
     // In a repeatable-read transaction the check's lock on a row a newer raise just updated fails with 40001: refused too.
     map: (error) => ((error as { code?: unknown }).code === '40001' ? new MoverSupersededError(binding.shard, epoch, undefined, {}, error) : superseded(error, binding.shard, epoch)),
   };

@@ -127,6 +127,31 @@ export class MoverSupersededError extends MoveFailedError {
   }
 }
 
+/**
+ * A shard refused this command's epoch, but no newer command acted: the shard holds an epoch the
+ * catalog's sequence `operator_epoch` has not reached, or this very epoch from another command (the
+ * catalog was restored from a backup, or the sequence re-created, after the shards' epochs were
+ * raised). Every command would be refused until the sequence is set past the shards' epochs: the
+ * message gives the statement. `context`: `reason` `epoch-sequence-behind`, `shard`, `epoch` (this
+ * command's), `shardEpoch`, `sequence`, `fix` (the statement, with this shard's epoch).
+ */
+export class EpochSequenceBehindError extends MoveFailedError {
+  readonly shard: string;
+
+  constructor(shard: string, epoch: bigint, shardEpoch: bigint, sequence: string, cause?: unknown) {
+    const fix = `select setval('${sequence}', ${shardEpoch})`;
+    super(
+      `The catalog's epoch sequence ${sequence} is behind the shards: shard "${shard}" holds mover epoch ${shardEpoch}` +
+        `${shardEpoch === epoch ? ' from another command' : ''}, and this command drew ${epoch} (was the catalog restored from a backup, or the sequence re-created?). ` +
+        `No newer command acted, and this command changed nothing on that shard. Set the sequence to the largest epoch of any shard, on the catalog: \`${fix}\` ` +
+        '(or larger: the largest `select epoch from kysely_scale.mover_epoch` over every shard), then run the command again.',
+      { reason: 'epoch-sequence-behind', shard, epoch: String(epoch), shardEpoch: String(shardEpoch), sequence, fix, sqlState: 'KS004' },
+      cause,
+    );
+    this.shard = shard;
+  }
+}
+
 /** Whether `error` says a newer operator command took the shards over ({@link MoverSupersededError}). */
 export function isSuperseded(error: unknown): boolean {
   return error instanceof MoveFailedError && error.context.reason === 'superseded';

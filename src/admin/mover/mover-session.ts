@@ -7,7 +7,7 @@ import { systemClock, type Clock } from '../../kernel/clock';
 import { ConfigError, KyselyScaleError } from '../../kernel/errors';
 import { redactText } from '../../kernel/redact';
 import { describeValue, requireInteger, requireNonNegative, requirePositive } from '../../kernel/validate';
-import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS } from '../topology-catalog';
+import { TopologyCatalog, TOPOLOGY_CATALOG_DEFAULTS, type OperatorEpoch } from '../topology-catalog';
 import { CATALOG_DEADLINE_FLAGS, CatalogPool, CatalogTimeoutError, catalogDeadlines } from '../catalog-connections';
 import { MoveStore, withGivenTables } from './move-store';
 import { MOVE_TUNING_DEFAULTS, MoveContext, type MoveProgress, type MoveTuning, type PhaseHook } from './move-context';
@@ -89,7 +89,7 @@ export async function withMover<T>(options: MoverOptions, fn: (frame: MoverFrame
     const dryRun = options.dryRun === true;
     // Idempotent bookkeeping tables, also for a dry run (its plan reads them; they hold no state until a move).
     await store.install();
-    const run = async (lost: AbortSignal, confirm: () => Promise<void>, epoch: bigint | undefined): Promise<T> => {
+    const run = async (lost: AbortSignal, confirm: () => Promise<void>, epoch: OperatorEpoch | undefined): Promise<T> => {
       const given = Object.entries(options.tables ?? {}).map(([name, keyColumn]) => ({ name, keyColumn }));
       const tables = withGivenTables(await store.tables(), given);
       const clock = options.clock ?? systemClock;

@@ -61,7 +61,7 @@ export async function installGuard(client: Client, shardId: string, tables: read
     `select to_regproc('kysely_scale.version_gate') is not null
         and coalesce((select proconfig is null from pg_proc where oid = to_regproc('public.kysely_scale_murmur3')), false)
         and coalesce((select prosrc like '%has_function_privilege%' from pg_proc where oid = to_regproc('kysely_scale.write_gate')), false) as ok,
-            to_regproc('kysely_scale.check_mover_epoch') is not null as epoch`,
+            to_regprocedure('kysely_scale.check_mover_epoch(bigint, text)') is not null as epoch`,
   );
   if (rows[0]?.ok !== true) {
     await runDdl(client, SLOT_FUNCTIONS_SQL, { purpose: 'install the slot functions', tables: [] });

@@ -27,7 +27,7 @@ type LiteralEnd = number | 'open' | 'unsure';
  * The mover's epoch check (`mover-epoch.ts`) where it leads a message of several statements: left
  * out, so the statement it guards is named (a message that is only the check keeps it).
  */
-const EPOCH_CHECK = /select kysely_scale\.check_mover_epoch\(\?::bigint\); (?=\S)/g;
+const EPOCH_CHECK = /select kysely_scale\.check_mover_epoch\(\?::bigint(?:, \?)?\); (?=\S)/g;
 
 /** The start of `sql` for an error message: comments dropped, every literal shown as `?` (the rest hidden as `…` where unsure), the mover's epoch check left out, whitespace collapsed, at most 80 characters. */
 export function statementStart(sql: string): string {

@@ -2,7 +2,8 @@
  * The mover epoch on one real shard (`mover-epoch.ts`): a raise to a newer epoch refuses every
  * later change of an older one; the raise waits for an older command's transaction that checked
  * its epoch (it holds the row `for share`) to end, and then that command's next change is
- * refused; a raise kept waiting past the mover's lock bound fails naming who keeps it.
+ * refused; a raise kept waiting past the mover's lock bound fails naming who keeps it; an equal
+ * epoch of another holder is refused; a shard of the previous version gets the holder column.
  */
 import type { Client } from 'pg';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
@@ -54,7 +55,7 @@ afterEach(() => {
 beforeEach(async () => {
   const c = await commandSession(0n);
   await installEpoch(c);
-  await admin.query('update kysely_scale.mover_epoch set epoch = 0; delete from t');
+  await admin.query('update kysely_scale.mover_epoch set epoch = 0, holder = null; delete from t');
 });
 
 test('a change of an older epoch after a newer one acted is refused (KS004 as E_MOVE_FAILED, reason superseded); the same epoch goes on', async () => {
@@ -105,3 +106,32 @@ test('a raise kept waiting by an older command\'s transaction fails with ShardLo
   await queryChecked(again, 'insert into t values (4)');
   expect(await shardEpoch()).toBe('6');
 }, 30_000);
+
+test('an equal epoch of another holder (a catalog whose sequence went back) is refused, at the raise and at the check', async () => {
+  const first = await commandSession(7n);
+  await queryChecked(first, 'insert into t values (1)');
+  const other = await commandSession(7n); // another CommandEpoch: another holder id
+  await expect(queryChecked(other, 'insert into t values (2)')).rejects.toMatchObject({ context: { reason: 'epoch-sequence-behind', epoch: '7', shardEpoch: '7' } });
+  // Its check alone (as if its raise had passed) is refused too.
+  await expect(other.query(`select kysely_scale.check_mover_epoch(7::bigint, 'another holder')`)).rejects.toMatchObject({ code: 'KS004' });
+  // The holder that raised goes on; with the same holder id, a second session of the same command too.
+  await queryChecked(first, 'insert into t values (3)');
+  const session = await openShardSession(url, 5000, { shard: SHARD });
+  sessions.push(session);
+  const same = session.client;
+  const holder = (await admin.query<{ h: string }>('select holder as h from kysely_scale.mover_epoch')).rows[0]!.h;
+  bindEpoch(same, SHARD, new CommandEpoch(7n, holder));
+  await queryChecked(same, 'insert into t values (4)');
+  expect((await admin.query<{ id: number }>('select id from t order by id')).rows.map((r) => r.id)).toEqual([1, 3, 4]);
+});
+
+test('a shard installed by the previous version (no holder column, one-argument functions) gets the holder at the first raise and keeps its epoch', async () => {
+  await admin.query(`drop function kysely_scale.raise_mover_epoch(bigint, text); drop function kysely_scale.check_mover_epoch(bigint, text);
+    alter table kysely_scale.mover_epoch drop column holder; update kysely_scale.mover_epoch set epoch = 4`);
+  const older = await commandSession(3n);
+  await expect(queryChecked(older, 'insert into t values (1)')).rejects.toMatchObject({ context: { reason: 'superseded', epoch: '3', shardEpoch: '4' } });
+  const newer = await commandSession(5n);
+  await queryChecked(newer, 'insert into t values (2)');
+  expect(await shardEpoch()).toBe('5');
+  expect((await admin.query<{ h: string | null }>('select holder as h from kysely_scale.mover_epoch')).rows[0]!.h).toMatch(/^[0-9a-f-]{36}$/);
+});

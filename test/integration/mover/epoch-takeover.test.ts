@@ -19,10 +19,10 @@ import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
-import type { Topology } from '../../../src/cluster/topology';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
 import { directPool } from '../../support/direct-pool';
-import { until } from '../replication/replication-fault-fixture';
+import { endLockSession } from './lock-takeover';
+import { latestTopology } from './served-rows';
 
 const USERS = 200;
 let f: MoverFixture;
@@ -38,28 +38,9 @@ afterAll(async () => {
   await f?.close();
 });
 
-/** Ends the operator lock's catalog session (as a catalog restart or failover would) and waits until the lock is free. */
-async function endLockSession(): Promise<void> {
-  const { rows } = await catalogPool.query<{ pid: number }>(
-    `select a.pid from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted and a.datname = current_database()`,
-  );
-  expect(rows).toHaveLength(1);
-  await catalogPool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
-  await until('the lock free', async () => (await catalogPool.query<{ n: number }>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and granted`)).rows[0]!.n === 0, 10_000);
-}
-
-async function latestTopology(): Promise<Topology> {
-  const catalog = new TopologyCatalog({ url: f.catalogUrl });
-  try {
-    return (await catalog.latest())!;
-  } finally {
-    await catalog.close();
-  }
-}
-
 /** Users an app session at the catalog's latest version reads on every shard, in all. */
 async function usersAtLatest(): Promise<number> {
-  const latest = await latestTopology();
+  const latest = await latestTopology(f.catalogUrl);
   let total = 0;
   for (let i = 0; i < f.pools.length; i++) {
     const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
@@ -74,7 +55,7 @@ async function usersAtLatest(): Promise<number> {
 
 /** Checked directly on the shards: every user once and every order once, each on the shard the latest version routes its key to; no slot hidden, no version required past the latest, no move state left. */
 async function expectSettled(): Promise<void> {
-  const latest = await latestTopology();
+  const latest = await latestTopology(f.catalogUrl);
   const ids = f.shards.map((s) => s.id);
   for (const table of ['users', 'orders'] as const) {
     const rows = await f.rowsOf(table);
@@ -99,7 +80,7 @@ async function expectSettled(): Promise<void> {
 
 /** Slots 0-15 to the shard that does not own them now. */
 async function nextMove(): Promise<{ from: string; to: string }> {
-  const from = (await latestTopology()).shardForSlot(0).id;
+  const from = (await latestTopology(f.catalogUrl)).shardForSlot(0).id;
   return { from, to: from === 'shard0' ? 'shard1' : 'shard0' };
 }
 
@@ -129,13 +110,13 @@ for (const w of WINDOWS) {
         // Window 1: the cutover fails before its publish, so this mover backs out (claim, lock confirmed, revert).
         if (w.window === 1 && at === 'publishing') throw new Error('injected: the publish could not be sent');
         if (at !== w.pause) return;
-        await endLockSession();
+        await endLockSession(catalogPool);
         settled = w.other === 'resume' ? await resumeMove({ catalog: f.catalogUrl }) : await abortMove({ catalog: f.catalogUrl });
       },
     });
     expect(settled?.error).toBeNull();
     expect(settled?.status).toBe(w.other === 'resume' ? 'done' : 'aborted');
-    expect((await latestTopology()).shardForSlot(0).id).toBe(w.owner === 'source' ? from : to);
+    expect((await latestTopology(f.catalogUrl)).shardForSlot(0).id).toBe(w.owner === 'source' ? from : to);
     await expectSettled();
     expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { reason: 'superseded', sqlState: 'KS004', shard: to } });
   }, 120_000);
@@ -153,7 +134,7 @@ test('a move begun on shards without the epoch table and a catalog without the e
     },
   });
   expect(stopped.status).toBe('open');
-  for (const pool of f.pools) await pool.query('drop table kysely_scale.mover_epoch cascade; drop function kysely_scale.raise_mover_epoch(bigint); drop function kysely_scale.check_mover_epoch(bigint)');
+  for (const pool of f.pools) await pool.query('drop table kysely_scale.mover_epoch cascade; drop function kysely_scale.raise_mover_epoch(bigint, text); drop function kysely_scale.check_mover_epoch(bigint, text)');
   await catalogPool.query('drop sequence kysely_scale.operator_epoch');
   const resumed = await resumeMove({ catalog: f.catalogUrl });
   expect(resumed.error).toBeNull();
@@ -163,13 +144,21 @@ test('a move begun on shards without the epoch table and a catalog without the e
   await expectSettled();
 }, 120_000);
 
-test('every holder of the operator lock draws a larger epoch than the holders before it', async () => {
+test('every holder of the operator lock that draws gets a larger epoch than the holders before it; one that does not draw leaves the sequence alone', async () => {
   const catalog = new TopologyCatalog({ url: f.catalogUrl });
+  const sequenceNow = async (): Promise<string> => (await catalogPool.query<{ v: string }>('select last_value::text as v from kysely_scale.operator_epoch')).rows[0]!.v;
   try {
-    const first = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => epoch);
-    const second = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => epoch);
-    expect(typeof first).toBe('bigint');
-    expect(second! > first!).toBe(true);
+    const first = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => [await epoch.draw(), await epoch.draw()]);
+    expect(typeof first[0]).toBe('bigint');
+    expect(first[1]).toBe(first[0]); // drawn once per holder
+    const before = await sequenceNow();
+    expect(before).toBe(String(first[0]));
+    expect(await catalog.withOperatorLock(async (_l, _c, epoch) => epoch.latest())).toBe(first[0]);
+    // A command that changes no shard through the mover (init, migrate) never draws.
+    expect(await catalog.withOperatorLock(async () => 'ran')).toBe('ran');
+    expect(await sequenceNow()).toBe(before);
+    const second = await catalog.withOperatorLock(async (_lost, _confirm, epoch) => epoch.draw());
+    expect(second! > first[0]!).toBe(true);
   } finally {
     await catalog.close();
   }

@@ -9,10 +9,10 @@
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
-import { TopologyCatalog } from '../../../src/admin/topology-catalog';
-import type { Topology } from '../../../src/cluster/topology';
 import { directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
+import { endLockSession } from './lock-takeover';
+import { latestTopology } from './served-rows';
 
 let f: MoverFixture;
 beforeAll(async () => {
@@ -45,7 +45,7 @@ test('an abort taking over between the switch and the publish: the first mover s
     expect(aborted?.error).toBeNull();
     expect(aborted?.status).toBe('aborted');
     expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { reason: 'record-changed' } });
-    const latest = await latestTopology();
+    const latest = await latestTopology(f.catalogUrl);
     for (const pool of f.pools) {
       const { rows } = await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
       expect(rows[0]!.required_version).toBeLessThanOrEqual(latest.version);
@@ -57,26 +57,6 @@ test('an abort taking over between the switch and the publish: the first mover s
     await catalogPool.end();
   }
 }, 120_000);
-
-/** Ends the mover's operator lock session (the mover notices: its connection errs) and waits until the lock is free. */
-async function endLockSession(catalogPool: ReturnType<typeof directPool>): Promise<void> {
-  const { rows } = await catalogPool.query<{ pid: number }>(
-    `select a.pid from pg_locks l join pg_stat_activity a using (pid) where l.locktype = 'advisory' and l.granted and a.datname = current_database()`,
-  );
-  expect(rows).toHaveLength(1);
-  await catalogPool.query('select pg_terminate_backend($1)', [rows[0]!.pid]);
-  await until('the lock free', async () => (await catalogPool.query<{ n: number }>(`select count(*)::int as n from pg_locks where locktype = 'advisory' and granted`)).rows[0]!.n === 0, 10_000);
-}
-
-/** The catalog's latest topology. */
-async function latestTopology(): Promise<Topology> {
-  const catalog = new TopologyCatalog({ url: f.catalogUrl });
-  try {
-    return (await catalog.latest())!;
-  } finally {
-    await catalog.close();
-  }
-}
 
 /** Required version, and whether the shard hides slots 0-15, on each shard (shard0, shard1). */
 async function guards(): Promise<{ required: number; hides: boolean }[]> {
@@ -90,7 +70,7 @@ async function guards(): Promise<{ required: number; hides: boolean }[]> {
 
 /** Rows an app session at the catalog's latest version reads on every shard, in all. */
 async function rowsAtLatest(): Promise<number> {
-  const latest = await latestTopology();
+  const latest = await latestTopology(f.catalogUrl);
   let total = 0;
   for (let i = 0; i < f.pools.length; i++) {
     const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
@@ -109,7 +89,7 @@ test('a mover that notices its lock gone mid-cutover while another operator hold
   const otherOperator = await other.connect();
   try {
     const before = await rowsAtLatest();
-    const from = (await latestTopology()).shardForSlot(0).id;
+    const from = (await latestTopology(f.catalogUrl)).shardForSlot(0).id;
     const result = await moveSlots({
       catalog: f.catalogUrl,
       slots: '0-15',
@@ -147,7 +127,7 @@ test('a mover that notices its lock gone mid-cutover with the lock free takes it
   const catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
   try {
     const before = await rowsAtLatest();
-    const start = await latestTopology();
+    const start = await latestTopology(f.catalogUrl);
     const from = start.shardForSlot(0).id;
     const result = await moveSlots({
       catalog: f.catalogUrl,

@@ -55,6 +55,7 @@ describe('no literal survives', () => {
     ['names with dollars and digits', `select a$$b, col9 from t$1`, 'select a$$b, col9 from t$1'],
     ["the mover's epoch check before the statement it guards", `select kysely_scale.check_mover_epoch(7::bigint); delete from "orders" where "user_id" = 'sekret'`, 'delete from "orders" where "user_id" = ?'],
     ["the mover's epoch check after a begin", `begin; select kysely_scale.check_mover_epoch(7::bigint);\n update t set x = 'sekret'`, 'begin; update t set x = ?'],
+    ["the mover's epoch check with its holder", `select kysely_scale.check_mover_epoch(7::bigint, '0b7c-holder'); delete from "orders" where "user_id" = 'sekret'`, 'delete from "orders" where "user_id" = ?'],
     ["the mover's epoch check alone", `begin; select kysely_scale.check_mover_epoch(7::bigint);`, 'begin; select kysely_scale.check_mover_epoch(?::bigint);'],
   ])('%s', (_what, sql, shown) => {
     const hidden = statementStart(sql);
