@@ -24,7 +24,7 @@
  */
 import type { Client, QueryResult } from 'pg';
 import { randomUUID } from 'node:crypto';
-import { EpochSequenceBehindError, MoverSupersededError } from './mover-errors';
+import { EpochSequenceBehindError, MoveFailedError, MoverSupersededError } from './mover-errors';
 import { rollbackOrDrop } from './shard-session';
 
 /** SQLSTATE of a statement refused because a newer operator command acted on the shard. */
@@ -91,7 +91,7 @@ $check$;
  * catalog) from a newer command's epoch.
  */
 export interface EpochSource {
-  /** This holder's epoch (drawn once); undefined when the catalog has none to give (not installed). */
+  /** This holder's epoch (drawn once); undefined when the catalog has none to give (not installed): a command then changes nothing (E_MOVE_FAILED, reason `no-epoch`). */
   draw(): Promise<bigint | undefined>;
   /** The catalog sequence's name, quoted and qualified. */
   readonly sequence?: string | undefined;
@@ -108,18 +108,21 @@ export interface EpochToken {
 /** The epoch of one operator command, and the shards it raised (each once; a new epoch raises again). */
 export class CommandEpoch {
   #source: EpochSource;
-  #token: Promise<EpochToken | undefined> | undefined;
-  #raised = new Map<string, Promise<EpochToken | undefined>>();
+  #token: Promise<EpochToken> | undefined;
+  #raised = new Map<string, Promise<EpochToken>>();
 
   /** `source`: where the epoch is drawn from (a bigint: that epoch, as tests give it), `holder`: its identity (default: random). */
   constructor(source: EpochSource | bigint, holder?: string) {
     this.#source = typeof source === 'bigint' ? { draw: async () => source } : source;
-    if (holder !== undefined) this.#token = this.#source.draw().then((value) => (value === undefined ? undefined : { value, holder }));
+    if (holder !== undefined) this.#token = drawToken(this.#source, holder);
   }
 
-  /** The command's epoch, drawn on first use (undefined: none, its changes are unchecked). */
-  token(): Promise<EpochToken | undefined> {
-    this.#token ??= this.#source.draw().then((value) => (value === undefined ? undefined : { value, holder: randomUUID() }));
+  /**
+   * The command's epoch, drawn on first use. A source that draws none (the catalog's sequence has no
+   * schema) fails it (E_MOVE_FAILED, reason `no-epoch`): a command given an epoch source never changes a shard unchecked.
+   */
+  token(): Promise<EpochToken> {
+    this.#token ??= drawToken(this.#source, randomUUID());
     return this.#token;
   }
 
@@ -131,12 +134,12 @@ export class CommandEpoch {
   }
 
   /** Raises `shard`'s epoch (through `client`, a session of it) once per epoch; a failed raise is tried again next time. Resolves with the epoch raised. */
-  raised(shard: string, client: Client): Promise<EpochToken | undefined> {
+  raised(shard: string, client: Client): Promise<EpochToken> {
     let pending = this.#raised.get(shard);
     if (pending === undefined) {
       const source = this.#source;
       pending = this.token().then(async (token) => {
-        if (token !== undefined) await raiseEpoch(client, shard, token, source);
+        await raiseEpoch(client, shard, token, source);
         return token;
       });
       this.#raised.set(shard, pending);
@@ -147,6 +150,24 @@ export class CommandEpoch {
     }
     return pending;
   }
+}
+
+/**
+ * The epoch drawn from `source`, with `holder`. None drawn (the catalog's sequence has no schema: a
+ * catalog not installed or not migrated): its changes could not be fenced against a newer
+ * command's, so the command fails before its first change to any shard (`context.reason` `no-epoch`).
+ */
+async function drawToken(source: EpochSource, holder: string): Promise<EpochToken> {
+  const value = await source.draw();
+  if (value === undefined) {
+    const sequence = source.sequence ?? 'operator_epoch';
+    throw new MoveFailedError(
+      `The catalog's operator_epoch sequence (${sequence}) could not be drawn: its schema does not exist on the catalog. ` +
+        'Install or migrate the catalog (`init`, `migrate`), then run the command again. Nothing was changed on any shard.',
+      { reason: 'no-epoch', sequence },
+    );
+  }
+  return { value, holder };
 }
 
 interface Binding {
@@ -200,9 +221,17 @@ async function behindOrSuperseded(refused: MoverSupersededError, shard: string, 
   const held = refused.context.shardEpoch;
   if (typeof held !== 'string' || !/^\d+$/.test(held)) return refused;
   const shardEpoch = BigInt(held);
+  if (shardEpoch === token.value) return new EpochSequenceBehindError(shard, token.value, shardEpoch, source.sequence ?? 'operator_epoch', refused);
   let latest: bigint | undefined;
-  if (shardEpoch !== token.value) latest = await source.latest?.().catch(() => undefined);
-  if (shardEpoch !== token.value && (latest === undefined || shardEpoch <= latest)) return refused;
+  try {
+    latest = await source.latest?.();
+  } catch (error) {
+    // Not silently a takeover: the refusal says the sequence could not be compared, and why.
+    const e = error as { code?: unknown; message?: unknown };
+    const why = `${typeof e.code === 'string' ? `SQLSTATE ${e.code}: ` : ''}${String(e.message ?? error)}`;
+    return new MoverSupersededError(shard, token.value, held, {}, refused.cause, { sequence: source.sequence ?? 'operator_epoch', why });
+  }
+  if (latest === undefined || shardEpoch <= latest) return refused;
   return new EpochSequenceBehindError(shard, token.value, shardEpoch, source.sequence ?? 'operator_epoch', refused);
 }
 
@@ -227,7 +256,6 @@ export async function epochCheck(client: Client): Promise<EpochCheck> {
   const binding = bindings.get(client);
   if (binding === undefined) return { sql: '', map: (error) => error };
   const token = await binding.command.raised(binding.shard, client);
-  if (token === undefined) return { sql: '', map: (error) => error };
   const epoch = token.value;
   return {
     sql: `select kysely_scale.check_mover_epoch(${epoch}::bigint, '${token.holder}');`,

@@ -116,11 +116,16 @@ export class ShardLockError extends MoveFailedError {
 export class MoverSupersededError extends MoveFailedError {
   readonly shard: string;
 
-  constructor(shard: string, epoch: bigint, shardEpoch: string | undefined, context: Record<string, unknown> = {}, cause?: unknown) {
+  /** `unchecked`: why the catalog's sequence could not be read to tell a sequence behind the shards ({@link EpochSequenceBehindError}) from a newer command (said in the message, and as `context.sequenceUnchecked`). */
+  constructor(shard: string, epoch: bigint, shardEpoch: string | undefined, context: Record<string, unknown> = {}, cause?: unknown, unchecked?: { sequence: string; why: string }) {
     super(
       `Shard "${shard}" was taken over by a newer operator command (its mover epoch is ${shardEpoch ?? 'newer'}, this command's ${epoch}): this command lost its operator lock and another ` +
-        'command (resume, abort) acts on the move now. Nothing more was changed there and this command stops. Run `status` to see where the move stands.',
-      { reason: 'superseded', shard, epoch: String(epoch), ...(shardEpoch === undefined ? {} : { shardEpoch }), sqlState: 'KS004', ...context },
+        'command (resume, abort) acts on the move now. Nothing more was changed there and this command stops. Run `status` to see where the move stands.' +
+        (unchecked === undefined
+          ? ''
+          : ` Whether instead the catalog's epoch sequence ${unchecked.sequence} is behind the shards (a catalog restored from a backup) could not be checked: reading it failed (${unchecked.why}); ` +
+            'grant the operator role SELECT on that sequence, or compare `select epoch from kysely_scale.mover_epoch` on the shard with it yourself.'),
+      { reason: 'superseded', shard, epoch: String(epoch), ...(shardEpoch === undefined ? {} : { shardEpoch }), sqlState: 'KS004', ...(unchecked === undefined ? {} : { sequenceUnchecked: unchecked.why }), ...context },
       cause,
     );
     this.shard = shard;

@@ -80,6 +80,8 @@ export async function yieldAfter(busyMillis: number, pace: ScanPace): Promise<vo
   const { signal } = pace;
   signal?.throwIfAborted();
   const wait = async (millis: number): Promise<void> => {
+    // The signal may have fired while the probe ran: a listener added now would never be called.
+    signal?.throwIfAborted();
     await new Promise<void>((resolve) => {
       const cancel = pace.clock.setTimeout(done, millis);
       signal?.addEventListener('abort', stop, { once: true });

@@ -95,4 +95,24 @@ describe('scan pacer', () => {
     expect(deadlines).toEqual([1000, 690, 370, 30]);
     expect(doneAt).toBe(MAX_YIELD_MILLIS);
   });
+
+  test('a stop signal fired while a probe runs ends the yield when the probe answers, not after the next wait (review 76, O1)', async () => {
+    const clock = new ManualClock();
+    const stop = new AbortController();
+    const reason = new Error('operator lock lost');
+    // A slow probe, during which the command's operator lock is lost.
+    const probe = async (): Promise<number> => {
+      stop.abort(reason);
+      return 900;
+    };
+    let outcome: unknown = 'pending';
+    void yieldAfter(10, { clock, niceRatio: 0, sliceMillis: 500, probeSlowMillis: 3, probe, signal: stop.signal }).then(
+      () => (outcome = 'returned'),
+      (error: unknown) => (outcome = error),
+    );
+    await tick();
+    await tick();
+    // No clock time passed: the old code waited here for the 500 ms step.
+    expect(outcome).toBe(reason);
+  });
 });
