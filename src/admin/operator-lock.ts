@@ -160,9 +160,10 @@ function operatorEpoch(session: CatalogSession, sequence: string | undefined, lo
     },
     latest: async () => {
       if (sequence === undefined || lost.aborted) return undefined;
-      const { rows } = await session.query<{ last: string; called: boolean }>(`select last_value::text as last, is_called as called from ${sequence}`);
-      const row = rows[0];
-      return row === undefined ? undefined : BigInt(row.last) - (row.called ? 0n : 1n);
+      // pg_sequence_last_value needs USAGE or SELECT (a select from the sequence needs SELECT); NULL: never drawn.
+      const { rows } = await session.query<{ last: string | null }>(`select pg_sequence_last_value('${sequence.replace(/'/g, "''")}'::regclass)::text as last`);
+      const last = rows[0]?.last;
+      return last === undefined ? undefined : BigInt(last ?? 0);
     },
   };
 }
