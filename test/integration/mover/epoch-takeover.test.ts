@@ -22,7 +22,7 @@ import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
 import { directPool } from '../../support/direct-pool';
 import { endLockSession } from './lock-takeover';
-import { latestTopology } from './served-rows';
+import { latestTopology, usersAtLatest } from './served-rows';
 
 const USERS = 200;
 let f: MoverFixture;
@@ -37,21 +37,6 @@ afterAll(async () => {
   await catalogPool?.end();
   await f?.close();
 });
-
-/** Users an app session at the catalog's latest version reads on every shard, in all. */
-async function usersAtLatest(): Promise<number> {
-  const latest = await latestTopology(f.catalogUrl);
-  let total = 0;
-  for (let i = 0; i < f.pools.length; i++) {
-    const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
-    try {
-      total += (await app.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
-    } finally {
-      await app.end();
-    }
-  }
-  return total;
-}
 
 /** Checked directly on the shards: every user once and every order once, each on the shard the latest version routes its key to; no slot hidden, no version required past the latest, no move state left. */
 async function expectSettled(): Promise<void> {
@@ -75,7 +60,7 @@ async function expectSettled(): Promise<void> {
     expect(rows[0]!.hidden).toBeNull();
     expect(rows[0]!.moving).toBe(0);
   }
-  expect(await usersAtLatest()).toBe(USERS);
+  expect(await usersAtLatest(f)).toBe(USERS);
 }
 
 /** Slots 0-15 to the shard that does not own them now. */

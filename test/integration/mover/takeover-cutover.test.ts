@@ -12,7 +12,7 @@ import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
 import { endLockSession } from './lock-takeover';
-import { latestTopology } from './served-rows';
+import { latestTopology, usersAtLatest } from './served-rows';
 
 let f: MoverFixture;
 beforeAll(async () => {
@@ -52,7 +52,7 @@ test('an abort taking over between the switch and the publish: the first mover s
       expect(rows[0]!.hidden).toBeNull();
     }
     // An app session routing by the latest version reads every row, from the owners the catalog names.
-    expect(await rowsAtLatest()).toBe(200);
+    expect(await usersAtLatest(f)).toBe(200);
   } finally {
     await catalogPool.end();
   }
@@ -68,27 +68,12 @@ async function guards(): Promise<{ required: number; hides: boolean }[]> {
   return out;
 }
 
-/** Rows an app session at the catalog's latest version reads on every shard, in all. */
-async function rowsAtLatest(): Promise<number> {
-  const latest = await latestTopology(f.catalogUrl);
-  let total = 0;
-  for (let i = 0; i < f.pools.length; i++) {
-    const app = directPool({ connectionString: f.appUrl(i), max: 1, options: `-c kysely_scale.topology_version=${latest.version}` });
-    try {
-      total += (await app.query<{ n: number }>('select count(*)::int as n from users')).rows[0]!.n;
-    } finally {
-      await app.end();
-    }
-  }
-  return total;
-}
-
 test('a mover that notices its lock gone mid-cutover while another operator holds the lock leaves the shards for that operator (review 61, M1); that operator then settles the move', async () => {
   const catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
   const other = directPool({ connectionString: f.catalogUrl, max: 1 });
   const otherOperator = await other.connect();
   try {
-    const before = await rowsAtLatest();
+    const before = await usersAtLatest(f);
     const from = (await latestTopology(f.catalogUrl)).shardForSlot(0).id;
     const result = await moveSlots({
       catalog: f.catalogUrl,
@@ -115,7 +100,7 @@ test('a mover that notices its lock gone mid-cutover while another operator hold
     const resumed = await resumeMove({ catalog: f.catalogUrl });
     expect(resumed.error).toBeNull();
     expect(resumed.status).toBe('done');
-    expect(await rowsAtLatest()).toBe(before);
+    expect(await usersAtLatest(f)).toBe(before);
   } finally {
     otherOperator.release();
     await other.end();
@@ -126,7 +111,7 @@ test('a mover that notices its lock gone mid-cutover while another operator hold
 test('a mover that notices its lock gone mid-cutover with the lock free takes it again and backs out: the owner serves routers at the latest version again', async () => {
   const catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
   try {
-    const before = await rowsAtLatest();
+    const before = await usersAtLatest(f);
     const start = await latestTopology(f.catalogUrl);
     const from = start.shardForSlot(0).id;
     const result = await moveSlots({
@@ -145,11 +130,11 @@ test('a mover that notices its lock gone mid-cutover with the lock free takes it
     expect(source!.hides).toBe(false);
     expect(target!.hides).toBe(true);
     for (const g of [source!, target!]) expect(g.required).toBeLessThanOrEqual(start.version);
-    expect(await rowsAtLatest()).toBe(before);
+    expect(await usersAtLatest(f)).toBe(before);
     const aborted = await abortMove({ catalog: f.catalogUrl });
     expect(aborted.error).toBeNull();
     for (const g of await guards()) expect(g.hides).toBe(false);
-    expect(await rowsAtLatest()).toBe(before);
+    expect(await usersAtLatest(f)).toBe(before);
   } finally {
     await catalogPool.end();
   }
