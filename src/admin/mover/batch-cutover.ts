@@ -100,10 +100,16 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   batch.version = version;
   batch.prevRequired = { source: prevSource, target: prevTarget };
   await enterPhase(scope, 'cutover');
+  // The guarded claim the target's switch needs (see finishCutover), sent beside the fenced work
+  // instead of after it: one catalog round trip less while writers of the moving slots wait. It is
+  // settled before the source switches, so a command that lost the move switches nothing.
+  await ctx.hook?.(batch, 'claiming');
+  const claim = outcomeOf(ctx.store.claim(ctx.move));
   const fence = await raiseFence(source, ctx.move.id, ctx.tuning.fenceTimeoutMillis, version);
   await ctx.hook?.(batch, 'fencing');
   const blockers = await waitForOlderTransactions(source, fence.since, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow(), undefined, fence.blockers);
   if (blockers.length > 0) {
+    await claimed(claim);
     await lowerFence(source, ctx.move.id);
     await enterPhase(scope, 'caught-up');
     return `transactions older than the fence stayed open on "${batch.source}" (backend ${blockers.map((b) => b.pid).join(', ')}).`;
@@ -111,17 +117,33 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   await ctx.hook?.(batch, 'fenced');
   const applied = await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: undefined, snapshot: false });
   const differences = await compareKeys(scope, applied);
+  await claimed(claim);
   if (differences.length > 0) {
     await lowerFence(source, ctx.move.id);
     await enterPhase(scope, 'copied');
     throw new MoveFailedError(`Verification of the last changes failed (batch ${batch.index + 1}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, batch: batch.index, phase: 'caught-up' });
   }
+  ctx.checkLock(); // a claim can succeed on a failed-over catalog whose lock session already ended
   if (!(await switchSource(scope, version))) {
     await enterPhase(scope, 'caught-up');
     return 'the fence ran out before the switch (raise fenceTimeoutMillis?).';
   }
   await ctx.hook?.(batch, 'switched');
-  return finishCutover(scope, { latest, next });
+  return finishCutover(scope, { latest, next, claimed: true });
+}
+
+/** A promise's outcome, never rejected (so a claim in flight beside other work cannot go unhandled): its error, or undefined. */
+function outcomeOf(promise: Promise<void>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error ?? new Error('the claim failed'),
+  );
+}
+
+/** Waits for a claim sent earlier ({@link outcomeOf}); throws its error. */
+async function claimed(claim: Promise<unknown>): Promise<void> {
+  const error = await claim;
+  if (error !== undefined) throw error;
 }
 
 /** Source side of the switch, in one round trip: the fence becomes permanent (only if it still holds), the slots hidden, the new version required. */
@@ -162,14 +184,14 @@ async function switchSource(scope: BatchScope, version: number): Promise<boolean
  * recorded as pending and the move stops ({@link MoveFailedError}) with the shards switched:
  * nothing is reverted or cleaned up until the version is settled (see {@link cutoverState}).
  */
-export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology }): Promise<'published'> {
+export async function finishCutover(scope: BatchScope, planned?: { readonly latest: Topology; readonly next: Topology; readonly claimed?: true }): Promise<'published'> {
   const { ctx, batch } = scope;
   const version = batch.version!;
-  // A guarded save before the target switches (one catalog round trip while the fence is up): a
-  // command that took the move over since (after a lost operator lock) stops this one before it
-  // shows the slots on the target or publishes; sent beside the switch, a refused claim still left
-  // the target requiring a version nobody would publish (review 60).
-  await ctx.store.claim(ctx.move);
+  // A guarded save before the target switches: a command that took the move over since (after a
+  // lost operator lock) stops this one before it shows the slots on the target or publishes; sent
+  // beside the target's switch, a refused claim still left the target requiring a version nobody
+  // would publish (review 60). A fresh cutover sent it beside its fenced work (`claimed`).
+  if (planned?.claimed !== true) await ctx.store.claim(ctx.move);
   ctx.checkLock(); // a claim can succeed on a failed-over catalog whose lock session already ended
   await ctx.hook?.(batch, 'showing');
   await showOnTarget(scope, version);

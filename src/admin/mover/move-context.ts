@@ -117,11 +117,11 @@ export const MOVE_TUNING_DEFAULTS: MoveTuning = Object.freeze({
  * Points of a batch where {@link PhaseHook} is called: before each phase's work; in the cutover when
  * the fence is raised (`fencing`), when older transactions ended (`fenced`), when the source
  * switched, just before the target shows the slots (`showing`, after the move's claim and a lock
- * check) and just before the publish is sent (`publishing`, after the move's guarded save); when a
+ * check; a fresh cutover sends its claim beside raising the fence, just after `claiming`) and just before the publish is sent (`publishing`, after the move's guarded save); when a
  * cutover interrupted in this process is about to be reverted (`reverting`, after the lock was
  * confirmed); during clean-up.
  */
-export type HookPoint = BatchPhase | 'fencing' | 'fenced' | 'switched' | 'showing' | 'publishing' | 'reverting' | 'cleaning' | UnshardedHookPoint;
+export type HookPoint = BatchPhase | 'claiming' | 'fencing' | 'fenced' | 'switched' | 'showing' | 'publishing' | 'reverting' | 'cleaning' | UnshardedHookPoint;
 
 /**
  * Points of a drain's unsharded step (the hook's batch is then a stand-in with index

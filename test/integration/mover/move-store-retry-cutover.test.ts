@@ -1,6 +1,6 @@
 /**
- * The claim before the target's switch (after the source switched) whose catalog connection is
- * reset just after its bytes passed: it commits unseen, its resend is refused (the first attempt
+ * The cutover's claim (sent beside raising the fence, settled before the source switches) whose
+ * catalog connection is reset just after its bytes passed: it commits unseen, its resend is refused (the first attempt
  * is in), and the read that would say so breaks too (review 70, D1). Before, that save failed as
  * `record-changed` although no other command existed; the cutover's caller took it for another
  * command owning the move and skipped its back-out, so the source went on requiring a version
@@ -40,7 +40,7 @@ async function openMove(): Promise<{ phases: string[]; error: string | null }> {
   }
 }
 
-test('the claim after the source switched commits unseen, its resend is refused and the read after it breaks: not taken for another command, the cutover is backed out and every row is served', async () => {
+test('the claim of a cutover commits unseen, its resend is refused and the read after it breaks: not taken for another command, the cutover is backed out and every row is served', async () => {
   const v1 = await f.init(2, 64);
   await f.seed(v1, 0, 200);
   const via = new URL(f.catalogUrl);
@@ -53,7 +53,7 @@ test('the claim after the source switched commits unseen, its resend is refused 
     to: 'shard1',
     tables: TABLES,
     hook: (_batch, at) => {
-      if (at !== 'switched' || claim !== undefined) return;
+      if (at !== 'claiming' || claim !== undefined) return;
       // The claim's connection breaks just after its bytes pass (it commits, its answer is lost);
       // the read after its refused resend breaks before its bytes pass.
       claim = proxy.resetOn('update "kysely_scale".move set status', { after: true });

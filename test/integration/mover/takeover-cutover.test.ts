@@ -3,7 +3,8 @@
  * between the source's switch and the publish (review 60). The first mover's guarded save was sent
  * beside the target's switch, so the target switch landed although the save was refused: the
  * target then required a version nobody would publish, and refused every app statement (KS001)
- * until some later publish. Now the save comes before the target's switch (the mover stops there),
+ * until some later publish. Now the save comes before the switches (sent beside the fence), the
+ * target's switch checks the command's epoch (which the abort raised there: refused, `superseded`),
  * and an abort that ends with a shard requiring a version newer than the catalog's puts it back.
  */
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
@@ -44,7 +45,10 @@ test('an abort taking over between the switch and the publish: the first mover s
     });
     expect(aborted?.error).toBeNull();
     expect(aborted?.status).toBe('aborted');
-    expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', context: { reason: 'record-changed' } });
+    // The claim went before the fence: the mover stops at its lock check before the target's switch
+    // (its lock session's end has arrived by then), or else at the target's epoch, which the abort raised.
+    expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED' });
+    expect(['lock-lost', 'superseded']).toContain((result.error?.context as { reason?: string } | undefined)?.reason);
     const latest = await latestTopology(f.catalogUrl);
     for (const pool of f.pools) {
       const { rows } = await pool.query<{ required_version: number; hidden: string | null }>('select required_version, hidden::text as hidden from kysely_scale.shard_guard');
@@ -89,8 +93,8 @@ test('a mover that notices its lock gone mid-cutover while another operator hold
     });
     expect(result.error).toMatchObject({ code: 'E_MOVE_FAILED', message: expect.stringContaining('operator lock was lost') });
     // Left as the switch left it: the source switched (hiding the slots, requiring the unpublished
-    // version); the target not switched, since the mover checks its lock right after the claim that
-    // precedes the target's switch (it still hides the slots and requires an older version). The
+    // version); the target not switched, since the mover checks its lock again just before the
+    // target's switch (it still hides the slots and requires an older version). The
     // code before review 61 reverted the target here; the code before the epoch fence switched it.
     const [source, target] = from === 'shard0' ? await guards() : (await guards()).reverse();
     expect(source).toMatchObject({ hides: true });
