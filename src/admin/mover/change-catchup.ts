@@ -32,6 +32,12 @@ export interface CatchUpOptions {
   readonly snapshot: boolean;
   readonly clock: Clock;
   readonly inSnapshot?: (source: Client) => Promise<void>;
+  /**
+   * The command's stop signal (`ScanPace.signal`, fired when its operator lock is lost): a
+   * key's rows being piped stop at once (a key may own many rows), and the pass fails with the
+   * signal's reason, both transactions rolled back (its entries stay for the next command).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Entries waiting in the source's change log for `moveId`. */
@@ -69,9 +75,10 @@ export async function catchUpPass(source: Client, target: Client, options: Catch
         for (const table of options.tables) {
           const keys = applied.get(table.name) ?? [];
           for (let i = 0; i < keys.length; i += KEYS_PER_STATEMENT) {
+            options.signal?.throwIfAborted();
             const where = keyFilterSql(table, keys.slice(i, i + KEYS_PER_STATEMENT));
             await target.query(`delete from ${quoteTable(table.name)} where ${where}`);
-            await pipeRows(source, target, table, where, { clock: options.clock, maxRowsPerSecond: undefined, onRows: () => undefined });
+            await pipeRows(source, target, table, where, { clock: options.clock, maxRowsPerSecond: undefined, onRows: () => undefined, signal: options.signal });
           }
         }
         await target.query('commit');

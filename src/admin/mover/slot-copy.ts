@@ -31,17 +31,24 @@ export interface CopySlotsOptions extends CopyRowsOptions {
   readonly beforeCommit?: () => Promise<void>;
 }
 
+/** Options of {@link pipeRows}. */
+export interface PipeRowsOptions extends CopyRowsOptions {
+  /** The command's stop signal ({@link ScanPace.signal}): aborted, the pipe stops at once and fails with its reason. */
+  readonly signal?: AbortSignal | undefined;
+}
+
 /**
  * Pipes the rows selected by `where` (a catch-up's keys) from `source` into `target` (inside
  * whatever transaction `target` is in); a side that shows no progress for its session's
  * `statementTimeoutMillis` has its shard probed (`shard-deadlines.ts`): silent, the pipe fails; at
- * work (a key with many rows, the target's triggers), it goes on.
+ * work (a key with many rows, the target's triggers), it goes on, unless `signal` stops it. A
+ * failed pipe drops `source`'s session; `target`'s transaction is the caller's to roll back.
  */
-export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: CopyRowsOptions): Promise<number> {
+export async function pipeRows(source: Client, target: Client, table: KeyedTable, where: string, options: PipeRowsOptions): Promise<number> {
   const t = quoteTable(table.name);
   const throttle = new CopyThrottle(options.clock, options.maxRowsPerSecond, options.onRows);
   const into = copyIn(target, `copy ${t} from stdin`, statementTimeoutOf(target));
-  await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into], statementTimeoutOf(source));
+  await copyOut(source, `copy (select * from ${t} where ${where}) to stdout`, [throttle, into], statementTimeoutOf(source), options.signal);
   return throttle.rows;
 }
 

@@ -64,8 +64,21 @@ async function beginQuiet(target: Client, skipTriggers: boolean): Promise<void> 
   await beginChecked(target, skipTriggers ? 'begin; set local session_replication_role = replica' : 'begin');
 }
 
-/** Copies every table in one target transaction (its rows of them deleted first); returns the rows copied. */
-export async function copyTables(source: Client, target: Client, shapes: readonly CopyShape[], skipTriggers: boolean, clock: Clock, onRows: (total: number) => void): Promise<number> {
+/**
+ * Copies every table in one target transaction (its rows of them deleted first); returns the rows
+ * copied. `signal` (the command's stop signal: its operator lock was lost) stops a table's stream
+ * at once, failing with its reason: the source's session is dropped and the target's transaction
+ * rolled back, so nothing of the copy stays on the target.
+ */
+export async function copyTables(
+  source: Client,
+  target: Client,
+  shapes: readonly CopyShape[],
+  skipTriggers: boolean,
+  clock: Clock,
+  onRows: (total: number) => void,
+  signal?: AbortSignal,
+): Promise<number> {
   let total = 0;
   await beginQuiet(target, skipTriggers);
   try {
@@ -75,7 +88,7 @@ export async function copyTables(source: Client, target: Client, shapes: readonl
       const throttle = new CopyThrottle(clock, undefined, (n) => onRows((total += n)));
       const list = shape.columns === '' ? '' : ` (${shape.columns})`;
       const into = copyIn(target, `copy ${quoteTable(shape.table)}${list} from stdin`);
-      await copyOut(source, `copy (select ${shape.columns} from ${shape.from}) to stdout`, [throttle, into]);
+      await copyOut(source, `copy (select ${shape.columns} from ${shape.from}) to stdout`, [throttle, into], undefined, signal);
     }
     await target.query('commit');
   } catch (error) {

@@ -173,7 +173,9 @@ async function fencedCopy(scope: StepScope): Promise<string> {
   await hook(scope, 'unsharded-fenced');
   try {
     step.rowsCopied = 0;
-    step.rowsCopied = await copyTables(source, scope.target, copy.shapes, copy.skipTriggers, ctx.clock, (n) => report(scope, n));
+    // Not paced (writers wait under the fence), but stopped at once by the context's stop signal when the lock is lost.
+    const stop = ctx.pace([step.source, step.target], latest).signal;
+    step.rowsCopied = await copyTables(source, scope.target, copy.shapes, copy.skipTriggers, ctx.clock, (n) => report(scope, n), stop);
     ctx.countCopied(step.rowsCopied);
     const differences = await compareTables(source, scope.target, copy.shapes, step);
     if (differences.length > 0) {
