@@ -6,25 +6,19 @@
  * move's own. Statements are counted by wrapping the real pg Client's `query`.
  */
 import { Client } from 'pg';
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { TABLES, type MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import type { HookPoint } from '../../../src/admin/mover/move-context';
-import { directPool } from '../../support/direct-pool';
 
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startMoverFixture('epoch_window', 2);
-  const v1 = await f.init(2, 64);
-  await f.seed(v1, 0, 200);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 1 });
+  ({ f, catalogPool } = await startSeededMover('epoch_window', { slotCount: 64, users: 200, catalogConnections: 1 }));
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 /** The statements the mover's shard sessions send between the hook points 'fencing' and 'publishing'. */
 function fencedStatements(): { readonly texts: string[]; hook(point: HookPoint): void; restore(): void } {

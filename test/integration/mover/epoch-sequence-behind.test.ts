@@ -7,24 +7,18 @@
  * shard is ahead of the catalog's sequence fails with reason `epoch-sequence-behind` and the
  * `setval` that fixes it; with that run, the move goes on.
  */
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { TABLES, type MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
-import { directPool } from '../../support/direct-pool';
 
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startMoverFixture('epoch_behind', 2);
-  const v1 = await f.init(2, 64);
-  await f.seed(v1, 0, 200);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 1 });
+  ({ f, catalogPool } = await startSeededMover('epoch_behind', { slotCount: 64, users: 200, catalogConnections: 1 }));
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 async function target(): Promise<string> {
   const c = new TopologyCatalog({ url: f.catalogUrl });

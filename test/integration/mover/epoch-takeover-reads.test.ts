@@ -9,7 +9,8 @@
  * the old version, and an app write at the old version was accepted there and deleted by the
  * resume's clean-up (an acknowledged write lost). Now the revert is refused (superseded).
  */
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { TABLES, type MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
@@ -21,17 +22,11 @@ import { latestTopology } from './served-rows';
 
 const USERS = 200;
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startMoverFixture('rev72_lazy', 2);
-  const v1 = await f.init(2, 64);
-  await f.seed(v1, 0, USERS);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  ({ f, catalogPool } = await startSeededMover('rev72_lazy', { slotCount: 64, users: USERS, catalogConnections: 2 }));
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 test('an old mover\'s source revert held up past another operator\'s publish is refused: a write at the old version stays refused on the source', async () => {
   const before = await latestTopology(f.catalogUrl);

@@ -15,28 +15,22 @@
  * Also: a move begun on shards without the epoch table, resumed by this version (the table comes
  * with the first raise), and a catalog without the epoch sequence.
  */
-import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
+import { TABLES, type MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
-import { directPool } from '../../support/direct-pool';
 import { endLockSession } from './lock-takeover';
 import { latestTopology, usersAtLatest } from './served-rows';
 
 const USERS = 200;
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startMoverFixture('epoch_takeover', 2);
-  const v1 = await f.init(2, 64);
-  await f.seed(v1, 0, USERS);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  ({ f, catalogPool } = await startSeededMover('epoch_takeover', { slotCount: 64, users: USERS, catalogConnections: 2 }));
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 /** Checked directly on the shards: every user once and every order once, each on the shard the latest version routes its key to; no slot hidden, no version required past the latest, no move state left. */
 async function expectSettled(): Promise<void> {

@@ -9,31 +9,28 @@
  * refused (superseded).
  */
 import type { Client } from 'pg';
-import { startUnshardedFixture, notesByShard, SHARED_NOTES } from './unsharded-fixture';
+import { notesByShard, SHARED_NOTES } from './unsharded-fixture';
 import { TABLES, type MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
-import { directClient, directPool } from '../../support/direct-pool';
+import { directClient } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
 import { endLockSession } from './lock-takeover';
 
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 let admin: Client;
 beforeAll(async () => {
-  f = await startUnshardedFixture('rev72_unsh', 2);
-  const v1 = await f.init(2, 32);
-  await f.seed(v1, 0, 60);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  ({ f, catalogPool } = await startSeededMover('rev72_unsh', { slotCount: 32, users: 60, catalogConnections: 2, unsharded: true }));
   admin = directClient(f.shards[0]!.primaryUrl);
   await admin.connect();
 }, 60_000);
 afterAll(async () => {
   await admin?.end();
-  await catalogPool?.end();
-  await f?.close();
+  await closeSeededMover({ f, catalogPool });
 });
 
 function cont(pids: readonly number[]): void {

@@ -9,13 +9,13 @@
  * COPY never ends while it is held.
  */
 import type { Client } from 'pg';
-import { startMoverFixture, type MoverFixture } from './mover-fixture';
+import type { MoverFixture } from './mover-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { catchUpPass } from '../../../src/admin/mover/change-catchup';
 import { openShardSession, type ShardSession } from '../../../src/admin/mover/shard-session';
 import { shardGuardSql } from '../../../src/admin/mover/shard-guard-sql';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { systemClock } from '../../../src/kernel/clock';
-import { directPool } from '../../support/direct-pool';
 import { holdingCopies, holdTriggerSql, loseLockWhileHeld } from './held-copy';
 
 /** Rows of the key the pass pipes. */
@@ -25,21 +25,16 @@ const MOVE_ID = 1;
 const ORDERS = Object.freeze({ name: 'orders', keyColumn: 'user_id', keyType: 'bigint' });
 
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startMoverFixture('lost_lock_catchup', 2);
-  await f.init(2, 32);
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
+  ({ f, catalogPool } = await startSeededMover('lost_lock_catchup', { slotCount: 32, users: 0, catalogConnections: 2 }));
   await f.pools[0]!.query(shardGuardSql('shard0'));
   await f.pools[0]!.query(`insert into orders (user_id, id, amount) select 7, n, n from generate_series(1, ${KEY_ROWS}) n`);
   // The target's earlier copy of the key (what a pass replaces): 10 rows.
   await f.pools[1]!.query(`insert into orders (user_id, id, amount) select 7, n, 0 from generate_series(1, 10) n`);
   await f.pools[1]!.query(holdTriggerSql('orders', 'new.user_id = 7 and new.id = 1000', HOLD_LOCK));
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 beforeEach(async () => {
   await f.pools[0]!.query(`delete from kysely_scale.change_log; insert into kysely_scale.change_log (move_id, tbl, key) values (${MOVE_ID}, 'orders', '7')`);

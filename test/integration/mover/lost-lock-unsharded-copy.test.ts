@@ -9,10 +9,10 @@
  * source's COPY never ends while it is held.
  */
 import { TABLES, type MoverFixture } from './mover-fixture';
-import { SHARED_NOTES, startUnshardedFixture } from './unsharded-fixture';
+import { SHARED_NOTES } from './unsharded-fixture';
+import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { drainShard } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
-import { directPool } from '../../support/direct-pool';
 import { holdingCopies, holdTriggerSql, loseLockWhileHeld } from './held-copy';
 
 /** Notes on the holder, beyond the shared ones. */
@@ -20,19 +20,13 @@ const EXTRA_NOTES = 50_000;
 const HOLD_LOCK = 4242;
 
 let f: MoverFixture;
-let catalogPool: ReturnType<typeof directPool>;
+let catalogPool: SeededMover['catalogPool'];
 beforeAll(async () => {
-  f = await startUnshardedFixture('lost_lock_unsh', 2);
-  const v1 = await f.init(2, 32);
-  await f.seed(v1, 0, 20);
+  ({ f, catalogPool } = await startSeededMover('lost_lock_unsh', { slotCount: 32, users: 20, catalogConnections: 2, unsharded: true }));
   await f.pools[0]!.query(`insert into notes (author, body) select 'extra', n from generate_series(1, ${EXTRA_NOTES}) n`);
   await f.pools[1]!.query(holdTriggerSql('notes', 'new.id = 1000', HOLD_LOCK));
-  catalogPool = directPool({ connectionString: f.catalogUrl, max: 2 });
 }, 60_000);
-afterAll(async () => {
-  await catalogPool?.end();
-  await f?.close();
-});
+afterAll(() => closeSeededMover({ f, catalogPool }));
 
 async function count(i: number, sql: string): Promise<number> {
   return (await f.pools[i]!.query<{ n: number }>(sql)).rows[0]!.n;
