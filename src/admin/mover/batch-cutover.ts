@@ -7,7 +7,7 @@
  * new version), replicas replay it, and the new version is published.
  */
 import { MoveFailedError } from './mover-errors';
-import { enterPhase, report, type BatchScope } from './batch-scope';
+import { enterPhase, report, type BatchScope, type SourceScope, type TargetScope } from './batch-scope';
 import { catchUpPass, changeLag, type AppliedKeys } from './change-catchup';
 import { checksumDifferences, keyChecksums, slotChecksums, type Checksum } from './slot-checksum';
 import { hideSlots, requiredVersion, restoreRequiredVersion, unhideSlots } from './guard-state';
@@ -33,7 +33,8 @@ const FENCED_LAG = 20;
 /** copied → caught-up. */
 export async function catchUp(scope: BatchScope): Promise<void> {
   const { ctx, batch, source, target, tables, slots, slotCount } = scope;
-  const options = { moveId: ctx.move.id, tables, clock: ctx.clock };
+  // The stop signal: a pass piping a key's rows stops at once when the lock is lost.
+  const options = { moveId: ctx.move.id, tables, clock: ctx.clock, signal: scope.pace.signal };
   for (let pass = 0; pass < MAX_PASSES; pass++) {
     ctx.checkLock();
     const lag = await changeLag(source, ctx.move.id);
@@ -89,7 +90,7 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   const { ctx, batch, source, target, tables } = scope;
   // Apply what piled up during the snapshot verification now, so the fenced pass is short.
   for (let pass = 0; pass < 10 && (await changeLag(source, ctx.move.id)) > FENCED_LAG; pass++) {
-    await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: PASS_ENTRIES, snapshot: false });
+    await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: PASS_ENTRIES, snapshot: false, signal: scope.pace.signal });
   }
   const latest = await ctx.topology();
   const version = latest.version + 1;
@@ -115,7 +116,7 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
     return `transactions older than the fence stayed open on "${batch.source}" (backend ${blockers.map((b) => b.pid).join(', ')}).`;
   }
   await ctx.hook?.(batch, 'fenced');
-  const applied = await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: undefined, snapshot: false });
+  const applied = await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: undefined, snapshot: false, signal: scope.pace.signal });
   const differences = await compareKeys(scope, applied);
   await claimed(claim);
   if (differences.length > 0) {
@@ -207,7 +208,7 @@ export async function finishCutover(scope: BatchScope, planned?: { readonly late
 }
 
 /** The batch's claim on its version: its note, and the batch's slots owned by the target. */
-function claimOf(scope: BatchScope): VersionClaim {
+function claimOf(scope: Pick<BatchScope, 'ctx' | 'batch'>): VersionClaim {
   const { ctx, batch } = scope;
   return {
     version: batch.version!,
@@ -248,7 +249,7 @@ async function settleTaken(scope: BatchScope, latest: Topology): Promise<'publis
 }
 
 /** Whether the batch's version is published ({@link claimState}: by the version number, then row `v`'s note and, when it is the latest, the batch's slots on the target). */
-export async function versionState(scope: BatchScope, known?: Topology): Promise<VersionState> {
+export async function versionState(scope: Pick<BatchScope, 'ctx' | 'batch'>, known?: Topology): Promise<VersionState> {
   return claimState(scope.ctx, claimOf(scope), known);
 }
 
@@ -304,24 +305,42 @@ async function showOnTarget(scope: BatchScope, version: number): Promise<void> {
 /**
  * Undoes the shard side of an unpublished cutover: required versions back, slots hidden on the
  * target and shown on the source, the move's fence lifted. Only once no publish of the batch's
- * version can commit any more ({@link cutoverState}). The source's part is one transaction, so a
- * source still marked switched (permanent fence) is never also shown to older routers.
+ * version can commit any more ({@link cutoverState}). The target first, so the two never both
+ * show the slots; the source's part is one transaction, so a source still marked switched
+ * (permanent fence) is never also shown to older routers.
  */
 export async function revertCutover(scope: BatchScope): Promise<void> {
-  const { ctx, batch, source, target, bits, slotCount } = scope;
+  await revertTarget(scope);
+  await revertSource(scope);
+  delete scope.batch.publishPending;
+}
+
+/**
+ * The target's part of {@link revertCutover} (idempotent; an abort runs it alone while the source
+ * does not answer): the slots hidden and the required version put back, in one transaction that
+ * checks the command's epoch first (mover-epoch.ts): after a newer command acted on the shard,
+ * nothing of this revert lands there.
+ */
+export async function revertTarget(scope: TargetScope): Promise<void> {
+  const { batch, target, bits, slotCount } = scope;
   if (batch.version === undefined || batch.prevRequired === undefined) return;
-  // Each side in one transaction that checks the command's epoch first (mover-epoch.ts): after a
-  // newer command acted on a shard, nothing of this revert lands there.
+  const { version, prevRequired } = batch;
   await inTransaction(target, async () => {
     await hideSlots(target, bits, slotCount);
-    await restoreRequiredVersion(target, batch.version!, batch.prevRequired!.target);
+    await restoreRequiredVersion(target, version, prevRequired.target);
   });
+}
+
+/** The source's part of {@link revertCutover} (idempotent; an abort runs it alone while the target does not answer): the move's fence lifted, the slots shown, the required version put back, in one checked transaction. */
+export async function revertSource(scope: SourceScope): Promise<void> {
+  const { ctx, batch, source, bits, slotCount } = scope;
+  if (batch.version === undefined || batch.prevRequired === undefined) return;
+  const { version, prevRequired } = batch;
   await inTransaction(source, async () => {
     await source.query('update kysely_scale.slot_move set fenced_until = null where move_id = $1', [ctx.move.id]);
     await unhideSlots(source, bits, slotCount);
-    await restoreRequiredVersion(source, batch.version!, batch.prevRequired!.source);
+    await restoreRequiredVersion(source, version, prevRequired.source);
   });
-  delete batch.publishPending;
 }
 
 /** Runs `fn` in a transaction of `client` that checks the command's epoch first; rolled back (or the session dropped) on failure. */
