@@ -68,6 +68,30 @@ function spawnMover(request: { catalog: string; slots: string; to: string; maxRo
   };
 }
 
+/** A move under load: which slots go where, at what throttle. */
+interface LoadedMoveSpec {
+  readonly name: 'busy' | 'gentle';
+  readonly slots: string;
+  /** Its first slot (it moves 1,024). */
+  readonly first: number;
+  readonly to: string;
+  readonly maxRowsPerSecond: number;
+}
+
+/** What the app saw around one move under load. */
+interface LoadedMoveOutcome {
+  readonly stealBefore: number;
+  readonly stealDuring: number;
+  readonly p99Before: number;
+  readonly p99During: number;
+  readonly opsBefore: number;
+  readonly opsDuring: number;
+  readonly overTwice: number;
+  readonly byPhase: Record<string, number>;
+  readonly pauses: number[];
+  readonly durationMillis: number;
+}
+
 interface DB {
   users: { id: number; name: string; score: number; payload: string };
 }
@@ -75,6 +99,8 @@ interface DB {
 const ROWS = Number(process.env.RESHARDING_ROWS ?? 200_000);
 // The move under load is throttled as an operator would throttle it on a busy cluster (--max-rows-per-second).
 const MOVE_ROWS_PER_SECOND = Number(process.env.RESHARDING_MAX_ROWS_PER_SECOND ?? 60_000);
+/** The second move under load, gentler: what a lower throttle buys the app on the same machine (`RESHARDING_GENTLE_ROWS_PER_SECOND`). */
+const GENTLE_ROWS_PER_SECOND = Number(process.env.RESHARDING_GENTLE_ROWS_PER_SECOND ?? 20_000);
 const WRITERS = 8;
 /** Experiments only: tuning of the move under load as JSON (`{"niceRatio":0}`); the committed runs use the defaults. */
 const MOVE_TUNING: Partial<MoveTuning> = JSON.parse(process.env.RESHARDING_TUNING ?? '{}') as Partial<MoveTuning>;
@@ -262,26 +288,33 @@ export async function run(): Promise<BenchReport> {
     const watch = await followCatalog(dialect, catalog);
     const versionSeen: string[] = [];
     const debugWatch = process.env.RESHARDING_DEBUG !== undefined ? await catalog.watch((t) => versionSeen.push(`notified v${t.version} ${(performance.timeOrigin + performance.now()).toFixed(1)}`)) : undefined;
-    const movingB = new Set(Array.from({ length: 1024 }, (_, s) => 2048 + s));
+    // Two moves under load, one after the other, each with its own window "before" (the writers run
+    // throughout): the busy one at MOVE_ROWS_PER_SECOND, then a gentle one at GENTLE_ROWS_PER_SECOND,
+    // so the cost of the throttle an operator picks shows in one run, on the same machine.
+    const moves: LoadedMoveSpec[] = [
+      { name: 'busy', slots: '2048-3071', first: 2048, to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND },
+      { name: 'gentle', slots: '3072-4095', first: 3072, to: shards[0]!.id, maxRowsPerSecond: GENTLE_ROWS_PER_SECOND },
+    ];
+    let moving = new Set<number>();
     // A warm-up second first: new pools and first plans are not what "before" should measure.
     let phase: 'warmup' | 'before' | 'during' | 'after' = 'warmup';
-    const latency: Record<string, number[]> = { warmup: [], before: [], during: [], after: [] };
+    let latency: Record<string, number[]> = { warmup: [], before: [], during: [], after: [] };
     // Writes to the moving slots, [start, end]: those in flight while the fence was up saw the pause.
-    const movingWrites: [number, number][] = [];
+    let movingWrites: [number, number][] = [];
     const acked = new Map<number, number>();
     let stop = false;
     let counter = 0;
     const debug = process.env.RESHARDING_DEBUG !== undefined;
     // With RESHARDING_DEBUG: every write (start, latency, moving slot?) and each phase's start, to see where the latency goes.
-    const samples: [number, number, number][] = [];
-    const phaseStarts: [string, number][] = [];
+    let samples: [number, number, number][] = [];
+    let phaseStarts: [string, number][] = [];
     // With RESHARDING_DEBUG: the app process's garbage collections [start, duration], to tell its own pauses from the shards'.
     const gcs: [number, number][] = [];
     const gcObserver = debug ? new PerformanceObserver((list) => list.getEntries().forEach((e) => gcs.push([e.startTime, e.duration]))) : undefined;
     gcObserver?.observe({ entryTypes: ['gc'] });
-    // The mover's process loads before the app load starts: its start-up is not part of the move.
-    const mover = spawnMover({ catalog: catalogUrl, slots: '2048-3071', to: shards[0]!.id, maxRowsPerSecond: MOVE_ROWS_PER_SECOND, tuning: MOVE_TUNING });
-    await mover.ready;
+    // The movers' processes load before the app load starts: their start-up is not part of a move.
+    const movers = moves.map((m) => spawnMover({ catalog: catalogUrl, slots: m.slots, to: m.to, maxRowsPerSecond: m.maxRowsPerSecond, tuning: MOVE_TUNING }));
+    await Promise.all(movers.map((m) => m.ready));
     // Open loop at WRITE_RATE (see ARRIVALS): every write's latency counts from its scheduled time, so waiting is not hidden.
     const interval = WRITE_RATE > 0 ? (WRITERS * 1000) / WRITE_RATE : 0;
     const write = async (id: number, value: number, s: number): Promise<void> => {
@@ -289,8 +322,8 @@ export async function run(): Promise<BenchReport> {
       const end = performance.now();
       if ((acked.get(id) ?? -1) < value) acked.set(id, value);
       latency[phase]!.push(end - s);
-      if (phase === 'during' || debug) samples.push([s, end - s, movingB.has(slotOf(id)) ? 1 : 0]);
-      if (movingB.has(slotOf(id))) movingWrites.push([s, end]);
+      if (phase === 'during' || debug) samples.push([s, end - s, moving.has(slotOf(id)) ? 1 : 0]);
+      if (moving.has(slotOf(id))) movingWrites.push([s, end]);
     };
     const load = ARRIVALS === 'independent' ? independentArrivals() : Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
       let next = performance.now() + (w * interval) / WRITERS;
@@ -335,92 +368,133 @@ export async function run(): Promise<BenchReport> {
       await Promise.all(inFlight);
     }
     await new Promise((r) => setTimeout(r, 1000));
-    phase = 'before';
-    const ticksBefore = cpuTicks();
-    await new Promise((r) => setTimeout(r, 3000));
-    phase = 'during';
-    const ticksDuring = cpuTicks();
-    let fenceFrom = Infinity;
-    let fenceTo = -Infinity;
-    // The mover runs in its own process, as the operator's CLI does; its progress lines arrive here
-    // as it reports them (the cutover phase just before the fence goes up, published just after).
-    const onMoveProgress = (p: MoveProgress): void => {
-      if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
-      // The first report of the published phase ends the fence (the clean-up keeps reporting that phase with its progress).
-      if (p.phase === 'published' && fenceTo < fenceFrom) fenceTo = performance.now();
-      if (debug) process.stderr.write(`progress ${p.batch}:${p.phase} ${(performance.timeOrigin + performance.now()).toFixed(1)}\n`);
-      if (phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
-    };
-    // With RESHARDING_DEBUG (but not RESHARDING_DEBUG=phases, which only times the phases): what app sessions wait for on each shard, sampled every 5 ms during the move.
-    const waits = new Map<string, number>();
-    // With RESHARDING_DEBUG: the mover's statements running on each shard, sampled with the app's waits.
-    const moverActive: [number, string][] = [];
-    let sampling = debug && process.env.RESHARDING_DEBUG !== 'phases';
-    const samplers = debug
-      ? shards.map(async (s) => {
-          const c = new Client(s.primaryUrl);
-          await c.connect();
-          while (sampling) {
-            const { rows } = await c.query<{ w: string; mover: boolean }>(
-              `select coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60) as w, application_name = 'kysely-scale mover' as mover
-                 from pg_stat_activity where (usename = 'bench_app' or application_name = 'kysely-scale mover') and state = 'active' and pid <> pg_backend_pid()`,
-            );
-            const at = performance.now();
-            for (const r of rows) {
-              if (r.mover) moverActive.push([at, `${s.id} ${r.w}`]);
-              else waits.set(`${s.id} ${r.w}`, (waits.get(`${s.id} ${r.w}`) ?? 0) + 1);
+    const outcomes: LoadedMoveOutcome[] = [];
+    for (const [index, spec] of moves.entries()) outcomes.push(await loadedMove(spec, movers[index]!));
+
+    /** One move under the running load: its window before (3 s), the move, half a second after; its figures. */
+    async function loadedMove(spec: LoadedMoveSpec, mover: MoverProcess): Promise<LoadedMoveOutcome> {
+      moving = new Set(Array.from({ length: 1024 }, (_, s) => spec.first + s));
+      latency = { warmup: [], before: [], during: [], after: [] };
+      movingWrites = [];
+      samples = [];
+      phaseStarts = [];
+      phase = 'before';
+      const ticksBefore = cpuTicks();
+      await new Promise((r) => setTimeout(r, 3000));
+      phase = 'during';
+      const ticksDuring = cpuTicks();
+      let fenceFrom = Infinity;
+      let fenceTo = -Infinity;
+      // The mover runs in its own process, as the operator's CLI does; its progress lines arrive here
+      // as it reports them (the cutover phase just before the fence goes up, published just after).
+      const onMoveProgress = (p: MoveProgress): void => {
+        if (p.phase === 'cutover') fenceFrom = Math.min(fenceFrom, performance.now());
+        // The first report of the published phase ends the fence (the clean-up keeps reporting that phase with its progress).
+        if (p.phase === 'published' && fenceTo < fenceFrom) fenceTo = performance.now();
+        if (debug) process.stderr.write(`progress ${p.batch}:${p.phase} ${(performance.timeOrigin + performance.now()).toFixed(1)}\n`);
+        if (phaseStarts.at(-1)?.[0] !== `${p.batch}:${p.phase}`) phaseStarts.push([`${p.batch}:${p.phase}`, performance.now()]);
+      };
+      // With RESHARDING_DEBUG (but not RESHARDING_DEBUG=phases, which only times the phases): what app sessions wait for on each shard, sampled every 5 ms during the move.
+      const waits = new Map<string, number>();
+      // With RESHARDING_DEBUG: the mover's statements running on each shard, sampled with the app's waits.
+      const moverActive: [number, string][] = [];
+      let sampling = debug && process.env.RESHARDING_DEBUG !== 'phases';
+      const samplers = sampling
+        ? shards.map(async (s) => {
+            const c = new Client(s.primaryUrl);
+            await c.connect();
+            while (sampling) {
+              const { rows } = await c.query<{ w: string; mover: boolean }>(
+                `select coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60) as w, application_name = 'kysely-scale mover' as mover
+                   from pg_stat_activity where (usename = 'bench_app' or application_name = 'kysely-scale mover') and state = 'active' and pid <> pg_backend_pid()`,
+              );
+              const at = performance.now();
+              for (const r of rows) {
+                if (r.mover) moverActive.push([at, `${s.id} ${r.w}`]);
+                else waits.set(`${s.id} ${r.w}`, (waits.get(`${s.id} ${r.w}`) ?? 0) + 1);
+              }
+              await new Promise((r) => setTimeout(r, 5));
             }
-            await new Promise((r) => setTimeout(r, 5));
-          }
-          await c.end();
-        })
-      : [];
-    phaseStarts.push(['0:start', performance.now()]);
-    const moveB = await mover.start(onMoveProgress);
-    const moveEnd = performance.now();
-    phase = 'after';
-    const ticksAfter = cpuTicks(); // before the debug output below, which takes the bench process's CPU from the writers
-    sampling = false;
-    await Promise.all(samplers);
-    if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
-    if (debug) {
-      // Which mover statements ran while slow writes (over 2x the p99 before) were in flight, and for how many of them.
-      const slowOver = 2 * percentile(latency.before!, 0.99);
-      const slow = samples.filter(([, l]) => l > slowOver);
-      const blame = new Map<string, number>();
-      for (const [s, l] of slow) {
-        const seen = new Set(moverActive.filter(([at]) => at >= s && at <= s + l).map(([, w]) => w));
-        if (seen.size === 0) seen.add('(no mover statement sampled)');
-        for (const w of seen) blame.set(w, (blame.get(w) ?? 0) + 1);
+            await c.end();
+          })
+        : [];
+      phaseStarts.push(['0:start', performance.now()]);
+      const result = await mover.start(onMoveProgress);
+      const moveEnd = performance.now();
+      phase = 'after';
+      const ticksAfter = cpuTicks(); // before the debug output below, which takes the bench process's CPU from the writers
+      sampling = false;
+      await Promise.all(samplers);
+      const p99Before = percentile(latency.before!, 0.99);
+      if (debug) process.stderr.write(`move ${spec.name} (slots ${spec.slots}, ${spec.maxRowsPerSecond} rows/s)\n`);
+      if (debug) for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 15)) process.stderr.write(`wait ${n} ${w}\n`);
+      if (debug) {
+        // Which mover statements ran while slow writes (over 2x the p99 before) were in flight, and for how many of them.
+        const slow = samples.filter(([, l]) => l > 2 * p99Before);
+        const blame = new Map<string, number>();
+        for (const [s, l] of slow) {
+          const seen = new Set(moverActive.filter(([at]) => at >= s && at <= s + l).map(([, w]) => w));
+          if (seen.size === 0) seen.add('(no mover statement sampled)');
+          for (const w of seen) blame.set(w, (blame.get(w) ?? 0) + 1);
+        }
+        process.stderr.write(`slow writes (> ${(2 * p99Before).toFixed(1)} ms): ${slow.length} of ${samples.length}\n`);
+        for (const [w, n] of [...blame].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`blame ${n} ${w}\n`);
+        const moverTotals = new Map<string, number>();
+        for (const [, w] of moverActive) moverTotals.set(w, (moverTotals.get(w) ?? 0) + 1);
+        for (const [w, n] of [...moverTotals].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`mover ${n} ${w}\n`);
       }
-      process.stderr.write(`slow writes (> ${slowOver.toFixed(1)} ms): ${slow.length} of ${samples.length}\n`);
-      for (const [w, n] of [...blame].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`blame ${n} ${w}\n`);
-      const moverTotals = new Map<string, number>();
-      for (const [, w] of moverActive) moverTotals.set(w, (moverTotals.get(w) ?? 0) + 1);
-      for (const [w, n] of [...moverTotals].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`mover ${n} ${w}\n`);
-    }
-    const pauses = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom).map(([s, e]) => e - s);
-    if (debug) {
-      const abs = (x: number): string => (performance.timeOrigin + x).toFixed(1);
-      process.stderr.write(`fence window (progress) ${abs(fenceFrom)} .. ${abs(fenceTo)}\n`);
-      for (const [s, e] of movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom)) process.stderr.write(`paused ${abs(s)} .. ${abs(e)} (${(e - s).toFixed(1)} ms)\n`);
-      for (const m of versionSeen) process.stderr.write(`${m}\n`);
-    }
-    if (debug) {
-      const slowOver = 2 * percentile(latency.before!, 0.99);
+      const held = movingWrites.filter(([s, e]) => s <= fenceTo && e >= fenceFrom);
+      if (debug) {
+        const abs = (x: number): string => (performance.timeOrigin + x).toFixed(1);
+        process.stderr.write(`fence window (progress) ${abs(fenceFrom)} .. ${abs(fenceTo)}\n`);
+        for (const [s, e] of held) process.stderr.write(`paused ${abs(s)} .. ${abs(e)} (${(e - s).toFixed(1)} ms)\n`);
+        for (const m of versionSeen) process.stderr.write(`${m}\n`);
+        for (const [i, [name, from]] of phaseStarts.entries()) {
+          const to = phaseStarts[i + 1]?.[1] ?? performance.now();
+          const inPhase = samples.filter(([s]) => s >= from && s < to);
+          const all = inPhase.map(([, l]) => l);
+          const movingSlot = inPhase.filter(([, , m]) => m === 1).map(([, l]) => l);
+          process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${movingSlot.length ? percentile(movingSlot, 0.99).toFixed(1) : '-'} ms, over 2x the p99 before ${all.filter((l) => l > 2 * p99Before).length}\n`);
+        }
+      }
+      // With RESHARDING_SAMPLES=<file> (and RESHARDING_DEBUG): every write [start, latency, moving slot?] and the phase starts, as JSON, for a timeline (the gentle move's in <file>.gentle.json).
+      if (debug && process.env.RESHARDING_SAMPLES !== undefined) {
+        const file = spec.name === 'busy' ? process.env.RESHARDING_SAMPLES : `${process.env.RESHARDING_SAMPLES}.${spec.name}.json`;
+        writeFileSync(file, JSON.stringify({ p99Before, samples, phaseStarts, gcs }));
+      }
+      if (!result.ok) throw new Error(`move ${spec.name} failed: ${JSON.stringify(result.error)}`);
+      await new Promise((r) => setTimeout(r, 500));
+      // Where the slow writes of the move were: per phase of the move (batches summed), the writes
+      // that started in it, their p99 and how many took over twice the p99 before the move. The
+      // one-off steps (the capture trigger's install at the start of "capturing", the fence in
+      // "cutover") and the sustained ones (the copy, the clean-up) show apart.
+      const byPhase: Record<string, number> = {};
+      const phaseWrites = new Map<string, number[]>();
       for (const [i, [name, from]] of phaseStarts.entries()) {
-        const to = phaseStarts[i + 1]?.[1] ?? performance.now();
-        const inPhase = samples.filter(([s]) => s >= from && s < to);
-        const all = inPhase.map(([, l]) => l);
-        const moving = inPhase.filter(([, , m]) => m === 1).map(([, l]) => l);
-        const slow = all.filter((l) => l > slowOver).length;
-        process.stderr.write(`${name.padEnd(16)} ${Math.round(to - from)} ms: writes ${all.length}, p99 ${all.length ? percentile(all, 0.99).toFixed(1) : '-'} ms, moving-slot p99 ${moving.length ? percentile(moving, 0.99).toFixed(1) : '-'} ms, over 2x the p99 before ${slow}\n`);
+        const to = phaseStarts[i + 1]?.[1] ?? moveEnd;
+        const key = name.replace(/^\d+:/, '');
+        phaseWrites.set(key, [...(phaseWrites.get(key) ?? []), ...samples.filter(([st]) => st >= from && st < to).map(([, l]) => l)]);
       }
+      for (const [key, ls] of phaseWrites) {
+        byPhase[`phase_${key}_writes`] = ls.length;
+        byPhase[`phase_${key}_p99Ms`] = round(percentile(ls, 0.99));
+        byPhase[`phase_${key}_overTwiceP99Before`] = ls.filter((l) => l > 2 * p99Before).length;
+      }
+      const pauses = held.map(([s, e]) => e - s);
+      return {
+        stealBefore: stealPercent(ticksBefore, ticksDuring),
+        stealDuring: stealPercent(ticksDuring, ticksAfter),
+        p99Before,
+        p99During: percentile(latency.during!, 0.99),
+        opsBefore: latency.before!.length,
+        opsDuring: latency.during!.length,
+        overTwice: latency.during!.filter((l) => l > 2 * p99Before).length,
+        byPhase,
+        pauses,
+        durationMillis: result.durationMillis,
+      };
     }
-    // With RESHARDING_SAMPLES=<file> (and RESHARDING_DEBUG): every write [start, latency, moving slot?] and the phase starts, as JSON, for a timeline.
-    if (debug && process.env.RESHARDING_SAMPLES !== undefined) writeFileSync(process.env.RESHARDING_SAMPLES, JSON.stringify({ p99Before: percentile(latency.before!, 0.99), samples, phaseStarts, gcs }));
-    if (!moveB.ok) throw new Error(`move B failed: ${JSON.stringify(moveB.error)}`);
-    await new Promise((r) => setTimeout(r, 500));
+
     stop = true;
     await load;
     gcObserver?.disconnect();
@@ -442,29 +516,12 @@ export async function run(): Promise<BenchReport> {
     await dst.end();
     await catalog.close();
 
-    const p99Before = percentile(latency.before!, 0.99);
-    const p99During = percentile(latency.during!, 0.99);
-    // Where the slow writes of the move were: per phase of the move (batches summed), the writes
-    // that started in it, their p99 and how many took over twice the p99 before the move. The
-    // one-off steps (the capture trigger's install at the start of "capturing", the fence in
-    // "cutover") and the sustained ones (the copy, the clean-up) show apart.
-    const byPhase: Record<string, number> = {};
-    const phaseWrites = new Map<string, number[]>();
-    for (const [i, [name, from]] of phaseStarts.entries()) {
-      const to = phaseStarts[i + 1]?.[1] ?? moveEnd;
-      const key = name.replace(/^\d+:/, '');
-      phaseWrites.set(key, [...(phaseWrites.get(key) ?? []), ...samples.filter(([st]) => st >= from && st < to).map(([, l]) => l)]);
-    }
-    for (const [key, ls] of phaseWrites) {
-      byPhase[`phase_${key}_writes`] = ls.length;
-      byPhase[`phase_${key}_p99Ms`] = round(percentile(ls, 0.99));
-      byPhase[`phase_${key}_overTwiceP99Before`] = ls.filter((l) => l > 2 * p99Before).length;
-    }
+    const [busy, gentle] = outcomes as [LoadedMoveOutcome, LoadedMoveOutcome];
     const results = {
       loadAverageAtStart: round(loadAtStart),
       loadAverageAtEnd: round(loadavg()[0]!),
-      cpuStealPercentBefore: stealPercent(ticksBefore, ticksDuring),
-      cpuStealPercentDuring: stealPercent(ticksDuring, ticksAfter),
+      cpuStealPercentBefore: busy.stealBefore,
+      cpuStealPercentDuring: busy.stealDuring,
       rows: ROWS,
       baselineCopyRowsPerSecond: Math.round(baselineRowsPerSecond),
       moverCopyRowsPerSecond: Math.round(moverRowsPerSecond),
@@ -476,18 +533,31 @@ export async function run(): Promise<BenchReport> {
       captureServerOnOtherMicros: round(percentile(server.onOther, 0.5), 1),
       guardOffReadP50Ms: round(percentile(bare, 0.5), 3),
       guardOnReadP50Ms: round(percentile(guarded, 0.5), 3),
-      appP99BeforeMs: round(p99Before),
-      appP99DuringMs: round(p99During),
-      appOpsBefore: latency.before!.length,
-      appOpsDuring: latency.during!.length,
-      appOverTwiceP99BeforeDuring: latency.during!.filter((l) => l > 2 * p99Before).length,
-      ...byPhase,
-      cutoverPausedWrites: pauses.length,
-      cutoverPauseP50Ms: round(percentile(pauses, 0.5)),
-      cutoverPauseP99Ms: round(percentile(pauses, 0.99)),
-      cutoverPauseMaxMs: round(Math.max(0, ...pauses)),
-      moveUnderLoadMillis: Math.round(moveB.durationMillis),
+      appP99BeforeMs: round(busy.p99Before),
+      appP99DuringMs: round(busy.p99During),
+      appOpsBefore: busy.opsBefore,
+      appOpsDuring: busy.opsDuring,
+      appOverTwiceP99BeforeDuring: busy.overTwice,
+      ...busy.byPhase,
+      cutoverPausedWrites: busy.pauses.length,
+      cutoverPauseP50Ms: round(percentile(busy.pauses, 0.5)),
+      cutoverPauseP99Ms: round(percentile(busy.pauses, 0.99)),
+      cutoverPauseMaxMs: round(Math.max(0, ...busy.pauses)),
+      moveUnderLoadMillis: Math.round(busy.durationMillis),
       moveMaxRowsPerSecond: MOVE_ROWS_PER_SECOND,
+      // The gentle move (GENTLE_ROWS_PER_SECOND), right after the busy one, with its own window before.
+      gentleMaxRowsPerSecond: GENTLE_ROWS_PER_SECOND,
+      gentleCpuStealPercentBefore: gentle.stealBefore,
+      gentleCpuStealPercentDuring: gentle.stealDuring,
+      gentleAppP99BeforeMs: round(gentle.p99Before),
+      gentleAppP99DuringMs: round(gentle.p99During),
+      gentleAppOpsDuring: gentle.opsDuring,
+      gentleAppOverTwiceP99BeforeDuring: gentle.overTwice,
+      ...Object.fromEntries(Object.entries(gentle.byPhase).map(([k, v]) => [`gentle_${k}`, v])),
+      gentleCutoverPausedWrites: gentle.pauses.length,
+      gentleCutoverPauseP99Ms: round(percentile(gentle.pauses, 0.99)),
+      gentleCutoverPauseMaxMs: round(Math.max(0, ...gentle.pauses)),
+      gentleMoveUnderLoadMillis: Math.round(gentle.durationMillis),
       appWriteRatePerSecond: WRITE_RATE,
       appIndependentArrivals: ARRIVALS === 'independent' ? 1 : 0,
       lost,
@@ -497,18 +567,21 @@ export async function run(): Promise<BenchReport> {
       copyRateVsPlainCopy: round(moverRowsPerSecond / baselineRowsPerSecond),
       captureWriteOverhead: round(percentile(on, 0.5) / percentile(off, 0.5)),
       guardReadOverhead: round(percentile(guarded, 0.5) / percentile(bare, 0.5)),
-      appP99DuringVsBefore: round(p99During / p99Before),
+      appP99DuringVsBefore: round(busy.p99During / busy.p99Before),
+      appP99DuringVsBeforeGentle: round(gentle.p99During / gentle.p99Before),
     };
     // Not a target of the mover: a run whose CPU the hypervisor gave to other guests (steal) measured
     // them, not the move (one run here had 22% steal before the move and a p99 "before" of 16 ms,
-    // so "during" came out lower than "before"); it cannot pass whatever its ratios.
+    // so "during" came out lower than "before"); it cannot pass whatever its ratios. The targets
+    // hold for both moves.
     const targets = { copyRateVsPlainCopyMin: 0.5, cutoverPauseP99MaxMs: 50, appP99DuringVsBeforeMax: 2, lost: 0, duplicated: 0, cpuStealPercentMax: 5 };
     const pass =
-      results.cpuStealPercentBefore <= targets.cpuStealPercentMax &&
-      results.cpuStealPercentDuring <= targets.cpuStealPercentMax &&
+      [busy.stealBefore, busy.stealDuring, gentle.stealBefore, gentle.stealDuring].every((steal) => steal <= targets.cpuStealPercentMax) &&
       ratios.copyRateVsPlainCopy >= targets.copyRateVsPlainCopyMin &&
       results.cutoverPauseP99Ms <= targets.cutoverPauseP99MaxMs &&
+      results.gentleCutoverPauseP99Ms <= targets.cutoverPauseP99MaxMs &&
       ratios.appP99DuringVsBefore <= targets.appP99DuringVsBeforeMax &&
+      ratios.appP99DuringVsBeforeGentle <= targets.appP99DuringVsBeforeMax &&
       lost === 0 &&
       duplicated === 0;
     const report = makeReport('resharding', { results, ratios, targets, pass });
