@@ -110,20 +110,22 @@ async function fencedCutover(scope: BatchScope): Promise<'published' | string> {
   await ctx.hook?.(batch, 'fencing');
   const blockers = await waitForOlderTransactions(source, fence.since, ctx.tuning.drainTimeoutMillis, (ms) => ctx.pause(ms), () => ctx.clock.monotonicNow(), undefined, fence.blockers);
   if (blockers.length > 0) {
-    await claimed(claim);
+    // The fence first: a claim that failed (or is slow) must not keep the writers fenced (review 80).
     await lowerFence(source, ctx.move.id);
+    await claimed(claim);
     await enterPhase(scope, 'caught-up');
     return `transactions older than the fence stayed open on "${batch.source}" (backend ${blockers.map((b) => b.pid).join(', ')}).`;
   }
   await ctx.hook?.(batch, 'fenced');
   const applied = await catchUpPass(source, target, { moveId: ctx.move.id, tables, clock: ctx.clock, limit: undefined, snapshot: false, signal: scope.pace.signal });
   const differences = await compareKeys(scope, applied);
-  await claimed(claim);
   if (differences.length > 0) {
     await lowerFence(source, ctx.move.id);
+    await claimed(claim);
     await enterPhase(scope, 'copied');
     throw new MoveFailedError(`Verification of the last changes failed (batch ${batch.index + 1}): ${differences.slice(0, 5).join('; ')}`, { moveId: ctx.move.id, batch: batch.index, phase: 'caught-up' });
   }
+  await claimed(claim);
   ctx.checkLock(); // a claim can succeed on a failed-over catalog whose lock session already ended
   if (!(await switchSource(scope, version))) {
     await enterPhase(scope, 'caught-up');

@@ -45,6 +45,9 @@ async function leftovers(): Promise<{ fences: number; hidden: (string | null)[];
 const cases: [string, 'resume' | 'abort'][] = [
   ['capturing', 'resume'],
   ['copied', 'abort'],
+  // Just before the cutover's claim is sent, and with it in flight beside the fence (review 80).
+  ['claiming', 'resume'],
+  ['fencing', 'abort'],
   ['fenced', 'resume'],
   ['fenced', 'abort'],
   ['switched', 'resume'],
