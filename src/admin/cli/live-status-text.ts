@@ -16,7 +16,7 @@ export function formatLiveStatus(status: LiveStatus): string {
     for (const m of status.moves) {
       const done = m.batches.filter((b) => b.phase === 'cleaned').length;
       lines.push(`  move ${m.id}  ${m.kind}  ${done}/${plural(m.batches.length, 'batch', 'batches')} done`);
-      for (const b of m.batches) lines.push(`    ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}  ${plural(b.rowsCopied, 'row')} copied`);
+      for (const b of m.batches) lines.push(`    ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}  ${plural(b.rowsCopied, 'row')} copied${leftText(b.left)}`);
       if (m.unsharded !== undefined) lines.push(`    ${unshardedLine(m.unsharded)}`);
     }
   }
@@ -25,6 +25,11 @@ export function formatLiveStatus(status: LiveStatus): string {
     for (const p of status.problems) lines.push(`  ${p}`);
   }
   return lines.join('\n');
+}
+
+/** What an abort left of a batch on shards that did not answer, as a batch line (`status`, `moves`) ends with it. */
+export function leftText(left: readonly string[] | undefined): string {
+  return left === undefined ? '' : `  abort unfinished: state left on ${left.join(', ')} (run abort again once ${left.length === 1 ? 'it answers' : 'they answer'})`;
 }
 
 function serverState(s: ServerHealth): string {

@@ -1,6 +1,7 @@
 import { moveHistory } from '../mover/move-control';
 import { unshardedLine } from '../mover/move-result';
 import { integerFlag, plural, type CliCommand } from './cli-command';
+import { leftText } from './live-status-text';
 
 /** `moves`: moves in progress and past ones. */
 export const movesCommand: CliCommand = {
@@ -14,7 +15,7 @@ export const movesCommand: CliCommand = {
     const lines = result.moves.length === 0 ? ['No moves yet.'] : [];
     for (const m of result.moves) {
       lines.push(`move ${m.id}  ${m.kind}  ${m.status}  ${m.createdAt.toISOString()}${m.error === null ? '' : `  last error: ${m.error}`}`);
-      for (const b of m.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}${b.version === null ? '' : `  v${b.version}`}  ${plural(b.rowsCopied, 'row')}`);
+      for (const b of m.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}${b.version === null ? '' : `  v${b.version}`}  ${plural(b.rowsCopied, 'row')}${leftText(b.left)}`);
       if (m.unsharded !== undefined) lines.push(`  ${unshardedLine(m.unsharded)}`);
     }
     return { result, text: lines.join('\n'), exitCode: 0 };

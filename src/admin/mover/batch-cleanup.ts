@@ -1,14 +1,16 @@
 /**
  * The last phase of a batch, and its rollback. `cleanUp` (published → cleaned): the source's rows
  * of the moved slots are deleted in throttled chunks (nothing reads them: they are hidden, and
- * stale sessions are refused), then its fence, capture and hidden bits go. `abortBatch` (any phase
- * before published): the capture and fence go first, so the source takes writes again at once,
- * then the target's copies are deleted while still hidden, then shown (there are none left). Every
- * statement runs under the session's deadline (`shard-deadlines.ts`): a shard that stops answering
- * stops the move, a delete that is only long (a key with millions of rows) is let finish.
+ * stale sessions are refused), then its fence, capture and hidden bits go. The rollback of a
+ * batch not published (an abort, `move-abort.ts`) has a step per shard, so that one runs while the
+ * other does not answer: `releaseSource` (the capture and fence go, so the source takes writes
+ * again at once) and `clearTarget` (the target's copies deleted while still hidden, then shown:
+ * there are none left). Every statement runs under the session's deadline (`shard-deadlines.ts`):
+ * a shard that stops answering stops the step, a delete that is only long (a key with millions of
+ * rows) is let finish.
  */
 import type { Client } from 'pg';
-import { enterPhase, report, type BatchScope } from './batch-scope';
+import { enterPhase, report, type SourceScope, type TargetScope } from './batch-scope';
 import { unhideSlots } from './guard-state';
 import { dropCapture } from './shard-guard';
 import { quoteIdentifier, quoteTable, slotFilterSql } from './shard-guard-sql';
@@ -28,8 +30,8 @@ const FIRST_KEYS_PER_DELETE = 200;
 const MIN_KEYS_PER_DELETE = 20;
 const MAX_KEYS_PER_DELETE = 2000;
 
-/** published → cleaned. */
-export async function cleanUp(scope: BatchScope): Promise<void> {
+/** published → cleaned (on the source alone: the target owns the slots already). */
+export async function cleanUp(scope: SourceScope): Promise<void> {
   const { ctx, batch, source, tables, bits, slots, slotCount } = scope;
   await ctx.pause(ctx.tuning.cleanupDelayMillis);
   const started = ctx.clock.monotonicNow();
@@ -80,22 +82,26 @@ async function slotKeys(client: Client, table: KeyedTable, slots: SlotSet, slotC
   return [...keys];
 }
 
-/** Any phase before published → aborted. */
-export async function abortBatch(scope: BatchScope): Promise<void> {
+/**
+ * The target's side of a rollback (idempotent): its copies of the batch's slots deleted while they
+ * are hidden, then the slots shown again (no row of them is left there). Only for a batch that is
+ * never to be published: the target does not own those slots.
+ */
+export async function clearTarget(scope: TargetScope): Promise<void> {
   const { target, tables, bits, slotCount } = scope;
-  await releaseSource(scope);
   for (const table of tables) await queryChecked(target, `delete from ${quoteTable(table.name)} where ${slotFilterSql(table, bits, slotCount)}`);
   await unhideSlots(target, bits, slotCount);
-  await enterPhase(scope, 'aborted');
 }
 
 /**
  * Drops the source's state of the batch: its slots' rows of `kysely_scale.slot_move`; and once no
  * other batch of the move holds state on this source (one past `planned` and not yet cleaned or
  * aborted: an abort walks the batches in reverse, so a later batch is aborted while an earlier one
- * may still be switched), the move's fence row, its change log and the capture triggers once no slot moves.
+ * may still be switched; one `aborted` whose rollback is unfinished is being undone with this one),
+ * the move's fence row, its change log and the capture triggers once no slot moves.
+ * Idempotent: an abort that stopped part-way runs it again.
  */
-async function releaseSource(scope: BatchScope): Promise<void> {
+export async function releaseSource(scope: SourceScope): Promise<void> {
   const { ctx, batch, source, tables } = scope;
   const holding = ctx.move.batches.some((b) => b !== batch && b.source === batch.source && b.phase !== 'planned' && b.phase !== 'cleaned' && b.phase !== 'aborted');
   const id = Math.trunc(Number(ctx.move.id));

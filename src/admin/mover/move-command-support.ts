@@ -164,7 +164,10 @@ function moveText(r: MoveResult, planPrinted: boolean): string {
   }
   if (r.error !== null) {
     lines.push(`${r.error.code}: ${r.error.message}`);
-    if (r.status === 'open') lines.push('The move is open: run `resume` to finish it or `abort` to roll it back.');
+    if (r.error.context.reason === 'abort-unfinished') {
+      const done = r.operation === 'abort' ? `Rolled back ${plural(r.rolledBack ?? 0, 'batch', 'batches')}, finished ${r.completed ?? 0} already published; the rest waits for the shards named. ` : '';
+      lines.push(`${done}The move is open: run \`abort\` again${r.operation === 'abort' ? ' once they answer' : ''} to finish rolling it back (\`resume\` is refused).`);
+    } else if (r.status === 'open') lines.push('The move is open: run `resume` to finish it or `abort` to roll it back.');
   }
   return lines.join('\n');
 }

@@ -1,9 +1,10 @@
 /** Resuming and aborting an interrupted move, and the history of moves. */
 import { systemClock } from '../../kernel/clock';
-import { MoveRefusedError } from './mover-errors';
+import { abortUnfinished, MoveRefusedError } from './mover-errors';
 import { toResultError, withMover, type MoverOptions } from './mover-session';
 import { summarizeMove, type MoveResult, type MoveSummary } from './move-result';
-import { abortMoveBatches, runMove } from './move-runner';
+import { runMove } from './move-runner';
+import { abortMoveBatches } from './move-abort';
 import { rowsOf, unshardedOf, versionsOf } from './move-result';
 import type { TopologyCatalog } from '../topology-catalog';
 import type { MoveContext } from './move-context';
@@ -68,7 +69,10 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
 /**
  * Rolls the open move back: every batch not yet published is undone (fence and capture lifted,
  * target copies deleted); a batch already published cannot be undone (the new owner took writes)
- * and is finished instead. Lifts any fence the move left.
+ * and is finished instead. Lifts any fence the move left. Shards that do not answer are left out:
+ * everything is done on the others, the move stays open, and the result (`ok: false`, `error`
+ * `E_MOVE_FAILED` with `context.reason` `abort-unfinished`, and `abortLeft`) says what each of
+ * them still holds; `abort` again finishes it once they answer (`resume` refuses the move).
  */
 export async function abortMove(options: MoverOptions): Promise<MoveResult> {
   const clock = options.clock ?? systemClock;
@@ -81,15 +85,21 @@ export async function abortMove(options: MoverOptions): Promise<MoveResult> {
       const before = await latestVersion(frame.catalog);
       const earlier = versionsOf(move);
       const ctx = frame.context(move);
+      const result = async (fields: Partial<MoveResult>): Promise<MoveResult> =>
+        Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move), ...fields });
       try {
         ctx.checkLock(); // the claim can succeed on a failed-over catalog whose lock session already ended
-        const { rolledBack, completed } = await abortMoveBatches(ctx);
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), ok: true, moveId: move.id, status: move.status, rolledBack, completed, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), ...unshardedOf(move) });
+        const { rolledBack, completed, left, unreachable, unsharded } = await abortMoveBatches(ctx);
+        if (left.length === 0 && unsharded === undefined) return await result({ ok: true, status: move.status, rolledBack, completed });
+        const error = toResultError(abortUnfinished(move.id, left, unreachable, unsharded));
+        move.error = error.message;
+        await frame.store.save(move).catch(() => undefined);
+        return await result({ status: 'open', rolledBack, completed, abortLeft: left, error });
       } catch (error) {
         move.error = toResultError(error).message;
         await frame.store.save(move).catch(() => undefined);
         // Versions it published before failing (a batch already published is finished, not undone) are still its own.
-        return Object.freeze({ ...baseResult('abort', started, clock.monotonicNow()), moveId: move.id, status: 'open' as const, ...(await publishedBy(frame.catalog, before, earlier)), ...rowsCopied(ctx, move), error: toResultError(error) });
+        return await result({ status: 'open', error: toResultError(error) });
       } finally {
         await ctx.close();
       }

@@ -2,6 +2,8 @@
 import type { MoveKind, MoveRecord, MoveStatus, UnshardedPhase } from './move-record';
 import type { UnshardedPlan } from './unsharded-plan';
 import { formatSlotRanges } from './slot-ranges';
+import { shardsLeft } from './abort-left';
+import type { AbortLeftover } from './mover-errors';
 
 /** An error as a result carries it. */
 export interface ResultError {
@@ -87,6 +89,12 @@ export interface MoveResult {
   /** For abort: batches rolled back, and batches that were already published and were finished instead. */
   readonly rolledBack?: number;
   readonly completed?: number;
+  /**
+   * For an abort that could not reach every shard of the move (`error.context.reason`
+   * `abort-unfinished`): what each shard that did not answer still holds. The move stays open;
+   * run abort again once they answer.
+   */
+  readonly abortLeft?: readonly AbortLeftover[];
   /** A drain's unsharded step, when the move has one. */
   readonly unsharded?: UnshardedSummary;
   /** Set when there was nothing to move and that counts as done (rebalance of a balanced cluster): why. `ok` is true, no batch, no move stored. */
@@ -101,7 +109,8 @@ export interface MoveSummary {
   readonly status: MoveStatus;
   readonly createdAt: Date;
   readonly updatedAt: Date;
-  readonly batches: readonly { readonly source: string; readonly target: string; readonly slots: string; readonly phase: string; readonly version: number | null; readonly rowsCopied: number }[];
+  /** `left`: the shards that still hold state of the batch after an abort that could not reach them (absent when none). */
+  readonly batches: readonly { readonly source: string; readonly target: string; readonly slots: string; readonly phase: string; readonly version: number | null; readonly rowsCopied: number; readonly left?: readonly string[] }[];
   readonly unsharded?: UnshardedSummary;
   readonly error: string | null;
 }
@@ -114,9 +123,10 @@ export function summarizeMove(move: MoveRecord): MoveSummary {
     status: move.status,
     createdAt: move.createdAt,
     updatedAt: move.updatedAt,
-    batches: move.batches.map((b) =>
-      Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), phase: b.phase, version: b.version ?? null, rowsCopied: b.rowsCopied ?? 0 }),
-    ),
+    batches: move.batches.map((b) => {
+      const left = shardsLeft(b);
+      return Object.freeze({ source: b.source, target: b.target, slots: formatSlotRanges(b.slots), phase: b.phase, version: b.version ?? null, rowsCopied: b.rowsCopied ?? 0, ...(left.length === 0 ? {} : { left }) });
+    }),
     ...(move.unsharded === undefined ? {} : { unsharded: summarizeUnsharded(move) }),
     error: move.error,
   });

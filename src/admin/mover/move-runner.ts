@@ -1,6 +1,7 @@
 /**
  * Drives a stored move: each batch from the phase it reached to `cleaned` (so `resume` is just
- * running it again), or back to `aborted`. Every phase saves the batch before the next starts.
+ * running it again). Every phase saves the batch before the next starts. Rolling a move back is
+ * `move-abort.ts`.
  */
 import { createTopology } from '../../cluster/topology';
 import type { MoveContext } from './move-context';
@@ -8,12 +9,12 @@ import type { BatchPhase, MoveBatch } from './move-record';
 import { openBatchScope, enterPhase, type BatchScope } from './batch-scope';
 import { copySlotRows, startCapture } from './batch-copy';
 import { catchUp, cutover, cutoverState, finishCutover, revertCutover, versionState } from './batch-cutover';
-import { abortBatch, cleanUp } from './batch-cleanup';
+import { cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
 import { isSuperseded, MoveFailedError } from './mover-errors';
 import { isRecordChanged } from './move-store';
-import { lowerRequiredVersion } from './guard-state';
-import { abortUnshardedStep, runUnshardedStep } from './unsharded-move';
+import { runUnshardedStep } from './unsharded-move';
+import { abortBegun, shardsLeft } from './abort-left';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
 
@@ -35,9 +36,17 @@ export async function runMove(ctx: MoveContext): Promise<void> {
 }
 
 async function runBatches(ctx: MoveContext): Promise<void> {
-  // A batch is rolled back only by an abort: one found in an open move is an abort that stopped part-way.
-  if (ctx.move.batches.some((b) => b.phase === 'aborted') || ctx.move.unsharded?.phase === 'aborted') {
-    throw new MoveFailedError(`An abort of move ${ctx.move.id} stopped part-way (some of its batches are rolled back): it cannot be resumed; run abort again to finish rolling it back.`, { moveId: ctx.move.id, reason: 'abort-unfinished' });
+  // A batch is rolled back (or left marked) only by an abort: one found in an open move is an abort
+  // that stopped part-way, maybe on shards that did not answer; resumed, its batches would go on
+  // without the capture or copies the abort already removed.
+  if (abortBegun(ctx.move)) {
+    const shards = [...new Set(ctx.move.batches.flatMap(shardsLeft))];
+    const waiting = shards.length === 0 ? '' : ` once ${shards.map((s) => `"${s}"`).join(', ')} ${shards.length === 1 ? 'answers' : 'answer'} (${shards.length === 1 ? 'it still holds' : 'they still hold'} state of the move)`;
+    throw new MoveFailedError(`An abort of move ${ctx.move.id} stopped part-way (some of its batches are rolled back): it cannot be resumed; run abort again to finish rolling it back${waiting}.`, {
+      moveId: ctx.move.id,
+      reason: 'abort-unfinished',
+      ...(shards.length === 0 ? {} : { shards }),
+    });
   }
   for (const batch of ctx.move.batches) {
     if (batch.phase === 'cleaned' || batch.phase === 'aborted') continue;
@@ -128,84 +137,6 @@ async function resumeCutover(scope: BatchScope): Promise<void> {
   }
   await revertCutover(scope);
   await enterPhase(scope, 'copied'); // catch up again: writes may have gone through since the fence expired
-}
-
-/**
- * Rolls back every batch that was not published; finishes (cleans up) those that were. Returns how
- * many of each. Every `cutover` is settled before any batch is rolled back: one whose publish is
- * still unsettled stops the abort with nothing else changed (the move stays open and can be
- * resumed or aborted again), so no later batch is rolled back around a version that may commit.
- */
-export async function abortMoveBatches(ctx: MoveContext): Promise<{ rolledBack: number; completed: number }> {
-  for (const batch of ctx.move.batches) {
-    if (batch.phase === 'cutover') await settleCutoverForAbort(await openBatchScope(ctx, batch));
-  }
-  let rolledBack = 0;
-  let completed = 0;
-  // The unsharded step runs after the batches: undone (or finished) first.
-  if (ctx.move.unsharded !== undefined) {
-    const outcome = await abortUnshardedStep(ctx, ctx.move.unsharded);
-    if (outcome === 'rolled-back') rolledBack++;
-    if (outcome === 'completed') completed++;
-  }
-  for (const batch of [...ctx.move.batches].reverse()) {
-    if (batch.phase === 'aborted') continue;
-    if (batch.phase === 'cleaned') {
-      completed++;
-      continue;
-    }
-    const scope = await openBatchScope(ctx, batch);
-    if (batch.phase === 'cutover') await settleCutoverForAbort(scope);
-    if (batch.phase === 'published') {
-      await cleanUp(scope);
-      completed++;
-    } else {
-      await abortBatch(scope);
-      rolledBack++;
-    }
-  }
-  await lowerUnpublishedRequirements(ctx);
-  ctx.move.status = 'aborted';
-  await ctx.store.save(ctx.move);
-  return { rolledBack, completed };
-}
-
-/**
- * Once an abort settled everything, no shard of the move may require a version newer than the
- * catalog's latest: no router could ever satisfy it, and the whole shard would refuse every app
- * statement (KS001). A mover that lost its operator lock and went on while this abort ran could
- * leave one so (its target switch landing after the abort's revert); it is put back to the latest.
- */
-async function lowerUnpublishedRequirements(ctx: MoveContext): Promise<void> {
-  const latest = await ctx.topology();
-  const ids = new Set(ctx.move.batches.flatMap((b) => [b.source, b.target]));
-  if (ctx.move.unsharded !== undefined) for (const id of [ctx.move.unsharded.source, ctx.move.unsharded.target]) ids.add(id);
-  for (const id of ids) {
-    if (latest.shardById(id) === undefined) continue;
-    await lowerRequiredVersion(await ctx.session(id, latest), latest.version);
-  }
-}
-
-/**
- * A `cutover` found by an abort, settled ({@link cutoverState}): published → `published` (the
- * abort finishes it); a publish that may still commit is finished (published again), never rolled
- * back under it; otherwise reverted (shards back as before, the batch `copied`, rolled back next).
- */
-async function settleCutoverForAbort(scope: BatchScope): Promise<void> {
-  const { batch } = scope;
-  const state = await cutoverState(scope);
-  if (state === 'published') await enterPhase(scope, 'published');
-  else if (state === 'outstanding') {
-    await finishCutover(scope).catch(async (error: unknown) => {
-      // Still unsettled (or published after all): the abort stops here; another version holds it: roll back.
-      if (batch.publishPending !== undefined || batch.phase !== 'cutover') throw error;
-      await revertCutover(scope);
-      await enterPhase(scope, 'copied');
-    });
-  } else {
-    await revertCutover(scope);
-    await enterPhase(scope, 'copied'); // as a cutover backed out of: resumed, it catches up again
-  }
 }
 
 /** Publishes the topology without `shardId` once it owns no slot. */

@@ -39,6 +39,50 @@ export class MoveFailedError extends KyselyScaleError<typeof ErrorCodes.MOVE_FAI
   }
 }
 
+/** One piece of a move's state an abort could not remove: what a shard that did not answer still holds. */
+export interface AbortLeftover {
+  /** The shard that holds it. */
+  readonly shard: string;
+  /** The shard's role in the batch. */
+  readonly role: 'source' | 'target';
+  /** The batch (0-based, as `context.batch` of other mover errors). */
+  readonly batch: number;
+  /** The batch's slots (`0-1023`). */
+  readonly slots: string;
+  /** What is left there, in words. */
+  readonly holds: string;
+}
+
+/**
+ * The outcome of an abort that did everything it could on the shards that answer, and left the
+ * rest: some shards of the move did not answer (stopped, frozen, cut off), so their part of the
+ * rollback (or of a published batch's clean-up) waits for them. The move stays open; `resume`
+ * refuses it; run `abort` again once those shards answer, and it finishes exactly what is left
+ * (each step is idempotent). A {@link MoveFailedError} (`E_MOVE_FAILED`), as the abort's result
+ * carries it. `context`: `reason` `abort-unfinished`, `moveId`, `shards` (those still holding
+ * state of the move), `unreachable` (each shard found unreachable, and why), `left`
+ * ({@link AbortLeftover}s), and `unsharded` (its phase) when a drain's unsharded step is left.
+ * `unsharded`: that step's phase and the shards of it that did not answer.
+ */
+export function abortUnfinished(moveId: number, left: readonly AbortLeftover[], unreachable: ReadonlyMap<string, string>, unsharded?: { readonly phase: string; readonly shards: readonly string[] }): MoveFailedError {
+  const shards = [...new Set([...left.map((l) => l.shard), ...(unsharded?.shards ?? [])])];
+  const why = shards.map((s) => `"${s}"${unreachable.has(s) ? ` (${unreachable.get(s)})` : ''}`).join(', ');
+  const pieces = left.map((l) => `on "${l.shard}" (${l.role} of batch ${l.batch + 1}): ${l.holds}`);
+  if (unsharded !== undefined) pieces.push(`the drain's unsharded step (phase ${unsharded.phase}) on ${unsharded.shards.map((s) => `"${s}"`).join(' and ')}`);
+  return new MoveFailedError(
+    `The abort of move ${moveId} could not reach ${shards.length === 1 ? 'shard' : 'shards'} ${why}: it rolled back (or finished) everything on the shards that answer, ` +
+      `so writes to slots whose owner answers flow as before the move. Left: ${pieces.join('; ')}. The move stays open and cannot be resumed: run abort again once ${shards.length === 1 ? 'that shard answers' : 'those shards answer'}, to finish.`,
+    {
+      moveId,
+      reason: 'abort-unfinished',
+      shards,
+      unreachable: Object.fromEntries(unreachable),
+      left,
+      ...(unsharded === undefined ? {} : { unsharded: unsharded.phase }),
+    },
+  );
+}
+
 /** The deadline option a {@link ShardSilentError} ran into, as the library and the CLI name it. */
 export type DeadlineOption = 'statementTimeoutMillis' | 'copyIdleTimeoutMillis';
 
