@@ -109,8 +109,11 @@ async function backOutOfCutover(scope: BatchScope): Promise<void> {
   return backOut(scope, ctx.confirmLock);
 }
 
-async function backOut(scope: BatchScope, confirmLock: () => Promise<void>): Promise<void> {
-  await scope.ctx.store.claim(scope.ctx.move);
+async function backOut(failed: BatchScope, confirmLock: () => Promise<void>): Promise<void> {
+  await failed.ctx.store.claim(failed.ctx.move);
+  // Sessions handed out anew: a copy stopped under the fence (the lock lost) dropped its source's
+  // session, and a lock taken again raises its own epoch on each shard (review 80, M1).
+  const scope = await openBatchScope(failed.ctx, failed.batch);
   const state = await versionState(scope);
   if (state === 'published') {
     await enterPhase(scope, 'published');
