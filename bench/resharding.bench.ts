@@ -101,6 +101,13 @@ const ROWS = Number(process.env.RESHARDING_ROWS ?? 200_000);
 const MOVE_ROWS_PER_SECOND = Number(process.env.RESHARDING_MAX_ROWS_PER_SECOND ?? 60_000);
 /** The second move under load, gentler: what a lower throttle buys the app on the same machine (`RESHARDING_GENTLE_ROWS_PER_SECOND`). */
 const GENTLE_ROWS_PER_SECOND = Number(process.env.RESHARDING_GENTLE_ROWS_PER_SECOND ?? 20_000);
+/**
+ * The load's warm-up before the first window "before" (`RESHARDING_WARMUP_MS`). With 1 s, the
+ * first move's start showed bursts of slow writes (59-155 writes over 8 ms in its first phase,
+ * against 25-32 for the second move) and a noisier p99 before; with 8 s they were gone (26-29):
+ * the app process was still compiling its hot paths.
+ */
+const WARMUP_MILLIS = Number(process.env.RESHARDING_WARMUP_MS ?? 8_000);
 const WRITERS = 8;
 /** Experiments only: tuning of the move under load as JSON (`{"niceRatio":0}`); the committed runs use the defaults. */
 const MOVE_TUNING: Partial<MoveTuning> = JSON.parse(process.env.RESHARDING_TUNING ?? '{}') as Partial<MoveTuning>;
@@ -297,7 +304,7 @@ export async function run(): Promise<BenchReport> {
       { name: 'gentle', slots: '3072-4095', first: 3072, to: shards[0]!.id, maxRowsPerSecond: GENTLE_ROWS_PER_SECOND },
     ];
     let moving = new Set<number>();
-    // A warm-up second first: new pools and first plans are not what "before" should measure.
+    // A warm-up first (WARMUP_MILLIS): new pools, first plans and the app's code still being compiled are not what "before" should measure.
     let phase: 'warmup' | 'before' | 'during' | 'after' = 'warmup';
     let latency: Record<string, number[]> = { warmup: [], before: [], during: [], after: [] };
     // Writes to the moving slots, [start, end]: those in flight while the fence was up saw the pause.
@@ -368,7 +375,7 @@ export async function run(): Promise<BenchReport> {
       }
       await Promise.all(inFlight);
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, WARMUP_MILLIS));
     const outcomes: LoadedMoveOutcome[] = [];
     for (const [index, spec] of moves.entries()) outcomes.push(await loadedMove(spec, movers[index]!));
 
