@@ -17,7 +17,7 @@ export function formatLiveStatus(status: LiveStatus): string {
       const done = m.batches.filter((b) => b.phase === 'cleaned').length;
       lines.push(`  move ${m.id}  ${m.kind}  ${done}/${plural(m.batches.length, 'batch', 'batches')} done`);
       for (const b of m.batches) lines.push(`    ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}  ${plural(b.rowsCopied, 'row')} copied${leftText(b.left)}`);
-      if (m.unsharded !== undefined) lines.push(`    ${unshardedLine(m.unsharded)}`);
+      if (m.unsharded !== undefined) lines.push(`    ${unshardedLine(m.unsharded)}${leftText(m.unsharded.left)}`);
     }
   }
   if (status.problems.length > 0) {
@@ -27,7 +27,7 @@ export function formatLiveStatus(status: LiveStatus): string {
   return lines.join('\n');
 }
 
-/** What an abort left of a batch on shards that did not answer, as a batch line (`status`, `moves`) ends with it. */
+/** What an abort left of a batch (or of the unsharded step) on shards that did not answer, as its line (`status`, `moves`) ends with it. */
 export function leftText(left: readonly string[] | undefined): string {
   return left === undefined ? '' : `  abort unfinished: state left on ${left.join(', ')} (run abort again once ${left.length === 1 ? 'it answers' : 'they answer'})`;
 }

@@ -16,7 +16,7 @@ export const movesCommand: CliCommand = {
     for (const m of result.moves) {
       lines.push(`move ${m.id}  ${m.kind}  ${m.status}  ${m.createdAt.toISOString()}${m.error === null ? '' : `  last error: ${m.error}`}`);
       for (const b of m.batches) lines.push(`  ${b.source} → ${b.target}  slots ${b.slots}  ${b.phase}${b.version === null ? '' : `  v${b.version}`}  ${plural(b.rowsCopied, 'row')}${leftText(b.left)}`);
-      if (m.unsharded !== undefined) lines.push(`  ${unshardedLine(m.unsharded)}`);
+      if (m.unsharded !== undefined) lines.push(`  ${unshardedLine(m.unsharded)}${leftText(m.unsharded.left)}`);
     }
     return { result, text: lines.join('\n'), exitCode: 0 };
   },

@@ -11,16 +11,22 @@
  * as before ({@link cutoverState}: published → finished; a publish that may have been sent is sent
  * again and the batch finished; otherwise rolled back). With one of them silent, the catalog alone
  * settles it ({@link settleByCatalog}).
+ *
+ * Nothing is undone on a shard around state of the move left unsettled: a published batch is
+ * cleaned up (its source's rows deleted) only once its target answers, and a drain's unsharded
+ * step left because one of its shards is silent is marked on the move and its shards keep their
+ * required versions (the source may be switched to the step's version, which `abort` or the
+ * step's pending publish may still publish).
  */
 import type { MoveContext } from './move-context';
-import type { MoveBatch } from './move-record';
+import type { AbortLeft, BatchSide, MoveBatch } from './move-record';
 import { bothSides, enterPhase, partialBatchScope, report, sourceSide, targetSide, type PartialBatchScope } from './batch-scope';
 import { cutoverState, finishCutover, revertSource, revertTarget, versionState } from './batch-cutover';
 import { cleanUp, clearTarget, releaseSource } from './batch-cleanup';
 import { lowerRequiredVersion } from './guard-state';
 import { abortUnshardedStep } from './unsharded-move';
 import { ShardReach } from './abort-reach';
-import { leftovers, shardOf, type AbortLeft, type BatchSide } from './abort-left';
+import { leftovers, shardOf, stepShards } from './abort-left';
 import type { AbortLeftover } from './mover-errors';
 
 /** What an abort did, and what it left for the next one. */
@@ -90,7 +96,7 @@ export async function abortMoveBatches(ctx: MoveContext): Promise<AbortOutcome> 
 /** Every shard of the move: its batches' and its unsharded step's. */
 function shardsOf(ctx: MoveContext): Set<string> {
   const ids = new Set(ctx.move.batches.flatMap((b) => [b.source, b.target]));
-  if (ctx.move.unsharded !== undefined) for (const id of [ctx.move.unsharded.source, ctx.move.unsharded.target]) ids.add(id);
+  if (ctx.move.unsharded !== undefined) for (const id of stepShards(ctx.move.unsharded)) ids.add(id);
   return ids;
 }
 
@@ -219,15 +225,22 @@ async function rollBack(run: AbortRun, batch: MoveBatch): Promise<boolean> {
   return rest.sides.length === 0;
 }
 
-/** A published batch's clean-up on its source; true once cleaned, false when the source does not answer (left, marked). */
+/**
+ * A published batch's clean-up on its source; true once cleaned. Left (marked with the shards it
+ * waits for) while the source or the target does not answer: the clean-up deletes the source's
+ * rows, which may be the only copy left if the target, their new owner, is lost for good.
+ */
 async function finishPublished(run: AbortRun, batch: MoveBatch): Promise<boolean> {
-  const scope = run.reach.isDown(batch.source) ? undefined : await scopeOf(run, batch);
-  const source = scope === undefined ? undefined : sourceSide(scope);
-  if (scope !== undefined && source !== undefined && (await run.reach.attempt([batch.source], scope.topology, () => cleanUp(source)))) {
+  const silent = (): BatchSide[] => (['source', 'target'] as const).filter((side) => run.reach.isDown(shardOf(batch, side)));
+  // Both asked up front; scopeOf may find one silent meanwhile (then it is not cleaned either).
+  const scope = silent().length > 0 ? undefined : await scopeOf(run, batch);
+  const source = scope === undefined || silent().length > 0 ? undefined : sourceSide(scope);
+  if (source !== undefined && (await run.reach.attempt([batch.source], source.topology, () => cleanUp(source)))) {
     delete batch.abortLeft; // saved with the move at the abort's end
     return true;
   }
-  batch.abortLeft = { sides: ['source'] };
+  const sides = silent();
+  batch.abortLeft = { sides: sides.length === 0 ? ['source'] : sides };
   await run.ctx.store.save(run.ctx.move);
   return false;
 }
@@ -235,25 +248,34 @@ async function finishPublished(run: AbortRun, batch: MoveBatch): Promise<boolean
 /**
  * A drain's unsharded step, undone or finished (`unsharded-move.ts`) when both its shards answer.
  * One still `planned` while a batch is not cleaned was never started (it runs once every batch is
- * cleaned): nothing of it is on a shard, so it is marked aborted without them. Otherwise, with one
- * of its shards silent, it is left as it is (named in the outcome).
+ * cleaned): nothing of it is on a shard, so it is marked aborted without them; one `cleaned` needs
+ * nothing more. Otherwise, with one of its shards silent, it is left as it is, marked on the move
+ * (`UnshardedStep.abortLeft`: `resume` refuses the move, its shards' required versions are
+ * kept) and named in the outcome.
  */
 async function abortUnsharded(run: AbortRun): Promise<'rolled-back' | 'completed' | 'none' | { phase: string; shards: string[] }> {
   const { ctx, reach } = run;
   const step = ctx.move.unsharded;
-  if (step === undefined || step.phase === 'aborted') return 'none';
-  const shards = [step.source, step.target];
-  if (shards.some((id) => reach.isDown(id))) {
-    if (step.phase === 'planned' && ctx.move.batches.some((b) => b.phase !== 'cleaned')) {
-      step.phase = 'aborted';
-      await ctx.store.save(ctx.move);
-      return 'none';
-    }
-    return { phase: step.phase, shards: shards.filter((id) => reach.isDown(id)) };
+  if (step === undefined) return 'none';
+  const shards = stepShards(step);
+  const settled = (outcome: 'rolled-back' | 'completed' | 'none'): typeof outcome => {
+    delete step.abortLeft; // saved with the move at the abort's end
+    return outcome;
+  };
+  if (step.phase === 'aborted') return settled('none');
+  if (step.phase === 'cleaned') return settled('completed');
+  if (!shards.some((id) => reach.isDown(id))) {
+    let outcome: 'rolled-back' | 'completed' | 'none' = 'none';
+    if (await reach.attempt(shards, await ctx.topology(), async () => void (outcome = await abortUnshardedStep(ctx, step)))) return settled(outcome);
+  } else if (step.phase === 'planned' && ctx.move.batches.some((b) => b.phase !== 'cleaned')) {
+    step.phase = 'aborted';
+    await ctx.store.save(ctx.move);
+    return settled('none');
   }
-  let outcome: 'rolled-back' | 'completed' | 'none' = 'none';
-  if (await reach.attempt(shards, await ctx.topology(), async () => void (outcome = await abortUnshardedStep(ctx, step)))) return outcome;
-  return { phase: step.phase, shards: shards.filter((id) => reach.isDown(id)) };
+  const silent = shards.filter((id) => reach.isDown(id));
+  step.abortLeft = { shards: silent };
+  await ctx.store.save(ctx.move);
+  return { phase: step.phase, shards: silent };
 }
 
 /**
@@ -262,13 +284,18 @@ async function abortUnsharded(run: AbortRun): Promise<'rolled-back' | 'completed
  * statement (KS001). A mover that lost its operator lock and went on while this abort ran could
  * leave one so (its target switch landing after the abort's revert); it is put back to the latest.
  * A shard that does not answer is left out: one holding state of the move is named in the outcome
- * and put back by the next abort; one holding none was raised by no batch this abort undid.
+ * and put back by the next abort; one holding none was raised by no batch this abort undid. So is
+ * every shard holding state of the move this abort left unsettled: a left unsharded step's source
+ * may require the step's version, which is still to be published (its publish pending, or the next
+ * abort finishing it): lowered, it would take a stale router's writes (review 81, H1).
  */
 async function lowerUnpublishedRequirements(run: AbortRun): Promise<void> {
   const { ctx, reach } = run;
   const latest = await ctx.topology();
+  const step = ctx.move.unsharded;
+  const unsettled = new Set([...leftovers(ctx.move).map((l) => l.shard), ...(step?.abortLeft === undefined ? [] : stepShards(step))]);
   for (const id of shardsOf(ctx)) {
-    if (latest.shardById(id) === undefined) continue;
+    if (latest.shardById(id) === undefined || unsettled.has(id)) continue;
     const client = await reach.session(id, latest);
     if (client !== undefined) await reach.attempt([id], latest, () => lowerRequiredVersion(client, latest.version));
   }

@@ -72,7 +72,10 @@ export async function resumeMove(options: MoverOptions): Promise<MoveResult> {
  * and is finished instead. Lifts any fence the move left. Shards that do not answer are left out:
  * everything is done on the others, the move stays open, and the result (`ok: false`, `error`
  * `E_MOVE_FAILED` with `context.reason` `abort-unfinished`, and `abortLeft`) says what each of
- * them still holds; `abort` again finishes it once they answer (`resume` refuses the move).
+ * them still holds; `abort` again finishes it once they answer (`resume` refuses the move). A
+ * published batch is not cleaned up while its target is silent (the source's rows may be the only
+ * copy), and a drain's unsharded step with a silent shard is left as it is, recorded on the move,
+ * its shards keeping their required versions.
  */
 export async function abortMove(options: MoverOptions): Promise<MoveResult> {
   const clock = options.clock ?? systemClock;

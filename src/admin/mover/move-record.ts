@@ -22,6 +22,23 @@ export function phaseReached(phase: BatchPhase, other: BatchPhase): boolean {
   return BATCH_PHASES.indexOf(phase) >= BATCH_PHASES.indexOf(other);
 }
 
+/** A shard's role in a batch. */
+export type BatchSide = 'source' | 'target';
+
+/**
+ * An abort's unfinished work on a batch (`abort-left.ts`). On an `aborted` batch: its rollback, the
+ * sides still to be undone. On a `published` one: its clean-up on the source (the abort finishes a
+ * published batch), and the shards it waits for: the source (it runs there) and the target (the
+ * rows' new owner: the source's copies are deleted only once it answers, as they may be the only
+ * ones left if it is lost).
+ */
+export interface AbortLeft {
+  /** The batch's shards, by role, that the abort waits for (the rest is done once they answer). */
+  readonly sides: readonly BatchSide[];
+  /** Rolled back from its cutover: each side's switch (hidden slots, required version, fence) is undone with it. */
+  readonly switched?: true;
+}
+
 /** One batch: slots moving from one source shard to one target shard, published as one topology version. */
 export interface MoveBatch {
   readonly index: number;
@@ -47,6 +64,8 @@ export interface MoveBatch {
   publishPending?: number;
   /** The shards' required versions before the cutover raised them (what an abort of the cutover restores). */
   prevRequired?: { source: number; target: number };
+  /** Set by an abort that could not reach every shard the batch needs: what is left ({@link AbortLeft}). */
+  abortLeft?: AbortLeft;
 }
 
 /**
@@ -82,6 +101,13 @@ export interface UnshardedStep {
   rowsTotal?: number;
   /** How long writes to the tables were fenced (raise to switch) in the attempt that switched. */
   fenceMillis?: number;
+  /**
+   * Set by an abort that left the step as it was because some of its shards did not answer: those
+   * shards. `resume` refuses the move meanwhile, no abort lowers the step's shards' required
+   * versions while it is set (the source may be switched to the step's version), and the next
+   * abort settles the step once they answer.
+   */
+  abortLeft?: { readonly shards: readonly string[] };
 }
 
 /** What kind of operation created a move. */

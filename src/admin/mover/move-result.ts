@@ -51,13 +51,15 @@ export interface UnshardedSummary {
   readonly fenceMillis: number | null;
   /** Whether the new holder was published (phase `published` or `cleaned`): the tables moved, and an abort finished the step instead of rolling it back. */
   readonly holderMoved: boolean;
+  /** The shards an abort that left the step as it was waits for (absent when none): the next abort settles it once they answer. */
+  readonly left?: readonly string[];
 }
 
 /** A stored move's unsharded step, summarised (undefined when it has none). */
 export function summarizeUnsharded(move: MoveRecord): UnshardedSummary | undefined {
   const u = move.unsharded;
   if (u === undefined) return undefined;
-  return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null, holderMoved: u.phase === 'published' || u.phase === 'cleaned' });
+  return Object.freeze({ source: u.source, target: u.target, tables: u.tables, phase: u.phase, version: u.version ?? null, rowsCopied: u.rowsCopied ?? 0, fenceMillis: u.fenceMillis ?? null, holderMoved: u.phase === 'published' || u.phase === 'cleaned', ...(u.abortLeft === undefined ? {} : { left: [...u.abortLeft.shards] }) });
 }
 
 /** One line of text for a drain's unsharded step (`moves` and `status`): tables, shards, phase, version, rows, write pause. */

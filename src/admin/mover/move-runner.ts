@@ -14,7 +14,7 @@ import { observeMove, observePhase } from './mover-telemetry';
 import { isSuperseded, MoveFailedError } from './mover-errors';
 import { isRecordChanged } from './move-store';
 import { runUnshardedStep } from './unsharded-move';
-import { abortBegun, shardsLeft } from './abort-left';
+import { abortBegun, shardsAwaited } from './abort-left';
 
 type PhaseStep = (scope: BatchScope, entered: BatchPhase) => Promise<void>;
 
@@ -36,13 +36,15 @@ export async function runMove(ctx: MoveContext): Promise<void> {
 }
 
 async function runBatches(ctx: MoveContext): Promise<void> {
-  // A batch is rolled back (or left marked) only by an abort: one found in an open move is an abort
-  // that stopped part-way, maybe on shards that did not answer; resumed, its batches would go on
-  // without the capture or copies the abort already removed.
+  // A batch (or the unsharded step) is rolled back, or left marked, only by an abort: one found in
+  // an open move is an abort that stopped part-way, maybe on shards that did not answer; resumed,
+  // its batches would go on without the capture or copies the abort already removed, and a left
+  // unsharded step would be published by the command the operator meant to abort it.
   if (abortBegun(ctx.move)) {
-    const shards = [...new Set(ctx.move.batches.flatMap(shardsLeft))];
+    const shards = shardsAwaited(ctx.move);
     const waiting = shards.length === 0 ? '' : ` once ${shards.map((s) => `"${s}"`).join(', ')} ${shards.length === 1 ? 'answers' : 'answer'} (${shards.length === 1 ? 'it still holds' : 'they still hold'} state of the move)`;
-    throw new MoveFailedError(`An abort of move ${ctx.move.id} stopped part-way (some of its batches are rolled back): it cannot be resumed; run abort again to finish rolling it back${waiting}.`, {
+    const what = ctx.move.unsharded?.abortLeft !== undefined ? 'its unsharded step is left for shards that did not answer' : 'some of its batches are rolled back';
+    throw new MoveFailedError(`An abort of move ${ctx.move.id} stopped part-way (${what}): it cannot be resumed; run abort again to finish rolling it back${waiting}.`, {
       moveId: ctx.move.id,
       reason: 'abort-unfinished',
       ...(shards.length === 0 ? {} : { shards }),

@@ -5,7 +5,8 @@
  * slots into its change log, kept the capture triggers, and (once switched) refused those writes.
  * Now it does everything on the shards that answer, leaves the rest marked on the batch, stays
  * open with `E_MOVE_FAILED` (`context.reason` `abort-unfinished`, the shards named), `resume`
- * refuses the move, and `abort` again finishes it once the shard answers. Three shards; the
+ * refuses the move, and `abort` again finishes it once the shard answers. A published batch is not
+ * cleaned up (its source's rows deleted) while its target, their new owner, is silent. Three shards; the
  * catalog lives on shard0's server, so the silent one is shard1 or shard2.
  */
 import { spawn } from 'node:child_process';
@@ -239,6 +240,35 @@ test('the source frozen (SIGSTOP) during the copy: abort fails fast on it, delet
   const finished = await abortMove({ catalog: f.catalogUrl });
   expect(finished).toMatchObject({ ok: true, status: 'aborted', rolledBack: 1, error: null });
   for (const i of [0, 1, 2]) await expectClean(i, start.version);
+  expect(await verifyShards({ catalog: f.catalogUrl, tables: TABLES })).toMatchObject({ ok: true, misplaced: [] });
+  await expectAllUsersOnce();
+}, 120_000);
+
+test('a published batch (the mover killed before its clean-up) whose target is stopped: abort leaves the source\'s rows, which may be the only copy, and names the target; abort again once it is back cleans the source', async () => {
+  const start = await latestTopology(f.catalogUrl);
+  const slots = start.slotsOf('shard0').slice(0, 64);
+  await crashAt('published', `${slots[0]}-${slots[63]}`, 'shard2');
+  const published = await latestTopology(f.catalogUrl);
+  expect(published.version).toBe(start.version + 1);
+  const onSource = await rowsIn(0, slots);
+  expect(onSource).toBeGreaterThan(0);
+  await f.cluster.shards[2]!.primary.stop();
+
+  const aborted = await within(30_000, 'abort with the target of a published batch stopped', abortMove({ catalog: f.catalogUrl }));
+  expectUnfinished(aborted, 'shard2', 'target');
+  expect(aborted.completed).toBe(0);
+  expect(aborted.abortLeft![0]!.holds).toContain('the clean-up of "shard0" waits for it');
+  // Before (review 81, L2) the source's rows were deleted while the target, their only other copy, was silent.
+  expect(await rowsIn(0, slots)).toBe(onSource);
+  expect((await moveHistory({ catalog: f.catalogUrl, limit: 1 })).moves[0]!.batches[0]).toMatchObject({ phase: 'published', left: ['shard2'] });
+  expect((await resumeMove({ catalog: f.catalogUrl })).error).toMatchObject({ context: { reason: 'abort-unfinished', shards: ['shard2'] } });
+
+  await f.cluster.shards[2]!.primary.start();
+  const finished = await abortMove({ catalog: f.catalogUrl, tuning: { cleanupDelayMillis: 0 } });
+  expect(finished).toMatchObject({ ok: true, status: 'aborted', rolledBack: 0, completed: 1, error: null });
+  expect(await rowsIn(0, slots)).toBe(0);
+  expect(await rowsIn(2, slots)).toBe(onSource);
+  for (const i of [0, 1, 2]) await expectClean(i, published.version);
   expect(await verifyShards({ catalog: f.catalogUrl, tables: TABLES })).toMatchObject({ ok: true, misplaced: [] });
   await expectAllUsersOnce();
 }, 120_000);

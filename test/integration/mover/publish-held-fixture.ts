@@ -6,15 +6,17 @@
  * a statement of a router at a given version. With `unsharded`, the shards also have the
  * unsharded `notes` table (its shared rows on the first shard, the holder), for drains.
  */
-import { directClient } from '../../support/direct-pool';
 import { startTestCluster, type TestCluster } from '../../../src/testing';
 import { createTopology, type Topology } from '../../../src/cluster/topology';
 import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { CATALOG_DEADLINE_ENVIRONMENT } from '../../../src/admin/catalog-connections';
 import { slotOf } from '../../../src/cluster/slot-hash';
-import { startMoverFixture, type MoverFixture } from './mover-fixture';
+import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { startHeldPublishProxy, type HeldPublishProxy } from './held-publish-proxy';
 import { startUnshardedFixture } from './unsharded-fixture';
+import { appStatement } from './app-statement';
+import { drainShard } from '../../../src/admin/mover/mover-operations';
+import type { MoveResult } from '../../../src/admin/mover/move-result';
 
 /** What else the fixture sets up: the unsharded `notes` table, and the topology's slot count (default 4096). */
 export interface PublishHeldOptions {
@@ -90,18 +92,8 @@ export async function startPublishHeldFixture(name: string, shardCount: number, 
       const { rows: fences } = await pool.query<{ until: string }>('select fenced_until::text as until from kysely_scale.slot_move where slot < 0');
       return { required: rows[0]!.required, hidesBatch: hidden !== null && slots.every((s) => hidden[s] === '1'), hidesAny: hidden !== null && hidden.includes('1'), fence: fences[0]?.until ?? null };
     },
-    async routed(shard, version, sql, values) {
-      const client = directClient({ connectionString: f.appUrl(Number(shard.replace('shard', ''))), options: `-c kysely_scale.topology_version=${version}` });
-      client.on('error', () => undefined);
-      await client.connect();
-      try {
-        return await client.query(sql, values).then(
-          (r) => `${r.rowCount} row(s)`,
-          (e: { code?: string }) => `error ${e.code}`,
-        );
-      } finally {
-        await client.end();
-      }
+    routed(shard, version, sql, values) {
+      return appStatement(f.appUrl(Number(shard.replace('shard', ''))), version, sql, values);
     },
     async close() {
       await proxy.close();
@@ -113,4 +105,21 @@ export async function startPublishHeldFixture(name: string, shardCount: number, 
       }
     },
   };
+}
+
+/**
+ * Drains shard0 of a fixture started with `unsharded`, its unsharded step's publish held by the
+ * proxy (armed once the source switched) and the publish's outcome check refused: the drain stops
+ * open, the outcome unknown. The held publish is the caller's to release.
+ */
+export function drainWithUnshardedPublishHeld(fx: PublishHeldFixture): Promise<MoveResult> {
+  return drainShard({
+    catalog: fx.proxy.via(fx.catalogUrl),
+    tables: TABLES,
+    shardId: 'shard0',
+    tuning: { cleanupDelayMillis: 0 },
+    hook: (_batch, at) => {
+      if (at === 'unsharded-switched') fx.proxy.arm('in exclusive mode', 'publish check');
+    },
+  });
 }

@@ -11,7 +11,6 @@
  */
 import { directClient } from '../../support/direct-pool';
 import type { Topology } from '../../../src/cluster/topology';
-import { drainShard } from '../../../src/admin/mover/mover-operations';
 import type { MoveResult } from '../../../src/admin/mover/move-result';
 import { abortMove, resumeMove } from '../../../src/admin/mover/move-control';
 import { verifyShards } from '../../../src/admin/mover/shard-verify';
@@ -20,7 +19,7 @@ import { ErrorCodes } from '../../../src/kernel/errors';
 import { until } from '../replication/replication-fault-fixture';
 import { TABLES } from './mover-fixture';
 import { notesByShard, SHARED_NOTES } from './unsharded-fixture';
-import { startPublishHeldFixture, type PublishHeldFixture } from './publish-held-fixture';
+import { drainWithUnshardedPublishHeld, startPublishHeldFixture, type PublishHeldFixture } from './publish-held-fixture';
 
 const NOTE_IDS = [...Array(SHARED_NOTES).keys()].map((i) => i + 1);
 
@@ -58,15 +57,7 @@ async function drainWithPublishHeld(name: string): Promise<{ x: PublishHeldFixtu
   const fx = await startPublishHeldFixture(name, 2, { unsharded: true, slotCount: 32 });
   current = fx;
   expect((await verifyShards({ catalog: fx.catalogUrl, tables: TABLES })).ok).toBe(true);
-  const result = await drainShard({
-    catalog: fx.proxy.via(fx.catalogUrl),
-    tables: TABLES,
-    shardId: 'shard0',
-    tuning: { cleanupDelayMillis: 0 },
-    hook: (_batch, at) => {
-      if (at === 'unsharded-switched') fx.proxy.arm('in exclusive mode', 'publish check');
-    },
-  });
+  const result = await drainWithUnshardedPublishHeld(fx);
   // The slot batch published the version before the held one.
   const start = await fx.latest();
   const version = start.version + 1;
