@@ -11,7 +11,7 @@ import { copySlotRows, startCapture } from './batch-copy';
 import { catchUp, cutover, cutoverState, finishCutover, revertCutover, versionState } from './batch-cutover';
 import { cleanUp } from './batch-cleanup';
 import { observeMove, observePhase } from './mover-telemetry';
-import { isSuperseded, MoveFailedError } from './mover-errors';
+import { isSuperseded, MoveFailedError, ShardSilentError } from './mover-errors';
 import { isRecordChanged } from './move-store';
 import { runUnshardedStep } from './unsharded-move';
 import { abortBegun, shardsAwaited } from './abort-left';
@@ -75,7 +75,7 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
     } catch (error) {
       // A move another command took over (its save, or a shard's newer epoch, says so) is theirs to settle: nothing more is done to its shards here.
       if (batch.phase === 'cutover' && !isRecordChanged(error) && !isSuperseded(error)) {
-        await backOutOfCutover(scope).catch((backOutError: unknown) => {
+        await backOutOfCutover(scope, error).catch((backOutError: unknown) => {
           // A back-out a shard refused for a newer command's epoch: that command owns the move now, say so.
           if (isSuperseded(backOutError)) throw backOutError;
         });
@@ -98,24 +98,27 @@ async function runBatch(ctx: MoveContext, batch: MoveBatch): Promise<void> {
  * Before, a mover that noticed its lock gone still reverted, and its revert could undo a resume's
  * switch (review 61, M1).
  */
-async function backOutOfCutover(scope: BatchScope): Promise<void> {
+async function backOutOfCutover(scope: BatchScope, cause: unknown): Promise<void> {
   if (scope.batch.publishPending !== undefined) return;
   const { ctx } = scope;
+  // Sessions handed out anew (a copy stopped under the fence by a lost lock dropped its source's
+  // session, and a lock taken again raises its own epoch on each shard: review 80, M1), unless a
+  // shard was just found silent: a new session would wait for its login's deadline first, where
+  // the dropped one fails at once (the back-out is then left to resume or abort).
+  const fresh = (): Promise<BatchScope> => (cause instanceof ShardSilentError ? Promise.resolve(scope) : openBatchScope(ctx, scope.batch));
   if (ctx.lost.aborted) {
     // The lock taken again is a new command's: the back-out's changes carry its epoch.
     return ctx.catalog.withOperatorLock((_lost, confirm, epoch) => {
       ctx.renewEpoch(epoch);
-      return backOut(scope, confirm);
+      return backOut(scope, fresh, confirm);
     });
   }
-  return backOut(scope, ctx.confirmLock);
+  return backOut(scope, fresh, ctx.confirmLock);
 }
 
-async function backOut(failed: BatchScope, confirmLock: () => Promise<void>): Promise<void> {
+async function backOut(failed: BatchScope, fresh: () => Promise<BatchScope>, confirmLock: () => Promise<void>): Promise<void> {
   await failed.ctx.store.claim(failed.ctx.move);
-  // Sessions handed out anew: a copy stopped under the fence (the lock lost) dropped its source's
-  // session, and a lock taken again raises its own epoch on each shard (review 80, M1).
-  const scope = await openBatchScope(failed.ctx, failed.batch);
+  const scope = await fresh();
   const state = await versionState(scope);
   if (state === 'published') {
     await enterPhase(scope, 'published');

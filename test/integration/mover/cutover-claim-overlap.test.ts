@@ -10,9 +10,8 @@ import { Client } from 'pg';
 import { startMoverFixture, TABLES, type MoverFixture } from './mover-fixture';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { abortMove } from '../../../src/admin/mover/move-control';
-import { TopologyCatalog } from '../../../src/admin/topology-catalog';
 import { directPool } from '../../support/direct-pool';
-import { latestTopology, usersAtLatest } from './served-rows';
+import { latestTopology, otherThanSlot0Owner, usersAtLatest } from './served-rows';
 
 let f: MoverFixture;
 let catalogPool: ReturnType<typeof directPool>;
@@ -46,14 +45,7 @@ function timeline(): { readonly events: string[]; restore(): void } {
   return { events, restore: () => ((Client.prototype as unknown as { query: unknown }).query = original) };
 }
 
-async function target(): Promise<string> {
-  const c = new TopologyCatalog({ url: f.catalogUrl });
-  try {
-    return (await c.latest())!.shardForSlot(0).id === 'shard0' ? 'shard1' : 'shard0';
-  } finally {
-    await c.close();
-  }
-}
+const target = (): Promise<string> => otherThanSlot0Owner(f.catalogUrl);
 
 test('a fresh cutover has its claim answered before the source switches, and sends no catalog save between the switch and the publish', async () => {
   const seen = timeline();

@@ -11,7 +11,7 @@ import { TABLES, type MoverFixture } from './mover-fixture';
 import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
-import { TopologyCatalog } from '../../../src/admin/topology-catalog';
+import { otherThanSlot0Owner } from './served-rows';
 
 let f: MoverFixture;
 let catalogPool: SeededMover['catalogPool'];
@@ -20,14 +20,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => closeSeededMover({ f, catalogPool }));
 
-async function target(): Promise<string> {
-  const c = new TopologyCatalog({ url: f.catalogUrl });
-  try {
-    return (await c.latest())!.shardForSlot(0).id === 'shard0' ? 'shard1' : 'shard0';
-  } finally {
-    await c.close();
-  }
-}
+const target = (): Promise<string> => otherThanSlot0Owner(f.catalogUrl);
 
 const shardEpochs = async (): Promise<bigint[]> => Promise.all(f.pools.map(async (p) => BigInt((await p.query<{ e: string }>('select epoch::text as e from kysely_scale.mover_epoch')).rows[0]!.e)));
 

@@ -9,6 +9,9 @@ import { directClient, type directPool } from '../../support/direct-pool';
 import { until } from '../replication/replication-fault-fixture';
 import { endLockSession } from './lock-takeover';
 import { expectBackendGone } from './within-deadline';
+import { startSeededMover, type SeededMover } from './seeded-mover';
+import { latestTopology } from './served-rows';
+import { slotOf } from '../../../src/cluster/slot-hash';
 
 /** A trigger `hold_<table>` holding an insert into `table` where `condition` (SQL on `new`) until advisory lock `key` is free; `always`, so it fires under `session_replication_role = replica` too. */
 export function holdTriggerSql(table: string, condition: string, key: number): string {
@@ -68,4 +71,26 @@ export async function loseLockWhileHeld(held: HeldCopy): Promise<number> {
   } finally {
     await held.release();
   }
+}
+
+/** The key of {@link startManyRowsKey}: its user has {@link MANY_ROWS} orders. */
+export const MANY_ROWS_KEY = 7;
+export const MANY_ROWS = 50_000;
+
+/**
+ * A seeded mover of two shards (32 slots, no users) where user {@link MANY_ROWS_KEY} has
+ * {@link MANY_ROWS} orders on its owner (`from`), and the other shard (`to`) holds the insert of
+ * its order changed to amount -1 until advisory lock `holdLock` is free ({@link holdTriggerSql}).
+ */
+export async function startManyRowsKey(name: string, holdLock: number): Promise<SeededMover & { readonly from: number; readonly to: number; readonly slot: number }> {
+  const seeded = await startSeededMover(name, { slotCount: 32, users: 0, catalogConnections: 2 });
+  const { f } = seeded;
+  const slot = slotOf(MANY_ROWS_KEY, 32);
+  const v1 = await latestTopology(f.catalogUrl);
+  const from = f.shards.findIndex((s) => s.id === v1.shardForSlot(slot).id);
+  const to = 1 - from;
+  await f.pools[from]!.query(`insert into users (id, name) values (${MANY_ROWS_KEY}, 'many orders')`);
+  await f.pools[from]!.query(`insert into orders (user_id, id, amount) select ${MANY_ROWS_KEY}, n, n from generate_series(1, ${MANY_ROWS}) n`);
+  await f.pools[to]!.query(holdTriggerSql('orders', `new.user_id = ${MANY_ROWS_KEY} and new.amount = -1`, holdLock));
+  return { ...seeded, from, to, slot };
 }

@@ -8,15 +8,13 @@
  * The target's copy of the key is held at the row the test changed ({@link holdTriggerSql}).
  */
 import { TABLES, type MoverFixture } from './mover-fixture';
-import { closeSeededMover, startSeededMover, type SeededMover } from './seeded-mover';
-import { latestTopology } from './served-rows';
+import { closeSeededMover, type SeededMover } from './seeded-mover';
 import { moveSlots } from '../../../src/admin/mover/mover-operations';
 import { resumeMove } from '../../../src/admin/mover/move-control';
-import { slotOf } from '../../../src/cluster/slot-hash';
-import { holdingCopies, holdTriggerSql, loseLockWhileHeld } from './held-copy';
+import { holdingCopies, loseLockWhileHeld, MANY_ROWS, MANY_ROWS_KEY, startManyRowsKey } from './held-copy';
 
-const KEY = 7;
-const KEY_ROWS = 50_000;
+const KEY = MANY_ROWS_KEY;
+const KEY_ROWS = MANY_ROWS;
 const HOLD_LOCK = 4444;
 
 let f: MoverFixture;
@@ -25,14 +23,7 @@ let from = 0;
 let to = 1;
 let slot = 0;
 beforeAll(async () => {
-  ({ f, catalogPool } = await startSeededMover('lost_lock_catchup_move', { slotCount: 32, users: 0, catalogConnections: 2 }));
-  slot = slotOf(KEY, 32);
-  const v1 = await latestTopology(f.catalogUrl);
-  from = f.shards.findIndex((s) => s.id === v1.shardForSlot(slot).id);
-  to = 1 - from;
-  await f.pools[from]!.query(`insert into users (id, name) values (${KEY}, 'many orders')`);
-  await f.pools[from]!.query(`insert into orders (user_id, id, amount) select ${KEY}, n, n from generate_series(1, ${KEY_ROWS}) n`);
-  await f.pools[to]!.query(holdTriggerSql('orders', `new.user_id = ${KEY} and new.amount = -1`, HOLD_LOCK));
+  ({ f, catalogPool, from, to, slot } = await startManyRowsKey('lost_lock_catchup_move', HOLD_LOCK));
 }, 60_000);
 afterAll(() => closeSeededMover({ f, catalogPool }));
 

@@ -62,7 +62,7 @@ test('during a move scatter counts stay exact on every phase, writes to fenced s
   };
   const result = await moveSlots({ catalog: f.catalogUrl, tables: TABLES, slots: '0-255', to: 'shard1', hook });
   expect(result.error).toBeNull();
-  expect(counts).toEqual({ planned: 300, capturing: 300, copied: 300, 'caught-up': 300, fencing: 300, fenced: 300, switched: STALE_TOPOLOGY_SQLSTATE, showing: STALE_TOPOLOGY_SQLSTATE, publishing: STALE_TOPOLOGY_SQLSTATE, published: STALE_TOPOLOGY_SQLSTATE, 'published v2': 300, cleaning: STALE_TOPOLOGY_SQLSTATE, 'cleaning v2': 300 });
+  expect(counts).toEqual({ planned: 300, capturing: 300, copied: 300, 'caught-up': 300, claiming: 300, fencing: 300, fenced: 300, switched: STALE_TOPOLOGY_SQLSTATE, showing: STALE_TOPOLOGY_SQLSTATE, publishing: STALE_TOPOLOGY_SQLSTATE, published: STALE_TOPOLOGY_SQLSTATE, 'published v2': 300, cleaning: STALE_TOPOLOGY_SQLSTATE, 'cleaning v2': 300 });
   expect(fenced).toEqual({ moving: SLOT_FENCED_SQLSTATE, other: undefined });
   expect(straddle).toEqual({ source: expect.any(Number), target: STALE_TOPOLOGY_SQLSTATE });
 

@@ -17,6 +17,11 @@ export async function latestTopology(catalogUrl: string): Promise<Topology> {
   }
 }
 
+/** The shard of two that does not own slot 0: where a test moves slot 0 next. */
+export async function otherThanSlot0Owner(catalogUrl: string): Promise<string> {
+  return (await latestTopology(catalogUrl)).shardForSlot(0).id === 'shard0' ? 'shard1' : 'shard0';
+}
+
 /** Users an app session at the catalog's latest version reads on every shard, in all (a shard that refuses it fails the count). */
 export async function usersAtLatest(f: MoverFixture): Promise<number> {
   const { version } = await latestTopology(f.catalogUrl);
