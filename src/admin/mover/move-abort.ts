@@ -191,7 +191,7 @@ async function markRollback(ctx: MoveContext, batch: MoveBatch): Promise<void> {
  * Undoes what is left of `batch`'s rollback on the shards that answer; true once nothing is left.
  * A switched batch: the target's switch first (so the two never both show the slots), then the
  * source (its switch undone and its capture and fence released: writes flow again), then the
- * target's copies deleted.
+ * target's copies deleted. A target found silent at its switch is not asked again by this run.
  */
 async function rollBack(run: AbortRun, batch: MoveBatch): Promise<boolean> {
   const left = batch.abortLeft!;
@@ -201,6 +201,7 @@ async function rollBack(run: AbortRun, batch: MoveBatch): Promise<boolean> {
   const target = scope === undefined ? undefined : targetSide(scope);
   const source = scope === undefined ? undefined : sourceSide(scope);
   if (scope !== undefined) {
+    // The target's switch undone first (once: clearTarget below only deletes and shows).
     if (switched && sides.has('target') && target !== undefined) await run.reach.attempt([batch.target], scope.topology, () => revertTarget(target));
     if (sides.has('source') && source !== undefined && !run.reach.isDown(batch.source)) {
       const undone = await run.reach.attempt([batch.source], scope.topology, async () => {
@@ -210,10 +211,7 @@ async function rollBack(run: AbortRun, batch: MoveBatch): Promise<boolean> {
       if (undone) sides.delete('source');
     }
     if (sides.has('target') && target !== undefined && !run.reach.isDown(batch.target)) {
-      const undone = await run.reach.attempt([batch.target], scope.topology, async () => {
-        if (switched) await revertTarget(target);
-        await clearTarget(target);
-      });
+      const undone = await run.reach.attempt([batch.target], scope.topology, () => clearTarget(target));
       if (undone) sides.delete('target');
     }
   }
